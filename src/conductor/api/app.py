@@ -1,0 +1,423 @@
+"""The HTTP API (FastAPI). Routes and bodies of the seed are kept exactly (DESIGN 1.3)."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import stat
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from conductor import __version__
+from conductor.api import models
+from conductor.bus import SCHEDULER, Bus, node_topic
+from conductor.domain.errors import SpecError
+from conductor.domain.states import JobState
+from conductor.launch import job_paths
+from conductor.settings import Settings
+from conductor.store import Store, utcnow
+from conductor.submission import Limits, Unsatisfiable, build_rows, submitter_for
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+@dataclass
+class AppContext:
+    store: Store
+    bus: Bus
+    settings: Settings
+    default_user: str = field(default_factory=getpass.getuser)
+    hostname: str = field(default_factory=lambda: socket.gethostname().split(".")[0])
+
+    def live_after(self) -> datetime:
+        return utcnow() - timedelta(seconds=self.settings.heartbeat_timeout)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _elapsed(row: dict[str, Any], now: datetime) -> int:
+    start = row.get("start_time")
+    if start is None:
+        return 0
+    end = row.get("end_time") or now
+    return max(int((end - start).total_seconds()), 0)
+
+
+def job_record(row: dict[str, Any], now: datetime) -> models.JobRecord:
+    paths = job_paths(row)
+    return models.JobRecord(
+        job_id=row["id"],
+        array_job_id=row["array_job_id"],
+        array_task_id=row["array_task_id"],
+        array_max_running=row["array_max_running"],
+        array_spec=row["array_spec"],
+        name=row["name"],
+        user=row["user_name"],
+        account=row["account"],
+        partition=row["partition"],
+        state=row["state"],
+        reason=row["reason"],
+        priority=row["priority"],
+        nice=row["nice"],
+        cpus_per_task=row["cpus_per_task"],
+        ntasks=row["ntasks"],
+        ntasks_per_node=row["ntasks_per_node"],
+        memory_per_node_mb=row["memory_per_node_mb"],
+        memory_per_cpu_mb=row["memory_per_cpu_mb"],
+        allocated_cpus=row["allocated_cpus"],
+        cpu_ids=row["cpu_ids"],
+        node_list=row["node_list"],
+        submit_time=_iso(row["submit_time"]),
+        eligible_time=_iso(row["eligible_time"]),
+        start_time=_iso(row["start_time"]),
+        end_time=_iso(row["end_time"]),
+        elapsed=_elapsed(row, now),
+        time_limit=row["time_limit"],
+        exit_code=row["exit_code"],
+        error_msg=row["error_msg"],
+        work_dir=row["work_dir"],
+        standard_output=paths.stdout,
+        standard_error=paths.stderr,
+        standard_input=paths.stdin,
+        dependency=row["dependency"],
+        hold=bool(row["held"]),
+        begin_time=_iso(row["begin_time"]),
+        requeue=bool(row["requeue"]),
+        restart_count=row["restart_count"],
+        comment=row["comment"],
+        qos=row["qos"],
+        exclusive=bool(row["exclusive"]),
+        cancel_requested=row["kill_state"] == JobState.CANCELLED.value,
+    )
+
+
+def read_tail(path: str, limit: int) -> str | None:
+    """The last `limit` bytes of a job's output file, never following a symbolic link."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        start = max(info.st_size - limit, 0)
+        os.lseek(fd, start, os.SEEK_SET)
+        data = os.read(fd, limit)
+    finally:
+        os.close(fd)
+    return data.decode(errors="replace")
+
+
+def _parse_job_id(job_id: str) -> int:
+    text = job_id.strip()
+    if not text.isdigit() or len(text) > 18:
+        raise ApiError(400, f"job_id: '{job_id[:40]}' is not a job id (a positive integer)")
+    return int(text)
+
+
+def _csv(value: str | None) -> list[str] | None:
+    if not value:
+        return None
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def create_app(ctx: AppContext) -> FastAPI:
+    app = FastAPI(
+        title="SCNS-Conductor",
+        version=__version__,
+        description="A batch job scheduler with Slurm's way of working.",
+    )
+    app.state.ctx = ctx
+    store, bus, settings = ctx.store, ctx.bus, ctx.settings
+    limits = Limits(
+        max_script_bytes=settings.max_script_bytes,
+        max_environment_bytes=settings.max_environment_bytes,
+        max_array_tasks=settings.max_array_tasks,
+        default_partition=settings.partition,
+    )
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+
+    @app.exception_handler(SpecError)
+    async def _spec_error(_: Request, exc: SpecError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc), "field": exc.field}, status_code=400)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+            errors.append({"field": loc, "message": err.get("msg", "invalid")})
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
+        return JSONResponse({"detail": detail, "errors": errors}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code)
+
+    @app.middleware("http")
+    async def _body_limit(request: Request, call_next: Any) -> Any:
+        length = request.headers.get("content-length")
+        if length is not None:
+            if not length.isdigit():
+                return JSONResponse({"detail": "Content-Length: must be a number"}, status_code=400)
+            if int(length) > settings.max_body_bytes:
+                return JSONResponse(
+                    {"detail": f"request body is {length} bytes; the limit is {settings.max_body_bytes} bytes"},
+                    status_code=413,
+                )
+        return await call_next(request)
+
+    error_responses: dict[int | str, dict[str, Any]] = {
+        400: {"model": models.ErrorBody},
+        404: {"model": models.ErrorBody},
+        422: {"model": models.ErrorBody},
+    }
+
+    # ------------------------------------------------------------------ jobs
+    @app.post("/jobs/submit", status_code=201, response_model=models.SubmitResponse, responses=error_responses)
+    def submit(body: models.SubmitRequest, request: Request) -> Any:
+        now = utcnow()
+        submitter = submitter_for(ctx.default_user, request.client.host if request.client else ctx.hostname)
+        try:
+            rows = build_rows(
+                body.job,
+                body.script,
+                submitter=submitter,
+                limits=limits,
+                nodes=store.node_views(),
+                now=now,
+            )
+        except Unsatisfiable as exc:
+            raise ApiError(400, str(exc)) from exc
+        if body.job.test_only:
+            return JSONResponse(
+                {"job_id": None, "message": f"Job would be accepted: {len(rows)} job(s), not submitted (test only)"},
+                status_code=200,
+            )
+        ids = store.submit(rows)
+        bus.publish(SCHEDULER)
+        task_ids = [str(i) for i in ids] if body.job.array else None
+        return models.SubmitResponse(job_id=str(ids[0]), array_task_ids=task_ids)
+
+    @app.get("/jobs/stats", response_model=models.StatsResponse)
+    def stats() -> Any:
+        s = store.stats(live_after=ctx.live_after())
+        return models.StatsResponse(
+            total_cpus=s.total_cpus,
+            used_cpus=s.used_cpus,
+            available_cpus=s.available_cpus,
+            running_jobs=s.running_jobs,
+            pending_jobs=s.pending_jobs,
+        )
+
+    @app.get("/jobs/query/{job_id}", response_model=models.QueryResponse, responses=error_responses)
+    def query(job_id: str) -> Any:
+        row = _get(job_id)
+        now = utcnow()
+        paths = job_paths(row)
+        tail = settings.log_tail_bytes
+        stdout = read_tail(paths.stdout, tail)
+        stderr = read_tail(paths.stderr, tail) if paths.stderr != paths.stdout else stdout
+        return models.QueryResponse(
+            job_id=str(row["id"]),
+            state=row["state"],
+            error_msg=row["error_msg"],
+            time=models.QueryTime(
+                submit_time=_iso(row["submit_time"]),
+                start_time=_iso(row["start_time"]),
+                end_time=_iso(row["end_time"]),
+                eligible_time=_iso(row["eligible_time"]),
+                elapsed_time=_elapsed(row, now),
+                limit_time=row["time_limit"],
+            ),
+            job_log=models.QueryLog(stdout=stdout, stderr=stderr),
+            detail=models.QueryDetail(
+                job_name=row["name"],
+                user=row["user_name"],
+                partition=row["partition"],
+                allocated_cpus=row["allocated_cpus"],
+                allocated_nodes=1 if row["node_list"] else 0,
+                node_list=row["node_list"],
+                exit_code=row["exit_code"],
+                work_dir=row["work_dir"],
+                account=row["account"],
+                reason=row["reason"],
+                cpu_ids=row["cpu_ids"],
+                priority=row["priority"],
+                array_job_id=row["array_job_id"],
+                array_task_id=row["array_task_id"],
+            ),
+        )
+
+    @app.post("/jobs/cancel/{job_id}", response_model=models.CancelResponse, responses=error_responses)
+    def cancel(job_id: str) -> Any:
+        jid = _parse_job_id(job_id)
+        outcome = store.cancel(jid)
+        if not outcome.found:
+            raise ApiError(404, outcome.message)
+        if outcome.node:
+            bus.publish(node_topic(outcome.node))
+        bus.publish(SCHEDULER)
+        return models.CancelResponse(job_id=str(jid), state=outcome.state, message=outcome.message)
+
+    @app.get("/jobs", response_model=models.JobList, responses=error_responses)
+    def list_jobs(
+        state: Annotated[str | None, Query(description="Comma separated states")] = None,
+        user: Annotated[str | None, Query(description="Comma separated users")] = None,
+        name: Annotated[str | None, Query(description="Comma separated job names")] = None,
+        partition: Annotated[str | None, Query(description="Comma separated partitions")] = None,
+        job_id: Annotated[str | None, Query(description="Comma separated job ids (an array's id selects its tasks)")] = None,
+        array_job_id: Annotated[int | None, Query(ge=1)] = None,
+        since: Annotated[datetime | None, Query(description="Jobs still alive at or after this time")] = None,
+        until: Annotated[datetime | None, Query(description="Jobs submitted at or before this time")] = None,
+        offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+        limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+    ) -> Any:
+        states = _csv(state)
+        if states:
+            valid = {s.value for s in JobState}
+            bad = [s for s in states if s.upper() not in valid]
+            if bad:
+                raise ApiError(400, f"state: unknown state '{bad[0]}'; expected one of {', '.join(sorted(valid))}")
+            states = [s.upper() for s in states]
+        ids = None
+        if job_id:
+            ids = [_parse_job_id(j) for j in _csv(job_id) or []]
+        rows, total = store.list_jobs(
+            states=states,
+            users=_csv(user),
+            names=_csv(name),
+            partitions=_csv(partition),
+            job_ids=ids,
+            array_job_ids=[array_job_id] if array_job_id else None,
+            since=since,
+            until=until,
+            offset=offset,
+            limit=limit,
+        )
+        now = utcnow()
+        return models.JobList(jobs=[job_record(r, now) for r in rows], total=total)
+
+    def _get(job_id: str) -> dict[str, Any]:
+        row = store.get_job(_parse_job_id(job_id))
+        if row is None:
+            raise ApiError(404, f"job_id: no job {job_id}")
+        return row
+
+    @app.get("/jobs/{job_id}", response_model=models.JobRecord, responses=error_responses)
+    def get_job(job_id: str) -> Any:
+        return job_record(_get(job_id), utcnow())
+
+    @app.get("/jobs/{job_id}/events", response_model=models.JobEvents, responses=error_responses)
+    def job_events(job_id: str) -> Any:
+        row = _get(job_id)
+        return models.JobEvents(
+            job_id=str(row["id"]),
+            events=[
+                models.JobEvent(
+                    id=e["id"],
+                    time=e["time"].isoformat(),
+                    from_state=e["from_state"],
+                    to_state=e["to_state"],
+                    reason=e["reason"],
+                    node=e["node"],
+                    message=e["message"],
+                )
+                for e in store.events(row["id"])
+            ],
+        )
+
+    # ----------------------------------------------------------------- nodes
+    @app.get("/nodes", response_model=models.NodeList)
+    def list_nodes() -> Any:
+        return models.NodeList(
+            nodes=[
+                models.Node(
+                    name=n.name,
+                    state=_node_state(n.state, n.alloc_cpus, n.cpus),
+                    reason=n.reason,
+                    cpus=n.cpus,
+                    alloc_cpus=n.alloc_cpus,
+                    free_cpus=n.cpus - n.alloc_cpus,
+                    cpu_ids=n.cpu_ids,
+                    cpu_binding=n.cpu_binding,
+                    memory_mb=n.memory_mb,
+                    alloc_memory_mb=n.alloc_memory_mb,
+                    partitions=n.partitions,
+                    running_jobs=n.running_jobs,
+                    last_heartbeat=_iso(n.last_heartbeat),
+                )
+                for n in store.list_nodes(live_after=ctx.live_after())
+            ]
+        )
+
+    @app.get("/partitions", response_model=models.PartitionList)
+    def list_partitions() -> Any:
+        found: dict[str, models.Partition] = {}
+        for n in store.list_nodes(live_after=ctx.live_after()):
+            for p in n.partitions:
+                part = found.setdefault(
+                    p,
+                    models.Partition(
+                        name=p, default=p == settings.partition, state="UP", max_time=None, nodes=[], total_cpus=0
+                    ),
+                )
+                part.nodes.append(n.name)
+                part.total_cpus += n.cpus
+        return models.PartitionList(partitions=sorted(found.values(), key=lambda p: (not p.default, p.name)))
+
+    # ---------------------------------------------------------------- system
+    @app.get("/health", response_model=models.Health, responses={503: {"model": models.Health}})
+    def health() -> Any:
+        try:
+            store.ping()
+        except Exception as exc:  # noqa: BLE001 - any failure is "unhealthy", said plainly
+            return JSONResponse(
+                {"status": "unhealthy", "database": "unreachable", "detail": type(exc).__name__}, status_code=503
+            )
+        return models.Health(status="ok", database="ok")
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def metrics() -> str:
+        s = store.stats(live_after=ctx.live_after())
+        lines = [
+            "# HELP conductor_cpus_total CPUs of live nodes.",
+            "# TYPE conductor_cpus_total gauge",
+            f"conductor_cpus_total {s.total_cpus}",
+            "# HELP conductor_cpus_used CPUs allocated to running jobs.",
+            "# TYPE conductor_cpus_used gauge",
+            f"conductor_cpus_used {s.used_cpus}",
+            "# HELP conductor_jobs Jobs by state.",
+            "# TYPE conductor_jobs gauge",
+            f'conductor_jobs{{state="RUNNING"}} {s.running_jobs}',
+            f'conductor_jobs{{state="PENDING"}} {s.pending_jobs}',
+        ]
+        return "\n".join(lines) + "\n"
+
+    return app
+
+
+def _node_state(state: str, alloc: int, cpus: int) -> str:
+    if state != "UP":
+        return state
+    if alloc == 0:
+        return "IDLE"
+    return "ALLOCATED" if alloc >= cpus else "MIXED"

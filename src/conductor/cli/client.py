@@ -1,0 +1,310 @@
+"""The user commands' HTTP client: JSON over a plain socket, nothing heavier.
+
+`conductor sbatch` must answer within a few tens of milliseconds. Importing httpx (or pydantic)
+alone costs more than that, and even the stdlib's http.client drags in the email package and ssl
+(~20 ms), so this module speaks the little HTTP/1.1 it needs over a socket itself: one request
+at a time on a keep-alive connection, Content-Length or chunked bodies. ssl is imported only for
+an https:// URL.
+"""
+
+from __future__ import annotations
+
+import _socket  # the C module: socket.py's enums and selectors cost ~5 ms at import
+import json
+import os
+# typing is imported only by type checkers: at run time it costs the CLI ~4 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+TIMEOUT_SECONDS = 60.0
+
+
+class ApiError(Exception):
+    """The server answered with an error status; `message` is its explanation, made readable."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class ConnectionFailed(Exception):
+    """No server answered at the configured URL."""
+
+
+def base_url() -> str:
+    return os.environ.get("CONDUCTOR_URL", "").strip() or DEFAULT_URL
+
+
+def read_token() -> str | None:
+    """CONDUCTOR_TOKEN, else $CONDUCTOR_HOME/token (default ./.conductor), else ~/.conductor/token."""
+    token = os.environ.get("CONDUCTOR_TOKEN", "").strip()
+    if token:
+        return token
+    home = os.environ.get("CONDUCTOR_HOME", "").strip() or ".conductor"
+    for path in (os.path.join(home, "token"), os.path.expanduser("~/.conductor/token")):
+        try:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read().strip()
+        except OSError:
+            continue
+        if text:
+            return text
+    return None
+
+
+def _quote(value: str) -> str:
+    """Percent-encode a query value (what urllib.parse.quote does, without importing it)."""
+    safe = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~,:"
+    return "".join(c if c in safe else "".join(f"%{b:02X}" for b in c.encode()) for c in value)
+
+
+def split_url(url: str) -> tuple[str, str, int, str]:
+    """(scheme, host, port, path prefix) of an http(s) URL."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("http", "https"):
+        raise ConnectionFailed(f"invalid CONDUCTOR_URL '{url}' (expected http://host:port)")
+    hostport, slash, path = rest.partition("/")
+    host, port_text = hostport, ""
+    if hostport.startswith("["):  # IPv6 literal
+        host, _, tail = hostport[1:].partition("]")
+        port_text = tail.lstrip(":")
+    elif ":" in hostport:
+        host, _, port_text = hostport.rpartition(":")
+    if not host:
+        raise ConnectionFailed(f"invalid CONDUCTOR_URL '{url}' (no host)")
+    try:
+        port = int(port_text) if port_text else (443 if scheme == "https" else 80)
+    except ValueError:
+        raise ConnectionFailed(f"invalid CONDUCTOR_URL '{url}' (bad port)") from None
+    return scheme, host, port, ("/" + path).rstrip("/") if slash else ""
+
+
+def error_text(payload: Any, fallback: str) -> str:
+    """Turn a FastAPI error body ({"detail": str | [{"loc", "msg"}, ...]}) into one line."""
+    if isinstance(payload, dict) and "detail" in payload:
+        detail = payload["detail"]
+        if isinstance(detail, str):
+            return detail
+        if isinstance(detail, list):
+            parts = []
+            for item in detail:
+                if isinstance(item, dict):
+                    loc = [str(p) for p in item.get("loc", []) if p not in ("body", "job")]
+                    msg = str(item.get("msg", item))
+                    parts.append(f"{'.'.join(loc)}: {msg}" if loc else msg)
+                else:
+                    parts.append(str(item))
+            return "; ".join(parts)
+        if isinstance(detail, dict):
+            return str(detail.get("message") or detail.get("msg") or json.dumps(detail))
+        return str(detail)
+    if isinstance(payload, dict) and "message" in payload:
+        return str(payload["message"])
+    return fallback
+
+
+def _is_ipv4(host: str) -> bool:
+    parts = host.split(".")
+    return len(parts) == 4 and all(p.isdigit() and int(p) < 256 for p in parts)
+
+
+class _Closed(Exception):
+    """The server closed a kept-alive connection before answering; worth one retry."""
+
+
+class Client:
+    """One keep-alive connection to the API; every call returns the decoded JSON body."""
+
+    def __init__(self, url: str | None = None, token: str | None = None) -> None:
+        self.url = (url or base_url()).rstrip("/")
+        self._scheme, self._host, self._port, self._prefix = split_url(self.url)
+        self._token = token if token is not None else read_token()
+        self._sock: Any = None
+        self._buffer = b""
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        self._buffer = b""
+
+    def _connect(self) -> None:
+        try:
+            if _is_ipv4(self._host) and self._scheme == "http":
+                sock: Any = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+                sock.settimeout(TIMEOUT_SECONDS)
+                try:
+                    sock.connect((self._host, self._port))
+                except OSError:
+                    sock.close()
+                    raise
+            else:
+                import socket
+
+                sock = socket.create_connection((self._host, self._port), timeout=TIMEOUT_SECONDS)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise ConnectionFailed(
+                f"cannot connect to the conductor API at {self.url}: {reason}"
+                " (is `conductor up` running? CONDUCTOR_URL names the server)"
+            ) from exc
+        sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+        if self._scheme == "https":
+            import ssl
+
+            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=self._host)
+        self._sock = sock
+        self._buffer = b""
+
+    def _fill(self) -> bool:
+        assert self._sock is not None
+        chunk = self._sock.recv(65536)
+        if not chunk:
+            return False
+        self._buffer += chunk
+        return True
+
+    def _readline(self) -> bytes:
+        while b"\n" not in self._buffer:
+            if not self._fill():
+                line, self._buffer = self._buffer, b""
+                return line
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line + b"\n"
+
+    def _read(self, size: int) -> bytes:
+        while len(self._buffer) < size:
+            if not self._fill():
+                break
+        data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data
+
+    def _read_to_end(self) -> bytes:
+        while self._fill():
+            pass
+        data, self._buffer = self._buffer, b""
+        return data
+
+    def _exchange(self, request: bytes) -> tuple[int, str, bytes]:
+        assert self._sock is not None
+        try:
+            self._sock.sendall(request)
+            status_line = self._readline()
+        except OSError as exc:
+            raise _Closed(str(exc)) from exc
+        if not status_line:
+            raise _Closed("connection closed")
+        parts = status_line.decode("latin-1").split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/"):
+            raise ConnectionFailed(f"{self.url} did not answer in HTTP: {status_line[:80]!r}")
+        status = int(parts[1])
+        reason = parts[2].strip() if len(parts) > 2 else ""
+        headers: dict[str, str] = {}
+        while True:
+            line = self._readline()
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int(self._readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self._readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                chunks.append(self._read(size))
+                self._readline()
+            body = b"".join(chunks)
+        elif "content-length" in headers:
+            body = self._read(int(headers["content-length"]))
+        else:
+            body = self._read_to_end()
+            self.close()
+        if headers.get("connection", "").lower() == "close":
+            self.close()
+        return status, reason, body
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: dict[str, Any] | None = None,
+    ) -> Any:
+        target = self._prefix + path
+        if query:
+            pairs = [
+                f"{_quote(str(k))}={_quote(str(v))}"
+                for k, v in query.items()
+                if v is not None and v != ""
+            ]
+            if pairs:
+                target += "?" + "&".join(pairs)
+        data = b"" if body is None else json.dumps(body).encode()
+        host = self._host if ":" not in self._host else f"[{self._host}]"
+        lines = [
+            f"{method} {target} HTTP/1.1",
+            f"Host: {host}:{self._port}",
+            "Accept: application/json",
+            "User-Agent: conductor-cli",
+        ]
+        if body is not None:
+            lines.append("Content-Type: application/json")
+        if body is not None or method in ("POST", "PUT", "PATCH"):
+            lines.append(f"Content-Length: {len(data)}")
+        if self._token:
+            lines.append(f"Authorization: Bearer {self._token}")
+        request = ("\r\n".join(lines) + "\r\n\r\n").encode() + data
+        # One retry: a kept-alive connection may have been closed by the server meanwhile.
+        for attempt in (0, 1):
+            if self._sock is None:
+                self._connect()
+            try:
+                status, reason, raw = self._exchange(request)
+                break
+            except _Closed as exc:
+                self.close()
+                if attempt:
+                    raise ConnectionFailed(
+                        f"the conductor API at {self.url} closed the connection: {exc}"
+                    ) from exc
+            except OSError as exc:
+                self.close()
+                raise ConnectionFailed(f"lost the conductor API at {self.url}: {exc}") from exc
+        payload: Any = None
+        if raw:
+            try:
+                payload = json.loads(raw)
+            except ValueError:
+                payload = raw.decode(errors="replace").strip()
+        if status >= 400:
+            fallback = payload if isinstance(payload, str) and payload else reason
+            raise ApiError(status, error_text(payload, f"HTTP {status} {fallback}"))
+        return payload
+
+    def get(self, path: str, **query: Any) -> Any:
+        return self.request("GET", path, query=query)
+
+    def post(self, path: str, body: Any = None) -> Any:
+        return self.request("POST", path, body=body)
+
+    def patch(self, path: str, body: Any) -> Any:
+        return self.request("PATCH", path, body=body)
+
+    def list_jobs(self, page_size: int = 1000, **filters: Any) -> list[dict[str, Any]]:
+        """All jobs matching the filters, following the server's paging."""
+        jobs: list[dict[str, Any]] = []
+        offset = 0
+        while True:
+            page = self.get("/jobs", offset=offset, limit=page_size, **filters)
+            batch = page.get("jobs", []) if isinstance(page, dict) else []
+            jobs.extend(batch)
+            total = page.get("total") if isinstance(page, dict) else None
+            offset += len(batch)
+            if not batch or len(batch) < page_size or (total is not None and offset >= total):
+                return jobs

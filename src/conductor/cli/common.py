@@ -1,0 +1,167 @@
+"""Small helpers shared by the user commands: error reporting, users, Slurm's time and id formats."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from conductor.cli.client import ApiError, ConnectionFailed
+from conductor.cli.getopt import GetoptError
+
+# Every state Slurm may show, with squeue's compact code (%t).
+STATE_CODES: dict[str, str] = {
+    "PENDING": "PD",
+    "RUNNING": "R",
+    "SUSPENDED": "S",
+    "COMPLETING": "CG",
+    "COMPLETED": "CD",
+    "CONFIGURING": "CF",
+    "CANCELLED": "CA",
+    "FAILED": "F",
+    "TIMEOUT": "TO",
+    "PREEMPTED": "PR",
+    "BOOT_FAIL": "BF",
+    "DEADLINE": "DL",
+    "NODE_FAIL": "NF",
+    "OUT_OF_MEMORY": "OOM",
+    "REQUEUED": "RQ",
+    "RESIZING": "RS",
+    "REVOKED": "RV",
+    "SIGNALING": "SI",
+    "SPECIAL_EXIT": "SE",
+    "STAGE_OUT": "SO",
+    "STOPPED": "ST",
+}
+CODE_STATES: dict[str, str] = {code: state for state, code in STATE_CODES.items()}
+ACTIVE_STATES = ("PENDING", "RUNNING", "SUSPENDED", "COMPLETING", "CONFIGURING")
+
+
+class UsageError(Exception):
+    """A user mistake detected by the command itself; printed as '<prog>: error: <message>'."""
+
+
+def err(prog: str, message: str) -> None:
+    sys.stderr.write(f"{prog}: error: {message}\n")
+
+
+def warn(prog: str, message: str) -> None:
+    sys.stderr.write(f"{prog}: warning: {message}\n")
+
+
+def run(prog: str, body: Callable[[], int]) -> int:
+    """Run a command body, turning the expected failures into Slurm-style messages and exit 1."""
+    try:
+        return body()
+    except GetoptError as exc:
+        sys.stderr.write(f"{prog}: {exc}\nTry \"{prog} --help\" for more information\n")
+        return 1
+    except UsageError as exc:
+        err(prog, str(exc))
+        return 1
+    except ConnectionFailed as exc:
+        err(prog, str(exc))
+        return 1
+    except ApiError as exc:
+        err(prog, exc.message)
+        return 1
+    except BrokenPipeError:
+        # `squeue | head` closes the pipe early; that is not an error worth a traceback.
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - swallow the final flush
+        except OSError:
+            pass
+        return 0
+    except KeyboardInterrupt:
+        return 130
+
+
+def current_user() -> str:
+    """The submitting user's name, as the server records it for tokens issued to this login."""
+    explicit = os.environ.get("CONDUCTOR_USER", "").strip()
+    if explicit:
+        return explicit
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError):
+        return os.environ.get("USER") or os.environ.get("LOGNAME") or "unknown"
+
+
+def split_list(value: str) -> list[str]:
+    """Slurm's comma-separated option lists (`-u a,b`, `-t PD,R`), ignoring empty items."""
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+# ---- durations -------------------------------------------------------------------------------
+
+
+def clock(seconds: int | float | None) -> str:
+    """squeue's compact duration (%M, %l): 'M:SS', 'H:MM:SS' or 'D-HH:MM:SS'."""
+    if seconds is None:
+        return "UNLIMITED"
+    total = max(int(seconds), 0)
+    days, rem = divmod(total, 86400)
+    hours, rem = divmod(rem, 3600)
+    minutes, secs = divmod(rem, 60)
+    if days:
+        return f"{days}-{hours:02d}:{minutes:02d}:{secs:02d}"
+    if hours:
+        return f"{hours}:{minutes:02d}:{secs:02d}"
+    return f"{minutes}:{secs:02d}"
+
+
+def hms(seconds: int | float | None) -> str:
+    """Slurm's secs2time_str (sacct Elapsed, scontrol RunTime/TimeLimit): 'HH:MM:SS' or 'D-HH:MM:SS'."""
+    if seconds is None:
+        return "UNLIMITED"
+    total = max(int(seconds), 0)
+    days, rem = divmod(total, 86400)
+    hours, rem = divmod(rem, 3600)
+    minutes, secs = divmod(rem, 60)
+    if days:
+        return f"{days}-{hours:02d}:{minutes:02d}:{secs:02d}"
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}"
+
+
+# ---- timestamps ------------------------------------------------------------------------------
+
+
+def parse_iso(value: Any) -> datetime | None:
+    if not value or not isinstance(value, str):
+        return None
+    try:
+        stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=timezone.utc)
+    return stamp
+
+
+def slurm_time(value: Any, missing: str = "Unknown") -> str:
+    """Slurm prints instants in local time without zone: 2026-11-29T07:00:07."""
+    stamp = parse_iso(value)
+    if stamp is None:
+        return missing
+    return stamp.astimezone().strftime("%Y-%m-%dT%H:%M:%S")
+
+
+# ---- job ids ---------------------------------------------------------------------------------
+
+
+def job_display_id(job: dict[str, Any]) -> str:
+    """'123' for a plain job, '<array job id>_<task>' for an array task."""
+    array_job = job.get("array_job_id")
+    task = job.get("array_task_id")
+    if array_job is not None and task is not None:
+        return f"{array_job}_{task}"
+    return str(job.get("job_id"))
+
+
+def exit_code(job: dict[str, Any]) -> str:
+    value = job.get("exit_code")
+    return str(value) if value else "0:0"

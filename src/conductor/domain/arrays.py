@@ -1,0 +1,143 @@
+"""Job array index specifications (``sbatch --array``) and their squeue display form.
+
+Sources: ``sbatch(1)`` (``--array``) and ``_xlate_task_str`` in Slurm's
+``src/api/job_info.c`` / ``src/sacct/print.c`` for the display form.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from conductor.domain.errors import SpecError
+
+__all__ = ["ArraySpec", "format_array_indices", "parse_array_spec"]
+
+_ARRAY_FORMS = (
+    "comma-separated indexes or ranges such as 0-99, 1,3,5, 0-15:4 or 1-5,10,20-30:2, "
+    "optionally followed by %N to run at most N tasks at once"
+)
+_ELEMENT_RE = re.compile(r"(?P<lo>\d+)(?:-(?P<hi>\d+)(?::(?P<step>\d+))?)?", re.ASCII)
+_NUMBER_RE = re.compile(r"\d+", re.ASCII)
+
+
+@dataclass(frozen=True, slots=True)
+class ArraySpec:
+    """A parsed ``--array`` value: sorted unique task indices and the optional ``%N`` cap."""
+
+    indices: tuple[int, ...]
+    max_running: int | None = None
+
+    def __str__(self) -> str:
+        return format_array_indices(self.indices, max_running=self.max_running)
+
+
+def parse_array_spec(
+    value: str,
+    *,
+    field: str = "array",
+    max_tasks: int = 100_000,
+    max_index: int = 4_000_000,
+) -> ArraySpec:
+    """Parse an sbatch ``--array`` value.
+
+    Grammar: elements separated by ``,``; an element is ``N``, ``A-B`` or ``A-B:S`` (every
+    S-th index from A up to B); the whole list may end with ``%N``, the maximum number of
+    tasks running at once. Duplicates collapse. ``max_index`` plays the part of Slurm's
+    ``MaxArraySize - 1`` and ``max_tasks`` of ``max_array_tasks``.
+    """
+    if not isinstance(value, str):
+        raise SpecError(field, f"invalid array {value!r}; expected {_ARRAY_FORMS}")
+    text = value.strip()
+    if not text:
+        raise SpecError(field, f"empty array specification; expected {_ARRAY_FORMS}")
+
+    body, percent, limit_text = text.partition("%")
+    max_running: int | None = None
+    if percent:
+        if _NUMBER_RE.fullmatch(limit_text) is None:
+            raise SpecError(
+                field,
+                f"invalid array {text!r}: the part after % must be a whole number of tasks",
+            )
+        max_running = int(limit_text)
+        if max_running < 1:
+            raise SpecError(field, f"invalid array {text!r}: %{max_running} must be at least 1")
+    if not body:
+        raise SpecError(field, f"invalid array {text!r}: no indexes before %")
+
+    indices: set[int] = set()
+    for element in body.split(","):
+        match = _ELEMENT_RE.fullmatch(element)
+        if match is None:
+            if element.startswith("-") or "--" in element:
+                raise SpecError(
+                    field, f"invalid array {text!r}: index in {element!r} cannot be negative"
+                )
+            raise SpecError(
+                field, f"invalid array {text!r}: bad element {element!r}; expected {_ARRAY_FORMS}"
+            )
+        lo = int(match.group("lo"))
+        hi = int(match.group("hi")) if match.group("hi") is not None else lo
+        step = int(match.group("step")) if match.group("step") is not None else 1
+        if hi < lo:
+            raise SpecError(
+                field, f"invalid array {text!r}: range {element!r} ends before it starts"
+            )
+        if step == 0:
+            raise SpecError(field, f"invalid array {text!r}: step in {element!r} must be at least 1")
+        if hi > max_index:
+            raise SpecError(
+                field,
+                f"invalid array {text!r}: index {hi} is above the maximum index {max_index}",
+            )
+        # Count before materialising, so "0-4000000" fails fast instead of filling memory.
+        if (hi - lo) // step + 1 > max_tasks:
+            raise _too_many(field, text, max_tasks)
+        indices.update(range(lo, hi + 1, step))
+        if len(indices) > max_tasks:
+            raise _too_many(field, text, max_tasks)
+    return ArraySpec(indices=tuple(sorted(indices)), max_running=max_running)
+
+
+def _too_many(field: str, text: str, max_tasks: int) -> SpecError:
+    return SpecError(
+        field, f"invalid array {text!r}: more than the maximum of {max_tasks} tasks"
+    )
+
+
+def format_array_indices(indices: Sequence[int], *, max_running: int | None = None) -> str:
+    """Compact task indices as squeue shows them inside ``jobid_[...]``.
+
+    Runs become ``a-b`` (``0-3,5,7-9``). Like Slurm's ``_xlate_task_str``, a set that spans
+    more than ten and is an evenly spaced sequence with a gap after the first index prints as
+    ``first-last:step`` (``0-15:4``). A ``max_running`` cap appends ``%N``.
+    """
+    ordered = sorted(set(indices))
+    if any(i < 0 for i in ordered):
+        raise ValueError("array indices cannot be negative")
+    text = _format_sorted(ordered)
+    if max_running is not None:
+        text += f"%{max_running}"
+    return text
+
+
+def _format_sorted(ordered: list[int]) -> str:
+    if not ordered:
+        return ""
+    first, last = ordered[0], ordered[-1]
+    if last - first > 10 and ordered[1] != first + 1:
+        step = ordered[1] - first
+        if all(b - a == step for a, b in zip(ordered, ordered[1:])):
+            return f"{first}-{last}:{step}"
+    parts: list[str] = []
+    start = prev = ordered[0]
+    for index in ordered[1:]:
+        if index == prev + 1:
+            prev = index
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        start = prev = index
+    parts.append(str(start) if start == prev else f"{start}-{prev}")
+    return ",".join(parts)

@@ -1,0 +1,29 @@
+"""The one error type raised by the domain parsers."""
+
+from __future__ import annotations
+
+
+class SpecError(ValueError):
+    """A user-supplied value does not follow its grammar.
+
+    ``field`` names the input as the caller knows it (an HTTP body key, a CLI flag, an
+    ``#SBATCH`` option), so one parser can serve every front end and each of them can point
+    the user at the exact thing to fix.
+    """
+
+    field: str
+    message: str
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+    def __reduce__(self) -> tuple[type[SpecError], tuple[str, str]]:
+        # The default reduction would replay ValueError's single formatted argument into our
+        # two-argument constructor; errors cross process boundaries (worker pools, logging
+        # handlers), so keep them picklable.
+        return (type(self), (self.field, self.message))

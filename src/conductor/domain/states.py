@@ -1,0 +1,76 @@
+"""Job states as Slurm names them, and the transitions allowed between them."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class JobState(StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    TIMEOUT = "TIMEOUT"
+    OUT_OF_MEMORY = "OUT_OF_MEMORY"
+    NODE_FAIL = "NODE_FAIL"
+
+
+TERMINAL_STATES: frozenset[JobState] = frozenset(
+    {
+        JobState.COMPLETED,
+        JobState.FAILED,
+        JobState.CANCELLED,
+        JobState.TIMEOUT,
+        JobState.OUT_OF_MEMORY,
+        JobState.NODE_FAIL,
+    }
+)
+
+# Requeue (RUNNING or ended -> PENDING) mirrors `scontrol requeue`, which Slurm allows for
+# running and finished batch jobs alike.
+ALLOWED_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    JobState.PENDING: frozenset({JobState.RUNNING, JobState.CANCELLED, JobState.FAILED}),
+    JobState.RUNNING: frozenset(TERMINAL_STATES | {JobState.PENDING}),
+    **{state: frozenset({JobState.PENDING}) for state in TERMINAL_STATES},
+}
+
+# Squeue's compact codes.
+STATE_CODES: dict[str, str] = {
+    "PENDING": "PD",
+    "RUNNING": "R",
+    "COMPLETING": "CG",
+    "COMPLETED": "CD",
+    "FAILED": "F",
+    "CANCELLED": "CA",
+    "TIMEOUT": "TO",
+    "OUT_OF_MEMORY": "OOM",
+    "NODE_FAIL": "NF",
+}
+
+
+class Reason(StrEnum):
+    """Why a job waits, or why it ended, in Slurm's words."""
+
+    NONE = "None"
+    RESOURCES = "Resources"
+    PRIORITY = "Priority"
+    DEPENDENCY = "Dependency"
+    DEPENDENCY_NEVER_SATISFIED = "DependencyNeverSatisfied"
+    JOB_HELD_USER = "JobHeldUser"
+    JOB_HELD_ADMIN = "JobHeldAdmin"
+    BEGIN_TIME = "BeginTime"
+    PARTITION_NODE_LIMIT = "PartitionNodeLimit"
+    ARRAY_TASK_LIMIT = "JobArrayTaskLimit"
+    NON_ZERO_EXIT_CODE = "NonZeroExitCode"
+    TIME_LIMIT = "TimeLimit"
+    NODE_DOWN = "NodeDown"
+    RAISED_SIGNAL = "RaisedSignal"
+
+
+def can_transition(current: JobState, new: JobState) -> bool:
+    return new in ALLOWED_TRANSITIONS[current]
+
+
+def format_exit_code(code: int, signal: int) -> str:
+    return f"{code}:{signal}"

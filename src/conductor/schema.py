@@ -1,0 +1,134 @@
+"""Table definitions shared by the store's queries and checked against the migrations in tests.
+
+Column names of `jobs` are the ones users of the system we replace already query (DESIGN 1.5).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY, so BigInteger is INTEGER there.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(256), nullable=False),
+    Column("user_name", String(64), nullable=False),
+    Column("uid", Integer, nullable=True),
+    Column("gid", Integer, nullable=True),
+    Column("account", String(64), nullable=True),
+    Column("partition", String(64), nullable=False),
+    Column("qos", String(64), nullable=True),
+    Column("state", String(16), nullable=False),
+    Column("reason", String(32), nullable=False, server_default="None"),
+    Column("priority", Integer, nullable=False, server_default="0"),
+    Column("nice", Integer, nullable=False, server_default="0"),
+    Column("cpus_per_task", Integer, nullable=False),
+    Column("ntasks", Integer, nullable=False, server_default="1"),
+    Column("ntasks_per_node", Integer, nullable=True),
+    Column("memory_per_node_mb", Integer, nullable=True),
+    Column("memory_per_cpu_mb", Integer, nullable=True),
+    Column("exclusive", Boolean, nullable=False, server_default="0"),
+    Column("time_limit", Integer, nullable=True),  # seconds; NULL is UNLIMITED
+    Column("allocated_cpus", Integer, nullable=False, server_default="0"),
+    Column("allocated_memory_mb", Integer, nullable=False, server_default="0"),
+    Column("cpu_ids", String(1024), nullable=True),
+    Column("node_list", String(256), nullable=True),
+    Column("submit_time", DateTime(timezone=True), nullable=False),
+    Column("eligible_time", DateTime(timezone=True), nullable=True),
+    Column("begin_time", DateTime(timezone=True), nullable=True),
+    Column("start_time", DateTime(timezone=True), nullable=True),
+    Column("end_time", DateTime(timezone=True), nullable=True),
+    Column("exit_code", String(16), nullable=True),
+    Column("error_msg", Text, nullable=True),
+    Column("work_dir", Text, nullable=False),
+    Column("standard_output", Text, nullable=True),
+    Column("standard_error", Text, nullable=True),
+    Column("standard_input", Text, nullable=True),
+    Column("open_mode", String(8), nullable=False, server_default="truncate"),
+    Column("script", Text, nullable=False),
+    Column("environment", Text, nullable=False),  # JSON object
+    Column("array_job_id", BigInteger, nullable=True),
+    Column("array_task_id", Integer, nullable=True),
+    Column("array_max_running", Integer, nullable=True),
+    Column("array_spec", Text, nullable=True),
+    Column("dependency", Text, nullable=True),
+    Column("held", Boolean, nullable=False, server_default="0"),
+    Column("requeue", Boolean, nullable=False, server_default="0"),
+    Column("restart_count", Integer, nullable=False, server_default="0"),
+    Column("signal_spec", String(32), nullable=True),
+    Column("comment", Text, nullable=True),
+    Column("extra", Text, nullable=True),  # JSON: accepted options without a column (mail, ...)
+    # Worker hand-off: the placement sets node_list; the worker that launches records its pid.
+    Column("pid", Integer, nullable=True),
+    Column("launched", Boolean, nullable=False, server_default="0"),
+    # A kill the API asked for (cancel) or the worker decided (time limit): the target state.
+    Column("kill_state", String(16), nullable=True),
+    Column("kill_time", DateTime(timezone=True), nullable=True),
+    Column("rusage", Text, nullable=True),  # JSON
+)
+Index("ix_jobs_state_order", jobs.c.state, jobs.c.priority, jobs.c.submit_time, jobs.c.id)
+Index("ix_jobs_node_state", jobs.c.node_list, jobs.c.state)
+Index("ix_jobs_user", jobs.c.user_name)
+Index("ix_jobs_array", jobs.c.array_job_id)
+Index("ix_jobs_name", jobs.c.name)
+
+job_events = Table(
+    "job_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("job_id", BigInteger, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("time", DateTime(timezone=True), nullable=False),
+    Column("from_state", String(16), nullable=True),
+    Column("to_state", String(16), nullable=False),
+    Column("reason", String(64), nullable=True),
+    Column("node", String(64), nullable=True),
+    Column("message", Text, nullable=True),
+)
+Index("ix_job_events_job", job_events.c.job_id, job_events.c.id)
+
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("cpus", Integer, nullable=False),
+    Column("cpu_ids", Text, nullable=False),  # the ids jobs are given, e.g. "0-63"
+    Column("cpu_binding", Boolean, nullable=False),
+    Column("memory_mb", Integer, nullable=False),
+    Column("partitions", Text, nullable=False),  # comma separated
+    Column("state", String(16), nullable=False),  # UP, DOWN, DRAIN
+    Column("reason", Text, nullable=True),
+    Column("instance", String(64), nullable=True),  # the live worker process that owns the node
+    Column("last_heartbeat", DateTime(timezone=True), nullable=True),
+    Column("registered_at", DateTime(timezone=True), nullable=False),
+    Column("hostname", String(256), nullable=True),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("user_name", String(64), nullable=False),
+    Column("token_hash", String(128), nullable=False, unique=True),
+    Column("admin", Boolean, nullable=False, server_default="0"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("comment", Text, nullable=True),
+)

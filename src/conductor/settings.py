@@ -1,0 +1,66 @@
+"""One typed settings object, read from CONDUCTOR_* environment variables and flags.
+
+Nothing reads configuration at import time: callers build `Settings()` when they start, so tests
+and subcommands can give their own values.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CONDUCTOR_", extra="ignore", populate_by_name=True)
+
+    home: Path = Field(default=Path(".conductor"), description="State directory (database, scripts, token).")
+    database_url: str | None = Field(
+        default=None, description="postgresql:// URL or a SQLite path; default: SQLite under home."
+    )
+    url: str = Field(default="http://127.0.0.1:8000", description="API address the CLI talks to.")
+    token: str | None = Field(default=None, description="Bearer token for the CLI.")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    check_interval: float = Field(default=5.0, gt=0, le=3600, description="Fallback scheduler tick (s).")
+    kill_wait: float = Field(default=30.0, ge=0, le=3600, description="Seconds between SIGTERM and SIGKILL.")
+    heartbeat_interval: float = Field(default=2.0, gt=0, le=600)
+    heartbeat_timeout: float = Field(default=30.0, gt=0, le=86400)
+    # Seed deployment names: NODE_NAME and TOTAL_CPUS, also accepted with the prefix.
+    node_name: str | None = Field(
+        default=None, validation_alias=AliasChoices("CONDUCTOR_NODE_NAME", "NODE_NAME", "node_name")
+    )
+    total_cpus: int | None = Field(
+        default=None, ge=1, le=100_000, validation_alias=AliasChoices("CONDUCTOR_CPUS", "TOTAL_CPUS", "total_cpus")
+    )
+    memory_mb: int | None = Field(default=None, ge=1, description="Node memory in MB; default: the machine's.")
+    partition: str = Field(default="debug", min_length=1, max_length=64)
+    placement: str = Field(default="spread", pattern="^(spread|pack)$")
+    max_script_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    max_environment_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_array_tasks: int = Field(default=100_000, ge=1)
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=4096)
+    log_tail_bytes: int = Field(default=64 * 1024, ge=0, le=16 * 1024 * 1024)
+
+    @field_validator("node_name")
+    @classmethod
+    def _node_name(cls, value: str | None) -> str | None:
+        if value is not None and (not value or len(value) > 64 or not all(c.isalnum() or c in "-_." for c in value)):
+            raise ValueError("node_name must be 1-64 characters of letters, digits, '-', '_' or '.'")
+        return value
+
+    def resolved_home(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    def resolved_database_url(self) -> str:
+        url = self.database_url
+        if not url:
+            return "sqlite:///" + str(self.resolved_home() / "conductor.db")
+        if "://" not in url:  # a bare path means SQLite
+            return "sqlite:///" + str(Path(url).expanduser().resolve())
+        return url
+
+    def resolved_node_name(self) -> str:
+        return self.node_name or os.uname().nodename.split(".")[0]

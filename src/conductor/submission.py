@@ -1,0 +1,224 @@
+"""Turning a validated job description into job rows, and refusing what can never run."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from conductor.api.models import JobDescription
+from conductor.domain.arrays import parse_array_spec
+from conductor.domain.dependency import format_dependency, parse_dependency
+from conductor.domain.errors import SpecError
+from conductor.domain.memory import parse_memory_mb
+from conductor.domain.timespec import parse_begin_time, parse_time_limit
+from conductor.policy import NodeView
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SIGNAL_SPEC = re.compile(r"^(?:(?:B|R|RB|BR):)?(?:SIG)?[A-Z0-9]+(?:@\d{1,5})?$", re.IGNORECASE)
+NODE_CONFIG_UNAVAILABLE = "Requested node configuration is not available"
+
+
+class Unsatisfiable(Exception):
+    """No node can ever run this request (Slurm refuses it at submission)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_script_bytes: int
+    max_environment_bytes: int
+    max_array_tasks: int
+    default_partition: str
+
+
+@dataclass(frozen=True, slots=True)
+class Submitter:
+    user: str
+    uid: int | None
+    gid: int | None
+    home: str | None
+    host: str
+
+
+def submitter_for(user: str, host: str) -> Submitter:
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        return Submitter(user, None, None, None, host)
+    return Submitter(user, entry.pw_uid, entry.pw_gid, entry.pw_dir, host)
+
+
+def _environment(value: dict[str, str] | list[str] | None, limit: int) -> dict[str, str]:
+    if value is None:
+        return {}
+    if isinstance(value, list):
+        pairs: dict[str, str] = {}
+        for item in value:
+            name, sep, val = item.partition("=")
+            if not sep:
+                raise SpecError("environment", f"entry '{item[:60]}' is not NAME=value")
+            pairs[name] = val
+        value = pairs
+    size = 0
+    for name, val in value.items():
+        if not _ENV_NAME.match(name):
+            raise SpecError(
+                "environment", f"variable name '{name[:60]}' must be letters, digits and '_', not starting with a digit"
+            )
+        if "\x00" in val:
+            raise SpecError("environment", f"value of {name} must not contain NUL characters")
+        size += len(name) + len(val.encode()) + 2
+    if size > limit:
+        raise SpecError("environment", f"is {size} bytes; the limit is {limit} bytes")
+    return dict(value)
+
+
+def _check_nodes(value: int | str | None) -> None:
+    if value is None:
+        return
+    text = str(value).strip()
+    match = re.fullmatch(r"(\d+)(?:-(\d+))?", text)
+    if not match:
+        raise SpecError("nodes", f"invalid node count '{text}'; expected N or MIN-MAX")
+    low = int(match.group(1))
+    if low < 1:
+        raise SpecError("nodes", "node count must be at least 1")
+    if low > 1:
+        raise Unsatisfiable(
+            f"{NODE_CONFIG_UNAVAILABLE}: jobs run on a single node here, {low} nodes were requested"
+        )
+
+
+def _check_exclusive(value: bool | str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = value.strip().lower()
+    if text in ("", "true", "yes", "1", "exclusive", "user", "mcs"):
+        return True
+    if text in ("false", "no", "0", "oversubscribe"):
+        return False
+    raise SpecError("exclusive", f"invalid value '{value}'; expected true, false, user or mcs")
+
+
+def build_rows(
+    job: JobDescription,
+    script: str,
+    *,
+    submitter: Submitter,
+    limits: Limits,
+    nodes: Sequence[NodeView],
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """Validate the request against Slurm's grammars and the cluster; return the rows to insert."""
+    script_size = len(script.encode())
+    if script_size > limits.max_script_bytes:
+        raise SpecError("script", f"is {script_size} bytes; the limit is {limits.max_script_bytes} bytes")
+    if not script.strip():
+        raise SpecError("script", "is empty; a batch script must contain at least one command")
+    if "\x00" in script:
+        raise SpecError("script", "must not contain NUL characters")
+    environment = _environment(job.environment, limits.max_environment_bytes)
+    time_limit = parse_time_limit(job.time_limit, field="time_limit")
+    memory_per_node = parse_memory_mb(job.memory_per_node, field="memory_per_node") if job.memory_per_node is not None else None
+    memory_per_cpu = parse_memory_mb(job.memory_per_cpu, field="memory_per_cpu") if job.memory_per_cpu is not None else None
+    if memory_per_node and memory_per_cpu:
+        raise SpecError("memory_per_cpu", "memory_per_node and memory_per_cpu are mutually exclusive")
+    _check_nodes(job.nodes)
+    exclusive = _check_exclusive(job.exclusive)
+    if job.ntasks_per_node is not None and job.ntasks_per_node < job.ntasks:
+        raise Unsatisfiable(
+            f"{NODE_CONFIG_UNAVAILABLE}: {job.ntasks} tasks at {job.ntasks_per_node} per node need "
+            "more than one node"
+        )
+    if job.signal is not None and not _SIGNAL_SPEC.match(job.signal):
+        raise SpecError("signal", f"invalid value '{job.signal}'; expected [{{R|B}}:]SIG[@seconds]")
+    begin = parse_begin_time(job.begin_time, now=now, field="begin_time") if job.begin_time else None
+    dependency = format_dependency(parse_dependency(job.dependency, field="dependency")) if job.dependency else None
+    array = (
+        parse_array_spec(job.array, field="array", max_tasks=limits.max_array_tasks) if job.array else None
+    )
+    work_dir = job.current_working_directory or submitter.home or "/tmp"
+    if not os.path.isabs(work_dir):
+        raise SpecError("current_working_directory", f"'{work_dir}' must be an absolute path")
+    work_dir = os.path.normpath(work_dir)
+    partition = job.partition or limits.default_partition
+
+    cpus = job.cpus_per_task * job.ntasks
+    memory = memory_per_node or (memory_per_cpu or 0) * cpus
+    members = [n for n in nodes if partition in n.partitions]
+    if nodes and not members:
+        raise SpecError("partition", f"Invalid partition name specified: '{partition}'")
+    if members:
+        most_cpus = max(len(n.cpu_ids) for n in members)
+        most_memory = max(n.memory_mb for n in members)
+        if cpus > most_cpus:
+            raise Unsatisfiable(
+                f"{NODE_CONFIG_UNAVAILABLE}: {cpus} CPUs requested, the largest node of partition "
+                f"'{partition}' has {most_cpus}"
+            )
+        if memory > most_memory:
+            raise Unsatisfiable(
+                f"{NODE_CONFIG_UNAVAILABLE}: {memory} MB of memory requested, the largest node of "
+                f"partition '{partition}' has {most_memory} MB"
+            )
+
+    extra = {
+        k: v
+        for k, v in {
+            "mail_type": job.mail_type,
+            "mail_user": job.mail_user,
+            "submit_host": submitter.host,
+            "submit_dir": work_dir,
+        }.items()
+        if v
+    }
+    base: dict[str, Any] = {
+        "name": job.name or "sbatch",
+        "user_name": submitter.user,
+        "uid": submitter.uid,
+        "gid": submitter.gid,
+        "account": job.account,
+        "partition": partition,
+        "qos": job.qos,
+        "priority": job.priority if job.priority is not None else 0,
+        "nice": job.nice,
+        "cpus_per_task": job.cpus_per_task,
+        "ntasks": job.ntasks,
+        "ntasks_per_node": job.ntasks_per_node,
+        "memory_per_node_mb": memory_per_node,
+        "memory_per_cpu_mb": memory_per_cpu,
+        "exclusive": exclusive,
+        "time_limit": time_limit,
+        "work_dir": work_dir,
+        "standard_output": job.standard_output or None,
+        "standard_error": job.standard_error or None,
+        "standard_input": job.standard_input or None,
+        "open_mode": job.open_mode,
+        "script": script,
+        "environment": json.dumps(environment),
+        "dependency": dependency,
+        "held": job.hold,
+        "requeue": job.requeue,
+        "signal_spec": job.signal,
+        "comment": job.comment,
+        "begin_time": begin,
+        "eligible_time": begin or now,
+        "submit_time": now,
+        "extra": json.dumps(extra),
+        "array_job_id": None,
+        "array_task_id": None,
+        "array_max_running": None,
+        "array_spec": None,
+    }
+    if array is None:
+        return [base]
+    spec = str(array)
+    return [
+        {**base, "array_task_id": index, "array_max_running": array.max_running, "array_spec": spec}
+        for index in array.indices
+    ]

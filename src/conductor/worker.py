@@ -1,0 +1,539 @@
+"""One node's agent: runs every job placed on the node as its own process, many at once.
+
+One asyncio loop supervises all jobs. Each job runs under the shepherd (`shepherd.pl`) in a new
+session and process group; the worker learns of its end through a pidfd, reaps it with rusage
+when it is the parent, and reads the exact exit status the shepherd wrote. Jobs survive a
+restart of the worker, which re-adopts them from those status files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import grp
+import json
+import logging
+import os
+import pwd
+import shutil
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from conductor.bus import SCHEDULER, Bus, node_topic
+from conductor.domain.arrays import parse_array_spec
+from conductor.domain.cpuset import format_cpu_list, parse_cpu_list
+from conductor.domain.states import JobState, Reason
+from conductor.launch import job_environment, job_paths
+from conductor.store import Finish, NodeConflict, Store, aware, utcnow
+
+log = logging.getLogger("conductor.worker")
+
+SHEPHERD = str(Path(__file__).with_name("shepherd.pl"))
+
+
+@dataclass
+class NodeConfig:
+    name: str
+    cpus: int
+    memory_mb: int
+    partitions: list[str]
+    home: Path
+    kill_wait: float = 30.0
+    check_interval: float = 5.0
+    heartbeat_interval: float = 2.0
+    heartbeat_timeout: float = 30.0
+    allow_root_jobs: bool = True
+    cpu_ids: list[int] = field(default_factory=list)
+    cpu_binding: bool = False
+
+
+def plan_cpus(declared: int) -> tuple[list[int], bool]:
+    """The CPU ids a node hands out, and whether jobs can be bound to them.
+
+    When the node declares no more CPUs than this process may use, its ids are the machine's
+    real cores and jobs are pinned to them; otherwise they are virtual ids 0..N-1 and binding
+    is off (the caller says so at start-up).
+    """
+    available = sorted(os.sched_getaffinity(0))
+    if declared <= len(available):
+        return available[:declared], True
+    return list(range(declared)), False
+
+
+@dataclass
+class RunningJob:
+    job_id: int
+    pid: int  # the shepherd, leader of the job's process group
+    status_path: Path
+    start_time: datetime
+    time_limit: int | None
+    is_child: bool
+    pidfd: int = -1
+    kill_state: str | None = None
+    term_sent: float | None = None  # monotonic time of the SIGTERM
+    kill_sent: bool = False
+
+
+class Worker:
+    def __init__(self, store: Store, bus: Bus, config: NodeConfig) -> None:
+        self.store = store
+        self.bus = bus
+        self.config = config
+        self.instance = uuid.uuid4().hex
+        self.scripts_dir = config.home / "scripts"
+        self.status_dir = config.home / "run"
+        self.jobs: dict[int, RunningJob] = {}
+        self._finished: list[Finish] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._stopping = False
+        self._perl = shutil.which("perl") or "/usr/bin/perl"
+        self._is_root = os.geteuid() == 0
+        self._array_bounds: dict[int, tuple[int, int, int, int]] = {}
+
+    # --------------------------------------------------------------- lifecycle
+    def register(self) -> None:
+        """Claim the node; raises NodeConflict when a live worker already has the name."""
+        self.scripts_dir.mkdir(parents=True, exist_ok=True)
+        self.status_dir.mkdir(parents=True, exist_ok=True)
+        stale_before = utcnow() - timedelta(seconds=self.config.heartbeat_timeout)
+        self.store.register_node(
+            name=self.config.name,
+            cpus=self.config.cpus,
+            cpu_ids=self.config.cpu_ids,
+            cpu_binding=self.config.cpu_binding,
+            memory_mb=self.config.memory_mb,
+            partitions=self.config.partitions,
+            instance=self.instance,
+            hostname=socket.gethostname(),
+            stale_before=stale_before,
+        )
+
+    def wake(self) -> None:
+        """Thread-safe: ask the loop to look for new placements and cancels."""
+        loop, event = self._loop, self._wake
+        if loop is not None and event is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(event.set)
+
+    def stop(self) -> None:
+        self._stopping = True
+        self.wake()
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self.bus.subscribe(node_topic(self.config.name), self.wake)
+        self._adopt()
+        heartbeat = asyncio.create_task(self._heartbeat_loop())
+        try:
+            while not self._stopping:
+                self._wake.clear()
+                self._tick()
+                timeout = self._next_timeout()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            self._flush()
+            for job in self.jobs.values():
+                if job.pidfd >= 0:
+                    self._loop.remove_reader(job.pidfd)
+                    os.close(job.pidfd)
+            # The jobs keep running: a restarted worker re-adopts them.
+            with contextlib.suppress(Exception):
+                self.store.set_node_down(self.config.name, self.instance, "worker stopped")
+            self.bus.publish(SCHEDULER)
+
+    def _tick(self) -> None:
+        self._flush()
+        if not self._stopping:
+            self._launch_placed()
+        self._enforce_kills()
+        self._flush()
+
+    def _next_timeout(self) -> float:
+        now_wall = time.time()
+        now_mono = time.monotonic()
+        timeout = self.config.check_interval
+        for job in self.jobs.values():
+            if job.kill_state is None and job.time_limit is not None:
+                timeout = min(timeout, job.start_time.timestamp() + job.time_limit - now_wall)
+            elif job.term_sent is not None and not job.kill_sent:
+                timeout = min(timeout, job.term_sent + self.config.kill_wait - now_mono)
+        return max(timeout, 0.0)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.heartbeat_interval)
+            try:
+                if not self.store.heartbeat(self.config.name, self.instance):
+                    log.error("node %s was taken over by another worker; stopping", self.config.name)
+                    self.stop()
+                    return
+            except Exception:  # noqa: BLE001 - a database outage must not stop the jobs
+                log.warning("heartbeat failed; retrying", exc_info=True)
+
+    # ------------------------------------------------------------------ launch
+    def _launch_placed(self) -> None:
+        try:
+            rows = self.store.claim_for_launch(self.config.name)
+        except Exception:  # noqa: BLE001
+            log.warning("could not claim placed jobs; retrying", exc_info=True)
+            return
+        pids: dict[int, int] = {}
+        for row in rows:
+            try:
+                job = self._spawn(row)
+            except Exception as exc:  # noqa: BLE001 - one bad job must not stop the node
+                log.exception("launch of job %s failed", row["id"])
+                self._finished.append(
+                    Finish(row["id"], JobState.FAILED, "1:0", Reason.NONE.value, f"launch failed: {exc}")
+                )
+                continue
+            self.jobs[job.job_id] = job
+            pids[job.job_id] = job.pid
+        if pids:
+            try:
+                self.store.record_pids(pids)
+            except Exception:  # noqa: BLE001 - pids are informative; status files are the truth
+                log.warning("could not record pids", exc_info=True)
+
+    def _user_ids(self, row: dict[str, Any]) -> tuple[str, str, str, str | None]:
+        """(uid, gid, groups, home) arguments for the shepherd; empty uid means 'as the worker'."""
+        if not self._is_root or row.get("uid") is None:
+            return "", "", "", os.environ.get("HOME")
+        uid = int(row["uid"])
+        try:
+            entry = pwd.getpwuid(uid)
+        except KeyError as exc:
+            raise RuntimeError(f"user id {uid} is unknown on node {self.config.name}") from exc
+        if uid == 0 and not self.config.allow_root_jobs:
+            raise RuntimeError("jobs as root are not allowed on this node")
+        gid = int(row["gid"]) if row.get("gid") is not None else entry.pw_gid
+        groups = os.getgrouplist(entry.pw_name, gid)
+        return str(uid), str(gid), ",".join(str(g) for g in groups), entry.pw_dir
+
+    def _bounds(self, row: dict[str, Any]) -> tuple[int, int, int, int] | None:
+        array_job = row.get("array_job_id")
+        if row.get("array_task_id") is None or not row.get("array_spec"):
+            return None
+        if array_job not in self._array_bounds:
+            indices = parse_array_spec(row["array_spec"]).indices
+            steps = {b - a for a, b in zip(indices, indices[1:], strict=False)}
+            step = steps.pop() if len(steps) == 1 else 1
+            self._array_bounds[array_job] = (len(indices), indices[0], indices[-1], step)
+        return self._array_bounds[array_job]
+
+    def _spawn(self, row: dict[str, Any]) -> RunningJob:
+        job_id = int(row["id"])
+        uid, gid, groups, home = self._user_ids(row)
+        script_path = self.scripts_dir / f"job_{job_id}.sh"
+        script: str = row["script"]
+        fd = os.open(script_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o700)
+        try:
+            os.write(fd, script.encode())
+            if uid:
+                os.fchown(fd, int(uid), int(gid))
+        finally:
+            os.close(fd)
+        command = [str(script_path)] if script.startswith("#!") else ["/bin/bash", str(script_path)]
+        paths = job_paths(row, self.config.name)
+        env = job_environment(
+            row, node=self.config.name, cpu_ids=row["cpu_ids"] or "", home=home, array_bounds=self._bounds(row)
+        )
+        status_path = self.status_dir / f"job_{job_id}.status"
+        argv = [
+            "perl",
+            SHEPHERD,
+            str(status_path),
+            uid,
+            gid,
+            groups,
+            row["work_dir"],
+            paths.stdin,
+            paths.stdout,
+            paths.stderr,
+            row.get("open_mode") or "truncate",
+            "--",
+            *command,
+        ]
+        read_end, write_end = os.pipe()
+        try:
+            pid = os.posix_spawn(
+                self._perl,
+                argv,
+                env,
+                file_actions=[
+                    (os.POSIX_SPAWN_DUP2, read_end, 0),
+                    (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0),
+                    (os.POSIX_SPAWN_OPEN, 2, "/dev/null", os.O_WRONLY, 0),
+                ],
+                setsid=True,
+            )
+        finally:
+            os.close(read_end)
+        try:
+            if self.config.cpu_binding and row.get("cpu_ids"):
+                # Before the go signal: the script and all it forks inherit the mask.
+                os.sched_setaffinity(pid, parse_cpu_list(row["cpu_ids"]))
+        finally:
+            os.close(write_end)
+        job = RunningJob(
+            job_id=job_id,
+            pid=pid,
+            status_path=status_path,
+            start_time=aware(row["start_time"]) or utcnow(),
+            time_limit=row["time_limit"],
+            is_child=True,
+            kill_state=row.get("kill_state"),
+        )
+        self._watch(job)
+        return job
+
+    def _watch(self, job: RunningJob) -> None:
+        assert self._loop is not None
+        try:
+            job.pidfd = os.pidfd_open(job.pid)
+        except ProcessLookupError:
+            self._on_exit(job)
+            return
+        self._loop.add_reader(job.pidfd, self._on_exit, job)
+
+    # ---------------------------------------------------------------- endings
+    def _on_exit(self, job: RunningJob) -> None:
+        assert self._loop is not None
+        if job.pidfd >= 0:
+            self._loop.remove_reader(job.pidfd)
+            os.close(job.pidfd)
+            job.pidfd = -1
+        rusage: dict[str, float] | None = None
+        wait_signal = 0
+        if job.is_child:
+            with contextlib.suppress(ChildProcessError):
+                _, status, usage = os.wait4(job.pid, 0)
+                if os.WIFSIGNALED(status):
+                    wait_signal = os.WTERMSIG(status)
+                rusage = {
+                    "utime": usage.ru_utime,
+                    "stime": usage.ru_stime,
+                    "maxrss_kb": float(usage.ru_maxrss),
+                }
+        # Slurm ends every process of a job when its batch script ends.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(job.pid, signal.SIGKILL)
+        self.jobs.pop(job.job_id, None)
+        self._finished.append(self._outcome(job, rusage, wait_signal))
+        if self._wake is not None:
+            self._wake.set()
+
+    def _outcome(self, job: RunningJob, rusage: dict[str, float] | None, wait_signal: int) -> Finish:
+        status = read_status(job.status_path)
+        kill_state = job.kill_state
+        if kill_state is None:
+            # The API may have asked for a cancel we have not seen yet.
+            with contextlib.suppress(Exception):
+                current = self.store.get_job(job.job_id)
+                if current is not None:
+                    kill_state = current["kill_state"]
+        if status.error is not None:
+            return Finish(job.job_id, JobState.FAILED, "1:0", Reason.NONE.value, status.error, rusage)
+        if status.exit is None:
+            code, sig = 0, wait_signal or signal.SIGKILL
+        else:
+            code, sig = status.exit
+        exit_code = f"{code}:{sig}"
+        if kill_state == JobState.TIMEOUT.value:
+            return Finish(job.job_id, JobState.TIMEOUT, exit_code, Reason.TIME_LIMIT.value, None, rusage)
+        if kill_state == JobState.CANCELLED.value:
+            return Finish(job.job_id, JobState.CANCELLED, exit_code, Reason.NONE.value, None, rusage)
+        if status.exit is None:
+            message = f"job process ended without an exit status (signal {sig})"
+            return Finish(job.job_id, JobState.FAILED, exit_code, Reason.RAISED_SIGNAL.value, message, rusage)
+        if code == 0 and sig == 0:
+            return Finish(job.job_id, JobState.COMPLETED, exit_code, Reason.NONE.value, None, rusage)
+        reason = Reason.RAISED_SIGNAL.value if sig else Reason.NON_ZERO_EXIT_CODE.value
+        return Finish(job.job_id, JobState.FAILED, exit_code, reason, None, rusage)
+
+    def _flush(self) -> None:
+        if not self._finished:
+            return
+        batch, self._finished = self._finished, []
+        try:
+            self.store.finish(batch)
+        except Exception:  # noqa: BLE001 - keep them and report when the database is back
+            log.warning("could not record %d finished jobs; will retry", len(batch), exc_info=True)
+            self._finished = batch + self._finished
+            return
+        for finish in batch:
+            with contextlib.suppress(FileNotFoundError):
+                finish_status = self.status_dir / f"job_{finish.job_id}.status"
+                finish_status.unlink()
+        self.bus.publish(SCHEDULER)
+
+    # ------------------------------------------------------------------- kills
+    def _enforce_kills(self) -> None:
+        if not self.jobs:
+            return
+        now_wall = time.time()
+        now_mono = time.monotonic()
+        requested: dict[int, str] = {}
+        try:
+            for row in self.store.running_on_node(self.config.name):
+                if row["kill_state"]:
+                    requested[row["id"]] = row["kill_state"]
+        except Exception:  # noqa: BLE001
+            log.warning("could not read cancel requests", exc_info=True)
+        for job in list(self.jobs.values()):
+            if job.kill_state is None and job.job_id in requested:
+                job.kill_state = requested[job.job_id]
+            if (
+                job.kill_state is None
+                and job.time_limit is not None
+                and now_wall >= job.start_time.timestamp() + job.time_limit
+            ):
+                with contextlib.suppress(Exception):
+                    self.store.set_kill(job.job_id, JobState.TIMEOUT)
+                job.kill_state = JobState.TIMEOUT.value
+            if job.kill_state is not None and job.term_sent is None:
+                # As slurmstepd: SIGCONT so a stopped job can act on the SIGTERM that follows.
+                self._signal_group(job, signal.SIGCONT)
+                self._signal_group(job, signal.SIGTERM)
+                job.term_sent = now_mono
+            elif job.term_sent is not None and not job.kill_sent and now_mono >= job.term_sent + self.config.kill_wait:
+                self._signal_group(job, signal.SIGKILL)
+                job.kill_sent = True
+
+    def _signal_group(self, job: RunningJob, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(job.pid, sig)
+
+    def signal_job(self, job_id: int, sig: int) -> bool:
+        job = self.jobs.get(job_id)
+        if job is None:
+            return False
+        self._signal_group(job, sig)
+        return True
+
+    # ----------------------------------------------------------------- restart
+    def _adopt(self) -> None:
+        """Take back the jobs this node was running before the worker restarted."""
+        try:
+            rows = self.store.running_on_node(self.config.name)
+        except Exception:  # noqa: BLE001
+            log.warning("could not read running jobs at start", exc_info=True)
+            return
+        gone: list[int] = []
+        for row in rows:
+            if not row["launched"]:
+                continue  # placed but never started: the launch path takes it
+            status_path = self.status_dir / f"job_{row['id']}.status"
+            status = read_status(status_path)
+            job = RunningJob(
+                job_id=row["id"],
+                pid=status.pid or (row["pid"] or 0),
+                status_path=status_path,
+                start_time=aware(row["start_time"]) or utcnow(),
+                time_limit=row["time_limit"],
+                is_child=False,
+                kill_state=row["kill_state"],
+            )
+            if status.exit is not None or status.error is not None:
+                self._finished.append(self._outcome(job, None, 0))
+            elif job.pid and _is_shepherd(job.pid, status_path):
+                self.jobs[job.job_id] = job
+                self._watch(job)
+                log.info("re-adopted job %s (pid %s)", job.job_id, job.pid)
+            else:
+                gone.append(job.job_id)
+        if gone:
+            try:
+                self.store.fail_stranded(
+                    self.config.name, gone, "job process was gone when the worker restarted"
+                )
+            except Exception:  # noqa: BLE001
+                log.warning("could not mark stranded jobs", exc_info=True)
+        self._flush()
+
+
+@dataclass
+class ShepherdStatus:
+    pid: int | None = None
+    exit: tuple[int, int] | None = None
+    error: str | None = None
+
+
+def read_status(path: Path) -> ShepherdStatus:
+    status = ShepherdStatus()
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return status
+    for line in text.splitlines():
+        kind, _, rest = line.partition(" ")
+        if kind == "start" and rest.isdigit():
+            status.pid = int(rest)
+        elif kind == "exit":
+            parts = rest.split()
+            if len(parts) == 2 and all(p.isdigit() for p in parts):
+                status.exit = (int(parts[0]), int(parts[1]))
+        elif kind == "error":
+            status.error = rest
+    return status
+
+
+def _is_shepherd(pid: int, status_path: Path) -> bool:
+    """Whether `pid` is still the shepherd of this job (and not a reused pid)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return str(status_path).encode() in cmdline
+
+
+def machine_memory_mb() -> int:
+    import psutil
+
+    return int(psutil.virtual_memory().total // (1024 * 1024))
+
+
+def user_home(uid: int) -> str | None:
+    try:
+        return pwd.getpwuid(uid).pw_dir
+    except KeyError:
+        return None
+
+
+def group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def run_in_thread(worker: Worker, on_error: Callable[[BaseException], None]) -> Any:
+    """Run the worker's loop in a thread of its own (the all-in-one process)."""
+    import threading
+
+    def target() -> None:
+        try:
+            asyncio.run(worker.run())
+        except BaseException as exc:  # noqa: BLE001
+            log.exception("worker stopped with an error")
+            on_error(exc)
+
+    thread = threading.Thread(target=target, name=f"worker-{worker.config.name}", daemon=True)
+    thread.start()
+    return thread
+
+
+__all__ = ["NodeConfig", "NodeConflict", "Worker", "plan_cpus", "read_status", "format_cpu_list", "json"]
