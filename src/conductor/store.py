@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -724,11 +724,13 @@ class Store:
         instance: str,
         hostname: str,
         stale_before: datetime | None,
+        instance_alive: Callable[[str], bool] = lambda _instance: True,
     ) -> None:
         """Claim the node name for this worker process.
 
-        Refused when another instance holds it and heartbeated after `stale_before` (it is
-        alive); a node is never silently merged with another worker's.
+        Refused when another instance holds it, heartbeated after `stale_before` and
+        `instance_alive` cannot rule it out (a crashed worker restarting on the same host can);
+        a node is never silently merged with another worker's.
         """
         now = utcnow()
         values = {
@@ -758,6 +760,7 @@ class Store:
                 and stale_before is not None
                 and heartbeat is not None
                 and heartbeat >= stale_before
+                and instance_alive(row.instance)
             ):
                 raise NodeConflict(
                     f"node '{name}' is already served by a live worker on {row.hostname or 'another host'} "

@@ -86,7 +86,8 @@ class Worker:
         self.store = store
         self.bus = bus
         self.config = config
-        self.instance = uuid.uuid4().hex
+        # host:pid:random, so a restart on the same host can tell a dead predecessor apart.
+        self.instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self.scripts_dir = config.home / "scripts"
         self.status_dir = config.home / "run"
         self.jobs: dict[int, RunningJob] = {}
@@ -114,6 +115,7 @@ class Worker:
             instance=self.instance,
             hostname=socket.gethostname(),
             stale_before=stale_before,
+            instance_alive=instance_may_be_alive,
         )
 
     def wake(self) -> None:
@@ -489,6 +491,22 @@ def read_status(path: Path) -> ShepherdStatus:
         elif kind == "error":
             status.error = rest
     return status
+
+
+def instance_may_be_alive(instance: str) -> bool:
+    """False only when the instance ran on this host and its process is gone."""
+    host, _, rest = instance.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return True
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"conductor" in cmdline
 
 
 def _is_shepherd(pid: int, status_path: Path) -> bool:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -130,7 +132,7 @@ def test_numeric_runs_use_ranges(numbers: list[int]) -> None:
     names = [f"node{n}" for n in numbers]
     compressed = compress_hostlist(names)
     unique = sorted(set(numbers))
-    runs = 1 + sum(1 for a, b in zip(unique, unique[1:]) if b != a + 1)
+    runs = 1 + sum(1 for a, b in itertools.pairwise(unique) if b != a + 1)
     if len(unique) == 1:
         assert compressed == f"node{unique[0]}"
     else:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given
@@ -46,7 +46,20 @@ def test_parse_time_limit_valid_forms(text: str, seconds: int) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["UNLIMITED", "unlimited", "Infinite", "INFINITE", "0", "0:00", "0-0", "00:00:00", "-1", 0, -1, None],
+    [
+        "UNLIMITED",
+        "unlimited",
+        "Infinite",
+        "INFINITE",
+        "0",
+        "0:00",
+        "0-0",
+        "00:00:00",
+        "-1",
+        0,
+        -1,
+        None,
+    ],
 )
 def test_parse_time_limit_unlimited(value: str | int | None) -> None:
     assert parse_time_limit(value) is None
@@ -209,7 +222,6 @@ def test_format_time_limit(seconds: int | None, squeue: str, sacct: str) -> None
 
 # --- parse_begin_time ------------------------------------------------------------------------
 
-UTC = timezone.utc
 NOW = datetime(2024, 5, 10, 10, 30, 15, tzinfo=UTC)
 
 
@@ -353,3 +365,10 @@ def test_parse_begin_time_only_raises_spec_error(text: str) -> None:
         assert err.field == "begin"
     else:
         assert result.tzinfo is UTC
+
+
+@pytest.mark.parametrize("text", ["tomorrow", "now+1day", "01:00"])
+def test_parse_begin_time_out_of_range_is_a_spec_error(text: str) -> None:
+    edge = datetime(9999, 12, 31, 23, 0, tzinfo=UTC)
+    with pytest.raises(SpecError, match="date out of range"):
+        parse_begin_time(text, now=edge)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
 import threading
+from collections.abc import Iterator
 
 from pydantic import ValidationError
 
@@ -55,9 +57,34 @@ def _settings_error(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
 
 
+def _make_quiet_server() -> type:
+    import uvicorn
+
+    class _QuietServer(uvicorn.Server):
+        """Uvicorn re-raises SIGTERM after shutting down, so the process would die of the signal;
+        we want a clean exit 0. The handlers only set flags: the loops act on them."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            def handle(sig: int, _frame: object) -> None:
+                if self.should_exit:
+                    self.force_exit = True  # a second signal stops without draining
+                self.should_exit = True
+
+            previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for s, handler in previous.items():
+                    signal.signal(s, handler)
+
+    return _QuietServer
+
+
 def run_all_in_one(settings: Settings) -> int:
     import uvicorn
 
+    QuietServer = _make_quiet_server()
     from conductor.api.app import AppContext, create_app
     from conductor.bus import Bus
     from conductor.scheduler import Scheduler
@@ -113,7 +140,7 @@ def run_all_in_one(settings: Settings) -> int:
     scheduler.start()
 
     app = create_app(AppContext(store=store, bus=bus, settings=settings))
-    server = uvicorn.Server(
+    server = QuietServer(
         uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
     )
     log.info(
@@ -132,5 +159,3 @@ def run_all_in_one(settings: Settings) -> int:
     return 0 if server.started else 1
 
 
-if __name__ == "__main__":  # pragma: no cover
-    signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -6,6 +6,7 @@ Sources: ``sbatch(1)`` (``--array``) and ``_xlate_task_str`` in Slurm's
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -86,7 +87,9 @@ def parse_array_spec(
                 field, f"invalid array {text!r}: range {element!r} ends before it starts"
             )
         if step == 0:
-            raise SpecError(field, f"invalid array {text!r}: step in {element!r} must be at least 1")
+            raise SpecError(
+                field, f"invalid array {text!r}: step in {element!r} must be at least 1"
+            )
         if hi > max_index:
             raise SpecError(
                 field,
@@ -102,9 +105,7 @@ def parse_array_spec(
 
 
 def _too_many(field: str, text: str, max_tasks: int) -> SpecError:
-    return SpecError(
-        field, f"invalid array {text!r}: more than the maximum of {max_tasks} tasks"
-    )
+    return SpecError(field, f"invalid array {text!r}: more than the maximum of {max_tasks} tasks")
 
 
 def format_array_indices(indices: Sequence[int], *, max_running: int | None = None) -> str:
@@ -129,7 +130,7 @@ def _format_sorted(ordered: list[int]) -> str:
     first, last = ordered[0], ordered[-1]
     if last - first > 10 and ordered[1] != first + 1:
         step = ordered[1] - first
-        if all(b - a == step for a, b in zip(ordered, ordered[1:])):
+        if all(b - a == step for a, b in itertools.pairwise(ordered)):
             return f"{first}-{last}:{step}"
     parts: list[str] = []
     start = prev = ordered[0]

@@ -180,7 +180,9 @@ def _parse_term(token: str, text: str, field: str) -> list[DependencyTerm]:
         # Slurm's old format: a bare job id waits for that job to end in any state.
         return _parse_job_list("afterany", token, text, field)
     if ":" not in token:
-        raise SpecError(field, f"invalid dependency {text!r}: bad term {token!r}; expected {_FORMS}")
+        raise SpecError(
+            field, f"invalid dependency {text!r}: bad term {token!r}; expected {_FORMS}"
+        )
     type_name, _, jobs = token.partition(":")
     kind = type_name.strip().lower()
     if kind in _UNSUPPORTED_TYPES:
@@ -189,7 +191,9 @@ def _parse_term(token: str, text: str, field: str) -> list[DependencyTerm]:
             f"dependency type {kind!r} is not supported; use after, afterany, afterok, "
             "afternotok or singleton",
         )
-    if kind not in DEPENDENCY_TYPES or kind == "singleton":
+    if kind == "singleton":
+        raise SpecError(field, f"invalid dependency {text!r}: singleton takes no job ids")
+    if kind not in DEPENDENCY_TYPES:
         raise SpecError(
             field,
             f"invalid dependency {text!r}: unknown type {type_name!r}; expected after, "
@@ -240,9 +244,7 @@ def _parse_job(part: str, text: str, field: str) -> tuple[list[JobRef], int]:
     elif match.group("tasks") is not None:
         spec = parse_array_spec(match.group("tasks"), field=field)
         if spec.max_running is not None:
-            raise SpecError(
-                field, f"invalid dependency {text!r}: %N is not allowed in {part!r}"
-            )
+            raise SpecError(field, f"invalid dependency {text!r}: %N is not allowed in {part!r}")
         refs = [JobRef(job_id, task) for task in spec.indices]
     else:
         refs = [JobRef(job_id)]

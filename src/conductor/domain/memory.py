@@ -52,10 +52,8 @@ def parse_memory_mb(value: str | int, *, field: str = "memory_per_node") -> int:
         raise SpecError(field, f"invalid memory size {text!r}; expected {_MEMORY_FORMS}")
     number = int(match.group("n"))
     unit = (match.group("unit") or "M").upper()
-    if unit == "K":
-        megabytes = (number + 1023) // 1024
-    else:
-        megabytes = number * _UNIT_FACTOR_MB[unit]
+    # Kilobytes round up, as in str_to_mbytes: asking for 1K must not become 0 = "all memory".
+    megabytes = (number + 1023) // 1024 if unit == "K" else number * _UNIT_FACTOR_MB[unit]
     return _check_memory(megabytes, text, field)
 
 

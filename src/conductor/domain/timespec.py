@@ -147,9 +147,7 @@ def format_elapsed(seconds: int) -> str:
     return f"{hours:02d}:{minutes:02d}:{secs:02d}"
 
 
-def format_time_limit(
-    seconds: int | None, *, style: Literal["squeue", "sacct"] = "squeue"
-) -> str:
+def format_time_limit(seconds: int | None, *, style: Literal["squeue", "sacct"] = "squeue") -> str:
     """Format a time limit (``None`` = unlimited) as squeue/sinfo or sacct show it.
 
     squeue's ``%l`` prints ``UNLIMITED`` or ``_print_secs(limit)`` (``5:00``, ``1:00:00``,
@@ -195,7 +193,8 @@ _NAMED_TIMES: dict[str, time] = {
     "teatime": time(16, 0),
 }
 _CLOCK_RE = re.compile(
-    r"(?P<h>\d{1,2}):(?P<m>\d{2})(?::(?P<s>\d{2}))?(?:\s*(?P<ampm>[ap]m))?", re.IGNORECASE | re.ASCII
+    r"(?P<h>\d{1,2}):(?P<m>\d{2})(?::(?P<s>\d{2}))?(?:\s*(?P<ampm>[ap]m))?",
+    re.IGNORECASE | re.ASCII,
 )
 _ISO_DATE_RE = re.compile(r"(?P<y>\d{4})-(?P<mo>\d{1,2})-(?P<d>\d{1,2})", re.ASCII)
 _US_DATE_RE = re.compile(
@@ -243,6 +242,14 @@ def parse_begin_time(value: str, *, now: datetime, field: str = "begin") -> date
         except (OverflowError, OSError, ValueError):
             raise SpecError(field, f"invalid time {text!r}; epoch out of range") from None
 
+    try:
+        return _resolve_begin(text, now, field)
+    except OverflowError:
+        # Only reachable with a "now" near datetime's year-1/9999 edges.
+        raise SpecError(field, f"invalid time {text!r}; date out of range") from None
+
+
+def _resolve_begin(text: str, now: datetime, field: str) -> datetime:
     rel = _NOW_RE.fullmatch(text)
     if rel is not None:
         return now + timedelta(seconds=_now_offset(rel, text, field))
@@ -354,9 +361,7 @@ def _clock_from_match(match: re.Match[str], text: str, field: str) -> time:
     second = int(match.group("s") or 0)
     ampm = (match.group("ampm") or "").lower()
     if hour > 23 or minute > 59 or second > 59:
-        raise SpecError(
-            field, f"invalid time {text!r}: hour must be 0-23, minute and second 0-59"
-        )
+        raise SpecError(field, f"invalid time {text!r}: hour must be 0-23, minute and second 0-59")
     if ampm == "pm":
         # Slurm: 12 PM stays noon, 1-11 PM add twelve, 13+ PM is an error.
         if hour > 12:

@@ -1,0 +1,162 @@
+"""Job selection shared by squeue, scancel, sacct and scontrol: Slurm job id specs and fetching.
+
+A job id spec is `123` (a job, or a whole array when 123 is an array's job id), `123_4` (one
+task), `123_[1-3,7]` (some tasks) or any of those with a step suffix (`123.batch`, `123_4.0`),
+which we ignore because jobs here have no separate steps.
+"""
+
+from __future__ import annotations
+
+import re
+
+from conductor.cli.client import ApiError, Client
+from conductor.cli.common import UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+_SPEC_RE = re.compile(r"(?P<base>\d+)(?:_(?P<tasks>\d+|\[[0-9,\-:%]+\]))?(?:\.[A-Za-z0-9+]+)?")
+_SERVER_STATES = frozenset(
+    {"PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY",
+     "NODE_FAIL"}
+)
+
+
+class JobSpec:
+    """One requested id: the base id and, for array tasks, the selected task indices."""
+
+    __slots__ = ("base", "tasks", "text")
+
+    def __init__(self, base: int, tasks: frozenset[int] | None, text: str) -> None:
+        self.base = base
+        self.tasks = tasks
+        self.text = text
+
+    def matches(self, job: dict[str, Any]) -> bool:
+        array_job = job.get("array_job_id")
+        if self.tasks is None:
+            return job.get("job_id") == self.base or (array_job is not None and array_job == self.base)
+        return array_job == self.base and job.get("array_task_id") in self.tasks
+
+    def __repr__(self) -> str:
+        return f"JobSpec({self.text})"
+
+
+def _task_range(text: str) -> frozenset[int]:
+    body = text.strip("[]").split("%", 1)[0]
+    tasks: set[int] = set()
+    for item in body.split(","):
+        if not item:
+            continue
+        span, _, step_text = item.partition(":")
+        low_text, _, high_text = span.partition("-")
+        low = int(low_text)
+        high = int(high_text) if high_text else low
+        step = int(step_text) if step_text else 1
+        if high < low or step <= 0 or high - low > 1_000_000:
+            raise ValueError(text)
+        tasks.update(range(low, high + 1, step))
+    return frozenset(tasks)
+
+
+def parse_job_spec(text: str) -> JobSpec:
+    """Parse one id; raises UsageError with Slurm's wording for a malformed one."""
+    stripped = text.strip()
+    match = _SPEC_RE.fullmatch(stripped)
+    if not match:
+        raise UsageError(f"Invalid job id {text}")
+    tasks_text = match.group("tasks")
+    try:
+        tasks = _task_range(tasks_text) if tasks_text is not None else None
+    except ValueError:
+        raise UsageError(f"Invalid job id {text}") from None
+    return JobSpec(int(match.group("base")), tasks, stripped)
+
+
+def parse_job_specs(values: list[str]) -> list[JobSpec]:
+    """Specs from option values and operands; each may itself be a comma list (not in brackets)."""
+    specs: list[JobSpec] = []
+    for value in values:
+        for item in _split_outside_brackets(value):
+            if item:
+                specs.append(parse_job_spec(item))
+    return specs
+
+
+def _split_outside_brackets(value: str) -> list[str]:
+    items: list[str] = []
+    depth = 0
+    current: list[str] = []
+    for char in value:
+        if char == "[":
+            depth += 1
+        elif char == "]":
+            depth -= 1
+        if char in ", " and depth == 0:
+            items.append("".join(current).strip())
+            current = []
+        else:
+            current.append(char)
+    items.append("".join(current).strip())
+    return items
+
+
+def fetch_jobs(
+    client: Client,
+    specs: list[JobSpec] | None = None,
+    *,
+    states: list[str] | None = None,
+    users: list[str] | None = None,
+    names: list[str] | None = None,
+    partitions: list[str] | None = None,
+    since: str | None = None,
+) -> list[dict[str, Any]]:
+    """Jobs matching every given filter. The server filters what it can; we always re-check."""
+    query: dict[str, Any] = {}
+    if states and all(s in _SERVER_STATES for s in states):
+        query["state"] = ",".join(states)
+    if users and len(users) == 1:
+        query["user"] = users[0]
+    if names and len(names) == 1:
+        query["name"] = names[0]
+    if partitions and len(partitions) == 1:
+        query["partition"] = partitions[0]
+    if since:
+        query["since"] = since
+
+    if specs:
+        found: dict[int, dict[str, Any]] = {}
+        bases = sorted({spec.base for spec in specs})
+        for job in client.list_jobs(job_id=",".join(str(b) for b in bases), **query):
+            found[int(job["job_id"])] = job
+        # An id may name an array: its tasks have their own job ids.
+        for base in bases:
+            for job in client.list_jobs(array_job_id=base, **query):
+                found[int(job["job_id"])] = job
+        jobs = [job for job in found.values() if any(spec.matches(job) for spec in specs)]
+    else:
+        jobs = client.list_jobs(**query)
+
+    def keep(job: dict[str, Any]) -> bool:
+        if states and job.get("state") not in states:
+            return False
+        if users and job.get("user") not in users:
+            return False
+        if names and job.get("name") not in names:
+            return False
+        if partitions and job.get("partition") not in partitions:
+            return False
+        return True
+
+    return sorted((j for j in jobs if keep(j)), key=lambda j: int(j["job_id"]))
+
+
+def get_job(client: Client, job_id: int) -> dict[str, Any] | None:
+    try:
+        job = client.get(f"/jobs/{job_id}")
+    except ApiError as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return job if isinstance(job, dict) else None

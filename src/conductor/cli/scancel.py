@@ -1,0 +1,175 @@
+"""`conductor scancel`: cancel or signal jobs, array tasks or whole arrays, like scancel."""
+
+from __future__ import annotations
+
+import sys
+
+from conductor.cli.client import ApiError, Client
+from conductor.cli.common import (
+    CODE_STATES,
+    UsageError,
+    current_user,
+    job_display_id,
+    run,
+    split_list,
+)
+from conductor.cli.getopt import Option, OptionTable, getopt_long
+from conductor.cli.jobsel import fetch_jobs, parse_job_specs
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+PROG = "scancel"
+LIVE = ("PENDING", "RUNNING", "SUSPENDED", "COMPLETING", "CONFIGURING")
+
+OPTIONS = OptionTable(
+    [
+        Option("account", ("account",), "A", "required"),
+        Option("batch", ("batch",), "b"),
+        Option("full", ("full",), "f"),
+        Option("hurry", ("hurry",), "H"),
+        Option("interactive", ("interactive",), "i"),
+        Option("clusters", ("clusters", "cluster"), "M", "required"),
+        Option("me", ("me",), None),
+        Option("name", ("name", "jobname"), "n", "required"),
+        Option("partition", ("partition",), "p", "required"),
+        Option("qos", ("qos",), "q", "required"),
+        Option("quiet", ("quiet",), "Q"),
+        Option("reservation", ("reservation",), "R", "required"),
+        Option("signal", ("signal",), "s", "required"),
+        Option("state", ("state", "states"), "t", "required"),
+        Option("user", ("user",), "u", "required"),
+        Option("verbose", ("verbose",), "v"),
+        Option("version", ("version",), "V"),
+        Option("nodelist", ("nodelist",), "w", "required"),
+        Option("wckey", ("wckey",), None, "required"),
+        Option("help", ("help",), "h"),
+        Option("usage", ("usage",), None),
+    ]
+)
+
+USAGE = (
+    "Usage: scancel [-A account] [--batch] [--full] [--interactive] [-n job_name]\n"
+    "               [-p partition] [-Q] [-q qos] [-R reservation] [-s signal | integer]\n"
+    "               [-t PENDING | RUNNING | SUSPENDED] [--usage] [-u user_name]\n"
+    "               [--hurry] [-V] [-v] [-w hosts...] [--wckey=wckey] [--me] [job_id[_array_id][.step_id]]\n"
+)
+
+
+def _normalize_signal(text: str) -> str:
+    value = text.strip().upper()
+    if value.startswith("SIG"):
+        value = value[3:]
+    if not value or not (value.isdigit() or value.isalnum()):
+        raise UsageError(f"Invalid job signal: {text}")
+    return value
+
+
+def main(argv: list[str]) -> int:
+    return run(PROG, lambda: _main(argv))
+
+
+def _main(argv: list[str]) -> int:
+    parsed, operands = getopt_long(argv, OPTIONS)
+    opts: dict[str, str | None] = {}
+    for key, value in parsed:
+        opts[key] = value
+    if "help" in opts or "usage" in opts:
+        sys.stdout.write(USAGE)
+        return 0
+    if "version" in opts:
+        sys.stdout.write("slurm 23.11.0\n")
+        return 0
+    quiet = "quiet" in opts
+    verbose = "verbose" in opts
+
+    specs = parse_job_specs(operands) if operands else None
+    users = split_list(opts["user"]) if opts.get("user") else None
+    if "me" in opts:
+        users = (users or []) + [current_user()]
+    names = split_list(opts["name"]) if opts.get("name") else None
+    partitions = split_list(opts["partition"]) if opts.get("partition") else None
+    states: list[str] | None = None
+    if opts.get("state"):
+        states = []
+        for item in split_list(opts["state"] or ""):
+            upper = item.upper()
+            upper = CODE_STATES.get(upper, upper)
+            if upper not in ("PENDING", "RUNNING", "SUSPENDED"):
+                raise UsageError(f"Invalid job state specified: {item}")
+            states.append(upper)
+    accounts = split_list(opts["account"]) if opts.get("account") else None
+    qos = split_list(opts["qos"]) if opts.get("qos") else None
+    signal = _normalize_signal(opts["signal"]) if opts.get("signal") is not None else None
+
+    if specs is None and not any((users, names, partitions, states, accounts, qos)):
+        raise UsageError("No job identification provided")
+
+    client = Client()
+    try:
+        jobs = fetch_jobs(client, specs, users=users, names=names, partitions=partitions)
+        if accounts:
+            jobs = [j for j in jobs if j.get("account") in accounts]
+        if qos:
+            jobs = [j for j in jobs if j.get("qos") in qos]
+        rc = 0
+        if specs is not None:
+            for spec in specs:
+                if not any(spec.matches(j) for j in jobs):
+                    if not quiet:
+                        sys.stderr.write(
+                            f"{PROG}: error: Kill job error on job id {spec.text}: "
+                            "Invalid job id specified\n"
+                        )
+                    rc = 1
+        targets: list[dict[str, Any]] = []
+        ended: list[dict[str, Any]] = []
+        for job in jobs:
+            if states is not None and job.get("state") not in states:
+                continue
+            (targets if job.get("state") in LIVE else ended).append(job)
+        # An explicitly named job that already ended is an error, as in scancel; filters (-u,
+        # -n, ...) simply do not select ended jobs, and a whole array is an error only when
+        # none of its tasks is left to cancel.
+        if specs is not None:
+            for job in ended:
+                for spec in specs:
+                    if not spec.matches(job):
+                        continue
+                    whole_array = spec.tasks is None and job.get("array_job_id") is not None
+                    if whole_array and any(spec.matches(t) for t in targets):
+                        continue
+                    if not quiet:
+                        sys.stderr.write(
+                            f"{PROG}: error: Kill job error on job id {job_display_id(job)}: "
+                            "Job/step already completing or completed\n"
+                        )
+                    rc = 1
+                    break
+        for job in targets:
+            rc |= _act(client, job, signal, quiet, verbose)
+        return rc
+    finally:
+        client.close()
+
+
+def _act(client: Client, job: dict[str, Any], signal: str | None, quiet: bool,
+         verbose: bool) -> int:
+    shown = job_display_id(job)
+    job_id = int(job["job_id"])
+    try:
+        if signal is None:
+            client.post(f"/jobs/cancel/{job_id}")
+            if verbose:
+                sys.stderr.write(f"{PROG}: Terminating job {shown}\n")
+        else:
+            client.post(f"/jobs/{job_id}/signal", {"signal": signal})
+            if verbose:
+                sys.stderr.write(f"{PROG}: Signal {signal} to job {shown}\n")
+    except ApiError as exc:
+        if not quiet:
+            what = "Kill job error" if signal is None else "Signal job error"
+            sys.stderr.write(f"{PROG}: error: {what} on job id {shown}: {exc.message}\n")
+        return 1
+    return 0

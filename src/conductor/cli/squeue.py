@@ -1,0 +1,227 @@
+"""`conductor squeue`: list queued and running jobs in squeue's formats."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from conductor.cli.client import Client
+from conductor.cli.common import (
+    ACTIVE_STATES,
+    CODE_STATES,
+    STATE_CODES,
+    UsageError,
+    current_user,
+    parse_iso,
+    run,
+    split_list,
+)
+from conductor.cli.getopt import Option, OptionTable, getopt_long
+from conductor.cli.jobsel import fetch_jobs, parse_job_specs
+from conductor.cli.squeue_format import (
+    DEFAULT_FORMAT,
+    LONG_FORMAT,
+    FormatError,
+    collapse_pending_arrays,
+    default_sort,
+    parse_format,
+    parse_long_format,
+    render,
+    sort_jobs,
+)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+PROG = "squeue"
+# Ended jobs stay visible for this long, like slurmctld's MinJobAge (default 300 s).
+MIN_JOB_AGE_SECONDS = int(os.environ.get("CONDUCTOR_MIN_JOB_AGE", "300") or 300)
+
+OPTIONS = OptionTable(
+    [
+        Option("account", ("account", "accounts"), "A", "required"),
+        Option("all", ("all",), "a"),
+        Option("array", ("array",), "r"),
+        Option("noheader", ("noheader",), "h"),
+        Option("help", ("help",), None),
+        Option("hide", ("hide",), None),
+        Option("iterate", ("iterate",), "i", "required"),
+        Option("jobs", ("jobs", "job"), "j", "required"),
+        Option("long", ("long",), "l"),
+        Option("licenses", ("licenses",), "L", "required"),
+        Option("clusters", ("clusters", "cluster"), "M", "required"),
+        Option("me", ("me",), None),
+        Option("name", ("name",), "n", "required"),
+        Option("noconvert", ("noconvert",), None),
+        Option("format", ("format",), "o", "required"),
+        Option("Format", ("Format",), "O", "required"),
+        Option("partition", ("partition",), "p", "required"),
+        Option("priority", ("priority",), "P"),
+        Option("qos", ("qos",), "q", "required"),
+        Option("reservation", ("reservation",), "R", "required"),
+        Option("steps", ("steps",), "s", "optional"),
+        Option("sort", ("sort",), "S", "required"),
+        Option("start", ("start",), None),
+        Option("states", ("states", "state"), "t", "required"),
+        Option("user", ("user", "users"), "u", "required"),
+        Option("usage", ("usage",), None),
+        Option("verbose", ("verbose",), "v"),
+        Option("version", ("version",), "V"),
+        Option("nodelist", ("nodelist",), "w", "required"),
+        Option("json", ("json",), None, "optional"),
+        Option("yaml", ("yaml",), None, "optional"),
+    ]
+)
+
+USAGE = (
+    "Usage: squeue [-A account] [--clusters names] [-i seconds] [--job jobid]\n"
+    "              [-n name] [-o format] [--only-job-state] [-p partitions]\n"
+    "              [--qos qos] [--reservation reservation] [--sort fields] [--start]\n"
+    "              [--step step_id] [-t states] [-u user_name] [--usage]\n"
+    "              [-L licenses] [-w nodes] [--federation] [--local] [--sibling]\n"
+    "              [--expand-patterns] [--json=data_parser] [--yaml=data_parser]\n"
+    "              [-ahjlrsv]\n"
+)
+
+
+def parse_states(text: str) -> list[str] | None:
+    """-t values: names or compact codes, any case; 'all' means no filter (None)."""
+    states: list[str] = []
+    for item in split_list(text):
+        upper = item.upper()
+        if upper == "ALL":
+            return None
+        if upper in STATE_CODES:
+            states.append(upper)
+        elif upper in CODE_STATES:
+            states.append(CODE_STATES[upper])
+        else:
+            raise UsageError(
+                f"Invalid job state specified: {item}\n"
+                f"{PROG}: error: Valid job states include: "
+                + ",".join(sorted(STATE_CODES))
+            )
+    return states
+
+
+def _recent_or_active(job: dict[str, Any], now: float) -> bool:
+    if job.get("state") in ACTIVE_STATES:
+        return True
+    end = parse_iso(job.get("end_time"))
+    return end is None or now - end.timestamp() <= MIN_JOB_AGE_SECONDS
+
+
+def main(argv: list[str]) -> int:
+    return run(PROG, lambda: _main(argv))
+
+
+def _main(argv: list[str]) -> int:
+    parsed, operands = getopt_long(argv, OPTIONS)
+    opts: dict[str, str | None] = {}
+    multi: dict[str, list[str]] = {}
+    for key, value in parsed:
+        opts[key] = value
+        if value is not None:
+            multi.setdefault(key, []).append(value)
+    if "help" in opts or "usage" in opts:
+        sys.stdout.write(USAGE)
+        return 0
+    if "version" in opts:
+        sys.stdout.write("slurm 23.11.0\n")
+        return 0
+    if "json" in opts or "yaml" in opts:
+        raise UsageError("--json and --yaml are not supported; use -o/-O")
+    if "steps" in opts:
+        # Jobs here have no separately tracked steps: the step list is empty.
+        if "noheader" not in opts:
+            sys.stdout.write(f"{'STEPID':>15} {'NAME':>8} {'PARTITION':>9} {'USER':>8} "
+                             f"{'TIME':>9} NODELIST\n")
+        return 0
+
+    job_values = multi.get("jobs", [])
+    if operands and "jobs" in opts:
+        job_values += operands  # squeue -j takes a following operand as the job list
+    elif operands:
+        raise UsageError(f"Unrecognized option: {operands[0]}\n{USAGE.rstrip()}")
+    specs = parse_job_specs(job_values) if job_values else None
+
+    states_text = opts.get("states") or os.environ.get("SQUEUE_STATES")
+    states: list[str] | None
+    if states_text:
+        states = parse_states(states_text)
+    elif specs:
+        states = None  # with -j, squeue shows the named jobs in any state still known
+    else:
+        states = list(ACTIVE_STATES)
+    users: list[str] | None = None
+    if "user" in multi:
+        users = [u for v in multi["user"] for u in split_list(v)]
+    elif os.environ.get("SQUEUE_USERS"):
+        users = split_list(os.environ["SQUEUE_USERS"])
+    if "me" in opts:
+        users = (users or []) + [current_user()]
+    names = [n for v in multi.get("name", []) for n in split_list(v)] or None
+    partitions_text = opts.get("partition") or os.environ.get("SQUEUE_PARTITION")
+    partitions = split_list(partitions_text) if partitions_text else None
+    accounts_text = opts.get("account") or os.environ.get("SQUEUE_ACCOUNT")
+    accounts = split_list(accounts_text) if accounts_text else None
+    qos = split_list(opts["qos"]) if opts.get("qos") else None
+
+    try:
+        if "Format" in opts or ("format" not in opts and os.environ.get("SQUEUE_FORMAT2")):
+            items = parse_long_format(opts.get("Format") or os.environ["SQUEUE_FORMAT2"])
+        else:
+            fmt = opts.get("format") or os.environ.get("SQUEUE_FORMAT")
+            if not fmt:
+                fmt = LONG_FORMAT if "long" in opts else DEFAULT_FORMAT
+            items = parse_format(fmt)
+    except FormatError as exc:
+        raise UsageError(str(exc)) from None
+    sort_spec = opts.get("sort") or os.environ.get("SQUEUE_SORT")
+
+    iterate = opts.get("iterate")
+    period = 0.0
+    if iterate is not None:
+        try:
+            period = float(iterate)
+        except ValueError:
+            raise UsageError(f"invalid --iterate value: {iterate}") from None
+        if period <= 0:
+            raise UsageError("--iterate must be positive")
+
+    client = Client()
+    try:
+        while True:
+            jobs = fetch_jobs(client, specs, states=states, users=users, names=names,
+                              partitions=partitions)
+            now = time.time()
+            # Ended jobs fade out after MinJobAge, as slurmctld purges them.
+            jobs = [j for j in jobs if _recent_or_active(j, now)]
+            if accounts:
+                jobs = [j for j in jobs if j.get("account") in accounts]
+            if qos:
+                jobs = [j for j in jobs if j.get("qos") in qos]
+            if specs and not jobs and states is None:
+                # squeue -j for ids it does not know at all.
+                sys.stderr.write("slurm_load_jobs error: Invalid job id specified\n")
+                return 1
+            if "array" not in opts:
+                jobs = collapse_pending_arrays(jobs)
+            try:
+                jobs = sort_jobs(jobs, sort_spec) if sort_spec else default_sort(jobs)
+            except FormatError as exc:
+                raise UsageError(str(exc)) from None
+            out = []
+            if "long" in opts or iterate is not None:
+                out.append(time.strftime("%a %b %d %H:%M:%S %Y") + "\n")
+            out.append(render(items, jobs, header="noheader" not in opts, now=now))
+            sys.stdout.write("".join(out))
+            sys.stdout.flush()
+            if iterate is None:
+                return 0
+            sys.stdout.write("\n")
+            time.sleep(period)
+    finally:
+        client.close()

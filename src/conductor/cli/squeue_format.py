@@ -1,0 +1,411 @@
+"""squeue's output: % field codes, -O long field names, array collapsing. Pure functions.
+
+Follows src/squeue/print.c and opts.c: a field is `%[.][width]code`; `.` right-aligns; the value
+is cut to the width (squeue truncates, it does not widen); text between fields is printed as is.
+"""
+
+from __future__ import annotations
+
+import re
+import time as _time
+
+from conductor.cli.common import STATE_CODES, clock, job_display_id, slurm_time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    Getter = Callable[[dict[str, Any], float], str]
+
+DEFAULT_FORMAT = "%.18i %.9P %.8j %.8u %.2t %.10M %.6D %R"
+LONG_FORMAT = "%.18i %.9P %.8j %.8u %.8T %.10M %.9l %.6D %R"
+STEP_FORMAT = "%.15i %.8j %.9P %.8u %.9M %N"
+
+# Job states in Slurm's enum order, for the default sort ("P,t,-p").
+_STATE_ORDER = {
+    "PENDING": 0, "RUNNING": 1, "SUSPENDED": 2, "COMPLETED": 3, "CANCELLED": 4, "FAILED": 5,
+    "TIMEOUT": 6, "NODE_FAIL": 7, "PREEMPTED": 8, "BOOT_FAIL": 9, "DEADLINE": 10,
+    "OUT_OF_MEMORY": 11, "COMPLETING": 12,
+}
+# %R shows "(reason)" for these states and the node list otherwise (squeue's
+# _print_job_reason_list).
+_REASON_STATES = frozenset({"PENDING", "FAILED", "TIMEOUT", "OUT_OF_MEMORY", "DEADLINE"})
+
+
+def _s(value: Any, missing: str = "(null)") -> str:
+    if value is None or value == "":
+        return missing
+    return str(value)
+
+
+def _elapsed(job: dict[str, Any], now: float) -> int:
+    """Run time: recorded for ended jobs, counted from the start for running ones."""
+    state = job.get("state")
+    if state == "PENDING":
+        return 0
+    if state in ("RUNNING", "COMPLETING", "SUSPENDED"):
+        from conductor.cli.common import parse_iso
+
+        start = parse_iso(job.get("start_time"))
+        if start is not None:
+            return max(int(now - start.timestamp()), 0)
+    return int(job.get("elapsed") or 0)
+
+
+def _cpus(job: dict[str, Any]) -> int:
+    allocated = job.get("allocated_cpus")
+    if allocated:
+        return int(allocated)
+    ntasks = int(job.get("ntasks") or 1)
+    return ntasks * int(job.get("cpus_per_task") or 1)
+
+
+def _memory(job: dict[str, Any]) -> str:
+    from conductor.domain.memory import format_memory_mb
+
+    per_cpu = job.get("memory_per_cpu_mb")
+    if per_cpu:
+        return format_memory_mb(int(per_cpu))
+    per_node = job.get("memory_per_node_mb")
+    return format_memory_mb(int(per_node)) if per_node else "0"
+
+
+def _reason(job: dict[str, Any]) -> str:
+    return _s(job.get("reason"), "None")
+
+
+def _reason_list(job: dict[str, Any]) -> str:
+    if job.get("state") in _REASON_STATES:
+        return f"({_reason(job)})"
+    return _s(job.get("node_list"), "")
+
+
+def _time_left(job: dict[str, Any], now: float) -> str:
+    limit = job.get("time_limit")
+    if limit is None:
+        return "UNLIMITED"
+    return clock(max(int(limit) - _elapsed(job, now), 0))
+
+
+def _end_time(job: dict[str, Any]) -> str:
+    if job.get("end_time"):
+        return slurm_time(job["end_time"])
+    if job.get("state") == "RUNNING" and job.get("start_time") and job.get("time_limit"):
+        from conductor.cli.common import parse_iso
+
+        start = parse_iso(job["start_time"])
+        if start is not None:
+            end = start.timestamp() + int(job["time_limit"])
+            return _time.strftime("%Y-%m-%dT%H:%M:%S", _time.localtime(end))
+    return "N/A"
+
+
+def _uid(job: dict[str, Any]) -> str:
+    try:
+        import pwd
+
+        return str(pwd.getpwnam(str(job.get("user"))).pw_uid)
+    except (ImportError, KeyError):
+        return "4294967294"
+
+
+def _group(job: dict[str, Any], numeric: bool) -> str:
+    try:
+        import grp
+        import pwd
+
+        gid = pwd.getpwnam(str(job.get("user"))).pw_gid
+        return str(gid) if numeric else grp.getgrgid(gid).gr_name
+    except (ImportError, KeyError):
+        return "4294967294" if numeric else "(null)"
+
+
+def _array_job_id(job: dict[str, Any]) -> str:
+    return str(job["array_job_id"] if job.get("array_job_id") is not None else job.get("job_id"))
+
+
+def _array_task_id(job: dict[str, Any]) -> str:
+    if job.get("_task_str"):
+        return str(job["_task_str"])
+    task = job.get("array_task_id")
+    return "N/A" if task is None else str(task)
+
+
+def _job_id(job: dict[str, Any]) -> str:
+    if job.get("_task_str"):
+        return f"{job['array_job_id']}_[{job['_task_str']}]"
+    return job_display_id(job)
+
+
+def _priority_float(job: dict[str, Any]) -> str:
+    return f"{int(job.get('priority') or 0) / 4294967295:.8f}"
+
+
+# code -> (header, getter(job, now))
+FIELDS: dict[str, tuple[str, Getter]] = {
+    "a": ("ACCOUNT", lambda j, n: _s(j.get("account"))),
+    "A": ("JOBID", lambda j, n: str(j["array_job_id"]) if j.get("_task_str") else str(j["job_id"])),
+    "b": ("TRES_PER_NODE", lambda j, n: "N/A"),
+    "B": ("EXEC_HOST", lambda j, n: _s(j.get("node_list"), "n/a")),
+    "c": ("MIN_CPUS", lambda j, n: str(int(j.get("cpus_per_task") or 1))),
+    "C": ("CPUS", lambda j, n: str(_cpus(j))),
+    "d": ("MIN_TMP_DISK", lambda j, n: "0"),
+    "D": ("NODES", lambda j, n: "1"),
+    "e": ("END_TIME", lambda j, n: _end_time(j)),
+    "E": ("DEPENDENCY", lambda j, n: _s(j.get("dependency"))),
+    "f": ("FEATURES", lambda j, n: "(null)"),
+    "F": ("ARRAY_JOB_ID", lambda j, n: _array_job_id(j)),
+    "g": ("GROUP", lambda j, n: _group(j, False)),
+    "G": ("GROUP", lambda j, n: _group(j, True)),
+    "h": ("OVER_SUBSCRIBE", lambda j, n: "NO" if j.get("exclusive") else "OK"),
+    "H": ("S:C:T", lambda j, n: "*"),
+    "i": ("JOBID", lambda j, n: _job_id(j)),
+    "I": ("CORES_PER_SOCKET", lambda j, n: "*"),
+    "j": ("NAME", lambda j, n: _s(j.get("name"), "")),
+    "J": ("THREADS_PER_CORE", lambda j, n: "*"),
+    "k": ("COMMENT", lambda j, n: _s(j.get("comment"))),
+    "K": ("ARRAY_TASK_ID", lambda j, n: _array_task_id(j)),
+    "l": ("TIME_LIMIT", lambda j, n: clock(j.get("time_limit"))),
+    "L": ("TIME_LEFT", _time_left),
+    "m": ("MIN_MEMORY", lambda j, n: _memory(j)),
+    "M": ("TIME", lambda j, n: clock(_elapsed(j, n))),
+    "n": ("REQ_NODES", lambda j, n: ""),
+    "N": ("NODELIST", lambda j, n: _s(j.get("node_list"), "")),
+    "o": ("COMMAND", lambda j, n: _s(j.get("command"))),
+    "O": ("CONTIGUOUS", lambda j, n: "0"),
+    "p": ("PRIORITY", lambda j, n: _priority_float(j)),
+    "P": ("PARTITION", lambda j, n: _s(j.get("partition"), "")),
+    "q": ("QOS", lambda j, n: _s(j.get("qos"), "normal")),
+    "Q": ("PRIORITY", lambda j, n: str(int(j.get("priority") or 0))),
+    "r": ("REASON", lambda j, n: _reason(j)),
+    "R": ("NODELIST(REASON)", lambda j, n: _reason_list(j)),
+    "s": ("SELECT_JOBINFO", lambda j, n: "(null)"),
+    "S": ("START_TIME", lambda j, n: slurm_time(j.get("start_time"), "N/A")),
+    "t": ("ST", lambda j, n: STATE_CODES.get(str(j.get("state")), str(j.get("state")))),
+    "T": ("STATE", lambda j, n: str(j.get("state"))),
+    "u": ("USER", lambda j, n: _s(j.get("user"), "")),
+    "U": ("UID", lambda j, n: _uid(j)),
+    "v": ("RESERVATION", lambda j, n: "(null)"),
+    "V": ("SUBMIT_TIME", lambda j, n: slurm_time(j.get("submit_time"), "N/A")),
+    "w": ("WCKEY", lambda j, n: "(null)"),
+    "W": ("LICENSES", lambda j, n: "(null)"),
+    "x": ("EXC_NODES", lambda j, n: ""),
+    "X": ("CORE_SPEC", lambda j, n: "N/A"),
+    "y": ("NICE", lambda j, n: str(int(j.get("nice") or 0))),
+    "Y": ("SCHEDNODES", lambda j, n: "(null)"),
+    "z": ("S:C:T", lambda j, n: "*:*:*"),
+    "Z": ("WORK_DIR", lambda j, n: _s(j.get("work_dir"))),
+}
+
+# -O/--Format names (case-insensitive) -> % code, plus a few that have no % code.
+LONG_FIELDS: dict[str, str] = {
+    "account": "a", "arrayjobid": "F", "arraytaskid": "K", "command": "o", "comment": "k",
+    "cpus-per-task": "c", "dependency": "E", "endtime": "e", "exechost": "B",
+    "feature": "f", "groupid": "G", "groupname": "g", "jobarrayid": "i", "jobid": "A",
+    "licenses": "W", "mincpus": "c", "minmemory": "m", "mintmpdisk": "d", "name": "j",
+    "nice": "y", "nodelist": "N", "numcpus": "C", "numnodes": "D", "oversubscribe": "h",
+    "partition": "P", "priority": "p", "prioritylong": "Q", "qos": "q", "reason": "r",
+    "reasonlist": "R", "reqnodes": "n", "reservation": "v", "schednodes": "Y",
+    "starttime": "S", "state": "T", "statecompact": "t", "submittime": "V", "timeleft": "L",
+    "timelimit": "l", "timeused": "M", "userid": "U", "username": "u", "wckey": "w",
+    "workdir": "Z", "excnodes": "x", "corespec": "X", "contiguous": "O",
+}
+EXTRA_LONG_FIELDS: dict[str, tuple[str, Getter]] = {
+    "exit_code": ("EXIT_CODE", lambda j, n: _s(j.get("exit_code"), "0:0")),
+    "stdout": ("STDOUT", lambda j, n: _s(j.get("standard_output"))),
+    "stderr": ("STDERR", lambda j, n: _s(j.get("standard_error"))),
+    "stdin": ("STDIN", lambda j, n: _s(j.get("standard_input"), "/dev/null")),
+    "eligibletime": ("ELIGIBLE_TIME", lambda j, n: slurm_time(j.get("eligible_time"), "N/A")),
+    "restartcnt": ("RESTARTCNT", lambda j, n: str(int(j.get("restart_count") or 0))),
+    "requeue": ("REQUEUE", lambda j, n: "1" if j.get("requeue") else "0"),
+    "cluster": ("CLUSTER", lambda j, n: "conductor"),
+    "numtasks": ("NUM_TASKS", lambda j, n: str(int(j.get("ntasks") or 1))),
+    "tasks-per-node": ("TASKS_PER_NODE", lambda j, n: str(int(j.get("ntasks_per_node") or 0))),
+    "hold": ("HOLD", lambda j, n: "1" if j.get("hold") else "0"),
+}
+LONG_DEFAULT_WIDTH = 20
+
+
+class FormatError(ValueError):
+    pass
+
+
+class Field:
+    """One output column: where its value comes from and how it is laid out."""
+
+    __slots__ = ("header", "getter", "width", "right", "suffix")
+
+    def __init__(self, header: str, getter: Getter, width: int, right: bool, suffix: str = ""):
+        self.header = header
+        self.getter = getter
+        self.width = width
+        self.right = right
+        self.suffix = suffix
+
+
+_PCT_RE = re.compile(r"%(\.)?(\d*)([A-Za-z%])")
+
+
+def parse_format(fmt: str) -> list[str | Field]:
+    """Split a -o format into literal text and fields."""
+    items: list[str | Field] = []
+    pos = 0
+    for match in _PCT_RE.finditer(fmt):
+        if match.start() > pos:
+            items.append(fmt[pos:match.start()])
+        right, width_text, code = match.groups()
+        pos = match.end()
+        if code == "%":
+            items.append("%")
+            continue
+        if code not in FIELDS:
+            raise FormatError(f"Invalid job format specification: {code}")
+        header, getter = FIELDS[code]
+        items.append(Field(header, getter, int(width_text) if width_text else 0, bool(right)))
+    if pos < len(fmt):
+        items.append(fmt[pos:])
+    return items
+
+
+def parse_long_format(spec: str) -> list[str | Field]:
+    """-O/--Format: 'name[:[.][size][suffix]]' items separated by commas."""
+    items: list[str | Field] = []
+    for raw in spec.split(","):
+        raw = raw.strip()
+        if not raw:
+            continue
+        name, _, layout = raw.partition(":")
+        key = name.lower()
+        if key in LONG_FIELDS:
+            header, getter = FIELDS[LONG_FIELDS[key]]
+            if key == "jobarrayid":
+                header = "JOBID"
+        elif key in EXTRA_LONG_FIELDS:
+            header, getter = EXTRA_LONG_FIELDS[key]
+        else:
+            raise FormatError(f"Invalid job format specification: {name}")
+        match = re.fullmatch(r"(\.)?(\d*)(.*)", layout)
+        assert match is not None
+        right = bool(match.group(1))
+        width = int(match.group(2)) if match.group(2) else LONG_DEFAULT_WIDTH
+        suffix = match.group(3)
+        # -O columns are separated only by their padding (the width includes it), as squeue
+        # prints them; a suffix is printed right after the padded value.
+        items.append(Field(header, getter, width, right, suffix))
+    return items
+
+
+def _cell(text: str, width: int, right: bool) -> str:
+    if width <= 0:
+        return text
+    text = text[:width]
+    return text.rjust(width) if right else text.ljust(width)
+
+
+def render_line(items: list[str | Field], job: dict[str, Any] | None, now: float) -> str:
+    parts: list[str] = []
+    for item in items:
+        if isinstance(item, str):
+            parts.append(item)
+            continue
+        value = item.header if job is None else item.getter(job, now)
+        parts.append(_cell(value, item.width, item.right) + item.suffix)
+    return "".join(parts)
+
+
+def render(items: list[str | Field], jobs: list[dict[str, Any]], *, header: bool,
+           now: float | None = None) -> str:
+    when = _time.time() if now is None else now
+    lines = [render_line(items, None, when)] if header else []
+    lines.extend(render_line(items, job, when) for job in jobs)
+    return "".join(line + "\n" for line in lines)
+
+
+def collapse_pending_arrays(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Pending tasks of one array show as one line, `123_[5-99%4]`, as squeue shows them.
+
+    Tasks that already run (or ended) keep their own lines (`123_4`). Pending tasks group by
+    array and reason, since Slurm splits out the tasks whose situation differs.
+    """
+    from conductor.domain.arrays import format_array_indices
+
+    groups: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    out: list[dict[str, Any]] = []
+    for job in jobs:
+        if job.get("state") == "PENDING" and job.get("array_job_id") is not None \
+                and job.get("array_task_id") is not None:
+            key = (int(job["array_job_id"]), str(job.get("reason")))
+            if key not in groups:
+                groups[key] = []
+                out.append({"_group": key})
+            groups[key].append(job)
+        else:
+            out.append(job)
+    result: list[dict[str, Any]] = []
+    for entry in out:
+        if "_group" not in entry:
+            result.append(entry)
+            continue
+        members = groups[entry["_group"]]
+        if len(members) == 1:
+            result.append(members[0])
+            continue
+        first = min(members, key=lambda j: int(j["array_task_id"]))
+        merged = dict(first)
+        limit = first.get("array_max_running")
+        merged["_task_str"] = format_array_indices(
+            [int(j["array_task_id"]) for j in members],
+            max_running=int(limit) if limit else None,
+        )
+        merged["job_id"] = first["array_job_id"]
+        result.append(merged)
+    return result
+
+
+def default_sort(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """squeue's default order "P,t,-p": partition, state, then descending priority."""
+    return sorted(
+        jobs,
+        key=lambda j: (
+            str(j.get("partition") or ""),
+            _STATE_ORDER.get(str(j.get("state")), 99),
+            -int(j.get("priority") or 0),
+            int(j.get("array_job_id") or j.get("job_id") or 0),
+            int(j.get("array_task_id") or 0),
+        ),
+    )
+
+
+_SORT_KEYS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "i": lambda j: (int(j.get("array_job_id") or j["job_id"]), int(j.get("array_task_id") or 0)),
+    "A": lambda j: int(j["job_id"]),
+    "j": lambda j: str(j.get("name") or ""),
+    "P": lambda j: str(j.get("partition") or ""),
+    "p": lambda j: int(j.get("priority") or 0),
+    "Q": lambda j: int(j.get("priority") or 0),
+    "t": lambda j: _STATE_ORDER.get(str(j.get("state")), 99),
+    "T": lambda j: _STATE_ORDER.get(str(j.get("state")), 99),
+    "u": lambda j: str(j.get("user") or ""),
+    "V": lambda j: str(j.get("submit_time") or ""),
+    "S": lambda j: str(j.get("start_time") or ""),
+    "e": lambda j: str(j.get("end_time") or ""),
+    "M": lambda j: int(j.get("elapsed") or 0),
+    "l": lambda j: j.get("time_limit") if j.get("time_limit") is not None else 1 << 62,
+    "C": _cpus,
+    "y": lambda j: int(j.get("nice") or 0),
+    "r": lambda j: str(j.get("reason") or ""),
+}
+
+
+def sort_jobs(jobs: list[dict[str, Any]], spec: str) -> list[dict[str, Any]]:
+    """squeue -S: comma-separated codes, '-' for descending, '+' (default) ascending."""
+    ordered = list(jobs)
+    for item in reversed([s.strip() for s in spec.split(",") if s.strip()]):
+        descending = item.startswith("-")
+        code = item.lstrip("+-")
+        key = _SORT_KEYS.get(code)
+        if key is None:
+            raise FormatError(f"Invalid sort specification: {item}")
+        ordered.sort(key=key, reverse=descending)
+    return ordered

@@ -1,0 +1,83 @@
+"""Fixtures shared by every test layer: real processes, real databases, no mocks."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from support import Api, ConductorProcess, PostgresCluster, free_port, postgres_cluster  # noqa: E402
+
+
+@pytest.fixture
+def conductor_home(tmp_path: Path) -> Path:
+    home = tmp_path / "home"
+    home.mkdir()
+    return home
+
+
+@pytest.fixture
+def start_conductor(tmp_path: Path) -> Iterator[Callable[..., ConductorProcess]]:
+    """Start `conductor up` (or another command) as a real subprocess on a free port."""
+    started: list[ConductorProcess] = []
+
+    def start(
+        *args: str,
+        home: Path | None = None,
+        env: dict[str, str] | None = None,
+        command: str = "up",
+        wait: bool = True,
+        port: int | None = None,
+    ) -> ConductorProcess:
+        process = ConductorProcess(
+            home or tmp_path / "home",
+            [command, *args],
+            env={"CONDUCTOR_KILL_WAIT": "2", **(env or {})},
+            port=port if port is not None else (free_port() if command in ("up", "server") else None),
+        )
+        started.append(process)
+        return process.start(wait=wait)
+
+    yield start
+    for process in reversed(started):
+        process.kill()
+
+
+@pytest.fixture
+def conductor_server(start_conductor: Callable[..., ConductorProcess]) -> ConductorProcess:
+    """A running `conductor up --cpus 4` in a temporary home."""
+    return start_conductor("--cpus", "4")
+
+
+@pytest.fixture
+def api(conductor_server: ConductorProcess) -> Iterator[Api]:
+    client = Api(conductor_server.url)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PostgresCluster]:
+    """Our own PostgreSQL cluster for the whole run. Never skipped: a missing server fails."""
+    with postgres_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def pg_url(pg_cluster: PostgresCluster) -> str:
+    """A fresh, empty database for one test."""
+    return pg_cluster.create_database(f"t_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Both backends, for the store's contract tests."""
+    if request.param == "sqlite":
+        return "sqlite:///" + str(tmp_path / "store.db")
+    cluster: PostgresCluster = request.getfixturevalue("pg_cluster")
+    return cluster.create_database(f"t_{uuid.uuid4().hex[:12]}")
