@@ -11,12 +11,21 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Protocol
 
 from conductor.bus import SCHEDULER, Bus, node_topic
 from conductor.policy import Decision, PlacementPolicy, schedule
-from conductor.store import Store, utcnow
+from conductor.store import Reaped, Store, utcnow
 
 log = logging.getLogger("conductor.scheduler")
+
+
+class Leadership(Protocol):
+    """Whether this process is the one that schedules (leader.SchedulerLock)."""
+
+    def is_active(self) -> bool: ...
+
+    def active_since(self) -> float: ...
 
 
 class Scheduler:
@@ -30,6 +39,7 @@ class Scheduler:
         policy: PlacementPolicy | str = PlacementPolicy.SPREAD,
         clock: Callable[[], float] = time.time,
         dependency_resolver: Callable[[Store, list], None] | None = None,  # type: ignore[type-arg]
+        leader: Leadership | None = None,
     ) -> None:
         self.store = store
         self.bus = bus
@@ -43,6 +53,10 @@ class Scheduler:
         self._thread: threading.Thread | None = None
         self.passes = 0
         self._next_begin: float | None = None
+        # None: the only scheduler there is (`conductor up`), active from its start.
+        self.leader = leader
+        self._started = time.monotonic()
+        self._next_reap = 0.0
         bus.subscribe(SCHEDULER, self.wake)
 
     def wake(self) -> None:
@@ -78,16 +92,57 @@ class Scheduler:
         timeout = self.check_interval
         if self._next_begin is not None:
             timeout = min(timeout, max(self._next_begin - self.clock(), 0.0) + 0.01)
+        if self.is_active():
+            timeout = min(timeout, max(self._next_reap - time.monotonic(), 0.0) + 0.01)
         return timeout
 
     def run(self) -> None:
         while not self._stop.is_set():
             self._wake.clear()
-            try:
-                self.run_pass()
-            except Exception:  # noqa: BLE001 - a failed pass is retried at the next wake-up
-                log.exception("scheduler pass failed")
+            if self.is_active():
+                try:
+                    if self.reap():
+                        self._wake.set()  # requeued jobs and freed CPUs: decide again at once
+                    self.run_pass()
+                except Exception as exc:  # noqa: BLE001 - a failed pass is retried at the next wake-up
+                    if _is_disconnect(exc):
+                        log.warning("scheduler pass failed: database unreachable (%s)", type(exc).__name__)
+                    else:
+                        log.exception("scheduler pass failed")
             self._wake.wait(self._next_wakeup())
+
+    # ------------------------------------------------------------ node failure
+    def is_active(self) -> bool:
+        return self.leader is None or self.leader.is_active()
+
+    @property
+    def reap_interval(self) -> float:
+        return max(min(self.check_interval, self.heartbeat_timeout / 4), 0.1)
+
+    def reap(self) -> Reaped | None:
+        """Declare dead the nodes silent past the heartbeat timeout (see Store.reap_dead_nodes).
+
+        Only after this process has been the active scheduler for a whole timeout: when the
+        database itself was away (a restart) no worker could heartbeat, and judging their
+        silence before they had the time to come back would kill every job of the cluster.
+        """
+        now = time.monotonic()
+        since = self._started if self.leader is None else self.leader.active_since()
+        if now < since + self.heartbeat_timeout or now < self._next_reap:
+            return None
+        self._next_reap = now + self.reap_interval
+        reaped = self.store.reap_dead_nodes(utcnow() - timedelta(seconds=self.heartbeat_timeout))
+        for node in reaped.nodes:
+            log.warning("node %s silent for over %.0fs: declared DOWN", node, self.heartbeat_timeout)
+        if reaped.ended or reaped.requeued:
+            log.warning(
+                "jobs of dead nodes: %d ended (NODE_FAIL), %d back to pending: %s",
+                len(reaped.ended),
+                len(reaped.requeued),
+                ",".join(map(str, reaped.ended + reaped.requeued))[:500],
+            )
+            return reaped
+        return None
 
     def start(self) -> threading.Thread:
         self._thread = threading.Thread(target=self.run, name="scheduler", daemon=True)
@@ -99,3 +154,9 @@ class Scheduler:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+
+
+def _is_disconnect(exc: BaseException) -> bool:
+    from sqlalchemy.exc import DBAPIError
+
+    return isinstance(exc, DBAPIError) and (exc.connection_invalidated or "OperationalError" in type(exc.orig).__name__)

@@ -43,6 +43,15 @@ class Settings(BaseSettings):
     max_array_tasks: int = Field(default=100_000, ge=1)
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=4096)
     log_tail_bytes: int = Field(default=64 * 1024, ge=0, le=16 * 1024 * 1024)
+    # Security (issue 5).
+    max_pending_per_user: int = Field(default=100_000, ge=1, description="Pending jobs one user may have.")
+    allow_root_jobs: bool | None = Field(
+        default=None,
+        description="Whether jobs may run as root. Unset: only when `conductor up` itself runs as root "
+        "(its local admin is root); `conductor server`/`worker` refuse them.",
+    )
+    ssl_certfile: Path | None = Field(default=None, description="TLS certificate (PEM) for the API.")
+    ssl_keyfile: Path | None = Field(default=None, description="TLS private key (PEM) for the API.")
 
     @field_validator("node_name")
     @classmethod

@@ -3,29 +3,31 @@
 # Why it exists: the job must outlive its worker (a restart re-adopts it), so the one process
 # that learns the script's exact wait status must be the job's own, not the worker. Perl is
 # used because it starts in ~2 ms and is on every Debian system (perl-base is essential);
-# a Python interpreter would add 10-40 ms to every job's start.
+# a Python interpreter would add 10-40 ms to every job's start. For the same reason it loads
+# no module at all (POSIX alone costs more than the rest of the start): the open(2) flags come
+# from the worker, which knows this platform's values.
 #
-# Arguments: STATUS_FILE UID GID GROUPS CWD STDIN STDOUT STDERR OPEN_MODE -- COMMAND...
-# (UID empty: do not change user). Its environment is exactly the job's.
+# Arguments: STATUS_FILE FLAGS UID GID GROUPS CWD STDIN STDOUT STDERR OPEN_MODE -- COMMAND...
+# FLAGS is "WRITE_CREATE_NOFOLLOW,TRUNC,APPEND"; UID empty means: do not change user.
+# Its environment is exactly the job's.
 # It waits for EOF on stdin (the worker closes the pipe once the CPU affinity is set), drops
 # privileges, enters CWD, opens the output files as the job's user, runs COMMAND as its child
 # and writes "exit CODE SIGNAL" to STATUS_FILE, which it opened before dropping privileges.
-use strict;
-use warnings;
-use POSIX ();
-use Fcntl qw(O_WRONLY O_CREAT O_TRUNC O_APPEND O_RDONLY O_NOFOLLOW);
 
-my ($status_path, $uid, $gid, $groups, $cwd, $in, $out, $err, $mode, $sep, @cmd) = @ARGV;
+my ($status_path, $flags, $uid, $gid, $groups, $cwd, $in, $out, $err, $mode, $sep, @cmd) = @ARGV;
 die "shepherd: bad arguments\n" unless defined $sep && $sep eq '--' && @cmd;
+# Numbers, not strings: "|" on two strings would be a bitwise string operation.
+my ($write_flags, $trunc, $append) = map { 0 + $_ } split(/,/, $flags);
 
-sysopen(my $st, $status_path, O_WRONLY | O_CREAT | O_TRUNC, 0600) or die "shepherd: $status_path: $!\n";
+# 0101 = O_WRONLY|O_CREAT and 01000 = O_TRUNC are the same on every Linux architecture.
+sysopen(my $st, $status_path, 01 | 0100 | 01000, 0600) or die "shepherd: $status_path: $!\n";
 syswrite($st, "start $$\n");
 
 sub fail {
     my ($msg) = @_;
     $msg =~ s/\n/ /g;
     syswrite($st, "error $msg\n");
-    POSIX::_exit(1);
+    exit 1;
 }
 
 # Handlers, not SIG_IGN: the worker signals the whole process group and the shepherd must
@@ -38,26 +40,25 @@ my $buf;
 if ($uid ne '') {
     my @gids = grep { length } split(/,/, $groups);
     $) = join(' ', $gid, $gid, @gids);
-    fail("setgroups/setegid to $gid: $!") if (split(/ /, $)))[0] != $gid;
+    fail("could not set groups to $gid $groups: $!") if (split(/ /, $)))[0] != $gid;
     $( = $gid;
-    POSIX::setgid($gid) or fail("setgid $gid: $!");
-    POSIX::setuid($uid) or fail("setuid $uid: $!");
-    fail("could not drop privileges to uid $uid") if $< != $uid || $> != $uid;
+    fail("could not set gid $gid: $!") if $( != $gid;
+    $< = $> = $uid;
+    fail("could not drop privileges to uid $uid: $!") if $< != $uid || $> != $uid;
 }
 
 chdir($cwd) or fail("working directory '$cwd' is not usable: $!");
 
-my $append = $mode eq 'append' ? O_APPEND : O_TRUNC;
-# O_NOFOLLOW: a symbolic link planted at the output path must not redirect the job's writes.
+my $extra = $mode eq 'append' ? $append : $trunc;
+# NOFOLLOW: a symbolic link planted at the output path must not redirect the job's writes.
 sub open_out {
     my ($path, $what) = @_;
-    sysopen(my $fh, $path, O_WRONLY | O_CREAT | O_NOFOLLOW | $append, 0644)
-        or fail("cannot open $what file '$path': $!");
+    sysopen(my $fh, $path, $write_flags | $extra, 0644) or fail("cannot open $what file '$path': $!");
     fail("$what file '$path' is not a regular file") unless -f $fh;
     return $fh;
 }
 
-sysopen(my $stdin_fh, $in, O_RDONLY) or fail("cannot open input file '$in': $!");
+sysopen(my $stdin_fh, $in, 0) or fail("cannot open input file '$in': $!");
 my $out_fh = open_out($out, 'output');
 my $err_fh = $err eq $out ? $out_fh : open_out($err, 'error');
 
@@ -68,9 +69,9 @@ open(STDERR, '>&', $err_fh) or fail("dup stderr: $!");
 my $pid = fork();
 fail("fork: $!") unless defined $pid;
 if ($pid == 0) {
-    { no warnings 'exec'; exec { $cmd[0] } @cmd; }
+    exec { $cmd[0] } @cmd;
     print STDERR "conductor: cannot execute $cmd[0]: $!\n";
-    POSIX::_exit(127);
+    exit 127;
 }
 syswrite($st, "child $pid\n");
 
@@ -80,4 +81,4 @@ my $code = ($? >> 8) & 255;
 my $sig = $? & 127;
 syswrite($st, "exit $code $sig\n");
 close($st);
-POSIX::_exit(0);
+exit 0;

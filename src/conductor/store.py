@@ -29,6 +29,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import make_url
@@ -40,6 +41,19 @@ from conductor.schema import job_events, jobs, nodes, tokens
 
 RUNNING = JobState.RUNNING.value
 PENDING = JobState.PENDING.value
+
+# libpq options of every PostgreSQL connection: fail fast when the server is unreachable and
+# notice a silently dead peer through TCP keepalives instead of waiting forever.
+PG_CONNECT_ARGS: dict[str, Any] = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 3,
+    "keepalives_count": 3,
+}
+# pg_advisory_lock keys: 727001 serialises migrations, 727002 is the active scheduler's.
+SCHEDULER_LOCK_KEY = 727002
+NOTIFY_CHANNEL = "conductor"
 
 
 def utcnow() -> datetime:
@@ -80,6 +94,10 @@ class Finish:
     error_msg: str | None = None
     rusage: dict[str, float] | None = None
     end_time: datetime = field(default_factory=utcnow)
+    # Which run of the job this reports (node and restart_count at launch). When set, a report
+    # about an earlier run of a job that was requeued meanwhile ends nothing.
+    node: str | None = None
+    restart_count: int | None = None
 
 
 @dataclass(slots=True)
@@ -161,7 +179,15 @@ class Store:
                     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
             return engine
-        return create_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        return create_engine(
+            url,
+            echo=echo,
+            pool_size=10,
+            max_overflow=20,
+            pool_pre_ping=True,
+            # A database host that vanishes must fail calls in seconds, not hang the loops.
+            connect_args=PG_CONNECT_ARGS,
+        )
 
     def migrate(self) -> None:
         """Create or upgrade the schema to the newest migration."""
@@ -399,7 +425,7 @@ class Store:
         with self._write() as conn:
             if placements:
                 still_pending = set(self._lock_rows(conn, [p.job_id for p in placements], PENDING))
-                applied = [p for p in placements if p.job_id in still_pending]
+                applied = self._within_capacity(conn, [p for p in placements if p.job_id in still_pending])
                 if applied:
                     conn.execute(
                         update(jobs)
@@ -492,6 +518,7 @@ class Store:
             jobs.c.time_limit,
             jobs.c.kill_state,
             jobs.c.kill_time,
+            jobs.c.restart_count,
         ).where(jobs.c.node_list == node, jobs.c.state == RUNNING)
         with self._read() as conn:
             rows = [dict(r._mapping) for r in conn.execute(query)]
@@ -520,7 +547,7 @@ class Store:
         by_id = {r.job_id: r for r in results}
         with self._write() as conn:
             running = self._lock_rows(conn, list(by_id), RUNNING)
-            done = [by_id[i] for i in running]
+            done = [by_id[i] for i in self._same_run(conn, running, by_id)]
             if done:
                 conn.execute(
                     update(jobs)
@@ -813,6 +840,281 @@ class Store:
                 )
             )
         return out
+
+    # ============================================================ security (tokens)
+    # API tokens and per-user counts for the authentication and limits of the API. Only a hash
+    # of each token is stored; the token itself is shown once, when it is created.
+
+    def create_token(self, user_name: str, token_hash: str, *, admin: bool, comment: str | None = None) -> int:
+        with self._write() as conn:
+            return int(
+                conn.execute(
+                    insert(tokens)
+                    .values(
+                        user_name=user_name,
+                        token_hash=token_hash,
+                        admin=admin,
+                        created_at=utcnow(),
+                        comment=comment,
+                    )
+                    .returning(tokens.c.id)
+                ).scalar_one()
+            )
+
+    def token_by_hash(self, token_hash: str) -> dict[str, Any] | None:
+        """The live (not revoked) token with this hash, or None."""
+        query = select(tokens.c.id, tokens.c.user_name, tokens.c.admin, tokens.c.token_hash).where(
+            tokens.c.token_hash == token_hash, tokens.c.revoked_at.is_(None)
+        )
+        with self._read() as conn:
+            row = conn.execute(query).first()
+        return dict(row._mapping) if row is not None else None
+
+    def list_tokens(self, *, include_revoked: bool = True) -> list[dict[str, Any]]:
+        """Every token without its hash, oldest first."""
+        query = select(
+            tokens.c.id,
+            tokens.c.user_name,
+            tokens.c.admin,
+            tokens.c.created_at,
+            tokens.c.revoked_at,
+            tokens.c.comment,
+        ).order_by(tokens.c.id)
+        if not include_revoked:
+            query = query.where(tokens.c.revoked_at.is_(None))
+        with self._read() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+        for row in rows:
+            row["created_at"] = aware(row["created_at"])
+            row["revoked_at"] = aware(row["revoked_at"])
+        return rows
+
+    def revoke_token(self, token_id: int) -> bool:
+        """Revoke a live token; False when no live token has this id."""
+        with self._write() as conn:
+            result = conn.execute(
+                update(tokens)
+                .where(tokens.c.id == token_id, tokens.c.revoked_at.is_(None))
+                .values(revoked_at=utcnow())
+            )
+            return result.rowcount == 1
+
+    def count_pending(self, user_name: str) -> int:
+        """PENDING jobs of one user (the per-user submission limit)."""
+        query = select(func.count()).select_from(jobs).where(jobs.c.user_name == user_name, jobs.c.state == PENDING)
+        with self._read() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    # ================================================================= many nodes
+    # Several workers and servers sharing one PostgreSQL: the capacity guard of placements,
+    # reaping silent nodes, NOTIFY, and the scheduler's advisory lock. Kept together here so
+    # all SQL stays in this module.
+
+    def _same_run(self, conn: Connection, ids: Sequence[int], by_id: Mapping[int, Finish]) -> list[int]:
+        """Of the locked RUNNING `ids`, those whose report is about the job's current run.
+
+        A worker that was declared dead may report, once it is back, the end of a run the
+        scheduler already ended or requeued; that report must not end the job's new run.
+        """
+        checked = [i for i in ids if by_id[i].node is not None or by_id[i].restart_count is not None]
+        if not checked:
+            return list(ids)
+        current = {
+            r.id: r
+            for r in conn.execute(
+                select(jobs.c.id, jobs.c.node_list, jobs.c.restart_count).where(jobs.c.id.in_(checked))
+            )
+        }
+        out = []
+        for job_id in ids:
+            report, row = by_id[job_id], current.get(job_id)
+            if row is not None and (
+                (report.node is not None and row.node_list != report.node)
+                or (report.restart_count is not None and row.restart_count != report.restart_count)
+            ):
+                continue
+            out.append(job_id)
+        return out
+
+    def _within_capacity(self, conn: Connection, placements: Sequence[Placement]) -> list[Placement]:
+        """The placements that still fit their node, judged under a lock on the node rows.
+
+        The policy decides from a snapshot. Should two schedulers ever act at once (a leader
+        that has not yet noticed its lock is gone), the later commit would hand out CPUs the
+        earlier one gave away; locking the node rows serialises the two, and this check then
+        sees what the other committed. A node declared DOWN meanwhile gets nothing.
+        """
+        if not placements:
+            return []
+        names = sorted({p.node for p in placements})
+        node_query = (
+            select(nodes.c.name, nodes.c.state, nodes.c.memory_mb, nodes.c.cpu_ids)
+            .where(nodes.c.name.in_(names))
+            .order_by(nodes.c.name)
+        )
+        if self.dialect == "postgresql":
+            node_query = node_query.with_for_update()
+        node_rows = {r.name: r for r in conn.execute(node_query)}
+        taken: dict[str, set[int]] = {name: set() for name in names}
+        memory: dict[str, int] = {name: 0 for name in names}
+        for r in conn.execute(
+            select(jobs.c.node_list, jobs.c.cpu_ids, jobs.c.allocated_memory_mb).where(
+                jobs.c.state == RUNNING, jobs.c.node_list.in_(names)
+            )
+        ):
+            taken[r.node_list].update(parse_cpu_list(r.cpu_ids))
+            memory[r.node_list] += r.allocated_memory_mb or 0
+        out = []
+        for p in placements:
+            row = node_rows.get(p.node)
+            if row is None or row.state != "UP":
+                continue
+            wanted = set(p.cpu_ids)
+            if (
+                wanted & taken[p.node]
+                or not wanted <= set(parse_cpu_list(row.cpu_ids))
+                or memory[p.node] + p.memory_mb > row.memory_mb
+            ):
+                continue
+            taken[p.node] |= wanted
+            memory[p.node] += p.memory_mb
+            out.append(p)
+        return out
+
+    def reap_dead_nodes(self, stale_before: datetime, now: datetime | None = None) -> Reaped:
+        """Declare DOWN the nodes silent since before `stale_before`; end or requeue their jobs.
+
+        One transaction, with an event row per job. A job placed but never launched goes back
+        to PENDING whatever it asked (no process of it ever existed); a launched job ends
+        NODE_FAIL, or returns to PENDING with restart_count + 1 when it asked for --requeue. A
+        cancel or time limit already requested decides the end instead. The CPUs are freed by
+        the same update, as for every other end of a job.
+        """
+        now = now or utcnow()
+        silent = or_(nodes.c.last_heartbeat.is_(None), nodes.c.last_heartbeat < stale_before)
+        busy = select(jobs.c.node_list).where(jobs.c.state == RUNNING, jobs.c.node_list.is_not(None))
+        reaped = Reaped()
+        with self._write() as conn:
+            node_query = select(nodes.c.name, nodes.c.state).where(
+                silent, or_(nodes.c.state == "UP", nodes.c.name.in_(busy))
+            )
+            if self.dialect == "postgresql":
+                # A node row locked right now is being heartbeated or placed on: alive.
+                node_query = node_query.with_for_update(skip_locked=True)
+            node_rows = list(conn.execute(node_query))
+            if not node_rows:
+                return reaped
+            names = [r.name for r in node_rows]
+            for r in node_rows:
+                if r.state == "UP":
+                    conn.execute(
+                        update(nodes).where(nodes.c.name == r.name).values(state="DOWN", reason="Not responding")
+                    )
+                    reaped.nodes.append(r.name)
+            job_query = select(
+                jobs.c.id, jobs.c.node_list, jobs.c.launched, jobs.c.requeue, jobs.c.kill_state, jobs.c.restart_count
+            ).where(jobs.c.state == RUNNING, jobs.c.node_list.in_(names))
+            if self.dialect == "postgresql":
+                job_query = job_query.with_for_update()
+            for job in conn.execute(job_query).all():
+                message = f"node {job.node_list} stopped responding"
+                if job.kill_state is None and (not job.launched or job.requeue):
+                    restarts = job.restart_count + (1 if job.launched else 0)
+                    conn.execute(
+                        update(jobs)
+                        .where(jobs.c.id == job.id, jobs.c.state == RUNNING)
+                        .values(
+                            state=PENDING,
+                            reason=Reason.NONE.value,
+                            node_list=None,
+                            cpu_ids=None,
+                            allocated_cpus=0,
+                            allocated_memory_mb=0,
+                            start_time=None,
+                            end_time=None,
+                            exit_code=None,
+                            eligible_time=now,
+                            launched=False,
+                            pid=None,
+                            kill_state=None,
+                            kill_time=None,
+                            restart_count=restarts,
+                        )
+                    )
+                    why = "requeued: node down" if job.launched else "requeued: node down before launch"
+                    self._event(conn, job.id, now, RUNNING, PENDING, why, job.node_list, message)
+                    reaped.requeued.append(job.id)
+                    continue
+                state = JobState(job.kill_state) if job.kill_state else JobState.NODE_FAIL
+                reason = {
+                    JobState.TIMEOUT: Reason.TIME_LIMIT.value,
+                    JobState.CANCELLED: Reason.NONE.value,
+                }.get(state, Reason.NODE_DOWN.value)
+                conn.execute(
+                    update(jobs)
+                    .where(jobs.c.id == job.id, jobs.c.state == RUNNING)
+                    .values(state=state.value, reason=reason, end_time=now, error_msg=message)
+                )
+                self._event(conn, job.id, now, RUNNING, state.value, reason, job.node_list, message)
+                reaped.ended.append(job.id)
+        return reaped
+
+    def scheduler_holder(self) -> str | None:
+        """application_name of the connection holding the scheduler lock (PostgreSQL only)."""
+        if self.dialect != "postgresql":
+            return None
+        query = text(
+            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid = :key "
+            "AND l.objsubid = 1"
+        )
+        with self._read() as conn:
+            return conn.execute(query, {"key": SCHEDULER_LOCK_KEY}).scalar()
+
+    def notify(self, payload: str, channel: str = NOTIFY_CHANNEL) -> None:
+        """NOTIFY the listeners of `channel` (PostgreSQL only; a no-op on SQLite)."""
+        if self.dialect != "postgresql":
+            return
+        with self.engine.connect() as conn:
+            conn.execute(select(func.pg_notify(channel, payload)))
+            conn.commit()
+
+    def direct_conninfo(self) -> str:
+        """The URL for a dedicated psycopg connection (outside the pool), password included."""
+        return make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@dataclass(slots=True)
+class Reaped:
+    """What one reaping pass did: nodes declared DOWN, jobs ended, jobs back to PENDING."""
+
+    nodes: list[str] = field(default_factory=list)
+    ended: list[int] = field(default_factory=list)
+    requeued: list[int] = field(default_factory=list)
+
+
+def pg_connect(conninfo: str, application_name: str) -> Any:
+    """A dedicated autocommit psycopg connection: for LISTEN and for the scheduler lock, whose
+    lives are tied to one connection and must not go back to a pool."""
+    import psycopg
+
+    return psycopg.connect(conninfo, autocommit=True, application_name=application_name[:63], **PG_CONNECT_ARGS)
+
+
+def pg_listen(conn: Any, channel: str = NOTIFY_CHANNEL) -> None:
+    from psycopg import sql
+
+    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+
+
+def pg_try_scheduler_lock(conn: Any) -> bool:
+    """Take the scheduler's session-level advisory lock if free; it lives as long as `conn`."""
+    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (SCHEDULER_LOCK_KEY,)).fetchone()
+    return bool(row and row[0])
+
+
+def pg_ping(conn: Any) -> None:
+    conn.execute("SELECT 1").fetchone()
 
 
 _TIME_COLUMNS = ("submit_time", "eligible_time", "begin_time", "start_time", "end_time", "kill_time")

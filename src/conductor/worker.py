@@ -36,6 +36,8 @@ from conductor.store import Finish, NodeConflict, Store, aware, utcnow
 log = logging.getLogger("conductor.worker")
 
 SHEPHERD = str(Path(__file__).with_name("shepherd.pl"))
+# The shepherd loads no Perl module, so it is handed this platform's open(2) flags.
+OPEN_FLAGS = f"{os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW},{os.O_TRUNC},{os.O_APPEND}"
 
 
 @dataclass
@@ -79,6 +81,10 @@ class RunningJob:
     kill_state: str | None = None
     term_sent: float | None = None  # monotonic time of the SIGTERM
     kill_sent: bool = False
+    # Which run of the job this process is: a job requeued after its node was declared dead
+    # runs again with restart_count + 1, and this process then no longer belongs to it.
+    restart_count: int = 0
+    orphaned: bool = False  # killed because the job no longer runs here: report nothing
 
 
 class Worker:
@@ -158,9 +164,14 @@ class Worker:
 
     def _tick(self) -> None:
         self._flush()
+        rows = self._rows_of_node()
+        if rows is not None:
+            # Before any launch: a process of a job taken from this node must not share the
+            # CPUs with new work (nor run beside a new run of the same job).
+            self._kill_orphans(rows)
         if not self._stopping:
             self._launch_placed()
-        self._enforce_kills()
+        self._enforce_kills(rows)
         self._flush()
 
     def _next_timeout(self) -> float:
@@ -258,6 +269,7 @@ class Worker:
             "perl",
             SHEPHERD,
             str(status_path),
+            OPEN_FLAGS,
             uid,
             gid,
             groups,
@@ -298,6 +310,7 @@ class Worker:
             time_limit=row["time_limit"],
             is_child=True,
             kill_state=row.get("kill_state"),
+            restart_count=row.get("restart_count") or 0,
         )
         self._watch(job)
         return job
@@ -333,8 +346,11 @@ class Worker:
         # Slurm ends every process of a job when its batch script ends.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(job.pid, signal.SIGKILL)
-        self.jobs.pop(job.job_id, None)
-        self._finished.append(self._outcome(job, rusage, wait_signal))
+        if self.jobs.get(job.job_id) is job:
+            self.jobs.pop(job.job_id)
+        if job.orphaned:
+            return  # the job's state is no longer this process's to report
+        self._finished.append(self._report(job, self._outcome(job, rusage, wait_signal)))
         if self._wake is not None:
             self._wake.set()
 
@@ -383,14 +399,14 @@ class Worker:
         self.bus.publish(SCHEDULER)
 
     # ------------------------------------------------------------------- kills
-    def _enforce_kills(self) -> None:
+    def _enforce_kills(self, rows: list[dict[str, Any]] | None = None) -> None:
         if not self.jobs:
             return
         now_wall = time.time()
         now_mono = time.monotonic()
         requested: dict[int, str] = {}
         try:
-            for row in self.store.running_on_node(self.config.name):
+            for row in rows if rows is not None else self.store.running_on_node(self.config.name):
                 if row["kill_state"]:
                     requested[row["id"]] = row["kill_state"]
         except Exception:  # noqa: BLE001

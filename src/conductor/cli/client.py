@@ -12,6 +12,7 @@ from __future__ import annotations
 import _socket  # the C module: socket.py's enums and selectors cost ~5 ms at import
 import json
 import os
+
 # typing is imported only by type checkers: at run time it costs the CLI ~4 ms.
 TYPE_CHECKING = False
 if TYPE_CHECKING:

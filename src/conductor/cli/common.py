@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from conductor.cli.client import ApiError, ConnectionFailed
@@ -99,7 +99,7 @@ def split_list(value: str) -> list[str]:
 # ---- durations -------------------------------------------------------------------------------
 
 
-def clock(seconds: int | float | None) -> str:
+def clock(seconds: float | None) -> str:
     """squeue's compact duration (%M, %l): 'M:SS', 'H:MM:SS' or 'D-HH:MM:SS'."""
     if seconds is None:
         return "UNLIMITED"
@@ -114,7 +114,7 @@ def clock(seconds: int | float | None) -> str:
     return f"{minutes}:{secs:02d}"
 
 
-def hms(seconds: int | float | None) -> str:
+def hms(seconds: float | None) -> str:
     """Slurm's secs2time_str (sacct Elapsed, scontrol RunTime/TimeLimit): 'HH:MM:SS' or 'D-HH:MM:SS'."""
     if seconds is None:
         return "UNLIMITED"
@@ -134,11 +134,11 @@ def parse_iso(value: Any) -> datetime | None:
     if not value or not isinstance(value, str):
         return None
     try:
-        stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        stamp = datetime.fromisoformat(value)
     except ValueError:
         return None
     if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=timezone.utc)
+        stamp = stamp.replace(tzinfo=UTC)
     return stamp
 
 

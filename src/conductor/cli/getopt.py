@@ -27,7 +27,7 @@ class Option:
     A plain class, not a dataclass: importing dataclasses costs milliseconds the CLI has not.
     """
 
-    __slots__ = ("key", "longs", "short", "arg")
+    __slots__ = ("arg", "key", "longs", "short")
 
     def __init__(
         self, key: str, longs: tuple[str, ...] = (), short: str | None = None,

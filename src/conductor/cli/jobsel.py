@@ -111,28 +111,28 @@ def fetch_jobs(
     names: list[str] | None = None,
     partitions: list[str] | None = None,
     since: str | None = None,
+    until: str | None = None,
 ) -> list[dict[str, Any]]:
     """Jobs matching every given filter. The server filters what it can; we always re-check."""
     query: dict[str, Any] = {}
     if states and all(s in _SERVER_STATES for s in states):
         query["state"] = ",".join(states)
-    if users and len(users) == 1:
-        query["user"] = users[0]
-    if names and len(names) == 1:
-        query["name"] = names[0]
-    if partitions and len(partitions) == 1:
-        query["partition"] = partitions[0]
+    # The server takes comma-separated lists; names containing commas are filtered here only.
+    for key, values in (("user", users), ("name", names), ("partition", partitions)):
+        if values and not any("," in v for v in values):
+            query[key] = ",".join(values)
     if since:
         query["since"] = since
+    if until:
+        query["until"] = until
 
     if specs:
         found: dict[int, dict[str, Any]] = {}
         bases = sorted({spec.base for spec in specs})
-        for job in client.list_jobs(job_id=",".join(str(b) for b in bases), **query):
-            found[int(job["job_id"])] = job
-        # An id may name an array: its tasks have their own job ids.
-        for base in bases:
-            for job in client.list_jobs(array_job_id=base, **query):
+        # The server expands an array's id to its tasks.
+        for start in range(0, len(bases), 500):
+            chunk = bases[start:start + 500]
+            for job in client.list_jobs(job_id=",".join(str(b) for b in chunk), **query):
                 found[int(job["job_id"])] = job
         jobs = [job for job in found.values() if any(spec.matches(job) for spec in specs)]
     else:
@@ -145,9 +145,7 @@ def fetch_jobs(
             return False
         if names and job.get("name") not in names:
             return False
-        if partitions and job.get("partition") not in partitions:
-            return False
-        return True
+        return not (partitions and job.get("partition") not in partitions)
 
     return sorted((j for j in jobs if keep(j)), key=lambda j: int(j["job_id"]))
 

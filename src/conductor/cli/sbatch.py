@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+
 # typing is imported only by type checkers: at run time it costs the CLI ~4 ms.
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+
 # typing is imported only by type checkers: at run time it costs the CLI ~4 ms.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -233,13 +234,11 @@ ENV_OPTIONS: dict[str, str] = {
 _ENV_FLAGS = frozenset({"no_requeue", "requeue", "wait"})
 
 _SIGNAL_NAMES = frozenset(
-    "HUP INT QUIT ILL TRAP ABRT BUS FPE KILL USR1 SEGV USR2 PIPE ALRM TERM STKFLT CHLD CONT "
-    "STOP TSTP TTIN TTOU URG XCPU XFSZ VTALRM PROF WINCH IO PWR SYS".split()
+    ["HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2", "PIPE", "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG", "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH", "IO", "PWR", "SYS"]
 )
 _SIGNAL_RE = re.compile(r"(?:(?P<flags>[RB]+):)?(?P<sig>[A-Za-z0-9]+)(?:@(?P<time>\d+))?")
 _MAIL_TYPES = frozenset(
-    "NONE BEGIN END FAIL REQUEUE ALL INVALID_DEPEND STAGE_OUT TIME_LIMIT TIME_LIMIT_90 "
-    "TIME_LIMIT_80 TIME_LIMIT_50 ARRAY_TASKS".split()
+    ["NONE", "BEGIN", "END", "FAIL", "REQUEUE", "ALL", "INVALID_DEPEND", "STAGE_OUT", "TIME_LIMIT", "TIME_LIMIT_90", "TIME_LIMIT_80", "TIME_LIMIT_50", "ARRAY_TASKS"]
 )
 WRAP_HEADER = "#!/bin/sh\n# This script was created by sbatch --wrap.\n\n"
 
@@ -447,8 +446,7 @@ def _signal(value: str | None) -> str:
     match = _SIGNAL_RE.fullmatch(text)
     if match:
         sig = match.group("sig").upper()
-        if sig.startswith("SIG"):
-            sig = sig[3:]
+        sig = sig.removeprefix("SIG")
         if (sig.isdigit() and 0 < int(sig) < 65) or sig in _SIGNAL_NAMES:
             return text
     raise SbatchError(f"Invalid --signal specification: {value}")
@@ -523,8 +521,8 @@ def build_plan(
         if message and message not in plan.warnings:
             plan.warnings.append(message)
 
-    for key in values:
-        if key in _GPU_OPTIONS and _wants_gpus(values[key]):
+    for key, value in values.items():
+        if key in _GPU_OPTIONS and _wants_gpus(value):
             raise SbatchError(
                 "Batch job submission failed: Invalid generic resource (gres) specification"
                 " (this cluster has no GPUs)"

@@ -59,8 +59,7 @@ USAGE = (
 
 def _normalize_signal(text: str) -> str:
     value = text.strip().upper()
-    if value.startswith("SIG"):
-        value = value[3:]
+    value = value.removeprefix("SIG")
     if not value or not (value.isdigit() or value.isalnum()):
         raise UsageError(f"Invalid job signal: {text}")
     return value

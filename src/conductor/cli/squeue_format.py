@@ -234,7 +234,7 @@ class FormatError(ValueError):
 class Field:
     """One output column: where its value comes from and how it is laid out."""
 
-    __slots__ = ("header", "getter", "width", "right", "suffix")
+    __slots__ = ("getter", "header", "right", "suffix", "width")
 
     def __init__(self, header: str, getter: Getter, width: int, right: bool, suffix: str = ""):
         self.header = header
@@ -244,7 +244,7 @@ class Field:
         self.suffix = suffix
 
 
-_PCT_RE = re.compile(r"%(\.)?(\d*)([A-Za-z%])")
+_PCT_RE = re.compile(r"%(\.)?(\d*)(.)", re.DOTALL)
 
 
 def parse_format(fmt: str) -> list[str | Field]:

@@ -1,0 +1,322 @@
+"""Benchmarks of the core, run by hand: `make bench` or `python bench/run.py [names...]`.
+
+Prints figures; asserts nothing about time. Each benchmark starts its own `conductor up` in a
+temporary home on a free port.
+
+  latency     submit -> first line of the job, p50/p95 over 100 sequential jobs (idle system)
+  throughput  end-to-end drain of 2,000 `true` jobs on 64 declared CPUs
+  submit      REST submissions per second (jobs held back by --begin so nothing runs)
+  pass        one scheduler pass (the pure policy) over 10,000 and 100,000 pending jobs
+  loop        one full scheduler pass through the store (load + decide + apply) over 10,000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def _token_headers(home: Path) -> dict[str, str]:
+    token_file = home / "token"
+    if token_file.exists():
+        return {"Authorization": f"Bearer {token_file.read_text().strip()}"}
+    return {}
+
+
+@contextmanager
+def conductor(cpus: int, extra_env: dict[str, str] | None = None) -> Iterator[tuple[str, Path, dict[str, str]]]:
+    home = Path(tempfile.mkdtemp(prefix="conductor-bench-"))
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONDUCTOR_")}
+    env.update({"CONDUCTOR_HOME": str(home), **(extra_env or {})})
+    log = open(home / "server.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "conductor", "up", "--cpus", str(cpus), "--port", str(port), "--log-level", "WARNING"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        else:
+            raise RuntimeError((home / "server.log").read_text())
+        yield url, home, _token_headers(home)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def bench_latency(count: int = 100) -> None:
+    with conductor(cpus=2) as (url, home, headers):
+        work = home / "work"
+        work.mkdir()
+        client = httpx.Client(base_url=url, headers=headers)
+        # $EPOCHREALTIME is a bash builtin: the first line costs no extra process.
+        script = "#!/bin/bash\necho $EPOCHREALTIME\n"
+        latencies: list[float] = []
+        for _ in range(count):
+            t0 = time.time()
+            r = client.post(
+                "/jobs/submit", json={"job": {"current_working_directory": str(work)}, "script": script}
+            )
+            job_id = r.json()["job_id"]
+            out = work / f"slurm-{job_id}.out"
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                try:
+                    text = out.read_text()
+                except FileNotFoundError:
+                    text = ""
+                if text.endswith("\n"):
+                    latencies.append(float(text.split()[0]) - t0)
+                    break
+                time.sleep(0.0005)
+            # Wait until the job is over so every sample sees an idle system.
+            while client.get(f"/jobs/{job_id}").json()["state"] == "RUNNING":
+                time.sleep(0.001)
+        ms = [x * 1000 for x in latencies]
+        print(
+            f"latency: submit -> first line over {len(ms)} jobs: p50 {percentile(ms, 50):.1f} ms, "
+            f"p95 {percentile(ms, 95):.1f} ms, min {min(ms):.1f} ms, max {max(ms):.1f} ms"
+        )
+
+
+def bench_throughput(count: int = 2000, cpus: int = 64) -> None:
+    with conductor(cpus=cpus) as (url, home, headers):
+        work = home / "work"
+        work.mkdir()
+        client = httpx.Client(base_url=url, headers=headers, timeout=60)
+        job = {"current_working_directory": str(work), "standard_output": "/dev/null"}
+        t0 = time.time()
+        ids: list[int] = []
+        lock = threading.Lock()
+
+        def submit(n: int) -> None:
+            c = httpx.Client(base_url=url, headers=headers, timeout=60)
+            for _ in range(n):
+                r = c.post("/jobs/submit", json={"job": job, "script": "#!/bin/bash\ntrue\n"})
+                with lock:
+                    ids.append(int(r.json()["job_id"]))
+            c.close()
+
+        threads = [threading.Thread(target=submit, args=(count // 4,)) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        t_submitted = time.time()
+        while True:
+            stats = client.get("/jobs/stats").json()
+            if stats["pending_jobs"] == 0 and stats["running_jobs"] == 0:
+                break
+            time.sleep(0.05)
+        t_done = time.time()
+        jobs = client.get("/jobs", params={"limit": count + 10, "state": "COMPLETED"}).json()["jobs"]
+        print(
+            f"throughput: {len(jobs)}/{count} `true` jobs COMPLETED on {cpus} declared CPUs in "
+            f"{t_done - t0:.2f} s end to end = {count / (t_done - t0):.0f} jobs/s "
+            f"(submission by 4 REST clients took {t_submitted - t0:.2f} s)"
+        )
+        # The same drain without the REST submission in the way: one array of `count` tasks.
+        t0 = time.time()
+        r = client.post(
+            "/jobs/submit", json={"job": {**job, "array": f"0-{count - 1}"}, "script": "#!/bin/bash\ntrue\n"}
+        )
+        assert r.status_code == 201, r.text
+        while True:
+            stats = client.get("/jobs/stats").json()
+            if stats["pending_jobs"] == 0 and stats["running_jobs"] == 0:
+                break
+            time.sleep(0.05)
+        elapsed = time.time() - t0
+        print(f"throughput: array of {count} `true` tasks drained in {elapsed:.2f} s = {count / elapsed:.0f} jobs/s")
+
+
+def bench_submit(count: int = 3000, clients: int = 8) -> None:
+    with conductor(cpus=2) as (url, home, headers):
+        body = {
+            "job": {"current_working_directory": str(home), "begin_time": "now+3600", "name": "held"},
+            "script": "#!/bin/bash\ntrue\n",
+        }
+        errors: list[str] = []
+
+        def worker(n: int) -> None:
+            with httpx.Client(base_url=url, headers=headers, timeout=60) as c:
+                for _ in range(n):
+                    r = c.post("/jobs/submit", json=body)
+                    if r.status_code != 201:
+                        errors.append(r.text)
+
+        per = count // clients
+        threads = [threading.Thread(target=worker, args=(per,)) for _ in range(clients)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - t0
+        print(
+            f"submit: {per * clients} REST submissions from {clients} clients in {elapsed:.2f} s = "
+            f"{per * clients / elapsed:.0f}/s ({len(errors)} errors)"
+        )
+
+
+def bench_pass() -> None:
+    from conductor.policy import NodeView, PendingJob, schedule
+
+    for count in (10_000, 100_000):
+        rng = random.Random(1)
+        pending = [
+            PendingJob(
+                id=i,
+                cpus=rng.choice((1, 1, 2, 4, 8)),
+                memory_mb=rng.choice((0, 1024)),
+                priority=rng.choice((0, 0, 10)),
+                submit_time=1_000_000.0 + i,
+            )
+            for i in range(count)
+        ]
+        pending.sort(key=lambda j: (-j.priority, j.submit_time, j.id))
+        for label, free in (("full cluster", 0), ("64 free CPUs", 16)):
+            timings = []
+            for _ in range(5):
+                nodes = [
+                    NodeView(
+                        name=f"n{k}",
+                        cpu_ids=tuple(range(64)),
+                        free_cpu_ids=list(range(free)),
+                        memory_mb=256_000,
+                        free_memory_mb=256_000,
+                        partitions=frozenset({"debug"}),
+                        running_jobs=64 - free,
+                    )
+                    for k in range(4)
+                ]
+                t0 = time.perf_counter()
+                decision = schedule(pending, nodes, 2_000_000.0, presorted=True)
+                timings.append(time.perf_counter() - t0)
+            print(
+                f"pass: {count:>7,} pending, 4 nodes x 64 CPUs, {label}: "
+                f"median {statistics.median(timings) * 1000:.1f} ms "
+                f"({len(decision.placements)} placed)"
+            )
+
+
+def bench_loop(count: int = 10_000) -> None:
+    from datetime import UTC, datetime
+
+    from conductor.bus import Bus
+    from conductor.scheduler import Scheduler
+    from conductor.store import Store
+
+    home = Path(tempfile.mkdtemp(prefix="conductor-bench-"))
+    try:
+        store = Store("sqlite:///" + str(home / "db.sqlite"))
+        store.migrate()
+        now = datetime.now(UTC)
+        row = {
+            "name": "b",
+            "user_name": "bench",
+            "partition": "debug",
+            "cpus_per_task": 1,
+            "ntasks": 1,
+            "work_dir": "/tmp",
+            "script": "true",
+            "environment": "{}",
+            "array_task_id": 0,
+            "submit_time": now,
+        }
+        rows = [{**row, "array_task_id": i} for i in range(count)]
+        t0 = time.perf_counter()
+        store.submit(rows)
+        submit_s = time.perf_counter() - t0
+        store.register_node(
+            name="n1",
+            cpus=64,
+            cpu_ids=list(range(64)),
+            cpu_binding=False,
+            memory_mb=100_000,
+            partitions=["debug"],
+            instance="bench",
+            hostname="bench",
+            stale_before=None,
+        )
+        scheduler = Scheduler(store, Bus(), heartbeat_timeout=3600)
+        t0 = time.perf_counter()
+        first = scheduler.run_pass()
+        first_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        scheduler.run_pass()
+        steady_s = time.perf_counter() - t0
+        print(
+            f"loop: {count:,} pending on SQLite: insert {submit_s * 1000:.0f} ms; first pass (64 placed, "
+            f"{len(first.reasons)} reasons written) {first_s * 1000:.0f} ms; next pass (nothing changes) "
+            f"{steady_s * 1000:.0f} ms"
+        )
+        store.close()
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+BENCHMARKS = {
+    "latency": bench_latency,
+    "throughput": bench_throughput,
+    "submit": bench_submit,
+    "pass": bench_pass,
+    "loop": bench_loop,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
+    args = parser.parse_args()
+    print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+    for name in args.names or BENCHMARKS:
+        BENCHMARKS[name]()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,260 @@
+"""`conductor sacct`: accounting view of jobs, including ended ones, in sacct's formats."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import UTC, datetime
+
+from conductor.cli.client import Client
+from conductor.cli.common import (
+    CODE_STATES,
+    STATE_CODES,
+    UsageError,
+    current_user,
+    parse_iso,
+    run,
+    split_list,
+)
+from conductor.cli.getopt import Option, OptionTable, getopt_long
+from conductor.cli.jobsel import fetch_jobs, parse_job_specs
+from conductor.cli.sacct_format import (
+    BRIEF_FIELDS,
+    DEFAULT_FIELDS,
+    LONG_FIELDS,
+    WIDTHS,
+    FieldError,
+    expand_rows,
+    parse_fields,
+    render,
+)
+from conductor.cli.squeue_format import collapse_pending_arrays
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+PROG = "sacct"
+
+OPTIONS = OptionTable(
+    [
+        Option("allusers", ("allusers",), "a"),
+        Option("accounts", ("accounts", "account"), "A", "required"),
+        Option("array", ("array",), None),
+        Option("brief", ("brief",), "b"),
+        Option("completion", ("completion",), "c"),
+        Option("constraints", ("constraints",), "C", "required"),
+        Option("delimiter", ("delimiter",), None, "required"),
+        Option("duplicates", ("duplicates",), "D"),
+        Option("helpformat", ("helpformat",), "e"),
+        Option("endtime", ("endtime",), "E", "required"),
+        Option("file", ("file",), "f", "required"),
+        Option("flags", ("flags",), "F", "required"),
+        Option("gid", ("gid", "group"), "g", "required"),
+        Option("help", ("help",), "h"),
+        Option("nnodes", ("nnodes",), "i", "required"),
+        Option("ncpus", ("ncpus",), "I", "required"),
+        Option("jobs", ("jobs",), "j", "required"),
+        Option("timelimit_min", ("timelimit-min",), "k", "required"),
+        Option("timelimit_max", ("timelimit-max",), "K", "required"),
+        Option("long", ("long",), "l"),
+        Option("allclusters", ("allclusters",), "L"),
+        Option("clusters", ("clusters", "cluster"), "M", "required"),
+        Option("noheader", ("noheader",), "n"),
+        Option("nodelist", ("nodelist",), "N", "required"),
+        Option("name", ("name",), None, "required"),
+        Option("noconvert", ("noconvert",), None),
+        Option("format", ("format", "fields"), "o", "required"),
+        Option("parsable", ("parsable",), "p"),
+        Option("parsable2", ("parsable2",), "P"),
+        Option("qos", ("qos",), "q", "required"),
+        Option("partition", ("partition",), "r", "required"),
+        Option("state", ("state",), "s", "required"),
+        Option("starttime", ("starttime",), "S", "required"),
+        Option("truncate", ("truncate",), "T"),
+        Option("user", ("user", "uid"), "u", "required"),
+        Option("units", ("units",), None, "required"),
+        Option("usage", ("usage",), "U"),
+        Option("verbose", ("verbose",), "v"),
+        Option("version", ("version",), "V"),
+        Option("wckeys", ("wckeys",), "W", "required"),
+        Option("associations", ("associations",), "x", "required"),
+        Option("allocations", ("allocations",), "X"),
+        Option("json", ("json",), None, "optional"),
+        Option("yaml", ("yaml",), None, "optional"),
+        Option("local", ("local",), None),
+        Option("federation", ("federation",), None),
+        Option("whole_hetjob", ("whole-hetjob",), None, "optional"),
+        Option("expand_patterns", ("expand-patterns",), None),
+    ]
+)
+
+USAGE = "Usage: sacct [options]\n\tUse --help for help\n"
+
+
+def parse_sacct_time(text: str, now: datetime) -> datetime:
+    """-S/-E values, in Slurm's grammar; times of day without a date mean the past occurrence."""
+    from conductor.domain.errors import SpecError
+    from conductor.domain.timespec import parse_begin_time
+
+    value = text.strip()
+    try:
+        stamp = parse_begin_time(value, now=now, field="--starttime")
+    except SpecError as exc:
+        raise UsageError(f"Invalid time specification (pos=0): {value} ({exc.message})") from None
+    has_date = any(sep in value for sep in ("-", "/", ".")) or value.lower().startswith(
+        ("now", "today", "tomorrow", "uts")
+    ) or (value.isdigit() and len(value) in (4, 6))
+    if not has_date and stamp > now:
+        from datetime import timedelta
+
+        stamp -= timedelta(days=1)
+    return stamp
+
+
+def _parse_states(text: str) -> list[str]:
+    states: list[str] = []
+    for item in split_list(text):
+        upper = item.upper()
+        if upper in STATE_CODES:
+            states.append(upper)
+        elif upper in CODE_STATES:
+            states.append(CODE_STATES[upper])
+        elif upper == "CA":
+            states.append("CANCELLED")
+        else:
+            raise UsageError(f"Invalid state: {item}")
+    return states
+
+
+def in_window(job: dict[str, Any], start: float, end: float, states: list[str] | None) -> bool:
+    """Slurm's selection: eligible before the window ends and not ended before it starts."""
+    eligible = parse_iso(job.get("eligible_time") or job.get("submit_time"))
+    ended = parse_iso(job.get("end_time"))
+    if states is not None and job.get("state") not in states:
+        return False
+    if eligible is not None and eligible.timestamp() >= end:
+        return False
+    return not (ended is not None and ended.timestamp() < start)
+
+
+def main(argv: list[str]) -> int:
+    return run(PROG, lambda: _main(argv))
+
+
+def _main(argv: list[str]) -> int:
+    parsed, operands = getopt_long(argv, OPTIONS)
+    opts: dict[str, str | None] = {}
+    multi: dict[str, list[str]] = {}
+    for key, value in parsed:
+        opts[key] = value
+        if value is not None:
+            multi.setdefault(key, []).append(value)
+    if operands:
+        raise UsageError(f"Unknown arguments: {' '.join(operands)}")
+    if "help" in opts or "usage" in opts:
+        sys.stdout.write(USAGE)
+        return 0
+    if "version" in opts:
+        sys.stdout.write("slurm 23.11.0\n")
+        return 0
+    if "helpformat" in opts:
+        names = list(WIDTHS)
+        for i in range(0, len(names), 4):
+            sys.stdout.write("".join(f"{n:<20}" for n in names[i:i + 4]).rstrip() + "\n")
+        return 0
+    if "json" in opts or "yaml" in opts:
+        raise UsageError("--json and --yaml are not supported; use --parsable2 with --format")
+
+    field_spec = ",".join(multi.get("format", []))
+    if "brief" in opts:
+        field_spec = ",".join(filter(None, [field_spec, BRIEF_FIELDS]))
+    if "long" in opts:
+        field_spec = ",".join(filter(None, [field_spec, LONG_FIELDS]))
+    if not field_spec:
+        field_spec = os.environ.get("SACCT_FORMAT") or DEFAULT_FIELDS
+    try:
+        columns = parse_fields(field_spec)
+    except FieldError as exc:
+        raise UsageError(str(exc)) from None
+
+    specs = parse_job_specs(multi["jobs"]) if "jobs" in multi else None
+    states = _parse_states(",".join(multi["state"])) if "state" in multi else None
+    now_dt = datetime.now().astimezone()
+    now = now_dt.timestamp()
+    start: float
+    if opts.get("starttime"):
+        start = parse_sacct_time(opts["starttime"] or "", now_dt).timestamp()
+    elif specs:
+        start = 0.0
+    elif states:
+        start = now
+    else:
+        start = now_dt.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+    if opts.get("endtime"):
+        end = parse_sacct_time(opts["endtime"] or "", now_dt).timestamp()
+    elif states and opts.get("starttime"):
+        end = start
+    else:
+        end = now
+    if end <= start or end >= now:
+        end += 1  # the window is [S, E); include S itself, and the current second
+    if end < start:
+        raise UsageError("Start time requested is after end time.")
+
+    users: list[str] | None = None
+    if "user" in multi:
+        users = [u for v in multi["user"] for u in split_list(v)]
+        if users == ["-1"]:
+            users = None
+    elif not ("allusers" in opts or specs or "nodelist" in opts or os.getuid() == 0):
+        users = [current_user()]
+    names = [n for v in multi.get("name", []) for n in split_list(v)] or None
+    partitions = [p for v in multi.get("partition", []) for p in split_list(v)] or None
+    accounts = [a for v in multi.get("accounts", []) for a in split_list(v)] or None
+    qos = [q for v in multi.get("qos", []) for q in split_list(v)] or None
+    nodes = None
+    if opts.get("nodelist"):
+        from conductor.domain.hostlist import expand_hostlist
+
+        nodes = set(expand_hostlist(opts["nodelist"] or ""))
+
+    client = Client()
+    try:
+
+        def iso(stamp: float) -> str:
+            return datetime.fromtimestamp(stamp, tz=UTC).isoformat()
+
+        jobs = fetch_jobs(client, specs, users=users, names=names, partitions=partitions,
+                          since=iso(start) if start > 0 else None, until=iso(end))
+    finally:
+        client.close()
+
+    def keep(job: dict[str, Any]) -> bool:
+        if not in_window(job, start, end, states):
+            return False
+        if accounts and job.get("account") not in accounts:
+            return False
+        if qos and job.get("qos") not in qos:
+            return False
+        if nodes is not None:
+            from conductor.domain.hostlist import expand_hostlist
+
+            if not nodes.intersection(expand_hostlist(job.get("node_list") or "")):
+                return False
+        return True
+
+    selected = [j for j in jobs if keep(j)]
+    if "array" not in opts:
+        selected = collapse_pending_arrays(selected)
+    selected.sort(key=lambda j: (int(j.get("array_job_id") or j["job_id"]),
+                                 int(j.get("array_task_id") or 0), int(j["job_id"])))
+    rows = expand_rows(selected, with_steps="allocations" not in opts)
+    parsable = "no_ending" if "parsable2" in opts else ("ending" if "parsable" in opts else None)
+    sys.stdout.write(
+        render(columns, rows, header="noheader" not in opts, parsable=parsable,
+               delimiter=opts.get("delimiter") or "|")
+    )
+    return 0
+
+

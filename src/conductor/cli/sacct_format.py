@@ -1,0 +1,303 @@
+"""sacct's fields and layout (src/sacct/sacct.c, src/common/print_fields.c). Pure functions.
+
+Layout: in the default mode each field is padded to its width and followed by one space;
+the header is right-aligned, a line of dashes follows it; a negative width (JobID, JobIDRaw)
+left-aligns values; a value longer than the width is cut and ends with '+'. With -p/-P fields
+are joined with '|' (-p also ends the line with it) and never cut.
+"""
+
+from __future__ import annotations
+
+from conductor.cli.common import exit_code, hms, slurm_time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    Getter = Callable[[dict[str, Any]], str]
+
+DEFAULT_FIELDS = "JobID,JobName,Partition,Account,AllocCPUS,State,ExitCode"
+BRIEF_FIELDS = "JobID,State,ExitCode"
+LONG_FIELDS = (
+    "JobID,JobIDRaw,JobName,Partition,MaxVMSize,MaxVMSizeNode,MaxVMSizeTask,AveVMSize,MaxRSS,"
+    "MaxRSSNode,MaxRSSTask,AveRSS,MaxPages,MaxPagesNode,MaxPagesTask,AvePages,MinCPU,"
+    "MinCPUNode,MinCPUTask,AveCPU,NTasks,AllocCPUS,Elapsed,State,ExitCode,AveCPUFreq,"
+    "ReqCPUFreqMin,ReqCPUFreqMax,ReqCPUFreqGov,ReqMem,ConsumedEnergy,MaxDiskRead,"
+    "MaxDiskReadNode,MaxDiskReadTask,AveDiskRead,MaxDiskWrite,MaxDiskWriteNode,"
+    "MaxDiskWriteTask,AveDiskWrite,ReqTRES,AllocTRES,TRESUsageInAve,TRESUsageInMax,"
+    "TRESUsageInMaxNode,TRESUsageInMaxTask,TRESUsageInMin,TRESUsageInMinNode,"
+    "TRESUsageInMinTask,TRESUsageInTot,TRESUsageOutMax,TRESUsageOutMaxNode,"
+    "TRESUsageOutMaxTask,TRESUsageOutAve,TRESUsageOutTot"
+)
+
+# Every field sacct knows, with its default width, in sacct's table order (prefix matching
+# picks the first). Fields we have no data for (energy, disk, memory high-water marks...)
+# print empty, as sacct does when accounting did not gather them.
+WIDTHS: dict[str, int] = {
+    "Account": 10, "AdminComment": 15, "AllocCPUS": 10, "AllocNodes": 10, "AllocTRES": 10,
+    "AssocID": 7, "AveCPU": 10, "AveCPUFreq": 10, "AveDiskRead": 14, "AveDiskWrite": 14,
+    "AvePages": 10, "AveRSS": 10, "AveVMSize": 10, "BlockID": 16, "Cluster": 10,
+    "Comment": 14, "Constraints": 19, "ConsumedEnergy": 14, "ConsumedEnergyRaw": 17,
+    "Container": 19, "CPUTime": 10, "CPUTimeRAW": 10, "DBIndex": -21, "DerivedExitCode": 15,
+    "Elapsed": 10, "ElapsedRaw": 10, "Eligible": 19, "End": 19, "ExitCode": 8, "Extra": 14,
+    "FailedNode": 8, "Flags": 19, "GID": 6, "Group": 9, "JobID": -12, "JobIDRaw": -12,
+    "JobName": 10, "Layout": 9, "Licenses": 10, "MaxDiskRead": 12, "MaxDiskReadNode": 15,
+    "MaxDiskReadTask": 15, "MaxDiskWrite": 12, "MaxDiskWriteNode": 16, "MaxDiskWriteTask": 16,
+    "MaxPages": 8, "MaxPagesNode": 12, "MaxPagesTask": 14, "MaxRSS": 10, "MaxRSSNode": 10,
+    "MaxRSSTask": 10, "MaxVMSize": 10, "MaxVMSizeNode": 14, "MaxVMSizeTask": 14,
+    "McsLabel": 12, "MinCPU": 10, "MinCPUNode": 10, "MinCPUTask": 10, "NCPUS": 10,
+    "NNodes": 8, "NodeList": 15, "NTasks": 8, "Partition": 10, "Planned": 10,
+    "PlannedCPU": 10, "PlannedCPURAW": 13, "Priority": 10, "QOS": 10, "QOSRAW": 6,
+    "QOSREQ": 10, "Reason": 22, "ReqCPUFreq": 10, "ReqCPUFreqGov": 13, "ReqCPUFreqMax": 13,
+    "ReqCPUFreqMin": 13, "ReqCPUS": 8, "ReqMem": 10, "ReqNodes": 8, "ReqTRES": 10,
+    "Reservation": 20, "ReservationId": 8, "Restarts": 8, "SegmentSize": 11, "SLUID": 14,
+    "Start": 19, "State": 10, "StdErr": 20, "StdIn": 20, "StdOut": 20, "Submit": 19,
+    "SubmitLine": 20, "Suspended": 10, "SystemComment": 15, "SystemCPU": 10,
+    "Timelimit": 10, "TimelimitRaw": 10, "TotalCPU": 10, "TRESUsageInAve": 14,
+    "TRESUsageInMax": 14, "TRESUsageInMaxNode": 18, "TRESUsageInMaxTask": 18,
+    "TRESUsageInMin": 14, "TRESUsageInMinNode": 18, "TRESUsageInMinTask": 18,
+    "TRESUsageInTot": 14, "TRESUsageOutAve": 15, "TRESUsageOutMax": 15,
+    "TRESUsageOutMaxNode": 19, "TRESUsageOutMaxTask": 19, "TRESUsageOutMin": 15,
+    "TRESUsageOutMinNode": 19, "TRESUsageOutMinTask": 19, "TRESUsageOutTot": 15,
+    "UID": 6, "User": 9, "UserCPU": 10, "WCKey": 10, "WCKeyID": 10, "WorkDir": 20,
+}
+
+
+def _started(job: dict[str, Any]) -> bool:
+    return bool(job.get("start_time"))
+
+
+def _alloc_cpus(job: dict[str, Any]) -> int:
+    return int(job.get("allocated_cpus") or 0) if _started(job) else 0
+
+
+def _req_cpus(job: dict[str, Any]) -> int:
+    return int(job.get("ntasks") or 1) * int(job.get("cpus_per_task") or 1)
+
+
+def _req_mem(job: dict[str, Any]) -> str:
+    from conductor.domain.memory import format_memory_mb
+
+    per_cpu = job.get("memory_per_cpu_mb")
+    if per_cpu:
+        return format_memory_mb(int(per_cpu))
+    return format_memory_mb(int(job.get("memory_per_node_mb") or 0))
+
+
+def _elapsed(job: dict[str, Any]) -> int:
+    return int(job.get("elapsed") or 0)
+
+
+def _tres(job: dict[str, Any], allocated: bool) -> str:
+    if allocated and not _started(job):
+        return ""
+    cpus = _alloc_cpus(job) if allocated else _req_cpus(job)
+    return f"billing={cpus},cpu={cpus},mem={_req_mem(job)},node=1"
+
+
+def _uid(job: dict[str, Any]) -> str:
+    try:
+        import pwd
+
+        return str(pwd.getpwnam(str(job.get("user"))).pw_uid)
+    except (ImportError, KeyError):
+        return ""
+
+
+def _group(job: dict[str, Any], numeric: bool) -> str:
+    try:
+        import grp
+        import pwd
+
+        gid = pwd.getpwnam(str(job.get("user"))).pw_gid
+        return str(gid) if numeric else grp.getgrgid(gid).gr_name
+    except (ImportError, KeyError):
+        return ""
+
+
+def _limit(job: dict[str, Any]) -> str:
+    from conductor.domain.timespec import format_time_limit
+
+    return format_time_limit(job.get("time_limit"), style="sacct")
+
+
+def _limit_raw(job: dict[str, Any]) -> str:
+    limit = job.get("time_limit")
+    return "UNLIMITED" if limit is None else str((int(limit) + 59) // 60)
+
+
+def _planned(job: dict[str, Any]) -> int:
+    from conductor.cli.common import parse_iso
+
+    eligible = parse_iso(job.get("eligible_time") or job.get("submit_time"))
+    start = parse_iso(job.get("start_time"))
+    if eligible is None:
+        return 0
+    if start is None:
+        import time
+
+        return max(int(time.time() - eligible.timestamp()), 0)
+    return max(int(start.timestamp() - eligible.timestamp()), 0)
+
+
+def _s(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+GETTERS: dict[str, Getter] = {
+    "Account": lambda j: _s(j.get("account")),
+    "AllocCPUS": lambda j: str(_alloc_cpus(j)),
+    "AllocNodes": lambda j: "1" if _started(j) else "0",
+    "AllocTRES": lambda j: _tres(j, True),
+    "Cluster": lambda j: "conductor",
+    "Comment": lambda j: _s(j.get("comment")),
+    "CPUTime": lambda j: hms(_elapsed(j) * _alloc_cpus(j)),
+    "CPUTimeRAW": lambda j: str(_elapsed(j) * _alloc_cpus(j)),
+    "DerivedExitCode": lambda j: exit_code(j),
+    "Elapsed": lambda j: hms(_elapsed(j)),
+    "ElapsedRaw": lambda j: str(_elapsed(j)),
+    "Eligible": lambda j: slurm_time(j.get("eligible_time")),
+    "End": lambda j: slurm_time(j.get("end_time")),
+    "ExitCode": lambda j: exit_code(j),
+    "GID": lambda j: _group(j, True),
+    "Group": lambda j: _group(j, False),
+    "JobID": lambda j: _s(j.get("_sacct_id")),
+    "JobIDRaw": lambda j: _s(j.get("_sacct_raw_id")),
+    "JobName": lambda j: _s(j.get("name")),
+    "NCPUS": lambda j: str(_alloc_cpus(j)),
+    "NNodes": lambda j: "1",
+    "NodeList": lambda j: _s(j.get("node_list")) if _started(j) else "None assigned",
+    "NTasks": lambda j: _s(j.get("_ntasks")),
+    "Partition": lambda j: _s(j.get("partition")),
+    "Planned": lambda j: hms(_planned(j)),
+    "PlannedCPU": lambda j: hms(_planned(j) * _req_cpus(j)),
+    "PlannedCPURAW": lambda j: str(_planned(j) * _req_cpus(j)),
+    "Priority": lambda j: str(int(j.get("priority") or 0)),
+    "QOS": lambda j: _s(j.get("qos") or "normal"),
+    "QOSREQ": lambda j: _s(j.get("qos") or "normal"),
+    "Reason": lambda j: _s(j.get("reason") or "None"),
+    "ReqCPUS": lambda j: str(_req_cpus(j)),
+    "ReqMem": _req_mem,
+    "ReqNodes": lambda j: "1",
+    "ReqTRES": lambda j: _tres(j, False),
+    "Restarts": lambda j: str(int(j.get("restart_count") or 0)),
+    "Start": lambda j: slurm_time(j.get("start_time")),
+    "State": lambda j: _s(j.get("state")),
+    "StdErr": lambda j: _s(j.get("standard_error")),
+    "StdIn": lambda j: _s(j.get("standard_input")),
+    "StdOut": lambda j: _s(j.get("standard_output")),
+    "Submit": lambda j: slurm_time(j.get("submit_time")),
+    "Suspended": lambda j: "00:00:00",
+    "Timelimit": _limit,
+    "TimelimitRaw": _limit_raw,
+    "UID": _uid,
+    "User": lambda j: _s(j.get("user")),
+    "WorkDir": lambda j: _s(j.get("work_dir")),
+}
+
+
+class Column:
+    __slots__ = ("getter", "name", "width")
+
+    def __init__(self, name: str, width: int, getter: Getter) -> None:
+        self.name = name
+        self.width = width
+        self.getter = getter
+
+
+class FieldError(ValueError):
+    pass
+
+
+def parse_fields(spec: str) -> list[Column]:
+    """A --format list: names matched case-insensitively by prefix, optional '%width'."""
+    columns: list[Column] = []
+    for raw in spec.split(","):
+        raw = raw.strip()
+        if not raw:
+            continue
+        name, pct, width_text = raw.partition("%")
+        lowered = name.lower()
+        if lowered == "all":
+            for real in WIDTHS:
+                columns.append(_column(real, width_text if pct else None))
+            continue
+        match = next((real for real in WIDTHS if real.lower() == lowered), None)
+        if match is None:
+            match = next((real for real in WIDTHS if real.lower().startswith(lowered)), None)
+        if match is None or not lowered:
+            raise FieldError(f'Invalid field requested: "{name}"')
+        columns.append(_column(match, width_text if pct else None))
+    return columns
+
+
+def _column(name: str, width_text: str | None) -> Column:
+    width = WIDTHS[name]
+    if width_text:
+        try:
+            width = int(width_text)
+        except ValueError:
+            pass
+    return Column(name, width, GETTERS.get(name, lambda j: ""))
+
+
+def render(columns: list[Column], rows: list[dict[str, Any]], *, header: bool,
+           parsable: str | None, delimiter: str = "|") -> str:
+    """parsable: None (aligned), 'ending' (-p) or 'no_ending' (-P)."""
+    out: list[str] = []
+
+    def line(values: list[str]) -> str:
+        if parsable == "no_ending":
+            return delimiter.join(values)
+        if parsable == "ending":
+            return "".join(v + delimiter for v in values)
+        return "".join(values)
+
+    if header:
+        if parsable:
+            out.append(line([c.name for c in columns]))
+        else:
+            out.append(line([f"{c.name[:abs(c.width)]:>{abs(c.width)}} " for c in columns]))
+            out.append(line(["-" * abs(c.width) + " " for c in columns]))
+    for row in rows:
+        values = [c.getter(row) for c in columns]
+        if parsable:
+            out.append(line(values))
+        else:
+            cells = []
+            for column, value in zip(columns, values):
+                size = abs(column.width)
+                if len(value) > size:
+                    value = value[: size - 1] + "+" if size > 0 else value
+                cells.append((value.ljust(size) if column.width < 0 else value.rjust(size)) + " ")
+            out.append(line(cells))
+    return "".join(text + "\n" for text in out)
+
+
+def expand_rows(jobs: list[dict[str, Any]], *, with_steps: bool) -> list[dict[str, Any]]:
+    """One row per job (JobID '123' or '123_4'), then its batch step unless -X."""
+    rows: list[dict[str, Any]] = []
+    for job in jobs:
+        row = dict(job)
+        if job.get("_task_str"):
+            row["_sacct_id"] = f"{job['array_job_id']}_[{job['_task_str']}]"
+            row["_sacct_raw_id"] = str(job["array_job_id"])
+        else:
+            from conductor.cli.common import job_display_id
+
+            row["_sacct_id"] = job_display_id(job)
+            row["_sacct_raw_id"] = str(job["job_id"])
+        rows.append(row)
+        if with_steps and _started(job):
+            step = dict(row)
+            step["_sacct_id"] = f"{row['_sacct_id']}.batch"
+            step["_sacct_raw_id"] = f"{row['_sacct_raw_id']}.batch"
+            step["name"] = "batch"
+            step["partition"] = None
+            step["_ntasks"] = 1
+            if job.get("state") == "CANCELLED":
+                step["state"] = "CANCELLED"
+            rows.append(step)
+    return rows
+

@@ -1,0 +1,371 @@
+"""`conductor scontrol`: show job/node/partition, hold, release, requeue, update, hostnames."""
+
+from __future__ import annotations
+
+import sys
+
+from conductor.cli.client import ApiError, Client
+from conductor.cli.common import (
+    UsageError,
+    exit_code,
+    hms,
+    job_display_id,
+    parse_iso,
+    run,
+    slurm_time,
+)
+from conductor.cli.getopt import Option, OptionTable, getopt_long
+from conductor.cli.jobsel import fetch_jobs, parse_job_specs
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+PROG = "scontrol"
+
+OPTIONS = OptionTable(
+    [
+        Option("all", ("all",), "a"),
+        Option("details", ("details",), "d"),
+        Option("help", ("help",), "h"),
+        Option("hide", ("hide",), None),
+        Option("clusters", ("clusters", "cluster"), "M", "required"),
+        Option("oneliner", ("oneliner",), "o"),
+        Option("quiet", ("quiet",), "Q"),
+        Option("usage", ("usage",), "u"),
+        Option("verbose", ("verbose",), "v"),
+        Option("version", ("version",), "V"),
+        Option("json", ("json",), None, "optional"),
+        Option("yaml", ("yaml",), None, "optional"),
+    ]
+)
+
+USAGE = """\
+scontrol [<OPTION>] [<COMMAND>]
+    Valid <COMMAND> values here:
+     hold <job_list>          prevent specified job from starting.
+     release <job_list>       permit specified job to start.
+     requeue <job_id>         re-queue a batch job.
+     show <ENTITY> [<ID>]     display state of identified entity, default is all records.
+                              <ENTITY> is job, node, partition, hostnames or hostlist.
+     update JobId=<id> <SPECIFICATIONS>
+                              change TimeLimit, Priority, Nice or JobName of a job.
+     version                  display tool version number.
+"""
+
+
+def _s(value: Any, missing: str = "(null)") -> str:
+    return missing if value is None or value == "" else str(value)
+
+
+def _ids(job: dict[str, Any]) -> tuple[str, str]:
+    """(uid, gid) names as scontrol shows them: user(uid)."""
+    user = str(job.get("user") or "")
+    try:
+        import grp
+        import pwd
+
+        entry = pwd.getpwnam(user)
+        group = grp.getgrgid(entry.pw_gid).gr_name
+        return f"{user}({entry.pw_uid})", f"{group}({entry.pw_gid})"
+    except (ImportError, KeyError):
+        return f"{user}(4294967294)", "(null)(4294967294)"
+
+
+def _mem(mb: Any) -> str:
+    from conductor.domain.memory import format_memory_mb
+
+    return format_memory_mb(int(mb or 0))
+
+
+def _run_time(job: dict[str, Any]) -> int:
+    if job.get("state") == "RUNNING":
+        import time
+
+        start = parse_iso(job.get("start_time"))
+        if start is not None:
+            return max(int(time.time() - start.timestamp()), 0)
+    return int(job.get("elapsed") or 0)
+
+
+def format_job(job: dict[str, Any]) -> list[str]:
+    """The records of `scontrol show job`, one list item per output line."""
+    uid, gid = _ids(job)
+    cpus = int(job.get("allocated_cpus") or 0) or (
+        int(job.get("ntasks") or 1) * int(job.get("cpus_per_task") or 1))
+    mem_cpu = job.get("memory_per_cpu_mb")
+    mem = f"MinMemoryCPU={_mem(mem_cpu)}" if mem_cpu else \
+        f"MinMemoryNode={_mem(job.get('memory_per_node_mb'))}"
+    limit = job.get("time_limit")
+    first = f"JobId={job['job_id']}"
+    if job.get("array_job_id") is not None and job.get("array_task_id") is not None:
+        first += f" ArrayJobId={job['array_job_id']} ArrayTaskId={job['array_task_id']}"
+        if job.get("array_max_running"):
+            first += f" ArrayTaskThrottle={job['array_max_running']}"
+    first += f" JobName={_s(job.get('name'), '')}"
+    node = job.get("node_list")
+    state = str(job.get("state"))
+    pending = state == "PENDING"
+    tres = f"cpu={cpus},mem={_mem(job.get('memory_per_node_mb') or (mem_cpu or 0) * cpus)},node=1"
+    return [
+        first,
+        f"UserId={uid} GroupId={gid} MCS_label=N/A",
+        (f"Priority={int(job.get('priority') or 0)} Nice={int(job.get('nice') or 0)} "
+        f"Account={_s(job.get('account'))} QOS={_s(job.get('qos'), 'normal')}"),
+        (f"JobState={state} Reason={_s(job.get('reason'), 'None')} "
+        f"Dependency={_s(job.get('dependency'))}"),
+        (f"Requeue={1 if job.get('requeue') else 0} Restarts={int(job.get('restart_count') or 0)} "
+        f"BatchFlag=1 Reboot=0 ExitCode={exit_code(job)}"),
+        (f"RunTime={hms(_run_time(job))} TimeLimit={hms(limit) if limit is not None else 'UNLIMITED'} "
+        "TimeMin=N/A"),
+        (f"SubmitTime={slurm_time(job.get('submit_time'))} "
+        f"EligibleTime={slurm_time(job.get('eligible_time'))}"),
+        f"AccrueTime={slurm_time(job.get('eligible_time'))}",
+        (f"StartTime={slurm_time(job.get('start_time'))} EndTime={slurm_time(job.get('end_time'))} "
+        "Deadline=N/A"),
+        "SuspendTime=None SecsPreSuspend=0 LastSchedEval=" + slurm_time(job.get("start_time")
+                                                                       or job.get("submit_time"))
+        + " Scheduler=Main",
+        f"Partition={_s(job.get('partition'))} AllocNode:Sid={_s(node, 'localhost')}:0",
+        "ReqNodeList=(null) ExcNodeList=(null)",
+        f"NodeList={_s(None if pending else node)}",
+        f"BatchHost={_s(None if pending else node)}" if not pending else "",
+        (f"NumNodes=1 NumCPUs={cpus} NumTasks={int(job.get('ntasks') or 1)} "
+        f"CPUs/Task={int(job.get('cpus_per_task') or 1)} ReqB:S:C:T=0:0:*:*"),
+        f"TRES={tres}",
+        f"Socks/Node=* NtasksPerN:B:S:C={int(job.get('ntasks_per_node') or 0)}:0:*:* CoreSpec=*",
+        f"MinCPUsNode={int(job.get('cpus_per_task') or 1)} {mem} MinTmpDiskNode=0",
+        "Features=(null) DelayBoot=00:00:00",
+        (f"OverSubscribe={'NO' if job.get('exclusive') else 'OK'} Contiguous=0 Licenses=(null) "
+        "Network=(null)"),
+        f"Command={_s(job.get('command'))}",
+        f"WorkDir={_s(job.get('work_dir'))}",
+        f"Comment={job['comment']}" if job.get("comment") else "",
+        f"StdErr={_s(job.get('standard_error'))}",
+        f"StdIn={_s(job.get('standard_input'), '/dev/null')}",
+        f"StdOut={_s(job.get('standard_output'))}",
+        "Power=",
+    ]
+
+
+def format_node(node: dict[str, Any]) -> list[str]:
+    import platform
+
+    cpus = int(node.get("cpus") or 0)
+    memory = int(node.get("memory_mb") or 0)
+    alloc_mem = int(node.get("alloc_memory_mb") or 0)
+    name = node["name"]
+    return [
+        f"NodeName={name} Arch={platform.machine()} CoresPerSocket=1",
+        f"CPUAlloc={int(node.get('alloc_cpus') or 0)} CPUEfctv={cpus} CPUTot={cpus} CPULoad=N/A",
+        "AvailableFeatures=(null)",
+        "ActiveFeatures=(null)",
+        "Gres=(null)",
+        f"NodeAddr={name} NodeHostName={name} Version=conductor",
+        f"OS={platform.system()} {platform.release()}",
+        (f"RealMemory={memory} AllocMem={alloc_mem} FreeMem={memory - alloc_mem} "
+        f"Sockets={cpus} Boards=1"),
+        f"State={node.get('state')} ThreadsPerCore=1 TmpDisk=0 Weight=1 Owner=N/A MCS_label=N/A",
+        "Partitions=" + ",".join(node.get("partitions") or []),
+        f"LastHeartbeat={slurm_time(node.get('last_heartbeat'))}",
+        f"CfgTRES=cpu={cpus},mem={_mem(memory)},billing={cpus}",
+        f"AllocTRES=cpu={int(node.get('alloc_cpus') or 0)},mem={_mem(alloc_mem)}"
+        if node.get("alloc_cpus") else "AllocTRES=",
+        f"CpuBinding={'YES' if node.get('cpu_binding') else 'NO'}",
+    ]
+
+
+def format_partition(part: dict[str, Any]) -> list[str]:
+    from conductor.domain.hostlist import compress_hostlist
+
+    max_time = part.get("max_time")
+    nodes = part.get("nodes") or []
+    return [
+        f"PartitionName={part['name']}",
+        "AllowGroups=ALL AllowAccounts=ALL AllowQos=ALL",
+        f"AllocNodes=ALL Default={'YES' if part.get('default') else 'NO'} QoS=N/A",
+        "DefaultTime=NONE DisableRootJobs=NO ExclusiveUser=NO GraceTime=0 Hidden=NO",
+        (f"MaxNodes=1 MaxTime={hms(max_time) if max_time is not None else 'UNLIMITED'} "
+        "MinNodes=0 LLN=NO MaxCPUsPerNode=UNLIMITED"),
+        f"Nodes={compress_hostlist(nodes) if nodes else '(null)'}",
+        "PriorityJobFactor=1 PriorityTier=1 RootOnly=NO ReqResv=NO OverSubscribe=NO",
+        "OverTimeLimit=NONE PreemptMode=OFF",
+        (f"State={part.get('state', 'UP')} TotalCPUs={int(part.get('total_cpus') or 0)} "
+        f"TotalNodes={len(nodes)} SelectTypeParameters=NONE"),
+        "JobDefaults=(null)",
+        "DefMemPerNode=UNLIMITED MaxMemPerNode=UNLIMITED",
+    ]
+
+
+def layout(records: list[list[str]], oneliner: bool) -> str:
+    out = []
+    for lines in records:
+        lines = [line for line in lines if line]
+        if oneliner:
+            out.append(" ".join(lines) + "\n")
+        else:
+            out.append(lines[0] + "\n" + "".join(f"   {line}\n" for line in lines[1:]) + "\n")
+    return "".join(out)
+
+
+def main(argv: list[str]) -> int:
+    return run(PROG, lambda: _main(argv))
+
+
+def _main(argv: list[str]) -> int:
+    parsed, words = getopt_long(argv, OPTIONS)
+    opts = dict(parsed)
+    if "help" in opts or "usage" in opts or not words:
+        sys.stdout.write(USAGE)
+        return 0 if ("help" in opts or "usage" in opts) else 1
+    if "version" in opts or words[0].lower() == "version":
+        sys.stdout.write("slurm 23.11.0\n")
+        return 0
+    command, args = words[0].lower(), words[1:]
+    oneliner = "oneliner" in opts
+    quiet = "quiet" in opts
+
+    if command == "show":
+        return _show(args, oneliner)
+    if command in ("hold", "uhold", "release", "requeue", "requeuehold"):
+        return _job_action(command, args, quiet)
+    if command == "update":
+        return _update(args, quiet)
+    raise UsageError(f"Invalid command: {words[0]}\n{USAGE.rstrip()}")
+
+
+def _show(args: list[str], oneliner: bool) -> int:
+    if not args:
+        raise UsageError("too few arguments for keyword:show")
+    entity = args[0].lower()
+    target = args[1] if len(args) > 1 else None
+    if entity in ("hostnames", "hostname"):
+        import os
+
+        from conductor.domain.hostlist import expand_hostlist
+
+        text = target or os.environ.get("SLURM_JOB_NODELIST", "")
+        sys.stdout.write("".join(f"{name}\n" for name in expand_hostlist(text)))
+        return 0
+    if entity in ("hostlist", "hostlistsorted"):
+        from conductor.domain.hostlist import compress_hostlist
+
+        sys.stdout.write(compress_hostlist((target or "").split(",")) + "\n")
+        return 0
+    client = Client()
+    try:
+        if "jobs".startswith(entity) and entity:
+            specs = parse_job_specs([target]) if target else None
+            jobs = fetch_jobs(client, specs)
+            if target and not jobs:
+                sys.stderr.write("slurm_load_jobs error: Invalid job id specified\n")
+                return 1
+            if not jobs:
+                sys.stdout.write("No jobs in the system\n")
+                return 0
+            sys.stdout.write(layout([format_job(j) for j in jobs], oneliner))
+            return 0
+        if "nodes".startswith(entity) and entity:
+            nodes = client.get("/nodes").get("nodes", [])
+            if target:
+                nodes = [n for n in nodes if n["name"] == target]
+                if not nodes:
+                    sys.stderr.write(f"Node {target} not found\n")
+                    return 1
+            sys.stdout.write(layout([format_node(n) for n in nodes], oneliner))
+            return 0
+        if "partitions".startswith(entity) and entity:
+            parts = client.get("/partitions").get("partitions", [])
+            if target:
+                parts = [p for p in parts if p["name"] == target]
+                if not parts:
+                    sys.stderr.write(f"Partition {target} not found\n")
+                    return 1
+            sys.stdout.write(layout([format_partition(p) for p in parts], oneliner))
+            return 0
+    finally:
+        client.close()
+    raise UsageError(f"invalid entity:{args[0]} for keyword:show")
+
+
+def _job_action(command: str, args: list[str], quiet: bool) -> int:
+    if not args:
+        raise UsageError(f"too few arguments for keyword:{command}")
+    client = Client()
+    rc = 0
+    try:
+        specs = parse_job_specs(args)
+        jobs = fetch_jobs(client, specs)
+        for spec in specs:
+            if not any(spec.matches(j) for j in jobs):
+                sys.stderr.write(f"Invalid job id specified for job {spec.text}\n")
+                rc = 1
+        action = {"hold": "hold", "uhold": "hold", "release": "release", "requeue": "requeue",
+                  "requeuehold": "requeue"}[command]
+        for job in jobs:
+            named = any(spec.matches(job) and (spec.tasks is not None
+                        or job.get("array_job_id") is None) for spec in specs)
+            if action in ("hold", "release") and job.get("state") != "PENDING" and not named:
+                continue  # a whole array: only its pending tasks can be held or released
+            try:
+                client.post(f"/jobs/{job['job_id']}/{action}")
+                if command == "requeuehold":
+                    client.post(f"/jobs/{job['job_id']}/hold")
+            except ApiError as exc:
+                if not quiet:
+                    sys.stderr.write(f"{command} error on job {job_display_id(job)}: "
+                                     f"{exc.message}\n")
+                rc = 1
+    finally:
+        client.close()
+    return rc
+
+
+# update keys (case-insensitive) -> PATCH body keys
+_UPDATE_KEYS = {"timelimit": "time_limit", "priority": "priority", "nice": "nice",
+                "jobname": "name", "name": "name", "comment": "comment"}
+
+
+def _update(args: list[str], quiet: bool) -> int:
+    job_text: str | None = None
+    body: dict[str, Any] = {}
+    for arg in args:
+        key, eq, value = arg.partition("=")
+        lowered = key.lower()
+        if not eq:
+            raise UsageError(f"Invalid input: {arg}\nRequest aborted")
+        if lowered in ("jobid", "job"):
+            job_text = value
+        elif lowered in _UPDATE_KEYS:
+            api_key = _UPDATE_KEYS[lowered]
+            if api_key in ("priority", "nice"):
+                try:
+                    body[api_key] = int(value)
+                except ValueError:
+                    raise UsageError(f"Invalid {key} value: {value}") from None
+            else:
+                body[api_key] = value
+        else:
+            raise UsageError(f"Update of this parameter is not supported: {arg}\nRequest aborted")
+    if job_text is None:
+        raise UsageError("No job id given (JobId=<id>)\nRequest aborted")
+    if not body:
+        raise UsageError("No changes specified\nRequest aborted")
+    client = Client()
+    rc = 0
+    try:
+        specs = parse_job_specs([job_text])
+        jobs = fetch_jobs(client, specs)
+        if not jobs:
+            sys.stderr.write(f"Invalid job id specified for job {job_text}\n")
+            return 1
+        for job in jobs:
+            try:
+                client.patch(f"/jobs/{job['job_id']}", body)
+            except ApiError as exc:
+                if not quiet:
+                    sys.stderr.write(f"Error updating job {job_display_id(job)}: {exc.message}\n")
+                rc = 1
+    finally:
+        client.close()
+    return rc

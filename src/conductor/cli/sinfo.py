@@ -1,0 +1,253 @@
+"""`conductor sinfo`: partitions and nodes in sinfo's layout."""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+
+from conductor.cli.client import Client
+from conductor.cli.common import UsageError, run, split_list
+from conductor.cli.getopt import Option, OptionTable, getopt_long
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    Row = dict[str, Any]
+
+PROG = "sinfo"
+DEFAULT_FORMAT = "%#P %.5a %.10l %.6D %.6t %N"
+NODE_FORMAT = "%#N %.6D %#P %6t"
+LONG_FORMAT = "%#P %.5a %.10l %.10s %.4r %.8h %.10g %.6D %.11T %N"
+LONG_NODE_FORMAT = "%#N %.6D %#P %.11T %.4c %.8z %.6m %.8d %.6w %.8f %20E"
+SUMMARIZE_FORMAT = "%#P %.5a %.10l %.16F  %N"
+
+COMPACT = {"IDLE": "idle", "MIXED": "mix", "ALLOCATED": "alloc", "DOWN": "down",
+           "DRAIN": "drain", "DRAINING": "drng", "COMPLETING": "comp", "RESERVED": "resv",
+           "UNKNOWN": "unk"}
+
+OPTIONS = OptionTable(
+    [
+        Option("all", ("all",), "a"),
+        Option("dead", ("dead",), "d"),
+        Option("exact", ("exact",), "e"),
+        Option("noheader", ("noheader",), "h"),
+        Option("help", ("help",), None),
+        Option("hide", ("hide",), None),
+        Option("iterate", ("iterate",), "i", "required"),
+        Option("long", ("long",), "l"),
+        Option("clusters", ("clusters", "cluster"), "M", "required"),
+        Option("nodes", ("nodes",), "n", "required"),
+        Option("node", ("Node",), "N"),
+        Option("noconvert", ("noconvert",), None),
+        Option("format", ("format",), "o", "required"),
+        Option("Format", ("Format",), "O", "required"),
+        Option("partition", ("partition",), "p", "required"),
+        Option("responding", ("responding",), "r"),
+        Option("list_reasons", ("list-reasons",), "R"),
+        Option("summarize", ("summarize",), "s"),
+        Option("sort", ("sort",), "S", "required"),
+        Option("states", ("states", "state"), "t", "required"),
+        Option("reservation", ("reservation",), "T"),
+        Option("usage", ("usage",), None),
+        Option("verbose", ("verbose",), "v"),
+        Option("version", ("version",), "V"),
+        Option("json", ("json",), None, "optional"),
+        Option("yaml", ("yaml",), None, "optional"),
+    ]
+)
+
+
+def _limit(seconds: Any) -> str:
+    """sinfo prints limits as 'infinite' or days-hours:minutes:seconds."""
+    if seconds is None:
+        return "infinite"
+    from conductor.domain.timespec import format_duration
+
+    return format_duration(int(seconds))
+
+
+def _hostlist(names: list[str]) -> str:
+    from conductor.domain.hostlist import compress_hostlist
+
+    return compress_hostlist(names) if names else ""
+
+
+# code -> (header, getter(row)) where a row is one partition x node-state group (or one node).
+FIELDS: dict[str, tuple[str, Callable[[Row], str]]] = {
+    "P": ("PARTITION", lambda r: r["partition"] + ("*" if r["default"] else "")),
+    "R": ("PARTITION", lambda r: r["partition"]),
+    "a": ("AVAIL", lambda r: r["avail"]),
+    "l": ("TIMELIMIT", lambda r: _limit(r["max_time"])),
+    "L": ("DEFAULTTIME", lambda r: "n/a"),
+    "D": ("NODES", lambda r: str(len(r["nodes"]))),
+    "t": ("STATE", lambda r: r["state_compact"]),
+    "T": ("STATE", lambda r: r["state_long"]),
+    "N": ("NODELIST", lambda r: _hostlist([n["name"] for n in r["nodes"]])),
+    "n": ("HOSTNAMES", lambda r: _hostlist([n["name"] for n in r["nodes"]])),
+    "o": ("NODE_ADDR", lambda r: _hostlist([n["name"] for n in r["nodes"]])),
+    "c": ("CPUS", lambda r: _span([int(n.get("cpus") or 0) for n in r["nodes"]])),
+    "C": ("CPUS(A/I/O/T)", lambda r: _cpu_counts(r["nodes"])),
+    "F": ("NODES(A/I/O/T)", lambda r: _node_counts(r["nodes"])),
+    "m": ("MEMORY", lambda r: _span([int(n.get("memory_mb") or 0) for n in r["nodes"]])),
+    "e": ("FREE_MEM", lambda r: _span([int(n.get("memory_mb") or 0)
+                                       - int(n.get("alloc_memory_mb") or 0) for n in r["nodes"]])),
+    "O": ("CPU_LOAD", lambda r: "N/A"),
+    "z": ("S:C:T", lambda r: "1:" + _span([int(n.get("cpus") or 0) for n in r["nodes"]]) + ":1"),
+    "s": ("JOB_SIZE", lambda r: "1"),
+    "h": ("OVERSUBSCRIBE", lambda r: "NO"),
+    "g": ("GROUPS", lambda r: "all"),
+    "r": ("ROOT", lambda r: "no"),
+    "f": ("AVAIL_FEATURES", lambda r: "(null)"),
+    "G": ("GRES", lambda r: "(null)"),
+    "E": ("REASON", lambda r: "none"),
+    "d": ("TMP_DISK", lambda r: "0"),
+    "w": ("WEIGHT", lambda r: "1"),
+}
+
+
+def _span(values: list[int]) -> str:
+    if not values:
+        return "0"
+    low, high = min(values), max(values)
+    return str(low) if low == high else f"{low}-{high}"
+
+
+def _cpu_counts(nodes: list[dict[str, Any]]) -> str:
+    total = sum(int(n.get("cpus") or 0) for n in nodes)
+    alloc = sum(int(n.get("alloc_cpus") or 0) for n in nodes)
+    other = sum(int(n.get("cpus") or 0) for n in nodes if n.get("state") in ("DOWN", "DRAIN"))
+    idle = max(total - alloc - other, 0)
+    return f"{alloc}/{idle}/{other}/{total}"
+
+
+def _node_counts(nodes: list[dict[str, Any]]) -> str:
+    alloc = sum(1 for n in nodes if n.get("state") in ("ALLOCATED", "MIXED"))
+    idle = sum(1 for n in nodes if n.get("state") == "IDLE")
+    other = len(nodes) - alloc - idle
+    return f"{alloc}/{idle}/{other}/{len(nodes)}"
+
+
+_PCT_RE = re.compile(r"%(\.)?(#|\d*)([A-Za-z%])")
+
+
+def render(fmt: str, rows: list[Row], header: bool) -> str:
+    widths: dict[str, int] = {}
+    for code in ("P", "R", "N", "n"):
+        header_text = FIELDS[code][0]
+        values = [FIELDS[code][1](r) for r in rows]
+        widths[code] = max([len(header_text)] + [len(v) for v in values])
+    lines = []
+    for row in ([None] if header else []) + list(rows):
+        parts: list[str] = []
+        pos = 0
+        for match in _PCT_RE.finditer(fmt):
+            parts.append(fmt[pos:match.start()])
+            pos = match.end()
+            right, width_text, code = match.groups()
+            if code == "%":
+                parts.append("%")
+                continue
+            if code not in FIELDS:
+                raise UsageError(f"Invalid node format specification: {code}")
+            name, getter = FIELDS[code]
+            value = name if row is None else getter(row)
+            width = widths.get(code, len(name)) if width_text == "#" else (
+                int(width_text) if width_text else 0)
+            if width:
+                value = value[:width]
+                value = value.rjust(width) if right else value.ljust(width)
+            parts.append(value)
+        parts.append(fmt[pos:])
+        lines.append("".join(parts))
+    return "".join(line + "\n" for line in lines)
+
+
+def build_rows(partitions: list[dict[str, Any]], nodes: list[dict[str, Any]], *,
+               per_node: bool, summarize: bool) -> list[Row]:
+    by_name = {n["name"]: n for n in nodes}
+    rows: list[Row] = []
+    for part in partitions:
+        members = [by_name[name] for name in part.get("nodes", []) if name in by_name]
+        base = {
+            "partition": part["name"],
+            "default": bool(part.get("default")),
+            "avail": "up" if str(part.get("state", "UP")).upper() == "UP" else "down",
+            "max_time": part.get("max_time"),
+        }
+        if summarize:
+            rows.append(dict(base, nodes=members, state_compact="", state_long=""))
+            continue
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for node in members:
+            groups.setdefault(str(node.get("state") or "UNKNOWN").upper(), []).append(node)
+        if per_node:
+            for node in members:
+                state = str(node.get("state") or "UNKNOWN").upper()
+                rows.append(dict(base, nodes=[node], state_compact=COMPACT.get(state, state.lower()),
+                                 state_long=state.lower()))
+        else:
+            for state, group in groups.items():
+                rows.append(dict(base, nodes=group, state_compact=COMPACT.get(state, state.lower()),
+                                 state_long=state.lower()))
+    if per_node:
+        rows.sort(key=lambda r: r["nodes"][0]["name"])
+    return rows
+
+
+def main(argv: list[str]) -> int:
+    return run(PROG, lambda: _main(argv))
+
+
+def _main(argv: list[str]) -> int:
+    parsed, operands = getopt_long(argv, OPTIONS)
+    opts: dict[str, str | None] = dict(parsed)
+    if operands:
+        raise UsageError(f"Unknown arguments: {' '.join(operands)}")
+    if "help" in opts or "usage" in opts:
+        sys.stdout.write("Usage: sinfo [OPTIONS]\n")
+        return 0
+    if "version" in opts:
+        sys.stdout.write("slurm 23.11.0\n")
+        return 0
+    per_node = "node" in opts
+    summarize = "summarize" in opts
+    if opts.get("format"):
+        fmt = opts["format"] or ""
+    elif summarize:
+        fmt = SUMMARIZE_FORMAT
+    elif per_node:
+        fmt = LONG_NODE_FORMAT if "long" in opts else NODE_FORMAT
+    else:
+        fmt = LONG_FORMAT if "long" in opts else DEFAULT_FORMAT
+    client = Client()
+    try:
+        partitions = client.get("/partitions").get("partitions", [])
+        nodes = client.get("/nodes").get("nodes", [])
+    finally:
+        client.close()
+    if opts.get("partition"):
+        wanted = set(split_list(opts["partition"] or ""))
+        partitions = [p for p in partitions if p["name"] in wanted]
+    if opts.get("nodes"):
+        from conductor.domain.hostlist import expand_hostlist
+
+        names = set(expand_hostlist(opts["nodes"] or ""))
+        nodes = [n for n in nodes if n["name"] in names]
+    if opts.get("states"):
+        wanted_states = {s.upper() for s in split_list(opts["states"] or "")}
+        aliases = {v.upper(): k for k, v in COMPACT.items()}
+        wanted_states = {aliases.get(s, s) for s in wanted_states}
+        nodes = [n for n in nodes if str(n.get("state")).upper() in wanted_states]
+    rows = build_rows(partitions, nodes, per_node=per_node, summarize=summarize)
+    if "responding" in opts or "dead" in opts:
+        dead = "dead" in opts
+        rows = [r for r in rows if (r["state_compact"] == "down") == dead]
+    out = []
+    if "long" in opts:
+        out.append(time.strftime("%a %b %d %H:%M:%S %Y") + "\n")
+    out.append(render(fmt, rows, header="noheader" not in opts))
+    sys.stdout.write("".join(out))
+    return 0

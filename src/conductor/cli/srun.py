@@ -1,0 +1,361 @@
+"""`conductor srun`: run a job step's tasks inside a batch job, as srun does there.
+
+Inside a job (SLURM_JOB_ID set) the allocation already exists on this node, so a step is just
+`ntasks` local copies of the command, each with its SLURM_PROCID/LOCALID/NODEID and step
+variables, their output sent where -o/-e/--label say. Outside a job srun would first ask for an
+allocation; that is not supported here and says so.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+from conductor.cli.common import UsageError, run
+from conductor.cli.getopt import Option, OptionTable, getopt_long
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+PROG = "srun"
+
+# Options we act on, and the many we accept so that scripts written for Slurm run unchanged.
+OPTIONS = OptionTable(
+    [
+        Option("ntasks", ("ntasks",), "n", "required"),
+        Option("nodes", ("nodes",), "N", "required"),
+        Option("cpus_per_task", ("cpus-per-task",), "c", "required"),
+        Option("output", ("output",), "o", "required"),
+        Option("error", ("error",), "e", "required"),
+        Option("input", ("input",), "i", "required"),
+        Option("label", ("label",), "l"),
+        Option("unbuffered", ("unbuffered",), "u"),
+        Option("job_name", ("job-name",), "J", "required"),
+        Option("chdir", ("chdir", "workdir"), "D", "required"),
+        Option("export", ("export",), None, "required"),
+        Option("kill_on_bad_exit", ("kill-on-bad-exit",), "K", "optional"),
+        Option("wait", ("wait",), "W", "required"),
+        Option("quiet", ("quiet",), "Q"),
+        Option("verbose", ("verbose",), "v"),
+        Option("version", ("version",), "V"),
+        Option("help", ("help",), "h"),
+        Option("usage", ("usage",), None),
+        Option("jobid", ("jobid",), None, "required"),
+        Option("ntasks_per_node", ("ntasks-per-node",), None, "required"),
+        Option("time", ("time",), "t", "required"),
+        Option("mem", ("mem",), None, "required"),
+        Option("mem_per_cpu", ("mem-per-cpu",), None, "required"),
+        Option("partition", ("partition",), "p", "required"),
+        Option("account", ("account",), "A", "required"),
+        Option("exclusive", ("exclusive",), None, "optional"),
+        Option("overlap", ("overlap",), None),
+        Option("oversubscribe", ("oversubscribe",), "s"),
+        Option("mpi", ("mpi",), None, "required"),
+        Option("cpu_bind", ("cpu-bind", "cpu_bind"), None, "required"),
+        Option("mem_bind", ("mem-bind",), None, "required"),
+        Option("distribution", ("distribution",), "m", "required"),
+        Option("gres", ("gres",), None, "required"),
+        Option("gpus", ("gpus",), "G", "required"),
+        Option("gpus_per_task", ("gpus-per-task",), None, "required"),
+        Option("gpus_per_node", ("gpus-per-node",), None, "required"),
+        Option("nodelist", ("nodelist",), "w", "required"),
+        Option("exclude", ("exclude",), "x", "required"),
+        Option("constraint", ("constraint",), "C", "required"),
+        Option("pty", ("pty",), None),
+        Option("propagate", ("propagate",), None, "optional"),
+        Option("hint", ("hint",), None, "required"),
+        Option("threads_per_core", ("threads-per-core",), None, "required"),
+        Option("signal", ("signal",), None, "required"),
+        Option("qos", ("qos",), "q", "required"),
+        Option("open_mode", ("open-mode",), None, "required"),
+        Option("het_group", ("het-group",), None, "required"),
+        Option("multi_prog", ("multi-prog",), None),
+        Option("slurmd_debug", ("slurmd-debug",), None, "required"),
+        Option("immediate", ("immediate",), "I", "optional"),
+    ]
+)
+
+SIGNAL_NAMES = {
+    signal.SIGTERM: "Terminated", signal.SIGKILL: "Killed", signal.SIGINT: "Interrupt",
+    signal.SIGSEGV: "Segmentation fault", signal.SIGABRT: "Aborted",
+    signal.SIGUSR1: "User defined signal 1", signal.SIGUSR2: "User defined signal 2",
+    signal.SIGHUP: "Hangup", signal.SIGBUS: "Bus error",
+}
+
+
+def _next_step_id(job_id: str) -> int:
+    """Steps of one job are numbered 0, 1, 2... across srun calls; a small counter file keeps it."""
+    import fcntl
+    import tempfile
+
+    path = os.path.join(tempfile.gettempdir(), f"conductor-steps-{os.getuid()}-{job_id}")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        raw = os.read(fd, 32).decode().strip()
+        step = int(raw) if raw.isdigit() else 0
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.ftruncate(fd, 0)
+        os.write(fd, str(step + 1).encode())
+        return step
+    finally:
+        os.close(fd)
+
+
+def task_environment(base: dict[str, str], *, rank: int, ntasks: int, step_id: int,
+                     cpus_per_task: int | None, job_name: str | None) -> dict[str, str]:
+    """The SLURM_* variables one task of a step sees, on top of the job's environment."""
+    env = dict(base)
+    node_list = base.get("SLURM_JOB_NODELIST") or base.get("SLURM_NODELIST") or "localhost"
+    env.update(
+        {
+            "SLURM_PROCID": str(rank),
+            "SLURM_LOCALID": str(rank),
+            "SLURM_NODEID": "0",
+            "SLURM_STEP_ID": str(step_id),
+            "SLURM_STEPID": str(step_id),
+            "SLURM_NTASKS": str(ntasks),
+            "SLURM_NPROCS": str(ntasks),
+            "SLURM_STEP_NUM_TASKS": str(ntasks),
+            "SLURM_STEP_NUM_NODES": "1",
+            "SLURM_STEP_NODELIST": node_list,
+            "SLURM_STEP_TASKS_PER_NODE": str(ntasks),
+            "SLURM_TASKS_PER_NODE": str(ntasks),
+            "SLURM_NNODES": "1",
+            "SLURM_GTIDS": ",".join(str(i) for i in range(ntasks)),
+            "SLURM_LAUNCH_NODE_IPADDR": "127.0.0.1",
+            "SLURM_SRUN_COMM_HOST": "127.0.0.1",
+            "SLURM_UMASK": f"{_umask():04o}",
+        }
+    )
+    if cpus_per_task is not None:
+        env["SLURM_CPUS_PER_TASK"] = str(cpus_per_task)
+    if job_name:
+        env["SLURM_JOB_NAME"] = job_name
+    return env
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def expand_step_pattern(pattern: str, env: dict[str, str], *, rank: int, step_id: int) -> str:
+    """srun's --output/--error patterns (%j %J %A %a %s %t %n %N %u %x %%)."""
+    from conductor.domain.patterns import expand_output_pattern
+
+    def number(name: str) -> int | None:
+        value = env.get(name)
+        return int(value) if value and value.isdigit() else None
+
+    return expand_output_pattern(
+        pattern,
+        job_id=number("SLURM_JOB_ID") or 0,
+        job_name=env.get("SLURM_JOB_NAME", ""),
+        user=env.get("SLURM_JOB_USER") or env.get("USER", ""),
+        node=env.get("SLURMD_NODENAME") or env.get("SLURM_JOB_NODELIST", "localhost"),
+        array_job_id=number("SLURM_ARRAY_JOB_ID"),
+        array_task_id=number("SLURM_ARRAY_TASK_ID"),
+        step_id=step_id,
+        task_id=rank,
+        node_index=0,
+    )
+
+
+def main(argv: list[str]) -> int:
+    return run(PROG, lambda: _main(argv))
+
+
+def _positive(value: str | None, what: str) -> int:
+    text = (value or "").strip()
+    if not text.isdigit() or int(text) <= 0:
+        raise UsageError(f'Invalid numeric value "{value}" for {what}.')
+    return int(text)
+
+
+def _main(argv: list[str]) -> int:
+    parsed, command = getopt_long(argv, OPTIONS, stop_at_operand=True)
+    opts: dict[str, str | None] = dict(parsed)
+    if "help" in opts or "usage" in opts:
+        sys.stdout.write("Usage: srun [OPTIONS(0)... [executable(0) [args(0)...]]]\n")
+        return 0
+    if "version" in opts:
+        sys.stdout.write("slurm 23.11.0\n")
+        return 0
+    env = dict(os.environ)
+    job_id = env.get("SLURM_JOB_ID") or opts.get("jobid")
+    if not job_id or not env.get("SLURM_JOB_ID"):
+        raise UsageError(
+            "srun is supported only inside a batch job here (SLURM_JOB_ID is not set); "
+            "submit the command with `sbatch --wrap` (add -W to wait for it)"
+        )
+    if not command:
+        raise UsageError("No command given to execute.")
+    if "nodes" in opts:
+        low = (opts["nodes"] or "1").split("-")[0]
+        if low != "1":
+            raise UsageError(
+                "Unable to create step for job "
+                f"{job_id}: Requested node configuration is not available"
+            )
+    ntasks = _positive(opts["ntasks"], "number of tasks") if opts.get("ntasks") else int(
+        env.get("SLURM_NTASKS") or env.get("SLURM_NPROCS") or 1)
+    cpus_per_task = _positive(opts["cpus_per_task"], "cpus-per-task") if opts.get(
+        "cpus_per_task") else (int(env["SLURM_CPUS_PER_TASK"])
+                               if env.get("SLURM_CPUS_PER_TASK", "").isdigit() else None)
+    available = env.get("SLURM_CPUS_ON_NODE") or env.get("SLURM_JOB_CPUS_PER_NODE") or ""
+    if available.split("(")[0].isdigit() and ntasks * (cpus_per_task or 1) > int(
+            available.split("(")[0]):
+        raise UsageError(
+            f"Unable to create step for job {job_id}: More processors requested than permitted"
+        )
+    if opts.get("chdir"):
+        os.chdir(opts["chdir"] or ".")
+    if opts.get("export") and opts["export"] and opts["export"].upper() not in ("ALL",):
+        env = _exported(opts["export"] or "", env)
+    step_id = _next_step_id(job_id)
+    return launch(command, ntasks=ntasks, env=env, step_id=step_id, cpus_per_task=cpus_per_task,
+                  job_name=opts.get("job_name"), output=opts.get("output"),
+                  error=opts.get("error"), stdin_path=opts.get("input"),
+                  label="label" in opts, kill_on_bad_exit="kill_on_bad_exit" in opts,
+                  quiet="quiet" in opts)
+
+
+def _exported(spec: str, env: dict[str, str]) -> dict[str, str]:
+    items = [i for i in spec.split(",") if i]
+    keep = {k: v for k, v in env.items() if k.startswith("SLURM")}
+    if any(i.upper() == "ALL" for i in items):
+        keep = dict(env)
+    for item in items:
+        name, eq, value = item.partition("=")
+        if name.upper() in ("ALL", "NONE", "NIL"):
+            continue
+        if eq:
+            keep[name] = value
+        elif name in env:
+            keep[name] = env[name]
+    return keep
+
+
+def launch(command: list[str], *, ntasks: int, env: dict[str, str], step_id: int,
+           cpus_per_task: int | None, job_name: str | None, output: str | None,
+           error: str | None, stdin_path: str | None, label: bool, kill_on_bad_exit: bool,
+           quiet: bool) -> int:
+    """Start the tasks, relay their output, and return the largest exit status."""
+    import subprocess
+    import threading
+
+    node = env.get("SLURMD_NODENAME") or env.get("SLURM_JOB_NODELIST") or "localhost"
+    procs: list[tuple[int, Any]] = []
+    relays: list[threading.Thread] = []
+    opened: list[Any] = []
+    out_lock = threading.Lock()
+
+    def open_target(pattern: str | None, rank: int, shared: dict[str, Any]) -> Any:
+        if pattern is None:
+            return None
+        if pattern.lower() == "none":
+            return subprocess.DEVNULL
+        path = expand_step_pattern(pattern, env, rank=rank, step_id=step_id)
+        if path not in shared:
+            # Append: the batch step may write to the same file (submitit points both at it),
+            # and truncating here would destroy what it wrote.
+            handle = open(path, "ab")  # noqa: SIM115 - closed after the tasks end
+            opened.append(handle)
+            shared[path] = handle
+        return shared[path]
+
+    def relay(stream: Any, sink: Any, rank: int) -> None:
+        prefix = f"{rank}: ".encode()
+        for line in iter(stream.readline, b""):
+            with out_lock:
+                sink.write(prefix + line if label else line)
+                sink.flush()
+        stream.close()
+
+    shared_files: dict[str, Any] = {}
+    try:
+        for rank in range(ntasks):
+            task_env = task_environment(env, rank=rank, ntasks=ntasks, step_id=step_id,
+                                        cpus_per_task=cpus_per_task, job_name=job_name)
+            stdout_target = open_target(output, rank, shared_files)
+            stderr_target = open_target(error, rank, shared_files)
+            if stdin_path and stdin_path.lower() != "none":
+                stdin_path_expanded = expand_step_pattern(stdin_path, env, rank=rank,
+                                                          step_id=step_id)
+                stdin_target: Any = open(stdin_path_expanded, "rb")  # noqa: SIM115
+                opened.append(stdin_target)
+            else:
+                stdin_target = None if rank == 0 else subprocess.DEVNULL
+            pipe_out = label and stdout_target is None
+            pipe_err = label and stderr_target is None
+            try:
+                proc = subprocess.Popen(
+                    command,
+                    env=task_env,
+                    stdin=stdin_target,
+                    stdout=subprocess.PIPE if pipe_out else stdout_target,
+                    stderr=subprocess.PIPE if pipe_err else (
+                        stderr_target if stderr_target is not None
+                        else (stdout_target if output is not None and error is None else None)),
+                )
+            except OSError as exc:
+                sys.stderr.write(f"{PROG}: error: {node}: task {rank}: {exc.strerror}: "
+                                 f"{command[0]}\n")
+                for _, running in procs:
+                    running.terminate()
+                return 2
+            procs.append((rank, proc))
+            if pipe_out:
+                t = threading.Thread(target=relay, args=(proc.stdout, sys.stdout.buffer, rank),
+                                     daemon=True)
+                t.start()
+                relays.append(t)
+            if pipe_err:
+                t = threading.Thread(target=relay, args=(proc.stderr, sys.stderr.buffer, rank),
+                                     daemon=True)
+                t.start()
+                relays.append(t)
+
+        def forward(signum: int, _frame: Any) -> None:
+            for _, running in procs:
+                if running.poll() is None:
+                    running.send_signal(signum)
+
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2,
+                    signal.SIGHUP, signal.SIGCONT):
+            signal.signal(sig, forward)
+
+        worst = 0
+        remaining = dict(procs)
+        import time
+
+        while remaining:
+            for rank, proc in list(remaining.items()):
+                code = proc.poll()
+                if code is None:
+                    continue
+                del remaining[rank]
+                status = code if code >= 0 else 128 + (-code)
+                if code != 0 and not quiet:
+                    if code > 0:
+                        sys.stderr.write(f"{PROG}: error: {node}: task {rank}: "
+                                         f"Exited with exit code {code}\n")
+                    else:
+                        name = SIGNAL_NAMES.get(signal.Signals(-code), f"Signal {-code}")
+                        sys.stderr.write(f"{PROG}: error: {node}: task {rank}: {name}\n")
+                worst = max(worst, status)
+                if code != 0 and kill_on_bad_exit:
+                    for other in remaining.values():
+                        other.terminate()
+            if remaining:
+                time.sleep(0.02)
+        for t in relays:
+            t.join(timeout=5)
+        return worst
+    finally:
+        for handle in opened:
+            handle.close()

@@ -1,0 +1,97 @@
+"""The bus between processes: the same topics as `bus.Bus`, carried by PostgreSQL LISTEN/NOTIFY.
+
+A publish calls this process's subscribers at once and NOTIFYs channel `conductor` with payload
+"<sender> <topic>"; a listener thread on a connection of its own hands other processes'
+notifications to the subscribers. Wake-ups are hints: a lost one costs one fallback tick, never a
+job. So publish never raises, and after the listener reconnects it wakes every subscriber
+once, for whatever it may have missed while it was away.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+
+from conductor.bus import Bus
+from conductor.store import NOTIFY_CHANNEL, Store, pg_connect, pg_listen
+
+log = logging.getLogger("conductor.pgbus")
+
+
+class PgBus(Bus):
+    def __init__(self, store: Store, *, name: str = "bus", poll: float = 1.0) -> None:
+        super().__init__()
+        self.store = store
+        self.sender = uuid.uuid4().hex[:12]
+        self.application_name = f"conductor-{name}:{socket.gethostname()}:{os.getpid()}"
+        self.poll = poll  # how often the listener looks at its stop flag
+        self.connected = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> PgBus:
+        self._thread = threading.Thread(target=self._listen_forever, name="pgbus-listener", daemon=True)
+        self._thread.start()
+        return self
+
+    def publish(self, topic: str) -> None:
+        super().publish(topic)
+        try:
+            self.store.notify(f"{self.sender} {topic}")
+        except Exception as exc:  # noqa: BLE001 - the fallback tick repairs a lost wake-up
+            log.debug("NOTIFY %s failed: %s", topic, exc)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.poll + 6)
+
+    def _wake_everyone(self) -> None:
+        with self._lock:
+            topics = list(self._subscribers)
+        for topic in topics:
+            super().publish(topic)
+
+    def _listen_forever(self) -> None:
+        delay = 0.1
+        first = True
+        conninfo = self.store.direct_conninfo()
+        while not self._stop.is_set():
+            conn = None
+            try:
+                conn = pg_connect(conninfo, self.application_name)
+                pg_listen(conn, NOTIFY_CHANNEL)
+                self.connected.set()
+                if not first:
+                    log.info("listening for notifications again")
+                    self._wake_everyone()
+                first = False
+                delay = 0.1
+                while not self._stop.is_set():
+                    for note in conn.notifies(timeout=self.poll):
+                        sender, _, topic = note.payload.partition(" ")
+                        if sender != self.sender and topic:
+                            super().publish(topic)
+            except Exception as exc:  # noqa: BLE001 - any failure: reconnect with backoff
+                self.connected.clear()
+                if not self._stop.is_set():
+                    log.warning("notification listener lost the database (%s); retrying in %.1fs", exc, delay)
+                    self._stop.wait(delay)
+                    delay = min(delay * 2, 5.0)
+            finally:
+                if conn is not None:
+                    try:
+                        conn.close()
+                    except Exception:  # noqa: BLE001, S110 - closing a broken connection
+                        pass
+
+
+def bus_for(store: Store, name: str = "bus") -> Bus:
+    """The bus for processes sharing `store`: LISTEN/NOTIFY on PostgreSQL, else in-process only
+    (separate processes on one SQLite file then rely on the fallback tick)."""
+    if store.dialect == "postgresql":
+        return PgBus(store, name=name).start()
+    return Bus()
