@@ -8,11 +8,16 @@ temporary home on a free port.
   submit      REST submissions per second (jobs held back by --begin so nothing runs)
   pass        one scheduler pass (the pure policy) over 10,000 and 100,000 pending jobs
   loop        one full scheduler pass through the store (load + decide + apply) over 10,000
+
+With --database-url URL (a PostgreSQL server; each benchmark gets a scratch database on it) or
+--own-postgres (a throw-away cluster, as the tests start), the system under test is instead a
+`conductor server` and two `conductor worker`s sharing the CPUs, talking through PostgreSQL.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import shutil
@@ -53,8 +58,86 @@ def _token_headers(home: Path) -> dict[str, str]:
     return {}
 
 
+# A PostgreSQL server: when set, benchmarks run on `conductor server` + two workers there.
+DATABASE_URL: str | None = None
+
+
+@contextmanager
+def scratch_database(server_url: str) -> Iterator[str]:
+    """A fresh database on the PostgreSQL server of `server_url`, dropped afterwards."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    base = make_url(server_url).set(drivername="postgresql")
+    name = f"conductor_bench_{os.getpid()}_{random.randrange(16**8):08x}"
+    admin = base.set(database="postgres").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def many_nodes(cpus: int, extra_env: dict[str, str] | None = None) -> Iterator[tuple[str, Path, dict[str, str]]]:
+    """`conductor server` and two `conductor worker`s (half the CPUs each) on a scratch database."""
+    assert DATABASE_URL is not None
+    root = Path(tempfile.mkdtemp(prefix="conductor-bench-"))
+    procs: list[subprocess.Popen[bytes]] = []
+    with scratch_database(DATABASE_URL) as db_url:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CONDUCTOR_")}
+        env.update({"CONDUCTOR_DATABASE_URL": db_url, "CONDUCTOR_ALLOW_ROOT_JOBS": "true", **(extra_env or {})})
+
+        def spawn(home: Path, *args: str) -> None:
+            home.mkdir()
+            with open(home / "conductor.log", "wb") as log:
+                procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "conductor", *args, "--log-level", "WARNING"],
+                        env={**env, "CONDUCTOR_HOME": str(home)},
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
+
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        try:
+            spawn(root / "server", "server", "--port", str(port))
+            half = cpus // 2
+            for index, node_cpus in enumerate((half, cpus - half), start=1):
+                spawn(root / f"worker{index}", "worker", "--node-name", f"bench{index}", "--cpus", str(node_cpus))
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    headers = _token_headers(root / "server")
+                    if httpx.get(url + "/jobs/stats", headers=headers, timeout=1).json().get("total_cpus") == cpus:
+                        break
+                except (httpx.HTTPError, ValueError):
+                    pass
+                time.sleep(0.1)
+            else:
+                raise RuntimeError((root / "server" / "conductor.log").read_text())
+            yield url, root / "server", _token_headers(root / "server")
+        finally:
+            for proc in procs:
+                proc.send_signal(signal.SIGTERM)
+            for proc in procs:
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            shutil.rmtree(root, ignore_errors=True)
+
+
 @contextmanager
 def conductor(cpus: int, extra_env: dict[str, str] | None = None) -> Iterator[tuple[str, Path, dict[str, str]]]:
+    if DATABASE_URL is not None:
+        with many_nodes(cpus, extra_env) as started:
+            yield started
+        return
     home = Path(tempfile.mkdtemp(prefix="conductor-bench-"))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONDUCTOR_")}
@@ -252,8 +335,12 @@ def bench_loop(count: int = 10_000) -> None:
     from conductor.store import Store
 
     home = Path(tempfile.mkdtemp(prefix="conductor-bench-"))
+    scratch = contextlib.ExitStack()
     try:
-        store = Store("sqlite:///" + str(home / "db.sqlite"))
+        if DATABASE_URL is not None:
+            store = Store(scratch.enter_context(scratch_database(DATABASE_URL)))
+        else:
+            store = Store("sqlite:///" + str(home / "db.sqlite"))
         store.migrate()
         now = datetime.now(UTC)
         row = {
@@ -291,12 +378,13 @@ def bench_loop(count: int = 10_000) -> None:
         scheduler.run_pass()
         steady_s = time.perf_counter() - t0
         print(
-            f"loop: {count:,} pending on SQLite: insert {submit_s * 1000:.0f} ms; first pass (64 placed, "
+            f"loop: {count:,} pending on {store.dialect}: insert {submit_s * 1000:.0f} ms; first pass (64 placed, "
             f"{len(first.reasons)} reasons written) {first_s * 1000:.0f} ms; next pass (nothing changes) "
             f"{steady_s * 1000:.0f} ms"
         )
         store.close()
     finally:
+        scratch.close()
         shutil.rmtree(home, ignore_errors=True)
 
 
@@ -312,10 +400,23 @@ BENCHMARKS = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
+    parser.add_argument("--database-url", help="PostgreSQL server: run on `conductor server` + two workers there")
+    parser.add_argument("--own-postgres", action="store_true", help="as --database-url, on a throw-away cluster")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
-    for name in args.names or BENCHMARKS:
-        BENCHMARKS[name]()
+    global DATABASE_URL
+    with contextlib.ExitStack() as stack:
+        if args.own_postgres:
+            sys.path.insert(0, str(ROOT / "tests"))
+            from support import postgres_cluster
+
+            DATABASE_URL = stack.enter_context(postgres_cluster()).url()
+        elif args.database_url:
+            DATABASE_URL = args.database_url
+        if DATABASE_URL is not None:
+            print("system: conductor server + 2 conductor workers on PostgreSQL")
+        for name in args.names or BENCHMARKS:
+            BENCHMARKS[name]()
 
 
 if __name__ == "__main__":

@@ -21,6 +21,12 @@ def conductor_home(tmp_path: Path) -> Path:
     return home
 
 
+def _root_jobs_default(command: str) -> dict[str, str]:
+    """`server` and `worker` refuse jobs of root unless told; the suite runs as root in CI, so
+    they are told. `up` decides by itself (it allows them when run by root, as the tests check)."""
+    return {} if command == "up" else {"CONDUCTOR_ALLOW_ROOT_JOBS": "true"}
+
+
 @pytest.fixture
 def start_conductor(tmp_path: Path) -> Iterator[Callable[..., ConductorProcess]]:
     """Start `conductor up` (or another command) as a real subprocess on a free port."""
@@ -37,7 +43,7 @@ def start_conductor(tmp_path: Path) -> Iterator[Callable[..., ConductorProcess]]
         process = ConductorProcess(
             home or tmp_path / "home",
             [command, *args],
-            env={"CONDUCTOR_KILL_WAIT": "2", **(env or {})},
+            env={"CONDUCTOR_KILL_WAIT": "2", **_root_jobs_default(command), **(env or {})},
             port=port if port is not None else (free_port() if command in ("up", "server") else None),
         )
         started.append(process)

@@ -19,6 +19,10 @@ import httpx
 
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL"}
 
+# url -> the admin token of the server started there, so `Api(server.url)` authenticates
+# without every test passing the token along (ConductorProcess fills it in when healthy).
+TOKENS: dict[str, str] = {}
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -43,6 +47,7 @@ class ConductorProcess:
         self.extra_env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = home / f"conductor-{args[0]}-{port or 'x'}.log"
+        self._token: str | None = None
 
     @property
     def url(self) -> str:
@@ -69,9 +74,21 @@ class ConductorProcess:
                 raise RuntimeError(f"conductor exited with {self.proc.returncode}:\n{self.log()}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    self._token = None
+                    TOKENS[self.url] = self.token
                     return
             time.sleep(0.05)
         raise RuntimeError(f"conductor did not become healthy:\n{self.log()}")
+
+    @property
+    def token(self) -> str:
+        """The admin token the server wrote to `<home>/token` (of the user running the tests)."""
+        if self._token is None:
+            self._token = (self.home / "token").read_text().strip()
+        return self._token
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
 
     def log(self) -> str:
         try:
@@ -97,6 +114,7 @@ class Api:
     """A small typed client for the tests."""
 
     def __init__(self, url: str, token: str | None = None) -> None:
+        token = token if token is not None else TOKENS.get(url)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.http = httpx.Client(base_url=url, timeout=30, headers=headers)
 

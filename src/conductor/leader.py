@@ -87,7 +87,7 @@ class SchedulerLock:
                 else:
                     log.warning("cannot reach the database for the scheduler lock (%s)", exc)
                 self._release()
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, 2.0)  # soon after the database is back
             self._stop.wait(delay if not self._active else self.interval)
 
     def _set(self, active: bool) -> None:

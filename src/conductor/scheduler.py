@@ -6,6 +6,7 @@ a node joining), and every `check_interval` seconds only as a fallback.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
 import time
@@ -14,7 +15,8 @@ from datetime import timedelta
 from typing import Protocol
 
 from conductor.bus import SCHEDULER, Bus, node_topic
-from conductor.policy import Decision, PlacementPolicy, schedule
+from conductor.dependencies import DependencyResolver
+from conductor.policy import Decision, DependencyStatus, PendingJob, PlacementPolicy, order_key, schedule
 from conductor.store import Reaped, Store, utcnow
 
 log = logging.getLogger("conductor.scheduler")
@@ -47,12 +49,17 @@ class Scheduler:
         self.heartbeat_timeout = heartbeat_timeout
         self.policy = PlacementPolicy(policy)
         self.clock = clock
-        self.dependency_resolver = dependency_resolver
+        # Dependencies are resolved unless a caller substitutes its own hook.
+        self.dependency_resolver = dependency_resolver if dependency_resolver is not None else DependencyResolver()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.passes = 0
         self._next_begin: float | None = None
+        self._cache: dict[int, PendingJob] = {}
+        self._ordered: list[PendingJob] = []
+        self._last_event = 0
+        self._last_full = float("-inf")
         # None: the only scheduler there is (`conductor up`), active from its start.
         self.leader = leader
         self._started = time.monotonic()
@@ -62,12 +69,68 @@ class Scheduler:
     def wake(self) -> None:
         self._wake.set()
 
+    def invalidate(self) -> None:
+        """Forget the cached backlog: the next pass reads every pending job again."""
+        self._last_full = float("-inf")
+
+    def _pending(self) -> tuple[list[PendingJob], list[PendingJob] | None]:
+        """(the backlog in scheduling order, the jobs this pass must consider; None: all).
+
+        Reading every pending job on every wake-up would make each submission cost time in
+        proportion to the backlog; instead a pass reads only the jobs whose events are new,
+        and a full snapshot every `check_interval` repairs anything the feed missed. When the
+        only news is newly submitted jobs, nothing freed resources, so the jobs that waited
+        before still cannot start: the pass considers the new jobs alone.
+        """
+        if time.monotonic() - self._last_full >= self.check_interval:
+            self._last_event, snapshot = self.store.pending_snapshot()
+            self._cache = {j.id: j for j in snapshot}
+            self._ordered = snapshot
+            self._last_full = time.monotonic()
+            return self._ordered, None
+        self._last_event, touched, pending = self.store.pending_changes(self._last_event)
+        fresh = [j for j in pending if j.id not in self._cache]
+        only_new = bool(touched) and len(fresh) == len(touched)
+        for job_id in touched:
+            self._cache.pop(job_id, None)
+        for job in pending:
+            self._cache[job.id] = job
+        if only_new:
+            fresh.sort(key=order_key)
+            for job in fresh:
+                bisect.insort(self._ordered, job, key=order_key)
+            return self._ordered, fresh
+        if pending:
+            self._ordered = sorted(self._cache.values(), key=order_key)
+        elif touched:
+            self._ordered = [j for j in self._ordered if j.id in self._cache]
+        return self._ordered, None
+
+    def _forget(self, placed: set[int], reasons: dict[int, str]) -> None:
+        for job_id in placed:
+            self._cache.pop(job_id, None)
+        if placed:
+            self._ordered = [j for j in self._ordered if j.id not in placed]
+        for job_id, reason in reasons.items():
+            cached = self._cache.get(job_id)
+            if cached is not None:
+                cached.reason = reason
+
     def run_pass(self) -> Decision:
         live_after = utcnow() - timedelta(seconds=self.heartbeat_timeout)
-        pending = self.store.pending_for_scheduling()
+        backlog, fresh = self._pending()
         now = self.clock()
-        # A job held by --begin must start on time, not at the next fallback tick.
-        self._next_begin = min((j.begin_time for j in pending if j.begin_time and j.begin_time > now), default=None)
+        if fresh is None or (self._next_begin is not None and self._next_begin <= now):
+            pending = backlog
+            # A job held by --begin must start on time, not at the next fallback tick.
+            self._next_begin = min(
+                (j.begin_time for j in pending if j.begin_time and j.begin_time > now), default=None
+            )
+        else:
+            pending = fresh
+            begins = [j.begin_time for j in fresh if j.begin_time and j.begin_time > now]
+            if begins:
+                self._next_begin = min(begins + ([self._next_begin] if self._next_begin else []))
         if not pending:
             return Decision()
         if self.dependency_resolver is not None:
@@ -82,9 +145,21 @@ class Scheduler:
             presorted=True,
         )
         if decision.placements or decision.reasons:
-            applied = self.store.apply_decision(decision.placements, decision.reasons)
+            try:
+                applied = self.store.apply_decision(decision.placements, decision.reasons)
+            except Exception:
+                self.invalidate()  # what was written is unknown: read it all again
+                raise
             for node in {p.node for p in applied}:
                 self.bus.publish(node_topic(node))
+            self._forget({p.job_id for p in applied}, decision.reasons)
+            if applied and any(j.dependency is DependencyStatus.WAITING for j in pending):
+                # `after:` is met by a start: jobs waiting on one decide again at once.
+                self.wake()
+            if len(applied) < len(decision.placements):
+                # A placement lost its compare-and-set (cancelled, or the node filled up
+                # meanwhile): read the backlog again rather than guess what became of it.
+                self.invalidate()
         self.passes += 1
         return decision
 
@@ -97,9 +172,14 @@ class Scheduler:
         return timeout
 
     def run(self) -> None:
+        was_active = False
         while not self._stop.is_set():
             self._wake.clear()
-            if self.is_active():
+            active = self.is_active()
+            if active and not was_active:
+                self.invalidate()  # a standby taking over knows nothing of the backlog yet
+            was_active = active
+            if active:
                 try:
                     if self.reap():
                         self._wake.set()  # requeued jobs and freed CPUs: decide again at once

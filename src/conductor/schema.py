@@ -82,6 +82,9 @@ jobs = Table(
     # A kill the API asked for (cancel) or the worker decided (time limit): the target state.
     Column("kill_state", String(16), nullable=True),
     Column("kill_time", DateTime(timezone=True), nullable=True),
+    # Signals asked for (scancel --signal) and not yet delivered by the job's worker:
+    # comma-separated "[b:]NUMBER" ("b:" = the batch shell only). Migration 0002.
+    Column("pending_signal", Text, nullable=True),
     Column("rusage", Text, nullable=True),  # JSON
 )
 Index("ix_jobs_state_order", jobs.c.state, jobs.c.priority, jobs.c.submit_time, jobs.c.id)

@@ -9,6 +9,7 @@ state change that ends the job, and `/jobs/stats` is one query over the table.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -20,16 +21,22 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
+    Integer,
     and_,
     bindparam,
     case,
+    column,
     create_engine,
     event,
     func,
     insert,
+    literal,
+    null,
     or_,
     select,
     text,
+    true,
+    union_all,
     update,
 )
 from sqlalchemy.engine import make_url
@@ -73,6 +80,24 @@ def redact_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - a malformed URL must still not leak
         return "<unparseable database url>"
+
+
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)(?P<password>[^@\s]+)(?P<at>@)")
+_CONNINFO_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<password>'(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+def redact_secrets(text: str, url: str | None = None) -> str:
+    """`text` (an error message, a log line) without the password of `url` or of any URL or
+    libpq conninfo it quotes: drivers and URL parsers echo their input in their errors."""
+    if url:
+        try:
+            password = make_url(url).password
+        except Exception:  # noqa: BLE001 - an unparseable URL is handled by the patterns below
+            password = None
+        if password:
+            text = text.replace(str(password), "***")
+    text = _URL_PASSWORD.sub(lambda m: m.group("head") + "***" + m.group("at"), text)
+    return _CONNINFO_PASSWORD.sub(lambda m: m.group("head") + "***", text)
 
 
 class StoreError(Exception):
@@ -268,16 +293,32 @@ class Store:
             if prepared[0].get("array_task_id") is not None:
                 conn.execute(update(jobs).where(jobs.c.id == first).values(array_job_id=first))
                 if len(prepared) > 1:
-                    # One executemany for the other tasks: 10,000 tasks in well under a second.
-                    for values in prepared[1:]:
-                        values["array_job_id"] = first
-                    conn.execute(insert(jobs), prepared[1:])
+                    if _differ_only_in_task(prepared):
+                        self._copy_array_tasks(conn, first, [v["array_task_id"] for v in prepared[1:]])
+                    else:
+                        for values in prepared[1:]:
+                            values["array_job_id"] = first
+                        conn.execute(insert(jobs), prepared[1:])
                     ids = [
                         r[0]
                         for r in conn.execute(
                             select(jobs.c.id).where(jobs.c.array_job_id == first).order_by(jobs.c.id)
                         )
                     ]
+                # The events of all tasks in one statement, without a Python row per task.
+                conn.execute(
+                    insert(job_events).from_select(
+                        ["job_id", "time", "from_state", "to_state", "reason"],
+                        select(
+                            jobs.c.id,
+                            literal(now, job_events.c.time.type),
+                            null(),
+                            literal(PENDING, job_events.c.to_state.type),
+                            literal("submit", job_events.c.reason.type),
+                        ).where(jobs.c.array_job_id == first),
+                    )
+                )
+                return ids
             else:
                 for values in prepared[1:]:
                     ids.append(conn.execute(insert(jobs).values(**values).returning(jobs.c.id)).scalar_one())
@@ -287,9 +328,91 @@ class Store:
             )
         return ids
 
+    # Arithmetic runs per INSERT ... SELECT (three bound parameters each).
+    _ARRAY_RUNS_CHUNK = 2_000
+
+    def _copy_array_tasks(self, conn: Connection, first: int, task_ids: Sequence[int]) -> None:
+        """Insert the other tasks of an array as copies of its first row, in the database.
+
+        The task ids are handed over as arithmetic runs (`0-9999` is one) that a recursive CTE
+        unfolds, joined with the first row in one INSERT ... SELECT: binding 50 parameters per
+        task in Python is what made a 10,000-task array slow.
+        """
+        copied = [c for c in jobs.c if c.name not in ("id", "array_task_id", "array_job_id")]
+        runs = _arithmetic_runs(task_ids)
+        for start in range(0, len(runs), self._ARRAY_RUNS_CHUNK):
+            seeds = [
+                select(
+                    literal(lo, Integer).label("task"), literal(hi, Integer).label("hi"), literal(step, Integer).label("step")
+                )
+                for lo, hi, step in runs[start : start + self._ARRAY_RUNS_CHUNK]
+            ]
+            if len(seeds) == 1:
+                seed = seeds[0]
+            else:
+                # A recursive CTE's base must be a plain SELECT: wrap the UNION of the seeds.
+                union = union_all(*seeds).subquery()
+                seed = select(union.c.task, union.c.hi, union.c.step)
+            tasks = seed.cte("array_tasks", recursive=True)
+            tasks = tasks.union_all(
+                select(tasks.c.task + tasks.c.step, tasks.c.hi, tasks.c.step).where(
+                    tasks.c.task + tasks.c.step <= tasks.c.hi
+                )
+            )
+            query = (
+                select(*copied, literal(first, jobs.c.array_job_id.type), tasks.c.task)
+                .select_from(jobs)
+                .join(tasks, true())
+                .where(jobs.c.id == first)
+                .order_by(tasks.c.task)
+            )
+            conn.execute(
+                insert(jobs).from_select([c.name for c in copied] + ["array_job_id", "array_task_id"], query)
+            )
+
     # -------------------------------------------------------------- scheduling
     def pending_for_scheduling(self) -> list[PendingJob]:
         """Pending jobs in scheduling order (priority, then submit time, then id)."""
+        return self.pending_snapshot()[1]
+
+    def pending_snapshot(self) -> tuple[int, list[PendingJob]]:
+        """(newest event id, every pending job in scheduling order).
+
+        The event id is read first: every change up to it is reflected in the jobs read after
+        it, so `pending_changes(that id)` later misses nothing that committed in order.
+        """
+        with self._read() as conn:
+            last_event = self._latest_event(conn)
+            jobs_ = self._load_pending(conn, None)
+        return last_event, jobs_
+
+    def pending_changes(self, after_event: int) -> tuple[int, set[int], list[PendingJob]]:
+        """What changed since `after_event`: (newest event id, ids touched, those still pending).
+
+        Every transition and every edit of a job writes an event row, so the event table is the
+        scheduler's change feed: a pass costs what changed, not the size of the backlog. On
+        PostgreSQL an event id can become visible after a higher one; the scheduler's periodic
+        full snapshot repairs that.
+        """
+        with self._read() as conn:
+            last_event = self._latest_event(conn)
+            if last_event <= after_event:
+                return last_event, set(), []
+            touched = {
+                r[0]
+                for r in conn.execute(
+                    select(job_events.c.job_id).where(
+                        job_events.c.id > after_event, job_events.c.id <= last_event
+                    )
+                )
+            }
+            pending = self._load_pending(conn, touched) if touched else []
+        return last_event, touched, pending
+
+    def _latest_event(self, conn: Connection) -> int:
+        return int(conn.execute(select(func.coalesce(func.max(job_events.c.id), 0))).scalar_one())
+
+    def _load_pending(self, conn: Connection, ids: set[int] | None) -> list[PendingJob]:
         query = (
             select(
                 jobs.c.id,
@@ -313,8 +436,11 @@ class Store:
             .order_by((jobs.c.priority - jobs.c.nice).desc(), jobs.c.submit_time, jobs.c.id)
         )
         out: list[PendingJob] = []
-        with self._read() as conn:
-            for r in conn.execute(query):
+        id_list = sorted(ids) if ids is not None else None
+        chunks = [id_list[i : i + 500] for i in range(0, len(id_list), 500)] if id_list is not None else [None]
+        for chunk in chunks:
+            chunk_query = query if chunk is None else query.where(jobs.c.id.in_(chunk))
+            for r in conn.execute(chunk_query):
                 cpus = r.cpus_per_task * r.ntasks
                 memory = r.memory_per_node_mb or ((r.memory_per_cpu_mb or 0) * cpus)
                 begin = aware(r.begin_time)
@@ -402,6 +528,25 @@ class Store:
                 )
             )
         return views
+
+    def node_shapes(self) -> list[NodeView]:
+        """Every node's size and partitions, without its load: what submission checks need.
+
+        Cheaper than `node_views` (no scan of running jobs) because it runs on every submit.
+        """
+        with self._read() as conn:
+            rows = list(conn.execute(select(nodes.c.name, nodes.c.cpu_ids, nodes.c.memory_mb, nodes.c.partitions)))
+        return [
+            NodeView(
+                name=n.name,
+                cpu_ids=tuple(parse_cpu_list(n.cpu_ids)),
+                free_cpu_ids=[],
+                memory_mb=n.memory_mb,
+                free_memory_mb=0,
+                partitions=frozenset(n.partitions.split(",")),
+            )
+            for n in rows
+        ]
 
     def running_per_array(self) -> dict[int, int]:
         query = (
@@ -519,6 +664,9 @@ class Store:
             jobs.c.kill_state,
             jobs.c.kill_time,
             jobs.c.restart_count,
+            # Signals to deliver (scancel --signal) and the --signal warning of the job.
+            jobs.c.pending_signal,
+            jobs.c.signal_spec,
         ).where(jobs.c.node_list == node, jobs.c.state == RUNNING)
         with self._read() as conn:
             rows = [dict(r._mapping) for r in conn.execute(query)]
@@ -548,6 +696,11 @@ class Store:
         with self._write() as conn:
             running = self._lock_rows(conn, list(by_id), RUNNING)
             done = [by_id[i] for i in self._same_run(conn, running, by_id)]
+            # A run stopped by `scontrol requeue` ends the run, not the job (see requeue_jobs).
+            requeued = [r for r in done if r.state is JobState.PENDING]
+            if requeued:
+                self._requeue_finished(conn, requeued)
+                done = [r for r in done if r.state is not JobState.PENDING]
             if done:
                 conn.execute(
                     update(jobs)
@@ -587,7 +740,7 @@ class Store:
                         for r in done
                     ],
                 )
-        return [r.job_id for r in done]
+        return [r.job_id for r in done] + [r.job_id for r in requeued]
 
     # ----------------------------------------------------------- user actions
     def cancel(self, job_id: int, now: datetime | None = None) -> CancelOutcome:
@@ -737,6 +890,245 @@ class Store:
         for row in rows:
             row["time"] = aware(row["time"])
         return rows
+
+    # ============================================================ Slurm control (issue 3)
+    # Arrays addressed as a whole or by task, dependencies' reads, hold/release, requeue,
+    # update and signals. Each action is one transaction: the rows are read (and locked on
+    # PostgreSQL), the action applies to those in a state that allows it, and every change
+    # writes an event row. What did not apply is returned with its state, for the API's 409.
+
+    _IN_CHUNK = 5_000
+
+    def resolve_task(self, array_job_id: int, task_id: int) -> int | None:
+        """The job id of task `task_id` of array `array_job_id` (Slurm's `123_4`)."""
+        query = select(jobs.c.id).where(jobs.c.array_job_id == array_job_id, jobs.c.array_task_id == task_id)
+        with self._read() as conn:
+            return conn.execute(query).scalar_one_or_none()
+
+    def array_task_ids(self, job_id: int) -> list[int]:
+        """All task ids when `job_id` is an array's id (its first task), else []."""
+        query = select(jobs.c.id).where(jobs.c.array_job_id == job_id).order_by(jobs.c.id)
+        with self._read() as conn:
+            return [r[0] for r in conn.execute(query)]
+
+    def singleton_blockers(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], SingletonState]:
+        """For each (user, name): whether such a job runs, and the lowest pending job id."""
+        wanted = set(pairs)
+        if not wanted:
+            return {}
+        query = (
+            select(jobs.c.user_name, jobs.c.name, jobs.c.state, func.min(jobs.c.id))
+            .where(jobs.c.state.in_([RUNNING, PENDING]), jobs.c.name.in_(sorted({n for _, n in wanted})))
+            .group_by(jobs.c.user_name, jobs.c.name, jobs.c.state)
+        )
+        running: set[tuple[str, str]] = set()
+        first_pending: dict[tuple[str, str], int] = {}
+        with self._read() as conn:
+            for user, name, state, lowest in conn.execute(query):
+                if (user, name) not in wanted:
+                    continue
+                if state == RUNNING:
+                    running.add((user, name))
+                else:
+                    first_pending[(user, name)] = int(lowest)
+        return {pair: SingletonState(pair in running, first_pending.get(pair)) for pair in wanted}
+
+    def _control_rows(self, conn: Connection, ids: Sequence[int]) -> dict[int, Any]:
+        found: dict[int, Any] = {}
+        for start in range(0, len(ids), self._IN_CHUNK):
+            query = select(
+                jobs.c.id, jobs.c.state, jobs.c.node_list, jobs.c.kill_state, jobs.c.held, jobs.c.restart_count
+            ).where(jobs.c.id.in_(ids[start : start + self._IN_CHUNK]))
+            if self.dialect == "postgresql":
+                query = query.with_for_update()
+            found.update({r.id: r for r in conn.execute(query)})
+        return found
+
+    def _update_ids(self, conn: Connection, ids: Sequence[int], current: str, /, **values: Any) -> None:
+        """Set `values` on the jobs `ids` still in state `current` (the compare-and-set)."""
+        for start in range(0, len(ids), self._IN_CHUNK):
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.id.in_(ids[start : start + self._IN_CHUNK]), jobs.c.state == current)
+                .values(**values)
+            )
+
+    def _events_for(
+        self,
+        conn: Connection,
+        ids: Sequence[int],
+        now: datetime,
+        from_state: str,
+        to_state: str,
+        reason: str,
+        message: str | None = None,
+    ) -> None:
+        """One event row per job, written by the database from the jobs' own rows."""
+        for start in range(0, len(ids), self._IN_CHUNK):
+            conn.execute(
+                insert(job_events).from_select(
+                    ["job_id", "time", "from_state", "to_state", "reason", "node", "message"],
+                    select(
+                        jobs.c.id,
+                        literal(now, job_events.c.time.type),
+                        literal(from_state, job_events.c.from_state.type),
+                        literal(to_state, job_events.c.to_state.type),
+                        literal(reason, job_events.c.reason.type),
+                        jobs.c.node_list,
+                        literal(message, job_events.c.message.type) if message is not None else null(),
+                    ).where(jobs.c.id.in_(ids[start : start + self._IN_CHUNK])),
+                )
+            )
+
+    def cancel_jobs(self, ids: Sequence[int], now: datetime | None = None) -> ControlOutcome:
+        """Cancel many jobs (an array's tasks) at once: pending ones end CANCELLED here, running
+        ones are marked for their worker to stop, exactly as `cancel` does for one."""
+        now = now or utcnow()
+        out = ControlOutcome()
+        with self._write() as conn:
+            rows = self._control_rows(conn, ids)
+            pending = [i for i, r in rows.items() if r.state == PENDING]
+            running = [i for i, r in rows.items() if r.state == RUNNING and r.kill_state is None]
+            self._update_ids(conn, pending, PENDING, state=JobState.CANCELLED.value, end_time=now, exit_code="0:0")
+            self._events_for(conn, pending, now, PENDING, JobState.CANCELLED.value, "cancel")
+            self._update_ids(
+                conn, running, RUNNING, kill_state=JobState.CANCELLED.value, kill_time=now
+            )
+            self._events_for(conn, running, now, RUNNING, RUNNING, "cancel requested")
+            out.changed = pending + running
+            out.nodes = {rows[i].node_list for i in running if rows[i].node_list}
+            out.skipped = {i: r.state for i, r in rows.items() if i not in set(out.changed)}
+            out.found = set(rows)
+        return out
+
+    def hold_jobs(self, ids: Sequence[int], held: bool, now: datetime | None = None) -> ControlOutcome:
+        """Hold (`held`) or release pending jobs. Holding a held job is a no-op that succeeds;
+        releasing one that is not held is skipped (`NOT_HELD`), as is any job not pending."""
+        now = now or utcnow()
+        out = ControlOutcome()
+        with self._write() as conn:
+            rows = self._control_rows(conn, ids)
+            out.found = set(rows)
+            for job_id, row in rows.items():
+                if row.state != PENDING:
+                    out.skipped[job_id] = row.state
+                elif not held and not row.held:
+                    out.skipped[job_id] = NOT_HELD
+                else:
+                    out.changed.append(job_id)
+            if held:
+                self._update_ids(conn, out.changed, PENDING, held=True, reason=Reason.JOB_HELD_USER.value)
+                self._events_for(conn, out.changed, now, PENDING, PENDING, "hold")
+            else:
+                # The scheduler gives the real reason at its next pass, which the caller wakes.
+                self._update_ids(conn, out.changed, PENDING, held=False, reason=Reason.NONE.value)
+                self._events_for(conn, out.changed, now, PENDING, PENDING, "release")
+        return out
+
+    def requeue_jobs(self, ids: Sequence[int], *, hold: bool = False, now: datetime | None = None) -> ControlOutcome:
+        """`scontrol requeue[hold]`: an ended job returns to PENDING now (restart_count + 1); a
+        running one is marked for its worker to stop, and returns to PENDING when its process
+        has ended (`finish` with state PENDING). A pending job, or one already being stopped,
+        is skipped."""
+        now = now or utcnow()
+        out = ControlOutcome()
+        with self._write() as conn:
+            rows = self._control_rows(conn, ids)
+            out.found = set(rows)
+            running = [i for i, r in rows.items() if r.state == RUNNING and r.kill_state is None]
+            ended = [i for i, r in rows.items() if r.state in _ENDED]
+            out.changed = running + ended
+            out.skipped = {
+                i: (BEING_STOPPED if r.state == RUNNING else r.state) for i, r in rows.items() if i not in set(out.changed)
+            }
+            out.nodes = {rows[i].node_list for i in running if rows[i].node_list}
+            self._update_ids(conn, running, RUNNING, kill_state=PENDING, kill_time=now, **({"held": True} if hold else {}))
+            self._events_for(conn, running, now, RUNNING, RUNNING, "requeue requested")
+            for state in {rows[i].state for i in ended}:
+                some = [i for i in ended if rows[i].state == state]
+                self._update_ids(conn, some, state, **_requeued_values(now, hold), restart_count=jobs.c.restart_count + 1)
+                self._events_for(conn, some, now, state, PENDING, "requeue")
+        return out
+
+    def _requeue_finished(self, conn: Connection, results: Sequence[Finish]) -> None:
+        """Return to PENDING the running jobs whose process ended after a requeue request
+        (called by `finish` inside its transaction, on rows it locked as RUNNING)."""
+        for r in results:
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.id == r.job_id, jobs.c.state == RUNNING)
+                .values(
+                    **_requeued_values(r.end_time, None),
+                    rusage=json.dumps(r.rusage) if r.rusage else None,
+                    restart_count=jobs.c.restart_count + 1,
+                )
+            )
+            self._event(
+                conn, r.job_id, r.end_time, RUNNING, PENDING, "requeued", r.node,
+                f"previous run ended, exit_code={r.exit_code}" if r.exit_code else "previous run ended",
+            )
+
+    def update_jobs(self, ids: Sequence[int], changes: Mapping[str, Any], now: datetime | None = None) -> ControlOutcome:
+        """`scontrol update`: change `changes` (time_limit, priority, nice, name, comment) of
+        pending and running jobs; ended jobs are skipped. Running jobs' nodes are returned so
+        their workers re-read the time limit."""
+        allowed = {"time_limit", "priority", "nice", "name", "comment"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise ValueError(f"cannot update {sorted(unknown)}")
+        now = now or utcnow()
+        out = ControlOutcome()
+        message = ", ".join(f"{k}={v}" for k, v in sorted(changes.items()))
+        with self._write() as conn:
+            rows = self._control_rows(conn, ids)
+            out.found = set(rows)
+            for state in (PENDING, RUNNING):
+                some = [i for i, r in rows.items() if r.state == state]
+                if some and changes:
+                    self._update_ids(conn, some, state, **changes)
+                    self._events_for(conn, some, now, state, state, "update", message)
+                out.changed += some
+            out.skipped = {i: r.state for i, r in rows.items() if r.state not in (PENDING, RUNNING)}
+            out.nodes = {r.node_list for r in rows.values() if r.state == RUNNING and r.node_list}
+        return out
+
+    def queue_signal(self, ids: Sequence[int], entry: str, now: datetime | None = None) -> ControlOutcome:
+        """Ask the workers of running jobs to deliver a signal (`entry` is "[b:]NUMBER").
+
+        Appended, not overwritten: two signals sent in quick succession both arrive.
+        """
+        now = now or utcnow()
+        out = ControlOutcome()
+        with self._write() as conn:
+            rows = self._control_rows(conn, ids)
+            out.found = set(rows)
+            out.changed = [i for i, r in rows.items() if r.state == RUNNING]
+            out.skipped = {i: r.state for i, r in rows.items() if r.state != RUNNING}
+            out.nodes = {rows[i].node_list for i in out.changed if rows[i].node_list}
+            self._update_ids(
+                conn,
+                out.changed,
+                RUNNING,
+                pending_signal=case(
+                    (jobs.c.pending_signal.is_(None), literal(entry, jobs.c.pending_signal.type)),
+                    else_=jobs.c.pending_signal + literal("," + entry, jobs.c.pending_signal.type),
+                ),
+            )
+            self._events_for(conn, out.changed, now, RUNNING, RUNNING, "signal", f"signal {entry}")
+        return out
+
+    def take_signals(self, node: str) -> dict[int, list[str]]:
+        """The signals waiting for the running jobs of `node`, cleared in the same transaction."""
+        with self._write() as conn:
+            query = select(jobs.c.id, jobs.c.pending_signal).where(
+                jobs.c.node_list == node, jobs.c.state == RUNNING, jobs.c.pending_signal.is_not(None)
+            )
+            if self.dialect == "postgresql":
+                query = query.with_for_update()
+            taken = {r.id: [e for e in r.pending_signal.split(",") if e] for r in conn.execute(query)}
+            if taken:
+                conn.execute(update(jobs).where(jobs.c.id.in_(list(taken))).values(pending_signal=None))
+        return taken
 
     # ------------------------------------------------------------------- nodes
     def register_node(
@@ -1124,3 +1516,89 @@ def _normalise_times(row: dict[str, Any]) -> None:
     for key in _TIME_COLUMNS:
         if key in row:
             row[key] = aware(row[key])
+
+
+def _differ_only_in_task(rows: Sequence[dict[str, Any]]) -> bool:
+    """Whether the rows of an array are one row repeated but for `array_task_id` (as
+    `build_rows` makes them), so the database can copy the first instead of binding each."""
+    first = rows[0]
+    keys = first.keys() - {"array_task_id", "array_job_id"}
+    for row in rows[1:]:
+        if row.keys() - {"array_task_id", "array_job_id"} != keys:
+            return False
+        for key in keys:
+            value, expected = row[key], first[key]
+            if value is not expected and value != expected:
+                return False
+    return True
+
+
+def _arithmetic_runs(ids: Sequence[int]) -> list[tuple[int, int, int]]:
+    """Sorted ids as (first, last, step) runs: [0..9999] is one run, [1, 3, 5, 10] two."""
+    runs: list[tuple[int, int, int]] = []
+    i, n = 0, len(ids)
+    while i < n:
+        if i + 1 == n:
+            runs.append((ids[i], ids[i], 1))
+            break
+        step = ids[i + 1] - ids[i]
+        j = i + 1
+        while j + 1 < n and ids[j + 1] - ids[j] == step:
+            j += 1
+        runs.append((ids[i], ids[j], step))
+        i = j + 1
+    return runs
+
+
+# ------------------------------------------------------------ Slurm control (issue 3)
+# What `skipped` says when the state alone does not explain why an action did not apply.
+NOT_HELD = "NOT_HELD"
+BEING_STOPPED = "BEING_STOPPED"
+_ENDED = frozenset(s.value for s in JobState) - {PENDING, RUNNING}
+
+
+@dataclass(slots=True)
+class ControlOutcome:
+    """What an action on jobs did: ids it changed, ids it skipped with their state (or
+    NOT_HELD / BEING_STOPPED), the ids that exist, and the nodes whose workers must wake."""
+
+    changed: list[int] = field(default_factory=list)
+    skipped: dict[int, str] = field(default_factory=dict)
+    found: set[int] = field(default_factory=set)
+    nodes: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class SingletonState:
+    """Jobs of one (user, name): whether one runs, and the lowest id among the pending ones."""
+
+    running: bool
+    first_pending_id: int | None
+
+
+def _requeued_values(now: datetime, hold: bool | None) -> dict[str, Any]:
+    """A job back to PENDING for a new run: its allocation and the traces of the last run go.
+
+    `hold` None keeps the job's hold flag (a requeuehold already set it on the running job).
+    """
+    values: dict[str, Any] = {
+        "state": PENDING,
+        "reason": Reason.JOB_HELD_USER.value if hold else Reason.NONE.value,
+        "node_list": None,
+        "cpu_ids": None,
+        "allocated_cpus": 0,
+        "allocated_memory_mb": 0,
+        "start_time": None,
+        "end_time": None,
+        "exit_code": None,
+        "error_msg": None,
+        "eligible_time": now,
+        "launched": False,
+        "pid": None,
+        "kill_state": None,
+        "kill_time": None,
+        "pending_signal": None,
+    }
+    if hold is not None:
+        values["held"] = hold
+    return values

@@ -15,6 +15,7 @@ from conductor.api.models import JobDescription
 from conductor.domain.arrays import parse_array_spec
 from conductor.domain.dependency import format_dependency, parse_dependency
 from conductor.domain.errors import SpecError
+from conductor.domain.signals import parse_signal_spec
 from conductor.domain.memory import parse_memory_mb
 from conductor.domain.timespec import parse_begin_time, parse_time_limit
 from conductor.policy import NodeView
@@ -22,6 +23,9 @@ from conductor.policy import NodeView
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SIGNAL_SPEC = re.compile(r"^(?:(?:B|R|RB|BR):)?(?:SIG)?[A-Z0-9]+(?:@\d{1,5})?$", re.IGNORECASE)
 NODE_CONFIG_UNAVAILABLE = "Requested node configuration is not available"
+# Credentials an exported environment may carry (sbatch --export=ALL): a job never gets them,
+# and the database never stores them. A job that submits jobs finds its user's token file.
+SECRET_VARIABLES = frozenset({"CONDUCTOR_TOKEN", "SLURM_JWT"})
 
 
 class Unsatisfiable(Exception):
@@ -74,8 +78,8 @@ def _environment(value: dict[str, str] | list[str] | None, limit: int) -> dict[s
             raise SpecError("environment", f"value of {name} must not contain NUL characters")
         size += len(name) + len(val.encode()) + 2
     if size > limit:
-        raise SpecError("environment", f"is {size} bytes; the limit is {limit} bytes")
-    return dict(value)
+        raise SpecError("environment", f"is {size} bytes; the limit is {limit} bytes (CONDUCTOR_MAX_ENVIRONMENT_BYTES)")
+    return {name: val for name, val in value.items() if name not in SECRET_VARIABLES}
 
 
 def _check_nodes(value: int | str | None) -> None:
@@ -117,7 +121,9 @@ def build_rows(
     """Validate the request against Slurm's grammars and the cluster; return the rows to insert."""
     script_size = len(script.encode())
     if script_size > limits.max_script_bytes:
-        raise SpecError("script", f"is {script_size} bytes; the limit is {limits.max_script_bytes} bytes")
+        raise SpecError(
+            "script", f"is {script_size} bytes; the limit is {limits.max_script_bytes} bytes (CONDUCTOR_MAX_SCRIPT_BYTES)"
+        )
     if not script.strip():
         raise SpecError("script", "is empty; a batch script must contain at least one command")
     if "\x00" in script:
@@ -137,6 +143,7 @@ def build_rows(
         )
     if job.signal is not None and not _SIGNAL_SPEC.match(job.signal):
         raise SpecError("signal", f"invalid value '{job.signal}'; expected [{{R|B}}:]SIG[@seconds]")
+    signal_spec = str(parse_signal_spec(job.signal, field="signal")) if job.signal is not None else None
     begin = parse_begin_time(job.begin_time, now=now, field="begin_time") if job.begin_time else None
     dependency = format_dependency(parse_dependency(job.dependency, field="dependency")) if job.dependency else None
     array = (
@@ -174,6 +181,7 @@ def build_rows(
             "mail_user": job.mail_user,
             "submit_host": submitter.host,
             "submit_dir": work_dir,
+            "argv": job.argv,
         }.items()
         if v
     }
@@ -204,7 +212,7 @@ def build_rows(
         "dependency": dependency,
         "held": job.hold,
         "requeue": job.requeue,
-        "signal_spec": job.signal,
+        "signal_spec": signal_spec,  # canonical "[B:]NAME@SECONDS" (the worker reads it)
         "comment": job.comment,
         "begin_time": begin,
         "eligible_time": begin or now,

@@ -29,6 +29,8 @@ from typing import Any
 from conductor.bus import SCHEDULER, Bus, node_topic
 from conductor.domain.arrays import parse_array_spec
 from conductor.domain.cpuset import format_cpu_list, parse_cpu_list
+from conductor.domain.errors import SpecError
+from conductor.domain.signals import parse_signal_spec
 from conductor.domain.states import JobState, Reason
 from conductor.launch import job_environment, job_paths
 from conductor.store import Finish, NodeConflict, Store, aware, utcnow
@@ -36,6 +38,11 @@ from conductor.store import Finish, NodeConflict, Store, aware, utcnow
 log = logging.getLogger("conductor.worker")
 
 SHEPHERD = str(Path(__file__).with_name("shepherd.pl"))
+# Signals the shepherd catches (shepherd.pl): these may go to the whole process group.
+SHEPHERD_SURVIVES = frozenset(
+    {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGQUIT,
+     signal.SIGALRM, signal.SIGCONT, signal.SIGSTOP, signal.SIGTSTP}
+)
 # The shepherd loads no Perl module, so it is handed this platform's open(2) flags.
 OPEN_FLAGS = f"{os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW},{os.O_TRUNC},{os.O_APPEND}"
 
@@ -51,7 +58,8 @@ class NodeConfig:
     check_interval: float = 5.0
     heartbeat_interval: float = 2.0
     heartbeat_timeout: float = 30.0
-    allow_root_jobs: bool = True
+    # Off unless configured: `conductor up` run by root turns it on for its local admin (root).
+    allow_root_jobs: bool = False
     cpu_ids: list[int] = field(default_factory=list)
     cpu_binding: bool = False
 
@@ -67,6 +75,17 @@ def plan_cpus(declared: int) -> tuple[list[int], bool]:
     if declared <= len(available):
         return available[:declared], True
     return list(range(declared)), False
+
+
+@dataclass(frozen=True, slots=True)
+class RunAs:
+    """The shepherd's user arguments: uid "" means 'stay the worker's user'."""
+
+    uid: str
+    gid: str
+    groups: str
+    home: str | None
+    user: str
 
 
 @dataclass
@@ -85,6 +104,9 @@ class RunningJob:
     # runs again with restart_count + 1, and this process then no longer belongs to it.
     restart_count: int = 0
     orphaned: bool = False  # killed because the job no longer runs here: report nothing
+    # sbatch --signal=[B:]SIG@TIME, read from the job's row: sent once, TIME s before the limit.
+    signal_spec: str | None = None
+    warned: bool = False
 
 
 class Worker:
@@ -101,6 +123,7 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._stopping = False
+        self.taken_over = False  # another instance claimed the node: this one must not go on
         self._perl = shutil.which("perl") or "/usr/bin/perl"
         self._is_root = os.geteuid() == 0
         self._array_bounds: dict[int, tuple[int, int, int, int]] = {}
@@ -110,6 +133,9 @@ class Worker:
         """Claim the node; raises NodeConflict when a live worker already has the name."""
         self.scripts_dir.mkdir(parents=True, exist_ok=True)
         self.status_dir.mkdir(parents=True, exist_ok=True)
+        # Jobs of other users must reach their own script by name, and list nothing.
+        os.chmod(self.scripts_dir, 0o711)
+        os.chmod(self.status_dir, 0o700)
         stale_before = utcnow() - timedelta(seconds=self.config.heartbeat_timeout)
         self.store.register_node(
             name=self.config.name,
@@ -139,7 +165,11 @@ class Worker:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self.bus.subscribe(node_topic(self.config.name), self.wake)
-        self._adopt()
+        delay = 0.1
+        while not self._adopt() and not self._stopping:
+            # Without the database we cannot tell our jobs from orphans: wait, launch nothing.
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
         heartbeat = asyncio.create_task(self._heartbeat_loop())
         try:
             while not self._stopping:
@@ -181,6 +211,9 @@ class Worker:
         for job in self.jobs.values():
             if job.kill_state is None and job.time_limit is not None:
                 timeout = min(timeout, job.start_time.timestamp() + job.time_limit - now_wall)
+                warn_at = self._warn_time(job)
+                if warn_at is not None:
+                    timeout = min(timeout, warn_at - now_wall)
             elif job.term_sent is not None and not job.kill_sent:
                 timeout = min(timeout, job.term_sent + self.config.kill_wait - now_mono)
         return max(timeout, 0.0)
@@ -191,6 +224,7 @@ class Worker:
             try:
                 if not self.store.heartbeat(self.config.name, self.instance):
                     log.error("node %s was taken over by another worker; stopping", self.config.name)
+                    self.taken_over = True
                     self.stop()
                     return
             except Exception:  # noqa: BLE001 - a database outage must not stop the jobs
@@ -221,20 +255,36 @@ class Worker:
             except Exception:  # noqa: BLE001 - pids are informative; status files are the truth
                 log.warning("could not record pids", exc_info=True)
 
-    def _user_ids(self, row: dict[str, Any]) -> tuple[str, str, str, str | None]:
-        """(uid, gid, groups, home) arguments for the shepherd; empty uid means 'as the worker'."""
-        if not self._is_root or row.get("uid") is None:
-            return "", "", "", os.environ.get("HOME")
-        uid = int(row["uid"])
+    def _user_ids(self, row: dict[str, Any]) -> RunAs:
+        """Whom the job runs as: its user when the worker is root, else the worker's own user.
+
+        The user is found by name in this node's passwd database; a job whose user the node
+        does not know, or knows under another uid than the submitting host did, fails here
+        rather than run as anyone else.
+        """
+        if not self._is_root:
+            try:
+                me = pwd.getpwuid(os.geteuid())
+            except KeyError:
+                return RunAs("", "", "", None, str(os.geteuid()))
+            return RunAs("", "", "", me.pw_dir, me.pw_name)
+        name = str(row["user_name"])
         try:
-            entry = pwd.getpwuid(uid)
+            entry = pwd.getpwnam(name)
         except KeyError as exc:
-            raise RuntimeError(f"user id {uid} is unknown on node {self.config.name}") from exc
-        if uid == 0 and not self.config.allow_root_jobs:
-            raise RuntimeError("jobs as root are not allowed on this node")
-        gid = int(row["gid"]) if row.get("gid") is not None else entry.pw_gid
-        groups = os.getgrouplist(entry.pw_name, gid)
-        return str(uid), str(gid), ",".join(str(g) for g in groups), entry.pw_dir
+            raise RuntimeError(f"user '{name}' does not exist on node {self.config.name}") from exc
+        if row.get("uid") is not None and int(row["uid"]) != entry.pw_uid:
+            raise RuntimeError(
+                f"user '{name}' has uid {entry.pw_uid} on node {self.config.name} but uid {row['uid']} "
+                "where the job was submitted"
+            )
+        if entry.pw_uid == 0 and not self.config.allow_root_jobs:
+            raise RuntimeError(
+                f"jobs as root are not allowed on node {self.config.name} (CONDUCTOR_ALLOW_ROOT_JOBS is off)"
+            )
+        groups = os.getgrouplist(name, entry.pw_gid)
+        gid = int(row["gid"]) if row.get("gid") is not None and int(row["gid"]) in groups else entry.pw_gid
+        return RunAs(str(entry.pw_uid), str(gid), ",".join(str(g) for g in groups), entry.pw_dir, name)
 
     def _bounds(self, row: dict[str, Any]) -> tuple[int, int, int, int] | None:
         array_job = row.get("array_job_id")
@@ -249,21 +299,29 @@ class Worker:
 
     def _spawn(self, row: dict[str, Any]) -> RunningJob:
         job_id = int(row["id"])
-        uid, gid, groups, home = self._user_ids(row)
+        run_as = self._user_ids(row)
+        uid, gid, groups, home = run_as.uid, run_as.gid, run_as.groups, run_as.home
         script_path = self.scripts_dir / f"job_{job_id}.sh"
         script: str = row["script"]
         fd = os.open(script_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o700)
         try:
-            os.write(fd, script.encode())
+            # The job's user reads and runs it; no one else reads it (scripts/ is not listable).
             if uid:
                 os.fchown(fd, int(uid), int(gid))
+            os.fchmod(fd, 0o700)
+            os.write(fd, script.encode())
         finally:
             os.close(fd)
         command = [str(script_path)] if script.startswith("#!") else ["/bin/bash", str(script_path)]
+        command += json.loads(row.get("extra") or "{}").get("argv") or []
         paths = job_paths(row, self.config.name)
         env = job_environment(
             row, node=self.config.name, cpu_ids=row["cpu_ids"] or "", home=home, array_bounds=self._bounds(row)
         )
+        # The account the process really runs as, whatever the submitted environment said.
+        env["USER"] = env["LOGNAME"] = run_as.user
+        if home:
+            env["HOME"] = home
         status_path = self.status_dir / f"job_{job_id}.status"
         argv = [
             "perl",
@@ -370,6 +428,9 @@ class Worker:
         else:
             code, sig = status.exit
         exit_code = f"{code}:{sig}"
+        if kill_state == JobState.PENDING.value:
+            # scontrol requeue: the run is over, the job goes back to the queue (store.finish).
+            return Finish(job.job_id, JobState.PENDING, exit_code, Reason.NONE.value, None, rusage)
         if kill_state == JobState.TIMEOUT.value:
             return Finish(job.job_id, JobState.TIMEOUT, exit_code, Reason.TIME_LIMIT.value, None, rusage)
         if kill_state == JobState.CANCELLED.value:
@@ -393,6 +454,8 @@ class Worker:
             self._finished = batch + self._finished
             return
         for finish in batch:
+            if finish.job_id in self.jobs:
+                continue  # a report about an earlier run; the status file is the new run's
             with contextlib.suppress(FileNotFoundError):
                 finish_status = self.status_dir / f"job_{finish.job_id}.status"
                 finish_status.unlink()
@@ -405,15 +468,25 @@ class Worker:
         now_wall = time.time()
         now_mono = time.monotonic()
         requested: dict[int, str] = {}
+        current: dict[int, dict[str, Any]] = {}
         try:
             for row in rows if rows is not None else self.store.running_on_node(self.config.name):
+                current[row["id"]] = row
                 if row["kill_state"]:
                     requested[row["id"]] = row["kill_state"]
         except Exception:  # noqa: BLE001
             log.warning("could not read cancel requests", exc_info=True)
+        if any(row.get("pending_signal") for row in current.values()):
+            self._deliver_signals()
         for job in list(self.jobs.values()):
+            row = current.get(job.job_id)
+            if row is not None:
+                # scontrol update may have changed the limit of the running job.
+                job.time_limit = row["time_limit"]
+                job.signal_spec = row.get("signal_spec")
             if job.kill_state is None and job.job_id in requested:
                 job.kill_state = requested[job.job_id]
+            self._warn_before_limit(job, now_wall)
             if (
                 job.kill_state is None
                 and job.time_limit is not None
@@ -442,14 +515,72 @@ class Worker:
         self._signal_group(job, sig)
         return True
 
+    # ----------------------------------------------------------------- signals
+    def _deliver_signals(self) -> None:
+        """Deliver what `scancel --signal` asked for (through the store: the API may be on
+        another host). Taken and cleared in one transaction, so each is delivered once."""
+        try:
+            taken = self.store.take_signals(self.config.name)
+        except Exception:  # noqa: BLE001 - they stay in the database for the next wake-up
+            log.warning("could not read signal requests", exc_info=True)
+            return
+        for job_id, entries in taken.items():
+            job = self.jobs.get(job_id)
+            if job is None:
+                continue
+            for entry in entries:
+                batch_only, _, number = entry.rpartition(":")
+                if number.isdigit():
+                    self._send_signal(job, int(number), batch_only=batch_only == "b")
+
+    def _warn_time(self, job: RunningJob) -> float | None:
+        """When --signal's warning is due (wall clock), or None (none asked, or already sent)."""
+        if job.warned or not job.signal_spec or job.time_limit is None:
+            return None
+        try:
+            spec = parse_signal_spec(job.signal_spec)
+        except SpecError:
+            return None
+        return job.start_time.timestamp() + job.time_limit - spec.seconds
+
+    def _warn_before_limit(self, job: RunningJob, now_wall: float) -> None:
+        warn_at = self._warn_time(job)
+        if warn_at is None or job.kill_state is not None or now_wall < warn_at:
+            return
+        spec = parse_signal_spec(job.signal_spec or "")
+        job.warned = True
+        self._send_signal(job, spec.signal, batch_only=spec.batch_only)
+
+    def _send_signal(self, job: RunningJob, sig: int, *, batch_only: bool) -> None:
+        """Signal a job without ending it: the batch shell alone (`B:`), or every process of
+        the job but its shepherd, which must survive to report the exit status."""
+        if batch_only:
+            child = read_status(job.status_path).child
+            if child:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(child, sig)
+            return
+        if sig in SHEPHERD_SURVIVES:
+            self._signal_group(job, sig)
+            return
+        for pid in _group_members(job.pid):
+            if pid != job.pid:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, sig)
+
     # ----------------------------------------------------------------- restart
-    def _adopt(self) -> None:
-        """Take back the jobs this node was running before the worker restarted."""
+    def _adopt(self) -> bool:
+        """Take back the jobs this node was running before the worker restarted, and kill the
+        processes of jobs that no longer run here (their node was declared dead meanwhile).
+
+        False when the database could not be read; the caller retries.
+        """
         try:
             rows = self.store.running_on_node(self.config.name)
-        except Exception:  # noqa: BLE001
-            log.warning("could not read running jobs at start", exc_info=True)
-            return
+        except Exception as exc:  # noqa: BLE001
+            log.warning("could not read running jobs at start (%s); retrying", exc)
+            return False
+        self._kill_strays({row["id"] for row in rows if row["launched"]})
         gone: list[int] = []
         for row in rows:
             if not row["launched"]:
@@ -464,9 +595,10 @@ class Worker:
                 time_limit=row["time_limit"],
                 is_child=False,
                 kill_state=row["kill_state"],
+                restart_count=row.get("restart_count") or 0,
             )
             if status.exit is not None or status.error is not None:
-                self._finished.append(self._outcome(job, None, 0))
+                self._finished.append(self._report(job, self._outcome(job, None, 0)))
             elif job.pid and _is_shepherd(job.pid, status_path):
                 self.jobs[job.job_id] = job
                 self._watch(job)
@@ -481,6 +613,49 @@ class Worker:
             except Exception:  # noqa: BLE001
                 log.warning("could not mark stranded jobs", exc_info=True)
         self._flush()
+        return True
+
+    # ---------------------------------------------------- jobs taken from this node
+    def _report(self, job: RunningJob, finish: Finish) -> Finish:
+        """Tie a report to the run it is about, so it cannot end a later run of the job."""
+        finish.node = self.config.name
+        finish.restart_count = job.restart_count
+        return finish
+
+    def _rows_of_node(self) -> list[dict[str, Any]] | None:
+        """What the database says runs on this node; None without jobs or without a database."""
+        if not self.jobs:
+            return None
+        try:
+            return self.store.running_on_node(self.config.name)
+        except Exception as exc:  # noqa: BLE001 - no news is no reason to kill anything
+            log.warning("could not read this node's jobs (%s)", exc)
+            return None
+
+    def _kill_orphans(self, rows: list[dict[str, Any]]) -> None:
+        """Kill the processes of jobs the scheduler took from this node while it was silent."""
+        current = {row["id"]: row for row in rows}
+        for job in list(self.jobs.values()):
+            row = current.get(job.job_id)
+            if row is not None and row["launched"] and (row.get("restart_count") or 0) == job.restart_count:
+                continue
+            log.warning("job %s no longer runs on this node (its node was declared dead): killing it", job.job_id)
+            job.orphaned = True
+            self.jobs.pop(job.job_id)
+            self._signal_group(job, signal.SIGKILL)
+
+    def _kill_strays(self, ours: set[int]) -> None:
+        """At start: kill every live job process of this home that is not one of `ours`."""
+        for status_path in self.status_dir.glob("job_*.status"):
+            digits = status_path.name[len("job_") : -len(".status")]
+            if not digits.isdigit() or int(digits) in ours:
+                continue
+            status = read_status(status_path)
+            if status.pid and _is_shepherd(status.pid, status_path):
+                log.warning("job %s no longer runs on this node (its node was declared dead): killing it", digits)
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(status.pid, signal.SIGKILL)
+            status_path.unlink(missing_ok=True)
 
 
 @dataclass
@@ -488,6 +663,7 @@ class ShepherdStatus:
     pid: int | None = None
     exit: tuple[int, int] | None = None
     error: str | None = None
+    child: int | None = None  # the batch shell (what `--signal=B:` reaches)
 
 
 def read_status(path: Path) -> ShepherdStatus:
@@ -500,6 +676,8 @@ def read_status(path: Path) -> ShepherdStatus:
         kind, _, rest = line.partition(" ")
         if kind == "start" and rest.isdigit():
             status.pid = int(rest)
+        elif kind == "child" and rest.isdigit():
+            status.child = int(rest)
         elif kind == "exit":
             parts = rest.split()
             if len(parts) == 2 and all(p.isdigit() for p in parts):
@@ -507,6 +685,22 @@ def read_status(path: Path) -> ShepherdStatus:
         elif kind == "error":
             status.error = rest
     return status
+
+
+def _group_members(pgid: int) -> list[int]:
+    """The processes of a process group (a job), read from /proc."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # Field 5 of stat is the pgrp; the command name (field 2) may contain spaces.
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if len(fields) > 2 and fields[2] == str(pgid):
+            members.append(int(entry.name))
+    return members
 
 
 def instance_may_be_alive(instance: str) -> bool:

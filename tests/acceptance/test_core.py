@@ -207,7 +207,7 @@ def test_burst_of_500_never_overallocates(start_conductor: object, tmp_path: Pat
     def sample() -> None:
         db = sqlite3.connect(str(home / "conductor.db"))
         while not stop.is_set():
-            samples.append(httpx.get(server.url + "/jobs/stats").json())
+            samples.append(httpx.get(server.url + "/jobs/stats", headers=server.headers()).json())
             row = db.execute("SELECT COALESCE(SUM(allocated_cpus),0), COUNT(*) FROM jobs WHERE state='RUNNING'").fetchone()
             db_samples.append((int(row[0]), int(row[1])))
             time.sleep(0.01)
@@ -280,7 +280,7 @@ def test_restart_with_vanished_job_ends_node_fail(start_conductor: object, tmp_p
     api.wait_state(job_id, "RUNNING")
     status_file = home / "run" / f"job_{job_id}.status"
     deadline = time.monotonic() + 5
-    while "child" not in status_file.read_text() and time.monotonic() < deadline:
+    while (not status_file.exists() or "child" not in status_file.read_text()) and time.monotonic() < deadline:
         time.sleep(0.02)
     shepherd = int(status_file.read_text().split()[1])
     server.kill()

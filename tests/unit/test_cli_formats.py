@@ -24,24 +24,58 @@ from conductor.cli.squeue_format import (
 
 def job(job_id: int, **fields: object) -> dict[str, object]:
     record: dict[str, object] = {
-        "job_id": job_id, "array_job_id": None, "array_task_id": None, "array_max_running": None,
-        "name": "wrap", "user": "alice", "account": None, "partition": "debug",
-        "state": "PENDING", "reason": "Priority", "priority": 100, "nice": 0,
-        "cpus_per_task": 1, "ntasks": 1, "ntasks_per_node": None, "memory_per_node_mb": 1024,
-        "memory_per_cpu_mb": None, "allocated_cpus": 0, "node_list": None,
-        "submit_time": "2026-11-29T07:00:00+00:00", "eligible_time": "2026-11-29T07:00:00+00:00",
-        "start_time": None, "end_time": None, "elapsed": 0, "time_limit": 3600,
-        "exit_code": None, "work_dir": "/w", "standard_output": "/w/slurm-1.out",
-        "standard_error": "/w/slurm-1.out", "standard_input": "/dev/null", "dependency": None,
-        "hold": False, "requeue": False, "restart_count": 0, "comment": None, "qos": None,
+        "job_id": job_id,
+        "array_job_id": None,
+        "array_task_id": None,
+        "array_max_running": None,
+        "name": "wrap",
+        "user": "alice",
+        "account": None,
+        "partition": "debug",
+        "state": "PENDING",
+        "reason": "Priority",
+        "priority": 100,
+        "nice": 0,
+        "cpus_per_task": 1,
+        "ntasks": 1,
+        "ntasks_per_node": None,
+        "memory_per_node_mb": 1024,
+        "memory_per_cpu_mb": None,
+        "allocated_cpus": 0,
+        "node_list": None,
+        "submit_time": "2026-11-29T07:00:00+00:00",
+        "eligible_time": "2026-11-29T07:00:00+00:00",
+        "start_time": None,
+        "end_time": None,
+        "elapsed": 0,
+        "time_limit": 3600,
+        "exit_code": None,
+        "work_dir": "/w",
+        "standard_output": "/w/slurm-1.out",
+        "standard_error": "/w/slurm-1.out",
+        "standard_input": "/dev/null",
+        "dependency": None,
+        "hold": False,
+        "requeue": False,
+        "restart_count": 0,
+        "comment": None,
+        "qos": None,
         "exclusive": False,
     }
     record.update(fields)
     return record
 
 
-RUNNING = job(7, state="RUNNING", reason="None", allocated_cpus=2, node_list="vm",
-              start_time="2026-11-29T07:00:01+00:00", elapsed=65, name="a-very-long-name")
+RUNNING = job(
+    7,
+    state="RUNNING",
+    reason="None",
+    allocated_cpus=2,
+    node_list="vm",
+    start_time="2026-11-29T07:00:01+00:00",
+    elapsed=65,
+    name="a-very-long-name",
+)
 
 
 def test_durations() -> None:
@@ -93,12 +127,24 @@ def test_invalid_code_is_refused() -> None:
 
 def test_pending_array_tasks_collapse_running_ones_do_not() -> None:
     tasks = [
-        job(100 + i, array_job_id=100, array_task_id=i, array_max_running=4,
-            reason="JobArrayTaskLimit")
+        job(
+            100 + i,
+            array_job_id=100,
+            array_task_id=i,
+            array_max_running=4,
+            reason="JobArrayTaskLimit",
+        )
         for i in range(5, 12)
     ]
-    running = job(99, array_job_id=100, array_task_id=4, state="RUNNING", reason="None",
-                  node_list="vm", allocated_cpus=1)
+    running = job(
+        99,
+        array_job_id=100,
+        array_task_id=4,
+        state="RUNNING",
+        reason="None",
+        node_list="vm",
+        allocated_cpus=1,
+    )
     rows = collapse_pending_arrays([running, *tasks])
     out = render(parse_format("%i %K %F %A"), default_sort(rows), header=False)
     assert out.splitlines() == ["100_[5-11%4] 5-11%4 100 100", "100_4 4 100 99"]
@@ -132,7 +178,11 @@ def test_job_specs() -> None:
     assert parse_job_spec("123_4").tasks == frozenset({4})
     assert parse_job_spec("123_[1-3,7]").tasks == frozenset({1, 2, 3, 7})
     assert parse_job_spec("123.batch").base == 123
-    assert [s.text for s in parse_job_specs(["1,2_[3-4]", "5"])] == ["1", "2_[3-4]", "5"]
+    assert [s.text for s in parse_job_specs(["1,2_[3-4]", "5"])] == [
+        "1",
+        "2_[3-4]",
+        "5",
+    ]
     with pytest.raises(UsageError):
         parse_job_spec("abc")
     array_task = job(124, array_job_id=123, array_task_id=4)
@@ -145,10 +195,20 @@ def test_job_specs() -> None:
 
 
 def test_sacct_default_layout_with_batch_step() -> None:
-    done = dict(RUNNING, state="COMPLETED", exit_code="0:0", end_time="2026-11-29T07:01:06+00:00",
-                account="proj", name="wrap")
-    text = sacct_render(parse_fields(DEFAULT_FIELDS), expand_rows([done], with_steps=True),
-                        header=True, parsable=None)
+    done = dict(
+        RUNNING,
+        state="COMPLETED",
+        exit_code="0:0",
+        end_time="2026-11-29T07:01:06+00:00",
+        account="proj",
+        name="wrap",
+    )
+    text = sacct_render(
+        parse_fields(DEFAULT_FIELDS),
+        expand_rows([done], with_steps=True),
+        header=True,
+        parsable=None,
+    )
     assert text.splitlines() == [
         "       JobID    JobName  Partition    Account  AllocCPUS      State ExitCode ",
         "------------ ---------- ---------- ---------- ---------- ---------- -------- ",
@@ -158,31 +218,59 @@ def test_sacct_default_layout_with_batch_step() -> None:
 
 
 def test_sacct_parsable_forms_and_array_ids() -> None:
-    task = job(11, array_job_id=10, array_task_id=1, state="FAILED", exit_code="3:0",
-               start_time="2026-11-29T07:00:01+00:00", allocated_cpus=1, node_list="vm")
+    task = job(
+        11,
+        array_job_id=10,
+        array_task_id=1,
+        state="FAILED",
+        exit_code="3:0",
+        start_time="2026-11-29T07:00:01+00:00",
+        allocated_cpus=1,
+        node_list="vm",
+    )
     columns = parse_fields("JobID,JobIDRaw,State,ExitCode")
     rows = expand_rows([task], with_steps=False)
     assert sacct_render(columns, rows, header=True, parsable="no_ending") == (
         "JobID|JobIDRaw|State|ExitCode\n10_1|11|FAILED|3:0\n"
     )
-    assert sacct_render(columns, rows, header=False, parsable="ending") == "10_1|11|FAILED|3:0|\n"
+    assert (
+        sacct_render(columns, rows, header=False, parsable="ending")
+        == "10_1|11|FAILED|3:0|\n"
+    )
 
 
 def test_sacct_field_names_are_case_insensitive_prefixes_with_widths() -> None:
     columns = parse_fields("jobid%5,state,elapsed,nodel,reqmem,timelimit,submit")
-    assert [c.name for c in columns] == ["JobID", "State", "Elapsed", "NodeList", "ReqMem",
-                                         "Timelimit", "Submit"]
+    assert [c.name for c in columns] == [
+        "JobID",
+        "State",
+        "Elapsed",
+        "NodeList",
+        "ReqMem",
+        "Timelimit",
+        "Submit",
+    ]
     assert columns[0].width == 5
     long_name = dict(RUNNING, job_id=1234567)
-    out = sacct_render(columns[:1], expand_rows([long_name], with_steps=False), header=False,
-                       parsable=None)
+    out = sacct_render(
+        columns[:1],
+        expand_rows([long_name], with_steps=False),
+        header=False,
+        parsable=None,
+    )
     assert out == "1234+ \n"
 
 
 def test_sacct_values_for_pending_job() -> None:
-    columns = parse_fields("Start,End,NodeList,Elapsed,AllocCPUS,ReqCPUS,ReqMem,Timelimit")
-    out = sacct_render(columns, expand_rows([job(3)], with_steps=True), header=False,
-                       parsable="no_ending")
+    columns = parse_fields(
+        "Start,End,NodeList,Elapsed,AllocCPUS,ReqCPUS,ReqMem,Timelimit"
+    )
+    out = sacct_render(
+        columns,
+        expand_rows([job(3)], with_steps=True),
+        header=False,
+        parsable="no_ending",
+    )
     assert out == "Unknown|Unknown|None assigned|00:00:00|0|1|1G|01:00:00\n"
 
 
@@ -190,22 +278,52 @@ def test_sacct_values_for_pending_job() -> None:
 
 
 def test_sinfo_default_layout() -> None:
-    partitions = [{"name": "debug", "default": True, "state": "UP", "max_time": None,
-                   "nodes": ["vm"], "total_cpus": 4}]
-    nodes = [{"name": "vm", "state": "IDLE", "cpus": 4, "alloc_cpus": 0, "free_cpus": 4,
-              "memory_mb": 1000, "alloc_memory_mb": 0, "partitions": ["debug"]}]
+    partitions = [
+        {
+            "name": "debug",
+            "default": True,
+            "state": "UP",
+            "max_time": None,
+            "nodes": ["vm"],
+            "total_cpus": 4,
+        }
+    ]
+    nodes = [
+        {
+            "name": "vm",
+            "state": "IDLE",
+            "cpus": 4,
+            "alloc_cpus": 0,
+            "free_cpus": 4,
+            "memory_mb": 1000,
+            "alloc_memory_mb": 0,
+            "partitions": ["debug"],
+        }
+    ]
     rows = build_rows(partitions, nodes, per_node=False, summarize=False)
-    assert sinfo_render("%#P %.5a %.10l %.6D %.6t %N", rows, header=True).splitlines() == [
+    assert sinfo_render(
+        "%#P %.5a %.10l %.6D %.6t %N", rows, header=True
+    ).splitlines() == [
         "PARTITION AVAIL  TIMELIMIT  NODES  STATE NODELIST",
         "debug*       up   infinite      1   idle vm",
     ]
 
 
 def test_scontrol_show_job_layout() -> None:
-    failed = job(24546, name="named", user="nobody-here", state="FAILED", reason="NonZeroExitCode",
-                 exit_code="3:0", requeue=True, start_time="2026-11-29T07:00:07+00:00",
-                 end_time="2026-11-29T07:00:07+00:00", node_list="vm", allocated_cpus=1,
-                 time_limit=None)
+    failed = job(
+        24546,
+        name="named",
+        user="nobody-here",
+        state="FAILED",
+        reason="NonZeroExitCode",
+        exit_code="3:0",
+        requeue=True,
+        start_time="2026-11-29T07:00:07+00:00",
+        end_time="2026-11-29T07:00:07+00:00",
+        node_list="vm",
+        allocated_cpus=1,
+        time_limit=None,
+    )
     text = layout([format_job(failed)], oneliner=False)
     lines = text.splitlines()
     assert lines[0] == "JobId=24546 JobName=named"

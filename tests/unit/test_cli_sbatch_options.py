@@ -17,11 +17,17 @@ from conductor.cli.sbatch_options import (
 ENV = {"PATH": "/usr/bin:/bin", "HOME": "/home/alice", "USER": "alice", "FOO": "bar"}
 
 
-def plan_for(script: str, argv: list[str] | None = None, environ: dict[str, str] | None = None,
-             path: str | None = "job.sh"):
+def plan_for(
+    script: str,
+    argv: list[str] | None = None,
+    environ: dict[str, str] | None = None,
+    path: str | None = "job.sh",
+):
     args = list(argv or []) + ([path] if path else [])
     first = first_pass(args)
-    return build_plan(first, script, script_path=path, environ=environ or ENV, cwd="/work/dir")
+    return build_plan(
+        first, script, script_path=path, environ=environ or ENV, cwd="/work/dir"
+    )
 
 
 # ---- directives ------------------------------------------------------------------------------
@@ -54,14 +60,18 @@ srun ./sim
 
 
 def test_directive_after_first_command_is_ignored() -> None:
-    script = "#!/bin/sh\n#SBATCH -J first\necho hi\n#SBATCH -J second\n#SBATCH --mem=1G\n"
+    script = (
+        "#!/bin/sh\n#SBATCH -J first\necho hi\n#SBATCH -J second\n#SBATCH --mem=1G\n"
+    )
     job = plan_for(script).job
     assert job["name"] == "first"
     assert "memory_per_node" not in job
 
 
 def test_indented_or_lowercase_directives_are_comments() -> None:
-    script = "#!/bin/sh\n  #SBATCH -J indented\n#sbatch -J lower\n# SBATCH -J spaced\ntrue\n"
+    script = (
+        "#!/bin/sh\n  #SBATCH -J indented\n#sbatch -J lower\n# SBATCH -J spaced\ntrue\n"
+    )
     assert directive_words(script) == []
     assert plan_for(script).job["name"] == "job.sh"
 
@@ -73,11 +83,11 @@ def test_leading_whitespace_only_lines_do_not_stop_parsing() -> None:
 
 def test_quotes_escapes_and_trailing_comment() -> None:
     script = (
-        '#!/bin/bash\n'
+        "#!/bin/bash\n"
         '#SBATCH --job-name="my job"   # why: readable name\n'
         "#SBATCH --comment 'a # not a comment'\n"
-        '#SBATCH -o out\\ file.txt\n'
-        'true\n'
+        "#SBATCH -o out\\ file.txt\n"
+        "true\n"
     )
     job = plan_for(script).job
     assert job["name"] == "my job"
@@ -91,7 +101,9 @@ def test_unmatched_quote_is_an_error() -> None:
 
 
 def test_glued_short_forms_and_space_separated_long_forms() -> None:
-    script = "#!/bin/sh\n#SBATCH -Jglued\n#SBATCH -n2\n#SBATCH --partition batch\ntrue\n"
+    script = (
+        "#!/bin/sh\n#SBATCH -Jglued\n#SBATCH -n2\n#SBATCH --partition batch\ntrue\n"
+    )
     job = plan_for(script).job
     assert (job["name"], job["ntasks"], job["partition"]) == ("glued", 2, "batch")
 
@@ -129,7 +141,9 @@ def test_command_line_overrides_directives() -> None:
 
 def test_environment_variables_sit_between_script_and_command_line() -> None:
     script = "#!/bin/sh\n#SBATCH -p script\n#SBATCH -J script\ntrue\n"
-    env = dict(ENV, SBATCH_PARTITION="env", SBATCH_JOB_NAME="env", SBATCH_TIMELIMIT="5:00")
+    env = dict(
+        ENV, SBATCH_PARTITION="env", SBATCH_JOB_NAME="env", SBATCH_TIMELIMIT="5:00"
+    )
     job = plan_for(script, ["-J", "cli"], environ=env).job
     assert job["partition"] == "env"
     assert job["name"] == "cli"
@@ -149,7 +163,9 @@ def test_default_names() -> None:
     assert plan_for("#!/bin/sh\ntrue\n", path="/x/y/run.sh").job["name"] == "run.sh"
     assert plan_for("#!/bin/sh\ntrue\n", path=None).job["name"] == "sbatch"
     first = first_pass(["--wrap", "echo hi"])
-    plan = build_plan(first, wrap_script("echo hi"), script_path=None, environ=ENV, cwd="/w")
+    plan = build_plan(
+        first, wrap_script("echo hi"), script_path=None, environ=ENV, cwd="/w"
+    )
     assert plan.job["name"] == "wrap"
     assert plan.script.startswith("#!/bin/sh\n") and plan.script.endswith("echo hi\n")
 
@@ -162,7 +178,9 @@ def test_wrap_refuses_script_arguments() -> None:
 def test_script_arguments_after_the_script_are_not_options() -> None:
     first = first_pass(["-J", "n", "job.sh", "-J", "arg"])
     assert first.operands == ["job.sh", "-J", "arg"]
-    plan = build_plan(first, "#!/bin/sh\ntrue\n", script_path="job.sh", environ=ENV, cwd="/w")
+    plan = build_plan(
+        first, "#!/bin/sh\ntrue\n", script_path="job.sh", environ=ENV, cwd="/w"
+    )
     assert plan.job["name"] == "n"
     assert plan.job["argv"] == ["-J", "arg"]
 
@@ -264,7 +282,9 @@ def test_dask_jobqueue_style_header() -> None:
 
 
 def test_mail_options_warn_and_ignored_options_warn() -> None:
-    plan = plan_for("#!/bin/sh\ntrue\n", ["--mail-type=END,FAIL", "--mail-user=a@b", "-C", "x"])
+    plan = plan_for(
+        "#!/bin/sh\ntrue\n", ["--mail-type=END,FAIL", "--mail-user=a@b", "-C", "x"]
+    )
     assert plan.job["mail_type"] == "END,FAIL"
     assert plan.job["mail_user"] == "a@b"
     assert any("mail" in w for w in plan.warnings)
@@ -280,8 +300,21 @@ def test_flags_parsable_wait_test_only_hold() -> None:
 def test_array_dependency_begin_priority_nodes_range() -> None:
     job = plan_for(
         "#!/bin/sh\ntrue\n",
-        ["-a", "0-9%2", "-d", "afterok:12", "--begin=now+60", "--priority=10", "-N", "1-2",
-         "--exclusive", "-q", "normal", "-A", "proj"],
+        [
+            "-a",
+            "0-9%2",
+            "-d",
+            "afterok:12",
+            "--begin=now+60",
+            "--priority=10",
+            "-N",
+            "1-2",
+            "--exclusive",
+            "-q",
+            "normal",
+            "-A",
+            "proj",
+        ],
     ).job
     assert job["array"] == "0-9%2"
     assert job["dependency"] == "afterok:12"
@@ -310,11 +343,20 @@ def test_script_checks() -> None:
 
 def test_getopt_behaves_like_gnu() -> None:
     table = OptionTable(
-        [Option("name", ("name",), "n", "required"), Option("verbose", ("verbose",), "v"),
-         Option("very", ("very",), None), Option("level", ("level",), "l", "optional")]
+        [
+            Option("name", ("name",), "n", "required"),
+            Option("verbose", ("verbose",), "v"),
+            Option("very", ("very",), None),
+            Option("level", ("level",), "l", "optional"),
+        ]
     )
     parsed, rest = getopt_long(["-vnfoo", "x", "--name", "bar", "--level", "y"], table)
-    assert parsed == [("verbose", None), ("name", "foo"), ("name", "bar"), ("level", None)]
+    assert parsed == [
+        ("verbose", None),
+        ("name", "foo"),
+        ("name", "bar"),
+        ("level", None),
+    ]
     assert rest == ["x", "y"]
     with pytest.raises(GetoptError, match="ambiguous"):
         getopt_long(["--ve"], table)

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import getpass
-import os
 import socket
-import stat
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from conductor import __version__
-from conductor.api import models
-from conductor.bus import SCHEDULER, Bus, node_topic
+from conductor.api import control, models, slurmrestd
+from conductor.api.auth import CurrentPrincipal, authenticate, require_owner
+from conductor.api.limits import BodyLimit
+from conductor.api.outputs import output_owners
+from conductor.api.outputs import read_tail as _read_tail_safely
+from conductor.bus import SCHEDULER, Bus
+from conductor.dependencies import check_targets
 from conductor.domain.errors import SpecError
 from conductor.domain.states import JobState
 from conductor.launch import job_paths
@@ -38,8 +41,15 @@ class AppContext:
     store: Store
     bus: Bus
     settings: Settings
-    default_user: str = field(default_factory=getpass.getuser)
+    default_user: str = field(default_factory=getpass.getuser)  # unused since auth: jobs are the token's user's
     hostname: str = field(default_factory=lambda: socket.gethostname().split(".")[0])
+    # None: as settings.allow_root_jobs says (off when unset); `conductor up` as root passes True.
+    allow_root_jobs: bool | None = None
+
+    def root_jobs_allowed(self) -> bool:
+        if self.allow_root_jobs is not None:
+            return self.allow_root_jobs
+        return bool(self.settings.allow_root_jobs)
 
     def live_after(self) -> datetime:
         return utcnow() - timedelta(seconds=self.settings.heartbeat_timeout)
@@ -105,22 +115,10 @@ def job_record(row: dict[str, Any], now: datetime) -> models.JobRecord:
     )
 
 
-def read_tail(path: str, limit: int) -> str | None:
-    """The last `limit` bytes of a job's output file, never following a symbolic link."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            return None
-        start = max(info.st_size - limit, 0)
-        os.lseek(fd, start, os.SEEK_SET)
-        data = os.read(fd, limit)
-    finally:
-        os.close(fd)
-    return data.decode(errors="replace")
+def read_tail(path: str, limit: int, owners: set[int] | None = None) -> str | None:
+    """The last `limit` bytes of a job's output file: a regular file owned by one of `owners`,
+    reached without following any symbolic link (conductor.api.outputs says why)."""
+    return _read_tail_safely(path, limit, owners)
 
 
 def _parse_job_id(job_id: str) -> int:
@@ -140,7 +138,15 @@ def create_app(ctx: AppContext) -> FastAPI:
     app = FastAPI(
         title="SCNS-Conductor",
         version=__version__,
-        description="A batch job scheduler with Slurm's way of working.",
+        description="A batch job scheduler with Slurm's way of working. Every route but /health needs "
+        "a token (`Authorization: Bearer <token>`); this document itself is public.",
+        # Every route, including those other modules add later, is authenticated (api/auth.py).
+        dependencies=[Depends(authenticate)],
+        responses={
+            401: {"model": models.ErrorBody, "description": "No token, or an unknown or revoked one"},
+            403: {"model": models.ErrorBody, "description": "The token's user may not do this"},
+            413: {"model": models.ErrorBody, "description": "Request body over CONDUCTOR_MAX_BODY_BYTES"},
+        },
     )
     app.state.ctx = ctx
     store, bus, settings = ctx.store, ctx.bus, ctx.settings
@@ -170,20 +176,10 @@ def create_app(ctx: AppContext) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code)
+        return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
-    @app.middleware("http")
-    async def _body_limit(request: Request, call_next: Any) -> Any:
-        length = request.headers.get("content-length")
-        if length is not None:
-            if not length.isdigit():
-                return JSONResponse({"detail": "Content-Length: must be a number"}, status_code=400)
-            if int(length) > settings.max_body_bytes:
-                return JSONResponse(
-                    {"detail": f"request body is {length} bytes; the limit is {settings.max_body_bytes} bytes"},
-                    status_code=413,
-                )
-        return await call_next(request)
+    # Plain ASGI, so chunked bodies without Content-Length are counted too (api/limits.py).
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
 
     error_responses: dict[int | str, dict[str, Any]] = {
         400: {"model": models.ErrorBody},
@@ -192,21 +188,42 @@ def create_app(ctx: AppContext) -> FastAPI:
     }
 
     # ------------------------------------------------------------------ jobs
-    @app.post("/jobs/submit", status_code=201, response_model=models.SubmitResponse, responses=error_responses)
-    def submit(body: models.SubmitRequest, request: Request) -> Any:
+    @app.post(
+        "/jobs/submit",
+        status_code=201,
+        response_model=models.SubmitResponse,
+        responses={**error_responses, 429: {"model": models.ErrorBody, "description": "Pending-job limit reached"}},
+    )
+    def submit(body: models.SubmitRequest, request: Request, principal: CurrentPrincipal) -> Any:
         now = utcnow()
-        submitter = submitter_for(ctx.default_user, request.client.host if request.client else ctx.hostname)
+        submitter = submitter_for(principal.user, request.client.host if request.client else ctx.hostname)
+        if submitter.uid is None:
+            # The job would run as a user this host cannot name; in one host the API and the
+            # worker share the passwd database, so the worker could not run it either.
+            raise ApiError(
+                400, f"Invalid user id: user '{principal.user}' does not exist on this host (no passwd entry)"
+            )
+        if submitter.uid == 0 and not ctx.root_jobs_allowed():
+            raise ApiError(403, "jobs as root are not allowed here (set CONDUCTOR_ALLOW_ROOT_JOBS=true to allow them)")
         try:
             rows = build_rows(
                 body.job,
                 body.script,
                 submitter=submitter,
                 limits=limits,
-                nodes=store.node_views(),
+                nodes=store.node_shapes(),
                 now=now,
             )
         except Unsatisfiable as exc:
             raise ApiError(400, str(exc)) from exc
+        check_targets(store, rows[0]["dependency"])  # Slurm refuses a dependency on no job
+        pending = store.count_pending(submitter.user)
+        if pending + len(rows) > settings.max_pending_per_user:
+            raise ApiError(
+                429,
+                f"user '{submitter.user}' has {pending} pending jobs; {len(rows)} more would exceed the limit of "
+                f"{settings.max_pending_per_user} pending jobs per user (CONDUCTOR_MAX_PENDING_PER_USER)",
+            )
         if body.job.test_only:
             return JSONResponse(
                 {"job_id": None, "message": f"Job would be accepted: {len(rows)} job(s), not submitted (test only)"},
@@ -229,13 +246,16 @@ def create_app(ctx: AppContext) -> FastAPI:
         )
 
     @app.get("/jobs/query/{job_id}", response_model=models.QueryResponse, responses=error_responses)
-    def query(job_id: str) -> Any:
+    def query(job_id: str, principal: CurrentPrincipal) -> Any:
         row = _get(job_id)
+        # The seed's query carries the output tails: the owner's (or an admin's) only.
+        require_owner(principal, row, "read its output")
         now = utcnow()
         paths = job_paths(row)
         tail = settings.log_tail_bytes
-        stdout = read_tail(paths.stdout, tail)
-        stderr = read_tail(paths.stderr, tail) if paths.stderr != paths.stdout else stdout
+        owners = output_owners(row["uid"])
+        stdout = read_tail(paths.stdout, tail, owners)
+        stderr = read_tail(paths.stderr, tail, owners) if paths.stderr != paths.stdout else stdout
         return models.QueryResponse(
             job_id=str(row["id"]),
             state=row["state"],
@@ -268,15 +288,9 @@ def create_app(ctx: AppContext) -> FastAPI:
         )
 
     @app.post("/jobs/cancel/{job_id}", response_model=models.CancelResponse, responses=error_responses)
-    def cancel(job_id: str) -> Any:
-        jid = _parse_job_id(job_id)
-        outcome = store.cancel(jid)
-        if not outcome.found:
-            raise ApiError(404, outcome.message)
-        if outcome.node:
-            bus.publish(node_topic(outcome.node))
-        bus.publish(SCHEDULER)
-        return models.CancelResponse(job_id=str(jid), state=outcome.state, message=outcome.message)
+    def cancel(job_id: str, request: Request, principal: CurrentPrincipal) -> Any:
+        # One job, one array task (123_4) or a whole array (its id): api/control.py.
+        return control.cancel_job(request, job_id, principal)
 
     @app.get("/jobs", response_model=models.JobList, responses=error_responses)
     def list_jobs(
@@ -317,7 +331,7 @@ def create_app(ctx: AppContext) -> FastAPI:
         return models.JobList(jobs=[job_record(r, now) for r in rows], total=total)
 
     def _get(job_id: str) -> dict[str, Any]:
-        row = store.get_job(_parse_job_id(job_id))
+        row = store.get_job(control.resolve_one(store, job_id))  # 123 or 123_4
         if row is None:
             raise ApiError(404, f"job_id: no job {job_id}")
         return row
@@ -385,7 +399,13 @@ def create_app(ctx: AppContext) -> FastAPI:
         return models.PartitionList(partitions=sorted(found.values(), key=lambda p: (not p.default, p.name)))
 
     # ---------------------------------------------------------------- system
-    @app.get("/health", response_model=models.Health, responses={503: {"model": models.Health}})
+    # Public (api/auth.PUBLIC_PATHS): probes carry no token. It says nothing but "up".
+    @app.get(
+        "/health",
+        response_model=models.Health,
+        responses={503: {"model": models.Health}},
+        openapi_extra={"security": []},
+    )
     def health() -> Any:
         try:
             store.ping()
@@ -412,6 +432,8 @@ def create_app(ctx: AppContext) -> FastAPI:
         ]
         return "\n".join(lines) + "\n"
 
+    app.include_router(control.router)
+    app.include_router(slurmrestd.router)
     return app
 
 

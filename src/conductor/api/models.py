@@ -52,6 +52,17 @@ class JobDescription(BaseModel):
     mail_type: str | None = Field(default=None, max_length=256)
     mail_user: str | None = Field(default=None, max_length=256)
     test_only: bool = False
+    argv: list[str] | None = Field(
+        default=None, max_length=1024, description="Arguments for the script, as after the script name in sbatch."
+    )
+
+    @field_validator("argv")
+    @classmethod
+    def _argv(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            for arg in value:
+                _no_nul(arg, "an argument")
+        return value
 
     @field_validator(
         "name",

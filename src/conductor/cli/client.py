@@ -59,14 +59,18 @@ def read_token() -> str | None:
 def _quote(value: str) -> str:
     """Percent-encode a query value (what urllib.parse.quote does, without importing it)."""
     safe = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~,:"
-    return "".join(c if c in safe else "".join(f"%{b:02X}" for b in c.encode()) for c in value)
+    return "".join(
+        c if c in safe else "".join(f"%{b:02X}" for b in c.encode()) for c in value
+    )
 
 
 def split_url(url: str) -> tuple[str, str, int, str]:
     """(scheme, host, port, path prefix) of an http(s) URL."""
     scheme, sep, rest = url.partition("://")
     if not sep or scheme not in ("http", "https"):
-        raise ConnectionFailed(f"invalid CONDUCTOR_URL '{url}' (expected http://host:port)")
+        raise ConnectionFailed(
+            f"invalid CONDUCTOR_URL '{url}' (expected http://host:port)"
+        )
     hostport, slash, path = rest.partition("/")
     host, port_text = hostport, ""
     if hostport.startswith("["):  # IPv6 literal
@@ -93,7 +97,9 @@ def error_text(payload: Any, fallback: str) -> str:
             parts = []
             for item in detail:
                 if isinstance(item, dict):
-                    loc = [str(p) for p in item.get("loc", []) if p not in ("body", "job")]
+                    loc = [
+                        str(p) for p in item.get("loc", []) if p not in ("body", "job")
+                    ]
                     msg = str(item.get("msg", item))
                     parts.append(f"{'.'.join(loc)}: {msg}" if loc else msg)
                 else:
@@ -145,7 +151,9 @@ class Client:
             else:
                 import socket
 
-                sock = socket.create_connection((self._host, self._port), timeout=TIMEOUT_SECONDS)
+                sock = socket.create_connection(
+                    (self._host, self._port), timeout=TIMEOUT_SECONDS
+                )
         except OSError as exc:
             reason = exc.strerror or str(exc)
             raise ConnectionFailed(
@@ -156,7 +164,9 @@ class Client:
         if self._scheme == "https":
             import ssl
 
-            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=self._host)
+            sock = ssl.create_default_context().wrap_socket(
+                sock, server_hostname=self._host
+            )
         self._sock = sock
         self._buffer = b""
 
@@ -200,7 +210,9 @@ class Client:
             raise _Closed("connection closed")
         parts = status_line.decode("latin-1").split(None, 2)
         if len(parts) < 2 or not parts[0].startswith("HTTP/"):
-            raise ConnectionFailed(f"{self.url} did not answer in HTTP: {status_line[:80]!r}")
+            raise ConnectionFailed(
+                f"{self.url} did not answer in HTTP: {status_line[:80]!r}"
+            )
         status = int(parts[1])
         reason = parts[2].strip() if len(parts) > 2 else ""
         headers: dict[str, str] = {}
@@ -276,7 +288,9 @@ class Client:
                     ) from exc
             except OSError as exc:
                 self.close()
-                raise ConnectionFailed(f"lost the conductor API at {self.url}: {exc}") from exc
+                raise ConnectionFailed(
+                    f"lost the conductor API at {self.url}: {exc}"
+                ) from exc
         payload: Any = None
         if raw:
             try:
@@ -307,5 +321,9 @@ class Client:
             jobs.extend(batch)
             total = page.get("total") if isinstance(page, dict) else None
             offset += len(batch)
-            if not batch or len(batch) < page_size or (total is not None and offset >= total):
+            if (
+                not batch
+                or len(batch) < page_size
+                or (total is not None and offset >= total)
+            ):
                 return jobs

@@ -56,7 +56,7 @@ def run(prog: str, body: Callable[[], int]) -> int:
     try:
         return body()
     except GetoptError as exc:
-        sys.stderr.write(f"{prog}: {exc}\nTry \"{prog} --help\" for more information\n")
+        sys.stderr.write(f'{prog}: {exc}\nTry "{prog} --help" for more information\n')
         return 1
     except UsageError as exc:
         err(prog, str(exc))
@@ -91,9 +91,9 @@ def current_user() -> str:
         return os.environ.get("USER") or os.environ.get("LOGNAME") or "unknown"
 
 
-def split_list(value: str) -> list[str]:
+def split_list(value: str | None) -> list[str]:
     """Slurm's comma-separated option lists (`-u a,b`, `-t PD,R`), ignoring empty items."""
-    return [item.strip() for item in value.split(",") if item.strip()]
+    return [item.strip() for item in (value or "").split(",") if item.strip()]
 
 
 # ---- durations -------------------------------------------------------------------------------

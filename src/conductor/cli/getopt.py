@@ -30,7 +30,10 @@ class Option:
     __slots__ = ("arg", "key", "longs", "short")
 
     def __init__(
-        self, key: str, longs: tuple[str, ...] = (), short: str | None = None,
+        self,
+        key: str,
+        longs: tuple[str, ...] = (),
+        short: str | None = None,
         arg: ArgKind = "none",
     ) -> None:
         self.key = key

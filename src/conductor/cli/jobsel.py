@@ -16,10 +16,20 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-_SPEC_RE = re.compile(r"(?P<base>\d+)(?:_(?P<tasks>\d+|\[[0-9,\-:%]+\]))?(?:\.[A-Za-z0-9+]+)?")
+_SPEC_RE = re.compile(
+    r"(?P<base>\d+)(?:_(?P<tasks>\d+|\[[0-9,\-:%]+\]))?(?:\.[A-Za-z0-9+]+)?"
+)
 _SERVER_STATES = frozenset(
-    {"PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY",
-     "NODE_FAIL"}
+    {
+        "PENDING",
+        "RUNNING",
+        "COMPLETED",
+        "FAILED",
+        "CANCELLED",
+        "TIMEOUT",
+        "OUT_OF_MEMORY",
+        "NODE_FAIL",
+    }
 )
 
 
@@ -36,7 +46,9 @@ class JobSpec:
     def matches(self, job: dict[str, Any]) -> bool:
         array_job = job.get("array_job_id")
         if self.tasks is None:
-            return job.get("job_id") == self.base or (array_job is not None and array_job == self.base)
+            return job.get("job_id") == self.base or (
+                array_job is not None and array_job == self.base
+            )
         return array_job == self.base and job.get("array_task_id") in self.tasks
 
     def __repr__(self) -> str:
@@ -131,10 +143,14 @@ def fetch_jobs(
         bases = sorted({spec.base for spec in specs})
         # The server expands an array's id to its tasks.
         for start in range(0, len(bases), 500):
-            chunk = bases[start:start + 500]
-            for job in client.list_jobs(job_id=",".join(str(b) for b in chunk), **query):
+            chunk = bases[start : start + 500]
+            for job in client.list_jobs(
+                job_id=",".join(str(b) for b in chunk), **query
+            ):
                 found[int(job["job_id"])] = job
-        jobs = [job for job in found.values() if any(spec.matches(job) for spec in specs)]
+        jobs = [
+            job for job in found.values() if any(spec.matches(job) for spec in specs)
+        ]
     else:
         jobs = client.list_jobs(**query)
 

@@ -101,10 +101,14 @@ def parse_sacct_time(text: str, now: datetime) -> datetime:
     try:
         stamp = parse_begin_time(value, now=now, field="--starttime")
     except SpecError as exc:
-        raise UsageError(f"Invalid time specification (pos=0): {value} ({exc.message})") from None
-    has_date = any(sep in value for sep in ("-", "/", ".")) or value.lower().startswith(
-        ("now", "today", "tomorrow", "uts")
-    ) or (value.isdigit() and len(value) in (4, 6))
+        raise UsageError(
+            f"Invalid time specification (pos=0): {value} ({exc.message})"
+        ) from None
+    has_date = (
+        any(sep in value for sep in ("-", "/", "."))
+        or value.lower().startswith(("now", "today", "tomorrow", "uts"))
+        or (value.isdigit() and len(value) in (4, 6))
+    )
     if not has_date and stamp > now:
         from datetime import timedelta
 
@@ -127,7 +131,9 @@ def _parse_states(text: str) -> list[str]:
     return states
 
 
-def in_window(job: dict[str, Any], start: float, end: float, states: list[str] | None) -> bool:
+def in_window(
+    job: dict[str, Any], start: float, end: float, states: list[str] | None
+) -> bool:
     """Slurm's selection: eligible before the window ends and not ended before it starts."""
     eligible = parse_iso(job.get("eligible_time") or job.get("submit_time"))
     ended = parse_iso(job.get("end_time"))
@@ -159,12 +165,16 @@ def _main(argv: list[str]) -> int:
         sys.stdout.write("slurm 23.11.0\n")
         return 0
     if "helpformat" in opts:
-        names = list(WIDTHS)
-        for i in range(0, len(names), 4):
-            sys.stdout.write("".join(f"{n:<20}" for n in names[i:i + 4]).rstrip() + "\n")
+        field_names = list(WIDTHS)
+        for i in range(0, len(field_names), 4):
+            sys.stdout.write(
+                "".join(f"{n:<20}" for n in field_names[i : i + 4]).rstrip() + "\n"
+            )
         return 0
     if "json" in opts or "yaml" in opts:
-        raise UsageError("--json and --yaml are not supported; use --parsable2 with --format")
+        raise UsageError(
+            "--json and --yaml are not supported; use --parsable2 with --format"
+        )
 
     field_spec = ",".join(multi.get("format", []))
     if "brief" in opts:
@@ -225,8 +235,15 @@ def _main(argv: list[str]) -> int:
         def iso(stamp: float) -> str:
             return datetime.fromtimestamp(stamp, tz=UTC).isoformat()
 
-        jobs = fetch_jobs(client, specs, users=users, names=names, partitions=partitions,
-                          since=iso(start) if start > 0 else None, until=iso(end))
+        jobs = fetch_jobs(
+            client,
+            specs,
+            users=users,
+            names=names,
+            partitions=partitions,
+            since=iso(start) if start > 0 else None,
+            until=iso(end),
+        )
     finally:
         client.close()
 
@@ -247,14 +264,26 @@ def _main(argv: list[str]) -> int:
     selected = [j for j in jobs if keep(j)]
     if "array" not in opts:
         selected = collapse_pending_arrays(selected)
-    selected.sort(key=lambda j: (int(j.get("array_job_id") or j["job_id"]),
-                                 int(j.get("array_task_id") or 0), int(j["job_id"])))
+    selected.sort(
+        key=lambda j: (
+            int(j.get("array_job_id") or j["job_id"]),
+            int(j.get("array_task_id") or 0),
+            int(j["job_id"]),
+        )
+    )
     rows = expand_rows(selected, with_steps="allocations" not in opts)
-    parsable = "no_ending" if "parsable2" in opts else ("ending" if "parsable" in opts else None)
+    parsable = (
+        "no_ending"
+        if "parsable2" in opts
+        else ("ending" if "parsable" in opts else None)
+    )
     sys.stdout.write(
-        render(columns, rows, header="noheader" not in opts, parsable=parsable,
-               delimiter=opts.get("delimiter") or "|")
+        render(
+            columns,
+            rows,
+            header="noheader" not in opts,
+            parsable=parsable,
+            delimiter=opts.get("delimiter") or "|",
+        )
     )
     return 0
-
-

@@ -35,32 +35,125 @@ LONG_FIELDS = (
 # picks the first). Fields we have no data for (energy, disk, memory high-water marks...)
 # print empty, as sacct does when accounting did not gather them.
 WIDTHS: dict[str, int] = {
-    "Account": 10, "AdminComment": 15, "AllocCPUS": 10, "AllocNodes": 10, "AllocTRES": 10,
-    "AssocID": 7, "AveCPU": 10, "AveCPUFreq": 10, "AveDiskRead": 14, "AveDiskWrite": 14,
-    "AvePages": 10, "AveRSS": 10, "AveVMSize": 10, "BlockID": 16, "Cluster": 10,
-    "Comment": 14, "Constraints": 19, "ConsumedEnergy": 14, "ConsumedEnergyRaw": 17,
-    "Container": 19, "CPUTime": 10, "CPUTimeRAW": 10, "DBIndex": -21, "DerivedExitCode": 15,
-    "Elapsed": 10, "ElapsedRaw": 10, "Eligible": 19, "End": 19, "ExitCode": 8, "Extra": 14,
-    "FailedNode": 8, "Flags": 19, "GID": 6, "Group": 9, "JobID": -12, "JobIDRaw": -12,
-    "JobName": 10, "Layout": 9, "Licenses": 10, "MaxDiskRead": 12, "MaxDiskReadNode": 15,
-    "MaxDiskReadTask": 15, "MaxDiskWrite": 12, "MaxDiskWriteNode": 16, "MaxDiskWriteTask": 16,
-    "MaxPages": 8, "MaxPagesNode": 12, "MaxPagesTask": 14, "MaxRSS": 10, "MaxRSSNode": 10,
-    "MaxRSSTask": 10, "MaxVMSize": 10, "MaxVMSizeNode": 14, "MaxVMSizeTask": 14,
-    "McsLabel": 12, "MinCPU": 10, "MinCPUNode": 10, "MinCPUTask": 10, "NCPUS": 10,
-    "NNodes": 8, "NodeList": 15, "NTasks": 8, "Partition": 10, "Planned": 10,
-    "PlannedCPU": 10, "PlannedCPURAW": 13, "Priority": 10, "QOS": 10, "QOSRAW": 6,
-    "QOSREQ": 10, "Reason": 22, "ReqCPUFreq": 10, "ReqCPUFreqGov": 13, "ReqCPUFreqMax": 13,
-    "ReqCPUFreqMin": 13, "ReqCPUS": 8, "ReqMem": 10, "ReqNodes": 8, "ReqTRES": 10,
-    "Reservation": 20, "ReservationId": 8, "Restarts": 8, "SegmentSize": 11, "SLUID": 14,
-    "Start": 19, "State": 10, "StdErr": 20, "StdIn": 20, "StdOut": 20, "Submit": 19,
-    "SubmitLine": 20, "Suspended": 10, "SystemComment": 15, "SystemCPU": 10,
-    "Timelimit": 10, "TimelimitRaw": 10, "TotalCPU": 10, "TRESUsageInAve": 14,
-    "TRESUsageInMax": 14, "TRESUsageInMaxNode": 18, "TRESUsageInMaxTask": 18,
-    "TRESUsageInMin": 14, "TRESUsageInMinNode": 18, "TRESUsageInMinTask": 18,
-    "TRESUsageInTot": 14, "TRESUsageOutAve": 15, "TRESUsageOutMax": 15,
-    "TRESUsageOutMaxNode": 19, "TRESUsageOutMaxTask": 19, "TRESUsageOutMin": 15,
-    "TRESUsageOutMinNode": 19, "TRESUsageOutMinTask": 19, "TRESUsageOutTot": 15,
-    "UID": 6, "User": 9, "UserCPU": 10, "WCKey": 10, "WCKeyID": 10, "WorkDir": 20,
+    "Account": 10,
+    "AdminComment": 15,
+    "AllocCPUS": 10,
+    "AllocNodes": 10,
+    "AllocTRES": 10,
+    "AssocID": 7,
+    "AveCPU": 10,
+    "AveCPUFreq": 10,
+    "AveDiskRead": 14,
+    "AveDiskWrite": 14,
+    "AvePages": 10,
+    "AveRSS": 10,
+    "AveVMSize": 10,
+    "BlockID": 16,
+    "Cluster": 10,
+    "Comment": 14,
+    "Constraints": 19,
+    "ConsumedEnergy": 14,
+    "ConsumedEnergyRaw": 17,
+    "Container": 19,
+    "CPUTime": 10,
+    "CPUTimeRAW": 10,
+    "DBIndex": -21,
+    "DerivedExitCode": 15,
+    "Elapsed": 10,
+    "ElapsedRaw": 10,
+    "Eligible": 19,
+    "End": 19,
+    "ExitCode": 8,
+    "Extra": 14,
+    "FailedNode": 8,
+    "Flags": 19,
+    "GID": 6,
+    "Group": 9,
+    "JobID": -12,
+    "JobIDRaw": -12,
+    "JobName": 10,
+    "Layout": 9,
+    "Licenses": 10,
+    "MaxDiskRead": 12,
+    "MaxDiskReadNode": 15,
+    "MaxDiskReadTask": 15,
+    "MaxDiskWrite": 12,
+    "MaxDiskWriteNode": 16,
+    "MaxDiskWriteTask": 16,
+    "MaxPages": 8,
+    "MaxPagesNode": 12,
+    "MaxPagesTask": 14,
+    "MaxRSS": 10,
+    "MaxRSSNode": 10,
+    "MaxRSSTask": 10,
+    "MaxVMSize": 10,
+    "MaxVMSizeNode": 14,
+    "MaxVMSizeTask": 14,
+    "McsLabel": 12,
+    "MinCPU": 10,
+    "MinCPUNode": 10,
+    "MinCPUTask": 10,
+    "NCPUS": 10,
+    "NNodes": 8,
+    "NodeList": 15,
+    "NTasks": 8,
+    "Partition": 10,
+    "Planned": 10,
+    "PlannedCPU": 10,
+    "PlannedCPURAW": 13,
+    "Priority": 10,
+    "QOS": 10,
+    "QOSRAW": 6,
+    "QOSREQ": 10,
+    "Reason": 22,
+    "ReqCPUFreq": 10,
+    "ReqCPUFreqGov": 13,
+    "ReqCPUFreqMax": 13,
+    "ReqCPUFreqMin": 13,
+    "ReqCPUS": 8,
+    "ReqMem": 10,
+    "ReqNodes": 8,
+    "ReqTRES": 10,
+    "Reservation": 20,
+    "ReservationId": 8,
+    "Restarts": 8,
+    "SegmentSize": 11,
+    "SLUID": 14,
+    "Start": 19,
+    "State": 10,
+    "StdErr": 20,
+    "StdIn": 20,
+    "StdOut": 20,
+    "Submit": 19,
+    "SubmitLine": 20,
+    "Suspended": 10,
+    "SystemComment": 15,
+    "SystemCPU": 10,
+    "Timelimit": 10,
+    "TimelimitRaw": 10,
+    "TotalCPU": 10,
+    "TRESUsageInAve": 14,
+    "TRESUsageInMax": 14,
+    "TRESUsageInMaxNode": 18,
+    "TRESUsageInMaxTask": 18,
+    "TRESUsageInMin": 14,
+    "TRESUsageInMinNode": 18,
+    "TRESUsageInMinTask": 18,
+    "TRESUsageInTot": 14,
+    "TRESUsageOutAve": 15,
+    "TRESUsageOutMax": 15,
+    "TRESUsageOutMaxNode": 19,
+    "TRESUsageOutMaxTask": 19,
+    "TRESUsageOutMin": 15,
+    "TRESUsageOutMinNode": 19,
+    "TRESUsageOutMinTask": 19,
+    "TRESUsageOutTot": 15,
+    "UID": 6,
+    "User": 9,
+    "UserCPU": 10,
+    "WCKey": 10,
+    "WCKeyID": 10,
+    "WorkDir": 20,
 }
 
 
@@ -225,7 +318,9 @@ def parse_fields(spec: str) -> list[Column]:
             continue
         match = next((real for real in WIDTHS if real.lower() == lowered), None)
         if match is None:
-            match = next((real for real in WIDTHS if real.lower().startswith(lowered)), None)
+            match = next(
+                (real for real in WIDTHS if real.lower().startswith(lowered)), None
+            )
         if match is None or not lowered:
             raise FieldError(f'Invalid field requested: "{name}"')
         columns.append(_column(match, width_text if pct else None))
@@ -242,8 +337,14 @@ def _column(name: str, width_text: str | None) -> Column:
     return Column(name, width, GETTERS.get(name, lambda j: ""))
 
 
-def render(columns: list[Column], rows: list[dict[str, Any]], *, header: bool,
-           parsable: str | None, delimiter: str = "|") -> str:
+def render(
+    columns: list[Column],
+    rows: list[dict[str, Any]],
+    *,
+    header: bool,
+    parsable: str | None,
+    delimiter: str = "|",
+) -> str:
     """parsable: None (aligned), 'ending' (-p) or 'no_ending' (-P)."""
     out: list[str] = []
 
@@ -258,7 +359,9 @@ def render(columns: list[Column], rows: list[dict[str, Any]], *, header: bool,
         if parsable:
             out.append(line([c.name for c in columns]))
         else:
-            out.append(line([f"{c.name[:abs(c.width)]:>{abs(c.width)}} " for c in columns]))
+            out.append(
+                line([f"{c.name[: abs(c.width)]:>{abs(c.width)}} " for c in columns])
+            )
             out.append(line(["-" * abs(c.width) + " " for c in columns]))
     for row in rows:
         values = [c.getter(row) for c in columns]
@@ -270,12 +373,16 @@ def render(columns: list[Column], rows: list[dict[str, Any]], *, header: bool,
                 size = abs(column.width)
                 if len(value) > size:
                     value = value[: size - 1] + "+" if size > 0 else value
-                cells.append((value.ljust(size) if column.width < 0 else value.rjust(size)) + " ")
+                cells.append(
+                    (value.ljust(size) if column.width < 0 else value.rjust(size)) + " "
+                )
             out.append(line(cells))
     return "".join(text + "\n" for text in out)
 
 
-def expand_rows(jobs: list[dict[str, Any]], *, with_steps: bool) -> list[dict[str, Any]]:
+def expand_rows(
+    jobs: list[dict[str, Any]], *, with_steps: bool
+) -> list[dict[str, Any]]:
     """One row per job (JobID '123' or '123_4'), then its batch step unless -X."""
     rows: list[dict[str, Any]] = []
     for job in jobs:
@@ -300,4 +407,3 @@ def expand_rows(jobs: list[dict[str, Any]], *, with_steps: bool) -> list[dict[st
                 step["state"] = "CANCELLED"
             rows.append(step)
     return rows
-

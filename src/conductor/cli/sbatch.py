@@ -28,8 +28,17 @@ from conductor.cli.sbatch_options import (
 
 PROG = "sbatch"
 TERMINAL = frozenset(
-    {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL",
-     "BOOT_FAIL", "DEADLINE", "PREEMPTED"}
+    {
+        "COMPLETED",
+        "FAILED",
+        "CANCELLED",
+        "TIMEOUT",
+        "OUT_OF_MEMORY",
+        "NODE_FAIL",
+        "BOOT_FAIL",
+        "DEADLINE",
+        "PREEMPTED",
+    }
 )
 
 USAGE = """\
@@ -43,7 +52,9 @@ Usage: sbatch [-N nnodes] [-n ntasks] [-c ncpus] [-t minutes] [-p partition]
               executable [args...]
 """
 
-HELP = USAGE + """
+HELP = (
+    USAGE
+    + """
 Parallel run options:
   -a, --array=indexes         job array index values
   -A, --account=name          charge job to specified account
@@ -88,6 +99,7 @@ Help options:
 Other options:
   -V, --version               output version information and exit
 """
+)
 
 
 def _error_exit() -> int:
@@ -122,7 +134,7 @@ def main(argv: list[str]) -> int:
     try:
         first = first_pass(argv)
     except GetoptError as exc:
-        sys.stderr.write(f"{PROG}: {exc}\nTry \"{PROG} --help\" for more information\n")
+        sys.stderr.write(f'{PROG}: {exc}\nTry "{PROG} --help" for more information\n')
         return _error_exit()
     except SbatchError as exc:
         _print_error(exc)
@@ -178,12 +190,17 @@ def _submit(client: Client, plan: SbatchPlan) -> int:
         return _error_exit()
     answer = answer if isinstance(answer, dict) else {}
     if plan.test_only:
-        message = answer.get("message") or "Job validated; nothing was submitted (--test-only)"
+        message = (
+            answer.get("message")
+            or "Job validated; nothing was submitted (--test-only)"
+        )
         sys.stderr.write(f"{PROG}: {message}\n")
         return 0
     job_id = answer.get("job_id")
     if job_id is None:
-        sys.stderr.write(f"{PROG}: error: Batch job submission failed: no job id in {answer}\n")
+        sys.stderr.write(
+            f"{PROG}: error: Batch job submission failed: no job id in {answer}\n"
+        )
         return _error_exit()
     if plan.parsable:
         sys.stdout.write(f"{job_id}\n")
@@ -219,7 +236,9 @@ def _wait(client: Client, job_id: int, is_array: bool) -> int:
             else:
                 jobs = [client.get(f"/jobs/{job_id}")]
         except ApiError as exc:
-            sys.stderr.write(f"{PROG}: error: Failed to get state of job {job_id}: {exc.message}\n")
+            sys.stderr.write(
+                f"{PROG}: error: Failed to get state of job {job_id}: {exc.message}\n"
+            )
             return _error_exit()
         if jobs and all(j.get("state") in TERMINAL for j in jobs):
             return max(_exit_status(j) for j in jobs)

@@ -87,13 +87,27 @@ _IGNORED_WITH_WARNING: dict[str, str] = {
 # GPU requests: no node here has GPUs, so asking for any is refused as Slurm refuses a GRES the
 # cluster does not have; asking for zero is harmless and accepted.
 _GPU_OPTIONS = frozenset(
-    {"gres", "gpus", "gpus_per_node", "gpus_per_task", "gpus_per_socket", "cpus_per_gpu",
-     "mem_per_gpu", "gpu_bind", "gpu_freq", "tres_per_task"}
+    {
+        "gres",
+        "gpus",
+        "gpus_per_node",
+        "gpus_per_task",
+        "gpus_per_socket",
+        "cpus_per_gpu",
+        "mem_per_gpu",
+        "gpu_bind",
+        "gpu_freq",
+        "tres_per_task",
+    }
 )
 
 
-def _o(key: str, longs: str | tuple[str, ...] = (), short: str | None = None,
-       arg: str = "required") -> Option:
+def _o(
+    key: str,
+    longs: str | tuple[str, ...] = (),
+    short: str | None = None,
+    arg: str = "required",
+) -> Option:
     names = (longs,) if isinstance(longs, str) else longs
     return Option(key, names, short, arg)  # type: ignore[arg-type]
 
@@ -234,11 +248,59 @@ ENV_OPTIONS: dict[str, str] = {
 _ENV_FLAGS = frozenset({"no_requeue", "requeue", "wait"})
 
 _SIGNAL_NAMES = frozenset(
-    ["HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2", "PIPE", "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG", "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH", "IO", "PWR", "SYS"]
+    [
+        "HUP",
+        "INT",
+        "QUIT",
+        "ILL",
+        "TRAP",
+        "ABRT",
+        "BUS",
+        "FPE",
+        "KILL",
+        "USR1",
+        "SEGV",
+        "USR2",
+        "PIPE",
+        "ALRM",
+        "TERM",
+        "STKFLT",
+        "CHLD",
+        "CONT",
+        "STOP",
+        "TSTP",
+        "TTIN",
+        "TTOU",
+        "URG",
+        "XCPU",
+        "XFSZ",
+        "VTALRM",
+        "PROF",
+        "WINCH",
+        "IO",
+        "PWR",
+        "SYS",
+    ]
 )
-_SIGNAL_RE = re.compile(r"(?:(?P<flags>[RB]+):)?(?P<sig>[A-Za-z0-9]+)(?:@(?P<time>\d+))?")
+_SIGNAL_RE = re.compile(
+    r"(?:(?P<flags>[RB]+):)?(?P<sig>[A-Za-z0-9]+)(?:@(?P<time>\d+))?"
+)
 _MAIL_TYPES = frozenset(
-    ["NONE", "BEGIN", "END", "FAIL", "REQUEUE", "ALL", "INVALID_DEPEND", "STAGE_OUT", "TIME_LIMIT", "TIME_LIMIT_90", "TIME_LIMIT_80", "TIME_LIMIT_50", "ARRAY_TASKS"]
+    [
+        "NONE",
+        "BEGIN",
+        "END",
+        "FAIL",
+        "REQUEUE",
+        "ALL",
+        "INVALID_DEPEND",
+        "STAGE_OUT",
+        "TIME_LIMIT",
+        "TIME_LIMIT_90",
+        "TIME_LIMIT_80",
+        "TIME_LIMIT_50",
+        "ARRAY_TASKS",
+    ]
 )
 WRAP_HEADER = "#!/bin/sh\n# This script was created by sbatch --wrap.\n\n"
 
@@ -260,7 +322,10 @@ class FirstPass:
     """What sbatch needs before reading the script: the options and the script's operands."""
 
     def __init__(
-        self, options: list[tuple[str, str | None]], operands: list[str], wrap: str | None = None
+        self,
+        options: list[tuple[str, str | None]],
+        operands: list[str],
+        wrap: str | None = None,
     ) -> None:
         self.options = options
         self.operands = operands
@@ -323,7 +388,7 @@ def directive_words(script: str) -> list[str]:
     words: list[str] = []
     for lineno, line in enumerate(script.split("\n"), start=1):
         if line.startswith("#SBATCH"):
-            words.extend(_split_directive(line[len("#SBATCH"):], lineno, line))
+            words.extend(_split_directive(line[len("#SBATCH") :], lineno, line))
             continue
         stripped = line.strip()
         if stripped and not stripped.startswith("#"):
@@ -398,7 +463,9 @@ def env_options(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
             continue
         if key in _ENV_FLAGS:
             lowered = value.strip().lower()
-            truthy = lowered in ("", "yes") or (lowered.lstrip("-").isdigit() and int(lowered) != 0)
+            truthy = lowered in ("", "yes") or (
+                lowered.lstrip("-").isdigit() and int(lowered) != 0
+            )
             if truthy:
                 options.append((key, None))
         elif key == "exclusive":
@@ -545,9 +612,14 @@ def build_plan(
     else:
         job["name"] = "sbatch"
 
-    for key, api in (("account", "account"), ("partition", "partition"), ("qos", "qos"),
-                     ("comment", "comment"), ("begin", "begin_time"),
-                     ("mail_user", "mail_user")):
+    for key, api in (
+        ("account", "account"),
+        ("partition", "partition"),
+        ("qos", "qos"),
+        ("comment", "comment"),
+        ("begin", "begin_time"),
+        ("mail_user", "mail_user"),
+    ):
         if values.get(key) is not None:
             job[api] = values[key]
 
@@ -564,7 +636,9 @@ def build_plan(
     if "ntasks" in values:
         job["ntasks"] = _positive_int(values["ntasks"], "number of tasks")
     if "ntasks_per_node" in values:
-        job["ntasks_per_node"] = _positive_int(values["ntasks_per_node"], "ntasks-per-node")
+        job["ntasks_per_node"] = _positive_int(
+            values["ntasks_per_node"], "ntasks-per-node"
+        )
     if "cpus_per_task" in values:
         job["cpus_per_task"] = _positive_int(values["cpus_per_task"], "cpus-per-task")
     if "nodes" in values:
@@ -612,8 +686,11 @@ def build_plan(
         elif re.fullmatch(r"\d+", raw):
             job["priority"] = int(raw)
         else:
-            raise SbatchError("Priority must be >= 0" if raw.startswith("-")
-                              else f"Invalid --priority value: {raw}")
+            raise SbatchError(
+                "Priority must be >= 0"
+                if raw.startswith("-")
+                else f"Invalid --priority value: {raw}"
+            )
 
     if "signal" in values:
         job["signal"] = _signal(values["signal"])
@@ -633,12 +710,17 @@ def build_plan(
                     raise SbatchError(f"--mail-type={entry} invalid")
         job["mail_type"] = ",".join(t for t in mail_types if t)
     if mail_types or "mail_user" in values:
-        say("mail is not sent by this cluster; --mail-type/--mail-user are recorded only")
+        say(
+            "mail is not sent by this cluster; --mail-type/--mail-user are recorded only"
+        )
 
     # Files: "none" means /dev/null; relative paths are resolved by the server against the
     # job's working directory, as slurmd does, so they are sent as written.
-    for key, api in (("output", "standard_output"), ("error", "standard_error"),
-                     ("input", "standard_input")):
+    for key, api in (
+        ("output", "standard_output"),
+        ("error", "standard_error"),
+        ("input", "standard_input"),
+    ):
         if values.get(key) is not None:
             path = values[key] or ""
             job[api] = "/dev/null" if path.lower() == "none" else path
@@ -650,7 +732,9 @@ def build_plan(
 
     export = values.get("export")
     if export is None:
-        export = environ.get("SBATCH_EXPORT") or environ.get("SLURM_EXPORT_ENV") or "ALL"
+        export = (
+            environ.get("SBATCH_EXPORT") or environ.get("SLURM_EXPORT_ENV") or "ALL"
+        )
     job["environment"] = _export_environment(export, environ)
 
     script_args = first.operands[1:]

@@ -57,8 +57,8 @@ USAGE = (
 )
 
 
-def _normalize_signal(text: str) -> str:
-    value = text.strip().upper()
+def _normalize_signal(text: str | None) -> str:
+    value = (text or "").strip().upper()
     value = value.removeprefix("SIG")
     if not value or not (value.isdigit() or value.isalnum()):
         raise UsageError(f"Invalid job signal: {text}")
@@ -100,14 +100,18 @@ def _main(argv: list[str]) -> int:
             states.append(upper)
     accounts = split_list(opts["account"]) if opts.get("account") else None
     qos = split_list(opts["qos"]) if opts.get("qos") else None
-    signal = _normalize_signal(opts["signal"]) if opts.get("signal") is not None else None
+    signal = (
+        _normalize_signal(opts["signal"]) if opts.get("signal") is not None else None
+    )
 
     if specs is None and not any((users, names, partitions, states, accounts, qos)):
         raise UsageError("No job identification provided")
 
     client = Client()
     try:
-        jobs = fetch_jobs(client, specs, users=users, names=names, partitions=partitions)
+        jobs = fetch_jobs(
+            client, specs, users=users, names=names, partitions=partitions
+        )
         if accounts:
             jobs = [j for j in jobs if j.get("account") in accounts]
         if qos:
@@ -136,7 +140,9 @@ def _main(argv: list[str]) -> int:
                 for spec in specs:
                     if not spec.matches(job):
                         continue
-                    whole_array = spec.tasks is None and job.get("array_job_id") is not None
+                    whole_array = (
+                        spec.tasks is None and job.get("array_job_id") is not None
+                    )
                     if whole_array and any(spec.matches(t) for t in targets):
                         continue
                     if not quiet:
@@ -153,8 +159,9 @@ def _main(argv: list[str]) -> int:
         client.close()
 
 
-def _act(client: Client, job: dict[str, Any], signal: str | None, quiet: bool,
-         verbose: bool) -> int:
+def _act(
+    client: Client, job: dict[str, Any], signal: str | None, quiet: bool, verbose: bool
+) -> int:
     shown = job_display_id(job)
     job_id = int(job["job_id"])
     try:
@@ -169,6 +176,8 @@ def _act(client: Client, job: dict[str, Any], signal: str | None, quiet: bool,
     except ApiError as exc:
         if not quiet:
             what = "Kill job error" if signal is None else "Signal job error"
-            sys.stderr.write(f"{PROG}: error: {what} on job id {shown}: {exc.message}\n")
+            sys.stderr.write(
+                f"{PROG}: error: {what} on job id {shown}: {exc.message}\n"
+            )
         return 1
     return 0

@@ -92,10 +92,14 @@ def format_job(job: dict[str, Any]) -> list[str]:
     """The records of `scontrol show job`, one list item per output line."""
     uid, gid = _ids(job)
     cpus = int(job.get("allocated_cpus") or 0) or (
-        int(job.get("ntasks") or 1) * int(job.get("cpus_per_task") or 1))
+        int(job.get("ntasks") or 1) * int(job.get("cpus_per_task") or 1)
+    )
     mem_cpu = job.get("memory_per_cpu_mb")
-    mem = f"MinMemoryCPU={_mem(mem_cpu)}" if mem_cpu else \
-        f"MinMemoryNode={_mem(job.get('memory_per_node_mb'))}"
+    mem = (
+        f"MinMemoryCPU={_mem(mem_cpu)}"
+        if mem_cpu
+        else f"MinMemoryNode={_mem(job.get('memory_per_node_mb'))}"
+    )
     limit = job.get("time_limit")
     first = f"JobId={job['job_id']}"
     if job.get("array_job_id") is not None and job.get("array_task_id") is not None:
@@ -110,34 +114,50 @@ def format_job(job: dict[str, Any]) -> list[str]:
     return [
         first,
         f"UserId={uid} GroupId={gid} MCS_label=N/A",
-        (f"Priority={int(job.get('priority') or 0)} Nice={int(job.get('nice') or 0)} "
-        f"Account={_s(job.get('account'))} QOS={_s(job.get('qos'), 'normal')}"),
-        (f"JobState={state} Reason={_s(job.get('reason'), 'None')} "
-        f"Dependency={_s(job.get('dependency'))}"),
-        (f"Requeue={1 if job.get('requeue') else 0} Restarts={int(job.get('restart_count') or 0)} "
-        f"BatchFlag=1 Reboot=0 ExitCode={exit_code(job)}"),
-        (f"RunTime={hms(_run_time(job))} TimeLimit={hms(limit) if limit is not None else 'UNLIMITED'} "
-        "TimeMin=N/A"),
-        (f"SubmitTime={slurm_time(job.get('submit_time'))} "
-        f"EligibleTime={slurm_time(job.get('eligible_time'))}"),
+        (
+            f"Priority={int(job.get('priority') or 0)} Nice={int(job.get('nice') or 0)} "
+            f"Account={_s(job.get('account'))} QOS={_s(job.get('qos'), 'normal')}"
+        ),
+        (
+            f"JobState={state} Reason={_s(job.get('reason'), 'None')} "
+            f"Dependency={_s(job.get('dependency'))}"
+        ),
+        (
+            f"Requeue={1 if job.get('requeue') else 0} Restarts={int(job.get('restart_count') or 0)} "
+            f"BatchFlag=1 Reboot=0 ExitCode={exit_code(job)}"
+        ),
+        (
+            f"RunTime={hms(_run_time(job))} TimeLimit={hms(limit) if limit is not None else 'UNLIMITED'} "
+            "TimeMin=N/A"
+        ),
+        (
+            f"SubmitTime={slurm_time(job.get('submit_time'))} "
+            f"EligibleTime={slurm_time(job.get('eligible_time'))}"
+        ),
         f"AccrueTime={slurm_time(job.get('eligible_time'))}",
-        (f"StartTime={slurm_time(job.get('start_time'))} EndTime={slurm_time(job.get('end_time'))} "
-        "Deadline=N/A"),
-        "SuspendTime=None SecsPreSuspend=0 LastSchedEval=" + slurm_time(job.get("start_time")
-                                                                       or job.get("submit_time"))
+        (
+            f"StartTime={slurm_time(job.get('start_time'))} EndTime={slurm_time(job.get('end_time'))} "
+            "Deadline=N/A"
+        ),
+        "SuspendTime=None SecsPreSuspend=0 LastSchedEval="
+        + slurm_time(job.get("start_time") or job.get("submit_time"))
         + " Scheduler=Main",
         f"Partition={_s(job.get('partition'))} AllocNode:Sid={_s(node, 'localhost')}:0",
         "ReqNodeList=(null) ExcNodeList=(null)",
         f"NodeList={_s(None if pending else node)}",
         f"BatchHost={_s(None if pending else node)}" if not pending else "",
-        (f"NumNodes=1 NumCPUs={cpus} NumTasks={int(job.get('ntasks') or 1)} "
-        f"CPUs/Task={int(job.get('cpus_per_task') or 1)} ReqB:S:C:T=0:0:*:*"),
+        (
+            f"NumNodes=1 NumCPUs={cpus} NumTasks={int(job.get('ntasks') or 1)} "
+            f"CPUs/Task={int(job.get('cpus_per_task') or 1)} ReqB:S:C:T=0:0:*:*"
+        ),
         f"TRES={tres}",
         f"Socks/Node=* NtasksPerN:B:S:C={int(job.get('ntasks_per_node') or 0)}:0:*:* CoreSpec=*",
         f"MinCPUsNode={int(job.get('cpus_per_task') or 1)} {mem} MinTmpDiskNode=0",
         "Features=(null) DelayBoot=00:00:00",
-        (f"OverSubscribe={'NO' if job.get('exclusive') else 'OK'} Contiguous=0 Licenses=(null) "
-        "Network=(null)"),
+        (
+            f"OverSubscribe={'NO' if job.get('exclusive') else 'OK'} Contiguous=0 Licenses=(null) "
+            "Network=(null)"
+        ),
         f"Command={_s(job.get('command'))}",
         f"WorkDir={_s(job.get('work_dir'))}",
         f"Comment={job['comment']}" if job.get("comment") else "",
@@ -163,14 +183,17 @@ def format_node(node: dict[str, Any]) -> list[str]:
         "Gres=(null)",
         f"NodeAddr={name} NodeHostName={name} Version=conductor",
         f"OS={platform.system()} {platform.release()}",
-        (f"RealMemory={memory} AllocMem={alloc_mem} FreeMem={memory - alloc_mem} "
-        f"Sockets={cpus} Boards=1"),
+        (
+            f"RealMemory={memory} AllocMem={alloc_mem} FreeMem={memory - alloc_mem} "
+            f"Sockets={cpus} Boards=1"
+        ),
         f"State={node.get('state')} ThreadsPerCore=1 TmpDisk=0 Weight=1 Owner=N/A MCS_label=N/A",
         "Partitions=" + ",".join(node.get("partitions") or []),
         f"LastHeartbeat={slurm_time(node.get('last_heartbeat'))}",
         f"CfgTRES=cpu={cpus},mem={_mem(memory)},billing={cpus}",
         f"AllocTRES=cpu={int(node.get('alloc_cpus') or 0)},mem={_mem(alloc_mem)}"
-        if node.get("alloc_cpus") else "AllocTRES=",
+        if node.get("alloc_cpus")
+        else "AllocTRES=",
         f"CpuBinding={'YES' if node.get('cpu_binding') else 'NO'}",
     ]
 
@@ -185,13 +208,17 @@ def format_partition(part: dict[str, Any]) -> list[str]:
         "AllowGroups=ALL AllowAccounts=ALL AllowQos=ALL",
         f"AllocNodes=ALL Default={'YES' if part.get('default') else 'NO'} QoS=N/A",
         "DefaultTime=NONE DisableRootJobs=NO ExclusiveUser=NO GraceTime=0 Hidden=NO",
-        (f"MaxNodes=1 MaxTime={hms(max_time) if max_time is not None else 'UNLIMITED'} "
-        "MinNodes=0 LLN=NO MaxCPUsPerNode=UNLIMITED"),
+        (
+            f"MaxNodes=1 MaxTime={hms(max_time) if max_time is not None else 'UNLIMITED'} "
+            "MinNodes=0 LLN=NO MaxCPUsPerNode=UNLIMITED"
+        ),
         f"Nodes={compress_hostlist(nodes) if nodes else '(null)'}",
         "PriorityJobFactor=1 PriorityTier=1 RootOnly=NO ReqResv=NO OverSubscribe=NO",
         "OverTimeLimit=NONE PreemptMode=OFF",
-        (f"State={part.get('state', 'UP')} TotalCPUs={int(part.get('total_cpus') or 0)} "
-        f"TotalNodes={len(nodes)} SelectTypeParameters=NONE"),
+        (
+            f"State={part.get('state', 'UP')} TotalCPUs={int(part.get('total_cpus') or 0)} "
+            f"TotalNodes={len(nodes)} SelectTypeParameters=NONE"
+        ),
         "JobDefaults=(null)",
         "DefMemPerNode=UNLIMITED MaxMemPerNode=UNLIMITED",
     ]
@@ -204,7 +231,9 @@ def layout(records: list[list[str]], oneliner: bool) -> str:
         if oneliner:
             out.append(" ".join(lines) + "\n")
         else:
-            out.append(lines[0] + "\n" + "".join(f"   {line}\n" for line in lines[1:]) + "\n")
+            out.append(
+                lines[0] + "\n" + "".join(f"   {line}\n" for line in lines[1:]) + "\n"
+            )
     return "".join(out)
 
 
@@ -300,12 +329,24 @@ def _job_action(command: str, args: list[str], quiet: bool) -> int:
             if not any(spec.matches(j) for j in jobs):
                 sys.stderr.write(f"Invalid job id specified for job {spec.text}\n")
                 rc = 1
-        action = {"hold": "hold", "uhold": "hold", "release": "release", "requeue": "requeue",
-                  "requeuehold": "requeue"}[command]
+        action = {
+            "hold": "hold",
+            "uhold": "hold",
+            "release": "release",
+            "requeue": "requeue",
+            "requeuehold": "requeue",
+        }[command]
         for job in jobs:
-            named = any(spec.matches(job) and (spec.tasks is not None
-                        or job.get("array_job_id") is None) for spec in specs)
-            if action in ("hold", "release") and job.get("state") != "PENDING" and not named:
+            named = any(
+                spec.matches(job)
+                and (spec.tasks is not None or job.get("array_job_id") is None)
+                for spec in specs
+            )
+            if (
+                action in ("hold", "release")
+                and job.get("state") != "PENDING"
+                and not named
+            ):
                 continue  # a whole array: only its pending tasks can be held or released
             try:
                 client.post(f"/jobs/{job['job_id']}/{action}")
@@ -313,8 +354,9 @@ def _job_action(command: str, args: list[str], quiet: bool) -> int:
                     client.post(f"/jobs/{job['job_id']}/hold")
             except ApiError as exc:
                 if not quiet:
-                    sys.stderr.write(f"{command} error on job {job_display_id(job)}: "
-                                     f"{exc.message}\n")
+                    sys.stderr.write(
+                        f"{command} error on job {job_display_id(job)}: {exc.message}\n"
+                    )
                 rc = 1
     finally:
         client.close()
@@ -322,8 +364,14 @@ def _job_action(command: str, args: list[str], quiet: bool) -> int:
 
 
 # update keys (case-insensitive) -> PATCH body keys
-_UPDATE_KEYS = {"timelimit": "time_limit", "priority": "priority", "nice": "nice",
-                "jobname": "name", "name": "name", "comment": "comment"}
+_UPDATE_KEYS = {
+    "timelimit": "time_limit",
+    "priority": "priority",
+    "nice": "nice",
+    "jobname": "name",
+    "name": "name",
+    "comment": "comment",
+}
 
 
 def _update(args: list[str], quiet: bool) -> int:
@@ -346,7 +394,9 @@ def _update(args: list[str], quiet: bool) -> int:
             else:
                 body[api_key] = value
         else:
-            raise UsageError(f"Update of this parameter is not supported: {arg}\nRequest aborted")
+            raise UsageError(
+                f"Update of this parameter is not supported: {arg}\nRequest aborted"
+            )
     if job_text is None:
         raise UsageError("No job id given (JobId=<id>)\nRequest aborted")
     if not body:
@@ -364,7 +414,9 @@ def _update(args: list[str], quiet: bool) -> int:
                 client.patch(f"/jobs/{job['job_id']}", body)
             except ApiError as exc:
                 if not quiet:
-                    sys.stderr.write(f"Error updating job {job_display_id(job)}: {exc.message}\n")
+                    sys.stderr.write(
+                        f"Error updating job {job_display_id(job)}: {exc.message}\n"
+                    )
                 rc = 1
     finally:
         client.close()

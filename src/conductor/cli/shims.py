@@ -21,7 +21,7 @@ def shim_text(command: str, python: str) -> str:
     return (
         "#!/bin/sh\n"
         f"# Slurm-compatible '{command}' provided by scns-conductor (conductor slurm-shims).\n"
-        f"exec {shlex.quote(python)} -m conductor {command} \"$@\"\n"
+        f'exec {shlex.quote(python)} -m conductor {command} "$@"\n'
     )
 
 
@@ -46,13 +46,17 @@ def main(argv: list[str]) -> int:
 
 def _main(argv: list[str]) -> int:
     if any(a in ("-h", "--help") for a in argv):
-        sys.stdout.write("usage: conductor slurm-shims DIR\n"
-                         "Write sbatch squeue scancel sinfo sacct scontrol srun into DIR.\n")
+        sys.stdout.write(
+            "usage: conductor slurm-shims DIR\n"
+            "Write sbatch squeue scancel sinfo sacct scontrol srun into DIR.\n"
+        )
         return 0
     if len(argv) != 1:
         raise UsageError("usage: conductor slurm-shims DIR")
     directory = os.path.abspath(argv[0])
     for path in write_shims(directory):
         sys.stdout.write(f"{path}\n")
-    sys.stderr.write(f"Put {directory} first on PATH: export PATH={shlex.quote(directory)}:$PATH\n")
+    sys.stderr.write(
+        f"Put {directory} first on PATH: export PATH={shlex.quote(directory)}:$PATH\n"
+    )
     return 0

@@ -24,9 +24,17 @@ LONG_FORMAT = "%#P %.5a %.10l %.10s %.4r %.8h %.10g %.6D %.11T %N"
 LONG_NODE_FORMAT = "%#N %.6D %#P %.11T %.4c %.8z %.6m %.8d %.6w %.8f %20E"
 SUMMARIZE_FORMAT = "%#P %.5a %.10l %.16F  %N"
 
-COMPACT = {"IDLE": "idle", "MIXED": "mix", "ALLOCATED": "alloc", "DOWN": "down",
-           "DRAIN": "drain", "DRAINING": "drng", "COMPLETING": "comp", "RESERVED": "resv",
-           "UNKNOWN": "unk"}
+COMPACT = {
+    "IDLE": "idle",
+    "MIXED": "mix",
+    "ALLOCATED": "alloc",
+    "DOWN": "down",
+    "DRAIN": "drain",
+    "DRAINING": "drng",
+    "COMPLETING": "comp",
+    "RESERVED": "resv",
+    "UNKNOWN": "unk",
+}
 
 OPTIONS = OptionTable(
     [
@@ -91,11 +99,24 @@ FIELDS: dict[str, tuple[str, Callable[[Row], str]]] = {
     "c": ("CPUS", lambda r: _span([int(n.get("cpus") or 0) for n in r["nodes"]])),
     "C": ("CPUS(A/I/O/T)", lambda r: _cpu_counts(r["nodes"])),
     "F": ("NODES(A/I/O/T)", lambda r: _node_counts(r["nodes"])),
-    "m": ("MEMORY", lambda r: _span([int(n.get("memory_mb") or 0) for n in r["nodes"]])),
-    "e": ("FREE_MEM", lambda r: _span([int(n.get("memory_mb") or 0)
-                                       - int(n.get("alloc_memory_mb") or 0) for n in r["nodes"]])),
+    "m": (
+        "MEMORY",
+        lambda r: _span([int(n.get("memory_mb") or 0) for n in r["nodes"]]),
+    ),
+    "e": (
+        "FREE_MEM",
+        lambda r: _span(
+            [
+                int(n.get("memory_mb") or 0) - int(n.get("alloc_memory_mb") or 0)
+                for n in r["nodes"]
+            ]
+        ),
+    ),
     "O": ("CPU_LOAD", lambda r: "N/A"),
-    "z": ("S:C:T", lambda r: "1:" + _span([int(n.get("cpus") or 0) for n in r["nodes"]]) + ":1"),
+    "z": (
+        "S:C:T",
+        lambda r: "1:" + _span([int(n.get("cpus") or 0) for n in r["nodes"]]) + ":1",
+    ),
     "s": ("JOB_SIZE", lambda r: "1"),
     "h": ("OVERSUBSCRIBE", lambda r: "NO"),
     "g": ("GROUPS", lambda r: "all"),
@@ -118,7 +139,9 @@ def _span(values: list[int]) -> str:
 def _cpu_counts(nodes: list[dict[str, Any]]) -> str:
     total = sum(int(n.get("cpus") or 0) for n in nodes)
     alloc = sum(int(n.get("alloc_cpus") or 0) for n in nodes)
-    other = sum(int(n.get("cpus") or 0) for n in nodes if n.get("state") in ("DOWN", "DRAIN"))
+    other = sum(
+        int(n.get("cpus") or 0) for n in nodes if n.get("state") in ("DOWN", "DRAIN")
+    )
     idle = max(total - alloc - other, 0)
     return f"{alloc}/{idle}/{other}/{total}"
 
@@ -144,7 +167,7 @@ def render(fmt: str, rows: list[Row], header: bool) -> str:
         parts: list[str] = []
         pos = 0
         for match in _PCT_RE.finditer(fmt):
-            parts.append(fmt[pos:match.start()])
+            parts.append(fmt[pos : match.start()])
             pos = match.end()
             right, width_text, code = match.groups()
             if code == "%":
@@ -154,8 +177,11 @@ def render(fmt: str, rows: list[Row], header: bool) -> str:
                 raise UsageError(f"Invalid node format specification: {code}")
             name, getter = FIELDS[code]
             value = name if row is None else getter(row)
-            width = widths.get(code, len(name)) if width_text == "#" else (
-                int(width_text) if width_text else 0)
+            width = (
+                widths.get(code, len(name))
+                if width_text == "#"
+                else (int(width_text) if width_text else 0)
+            )
             if width:
                 value = value[:width]
                 value = value.rjust(width) if right else value.ljust(width)
@@ -165,8 +191,13 @@ def render(fmt: str, rows: list[Row], header: bool) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def build_rows(partitions: list[dict[str, Any]], nodes: list[dict[str, Any]], *,
-               per_node: bool, summarize: bool) -> list[Row]:
+def build_rows(
+    partitions: list[dict[str, Any]],
+    nodes: list[dict[str, Any]],
+    *,
+    per_node: bool,
+    summarize: bool,
+) -> list[Row]:
     by_name = {n["name"]: n for n in nodes}
     rows: list[Row] = []
     for part in partitions:
@@ -182,16 +213,30 @@ def build_rows(partitions: list[dict[str, Any]], nodes: list[dict[str, Any]], *,
             continue
         groups: dict[str, list[dict[str, Any]]] = {}
         for node in members:
-            groups.setdefault(str(node.get("state") or "UNKNOWN").upper(), []).append(node)
+            groups.setdefault(str(node.get("state") or "UNKNOWN").upper(), []).append(
+                node
+            )
         if per_node:
             for node in members:
                 state = str(node.get("state") or "UNKNOWN").upper()
-                rows.append(dict(base, nodes=[node], state_compact=COMPACT.get(state, state.lower()),
-                                 state_long=state.lower()))
+                rows.append(
+                    dict(
+                        base,
+                        nodes=[node],
+                        state_compact=COMPACT.get(state, state.lower()),
+                        state_long=state.lower(),
+                    )
+                )
         else:
             for state, group in groups.items():
-                rows.append(dict(base, nodes=group, state_compact=COMPACT.get(state, state.lower()),
-                                 state_long=state.lower()))
+                rows.append(
+                    dict(
+                        base,
+                        nodes=group,
+                        state_compact=COMPACT.get(state, state.lower()),
+                        state_long=state.lower(),
+                    )
+                )
     if per_node:
         rows.sort(key=lambda r: r["nodes"][0]["name"])
     return rows

@@ -113,6 +113,12 @@ def _recent_or_active(job: dict[str, Any], now: float) -> bool:
     return end is None or now - end.timestamp() <= MIN_JOB_AGE_SECONDS
 
 
+def _iso(stamp: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(stamp, tz=UTC).isoformat()
+
+
 def main(argv: list[str]) -> int:
     return run(PROG, lambda: _main(argv))
 
@@ -136,8 +142,10 @@ def _main(argv: list[str]) -> int:
     if "steps" in opts:
         # Jobs here have no separately tracked steps: the step list is empty.
         if "noheader" not in opts:
-            sys.stdout.write(f"{'STEPID':>15} {'NAME':>8} {'PARTITION':>9} {'USER':>8} "
-                             f"{'TIME':>9} NODELIST\n")
+            sys.stdout.write(
+                f"{'STEPID':>15} {'NAME':>8} {'PARTITION':>9} {'USER':>8} "
+                f"{'TIME':>9} NODELIST\n"
+            )
         return 0
 
     job_values = multi.get("jobs", [])
@@ -151,9 +159,9 @@ def _main(argv: list[str]) -> int:
     states: list[str] | None
     if states_text:
         states = parse_states(states_text)
-    elif specs:
-        states = None  # with -j, squeue shows the named jobs in any state still known
     else:
+        # Pending, running, completing: also with -j, as squeue's _filter_job does (scripts
+        # poll `squeue -h -j ID` until it prints nothing to learn that a job ended).
         states = list(ACTIVE_STATES)
     users: list[str] | None = None
     if "user" in multi:
@@ -170,8 +178,12 @@ def _main(argv: list[str]) -> int:
     qos = split_list(opts["qos"]) if opts.get("qos") else None
 
     try:
-        if "Format" in opts or ("format" not in opts and os.environ.get("SQUEUE_FORMAT2")):
-            items = parse_long_format(opts.get("Format") or os.environ["SQUEUE_FORMAT2"])
+        if "Format" in opts or (
+            "format" not in opts and os.environ.get("SQUEUE_FORMAT2")
+        ):
+            items = parse_long_format(
+                opts.get("Format") or os.environ["SQUEUE_FORMAT2"]
+            )
         else:
             fmt = opts.get("format") or os.environ.get("SQUEUE_FORMAT")
             if not fmt:
@@ -194,19 +206,33 @@ def _main(argv: list[str]) -> int:
     client = Client()
     try:
         while True:
-            jobs = fetch_jobs(client, specs, states=states, users=users, names=names,
-                              partitions=partitions)
             now = time.time()
+            if specs:
+                # Unfiltered by state, to tell ids nobody knows from jobs in other states.
+                jobs = fetch_jobs(
+                    client, specs, users=users, names=names, partitions=partitions
+                )
+            else:
+                jobs = fetch_jobs(
+                    client,
+                    None,
+                    states=states,
+                    users=users,
+                    names=names,
+                    partitions=partitions,
+                    since=_iso(now - MIN_JOB_AGE_SECONDS),
+                )
             # Ended jobs fade out after MinJobAge, as slurmctld purges them.
-            jobs = [j for j in jobs if _recent_or_active(j, now)]
+            known = [j for j in jobs if _recent_or_active(j, now)]
+            if specs and not known:
+                # squeue -j for ids slurmctld does not know (never existed, or purged).
+                sys.stderr.write("slurm_load_jobs error: Invalid job id specified\n")
+                return 1
+            jobs = [j for j in known if states is None or j.get("state") in states]
             if accounts:
                 jobs = [j for j in jobs if j.get("account") in accounts]
             if qos:
                 jobs = [j for j in jobs if j.get("qos") in qos]
-            if specs and not jobs and states is None:
-                # squeue -j for ids it does not know at all.
-                sys.stderr.write("slurm_load_jobs error: Invalid job id specified\n")
-                return 1
             if "array" not in opts:
                 jobs = collapse_pending_arrays(jobs)
             try:

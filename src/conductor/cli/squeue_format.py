@@ -24,13 +24,25 @@ STEP_FORMAT = "%.15i %.8j %.9P %.8u %.9M %N"
 
 # Job states in Slurm's enum order, for the default sort ("P,t,-p").
 _STATE_ORDER = {
-    "PENDING": 0, "RUNNING": 1, "SUSPENDED": 2, "COMPLETED": 3, "CANCELLED": 4, "FAILED": 5,
-    "TIMEOUT": 6, "NODE_FAIL": 7, "PREEMPTED": 8, "BOOT_FAIL": 9, "DEADLINE": 10,
-    "OUT_OF_MEMORY": 11, "COMPLETING": 12,
+    "PENDING": 0,
+    "RUNNING": 1,
+    "SUSPENDED": 2,
+    "COMPLETED": 3,
+    "CANCELLED": 4,
+    "FAILED": 5,
+    "TIMEOUT": 6,
+    "NODE_FAIL": 7,
+    "PREEMPTED": 8,
+    "BOOT_FAIL": 9,
+    "DEADLINE": 10,
+    "OUT_OF_MEMORY": 11,
+    "COMPLETING": 12,
 }
 # %R shows "(reason)" for these states and the node list otherwise (squeue's
 # _print_job_reason_list).
-_REASON_STATES = frozenset({"PENDING", "FAILED", "TIMEOUT", "OUT_OF_MEMORY", "DEADLINE"})
+_REASON_STATES = frozenset(
+    {"PENDING", "FAILED", "TIMEOUT", "OUT_OF_MEMORY", "DEADLINE"}
+)
 
 
 def _s(value: Any, missing: str = "(null)") -> str:
@@ -91,7 +103,11 @@ def _time_left(job: dict[str, Any], now: float) -> str:
 def _end_time(job: dict[str, Any]) -> str:
     if job.get("end_time"):
         return slurm_time(job["end_time"])
-    if job.get("state") == "RUNNING" and job.get("start_time") and job.get("time_limit"):
+    if (
+        job.get("state") == "RUNNING"
+        and job.get("start_time")
+        and job.get("time_limit")
+    ):
         from conductor.cli.common import parse_iso
 
         start = parse_iso(job["start_time"])
@@ -122,7 +138,11 @@ def _group(job: dict[str, Any], numeric: bool) -> str:
 
 
 def _array_job_id(job: dict[str, Any]) -> str:
-    return str(job["array_job_id"] if job.get("array_job_id") is not None else job.get("job_id"))
+    return str(
+        job["array_job_id"]
+        if job.get("array_job_id") is not None
+        else job.get("job_id")
+    )
 
 
 def _array_task_id(job: dict[str, Any]) -> str:
@@ -145,7 +165,10 @@ def _priority_float(job: dict[str, Any]) -> str:
 # code -> (header, getter(job, now))
 FIELDS: dict[str, tuple[str, Getter]] = {
     "a": ("ACCOUNT", lambda j, n: _s(j.get("account"))),
-    "A": ("JOBID", lambda j, n: str(j["array_job_id"]) if j.get("_task_str") else str(j["job_id"])),
+    "A": (
+        "JOBID",
+        lambda j, n: str(j["array_job_id"]) if j.get("_task_str") else str(j["job_id"]),
+    ),
     "b": ("TRES_PER_NODE", lambda j, n: "N/A"),
     "B": ("EXEC_HOST", lambda j, n: _s(j.get("node_list"), "n/a")),
     "c": ("MIN_CPUS", lambda j, n: str(int(j.get("cpus_per_task") or 1))),
@@ -200,28 +223,71 @@ FIELDS: dict[str, tuple[str, Getter]] = {
 
 # -O/--Format names (case-insensitive) -> % code, plus a few that have no % code.
 LONG_FIELDS: dict[str, str] = {
-    "account": "a", "arrayjobid": "F", "arraytaskid": "K", "command": "o", "comment": "k",
-    "cpus-per-task": "c", "dependency": "E", "endtime": "e", "exechost": "B",
-    "feature": "f", "groupid": "G", "groupname": "g", "jobarrayid": "i", "jobid": "A",
-    "licenses": "W", "mincpus": "c", "minmemory": "m", "mintmpdisk": "d", "name": "j",
-    "nice": "y", "nodelist": "N", "numcpus": "C", "numnodes": "D", "oversubscribe": "h",
-    "partition": "P", "priority": "p", "prioritylong": "Q", "qos": "q", "reason": "r",
-    "reasonlist": "R", "reqnodes": "n", "reservation": "v", "schednodes": "Y",
-    "starttime": "S", "state": "T", "statecompact": "t", "submittime": "V", "timeleft": "L",
-    "timelimit": "l", "timeused": "M", "userid": "U", "username": "u", "wckey": "w",
-    "workdir": "Z", "excnodes": "x", "corespec": "X", "contiguous": "O",
+    "account": "a",
+    "arrayjobid": "F",
+    "arraytaskid": "K",
+    "command": "o",
+    "comment": "k",
+    "cpus-per-task": "c",
+    "dependency": "E",
+    "endtime": "e",
+    "exechost": "B",
+    "feature": "f",
+    "groupid": "G",
+    "groupname": "g",
+    "jobarrayid": "i",
+    "jobid": "A",
+    "licenses": "W",
+    "mincpus": "c",
+    "minmemory": "m",
+    "mintmpdisk": "d",
+    "name": "j",
+    "nice": "y",
+    "nodelist": "N",
+    "numcpus": "C",
+    "numnodes": "D",
+    "oversubscribe": "h",
+    "partition": "P",
+    "priority": "p",
+    "prioritylong": "Q",
+    "qos": "q",
+    "reason": "r",
+    "reasonlist": "R",
+    "reqnodes": "n",
+    "reservation": "v",
+    "schednodes": "Y",
+    "starttime": "S",
+    "state": "T",
+    "statecompact": "t",
+    "submittime": "V",
+    "timeleft": "L",
+    "timelimit": "l",
+    "timeused": "M",
+    "userid": "U",
+    "username": "u",
+    "wckey": "w",
+    "workdir": "Z",
+    "excnodes": "x",
+    "corespec": "X",
+    "contiguous": "O",
 }
 EXTRA_LONG_FIELDS: dict[str, tuple[str, Getter]] = {
     "exit_code": ("EXIT_CODE", lambda j, n: _s(j.get("exit_code"), "0:0")),
     "stdout": ("STDOUT", lambda j, n: _s(j.get("standard_output"))),
     "stderr": ("STDERR", lambda j, n: _s(j.get("standard_error"))),
     "stdin": ("STDIN", lambda j, n: _s(j.get("standard_input"), "/dev/null")),
-    "eligibletime": ("ELIGIBLE_TIME", lambda j, n: slurm_time(j.get("eligible_time"), "N/A")),
+    "eligibletime": (
+        "ELIGIBLE_TIME",
+        lambda j, n: slurm_time(j.get("eligible_time"), "N/A"),
+    ),
     "restartcnt": ("RESTARTCNT", lambda j, n: str(int(j.get("restart_count") or 0))),
     "requeue": ("REQUEUE", lambda j, n: "1" if j.get("requeue") else "0"),
     "cluster": ("CLUSTER", lambda j, n: "conductor"),
     "numtasks": ("NUM_TASKS", lambda j, n: str(int(j.get("ntasks") or 1))),
-    "tasks-per-node": ("TASKS_PER_NODE", lambda j, n: str(int(j.get("ntasks_per_node") or 0))),
+    "tasks-per-node": (
+        "TASKS_PER_NODE",
+        lambda j, n: str(int(j.get("ntasks_per_node") or 0)),
+    ),
     "hold": ("HOLD", lambda j, n: "1" if j.get("hold") else "0"),
 }
 LONG_DEFAULT_WIDTH = 20
@@ -236,7 +302,9 @@ class Field:
 
     __slots__ = ("getter", "header", "right", "suffix", "width")
 
-    def __init__(self, header: str, getter: Getter, width: int, right: bool, suffix: str = ""):
+    def __init__(
+        self, header: str, getter: Getter, width: int, right: bool, suffix: str = ""
+    ):
         self.header = header
         self.getter = getter
         self.width = width
@@ -253,7 +321,7 @@ def parse_format(fmt: str) -> list[str | Field]:
     pos = 0
     for match in _PCT_RE.finditer(fmt):
         if match.start() > pos:
-            items.append(fmt[pos:match.start()])
+            items.append(fmt[pos : match.start()])
         right, width_text, code = match.groups()
         pos = match.end()
         if code == "%":
@@ -262,7 +330,9 @@ def parse_format(fmt: str) -> list[str | Field]:
         if code not in FIELDS:
             raise FormatError(f"Invalid job format specification: {code}")
         header, getter = FIELDS[code]
-        items.append(Field(header, getter, int(width_text) if width_text else 0, bool(right)))
+        items.append(
+            Field(header, getter, int(width_text) if width_text else 0, bool(right))
+        )
     if pos < len(fmt):
         items.append(fmt[pos:])
     return items
@@ -303,7 +373,9 @@ def _cell(text: str, width: int, right: bool) -> str:
     return text.rjust(width) if right else text.ljust(width)
 
 
-def render_line(items: list[str | Field], job: dict[str, Any] | None, now: float) -> str:
+def render_line(
+    items: list[str | Field], job: dict[str, Any] | None, now: float
+) -> str:
     parts: list[str] = []
     for item in items:
         if isinstance(item, str):
@@ -314,8 +386,13 @@ def render_line(items: list[str | Field], job: dict[str, Any] | None, now: float
     return "".join(parts)
 
 
-def render(items: list[str | Field], jobs: list[dict[str, Any]], *, header: bool,
-           now: float | None = None) -> str:
+def render(
+    items: list[str | Field],
+    jobs: list[dict[str, Any]],
+    *,
+    header: bool,
+    now: float | None = None,
+) -> str:
     when = _time.time() if now is None else now
     lines = [render_line(items, None, when)] if header else []
     lines.extend(render_line(items, job, when) for job in jobs)
@@ -333,8 +410,11 @@ def collapse_pending_arrays(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     groups: dict[tuple[int, str], list[dict[str, Any]]] = {}
     out: list[dict[str, Any]] = []
     for job in jobs:
-        if job.get("state") == "PENDING" and job.get("array_job_id") is not None \
-                and job.get("array_task_id") is not None:
+        if (
+            job.get("state") == "PENDING"
+            and job.get("array_job_id") is not None
+            and job.get("array_task_id") is not None
+        ):
             key = (int(job["array_job_id"]), str(job.get("reason")))
             if key not in groups:
                 groups[key] = []
@@ -378,7 +458,10 @@ def default_sort(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 _SORT_KEYS: dict[str, Callable[[dict[str, Any]], Any]] = {
-    "i": lambda j: (int(j.get("array_job_id") or j["job_id"]), int(j.get("array_task_id") or 0)),
+    "i": lambda j: (
+        int(j.get("array_job_id") or j["job_id"]),
+        int(j.get("array_task_id") or 0),
+    ),
     "A": lambda j: int(j["job_id"]),
     "j": lambda j: str(j.get("name") or ""),
     "P": lambda j: str(j.get("partition") or ""),

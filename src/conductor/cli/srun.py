@@ -78,10 +78,15 @@ OPTIONS = OptionTable(
 )
 
 SIGNAL_NAMES = {
-    signal.SIGTERM: "Terminated", signal.SIGKILL: "Killed", signal.SIGINT: "Interrupt",
-    signal.SIGSEGV: "Segmentation fault", signal.SIGABRT: "Aborted",
-    signal.SIGUSR1: "User defined signal 1", signal.SIGUSR2: "User defined signal 2",
-    signal.SIGHUP: "Hangup", signal.SIGBUS: "Bus error",
+    signal.SIGTERM: "Terminated",
+    signal.SIGKILL: "Killed",
+    signal.SIGINT: "Interrupt",
+    signal.SIGSEGV: "Segmentation fault",
+    signal.SIGABRT: "Aborted",
+    signal.SIGUSR1: "User defined signal 1",
+    signal.SIGUSR2: "User defined signal 2",
+    signal.SIGHUP: "Hangup",
+    signal.SIGBUS: "Bus error",
 }
 
 
@@ -90,7 +95,9 @@ def _next_step_id(job_id: str) -> int:
     import fcntl
     import tempfile
 
-    path = os.path.join(tempfile.gettempdir(), f"conductor-steps-{os.getuid()}-{job_id}")
+    path = os.path.join(
+        tempfile.gettempdir(), f"conductor-steps-{os.getuid()}-{job_id}"
+    )
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -104,11 +111,20 @@ def _next_step_id(job_id: str) -> int:
         os.close(fd)
 
 
-def task_environment(base: dict[str, str], *, rank: int, ntasks: int, step_id: int,
-                     cpus_per_task: int | None, job_name: str | None) -> dict[str, str]:
+def task_environment(
+    base: dict[str, str],
+    *,
+    rank: int,
+    ntasks: int,
+    step_id: int,
+    cpus_per_task: int | None,
+    job_name: str | None,
+) -> dict[str, str]:
     """The SLURM_* variables one task of a step sees, on top of the job's environment."""
     env = dict(base)
-    node_list = base.get("SLURM_JOB_NODELIST") or base.get("SLURM_NODELIST") or "localhost"
+    node_list = (
+        base.get("SLURM_JOB_NODELIST") or base.get("SLURM_NODELIST") or "localhost"
+    )
     env.update(
         {
             "SLURM_PROCID": str(rank),
@@ -143,7 +159,9 @@ def _umask() -> int:
     return mask
 
 
-def expand_step_pattern(pattern: str, env: dict[str, str], *, rank: int, step_id: int) -> str:
+def expand_step_pattern(
+    pattern: str, env: dict[str, str], *, rank: int, step_id: int
+) -> str:
     """srun's --output/--error patterns (%j %J %A %a %s %t %n %N %u %x %%)."""
     from conductor.domain.patterns import expand_output_pattern
 
@@ -201,14 +219,26 @@ def _main(argv: list[str]) -> int:
                 "Unable to create step for job "
                 f"{job_id}: Requested node configuration is not available"
             )
-    ntasks = _positive(opts["ntasks"], "number of tasks") if opts.get("ntasks") else int(
-        env.get("SLURM_NTASKS") or env.get("SLURM_NPROCS") or 1)
-    cpus_per_task = _positive(opts["cpus_per_task"], "cpus-per-task") if opts.get(
-        "cpus_per_task") else (int(env["SLURM_CPUS_PER_TASK"])
-                               if env.get("SLURM_CPUS_PER_TASK", "").isdigit() else None)
-    available = env.get("SLURM_CPUS_ON_NODE") or env.get("SLURM_JOB_CPUS_PER_NODE") or ""
+    ntasks = (
+        _positive(opts["ntasks"], "number of tasks")
+        if opts.get("ntasks")
+        else int(env.get("SLURM_NTASKS") or env.get("SLURM_NPROCS") or 1)
+    )
+    cpus_per_task = (
+        _positive(opts["cpus_per_task"], "cpus-per-task")
+        if opts.get("cpus_per_task")
+        else (
+            int(env["SLURM_CPUS_PER_TASK"])
+            if env.get("SLURM_CPUS_PER_TASK", "").isdigit()
+            else None
+        )
+    )
+    available = (
+        env.get("SLURM_CPUS_ON_NODE") or env.get("SLURM_JOB_CPUS_PER_NODE") or ""
+    )
     if available.split("(")[0].isdigit() and ntasks * (cpus_per_task or 1) > int(
-            available.split("(")[0]):
+        available.split("(")[0]
+    ):
         raise UsageError(
             f"Unable to create step for job {job_id}: More processors requested than permitted"
         )
@@ -217,11 +247,20 @@ def _main(argv: list[str]) -> int:
     if opts.get("export") and opts["export"] and opts["export"].upper() not in ("ALL",):
         env = _exported(opts["export"] or "", env)
     step_id = _next_step_id(job_id)
-    return launch(command, ntasks=ntasks, env=env, step_id=step_id, cpus_per_task=cpus_per_task,
-                  job_name=opts.get("job_name"), output=opts.get("output"),
-                  error=opts.get("error"), stdin_path=opts.get("input"),
-                  label="label" in opts, kill_on_bad_exit="kill_on_bad_exit" in opts,
-                  quiet="quiet" in opts)
+    return launch(
+        command,
+        ntasks=ntasks,
+        env=env,
+        step_id=step_id,
+        cpus_per_task=cpus_per_task,
+        job_name=opts.get("job_name"),
+        output=opts.get("output"),
+        error=opts.get("error"),
+        stdin_path=opts.get("input"),
+        label="label" in opts,
+        kill_on_bad_exit="kill_on_bad_exit" in opts,
+        quiet="quiet" in opts,
+    )
 
 
 def _exported(spec: str, env: dict[str, str]) -> dict[str, str]:
@@ -240,10 +279,21 @@ def _exported(spec: str, env: dict[str, str]) -> dict[str, str]:
     return keep
 
 
-def launch(command: list[str], *, ntasks: int, env: dict[str, str], step_id: int,
-           cpus_per_task: int | None, job_name: str | None, output: str | None,
-           error: str | None, stdin_path: str | None, label: bool, kill_on_bad_exit: bool,
-           quiet: bool) -> int:
+def launch(
+    command: list[str],
+    *,
+    ntasks: int,
+    env: dict[str, str],
+    step_id: int,
+    cpus_per_task: int | None,
+    job_name: str | None,
+    output: str | None,
+    error: str | None,
+    stdin_path: str | None,
+    label: bool,
+    kill_on_bad_exit: bool,
+    quiet: bool,
+) -> int:
     """Start the tasks, relay their output, and return the largest exit status."""
     import subprocess
     import threading
@@ -279,13 +329,20 @@ def launch(command: list[str], *, ntasks: int, env: dict[str, str], step_id: int
     shared_files: dict[str, Any] = {}
     try:
         for rank in range(ntasks):
-            task_env = task_environment(env, rank=rank, ntasks=ntasks, step_id=step_id,
-                                        cpus_per_task=cpus_per_task, job_name=job_name)
+            task_env = task_environment(
+                env,
+                rank=rank,
+                ntasks=ntasks,
+                step_id=step_id,
+                cpus_per_task=cpus_per_task,
+                job_name=job_name,
+            )
             stdout_target = open_target(output, rank, shared_files)
             stderr_target = open_target(error, rank, shared_files)
             if stdin_path and stdin_path.lower() != "none":
-                stdin_path_expanded = expand_step_pattern(stdin_path, env, rank=rank,
-                                                          step_id=step_id)
+                stdin_path_expanded = expand_step_pattern(
+                    stdin_path, env, rank=rank, step_id=step_id
+                )
                 stdin_target: Any = open(stdin_path_expanded, "rb")  # noqa: SIM115
                 opened.append(stdin_target)
             else:
@@ -298,25 +355,41 @@ def launch(command: list[str], *, ntasks: int, env: dict[str, str], step_id: int
                     env=task_env,
                     stdin=stdin_target,
                     stdout=subprocess.PIPE if pipe_out else stdout_target,
-                    stderr=subprocess.PIPE if pipe_err else (
-                        stderr_target if stderr_target is not None
-                        else (stdout_target if output is not None and error is None else None)),
+                    stderr=subprocess.PIPE
+                    if pipe_err
+                    else (
+                        stderr_target
+                        if stderr_target is not None
+                        else (
+                            stdout_target
+                            if output is not None and error is None
+                            else None
+                        )
+                    ),
                 )
             except OSError as exc:
-                sys.stderr.write(f"{PROG}: error: {node}: task {rank}: {exc.strerror}: "
-                                 f"{command[0]}\n")
+                sys.stderr.write(
+                    f"{PROG}: error: {node}: task {rank}: {exc.strerror}: "
+                    f"{command[0]}\n"
+                )
                 for _, running in procs:
                     running.terminate()
                 return 2
             procs.append((rank, proc))
             if pipe_out:
-                t = threading.Thread(target=relay, args=(proc.stdout, sys.stdout.buffer, rank),
-                                     daemon=True)
+                t = threading.Thread(
+                    target=relay,
+                    args=(proc.stdout, sys.stdout.buffer, rank),
+                    daemon=True,
+                )
                 t.start()
                 relays.append(t)
             if pipe_err:
-                t = threading.Thread(target=relay, args=(proc.stderr, sys.stderr.buffer, rank),
-                                     daemon=True)
+                t = threading.Thread(
+                    target=relay,
+                    args=(proc.stderr, sys.stderr.buffer, rank),
+                    daemon=True,
+                )
                 t.start()
                 relays.append(t)
 
@@ -325,8 +398,14 @@ def launch(command: list[str], *, ntasks: int, env: dict[str, str], step_id: int
                 if running.poll() is None:
                     running.send_signal(signum)
 
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2,
-                    signal.SIGHUP, signal.SIGCONT):
+        for sig in (
+            signal.SIGINT,
+            signal.SIGTERM,
+            signal.SIGUSR1,
+            signal.SIGUSR2,
+            signal.SIGHUP,
+            signal.SIGCONT,
+        ):
             signal.signal(sig, forward)
 
         worst = 0
@@ -342,11 +421,17 @@ def launch(command: list[str], *, ntasks: int, env: dict[str, str], step_id: int
                 status = code if code >= 0 else 128 + (-code)
                 if code != 0 and not quiet:
                     if code > 0:
-                        sys.stderr.write(f"{PROG}: error: {node}: task {rank}: "
-                                         f"Exited with exit code {code}\n")
+                        sys.stderr.write(
+                            f"{PROG}: error: {node}: task {rank}: "
+                            f"Exited with exit code {code}\n"
+                        )
                     else:
-                        name = SIGNAL_NAMES.get(signal.Signals(-code), f"Signal {-code}")
-                        sys.stderr.write(f"{PROG}: error: {node}: task {rank}: {name}\n")
+                        name = SIGNAL_NAMES.get(
+                            signal.Signals(-code), f"Signal {-code}"
+                        )
+                        sys.stderr.write(
+                            f"{PROG}: error: {node}: task {rank}: {name}\n"
+                        )
                 worst = max(worst, status)
                 if code != 0 and kill_on_bad_exit:
                     for other in remaining.values():

@@ -6,6 +6,8 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
+from typing import Any
 
 from conductor.domain.errors import SpecError
 from conductor.domain.memory import parse_memory_mb
@@ -60,3 +62,72 @@ def default_cpus() -> int:
 def fail(message: str) -> int:
     sys.stderr.write(f"conductor: error: {message}\n")
     return 1
+
+
+# ----------------------------------------------------------------- security (issue 5)
+# The HTTP server's configuration, shared by every command that serves the API (`up`,
+# `server`): one place decides the address, TLS and the warnings about them.
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def add_tls_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ssl-certfile", help="TLS certificate (PEM); with --ssl-keyfile the API speaks HTTPS")
+    parser.add_argument("--ssl-keyfile", help="TLS private key (PEM)")
+
+
+def is_loopback(host: str) -> bool:
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+
+def check_tls(settings: Any) -> None:
+    """ValueError unless the TLS settings are both absent or both present and files."""
+    certfile, keyfile = settings.ssl_certfile, settings.ssl_keyfile
+    if (certfile is None) != (keyfile is None):
+        raise ValueError("--ssl-certfile and --ssl-keyfile (CONDUCTOR_SSL_CERTFILE/KEYFILE) go together")
+    for path in (certfile, keyfile):
+        if path is not None and not Path(path).is_file():
+            raise ValueError(f"TLS file '{path}' does not exist")
+
+
+def uvicorn_config(app: Any, settings: Any, **extra: Any) -> Any:
+    """The uvicorn.Config serving `app` as `settings` say (host, port, TLS).
+
+    Raises ValueError when only one of the certificate and key is given, or a file is
+    missing. Listening beyond loopback without TLS works but is warned about: tokens then
+    cross the network in clear text.
+    """
+    import uvicorn
+
+    check_tls(settings)
+    certfile, keyfile = settings.ssl_certfile, settings.ssl_keyfile
+    tls = certfile is not None
+    if not tls and not is_loopback(settings.host):
+        logging.getLogger("conductor").warning(
+            "listening on %s without TLS: tokens and job scripts cross the network in clear text; "
+            "give --ssl-certfile and --ssl-keyfile, or listen on 127.0.0.1 behind a TLS proxy",
+            settings.host,
+        )
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": "warning",
+        # Off: an access log line would carry query strings, and nothing here needs it.
+        "access_log": False,
+        **extra,
+    }
+    if tls:
+        options["ssl_certfile"] = str(certfile)
+        options["ssl_keyfile"] = str(keyfile)
+    return uvicorn.Config(app, **options)
+
+
+def api_scheme(settings: Any) -> str:
+    return "https" if settings.ssl_certfile is not None else "http"
+
+
+def database_error(exc: BaseException, url: str) -> str:
+    """A database failure fit for the terminal: no password, even when the driver quotes the URL."""
+    from conductor.store import redact_secrets
+
+    return redact_secrets(str(exc), url)

@@ -1,0 +1,181 @@
+"""Who is calling, and what they may do: bearer tokens, users and job ownership.
+
+Every route of the API is authenticated except `GET /health` (a load balancer's probe) and the
+OpenAPI document with its viewer (`/openapi.json`, `/docs`, `/redoc`): the document describes
+routes, not data, and tools such as schemathesis and client generators need it before they
+hold a token. `create_app` installs `authenticate` as a dependency of the whole application,
+so a route added later, on the app or on an included router, is authenticated without doing
+anything.
+
+A route that needs the caller declares a parameter `principal: CurrentPrincipal` (FastAPI
+evaluates `authenticate` once per request and hands the cached result to both). Before acting on
+a job, or showing its output, script or environment, a route calls
+`require_owner(principal, row, "cancel it")`: only the job's owner or an administrator passes.
+Listing jobs (what squeue shows) is open to every authenticated user, as in Slurm.
+
+Tokens: `secrets.token_urlsafe(32)` (256 random bits) behind a recognisable prefix. The store
+keeps only their SHA-256; a token is looked up by that hash, so no comparison ever runs over a
+secret. A slow hash (bcrypt, argon2) adds nothing for secrets of this entropy and would cost
+every request milliseconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+TOKEN_PREFIX = "cond_"
+# Routes that answer without a token. The OpenAPI document and /docs are not API routes (FastAPI
+# serves them outside the dependency system), so they need no entry here.
+PUBLIC_PATHS = frozenset({"/health"})
+_USER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}$")
+
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    description="A token from `conductor token create` (or $CONDUCTOR_HOME/token): `Authorization: Bearer <token>`.",
+)
+slurm_token_scheme = APIKeyHeader(
+    name="X-SLURM-USER-TOKEN",
+    auto_error=False,
+    scheme_name="slurm_user_token",
+    description="slurmrestd's header; the same tokens as the bearer scheme. X-SLURM-USER-NAME, when sent, "
+    "must name the token's user (an administrator's token may name any user and acts as that user).",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The authenticated caller."""
+
+    user: str
+    admin: bool
+    token_id: int
+    # The token's own user when an administrator's token acts as `user` (X-SLURM-USER-NAME).
+    acting_for: str | None = None
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def unauthorized(detail: str) -> HTTPException:
+    return HTTPException(status_code=401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def forbidden(detail: str) -> HTTPException:
+    return HTTPException(status_code=403, detail=detail)
+
+
+def lookup(store: Any, token: str) -> Principal | None:
+    """The principal of a token, or None when it is unknown or revoked."""
+    if not token or len(token) > 512 or not token.isascii():
+        return None
+    digest = hash_token(token)
+    row = store.token_by_hash(digest)
+    # The database found the row by equality; comparing again in constant time costs nothing
+    # and keeps a collation or index quirk from ever matching a different hash.
+    if row is None or not hmac.compare_digest(row["token_hash"], digest):
+        return None
+    return Principal(user=row["user_name"], admin=bool(row["admin"]), token_id=int(row["id"]))
+
+
+def authenticate(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
+    slurm_token: Annotated[str | None, Security(slurm_token_scheme)],
+) -> Principal | None:
+    """The app-wide dependency: 401 without a valid token, except on PUBLIC_PATHS.
+
+    A plain `def`: the token lookup is a blocking database read, so FastAPI runs it in its
+    thread pool rather than on the event loop.
+    """
+    # The matched route's template, not the raw path: "//health" or a root_path prefix must not
+    # turn a private route public, nor a public one private.
+    route = request.scope.get("route")
+    if getattr(route, "path", None) in PUBLIC_PATHS:
+        return None
+    token = bearer.credentials.strip() if bearer is not None else (slurm_token or "").strip()
+    if not token:
+        if request.headers.get("authorization"):
+            raise unauthorized("authentication failed: the Authorization header must be 'Bearer <token>'")
+        raise unauthorized(
+            "authentication required: send 'Authorization: Bearer <token>' (or slurmrestd's X-SLURM-USER-TOKEN); "
+            "an administrator creates tokens with 'conductor token create --user NAME'"
+        )
+    principal = lookup(request.app.state.ctx.store, token)
+    if principal is None:
+        raise unauthorized("authentication failed: the token is unknown or has been revoked")
+    named = request.headers.get("x-slurm-user-name")
+    if named is not None and named.strip() and named.strip() != principal.user:
+        named = named.strip()
+        if not principal.admin:
+            raise forbidden(
+                f"X-SLURM-USER-NAME '{named[:64]}' does not match the token's user '{principal.user}'; "
+                "only an administrator's token may act for another user"
+            )
+        if not _USER_NAME.match(named):
+            raise forbidden(f"X-SLURM-USER-NAME '{named[:64]}' is not a valid user name")
+        principal = Principal(user=named, admin=False, token_id=principal.token_id, acting_for=principal.user)
+    request.state.principal = principal
+    return principal
+
+
+def require_principal(principal: Annotated[Principal | None, Depends(authenticate)]) -> Principal:
+    """The caller of a route that is not public (the value `authenticate` already computed)."""
+    if principal is None:  # only on a public path, whose routes do not ask for a principal
+        raise unauthorized("authentication required")
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(require_principal)]
+
+
+def may_act_on(principal: Principal, row: dict[str, Any]) -> bool:
+    return principal.admin or row.get("user_name") == principal.user
+
+
+def require_owner(principal: Principal, row: dict[str, Any], action: str = "act on it") -> None:
+    """403 unless `principal` owns the job `row` (a jobs row: `id`, `user_name`) or is an admin.
+
+    For every route that changes a job (cancel, hold, release, requeue, update, signal) or shows
+    what only its owner should see (output, script, environment). Call it after the 404 check,
+    so that a job's existence is no secret (squeue lists every job) but its contents are.
+    """
+    if not may_act_on(principal, row):
+        raise forbidden(
+            f"job {row.get('id')} belongs to user '{row.get('user_name')}'; only its owner or an "
+            f"administrator may {action} (you are '{principal.user}')"
+        )
+
+
+def require_admin(principal: Principal, action: str) -> None:
+    """403 unless the caller's token is an administrator's (node and partition changes...)."""
+    if not principal.admin:
+        raise forbidden(f"only an administrator may {action} (you are '{principal.user}')")
+
+
+__all__ = [
+    "CurrentPrincipal",
+    "PUBLIC_PATHS",
+    "Principal",
+    "authenticate",
+    "hash_token",
+    "lookup",
+    "may_act_on",
+    "new_token",
+    "require_admin",
+    "require_owner",
+    "require_principal",
+]

@@ -1,0 +1,622 @@
+"""A subset of slurmrestd's API, version v0.0.40, so tools written for it work unchanged.
+
+Routes under `/slurm/v0.0.40/`: `POST job/submit`, `GET job/{job_id}`, `GET jobs`,
+`DELETE job/{job_id}`, `GET nodes`, `GET ping`. Request and response shapes follow slurmrestd's
+OpenAPI schemas of that version (`v0.0.40_job_submit_req`, `v0.0.40_job_desc_msg`,
+`v0.0.40_openapi_job_submit_response`, `v0.0.40_openapi_job_info_resp` / `v0.0.40_job_info`,
+`v0.0.40_openapi_resp`, `v0.0.40_openapi_nodes_resp` / `v0.0.40_node`,
+`v0.0.40_openapi_ping_array_resp`) for the fields implemented: every answer carries `meta`,
+`errors` and `warnings`; states are arrays (`job_state: ["RUNNING"]`); counts and times that
+slurmrestd wraps are `{"set", "infinite", "number"}` objects; times are UNIX seconds and time
+limits minutes. Job description fields we do not implement are ignored with a warning, as
+slurmrestd does for fields it does not know. Errors answer 4xx with slurmrestd's error list.
+
+Submission goes through the same route as `POST /jobs/submit`, so every check, limit and
+ownership rule is the same for both APIs. Authentication: the app's (api/auth.py), which takes
+slurmrestd's `X-SLURM-USER-TOKEN` header as well as a bearer token.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import time
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from conductor import __version__
+from conductor.api import control, models
+from conductor.api.auth import CurrentPrincipal, Principal, require_owner
+from conductor.bus import SCHEDULER, node_topic
+from conductor.domain.errors import SpecError
+from conductor.domain.signals import parse_signal, signal_name
+from conductor.domain.states import JobState
+from conductor.launch import CLUSTER_NAME, job_paths
+from conductor.store import utcnow
+
+if TYPE_CHECKING:
+    from conductor.api.app import AppContext
+
+VERSION = "v0.0.40"
+PREFIX = f"/slurm/{VERSION}"
+SLURM_RELEASE = ("23", "11", "0")
+# Slurm's NO_VAL and the error numbers (slurm_errno.h) the answers use.
+ESLURM_INVALID_PARTITION_NAME = 2000
+ESLURM_ACCESS_DENIED = 2002
+ESLURM_REQUESTED_NODE_CONFIG_UNAVAILABLE = 2014
+ESLURM_INVALID_JOB_ID = 2017
+ESLURM_ALREADY_DONE = 2021
+ESLURM_DEPENDENCY = 2038
+ESLURM_REST_INVALID_QUERY = 9000
+ESLURM_REST_FAIL_PARSING = 9001
+ESLURM_REST_INVALID_JOBS_DESC = 9002
+# slurmctld forgets ended jobs after MinJobAge (300 s by default); `GET jobs` shows the same.
+MIN_JOB_AGE = timedelta(seconds=300)
+
+router = APIRouter(prefix=PREFIX, tags=["slurmrestd v0.0.40"])
+
+
+# ------------------------------------------------------------------ shapes
+def number(value: int | float | None, *, infinite: bool = False) -> dict[str, Any]:
+    """slurmrestd's "integer number with flags" (`v0.0.40_uint32_no_val_struct` and kin)."""
+    if infinite:
+        return {"set": False, "infinite": True, "number": 0}
+    if value is None:
+        return {"set": False, "infinite": False, "number": 0}
+    return {"set": True, "infinite": False, "number": int(value)}
+
+
+def _epoch(value: datetime | None) -> dict[str, Any]:
+    return number(int(value.timestamp()) if value is not None else None)
+
+
+def meta(request: Request, principal: Principal | None) -> dict[str, Any]:
+    client = request.client.host if request.client else ""
+    return {
+        "plugin": {
+            "type": "openapi/slurmctld",
+            "name": "Slurm OpenAPI slurmctld",
+            "data_parser": f"data_parser/{VERSION}",
+            "accounting_storage": "",
+        },
+        "client": {"source": client, "user": principal.user if principal else "", "group": ""},
+        "command": [],
+        "slurm": {
+            "version": {"major": SLURM_RELEASE[0], "minor": SLURM_RELEASE[1], "micro": SLURM_RELEASE[2]},
+            "release": ".".join(SLURM_RELEASE) + f" (conductor {__version__})",
+            "cluster": CLUSTER_NAME,
+        },
+    }
+
+
+def error_entry(description: str, error_number: int, error: str, source: str) -> dict[str, Any]:
+    return {"description": description, "error_number": error_number, "error": error, "source": source}
+
+
+def error_response(
+    request: Request,
+    status: int,
+    description: str,
+    *,
+    error_number: int,
+    error: str,
+    source: str,
+    principal: Principal | None = None,
+    extra: dict[str, Any] | None = None,
+) -> JSONResponse:
+    body = {
+        **(extra or {}),
+        "meta": meta(request, principal),
+        "errors": [error_entry(description, error_number, error, source)],
+        "warnings": [],
+    }
+    return JSONResponse(body, status_code=status)
+
+
+def exit_code(value: str | None, state: str) -> dict[str, Any]:
+    """`v0.0.40_process_exit_code_verbose` from our "code:signal"."""
+    if value is None or state in (JobState.PENDING.value, JobState.RUNNING.value):
+        return {"status": ["PENDING"], "return_code": number(None), "signal": {"id": number(None), "name": ""}}
+    code_text, _, sig_text = value.partition(":")
+    code = int(code_text) if code_text.isdigit() else 0
+    sig = int(sig_text) if sig_text.isdigit() else 0
+    if sig:
+        return {
+            "status": ["SIGNALED"],
+            "return_code": number(code),
+            "signal": {"id": number(sig), "name": signal_name(sig)},
+        }
+    return {
+        "status": ["SUCCESS" if code == 0 else "ERROR"],
+        "return_code": number(code),
+        "signal": {"id": number(None), "name": ""},
+    }
+
+
+def _minutes(seconds: int | None) -> dict[str, Any]:
+    if seconds is None:
+        return number(None, infinite=True)
+    return number(math.ceil(seconds / 60))
+
+
+def job_info(row: dict[str, Any]) -> dict[str, Any]:
+    """One `v0.0.40_job_info`."""
+    state = row["state"]
+    running = state == JobState.RUNNING.value
+    cpus = row["allocated_cpus"] or row["cpus_per_task"] * row["ntasks"]
+    memory = row["memory_per_node_mb"] or (row["memory_per_cpu_mb"] or 0) * cpus
+    paths = job_paths(row)
+    is_task = row["array_task_id"] is not None
+    info: dict[str, Any] = {
+        "account": row["account"] or "",
+        "accrue_time": _epoch(row["eligible_time"]),
+        "admin_comment": "",
+        "allocating_node": "",
+        "array_job_id": number(row["array_job_id"] if is_task else 0),
+        "array_task_id": number(row["array_task_id"]),
+        "array_max_tasks": number(row["array_max_running"] or 0),
+        "array_task_string": "",
+        "association_id": 0,
+        "batch_flag": True,
+        "batch_host": row["node_list"] or "",
+        "cluster": CLUSTER_NAME,
+        "command": "",
+        "comment": row["comment"] or "",
+        "contiguous": False,
+        "cpus": number(cpus),
+        "cpus_per_task": number(row["cpus_per_task"]),
+        "current_working_directory": row["work_dir"],
+        "dependency": row["dependency"] or "",
+        "derived_exit_code": exit_code(row["exit_code"], state),
+        "eligible_time": _epoch(row["eligible_time"]),
+        "end_time": _epoch(row["end_time"]),
+        "exclusive": ["true"] if row["exclusive"] else [],
+        "exit_code": exit_code(row["exit_code"], state),
+        "flags": [],
+        "group_id": row["gid"] if row["gid"] is not None else 0,
+        "group_name": "",
+        "hold": bool(row["held"]),
+        "job_id": row["id"],
+        "job_state": [state],
+        "last_sched_evaluation": number(None),
+        "max_cpus": number(0),
+        "max_nodes": number(0),
+        "memory_per_cpu": number(row["memory_per_cpu_mb"]),
+        "memory_per_node": number(row["memory_per_node_mb"] if row["memory_per_node_mb"] else (memory or None)),
+        "minimum_cpus_per_node": number(cpus),
+        "name": row["name"],
+        "nice": row["nice"],
+        "node_count": number(1),
+        "nodes": row["node_list"] or "",
+        "partition": row["partition"],
+        "priority": number(row["priority"]),
+        "qos": row["qos"] or "",
+        "requeue": bool(row["requeue"]),
+        "restart_cnt": row["restart_count"],
+        "shared": [],
+        "standard_error": paths.stderr,
+        "standard_input": paths.stdin,
+        "standard_output": paths.stdout,
+        "start_time": _epoch(row["start_time"]),
+        "state_description": row["error_msg"] or "",
+        "state_reason": row["reason"],
+        "submit_time": _epoch(row["submit_time"]),
+        "suspend_time": number(0),
+        "tasks": number(row["ntasks"]),
+        "tasks_per_node": number(row["ntasks_per_node"]),
+        "time_limit": _minutes(row["time_limit"]),
+        "time_minimum": number(0),
+        "user_id": row["uid"] if row["uid"] is not None else 0,
+        "user_name": row["user_name"],
+    }
+    if running:
+        info["job_resources"] = {
+            "nodes": row["node_list"] or "",
+            "allocated_cores": cpus,
+            "allocated_cpus": cpus,
+            "allocated_hosts": 1,
+            "allocated_nodes": [],
+        }
+    return info
+
+
+# ------------------------------------------------------------- submission
+def _from_number(value: Any, field: str) -> tuple[int | None, bool]:
+    """(number, infinite) from an int or a `{"set", "infinite", "number"}` object."""
+    if value is None:
+        return None, False
+    if isinstance(value, bool):
+        raise SpecError(field, "expected a number or {\"set\", \"infinite\", \"number\"}")
+    if isinstance(value, int):
+        return value, False
+    if isinstance(value, dict):
+        if value.get("infinite"):
+            return None, True
+        if value.get("set") is False:
+            return None, False
+        number_value = value.get("number")
+        if isinstance(number_value, int) and not isinstance(number_value, bool):
+            return number_value, False
+    raise SpecError(field, "expected a number or {\"set\", \"infinite\", \"number\"}")
+
+
+def _flag_list(value: Any, field: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    raise SpecError(field, "expected a list of flag names")
+
+
+# job_desc_msg fields that map one to one onto our job description.
+_SAME = (
+    "account",
+    "name",
+    "partition",
+    "qos",
+    "comment",
+    "current_working_directory",
+    "standard_output",
+    "standard_error",
+    "standard_input",
+    "cpus_per_task",
+    "dependency",
+    "array",
+    "hold",
+    "nice",
+    "requeue",
+    "mail_user",
+    "argv",
+    "environment",
+)
+# Fields slurmrestd fills in or that change nothing here: accepted silently.
+_QUIET = frozenset({"script", "user_id", "group_id", "cluster_constraint", "clusters", "shared", "oversubscribe"})
+
+
+def to_job_description(job: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Our `/jobs/submit` job object from a `v0.0.40_job_desc_msg`, and the fields ignored."""
+    out: dict[str, Any] = {}
+    ignored: list[str] = []
+    for key, value in job.items():
+        if key in _SAME:
+            if value is not None:
+                out[key] = value
+        elif key == "tasks":
+            out["ntasks"] = value
+        elif key == "tasks_per_node":
+            out["ntasks_per_node"] = value
+        elif key in ("memory_per_node", "memory_per_cpu"):
+            megabytes, infinite = _from_number(value, key)
+            if infinite:
+                raise SpecError(key, "an infinite amount of memory cannot be requested")
+            if megabytes is not None:
+                out[key] = megabytes
+        elif key == "time_limit":
+            minutes, infinite = _from_number(value, key)
+            if infinite:
+                out["time_limit"] = "UNLIMITED"
+            elif minutes is not None:
+                out["time_limit"] = minutes
+        elif key == "priority":
+            prio, _ = _from_number(value, key)
+            if prio is not None:
+                out["priority"] = prio
+        elif key == "begin_time":
+            epoch, _ = _from_number(value, key)
+            if epoch:
+                out["begin_time"] = f"uts{epoch}"
+        elif key == "exclusive":
+            flags = [f.lower() for f in _flag_list(value, key)]
+            out["exclusive"] = bool(flags) and flags != ["false"]
+        elif key == "open_mode":
+            flags = [f.lower() for f in _flag_list(value, key)]
+            if flags:
+                out["open_mode"] = flags[0]
+        elif key == "mail_type":
+            flags = _flag_list(value, key)
+            if flags:
+                out["mail_type"] = ",".join(flags)
+        elif key in ("nodes", "minimum_nodes"):
+            if value is not None:
+                out["nodes"] = value
+        elif key == "maximum_nodes":
+            if value is not None and "nodes" not in out and int(value) > 1:
+                out["nodes"] = f"1-{int(value)}"
+        elif key in ("kill_warning_signal", "kill_warning_delay", "kill_warning_flags"):
+            continue  # combined below into our --signal
+        elif key not in _QUIET:
+            ignored.append(key)
+    if job.get("kill_warning_signal"):
+        delay, _ = _from_number(job.get("kill_warning_delay"), "kill_warning_delay")
+        batch = "BATCH_JOB" in _flag_list(job.get("kill_warning_flags"), "kill_warning_flags")
+        spec = ("B:" if batch else "") + str(job["kill_warning_signal"])
+        out["signal"] = spec + (f"@{delay}" if delay is not None else "")
+    return out, sorted(ignored)
+
+
+def _submit_route(request: Request) -> Any:
+    for route in request.app.routes:
+        if getattr(route, "path", None) == "/jobs/submit" and "POST" in getattr(route, "methods", ()):
+            return route.endpoint
+    raise RuntimeError("the app has no POST /jobs/submit route")
+
+
+@router.post("/job/submit")
+async def submit(request: Request, principal: CurrentPrincipal) -> Any:
+    """`v0.0.40_job_submit_req` -> `v0.0.40_openapi_job_submit_response`."""
+    try:
+        body = await request.json()
+    except ValueError:
+        return error_response(
+            request, 400, "request body is not valid JSON", error_number=ESLURM_REST_FAIL_PARSING,
+            error="Failed to parse request", source="job/submit", principal=principal,
+        )
+    return await _run_sync(_submit, request, principal, body)
+
+
+async def _run_sync(func: Any, *args: Any) -> Any:
+    # The store is blocking: keep it off the event loop, as FastAPI does for plain routes.
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(func, *args)
+
+
+def _submit(request: Request, principal: Principal, body: Any) -> Any:
+    from conductor.api.app import ApiError
+
+    def fail(status: int, description: str, error_number: int, error: str, source: str) -> JSONResponse:
+        return error_response(
+            request, status, description, error_number=error_number, error=error, source=source, principal=principal
+        )
+
+    if not isinstance(body, dict):
+        return fail(400, "the body must be an object {\"script\": ..., \"job\": {...}}", ESLURM_REST_INVALID_JOBS_DESC,
+                    "Invalid job description", "job/submit")
+    if body.get("jobs"):
+        return fail(400, "jobs: heterogeneous jobs are not supported; submit one job with \"job\"",
+                    ESLURM_REST_INVALID_JOBS_DESC, "Invalid job description", "jobs")
+    job = body.get("job")
+    if not isinstance(job, dict):
+        return fail(400, "job: a job description object is required", ESLURM_REST_INVALID_JOBS_DESC,
+                    "Invalid job description", "job")
+    script = body.get("script") or job.get("script")
+    if not isinstance(script, str) or not script:
+        return fail(400, "script: a batch script is required (in \"script\" or \"job.script\")",
+                    ESLURM_REST_INVALID_JOBS_DESC, "Batch script is empty or only whitespace", "script")
+    try:
+        described, ignored = to_job_description(job)
+        request_model = models.SubmitRequest(job=models.JobDescription(**described), script=script)
+    except SpecError as exc:
+        return fail(400, str(exc), ESLURM_REST_INVALID_JOBS_DESC, "Invalid job description", f"job.{exc.field}")
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "job")
+        return fail(400, f"{where}: {first.get('msg', 'invalid')}", ESLURM_REST_INVALID_JOBS_DESC,
+                    "Invalid job description", f"job.{where}")
+    try:
+        answer = _submit_route(request)(body=request_model, request=request, principal=principal)
+    except ApiError as exc:
+        return fail(exc.status, exc.detail, _error_number(exc.detail), "Job submission failed", "job/submit")
+    except SpecError as exc:
+        return fail(400, str(exc), _error_number(str(exc)), "Invalid job description", f"job.{exc.field}")
+    except HTTPException as exc:
+        return fail(exc.status_code, str(exc.detail), ESLURM_ACCESS_DENIED, "Job submission failed", "job/submit")
+    except RequestValidationError as exc:
+        return fail(422, str(exc), ESLURM_REST_INVALID_JOBS_DESC, "Invalid job description", "job")
+    if isinstance(answer, JSONResponse) or getattr(answer, "job_id", None) is None:
+        return fail(400, "test_only is not supported here", ESLURM_REST_INVALID_JOBS_DESC,
+                    "Invalid job description", "job.test_only")
+    job_id = int(answer.job_id)
+    warnings = [
+        {"description": f"field '{name}' of job_desc_msg is not supported and was ignored", "source": f"job.{name}"}
+        for name in ignored
+    ]
+    return {
+        "job_id": job_id,
+        "step_id": "batch",
+        "job_submit_user_msg": "",
+        "result": {
+            "job_id": job_id,
+            "step_id": "batch",
+            "error_code": 0,
+            "error": "No error",
+            "job_submit_user_msg": "",
+        },
+        "meta": meta(request, principal),
+        "errors": [],
+        "warnings": warnings,
+    }
+
+
+def _error_number(detail: str) -> int:
+    if "Job dependency problem" in detail:
+        return ESLURM_DEPENDENCY
+    if "Requested node configuration is not available" in detail:
+        return ESLURM_REQUESTED_NODE_CONFIG_UNAVAILABLE
+    if "Invalid partition" in detail:
+        return ESLURM_INVALID_PARTITION_NAME
+    return ESLURM_REST_INVALID_JOBS_DESC
+
+
+# ------------------------------------------------------------------- jobs
+def _jobs_response(request: Request, principal: Principal, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    now = int(time.time())
+    return {
+        "jobs": [job_info(r) for r in rows],
+        "last_backfill": number(None),
+        "last_update": number(now),
+        "meta": meta(request, principal),
+        "errors": [],
+        "warnings": [],
+    }
+
+
+def _ctx(request: Request) -> AppContext:
+    ctx: AppContext = request.app.state.ctx
+    return ctx
+
+
+@router.get("/job/{job_id}")
+def get_job(job_id: str, request: Request, principal: CurrentPrincipal) -> Any:
+    """`v0.0.40_openapi_job_info_resp` for one job, one task (`123_4`), or every task of an array."""
+    store = _ctx(request).store
+    try:
+        target = control.resolve_target(store, job_id, slurm_array_ids=True)
+    except HTTPException as exc:
+        return error_response(
+            request, exc.status_code, str(exc.detail), error_number=ESLURM_INVALID_JOB_ID,
+            error="Invalid job id specified", source=f"job/{job_id[:40]}", principal=principal,
+        )
+    if target.whole_array:
+        rows = store.list_jobs(array_job_ids=[target.ids[0]], limit=100_000)[0]
+    else:
+        row = store.get_job(target.ids[0])
+        rows = [row] if row is not None else []
+    return _jobs_response(request, principal, rows)
+
+
+@router.get("/jobs")
+def get_jobs(request: Request, principal: CurrentPrincipal, update_time: str | None = None) -> Any:
+    """Every job slurmctld would still know: not ended, or ended within MinJobAge (300 s)."""
+    since = utcnow() - MIN_JOB_AGE
+    if update_time:
+        if not update_time.isdigit():
+            return error_response(
+                request, 400, "update_time: expected UNIX seconds", error_number=ESLURM_REST_INVALID_QUERY,
+                error="Invalid query", source="update_time", principal=principal,
+            )
+    rows, _ = _ctx(request).store.list_jobs(since=since, limit=100_000)
+    return _jobs_response(request, principal, rows)
+
+
+@router.delete("/job/{job_id}")
+def delete_job(
+    job_id: str, request: Request, principal: CurrentPrincipal, signal: str | None = None, flags: str | None = None
+) -> Any:
+    """Cancel a job (every task of an array given by its id), or send it `signal`."""
+    ctx = _ctx(request)
+    store = ctx.store
+    try:
+        target = control.resolve_target(store, job_id, slurm_array_ids=True)
+    except HTTPException as exc:
+        return error_response(
+            request, exc.status_code, str(exc.detail), error_number=ESLURM_INVALID_JOB_ID,
+            error="Invalid job id specified", source=f"job/{job_id[:40]}", principal=principal,
+        )
+    row = store.get_job(target.ids[0])
+    try:
+        if row is not None:
+            require_owner(principal, row, "cancel it")
+    except HTTPException as exc:
+        return error_response(
+            request, exc.status_code, str(exc.detail), error_number=ESLURM_ACCESS_DENIED,
+            error="Access/permission denied", source=f"job/{target.text}", principal=principal,
+        )
+    number_ = 9
+    if signal:
+        try:
+            number_ = parse_signal(signal, field="signal")
+        except SpecError as exc:
+            return error_response(
+                request, 400, str(exc), error_number=ESLURM_REST_INVALID_QUERY, error="Invalid signal",
+                source="signal", principal=principal,
+            )
+    batch_only = bool(flags) and "BATCH_JOB" in (flags or "").upper().split(",")
+    if number_ == 9:
+        outcome = store.cancel_jobs(target.ids)
+    else:
+        outcome = store.queue_signal(target.ids, f"b:{number_}" if batch_only else str(number_))
+    for node in sorted(outcome.nodes):
+        ctx.bus.publish(node_topic(node))
+    ctx.bus.publish(SCHEDULER)
+    if not outcome.changed:
+        state = next(iter(outcome.skipped.values()), "")
+        return error_response(
+            request, 409, f"job {target.text}: already completing or completed ({state})",
+            error_number=ESLURM_ALREADY_DONE, error="Job/step already completing or completed",
+            source=f"job/{target.text}", principal=principal,
+        )
+    return {"meta": meta(request, principal), "errors": [], "warnings": []}
+
+
+# ------------------------------------------------------------------ nodes
+def _node_state(state: str, alloc: int, cpus: int) -> list[str]:
+    if state != "UP":
+        return [state]
+    if alloc == 0:
+        return ["IDLE"]
+    return ["ALLOCATED"] if alloc >= cpus else ["MIXED"]
+
+
+@router.get("/nodes")
+def get_nodes(request: Request, principal: CurrentPrincipal) -> Any:
+    """`v0.0.40_openapi_nodes_resp`."""
+    ctx = _ctx(request)
+    machine, system = platform.machine(), f"{platform.system()} {platform.release()}"
+    out = []
+    for n in ctx.store.list_nodes(live_after=ctx.live_after()):
+        out.append(
+            {
+                "name": n.name,
+                "hostname": n.name,
+                "address": n.name,
+                "architecture": machine,
+                "operating_system": system,
+                "state": _node_state(n.state, n.alloc_cpus, n.cpus),
+                "reason": n.reason or "",
+                "cpus": n.cpus,
+                "effective_cpus": n.cpus,
+                "alloc_cpus": n.alloc_cpus,
+                "alloc_idle_cpus": n.cpus - n.alloc_cpus,
+                "sockets": 1,
+                "cores": n.cpus,
+                "threads": 1,
+                "boards": 1,
+                "real_memory": n.memory_mb,
+                "alloc_memory": n.alloc_memory_mb,
+                "free_mem": number(n.memory_mb - n.alloc_memory_mb),
+                "partitions": n.partitions,
+                "features": [],
+                "active_features": [],
+                "gres": "",
+                "gres_used": "",
+                "tres": f"cpu={n.cpus},mem={n.memory_mb}M,billing={n.cpus}",
+                "tres_used": f"cpu={n.alloc_cpus},mem={n.alloc_memory_mb}M",
+                "weight": 1,
+                "version": ".".join(SLURM_RELEASE),
+                "comment": "",
+                "last_busy": _epoch(n.last_heartbeat),
+                "boot_time": number(None),
+                "slurmd_start_time": number(None),
+                "reason_changed_at": number(None),
+            }
+        )
+    return {"nodes": out, "last_update": number(int(time.time())), "meta": meta(request, principal),
+            "errors": [], "warnings": []}
+
+
+@router.get("/ping")
+def ping(request: Request, principal: CurrentPrincipal) -> Any:
+    """`v0.0.40_openapi_ping_array_resp`: the controller (this API and its database)."""
+    ctx = _ctx(request)
+    started = time.perf_counter()
+    try:
+        ctx.store.ping()
+        pinged = "UP"
+    except Exception:  # noqa: BLE001 - an unreachable database is "DOWN", said in the answer
+        pinged = "DOWN"
+    latency = int((time.perf_counter() - started) * 1_000_000)
+    return {
+        "pings": [{"hostname": ctx.hostname or os.uname().nodename, "pinged": pinged, "latency": latency, "mode": "primary"}],
+        "meta": meta(request, principal),
+        "errors": [],
+        "warnings": [],
+    }

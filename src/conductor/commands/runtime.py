@@ -1,0 +1,225 @@
+"""Start-up of the long-running commands (`up`, `server`, `worker`): settings, the store, the
+node, the HTTP server. Each command assembles the pieces it runs from these."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from conductor.commands.common import default_cpus
+from conductor.settings import Settings
+
+if TYPE_CHECKING:
+    from conductor.bus import Bus
+    from conductor.store import Store
+    from conductor.worker import NodeConfig, Worker
+
+log = logging.getLogger("conductor.runtime")
+
+# argparse destination -> Settings field, for the flags the commands share.
+_FLAG_FIELDS = {
+    "host": "host",
+    "port": "port",
+    "home": "home",
+    "node_name": "node_name",
+    "cpus": "total_cpus",
+    "memory": "memory_mb",
+    "partition": "partition",
+    "ssl_certfile": "ssl_certfile",
+    "ssl_keyfile": "ssl_keyfile",
+}
+
+
+class StartupError(Exception):
+    """A start-up problem to report in one line (exit status 1)."""
+
+
+def load_settings(args: argparse.Namespace) -> Settings:
+    """Settings from the environment, overridden by the flags that were given."""
+    overrides = {
+        field: getattr(args, dest)
+        for dest, field in _FLAG_FIELDS.items()
+        if getattr(args, dest, None) is not None
+    }
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        raise StartupError(settings_error(exc)) from None
+    from conductor.commands.common import check_tls
+
+    try:
+        check_tls(settings)  # before anything starts, not when the API is about to listen
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
+    return settings
+
+
+def settings_error(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+
+
+def open_store(settings: Settings, *, patient: bool = False) -> Store:
+    """The store, schema migrated. `patient`: wait for a database that is not up yet (a
+    worker may well start before its PostgreSQL) instead of failing."""
+    from conductor.commands.common import database_error
+    from conductor.store import Store, redact_url
+
+    home = settings.resolved_home()
+    home.mkdir(parents=True, exist_ok=True)
+    # 0711: jobs of other users reach their scripts (scripts/job_<id>.sh, their own, 0700) by
+    # name; nobody else lists the home or reads the database and token (0600 below).
+    os.chmod(home, 0o711)
+    url = settings.resolved_database_url()
+    log.info("database %s", redact_url(url))
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per plugin otherwise
+    try:
+        protect_sqlite_files(url)
+        store = Store(url)
+        retry(store.migrate, "migrate the database", patient=patient)
+    except StartupError as exc:
+        raise StartupError(database_error(exc, url)) from None
+    except Exception as exc:  # noqa: BLE001 - a driver's message may quote the URL with its password
+        raise StartupError(f"cannot open the database {redact_url(url)}: {database_error(exc, url)}") from None
+    return store
+
+
+def protect_sqlite_files(url: str) -> None:
+    """Create an SQLite database (and its WAL files, which SQLite creates with the database's
+    mode) readable by its owner only: it holds every job's script and environment."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return
+    path = Path(parsed.database)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+    for candidate in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(candidate, 0o600)
+
+
+def retry(action: Callable[[], Any], what: str, *, patient: bool, limit: float = 5.0) -> Any:
+    """Run `action`; when `patient`, retry it with backoff while the database is unreachable."""
+    from sqlalchemy.exc import OperationalError
+
+    delay = 0.2
+    while True:
+        try:
+            return action()
+        except OperationalError as exc:
+            if not patient:
+                raise StartupError(f"cannot {what}: {exc.orig or exc}") from None
+            log.warning("cannot %s yet (%s); retrying in %.1fs", what, type(exc.orig or exc).__name__, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, limit)
+
+
+def node_config(settings: Settings) -> NodeConfig:
+    from conductor.worker import NodeConfig, machine_memory_mb, plan_cpus
+
+    cpus = settings.total_cpus or default_cpus()
+    cpu_ids, binding = plan_cpus(cpus)
+    if binding:
+        log.info("node has %d CPUs; jobs are bound to their CPUs (%s)", cpus, ",".join(map(str, cpu_ids)))
+    else:
+        log.warning(
+            "node declares %d CPUs but this machine offers %d: CPU binding is off, CPU ids are virtual",
+            cpus,
+            default_cpus(),
+        )
+    return NodeConfig(
+        name=settings.resolved_node_name(),
+        cpus=cpus,
+        memory_mb=settings.memory_mb or machine_memory_mb(),
+        partitions=[p.strip() for p in settings.partition.split(",") if p.strip()],
+        home=settings.resolved_home(),
+        kill_wait=settings.kill_wait,
+        check_interval=settings.check_interval,
+        heartbeat_interval=settings.heartbeat_interval,
+        heartbeat_timeout=settings.heartbeat_timeout,
+        cpu_ids=cpu_ids,
+        cpu_binding=binding,
+        allow_root_jobs=bool(settings.allow_root_jobs),
+    )
+
+
+def start_worker(settings: Settings, store: Store, bus: Bus, *, patient: bool = False) -> Worker:
+    """A worker that has claimed its node; a live worker of the same name is a StartupError."""
+    from conductor.store import NodeConflict
+    from conductor.worker import Worker
+
+    worker = Worker(store, bus, node_config(settings))
+    try:
+        retry(worker.register, f"register node {worker.config.name}", patient=patient)
+    except NodeConflict as exc:
+        raise StartupError(str(exc)) from None
+    return worker
+
+
+def run_worker_in_foreground(worker: Worker) -> None:
+    """Run the worker's loop in this (main) thread until SIGTERM or SIGINT."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, worker.stop)
+        await worker.run()
+
+    asyncio.run(main())
+
+
+def _make_quiet_server() -> type:
+    import uvicorn
+
+    class _QuietServer(uvicorn.Server):
+        """Uvicorn re-raises SIGTERM after shutting down, so the process would die of the signal;
+        we want a clean exit 0. The handlers only set flags: the loops act on them."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            def handle(sig: int, _frame: object) -> None:
+                if self.should_exit:
+                    self.force_exit = True  # a second signal stops without draining
+                self.should_exit = True
+
+            previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for s, handler in previous.items():
+                    signal.signal(s, handler)
+
+    return _QuietServer
+
+
+def serve_api(store: Store, bus: Bus, settings: Settings, *, allow_root_jobs: bool | None = None) -> bool:
+    """Serve the HTTP API until SIGTERM or SIGINT; True when it had started.
+
+    `allow_root_jobs`: whether root may submit jobs; None leaves it to CONDUCTOR_ALLOW_ROOT_JOBS.
+    Before serving, the home gets a token of the local user (commands/token.py), so the CLI
+    on this host needs no set-up.
+    """
+    from conductor.api.app import AppContext, create_app
+    from conductor.commands.common import uvicorn_config
+    from conductor.commands.token import ensure_local_token
+
+    ensure_local_token(store, settings.resolved_home())
+    app = create_app(AppContext(store=store, bus=bus, settings=settings, allow_root_jobs=allow_root_jobs))
+    try:
+        config = uvicorn_config(app, settings)
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
+    server = _make_quiet_server()(config)
+    server.run()
+    return bool(server.started)

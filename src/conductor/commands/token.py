@@ -1,0 +1,174 @@
+"""`conductor token`: create, list and revoke API tokens, straight in the database.
+
+    conductor token create --user NAME [--admin] [--comment TEXT]   prints the token, once
+    conductor token list [--active]
+    conductor token revoke ID
+
+It opens the database the server uses (CONDUCTOR_DATABASE_URL, else the SQLite file under
+CONDUCTOR_HOME), so whoever may run it already holds the keys to everything: there is no API
+route to mint tokens. Only a SHA-256 of each token is stored.
+
+Every process that serves the API also makes sure its home holds a token of the local user
+(`ensure_local_token`), written to `$CONDUCTOR_HOME/token` with mode 0600: the CLI reads it
+there, so a single-host installation needs no set-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import pwd
+import re
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from conductor.api.auth import hash_token, lookup, new_token
+
+if TYPE_CHECKING:
+    from conductor.store import Store
+
+log = logging.getLogger("conductor.token")
+
+TOKEN_FILE = "token"
+_USER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}$")
+
+
+def local_user() -> str:
+    """The name of the user this process runs as (its effective uid)."""
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
+
+
+def read_token_file(path: Path) -> str | None:
+    """The token in `path`, or None; a symbolic link there is not followed."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with os.fdopen(fd, encoding="utf-8", errors="replace") as handle:
+        text = handle.read(4096).strip()
+    return text or None
+
+
+def write_token_file(path: Path, token: str) -> None:
+    """Write `token` to `path` with mode 0600, atomically: readers see the old or the new one."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        temporary.unlink()
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, (token + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temporary, path)
+
+
+def ensure_local_token(store: Store, home: Path, user: str | None = None) -> tuple[Path, bool]:
+    """Make `home/token` hold a live admin token; returns (path, whether one was created).
+
+    A token already there is kept while the database knows it (restarts change nothing); one
+    that was revoked, or belongs to another database, is replaced.
+    """
+    path = home / TOKEN_FILE
+    existing = read_token_file(path)
+    if existing is not None and lookup(store, existing) is not None:
+        return path, False
+    owner = user or local_user()
+    token = new_token()
+    token_id = store.create_token(owner, hash_token(token), admin=True, comment=f"local admin token in {path}")
+    write_token_file(path, token)
+    log.info("created admin token %d for user %s in %s (mode 0600; the CLI reads it there)", token_id, owner, path)
+    return path, True
+
+
+# ---------------------------------------------------------------------------- command
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="conductor token", description="Create, list and revoke API tokens.")
+    parser.add_argument("--home", help="state directory (default: CONDUCTOR_HOME or ./.conductor)")
+    sub = parser.add_subparsers(dest="action", required=True)
+    create = sub.add_parser("create", help="create a token and print it (it is shown only this once)")
+    create.add_argument("--user", required=True, help="the user the token acts as; jobs it submits run as this user")
+    create.add_argument("--admin", action="store_true", help="may act on every user's jobs")
+    create.add_argument("--comment", help="a note shown by 'conductor token list'")
+    listing = sub.add_parser("list", help="list tokens (never the tokens themselves)")
+    listing.add_argument("--active", action="store_true", help="only tokens not revoked")
+    revoke = sub.add_parser("revoke", help="revoke a token by its id")
+    revoke.add_argument("id", type=int, help="the token's id, as 'conductor token list' shows it")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    from conductor.commands.common import fail
+    from conductor.commands.runtime import StartupError, load_settings, open_store
+
+    args = build_parser().parse_args(argv)
+    try:
+        store = open_store(load_settings(argparse.Namespace(home=args.home)))
+    except StartupError as exc:
+        return fail(str(exc))
+    try:
+        if args.action == "create":
+            return _create(store, args.user, args.admin, args.comment)
+        if args.action == "list":
+            return _list(store, active_only=args.active)
+        return _revoke(store, args.id)
+    finally:
+        store.close()
+
+
+def _create(store: Store, user: str, admin: bool, comment: str | None) -> int:
+    from conductor.commands.common import fail
+
+    if not _USER_NAME.match(user):
+        return fail(f"--user: '{user[:64]}' is not a valid user name (letters, digits, '_', '.', '-', '@')")
+    try:
+        pwd.getpwnam(user)
+    except KeyError:
+        sys.stderr.write(
+            f"conductor token: warning: user '{user}' does not exist on this host; its submissions are refused "
+            "by an API server that does not know the user either\n"
+        )
+    token = new_token()
+    token_id = store.create_token(user, hash_token(token), admin=admin, comment=comment)
+    sys.stdout.write(token + "\n")
+    sys.stderr.write(
+        f"token {token_id} for user {user}{' (admin)' if admin else ''}; it is shown only now, store it safely\n"
+    )
+    return 0
+
+
+def _list(store: Store, *, active_only: bool) -> int:
+    rows = store.list_tokens(include_revoked=not active_only)
+    header = ("ID", "USER", "ADMIN", "CREATED", "REVOKED", "COMMENT")
+    table = [header] + [
+        (
+            str(r["id"]),
+            r["user_name"],
+            "yes" if r["admin"] else "no",
+            r["created_at"].strftime("%Y-%m-%dT%H:%M:%S") if r["created_at"] else "",
+            r["revoked_at"].strftime("%Y-%m-%dT%H:%M:%S") if r["revoked_at"] else "-",
+            r["comment"] or "",
+        )
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    for row in table:
+        sys.stdout.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)))
+        sys.stdout.write("  " + row[-1] + "\n")
+    return 0
+
+
+def _revoke(store: Store, token_id: int) -> int:
+    from conductor.commands.common import fail
+
+    if not store.revoke_token(token_id):
+        return fail(f"no live token has id {token_id} (see 'conductor token list')")
+    sys.stdout.write(f"token {token_id} revoked\n")
+    return 0

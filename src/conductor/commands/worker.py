@@ -1,0 +1,51 @@
+"""`conductor worker`: one node's agent, against CONDUCTOR_DATABASE_URL.
+
+It claims its node name (refused while another live worker holds it), heartbeats, runs the jobs
+placed on the node and re-adopts them after its own restart. It waits for a database that is
+not up yet, and rides out one that restarts: its jobs keep running meanwhile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from conductor.commands.common import add_node_arguments, configure_logging, fail
+from conductor.commands.runtime import StartupError, load_settings, open_store, run_worker_in_foreground, start_worker
+from conductor.settings import Settings
+
+log = logging.getLogger("conductor.worker")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="conductor worker", description="Run one node's agent against CONDUCTOR_DATABASE_URL."
+    )
+    parser.add_argument("--home", help="state directory: scripts, job status files (default: CONDUCTOR_HOME)")
+    add_node_arguments(parser)
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_level)
+    try:
+        return run_worker(load_settings(args))
+    except StartupError as exc:
+        return fail(str(exc))
+
+
+def run_worker(settings: Settings) -> int:
+    from conductor.pgbus import bus_for
+
+    store = open_store(settings, patient=True)
+    bus = bus_for(store, f"worker-{settings.resolved_node_name()}")
+    try:
+        worker = start_worker(settings, store, bus, patient=True)
+        log.info("conductor worker: node %s with %d CPUs", worker.config.name, worker.config.cpus)
+        run_worker_in_foreground(worker)
+    finally:
+        bus.close()
+        store.close()
+    return 1 if worker.taken_over else 0

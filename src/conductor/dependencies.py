@@ -1,0 +1,200 @@
+"""Job dependencies (``--dependency``) resolved for the scheduler, and checked at submission.
+
+The scheduler's policy only sees a status per pending job (SATISFIED, WAITING, NEVER); this
+module computes it from the store: the dependency strings of the pending jobs, then the states
+of every job they name in one read (`Store.job_summaries`), then the pure evaluator of
+`conductor.domain.dependency`. The evaluation itself (`statuses_for`, `evaluate_all`) is pure so
+tests call it without a database.
+
+Slurm's rules kept here:
+- a plain job id that is an array's id stands for the whole array (its tasks aggregated);
+  ``123_4`` names one task;
+- ``singleton`` waits while another job of the same user and name is running, or pending and
+  submitted earlier (``_find_singleton_job`` in slurmctld), so same-named singleton jobs run
+  one at a time in submission order;
+- a dependency on a job that does not exist is refused at submission ("Job dependency
+  problem"); one that can no longer be met leaves the job pending with reason
+  ``DependencyNeverSatisfied``, as Slurm does without ``kill_invalid_depend``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from conductor.domain.dependency import (
+    Dependency,
+    DependencyResult,
+    JobRef,
+    JobStatus,
+    aggregate_array_status,
+    evaluate_dependency,
+    parse_dependency,
+)
+from conductor.domain.errors import SpecError
+from conductor.policy import DependencyStatus, PendingJob
+from conductor.store import SingletonState
+
+__all__ = [
+    "DEPENDENCY_PROBLEM",
+    "DependencyResolver",
+    "check_targets",
+    "evaluate_all",
+    "resolve_dependencies",
+    "statuses_for",
+]
+
+DEPENDENCY_PROBLEM = "Job dependency problem"
+
+
+class DependencyStore(Protocol):
+    """What resolution needs from `conductor.store.Store`."""
+
+    def dependency_targets(self) -> dict[int, str]: ...
+
+    def job_summaries(self, ids: Iterable[int]) -> dict[int, dict[str, Any]]: ...
+
+    def singleton_blockers(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], SingletonState]: ...
+
+
+def _refs(dep: Dependency) -> set[JobRef]:
+    return {ref for term in dep.terms for ref in term.job_ids}
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite hands timestamps back naive; they were written in UTC.
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+def _status(row: Mapping[str, Any]) -> JobStatus:
+    return JobStatus(
+        state=str(row["state"]), start_time=_aware(row.get("start_time")), end_time=_aware(row.get("end_time"))
+    )
+
+
+def statuses_for(refs: Iterable[JobRef], rows: Iterable[Mapping[str, Any]]) -> dict[JobRef, JobStatus]:
+    """The status of each referenced job, from job rows (id, state, times, array ids).
+
+    A ref without a task whose id is an array's id gets the aggregate of all the array's tasks;
+    a ref to a job that is not among `rows` is left out (the evaluator counts it as never).
+    """
+    by_id: dict[int, Mapping[str, Any]] = {}
+    tasks: dict[int, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        by_id[int(row["id"])] = row
+        if row.get("array_job_id") is not None:
+            tasks.setdefault(int(row["array_job_id"]), []).append(row)
+    out: dict[JobRef, JobStatus] = {}
+    for ref in refs:
+        if ref.task_id is not None:
+            task = next((t for t in tasks.get(ref.job_id, ()) if t.get("array_task_id") == ref.task_id), None)
+            if task is not None:
+                out[ref] = _status(task)
+        elif ref.job_id in tasks:
+            out[ref] = aggregate_array_status(_status(t) for t in tasks[ref.job_id])
+        elif ref.job_id in by_id:
+            out[ref] = _status(by_id[ref.job_id])
+    return out
+
+
+def _singleton_blocked(job_id: int, state: SingletonState | None) -> bool:
+    if state is None:
+        return False
+    return state.running or (state.first_pending_id is not None and state.first_pending_id < job_id)
+
+
+def evaluate_all(
+    dependencies: Mapping[int, Dependency],
+    statuses: Mapping[JobRef, JobStatus],
+    *,
+    now: datetime,
+    owners: Mapping[int, tuple[str, str]] | None = None,
+    singletons: Mapping[tuple[str, str], SingletonState] | None = None,
+) -> dict[int, DependencyStatus]:
+    """The dependency status of each job; `owners` maps a job to its (user, name) for singleton."""
+    out: dict[int, DependencyStatus] = {}
+    for job_id, dep in dependencies.items():
+        owner = (owners or {}).get(job_id)
+        blocked = owner is not None and _singleton_blocked(job_id, (singletons or {}).get(owner))
+        result = evaluate_dependency(dep, statuses, now=now, user_singleton_blocked=blocked)
+        out[job_id] = _STATUS[result]
+    return out
+
+
+_STATUS = {
+    DependencyResult.SATISFIED: DependencyStatus.SATISFIED,
+    DependencyResult.WAITING: DependencyStatus.WAITING,
+    DependencyResult.NEVER: DependencyStatus.NEVER,
+}
+
+
+class DependencyResolver:
+    """The scheduler's hook: re-evaluates, on every pass, the pending jobs that have a dependency.
+
+    The scheduler keeps its pending jobs between passes, with the status this hook last gave
+    them; a job found SATISFIED is remembered here and evaluated again while it is pending
+    (singleton can close again; a requeued job can undo an afterok). A pass over a backlog
+    with no dependency at all costs no query.
+    """
+
+    def __init__(self) -> None:
+        self._known: set[int] = set()
+
+    def __call__(self, store: DependencyStore, pending: Sequence[PendingJob]) -> None:
+        candidates = [j for j in pending if j.dependency is not DependencyStatus.SATISFIED or j.id in self._known]
+        if not candidates and not self._known:
+            return
+        resolve_dependencies(store, candidates)
+        self._known = {j.id for j in candidates}
+
+
+def resolve_dependencies(store: DependencyStore, pending: Sequence[PendingJob], now: datetime | None = None) -> None:
+    """Set `dependency` of every job of `pending` that has one (others are left as they are).
+
+    Reads: the dependency strings, then every job they name (and the singleton jobs' own rows)
+    in one `job_summaries` call, then, only when some job asks for singleton, one grouped count.
+    """
+    waiting = {j.id: j for j in pending}
+    if not waiting:
+        return
+    now = now or datetime.now(UTC)
+    parsed: dict[int, Dependency] = {}
+    for job_id, text in store.dependency_targets().items():
+        job = waiting.get(job_id)
+        if job is None:
+            continue
+        try:
+            parsed[job_id] = parse_dependency(text)
+        except SpecError:
+            # Stored strings were validated at submission; one that no longer parses can never
+            # be met, and must not stop the other jobs from being scheduled.
+            job.dependency = DependencyStatus.NEVER
+    if not parsed:
+        return
+    singleton_jobs = {job_id for job_id, dep in parsed.items() if any(t.type == "singleton" for t in dep.terms)}
+    referenced = {ref for dep in parsed.values() for ref in _refs(dep)}
+    rows = store.job_summaries({ref.job_id for ref in referenced} | singleton_jobs)
+    owners: dict[int, tuple[str, str]] = {}
+    for job_id in singleton_jobs:
+        row = rows.get(job_id)
+        if row is not None:
+            owners[job_id] = (str(row["user_name"]), str(row["name"]))
+    singletons = store.singleton_blockers(set(owners.values())) if owners else {}
+    statuses = statuses_for(referenced, rows.values())
+    for job_id, status in evaluate_all(parsed, statuses, now=now, owners=owners, singletons=singletons).items():
+        waiting[job_id].dependency = status
+
+
+def check_targets(store: DependencyStore, dependency: str | None, *, field: str = "dependency") -> None:
+    """At submission: refuse a dependency naming a job (or array task) that does not exist."""
+    if not dependency:
+        return
+    refs = _refs(parse_dependency(dependency, field=field))
+    if not refs:
+        return
+    found = statuses_for(refs, store.job_summaries({ref.job_id for ref in refs}).values())
+    missing = sorted(ref for ref in refs if ref not in found)
+    if missing:
+        names = ", ".join(str(ref) for ref in missing[:5])
+        raise SpecError(field, f"{DEPENDENCY_PROBLEM}: no job {names} exists")

@@ -1,0 +1,302 @@
+"""The store's contract, run against SQLite and PostgreSQL alike (`database_url` is both).
+
+Real databases: the PostgreSQL cases use the session's own throw-away cluster.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from conductor.domain.states import JobState
+from conductor.policy import Placement, schedule
+from conductor.store import Finish, NodeConflict, Store, utcnow
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    s = Store(database_url)
+    s.migrate()
+    yield s
+    s.close()
+
+
+def job_row(**values: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "name": "job",
+        "user_name": "alice",
+        "partition": "debug",
+        "cpus_per_task": 1,
+        "work_dir": "/tmp",
+        "script": "#!/bin/bash\ntrue\n",
+        "environment": "{}",
+    }
+    row.update(values)
+    return row
+
+
+def add_node(store: Store, name: str, cpus: int, *, memory_mb: int = 4000, instance: str | None = None) -> None:
+    store.register_node(
+        name=name,
+        cpus=cpus,
+        cpu_ids=list(range(cpus)),
+        cpu_binding=False,
+        memory_mb=memory_mb,
+        partitions=["debug"],
+        instance=instance or f"test:{name}",
+        hostname="test-host",
+        stale_before=utcnow() - timedelta(seconds=30),
+    )
+
+
+def place(store: Store) -> list[Placement]:
+    """One scheduler pass: the pure policy fed from the store, its decision applied."""
+    decision = schedule(store.pending_for_scheduling(), store.node_views(), time.time(), presorted=True)
+    return store.apply_decision(decision.placements, decision.reasons)
+
+
+def state(store: Store, job_id: int) -> str:
+    job = store.get_job(job_id)
+    assert job is not None
+    return str(job["state"])
+
+
+def test_migrations_are_idempotent(store: Store) -> None:
+    store.migrate()
+    store.ping()
+    assert store.stats().total_cpus == 0
+
+
+def test_submit_place_claim_finish(store: Store) -> None:
+    add_node(store, "n1", 4)
+    ids = store.submit([job_row(name=f"j{i}", cpus_per_task=2) for i in range(3)])
+    applied = place(store)
+    assert sorted(p.job_id for p in applied) == ids[:2]
+    third = store.get_job(ids[2])
+    assert third is not None and third["state"] == "PENDING" and third["reason"] == "Resources"
+    stats = store.stats()
+    assert (stats.total_cpus, stats.used_cpus, stats.running_jobs, stats.pending_jobs) == (4, 4, 2, 1)
+
+    claimed = store.claim_for_launch("n1")
+    assert sorted(r["id"] for r in claimed) == ids[:2]
+    assert store.claim_for_launch("n1") == []  # claimed once, never twice
+
+    ended = store.finish([Finish(ids[0], JobState.COMPLETED, "0:0"), Finish(ids[1], JobState.FAILED, "3:0")])
+    assert sorted(ended) == ids[:2]
+    assert store.finish([Finish(ids[0], JobState.FAILED, "1:0")]) == []  # compare-and-set: once
+    assert state(store, ids[0]) == "COMPLETED"
+    assert [e["to_state"] for e in store.events(ids[0])] == ["PENDING", "RUNNING", "COMPLETED"]
+    assert store.stats().used_cpus == 0
+    place(store)
+    assert state(store, ids[2]) == "RUNNING"
+
+
+def test_cancel_pending_never_runs_and_running_is_marked(store: Store) -> None:
+    add_node(store, "n1", 1)
+    running, pending = store.submit([job_row(), job_row()])
+    place(store)
+    assert state(store, running) == "RUNNING"
+    assert store.cancel(pending).state == "CANCELLED"
+    outcome = store.cancel(running)
+    assert outcome.state == "RUNNING" and outcome.node == "n1"
+    assert store.running_on_node("n1")[0]["kill_state"] == "CANCELLED"
+    store.finish([Finish(running, JobState.CANCELLED, "0:15")])
+    place(store)
+    assert state(store, pending) == "CANCELLED"
+    assert "already" in store.cancel(pending).message
+
+
+def test_capacity_guard_refuses_cpus_given_twice(store: Store) -> None:
+    """Two schedulers deciding from the same snapshot: the second commit gets nothing."""
+    add_node(store, "n1", 2, memory_mb=1000)
+    a, b, c = store.submit([job_row(), job_row(), job_row()])
+    first = store.apply_decision([Placement(a, "n1", (0,), 0)], {})
+    second = store.apply_decision([Placement(b, "n1", (0,), 0), Placement(c, "n1", (1,), 2000)], {})
+    assert [p.job_id for p in first] == [a]
+    assert second == []  # CPU 0 is taken; job c would exceed the node's memory
+    assert (state(store, b), state(store, c)) == ("PENDING", "PENDING")
+    assert store.apply_decision([Placement(b, "n1", (5,), 0)], {}) == []  # no such CPU
+    store.set_node_down("n1", None, "test")
+    assert store.apply_decision([Placement(b, "n1", (1,), 0)], {}) == []  # node is down
+
+
+def test_second_live_worker_is_refused(store: Store) -> None:
+    add_node(store, "n1", 2, instance="host:1:a")
+    with pytest.raises(NodeConflict, match="already served by a live worker"):
+        add_node(store, "n1", 2, instance="host:2:b")
+    # A predecessor known to be dead, or silent past the timeout, is taken over.
+    store.register_node(
+        name="n1", cpus=2, cpu_ids=[0, 1], cpu_binding=False, memory_mb=1, partitions=["debug"],
+        instance="host:3:c", hostname="h", stale_before=utcnow(), instance_alive=lambda _i: False,
+    )
+    assert not store.heartbeat("n1", "host:1:a")
+    assert store.heartbeat("n1", "host:3:c")
+
+
+def test_stats_count_live_nodes_only(store: Store) -> None:
+    add_node(store, "old", 8)
+    time.sleep(0.05)
+    cut = utcnow()
+    add_node(store, "new", 2)
+    assert store.stats().total_cpus == 10
+    assert store.stats(live_after=cut).total_cpus == 2
+    nodes = {n.name: n.state for n in store.list_nodes(live_after=cut)}
+    assert nodes == {"new": "UP", "old": "DOWN"}
+
+
+def test_reaping_a_dead_node(store: Store) -> None:
+    add_node(store, "dead", 4)
+    plain, requeue, cancelled, unlaunched = store.submit(
+        [job_row(), job_row(requeue=True), job_row(), job_row()]
+    )
+    store.apply_decision([Placement(i, "dead", (n,), 0) for n, i in enumerate((plain, requeue, cancelled))], {})
+    store.claim_for_launch("dead")
+    store.apply_decision([Placement(unlaunched, "dead", (3,), 0)], {})
+    store.cancel(cancelled)
+    time.sleep(0.05)
+    cut = utcnow()
+    add_node(store, "alive", 2)
+
+    reaped = store.reap_dead_nodes(cut)
+    assert reaped.nodes == ["dead"]
+    assert sorted(reaped.ended) == sorted([plain, cancelled])
+    assert sorted(reaped.requeued) == sorted([requeue, unlaunched])
+    assert state(store, plain) == "NODE_FAIL"
+    assert state(store, cancelled) == "CANCELLED"
+    for job_id, restarts in ((requeue, 1), (unlaunched, 0)):
+        job = store.get_job(job_id)
+        assert job is not None
+        assert (job["state"], job["restart_count"], job["node_list"], job["allocated_cpus"]) == (
+            "PENDING", restarts, None, 0,
+        )
+    assert [e["to_state"] for e in store.events(plain)] == ["PENDING", "RUNNING", "NODE_FAIL"]
+    assert store.events(requeue)[-1]["reason"] == "requeued: node down"
+    assert store.stats().used_cpus == 0
+    assert {n.name: n.state for n in store.list_nodes()} == {"alive": "UP", "dead": "DOWN"}
+    assert store.reap_dead_nodes(cut) == type(reaped)()  # nothing left to do
+
+    # The requeued job runs again on the live node; a late report of its first run ends nothing.
+    place(store)
+    job = store.get_job(requeue)
+    assert job is not None and job["state"] == "RUNNING" and job["node_list"] == "alive"
+    assert store.finish([Finish(requeue, JobState.COMPLETED, "0:0", node="dead", restart_count=0)]) == []
+    assert store.finish([Finish(requeue, JobState.COMPLETED, "0:0", node="alive", restart_count=0)]) == []
+    assert store.finish([Finish(requeue, JobState.COMPLETED, "0:0", node="alive", restart_count=1)]) == [requeue]
+
+
+def test_concurrent_claims_launch_each_job_once(store: Store) -> None:
+    add_node(store, "n1", 64)
+    ids = store.submit([job_row() for _ in range(64)])
+    place(store)
+    claimed: list[int] = []
+    lock = threading.Lock()
+
+    def claim() -> None:
+        for _ in range(20):
+            rows = store.claim_for_launch("n1")
+            with lock:
+                claimed.extend(r["id"] for r in rows)
+
+    threads = [threading.Thread(target=claim) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(claimed) == ids
+
+
+# ----------------------------------------------------------------- PostgreSQL only
+def test_seed_queries_run_verbatim(pg_url: str) -> None:
+    import psycopg
+
+    store = Store(pg_url)
+    store.migrate()
+    add_node(store, "n1", 4)
+    ids = store.submit([job_row(name="a", cpus_per_task=1), job_row(name="b", cpus_per_task=3), job_row()])
+    store.apply_decision([Placement(ids[0], "n1", (0,), 0)], {})
+    time.sleep(0.02)
+    store.apply_decision([Placement(ids[1], "n1", (1, 2, 3), 0)], {})
+    with psycopg.connect(pg_url) as conn:
+        rows = conn.execute(
+            "SELECT id, name, allocated_cpus, start_time, EXTRACT(EPOCH FROM (NOW() - start_time)) as running_seconds FROM jobs WHERE state = 'RUNNING' ORDER BY start_time;"
+        ).fetchall()
+        totals = conn.execute(
+            "SELECT SUM(allocated_cpus) as total_used_cpus, COUNT(*) as running_count FROM jobs WHERE state = 'RUNNING';"
+        ).fetchone()
+    assert [(r[0], r[1], r[2]) for r in rows] == [(ids[0], "a", 1), (ids[1], "b", 3)]
+    assert all(r[3].tzinfo is not None and float(r[4]) >= 0 for r in rows)
+    assert totals is not None and (int(totals[0]), totals[1]) == (4, 2)
+    stats = store.stats()
+    assert (stats.used_cpus, stats.running_jobs) == (4, 2)
+    store.close()
+
+
+def test_scheduler_lock_is_exclusive_and_dies_with_its_connection(pg_url: str) -> None:
+    from conductor.store import pg_connect, pg_try_scheduler_lock
+
+    store = Store(pg_url)
+    first = pg_connect(store.direct_conninfo(), "conductor-scheduler:first")
+    second = pg_connect(store.direct_conninfo(), "conductor-scheduler:second")
+    try:
+        assert pg_try_scheduler_lock(first)
+        assert not pg_try_scheduler_lock(second)
+        assert store.scheduler_holder() == "conductor-scheduler:first"
+        first.close()
+        assert pg_try_scheduler_lock(second)
+        assert store.scheduler_holder() == "conductor-scheduler:second"
+    finally:
+        second.close()
+        store.close()
+
+
+def test_scheduler_lock_hands_over(pg_url: str) -> None:
+    from conductor.leader import SchedulerLock
+
+    store = Store(pg_url)
+    changes: list[tuple[str, bool]] = []
+    a = SchedulerLock(store, interval=0.1, on_change=lambda on: changes.append(("a", on))).start()
+    deadline = time.monotonic() + 5
+    while not a.is_active() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    b = SchedulerLock(store, interval=0.1, on_change=lambda on: changes.append(("b", on))).start()
+    time.sleep(0.5)
+    assert a.is_active() and not b.is_active()
+    a.stop()
+    deadline = time.monotonic() + 5
+    while not b.is_active() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert b.is_active()
+    b.stop()
+    assert changes == [("a", True), ("a", False), ("b", True), ("b", False)]
+    store.close()
+
+
+def test_pg_bus_carries_topics_between_processes(pg_url: str) -> None:
+    from conductor.pgbus import PgBus
+
+    store = Store(pg_url)
+    sender, receiver = PgBus(store, poll=0.1).start(), PgBus(store, poll=0.1).start()
+    got: list[float] = []
+    own: list[float] = []
+    receiver.subscribe("node:n1", lambda: got.append(time.monotonic()))
+    sender.subscribe("node:n1", lambda: own.append(time.monotonic()))
+    try:
+        assert receiver.connected.wait(5)
+        t0 = time.monotonic()
+        sender.publish("node:n1")
+        sender.publish("node:other")
+        deadline = time.monotonic() + 5
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(0.2)
+        assert len(got) == 1 and got[0] - t0 < 0.5
+        assert len(own) == 1  # its own notification is not delivered twice
+    finally:
+        sender.close()
+        receiver.close()
+        store.close()
