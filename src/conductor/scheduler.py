@@ -64,6 +64,8 @@ class Scheduler:
         self.leader = leader
         self._started = time.monotonic()
         self._next_reap = 0.0
+        self._last_reap_check = time.time()  # wall clock: it also runs while the host sleeps
+        self._stalled_at = 0.0
         bus.subscribe(SCHEDULER, self.wake)
 
     def wake(self) -> None:
@@ -189,6 +191,8 @@ class Scheduler:
                         log.warning("scheduler pass failed: database unreachable (%s)", type(exc).__name__)
                     else:
                         log.exception("scheduler pass failed")
+            else:
+                self._last_reap_check = time.time()  # standing by is not standing still
             self._wake.wait(self._next_wakeup())
 
     # ------------------------------------------------------------ node failure
@@ -205,9 +209,17 @@ class Scheduler:
         Only after this process has been the active scheduler for a whole timeout: when the
         database itself was away (a restart) no worker could heartbeat, and judging their
         silence before they had the time to come back would kill every job of the cluster.
+        Likewise after this process itself stood still (a suspended host, a stalled VM): the
+        workers' heartbeats may be stale only because nobody ran.
         """
         now = time.monotonic()
+        wall = time.time()
+        if wall - self._last_reap_check > self.reap_interval + max(self.heartbeat_timeout / 2, 2.0):
+            log.warning("the scheduler stood still for %.0fs; judging node silence afresh", wall - self._last_reap_check)
+            self._stalled_at = now
+        self._last_reap_check = wall
         since = self._started if self.leader is None else self.leader.active_since()
+        since = max(since, self._stalled_at)
         if now < since + self.heartbeat_timeout or now < self._next_reap:
             return None
         self._next_reap = now + self.reap_interval

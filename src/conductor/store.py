@@ -997,7 +997,8 @@ class Store:
             self._events_for(conn, running, now, RUNNING, RUNNING, "cancel requested")
             out.changed = pending + running
             out.nodes = {rows[i].node_list for i in running if rows[i].node_list}
-            out.skipped = {i: r.state for i, r in rows.items() if i not in set(out.changed)}
+            changed = set(out.changed)
+            out.skipped = {i: r.state for i, r in rows.items() if i not in changed}
             out.found = set(rows)
         return out
 
@@ -1038,8 +1039,9 @@ class Store:
             running = [i for i, r in rows.items() if r.state == RUNNING and r.kill_state is None]
             ended = [i for i, r in rows.items() if r.state in _ENDED]
             out.changed = running + ended
+            changed = set(out.changed)
             out.skipped = {
-                i: (BEING_STOPPED if r.state == RUNNING else r.state) for i, r in rows.items() if i not in set(out.changed)
+                i: (BEING_STOPPED if r.state == RUNNING else r.state) for i, r in rows.items() if i not in changed
             }
             out.nodes = {rows[i].node_list for i in running if rows[i].node_list}
             self._update_ids(conn, running, RUNNING, kill_state=PENDING, kill_time=now, **({"held": True} if hold else {}))
@@ -1410,7 +1412,8 @@ class Store:
                 job_query = job_query.with_for_update()
             for job in conn.execute(job_query).all():
                 message = f"node {job.node_list} stopped responding"
-                if job.kill_state is None and (not job.launched or job.requeue):
+                # kill_state PENDING: `scontrol requeue` was under way; the dead node ends the run.
+                if (job.kill_state is None and (not job.launched or job.requeue)) or job.kill_state == PENDING:
                     restarts = job.restart_count + (1 if job.launched else 0)
                     conn.execute(
                         update(jobs)

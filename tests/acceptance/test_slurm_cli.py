@@ -1,14 +1,27 @@
-"""The Slurm user commands as subprocesses against a real `conductor up`."""
+"""The Slurm user commands as subprocesses against a real `conductor up`.
+
+One server (4 CPUs, node `cn01`) serves the whole module: starting one per test would cost more
+than the tests themselves. Each test gets its own working directory, and after each test every
+job still pending or running is cancelled, so the next one starts on an idle node.
+"""
 
 from __future__ import annotations
 
+import os
+import pwd
+import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import TERMINAL, ConductorProcess, clean_env
+from support import TERMINAL, Api, ConductorProcess, clean_env, free_port
+
+NODE = "cn01"
+USER = pwd.getpwuid(os.getuid()).pw_name
+STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d"
 
 
 class Cli:
@@ -37,176 +50,441 @@ class Cli:
             check=False,
         )
         if check and result.returncode != 0:
-            raise AssertionError(
-                f"{args} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
-            )
+            raise AssertionError(f"{args} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
         return result
 
     def submit(self, *args: str, stdin: str | None = None) -> int:
-        return int(self("sbatch", "--parsable", *args, stdin=stdin).stdout.strip())
+        out = self("sbatch", "--parsable", *args, stdin=stdin).stdout
+        assert re.fullmatch(r"\d+\n", out), out  # --parsable: the id alone (one cluster)
+        return int(out)
 
     def state(self, job: str | int) -> str:
-        out = self(
-            "sacct", "-j", str(job), "-X", "-n", "-P", "-o", "State"
-        ).stdout.split()
+        out = self("sacct", "-j", str(job), "-X", "-n", "-P", "-o", "State").stdout.split()
         return out[0] if out else ""
 
-    def wait_state(self, job: str | int, states: set[str], timeout: float = 30) -> str:
+    def wait_state(self, job: str | int, states: set[str] | str, timeout: float = 30) -> str:
+        wanted = {states} if isinstance(states, str) else states
         deadline = time.monotonic() + timeout
         state = ""
         while time.monotonic() < deadline:
             state = self.state(job)
-            if state in states:
+            if state in wanted:
                 return state
             time.sleep(0.1)
-        raise AssertionError(f"job {job} stayed {state!r}, wanted {states}")
+        raise AssertionError(f"job {job} stayed {state!r}, wanted {wanted}")
+
+    def wait_text(self, path: Path, text: str, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        content = ""
+        while time.monotonic() < deadline:
+            content = path.read_text() if path.exists() else ""
+            if text in content:
+                return content
+            time.sleep(0.05)
+        raise AssertionError(f"{path} never contained {text!r}: {content!r}")
+
+    def ids(self, *args: str) -> list[str]:
+        """squeue -h -o %i with extra filters, one id per line."""
+        return self("squeue", "-h", "-o", "%i", *args).stdout.split()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConductorProcess]:
+    home = tmp_path_factory.mktemp("cli") / "home"
+    process = ConductorProcess(
+        home,
+        ["up", "--cpus", "4", "--node-name", NODE],
+        env={"CONDUCTOR_KILL_WAIT": "2"},
+        port=free_port(),
+    )
+    process.start()
+    yield process
+    process.stop()
 
 
 @pytest.fixture
-def cli(conductor_server: ConductorProcess, tmp_path: Path) -> Cli:
+def cli(server: ConductorProcess, tmp_path: Path) -> Iterator[Cli]:
     work = tmp_path / "work"
     work.mkdir()
-    return Cli(conductor_server, work)
+    yield Cli(server, work)
+    # Leave the node idle for the next test, whatever this one left behind.
+    api = Api(server.url)
+    try:
+        live = api.http.get("/jobs", params={"state": "PENDING,RUNNING", "limit": 100000}).json()["jobs"]
+        for job in live:
+            api.http.post(f"/jobs/cancel/{job['job_id']}")
+        api.wait_all([int(j["job_id"]) for j in live], timeout=30)
+    finally:
+        api.close()
 
 
+# ------------------------------------------------------------------------------------- sbatch
 def test_sbatch_script_with_directives_runs_and_writes_default_output(cli: Cli) -> None:
     script = cli.cwd / "hello.sh"
     script.write_text(
-        "#!/bin/bash\n# a job\n\n#SBATCH --job-name=greeter\n#SBATCH -t 1:00\n"
+        "#!/bin/bash\n# a job\n\n#SBATCH --job-name=greeter\n#SBATCH -t 1:00 # one minute\n"
         "echo hello-stdout $SLURM_JOB_NAME; echo hello-stderr >&2\n#SBATCH -J ignored\n"
     )
     out = cli("sbatch", str(script)).stdout
-    assert out.startswith("Submitted batch job ")
+    assert re.fullmatch(r"Submitted batch job \d+\n", out), out
     job_id = int(out.split()[-1])
     assert cli.wait_state(job_id, TERMINAL) == "COMPLETED"
-    assert (
-        cli.cwd / f"slurm-{job_id}.out"
-    ).read_text() == "hello-stdout greeter\nhello-stderr\n"
-    rows = cli(
-        "sacct",
-        "-j",
-        str(job_id),
-        "-P",
-        "-n",
-        "-o",
-        "JobID,JobName,State,ExitCode,Timelimit",
-    )
+    # #SBATCH after the first command is ignored; stdout and stderr share slurm-%j.out.
+    assert (cli.cwd / f"slurm-{job_id}.out").read_text() == "hello-stdout greeter\nhello-stderr\n"
+    rows = cli("sacct", "-j", str(job_id), "-P", "-n", "-o", "JobID,JobName,State,ExitCode,Timelimit")
     assert rows.stdout.splitlines()[0] == f"{job_id}|greeter|COMPLETED|0:0|00:01:00"
 
 
 def test_sbatch_stdin_wrap_and_command_line_overrides(cli: Cli) -> None:
-    job_id = cli.submit(
-        "-J", "fromcli", stdin="#!/bin/sh\n#SBATCH -J fromscript\necho in\n"
-    )
+    job_id = cli.submit("-J", "fromcli", stdin="#!/bin/sh\n#SBATCH -J fromscript\necho in\n")
     wrap_id = cli.submit("--wrap", "echo wrapped", "-o", "w-%j.txt")
-    cli.wait_state(job_id, TERMINAL)
-    cli.wait_state(wrap_id, TERMINAL)
-    names = cli(
-        "sacct", "-j", f"{job_id},{wrap_id}", "-X", "-n", "-P", "-o", "JobName"
-    ).stdout
-    assert names.split() == ["fromcli", "wrap"]
+    plain_id = cli.submit(stdin="#!/bin/sh\necho plain\n")
+    for job in (job_id, wrap_id, plain_id):
+        cli.wait_state(job, TERMINAL)
+    names = cli("sacct", "-j", f"{job_id},{wrap_id},{plain_id}", "-X", "-n", "-P", "-o", "JobName").stdout
+    # A script read from stdin is named "sbatch", a wrapped command "wrap", as in Slurm.
+    assert names.split() == ["fromcli", "wrap", "sbatch"]
     assert (cli.cwd / f"w-{wrap_id}.txt").read_text() == "wrapped\n"
 
 
-def test_sbatch_refusals_look_like_slurm(cli: Cli) -> None:
+def test_sbatch_precedence_directives_then_environment_then_command_line(cli: Cli) -> None:
+    script = "#!/bin/sh\n#SBATCH -J fromscript\n#SBATCH -t 7\ntrue\n"
+    directive = cli.submit("-H", stdin=script)
+    cli.env["SBATCH_JOB_NAME"] = "fromenv"
+    from_env = cli.submit("-H", stdin=script)
+    from_cli = cli.submit("-H", "-J", "fromcli", "-t", "8", stdin=script)
+    rows = cli("sacct", "-j", f"{directive},{from_env},{from_cli}", "-X", "-n", "-P", "-o", "JobName,Timelimit")
+    assert rows.stdout.splitlines() == ["fromscript|00:07:00", "fromenv|00:07:00", "fromcli|00:08:00"]
+
+
+def test_sbatch_passes_script_arguments(cli: Cli) -> None:
+    script = cli.cwd / "args.sh"
+    script.write_text('#!/bin/bash\necho "$#|$1|$2"\n')
+    job_id = cli.submit("-o", "args.out", str(script), "one", "two words")
+    assert cli.wait_state(job_id, TERMINAL) == "COMPLETED"
+    assert (cli.cwd / "args.out").read_text() == "2|one|two words\n"
+    refused = cli("sbatch", "--wrap", "true", "extra", check=False)
+    assert refused.returncode == 1
+    assert refused.stderr == "sbatch: error: Script arguments not permitted with --wrap option\n"
+
+
+def test_sbatch_refusals_and_warnings_look_like_slurm(cli: Cli) -> None:
     unknown = cli("sbatch", "--frobnicate", "--wrap", "true", check=False)
-    assert unknown.returncode == 1
-    assert unknown.stderr == (
-        "sbatch: unrecognized option '--frobnicate'\nTry \"sbatch --help\" for more information\n"
-    )
+    assert unknown.returncode == 1 and unknown.stdout == ""
+    assert unknown.stderr == "sbatch: unrecognized option '--frobnicate'\nTry \"sbatch --help\" for more information\n"
+    short = cli("sbatch", "-y", "--wrap", "true", check=False)
+    assert short.returncode == 1 and short.stderr.startswith("sbatch: invalid option -- 'y'\n")
     bad_time = cli("sbatch", "-t", "soon", "--wrap", "true", check=False)
-    assert bad_time.returncode == 1 and bad_time.stderr.startswith(
-        "sbatch: error: Invalid --time"
-    )
+    assert bad_time.returncode == 1 and bad_time.stderr.startswith("sbatch: error: Invalid --time")
     too_big = cli("sbatch", "-c", "64", "--wrap", "true", check=False)
     assert too_big.returncode == 1
     assert too_big.stderr.startswith("sbatch: error: Batch job submission failed: ")
     nodes = cli("sbatch", "-N", "2", "--wrap", "true", check=False)
     assert nodes.returncode == 1 and "sbatch: error: " in nodes.stderr
-    mail = cli("sbatch", "--parsable", "--mail-type=END", "--wrap", "true")
-    assert "sbatch: warning: " in mail.stderr and mail.stdout.strip().isdigit()
+    not_a_script = cli("sbatch", stdin="echo no shebang\n", check=False)
+    assert not_a_script.returncode == 1
+    assert not_a_script.stderr.startswith("sbatch: error: This does not look like a batch script.")
+    # Accepted with a warning naming what is not honoured here; the job is still submitted.
+    for option in ("--mail-type=END", "--constraint=fast"):
+        warned = cli("sbatch", "--parsable", "-H", option, "--wrap", "true")
+        assert warned.stderr.startswith("sbatch: warning: "), warned.stderr
+        assert warned.stdout.strip().isdigit()
+    # SLURM_EXIT_ERROR changes the exit code of a refusal, as in Slurm.
+    cli.env["SLURM_EXIT_ERROR"] = "7"
+    assert cli("sbatch", "--frobnicate", "--wrap", "true", check=False).returncode == 7
 
 
-def test_sbatch_wait_returns_the_exit_code_and_export_none(cli: Cli) -> None:
+def test_sbatch_wait_returns_the_exit_code(cli: Cli) -> None:
+    failed = cli("sbatch", "-W", "-o", "f.out", "--wrap", "echo ran; exit 3", check=False)
+    assert failed.returncode == 3
+    assert re.fullmatch(r"Submitted batch job \d+\n", failed.stdout)
+    assert (cli.cwd / "f.out").read_text() == "ran\n"
+    assert cli("sbatch", "--wait", "--parsable", "--wrap", "true").returncode == 0
+    # An array waits for all its tasks and returns the largest exit code.
+    array = cli("sbatch", "-W", "-a", "1-3", "--wrap", "exit $SLURM_ARRAY_TASK_ID", check=False)
+    assert array.returncode == 3
+
+
+def test_sbatch_export_semantics(cli: Cli) -> None:
     cli.env["MY_SECRET"] = "visible"
-    waited = cli(
-        "sbatch",
-        "-W",
-        "--export=NONE",
-        "-o",
-        "e.out",
-        "--wrap",
-        "echo [$MY_SECRET]; exit 3",
-        check=False,
-    )
-    assert waited.returncode == 3
-    assert (cli.cwd / "e.out").read_text() == "[]\n"
-    shown = cli("sbatch", "-W", "-o", "a.out", "--wrap", "echo [$MY_SECRET]")
-    assert shown.returncode == 0
-    assert (cli.cwd / "a.out").read_text() == "[visible]\n"
+    cli.env["OTHER"] = "other"
+    show = "echo [$MY_SECRET][$OTHER][$FOO][${SLURM_JOB_ID:+jobid}]"
+
+    def run(export: str | None) -> str:
+        out = cli.cwd / f"export-{len(list(cli.cwd.iterdir()))}.out"
+        args = ["sbatch", "-W", "-o", str(out), "--wrap", show]
+        if export is not None:
+            args.insert(1, f"--export={export}")
+        cli(*args)
+        return out.read_text().strip()
+
+    assert run(None) == "[visible][other][][jobid]"  # ALL by default
+    assert run("NONE") == "[][][][jobid]"  # only SLURM_* (and the job's own) variables
+    assert run("MY_SECRET") == "[visible][][][jobid]"  # named variables only
+    assert run("FOO=bar") == "[][][bar][jobid]"
+    assert run("ALL,FOO=bar") == "[visible][other][bar][jobid]"
+    cli.env["SBATCH_EXPORT"] = "NONE"  # the input variable sets the default
+    assert run(None) == "[][][][jobid]"
 
 
 def test_test_only_submits_nothing(cli: Cli) -> None:
     before = cli("sacct", "-a", "-X", "-n", "-P", "-o", "JobID").stdout
     result = cli("sbatch", "--test-only", "--wrap", "true")
     assert result.stdout == "" and result.stderr.startswith("sbatch: ")
+    refused = cli("sbatch", "--test-only", "-c", "64", "--wrap", "true", check=False)
+    assert refused.returncode == 1 and refused.stderr.startswith("sbatch: error: ")
     assert cli("sacct", "-a", "-X", "-n", "-P", "-o", "JobID").stdout == before
 
 
+# ------------------------------------------------------------------------------------- squeue
 def test_squeue_default_columns_array_collapse_and_held_reason(cli: Cli) -> None:
-    blocker = cli.submit("-c", "4", "--wrap", "sleep 30")
+    blocker = cli.submit("-c", "4", "-J", "blocker", "--wrap", "sleep 30")
     array = cli.submit("-a", "0-5%2", "--wrap", "sleep 30")
-    held = cli.submit("-H", "--wrap", "true")
-    cli.wait_state(blocker, {"RUNNING"})
+    held = cli.submit("-H", "-J", "a-long-held-name", "--wrap", "true")
+    cli.wait_state(blocker, "RUNNING")
     out = cli("squeue").stdout.splitlines()
-    assert out[0] == (
-        "             JOBID PARTITION     NAME     USER ST       TIME  NODES NODELIST(REASON)"
-    )
+    assert out[0] == "             JOBID PARTITION     NAME     USER ST       TIME  NODES NODELIST(REASON)"
     lines = {line.split()[0]: line for line in out[1:]}
-    assert f"{array}_[0-5%2]" in lines
-    assert lines[str(held)].split()[4] == "PD"
-    assert lines[str(held)].endswith("(JobHeldUser)")
-    assert lines[str(blocker)].split()[4] == "R"
-    ids = cli("squeue", "-h", "-r", "-j", str(array), "-o", "%i %t").stdout.split("\n")
-    assert f"{array}_3 PD" in ids
+    # Pending tasks of one array collapse into one line; the name is cut to 8 columns.
+    assert re.fullmatch(rf" *{array}_\[0-5%2\]     debug     wrap {USER:>8} PD       0:00      1 \(\w+\)", lines[f"{array}_[0-5%2]"])
+    assert lines[str(held)] == f"{held:>18}     debug a-long-h {USER:>8} PD       0:00      1 (JobHeldUser)"
+    assert re.fullmatch(rf"{blocker:>18}     debug  blocker {USER:>8}  R +\d:\d\d      1 {NODE}", lines[str(blocker)])
+    # Pending jobs first, then running ones (squeue's default sort).
+    assert list(lines).index(str(blocker)) > list(lines).index(str(held))
+    tasks = cli("squeue", "-h", "-r", "-j", str(array), "-o", "%i %t").stdout.splitlines()
+    assert tasks == [f"{array}_{i} PD" for i in range(6)]
     assert cli("scancel", str(blocker), str(array), str(held)).returncode == 0
     assert cli.wait_state(blocker, TERMINAL) == "CANCELLED"
+    # An ended job is left out, not an error, once it is known.
     assert cli("squeue", "-h", "-j", str(held)).stdout == ""
+    unknown = cli("squeue", "-j", "999999", check=False)
+    assert unknown.returncode == 1 and "Invalid job id specified" in unknown.stderr
 
 
-def test_scancel_array_task_and_unknown_job(cli: Cli) -> None:
+def test_squeue_formats_and_filters(cli: Cli) -> None:
+    running = cli.submit("-J", "runner", "-t", "10", "--wrap", "sleep 30")
+    held = cli.submit("-H", "-J", "held-job", "-t", "1-00:00:00", "--wrap", "true")
+    array = cli.submit("-H", "-a", "1-4", "-J", "arr", "--wrap", "true")
+    cli.wait_state(running, "RUNNING")
+
+    # -o: '.' right-aligns, a width pads and cuts, text between fields is kept.
+    assert cli("squeue", "-h", "-j", str(held), "-o", "%.10i|%5j|%t|%.5P|%l|%T").stdout == (
+        f"{held:>10}|held-|PD|debug|1-00:00:00|PENDING\n"
+    )
+    assert cli("squeue", "-h", "-j", str(running), "-o", "%i %t %N %C %D %l %u").stdout == (
+        f"{running} R {NODE} 1 1 10:00 {USER}\n"
+    )
+    # -O: name[:[.]size]; no separator but the padding (20 by default).
+    assert cli("squeue", "-h", "-j", str(held), "-O", "JobID:8,Name:.10,StateCompact:4,Partition").stdout == (
+        f"{held:<8}  held-jobPD  {'debug':<20}\n"
+    )
+    header = cli("squeue", "-j", str(held), "-O", "JobID:8,Name:.10,StateCompact:4").stdout.splitlines()[0]
+    assert header == "JOBID         NAMEST  "
+
+    # -t by name or compact code; -u, --me, -n.
+    assert cli.ids("-t", "R") == [str(running)]
+    pending = cli.ids("-t", "PD")
+    assert str(held) in pending and f"{array}_[1-4]" in pending and str(running) not in pending
+    assert cli.ids("-t", "pending,running", "-n", "runner,held-job") == [str(held), str(running)]
+    assert set(cli.ids("-u", USER)) == {str(running), str(held), f"{array}_[1-4]"}
+    assert cli.ids("--me", "-t", "R") == [str(running)]
+    assert cli.ids("-u", "nobody") == []
+    bad_state = cli("squeue", "-t", "sleeping", check=False)
+    assert bad_state.returncode == 1 and bad_state.stderr.startswith("squeue: error: Invalid job state")
+
+    # -j takes array tasks (123_4), whole arrays, and lists; -r expands arrays.
+    assert cli("squeue", "-h", "-j", f"{array}_3", "-o", "%i %K %F %t").stdout == f"{array}_3 3 {array} PD\n"
+    assert cli.ids("-j", str(array)) == [f"{array}_[1-4]"]
+    assert cli.ids("-r", "-j", f"{array},{held}") == [str(held)] + [f"{array}_{i}" for i in range(1, 5)]
+    assert cli("squeue", "-h", "-j", f"{array}_[2-3]", "-r", "-o", "%i").stdout.split() == [
+        f"{array}_2",
+        f"{array}_3",
+    ]
+
+
+# ------------------------------------------------------------------------------------ scancel
+def test_scancel_array_task_whole_array_and_unknown_job(cli: Cli) -> None:
     array = cli.submit("-H", "-a", "1-3", "--wrap", "true")
     cli("scancel", f"{array}_2")
-    states = cli(
-        "sacct", "-j", str(array), "-X", "-n", "-P", "--array", "-o", "JobID,State"
-    )
-    assert f"{array}_2|CANCELLED" in states.stdout.splitlines()
-    assert f"{array}_1|PENDING" in states.stdout.splitlines()
+    states = cli("sacct", "-j", str(array), "-X", "-n", "-P", "--array", "-o", "JobID,State").stdout.splitlines()
+    assert states == [f"{array}_1|PENDING", f"{array}_2|CANCELLED", f"{array}_3|PENDING"]
     missing = cli("scancel", "999999", check=False)
     assert missing.returncode == 1
-    assert "Invalid job id specified" in missing.stderr
-    cli("scancel", str(array))
+    assert missing.stderr == "scancel: error: Kill job error on job id 999999: Invalid job id specified\n"
+    cli("scancel", str(array))  # the whole array: its remaining tasks
+    states = cli("sacct", "-j", str(array), "-X", "-n", "-P", "--array", "-o", "State").stdout.split()
+    assert states == ["CANCELLED"] * 3
+    again = cli("scancel", f"{array}_1", check=False)
+    assert again.returncode == 1 and "Job/step already completing or completed" in again.stderr
 
 
-def test_scontrol_show_job_and_update(cli: Cli) -> None:
-    job_id = cli.submit("-H", "-J", "shown", "--wrap", "true")
-    shown = cli("scontrol", "show", "job", str(job_id)).stdout
-    assert shown.startswith(f"JobId={job_id} JobName=shown\n")
-    assert "   JobState=PENDING Reason=JobHeldUser Dependency=(null)\n" in shown
-    cli("scontrol", "update", f"JobId={job_id}", "TimeLimit=10:00")
-    assert "TimeLimit=00:10:00" in cli("scontrol", "show", "job", str(job_id)).stdout
-    unknown = cli("scontrol", "show", "job", "999999", check=False)
-    assert unknown.returncode == 1
-    cli("scancel", str(job_id))
+def test_scancel_by_name_user_and_state(cli: Cli) -> None:
+    victims = [cli.submit("-H", "-J", "victim", "--wrap", "true") for _ in range(2)]
+    survivor = cli.submit("-H", "-J", "survivor", "--wrap", "true")
+    runner = cli.submit("-J", "runner", "--wrap", "sleep 30")
+    cli.wait_state(runner, "RUNNING")
+    cli("scancel", "-n", "victim")
+    assert [cli.state(v) for v in victims] == ["CANCELLED", "CANCELLED"]
+    assert cli.state(survivor) == "PENDING"
+    cli("scancel", "-u", USER, "-t", "PENDING")  # pending only: the running job stays
+    assert cli.state(survivor) == "CANCELLED"
+    assert cli.state(runner) == "RUNNING"
+    cli("scancel", "--me")
+    assert cli.wait_state(runner, TERMINAL) == "CANCELLED"
+    nothing = cli("scancel", check=False)
+    assert nothing.returncode == 1 and nothing.stderr == "scancel: error: No job identification provided\n"
 
 
-def test_sinfo_and_stats(cli: Cli) -> None:
-    lines = cli("sinfo").stdout.splitlines()
-    assert lines[0] == "PARTITION AVAIL  TIMELIMIT  NODES  STATE NODELIST"
-    assert lines[1].split()[0].endswith("*")
+def test_scancel_signal_reaches_the_job_without_ending_it(cli: Cli) -> None:
+    script = (
+        "#!/bin/bash\n"
+        "trap 'echo got-usr1' USR1\n"
+        "echo ready\n"
+        "for i in $(seq 300); do sleep 0.1; done\n"
+    )
+    job_id = cli.submit("-o", "sig.out", stdin=script)
+    cli.wait_text(cli.cwd / "sig.out", "ready")
+    cli("scancel", "--signal=USR1", str(job_id))
+    cli.wait_text(cli.cwd / "sig.out", "got-usr1")
+    assert cli.state(job_id) == "RUNNING"  # a signal is not a cancel
+    cli("scancel", "-s", "TERM", str(job_id))
+    assert cli.wait_state(job_id, TERMINAL) in {"FAILED", "CANCELLED"}
+    bad = cli("scancel", "--signal=NOPE", "1", check=False)
+    assert bad.returncode == 1 and bad.stderr.startswith("scancel: error: ")
+
+
+# -------------------------------------------------------------------------------------- sinfo
+def test_sinfo_formats_and_stats(cli: Cli) -> None:
+    assert cli("sinfo").stdout == (
+        f"PARTITION AVAIL  TIMELIMIT  NODES  STATE NODELIST\ndebug*       up   infinite      1   idle {NODE}\n"
+    )
+    runner = cli.submit("--wrap", "sleep 30")
+    cli.wait_state(runner, "RUNNING")
+    assert cli("sinfo", "-h").stdout == f"debug*       up   infinite      1    mix {NODE}\n"
+    assert cli("sinfo", "-N").stdout == (
+        f"NODELIST   NODES PARTITION STATE \n{NODE:<9}      1    debug* mix   \n"
+    )
+    assert cli("sinfo", "-h", "-o", "%n %c %C %t %P").stdout == f"{NODE} 4 1/3/0/4 mix debug*\n"
+    assert cli("sinfo", "-h", "-p", "nosuch").stdout == ""
+    stats = cli("stats", "--json").stdout
+    assert '"running_jobs": 1' in stats and '"total_cpus": 4' in stats
     assert "Total CPUs" in cli("stats").stdout
 
 
+# -------------------------------------------------------------------------------------- sacct
+def test_sacct_fields_steps_and_array_ids(cli: Cli) -> None:
+    failed = cli.submit("-J", "acct", "-t", "2:00", "-c", "2", "--mem=100M", "-o", "acct.out", "--wrap", "exit 3")
+    array = cli.submit("-a", "1-3", "-J", "arr", "--wrap", "true")
+    assert cli.wait_state(failed, TERMINAL) == "FAILED"
+    for task in (1, 2, 3):
+        cli.wait_state(f"{array}_{task}", TERMINAL)
+
+    fields = "JobID,JobIDRaw,JobName,Partition,AllocCPUS,State,ExitCode,Timelimit,ReqMem,NodeList,User,WorkDir"
+    rows = cli("sacct", "-j", str(failed), "-P", "-n", "-o", fields).stdout.splitlines()
+    assert rows[0] == f"{failed}|{failed}|acct|debug|2|FAILED|3:0|00:02:00|100M|{NODE}|{USER}|{cli.cwd}"
+    assert rows[1].startswith(f"{failed}.batch|{failed}.batch|batch||2|FAILED|3:0|")  # its batch step
+    assert len(rows) == 2
+    times = cli("sacct", "-j", str(failed), "-X", "-P", "-n", "-o", "Submit,Start,End,Elapsed").stdout.strip()
+    assert re.fullmatch(rf"{STAMP}\|{STAMP}\|{STAMP}\|\d\d:\d\d:\d\d", times), times
+    # -p ends each line with the delimiter; the header names the fields as given.
+    assert cli("sacct", "-j", str(failed), "-X", "-p", "-o", "jobid,state").stdout == (
+        f"JobID|State|\n{failed}|FAILED|\n"
+    )
+    # The aligned default layout.
+    table = cli("sacct", "-j", str(failed), "-X").stdout.splitlines()
+    assert table[:2] == [
+        "JobID           JobName  Partition    Account  AllocCPUS      State ExitCode ",
+        "------------ ---------- ---------- ---------- ---------- ---------- -------- ",
+    ]
+    assert table[2] == f"{failed:<12}       acct      debug                     2     FAILED      3:0 "
+
+    # Array tasks are N_T, their own ids in JobIDRaw; a task is selected by N_T.
+    tasks = cli("sacct", "-j", str(array), "-X", "-P", "-n", "-o", "JobID,JobIDRaw,JobName,State").stdout.splitlines()
+    assert [t.split("|")[0] for t in tasks] == [f"{array}_1", f"{array}_2", f"{array}_3"]
+    assert [t.split("|")[2:] for t in tasks] == [["arr", "COMPLETED"]] * 3
+    assert len({t.split("|")[1] for t in tasks}) == 3
+    one = cli("sacct", "-j", f"{array}_2", "-X", "-P", "-n", "-o", "JobID,State").stdout
+    assert one == f"{array}_2|COMPLETED\n"
+    # -s selects jobs in that state within the -S/-E window.
+    window = ("-S", "now-1hours", "-E", "now")
+    listed = cli("sacct", "-a", "-X", "-n", "-P", "-s", "F", *window, "-o", "JobID").stdout.split()
+    assert str(failed) in listed and f"{array}_1" not in listed
+    # As reference.sh recorded from Slurm: the ended job through squeue -t all, and the
+    # default output names of array tasks (slurm-%A_%a.out).
+    line = cli("squeue", "-h", "-t", "all", "-j", str(failed), "-o", "%i %T %r exit=%e").stdout
+    assert re.fullmatch(rf"{failed} FAILED NonZeroExitCode exit={STAMP}\n", line), line
+    assert sorted(p.name for p in cli.cwd.glob(f"slurm-{array}_*.out")) == [
+        f"slurm-{array}_{t}.out" for t in (1, 2, 3)
+    ]
+    bad = cli("sacct", "-o", "NoSuchField", check=False)
+    assert bad.returncode == 1 and 'Invalid field requested: "NoSuchField"' in bad.stderr
+
+
+# ----------------------------------------------------------------------------------- scontrol
+def test_scontrol_show_job_and_node(cli: Cli) -> None:
+    job_id = cli.submit("-H", "-J", "shown", "-t", "5", "--wrap", "true")
+    shown = cli("scontrol", "show", "job", str(job_id)).stdout
+    assert shown.startswith(f"JobId={job_id} JobName=shown\n")
+    assert "   JobState=PENDING Reason=JobHeldUser Dependency=(null)\n" in shown
+    assert "   RunTime=00:00:00 TimeLimit=00:05:00 TimeMin=N/A\n" in shown
+    assert f"   WorkDir={cli.cwd}\n" in shown
+    assert shown.endswith("\n\n")
+    one = cli("scontrol", "-o", "show", "job", str(job_id)).stdout
+    assert one.count("\n") == 1 and one.startswith(f"JobId={job_id} JobName=shown UserId={USER}(")
+    unknown = cli("scontrol", "show", "job", "999999", check=False)
+    assert unknown.returncode == 1 and "Invalid job id specified" in unknown.stderr
+
+    node = cli("scontrol", "show", "node", NODE).stdout
+    assert node.startswith(f"NodeName={NODE} ")
+    assert "CPUAlloc=0 CPUEfctv=4 CPUTot=4" in node and "Partitions=debug" in node
+    assert cli("scontrol", "show", "node", "nosuch", check=False).returncode == 1
+    assert "PartitionName=debug" in cli("scontrol", "show", "partition").stdout
+    assert cli("scontrol", "show", "hostnames", "cn[01-03]").stdout == "cn01\ncn02\ncn03\n"
+
+
+def test_scontrol_hold_release_and_update(cli: Cli) -> None:
+    blocker = cli.submit("-c", "4", "--wrap", "sleep 30")
+    cli.wait_state(blocker, "RUNNING")
+    waiting = cli.submit("-t", "5", "-o", "waiting.out", "--wrap", "echo done")
+    cli("scontrol", "hold", str(waiting))
+    reason = cli("squeue", "-h", "-j", str(waiting), "-o", "%r").stdout.strip()
+    assert reason.startswith("JobHeld"), reason
+    cli("scontrol", "release", str(waiting))
+    assert not cli("squeue", "-h", "-j", str(waiting), "-o", "%r").stdout.startswith("JobHeld")
+
+    cli("scontrol", "update", f"JobId={waiting}", "TimeLimit=10:00", "Priority=5")
+    shown = cli("scontrol", "show", "job", str(waiting)).stdout
+    assert "TimeLimit=00:10:00" in shown and "   Priority=5 " in shown
+    cli("scontrol", "update", f"jobid={waiting}", "JobName=renamed")
+    assert cli("squeue", "-h", "-j", str(waiting), "-o", "%j %l %Q").stdout == "renamed 10:00 5\n"
+    refused = cli("scontrol", "update", f"JobId={waiting}", "Frobs=2", check=False)
+    assert refused.returncode == 1 and "Update of this parameter is not supported" in refused.stderr
+    unknown = cli("scontrol", "hold", "999999", check=False)
+    assert unknown.returncode == 1 and "Invalid job id specified" in unknown.stderr
+
+    cli("scancel", str(blocker))
+    assert cli.wait_state(waiting, TERMINAL) == "COMPLETED"
+    assert (cli.cwd / "waiting.out").read_text() == "done\n"
+    ended = cli("scontrol", "update", f"JobId={waiting}", "TimeLimit=20", check=False)
+    assert ended.returncode == 1 and ended.stderr.startswith(f"Error updating job {waiting}: ")
+
+
+def test_scontrol_requeue_runs_the_job_again(cli: Cli) -> None:
+    job_id = cli.submit("-o", "requeue.out", "--open-mode=append", "--wrap", "echo run-$SLURM_RESTART_COUNT")
+    assert cli.wait_state(job_id, TERMINAL) == "COMPLETED"
+    cli("scontrol", "requeue", str(job_id))
+    cli.wait_text(cli.cwd / "requeue.out", "run-1")
+    assert cli.wait_state(job_id, TERMINAL) == "COMPLETED"
+    assert "Restarts=1 " in cli("scontrol", "show", "job", str(job_id)).stdout
+
+    sleeper = cli.submit("--wrap", "sleep 30")
+    cli.wait_state(sleeper, "RUNNING")
+    cli("scontrol", "requeuehold", str(sleeper))
+    cli.wait_state(sleeper, "PENDING")
+    assert cli("squeue", "-h", "-j", str(sleeper), "-o", "%r").stdout.strip().startswith("JobHeld")
+
+
+# --------------------------------------------------------------------------------------- srun
 def test_srun_inside_a_job_runs_ntasks_with_ranks(cli: Cli) -> None:
     shims = cli.cwd / "bin"
     cli("slurm-shims", str(shims))
@@ -214,28 +492,49 @@ def test_srun_inside_a_job_runs_ntasks_with_ranks(cli: Cli) -> None:
     script = (
         "#!/bin/bash\n#SBATCH -n 3\n"
         "srun -l bash -c 'echo rank $SLURM_PROCID of $SLURM_NTASKS'\n"
+        "srun bash -c 'echo ids $SLURM_PROCID $SLURM_LOCALID $SLURM_NODEID $SLURMD_NODENAME'\n"
         "srun -n 2 -o 'task-%t.out' bash -c 'echo $SLURM_PROCID'\n"
-        "srun -n 1 false; echo srun-rc=$?\n"
+        "srun --ntasks=1 false; echo srun-rc=$?\n"
     )
     job_id = cli.submit("-o", "srun.out", stdin=script)
     assert cli.wait_state(job_id, TERMINAL) == "COMPLETED"
     out = (cli.cwd / "srun.out").read_text().splitlines()
-    assert sorted(line for line in out if "rank" in line) == [
-        "0: rank 0 of 3",
-        "1: rank 1 of 3",
-        "2: rank 2 of 3",
-    ]
+    assert sorted(line for line in out if "rank" in line) == ["0: rank 0 of 3", "1: rank 1 of 3", "2: rank 2 of 3"]
+    assert sorted(line for line in out if line.startswith("ids")) == [f"ids {i} {i} 0 {NODE}" for i in range(3)]
     assert "srun-rc=1" in out
     assert (cli.cwd / "task-0.out").read_text() == "0\n"
     assert (cli.cwd / "task-1.out").read_text() == "1\n"
+    assert not (cli.cwd / "task-2.out").exists()
     outside = cli("srun", "true", check=False)
     assert outside.returncode == 1 and "inside a batch job" in outside.stderr
 
 
+# -------------------------------------------------------------------------------- slurm-shims
+def test_slurm_shims_run_the_commands_from_path(cli: Cli) -> None:
+    shims = cli.cwd / "shims"
+    written = cli("slurm-shims", str(shims)).stdout.split()
+    names = ["sbatch", "squeue", "scancel", "sinfo", "sacct", "scontrol", "srun"]
+    assert written == [str(shims / n) for n in names]
+    assert all(os.access(shims / n, os.X_OK) for n in names)
+    env = dict(cli.env, PATH=f"{shims}:/usr/bin:/bin")
+
+    def shell(command: str) -> str:
+        return subprocess.run(
+            ["sh", "-c", command], env=env, cwd=cli.cwd, capture_output=True, text=True, check=True
+        ).stdout
+
+    job_id = int(shell("sbatch --parsable -H --wrap true"))
+    assert shell(f"squeue -h -j {job_id} -o '%i %t'") == f"{job_id} PD\n"
+    shell(f"scancel {job_id}")
+    assert shell(f"sacct -j {job_id} -X -n -P -o State") == "CANCELLED\n"
+    assert shell("sinfo -h -o %P") == "debug*\n"
+
+
 def test_connection_refused_names_the_url(cli: Cli) -> None:
     cli.env["CONDUCTOR_URL"] = "http://127.0.0.1:9"
-    result = cli("sbatch", "--wrap", "true", check=False)
-    assert result.returncode == 1
-    assert "http://127.0.0.1:9" in result.stderr and result.stderr.startswith(
-        "sbatch: error: "
-    )
+    for command in ("sbatch", "squeue", "sacct"):
+        args = [command, "--wrap", "true"] if command == "sbatch" else [command]
+        result = cli(*args, check=False)
+        assert result.returncode == 1
+        assert "http://127.0.0.1:9" in result.stderr
+        assert result.stderr.startswith(f"{command}: error: ")

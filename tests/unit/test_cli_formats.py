@@ -210,7 +210,7 @@ def test_sacct_default_layout_with_batch_step() -> None:
         parsable=None,
     )
     assert text.splitlines() == [
-        "       JobID    JobName  Partition    Account  AllocCPUS      State ExitCode ",
+        "JobID           JobName  Partition    Account  AllocCPUS      State ExitCode ",
         "------------ ---------- ---------- ---------- ---------- ---------- -------- ",
         "7                  wrap      debug       proj          2  COMPLETED      0:0 ",
         "7.batch           batch                  proj          2  COMPLETED      0:0 ",
@@ -333,3 +333,137 @@ def test_scontrol_show_job_layout() -> None:
     assert text.endswith("\n\n")
     one = layout([format_job(failed)], oneliner=True)
     assert one.count("\n") == 1 and one.startswith("JobId=24546 JobName=named UserId=")
+
+
+# ---- exact machine-readable forms, as tools parse them and as Slurm prints them ---------------
+# Reference: /work/shared/anchors/slurm/reference-output (Slurm 22.05) and the man pages.
+
+
+def _local(*fields: int) -> str:
+    """An ISO instant for a local wall-clock time: Slurm prints instants in local time."""
+    from datetime import datetime
+
+    return datetime(*fields).astimezone().isoformat()  # type: ignore[arg-type]
+
+
+def test_squeue_noheader_id_and_state_codes() -> None:
+    """`squeue -h -o "%i %t"`: what dask-jobqueue and scripts poll."""
+    array_tasks = [
+        job(20 + i, array_job_id=20, array_task_id=i, reason="Resources") for i in range(3)
+    ]
+    running_task = dict(
+        job(30, array_job_id=20, array_task_id=7),
+        state="RUNNING",
+        reason="None",
+        node_list="vm",
+        allocated_cpus=1,
+    )
+    rows = default_sort(collapse_pending_arrays([RUNNING, *array_tasks, running_task, job(8)]))
+    assert render(parse_format("%i %t"), rows, header=False) == "8 PD\n20_[0-2] PD\n7 R\n20_7 R\n"
+
+
+def test_squeue_reference_lines() -> None:
+    """The lines reference.sh recorded from Slurm, rendered from equivalent jobs."""
+    failed = job(
+        24546,
+        state="FAILED",
+        reason="NonZeroExitCode",
+        end_time=_local(2026, 11, 29, 7, 0, 7),
+        exit_code="3:0",
+    )
+    assert render(parse_format("%i %T %r exit=%e"), [failed], header=False) == (
+        "24546 FAILED NonZeroExitCode exit=2026-11-29T07:00:07\n"
+    )
+    fmt = parse_format("%i %T %t reason=%r")
+    assert render(fmt, [job(24550, reason="PartitionDown")], header=False) == (
+        "24550 PENDING PD reason=PartitionDown\n"
+    )
+    cancelled = job(24550, state="CANCELLED", reason="PartitionDown")
+    assert render(fmt, [cancelled], header=False) == "24550 CANCELLED CA reason=PartitionDown\n"
+    assert render(fmt, [job(24551, reason="JobHeldUser", hold=True)], header=False) == (
+        "24551 PENDING PD reason=JobHeldUser\n"
+    )
+
+
+def test_squeue_default_output_with_running_and_array_lines() -> None:
+    now = 1795935726.0
+    tasks = [
+        job(100 + i, array_job_id=100, array_task_id=i, array_max_running=2, reason="JobArrayTaskLimit")
+        for i in range(6)
+    ]
+    completed = dict(RUNNING, state="COMPLETED", elapsed=65)
+    rows = default_sort(collapse_pending_arrays([*tasks, completed]))
+    text = render(parse_format(DEFAULT_FORMAT), rows, header=True, now=now)
+    assert text == (
+        "             JOBID PARTITION     NAME     USER ST       TIME  NODES NODELIST(REASON)\n"
+        "       100_[0-5%2]     debug     wrap    alice PD       0:00      1 (JobArrayTaskLimit)\n"
+        "                 7     debug a-very-l    alice CD       1:05      1 vm\n"
+    )
+
+
+def test_sacct_parsable2_noheader_and_submitit_form() -> None:
+    """`sacct --parsable2 -n -o ...` and submitit's `sacct -o JobID,State,NodeList --parsable2`."""
+    running_task = dict(
+        job(31, array_job_id=30, array_task_id=1),
+        state="RUNNING",
+        reason="None",
+        node_list="vm",
+        allocated_cpus=1,
+        start_time="2026-11-29T07:00:01+00:00",
+    )
+    pending_tasks = [job(32 + i, array_job_id=30, array_task_id=2 + i) for i in range(3)]
+    finished = dict(RUNNING, state="COMPLETED", exit_code="0:0")
+    rows = expand_rows(
+        collapse_pending_arrays([finished, running_task, *pending_tasks]), with_steps=True
+    )
+    assert sacct_render(
+        parse_fields("JobID,State,ExitCode"), rows, header=False, parsable="no_ending"
+    ) == (
+        "7|COMPLETED|0:0\n7.batch|COMPLETED|0:0\n30_1|RUNNING|0:0\n30_1.batch|RUNNING|0:0\n"
+        "30_[2-4]|PENDING|0:0\n"
+    )
+    assert sacct_render(
+        parse_fields("JobID,State,NodeList"), rows[:2], header=True, parsable="no_ending"
+    ) == ("JobID|State|NodeList\n7|COMPLETED|vm\n7.batch|COMPLETED|vm\n")
+    assert sacct_render(
+        parse_fields("JobID,State"), rows[:1], header=True, parsable="ending"
+    ) == "JobID|State|\n7|COMPLETED|\n"
+
+
+def test_sinfo_node_oriented_and_computed_widths() -> None:
+    from conductor.cli.sinfo import NODE_FORMAT, SUMMARIZE_FORMAT
+
+    partitions = [
+        {"name": "debug", "default": True, "state": "UP", "max_time": None, "nodes": ["vm"], "total_cpus": 4},
+        {"name": "long-jobs", "default": False, "state": "UP", "max_time": 172800, "nodes": ["vm"], "total_cpus": 4},
+    ]
+    node = {
+        "name": "vm",
+        "state": "MIXED",
+        "cpus": 4,
+        "alloc_cpus": 1,
+        "memory_mb": 1000,
+        "alloc_memory_mb": 0,
+        "partitions": ["debug", "long-jobs"],
+    }
+    rows = build_rows(partitions, [node], per_node=False, summarize=False)
+    # Partition and node columns are as wide as the longest value, at least 9 (sinfo's
+    # MIN_PART_FIELD_SIZE/MIN_NODE_FIELD_SIZE).
+    assert sinfo_render("%#P %.5a %.10l %.6D %.6t %N", rows, header=True) == (
+        "PARTITION AVAIL  TIMELIMIT  NODES  STATE NODELIST\n"
+        "debug*       up   infinite      1    mix vm\n"
+        "long-jobs    up 2-00:00:00      1    mix vm\n"
+    )
+    per_node = build_rows(partitions, [node], per_node=True, summarize=False)
+    assert sinfo_render(NODE_FORMAT, per_node, header=True) == (
+        "NODELIST   NODES PARTITION STATE \n"
+        "vm             1    debug* mix   \n"
+        "vm             1 long-jobs mix   \n"
+    )
+    summary = build_rows(partitions, [node], per_node=False, summarize=True)
+    assert sinfo_render(SUMMARIZE_FORMAT, summary, header=True).splitlines()[:2] == [
+        "PARTITION AVAIL  TIMELIMIT   NODES(A/I/O/T) NODELIST",
+        "debug*       up   infinite          1/0/0/1 vm",
+    ]
+    # A cut default partition keeps its '*' last, as _print_partition does.
+    assert sinfo_render("%5P|", rows[:1], header=False) == "debu*|\n"

@@ -370,3 +370,38 @@ def test_getopt_behaves_like_gnu() -> None:
         getopt_long(["--verbose=1"], table)
     parsed, rest = getopt_long(["a", "-v", "--", "-n"], table, stop_at_operand=False)
     assert parsed == [("verbose", None)] and rest == ["a", "-n"]
+
+
+# ---- start-up cost -----------------------------------------------------------------------------
+
+
+def test_typical_submission_imports_nothing_heavy() -> None:
+    """`sbatch -t ... -a ... -d ...` must not import typing, dataclasses or datetime: each costs
+    milliseconds of the ~40 ms a submission may take (they are checked in a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from conductor.cli.sbatch_options import build_plan, first_pass\n"
+        "argv = ['-t', '1-00:00:00', '-a', '0-19%4', '-d', 'afterok:12:13_2', '--mem=1G',\n"
+        "        '-J', 'x', '--wrap', 'true']\n"
+        "plan = build_plan(first_pass(argv), '#!/bin/sh\\ntrue\\n', script_path=None,\n"
+        "                  environ={'PATH': '/bin'}, cwd='/tmp')\n"
+        "assert plan.job['time_limit'] == '1-00:00:00' and plan.job['array'] == '0-19%4'\n"
+        "heavy = {'typing', 'dataclasses', 'datetime', 'inspect', 'conductor.domain.arrays',\n"
+        "         'conductor.domain.dependency'} & set(sys.modules)\n"
+        "print(sorted(heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout == "[]\n", out.stdout + out.stderr
+
+
+def test_unusual_array_and_dependency_values_still_get_a_precise_message() -> None:
+    with pytest.raises(SbatchError, match=r"^Invalid job array specification: "):
+        plan_for("#!/bin/sh\n", ["--array=1-x"])
+    with pytest.raises(SbatchError, match=r"Job dependency problem"):
+        plan_for("#!/bin/sh\n", ["--dependency=afterwards:12"])
+    # Well-formed values go to the server as written (it checks ranges and job ids).
+    job = plan_for("#!/bin/sh\n", ["--array=5-3", "-d", "afterok:1?singleton"]).job
+    assert job["array"] == "5-3" and job["dependency"] == "afterok:1?singleton"

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
+import anyio.to_thread
+
 import getpass
 import socket
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
@@ -15,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from conductor import __version__
 from conductor.api import control, models, slurmrestd
-from conductor.api.auth import CurrentPrincipal, authenticate, require_owner
+from conductor.api.auth import CurrentPrincipal, authenticate, document_public_routes, require_owner
 from conductor.api.limits import BodyLimit
 from conductor.api.outputs import output_owners
 from conductor.api.outputs import read_tail as _read_tail_safely
@@ -131,11 +136,38 @@ def _parse_job_id(job_id: str) -> int:
 def _csv(value: str | None) -> list[str] | None:
     if not value:
         return None
+    if "\x00" in value:  # PostgreSQL cannot even compare text with NUL in it
+        raise ApiError(400, "query parameters must not contain NUL characters")
     return [v.strip() for v in value.split(",") if v.strip()]
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    # Few threads for blocking handlers: they share one GIL and one SQLite writer, and a
+    # crowd of them only adds switching (AnyIO's default is 40).
+    anyio.to_thread.current_default_thread_limiter().total_tokens = 6
+    yield
+
+
+def _time_param(value: str | None, name: str) -> datetime | None:
+    """An ISO 8601 time (UTC when it names no zone) or UNIX seconds; 400 naming `name` else.
+
+    Parsed here rather than by the framework so the OpenAPI document says what is accepted."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        if text.replace(".", "", 1).isdigit():
+            return datetime.fromtimestamp(float(text), UTC)
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    except (ValueError, OverflowError, OSError):
+        raise ApiError(400, f"{name}: '{text[:40]}' is not a time (ISO 8601, e.g. 2026-01-31T12:00:00, or UNIX seconds)") from None
 
 
 def create_app(ctx: AppContext) -> FastAPI:
     app = FastAPI(
+        lifespan=_lifespan,
         title="SCNS-Conductor",
         version=__version__,
         description="A batch job scheduler with Slurm's way of working. Every route but /health needs "
@@ -180,6 +212,7 @@ def create_app(ctx: AppContext) -> FastAPI:
 
     # Plain ASGI, so chunked bodies without Content-Length are counted too (api/limits.py).
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    document_public_routes(app)
 
     error_responses: dict[int | str, dict[str, Any]] = {
         400: {"model": models.ErrorBody},
@@ -192,7 +225,11 @@ def create_app(ctx: AppContext) -> FastAPI:
         "/jobs/submit",
         status_code=201,
         response_model=models.SubmitResponse,
-        responses={**error_responses, 429: {"model": models.ErrorBody, "description": "Pending-job limit reached"}},
+        responses={
+            **error_responses,
+            200: {"model": models.SubmitResponse, "description": "test_only: the job would be accepted"},
+            429: {"model": models.ErrorBody, "description": "Pending-job limit reached"},
+        },
     )
     def submit(body: models.SubmitRequest, request: Request, principal: CurrentPrincipal) -> Any:
         now = utcnow()
@@ -299,9 +336,13 @@ def create_app(ctx: AppContext) -> FastAPI:
         name: Annotated[str | None, Query(description="Comma separated job names")] = None,
         partition: Annotated[str | None, Query(description="Comma separated partitions")] = None,
         job_id: Annotated[str | None, Query(description="Comma separated job ids (an array's id selects its tasks)")] = None,
-        array_job_id: Annotated[int | None, Query(ge=1)] = None,
-        since: Annotated[datetime | None, Query(description="Jobs still alive at or after this time")] = None,
-        until: Annotated[datetime | None, Query(description="Jobs submitted at or before this time")] = None,
+        array_job_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+        since: Annotated[
+            str | None, Query(description="Jobs still alive at or after this time (ISO 8601, or UNIX seconds)")
+        ] = None,
+        until: Annotated[
+            str | None, Query(description="Jobs submitted at or before this time (ISO 8601, or UNIX seconds)")
+        ] = None,
         offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
         limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
     ) -> Any:
@@ -322,8 +363,8 @@ def create_app(ctx: AppContext) -> FastAPI:
             partitions=_csv(partition),
             job_ids=ids,
             array_job_ids=[array_job_id] if array_job_id else None,
-            since=since,
-            until=until,
+            since=_time_param(since, "since"),
+            until=_time_param(until, "until"),
             offset=offset,
             limit=limit,
         )
@@ -400,12 +441,7 @@ def create_app(ctx: AppContext) -> FastAPI:
 
     # ---------------------------------------------------------------- system
     # Public (api/auth.PUBLIC_PATHS): probes carry no token. It says nothing but "up".
-    @app.get(
-        "/health",
-        response_model=models.Health,
-        responses={503: {"model": models.Health}},
-        openapi_extra={"security": []},
-    )
+    @app.get("/health", response_model=models.Health, responses={503: {"model": models.Health}})
     def health() -> Any:
         try:
             store.ping()

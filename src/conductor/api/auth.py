@@ -132,6 +132,27 @@ def authenticate(
     return principal
 
 
+def document_public_routes(app: Any) -> None:
+    """Say in the OpenAPI document that PUBLIC_PATHS need no token (`security: []`).
+
+    FastAPI lists the app-wide dependency's schemes on every operation and merges an
+    operation's own `security` into them rather than replacing them, so this edits the
+    generated document instead.
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        fresh = app.openapi_schema is None
+        schema: dict[str, Any] = generate()
+        if fresh:
+            for path in PUBLIC_PATHS:
+                for operation in schema.get("paths", {}).get(path, {}).values():
+                    operation["security"] = []
+        return schema
+
+    app.openapi = openapi
+
+
 def require_principal(principal: Annotated[Principal | None, Depends(authenticate)]) -> Principal:
     """The caller of a route that is not public (the value `authenticate` already computed)."""
     if principal is None:  # only on a public path, whose routes do not ask for a principal
@@ -171,6 +192,7 @@ __all__ = [
     "PUBLIC_PATHS",
     "Principal",
     "authenticate",
+    "document_public_routes",
     "hash_token",
     "lookup",
     "may_act_on",

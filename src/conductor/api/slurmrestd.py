@@ -18,6 +18,7 @@ slurmrestd's `X-SLURM-USER-TOKEN` header as well as a bearer token.
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import platform
@@ -29,6 +30,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from conductor import __version__
 from conductor.api import control, models
@@ -59,7 +61,21 @@ ESLURM_REST_INVALID_JOBS_DESC = 9002
 # slurmctld forgets ended jobs after MinJobAge (300 s by default); `GET jobs` shows the same.
 MIN_JOB_AGE = timedelta(seconds=300)
 
-router = APIRouter(prefix=PREFIX, tags=["slurmrestd v0.0.40"])
+# Documented so that clients (and the schemathesis run in tests/fuzz) know every status these
+# routes answer with; errors carry slurmrestd's list, not the native API's {"detail"}.
+_SLURM_ERROR = {
+    "description": "slurmrestd's error list",
+    "content": {
+        "application/json": {
+            "schema": {"type": "object", "required": ["errors"], "properties": {"errors": {"type": "array"}}}
+        }
+    },
+}
+router = APIRouter(
+    prefix=PREFIX,
+    tags=["slurmrestd v0.0.40"],
+    responses={status: _SLURM_ERROR for status in (400, 404, 409, 422, 429)},
+)
 
 
 # ------------------------------------------------------------------ shapes
@@ -352,24 +368,6 @@ def _submit_route(request: Request) -> Any:
 @router.post("/job/submit")
 async def submit(request: Request, principal: CurrentPrincipal) -> Any:
     """`v0.0.40_job_submit_req` -> `v0.0.40_openapi_job_submit_response`."""
-    try:
-        body = await request.json()
-    except ValueError:
-        return error_response(
-            request, 400, "request body is not valid JSON", error_number=ESLURM_REST_FAIL_PARSING,
-            error="Failed to parse request", source="job/submit", principal=principal,
-        )
-    return await _run_sync(_submit, request, principal, body)
-
-
-async def _run_sync(func: Any, *args: Any) -> Any:
-    # The store is blocking: keep it off the event loop, as FastAPI does for plain routes.
-    from starlette.concurrency import run_in_threadpool
-
-    return await run_in_threadpool(func, *args)
-
-
-def _submit(request: Request, principal: Principal, body: Any) -> Any:
     from conductor.api.app import ApiError
 
     def fail(status: int, description: str, error_number: int, error: str, source: str) -> JSONResponse:
@@ -377,32 +375,21 @@ def _submit(request: Request, principal: Principal, body: Any) -> Any:
             request, status, description, error_number=error_number, error=error, source=source, principal=principal
         )
 
-    if not isinstance(body, dict):
-        return fail(400, "the body must be an object {\"script\": ..., \"job\": {...}}", ESLURM_REST_INVALID_JOBS_DESC,
-                    "Invalid job description", "job/submit")
-    if body.get("jobs"):
-        return fail(400, "jobs: heterogeneous jobs are not supported; submit one job with \"job\"",
-                    ESLURM_REST_INVALID_JOBS_DESC, "Invalid job description", "jobs")
-    job = body.get("job")
-    if not isinstance(job, dict):
-        return fail(400, "job: a job description object is required", ESLURM_REST_INVALID_JOBS_DESC,
-                    "Invalid job description", "job")
-    script = body.get("script") or job.get("script")
-    if not isinstance(script, str) or not script:
-        return fail(400, "script: a batch script is required (in \"script\" or \"job.script\")",
-                    ESLURM_REST_INVALID_JOBS_DESC, "Batch script is empty or only whitespace", "script")
     try:
-        described, ignored = to_job_description(job)
-        request_model = models.SubmitRequest(job=models.JobDescription(**described), script=script)
-    except SpecError as exc:
-        return fail(400, str(exc), ESLURM_REST_INVALID_JOBS_DESC, "Invalid job description", f"job.{exc.field}")
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "job")
-        return fail(400, f"{where}: {first.get('msg', 'invalid')}", ESLURM_REST_INVALID_JOBS_DESC,
-                    "Invalid job description", f"job.{where}")
+        body = await request.json()
+    except ValueError:
+        return fail(400, "request body is not valid JSON", ESLURM_REST_FAIL_PARSING, "Failed to parse request", "job/submit")
+    parsed = _parse_submit(body)
+    if isinstance(parsed, tuple) and len(parsed) == 4:
+        return fail(400, *parsed)
+    request_model, ignored = parsed
+    endpoint = _submit_route(request)
     try:
-        answer = _submit_route(request)(body=request_model, request=request, principal=principal)
+        # The main route, whichever way it is declared: one place holds every submission rule.
+        if inspect.iscoroutinefunction(endpoint):
+            answer = await endpoint(body=request_model, request=request, principal=principal)
+        else:
+            answer = await run_in_threadpool(endpoint, body=request_model, request=request, principal=principal)
     except ApiError as exc:
         return fail(exc.status, exc.detail, _error_number(exc.detail), "Job submission failed", "job/submit")
     except SpecError as exc:
@@ -411,9 +398,6 @@ def _submit(request: Request, principal: Principal, body: Any) -> Any:
         return fail(exc.status_code, str(exc.detail), ESLURM_ACCESS_DENIED, "Job submission failed", "job/submit")
     except RequestValidationError as exc:
         return fail(422, str(exc), ESLURM_REST_INVALID_JOBS_DESC, "Invalid job description", "job")
-    if isinstance(answer, JSONResponse) or getattr(answer, "job_id", None) is None:
-        return fail(400, "test_only is not supported here", ESLURM_REST_INVALID_JOBS_DESC,
-                    "Invalid job description", "job.test_only")
     job_id = int(answer.job_id)
     warnings = [
         {"description": f"field '{name}' of job_desc_msg is not supported and was ignored", "source": f"job.{name}"}
@@ -434,6 +418,36 @@ def _submit(request: Request, principal: Principal, body: Any) -> Any:
         "errors": [],
         "warnings": warnings,
     }
+
+
+def _parse_submit(body: Any) -> tuple[models.SubmitRequest, list[str]] | tuple[str, int, str, str]:
+    """The request for the main route and the ignored fields, or (description, error number,
+    error, source) of what is wrong with the body."""
+    invalid = "Invalid job description"
+    if not isinstance(body, dict):
+        return "the body must be an object {\"script\": ..., \"job\": {...}}", ESLURM_REST_INVALID_JOBS_DESC, invalid, "job/submit"
+    if body.get("jobs"):
+        return "jobs: heterogeneous jobs are not supported; submit one job with \"job\"", ESLURM_REST_INVALID_JOBS_DESC, invalid, "jobs"
+    job = body.get("job")
+    if not isinstance(job, dict):
+        return "job: a job description object is required", ESLURM_REST_INVALID_JOBS_DESC, invalid, "job"
+    script = body.get("script") or job.get("script")
+    if not isinstance(script, str) or not script:
+        return (
+            "script: a batch script is required (in \"script\" or \"job.script\")",
+            ESLURM_REST_INVALID_JOBS_DESC, "Batch script is empty or only whitespace", "script",
+        )
+    if job.get("test_only"):
+        return "test_only: not supported by this API", ESLURM_REST_INVALID_JOBS_DESC, invalid, "job.test_only"
+    try:
+        described, ignored = to_job_description(job)
+        return models.SubmitRequest(job=models.JobDescription(**described), script=script), ignored
+    except SpecError as exc:
+        return str(exc), ESLURM_REST_INVALID_JOBS_DESC, invalid, f"job.{exc.field}"
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "job")
+        return f"{where}: {first.get('msg', 'invalid')}", ESLURM_REST_INVALID_JOBS_DESC, invalid, f"job.{where}"
 
 
 def _error_number(detail: str) -> int:

@@ -2,7 +2,7 @@
 
 Layout: in the default mode each field is padded to its width and followed by one space;
 the header is right-aligned, a line of dashes follows it; a negative width (JobID, JobIDRaw)
-left-aligns values; a value longer than the width is cut and ends with '+'. With -p/-P fields
+left-aligns values and header; a value longer than the width is cut and ends with '+'. With -p/-P fields
 are joined with '|' (-p also ends the line with it) and never cut.
 """
 
@@ -359,8 +359,15 @@ def render(
         if parsable:
             out.append(line([c.name for c in columns]))
         else:
+            # printf("%*.*s ", len, abs(len), name): a negative width (JobID) left-aligns
+            # the header as it does the values (print_fields_header in print_fields.c).
             out.append(
-                line([f"{c.name[: abs(c.width)]:>{abs(c.width)}} " for c in columns])
+                line(
+                    [
+                        f"{c.name[: abs(c.width)]:{'<' if c.width < 0 else '>'}{abs(c.width)}} "
+                        for c in columns
+                    ]
+                )
             )
             out.append(line(["-" * abs(c.width) + " " for c in columns]))
     for row in rows:

@@ -750,8 +750,21 @@ def build_plan(
     return plan
 
 
+# The usual --array and --dependency values only need a syntax check here: the server
+# validates ranges, limits and job ids anyway (Slurm too leaves those to slurmctld), and the
+# full parsers import dataclasses/enum/datetime, ~10-20 ms that every `sbatch --array` from
+# submitit would pay. Anything else goes through the full parser for a precise message.
+_SIMPLE_ARRAY = r"\d+(?:-\d+(?::\d+)?)?(?:,\d+(?:-\d+(?::\d+)?)?)*(?:%\d+)?"
+_SIMPLE_DEPENDENCY = (
+    r"(?:(?:after|afterany|afterok|afternotok):\d+(?:_\d+)?(?::\d+(?:_\d+)?)*|singleton)"
+    r"(?:[,?](?:(?:after|afterany|afterok|afternotok):\d+(?:_\d+)?(?::\d+(?:_\d+)?)*|singleton))*"
+)
+
+
 def _array(value: str | None) -> str:
     text = (value or "").strip()
+    if re.fullmatch(_SIMPLE_ARRAY, text):
+        return text
     try:
         from conductor.domain.arrays import parse_array_spec
     except ImportError:  # the parser module is not there yet: the server validates
@@ -767,6 +780,8 @@ def _array(value: str | None) -> str:
 
 def _dependency(value: str | None) -> str:
     text = (value or "").strip()
+    if re.fullmatch(_SIMPLE_DEPENDENCY, text):
+        return text
     try:
         from conductor.domain.dependency import parse_dependency
     except ImportError:

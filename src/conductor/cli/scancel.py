@@ -152,25 +152,52 @@ def _main(argv: list[str]) -> int:
                         )
                     rc = 1
                     break
+        batch_only = "batch" in opts
+        # A whole array named by its id, with no filter narrowing it, is one request for
+        # `<id>_*`: the server acts on all its live tasks (not 10,000 round trips for 10,000).
+        unfiltered = not any((users, names, partitions, states, accounts, qos))
+        whole_arrays = (
+            {s.base for s in specs if s.tasks is None}
+            if specs is not None and unfiltered
+            else set()
+        )
+        sent_arrays: set[int] = set()
         for job in targets:
-            rc |= _act(client, job, signal, quiet, verbose)
+            array_id = job.get("array_job_id")
+            if array_id is not None and int(array_id) in whole_arrays:
+                if int(array_id) not in sent_arrays:
+                    sent_arrays.add(int(array_id))
+                    # `123_*`: every task of array 123 (a plain 123 is its first task).
+                    whole = {"job_id": int(array_id), "_path_id": f"{array_id}_*"}
+                    rc |= _act(client, whole, signal, quiet, verbose, batch_only)
+                continue
+            rc |= _act(client, job, signal, quiet, verbose, batch_only)
         return rc
     finally:
         client.close()
 
 
 def _act(
-    client: Client, job: dict[str, Any], signal: str | None, quiet: bool, verbose: bool
+    client: Client,
+    job: dict[str, Any],
+    signal: str | None,
+    quiet: bool,
+    verbose: bool,
+    batch_only: bool = False,
 ) -> int:
     shown = job_display_id(job)
-    job_id = int(job["job_id"])
+    job_id = job.get("_path_id") or int(job["job_id"])
     try:
         if signal is None:
             client.post(f"/jobs/cancel/{job_id}")
             if verbose:
                 sys.stderr.write(f"{PROG}: Terminating job {shown}\n")
         else:
-            client.post(f"/jobs/{job_id}/signal", {"signal": signal})
+            # -b/--batch: only the batch shell; otherwise every process of the job, which is
+            # what Slurm's --full does (a job here has no separate steps to single out).
+            client.post(
+                f"/jobs/{job_id}/signal", {"signal": signal, "batch_only": batch_only}
+            )
             if verbose:
                 sys.stderr.write(f"{PROG}: Signal {signal} to job {shown}\n")
     except ApiError as exc:

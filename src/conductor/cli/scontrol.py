@@ -349,9 +349,12 @@ def _job_action(command: str, args: list[str], quiet: bool) -> int:
             ):
                 continue  # a whole array: only its pending tasks can be held or released
             try:
-                client.post(f"/jobs/{job['job_id']}/{action}")
                 if command == "requeuehold":
-                    client.post(f"/jobs/{job['job_id']}/hold")
+                    # One request: a running job is requeued held without a window in
+                    # which the scheduler could start it again.
+                    client.post(f"/jobs/{job['job_id']}/requeue", {"hold": True})
+                else:
+                    client.post(f"/jobs/{job['job_id']}/{action}")
             except ApiError as exc:
                 if not quiet:
                     sys.stderr.write(

@@ -19,10 +19,12 @@ if TYPE_CHECKING:
 
 PROG = "sinfo"
 DEFAULT_FORMAT = "%#P %.5a %.10l %.6D %.6t %N"
-NODE_FORMAT = "%#N %.6D %#P %6t"
+NODE_FORMAT = "%#N %.6D %.#P %6t"
 LONG_FORMAT = "%#P %.5a %.10l %.10s %.4r %.8h %.10g %.6D %.11T %N"
-LONG_NODE_FORMAT = "%#N %.6D %#P %.11T %.4c %.8z %.6m %.8d %.6w %.8f %20E"
-SUMMARIZE_FORMAT = "%#P %.5a %.10l %.16F  %N"
+LONG_NODE_FORMAT = "%#N %.6D %.#P %.11T %4c %.8z %.6m %.8d %.6w %.8f %20E"
+SUMMARIZE_FORMAT = "%#P %.5a %.10l %.16F %N"
+
+MIN_COMPUTED_WIDTH = 9
 
 COMPACT = {
     "IDLE": "idle",
@@ -157,11 +159,12 @@ _PCT_RE = re.compile(r"%(\.)?(#|\d*)([A-Za-z%])")
 
 
 def render(fmt: str, rows: list[Row], header: bool) -> str:
+    # `#` (our notation) is the width sinfo computes for its default formats: the longest
+    # value, at least 9 (MIN_NODE_FIELD_SIZE / MIN_PART_FIELD_SIZE in src/sinfo/print.c).
     widths: dict[str, int] = {}
     for code in ("P", "R", "N", "n"):
-        header_text = FIELDS[code][0]
         values = [FIELDS[code][1](r) for r in rows]
-        widths[code] = max([len(header_text)] + [len(v) for v in values])
+        widths[code] = max([MIN_COMPUTED_WIDTH] + [len(v) for v in values])
     lines = []
     for row in ([None] if header else []) + list(rows):
         parts: list[str] = []
@@ -182,6 +185,9 @@ def render(fmt: str, rows: list[Row], header: bool) -> str:
                 if width_text == "#"
                 else (int(width_text) if width_text else 0)
             )
+            if width and row is not None and code == "P" and row["default"] and len(value) > width:
+                # A cut default partition keeps its '*' in the last column (_print_partition).
+                value = value[: width - 1] + "*"
             if width:
                 value = value[:width]
                 value = value.rjust(width) if right else value.ljust(width)

@@ -9,6 +9,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -221,5 +222,9 @@ def serve_api(store: Store, bus: Bus, settings: Settings, *, allow_root_jobs: bo
     except ValueError as exc:
         raise StartupError(str(exc)) from None
     server = _make_quiet_server()(config)
+    # The API, scheduler and worker threads share one GIL, and SQLite calls release it: with
+    # the default 5 ms switch interval a thread holding the database's write lock waits that
+    # long to get the GIL back after every statement, and every other writer queues behind it.
+    sys.setswitchinterval(0.0005)
     server.run()
     return bool(server.started)

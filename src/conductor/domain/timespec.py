@@ -8,13 +8,15 @@ Sources (Slurm source tree): ``src/common/parse_time.c`` (``time_str2secs``,
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, time, timedelta
 
 from conductor.domain.errors import SpecError
 
 # typing is only needed by type checkers; importing it costs the CLI (`sbatch -t`) ~4 ms.
+# datetime is needed only by the --begin parser, which imports it itself: `sbatch -t` parses
+# a time limit on every submission and should not pay ~2 ms for a module it does not use.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from datetime import date, datetime, time
     from typing import Literal
 
 
@@ -217,12 +219,13 @@ _UNIT_SECONDS: dict[str, int] = {
 _NOW_RE = _LazyPattern(
     r"now(?:\s*(?P<sign>[+-])\s*(?P<count>\d+)\s*(?P<unit>[a-z]+)?)?", re.IGNORECASE | re.ASCII
 )
-_NAMED_TIMES: dict[str, time] = {
-    "midnight": time(0, 0),
-    "noon": time(12, 0),
-    "elevenses": time(11, 0),
-    "fika": time(15, 0),
-    "teatime": time(16, 0),
+# name -> (hour, minute)
+_NAMED_TIMES: dict[str, tuple[int, int]] = {
+    "midnight": (0, 0),
+    "noon": (12, 0),
+    "elevenses": (11, 0),
+    "fika": (15, 0),
+    "teatime": (16, 0),
 }
 _CLOCK_RE = _LazyPattern(
     r"(?P<h>\d{1,2}):(?P<m>\d{2})(?::(?P<s>\d{2}))?(?:\s*(?P<ampm>[ap]m))?",
@@ -269,6 +272,8 @@ def parse_begin_time(value: str, *, now: datetime, field: str = "begin") -> date
         # Slurm refuses small numbers here to catch "uts" typos that would mean 1970.
         if epoch < 1_000_000:
             raise SpecError(field, f"invalid time {text!r}; uts needs epoch seconds >= 1000000")
+        from datetime import datetime
+
         try:
             return datetime.fromtimestamp(epoch, tz=now.tzinfo)
         except (OverflowError, OSError, ValueError):
@@ -282,6 +287,8 @@ def parse_begin_time(value: str, *, now: datetime, field: str = "begin") -> date
 
 
 def _resolve_begin(text: str, now: datetime, field: str) -> datetime:
+    from datetime import datetime, time, timedelta
+
     rel = _NOW_RE.fullmatch(text)
     if rel is not None:
         return now + timedelta(seconds=_now_offset(rel, text, field))
@@ -330,6 +337,8 @@ def _parse_date_and_clock(
     text: str, now: datetime, field: str
 ) -> tuple[date | None, time | None, bool]:
     """Split ``text`` into an optional date and an optional clock time, like Slurm's loop."""
+    from datetime import time, timedelta
+
     day: date | None = None
     clock: time | None = None
     year_given = False
@@ -348,7 +357,7 @@ def _parse_date_and_clock(
         if named is not None:
             if clock is not None:
                 raise SpecError(field, f"invalid time {text!r}: more than one time of day")
-            clock = _NAMED_TIMES[named]
+            clock = time(*_NAMED_TIMES[named])
             pos += len(named)
             continue
         if char.isspace() or char in "-T":
@@ -388,6 +397,8 @@ def _word_at(text: str, pos: int, word: str) -> bool:
 
 
 def _clock_from_match(match: re.Match[str], text: str, field: str) -> time:
+    from datetime import time
+
     hour = int(match.group("h"))
     minute = int(match.group("m"))
     second = int(match.group("s") or 0)
@@ -411,6 +422,8 @@ def _clock_from_match(match: re.Match[str], text: str, field: str) -> time:
 def _date_from_match(
     match: re.Match[str], now: datetime, text: str, field: str
 ) -> tuple[date, bool]:
+    from datetime import date
+
     groups = match.groupdict()
     year_text = groups.get("y")
     if year_text is None:

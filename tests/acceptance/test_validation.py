@@ -1,0 +1,132 @@
+"""Every bad input gets a 4xx naming the field and the rule; nothing stored is harmed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from support import Api, ConductorProcess, free_port
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    """One server for the many refusals: none of them may change what it holds."""
+    home = tmp_path_factory.mktemp("validation")
+    server = ConductorProcess(home, ["up", "--cpus", "4"], port=free_port()).start()
+    client = Api(server.url)
+    yield client
+    client.close()
+    server.kill()
+
+
+def submit_raw(api: Api, job: dict[str, Any], script: str = "#!/bin/bash\ntrue\n") -> tuple[int, dict[str, Any]]:
+    response = api.http.post("/jobs/submit", json={"job": job, "script": script})
+    return response.status_code, response.json()
+
+
+@pytest.mark.parametrize(
+    ("job", "field", "words"),
+    [
+        ({"time_limit": "1:2:3:4"}, "time_limit", "MM:SS"),
+        ({"time_limit": "abc"}, "time_limit", "UNLIMITED"),
+        ({"time_limit": "-5"}, "time_limit", ""),
+        ({"memory_per_node": "12Q"}, "memory_per_node", ""),
+        ({"memory_per_node": "-1G"}, "memory_per_node", ""),
+        ({"memory_per_cpu": "lots"}, "memory_per_cpu", ""),
+        ({"cpus_per_task": 0}, "cpus_per_task", "greater than or equal to 1"),
+        ({"cpus_per_task": "four"}, "cpus_per_task", "integer"),
+        ({"ntasks": -2}, "ntasks", ""),
+        ({"nice": 10**9}, "nice", ""),
+        ({"array": "5-1"}, "array", ""),
+        ({"array": "0-9999999"}, "array", ""),
+        ({"dependency": "afterok:"}, "dependency", ""),
+        ({"begin_time": "yesterday-ish"}, "begin", ""),
+        ({"open_mode": "overwrite"}, "open_mode", ""),
+        ({"environment": {"1BAD": "x"}}, "environment", "letters"),
+        ({"current_working_directory": "relative/dir"}, "current_working_directory", "absolute"),
+        ({"partition": "nope"}, "partition", "Invalid partition"),
+        ({"no_such_field": 1}, "no_such_field", ""),
+        ({"name": "a\nb"}, "name", "single line"),
+        ({"signal": "B:@@"}, "signal", ""),
+    ],
+)
+def test_bad_field_is_named(shared: Api, tmp_path: Path, job: dict[str, Any], field: str, words: str) -> None:
+    before = shared.stats()
+    status, body = submit_raw(shared, {"current_working_directory": str(tmp_path), **job})
+    assert 400 <= status < 500, body
+    assert field in body["detail"], body
+    assert words in body["detail"], body
+    assert shared.stats() == before
+
+
+def test_request_no_node_can_satisfy(shared: Api, tmp_path: Path) -> None:
+    for job in ({"cpus_per_task": 5}, {"ntasks": 3, "cpus_per_task": 2}, {"memory_per_node": "100T"}, {"nodes": 2}):
+        status, body = submit_raw(shared, {"current_working_directory": str(tmp_path), **job})
+        assert status == 400, body
+        assert "Requested node configuration is not available" in body["detail"]
+
+
+def test_script_and_environment_limits(start_conductor: Any, tmp_path: Path) -> None:
+    server: ConductorProcess = start_conductor(
+        "--cpus", "1", env={"CONDUCTOR_MAX_SCRIPT_BYTES": "2048", "CONDUCTOR_MAX_ENVIRONMENT_BYTES": "1024"}
+    )
+    api = Api(server.url)
+    status, body = submit_raw(api, {"current_working_directory": str(tmp_path)}, "#!/bin/bash\n" + "#" * 4000)
+    assert status in (400, 413) and "script" in body["detail"] and "2048" in body["detail"]
+    status, body = submit_raw(api, {"current_working_directory": str(tmp_path), "environment": {"X": "y" * 2000}})
+    assert status in (400, 413) and "environment" in body["detail"] and "1024" in body["detail"]
+    status, body = submit_raw(api, {"current_working_directory": str(tmp_path)}, "   \n")
+    assert status == 400 and "script" in body["detail"]
+
+
+def test_malformed_bodies(shared: Api) -> None:
+    api = shared
+    response = api.http.post("/jobs/submit", content=b"{not json", headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    response = api.http.post("/jobs/submit", json={"job": {}})
+    assert response.status_code == 422 and "script" in response.json()["detail"]
+    response = api.http.post("/jobs/submit", json=["a list"])
+    assert response.status_code == 422
+
+
+def test_bad_job_ids_in_paths(shared: Api) -> None:
+    api = shared
+    assert api.http.get("/jobs/query/abc").status_code == 400
+    assert api.http.get("/jobs/query/99999").status_code == 404
+    assert api.http.post("/jobs/cancel/-1").status_code in (400, 404)
+    assert api.http.post("/jobs/cancel/424242").status_code == 404
+    response = api.http.get("/jobs", params={"state": "SLEEPING"})
+    assert response.status_code == 400 and "state" in response.json()["detail"]
+    assert api.http.get("/jobs", params={"limit": 0}).status_code == 422
+
+
+def test_seed_names_node_name_and_total_cpus(start_conductor: Any) -> None:
+    server: ConductorProcess = start_conductor(env={"NODE_NAME": "worker-1", "TOTAL_CPUS": "3"})
+    api = Api(server.url)
+    nodes = api.http.get("/nodes").json()["nodes"]
+    assert [(n["name"], n["cpus"]) for n in nodes] == [("worker-1", 3)]
+    assert api.stats()["total_cpus"] == 3
+
+
+def test_bad_command_line_flags_exit_non_zero(start_conductor: Any, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    for args, words in (
+        (["--cpus", "0"], "--cpus"),
+        (["--cpus", "many"], "--cpus"),
+        (["--memory", "12Q"], "--memory"),
+        (["--port", "70000"], "--port"),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "conductor", "up", *args],
+            capture_output=True,
+            text=True,
+            env={"CONDUCTOR_HOME": str(tmp_path / "h"), "PATH": "/usr/bin:/bin"},
+            timeout=60,
+        )
+        assert result.returncode != 0
+        assert words in result.stderr

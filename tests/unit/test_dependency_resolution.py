@@ -1,0 +1,210 @@
+"""conductor.dependencies: the pure evaluation, then resolution against a real (SQLite) store."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conductor.dependencies import DependencyResolver, check_targets, evaluate_all, resolve_dependencies, statuses_for
+from conductor.domain.dependency import JobRef, JobStatus, parse_dependency
+from conductor.domain.errors import SpecError
+from conductor.domain.states import JobState
+from conductor.policy import DependencyStatus, PendingJob, schedule
+from conductor.store import Finish, SingletonState, Store, utcnow
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def row(job_id: int, state: str, *, array: int | None = None, task: int | None = None, **extra: Any) -> dict[str, Any]:
+    return {"id": job_id, "state": state, "array_job_id": array, "array_task_id": task, "start_time": None,
+            "end_time": None, **extra}
+
+
+# ------------------------------------------------------------------ pure
+def test_statuses_for_plain_jobs_arrays_and_tasks() -> None:
+    rows = [
+        row(1, "COMPLETED"),
+        row(10, "COMPLETED", array=10, task=0),
+        row(11, "RUNNING", array=10, task=1),
+        row(12, "COMPLETED", array=10, task=2),
+    ]
+    refs = [JobRef(1), JobRef(10), JobRef(10, 2), JobRef(11), JobRef(10, 7), JobRef(99)]
+    found = statuses_for(refs, rows)
+    assert found[JobRef(1)].state == "COMPLETED"
+    assert found[JobRef(10)].state == "RUNNING"  # the array as a whole: a task still runs
+    assert found[JobRef(10, 2)].state == "COMPLETED"
+    assert found[JobRef(11)].state == "RUNNING"  # a task by its own job id
+    assert JobRef(10, 7) not in found and JobRef(99) not in found
+
+
+def test_naive_times_from_sqlite_are_taken_as_utc() -> None:
+    ended = (NOW - timedelta(minutes=3)).replace(tzinfo=None)
+    found = statuses_for([JobRef(1)], [row(1, "COMPLETED", end_time=ended)])
+    result = evaluate_all({5: parse_dependency("afterok:1+2")}, found, now=NOW)
+    assert result == {5: DependencyStatus.SATISFIED}
+
+
+def test_evaluate_all_kinds() -> None:
+    statuses = {
+        JobRef(1): JobStatus("COMPLETED", NOW, NOW),
+        JobRef(2): JobStatus("FAILED", NOW, NOW),
+        JobRef(3): JobStatus("PENDING"),
+        JobRef(4): JobStatus("RUNNING", NOW),
+    }
+    deps = {
+        10: parse_dependency("afterok:1"),
+        11: parse_dependency("afterok:2"),
+        12: parse_dependency("afternotok:2"),
+        13: parse_dependency("afterany:1:2"),
+        14: parse_dependency("after:4"),
+        15: parse_dependency("after:3"),
+        16: parse_dependency("afterok:2?afterok:1"),
+        17: parse_dependency("afterok:2?afternotok:1"),
+        18: parse_dependency("afterok:1,afterok:3"),
+        19: parse_dependency("afterok:404"),
+    }
+    assert evaluate_all(deps, statuses, now=NOW) == {
+        10: DependencyStatus.SATISFIED,
+        11: DependencyStatus.NEVER,
+        12: DependencyStatus.SATISFIED,
+        13: DependencyStatus.SATISFIED,
+        14: DependencyStatus.SATISFIED,
+        15: DependencyStatus.WAITING,
+        16: DependencyStatus.SATISFIED,
+        17: DependencyStatus.NEVER,
+        18: DependencyStatus.WAITING,
+        19: DependencyStatus.NEVER,
+    }
+
+
+def test_singleton_waits_for_running_and_earlier_pending_jobs_of_the_same_name() -> None:
+    dep = parse_dependency("singleton")
+    owners = {5: ("ann", "x"), 9: ("ann", "y"), 12: ("bob", "x")}
+    singletons = {
+        ("ann", "x"): SingletonState(running=False, first_pending_id=3),  # 3 < 5: wait
+        ("ann", "y"): SingletonState(running=False, first_pending_id=9),  # itself first: go
+        ("bob", "x"): SingletonState(running=True, first_pending_id=12),  # one runs: wait
+    }
+    result = evaluate_all({5: dep, 9: dep, 12: dep}, {}, now=NOW, owners=owners, singletons=singletons)
+    assert result == {5: DependencyStatus.WAITING, 9: DependencyStatus.SATISFIED, 12: DependencyStatus.WAITING}
+
+
+# ------------------------------------------------------- with a real store
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store("sqlite:///" + str(tmp_path / "deps.db"))
+    s.migrate()
+    s.register_node(
+        name="n1", cpus=4, cpu_ids=[0, 1, 2, 3], cpu_binding=False, memory_mb=4000, partitions=["debug"],
+        instance="test:n1", hostname="h", stale_before=utcnow() - timedelta(seconds=30),
+    )
+    yield s
+    s.close()
+
+
+def add(store: Store, name: str = "job", **values: Any) -> int:
+    base: dict[str, Any] = {"name": name, "user_name": "ann", "partition": "debug", "cpus_per_task": 1,
+                            "work_dir": "/tmp", "script": "#!/bin/bash\ntrue\n", "environment": "{}"}
+    base.update(values)
+    return store.submit([base])[0]
+
+
+def start_all(store: Store) -> list[int]:
+    pending = store.pending_for_scheduling()
+    resolve_dependencies(store, pending)
+    decision = schedule(pending, store.node_views(), time.time(), presorted=True)
+    return [p.job_id for p in store.apply_decision(decision.placements, decision.reasons)]
+
+
+def end(store: Store, job_id: int, state: JobState = JobState.COMPLETED) -> None:
+    assert store.finish([Finish(job_id, state, "0:0" if state is JobState.COMPLETED else "1:0")]) == [job_id]
+
+
+def statuses(store: Store) -> dict[int, DependencyStatus]:
+    pending = store.pending_for_scheduling()
+    resolve_dependencies(store, pending)
+    return {j.id: j.dependency for j in pending}
+
+
+def test_resolution_follows_the_jobs_it_names(store: Store) -> None:
+    first = add(store, begin_time=None)
+    second = add(store, dependency=f"afterok:{first}")
+    failed_dep = add(store, dependency=f"afternotok:{first}")
+    assert statuses(store)[second] is DependencyStatus.WAITING
+    assert start_all(store) == [first]
+    end(store, first)
+    found = statuses(store)
+    assert found[second] is DependencyStatus.SATISFIED
+    assert found[failed_dep] is DependencyStatus.NEVER
+
+
+def test_singleton_against_the_store(store: Store) -> None:
+    a = add(store, "same", dependency="singleton")
+    b = add(store, "same", dependency="singleton")
+    other = add(store, "other", dependency="singleton")
+    found = statuses(store)
+    assert (found[a], found[b], found[other]) == (
+        DependencyStatus.SATISFIED, DependencyStatus.WAITING, DependencyStatus.SATISFIED
+    )
+    assert sorted(start_all(store)) == [a, other]
+    assert statuses(store)[b] is DependencyStatus.WAITING  # a runs
+    end(store, a)
+    assert statuses(store)[b] is DependencyStatus.SATISFIED
+
+
+def test_resolver_re_evaluates_jobs_it_already_satisfied(store: Store) -> None:
+    blocker = add(store, "twin")
+    waiter = add(store, "twin", dependency="singleton")
+    resolver = DependencyResolver()
+    pending = store.pending_for_scheduling()
+    resolver(store, pending)
+    cached = {j.id: j for j in pending}
+    assert cached[waiter].dependency is DependencyStatus.WAITING  # blocker was submitted first
+    store.cancel(blocker)
+    resolver(store, [cached[waiter]])
+    assert cached[waiter].dependency is DependencyStatus.SATISFIED
+    # Same-named job started meanwhile: the cached, once satisfied job must wait again.
+    third = add(store, "twin")
+    pending = [j for j in store.pending_for_scheduling() if j.id == third]
+    decision = schedule(pending, store.node_views(), time.time(), presorted=True)
+    assert [p.job_id for p in store.apply_decision(decision.placements, decision.reasons)] == [third]
+    resolver(store, [cached[waiter]])
+    assert cached[waiter].dependency is DependencyStatus.WAITING
+
+
+def test_a_backlog_without_dependencies_costs_no_query(store: Store) -> None:
+    class Counting(Store):
+        calls = 0
+
+        def dependency_targets(self) -> dict[int, str]:
+            Counting.calls += 1
+            return super().dependency_targets()
+
+    counting = Counting(store.url)
+    add(store)
+    DependencyResolver()(counting, counting.pending_for_scheduling())
+    assert Counting.calls == 0
+    counting.close()
+
+
+def test_check_targets(store: Store) -> None:
+    job = add(store)
+    array_first = store.submit(
+        [{"name": "a", "user_name": "ann", "partition": "debug", "cpus_per_task": 1, "work_dir": "/tmp",
+          "script": "x", "environment": "{}", "array_task_id": t, "array_spec": "0-1"} for t in (0, 1)]
+    )[0]
+    check_targets(store, None)
+    check_targets(store, f"afterok:{job}")
+    check_targets(store, f"afterany:{array_first}_1,after:{array_first}")
+    check_targets(store, "singleton")
+    with pytest.raises(SpecError, match="Job dependency problem: no job 424242 exists"):
+        check_targets(store, f"afterok:{job}:424242")
+    with pytest.raises(SpecError, match=f"no job {array_first}_5 exists"):
+        check_targets(store, f"afterok:{array_first}_5")
+    missing_pending: list[PendingJob] = []
+    resolve_dependencies(store, missing_pending)  # nothing to do, no error
