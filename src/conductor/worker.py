@@ -589,7 +589,9 @@ class Worker:
             status = read_status(status_path)
             job = RunningJob(
                 job_id=row["id"],
-                pid=status.pid or (row["pid"] or 0),
+                # Killed between spawn and both records, the worker left a shepherd nobody
+                # knows the pid of: find it by its command line rather than call the job gone.
+                pid=status.pid or row["pid"] or _find_shepherd(status_path),
                 status_path=status_path,
                 start_time=aware(row["start_time"]) or utcnow(),
                 time_limit=row["time_limit"],
@@ -726,6 +728,14 @@ def _is_shepherd(pid: int, status_path: Path) -> bool:
     except OSError:
         return False
     return str(status_path).encode() in cmdline
+
+
+def _find_shepherd(status_path: Path) -> int:
+    """The pid of the live shepherd writing `status_path`, or 0."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and _is_shepherd(int(entry), status_path):
+            return int(entry)
+    return 0
 
 
 def machine_memory_mb() -> int:

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from conductor import __version__
 from conductor.api import control, models, slurmrestd
 from conductor.api.auth import CurrentPrincipal, authenticate, document_public_routes, require_owner
-from conductor.api.limits import BodyLimit
+from conductor.api.limits import BodyLimit, reject_repeated_query_parameters
 from conductor.api.outputs import output_owners
 from conductor.api.outputs import read_tail as _read_tail_safely
 from conductor.bus import SCHEDULER, Bus
@@ -173,7 +173,7 @@ def create_app(ctx: AppContext) -> FastAPI:
         description="A batch job scheduler with Slurm's way of working. Every route but /health needs "
         "a token (`Authorization: Bearer <token>`); this document itself is public.",
         # Every route, including those other modules add later, is authenticated (api/auth.py).
-        dependencies=[Depends(authenticate)],
+        dependencies=[Depends(authenticate), Depends(reject_repeated_query_parameters)],
         responses={
             401: {"model": models.ErrorBody, "description": "No token, or an unknown or revoked one"},
             403: {"model": models.ErrorBody, "description": "The token's user may not do this"},

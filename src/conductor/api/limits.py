@@ -11,6 +11,8 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from fastapi import Request
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -88,3 +90,37 @@ async def _reply(send: Send, status: int, detail: str) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+def reject_repeated_query_parameters(request: Request) -> None:
+    """422 when a query parameter the route declares as one value is given more than once.
+
+    The framework would silently keep the last one, so `?state=PENDING&state=RUNNING` would
+    answer for RUNNING alone; refusing says what happened. An app-wide dependency (after
+    authentication), so it covers every route; parameters declared as lists are left alone.
+    """
+    from fastapi.exceptions import RequestValidationError
+
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None or not request.query_params:
+        return
+    singles = {param.alias for param in _query_params(dependant) if not _is_sequence(param)}
+    for name in singles:
+        if len(request.query_params.getlist(name)) > 1:
+            raise RequestValidationError(
+                [{"loc": ("query", name), "msg": "given more than once; give it once", "type": "value_error"}]
+            )
+
+
+def _query_params(dependant: Any) -> list[Any]:
+    found = list(getattr(dependant, "query_params", []))
+    for sub in getattr(dependant, "dependencies", []):
+        found.extend(_query_params(sub))
+    return found
+
+
+def _is_sequence(param: Any) -> bool:
+    from fastapi.dependencies.utils import field_annotation_is_sequence
+
+    return bool(field_annotation_is_sequence(param.field_info.annotation))
