@@ -17,7 +17,7 @@ from typing import Protocol
 from conductor.bus import SCHEDULER, Bus, node_topic
 from conductor.dependencies import DependencyResolver
 from conductor.policy import Decision, DependencyStatus, PendingJob, PlacementPolicy, order_key, schedule
-from conductor.store import Reaped, Store, utcnow
+from conductor.store import Reaped, Store, is_disconnect, utcnow
 
 log = logging.getLogger("conductor.scheduler")
 
@@ -187,7 +187,7 @@ class Scheduler:
                         self._wake.set()  # requeued jobs and freed CPUs: decide again at once
                     self.run_pass()
                 except Exception as exc:  # noqa: BLE001 - a failed pass is retried at the next wake-up
-                    if _is_disconnect(exc):
+                    if is_disconnect(exc):
                         log.warning("scheduler pass failed: database unreachable (%s)", type(exc).__name__)
                     else:
                         log.exception("scheduler pass failed")
@@ -246,9 +246,3 @@ class Scheduler:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
-
-
-def _is_disconnect(exc: BaseException) -> bool:
-    from sqlalchemy.exc import DBAPIError
-
-    return isinstance(exc, DBAPIError) and (exc.connection_invalidated or "OperationalError" in type(exc.orig).__name__)

@@ -1195,7 +1195,12 @@ class Store:
             result = conn.execute(
                 update(nodes)
                 .where(nodes.c.name == name, nodes.c.instance == instance)
-                .values(last_heartbeat=utcnow(), state="UP")
+                .values(
+                    last_heartbeat=utcnow(),
+                    state="UP",
+                    # A node back from DOWN ("Not responding", "worker stopped") is that no more.
+                    reason=case((nodes.c.state == "DOWN", null()), else_=nodes.c.reason),
+                )
             )
             return result.rowcount == 1
 
@@ -1454,6 +1459,24 @@ class Store:
                 reaped.ended.append(job.id)
         return reaped
 
+    def relaunch(self, node: str, job_ids: Sequence[int]) -> list[int]:
+        """Hand claimed jobs of `node` that provably never started back to its launch path."""
+        if not job_ids:
+            return []
+        now = utcnow()
+        with self._write() as conn:
+            query = select(jobs.c.id).where(
+                jobs.c.id.in_(job_ids), jobs.c.state == RUNNING, jobs.c.node_list == node, jobs.c.launched.is_(True)
+            )
+            if self.dialect == "postgresql":
+                query = query.with_for_update()
+            ids = [r[0] for r in conn.execute(query)]
+            if ids:
+                conn.execute(update(jobs).where(jobs.c.id.in_(ids)).values(launched=False, pid=None))
+                for job_id in ids:
+                    self._event(conn, job_id, now, RUNNING, RUNNING, "relaunch", node, "claimed, never started")
+        return ids
+
     def scheduler_holder(self) -> str | None:
         """application_name of the connection holding the scheduler lock (PostgreSQL only)."""
         if self.dialect != "postgresql":
@@ -1486,6 +1509,16 @@ class Reaped:
     nodes: list[str] = field(default_factory=list)
     ended: list[int] = field(default_factory=list)
     requeued: list[int] = field(default_factory=list)
+
+
+def is_disconnect(exc: BaseException | None) -> bool:
+    """Whether `exc` says the database is unreachable (down, restarting, network), as opposed
+    to a failed statement: the loops ride the former out quietly."""
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(exc, DBAPIError):
+        return bool(exc.connection_invalidated) or type(exc.orig).__name__ == "OperationalError"
+    return type(exc).__name__ == "OperationalError"
 
 
 def pg_connect(conninfo: str, application_name: str) -> Any:

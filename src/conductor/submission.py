@@ -16,6 +16,7 @@ from conductor.domain.arrays import parse_array_spec
 from conductor.domain.dependency import format_dependency, parse_dependency
 from conductor.domain.errors import SpecError
 from conductor.domain.signals import parse_signal_spec
+from conductor.domain.states import Reason
 from conductor.domain.memory import parse_memory_mb
 from conductor.domain.timespec import parse_begin_time, parse_time_limit
 from conductor.policy import NodeView
@@ -211,6 +212,17 @@ def build_rows(
         "environment": json.dumps(environment),
         "dependency": dependency,
         "held": job.hold,
+        # Why it waits, from the first moment (squeue right after sbatch); the scheduler's
+        # policy keeps it up to date from its first pass on, in the same order of precedence.
+        "reason": (
+            Reason.JOB_HELD_USER.value
+            if job.hold
+            else Reason.DEPENDENCY.value
+            if dependency
+            else Reason.BEGIN_TIME.value
+            if begin is not None and begin > now
+            else Reason.NONE.value
+        ),
         "requeue": job.requeue,
         "signal_spec": signal_spec,  # canonical "[B:]NAME@SECONDS" (the worker reads it)
         "comment": job.comment,

@@ -33,9 +33,24 @@ from conductor.domain.errors import SpecError
 from conductor.domain.signals import parse_signal_spec
 from conductor.domain.states import JobState, Reason
 from conductor.launch import job_environment, job_paths
-from conductor.store import Finish, NodeConflict, Store, aware, utcnow
+from conductor.store import Finish, NodeConflict, Store, aware, is_disconnect, utcnow
 
 log = logging.getLogger("conductor.worker")
+
+
+class _QuietDisconnects(logging.Filter):
+    """An unreachable database is a state the worker rides out (its jobs go on): one line per
+    failed call, not a traceback twice a second for the length of the outage."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and is_disconnect(record.exc_info[1]):
+            record.msg = f"{record.msg} (database unreachable)"
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+log.addFilter(_QuietDisconnects())
 
 SHEPHERD = str(Path(__file__).with_name("shepherd.pl"))
 # Signals the shepherd catches (shepherd.pl): these may go to the whole process group.
@@ -136,6 +151,16 @@ class Worker:
         # Jobs of other users must reach their own script by name, and list nothing.
         os.chmod(self.scripts_dir, 0o711)
         os.chmod(self.status_dir, 0o700)
+        if self._is_root:
+            for directory in self.scripts_dir.resolve().parents:
+                if not os.stat(directory).st_mode & 0o001:
+                    log.warning(
+                        "%s is not searchable by other users: jobs that run as their users cannot reach "
+                        "their scripts under %s (chmod o+x it, or choose another CONDUCTOR_HOME)",
+                        directory,
+                        self.scripts_dir,
+                    )
+                    break
         stale_before = utcnow() - timedelta(seconds=self.config.heartbeat_timeout)
         self.store.register_node(
             name=self.config.name,
@@ -582,6 +607,7 @@ class Worker:
             return False
         self._kill_strays({row["id"] for row in rows if row["launched"]})
         gone: list[int] = []
+        never_started: list[int] = []
         for row in rows:
             if not row["launched"]:
                 continue  # placed but never started: the launch path takes it
@@ -605,8 +631,19 @@ class Worker:
                 self.jobs[job.job_id] = job
                 self._watch(job)
                 log.info("re-adopted job %s (pid %s)", job.job_id, job.pid)
+            elif status.pid is None and not status_path.exists():
+                # The shepherd writes its status file before anything else and no shepherd
+                # lives: the predecessor died between claiming the job and starting it. The
+                # script never ran, so it may run now, once.
+                never_started.append(job.job_id)
             else:
                 gone.append(job.job_id)
+        if never_started:
+            try:
+                self.store.relaunch(self.config.name, never_started)
+                log.info("jobs %s were claimed but never started: launching them", never_started)
+            except Exception:  # noqa: BLE001 - they stay claimed; a later restart retries
+                log.warning("could not hand back unstarted jobs", exc_info=True)
         if gone:
             try:
                 self.store.fail_stranded(

@@ -144,15 +144,6 @@ def user_server(start_conductor: StartConductor, users: UnixUsers, *args: str, e
     return start_conductor("--cpus", "2", *args, home=home, env=env)
 
 
-def wait_file(path: Path, timeout: float = 10.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and path.stat().st_size:
-            return path.read_text()
-        time.sleep(0.02)
-    raise AssertionError(f"{path} was not written")
-
-
 # ---------------------------------------------------------------------- authentication
 def test_every_route_but_health_needs_a_token(conductor_server: ConductorProcess, tmp_path: Path) -> None:
     url = conductor_server.url

@@ -448,3 +448,23 @@ def test_killing_a_job_process_group_is_never_needed_twice(running: Cluster) -> 
     events = [e["to_state"] for e in api.http.get(f"/jobs/{job_id}/events").json()["events"]]
     assert events.count("CANCELLED") == 1
     running.assert_accounting()
+
+
+def test_server_and_worker_share_a_sqlite_file(start_conductor: Any, tmp_path: Path) -> None:
+    """Without PostgreSQL the two commands still work together on one machine: no NOTIFY, so
+    the worker finds its jobs at its fallback tick."""
+    env = {"CONDUCTOR_DATABASE_URL": str(tmp_path / "shared.db"), **ENV}
+    server: ConductorProcess = start_conductor(home=tmp_path / "server", env=env, command="server")
+    start_conductor("--node-name", "solo", "--cpus", "2", home=tmp_path / "worker", env=env, command="worker")
+    api = Api(server.url)
+    deadline = time.monotonic() + 30
+    while api.stats()["total_cpus"] != 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    job_id = api.submit("#!/bin/bash\necho $SLURMD_NODENAME\n", current_working_directory=str(tmp_path))
+    assert api.wait_state(job_id, "COMPLETED", timeout=15)["node_list"] == "solo"
+    assert (tmp_path / f"slurm-{job_id}.out").read_text() == "solo\n"
+    # A second server on the same file stands by: the flock next to the database is taken.
+    second: ConductorProcess = start_conductor(home=tmp_path / "server2", env=env, command="server")
+    job_id = Api(second.url).submit("#!/bin/bash\ntrue\n", current_working_directory=str(tmp_path))
+    assert api.wait_state(job_id, "COMPLETED", timeout=15)["exit_code"] == "0:0"
+    assert "now the active scheduler" in server.log() and "now the active scheduler" not in second.log()

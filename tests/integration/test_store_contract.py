@@ -177,7 +177,10 @@ def test_reaping_a_dead_node(store: Store) -> None:
     assert [e["to_state"] for e in store.events(plain)] == ["PENDING", "RUNNING", "NODE_FAIL"]
     assert store.events(requeue)[-1]["reason"] == "requeued: node down"
     assert store.stats().used_cpus == 0
-    assert {n.name: n.state for n in store.list_nodes()} == {"alive": "UP", "dead": "DOWN"}
+    assert {n.name: (n.state, n.reason) for n in store.list_nodes()} == {
+        "alive": ("UP", None),
+        "dead": ("DOWN", "Not responding"),
+    }
     assert store.reap_dead_nodes(cut) == type(reaped)()  # nothing left to do
 
     # The requeued job runs again on the live node; a late report of its first run ends nothing.
@@ -187,6 +190,21 @@ def test_reaping_a_dead_node(store: Store) -> None:
     assert store.finish([Finish(requeue, JobState.COMPLETED, "0:0", node="dead", restart_count=0)]) == []
     assert store.finish([Finish(requeue, JobState.COMPLETED, "0:0", node="alive", restart_count=0)]) == []
     assert store.finish([Finish(requeue, JobState.COMPLETED, "0:0", node="alive", restart_count=1)]) == [requeue]
+    # The dead node's worker, heard from again, brings it back UP without the old reason.
+    assert store.heartbeat("dead", "test:dead")
+    assert {n.name: (n.state, n.reason) for n in store.list_nodes()}["dead"] == ("UP", None)
+
+
+def test_relaunch_hands_back_only_claimed_running_jobs(store: Store) -> None:
+    add_node(store, "n1", 2)
+    claimed, unclaimed = store.submit([job_row(), job_row()])
+    store.apply_decision([Placement(claimed, "n1", (0,), 0)], {})
+    assert [r["id"] for r in store.claim_for_launch("n1")] == [claimed]
+    store.apply_decision([Placement(unclaimed, "n1", (1,), 0)], {})
+    assert store.relaunch("other-node", [claimed]) == []
+    assert store.relaunch("n1", [claimed, unclaimed]) == [claimed]
+    assert sorted(r["id"] for r in store.claim_for_launch("n1")) == [claimed, unclaimed]
+    assert [e["reason"] for e in store.events(claimed)] == ["submit", "scheduled", "relaunch"]
 
 
 def test_concurrent_claims_launch_each_job_once(store: Store) -> None:

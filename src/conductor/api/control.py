@@ -17,6 +17,7 @@ share their owner.
 from __future__ import annotations
 
 import re
+import signal as posix_signal
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -238,7 +239,7 @@ def signal_job(job_id: str, body: SignalRequest, request: Request, principal: Cu
     number = parse_signal(body.signal, field="signal")
     target = _target(request, job_id, "signal it", principal)
     store = _ctx(request).store
-    if number == 9:
+    if number == posix_signal.SIGKILL:
         outcome = store.cancel_jobs(target.ids)
         _wake(request, outcome, scheduler=True)
         return _conflict_or(target, outcome, "signal", "only a pending or running job can be killed", "killed")

@@ -22,6 +22,7 @@ import inspect
 import math
 import os
 import platform
+import signal as posix_signal
 import time
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -534,7 +535,7 @@ def delete_job(
             request, exc.status_code, str(exc.detail), error_number=ESLURM_ACCESS_DENIED,
             error="Access/permission denied", source=f"job/{target.text}", principal=principal,
         )
-    number_ = 9
+    number_ = int(posix_signal.SIGKILL)
     if signal:
         try:
             number_ = parse_signal(signal, field="signal")
@@ -544,7 +545,7 @@ def delete_job(
                 source="signal", principal=principal,
             )
     batch_only = bool(flags) and "BATCH_JOB" in (flags or "").upper().split(",")
-    if number_ == 9:
+    if number_ == posix_signal.SIGKILL:
         outcome = store.cancel_jobs(target.ids)
     else:
         outcome = store.queue_signal(target.ids, f"b:{number_}" if batch_only else str(number_))

@@ -104,9 +104,10 @@ def protect_sqlite_files(url: str) -> None:
         return
     path = Path(parsed.database)
     path.parent.mkdir(parents=True, exist_ok=True)
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+    with contextlib.suppress(PermissionError):  # not ours to create: opening it will say more
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600))
     for candidate in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
             os.chmod(candidate, 0o600)
 
 
