@@ -674,6 +674,15 @@ class Store:
             _normalise_times(row)
         return rows
 
+    def kill_states(self, ids: Sequence[int]) -> dict[int, str | None]:
+        """The kill requested for each running job (cancel, time limit, requeue), if any."""
+        out: dict[int, str | None] = {}
+        with self._read() as conn:
+            for start in range(0, len(ids), 500):
+                query = select(jobs.c.id, jobs.c.kill_state).where(jobs.c.id.in_(ids[start : start + 500]))
+                out.update({r.id: r.kill_state for r in conn.execute(query)})
+        return out
+
     def set_kill(self, job_id: int, kill_state: JobState, now: datetime | None = None) -> bool:
         """Mark a running job for killing; the first request decides the final state."""
         now = now or utcnow()

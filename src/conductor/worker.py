@@ -135,6 +135,9 @@ class Worker:
         self.status_dir = config.home / "run"
         self.jobs: dict[int, RunningJob] = {}
         self._finished: list[Finish] = []
+        # Ended processes whose outcome is decided at the next flush, with one query for all of
+        # them: whether a cancel or time limit was asked for that this worker has not yet seen.
+        self._exited: list[tuple[RunningJob, dict[str, float] | None, int]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._stopping = False
@@ -433,19 +436,13 @@ class Worker:
             self.jobs.pop(job.job_id)
         if job.orphaned:
             return  # the job's state is no longer this process's to report
-        self._finished.append(self._report(job, self._outcome(job, rusage, wait_signal)))
+        self._exited.append((job, rusage, wait_signal))
         if self._wake is not None:
             self._wake.set()
 
     def _outcome(self, job: RunningJob, rusage: dict[str, float] | None, wait_signal: int) -> Finish:
         status = read_status(job.status_path)
         kill_state = job.kill_state
-        if kill_state is None:
-            # The API may have asked for a cancel we have not seen yet.
-            with contextlib.suppress(Exception):
-                current = self.store.get_job(job.job_id)
-                if current is not None:
-                    kill_state = current["kill_state"]
         if status.error is not None:
             return Finish(job.job_id, JobState.FAILED, "1:0", Reason.NONE.value, status.error, rusage)
         if status.exit is None:
@@ -468,7 +465,23 @@ class Worker:
         reason = Reason.RAISED_SIGNAL.value if sig else Reason.NON_ZERO_EXIT_CODE.value
         return Finish(job.job_id, JobState.FAILED, exit_code, reason, None, rusage)
 
+    def _decide_exited(self) -> None:
+        if not self._exited:
+            return
+        unknown = [job.job_id for job, _, _ in self._exited if job.kill_state is None]
+        try:
+            requested = self.store.kill_states(unknown) if unknown else {}
+        except Exception:  # noqa: BLE001 - decide once the database answers again
+            log.warning("could not read kill requests of %d ended jobs; will retry", len(unknown))
+            return
+        exited, self._exited = self._exited, []
+        for job, rusage, wait_signal in exited:
+            if job.kill_state is None:
+                job.kill_state = requested.get(job.job_id)
+            self._finished.append(self._report(job, self._outcome(job, rusage, wait_signal)))
+
     def _flush(self) -> None:
+        self._decide_exited()
         if not self._finished:
             return
         batch, self._finished = self._finished, []
@@ -626,7 +639,7 @@ class Worker:
                 restart_count=row.get("restart_count") or 0,
             )
             if status.exit is not None or status.error is not None:
-                self._finished.append(self._report(job, self._outcome(job, None, 0)))
+                self._exited.append((job, None, 0))
             elif job.pid and _is_shepherd(job.pid, status_path):
                 self.jobs[job.job_id] = job
                 self._watch(job)
