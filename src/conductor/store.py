@@ -1432,23 +1432,7 @@ class Store:
                     conn.execute(
                         update(jobs)
                         .where(jobs.c.id == job.id, jobs.c.state == RUNNING)
-                        .values(
-                            state=PENDING,
-                            reason=Reason.NONE.value,
-                            node_list=None,
-                            cpu_ids=None,
-                            allocated_cpus=0,
-                            allocated_memory_mb=0,
-                            start_time=None,
-                            end_time=None,
-                            exit_code=None,
-                            eligible_time=now,
-                            launched=False,
-                            pid=None,
-                            kill_state=None,
-                            kill_time=None,
-                            restart_count=restarts,
-                        )
+                        .values(**_requeued_values(now, None), restart_count=restarts)
                     )
                     why = "requeued: node down" if job.launched else "requeued: node down before launch"
                     self._event(conn, job.id, now, RUNNING, PENDING, why, job.node_list, message)
