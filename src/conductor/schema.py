@@ -89,6 +89,9 @@ jobs = Table(
 Index("ix_jobs_state_order", jobs.c.state, jobs.c.priority, jobs.c.submit_time, jobs.c.id)
 Index("ix_jobs_node_state", jobs.c.node_list, jobs.c.state)
 Index("ix_jobs_user", jobs.c.user_name)
+# The per-user pending limit counts on every submit: without the state in the index that count
+# would visit every job the user ever ran.
+Index("ix_jobs_user_state", jobs.c.user_name, jobs.c.state)
 Index("ix_jobs_array", jobs.c.array_job_id)
 Index("ix_jobs_name", jobs.c.name)
 

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
-
-import anyio.to_thread
-
-import getpass
 import socket
+import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
+import anyio.to_thread
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -29,6 +27,7 @@ from conductor.dependencies import check_targets
 from conductor.domain.errors import SpecError
 from conductor.domain.states import JobState
 from conductor.launch import job_paths
+from conductor.policy import NodeView
 from conductor.settings import Settings
 from conductor.store import Store, utcnow
 from conductor.submission import Limits, Unsatisfiable, build_rows, submitter_for
@@ -46,7 +45,6 @@ class AppContext:
     store: Store
     bus: Bus
     settings: Settings
-    default_user: str = field(default_factory=getpass.getuser)  # unused since auth: jobs are the token's user's
     hostname: str = field(default_factory=lambda: socket.gethostname().split(".")[0])
     # None: as settings.allow_root_jobs says (off when unset); `conductor up` as root passes True.
     allow_root_jobs: bool | None = None
@@ -56,8 +54,20 @@ class AppContext:
             return self.allow_root_jobs
         return bool(self.settings.allow_root_jobs)
 
+    _shapes: tuple[float, list[NodeView]] = (0.0, [])
+
     def live_after(self) -> datetime:
         return utcnow() - timedelta(seconds=self.settings.heartbeat_timeout)
+
+    def node_shapes(self) -> list[NodeView]:
+        """Node sizes for submission checks, read at most once a second: they change only
+        when a node registers, and every submit reads them."""
+        expires, shapes = self._shapes
+        now = time.monotonic()
+        if expires <= now:
+            shapes = self.store.node_shapes()
+            self._shapes = (now + 1.0, shapes)
+        return shapes
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -248,7 +258,7 @@ def create_app(ctx: AppContext) -> FastAPI:
                 body.script,
                 submitter=submitter,
                 limits=limits,
-                nodes=store.node_shapes(),
+                nodes=ctx.node_shapes(),
                 now=now,
             )
         except Unsatisfiable as exc:

@@ -25,6 +25,8 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -78,12 +80,39 @@ def forbidden(detail: str) -> HTTPException:
     return HTTPException(status_code=403, detail=detail)
 
 
+class _TokenCache:
+    """Token rows by hash for a second: a busy client would otherwise pay a database read on
+    every request. A revoked token therefore stops working within TOKEN_CACHE_SECONDS."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rows: dict[tuple[int, str], tuple[float, Any]] = {}
+
+    def get(self, store: Any, digest: str) -> Any:
+        key = (id(store), digest)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._rows.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        row = store.token_by_hash(digest)
+        with self._lock:
+            if len(self._rows) >= 10_000:
+                self._rows.clear()  # bounded: guessing tokens cannot grow it without end
+            self._rows[key] = (now + TOKEN_CACHE_SECONDS, row)
+        return row
+
+
+TOKEN_CACHE_SECONDS = 1.0
+_TOKEN_CACHE = _TokenCache()
+
+
 def lookup(store: Any, token: str) -> Principal | None:
     """The principal of a token, or None when it is unknown or revoked."""
     if not token or len(token) > 512 or not token.isascii():
         return None
     digest = hash_token(token)
-    row = store.token_by_hash(digest)
+    row = _TOKEN_CACHE.get(store, digest)
     # The database found the row by equality; comparing again in constant time costs nothing
     # and keeps a collation or index quirk from ever matching a different hash.
     if row is None or not hmac.compare_digest(row["token_hash"], digest):
