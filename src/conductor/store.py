@@ -25,7 +25,6 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
-    column,
     create_engine,
     event,
     func,

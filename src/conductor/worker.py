@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import grp
 import json
 import logging
 import os
@@ -28,12 +27,12 @@ from typing import Any
 
 from conductor.bus import SCHEDULER, Bus, node_topic
 from conductor.domain.arrays import parse_array_spec
-from conductor.domain.cpuset import format_cpu_list, parse_cpu_list
+from conductor.domain.cpuset import parse_cpu_list
 from conductor.domain.errors import SpecError
 from conductor.domain.signals import parse_signal_spec
 from conductor.domain.states import JobState, Reason
 from conductor.launch import job_environment, job_paths
-from conductor.store import Finish, NodeConflict, Store, aware, is_disconnect, utcnow
+from conductor.store import Finish, Store, aware, is_disconnect, utcnow
 
 log = logging.getLogger("conductor.worker")
 
@@ -794,20 +793,6 @@ def machine_memory_mb() -> int:
     return int(psutil.virtual_memory().total // (1024 * 1024))
 
 
-def user_home(uid: int) -> str | None:
-    try:
-        return pwd.getpwuid(uid).pw_dir
-    except KeyError:
-        return None
-
-
-def group_name(gid: int) -> str:
-    try:
-        return grp.getgrgid(gid).gr_name
-    except KeyError:
-        return str(gid)
-
-
 def run_in_thread(worker: Worker, on_error: Callable[[BaseException], None]) -> Any:
     """Run the worker's loop in a thread of its own (the all-in-one process)."""
     import threading
@@ -823,5 +808,3 @@ def run_in_thread(worker: Worker, on_error: Callable[[BaseException], None]) -> 
     thread.start()
     return thread
 
-
-__all__ = ["NodeConfig", "NodeConflict", "Worker", "plan_cpus", "read_status", "format_cpu_list", "json"]

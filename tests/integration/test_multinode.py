@@ -439,8 +439,13 @@ def test_postgres_outage_loses_nothing_and_runs_nothing_twice(
 def test_killing_a_job_process_group_is_never_needed_twice(running: Cluster) -> None:
     """A signal-sent job ends once: the state machine guards every end (CANCELLED here)."""
     api = running.api(0)
-    job_id = api.submit("#!/bin/bash\ntrap '' TERM\nsleep 60\n", current_working_directory=str(running.work))
+    job_id = api.submit("#!/bin/bash\ntrap '' TERM\necho ready\nsleep 60\n", current_working_directory=str(running.work))
     api.wait_state(job_id, "RUNNING")
+    # Cancel only once the trap is set: before it, SIGTERM alone would end the job (0:15).
+    output = running.work / f"slurm-{job_id}.out"
+    deadline = time.monotonic() + 15
+    while (not output.exists() or "ready" not in output.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.02)
     api.cancel(job_id)
     api.cancel(job_id)
     job = api.wait_state(job_id, "CANCELLED", timeout=15)

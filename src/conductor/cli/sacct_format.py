@@ -376,7 +376,7 @@ def render(
             out.append(line(values))
         else:
             cells = []
-            for column, value in zip(columns, values):
+            for column, value in zip(columns, values, strict=True):
                 size = abs(column.width)
                 if len(value) > size:
                     value = value[: size - 1] + "+" if size > 0 else value

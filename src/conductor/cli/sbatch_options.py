@@ -548,7 +548,7 @@ def _export_environment(spec: str, environ: Mapping[str, str]) -> dict[str, str]
             if name in environ:
                 env[name] = environ[name]
         env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
-    for item, up in zip(items, upper):
+    for item, up in zip(items, upper, strict=True):
         if up in ("ALL", "NONE", "NIL"):
             continue
         name, eq, value = item.partition("=")
