@@ -120,15 +120,16 @@ def lookup(store: Any, token: str) -> Principal | None:
     return Principal(user=row["user_name"], admin=bool(row["admin"]), token_id=int(row["id"]))
 
 
-def authenticate(
+async def authenticate(
     request: Request,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
     slurm_token: Annotated[str | None, Security(slurm_token_scheme)],
 ) -> Principal | None:
     """The app-wide dependency: 401 without a valid token, except on PUBLIC_PATHS.
 
-    A plain `def`: the token lookup is a blocking database read, so FastAPI runs it in its
-    thread pool rather than on the event loop.
+    `async` although a cache miss reads the database: tokens are cached for a second, so that
+    read is rare, and every plain `def` dependency would cost each request a hop to the thread
+    pool (they add up to most of the time of a cheap request).
     """
     # The matched route's template, not the raw path: "//health" or a root_path prefix must not
     # turn a private route public, nor a public one private.
@@ -182,7 +183,7 @@ def document_public_routes(app: Any) -> None:
     app.openapi = openapi
 
 
-def require_principal(principal: Annotated[Principal | None, Depends(authenticate)]) -> Principal:
+async def require_principal(principal: Annotated[Principal | None, Depends(authenticate)]) -> Principal:
     """The caller of a route that is not public (the value `authenticate` already computed)."""
     if principal is None:  # only on a public path, whose routes do not ask for a principal
         raise unauthorized("authentication required")

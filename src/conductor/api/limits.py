@@ -92,7 +92,7 @@ async def _reply(send: Send, status: int, detail: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def reject_repeated_query_parameters(request: Request) -> None:
+async def reject_repeated_query_parameters(request: Request) -> None:
     """422 when a query parameter the route declares as one value is given more than once.
 
     The framework would silently keep the last one, so `?state=PENDING&state=RUNNING` would
