@@ -19,6 +19,7 @@ Slurm's rules kept here:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -46,6 +47,8 @@ __all__ = [
 ]
 
 DEPENDENCY_PROBLEM = "Job dependency problem"
+
+log = logging.getLogger("conductor.dependencies")
 
 
 class DependencyStore(Protocol):
@@ -145,8 +148,16 @@ class DependencyResolver:
         candidates = [j for j in pending if j.dependency is not DependencyStatus.SATISFIED or j.id in self._known]
         if not candidates and not self._known:
             return
-        resolve_dependencies(store, candidates)
-        self._known = {j.id for j in candidates}
+        try:
+            resolve_dependencies(store, candidates)
+        except Exception:  # noqa: BLE001 - one bad dependency must not stop all scheduling
+            log.exception("dependency resolution failed; the jobs concerned wait")
+            for job in candidates:
+                job.dependency = DependencyStatus.WAITING
+        # Remember every job ever resolved, not just this pass's: a pass that looks only at new
+        # submissions must not make the next full pass skip a job found satisfied earlier
+        # (its target may have been requeued since).
+        self._known.update(j.id for j in candidates)
 
 
 def resolve_dependencies(store: DependencyStore, pending: Sequence[PendingJob], now: datetime | None = None) -> None:

@@ -9,7 +9,7 @@
 #
 # Arguments: STATUS_FILE FLAGS UID GID GROUPS CWD STDIN STDOUT STDERR OPEN_MODE -- COMMAND...
 # FLAGS is "WRITE_CREATE_NOFOLLOW,TRUNC,APPEND"; UID empty means: do not change user.
-# Its environment is exactly the job's.
+# Its own environment is a fixed minimal one; the job's comes on stdin.
 # It waits for EOF on stdin (the worker closes the pipe once the CPU affinity is set), drops
 # privileges, enters CWD, opens the output files as the job's user, runs COMMAND as its child
 # and writes "exit CODE SIGNAL" to STATUS_FILE, which it opened before dropping privileges.
@@ -34,8 +34,14 @@ sub fail {
 # survive to report; exec resets handlers to the default in the job itself.
 $SIG{$_} = sub { } for qw(TERM INT HUP USR1 USR2 QUIT ALRM CONT);
 
-my $buf;
-1 while sysread(STDIN, $buf, 4096);
+# The job's environment arrives on stdin ("NAME=value" pairs separated by NUL); EOF is the go.
+my $envdata = '';
+while (1) {
+    my $n = sysread(STDIN, my $chunk, 65536);
+    if (!defined $n) { next if $! == 4; last }    # 4 = EINTR on every Linux architecture
+    last if $n == 0;
+    $envdata .= $chunk;
+}
 
 if ($uid ne '') {
     my @gids = grep { length } split(/,/, $groups);
@@ -45,6 +51,13 @@ if ($uid ne '') {
     fail("could not set gid $gid: $!") if $( != $gid;
     $< = $> = $uid;
     fail("could not drop privileges to uid $uid: $!") if $< != $uid || $> != $uid;
+}
+
+# Only now, as the job's user: variables such as LD_PRELOAD must not act for root.
+%ENV = ();
+for my $pair (split(/\0/, $envdata)) {
+    my ($name, $value) = split(/=/, $pair, 2);
+    $ENV{$name} = defined $value ? $value : '' if length $name;
 }
 
 chdir($cwd) or fail("working directory '$cwd' is not usable: $!");

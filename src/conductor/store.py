@@ -259,11 +259,14 @@ class Store:
         with self._read() as conn:
             conn.exec_driver_sql("SELECT 1")
 
-    def _lock_rows(self, conn: Connection, ids: Sequence[int], state: str) -> list[int]:
-        """Ids among `ids` whose state is `state`, locked for this transaction."""
+    def _lock_rows(self, conn: Connection, ids: Sequence[int], state: str, *, unheld: bool = False) -> list[int]:
+        """Ids among `ids` whose state is `state` (and not held, if asked), locked for this
+        transaction."""
         if not ids:
             return []
         query = select(jobs.c.id).where(jobs.c.id.in_(ids), jobs.c.state == state)
+        if unheld:
+            query = query.where(jobs.c.held.is_(False))
         if self.dialect == "postgresql":
             query = query.with_for_update()
         return [row[0] for row in conn.execute(query)]
@@ -570,12 +573,13 @@ class Store:
         applied: list[Placement] = []
         with self._write() as conn:
             if placements:
-                still_pending = set(self._lock_rows(conn, [p.job_id for p in placements], PENDING))
+                # A hold that committed after the scheduler read the backlog wins over the placement.
+                still_pending = set(self._lock_rows(conn, [p.job_id for p in placements], PENDING, unheld=True))
                 applied = self._within_capacity(conn, [p for p in placements if p.job_id in still_pending])
                 if applied:
                     conn.execute(
                         update(jobs)
-                        .where(jobs.c.id == bindparam("b_id"), jobs.c.state == PENDING)
+                        .where(jobs.c.id == bindparam("b_id"), jobs.c.state == PENDING, jobs.c.held.is_(False))
                         .values(
                             state=RUNNING,
                             reason=Reason.NONE.value,
@@ -771,10 +775,16 @@ class Store:
                 self._event(conn, job_id, now, PENDING, JobState.CANCELLED.value, "cancel", None)
                 return CancelOutcome(job_id, True, JobState.CANCELLED.value, "cancelled while pending")
             if row.state == RUNNING:
-                if row.kill_state is None:
+                # A requeue in progress (kill_state PENDING) gives way: the job ends cancelled
+                # rather than going back to the queue.
+                if row.kill_state in (None, PENDING):
                     conn.execute(
                         update(jobs)
-                        .where(jobs.c.id == job_id, jobs.c.state == RUNNING, jobs.c.kill_state.is_(None))
+                        .where(
+                            jobs.c.id == job_id,
+                            jobs.c.state == RUNNING,
+                            or_(jobs.c.kill_state.is_(None), jobs.c.kill_state == PENDING),
+                        )
                         .values(kill_state=JobState.CANCELLED.value, kill_time=now)
                     )
                     self._event(conn, job_id, now, RUNNING, RUNNING, "cancel requested", row.node_list)
@@ -998,7 +1008,7 @@ class Store:
         with self._write() as conn:
             rows = self._control_rows(conn, ids)
             pending = [i for i, r in rows.items() if r.state == PENDING]
-            running = [i for i, r in rows.items() if r.state == RUNNING and r.kill_state is None]
+            running = [i for i, r in rows.items() if r.state == RUNNING and r.kill_state in (None, PENDING)]
             self._update_ids(conn, pending, PENDING, state=JobState.CANCELLED.value, end_time=now, exit_code="0:0")
             self._events_for(conn, pending, now, PENDING, JobState.CANCELLED.value, "cancel")
             self._update_ids(

@@ -15,9 +15,9 @@ from conductor.api.models import JobDescription
 from conductor.domain.arrays import parse_array_spec
 from conductor.domain.dependency import format_dependency, parse_dependency
 from conductor.domain.errors import SpecError
+from conductor.domain.memory import parse_memory_mb
 from conductor.domain.signals import parse_signal_spec
 from conductor.domain.states import Reason
-from conductor.domain.memory import parse_memory_mb
 from conductor.domain.timespec import parse_begin_time, parse_time_limit
 from conductor.policy import NodeView
 

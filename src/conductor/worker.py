@@ -57,6 +57,8 @@ SHEPHERD_SURVIVES = frozenset(
     {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGQUIT,
      signal.SIGALRM, signal.SIGCONT, signal.SIGSTOP, signal.SIGTSTP}
 )
+# All the shepherd's own environment: it runs as root until it drops privileges.
+SHEPHERD_ENVIRONMENT = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 # The shepherd loads no Perl module, so it is handed this platform's open(2) flags.
 OPEN_FLAGS = f"{os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW},{os.O_TRUNC},{os.O_APPEND}"
 
@@ -368,10 +370,13 @@ class Worker:
         ]
         read_end, write_end = os.pipe()
         try:
+            # The shepherd starts as root: it gets a fixed environment, and the job's own comes
+            # through the pipe, set only after privileges are dropped. Otherwise a user's
+            # LD_PRELOAD or PERL5OPT would run code as root before the switch.
             pid = os.posix_spawn(
                 self._perl,
                 argv,
-                env,
+                SHEPHERD_ENVIRONMENT,
                 file_actions=[
                     (os.POSIX_SPAWN_DUP2, read_end, 0),
                     (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0),
@@ -379,14 +384,26 @@ class Worker:
                 ],
                 setsid=True,
             )
+        except BaseException:
+            os.close(write_end)
+            raise
         finally:
             os.close(read_end)
         try:
             if self.config.cpu_binding and row.get("cpu_ids"):
                 # Before the go signal: the script and all it forks inherit the mask.
                 os.sched_setaffinity(pid, parse_cpu_list(row["cpu_ids"]))
-        finally:
+            pidfd = os.pidfd_open(pid)
+            _write_all(write_end, b"\0".join(f"{k}={v}".encode() for k, v in env.items()))
+        except BaseException:
+            # Nothing may run unsupervised: the job has not been given its go (EOF) yet.
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
             os.close(write_end)
+            raise
+        os.close(write_end)  # the go signal
         job = RunningJob(
             job_id=job_id,
             pid=pid,
@@ -397,13 +414,13 @@ class Worker:
             kill_state=row.get("kill_state"),
             restart_count=row.get("restart_count") or 0,
         )
-        self._watch(job)
+        self._watch(job, pidfd)
         return job
 
-    def _watch(self, job: RunningJob) -> None:
+    def _watch(self, job: RunningJob, pidfd: int | None = None) -> None:
         assert self._loop is not None
         try:
-            job.pidfd = os.pidfd_open(job.pid)
+            job.pidfd = os.pidfd_open(job.pid) if pidfd is None else pidfd
         except ProcessLookupError:
             self._on_exit(job)
             return
@@ -467,7 +484,8 @@ class Worker:
     def _decide_exited(self) -> None:
         if not self._exited:
             return
-        unknown = [job.job_id for job, _, _ in self._exited if job.kill_state is None]
+        # A requeue (PENDING) may since have been overridden by a cancel: read that too.
+        unknown = [job.job_id for job, _, _ in self._exited if job.kill_state in (None, JobState.PENDING.value)]
         try:
             requested = self.store.kill_states(unknown) if unknown else {}
         except Exception:  # noqa: BLE001 - decide once the database answers again
@@ -475,8 +493,8 @@ class Worker:
             return
         exited, self._exited = self._exited, []
         for job, rusage, wait_signal in exited:
-            if job.kill_state is None:
-                job.kill_state = requested.get(job.job_id)
+            if job.kill_state in (None, JobState.PENDING.value):
+                job.kill_state = requested.get(job.job_id, job.kill_state)
             self._finished.append(self._report(job, self._outcome(job, rusage, wait_signal)))
 
     def _flush(self) -> None:
@@ -521,8 +539,8 @@ class Worker:
                 # scontrol update may have changed the limit of the running job.
                 job.time_limit = row["time_limit"]
                 job.signal_spec = row.get("signal_spec")
-            if job.kill_state is None and job.job_id in requested:
-                job.kill_state = requested[job.job_id]
+            if job.kill_state in (None, JobState.PENDING.value) and job.job_id in requested:
+                job.kill_state = requested[job.job_id]  # a cancel may override a requeue
             self._warn_before_limit(job, now_wall)
             if (
                 job.kill_state is None
@@ -715,6 +733,12 @@ class ShepherdStatus:
     exit: tuple[int, int] | None = None
     error: str | None = None
     child: int | None = None  # the batch shell (what `--signal=B:` reaches)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def read_status(path: Path) -> ShepherdStatus:

@@ -138,7 +138,7 @@ def read_tail(path: str, limit: int, owners: set[int] | None = None) -> str | No
 
 def _parse_job_id(job_id: str) -> int:
     text = job_id.strip()
-    if not text.isdigit() or len(text) > 18:
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
         raise ApiError(400, f"job_id: '{job_id[:40]}' is not a job id (a positive integer)")
     return int(text)
 

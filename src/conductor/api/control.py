@@ -82,6 +82,13 @@ class JobUpdate(BaseModel):
             raise ValueError("must be a single line without tabs or NUL characters")
         return value
 
+    @field_validator("comment")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
+
 
 class ControlResponse(BaseModel):
     job_id: str = Field(description="The id as addressed: 123 or 123_4.")

@@ -41,7 +41,7 @@ class BodyLimit:
                 break
         if length is not None:
             text = length.decode("latin-1").strip()
-            if not text.isdigit():
+            if not (text.isascii() and text.isdigit()):
                 await _reply(send, 400, "Content-Length: must be a number")
                 return
             if int(text) > self.max_bytes:

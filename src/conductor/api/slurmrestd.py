@@ -503,7 +503,7 @@ def get_jobs(request: Request, principal: CurrentPrincipal, update_time: str | N
     """Every job slurmctld would still know: not ended, or ended within MinJobAge (300 s)."""
     since = utcnow() - MIN_JOB_AGE
     if update_time:
-        if not update_time.isdigit():
+        if not (update_time.isascii() and update_time.isdigit()):
             return error_response(
                 request, 400, "update_time: expected UNIX seconds", error_number=ESLURM_REST_INVALID_QUERY,
                 error="Invalid query", source="update_time", principal=principal,

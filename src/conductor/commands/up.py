@@ -7,7 +7,14 @@ import logging
 import os
 import threading
 
-from conductor.commands.common import add_node_arguments, add_tls_arguments, api_scheme, configure_logging, fail, port_arg
+from conductor.commands.common import (
+    add_node_arguments,
+    add_tls_arguments,
+    api_scheme,
+    configure_logging,
+    fail,
+    port_arg,
+)
 from conductor.commands.runtime import StartupError, load_settings, open_store, serve_api, start_worker
 from conductor.settings import Settings
 

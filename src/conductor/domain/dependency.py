@@ -221,6 +221,12 @@ def _parse_job_list(kind: str, jobs: str, text: str, field: str) -> list[Depende
     return terms
 
 
+# Ids must fit the database's 64-bit integers, and a delay must stay a representable time.
+MAX_JOB_ID = 2**63 - 1
+MAX_TASK_ID = 2**31 - 1
+MAX_DELAY_MINUTES = 366 * 24 * 60
+
+
 def _parse_job(part: str, text: str, field: str) -> tuple[list[JobRef], int]:
     match = _JOB_RE.fullmatch(part.strip())
     if match is None:
@@ -232,6 +238,8 @@ def _parse_job(part: str, text: str, field: str) -> tuple[list[JobRef], int]:
     job_id = int(match.group("job"))
     if job_id == 0:
         raise SpecError(field, f"invalid dependency {text!r}: job id 0 does not exist")
+    if job_id > MAX_JOB_ID:
+        raise SpecError(field, f"invalid dependency {text!r}: job id {job_id} is larger than {MAX_JOB_ID}")
     delay = 0
     if match.group("delay") is not None:
         delay = int(match.group("delay"))
@@ -239,8 +247,16 @@ def _parse_job(part: str, text: str, field: str) -> tuple[list[JobRef], int]:
             raise SpecError(
                 field, f"invalid dependency {text!r}: +time in {part!r} must be at least 1 minute"
             )
+        if delay > MAX_DELAY_MINUTES:
+            raise SpecError(
+                field,
+                f"invalid dependency {text!r}: +time in {part!r} is over {MAX_DELAY_MINUTES} minutes (one year)",
+            )
     if match.group("task") is not None:
-        refs = [JobRef(job_id, int(match.group("task")))]
+        task = int(match.group("task"))
+        if task > MAX_TASK_ID:
+            raise SpecError(field, f"invalid dependency {text!r}: task id {task} is larger than {MAX_TASK_ID}")
+        refs = [JobRef(job_id, task)]
     elif match.group("tasks") is not None:
         spec = parse_array_spec(match.group("tasks"), field=field)
         if spec.max_running is not None:

@@ -49,7 +49,7 @@ def parse_signal(value: str | int, *, field: str = "signal") -> int:
         text = value.strip().upper()
         if not text:
             raise SpecError(field, "empty signal; expected a name such as USR1 or a number")
-        if text.isdigit():
+        if text.isascii() and text.isdigit():
             number = int(text)
         else:
             name = text.removeprefix("SIG")
