@@ -821,7 +821,9 @@ class Store:
         now = utcnow()
         return self.finish(
             [
-                Finish(i, JobState.NODE_FAIL, None, reason=Reason.NODE_DOWN.value, error_msg=message, end_time=now)
+                Finish(
+                    i, JobState.NODE_FAIL, None, reason=Reason.NODE_DOWN.value, error_msg=message, end_time=now, node=node
+                )
                 for i in job_ids
             ]
         )

@@ -272,9 +272,12 @@ class Worker:
                 job = self._spawn(row)
             except Exception as exc:  # noqa: BLE001 - one bad job must not stop the node
                 log.exception("launch of job %s failed", row["id"])
-                self._finished.append(
-                    Finish(row["id"], JobState.FAILED, "1:0", Reason.NONE.value, f"launch failed: {exc}")
-                )
+                failed = Finish(row["id"], JobState.FAILED, "1:0", Reason.NONE.value, f"launch failed: {exc}")
+                # Tied to this run: if the node is declared dead before the report gets through,
+                # it must not end the job's next run elsewhere.
+                failed.node = self.config.name
+                failed.restart_count = row.get("restart_count") or 0
+                self._finished.append(failed)
                 continue
             self.jobs[job.job_id] = job
             pids[job.job_id] = job.pid
