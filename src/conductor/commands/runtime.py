@@ -229,3 +229,26 @@ def serve_api(store: Store, bus: Bus, settings: Settings, *, allow_root_jobs: bo
     sys.setswitchinterval(0.0005)
     server.run()
     return bool(server.started)
+
+
+def add_listen_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of a command that serves the API (`up`, `server`)."""
+    from conductor.commands.common import port_arg
+
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=port_arg, help="port to listen on (default 8000)")
+    parser.add_argument("--home", help="state directory (default: CONDUCTOR_HOME or ./.conductor)")
+
+
+def run_command(parser: argparse.ArgumentParser, argv: list[str], run: Callable[[Settings], int]) -> int:
+    """Parse, configure logging, build the settings and run; a start-up failure is one line and exit 1."""
+    from conductor.commands.common import configure_logging, fail
+
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level)
+    try:
+        return run(load_settings(args))
+    except StartupError as exc:
+        return fail(str(exc))
+

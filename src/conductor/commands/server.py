@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from conductor.commands.common import add_tls_arguments, configure_logging, fail, port_arg
-from conductor.commands.runtime import StartupError, load_settings, open_store, serve_api
+from conductor.commands.common import add_tls_arguments
+from conductor.commands.runtime import add_listen_arguments, open_store, run_command, serve_api
 from conductor.settings import Settings
 
 log = logging.getLogger("conductor.server")
@@ -21,21 +21,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="conductor server",
         description="Run the API and the scheduler against CONDUCTOR_DATABASE_URL (PostgreSQL or SQLite).",
     )
-    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=port_arg, help="port to listen on (default 8000)")
-    parser.add_argument("--home", help="state directory (default: CONDUCTOR_HOME or ./.conductor)")
+    add_listen_arguments(parser)
     add_tls_arguments(parser)
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
 
 
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
-    configure_logging(args.log_level)
-    try:
-        return run_server(load_settings(args))
-    except StartupError as exc:
-        return fail(str(exc))
+    return run_command(build_parser(), argv, run_server)
 
 
 def run_server(settings: Settings) -> int:

@@ -11,11 +11,14 @@ from conductor.commands.common import (
     add_node_arguments,
     add_tls_arguments,
     api_scheme,
-    configure_logging,
-    fail,
-    port_arg,
 )
-from conductor.commands.runtime import StartupError, load_settings, open_store, serve_api, start_worker
+from conductor.commands.runtime import (
+    add_listen_arguments,
+    open_store,
+    run_command,
+    serve_api,
+    start_worker,
+)
 from conductor.settings import Settings
 
 log = logging.getLogger("conductor.up")
@@ -25,22 +28,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="conductor up", description="Run API, scheduler and one worker in one process (embedded SQLite)."
     )
-    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=port_arg, help="port to listen on (default 8000)")
-    parser.add_argument("--home", help="state directory (default: CONDUCTOR_HOME or ./.conductor)")
+    add_listen_arguments(parser)
     add_node_arguments(parser)
     add_tls_arguments(parser)
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
 
 
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
-    configure_logging(args.log_level)
-    try:
-        return run_all_in_one(load_settings(args))
-    except StartupError as exc:
-        return fail(str(exc))
+    return run_command(build_parser(), argv, run_all_in_one)
 
 
 def root_jobs_allowed(settings: Settings) -> bool:

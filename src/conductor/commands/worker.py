@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from conductor.commands.common import add_node_arguments, configure_logging, fail
-from conductor.commands.runtime import StartupError, load_settings, open_store, run_worker_in_foreground, start_worker
+from conductor.commands.common import add_node_arguments
+from conductor.commands.runtime import open_store, run_command, run_worker_in_foreground, start_worker
 from conductor.settings import Settings
 
 log = logging.getLogger("conductor.worker")
@@ -23,17 +23,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--home", help="state directory: scripts, job status files (default: CONDUCTOR_HOME)")
     add_node_arguments(parser)
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
 
 
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
-    configure_logging(args.log_level)
-    try:
-        return run_worker(load_settings(args))
-    except StartupError as exc:
-        return fail(str(exc))
+    return run_command(build_parser(), argv, run_worker)
 
 
 def run_worker(settings: Settings) -> int:
