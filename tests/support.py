@@ -159,13 +159,11 @@ class Api:
         ids = set(job_ids)
         deadline = time.monotonic() + timeout
         while ids and time.monotonic() < deadline:
-            lowest = min(ids)
             rows = self.http.get("/jobs", params={"limit": 100000}).json()["jobs"]
             done = {r["job_id"] for r in rows if r["state"] in wanted}
             ids -= done
             if ids:
                 time.sleep(0.1)
-            del lowest
         assert not ids, f"jobs not in {wanted}: {sorted(ids)[:20]}"
 
     def close(self) -> None:

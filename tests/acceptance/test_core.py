@@ -159,12 +159,14 @@ def test_affinity_seen_from_inside_the_job(start_conductor: object, tmp_path: Pa
     assert api.query(job_id)["detail"]["cpu_ids"] == allowed
 
 
-def test_binding_off_when_declaring_more_cpus_than_machine(conductor_server: ConductorProcess, api: Api) -> None:
-    if len(os.sched_getaffinity(0)) >= 4:
-        return  # this machine has the 4 CPUs the fixture declares: binding is legitimately on
+def test_binding_off_when_declaring_more_cpus_than_machine(start_conductor: object, tmp_path: Path) -> None:
+    declared = len(os.sched_getaffinity(0)) + 2
+    server: ConductorProcess = start_conductor("--cpus", str(declared), home=tmp_path / "h")  # type: ignore[operator]
+    api = Api(server.url)
     node = api.http.get("/nodes").json()["nodes"][0]
     assert node["cpu_binding"] is False
-    assert "CPU binding is off" in conductor_server.log()
+    assert node["cpus"] == declared and node["cpu_ids"] == f"0-{declared - 1}"
+    assert "CPU binding is off" in server.log()
 
 
 def test_job_environment_is_clean(start_conductor: object, tmp_path: Path) -> None:
