@@ -78,6 +78,18 @@ def run(prog: str, body: Callable[[], int]) -> int:
         return 130
 
 
+def collect_options(parsed: list[tuple[str, str | None]]) -> tuple[dict[str, str | None], dict[str, list[str]]]:
+    """Parsed options as (last value of each, every value of each): squeue and sacct accept
+    repeated -j/-u/-t and join them, other options take their last value, as in Slurm."""
+    opts: dict[str, str | None] = {}
+    multi: dict[str, list[str]] = {}
+    for key, value in parsed:
+        opts[key] = value
+        if value is not None:
+            multi.setdefault(key, []).append(value)
+    return opts, multi
+
+
 def current_user() -> str:
     """The submitting user's name, as the server records it for tokens issued to this login."""
     explicit = os.environ.get("CONDUCTOR_USER", "").strip()

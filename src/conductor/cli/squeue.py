@@ -12,6 +12,7 @@ from conductor.cli.common import (
     CODE_STATES,
     STATE_CODES,
     UsageError,
+    collect_options,
     current_user,
     parse_iso,
     run,
@@ -125,12 +126,7 @@ def main(argv: list[str]) -> int:
 
 def _main(argv: list[str]) -> int:
     parsed, operands = getopt_long(argv, OPTIONS)
-    opts: dict[str, str | None] = {}
-    multi: dict[str, list[str]] = {}
-    for key, value in parsed:
-        opts[key] = value
-        if value is not None:
-            multi.setdefault(key, []).append(value)
+    opts, multi = collect_options(parsed)
     if "help" in opts or "usage" in opts:
         sys.stdout.write(USAGE)
         return 0
