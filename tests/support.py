@@ -170,6 +170,17 @@ class Api:
         self.http.close()
 
 
+@contextlib.contextmanager
+def running_up(home: Path, *args: str) -> Iterator[ConductorProcess]:
+    """A `conductor up` shared by a whole test module (starting one costs seconds)."""
+    process = ConductorProcess(home, ["up", *args], env={"CONDUCTOR_KILL_WAIT": "2"}, port=free_port())
+    process.start()
+    try:
+        yield process
+    finally:
+        process.kill()
+
+
 # ------------------------------------------------------------------ PostgreSQL
 class PostgresCluster:
     """A throw-away PostgreSQL cluster in a temporary directory, on a free port.

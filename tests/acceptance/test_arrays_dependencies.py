@@ -11,17 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from support import Api, ConductorProcess, free_port
+from support import Api, ConductorProcess, running_up
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConductorProcess]:
-    home = tmp_path_factory.mktemp("home")
-    process = ConductorProcess(home, ["up", "--cpus", "8"], env={"CONDUCTOR_KILL_WAIT": "2"}, port=free_port())
-    process.start()
-    yield process
-    process.kill()
+    with running_up(tmp_path_factory.mktemp("home"), "--cpus", "8") as process:
+        yield process
 
 
 @pytest.fixture

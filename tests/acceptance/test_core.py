@@ -11,7 +11,6 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
-
 from support import Api, ConductorProcess
 
 

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from support import Api, ConductorProcess, clean_env, free_port
 
 StartConductor = Callable[..., ConductorProcess]

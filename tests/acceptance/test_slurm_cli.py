@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import TERMINAL, Api, ConductorProcess, clean_env, free_port
+from support import TERMINAL, Api, ConductorProcess, clean_env, running_up
 
 NODE = "cn01"
 USER = pwd.getpwuid(os.getuid()).pw_name
@@ -90,16 +90,8 @@ class Cli:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConductorProcess]:
-    home = tmp_path_factory.mktemp("cli") / "home"
-    process = ConductorProcess(
-        home,
-        ["up", "--cpus", "4", "--node-name", NODE],
-        env={"CONDUCTOR_KILL_WAIT": "2"},
-        port=free_port(),
-    )
-    process.start()
-    yield process
-    process.stop()
+    with running_up(tmp_path_factory.mktemp("cli") / "home", "--cpus", "4", "--node-name", NODE) as process:
+        yield process
 
 
 @pytest.fixture

@@ -14,12 +14,11 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
-from support import ConductorProcess, clean_env
-
 # Test dependencies (pyproject's `test` extra): a missing one must fail, never skip.
 import dask_jobqueue  # noqa: E402, F401
+import pytest
 import submitit  # noqa: E402, F401
+from support import ConductorProcess, clean_env
 
 
 def _run_tool(server: ConductorProcess, tmp_path: Path, code: str, timeout: float = 120) -> str:

@@ -9,19 +9,15 @@ from typing import Any
 
 import httpx
 import pytest
-
-from support import Api, ConductorProcess, free_port
+from support import Api, ConductorProcess, running_up
 
 BASE = "/slurm/v0.0.40"
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConductorProcess]:
-    home = tmp_path_factory.mktemp("home")
-    process = ConductorProcess(home, ["up", "--cpus", "4"], env={"CONDUCTOR_KILL_WAIT": "2"}, port=free_port())
-    process.start()
-    yield process
-    process.kill()
+    with running_up(tmp_path_factory.mktemp("home"), "--cpus", "4") as process:
+        yield process
 
 
 @pytest.fixture

@@ -7,19 +7,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from support import Api, ConductorProcess, free_port
+from support import Api, ConductorProcess, running_up
 
 
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     """One server for the many refusals: none of them may change what it holds."""
-    home = tmp_path_factory.mktemp("validation")
-    server = ConductorProcess(home, ["up", "--cpus", "4"], port=free_port()).start()
-    client = Api(server.url)
-    yield client
-    client.close()
-    server.kill()
+    with running_up(tmp_path_factory.mktemp("validation"), "--cpus", "4") as server:
+        client = Api(server.url)
+        yield client
+        client.close()
 
 
 def submit_raw(api: Api, job: dict[str, Any], script: str = "#!/bin/bash\ntrue\n") -> tuple[int, dict[str, Any]]:

@@ -25,7 +25,6 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
-
 from support import Api, ConductorProcess, free_port
 
 EXAMPLES = int(os.environ.get("CONDUCTOR_FUZZ_EXAMPLES", "30"))

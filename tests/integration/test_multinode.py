@@ -19,7 +19,6 @@ from typing import Any
 
 import psycopg
 import pytest
-
 from support import TERMINAL, Api, ConductorProcess, PostgresCluster, free_port
 
 NODES = {"node-a": 2, "node-b": 3, "node-c": 4}
