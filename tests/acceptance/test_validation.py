@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -127,3 +128,30 @@ def test_bad_command_line_flags_exit_non_zero(start_conductor: Any, tmp_path: Pa
         )
         assert result.returncode != 0
         assert words in result.stderr
+
+
+def test_fast_path_answers_as_the_framework_does(shared: Api, tmp_path: Path) -> None:
+    """The ordinary submission takes api/fastpath.py; a slurmrestd header sends the same one
+    through FastAPI. Both answer the same bytes' shape and store the same job."""
+    body = {"job": {"current_working_directory": str(tmp_path), "name": "twin", "hold": True, "time_limit": "5"},
+            "script": "#!/bin/bash\ntrue\n"}
+    fast = shared.http.post("/jobs/submit", json=body)
+    me = shared.job(int(fast.json()["job_id"]))["user"]
+    framework = shared.http.post("/jobs/submit", json=body, headers={"X-SLURM-USER-NAME": me})
+    assert fast.status_code == framework.status_code == 201
+    assert fast.headers["content-type"] == framework.headers["content-type"] == "application/json"
+    assert set(fast.json()) == set(framework.json()) == {"job_id", "array_task_ids", "message"}
+    assert int(framework.json()["job_id"]) == int(fast.json()["job_id"]) + 1
+    a, b = shared.job(int(fast.json()["job_id"])), shared.job(int(framework.json()["job_id"]))
+    for key in ("job_id", "submit_time", "eligible_time", "elapsed", "standard_output", "standard_error"):
+        a.pop(key), b.pop(key)
+    assert a == b
+    # test_only answers 200 through either path; refusals are the framework's own answers.
+    probe = shared.http.post("/jobs/submit", json={**body, "job": {**body["job"], "test_only": True}})
+    assert probe.status_code == 200 and probe.json()["job_id"] is None
+    bad = shared.http.post("/jobs/submit", json={**body, "job": {**body["job"], "time_limit": "1:2:3:4"}})
+    assert bad.status_code in (400, 422) and "time_limit" in bad.text
+    text_plain = shared.http.post(
+        "/jobs/submit", content=json.dumps(body), headers={"Content-Type": "text/plain"}
+    )
+    assert text_plain.status_code == 422, text_plain.text

@@ -96,6 +96,25 @@ def test_submit_place_claim_finish(store: Store) -> None:
     assert state(store, ids[2]) == "RUNNING"
 
 
+def test_one_job_is_stored_as_core_stores_it(store: Store) -> None:
+    """A lone job takes the pre-compiled insert; several take SQLAlchemy Core: the same row."""
+    begin = utcnow() + timedelta(hours=1)
+    row = job_row(
+        uid=1000, gid=1000, account="lab", time_limit=600, exclusive=True, held=True, requeue=True,
+        begin_time=begin, eligible_time=begin, comment="é ✓", memory_per_node_mb=512, standard_output="/tmp/o",
+    )
+    (fast,) = store.submit([row])
+    core, _ = store.submit([row, row])
+    a, b = store.get_job(fast), store.get_job(core)
+    assert a is not None and b is not None
+    a.pop("id"), b.pop("id")
+    assert a["submit_time"] is not None and a["submit_time"].tzinfo is not None
+    a.pop("submit_time"), b.pop("submit_time")
+    assert a == b
+    assert a["begin_time"] == begin and a["held"] is True and a["comment"] == "é ✓"
+    assert [e["to_state"] for e in store.events(fast)] == ["PENDING"]
+
+
 def test_cancel_pending_never_runs_and_running_is_marked(store: Store) -> None:
     add_node(store, "n1", 1)
     running, pending = store.submit([job_row(), job_row()])
