@@ -170,6 +170,7 @@ class Store:
         self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
         self._inserts: dict[tuple[str, tuple[str, ...]], Callable[[Any, Mapping[str, Any]], int]] = {}
         self._selects: dict[str, tuple[str, list[str] | None, dict[str, Any], dict[str, Any], list[Any]]] = {}
+        self._dml: dict[str, tuple[str, list[str] | None, dict[str, Any], dict[str, Any]]] = {}
         self.engine: Engine = self._make_engine(url, echo)
 
     # ----------------------------------------------------------------- set-up
@@ -328,7 +329,7 @@ class Store:
             statement = build()
             compiled = statement.compile(dialect=dialect)
             # Literal values of the statement (`state == 'RUNNING'`) are anonymous binds.
-            defaults = compiled.construct_params()
+            defaults = {name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required}
             binds = {name: bind.type.dialect_impl(dialect).bind_processor(dialect) for name, bind in compiled.binds.items()}
             order = list(compiled.positiontup) if compiled.positional else None
             processors = [
@@ -344,6 +345,26 @@ class Store:
         if any(p is not None for p in processors):
             rows = [tuple(v if p is None else p(v) for p, v in zip(processors, row, strict=True)) for row in rows]
         return rows
+
+    def _execute_many(self, cursor: Any, key: str, build: Callable[[], Any], rows: Sequence[Mapping[str, Any]]) -> None:
+        """A pre-compiled INSERT/UPDATE (as `_query`) for each of `rows`, in one executemany."""
+        compiled_dml = self._dml.get(key)
+        if compiled_dml is None:
+            dialect = self.engine.dialect
+            compiled = build().compile(dialect=dialect)
+            defaults = {name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required}
+            binds = {name: bind.type.dialect_impl(dialect).bind_processor(dialect) for name, bind in compiled.binds.items()}
+            order = list(compiled.positiontup) if compiled.positional else None
+            compiled_dml = (compiled.string, order, defaults, binds)
+            self._dml[key] = compiled_dml
+        sql, order, defaults, binds = compiled_dml
+        batch = []
+        for row in rows:
+            values = {**defaults, **row}
+            values = {k: (v if (p := binds.get(k)) is None else p(v)) for k, v in values.items()}
+            batch.append([values[name] for name in order] if order is not None else values)
+        if batch:
+            cursor.executemany(sql, batch)
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -713,17 +734,22 @@ class Store:
         Marking before the process exists means a crash in between loses the launch (the job
         ends NODE_FAIL) rather than running the job twice.
         """
-        with self._write() as conn:
-            query = select(jobs).where(
-                jobs.c.node_list == node, jobs.c.state == RUNNING, jobs.c.launched.is_(False)
+
+        def claimable() -> Any:
+            query = select(*jobs.c).where(
+                jobs.c.node_list == bindparam("node"), jobs.c.state == RUNNING, jobs.c.launched.is_(False)
             )
-            if self.dialect == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            rows = [dict(r._mapping) for r in conn.execute(query)]
-            if rows:
-                conn.execute(
-                    update(jobs).where(jobs.c.id.in_([r["id"] for r in rows])).values(launched=True)
-                )
+            return query.with_for_update(skip_locked=True) if self.dialect == "postgresql" else query
+
+        names = [c.name for c in jobs.c]
+        with self._raw_write() as cursor:
+            rows = [dict(zip(names, r, strict=True)) for r in self._query(cursor, "claimable", claimable, node=node)]
+            self._execute_many(
+                cursor,
+                "mark_launched",
+                lambda: update(jobs).where(jobs.c.id == bindparam("b_id")).values(launched=True),
+                [{"b_id": r["id"]} for r in rows],
+            )
         for row in rows:
             _normalise_times(row)
         return rows
@@ -731,28 +757,32 @@ class Store:
     def record_pids(self, pids: Mapping[int, int]) -> None:
         if not pids:
             return
-        with self._write() as conn:
-            conn.execute(
-                update(jobs).where(jobs.c.id == bindparam("b_id")).values(pid=bindparam("b_pid")),
+        with self._raw_write() as cursor:
+            self._execute_many(
+                cursor,
+                "record_pid",
+                lambda: update(jobs).where(jobs.c.id == bindparam("b_id")).values(pid=bindparam("b_pid")),
                 [{"b_id": k, "b_pid": v} for k, v in pids.items()],
             )
 
+    _NODE_JOB_COLUMNS = (
+        "id", "pid", "launched", "start_time", "time_limit", "kill_state", "kill_time", "restart_count",
+        # Signals to deliver (scancel --signal) and the --signal warning of the job.
+        "pending_signal", "signal_spec",
+    )
+
     def running_on_node(self, node: str) -> list[dict[str, Any]]:
-        query = select(
-            jobs.c.id,
-            jobs.c.pid,
-            jobs.c.launched,
-            jobs.c.start_time,
-            jobs.c.time_limit,
-            jobs.c.kill_state,
-            jobs.c.kill_time,
-            jobs.c.restart_count,
-            # Signals to deliver (scancel --signal) and the --signal warning of the job.
-            jobs.c.pending_signal,
-            jobs.c.signal_spec,
-        ).where(jobs.c.node_list == node, jobs.c.state == RUNNING)
-        with self._read() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(query)]
+        names = self._NODE_JOB_COLUMNS
+        with self._raw_read() as cursor:
+            found = self._query(
+                cursor,
+                "running_on_node",
+                lambda: select(*(jobs.c[n] for n in names)).where(
+                    jobs.c.node_list == bindparam("node"), jobs.c.state == RUNNING
+                ),
+                node=node,
+            )
+        rows = [dict(zip(names, r, strict=True)) for r in found]
         for row in rows:
             _normalise_times(row)
         return rows
