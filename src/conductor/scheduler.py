@@ -98,19 +98,17 @@ class Scheduler:
         self._quiet = not touched
         fresh = [j for j in pending if j.id not in self._cache]
         only_new = bool(touched) and len(fresh) == len(touched)
-        for job_id in touched:
-            self._cache.pop(job_id, None)
+        # The backlog stays sorted by edits, not by sorting it again: under a stream of
+        # submissions and ends, a pass would otherwise sort thousands of jobs to add a few.
+        stale = {job_id for job_id in touched if self._cache.pop(job_id, None) is not None}
         for job in pending:
             self._cache[job.id] = job
+        if stale:
+            self._ordered = [j for j in self._ordered if j.id not in stale]
+        for job in sorted(pending, key=order_key):
+            bisect.insort(self._ordered, job, key=order_key)
         if only_new:
-            fresh.sort(key=order_key)
-            for job in fresh:
-                bisect.insort(self._ordered, job, key=order_key)
-            return self._ordered, fresh
-        if pending:
-            self._ordered = sorted(self._cache.values(), key=order_key)
-        elif touched:
-            self._ordered = [j for j in self._ordered if j.id in self._cache]
+            return self._ordered, sorted(fresh, key=order_key)
         return self._ordered, None
 
     def _forget(self, placed: set[int], reasons: dict[int, str]) -> None:
