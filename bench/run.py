@@ -6,6 +6,10 @@ temporary home on a free port.
   latency     submit -> first line of the job, p50/p95 over 100 sequential jobs (idle system)
   throughput  end-to-end drain of 2,000 `true` jobs on 64 declared CPUs
   submit      REST submissions per second (jobs held back by --begin so nothing runs)
+
+The load of `throughput` and `submit` comes from a bare-socket HTTP client (RawHttp), as a
+load generator such as wrk would send it: the client runs on the same two cores as the server
+and must not be what is measured.
   pass        one scheduler pass (the pure policy) over 10,000 and 100,000 pending jobs
   loop        one full scheduler pass through the store (load + decide + apply) over 10,000
 
