@@ -1,25 +1,28 @@
 """One node's agent: runs every job placed on the node as its own process, many at once.
 
-One asyncio loop supervises all jobs. Each job runs under the shepherd (`shepherd.pl`) in a new
-session and process group; the worker learns of its end through a pidfd, reaps it with rusage
-when it is the parent, and reads the exact exit status the shepherd wrote. Jobs survive a
-restart of the worker, which re-adopts them from those status files.
+One asyncio loop supervises all jobs. Each job runs under a shepherd (`shepherd.pl`) in a new
+session and process group; shepherds are forks of the worker's launcher, a Perl fork server
+started once. The worker learns of a job's end through a pidfd and reads the exact exit status
+(and the job's CPU times) the shepherd wrote. Jobs survive a restart of the worker, which
+re-adopts them from those status files.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import logging
 import os
 import pwd
+import select
 import shutil
 import signal
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -57,10 +60,19 @@ SHEPHERD_SURVIVES = frozenset(
     {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGQUIT,
      signal.SIGALRM, signal.SIGCONT, signal.SIGSTOP, signal.SIGTSTP}
 )
-# All the shepherd's own environment: it runs as root until it drops privileges.
+# All the launcher's own environment: it and the shepherds run as root until they drop privileges.
 SHEPHERD_ENVIRONMENT = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
-# The shepherd loads no Perl module, so it is handed this platform's open(2) flags.
+# Perl has no O_NOFOLLOW without Fcntl, so the launcher is handed this platform's open(2) flags.
 OPEN_FLAGS = f"{os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW},{os.O_TRUNC},{os.O_APPEND}"
+# A shepherd's process title is this and its status file: how a live shepherd is told apart
+# from a process that got its pid since.
+SHEPHERD_TITLE = "conductor-shepherd "
+# Perl rewrites $0 within the launcher's original argv: room for the longest title beyond the
+# status directory, which the argv holds already (shepherd.pl checks at start that it fits).
+TITLE_PADDING = "-" * 64
+# A launch left unanswered this long gives the launcher up: the worker's loop, and with it the
+# node's heartbeat, waits for launches, and a silent node is declared dead after 30 s.
+LAUNCH_TIMEOUT = 10.0
 
 
 @dataclass
@@ -111,7 +123,6 @@ class RunningJob:
     status_path: Path
     start_time: datetime
     time_limit: int | None
-    is_child: bool
     pidfd: int = -1
     kill_state: str | None = None
     term_sent: float | None = None  # monotonic time of the SIGTERM
@@ -123,6 +134,235 @@ class RunningJob:
     # sbatch --signal=[B:]SIG@TIME, read from the job's row: sent once, TIME s before the limit.
     signal_spec: str | None = None
     warned: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchRequest:
+    job_id: int
+    status_path: Path
+    frame: bytes  # length-prefixed, as the launcher reads it
+    cpus: frozenset[int] | None  # what the job is bound to, if it is
+
+
+def launch_frame(
+    job_id: int,
+    status_path: Path,
+    run_as: RunAs,
+    cwd: str,
+    stdio: tuple[str, str, str],
+    open_mode: str,
+    command: list[str],
+    env: dict[str, str],
+) -> bytes:
+    """One request to the launcher (the format is described in shepherd.pl)."""
+    fields = [
+        str(job_id), str(status_path), run_as.uid, run_as.gid, run_as.groups, cwd, *stdio, open_mode,
+        str(len(command)), *command, *(f"{name}={value}" for name, value in env.items()),
+    ]
+    payload = b"\0".join(os.fsencode(f) for f in fields)
+    if payload.count(b"\0") != len(fields) - 1:
+        # Every later field would shift: a path could become the command, a value a variable.
+        raise ValueError("a path, argument or environment variable contains a NUL character")
+    return len(payload).to_bytes(4, "big") + payload
+
+
+class Launcher:
+    """The worker's fork server (`shepherd.pl --serve`): every job's shepherd is a fork of it.
+
+    One perl start per worker instead of one per job. The launcher is the worker's child; the
+    shepherds are not (they are the launcher's, and outlive it), so the worker watches them by
+    pidfd. A request answered by no reply never started (see shepherd.pl), which makes a dead
+    launcher safe to replace and its unanswered requests safe to send again.
+    """
+
+    def __init__(self, perl: str, status_dir: Path, lock_fd: int, log_path: Path, timeout: float) -> None:
+        self._perl = perl
+        self._status_dir = status_dir
+        self._lock_fd = lock_fd
+        self._log_path = log_path
+        self._timeout = timeout
+        self.pid = 0
+        self._requests = -1
+        self._replies = -1
+        self._mask: set[int] | None = None
+        # Jobs without CPUs of their own may use what the worker may, as they did as its children.
+        self._free_mask = os.sched_getaffinity(0)
+
+    def start(self) -> None:
+        request_read, request_write = os.pipe()
+        reply_read, reply_write = os.pipe()
+        try:
+            log_fd = os.open(self._log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+            try:
+                # A fixed environment: the launcher is root, and whatever the worker's environment
+                # holds (LD_PRELOAD, PERL5OPT) must not act in it.
+                self.pid = os.posix_spawn(
+                    self._perl,
+                    ["conductor-launcher", SHEPHERD, "--serve", str(self._status_dir), OPEN_FLAGS, TITLE_PADDING],
+                    SHEPHERD_ENVIRONMENT,
+                    file_actions=[
+                        (os.POSIX_SPAWN_DUP2, request_read, 0),
+                        (os.POSIX_SPAWN_DUP2, reply_write, 1),
+                        (os.POSIX_SPAWN_DUP2, log_fd, 2),
+                        (os.POSIX_SPAWN_DUP2, self._lock_fd, 3),
+                    ],
+                    # Out of the worker's process group: a ^C to the worker's terminal is not for it.
+                    setsid=True,
+                )
+            finally:
+                os.close(log_fd)
+        except BaseException:
+            os.close(request_write)
+            os.close(reply_read)
+            raise
+        finally:
+            os.close(request_read)
+            os.close(reply_write)
+        self._requests, self._replies = request_write, reply_read
+        os.set_blocking(self._requests, False)
+        os.set_blocking(self._replies, False)
+        self._mask = None
+        log.info("job launcher started (pid %d)", self.pid)
+
+    def close(self) -> None:
+        """End the launcher (EOF on its requests); the shepherds it made keep their jobs running."""
+        if not self.pid:
+            return
+        os.close(self._requests)
+        self._requests = -1
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):
+                if os.waitpid(self.pid, os.WNOHANG)[0] == 0:
+                    time.sleep(0.01)
+                    continue
+            break
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self.pid, 0)
+        os.close(self._replies)
+        self._replies = -1
+        self.pid = 0
+
+    def launch(self, requests: list[LaunchRequest]) -> dict[int, int | str]:
+        """Start the jobs' shepherds: for each job its shepherd's pid, or why none was started."""
+        results: dict[int, int | str] = {}
+        groups: dict[frozenset[int] | None, list[LaunchRequest]] = {}
+        for request in requests:
+            groups.setdefault(request.cpus, []).append(request)
+        for cpus, group in groups.items():
+            unanswered = self._launch_group(cpus, group, results)
+            if unanswered:
+                # Provably never started: safe to send again, once, to a new launcher.
+                log.warning("the job launcher died; relaunching jobs %s", [r.job_id for r in unanswered])
+                for request in self._launch_group(cpus, unanswered, results):
+                    results[request.job_id] = f"the job launcher died before starting the job (see {self._log_path})"
+        return results
+
+    def _launch_group(
+        self, cpus: frozenset[int] | None, group: list[LaunchRequest], results: dict[int, int | str]
+    ) -> list[LaunchRequest]:
+        """Launch jobs of one CPU set; returns those the launcher died without starting."""
+        waiting = {request.job_id: request for request in group}
+        try:
+            if not self.pid:
+                self.start()
+            mask = set(cpus) if cpus is not None else self._free_mask
+            if mask != self._mask:
+                # A fork inherits it, and so the shepherd and the job are bound before they run.
+                try:
+                    os.sched_setaffinity(self.pid, mask)
+                except ProcessLookupError:
+                    self._reap()
+                    return group
+                except OSError as exc:
+                    self._mask = None
+                    for request in group:
+                        results[request.job_id] = f"cannot bind to CPUs {sorted(mask)}: {exc}"
+                    return []
+                self._mask = mask
+            if self._exchange(b"".join(request.frame for request in group), waiting, results):
+                return []
+            self._reap()
+            return list(waiting.values())
+        except Exception as exc:  # noqa: BLE001 - whatever it was, nothing may run unsupervised
+            log.exception("job launcher failed")
+            self._abandon(waiting.values())
+            for job_id in waiting:
+                results[job_id] = f"job launcher failed: {exc}"
+            return []
+
+    def _exchange(self, data: bytes, waiting: dict[int, LaunchRequest], results: dict[int, int | str]) -> bool:
+        """Send the requests and collect replies until all came (True) or the launcher ended."""
+        view = memoryview(data)
+        poller = select.poll()  # not select(): a worker with many jobs holds fds beyond 1024
+        poller.register(self._replies, select.POLLIN)
+        poller.register(self._requests, select.POLLOUT)
+        pending = b""
+        deadline = time.monotonic() + self._timeout
+        while waiting:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no reply within {self._timeout:g} s")
+            for fd, _ in poller.poll(remaining * 1000):
+                if fd == self._requests:
+                    try:
+                        view = view[os.write(fd, view) :]
+                    except BlockingIOError:
+                        pass
+                    except BrokenPipeError:
+                        # Gone: the replies up to the end of its pipe tell which jobs started.
+                        view = view[:0]
+                    if not view:
+                        poller.unregister(fd)
+                    continue
+                try:
+                    chunk = os.read(fd, 65536)
+                except BlockingIOError:
+                    continue
+                if not chunk:
+                    # Every writer is gone: the launcher and each shepherd that had yet to reply.
+                    return False
+                *lines, pending = (pending + chunk).split(b"\n")
+                for line in lines:
+                    tag, _, answer = line.decode(errors="replace").partition(" ")
+                    request = waiting.pop(int(tag), None) if tag.isdigit() else None
+                    if request is None:
+                        log.warning("unexpected reply from the job launcher: %r", line)
+                    elif answer.isdigit():
+                        results[request.job_id] = int(answer)
+                    else:
+                        results[request.job_id] = answer.removeprefix("error ")
+        return True
+
+    def _reap(self) -> None:
+        """Forget a launcher whose replies ended (it is dead, or dying)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
+        for fd in (self._requests, self._replies):
+            if fd >= 0:
+                os.close(fd)
+        self._requests = self._replies = -1
+        self.pid = 0
+        self._mask = None
+
+    def _abandon(self, unanswered: Iterable[LaunchRequest]) -> None:
+        """Give the launcher up with requests in flight, and make sure none of those runs."""
+        if self.pid:
+            # The launcher, and the shepherds not yet in sessions of their own.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGKILL)
+            # Closing the replies turns a late reply into EPIPE, which is that shepherd's no-go.
+            self._reap()
+        # A shepherd whose reply got into the pipe just before has its title: end it and its job.
+        titles = {(SHEPHERD_TITLE + str(request.status_path)).encode() for request in unanswered}
+        for pid in _pids_with_title(titles):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
 
 
 class Worker:
@@ -138,7 +378,7 @@ class Worker:
         self._finished: list[Finish] = []
         # Ended processes whose outcome is decided at the next flush, with one query for all of
         # them: whether a cancel or time limit was asked for that this worker has not yet seen.
-        self._exited: list[tuple[RunningJob, dict[str, float] | None, int]] = []
+        self._exited: list[RunningJob] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._stopping = False
@@ -146,6 +386,8 @@ class Worker:
         self._perl = shutil.which("perl") or "/usr/bin/perl"
         self._is_root = os.geteuid() == 0
         self._array_bounds: dict[int, tuple[int, int, int, int]] = {}
+        self._lock_fd = -1
+        self._launcher: Launcher | None = None
 
     # --------------------------------------------------------------- lifecycle
     def register(self) -> None:
@@ -194,11 +436,23 @@ class Worker:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self.bus.subscribe(node_topic(self.config.name), self.wake)
-        delay = 0.1
-        while not self._adopt() and not self._stopping:
-            # Without the database we cannot tell our jobs from orphans: wait, launch nothing.
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+        if await self._wait_for_launch_lock():
+            self._launcher = Launcher(
+                self._perl,
+                self.status_dir,
+                self._lock_fd,
+                self.config.home / "launcher.log",
+                min(LAUNCH_TIMEOUT, max(self.config.heartbeat_timeout / 2, 1.0)),
+            )
+            try:
+                self._launcher.start()  # now rather than at the first job: it shortens that job's start
+            except OSError:
+                log.warning("could not start the job launcher; retrying at the next launch", exc_info=True)
+            delay = 0.1
+            while not self._adopt() and not self._stopping:
+                # Without the database we cannot tell our jobs from orphans: wait, launch nothing.
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
         heartbeat = asyncio.create_task(self._heartbeat_loop())
         try:
             while not self._stopping:
@@ -216,10 +470,46 @@ class Worker:
                 if job.pidfd >= 0:
                     self._loop.remove_reader(job.pidfd)
                     os.close(job.pidfd)
+            if self._launcher is not None:
+                self._launcher.close()
+            if self._lock_fd >= 0:
+                os.close(self._lock_fd)
+                self._lock_fd = -1
             # The jobs keep running: a restarted worker re-adopts them.
             with contextlib.suppress(Exception):
                 self.store.set_node_down(self.config.name, self.instance, "worker stopped")
             self.bus.publish(SCHEDULER)
+
+    async def _wait_for_launch_lock(self) -> bool:
+        """Wait for the launch lock; False when stopped first (then nothing may be adopted)."""
+        waited_since = time.monotonic()
+        while not self._take_launch_lock():
+            if self._stopping:
+                return False
+            if time.monotonic() - waited_since > 5:
+                log.warning("waiting for the job launcher of a previous worker of this home to exit")
+                waited_since = time.monotonic()
+            await asyncio.sleep(0.05)
+        return True
+
+    def _take_launch_lock(self) -> bool:
+        """Hold the lock the launcher and its shepherds share until each has its status file.
+
+        A predecessor's launcher may still be making shepherds for the requests it had read; once
+        the lock is free, every job it started has a status file, so a claimed job without one
+        provably never started (_adopt).
+        """
+        if self._lock_fd < 0:
+            fd = os.open(self.status_dir / "launcher.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            # Away from 0-3, where the launcher gets its descriptors: a dup2 onto itself keeps
+            # close-on-exec with older C libraries.
+            self._lock_fd = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+            os.close(fd)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
 
     def _tick(self) -> None:
         self._flush()
@@ -261,31 +551,66 @@ class Worker:
 
     # ------------------------------------------------------------------ launch
     def _launch_placed(self) -> None:
+        if self._launcher is None:
+            return  # run() has yet to see a predecessor's launcher gone
         try:
             rows = self.store.claim_for_launch(self.config.name)
         except Exception:  # noqa: BLE001
             log.warning("could not claim placed jobs; retrying", exc_info=True)
             return
-        pids: dict[int, int] = {}
+        if not rows:
+            return
+        requests: list[LaunchRequest] = []
         for row in rows:
             try:
-                job = self._spawn(row)
+                requests.append(self._prepare(row))
             except Exception as exc:  # noqa: BLE001 - one bad job must not stop the node
                 log.exception("launch of job %s failed", row["id"])
-                failed = Finish(row["id"], JobState.FAILED, "1:0", Reason.NONE.value, f"launch failed: {exc}")
-                # Tied to this run: if the node is declared dead before the report gets through,
-                # it must not end the job's next run elsewhere.
-                failed.node = self.config.name
-                failed.restart_count = row.get("restart_count") or 0
-                self._finished.append(failed)
+                self._launch_failed(row, str(exc))
+        results = self._launcher.launch(requests)
+        by_id = {int(row["id"]): row for row in rows}
+        pids: dict[int, int] = {}
+        for request in requests:
+            row = by_id[request.job_id]
+            outcome = results.get(request.job_id, "no reply from the job launcher")
+            if isinstance(outcome, str):
+                log.error("launch of job %s failed: %s", request.job_id, outcome)
+                self._launch_failed(row, outcome)
                 continue
-            self.jobs[job.job_id] = job
+            job = RunningJob(
+                job_id=request.job_id,
+                pid=outcome,
+                status_path=request.status_path,
+                start_time=aware(row["start_time"]) or utcnow(),
+                time_limit=row["time_limit"],
+                kill_state=row.get("kill_state"),
+                restart_count=row.get("restart_count") or 0,
+            )
+            try:
+                self._watch(job)
+            except OSError as exc:
+                # Nothing may run unsupervised.
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(job.pid, signal.SIGKILL)
+                log.error("launch of job %s failed: cannot watch its process: %s", job.job_id, exc)
+                self._launch_failed(row, f"cannot watch the job's process: {exc}")
+                continue
+            if job.pidfd >= 0:
+                self.jobs[job.job_id] = job
             pids[job.job_id] = job.pid
         if pids:
             try:
                 self.store.record_pids(pids)
             except Exception:  # noqa: BLE001 - pids are informative; status files are the truth
                 log.warning("could not record pids", exc_info=True)
+
+    def _launch_failed(self, row: dict[str, Any], message: str) -> None:
+        failed = Finish(row["id"], JobState.FAILED, "1:0", Reason.NONE.value, f"launch failed: {message}")
+        # Tied to this run: if the node is declared dead before the report gets through,
+        # it must not end the job's next run elsewhere.
+        failed.node = self.config.name
+        failed.restart_count = row.get("restart_count") or 0
+        self._finished.append(failed)
 
     def _user_ids(self, row: dict[str, Any]) -> RunAs:
         """Whom the job runs as: its user when the worker is root, else the worker's own user.
@@ -329,10 +654,11 @@ class Worker:
             self._array_bounds[array_job] = (len(indices), indices[0], indices[-1], step)
         return self._array_bounds[array_job]
 
-    def _spawn(self, row: dict[str, Any]) -> RunningJob:
+    def _prepare(self, row: dict[str, Any]) -> LaunchRequest:
+        """Write the job's script and make its request to the launcher."""
         job_id = int(row["id"])
         run_as = self._user_ids(row)
-        uid, gid, groups, home = run_as.uid, run_as.gid, run_as.groups, run_as.home
+        uid, gid, home = run_as.uid, run_as.gid, run_as.home
         script_path = self.scripts_dir / f"job_{job_id}.sh"
         script: str = row["script"]
         fd = os.open(script_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o700)
@@ -355,76 +681,34 @@ class Worker:
         if home:
             env["HOME"] = home
         status_path = self.status_dir / f"job_{job_id}.status"
-        argv = [
-            "perl",
-            SHEPHERD,
-            str(status_path),
-            OPEN_FLAGS,
-            uid,
-            gid,
-            groups,
+        # The job's environment travels in the request and is set only after the shepherd has
+        # dropped privileges: a user's LD_PRELOAD or PERL5OPT must not run code as root.
+        frame = launch_frame(
+            job_id,
+            status_path,
+            run_as,
             row["work_dir"],
-            paths.stdin,
-            paths.stdout,
-            paths.stderr,
+            (paths.stdin, paths.stdout, paths.stderr),
             row.get("open_mode") or "truncate",
-            "--",
-            *command,
-        ]
-        read_end, write_end = os.pipe()
-        try:
-            # The shepherd starts as root: it gets a fixed environment, and the job's own comes
-            # through the pipe, set only after privileges are dropped. Otherwise a user's
-            # LD_PRELOAD or PERL5OPT would run code as root before the switch.
-            pid = os.posix_spawn(
-                self._perl,
-                argv,
-                SHEPHERD_ENVIRONMENT,
-                file_actions=[
-                    (os.POSIX_SPAWN_DUP2, read_end, 0),
-                    (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0),
-                    (os.POSIX_SPAWN_OPEN, 2, "/dev/null", os.O_WRONLY, 0),
-                ],
-                setsid=True,
-            )
-        except BaseException:
-            os.close(write_end)
-            raise
-        finally:
-            os.close(read_end)
-        try:
-            if self.config.cpu_binding and row.get("cpu_ids"):
-                # Before the go signal: the script and all it forks inherit the mask.
-                os.sched_setaffinity(pid, parse_cpu_list(row["cpu_ids"]))
-            pidfd = os.pidfd_open(pid)
-            _write_all(write_end, b"\0".join(f"{k}={v}".encode() for k, v in env.items()))
-        except BaseException:
-            # Nothing may run unsupervised: the job has not been given its go (EOF) yet.
-            with contextlib.suppress(OSError):
-                os.killpg(pid, signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
-            os.close(write_end)
-            raise
-        os.close(write_end)  # the go signal
-        job = RunningJob(
-            job_id=job_id,
-            pid=pid,
-            status_path=status_path,
-            start_time=aware(row["start_time"]) or utcnow(),
-            time_limit=row["time_limit"],
-            is_child=True,
-            kill_state=row.get("kill_state"),
-            restart_count=row.get("restart_count") or 0,
+            command,
+            env,
         )
-        self._watch(job, pidfd)
-        return job
+        cpus = None
+        if self.config.cpu_binding and row.get("cpu_ids"):
+            cpus = frozenset(parse_cpu_list(row["cpu_ids"]))
+        return LaunchRequest(job_id, status_path, frame, cpus)
 
-    def _watch(self, job: RunningJob, pidfd: int | None = None) -> None:
+    def _watch(self, job: RunningJob) -> None:
+        """Follow the job's shepherd; one already gone is reported at once (its status file has
+        the outcome)."""
         assert self._loop is not None
         try:
-            job.pidfd = os.pidfd_open(job.pid) if pidfd is None else pidfd
+            job.pidfd = os.pidfd_open(job.pid)
         except ProcessLookupError:
+            self._on_exit(job)
+            return
+        # Shepherds are reaped by the kernel as they end: by now the pid may be another's.
+        if not _is_shepherd(job.pid, job.status_path):
             self._on_exit(job)
             return
         self._loop.add_reader(job.pidfd, self._on_exit, job)
@@ -436,18 +720,6 @@ class Worker:
             self._loop.remove_reader(job.pidfd)
             os.close(job.pidfd)
             job.pidfd = -1
-        rusage: dict[str, float] | None = None
-        wait_signal = 0
-        if job.is_child:
-            with contextlib.suppress(ChildProcessError):
-                _, status, usage = os.wait4(job.pid, 0)
-                if os.WIFSIGNALED(status):
-                    wait_signal = os.WTERMSIG(status)
-                rusage = {
-                    "utime": usage.ru_utime,
-                    "stime": usage.ru_stime,
-                    "maxrss_kb": float(usage.ru_maxrss),
-                }
         # Slurm ends every process of a job when its batch script ends.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(job.pid, signal.SIGKILL)
@@ -455,17 +727,19 @@ class Worker:
             self.jobs.pop(job.job_id)
         if job.orphaned:
             return  # the job's state is no longer this process's to report
-        self._exited.append((job, rusage, wait_signal))
+        self._exited.append(job)
         if self._wake is not None:
             self._wake.set()
 
-    def _outcome(self, job: RunningJob, rusage: dict[str, float] | None, wait_signal: int) -> Finish:
+    def _outcome(self, job: RunningJob) -> Finish:
         status = read_status(job.status_path)
+        rusage = status.rusage
         kill_state = job.kill_state
         if status.error is not None:
             return Finish(job.job_id, JobState.FAILED, "1:0", Reason.NONE.value, status.error, rusage)
         if status.exit is None:
-            code, sig = 0, wait_signal or signal.SIGKILL
+            # Only a SIGKILL keeps a shepherd from writing the status (it survives the rest).
+            code, sig = 0, signal.SIGKILL
         else:
             code, sig = status.exit
         exit_code = f"{code}:{sig}"
@@ -488,17 +762,17 @@ class Worker:
         if not self._exited:
             return
         # A requeue (PENDING) may since have been overridden by a cancel: read that too.
-        unknown = [job.job_id for job, _, _ in self._exited if job.kill_state in (None, JobState.PENDING.value)]
+        unknown = [job.job_id for job in self._exited if job.kill_state in (None, JobState.PENDING.value)]
         try:
             requested = self.store.kill_states(unknown) if unknown else {}
         except Exception:  # noqa: BLE001 - decide once the database answers again
             log.warning("could not read kill requests of %d ended jobs; will retry", len(unknown))
             return
         exited, self._exited = self._exited, []
-        for job, rusage, wait_signal in exited:
+        for job in exited:
             if job.kill_state in (None, JobState.PENDING.value):
                 job.kill_state = requested.get(job.job_id, job.kill_state)
-            self._finished.append(self._report(job, self._outcome(job, rusage, wait_signal)))
+            self._finished.append(self._report(job, self._outcome(job)))
 
     def _flush(self) -> None:
         self._decide_exited()
@@ -654,20 +928,19 @@ class Worker:
                 status_path=status_path,
                 start_time=aware(row["start_time"]) or utcnow(),
                 time_limit=row["time_limit"],
-                is_child=False,
                 kill_state=row["kill_state"],
                 restart_count=row.get("restart_count") or 0,
             )
             if status.exit is not None or status.error is not None:
-                self._exited.append((job, None, 0))
+                self._exited.append(job)
             elif job.pid and _is_shepherd(job.pid, status_path):
                 self.jobs[job.job_id] = job
                 self._watch(job)
                 log.info("re-adopted job %s (pid %s)", job.job_id, job.pid)
             elif status.pid is None and not status_path.exists():
-                # The shepherd writes its status file before anything else and no shepherd
-                # lives: the predecessor died between claiming the job and starting it. The
-                # script never ran, so it may run now, once.
+                # Every shepherd given its go has its status file once the launch lock is ours
+                # (run() waited for it) and no shepherd lives: the predecessor died between
+                # claiming the job and starting it. The script never ran, so it may run now, once.
                 never_started.append(job.job_id)
             else:
                 gone.append(job.job_id)
@@ -736,12 +1009,7 @@ class ShepherdStatus:
     exit: tuple[int, int] | None = None
     error: str | None = None
     child: int | None = None  # the batch shell (what `--signal=B:` reaches)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+    rusage: dict[str, float] | None = None  # the job's CPU times, from the shepherd's `times`
 
 
 def read_status(path: Path) -> ShepherdStatus:
@@ -757,9 +1025,13 @@ def read_status(path: Path) -> ShepherdStatus:
         elif kind == "child" and rest.isdigit():
             status.child = int(rest)
         elif kind == "exit":
+            # "exit CODE SIG", or with the job's user and system CPU seconds after them.
             parts = rest.split()
-            if len(parts) == 2 and all(p.isdigit() for p in parts):
+            if len(parts) in (2, 4) and parts[0].isdigit() and parts[1].isdigit():
                 status.exit = (int(parts[0]), int(parts[1]))
+                with contextlib.suppress(ValueError):
+                    if len(parts) == 4:
+                        status.rusage = {"utime": float(parts[2]), "stime": float(parts[3])}
         elif kind == "error":
             status.error = rest
     return status
@@ -803,7 +1075,25 @@ def _is_shepherd(pid: int, status_path: Path) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return str(status_path).encode() in cmdline
+    path = os.fsencode(status_path)
+    # The bare path is the argument of a shepherd started by an earlier version (before the
+    # launcher), which a worker upgraded while jobs run must still re-adopt.
+    return (SHEPHERD_TITLE.encode() + path) in cmdline or path in cmdline
+
+
+def _pids_with_title(titles: set[bytes]) -> list[int]:
+    """The processes whose command line is one of `titles` (shepherds, see SHEPHERD_TITLE)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            first = Path(f"/proc/{entry}/cmdline").read_bytes().partition(b"\0")[0]
+        except OSError:
+            continue
+        if first in titles:
+            found.append(int(entry))
+    return found
 
 
 def _find_shepherd(status_path: Path) -> int:
