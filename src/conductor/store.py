@@ -170,6 +170,9 @@ class Store:
         self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
         self._inserts: dict[tuple[str, tuple[str, ...]], Callable[[Any, Mapping[str, Any]], int]] = {}
         self._selects: dict[str, tuple[str, list[str] | None, dict[str, Any], dict[str, Any], list[Any]]] = {}
+        self._local = threading.local()
+        self._held_lock = threading.Lock()
+        self._held: list[Any] = []
         self._dml: dict[str, tuple[str, list[str] | None, dict[str, Any], dict[str, Any]]] = {}
         self.engine: Engine = self._make_engine(url, echo)
 
@@ -239,6 +242,11 @@ class Store:
                     conn.commit()
 
     def close(self) -> None:
+        with self._held_lock:
+            held, self._held = self._held, []
+        for connection in held:
+            with contextlib.suppress(Exception):
+                connection.invalidate()  # closed for good, not handed back to a pool being disposed
         self.engine.dispose()
 
     @contextmanager
@@ -253,30 +261,50 @@ class Store:
                 yield conn
 
     @contextmanager
+    def _dbapi(self) -> Iterator[Any]:
+        """A DBAPI connection for the pre-compiled statements below.
+
+        On SQLite, each thread keeps one for good: checking a connection out of the pool and
+        back costs about as much as the statements themselves. Few threads use the store (the
+        API's, the scheduler's, the worker's, a small pool), so they hold few connections. On
+        PostgreSQL, the pool (whose pre-ping notices a server that went away) as everywhere.
+        """
+        if self.dialect != "sqlite":
+            raw = self.engine.raw_connection()
+            try:
+                yield raw
+            finally:
+                raw.close()  # back to the pool
+            return
+        held = getattr(self._local, "connection", None)
+        if held is None:
+            held = self.engine.raw_connection()
+            self._local.connection = held
+            with self._held_lock:
+                self._held.append(held)
+        yield held.driver_connection
+
+    @contextmanager
     def _raw_write(self) -> Iterator[Any]:
         """A DBAPI cursor inside a write transaction, for the hottest statements only.
 
         SQLAlchemy Core spends about 100 µs of CPU per statement on building, caching and
         processing; the driver itself needs a few. On a path taken once per submission that
         is most of the submission's cost, so it runs pre-compiled SQL (`_compiled_insert`)
-        on the pooled connection directly.
+        on the DBAPI connection directly.
         """
-        with self._write_lock if self._write_lock is not None else contextlib.nullcontext():
-            raw = self.engine.raw_connection()
+        with self._write_lock if self._write_lock is not None else contextlib.nullcontext(), self._dbapi() as raw:
+            cursor = raw.cursor()
             try:
-                cursor = raw.cursor()
-                try:
-                    if self.dialect == "sqlite":
-                        cursor.execute("BEGIN IMMEDIATE")  # as _on_begin: take the write lock now
-                    yield cursor
-                    raw.commit()
-                except BaseException:
-                    raw.rollback()
-                    raise
-                finally:
-                    cursor.close()
+                if self.dialect == "sqlite":
+                    cursor.execute("BEGIN IMMEDIATE")  # as _on_begin: take the write lock now
+                yield cursor
+                raw.commit()
+            except BaseException:
+                raw.rollback()
+                raise
             finally:
-                raw.close()  # back to the pool
+                cursor.close()
 
     def _compiled_insert(self, table: Table, keys: tuple[str, ...]) -> Callable[[Any, Mapping[str, Any]], int]:
         """An INSERT ... RETURNING id of `keys` into `table`, compiled once by SQLAlchemy for
@@ -304,17 +332,15 @@ class Store:
 
     @contextmanager
     def _raw_read(self) -> Iterator[Any]:
-        """A DBAPI cursor for `_query`: one pooled connection, one read transaction."""
-        raw = self.engine.raw_connection()
-        try:
+        """A DBAPI cursor for `_query`: one connection, one read transaction."""
+        with self._dbapi() as raw:
             cursor = raw.cursor()
             try:
                 yield cursor
             finally:
                 cursor.close()
-                raw.rollback()  # end the read transaction (PostgreSQL opened one)
-        finally:
-            raw.close()
+                if self.dialect != "sqlite":
+                    raw.rollback()  # end the read transaction PostgreSQL opened (SQLite autocommits)
 
     def _query(self, cursor: Any, key: str, build: Callable[[], Any], **params: Any) -> list[tuple[Any, ...]]:
         """Rows of a SELECT that runs several times a second, on a `_raw_read` cursor.

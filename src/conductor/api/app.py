@@ -21,7 +21,7 @@ from conductor import __version__
 from conductor.api import control, models, slurmrestd
 from conductor.api.fastpath import SubmitFastPath
 from conductor.api.auth import CurrentPrincipal, Principal, authenticate, document_public_routes, require_owner
-from conductor.api.limits import BodyLimit, reject_repeated_query_parameters
+from conductor.api.limits import ASGIApp, BodyLimit, reject_repeated_query_parameters
 from conductor.api.outputs import output_owners
 from conductor.api.outputs import read_tail as _read_tail_safely
 from conductor.bus import SCHEDULER, Bus
@@ -318,10 +318,7 @@ def create_app(ctx: AppContext) -> FastAPI:
         task_ids = [str(i) for i in ids] if body.job.array else None
         return models.SubmitResponse(job_id=str(ids[0]), array_task_ids=task_ids)
 
-    # Plain ASGI. The body limit is the outer one: it also bounds what the fast path reads,
-    # and chunked bodies without Content-Length are counted too (api/limits.py).
-    app.add_middleware(SubmitFastPath, store=store, submit=_submit, in_thread=store.dialect != "sqlite")
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.state.submit = _submit  # what the fast path (serve) runs
 
     @app.get("/jobs/stats", response_model=models.StatsResponse)
     def stats() -> Any:
@@ -523,6 +520,20 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.include_router(control.router)
     app.include_router(slurmrestd.router)
     return app
+
+
+def serve(ctx: AppContext) -> ASGIApp:
+    """The application as served: FastAPI behind two plain ASGI layers.
+
+    The body limit comes first, for every route, and also bounds what the fast path reads;
+    chunked bodies without Content-Length are counted too (api/limits.py). The fast path
+    (api/fastpath.py) sits outside FastAPI's own middleware stack, whose layers would cost
+    the ordinary submission more than its own work; whatever it does not take goes on to
+    FastAPI unchanged.
+    """
+    app = create_app(ctx)
+    fast = SubmitFastPath(app, store=ctx.store, submit=app.state.submit, in_thread=ctx.store.dialect != "sqlite")
+    return BodyLimit(fast, max_bytes=ctx.settings.max_body_bytes)
 
 
 def _node_state(state: str, alloc: int, cpus: int) -> str:

@@ -212,12 +212,12 @@ def serve_api(store: Store, bus: Bus, settings: Settings, *, allow_root_jobs: bo
     Before serving, the home gets a token of the local user (commands/token.py), so the CLI
     on this host needs no set-up.
     """
-    from conductor.api.app import AppContext, create_app
+    from conductor.api.app import AppContext, serve
     from conductor.commands.common import uvicorn_config
     from conductor.commands.token import ensure_local_token
 
     ensure_local_token(store, settings.resolved_home())
-    app = create_app(AppContext(store=store, bus=bus, settings=settings, allow_root_jobs=allow_root_jobs))
+    app = serve(AppContext(store=store, bus=bus, settings=settings, allow_root_jobs=allow_root_jobs))
     try:
         config = uvicorn_config(app, settings)
     except ValueError as exc:
