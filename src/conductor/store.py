@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
+    BigInteger,
     Connection,
     Engine,
     Integer,
@@ -32,6 +34,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
     null,
     or_,
     select,
@@ -392,6 +395,17 @@ class Store:
         if batch:
             cursor.executemany(sql, batch)
 
+    def _id_in(self, column: Any) -> Any:
+        """`column IN (:ids)` for a pre-compiled statement, whatever the number of ids: a JSON
+        array unfolded by json_each on SQLite, an array with = ANY on PostgreSQL. `_ids` makes
+        the value."""
+        if self.dialect == "sqlite":
+            return column.in_(select(literal_column("value")).select_from(func.json_each(bindparam("ids"))))
+        return column == func.any(bindparam("ids", type_=ARRAY(BigInteger)))
+
+    def _ids(self, ids: Iterable[int]) -> Any:
+        return json.dumps([int(i) for i in ids]) if self.dialect == "sqlite" else [int(i) for i in ids]
+
     @contextmanager
     def _read(self) -> Iterator[Connection]:
         with self.engine.connect() as conn:
@@ -696,61 +710,75 @@ class Store:
         """
         now = now or utcnow()
         applied: list[Placement] = []
-        with self._write() as conn:
+        with self._raw_write() as cursor:
             if placements:
                 # A hold that committed after the scheduler read the backlog wins over the placement.
-                still_pending = set(self._lock_rows(conn, [p.job_id for p in placements], PENDING, unheld=True))
-                applied = self._within_capacity(conn, [p for p in placements if p.job_id in still_pending])
-                if applied:
-                    conn.execute(
-                        update(jobs)
-                        .where(jobs.c.id == bindparam("b_id"), jobs.c.state == PENDING, jobs.c.held.is_(False))
-                        .values(
-                            state=RUNNING,
-                            reason=Reason.NONE.value,
-                            node_list=bindparam("b_node"),
-                            cpu_ids=bindparam("b_cpus"),
-                            allocated_cpus=bindparam("b_ncpus"),
-                            allocated_memory_mb=bindparam("b_mem"),
-                            start_time=now,
-                            launched=False,
-                            pid=None,
-                            kill_state=None,
-                            kill_time=None,
-                        ),
-                        [
-                            {
-                                "b_id": p.job_id,
-                                "b_node": p.node,
-                                "b_cpus": format_cpu_list(p.cpu_ids),
-                                "b_ncpus": len(p.cpu_ids),
-                                "b_mem": p.memory_mb,
-                            }
-                            for p in applied
-                        ],
+                def pending() -> Any:
+                    query = select(jobs.c.id).where(
+                        self._id_in(jobs.c.id), jobs.c.state == PENDING, jobs.c.held.is_(False)
                     )
-                    conn.execute(
-                        insert(job_events),
-                        [
-                            {
-                                "job_id": p.job_id,
-                                "time": now,
-                                "from_state": PENDING,
-                                "to_state": RUNNING,
-                                "node": p.node,
-                                "reason": "scheduled",
-                                "message": f"cpus={format_cpu_list(p.cpu_ids)}",
-                            }
-                            for p in applied
-                        ],
-                    )
-            if reasons:
-                conn.execute(
-                    update(jobs)
-                    .where(jobs.c.id == bindparam("b_id"), jobs.c.state == PENDING)
-                    .values(reason=bindparam("b_reason")),
-                    [{"b_id": job_id, "b_reason": reason} for job_id, reason in reasons.items()],
+                    return query.with_for_update() if self.dialect == "postgresql" else query
+
+                ids = self._ids(p.job_id for p in placements)
+                still_pending = {r[0] for r in self._query(cursor, "placeable", pending, ids=ids)}
+                applied = self._within_capacity(cursor, [p for p in placements if p.job_id in still_pending])
+                self._execute_many(
+                    cursor,
+                    "start_jobs",
+                    lambda: update(jobs)
+                    .where(jobs.c.id == bindparam("b_id"), jobs.c.state == PENDING, jobs.c.held.is_(False))
+                    .values(
+                        state=RUNNING,
+                        reason=Reason.NONE.value,
+                        node_list=bindparam("b_node"),
+                        cpu_ids=bindparam("b_cpus"),
+                        allocated_cpus=bindparam("b_ncpus"),
+                        allocated_memory_mb=bindparam("b_mem"),
+                        start_time=bindparam("b_now"),
+                        launched=False,
+                        pid=None,
+                        kill_state=None,
+                        kill_time=None,
+                    ),
+                    [
+                        {
+                            "b_id": p.job_id,
+                            "b_node": p.node,
+                            "b_cpus": format_cpu_list(p.cpu_ids),
+                            "b_ncpus": len(p.cpu_ids),
+                            "b_mem": p.memory_mb,
+                            "b_now": now,
+                        }
+                        for p in applied
+                    ],
                 )
+                self._execute_many(
+                    cursor,
+                    "start_events",
+                    lambda: insert(job_events).values(
+                        {k: bindparam(k) for k in ("job_id", "time", "from_state", "to_state", "node", "reason", "message")}
+                    ),
+                    [
+                        {
+                            "job_id": p.job_id,
+                            "time": now,
+                            "from_state": PENDING,
+                            "to_state": RUNNING,
+                            "node": p.node,
+                            "reason": "scheduled",
+                            "message": f"cpus={format_cpu_list(p.cpu_ids)}",
+                        }
+                        for p in applied
+                    ],
+                )
+            self._execute_many(
+                cursor,
+                "pending_reasons",
+                lambda: update(jobs)
+                .where(jobs.c.id == bindparam("b_id"), jobs.c.state == PENDING)
+                .values(reason=bindparam("b_reason")),
+                [{"b_id": job_id, "b_reason": reason} for job_id, reason in reasons.items()],
+            )
         return applied
 
     # ------------------------------------------------------------------ worker
@@ -815,12 +843,14 @@ class Store:
 
     def kill_states(self, ids: Sequence[int]) -> dict[int, str | None]:
         """The kill requested for each running job (cancel, time limit, requeue), if any."""
-        out: dict[int, str | None] = {}
-        with self._read() as conn:
-            for start in range(0, len(ids), 500):
-                query = select(jobs.c.id, jobs.c.kill_state).where(jobs.c.id.in_(ids[start : start + 500]))
-                out.update({r.id: r.kill_state for r in conn.execute(query)})
-        return out
+        with self._raw_read() as cursor:
+            rows = self._query(
+                cursor,
+                "kill_states",
+                lambda: select(jobs.c.id, jobs.c.kill_state).where(self._id_in(jobs.c.id)),
+                ids=self._ids(ids),
+            )
+        return dict(rows)
 
     def set_kill(self, job_id: int, kill_state: JobState, now: datetime | None = None) -> bool:
         """Mark a running job for killing; the first request decides the final state."""
@@ -841,6 +871,8 @@ class Store:
         if not results:
             return []
         by_id = {r.job_id: r for r in results}
+        if all(r.state is not JobState.PENDING for r in results):
+            return self._finish_runs(by_id)
         with self._write() as conn:
             running = self._lock_rows(conn, list(by_id), RUNNING)
             done = [by_id[i] for i in self._same_run(conn, running, by_id)]
@@ -889,6 +921,73 @@ class Store:
                     ],
                 )
         return [r.job_id for r in done] + [r.job_id for r in requeued]
+
+    def _finish_runs(self, by_id: Mapping[int, Finish]) -> list[int]:
+        """`finish` when no report is a requeue (nearly always): the same compare-and-set,
+        as pre-compiled statements, since every ended job passes here."""
+
+        def running() -> Any:
+            query = select(jobs.c.id, jobs.c.node_list, jobs.c.restart_count).where(
+                self._id_in(jobs.c.id), jobs.c.state == RUNNING
+            )
+            return query.with_for_update() if self.dialect == "postgresql" else query
+
+        with self._raw_write() as cursor:
+            done = []
+            for job_id, node_list, restart_count in self._query(cursor, "finish_running", running, ids=self._ids(by_id)):
+                report = by_id[job_id]
+                # A report about an earlier run (its node was declared dead, the job runs again).
+                if (report.node is not None and node_list != report.node) or (
+                    report.restart_count is not None and restart_count != report.restart_count
+                ):
+                    continue
+                done.append(report)
+            done.sort(key=lambda r: r.job_id)
+            self._execute_many(
+                cursor,
+                "finish_update",
+                lambda: update(jobs)
+                .where(jobs.c.id == bindparam("b_id"), jobs.c.state == RUNNING)
+                .values(
+                    state=bindparam("b_state"),
+                    reason=bindparam("b_reason"),
+                    exit_code=bindparam("b_exit"),
+                    error_msg=bindparam("b_err"),
+                    end_time=bindparam("b_end"),
+                    rusage=bindparam("b_rusage"),
+                ),
+                [
+                    {
+                        "b_id": r.job_id,
+                        "b_state": r.state.value,
+                        "b_reason": r.reason,
+                        "b_exit": r.exit_code,
+                        "b_err": r.error_msg,
+                        "b_end": r.end_time,
+                        "b_rusage": json.dumps(r.rusage) if r.rusage else None,
+                    }
+                    for r in done
+                ],
+            )
+            self._execute_many(
+                cursor,
+                "finish_events",
+                lambda: insert(job_events).values(
+                    {k: bindparam(k) for k in ("job_id", "time", "from_state", "to_state", "reason", "message")}
+                ),
+                [
+                    {
+                        "job_id": r.job_id,
+                        "time": r.end_time,
+                        "from_state": RUNNING,
+                        "to_state": r.state.value,
+                        "reason": r.reason,
+                        "message": r.error_msg or (f"exit_code={r.exit_code}" if r.exit_code else None),
+                    }
+                    for r in done
+                ],
+            )
+        return [r.job_id for r in done]
 
     # ----------------------------------------------------------- user actions
     def cancel(self, job_id: int, now: datetime | None = None) -> CancelOutcome:
@@ -1491,7 +1590,7 @@ class Store:
             out.append(job_id)
         return out
 
-    def _within_capacity(self, conn: Connection, placements: Sequence[Placement]) -> list[Placement]:
+    def _within_capacity(self, cursor: Any, placements: Sequence[Placement]) -> list[Placement]:
         """The placements that still fit their node, judged under a lock on the node rows.
 
         The policy decides from a snapshot. Should two schedulers ever act at once (a leader
@@ -1502,33 +1601,34 @@ class Store:
         if not placements:
             return []
         names = sorted({p.node for p in placements})
-        node_query = (
-            select(nodes.c.name, nodes.c.state, nodes.c.memory_mb, nodes.c.cpu_ids)
-            .where(nodes.c.name.in_(names))
-            .order_by(nodes.c.name)
-        )
-        if self.dialect == "postgresql":
-            node_query = node_query.with_for_update()
-        node_rows = {r.name: r for r in conn.execute(node_query)}
+
+        def node_query() -> Any:
+            query = select(nodes.c.name, nodes.c.state, nodes.c.memory_mb, nodes.c.cpu_ids).order_by(nodes.c.name)
+            return query.with_for_update() if self.dialect == "postgresql" else query
+
+        # Every node row, locked in name order: few rows, and one statement whatever the names.
+        node_rows = {r[0]: r for r in self._query(cursor, "capacity_nodes", node_query) if r[0] in names}
         taken: dict[str, set[int]] = {name: set() for name in names}
         memory: dict[str, int] = {name: 0 for name in names}
-        for r in conn.execute(
-            select(jobs.c.node_list, jobs.c.cpu_ids, jobs.c.allocated_memory_mb).where(
-                jobs.c.state == RUNNING, jobs.c.node_list.in_(names)
-            )
+        for node_list, cpu_ids, allocated in self._query(
+            cursor,
+            "capacity_running",
+            lambda: select(jobs.c.node_list, jobs.c.cpu_ids, jobs.c.allocated_memory_mb).where(jobs.c.state == RUNNING),
         ):
-            taken[r.node_list].update(parse_cpu_list(r.cpu_ids))
-            memory[r.node_list] += r.allocated_memory_mb or 0
+            if node_list in taken:
+                taken[node_list].update(parse_cpu_list(cpu_ids))
+                memory[node_list] += allocated or 0
         out = []
         for p in placements:
             row = node_rows.get(p.node)
-            if row is None or row.state != "UP":
+            if row is None or row[1] != "UP":
                 continue
+            _, _, node_memory, node_cpu_ids = row
             wanted = set(p.cpu_ids)
             if (
                 wanted & taken[p.node]
-                or not wanted <= set(parse_cpu_list(row.cpu_ids))
-                or memory[p.node] + p.memory_mb > row.memory_mb
+                or not wanted <= set(parse_cpu_list(node_cpu_ids))
+                or memory[p.node] + p.memory_mb > node_memory
             ):
                 continue
             taken[p.node] |= wanted
