@@ -1,196 +1,287 @@
-# The job launcher and its shepherds: the processes between a worker and its jobs' scripts.
+# The job launcher: the parent of every job a worker starts, and the one that reports their ends.
 #
-# Why a shepherd exists: the job must outlive its worker (a restart re-adopts it), so the one
-# process that learns the script's exact wait status must be the job's own, not the worker.
+# The worker starts this file once (`--serve`) and sends it requests; each job is one fork of it
+# (~0.2 ms), which execs the job's command. Perl because it is on every Debian system (perl-base
+# is essential); POSIX and Fcntl are loaded once here and add next to nothing to a fork.
 #
-# Why a launcher: starting an interpreter per job (exec of perl, ~2 ms of CPU, plus the worker's
-# posix_spawn holding the Python GIL) was most of the cost of a short job. The worker starts
-# this file once per worker as a fork server (`--serve`); every job's shepherd is a fork of it
-# (~0.2 ms). Perl because it is on every Debian system (perl-base is essential); POSIX, which
-# an exec per job could not afford, is loaded once here and adds next to nothing to a fork.
+# Why the launcher, not the worker, is the jobs' parent: a job must outlive its worker (a restart
+# re-adopts it), and only a process's parent learns its exact wait status. The launcher outlives
+# its worker too: when its requests end (the worker stopped or died) it launches nothing more,
+# lets go of the launch lock, and goes on reaping and recording until its last job has ended.
 #
-# Arguments: --serve STATUS_DIR FLAGS PADDING
-# FLAGS is "WRITE_CREATE_NOFOLLOW,TRUNC,APPEND", this platform's open(2) flags, from the worker.
-# PADDING only makes argv long enough for the shepherds' process titles (below).
-# Fixed descriptors: 0 the worker's requests, 1 the replies, 2 a log, 3 the worker's lock.
+# Arguments: --serve STATUS_DIR O_CLOEXEC SIGIO: this platform's numbers, which neither Fcntl nor
+# POSIX has (Config has SIGIO's, at a cost in memory that every fork pays).
+# Fixed descriptors: 0 the worker's requests, 1 the replies, 2 a log, 3 the worker's launch lock.
 # Its own environment is a fixed minimal one: it runs as root.
 #
 # A request is a 4-byte big-endian length and a NUL-separated frame:
-#   TAG STATUS_FILE UID GID GROUPS CWD STDIN STDOUT STDERR OPEN_MODE ARGC ARGV... NAME=VALUE...
-# UID empty means: do not change user. CPU binding is the launcher's own affinity at the fork,
-# which the worker sets before sending the request.
+#   TAG STATUS_FILE SPARE UID GID GROUPS CWD STDIN STDOUT STDERR OPEN_MODE ARGC ARGV... NAME=VALUE...
+# SPARE, if not empty, is a status file the worker is done with, to be rewritten and renamed to
+# STATUS_FILE: making files costs more than reusing them (ext4 without a journal scans past
+# every recently deleted inode for each new one). UID empty means: do not change user. CPU
+# binding is the launcher's own affinity at the fork, which the worker sets before the request.
 #
-# Each request gets exactly one reply line, "TAG PID" from the shepherd or "TAG error MESSAGE"
-# from the launcher when no shepherd could be made. The shepherd writes its reply itself, and
-# that write is its go: when it fails (the worker is gone), the shepherd exits having touched
-# nothing. So a request the worker saw no reply to never started, whatever happened meanwhile.
-# A shepherd then writes "start PID" to STATUS_FILE (opened as root), drops privileges, enters
-# CWD, opens the output files as the job's user, runs the command as its child and writes
-# "exit CODE SIGNAL CHILD_UTIME CHILD_STIME" to STATUS_FILE.
+# Replies, one line each (written in batches):
+#   "TAG PID STARTTIME"          the job's process was started
+#   "TAG error MESSAGE"          no process was made
+#   "exit TAG CODE SIG UTIME STIME"  the process ended (as its status file says)
+#   "exit TAG"                   it ended and its status file says why (a setup failure)
+#   "bye"                        the requests ended and the launch lock is let go
+#
+# STATUS_FILE, made by the launcher (as root, 0600) before the job may run, holds, in order:
+#   "start PID STARTTIME LAUNCHER_PID LAUNCHER_STARTTIME"  written first, before the job may run
+#   "error MESSAGE"               the job's setup failed; its command never ran
+#   "exit CODE SIG UTIME STIME"   written once the launcher reaped it (CPU times in seconds)
+# STARTTIME is field 22 of /proc/PID/stat: with the pid, a process's identity (pids are reused).
+#
+# What "started" means: the child makes itself a session, drops privileges, sets the job's
+# environment and enters CWD, then waits for the launcher's go (a byte on a pipe of its own),
+# which comes only once its "start" line is written; it writes nothing before (a setup failure
+# is reported after the go). So a job whose status file holds no "start" line never ran its
+# command, whatever became of the launcher: a dead launcher's child that got no go gives up.
+# Once the launcher is gone, or the launch lock free (it read its last request and dealt with
+# it), a claimed job without that line may be launched again; one with it is never resent.
 
 use strict;
 use POSIX ();
+use Fcntl qw(O_RDONLY O_RDWR O_WRONLY O_CREAT O_EXCL O_TRUNC O_APPEND O_NOFOLLOW O_NONBLOCK O_ASYNC
+             F_GETFL F_SETFL F_SETOWN SEEK_CUR);
 
-my ($serve, $status_dir, $flags) = @ARGV;
-die "shepherd: usage: shepherd.pl --serve STATUS_DIR FLAGS PADDING\n"
-    unless defined $flags && $serve eq '--serve';
-# Numbers, not strings: "|" on two strings would be a bitwise string operation.
-my ($write_flags, $trunc, $append) = map { 0 + $_ } split(/,/, $flags);
+# File descriptors, not Perl handles: a handle costs several system calls to set up, per job.
+my ($serve, $status_dir, $cloexec, $sigio) = @ARGV;
+die "launcher: usage: shepherd.pl --serve STATUS_DIR O_CLOEXEC SIGIO\n"
+    unless defined $sigio && $serve eq '--serve' && "$cloexec $sigio" =~ /^[1-9][0-9]* [1-9][0-9]*$/;
+$cloexec = 0 + $cloexec;
+$sigio = 0 + $sigio;
 my $LOCK_FD = 3;
-
-# The worker knows a shepherd by its command line holding its status file (pid reuse, and
-# re-adoption after the worker died). A fork has the launcher's argv, and perl rewrites $0
-# within the space of the original argv and environment: check once that the longest title
-# fits, rather than fail to recognise a live job later.
-my $longest = "conductor-shepherd $status_dir/job_" . ('9' x 20) . ".status";
-$0 = $longest;
-open(my $cmdline_fh, '<', '/proc/self/cmdline') or die "shepherd: /proc/self/cmdline: $!\n";
-my $cmdline = do { local $/; <$cmdline_fh> };
-close($cmdline_fh);
-die "shepherd: argv leaves no room for the process titles\n" if index($cmdline, $longest) != 0;
 $0 = "conductor-launcher $status_dir";
 
-open(my $null, '+<', '/dev/null') or die "shepherd: /dev/null: $!\n";
-# Shepherds are reaped by the kernel: the launcher never waits, so it never holds zombies.
-$SIG{CHLD} = 'IGNORE';
-# A write to a gone worker must fail (EPIPE), not kill: that failure is a shepherd's no-go.
+my $null = POSIX::open('/dev/null', O_RDWR | $cloexec) // die "launcher: /dev/null: $!\n";
+my $me = "$$ " . start_time($$);
+
+# Waiting is sigsuspend with every other moment's mask blocking SIGCHLD (a job ended) and SIGIO
+# (a request came, see O_ASYNC below): neither can slip in between looking and waiting.
+$SIG{CHLD} = sub { };
+$SIG{IO} = sub { };
+# A write to a gone worker must fail (EPIPE), not kill.
 $SIG{PIPE} = 'IGNORE';
+my $run_mask = POSIX::SigSet->new(POSIX::SIGCHLD(), $sigio);
+my $wait_mask = POSIX::SigSet->new();    # also the jobs' mask (the worker spawns us with none)
+POSIX::sigprocmask(POSIX::SIG_SETMASK(), $run_mask) or die "launcher: sigprocmask: $!\n";
+fcntl(STDIN, F_SETOWN, $$) or die "launcher: F_SETOWN: $!\n";
+my $stdin_flags = fcntl(STDIN, F_GETFL, 0) or die "launcher: F_GETFL: $!\n";
+fcntl(STDIN, F_SETFL, $stdin_flags | O_NONBLOCK | O_ASYNC) or die "launcher: F_SETFL: $!\n";
 
-sub reply {
-    my ($line) = @_;
-    $line =~ s/\n/ /g;
-    syswrite(STDOUT, substr($line, 0, 4000) . "\n");    # within PIPE_BUF: one atomic write
-}
-
-# Requests until the worker closes the pipe (it stopped or died): the shepherds live on.
-my $replied;    # in a shepherd: whether its reply (its go) went out
+my %jobs;          # pid => [tag, status fd, bytes the launcher wrote to it]
+my $replies = '';  # written once per round
 my $buf = '';
+my $open = 1;
 while (1) {
-    my $n = sysread(STDIN, $buf, 65536, length $buf);
-    if (!defined $n) { next if $! == 4; last }    # 4 = EINTR on every Linux architecture
-    last if $n == 0;
-    my $pos = 0;
-    while (length($buf) - $pos >= 4) {
-        my $len = unpack('N', substr($buf, $pos, 4));
-        last if length($buf) - $pos - 4 < $len;
-        launch(substr($buf, $pos + 4, $len));
-        $pos += 4 + $len;
+    while ($open) {
+        my $n = POSIX::read(0, my $chunk, 65536);
+        if (!defined $n) {
+            last if $! == POSIX::EAGAIN() || $! == POSIX::EINTR();
+            $n = 0;    # unreadable: as good as closed
+        }
+        if ($n == 0) {
+            # No request can come any more: a worker started next may take the lock and decide,
+            # from the status files, which of its claimed jobs never started.
+            $open = 0;
+            POSIX::close($LOCK_FD);
+            $replies .= "bye\n";
+            last;
+        }
+        $buf .= $chunk;
+        my $pos = 0;
+        while (length($buf) - $pos >= 4) {
+            my $len = unpack('N', substr($buf, $pos, 4));
+            last if length($buf) - $pos - 4 < $len;
+            launch(substr($buf, $pos + 4, $len));
+            $pos += 4 + $len;
+        }
+        substr($buf, 0, $pos, '');
     }
-    substr($buf, 0, $pos, '');
+    reap() if %jobs;
+    while (length $replies) {
+        # The worker's pipe is the launcher's alone (jobs never hold it): no write interleaves.
+        my $w = POSIX::write(1, $replies, length $replies);
+        last unless defined $w && $w > 0;    # the worker is gone: the status files say it all
+        substr($replies, 0, $w, '');
+    }
+    $replies = '';
+    last if !$open && !%jobs;
+    POSIX::sigsuspend($wait_mask);
 }
 exit 0;
 
+sub start_time {
+    my ($pid) = @_;
+    my $fd = POSIX::open("/proc/$pid/stat", O_RDONLY) // return 0;
+    POSIX::read($fd, my $stat, 1024);
+    POSIX::close($fd);
+    # The command name (field 2) may hold spaces and parentheses: count from the last ")".
+    return (split(' ', substr($stat, rindex($stat, ')') + 2)))[19] // 0;
+}
+
+sub reap {
+    while (%jobs) {
+        my (undef, undef, $cutime, $cstime) = times();
+        my $pid = waitpid(-1, POSIX::WNOHANG());
+        last if $pid <= 0;
+        my $status = $?;
+        my (undef, undef, $cutime2, $cstime2) = times();
+        my $job = delete $jobs{$pid} or next;
+        # Slurm ends every process of a job when its batch script ends. Right away, while the
+        # group's id cannot yet belong to anyone else.
+        kill('-KILL', $pid);
+        my ($tag, $st, $own) = @$job;
+        my $line = sprintf("%d %d %.2f %.2f", ($status >> 8) & 255, $status & 127, $cutime2 - $cutime, $cstime2 - $cstime);
+        # More in the file than the launcher wrote: the job's setup failure, for the worker to read.
+        my $clean = (POSIX::lseek($st, 0, SEEK_CUR) // -1) == $own;
+        POSIX::write($st, "exit $line\n", length($line) + 6);
+        POSIX::close($st);
+        $replies .= $clean ? "exit $tag $line\n" : "exit $tag\n";
+    }
+}
+
 sub launch {
     my ($frame) = @_;
-    my ($tag, $status_path, $uid, $gid, $groups, $cwd, $in, $out, $err, $mode, $argc, @rest) =
+    my ($tag, $status_path, $spare, $uid, $gid, $groups, $cwd, $in, $out, $err, $mode, $argc, @rest) =
         split(/\0/, $frame, -1);
-    if (!defined $argc || $argc !~ /^[1-9][0-9]*$/ || @rest < $argc) {
-        reply(($tag // '') . " error bad launch request");
+    if (!defined $argc || $argc !~ /^[1-9][0-9]*$/ || @rest < $argc || $tag !~ /^[0-9]+$/) {
+        $replies .= ($tag // '') . " error bad launch request\n";
         return;
     }
     my @cmd = splice(@rest, 0, $argc);
-    my $pid = fork();
+    # Never the file of an earlier run, which a process of that run might still hold: a new
+    # one, or a spare (a reported job's, whose old lines must never pass for this job's: it
+    # takes the name only once its first line is this job's, and the rest is cut off).
+    my $st;
+    if (length $spare) {
+        $st = POSIX::open($spare, O_WRONLY | O_NOFOLLOW | $cloexec);
+    }
+    undef $spare unless defined $st;
+    if (!defined $st) {
+        unlink($status_path);
+        $st = POSIX::open($status_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | $cloexec, 0600);
+        if (!defined $st) {
+            $replies .= "$tag error cannot create $status_path: $!\n";
+            return;
+        }
+    }
+    # Open only until this job's fork has them: no other job inherits them.
+    my ($go_r, $go_w) = POSIX::pipe();
+    my $pid = defined $go_w ? fork() : undef;
     if (!defined $pid) {
-        reply("$tag error fork: $!");
+        $replies .= "$tag error fork: $!\n";
+        POSIX::close($_) for grep { defined } ($st, $go_r, $go_w);
+        unlink($status_path) unless defined $spare;
         return;
     }
-    return if $pid;
-    # A die must not unwind into the launcher's loop in this process, and must not leave the
-    # worker waiting for a reply.
-    $replied = 0;
-    eval { shepherd($tag, $status_path, $uid, $gid, $groups, $cwd, $in, $out, $err, $mode, \@cmd, \@rest) };
-    my $msg = $@ || "shepherd returned\n";
-    if ($replied) { print STDERR "shepherd $status_path: $msg" } else { reply("$tag error $msg") }
-    POSIX::_exit(1);
+    if ($pid == 0) {
+        POSIX::close($go_w);
+        child($st, $go_r, $uid, $gid, $groups, $cwd, $in, $out, $err, $mode, \@cmd, \@rest);
+    }
+    POSIX::close($go_r);
+    my $ticks = start_time($pid);
+    # Written at the offset the launcher and the job's process share: lines follow one another.
+    my $start = "start $pid $ticks $me\n";
+    POSIX::write($st, $start, length $start);
+    if (defined $spare) {
+        # Cut rather than emptied when opened (O_TRUNC): a file cut to nothing gives its block
+        # back and the next write takes one again, which costs more than the rest together.
+        if (!truncate($spare, length $start) || !rename($spare, $status_path)) {
+            my $why = "$!";
+            kill('KILL', $pid);    # before its go: it never ran
+            waitpid($pid, 0);
+            POSIX::close($_) for ($st, $go_w);
+            $replies .= "$tag error cannot make $status_path: $why\n";
+            return;
+        }
+    }
+    POSIX::write($go_w, 'g', 1);
+    POSIX::close($go_w);
+    $jobs{$pid} = [$tag, $st, length $start];
+    $replies .= "$tag $pid $ticks\n";
 }
 
-sub shepherd {
-    my ($tag, $status_path, $uid, $gid, $groups, $cwd, $in, $out, $err, $mode, $cmd, $envpairs) = @_;
-    # Before the reply, so that a process the worker may kill as this job's always has this title.
-    $0 = "conductor-shepherd $status_path";
-    # Handlers, not SIG_IGN: the worker signals the whole process group and the shepherd must
-    # survive to report; exec resets handlers to the default in the job itself.
-    $SIG{$_} = sub { } for qw(TERM INT HUP USR1 USR2 QUIT ALRM CONT);
-    # Before the reply as well: the pid the worker learns must already lead the job's group.
-    POSIX::setsid() or die "setsid: $!\n";
-    my $line = "$tag $$\n";
-    my $sent = syswrite(STDOUT, $line);
-    POSIX::_exit(0) unless defined $sent && $sent == length $line;    # no go: nothing happened
-    $replied = 1;
-    # The worker sees EOF on the replies only once every shepherd has let go of them.
-    POSIX::dup2(fileno($null), 0);
-    POSIX::dup2(fileno($null), 1);
-    # An ignored signal would stay ignored in the job after exec.
-    $SIG{PIPE} = 'DEFAULT';
-    $SIG{CHLD} = 'DEFAULT';
-
-    # 0101 = O_WRONLY|O_CREAT and 01000 = O_TRUNC are the same on every Linux architecture.
-    sysopen(my $st, $status_path, 01 | 0100 | 01000, 0600) or die "$status_path: $!\n";
-    syswrite($st, "start $$\n");
-    # Held until here, the worker's lock tells a restarted worker when every job whose go was
-    # given has a status file: only then may it decide that one without never started.
-    POSIX::close($LOCK_FD);
-
+# The job's process, from the fork to the exec: never returns.
+sub child {
+    my ($st, $go, $uid, $gid, $groups, $cwd, $in, $out, $err, $mode, $cmd, $envpairs) = @_;
+    # The go: the "start" line is written. Without it (the launcher died) nothing happens, not
+    # even a word in the status file, which is the launcher's alone until then.
+    my $await_go = sub {
+        return unless defined $go;
+        # (POSIX::read says "0 but true" at the end of a pipe, hence the comparison.)
+        my $n = POSIX::read($go, my $byte, 1);
+        POSIX::_exit(1) unless defined $n && $n == 1;
+        POSIX::close($go);
+        undef $go;
+    };
     my $fail = sub {
         my ($msg) = @_;
+        $await_go->();
         $msg =~ s/\n/ /g;
-        syswrite($st, "error $msg\n");
+        $msg = "error $msg\n";
+        POSIX::write($st, $msg, length $msg);
         POSIX::_exit(1);
     };
+    eval {
+        # Its own session and process group: the worker's signals to the job reach it alone.
+        POSIX::setsid() or die "setsid: $!\n";
+        # Let go of the worker's pipes and lock at once: the worker knows the launcher died by
+        # the end of its replies, and a restarted worker waits for the lock.
+        POSIX::dup2($null, 0);
+        POSIX::dup2($null, 1);
+        POSIX::close($LOCK_FD);
 
-    if ($uid ne '') {
-        my @gids = grep { length } split(/,/, $groups);
-        $) = join(' ', $gid, $gid, @gids);
-        $fail->("could not set groups to $gid $groups: $!") if (split(/ /, $)))[0] != $gid;
-        $( = $gid;
-        $fail->("could not set gid $gid: $!") if $( != $gid;
-        $< = $> = $uid;
-        $fail->("could not drop privileges to uid $uid: $!") if $< != $uid || $> != $uid;
-    }
+        if ($uid ne '') {
+            my @gids = grep { length } split(/,/, $groups);
+            $) = join(' ', $gid, $gid, @gids);
+            $fail->("could not set groups to $gid $groups: $!") if (split(/ /, $)))[0] != $gid;
+            $( = $gid;
+            $fail->("could not set gid $gid: $!") if $( != $gid;
+            $< = $> = $uid;
+            $fail->("could not drop privileges to uid $uid: $!") if $< != $uid || $> != $uid;
+        }
 
-    # Only now, as the job's user: variables such as LD_PRELOAD must not act for root.
-    %ENV = ();
-    for my $pair (@$envpairs) {
-        my ($name, $value) = split(/=/, $pair, 2);
-        $ENV{$name} = defined $value ? $value : '' if length $name;
-    }
+        # Only now, as the job's user: variables such as LD_PRELOAD must not act for root.
+        %ENV = ();
+        for my $pair (@$envpairs) {
+            my ($name, $value) = split(/=/, $pair, 2);
+            $ENV{$name} = defined $value ? $value : '' if length $name;
+        }
 
-    chdir($cwd) or $fail->("working directory '$cwd' is not usable: $!");
+        chdir($cwd) or $fail->("working directory '$cwd' is not usable: $!");
 
-    my $extra = $mode eq 'append' ? $append : $trunc;
-    # NOFOLLOW: a symbolic link planted at the output path must not redirect the job's writes.
-    my $open_out = sub {
-        my ($path, $what) = @_;
-        sysopen(my $fh, $path, $write_flags | $extra, 0644) or $fail->("cannot open $what file '$path': $!");
-        # /dev/null is the one non-regular file a job may write to, as users often ask for it.
-        $fail->("$what file '$path' is not a regular file") unless -f $fh || $path eq '/dev/null';
-        return $fh;
-    };
+        # Nothing the job's user could see happens before the go.
+        $await_go->();
 
-    sysopen(my $stdin_fh, $in, 0) or $fail->("cannot open input file '$in': $!");
-    my $out_fh = $open_out->($out, 'output');
-    my $err_fh = $err eq $out ? $out_fh : $open_out->($err, 'error');
+        my $extra = $mode eq 'append' ? O_APPEND : O_TRUNC;
+        # NOFOLLOW: a symbolic link planted at the output path must not redirect the job's writes.
+        my $open_out = sub {
+            my ($path, $what) = @_;
+            my $fd = POSIX::open($path, O_WRONLY | O_CREAT | O_NOFOLLOW | $extra | $cloexec, 0644)
+                // $fail->("cannot open $what file '$path': $!");
+            # /dev/null is the one non-regular file a job may write to, as users often ask for it.
+            # (Not POSIX::fstat: Perl code, compiled at its first call, which would be in every job.)
+            $fail->("$what file '$path' is not a regular file") unless -f "/proc/self/fd/$fd" || $path eq '/dev/null';
+            return $fd;
+        };
+        my $in_fd = POSIX::open($in, O_RDONLY | $cloexec) // $fail->("cannot open input file '$in': $!");
+        my $out_fd = $open_out->($out, 'output');
+        my $err_fd = $err eq $out ? $out_fd : $open_out->($err, 'error');
+        POSIX::dup2($in_fd, 0) // $fail->("dup stdin: $!");
+        POSIX::dup2($out_fd, 1) // $fail->("dup stdout: $!");
+        POSIX::dup2($err_fd, 2) // $fail->("dup stderr: $!");
 
-    open(STDIN, '<&', $stdin_fh) or $fail->("dup stdin: $!");
-    open(STDOUT, '>&', $out_fh) or $fail->("dup stdout: $!");
-    open(STDERR, '>&', $err_fh) or $fail->("dup stderr: $!");
-
-    my $pid = fork();
-    $fail->("fork: $!") unless defined $pid;
-    if ($pid == 0) {
+        # What the launcher changed must not reach the job: exec keeps ignored signals and the mask.
+        $SIG{CHLD} = $SIG{IO} = $SIG{PIPE} = 'DEFAULT';
+        POSIX::sigprocmask(POSIX::SIG_SETMASK(), $wait_mask);
         exec { $cmd->[0] } @$cmd;
-        syswrite(STDERR, "conductor: cannot execute $cmd->[0]: $!\n");
+        my $msg = "conductor: cannot execute $cmd->[0]: $!\n";
+        POSIX::write(2, $msg, length $msg);
         POSIX::_exit(127);
-    }
-    syswrite($st, "child $pid\n");
-
-    my $r;
-    do { $r = waitpid($pid, 0) } while ($r != $pid && !($r == -1 && $! != 4));
-    $fail->("wait: $!") if $r != $pid;
-    my $code = ($? >> 8) & 255;
-    my $sig = $? & 127;
-    my (undef, undef, $cutime, $cstime) = times();
-    syswrite($st, sprintf("exit %d %d %.2f %.2f\n", $code, $sig, $cutime, $cstime));
-    close($st);
-    POSIX::_exit(0);
+    };
+    $fail->($@ || "launch failed");
 }

@@ -1,10 +1,10 @@
 """One node's agent: runs every job placed on the node as its own process, many at once.
 
-One asyncio loop supervises all jobs. Each job runs under a shepherd (`shepherd.pl`) in a new
-session and process group; shepherds are forks of the worker's launcher, a Perl fork server
-started once. The worker learns of a job's end through a pidfd and reads the exact exit status
-(and the job's CPU times) the shepherd wrote. Jobs survive a restart of the worker, which
-re-adopts them from those status files.
+One asyncio loop supervises all jobs. Every job is a fork of the worker's launcher
+(`shepherd.pl`, a Perl fork server started once), in a session and process group of its own.
+The launcher is the jobs' parent: it reaps each, writes its exit status (and CPU times) to the
+job's status file and tells the worker. Jobs, and the launcher, survive a restart of the
+worker, which re-adopts the jobs from their status files.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import itertools
 import json
 import logging
 import os
@@ -54,25 +55,31 @@ class _QuietDisconnects(logging.Filter):
 
 log.addFilter(_QuietDisconnects())
 
-SHEPHERD = str(Path(__file__).with_name("shepherd.pl"))
-# Signals the shepherd catches (shepherd.pl): these may go to the whole process group.
-SHEPHERD_SURVIVES = frozenset(
-    {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGQUIT,
-     signal.SIGALRM, signal.SIGCONT, signal.SIGSTOP, signal.SIGTSTP}
-)
-# All the launcher's own environment: it and the shepherds run as root until they drop privileges.
-SHEPHERD_ENVIRONMENT = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
-# Perl has no O_NOFOLLOW without Fcntl, so the launcher is handed this platform's open(2) flags.
-OPEN_FLAGS = f"{os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW},{os.O_TRUNC},{os.O_APPEND}"
-# A shepherd's process title is this and its status file: how a live shepherd is told apart
-# from a process that got its pid since.
-SHEPHERD_TITLE = "conductor-shepherd "
-# Perl rewrites $0 within the launcher's original argv: room for the longest title beyond the
-# status directory, which the argv holds already (shepherd.pl checks at start that it fits).
-TITLE_PADDING = "-" * 64
+LAUNCHER = str(Path(__file__).with_name("shepherd.pl"))
+# All the launcher's own environment: it runs as root, and so do its forks until they drop
+# privileges.
+LAUNCHER_ENVIRONMENT = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+# Whatever the worker's process ignores (Python ignores SIGPIPE and SIGXFSZ) must not stay
+# ignored in the launcher and, through it, in the jobs.
+_DEFAULT_SIGNALS = frozenset(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP}
 # A launch left unanswered this long gives the launcher up: the worker's loop, and with it the
 # node's heartbeat, waits for launches, and a silent node is declared dead after 30 s.
 LAUNCH_TIMEOUT = 10.0
+# A job watched by pidfd whose process ended: how long its exit line is awaited while the
+# launcher that is its parent (and writes the line once it has reaped it) lives.
+EXIT_LINE_WAIT = 10.0
+# How long a user's passwd entry and groups are used before they are looked up again (Slurm
+# caches group lists for ten minutes).
+USER_CACHE_SECONDS = 10.0
+NO_EXIT_STATUS = "job process ended without an exit status (its launcher died)"
+# Status files of reported jobs kept for reuse (see shepherd.pl), at most; and scripts, per
+# user. A file reused costs a rename; a new one, on ext4 without a journal, a scan past every
+# inode deleted in the last minutes (up to a few hundred microseconds when files come and go).
+MAX_SPARES = 1024
+MAX_SPARE_SCRIPTS = 256
+# The process title of a shepherd of an earlier version (one process per job, which led the
+# job's group and wrote its status): a worker upgraded while such jobs run re-adopts them.
+LEGACY_SHEPHERD_TITLE = b"conductor-shepherd "
 
 
 @dataclass
@@ -107,7 +114,7 @@ def plan_cpus(declared: int) -> tuple[list[int], bool]:
 
 @dataclass(frozen=True, slots=True)
 class RunAs:
-    """The shepherd's user arguments: uid "" means 'stay the worker's user'."""
+    """The launch request's user fields: uid "" means 'stay the worker's user'."""
 
     uid: str
     gid: str
@@ -117,12 +124,33 @@ class RunAs:
 
 
 @dataclass
+class JobStatus:
+    """What a job's status file says (see shepherd.pl), or the launcher's exit report."""
+
+    pid: int | None = None
+    ticks: int = 0  # the process's start time (/proc/PID/stat field 22); 0 in older formats
+    launcher: tuple[int, int] | None = None  # pid and start time of the launcher, its parent
+    exit: tuple[int, int] | None = None
+    error: str | None = None
+    child: int | None = None  # older format: the batch shell under its shepherd
+    rusage: dict[str, float] | None = None  # the job's CPU times, from the launcher's `times`
+
+
+
+@dataclass(slots=True)
 class RunningJob:
     job_id: int
-    pid: int  # the shepherd, leader of the job's process group
-    status_path: Path
+    pid: int  # the job's process (its batch script), leader of its session and process group
+    status_path: str
     start_time: datetime
     time_limit: int | None
+    ticks: int = 0  # with pid, the process's identity (see JobStatus.ticks)
+    # While the worker's launcher reports its end: the tag of its launch; 0 when watched by pidfd
+    # (re-adopted, or its launcher died).
+    tag: int = 0
+    launcher: tuple[int, int] | None = None  # watched by pidfd: the launcher to await its exit line from
+    legacy: bool = False  # runs under a shepherd of an earlier version (pid is the shepherd's)
+    status: JobStatus | None = None  # its outcome, as the launcher reported it
     pidfd: int = -1
     kill_state: str | None = None
     term_sent: float | None = None  # monotonic time of the SIGTERM
@@ -139,56 +167,93 @@ class RunningJob:
 @dataclass(frozen=True, slots=True)
 class LaunchRequest:
     job_id: int
-    status_path: Path
-    frame: bytes  # length-prefixed, as the launcher reads it
+    status_path: str
+    body: bytes  # the request without its tag (launch_frame)
     cpus: frozenset[int] | None  # what the job is bound to, if it is
 
 
+@dataclass(frozen=True, slots=True)
+class Started:
+    """A job's process, as its launcher reported it."""
+
+    pid: int
+    ticks: int
+    # The launcher reports its end as `exit TAG ...`; 0: it will not (it died), watch the pid.
+    tag: int
+
+
 def launch_frame(
-    job_id: int,
-    status_path: Path,
+    status_path: str | Path,
     run_as: RunAs,
     cwd: str,
     stdio: tuple[str, str, str],
     open_mode: str,
     command: list[str],
     env: dict[str, str],
+    spare: str = "",
 ) -> bytes:
-    """One request to the launcher (the format is described in shepherd.pl)."""
+    """One request to the launcher without its tag (the format is described in shepherd.pl)."""
     fields = [
-        str(job_id), str(status_path), run_as.uid, run_as.gid, run_as.groups, cwd, *stdio, open_mode,
+        os.fspath(status_path), spare, run_as.uid, run_as.gid, run_as.groups, cwd, *stdio, open_mode,
         str(len(command)), *command, *(f"{name}={value}" for name, value in env.items()),
     ]
-    payload = b"\0".join(os.fsencode(f) for f in fields)
-    if payload.count(b"\0") != len(fields) - 1:
+    text = "\0".join(fields)
+    if text.count("\0") != len(fields) - 1:
         # Every later field would shift: a path could become the command, a value a variable.
         raise ValueError("a path, argument or environment variable contains a NUL character")
-    return len(payload).to_bytes(4, "big") + payload
+    return os.fsencode(text)
 
 
 class Launcher:
-    """The worker's fork server (`shepherd.pl --serve`): every job's shepherd is a fork of it.
+    """The worker's launcher (`shepherd.pl --serve`): every job is a fork of it, and its child.
 
-    One perl start per worker instead of one per job. The launcher is the worker's child; the
-    shepherds are not (they are the launcher's, and outlive it), so the worker watches them by
-    pidfd. A request answered by no reply never started (see shepherd.pl), which makes a dead
-    launcher safe to replace and its unanswered requests safe to send again.
+    One perl start per worker, one fork per job. The launcher reaps its jobs and reports each
+    end on its replies (`exit TAG ...`), which the owner takes with events(): a job it started
+    needs no pidfd, no poll, and no status file read. When a launcher dies (its replies end),
+    the jobs it had yet to report are `lost`: the owner then watches them by pidfd, and they end
+    without an exit status unless the launcher had written one.
+
+    Nothing runs unsupervised, still: a job runs only once its status file has the "start" line
+    naming it and its launcher (the launcher's go, see shepherd.pl), so a request the launcher
+    died without answering is settled by that file. No such line: it never ran, and goes to a
+    new launcher. A line naming the dead launcher: it runs or ran, and is watched by pid. The
+    go costs a pipe per job, which did not show in the measurements.
     """
 
-    def __init__(self, perl: str, status_dir: Path, lock_fd: int, log_path: Path, timeout: float) -> None:
+    def __init__(
+        self,
+        perl: str,
+        status_dir: Path,
+        lock_fd: int,
+        log_path: Path,
+        timeout: float,
+        watch: Callable[[int, bool], None] | None = None,
+    ) -> None:
         self._perl = perl
         self._status_dir = status_dir
         self._lock_fd = lock_fd
         self._log_path = log_path
         self._timeout = timeout
+        # Told (fd, True) when a launcher's replies open and (fd, False) before they close: the
+        # owner's loop reads them between launches (poll()).
+        self._watch = watch
         self.pid = 0
+        self._identity: tuple[int, int] | None = None  # pid and start time, as status files name it
         self._requests = -1
         self._replies = -1
         self._mask: set[int] | None = None
         # Jobs without CPUs of their own may use what the worker may, as they did as its children.
         self._free_mask = os.sched_getaffinity(0)
+        self._tags = itertools.count(1)
+        self._live: set[int] = set()  # tags of this launcher's jobs whose end it has yet to report
+        self._partial = b""
+        self._bye = False
+        self.exits: list[tuple[int, str]] = []  # (tag, "CODE SIG UTIME STIME", or "": see the file)
+        self.lost: list[int] = []  # tags whose launcher died before reporting their end
+        self._retired: list[int] = []  # launchers told to end, not yet waited for
 
     def start(self) -> None:
+        self._wait_retired()
         request_read, request_write = os.pipe()
         reply_read, reply_write = os.pipe()
         try:
@@ -198,8 +263,8 @@ class Launcher:
                 # holds (LD_PRELOAD, PERL5OPT) must not act in it.
                 self.pid = os.posix_spawn(
                     self._perl,
-                    ["conductor-launcher", SHEPHERD, "--serve", str(self._status_dir), OPEN_FLAGS, TITLE_PADDING],
-                    SHEPHERD_ENVIRONMENT,
+                    ["conductor-launcher", LAUNCHER, "--serve", str(self._status_dir), str(os.O_CLOEXEC), str(signal.SIGIO)],
+                    LAUNCHER_ENVIRONMENT,
                     file_actions=[
                         (os.POSIX_SPAWN_DUP2, request_read, 0),
                         (os.POSIX_SPAWN_DUP2, reply_write, 1),
@@ -208,6 +273,8 @@ class Launcher:
                     ],
                     # Out of the worker's process group: a ^C to the worker's terminal is not for it.
                     setsid=True,
+                    setsigmask=(),
+                    setsigdef=_DEFAULT_SIGNALS,
                 )
             finally:
                 os.close(log_fd)
@@ -221,57 +288,95 @@ class Launcher:
         self._requests, self._replies = request_write, reply_read
         os.set_blocking(self._requests, False)
         os.set_blocking(self._replies, False)
+        self._identity = (self.pid, _start_ticks(self.pid) or 0)
         self._mask = None
+        self._partial = b""
+        self._bye = False
+        if self._watch is not None:
+            self._watch(self._replies, True)
         log.info("job launcher started (pid %d)", self.pid)
 
     def close(self) -> None:
-        """End the launcher (EOF on its requests); the shepherds it made keep their jobs running."""
+        """No more requests: the launcher lets go of the launch lock (its goodbye says so) and
+        lives on, reaping and recording, until its last job has ended."""
         if not self.pid:
             return
         os.close(self._requests)
         self._requests = -1
         deadline = time.monotonic() + 2.0
-        while time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError):
-                if os.waitpid(self.pid, os.WNOHANG)[0] == 0:
-                    time.sleep(0.01)
-                    continue
-            break
-        else:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(self.pid, 0)
-        os.close(self._replies)
-        self._replies = -1
-        self.pid = 0
+        poller = select.poll()
+        poller.register(self._replies, select.POLLIN)
+        while not self._bye:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                log.warning("the job launcher (pid %d) did not acknowledge the end of its requests", self.pid)
+                break
+            if not poller.poll(remaining * 1000):
+                continue
+            try:
+                chunk = os.read(self._replies, 65536)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                break
+            self._take(chunk, None, None)
+        # Its jobs are for the next worker to adopt.
+        self._live.clear()
+        self._retired.append(self.pid)
+        self._forget()
+        self._wait_retired()
 
-    def launch(self, requests: list[LaunchRequest]) -> dict[int, int | str]:
-        """Start the jobs' shepherds: for each job its shepherd's pid, or why none was started."""
-        results: dict[int, int | str] = {}
+    def events(self) -> tuple[list[tuple[int, str]], list[int]]:
+        """The ends reported, and the tags lost, since the last call."""
+        exits, lost = self.exits, self.lost
+        self.exits, self.lost = [], []
+        return exits, lost
+
+    def poll(self) -> None:
+        """Read what the launcher said, without waiting; its end (EOF) makes its jobs lost."""
+        while self._replies >= 0:
+            try:
+                chunk = os.read(self._replies, 65536)
+            except BlockingIOError:
+                return
+            if not chunk:
+                log.warning("the job launcher (pid %d) died", self.pid)
+                self._reap()
+                return
+            self._take(chunk, None, None)
+
+    def launch(self, requests: list[LaunchRequest]) -> dict[int, Started | str]:
+        """Start the jobs: for each job its process, or why none was started."""
+        results: dict[int, Started | str] = {}
         groups: dict[frozenset[int] | None, list[LaunchRequest]] = {}
         for request in requests:
             groups.setdefault(request.cpus, []).append(request)
         for cpus, group in groups.items():
-            unanswered = self._launch_group(cpus, group, results)
-            if unanswered:
+            unstarted = self._launch_group(cpus, group, results)
+            if unstarted:
                 # Provably never started: safe to send again, once, to a new launcher.
-                log.warning("the job launcher died; relaunching jobs %s", [r.job_id for r in unanswered])
-                for request in self._launch_group(cpus, unanswered, results):
+                log.warning("the job launcher died; relaunching jobs %s", [r.job_id for r in unstarted])
+                for request in self._launch_group(cpus, unstarted, results):
                     results[request.job_id] = f"the job launcher died before starting the job (see {self._log_path})"
         return results
 
     def _launch_group(
-        self, cpus: frozenset[int] | None, group: list[LaunchRequest], results: dict[int, int | str]
+        self, cpus: frozenset[int] | None, group: list[LaunchRequest], results: dict[int, Started | str]
     ) -> list[LaunchRequest]:
         """Launch jobs of one CPU set; returns those the launcher died without starting."""
-        waiting = {request.job_id: request for request in group}
+        waiting: dict[int, LaunchRequest] = {}
+        frames = []
+        for request in group:
+            tag = next(self._tags)
+            waiting[tag] = request
+            head = b"%d\0" % tag
+            frames += ((len(head) + len(request.body)).to_bytes(4, "big"), head, request.body)
         try:
             if not self.pid:
                 self.start()
             mask = set(cpus) if cpus is not None else self._free_mask
             if mask != self._mask:
-                # A fork inherits it, and so the shepherd and the job are bound before they run.
+                # A fork inherits it, and so the job is bound before it runs.
                 try:
                     os.sched_setaffinity(self.pid, mask)
                 except ProcessLookupError:
@@ -283,24 +388,42 @@ class Launcher:
                         results[request.job_id] = f"cannot bind to CPUs {sorted(mask)}: {exc}"
                     return []
                 self._mask = mask
-            if self._exchange(b"".join(request.frame for request in group), waiting, results):
+            if self._exchange(b"".join(frames), waiting, results):
                 return []
+            dead = self._identity
             self._reap()
-            return list(waiting.values())
         except Exception as exc:  # noqa: BLE001 - whatever it was, nothing may run unsupervised
             log.exception("job launcher failed")
-            self._abandon(waiting.values())
-            for job_id in waiting:
-                results[job_id] = f"job launcher failed: {exc}"
+            dead = self._identity
+            if self.pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGKILL)
+                self._reap()
+            for request in self._settle(waiting.values(), dead, results):
+                results[request.job_id] = f"job launcher failed: {exc}"
             return []
+        return self._settle(waiting.values(), dead, results)
 
-    def _exchange(self, data: bytes, waiting: dict[int, LaunchRequest], results: dict[int, int | str]) -> bool:
+    def _settle(
+        self, unanswered: Iterable[LaunchRequest], dead: tuple[int, int] | None, results: dict[int, Started | str]
+    ) -> list[LaunchRequest]:
+        """After the launcher's death: which requests it left without a reply started (their
+        status files have its "start" line; they are watched by pid), and which never did."""
+        never: list[LaunchRequest] = []
+        for request in unanswered:
+            status = read_status(request.status_path)
+            if status.pid and dead is not None and status.launcher is not None and _same_launcher(status.launcher, dead):
+                results[request.job_id] = Started(status.pid, status.ticks, 0)
+            else:
+                never.append(request)
+        return never
+
+    def _exchange(self, data: bytes, waiting: dict[int, LaunchRequest], results: dict[int, Started | str]) -> bool:
         """Send the requests and collect replies until all came (True) or the launcher ended."""
         view = memoryview(data)
         poller = select.poll()  # not select(): a worker with many jobs holds fds beyond 1024
         poller.register(self._replies, select.POLLIN)
         poller.register(self._requests, select.POLLOUT)
-        pending = b""
         deadline = time.monotonic() + self._timeout
         while waiting:
             remaining = deadline - time.monotonic()
@@ -323,46 +446,70 @@ class Launcher:
                 except BlockingIOError:
                     continue
                 if not chunk:
-                    # Every writer is gone: the launcher and each shepherd that had yet to reply.
-                    return False
-                *lines, pending = (pending + chunk).split(b"\n")
-                for line in lines:
-                    tag, _, answer = line.decode(errors="replace").partition(" ")
-                    request = waiting.pop(int(tag), None) if tag.isdigit() else None
-                    if request is None:
-                        log.warning("unexpected reply from the job launcher: %r", line)
-                    elif answer.isdigit():
-                        results[request.job_id] = int(answer)
-                    else:
-                        results[request.job_id] = answer.removeprefix("error ")
+                    return False  # the launcher is gone
+                self._take(chunk, waiting, results)
         return True
 
+    def _take(
+        self, chunk: bytes, waiting: dict[int, LaunchRequest] | None, results: dict[int, Started | str] | None
+    ) -> None:
+        """Sort the launcher's lines: replies to `waiting` into `results`, ends into `exits`."""
+        *lines, self._partial = (self._partial + chunk).split(b"\n")
+        for raw in lines:
+            head, _, rest = raw.decode(errors="replace").partition(" ")
+            if head == "exit":
+                tag_text, _, outcome = rest.partition(" ")
+                tag = int(tag_text) if tag_text.isdigit() else 0
+                if tag in self._live:
+                    self._live.discard(tag)
+                    self.exits.append((tag, outcome))
+                continue
+            if head == "bye":
+                self._bye = True
+                continue
+            request = waiting.pop(int(head), None) if waiting is not None and head.isdigit() else None
+            if request is None or results is None:
+                log.warning("unexpected reply from the job launcher: %r", raw)
+                continue
+            pid, _, ticks = rest.partition(" ")
+            if pid.isdigit() and ticks.isdigit():
+                tag = int(head)
+                self._live.add(tag)
+                results[request.job_id] = Started(int(pid), int(ticks), tag)
+            else:
+                results[request.job_id] = rest.removeprefix("error ")
+
     def _reap(self) -> None:
-        """Forget a launcher whose replies ended (it is dead, or dying)."""
+        """Forget a launcher that is gone, or given up: its jobs not yet reported are lost."""
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):
             os.waitpid(self.pid, 0)
-        for fd in (self._requests, self._replies):
-            if fd >= 0:
-                os.close(fd)
+        self._forget()
+        self.lost.extend(self._live)
+        self._live.clear()
+
+    def _forget(self) -> None:
+        if self._replies >= 0:
+            if self._watch is not None:
+                self._watch(self._replies, False)
+            os.close(self._replies)
+        if self._requests >= 0:
+            os.close(self._requests)
         self._requests = self._replies = -1
         self.pid = 0
+        self._identity = None
         self._mask = None
 
-    def _abandon(self, unanswered: Iterable[LaunchRequest]) -> None:
-        """Give the launcher up with requests in flight, and make sure none of those runs."""
-        if self.pid:
-            # The launcher, and the shepherds not yet in sessions of their own.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pid, signal.SIGKILL)
-            # Closing the replies turns a late reply into EPIPE, which is that shepherd's no-go.
-            self._reap()
-        # A shepherd whose reply got into the pipe just before has its title: end it and its job.
-        titles = {(SHEPHERD_TITLE + str(request.status_path)).encode() for request in unanswered}
-        for pid in _pids_with_title(titles):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
+    def _wait_retired(self) -> None:
+        """Collect launchers that were told to end and have (their jobs over)."""
+        for pid in list(self._retired):
+            try:
+                done = os.waitpid(pid, os.WNOHANG)[0] != 0
+            except ChildProcessError:
+                done = True
+            if done:
+                self._retired.remove(pid)
 
 
 class Worker:
@@ -374,7 +521,19 @@ class Worker:
         self.instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self.scripts_dir = config.home / "scripts"
         self.status_dir = config.home / "run"
+        # Strings for the paths made per job: pathlib costs more than the system calls.
+        self._scripts_prefix = f"{self.scripts_dir}/job_"
+        self._status_prefix = f"{self.status_dir}/job_"
+        self._spare_prefix = f"{self.status_dir}/spare_"
+        self._spares: list[str] = []  # status files to reuse
+        # Scripts of reported jobs, by the uid that owns them ("" for the worker's own user), to
+        # be reused for that user's jobs only: a process that outlived its job and kept its
+        # script open must not read another user's next one.
+        self._spare_scripts: dict[str, list[str]] = {}
+        self._script_owner: dict[int, str] = {}  # job id -> owner of the script written for it
         self.jobs: dict[int, RunningJob] = {}
+        # The jobs whose end the current launcher reports, by the tag of their launch.
+        self._tagged: dict[int, RunningJob] = {}
         self._finished: list[Finish] = []
         # Ended processes whose outcome is decided at the next flush, with one query for all of
         # them: whether a cancel or time limit was asked for that this worker has not yet seen.
@@ -386,8 +545,14 @@ class Worker:
         self._perl = shutil.which("perl") or "/usr/bin/perl"
         self._is_root = os.geteuid() == 0
         self._array_bounds: dict[int, tuple[int, int, int, int]] = {}
+        # User name -> (until when, passwd entry or None, groups as the launcher takes them).
+        self._users: dict[str, tuple[float, Any, list[int], str]] = {}
+        self._me: tuple[float, RunAs] | None = None
         self._lock_fd = -1
         self._launcher: Launcher | None = None
+
+    def _status_path(self, job_id: int) -> str:
+        return f"{self._status_prefix}{job_id}.status"
 
     # --------------------------------------------------------------- lifecycle
     def register(self) -> None:
@@ -437,12 +602,14 @@ class Worker:
         self._wake = asyncio.Event()
         self.bus.subscribe(node_topic(self.config.name), self.wake)
         if await self._wait_for_launch_lock():
+            self._find_spares()
             self._launcher = Launcher(
                 self._perl,
                 self.status_dir,
                 self._lock_fd,
                 self.config.home / "launcher.log",
                 min(LAUNCH_TIMEOUT, max(self.config.heartbeat_timeout / 2, 1.0)),
+                watch=self._watch_launcher,
             )
             try:
                 self._launcher.start()  # now rather than at the first job: it shortens that job's start
@@ -475,10 +642,25 @@ class Worker:
             if self._lock_fd >= 0:
                 os.close(self._lock_fd)
                 self._lock_fd = -1
-            # The jobs keep running: a restarted worker re-adopts them.
+            # The jobs keep running, and their launcher with them: a restarted worker re-adopts them.
             with contextlib.suppress(Exception):
                 self.store.set_node_down(self.config.name, self.instance, "worker stopped")
             self.bus.publish(SCHEDULER)
+
+    def _find_spares(self) -> None:
+        """A predecessor's spare files (its launcher, done with its requests, uses none any more)."""
+        with contextlib.suppress(FileNotFoundError):
+            names = os.listdir(self.status_dir)
+            self._spares = [f"{self.status_dir}/{name}" for name in names if name.startswith("spare_")][:MAX_SPARES]
+        self._spare_scripts = {}
+        with contextlib.suppress(FileNotFoundError):
+            for name in os.listdir(self.scripts_dir):
+                kind, _, rest = name.partition("_")
+                owner = rest.rpartition("_")[0]  # spare_OWNER_JOBID
+                if kind == "spare" and owner:
+                    spares = self._spare_scripts.setdefault("" if owner == "self" else owner, [])
+                    if len(spares) < MAX_SPARE_SCRIPTS:
+                        spares.append(f"{self.scripts_dir}/{name}")
 
     async def _wait_for_launch_lock(self) -> bool:
         """Wait for the launch lock; False when stopped first (then nothing may be adopted)."""
@@ -487,16 +669,17 @@ class Worker:
             if self._stopping:
                 return False
             if time.monotonic() - waited_since > 5:
-                log.warning("waiting for the job launcher of a previous worker of this home to exit")
+                log.warning("waiting for the job launcher of a previous worker of this home to take its last requests")
                 waited_since = time.monotonic()
             await asyncio.sleep(0.05)
         return True
 
     def _take_launch_lock(self) -> bool:
-        """Hold the lock the launcher and its shepherds share until each has its status file.
+        """Hold the lock the worker shares with its launcher, which lets go once its requests end.
 
-        A predecessor's launcher may still be making shepherds for the requests it had read; once
-        the lock is free, every job it started has a status file, so a claimed job without one
+        A predecessor's launcher may still be starting jobs it had read requests for; once the
+        lock is free it has dealt with all of them, and each job it started has the "start" line
+        in its status file (written before the job may run), so a claimed job without one
         provably never started (_adopt).
         """
         if self._lock_fd < 0:
@@ -561,15 +744,19 @@ class Worker:
         if not rows:
             return
         requests: list[LaunchRequest] = []
+        by_id: dict[int, dict[str, Any]] = {}
         for row in rows:
             try:
-                requests.append(self._prepare(row))
+                request = self._prepare(row)
             except Exception as exc:  # noqa: BLE001 - one bad job must not stop the node
                 log.exception("launch of job %s failed", row["id"])
                 self._launch_failed(row, str(exc))
+                continue
+            requests.append(request)
+            by_id[request.job_id] = row
         results = self._launcher.launch(requests)
-        by_id = {int(row["id"]): row for row in rows}
         pids: dict[int, int] = {}
+        unwatched: list[RunningJob] = []
         for request in requests:
             row = by_id[request.job_id]
             outcome = results.get(request.job_id, "no reply from the job launcher")
@@ -579,25 +766,25 @@ class Worker:
                 continue
             job = RunningJob(
                 job_id=request.job_id,
-                pid=outcome,
+                pid=outcome.pid,
                 status_path=request.status_path,
                 start_time=aware(row["start_time"]) or utcnow(),
                 time_limit=row["time_limit"],
+                ticks=outcome.ticks,
+                tag=outcome.tag,
                 kill_state=row.get("kill_state"),
                 restart_count=row.get("restart_count") or 0,
             )
-            try:
-                self._watch(job)
-            except OSError as exc:
-                # Nothing may run unsupervised.
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(job.pid, signal.SIGKILL)
-                log.error("launch of job %s failed: cannot watch its process: %s", job.job_id, exc)
-                self._launch_failed(row, f"cannot watch the job's process: {exc}")
-                continue
-            if job.pidfd >= 0:
-                self.jobs[job.job_id] = job
+            self.jobs[job.job_id] = job
+            if outcome.tag:
+                self._tagged[outcome.tag] = job
+            else:
+                unwatched.append(job)  # started by a launcher that died before replying
             pids[job.job_id] = job.pid
+        # Jobs may have ended already (short ones do); the launcher may have died meanwhile.
+        self._launcher_events()
+        for job in unwatched:
+            self._watch_pid(job)
         if pids:
             try:
                 self.store.record_pids(pids)
@@ -617,19 +804,31 @@ class Worker:
 
         The user is found by name in this node's passwd database; a job whose user the node
         does not know, or knows under another uid than the submitting host did, fails here
-        rather than run as anyone else.
+        rather than run as anyone else. Entries are looked up again after USER_CACHE_SECONDS.
         """
+        now = time.monotonic()
         if not self._is_root:
-            try:
-                me = pwd.getpwuid(os.geteuid())
-            except KeyError:
-                return RunAs("", "", "", None, str(os.geteuid()))
-            return RunAs("", "", "", me.pw_dir, me.pw_name)
+            if self._me is None or self._me[0] < now:
+                try:
+                    me = pwd.getpwuid(os.geteuid())
+                    run_as = RunAs("", "", "", me.pw_dir, me.pw_name)
+                except KeyError:
+                    run_as = RunAs("", "", "", None, str(os.geteuid()))
+                self._me = (now + USER_CACHE_SECONDS, run_as)
+            return self._me[1]
         name = str(row["user_name"])
-        try:
-            entry = pwd.getpwnam(name)
-        except KeyError as exc:
-            raise RuntimeError(f"user '{name}' does not exist on node {self.config.name}") from exc
+        cached = self._users.get(name)
+        if cached is None or cached[0] < now:
+            try:
+                entry = pwd.getpwnam(name)
+            except KeyError:
+                entry = None
+            groups = os.getgrouplist(name, entry.pw_gid) if entry is not None else []
+            cached = (now + USER_CACHE_SECONDS, entry, groups, ",".join(map(str, groups)))
+            self._users[name] = cached
+        _, entry, groups, groups_text = cached
+        if entry is None:
+            raise RuntimeError(f"user '{name}' does not exist on node {self.config.name}")
         if row.get("uid") is not None and int(row["uid"]) != entry.pw_uid:
             raise RuntimeError(
                 f"user '{name}' has uid {entry.pw_uid} on node {self.config.name} but uid {row['uid']} "
@@ -639,9 +838,8 @@ class Worker:
             raise RuntimeError(
                 f"jobs as root are not allowed on node {self.config.name} (CONDUCTOR_ALLOW_ROOT_JOBS is off)"
             )
-        groups = os.getgrouplist(name, entry.pw_gid)
         gid = int(row["gid"]) if row.get("gid") is not None and int(row["gid"]) in groups else entry.pw_gid
-        return RunAs(str(entry.pw_uid), str(gid), ",".join(str(g) for g in groups), entry.pw_dir, name)
+        return RunAs(str(entry.pw_uid), str(gid), groups_text, entry.pw_dir, name)
 
     def _bounds(self, row: dict[str, Any]) -> tuple[int, int, int, int] | None:
         array_job = row.get("array_job_id")
@@ -659,19 +857,33 @@ class Worker:
         job_id = int(row["id"])
         run_as = self._user_ids(row)
         uid, gid, home = run_as.uid, run_as.gid, run_as.home
-        script_path = self.scripts_dir / f"job_{job_id}.sh"
+        script_path = f"{self._scripts_prefix}{job_id}.sh"
         script: str = row["script"]
-        fd = os.open(script_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o700)
+        data = script.encode()
+        reused = False
+        spares = self._spare_scripts.get(uid)
+        if spares:
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(spares.pop(), script_path)
+                reused = True
+        # A reused file is overwritten, then cut: emptied first, it would give its block back
+        # and take another.
+        fd = os.open(script_path, os.O_WRONLY | os.O_NOFOLLOW | (0 if reused else os.O_CREAT | os.O_TRUNC), 0o700)
         try:
             # The job's user reads and runs it; no one else reads it (scripts/ is not listable).
             if uid:
                 os.fchown(fd, int(uid), int(gid))
             os.fchmod(fd, 0o700)
-            os.write(fd, script.encode())
+            os.write(fd, data)
+            if reused:
+                os.ftruncate(fd, len(data))
         finally:
             os.close(fd)
-        command = [str(script_path)] if script.startswith("#!") else ["/bin/bash", str(script_path)]
-        command += json.loads(row.get("extra") or "{}").get("argv") or []
+        self._script_owner[job_id] = uid
+        command = [script_path] if script.startswith("#!") else ["/bin/bash", script_path]
+        extra = row.get("extra")
+        if extra and "argv" in extra:
+            command += json.loads(extra).get("argv") or []
         paths = job_paths(row, self.config.name)
         env = job_environment(
             row, node=self.config.name, cpu_ids=row["cpu_ids"] or "", home=home, array_bounds=self._bounds(row)
@@ -680,11 +892,10 @@ class Worker:
         env["USER"] = env["LOGNAME"] = run_as.user
         if home:
             env["HOME"] = home
-        status_path = self.status_dir / f"job_{job_id}.status"
-        # The job's environment travels in the request and is set only after the shepherd has
-        # dropped privileges: a user's LD_PRELOAD or PERL5OPT must not run code as root.
-        frame = launch_frame(
-            job_id,
+        status_path = self._status_path(job_id)
+        # The job's environment travels in the request and is set only after the job's process
+        # has dropped privileges: a user's LD_PRELOAD or PERL5OPT must not run code as root.
+        body = launch_frame(
             status_path,
             run_as,
             row["work_dir"],
@@ -692,53 +903,108 @@ class Worker:
             row.get("open_mode") or "truncate",
             command,
             env,
+            self._spares.pop() if self._spares else "",
         )
         cpus = None
         if self.config.cpu_binding and row.get("cpu_ids"):
             cpus = frozenset(parse_cpu_list(row["cpu_ids"]))
-        return LaunchRequest(job_id, status_path, frame, cpus)
+        return LaunchRequest(job_id, status_path, body, cpus)
 
-    def _watch(self, job: RunningJob) -> None:
-        """Follow the job's shepherd; one already gone is reported at once (its status file has
-        the outcome)."""
+    # ---------------------------------------------------------------- endings
+    def _watch_launcher(self, fd: int, on: bool) -> None:
+        assert self._loop is not None
+        if on:
+            self._loop.add_reader(fd, self._on_launcher_output)
+        else:
+            self._loop.remove_reader(fd)
+
+    def _on_launcher_output(self) -> None:
+        if self._launcher is not None:
+            self._launcher.poll()
+            self._launcher_events()
+
+    def _launcher_events(self) -> None:
+        """Take the ends the launcher reported, and the jobs it died before reporting."""
+        assert self._launcher is not None
+        exits, lost = self._launcher.events()
+        for tag, outcome in exits:
+            job = self._tagged.pop(tag, None)
+            if job is not None:
+                self._ended(job, _exit_report(outcome, job.pid))
+        for tag in lost:
+            job = self._tagged.pop(tag, None)
+            if job is None:
+                continue
+            job.tag = 0
+            if job.orphaned:
+                continue  # killed already, and no longer this worker's to report
+            # Its launcher is gone: its end shows by pidfd, and comes without an exit status.
+            self._watch_pid(job)
+
+    def _watch_pid(self, job: RunningJob) -> None:
+        """Follow a job whose launcher does not report its end (gone, or a predecessor's)."""
         assert self._loop is not None
         try:
             job.pidfd = os.pidfd_open(job.pid)
         except ProcessLookupError:
-            self._on_exit(job)
+            self._await_exit_line(job)
             return
-        # Shepherds are reaped by the kernel as they end: by now the pid may be another's.
-        if not _is_shepherd(job.pid, job.status_path):
-            self._on_exit(job)
+        except OSError as exc:
+            # Nothing may run unsupervised.
+            log.error("cannot watch job %s (pid %s): %s; killing it", job.job_id, job.pid, exc)
+            self._signal_group(job, signal.SIGKILL)
+            self._await_exit_line(job)
             return
-        self._loop.add_reader(job.pidfd, self._on_exit, job)
+        if not _is_job_process(job):
+            # The pid was reaped, and may be another process's by now.
+            os.close(job.pidfd)
+            job.pidfd = -1
+            self._await_exit_line(job)
+            return
+        self._loop.add_reader(job.pidfd, self._on_pid_exit, job)
 
-    # ---------------------------------------------------------------- endings
-    def _on_exit(self, job: RunningJob) -> None:
+    def _on_pid_exit(self, job: RunningJob) -> None:
         assert self._loop is not None
         if job.pidfd >= 0:
             self._loop.remove_reader(job.pidfd)
             os.close(job.pidfd)
             job.pidfd = -1
-        # Slurm ends every process of a job when its batch script ends.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(job.pid, signal.SIGKILL)
+        # Slurm ends every process of a job when its batch script ends (a launcher does, but
+        # this one's may be gone).
+        self._signal_group(job, signal.SIGKILL)
+        self._await_exit_line(job)
+
+    def _await_exit_line(self, job: RunningJob, deadline: float | None = None) -> None:
+        """The job's process ended: report it once its status file has the exit line, or once
+        the launcher that would write it is gone (it then has none)."""
+        status = read_status(job.status_path)
+        if status.exit is None and status.error is None and job.launcher is not None:
+            now = time.monotonic()
+            deadline = deadline if deadline is not None else now + EXIT_LINE_WAIT
+            if now < deadline and _launcher_alive(job.launcher):
+                assert self._loop is not None
+                self._loop.call_later(0.02, self._await_exit_line, job, deadline)
+                return
+        self._ended(job, status)
+
+    def _ended(self, job: RunningJob, status: JobStatus | None) -> None:
         if self.jobs.get(job.job_id) is job:
             self.jobs.pop(job.job_id)
         if job.orphaned:
             return  # the job's state is no longer this process's to report
+        job.status = status
         self._exited.append(job)
         if self._wake is not None:
             self._wake.set()
 
     def _outcome(self, job: RunningJob) -> Finish:
-        status = read_status(job.status_path)
+        status = job.status if job.status is not None else read_status(job.status_path)
         rusage = status.rusage
         kill_state = job.kill_state
         if status.error is not None:
             return Finish(job.job_id, JobState.FAILED, "1:0", Reason.NONE.value, status.error, rusage)
         if status.exit is None:
-            # Only a SIGKILL keeps a shepherd from writing the status (it survives the rest).
+            # Its launcher died before it could learn and record the job's end.
             code, sig = 0, signal.SIGKILL
         else:
             code, sig = status.exit
@@ -751,8 +1017,7 @@ class Worker:
         if kill_state == JobState.CANCELLED.value:
             return Finish(job.job_id, JobState.CANCELLED, exit_code, Reason.NONE.value, None, rusage)
         if status.exit is None:
-            message = f"job process ended without an exit status (signal {sig})"
-            return Finish(job.job_id, JobState.FAILED, exit_code, Reason.RAISED_SIGNAL.value, message, rusage)
+            return Finish(job.job_id, JobState.FAILED, exit_code, Reason.RAISED_SIGNAL.value, NO_EXIT_STATUS, rusage)
         if code == 0 and sig == 0:
             return Finish(job.job_id, JobState.COMPLETED, exit_code, Reason.NONE.value, None, rusage)
         reason = Reason.RAISED_SIGNAL.value if sig else Reason.NON_ZERO_EXIT_CODE.value
@@ -785,12 +1050,29 @@ class Worker:
             log.warning("could not record %d finished jobs; will retry", len(batch), exc_info=True)
             self._finished = batch + self._finished
             return
+        jobs, spares = self.jobs, self._spares
         for finish in batch:
-            if finish.job_id in self.jobs:
-                continue  # a report about an earlier run; the status file is the new run's
+            job_id = finish.job_id
+            if job_id in jobs:
+                continue  # a report about an earlier run; the files are the new run's
+            # Kept for a later job rather than deleted: reusing a file costs less than making one.
             with contextlib.suppress(FileNotFoundError):
-                finish_status = self.status_dir / f"job_{finish.job_id}.status"
-                finish_status.unlink()
+                if len(spares) < MAX_SPARES:
+                    spare = f"{self._spare_prefix}{job_id}"
+                    os.rename(self._status_path(job_id), spare)
+                    spares.append(spare)
+                else:
+                    os.unlink(self._status_path(job_id))
+            # As Slurm's spooled script, the job's script goes with the job (to the next job of
+            # its user). Scripts of jobs re-adopted after a restart stay where they are.
+            owner = self._script_owner.pop(job_id, None)
+            if owner is not None:
+                scripts = self._spare_scripts.setdefault(owner, [])
+                if len(scripts) < MAX_SPARE_SCRIPTS:
+                    spare = f"{self.scripts_dir}/spare_{owner or 'self'}_{job_id}"
+                    with contextlib.suppress(FileNotFoundError):
+                        os.rename(f"{self._scripts_prefix}{job_id}.sh", spare)
+                        scripts.append(spare)
         self.bus.publish(SCHEDULER)
 
     # ------------------------------------------------------------------- kills
@@ -837,8 +1119,7 @@ class Worker:
                 job.kill_sent = True
 
     def _signal_group(self, job: RunningJob, sig: int) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(job.pid, sig)
+        signal_group(job.pid, job.ticks, sig)
 
     def signal_job(self, job_id: int, sig: int) -> bool:
         job = self.jobs.get(job_id)
@@ -884,21 +1165,24 @@ class Worker:
         self._send_signal(job, spec.signal, batch_only=spec.batch_only)
 
     def _send_signal(self, job: RunningJob, sig: int, *, batch_only: bool) -> None:
-        """Signal a job without ending it: the batch shell alone (`B:`), or every process of
-        the job but its shepherd, which must survive to report the exit status."""
-        if batch_only:
-            child = read_status(job.status_path).child
-            if child:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(child, sig)
-            return
-        if sig in SHEPHERD_SURVIVES:
-            self._signal_group(job, sig)
-            return
-        for pid in _group_members(job.pid):
-            if pid != job.pid:
+        """Signal a job without ending it: the batch shell alone (`B:`), or every process of it."""
+        if job.legacy:
+            # Under a shepherd of an earlier version, which leads the group and must survive
+            # to report: the batch shell is its child, and the rest of the group gets the signal.
+            if batch_only:
+                child = read_status(job.status_path).child
+                pids = [child] if child else []
+            else:
+                pids = [pid for pid in _group_members(job.pid) if pid != job.pid]
+            for pid in pids:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, sig)
+            return
+        if batch_only:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(job.pid, sig)
+        else:
+            self._signal_group(job, sig)
 
     # ----------------------------------------------------------------- restart
     def _adopt(self) -> bool:
@@ -918,32 +1202,45 @@ class Worker:
         for row in rows:
             if not row["launched"]:
                 continue  # placed but never started: the launch path takes it
-            status_path = self.status_dir / f"job_{row['id']}.status"
+            status_path = self._status_path(row["id"])
             status = read_status(status_path)
             job = RunningJob(
                 job_id=row["id"],
-                # Killed between spawn and both records, the worker left a shepherd nobody
-                # knows the pid of: find it by its command line rather than call the job gone.
-                pid=status.pid or row["pid"] or _find_shepherd(status_path),
+                pid=status.pid or 0,
                 status_path=status_path,
                 start_time=aware(row["start_time"]) or utcnow(),
                 time_limit=row["time_limit"],
+                ticks=status.ticks,
+                launcher=status.launcher,
+                legacy=status.pid is not None and not status.ticks,
                 kill_state=row["kill_state"],
                 restart_count=row.get("restart_count") or 0,
             )
             if status.exit is not None or status.error is not None:
+                job.status = status
                 self._exited.append(job)
-            elif job.pid and _is_shepherd(job.pid, status_path):
+            elif status.pid is None:
+                if row["pid"]:
+                    # It started (its launcher replied), yet its status file is gone.
+                    gone.append(job.job_id)
+                else:
+                    # The launch lock is ours (run() waited for it): whatever launcher had this
+                    # job's request is done with its requests, and would have written the "start"
+                    # line before letting the job run. The script never ran: it may run now, once.
+                    never_started.append(job.job_id)
+            elif _is_job_process(job, running=True):
                 self.jobs[job.job_id] = job
-                self._watch(job)
+                self._watch_pid(job)
                 log.info("re-adopted job %s (pid %s)", job.job_id, job.pid)
-            elif status.pid is None and not status_path.exists():
-                # Every shepherd given its go has its status file once the launch lock is ours
-                # (run() waited for it) and no shepherd lives: the predecessor died between
-                # claiming the job and starting it. The script never ran, so it may run now, once.
-                never_started.append(job.job_id)
             else:
-                gone.append(job.job_id)
+                # Ended (gone, or a zombie its launcher has yet to reap, or an orphan's its new
+                # parent has yet to): what its launcher recorded, if it could.
+                status = self._wait_for_exit_line(job)
+                if status.exit is not None or status.error is not None:
+                    job.status = status
+                    self._exited.append(job)
+                else:
+                    gone.append(job.job_id)
         if never_started:
             try:
                 self.store.relaunch(self.config.name, never_started)
@@ -959,6 +1256,20 @@ class Worker:
                 log.warning("could not mark stranded jobs", exc_info=True)
         self._flush()
         return True
+
+    @staticmethod
+    def _wait_for_exit_line(job: RunningJob, timeout: float = 2.0) -> JobStatus:
+        """The status of a job whose process is gone: its launcher, when it lives, writes the
+        exit line right after reaping it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = read_status(job.status_path)
+            if status.exit is not None or status.error is not None or job.launcher is None:
+                return status
+            if time.monotonic() >= deadline or not _launcher_alive(job.launcher):
+                # Read once more: it may have written the line just before it went.
+                return read_status(job.status_path)
+            time.sleep(0.01)
 
     # ---------------------------------------------------- jobs taken from this node
     def _report(self, job: RunningJob, finish: Finish) -> Finish:
@@ -988,40 +1299,78 @@ class Worker:
             job.orphaned = True
             self.jobs.pop(job.job_id)
             self._signal_group(job, signal.SIGKILL)
+            # A later run here gets a new status file; this one must not pass for it meanwhile.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(job.status_path)
+            self._script_owner.pop(job.job_id, None)  # its script stays: its processes may hold it
 
     def _kill_strays(self, ours: set[int]) -> None:
         """At start: kill every live job process of this home that is not one of `ours`."""
-        for status_path in self.status_dir.glob("job_*.status"):
-            digits = status_path.name[len("job_") : -len(".status")]
-            if not digits.isdigit() or int(digits) in ours:
+        for name in os.listdir(self.status_dir):
+            digits = name[len("job_") : -len(".status")]
+            if not (name.startswith("job_") and name.endswith(".status") and digits.isdigit()) or int(digits) in ours:
                 continue
+            status_path = self._status_path(int(digits))
             status = read_status(status_path)
-            if status.pid and _is_shepherd(status.pid, status_path):
-                log.warning("job %s no longer runs on this node (its node was declared dead): killing it", digits)
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(status.pid, signal.SIGKILL)
-            status_path.unlink(missing_ok=True)
+            if status.pid:
+                stray = RunningJob(
+                    int(digits), status.pid, status_path, utcnow(), None, ticks=status.ticks, legacy=not status.ticks
+                )
+                if _is_job_process(stray):
+                    log.warning("job %s no longer runs on this node (its node was declared dead): killing it", digits)
+                    self._signal_group(stray, signal.SIGKILL)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(status_path)
 
 
-@dataclass
-class ShepherdStatus:
-    pid: int | None = None
-    exit: tuple[int, int] | None = None
-    error: str | None = None
-    child: int | None = None  # the batch shell (what `--signal=B:` reaches)
-    rusage: dict[str, float] | None = None  # the job's CPU times, from the shepherd's `times`
+def signal_group(pid: int, ticks: int, sig: int) -> None:
+    """Signal a job: its process group, led by its process (`ticks`: that process's start time).
 
-
-def read_status(path: Path) -> ShepherdStatus:
-    status = ShepherdStatus()
+    The launcher replies as soon as the job's process is forked, which makes itself a session
+    (and group) first thing, but may not have yet: without a group, it is signalled alone (it
+    is all there is of the job until it runs the command).
+    """
     try:
-        text = path.read_text(errors="replace")
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        if ticks and _start_ticks(pid) == ticks:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+    except PermissionError:
+        pass
+
+
+def _exit_report(outcome: str, pid: int) -> JobStatus | None:
+    """The launcher's "CODE SIG UTIME STIME" as a status; None: read the job's status file."""
+    parts = outcome.split()
+    if len(parts) != 4 or not (parts[0].isdigit() and parts[1].isdigit()):
+        return None
+    try:
+        rusage = {"utime": float(parts[2]), "stime": float(parts[3])}
+    except ValueError:
+        return None
+    return JobStatus(pid=pid, exit=(int(parts[0]), int(parts[1])), rusage=rusage)
+
+
+def read_status(path: str | Path) -> JobStatus:
+    """A status file in any format a launcher or shepherd of this or an earlier version wrote."""
+    status = JobStatus()
+    try:
+        with open(path, "rb") as f:
+            text = f.read().decode(errors="replace")
     except FileNotFoundError:
         return status
     for line in text.splitlines():
         kind, _, rest = line.partition(" ")
-        if kind == "start" and rest.isdigit():
-            status.pid = int(rest)
+        if kind == "start":
+            # "start PID STARTTIME LAUNCHER_PID LAUNCHER_STARTTIME", or "start PID" (shepherds).
+            parts = rest.split()
+            if parts and all(part.isdigit() for part in parts):
+                status.pid = int(parts[0])
+                if len(parts) >= 2:
+                    status.ticks = int(parts[1])
+                if len(parts) >= 4:
+                    status.launcher = (int(parts[2]), int(parts[3]))
         elif kind == "child" and rest.isdigit():
             status.child = int(rest)
         elif kind == "exit":
@@ -1037,19 +1386,73 @@ def read_status(path: Path) -> ShepherdStatus:
     return status
 
 
+def _proc_stat(pid: int) -> list[bytes] | None:
+    """The fields of /proc/PID/stat from the third (state) on; None when there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    # The command name (field 2) may contain spaces and parentheses.
+    return data.rpartition(b")")[2].split()
+
+
+def _start_ticks(pid: int) -> int | None:
+    """When the process started (field 22 of /proc/PID/stat, in clock ticks since boot)."""
+    fields = _proc_stat(pid)
+    return int(fields[19]) if fields is not None and len(fields) > 19 else None
+
+
+def _same_launcher(recorded: tuple[int, int], launcher: tuple[int, int]) -> bool:
+    return recorded[0] == launcher[0] and (not recorded[1] or not launcher[1] or recorded[1] == launcher[1])
+
+
+def _launcher_alive(launcher: tuple[int, int]) -> bool:
+    """Whether the launcher of that pid and start time still runs (it may yet write exit lines)."""
+    fields = _proc_stat(launcher[0])
+    return (
+        fields is not None and len(fields) > 19 and fields[0] != b"Z" and (not launcher[1] or int(fields[19]) == launcher[1])
+    )
+
+
+def _is_job_process(job: RunningJob, *, running: bool = False) -> bool:
+    """Whether job.pid is still the job's process, and not a reused pid (with `running`: and
+    not a zombie)."""
+    if not job.pid:
+        return False
+    if job.legacy:
+        return _is_legacy_shepherd(job.pid, job.status_path)
+    fields = _proc_stat(job.pid)
+    return (
+        job.ticks != 0
+        and fields is not None
+        and len(fields) > 19
+        and int(fields[19]) == job.ticks
+        and not (running and fields[0] == b"Z")
+    )
+
+
+def _is_legacy_shepherd(pid: int, status_path: str) -> bool:
+    """Whether `pid` is a shepherd of an earlier version writing this status file."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read().split(b"\0")
+    except OSError:
+        return False
+    path = os.fsencode(status_path)
+    # The bare path is the argument of a shepherd exec'd per job, before the launcher.
+    return LEGACY_SHEPHERD_TITLE + path in cmdline or path in cmdline
+
+
 def _group_members(pgid: int) -> list[int]:
     """The processes of a process group (a job), read from /proc."""
     members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            # Field 5 of stat is the pgrp; the command name (field 2) may contain spaces.
-            fields = (entry / "stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if len(fields) > 2 and fields[2] == str(pgid):
-            members.append(int(entry.name))
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _proc_stat(int(entry))
+            # Field 5 of stat is the pgrp.
+            if fields is not None and len(fields) > 2 and fields[2] == str(pgid).encode():
+                members.append(int(entry))
     return members
 
 
@@ -1067,41 +1470,6 @@ def instance_may_be_alive(instance: str) -> bool:
     except OSError:
         return False
     return b"conductor" in cmdline
-
-
-def _is_shepherd(pid: int, status_path: Path) -> bool:
-    """Whether `pid` is still the shepherd of this job (and not a reused pid)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    path = os.fsencode(status_path)
-    # The bare path is the argument of a shepherd started by an earlier version (before the
-    # launcher), which a worker upgraded while jobs run must still re-adopt.
-    return (SHEPHERD_TITLE.encode() + path) in cmdline or path in cmdline
-
-
-def _pids_with_title(titles: set[bytes]) -> list[int]:
-    """The processes whose command line is one of `titles` (shepherds, see SHEPHERD_TITLE)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            first = Path(f"/proc/{entry}/cmdline").read_bytes().partition(b"\0")[0]
-        except OSError:
-            continue
-        if first in titles:
-            found.append(int(entry))
-    return found
-
-
-def _find_shepherd(status_path: Path) -> int:
-    """The pid of the live shepherd writing `status_path`, or 0."""
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and _is_shepherd(int(entry), status_path):
-            return int(entry)
-    return 0
 
 
 def machine_memory_mb() -> int:
@@ -1124,4 +1492,3 @@ def run_in_thread(worker: Worker, on_error: Callable[[BaseException], None]) -> 
     thread = threading.Thread(target=target, name=f"worker-{worker.config.name}", daemon=True)
     thread.start()
     return thread
-

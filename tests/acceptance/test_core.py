@@ -281,11 +281,14 @@ def test_restart_with_vanished_job_ends_node_fail(start_conductor: object, tmp_p
     api.wait_state(job_id, "RUNNING")
     status_file = home / "run" / f"job_{job_id}.status"
     deadline = time.monotonic() + 5
-    while (not status_file.exists() or "child" not in status_file.read_text()) and time.monotonic() < deadline:
+    while (not status_file.exists() or "start" not in status_file.read_text()) and time.monotonic() < deadline:
         time.sleep(0.02)
-    shepherd = int(status_file.read_text().split()[1])
+    # "start PID STARTTIME LAUNCHER_PID LAUNCHER_STARTTIME"
+    _, pid, _, launcher, _ = status_file.read_text().split("\n")[0].split()
     server.kill()
-    os.killpg(shepherd, signal.SIGKILL)  # the job dies with its worker down, leaving no status
+    # The job dies with its worker down, and with the launcher that would have recorded its end.
+    os.kill(int(launcher), signal.SIGKILL)
+    os.killpg(int(pid), signal.SIGKILL)
     time.sleep(0.2)
     server2: ConductorProcess = start_conductor("--cpus", "2", home=home, port=server.port)  # type: ignore[operator]
     api2 = Api(server2.url)

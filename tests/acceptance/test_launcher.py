@@ -1,11 +1,13 @@
-"""The worker's job launcher (shepherd.pl --serve): its protocol driven directly, and its life
-inside a real `conductor up` (killed, restarted, outlived by its jobs)."""
+"""The worker's job launcher (shepherd.pl --serve), the parent of every job: its protocol driven
+directly, and its life inside a real `conductor up` (killed, outlived by its worker, its jobs
+re-adopted)."""
 
 from __future__ import annotations
 
 import fcntl
 import os
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,13 +17,17 @@ import pytest
 from support import Api, ConductorProcess
 
 from conductor.worker import (
-    SHEPHERD_TITLE,
+    NO_EXIT_STATUS,
     Launcher,
     LaunchRequest,
     RunAs,
-    _is_shepherd,
+    RunningJob,
+    Started,
+    _is_job_process,
+    _start_ticks,
     launch_frame,
     read_status,
+    signal_group,
 )
 
 ME = RunAs("", "", "", None, "me")
@@ -56,25 +62,49 @@ class Rig:
         os.close(fd)
         fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
         self.launcher = Launcher("/usr/bin/perl", self.status_dir, self.lock_fd, root / "launcher.log", timeout)
+        self.exits: dict[int, str] = {}  # tag -> what the launcher said of the end
+        self.lost: set[int] = set()
+
+    def status_path(self, job_id: int) -> str:
+        return str(self.status_dir / f"job_{job_id}.status")
 
     def request(
-        self, job_id: int, script: str, cpus: frozenset[int] | None = None, env: dict[str, str] | None = None
+        self,
+        job_id: int,
+        script: str,
+        cpus: frozenset[int] | None = None,
+        env: dict[str, str] | None = None,
+        spare: str = "",
+        cwd: str | None = None,
     ) -> LaunchRequest:
         path = self.root / f"job_{job_id}.sh"
         path.write_text("#!/bin/bash\n" + script)
         path.chmod(0o755)
-        status = self.status_dir / f"job_{job_id}.status"
+        status = self.status_path(job_id)
         out = str(self.root / f"job_{job_id}.out")
-        frame = launch_frame(
-            job_id, status, ME, str(self.root), ("/dev/null", out, out), "truncate", [str(path)], env or {"PATH": "/usr/bin:/bin"}
+        body = launch_frame(
+            status,
+            ME,
+            cwd or str(self.root),
+            ("/dev/null", out, out),
+            "truncate",
+            [str(path)],
+            env or {"PATH": "/usr/bin:/bin"},
+            spare,
         )
-        return LaunchRequest(job_id, status, frame, cpus)
+        return LaunchRequest(job_id, status, body, cpus)
 
     def output(self, job_id: int) -> str:
         return (self.root / f"job_{job_id}.out").read_text()
 
     def ended(self, job_id: int) -> bool:
-        return read_status(self.status_dir / f"job_{job_id}.status").exit is not None
+        return read_status(self.status_path(job_id)).exit is not None
+
+    def events(self) -> None:
+        self.launcher.poll()
+        exits, lost = self.launcher.events()
+        self.exits.update(exits)
+        self.lost.update(lost)
 
     def lock_free(self) -> bool:
         fd = os.open(self.lock_path, os.O_RDWR)
@@ -100,36 +130,108 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
     made.close()
 
 
+def _started(results: dict[int, Started | str]) -> dict[int, Started]:
+    assert all(isinstance(outcome, Started) for outcome in results.values()), results
+    return results  # type: ignore[return-value]
+
+
 def test_jobs_start_and_report_exit_status_and_cpu_times(rig: Rig) -> None:
     busy = "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done\nexit 4\n"
     requests = [rig.request(1, "echo one $FOO\n", env={"FOO": "bar"}), rig.request(2, busy)]
-    pids = rig.launcher.launch(requests)
-    assert all(isinstance(pid, int) for pid in pids.values()), pids
-    _wait(lambda: rig.ended(1) and rig.ended(2))
+    started = _started(rig.launcher.launch(requests))
+
+    def reported() -> bool:
+        rig.events()
+        return all(started[i].tag in rig.exits for i in (1, 2))
+
+    _wait(reported)
     assert rig.output(1) == "one bar\n"
-    first = read_status(rig.status_dir / "job_1.status")
-    assert first.pid == pids[1] and first.child and first.exit == (0, 0)
-    second = read_status(rig.status_dir / "job_2.status")
+    first = read_status(rig.status_path(1))
+    # The job's own process: its pid and start time are its identity.
+    assert first.pid == started[1].pid and first.ticks == started[1].ticks and first.exit == (0, 0)
+    assert first.launcher == (rig.launcher.pid, _start_ticks(rig.launcher.pid))
+    second = read_status(rig.status_path(2))
     assert second.exit == (4, 0)
     assert second.rusage is not None and second.rusage["utime"] + second.rusage["stime"] > 0
+    # The launcher's report says what the file says.
+    code, sig, utime, stime = rig.exits[started[2].tag].split()
+    assert (int(code), int(sig)) == (4, 0)
+    assert {"utime": float(utime), "stime": float(stime)} == second.rusage
 
 
-def test_shepherd_title_holds_a_long_status_path(tmp_path: Path) -> None:
-    deep = tmp_path / ("d" * 60) / ("e" * 60) / ("f" * 60)
-    rig = Rig(deep)
-    try:
-        pids = rig.launcher.launch([rig.request(123456789012, "sleep 30\n")])
-        pid = pids[123456789012]
-        assert isinstance(pid, int)
-        status_path = rig.status_dir / "job_123456789012.status"
-        _wait(lambda: read_status(status_path).child is not None)
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        assert cmdline.split(b"\0")[0] == f"{SHEPHERD_TITLE}{status_path}".encode()
-        assert _is_shepherd(pid, status_path)
-        assert not _is_shepherd(pid, rig.status_dir / "job_12345678901.status")
-        os.killpg(pid, signal.SIGKILL)
-    finally:
-        rig.close()
+def test_exit_codes_stay_right_in_a_burst(rig: Rig) -> None:
+    count = 300
+    requests = [rig.request(i, f"exit {i % 7}\n") for i in range(1, count + 1)]
+    started = _started(rig.launcher.launch(requests))
+
+    def reported() -> bool:
+        rig.events()
+        return len(rig.exits) == count
+
+    _wait(reported, timeout=30)
+    for i in range(1, count + 1):
+        assert rig.exits[started[i].tag].split()[:2] == [str(i % 7), "0"], i
+        assert read_status(rig.status_path(i)).exit == (i % 7, 0)
+
+
+def test_the_job_is_its_own_group_with_signals_as_a_shell_leaves_them(rig: Rig) -> None:
+    script = "grep -E '^Sig(Blk|Ign)' /proc/self/status\nread -r pid comm state ppid pgrp sid rest < /proc/$$/stat\necho $pid $pgrp $sid\n"
+    started = _started(rig.launcher.launch([rig.request(1, script)]))
+    _wait(lambda: rig.ended(1))
+    lines = rig.output(1).split("\n")
+    # Nothing the launcher (or the worker's Python, which ignores SIGPIPE and SIGXFSZ) changed.
+    assert lines[0].split() == ["SigBlk:", "0000000000000000"]
+    ignored = int(lines[1].split()[1], 16)
+    # But for the C library's own signals 32 and 33, which posix_spawn leaves ignored and no
+    # program can reset (glibc refuses them to sigaction).
+    assert ignored & ~(1 << 31 | 1 << 32) == 0, lines[1]
+    assert lines[2].split() == [str(started[1].pid)] * 3
+
+
+def test_a_job_signalled_as_soon_as_it_is_started_gets_the_signal(rig: Rig) -> None:
+    # The reply may come before the job's process has made itself a group: the signal must not
+    # be lost (a cancel right after the launch would then wait for the kill).
+    count = 200
+    started = _started(rig.launcher.launch([rig.request(i, "sleep 30\n") for i in range(1, count + 1)]))
+    for outcome in started.values():
+        signal_group(outcome.pid, outcome.ticks, signal.SIGTERM)
+
+    def reported() -> bool:
+        rig.events()
+        return len(rig.exits) == count
+
+    _wait(reported, timeout=5)
+    for i in range(1, count + 1):
+        assert rig.exits[started[i].tag].split()[:2] == ["0", str(int(signal.SIGTERM))], i
+
+
+def test_identity_is_pid_and_start_time(rig: Rig) -> None:
+    started = _started(rig.launcher.launch([rig.request(1, WAIT_FOR_GO)]))[1]
+    path = rig.status_path(1)
+    job = RunningJob(1, started.pid, path, None, None, ticks=started.ticks)  # type: ignore[arg-type]
+    assert _is_job_process(job) and _is_job_process(job, running=True)
+    # The same pid with another start time is another process.
+    other = RunningJob(1, started.pid, path, None, None, ticks=started.ticks + 1)  # type: ignore[arg-type]
+    assert not _is_job_process(other)
+    (rig.root / "go").touch()
+    _wait(lambda: rig.ended(1))
+    assert not _is_job_process(job)
+
+
+def test_spare_status_file_is_emptied_and_reused(rig: Rig) -> None:
+    spare = rig.status_dir / "spare_7"
+    spare.write_text("start 1 2 3 4\nexit 9 0 0.00 0.00\n")
+    inode = spare.stat().st_ino
+    _started(rig.launcher.launch([rig.request(1, "exit 3\n", spare=str(spare))]))
+    _wait(lambda: rig.ended(1))
+    assert not spare.exists()
+    assert Path(rig.status_path(1)).stat().st_ino == inode
+    status = read_status(rig.status_path(1))
+    assert status.exit == (3, 0) and status.launcher is not None and status.launcher[0] == rig.launcher.pid
+    # A spare that is gone is no failure: the file is made anew.
+    _started(rig.launcher.launch([rig.request(2, "exit 4\n", spare=str(spare))]))
+    _wait(lambda: rig.ended(2))
+    assert read_status(rig.status_path(2)).exit == (4, 0)
 
 
 def test_binding_per_job_in_one_batch(rig: Rig) -> None:
@@ -157,36 +259,64 @@ def test_a_killed_launcher_is_replaced(rig: Rig) -> None:
     first = rig.launcher.pid
     os.kill(first, signal.SIGKILL)
     time.sleep(0.1)
-    pids = rig.launcher.launch([rig.request(2, "echo again\n")])
-    assert isinstance(pids[2], int)
+    started = _started(rig.launcher.launch([rig.request(2, "echo again\n")]))
+    assert started[2].tag
     assert rig.launcher.pid not in (0, first)
     _wait(lambda: rig.ended(2))
     assert rig.output(2) == "again\n"
 
 
+def test_jobs_of_a_killed_launcher_are_lost_to_it_and_live_on(rig: Rig) -> None:
+    started = _started(rig.launcher.launch([rig.request(1, WAIT_FOR_GO + "exit 2\n"), rig.request(2, "exit 0\n")]))
+    _wait(lambda: rig.ended(2))
+    os.kill(rig.launcher.pid, signal.SIGKILL)
+
+    def dead() -> bool:
+        rig.events()
+        return rig.launcher.pid == 0
+
+    _wait(dead)
+    # The one it reported is not lost; the one it was running is, and runs on without it.
+    assert started[2].tag in rig.exits and rig.lost == {started[1].tag}
+    assert _alive(started[1].pid)
+    (rig.root / "go").touch()
+    _wait(lambda: not _alive(started[1].pid))
+    assert read_status(rig.status_path(1)).exit is None  # no one was left to record it
+
+
 def test_launcher_killed_mid_batch_runs_every_job_exactly_once(rig: Rig) -> None:
     count = 300
-    requests = [rig.request(i, f"echo ran >> {rig.root}/ran.{i}\n") for i in range(1, count + 1)]
     rig.launcher.start()
     victim = rig.launcher.pid
+    # Spare status files whose old lines name this very launcher: none may pass for a new job's.
+    stale = f"start 1 1 {victim} {_start_ticks(victim)}\nexit 9 0 0.00 0.00\n"
+    spares = []
+    for i in range(1, count + 1):
+        spare = rig.status_dir / f"spare_{i}"
+        spare.write_text(stale)
+        spares.append(str(spare))
+    requests = [rig.request(i, f"echo ran >> {rig.root}/ran.{i}\n", spare=spares[i - 1]) for i in range(1, count + 1)]
 
-    def kill_once_shepherds_run() -> None:
+    def kill_once_jobs_run() -> None:
         deadline = time.monotonic() + 10
-        while not (rig.status_dir / "job_2.status").exists() and time.monotonic() < deadline:
+        while not Path(rig.status_path(2)).exists() and time.monotonic() < deadline:
             time.sleep(0.0005)
         os.kill(victim, signal.SIGKILL)
 
-    killer = threading.Thread(target=kill_once_shepherds_run)
+    killer = threading.Thread(target=kill_once_jobs_run)
     killer.start()
     results = rig.launcher.launch(requests)
     killer.join()
-    # The requests it had not answered went to a new launcher; none was lost, none ran twice.
+    # Requests it had not started went to a new launcher; jobs it started without replying
+    # were found by their status files. None was lost, none ran twice.
     assert rig.launcher.pid not in (0, victim)
     assert sorted(results) == list(range(1, count + 1))
-    assert all(isinstance(pid, int) for pid in results.values()), results
-    _wait(lambda: all(rig.ended(i) for i in range(1, count + 1)))
+    assert all(started.pid != 1 for started in _started(results).values())
+    _wait(lambda: all((rig.root / f"ran.{i}").exists() for i in range(1, count + 1)))
+    time.sleep(0.2)
     for i in range(1, count + 1):
         assert (rig.root / f"ran.{i}").read_text() == "ran\n"
+        assert read_status(rig.status_path(i)).exit in ((0, 0), None), i  # None: its launcher died
 
 
 def test_unanswered_launch_is_given_up_and_never_runs(tmp_path: Path) -> None:
@@ -200,50 +330,69 @@ def test_unanswered_launch_is_given_up_and_never_runs(tmp_path: Path) -> None:
         assert not _alive(stuck)
         time.sleep(0.5)
         assert not (tmp_path / "ran").exists()
-        assert not (rig.status_dir / "job_1.status").exists()
+        assert not Path(rig.status_path(1)).exists()
         # The next launch gets a new launcher.
-        assert isinstance(rig.launcher.launch([rig.request(2, "true\n")])[2], int)
+        assert isinstance(rig.launcher.launch([rig.request(2, "true\n")])[2], Started)
     finally:
         rig.close()
 
 
-def test_launcher_exits_when_the_worker_goes_and_its_jobs_live_on(rig: Rig) -> None:
-    pids = rig.launcher.launch([rig.request(1, WAIT_FOR_GO + "exit 5\n")])
+def test_launcher_outlives_its_worker_until_its_jobs_end(rig: Rig) -> None:
+    started = _started(rig.launcher.launch([rig.request(1, WAIT_FOR_GO + "exit 5\n")]))[1]
     launcher = rig.launcher.pid
-    shepherd = pids[1]
-    assert isinstance(shepherd, int)
-    _wait(lambda: read_status(rig.status_dir / "job_1.status").child is not None)
-    # The lock is the launcher's (and the worker's) alone: a shepherd lets go once it has its status.
+    # The lock is the worker's and its launcher's, and no job's.
     assert not rig.lock_free()
     rig.close()  # what a worker's exit does: EOF on the launcher's requests
-    assert not _alive(launcher)
+    # It let go of the lock (a new worker may start) and stays the parent of its job.
     assert rig.lock_free()
-    assert _alive(shepherd)
+    assert _alive(launcher) and _alive(started.pid)
     (rig.root / "go").touch()
     _wait(lambda: rig.ended(1))
-    assert read_status(rig.status_dir / "job_1.status").exit == (5, 0)
+    assert read_status(rig.status_path(1)).exit == (5, 0)
+    _wait(lambda: not _alive(launcher))
 
 
 def test_a_launch_failure_is_reported_per_job(rig: Rig) -> None:
-    bad = rig.request(1, "true\n")
+    status = rig.status_path(1)
     # An unknown command is the job's failure (exit 127), not the launcher's.
-    frame = launch_frame(1, bad.status_path, ME, str(rig.root), ("/dev/null",) * 3, "truncate", ["/no/such/command"], {})
-    results = rig.launcher.launch([LaunchRequest(1, bad.status_path, frame, None), rig.request(2, "true\n")])
-    assert isinstance(results[1], int) and isinstance(results[2], int)
-    _wait(lambda: rig.ended(1) and rig.ended(2))
-    assert read_status(bad.status_path).exit == (127, 0)
+    body = launch_frame(status, ME, str(rig.root), ("/dev/null",) * 3, "truncate", ["/no/such/command"], {})
+    requests = [
+        LaunchRequest(1, status, body, None),
+        rig.request(2, "true\n"),
+        rig.request(3, "touch ran\n", cwd=str(rig.root / "missing")),
+    ]
+    started = _started(rig.launcher.launch(requests))
+
+    def reported() -> bool:
+        rig.events()
+        return all(started[i].tag in rig.exits for i in (1, 2, 3))
+
+    _wait(reported)
+    assert read_status(status).exit == (127, 0)
+    # A setup failure: the command never ran, the status file says why, and the report says
+    # to read it.
+    third = read_status(rig.status_path(3))
+    assert third.error is not None and "working directory" in third.error and "missing" in third.error
+    assert rig.exits[started[3].tag] == ""
+    assert not (rig.root / "ran").exists()
     with pytest.raises(ValueError, match="NUL"):
-        launch_frame(3, bad.status_path, ME, str(rig.root), ("/dev/null",) * 3, "truncate", ["true"], {"A": "x\0y"})
+        launch_frame(status, ME, str(rig.root), ("/dev/null",) * 3, "truncate", ["true"], {"A": "x\0y"})
 
 
 def test_status_file_formats(tmp_path: Path) -> None:
     path = tmp_path / "s"
     path.write_text("start 10\nchild 11\nexit 3 0\n")
     old = read_status(path)
-    assert (old.pid, old.child, old.exit, old.rusage) == (10, 11, (3, 0), None)
+    assert (old.pid, old.ticks, old.child, old.exit, old.rusage) == (10, 0, 11, (3, 0), None)
     path.write_text("start 10\nchild 11\nexit 0 9 1.25 0.50\n")
-    new = read_status(path)
-    assert new.exit == (0, 9) and new.rusage == {"utime": 1.25, "stime": 0.5}
+    shepherd = read_status(path)
+    assert shepherd.exit == (0, 9) and shepherd.rusage == {"utime": 1.25, "stime": 0.5}
+    path.write_text("start 10 500 8 400\nexit 1 0 0.01 0.00\n")
+    new = read_status(str(path))
+    assert (new.pid, new.ticks, new.launcher, new.exit) == (10, 500, (8, 400), (1, 0))
+    path.write_text("error working directory '/x' is not usable: No such file or directory\nstart 10 500 8 400\n")
+    failed = read_status(path)
+    assert failed.pid == 10 and failed.error is not None and failed.exit is None
 
 
 # ------------------------------------------------------------------ in conductor up
@@ -253,11 +402,23 @@ def _launchers(home: Path) -> list[int]:
         if entry.name.isdigit():
             try:
                 first = (entry / "cmdline").read_bytes().split(b"\0")[0]
-            except OSError:
+                ppid = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+            except (OSError, ValueError, IndexError):
                 continue
-            if first.startswith(b"conductor-launcher ") and str(home).encode() in first and _alive(int(entry.name)):
+            if not first.startswith(b"conductor-launcher ") or str(home).encode() not in first:
+                continue
+            # Not a job between its fork and its exec, which has the same title.
+            try:
+                parent = (Path(f"/proc/{ppid}/cmdline")).read_bytes()
+            except OSError:
+                parent = b""
+            if not parent.startswith(b"conductor-launcher ") and _alive(int(entry.name)):
                 found.append(int(entry.name))
     return found
+
+
+def _status(home: Path, job_id: int) -> Path:
+    return home / "run" / f"job_{job_id}.status"
 
 
 def test_jobs_still_launch_after_the_launcher_is_killed(start_conductor: Callable[..., ConductorProcess], tmp_path: Path) -> None:
@@ -276,25 +437,114 @@ def test_jobs_still_launch_after_the_launcher_is_killed(start_conductor: Callabl
     assert not _alive(launcher)
 
 
+def test_jobs_of_a_killed_launcher_end_failed_and_nothing_hangs(
+    start_conductor: Callable[..., ConductorProcess], tmp_path: Path
+) -> None:
+    home = tmp_path / "h"
+    server = start_conductor("--cpus", "4", home=home)
+    api = Api(server.url)
+    running = [api.submit("#!/bin/bash\n" + WAIT_FOR_GO + "exit 0\n", current_working_directory=str(tmp_path)) for _ in range(2)]
+    for job_id in running:
+        api.wait_state(job_id, "RUNNING")
+        _wait(lambda job_id=job_id: read_status(_status(home, job_id)).pid is not None)
+    [launcher] = _launchers(home)
+    os.kill(launcher, signal.SIGKILL)
+    # They end: no one is left to record their exit status.
+    (tmp_path / "go").touch()
+    for job_id in running:
+        job = api.wait_state(job_id, {"FAILED", "COMPLETED"}, timeout=15)
+        assert job["state"] == "FAILED" and job["error_msg"] == NO_EXIT_STATUS, job
+    (tmp_path / "go").unlink()
+    other = api.submit("#!/bin/bash\n" + WAIT_FOR_GO, current_working_directory=str(tmp_path))
+    api.wait_state(other, "RUNNING")
+    _wait(lambda: read_status(_status(home, other)).pid is not None)
+    # A new launcher started it; killed too, its job is still the worker's to cancel.
+    [launcher] = _launchers(home)
+    os.kill(launcher, signal.SIGKILL)
+    time.sleep(0.2)
+    api.cancel(other)
+    assert api.wait_state(other, "CANCELLED", timeout=15)["exit_code"] == "0:9"
+    later = api.submit("#!/bin/bash\nexit 3\n", current_working_directory=str(tmp_path))
+    assert api.wait_state(later, "FAILED")["exit_code"] == "3:0"
+    assert api.stats()["used_cpus"] == 0
+
+
+def test_exit_codes_of_a_burst_through_the_worker(api: Api, tmp_path: Path) -> None:
+    response = api.http.post(
+        "/jobs/submit",
+        json={
+            "job": {"current_working_directory": str(tmp_path), "array": "0-299", "standard_output": "/dev/null"},
+            "script": "#!/bin/bash\nexit $((SLURM_ARRAY_TASK_ID % 7))\n",
+        },
+    )
+    assert response.status_code == 201, response.text
+    array_id = response.json()["job_id"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        jobs = api.http.get("/jobs", params={"array_job_id": array_id, "limit": 1000}).json()["jobs"]
+        if len(jobs) == 300 and all(j["state"] in ("COMPLETED", "FAILED") for j in jobs):
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("the array did not end")
+    for job in jobs:
+        code = job["array_task_id"] % 7
+        assert job["exit_code"] == f"{code}:0", job
+        assert job["state"] == ("COMPLETED" if code == 0 else "FAILED"), job
+
+
 def test_job_outlives_a_killed_worker_and_is_readopted(start_conductor: Callable[..., ConductorProcess], tmp_path: Path) -> None:
     home = tmp_path / "h"
     server = start_conductor("--cpus", "2", home=home)
     api = Api(server.url)
     job_id = api.submit("#!/bin/bash\n" + WAIT_FOR_GO + "exit 3\n", current_working_directory=str(tmp_path))
     api.wait_state(job_id, "RUNNING")
-    status_path = home / "run" / f"job_{job_id}.status"
-    _wait(lambda: read_status(status_path).child is not None)
-    shepherd = read_status(status_path).pid
-    assert shepherd and _is_shepherd(shepherd, status_path)
+    status_path = _status(home, job_id)
+    _wait(lambda: read_status(status_path).pid is not None)
+    status = read_status(status_path)
     [launcher] = _launchers(home)
+    assert status.launcher is not None and status.launcher[0] == launcher
     server.kill()
-    # EOF on its requests: the launcher goes with its worker, the job does not.
-    _wait(lambda: not _alive(launcher))
-    assert _alive(shepherd)
-    (tmp_path / "go").touch()
+    # The launcher outlives its worker as the parent of its job, and records its end.
+    time.sleep(0.3)
+    assert _alive(launcher) and _alive(status.pid or 0)
     server2 = start_conductor("--cpus", "2", home=home, port=server.port)
     api2 = Api(server2.url)
+    assert api2.job(job_id)["state"] == "RUNNING"
+    (tmp_path / "go").touch()
     job = api2.wait_state(job_id, "FAILED", timeout=15)
     assert job["exit_code"] == "3:0" and job["reason"] == "NonZeroExitCode"
+    _wait(lambda: not _alive(launcher))
     later = api2.submit("#!/bin/bash\ntrue\n", current_working_directory=str(tmp_path))
     assert api2.wait_state(later, "COMPLETED")["exit_code"] == "0:0"
+
+
+def test_a_status_file_naming_another_process_is_not_adopted(
+    start_conductor: Callable[..., ConductorProcess], tmp_path: Path
+) -> None:
+    home = tmp_path / "h"
+    server = start_conductor("--cpus", "2", home=home)
+    api = Api(server.url)
+    job_id = api.submit("#!/bin/bash\nsleep 60\n", current_working_directory=str(tmp_path))
+    api.wait_state(job_id, "RUNNING")
+    status_path = _status(home, job_id)
+    _wait(lambda: read_status(status_path).pid is not None)
+    status = read_status(status_path)
+    assert status.pid and status.launcher
+    server.kill()
+    os.kill(status.launcher[0], signal.SIGKILL)
+    os.killpg(status.pid, signal.SIGKILL)
+    # A live process now has the pid the status file names, with another start time: a reused pid.
+    bystander = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        ticks = _start_ticks(bystander.pid)
+        assert ticks
+        status_path.write_text(f"start {bystander.pid} {ticks - 1} {status.launcher[0]} {status.launcher[1]}\n")
+        server2 = start_conductor("--cpus", "2", home=home, port=server.port)
+        api2 = Api(server2.url)
+        job = api2.wait_state(job_id, "NODE_FAIL", timeout=15)
+        assert "gone" in job["error_msg"]
+        assert bystander.poll() is None  # neither adopted nor killed
+    finally:
+        bystander.kill()
+        bystander.wait()
