@@ -34,13 +34,14 @@
 #   "exit CODE SIG UTIME STIME"   written once the launcher reaped it (CPU times in seconds)
 # STARTTIME is field 22 of /proc/PID/stat: with the pid, a process's identity (pids are reused).
 #
-# What "started" means: the child makes itself a session, drops privileges, sets the job's
-# environment and enters CWD, then waits for the launcher's go (a byte on a pipe of its own),
-# which comes only once its "start" line is written; it writes nothing before (a setup failure
-# is reported after the go). So a job whose status file holds no "start" line never ran its
-# command, whatever became of the launcher: a dead launcher's child that got no go gives up.
-# Once the launcher is gone, or the launch lock free (it read its last request and dealt with
-# it), a claimed job without that line may be launched again; one with it is never resent.
+# What "started" means: the child makes itself a session and waits for the launcher's go (a
+# byte on a pipe of its own), which comes once its "start" line is in the status file under
+# the job's name; only then does it drop privileges, set the job's environment, enter CWD (a
+# failure is an "error" line) and run the command. A child whose launcher died without the go
+# runs only if that line is in place all the same, and gives up otherwise. So a job runs if
+# and only if its status file has its "start" line: once the launcher is gone, or the launch
+# lock free (it read its last request and dealt with it), a claimed job without the line may
+# be launched again, and one with it is never sent again.
 
 use strict;
 use POSIX ();
@@ -180,7 +181,7 @@ sub launch {
     }
     if ($pid == 0) {
         POSIX::close($go_w);
-        child($st, $go_r, $uid, $gid, $groups, $cwd, $in, $out, $err, $mode, \@cmd, \@rest);
+        child($st, $status_path, $go_r, $uid, $gid, $groups, $cwd, $in, $out, $err, $mode, \@cmd, \@rest);
     }
     POSIX::close($go_r);
     my $ticks = start_time($pid);
@@ -207,20 +208,9 @@ sub launch {
 
 # The job's process, from the fork to the exec: never returns.
 sub child {
-    my ($st, $go, $uid, $gid, $groups, $cwd, $in, $out, $err, $mode, $cmd, $envpairs) = @_;
-    # The go: the "start" line is written. Without it (the launcher died) nothing happens, not
-    # even a word in the status file, which is the launcher's alone until then.
-    my $await_go = sub {
-        return unless defined $go;
-        # (POSIX::read says "0 but true" at the end of a pipe, hence the comparison.)
-        my $n = POSIX::read($go, my $byte, 1);
-        POSIX::_exit(1) unless defined $n && $n == 1;
-        POSIX::close($go);
-        undef $go;
-    };
+    my ($st, $status_path, $go, $uid, $gid, $groups, $cwd, $in, $out, $err, $mode, $cmd, $envpairs) = @_;
     my $fail = sub {
         my ($msg) = @_;
-        $await_go->();
         $msg =~ s/\n/ /g;
         $msg = "error $msg\n";
         POSIX::write($st, $msg, length $msg);
@@ -234,6 +224,14 @@ sub child {
         POSIX::dup2($null, 0);
         POSIX::dup2($null, 1);
         POSIX::close($LOCK_FD);
+
+        # The go: the "start" line is written, and nothing happened before it. A launcher that
+        # died before giving it may have written the line all the same, which makes the job
+        # started for the worker (it will never send it again): run then, and only then.
+        # (POSIX::read says "0 but true" at the end of a pipe, hence the comparison.)
+        my $n = POSIX::read($go, my $byte, 1);
+        POSIX::_exit(1) unless (defined $n && $n == 1) || started_all_the_same($st, $status_path);
+        POSIX::close($go);
 
         if ($uid ne '') {
             my @gids = grep { length } split(/,/, $groups);
@@ -253,9 +251,6 @@ sub child {
         }
 
         chdir($cwd) or $fail->("working directory '$cwd' is not usable: $!");
-
-        # Nothing the job's user could see happens before the go.
-        $await_go->();
 
         my $extra = $mode eq 'append' ? O_APPEND : O_TRUNC;
         # NOFOLLOW: a symbolic link planted at the output path must not redirect the job's writes.
@@ -284,4 +279,16 @@ sub child {
         POSIX::_exit(127);
     };
     $fail->($@ || "launch failed");
+}
+
+# Whether the status file under the job's name is this process's and starts with its line.
+sub started_all_the_same {
+    my ($st, $status_path) = @_;
+    my @mine = stat("/proc/self/fd/$st");
+    my @named = lstat($status_path);
+    return 0 unless @mine && @named && $mine[0] == $named[0] && $mine[1] == $named[1];
+    my $fd = POSIX::open("/proc/self/fd/$st", O_RDONLY) // return 0;
+    POSIX::read($fd, my $head, 64);
+    POSIX::close($fd);
+    return index($head // '', "start $$ ") == 0;
 }
