@@ -893,32 +893,11 @@ class Store:
                         end_time=bindparam("b_end"),
                         rusage=bindparam("b_rusage"),
                     ),
-                    [
-                        {
-                            "b_id": r.job_id,
-                            "b_state": r.state.value,
-                            "b_reason": r.reason,
-                            "b_exit": r.exit_code,
-                            "b_err": r.error_msg,
-                            "b_end": r.end_time,
-                            "b_rusage": json.dumps(r.rusage) if r.rusage else None,
-                        }
-                        for r in done
-                    ],
+                    _end_rows(done),
                 )
                 conn.execute(
                     insert(job_events),
-                    [
-                        {
-                            "job_id": r.job_id,
-                            "time": r.end_time,
-                            "from_state": RUNNING,
-                            "to_state": r.state.value,
-                            "reason": r.reason,
-                            "message": r.error_msg or (f"exit_code={r.exit_code}" if r.exit_code else None),
-                        }
-                        for r in done
-                    ],
+                    _end_events(done),
                 )
         return [r.job_id for r in done] + [r.job_id for r in requeued]
 
@@ -956,18 +935,7 @@ class Store:
                     end_time=bindparam("b_end"),
                     rusage=bindparam("b_rusage"),
                 ),
-                [
-                    {
-                        "b_id": r.job_id,
-                        "b_state": r.state.value,
-                        "b_reason": r.reason,
-                        "b_exit": r.exit_code,
-                        "b_err": r.error_msg,
-                        "b_end": r.end_time,
-                        "b_rusage": json.dumps(r.rusage) if r.rusage else None,
-                    }
-                    for r in done
-                ],
+                _end_rows(done),
             )
             self._execute_many(
                 cursor,
@@ -975,17 +943,7 @@ class Store:
                 lambda: insert(job_events).values(
                     {k: bindparam(k) for k in ("job_id", "time", "from_state", "to_state", "reason", "message")}
                 ),
-                [
-                    {
-                        "job_id": r.job_id,
-                        "time": r.end_time,
-                        "from_state": RUNNING,
-                        "to_state": r.state.value,
-                        "reason": r.reason,
-                        "message": r.error_msg or (f"exit_code={r.exit_code}" if r.exit_code else None),
-                    }
-                    for r in done
-                ],
+                _end_events(done),
             )
         return [r.job_id for r in done]
 
@@ -1839,6 +1797,37 @@ def _pending_job(row: tuple[Any, ...]) -> PendingJob:
         array_max_running=array_max_running,
         reason=reason,
     )
+
+
+def _end_rows(done: Sequence[Finish]) -> list[dict[str, Any]]:
+    """Parameters of the compare-and-set that ends each run of `done` (`finish`)."""
+    return [
+        {
+            "b_id": r.job_id,
+            "b_state": r.state.value,
+            "b_reason": r.reason,
+            "b_exit": r.exit_code,
+            "b_err": r.error_msg,
+            "b_end": r.end_time,
+            "b_rusage": json.dumps(r.rusage) if r.rusage else None,
+        }
+        for r in done
+    ]
+
+
+def _end_events(done: Sequence[Finish]) -> list[dict[str, Any]]:
+    """The event rows of the runs `done` ends."""
+    return [
+        {
+            "job_id": r.job_id,
+            "time": r.end_time,
+            "from_state": RUNNING,
+            "to_state": r.state.value,
+            "reason": r.reason,
+            "message": r.error_msg or (f"exit_code={r.exit_code}" if r.exit_code else None),
+        }
+        for r in done
+    ]
 
 
 _TIME_COLUMNS = ("submit_time", "eligible_time", "begin_time", "start_time", "end_time", "kill_time")
