@@ -13,6 +13,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from support import Api, ConductorProcess, PostgresCluster, free_port, postgres_cluster  # noqa: E402
 
+# The `unix_users` fixture, for every test file that needs real Unix users.
+pytest_plugins = ["users"]
+
 
 @pytest.fixture
 def conductor_home(tmp_path: Path) -> Path:

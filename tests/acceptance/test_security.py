@@ -8,139 +8,25 @@ CI has; without root those tests fail under CI=true and are skipped, saying why,
 from __future__ import annotations
 
 import contextlib
-import grp
 import hashlib
 import os
 import pwd
 import shutil
-import signal
 import sqlite3
 import ssl
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from users import StartConductor, UnixUsers, conductor_cli, make_token, run_root, user_server
 from support import Api, ConductorProcess, clean_env, free_port
 
-StartConductor = Callable[..., ConductorProcess]
-
-
-# ------------------------------------------------------------------ fixtures and helpers
-@dataclass(frozen=True)
-class User:
-    name: str
-    uid: int
-    gid: int
-    home: Path
-
-
-@dataclass(frozen=True)
-class UnixUsers:
-    base: Path  # 0711, where servers' homes go: users must reach their scripts
-    a: User
-    b: User
-    group: str  # a supplementary group of `a`
-    group_gid: int
-
-
-def _run(*argv: str) -> None:
-    subprocess.run(list(argv), check=True, capture_output=True)
-
-
-def _kill_processes_of(uids: set[int]) -> None:
-    """End leftover processes of the test users (their jobs), found by uid in /proc."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            owner = entry.stat().st_uid
-        except OSError:
-            continue
-        if owner in uids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(int(entry.name), signal.SIGKILL)
-
-
-@pytest.fixture(scope="session")
-def unix_users() -> Iterator[UnixUsers]:
-    if os.geteuid() != 0:
-        message = "tests with real Unix users need root (useradd, and a worker that switches users)"
-        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
-            pytest.fail(message + ": CI must run them as root")
-        pytest.skip(message)
-    tag = uuid.uuid4().hex[:8]
-    base = Path(tempfile.mkdtemp(prefix=f"cdt_{tag}_", dir="/tmp"))
-    os.chmod(base, 0o711)
-    group = f"cdt_{tag}_g"
-    names = [f"cdt_{tag}_a", f"cdt_{tag}_b"]
-    created: list[str] = []
-    group_made = False
-    try:
-        _run("groupadd", group)
-        group_made = True
-        for name in names:
-            home = base / name
-            extra = ["-G", group] if name == names[0] else []
-            _run("useradd", "--no-create-home", "--home-dir", str(home), "--shell", "/bin/bash", "--user-group", *extra, name)
-            created.append(name)
-            entry = pwd.getpwnam(name)
-            home.mkdir()
-            os.chown(home, entry.pw_uid, entry.pw_gid)
-            os.chmod(home, 0o700)
-        users = [pwd.getpwnam(n) for n in names]
-        yield UnixUsers(
-            base=base,
-            a=User(names[0], users[0].pw_uid, users[0].pw_gid, base / names[0]),
-            b=User(names[1], users[1].pw_uid, users[1].pw_gid, base / names[1]),
-            group=group,
-            group_gid=grp.getgrnam(group).gr_gid,
-        )
-    finally:
-        uids = set()
-        for name in created:
-            with contextlib.suppress(KeyError):
-                uids.add(pwd.getpwnam(name).pw_uid)
-        _kill_processes_of(uids)
-        for name in created:
-            subprocess.run(["userdel", name], capture_output=True, check=False)
-            # --user-group made a group of the same name; userdel removes it unless still used.
-            subprocess.run(["groupdel", name], capture_output=True, check=False)
-        if group_made:
-            subprocess.run(["groupdel", group], capture_output=True, check=False)
-        shutil.rmtree(base, ignore_errors=True)
-
-
-def conductor_cli(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "conductor", *args],
-        env=clean_env(CONDUCTOR_HOME=str(home)),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
-
-
-def make_token(home: Path, user: str, *, admin: bool = False) -> str:
-    result = conductor_cli(home, "token", "create", "--user", user, *(["--admin"] if admin else []))
-    return result.stdout.strip()
-
-
-def user_server(start_conductor: StartConductor, users: UnixUsers, *args: str, env: dict[str, str] | None = None) -> ConductorProcess:
-    """A server whose home the test users can traverse (pytest's tmp_path is root's alone)."""
-    home = users.base / f"srv-{uuid.uuid4().hex[:8]}"
-    return start_conductor("--cpus", "2", *args, home=home, env=env)
 
 
 # ---------------------------------------------------------------------- authentication
@@ -328,7 +214,7 @@ def test_worker_refuses_user_unknown_on_node(start_conductor: StartConductor, un
     """A job whose user vanished from the node between submission and start fails clearly."""
     tag = uuid.uuid4().hex[:6]
     name = f"cdt_{tag}_x"
-    _run("useradd", "--no-create-home", "--home-dir", "/nonexistent", "--user-group", name)
+    run_root("useradd", "--no-create-home", "--home-dir", "/nonexistent", "--user-group", name)
     try:
         server = user_server(start_conductor, unix_users)
         api = Api(server.url, make_token(server.home, name))
