@@ -40,20 +40,73 @@ def base_url() -> str:
 
 
 def read_token() -> str | None:
-    """CONDUCTOR_TOKEN, else $CONDUCTOR_HOME/token (default ./.conductor), else ~/.conductor/token."""
+    """CONDUCTOR_TOKEN, else the caller's own token file: `$CONDUCTOR_HOME/token` when
+    CONDUCTOR_HOME is set, else `./.conductor/token` (the default home), else `~/.conductor/token`.
+
+    A token file decides who the CLI acts as, and whoever reads a job's output or environment
+    could be the one who planted it: a `.conductor/token` in a shared directory would make the
+    caller submit as its author. So a file is read only when it is the caller's: a regular file
+    owned by the caller, in a directory owned by the caller or root, neither writable by group or
+    others, no symbolic link followed at the file. Anything else is skipped with a warning.
+    """
     token = os.environ.get("CONDUCTOR_TOKEN", "").strip()
     if token:
         return token
-    home = os.environ.get("CONDUCTOR_HOME", "").strip() or ".conductor"
-    for path in (os.path.join(home, "token"), os.path.expanduser("~/.conductor/token")):
-        try:
-            with open(path, encoding="utf-8") as handle:
-                text = handle.read().strip()
-        except OSError:
-            continue
+    configured = os.environ.get("CONDUCTOR_HOME", "").strip()
+    homes = [configured] if configured else [".conductor", os.path.expanduser("~/.conductor")]
+    for home in homes:
+        text = _read_own_token_file(home)
         if text:
             return text
     return None
+
+
+_WRITABLE_BY_OTHERS = 0o022
+_S_IFMT, _S_IFREG, _S_IFDIR = 0o170000, 0o100000, 0o040000
+
+
+def _read_own_token_file(home: str) -> str | None:
+    """The token in `home/token` if that file and directory are the caller's alone (see read_token)."""
+    me = os.geteuid()
+    try:
+        dir_fd = os.open(home, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(dir_fd)
+        if info.st_uid not in (me, 0):
+            _skip(home, f"its directory belongs to uid {info.st_uid}, not to you (uid {me})")
+            return None
+        if info.st_mode & _WRITABLE_BY_OTHERS:
+            _skip(home, "its directory is writable by others")
+            return None
+        try:
+            fd = os.open("token", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC, dir_fd=dir_fd)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            _skip(home, exc.strerror or "cannot be opened")
+            return None
+    finally:
+        os.close(dir_fd)
+    try:
+        info = os.fstat(fd)
+        if (info.st_mode & _S_IFMT) != _S_IFREG:
+            _skip(home, "the token is not a regular file")
+            return None
+        if info.st_uid != me:
+            _skip(home, f"it belongs to uid {info.st_uid}, not to you (uid {me})")
+            return None
+        if info.st_mode & _WRITABLE_BY_OTHERS:
+            _skip(home, "it is writable by others (make it mode 0600)")
+            return None
+        return os.read(fd, 4096).decode("utf-8", "replace").strip() or None
+    finally:
+        os.close(fd)
+
+
+def _skip(home: str, why: str) -> None:
+    os.write(2, f"conductor: not using the token in {os.path.join(home, 'token')}: {why}\n".encode())
 
 
 def _quote(value: str) -> str:
