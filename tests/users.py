@@ -13,6 +13,7 @@ import os
 import pwd
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -134,3 +135,54 @@ def user_server(start_conductor: StartConductor, users: UnixUsers, *args: str, e
     """A server whose home the test users can traverse (pytest's tmp_path is root's alone)."""
     home = users.base / f"srv-{uuid.uuid4().hex[:8]}"
     return start_conductor("--cpus", "2", *args, home=home, env=env)
+
+
+# ------------------------------------------------------------ conductor run by another user
+@dataclass(frozen=True)
+class PortablePython:
+    """How any user runs `python -m conductor`: an interpreter and a PYTHONPATH they can all reach."""
+
+    argv: list[str]
+    pythonpath: str
+
+
+def _reachable_by_others(path: Path) -> bool:
+    """Whether users other than root can reach `path` (search on every directory above it, read on it)."""
+    path = path.resolve()
+    for parent in path.parents:
+        if not parent.stat().st_mode & stat.S_IXOTH:
+            return False
+    return bool(path.stat().st_mode & stat.S_IROTH)
+
+
+@pytest.fixture(scope="session")
+def portable_python(tmp_path_factory: pytest.TempPathFactory) -> PortablePython:
+    """An interpreter and packages that the test users (and a service user) can run conductor with.
+
+    The suite's interpreter may live under root's home (a pyenv build) where no other user can
+    reach it. The machine's own python3 of the same version runs the same packages (the same
+    ABI): that is what a service user is given, with the virtual environment's packages and our
+    sources copied somewhere everyone can read when their own place is not.
+    """
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    candidates = [Path(sys.executable), *(Path(p) for p in (shutil.which(version), f"/usr/bin/{version}") if p)]
+    interpreter = next((c for c in candidates if c.exists() and _reachable_by_others(c)), None)
+    if interpreter is None:
+        pytest.fail(f"no {version} that other users can run (install Debian's {version} package)")
+    import conductor
+
+    sources = Path(conductor.__file__).parent.parent
+    packages = Path(next(p for p in sys.path if p.endswith("site-packages") and Path(p, "fastapi").exists()))
+    paths = []
+    for tree in (sources, packages):
+        if not _reachable_by_others(tree):
+            copy = tmp_path_factory.mktemp("portable") / tree.name
+            shutil.copytree(tree, copy, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+            os.chmod(copy.parent, 0o755)
+            for parent in copy.parents:
+                if parent == Path(tempfile.gettempdir()):
+                    break
+                os.chmod(parent, os.stat(parent).st_mode | 0o755)
+            tree = copy
+        paths.append(str(tree))
+    return PortablePython([str(interpreter), "-m", "conductor"], os.pathsep.join(paths))
