@@ -221,3 +221,53 @@ def test_output_in_a_directory_the_user_cannot_enter_is_not_shown(
     private.mkdir(mode=0o700)
     os.chown(private, b.uid, b.gid)
     assert shown(private) is None  # a deeper component counts as much
+
+
+# ----------------------------------------------------------------------- submission
+def _rest_job(job: dict[str, object], cwd: Path) -> dict[str, object]:
+    return {"script": "#!/bin/bash\ntrue\n", "job": {"current_working_directory": str(cwd), **job}}
+
+
+def test_only_admins_set_priority_or_a_negative_nice_at_submission(
+    start_conductor: StartConductor, unix_users: UnixUsers
+) -> None:
+    """Issue 9.7: PATCH refused a raised priority, but a submission jumped the queue with
+    `"priority": 2147483646` or `"nice": -10000`. As in Slurm only administrators set either,
+    on every way in: the fast path (an ordinary JSON submission), the framework's route (here
+    reached with slurmrestd's token header) and slurmrestd's job/submit."""
+    server = user_server(start_conductor, unix_users)
+    a = unix_users.a
+    token = make_token(server.home, a.name)
+    api_a, admin = Api(server.url, token), Api(server.url)
+    native = httpx.Client(base_url=server.url, timeout=30, headers={"X-SLURM-USER-TOKEN": token})
+    cwd = str(a.home)
+    refused = [({"priority": 2147483646}, "priority"), ({"priority": 0}, "priority"), ({"nice": -10000}, "nice"), ({"nice": -1}, "nice")]
+    for fields, name in refused:
+        body = {"job": {"current_working_directory": cwd, **fields}, "script": "#!/bin/bash\ntrue\n"}
+        for client in (api_a.http, native):
+            response = client.post("/jobs/submit", json=body)
+            assert response.status_code == 403, (fields, response.text)
+            detail = response.json()["detail"]
+            assert detail.startswith(f"{name}:") and "only an administrator may" in detail, detail
+        rest_fields = {"priority": {"set": True, "infinite": False, "number": fields["priority"]}} if name == "priority" else fields
+        response = native.post("/slurm/v0.0.40/job/submit", json=_rest_job(rest_fields, a.home))
+        assert response.status_code == 403, (fields, response.text)
+        assert "only an administrator may" in response.json()["errors"][0]["description"]
+        # test_only asks the same question and gets the same answer.
+        response = api_a.http.post("/jobs/submit", json={**body, "job": {**body["job"], "test_only": True}})  # type: ignore[dict-item]
+        assert response.status_code == 403, response.text
+    assert [j for j in admin.http.get("/jobs").json()["jobs"] if j["user"] == a.name] == []
+    # A positive nice lowers one's own priority: anyone may.
+    assert api_a.job(api_a.submit("#!/bin/bash\ntrue\n", current_working_directory=cwd, nice=5))["nice"] == 5
+    # Administrators may. An administrator's token acting for a user (X-SLURM-USER-NAME) has
+    # that user's rights, as the user's own token would.
+    job_id = admin.submit("#!/bin/bash\ntrue\n", current_working_directory=cwd, priority=1000, nice=-5)
+    assert admin.job(job_id)["nice"] == -5
+    response = admin.http.post("/slurm/v0.0.40/job/submit", json=_rest_job({"priority": {"set": True, "number": 7}, "nice": -2}, a.home))
+    assert response.status_code == 200, response.text
+    response = admin.http.post(
+        "/jobs/submit",
+        headers={"X-SLURM-USER-NAME": a.name},
+        json={"job": {"current_working_directory": cwd, "priority": 7}, "script": "#!/bin/bash\ntrue\n"},
+    )
+    assert response.status_code == 403, response.text

@@ -32,7 +32,7 @@ from conductor.launch import job_paths
 from conductor.policy import NodeView
 from conductor.settings import Settings
 from conductor.store import Store, utcnow
-from conductor.submission import Limits, Unsatisfiable, build_rows, submitter_for
+from conductor.submission import Limits, NotPermitted, Unsatisfiable, build_rows, check_privileges, submitter_for
 
 
 class ApiError(Exception):
@@ -289,6 +289,10 @@ def create_app(ctx: AppContext) -> FastAPI:
             )
         if submitter.uid == 0 and not ctx.root_jobs_allowed():
             raise ApiError(403, "jobs as root are not allowed here (set CONDUCTOR_ALLOW_ROOT_JOBS=true to allow them)")
+        try:
+            check_privileges(body.job, admin=principal.admin)
+        except NotPermitted as exc:
+            raise ApiError(403, str(exc)) from exc
         try:
             rows = build_rows(
                 body.job,
