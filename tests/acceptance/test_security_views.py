@@ -271,3 +271,87 @@ def test_only_admins_set_priority_or_a_negative_nice_at_submission(
         json={"job": {"current_working_directory": cwd, "priority": 7}, "script": "#!/bin/bash\ntrue\n"},
     )
     assert response.status_code == 403, response.text
+
+
+# -------------------------------------------------------------------- terminal escapes
+ESCAPES = {
+    "name": "\x1b]0;pwned\x07",  # sets the title of the reader's terminal window
+    "comment": "ok\x1b[2J",  # clears the reader's screen
+    "account": "acct\x7f",
+    "partition": "debug\x9b31m",  # a C1 CSI: some terminals take it as ESC [
+    "qos": "normal\r",
+    "mail_user": "x\x00y",
+    "standard_output": "out\x1b[8m.txt",
+    "current_working_directory": "/tmp/\x1b[31m",
+}
+
+
+def test_control_characters_are_refused_in_submitted_text(start_conductor: StartConductor, unix_users: UnixUsers) -> None:
+    """Issue 9.9: names and comments took ESC and BEL, which squeue, sacct and scontrol then
+    printed to other users' terminals. Every free-text field refuses control characters,
+    naming the field; a script and environment values may hold anything."""
+    server = user_server(start_conductor, unix_users)
+    a = unix_users.a
+    token = make_token(server.home, a.name)
+    api_a = Api(server.url, token)
+    rest = httpx.Client(base_url=server.url + "/slurm/v0.0.40", timeout=30, headers={"X-SLURM-USER-TOKEN": token})
+    cwd = str(a.home)
+    for field, value in ESCAPES.items():
+        job = {"current_working_directory": cwd, field: value}
+        response = api_a.http.post("/jobs/submit", json={"job": job, "script": "#!/bin/bash\ntrue\n"})
+        assert response.status_code == 422, (field, response.text)
+        assert f"job.{field}" in response.json()["detail"] and "control character" in response.json()["detail"]
+        response = rest.post("/job/submit", json=_rest_job(job, a.home))
+        assert response.status_code == 400, (field, response.text)
+        assert response.json()["errors"][0]["source"] == f"job.{field}", response.text
+        assert "control character" in response.json()["errors"][0]["description"]
+    job_id = api_a.submit(
+        "#!/bin/bash\n\tprintf 'a\\tb\\n'\n",
+        current_working_directory=cwd,
+        name="plain name",
+        comment="a comment, with ünïcode",
+        environment={"PS1": "\x1b[32m$ \x1b[0m", "MULTI": "line\nline"},
+    )
+    for field in ("name", "comment"):
+        response = api_a.http.patch(f"/jobs/{job_id}", json={field: "x\x1b[2Jy"})
+        assert response.status_code == 422, response.text
+        assert field in response.json()["detail"] and "control character" in response.json()["detail"]
+    assert api_a.job(job_id)["name"] == "plain name"
+
+
+def test_cli_views_escape_control_characters_of_stored_rows(start_conductor: StartConductor, tmp_path: Path) -> None:
+    """Rows stored before the rule (or written into the database by other means) still reach
+    squeue, sacct and scontrol: those print every control character as '?'."""
+    server = start_conductor("--cpus", "1")
+    api = Api(server.url)
+    job_id = api.submit("#!/bin/bash\ntrue\n", current_working_directory=str(tmp_path), name="n", comment="c")
+    api.wait_state(job_id, {"COMPLETED", "FAILED"})
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(server.home / "conductor.db")) as db, db:
+        db.execute(
+            "UPDATE jobs SET name = ?, comment = ?, account = ?, qos = ? WHERE id = ?",
+            ("evil\x1b]0;t\x07", "c\x1b[2J\x9b1m", "a\tb", "q\nq", job_id),
+        )
+    env = clean_env(CONDUCTOR_URL=server.url, CONDUCTOR_TOKEN=server.token)
+
+    def cli(*args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "conductor", *args], capture_output=True, text=True, env=env, timeout=60, check=False
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    views = {
+        "squeue": cli("squeue", "-t", "all", "-o", "%i|%j|%k|%a|%q"),
+        "squeue -O": cli("squeue", "-t", "all", "-O", "JobID,Name:40,Comment:40"),
+        "sacct": cli("sacct", "-X", "-P", "--format", "JobID,JobName%40,Account,QOS,Comment"),
+        "scontrol": cli("scontrol", "show", "job", str(job_id)),
+        "scontrol -o": cli("scontrol", "-o", "show", "job", str(job_id)),
+    }
+    for view, text in views.items():
+        assert not any(c in text for c in "\x1b\x07\x9b\x7f\t\r"), (view, text)
+        assert "evil?]0;t?" in text, (view, text)
+    assert f"{job_id}|evil?]0;t?|c?[2J?1m|a?b|q?q\n" in views["squeue"]
+    assert f"{job_id}|evil?]0;t?|a?b|q?q|c?[2J?1m\n" in views["sacct"]
+    assert len(views["scontrol -o"].splitlines()) == 1  # the newline of the QOS did not split the record
