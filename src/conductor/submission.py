@@ -33,6 +33,21 @@ class Unsatisfiable(Exception):
     """No node can ever run this request (Slurm refuses it at submission)."""
 
 
+class NotPermitted(Exception):
+    """The request asks for what only an administrator may (403); the message names the field."""
+
+
+def check_privileges(job: JobDescription, *, admin: bool) -> None:
+    """As in Slurm, only administrators set a job's priority or a negative nice at submission:
+    either puts a job ahead of everyone else's. (PATCH lets a user lower them, as scontrol does.)"""
+    if admin:
+        return
+    if job.priority is not None:
+        raise NotPermitted("priority: only an administrator may set a job's priority")
+    if job.nice < 0:
+        raise NotPermitted("nice: only an administrator may set a negative nice value")
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     max_script_bytes: int

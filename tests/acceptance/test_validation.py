@@ -47,7 +47,7 @@ def submit_raw(api: Api, job: dict[str, Any], script: str = "#!/bin/bash\ntrue\n
         ({"current_working_directory": "relative/dir"}, "current_working_directory", "absolute"),
         ({"partition": "nope"}, "partition", "Invalid partition"),
         ({"no_such_field": 1}, "no_such_field", ""),
-        ({"name": "a\nb"}, "name", "single line"),
+        ({"name": "a\nb"}, "name", "control characters"),
         ({"signal": "B:@@"}, "signal", ""),
     ],
 )

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from conductor.api.auth import hash_token, new_token
 from conductor.api.models import JobDescription
-from conductor.api.outputs import open_nofollow, read_tail
+from conductor.api.outputs import Reader, open_for, read_tail
 from conductor.cli.getopt import GetoptError
 from conductor.cli.sbatch_options import SbatchError, build_plan, first_pass
 from conductor.domain.errors import SpecError
@@ -182,24 +182,24 @@ def test_tokens_are_random_and_stored_as_hashes() -> None:
 
 
 # ----------------------------------------------------------------- reading job output
-def test_open_nofollow_refuses_links_anywhere_on_the_path(tmp_path: Path) -> None:
+def test_output_reading_refuses_links_anywhere_on_the_path(tmp_path: Path) -> None:
     real = tmp_path / "real"
     real.mkdir()
     (real / "out.txt").write_text("data\n")
     (tmp_path / "linkdir").symlink_to(real)
     (real / "link.txt").symlink_to(real / "out.txt")
     os.mkfifo(real / "fifo")
-    owners = {os.geteuid()}
-    assert read_tail(str(real / "out.txt"), 100, owners) == "data\n"
-    assert read_tail(str(real / "out.txt"), 2, owners) == "a\n"
-    assert read_tail(str(tmp_path / "linkdir" / "out.txt"), 100, owners) is None
-    assert read_tail(str(real / "link.txt"), 100, owners) is None
-    assert read_tail(str(real / "fifo"), 100, owners) is None  # and it does not block
-    assert read_tail(str(real), 100, owners) is None
-    assert read_tail("relative/out.txt", 100, owners) is None
-    assert read_tail(str(real / "out.txt"), 100, {os.geteuid() + 1}) is None
+    me = Reader(os.geteuid(), frozenset({os.getegid()}))
+    assert read_tail(str(real / "out.txt"), 100, me) == "data\n"
+    assert read_tail(str(real / "out.txt"), 2, me) == "a\n"
+    assert read_tail(str(tmp_path / "linkdir" / "out.txt"), 100, me) is None
+    assert read_tail(str(real / "link.txt"), 100, me) is None
+    assert read_tail(str(real / "fifo"), 100, me) is None  # and it does not block
+    assert read_tail(str(real), 100, me) is None
+    assert read_tail("relative/out.txt", 100, me) is None
+    assert read_tail(str(real / "out.txt"), 100, Reader(os.geteuid() + 1, frozenset())) is None
     with pytest.raises(OSError):
-        os.close(open_nofollow(str(tmp_path / "linkdir" / "out.txt")))
+        os.close(open_for(str(tmp_path / "linkdir" / "out.txt"), me))
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -213,7 +213,7 @@ def test_read_tail_never_reads_through_a_link(tmp_path: Path, parts: list[str]) 
         (tmp_path / "linkdir").symlink_to(real)
         (real / "link.txt").symlink_to(real / "out.txt")
     path = str(tmp_path) + "/" + "/".join(parts)
-    result = read_tail(path, 100, {os.geteuid()})
+    result = read_tail(path, 100, Reader(os.geteuid(), frozenset({os.getegid()})))
     if result is not None:
         assert result == "data\n"
         # It was read, so no component of the path was a link.

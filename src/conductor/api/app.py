@@ -22,7 +22,7 @@ from conductor.api import control, models, slurmrestd
 from conductor.api.fastpath import SubmitFastPath
 from conductor.api.auth import CurrentPrincipal, Principal, authenticate, document_public_routes, require_owner
 from conductor.api.limits import ASGIApp, BodyLimit, reject_repeated_query_parameters
-from conductor.api.outputs import output_owners
+from conductor.api.outputs import Reader, reader_for
 from conductor.api.outputs import read_tail as _read_tail_safely
 from conductor.bus import SCHEDULER, Bus
 from conductor.dependencies import check_targets
@@ -32,7 +32,7 @@ from conductor.launch import job_paths
 from conductor.policy import NodeView
 from conductor.settings import Settings
 from conductor.store import Store, utcnow
-from conductor.submission import Limits, Unsatisfiable, build_rows, submitter_for
+from conductor.submission import Limits, NotPermitted, Unsatisfiable, build_rows, check_privileges, submitter_for
 
 
 class ApiError(Exception):
@@ -157,10 +157,11 @@ def job_record(row: dict[str, Any], now: datetime) -> models.JobRecord:
     )
 
 
-def read_tail(path: str, limit: int, owners: set[int] | None = None) -> str | None:
-    """The last `limit` bytes of a job's output file: a regular file owned by one of `owners`,
-    reached without following any symbolic link (conductor.api.outputs says why)."""
-    return _read_tail_safely(path, limit, owners)
+def read_tail(path: str, limit: int, reader: Reader | None) -> str | None:
+    """The last `limit` bytes of a job's output file if the job's user (`reader`) could read
+    it: a regular file of theirs, reached through directories they may search, without
+    following any symbolic link (conductor.api.outputs says why)."""
+    return _read_tail_safely(path, limit, reader)
 
 
 def _parse_job_id(job_id: str) -> int:
@@ -289,6 +290,10 @@ def create_app(ctx: AppContext) -> FastAPI:
         if submitter.uid == 0 and not ctx.root_jobs_allowed():
             raise ApiError(403, "jobs as root are not allowed here (set CONDUCTOR_ALLOW_ROOT_JOBS=true to allow them)")
         try:
+            check_privileges(body.job, admin=principal.admin)
+        except NotPermitted as exc:
+            raise ApiError(403, str(exc)) from exc
+        try:
             rows = build_rows(
                 body.job,
                 body.script,
@@ -339,9 +344,9 @@ def create_app(ctx: AppContext) -> FastAPI:
         now = utcnow()
         paths = job_paths(row)
         tail = settings.log_tail_bytes
-        owners = output_owners(row["uid"])
-        stdout = read_tail(paths.stdout, tail, owners)
-        stderr = read_tail(paths.stderr, tail, owners) if paths.stderr != paths.stdout else stdout
+        reader = reader_for(row["uid"])
+        stdout = read_tail(paths.stdout, tail, reader)
+        stderr = read_tail(paths.stderr, tail, reader) if paths.stderr != paths.stdout else stdout
         return models.QueryResponse(
             job_id=str(row["id"]),
             state=row["state"],

@@ -6,7 +6,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from conductor.domain.text import control_character_problem
+
 _MAX_TEXT = 4096
+
+
+def no_control_characters(value: str) -> str:
+    """`value` if it holds no control character (tabs and newlines included), else ValueError."""
+    problem = control_character_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
 
 
 def _no_nul(value: str, what: str) -> str:
@@ -76,18 +86,15 @@ class JobDescription(BaseModel):
         "begin_time",
         "dependency",
         "array",
+        "signal",
         "comment",
+        "mail_type",
+        "mail_user",
     )
     @classmethod
     def _text(cls, value: str | None) -> str | None:
-        return None if value is None else _no_nul(value, "the value")
-
-    @field_validator("name", "account", "partition", "qos")
-    @classmethod
-    def _single_line(cls, value: str | None) -> str | None:
-        if value is not None and any(c in value for c in "\n\r\t"):
-            raise ValueError("must be a single line without tabs")
-        return value
+        # Printed by squeue, sacct and scontrol to other users' terminals (domain/text.py).
+        return None if value is None else no_control_characters(value)
 
 
 class SubmitRequest(BaseModel):

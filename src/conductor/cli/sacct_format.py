@@ -9,6 +9,7 @@ are joined with '|' (-p also ends the line with it) and never cut.
 from __future__ import annotations
 
 from conductor.cli.common import exit_code, hms, slurm_time
+from conductor.domain.text import printable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -371,7 +372,8 @@ def render(
             )
             out.append(line(["-" * abs(c.width) + " " for c in columns]))
     for row in rows:
-        values = [c.getter(row) for c in columns]
+        # Stored text may hold control characters (domain/text.py): never print them raw.
+        values = [printable(c.getter(row)) for c in columns]
         if parsable:
             out.append(line(values))
         else:

@@ -16,6 +16,7 @@ from conductor.cli.common import (
 )
 from conductor.cli.getopt import Option, OptionTable, getopt_long
 from conductor.cli.jobsel import fetch_jobs, parse_job_specs
+from conductor.domain.text import printable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -227,7 +228,9 @@ def format_partition(part: dict[str, Any]) -> list[str]:
 def layout(records: list[list[str]], oneliner: bool) -> str:
     out = []
     for lines in records:
-        lines = [line for line in lines if line]
+        # Each line is "Key=Value ..." of stored text, which may hold control characters
+        # (domain/text.py): never print them raw, nor let a newline start a false record.
+        lines = [printable(line) for line in lines if line]
         if oneliner:
             out.append(" ".join(lines) + "\n")
         else:

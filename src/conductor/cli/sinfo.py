@@ -9,6 +9,7 @@ import time
 from conductor.cli.client import Client
 from conductor.cli.common import UsageError, run, split_list
 from conductor.cli.getopt import Option, OptionTable, getopt_long
+from conductor.domain.text import printable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -163,7 +164,7 @@ def render(fmt: str, rows: list[Row], header: bool) -> str:
     # value, at least 9 (MIN_NODE_FIELD_SIZE / MIN_PART_FIELD_SIZE in src/sinfo/print.c).
     widths: dict[str, int] = {}
     for code in ("P", "R", "N", "n"):
-        values = [FIELDS[code][1](r) for r in rows]
+        values = [printable(FIELDS[code][1](r)) for r in rows]
         widths[code] = max([MIN_COMPUTED_WIDTH] + [len(v) for v in values])
     lines = []
     for row in ([None] if header else []) + list(rows):
@@ -179,7 +180,8 @@ def render(fmt: str, rows: list[Row], header: bool) -> str:
             if code not in FIELDS:
                 raise UsageError(f"Invalid node format specification: {code}")
             name, getter = FIELDS[code]
-            value = name if row is None else getter(row)
+            # Stored text may hold control characters (domain/text.py): never print them raw.
+            value = name if row is None else printable(getter(row))
             width = (
                 widths.get(code, len(name))
                 if width_text == "#"

@@ -10,6 +10,7 @@ import re
 import time as _time
 
 from conductor.cli.common import STATE_CODES, clock, job_display_id, slurm_time
+from conductor.domain.text import printable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -381,7 +382,8 @@ def render_line(
         if isinstance(item, str):
             parts.append(item)
             continue
-        value = item.header if job is None else item.getter(job, now)
+        # Stored text may hold control characters (domain/text.py): never print them raw.
+        value = item.header if job is None else printable(item.getter(job, now))
         parts.append(_cell(value, item.width, item.right) + item.suffix)
     return "".join(parts)
 
