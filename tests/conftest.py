@@ -42,12 +42,14 @@ def start_conductor(tmp_path: Path) -> Iterator[Callable[..., ConductorProcess]]
         command: str = "up",
         wait: bool = True,
         port: int | None = None,
+        pass_fds: tuple[int, ...] = (),
     ) -> ConductorProcess:
         process = ConductorProcess(
             home or tmp_path / "home",
             [command, *args],
             env={"CONDUCTOR_KILL_WAIT": "2", **_root_jobs_default(command), **(env or {})},
             port=port if port is not None else (free_port() if command in ("up", "server") else None),
+            pass_fds=pass_fds,
         )
         started.append(process)
         return process.start(wait=wait)

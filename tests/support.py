@@ -40,8 +40,17 @@ def clean_env(**extra: str) -> dict[str, str]:
 class ConductorProcess:
     """One `conductor <command>` subprocess (up, server or worker)."""
 
-    def __init__(self, home: Path, args: list[str], env: dict[str, str] | None = None, port: int | None = None) -> None:
+    def __init__(
+        self,
+        home: Path,
+        args: list[str],
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+        pass_fds: tuple[int, ...] = (),
+    ) -> None:
         self.home = home
+        # Descriptors the process inherits, as from whatever started it.
+        self.pass_fds = pass_fds
         self.args = args
         self.port = port
         self.extra_env = env or {}
@@ -60,7 +69,9 @@ class ConductorProcess:
         if self.port is not None and "--port" not in self.args:
             argv += ["--port", str(self.port)]
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
-        self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(self.home))
+        self.proc = subprocess.Popen(
+            argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(self.home), pass_fds=self.pass_fds
+        )
         log.close()
         if wait and self.port is not None:
             self.wait_healthy()

@@ -56,6 +56,9 @@ $cloexec = 0 + $cloexec;
 $sigio = 0 + $sigio;
 my $LOCK_FD = 3;
 $0 = "conductor-launcher $status_dir";
+# Whatever the worker's process held without close-on-exec (and what its own starter left
+# open) came along through posix_spawn: none of it is the launcher's, nor may reach a job.
+close_from($LOCK_FD + 1);
 
 my $null = POSIX::open('/dev/null', O_RDWR | $cloexec) // die "launcher: /dev/null: $!\n";
 my $me = "$$ " . start_time($$);
@@ -122,6 +125,18 @@ sub start_time {
     POSIX::close($fd);
     # The command name (field 2) may hold spaces and parentheses: count from the last ")".
     return (split(' ', substr($stat, rindex($stat, ')') + 2)))[19] // 0;
+}
+
+# Close every descriptor from $first up: close_range(2) (436 on x86-64, arm64 and every
+# architecture of the generic system call table),
+# or, on kernels before 5.9, each one /proc/self/fd lists.
+sub close_from {
+    my ($first) = @_;
+    return if syscall(436, $first, 0xFFFFFFFF, 0) == 0;
+    opendir(my $dir, '/proc/self/fd') or return;
+    my @fds = grep { /^[0-9]+$/ && $_ >= $first } readdir($dir);
+    closedir($dir);
+    POSIX::close($_) for @fds;
 }
 
 sub reap {
@@ -273,6 +288,9 @@ sub child {
         # What the launcher changed must not reach the job: exec keeps ignored signals and the mask.
         $SIG{CHLD} = $SIG{IO} = $SIG{PIPE} = 'DEFAULT';
         POSIX::sigprocmask(POSIX::SIG_SETMASK(), $wait_mask);
+        # The job gets its stdio and nothing else the launcher holds (the status file is
+        # close-on-exec; this is for anything that is not).
+        close_from(3);
         exec { $cmd->[0] } @$cmd;
         my $msg = "conductor: cannot execute $cmd->[0]: $!\n";
         POSIX::write(2, $msg, length $msg);

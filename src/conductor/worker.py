@@ -1119,6 +1119,12 @@ class Worker:
                 job.kill_sent = True
 
     def _signal_group(self, job: RunningJob, sig: int) -> None:
+        if job.legacy:
+            # A shepherd of an earlier version leads the group; its status file has no start time.
+            if _is_legacy_shepherd(job.pid, job.status_path):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(job.pid, sig)
+            return
         signal_group(job.pid, job.ticks, sig)
 
     def signal_job(self, job_id: int, sig: int) -> bool:
@@ -1323,17 +1329,58 @@ class Worker:
                 os.unlink(status_path)
 
 
+@dataclass(frozen=True, slots=True)
+class ProcessInfo:
+    """What /proc/PID/stat says of a process that signal_group needs."""
+
+    pid: int
+    state: str
+    pgid: int
+    sid: int
+    ticks: int  # start time (field 22)
+
+
+def group_is_the_jobs(pid: int, ticks: int, leader: ProcessInfo | None, members: Iterable[ProcessInfo]) -> bool:
+    """Whether process group `pid` is still the job's whose process was `pid`, started at `ticks`.
+
+    A process with that pid is the job's exactly when its start time is the job's (a zombie
+    too: its pid and group are not free until it is reaped). A process with that pid and
+    another start time means the pid was reused, which the kernel does only once no process
+    is left in the old group: whatever group `pid` is now is someone else's.
+
+    No process with that pid: the job's process ended, and its group may live on (its launcher
+    ends the group at once, but a launcher that died cannot). A pid is not handed out while
+    a process group or session of that id has a member, so members of group `pid` and of
+    session `pid` (the job made itself both) are the job's, as long as the group never emptied
+    meanwhile: then the pid could have gone to a new process that made a session of its own
+    and left its children in it. Those started after that new process, which started after
+    the job's group emptied; the job's started after the job. The start-time check below
+    (no member older than the job) is what can be checked; the rest of that sequence needs
+    the pid space to wrap around between the job's end and this signal.
+    """
+    if not ticks:
+        return False
+    if leader is not None:
+        return leader.ticks == ticks
+    return any(m.pgid == pid and m.sid == pid and m.ticks >= ticks and m.state != "Z" for m in members)
+
+
 def signal_group(pid: int, ticks: int, sig: int) -> None:
-    """Signal a job: its process group, led by its process (`ticks`: that process's start time).
+    """Signal a job: its process group, led by its process (`ticks`: that process's start time),
+    once group_is_the_jobs says the group is still the job's.
 
     The launcher replies as soon as the job's process is forked, which makes itself a session
     (and group) first thing, but may not have yet: without a group, it is signalled alone (it
     is all there is of the job until it runs the command).
     """
+    leader = _process_info(pid)
+    members = _processes_in_group(pid) if leader is None and ticks else []
+    if not group_is_the_jobs(pid, ticks, leader, members):
+        return
     try:
         os.killpg(pid, sig)
     except ProcessLookupError:
-        if ticks and _start_ticks(pid) == ticks:
+        if leader is not None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, sig)
     except PermissionError:
@@ -1446,13 +1493,25 @@ def _is_legacy_shepherd(pid: int, status_path: str) -> bool:
 
 def _group_members(pgid: int) -> list[int]:
     """The processes of a process group (a job), read from /proc."""
+    return [process.pid for process in _processes_in_group(pgid)]
+
+
+def _process_info(pid: int) -> ProcessInfo | None:
+    fields = _proc_stat(pid)
+    if fields is None or len(fields) <= 19:
+        return None
+    # From the third field on: state, ppid, pgrp, session, ... starttime (22nd).
+    return ProcessInfo(pid, fields[0].decode(), int(fields[2]), int(fields[3]), int(fields[19]))
+
+
+def _processes_in_group(pgid: int) -> list[ProcessInfo]:
+    """The processes of a process group, read from /proc."""
     members = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            fields = _proc_stat(int(entry))
-            # Field 5 of stat is the pgrp.
-            if fields is not None and len(fields) > 2 and fields[2] == str(pgid).encode():
-                members.append(int(entry))
+            process = _process_info(int(entry))
+            if process is not None and process.pgid == pgid:
+                members.append(process)
     return members
 
 
