@@ -214,6 +214,10 @@ class Deployment:
     server_home: Path
     server: subprocess.Popen[bytes]
     admin: Api
+    log: Path
+
+    def server_log(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
 
 
 def _deploy(host: Host, server: Service, workers: list[Service], inherited: int) -> Deployment:
@@ -230,7 +234,7 @@ def _deploy(host: Host, server: Service, workers: list[Service], inherited: int)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and admin.http.get("/jobs/stats").json()["total_cpus"] == 0:
         time.sleep(0.1)
-    return Deployment(url, server_home, process, admin)
+    return Deployment(url, server_home, process, admin, server_home.parent / f"{server.name}.log")
 
 
 def conductor_cli_token(home: Path) -> str:
@@ -268,7 +272,7 @@ def _attacks(deployment: Deployment, users: UnixUsers, database_url: str) -> Non
         assert tty_nr == 0, "the server took the job's terminal as its controlling terminal"
         os.write(master, b"\x03")  # ^C on that terminal
         time.sleep(0.3)
-        assert deployment.server.poll() is None
+        assert deployment.server.poll() is None, deployment.server_log()
     finally:
         os.close(master)
         os.close(slave)
@@ -277,7 +281,8 @@ def _attacks(deployment: Deployment, users: UnixUsers, database_url: str) -> Non
     job_id = api_a.submit(
         "#!/bin/bash\nls /proc/$$/fd\n", current_working_directory=str(a.home), standard_output="fds.txt"
     )
-    assert api_a.wait_state(job_id, {"FAILED", "COMPLETED"})["state"] == "COMPLETED"
+    job = api_a.wait_state(job_id, {"FAILED", "COMPLETED"})
+    assert job["state"] == "COMPLETED", job
     listed = {int(fd) for fd in (a.home / "fds.txt").read_text().split()}
     assert listed <= {0, 1, 2, 255}, listed  # bash keeps its script open on 255
 
@@ -294,7 +299,8 @@ def _attacks(deployment: Deployment, users: UnixUsers, database_url: str) -> Non
     os.chown(hidden, b.uid, b.gid)
     os.chmod(hidden, 0o711)
     job_id = api_a.submit("#!/bin/bash\necho a-wrote\n", current_working_directory=str(a.home), standard_output="out.txt")
-    api_a.wait_state(job_id, "COMPLETED")
+    job = api_a.wait_state(job_id, {"FAILED", "COMPLETED"})
+    assert job["state"] == "COMPLETED", job
     (a.home / "out.txt").rename(hidden / "a-file.txt")  # root moves it; a still owns it
     os.chmod(hidden, 0o700)
     job_id2 = api_a.submit("#!/bin/bash\ntrue\n", current_working_directory=str(a.home), standard_output=str(hidden / "a-file.txt"))
