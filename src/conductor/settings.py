@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     max_connections: int = Field(
         default=1024, ge=8, le=1_000_000, description="Connections one API process keeps open at once."
     )
+    max_page_size: int = Field(
+        default=1000, ge=10, le=100_000, description="Jobs in one page of GET /jobs (a larger limit is a 422)."
+    )
     allow_root_jobs: bool | None = Field(
         default=None,
         description="Whether jobs may run as root. Unset: only when `conductor up` itself runs as root "
