@@ -21,7 +21,8 @@ connection is busy is the newcomer refused (503, then closed).
 
 Cost: one timer per process, a sweep over the waiting connections every quarter of the
 shortest timeout, which also refreshes a coarse clock; per request a few attribute writes and
-two O(1) operations on an ordered dict, no timers and no clock reads (0.1% of a submission).
+two O(1) operations on an ordered dict, no timers and no clock reads: about a microsecond,
+against half a millisecond for a whole submission.
 """
 
 from __future__ import annotations
