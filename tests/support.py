@@ -165,12 +165,25 @@ class Api:
             time.sleep(0.02)
         raise AssertionError(f"job {job_id} did not reach {wanted}; last: {job}")
 
+    def jobs(self, **params: Any) -> list[dict[str, Any]]:
+        """Every job matching `params` (GET /jobs filters), following the pages."""
+        found: list[dict[str, Any]] = []
+        after = None
+        while True:
+            response = self.http.get("/jobs", params={**params, **({"after": after} if after is not None else {})})
+            assert response.status_code == 200, response.text
+            page = response.json()
+            found.extend(page["jobs"])
+            after = page["next_after"]
+            if after is None:
+                return found
+
     def wait_all(self, job_ids: Iterable[int], states: Iterable[str] = TERMINAL, timeout: float = 60.0) -> None:
         wanted = set(states)
         ids = set(job_ids)
         deadline = time.monotonic() + timeout
         while ids and time.monotonic() < deadline:
-            rows = self.http.get("/jobs", params={"limit": 100000}).json()["jobs"]
+            rows = self.jobs()
             done = {r["job_id"] for r in rows if r["state"] in wanted}
             ids -= done
             if ids:

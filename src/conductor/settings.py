@@ -45,6 +45,20 @@ class Settings(BaseSettings):
     log_tail_bytes: int = Field(default=64 * 1024, ge=0, le=16 * 1024 * 1024)
     # Security (issue 5).
     max_pending_per_user: int = Field(default=100_000, ge=1, description="Pending jobs one user may have.")
+    # Connections (issue 9): a client has this long to send its headers, and its body may not
+    # stall longer; an idle keep-alive connection is closed after keep_alive_timeout.
+    request_timeout: float = Field(
+        default=10.0, ge=0.1, le=3600, description="Seconds to send a request's headers; longest stall of a body."
+    )
+    keep_alive_timeout: float = Field(
+        default=5.0, ge=0.1, le=3600, description="Seconds an idle keep-alive connection is kept."
+    )
+    max_connections: int = Field(
+        default=1024, ge=8, le=1_000_000, description="Connections one API process keeps open at once."
+    )
+    max_page_size: int = Field(
+        default=1000, ge=10, le=100_000, description="Jobs in one page of GET /jobs (a larger limit is a 422)."
+    )
     allow_root_jobs: bool | None = Field(
         default=None,
         description="Whether jobs may run as root. Unset: only when `conductor up` itself runs as root "

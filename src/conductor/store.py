@@ -44,6 +44,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import make_url
+from sqlalchemy.sql.elements import ColumnElement
 
 from conductor.domain.cpuset import format_cpu_list, parse_cpu_list
 from conductor.domain.states import JobState, Reason
@@ -1056,12 +1057,17 @@ class Store:
         array_job_ids: Sequence[int] | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        after: int | None = None,
         offset: int = 0,
         limit: int = 1000,
         with_script: bool = False,
+        count: bool = True,
     ) -> tuple[list[dict[str, Any]], int]:
+        """Matching jobs in id order, from the first id above `after` (keyset paging: a page
+        costs the same wherever it starts), skipping `offset` of them, at most `limit`; and
+        how many match in all, `after` aside (-1 unless `count`)."""
         columns = [c for c in jobs.c if with_script or c.name not in ("script", "environment")]
-        conditions = []
+        conditions: list[ColumnElement[bool]] = []
         if states:
             conditions.append(jobs.c.state.in_(states))
         if users:
@@ -1079,18 +1085,35 @@ class Store:
             conditions.append(or_(jobs.c.end_time.is_(None), jobs.c.end_time >= since))
         if until is not None:
             conditions.append(jobs.c.submit_time <= until)
-        where = and_(*conditions) if conditions else None
         query = select(*columns).order_by(jobs.c.id).offset(offset).limit(limit)
         count_query = select(func.count()).select_from(jobs)
-        if where is not None:
-            query = query.where(where)
-            count_query = count_query.where(where)
+        if conditions:
+            count_query = count_query.where(and_(*conditions))
+        if after is not None:
+            conditions.append(jobs.c.id > after)
+        if conditions:
+            query = query.where(and_(*conditions))
         with self._read() as conn:
             rows = [dict(r._mapping) for r in conn.execute(query)]
-            total = int(conn.execute(count_query).scalar_one())
+            total = int(conn.execute(count_query).scalar_one()) if count else -1
         for row in rows:
             _normalise_times(row)
         return rows, total
+
+    def job_pages(self, *, page_size: int = 500, **filters: Any) -> Iterator[list[dict[str, Any]]]:
+        """Every job matching `filters` (those of list_jobs), a page at a time in id order.
+
+        Each page is its own short read, so a listing of any size holds neither a page's worth
+        more memory nor a long transaction (which would keep SQLite's WAL from being
+        checkpointed); a job is in exactly one page."""
+        after: int | None = None
+        while True:
+            rows, _ = self.list_jobs(after=after, limit=page_size, count=False, **filters)
+            if rows:
+                yield rows
+            if len(rows) < page_size:
+                return
+            after = rows[-1]["id"]
 
     def events(self, job_id: int) -> list[dict[str, Any]]:
         with self._read() as conn:

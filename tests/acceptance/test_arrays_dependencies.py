@@ -32,9 +32,7 @@ def ts(value: str) -> float:
 
 
 def tasks_of(api: Api, array_id: int) -> list[dict[str, Any]]:
-    response = api.http.get("/jobs", params={"array_job_id": array_id, "limit": 100_000})
-    assert response.status_code == 200, response.text
-    return list(response.json()["jobs"])
+    return api.jobs(array_job_id=array_id)
 
 
 def wait_file(path: Path, text: str, timeout: float = 10.0) -> str:

@@ -102,7 +102,7 @@ def cli(server: ConductorProcess, tmp_path: Path) -> Iterator[Cli]:
     # Leave the node idle for the next test, whatever this one left behind.
     api = Api(server.url)
     try:
-        live = api.http.get("/jobs", params={"state": "PENDING,RUNNING", "limit": 100000}).json()["jobs"]
+        live = api.jobs(state="PENDING,RUNNING")
         for job in live:
             api.http.post(f"/jobs/cancel/{job['job_id']}")
         api.wait_all([int(j["job_id"]) for j in live], timeout=30)

@@ -142,7 +142,7 @@ class Cluster:
 
     def cancel_everything(self) -> None:
         with self.api() as api:
-            rows = api.http.get("/jobs", params={"state": "PENDING,RUNNING", "limit": 10000}).json()["jobs"]
+            rows = api.jobs(state="PENDING,RUNNING")
             for row in rows:
                 api.cancel(row["job_id"])
             api.wait_all([r["job_id"] for r in rows], TERMINAL, timeout=30)

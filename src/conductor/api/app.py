@@ -383,6 +383,9 @@ def create_app(ctx: AppContext) -> FastAPI:
         # One job, one array task (123_4) or a whole array (its id): api/control.py.
         return control.cancel_job(request, job_id, principal)
 
+    page_bound = settings.max_page_size
+    default_page = min(1000, page_bound)
+
     @app.get("/jobs", response_model=models.JobList, responses=error_responses)
     def list_jobs(
         state: Annotated[str | None, Query(description="Comma separated states")] = None,
@@ -397,9 +400,30 @@ def create_app(ctx: AppContext) -> FastAPI:
         until: Annotated[
             str | None, Query(description="Jobs submitted at or before this time (ISO 8601, or UNIX seconds)")
         ] = None,
+        after: Annotated[
+            int | None, Query(ge=0, le=2**63 - 1, description="Only jobs with a larger id: the previous page's `next_after`")
+        ] = None,
         offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
-        limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+        # A default rather than an annotation: the bound is a setting, known only here.
+        limit: int = Query(  # noqa: B008
+            default_page,
+            ge=1,
+            description=f"Jobs in this page, at most {page_bound} (CONDUCTOR_MAX_PAGE_SIZE); "
+            "follow `next_after` for the rest",
+            json_schema_extra={"maximum": page_bound},  # checked below, to name the setting
+        ),
     ) -> Any:
+        if limit > page_bound:
+            raise RequestValidationError(
+                [
+                    {
+                        "loc": ("query", "limit"),
+                        "msg": f"at most {page_bound} jobs per page (CONDUCTOR_MAX_PAGE_SIZE), got {limit}; "
+                        "follow `next_after` for the rest",
+                        "type": "value_error",
+                    }
+                ]
+            )
         states = _csv(state)
         if states:
             valid = {s.value for s in JobState}
@@ -419,11 +443,13 @@ def create_app(ctx: AppContext) -> FastAPI:
             array_job_ids=[array_job_id] if array_job_id else None,
             since=_time_param(since, "since"),
             until=_time_param(until, "until"),
+            after=after,
             offset=offset,
-            limit=limit,
+            limit=limit + 1,  # one more tells whether a next page exists
         )
+        next_after = rows[limit - 1]["id"] if len(rows) > limit else None
         now = utcnow()
-        return models.JobList(jobs=[job_record(r, now) for r in rows], total=total)
+        return models.JobList(jobs=[job_record(r, now) for r in rows[:limit]], total=total, next_after=next_after)
 
     def _get(job_id: str) -> dict[str, Any]:
         row = store.get_job(control.resolve_one(store, job_id))  # 123 or 123_4

@@ -212,6 +212,9 @@ class JobRecord(BaseModel):
 class JobList(BaseModel):
     jobs: list[JobRecord]
     total: int
+    # The next page: pass it as `after` (null on the last page). Keyset paging: a page is
+    # cheap wherever it starts, and jobs submitted meanwhile never shift what follows.
+    next_after: int | None = None
 
 
 class JobEvent(BaseModel):

@@ -19,17 +19,19 @@ slurmrestd's `X-SLURM-USER-TOKEN` header as well as a bearer token.
 from __future__ import annotations
 
 import inspect
+import json
 import math
 import os
 import platform
 import signal as posix_signal
 import time
+from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -474,6 +476,45 @@ def _jobs_response(request: Request, principal: Principal, rows: list[dict[str, 
     }
 
 
+# Jobs per page of a streamed listing: each page is one short read and one chunk of JSON.
+LISTING_PAGE = 500
+
+
+def _dumps(value: Any) -> bytes:
+    """JSON as JSONResponse writes it."""
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+
+
+def _jobs_stream(request: Request, principal: Principal, **filters: Any) -> StreamingResponse:
+    """`_jobs_response` for every job matching `filters`, written as it is read.
+
+    slurmrestd's listing has no paging: its contract is every job. Built whole, 100,000 jobs
+    cost seconds and hundreds of megabytes per request, and the serialization held the GIL
+    that the scheduler and worker threads of `conductor up` need. Streamed, one page of jobs
+    at a time is read and encoded (in a worker thread), written, and let go; the event loop
+    and the other threads run between pages, and a client that reads slowly holds the
+    listing back (the transport's flow control) rather than filling memory.
+    """
+    store = _ctx(request).store
+    rest = _jobs_response(request, principal, [])
+    del rest["jobs"]
+    tail = b"]," + _dumps(rest)[1:]  # the object's other members, after the list
+
+    def encode(pages: Iterator[list[dict[str, Any]]]) -> bytes | None:
+        rows = next(pages, None)
+        return None if rows is None else _dumps([job_info(r) for r in rows])[1:-1]
+
+    async def body() -> AsyncIterator[bytes]:
+        pages = store.job_pages(page_size=LISTING_PAGE, **filters)
+        opening, first = b'{"jobs":[', True
+        while (chunk := await run_in_threadpool(encode, pages)) is not None:
+            yield (opening if first else b",") + chunk
+            first = False
+        yield (opening if first else b"") + tail
+
+    return StreamingResponse(body(), media_type="application/json")
+
+
 def _ctx(request: Request) -> AppContext:
     ctx: AppContext = request.app.state.ctx
     return ctx
@@ -490,12 +531,10 @@ def get_job(job_id: str, request: Request, principal: CurrentPrincipal) -> Any:
             request, exc.status_code, str(exc.detail), error_number=ESLURM_INVALID_JOB_ID,
             error="Invalid job id specified", source=f"job/{job_id[:40]}", principal=principal,
         )
-    if target.whole_array:
-        rows = store.list_jobs(array_job_ids=[target.ids[0]], limit=100_000)[0]
-    else:
-        row = store.get_job(target.ids[0])
-        rows = [row] if row is not None else []
-    return _jobs_response(request, principal, rows)
+    if target.whole_array:  # up to CONDUCTOR_MAX_ARRAY_TASKS tasks
+        return _jobs_stream(request, principal, array_job_ids=[target.ids[0]])
+    row = store.get_job(target.ids[0])
+    return _jobs_response(request, principal, [row] if row is not None else [])
 
 
 @router.get("/jobs")
@@ -508,8 +547,7 @@ def get_jobs(request: Request, principal: CurrentPrincipal, update_time: str | N
                 request, 400, "update_time: expected UNIX seconds", error_number=ESLURM_REST_INVALID_QUERY,
                 error="Invalid query", source="update_time", principal=principal,
             )
-    rows, _ = _ctx(request).store.list_jobs(since=since, limit=100_000)
-    return _jobs_response(request, principal, rows)
+    return _jobs_stream(request, principal, since=since)
 
 
 @router.delete("/job/{job_id}")

@@ -364,19 +364,23 @@ class Client:
     def patch(self, path: str, body: Any) -> Any:
         return self.request("PATCH", path, body=body)
 
-    def list_jobs(self, page_size: int = 1000, **filters: Any) -> list[dict[str, Any]]:
-        """All jobs matching the filters, following the server's paging."""
+    def list_jobs(self, **filters: Any) -> list[dict[str, Any]]:
+        """All jobs matching the filters, in pages of the server's own size, each following
+        the last (`next_after`; a server without it is paged by offset)."""
         jobs: list[dict[str, Any]] = []
-        offset = 0
+        after: int | None = None
         while True:
-            page = self.get("/jobs", offset=offset, limit=page_size, **filters)
-            batch = page.get("jobs", []) if isinstance(page, dict) else []
+            query = dict(filters, after=after) if after is not None else dict(filters, offset=len(jobs))
+            page = self.get("/jobs", **query)
+            if not isinstance(page, dict):
+                return jobs
+            batch = page.get("jobs", [])
             jobs.extend(batch)
-            total = page.get("total") if isinstance(page, dict) else None
-            offset += len(batch)
-            if (
-                not batch
-                or len(batch) < page_size
-                or (total is not None and offset >= total)
-            ):
+            if not batch:
+                return jobs
+            if "next_after" in page:
+                after = page["next_after"]
+                if after is None:
+                    return jobs
+            elif len(jobs) >= page.get("total", 0):
                 return jobs

@@ -91,7 +91,8 @@ def check_tls(settings: Any) -> None:
 
 
 def uvicorn_config(app: Any, settings: Any, **extra: Any) -> Any:
-    """The uvicorn.Config serving `app` as `settings` say (host, port, TLS).
+    """The uvicorn.Config serving `app` as `settings` say (host, port, TLS, connection limits:
+    api/connections.py, which may raise the process's descriptor limit).
 
     Raises ValueError when only one of the certificate and key is given, or a file is
     missing. Listening beyond loopback without TLS works but is warned about: tokens then
@@ -108,12 +109,16 @@ def uvicorn_config(app: Any, settings: Any, **extra: Any) -> Any:
             "give --ssl-certfile and --ssl-keyfile, or listen on 127.0.0.1 behind a TLS proxy",
             settings.host,
         )
+    from conductor.api.connections import uvicorn_options
+
     options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
         "log_level": "warning",
         # Off: an access log line would carry query strings, and nothing here needs it.
         "access_log": False,
+        # Timeouts for incomplete requests and idle connections, and a bound on connections.
+        **uvicorn_options(settings),
         **extra,
     }
     if tls:
