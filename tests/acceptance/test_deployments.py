@@ -294,7 +294,7 @@ def _attacks(deployment: Deployment, users: UnixUsers, database_url: str) -> Non
     assert "priority" in response.json()["detail"]
 
     # 8. A file of a's, in a directory a cannot enter, is not shown through the API either.
-    hidden = b.home / "hidden"
+    hidden = b.home / f"hidden-{time.monotonic_ns()}"
     hidden.mkdir()
     os.chown(hidden, b.uid, b.gid)
     os.chmod(hidden, 0o711)
