@@ -22,50 +22,21 @@ from pathlib import Path
 import httpx
 import pytest
 from support import Api, ConductorProcess, clean_env, free_port
-from users import StartConductor, UnixUsers, User, make_token, user_server
+from users import PortablePython, StartConductor, UnixUsers, User, make_token, user_server
 
 FAST = {"CONDUCTOR_CHECK_INTERVAL": "1", "CONDUCTOR_HEARTBEAT_INTERVAL": "0.5", "CONDUCTOR_KILL_WAIT": "2"}
-
-
-def _blocked_ancestor(path: Path) -> Path | None:
-    """The first directory above `path` that other users cannot search, if any."""
-    for parent in reversed(path.parents):
-        if not os.stat(parent).st_mode & 0o001:
-            return parent
-    return None
-
-
-def _as_user(user: User, argv: list[str], scratch: Path) -> tuple[list[str], dict[str, object]]:
-    """`argv` run as `user`: the Popen arguments that do it, and the command line.
-
-    The test interpreter may live where other users cannot reach it (a Python installed under
-    root's 0700 home). Then the process gets a private mount namespace in which only the
-    interpreter's own directory is uncovered below that home, so the service account can start
-    it, as it could start a system-wide Python; nothing changes outside that namespace.
-    """
-    prefix = Path(os.path.realpath(sys.base_prefix))
-    blocked = _blocked_ancestor(prefix / "bin")
-    if blocked is None:
-        return argv, {"user": user.uid, "group": user.gid, "extra_groups": []}
-    child = blocked / prefix.relative_to(blocked).parts[0]
-    stash = scratch / "interpreter"
-    stash.mkdir(parents=True, exist_ok=True)
-    script = (
-        "set -e; mount --make-rprivate /; "
-        f"mount --bind '{child}' '{stash}'; mount -t tmpfs -o mode=0755 tmpfs '{blocked}'; "
-        f"mkdir '{child}'; mount --bind '{stash}' '{child}'; "
-        f'exec setpriv --reuid={user.uid} --regid={user.gid} --clear-groups -- "$@"'
-    )
-    return ["unshare", "--mount", "sh", "-c", script, "sh", *argv], {}
 
 
 class Daemon(ConductorProcess):
     """A conductor process started as a service manager starts one: in a session of its own with
     no controlling terminal (as under systemd), and as `user` when one is given."""
 
-    def __init__(self, home: Path, args: list[str], env: dict[str, str], port: int | None, user: User | None) -> None:
+    def __init__(
+        self, home: Path, args: list[str], env: dict[str, str], port: int | None, user: User | None, python: PortablePython
+    ) -> None:
         super().__init__(home, args, env=env, port=port)
         self.user = user
+        self.python = python
 
     def start(self, wait: bool = True) -> Daemon:
         self.home.mkdir(parents=True, exist_ok=True)
@@ -75,9 +46,12 @@ class Daemon(ConductorProcess):
             argv += ["--port", str(self.port)]
         extra: dict[str, object] = {}
         if self.user is not None:
+            # The suite's interpreter may be out of the user's reach (tests/users.py says why).
             os.chown(self.home, self.user.uid, self.user.gid)
             env.update(HOME=str(self.user.home), USER=self.user.name, LOGNAME=self.user.name)
-            argv, extra = _as_user(self.user, argv, self.home.parent / f".{self.home.name}-ns")
+            env["PYTHONPATH"] = self.python.pythonpath
+            argv = [*self.python.argv, *argv[3:]]
+            extra = {"user": self.user.uid, "group": self.user.gid, "extra_groups": []}
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(  # type: ignore[call-overload]
                 argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(self.home), start_new_session=True, **extra
@@ -91,12 +65,12 @@ StartDaemon = Callable[..., Daemon]
 
 
 @pytest.fixture
-def start_daemon() -> Iterator[StartDaemon]:
+def start_daemon(portable_python: PortablePython) -> Iterator[StartDaemon]:
     started: list[Daemon] = []
 
     def start(home: Path, command: str, *args: str, env: dict[str, str] | None = None, user: User | None = None) -> Daemon:
         port = free_port() if command in ("up", "server") else None
-        daemon = Daemon(home, [command, *args], {**FAST, **(env or {})}, port, user)
+        daemon = Daemon(home, [command, *args], {**FAST, **(env or {})}, port, user, portable_python)
         started.append(daemon)
         return daemon.start()
 
