@@ -2,7 +2,7 @@
 # Jobs run inside the worker's container, so add there what your jobs need.
 FROM python:3.11-slim
 
-# perl-base (the job shepherd) is part of every Debian image; procps gives jobs `ps`.
+# procps gives jobs `ps`.
 RUN apt-get update && apt-get install -y --no-install-recommends procps && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/conductor

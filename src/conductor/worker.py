@@ -1,7 +1,7 @@
 """One node's agent: runs every job placed on the node as its own process, many at once.
 
 One asyncio loop supervises all jobs. Every job is a fork of the worker's launcher
-(`shepherd.pl`, a Perl fork server started once), in a session and process group of its own.
+(`launcher.py`, a Python fork server started once), in a session and process group of its own.
 The launcher is the jobs' parent: it reaps each, writes its exit status (and CPU times) to the
 job's status file and tells the worker. Jobs, and the launcher, survive a restart of the
 worker, which re-adopts the jobs from their status files.
@@ -18,9 +18,9 @@ import logging
 import os
 import pwd
 import select
-import shutil
 import signal
 import socket
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -35,7 +35,9 @@ from conductor.domain.cpuset import parse_cpu_list
 from conductor.domain.errors import SpecError
 from conductor.domain.signals import parse_signal_spec
 from conductor.domain.states import JobState, Reason
+from conductor import launch_protocol as protocol
 from conductor.launch import job_environment, job_paths
+from conductor.launch_protocol import JobStatus
 from conductor.store import Finish, Store, aware, is_disconnect, utcnow
 
 log = logging.getLogger("conductor.worker")
@@ -55,7 +57,7 @@ class _QuietDisconnects(logging.Filter):
 
 log.addFilter(_QuietDisconnects())
 
-LAUNCHER = str(Path(__file__).with_name("shepherd.pl"))
+LAUNCHER = str(Path(__file__).with_name("launcher.py"))
 # All the launcher's own environment: it runs as root, and so do its forks until they drop
 # privileges.
 LAUNCHER_ENVIRONMENT = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
@@ -72,14 +74,11 @@ EXIT_LINE_WAIT = 10.0
 # caches group lists for ten minutes).
 USER_CACHE_SECONDS = 10.0
 NO_EXIT_STATUS = "job process ended without an exit status (its launcher died)"
-# Status files of reported jobs kept for reuse (see shepherd.pl), at most; and scripts, per
+# Status files of reported jobs kept for reuse (see launch_protocol.py), at most; and scripts, per
 # user. A file reused costs a rename; a new one, on ext4 without a journal, a scan past every
 # inode deleted in the last minutes (up to a few hundred microseconds when files come and go).
 MAX_SPARES = 1024
 MAX_SPARE_SCRIPTS = 256
-# The process title of a shepherd of an earlier version (one process per job, which led the
-# job's group and wrote its status): a worker upgraded while such jobs run re-adopts them.
-LEGACY_SHEPHERD_TITLE = b"conductor-shepherd "
 
 
 @dataclass
@@ -123,20 +122,6 @@ class RunAs:
     user: str
 
 
-@dataclass
-class JobStatus:
-    """What a job's status file says (see shepherd.pl), or the launcher's exit report."""
-
-    pid: int | None = None
-    ticks: int = 0  # the process's start time (/proc/PID/stat field 22); 0 in older formats
-    launcher: tuple[int, int] | None = None  # pid and start time of the launcher, its parent
-    exit: tuple[int, int] | None = None
-    error: str | None = None
-    child: int | None = None  # older format: the batch shell under its shepherd
-    rusage: dict[str, float] | None = None  # the job's CPU times, from the launcher's `times`
-
-
-
 @dataclass(slots=True)
 class RunningJob:
     job_id: int
@@ -149,7 +134,6 @@ class RunningJob:
     # (re-adopted, or its launcher died).
     tag: int = 0
     launcher: tuple[int, int] | None = None  # watched by pidfd: the launcher to await its exit line from
-    legacy: bool = False  # runs under a shepherd of an earlier version (pid is the shepherd's)
     status: JobStatus | None = None  # its outcome, as the launcher reported it
     pidfd: int = -1
     kill_state: str | None = None
@@ -192,29 +176,23 @@ def launch_frame(
     env: dict[str, str],
     spare: str = "",
 ) -> bytes:
-    """One request to the launcher without its tag (the format is described in shepherd.pl)."""
-    fields = [
-        os.fspath(status_path), spare, run_as.uid, run_as.gid, run_as.groups, cwd, *stdio, open_mode,
-        str(len(command)), *command, *(f"{name}={value}" for name, value in env.items()),
-    ]
-    text = "\0".join(fields)
-    if text.count("\0") != len(fields) - 1:
-        # Every later field would shift: a path could become the command, a value a variable.
-        raise ValueError("a path, argument or environment variable contains a NUL character")
-    return os.fsencode(text)
+    """One request to the launcher without its tag (see launch_protocol.py)."""
+    return protocol.encode_request_body(
+        os.fspath(status_path), spare, (run_as.uid, run_as.gid, run_as.groups), cwd, stdio, open_mode, command, env
+    )
 
 
 class Launcher:
-    """The worker's launcher (`shepherd.pl --serve`): every job is a fork of it, and its child.
+    """The worker's launcher (`launcher.py --serve`): every job is a fork of it, and its child.
 
-    One perl start per worker, one fork per job. The launcher reaps its jobs and reports each
+    One Python start per worker, one fork per job. The launcher reaps its jobs and reports each
     end on its replies (`exit TAG ...`), which the owner takes with events(): a job it started
     needs no pidfd, no poll, and no status file read. When a launcher dies (its replies end),
     the jobs it had yet to report are `lost`: the owner then watches them by pidfd, and they end
     without an exit status unless the launcher had written one.
 
     Nothing runs unsupervised, still: a job runs only once its status file has the "start" line
-    naming it and its launcher (the launcher's go, see shepherd.pl), so a request the launcher
+    naming it and its launcher (the launcher's go, see launch_protocol.py), so a request the launcher
     died without answering is settled by that file. No such line: it never ran, and goes to a
     new launcher. A line naming the dead launcher: it runs or ran, and is watched by pid. The
     go costs a pipe per job, which did not show in the measurements.
@@ -222,14 +200,14 @@ class Launcher:
 
     def __init__(
         self,
-        perl: str,
         status_dir: Path,
         lock_fd: int,
         log_path: Path,
         timeout: float,
         watch: Callable[[int, bool], None] | None = None,
+        python: str = sys.executable,
     ) -> None:
-        self._perl = perl
+        self._python = python
         self._status_dir = status_dir
         self._lock_fd = lock_fd
         self._log_path = log_path
@@ -260,16 +238,19 @@ class Launcher:
             log_fd = os.open(self._log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
             try:
                 # A fixed environment: the launcher is root, and whatever the worker's environment
-                # holds (LD_PRELOAD, PERL5OPT) must not act in it.
+                # holds (LD_PRELOAD, PYTHONPATH) must not act in it. Isolated (-I: no PYTHON*
+                # variables, no script directory on the path) and without site-packages (-S): it
+                # imports only the standard library and the protocol module beside it. Whatever
+                # else the worker holds open it closes first thing.
                 self.pid = os.posix_spawn(
-                    self._perl,
-                    ["conductor-launcher", LAUNCHER, "--serve", str(self._status_dir), str(os.O_CLOEXEC), str(signal.SIGIO)],
+                    self._python,
+                    [self._python, "-I", "-S", LAUNCHER, "--serve", str(self._status_dir)],
                     LAUNCHER_ENVIRONMENT,
                     file_actions=[
                         (os.POSIX_SPAWN_DUP2, request_read, 0),
                         (os.POSIX_SPAWN_DUP2, reply_write, 1),
                         (os.POSIX_SPAWN_DUP2, log_fd, 2),
-                        (os.POSIX_SPAWN_DUP2, self._lock_fd, 3),
+                        (os.POSIX_SPAWN_DUP2, self._lock_fd, protocol.LOCK_FD),
                     ],
                     # Out of the worker's process group: a ^C to the worker's terminal is not for it.
                     setsid=True,
@@ -288,7 +269,7 @@ class Launcher:
         self._requests, self._replies = request_write, reply_read
         os.set_blocking(self._requests, False)
         os.set_blocking(self._replies, False)
-        self._identity = (self.pid, _start_ticks(self.pid) or 0)
+        self._identity = (self.pid, _start_ticks(self.pid) or 0)  # see _settle
         self._mask = None
         self._partial = b""
         self._bye = False
@@ -369,8 +350,7 @@ class Launcher:
         for request in group:
             tag = next(self._tags)
             waiting[tag] = request
-            head = b"%d\0" % tag
-            frames += ((len(head) + len(request.body)).to_bytes(4, "big"), head, request.body)
+            frames.append(protocol.frame(tag, request.body))
         try:
             if not self.pid:
                 self.start()
@@ -456,28 +436,24 @@ class Launcher:
         """Sort the launcher's lines: replies to `waiting` into `results`, ends into `exits`."""
         *lines, self._partial = (self._partial + chunk).split(b"\n")
         for raw in lines:
-            head, _, rest = raw.decode(errors="replace").partition(" ")
-            if head == "exit":
-                tag_text, _, outcome = rest.partition(" ")
-                tag = int(tag_text) if tag_text.isdigit() else 0
-                if tag in self._live:
-                    self._live.discard(tag)
-                    self.exits.append((tag, outcome))
+            reply = protocol.parse_reply(raw)
+            if reply.kind == "exit":
+                if reply.tag in self._live:
+                    self._live.discard(reply.tag)
+                    self.exits.append((reply.tag, reply.text))
                 continue
-            if head == "bye":
+            if reply.kind == "bye":
                 self._bye = True
                 continue
-            request = waiting.pop(int(head), None) if waiting is not None and head.isdigit() else None
+            request = waiting.pop(reply.tag, None) if waiting is not None and reply.kind != "unknown" else None
             if request is None or results is None:
                 log.warning("unexpected reply from the job launcher: %r", raw)
                 continue
-            pid, _, ticks = rest.partition(" ")
-            if pid.isdigit() and ticks.isdigit():
-                tag = int(head)
-                self._live.add(tag)
-                results[request.job_id] = Started(int(pid), int(ticks), tag)
+            if reply.kind == "started":
+                self._live.add(reply.tag)
+                results[request.job_id] = Started(reply.pid, reply.ticks, reply.tag)
             else:
-                results[request.job_id] = rest.removeprefix("error ")
+                results[request.job_id] = reply.text
 
     def _reap(self) -> None:
         """Forget a launcher that is gone, or given up: its jobs not yet reported are lost."""
@@ -542,7 +518,6 @@ class Worker:
         self._wake: asyncio.Event | None = None
         self._stopping = False
         self.taken_over = False  # another instance claimed the node: this one must not go on
-        self._perl = shutil.which("perl") or "/usr/bin/perl"
         self._is_root = os.geteuid() == 0
         self._array_bounds: dict[int, tuple[int, int, int, int]] = {}
         # User name -> (until when, passwd entry or None, groups as the launcher takes them).
@@ -604,7 +579,6 @@ class Worker:
         if await self._wait_for_launch_lock():
             self._find_spares()
             self._launcher = Launcher(
-                self._perl,
                 self.status_dir,
                 self._lock_fd,
                 self.config.home / "launcher.log",
@@ -1119,12 +1093,6 @@ class Worker:
                 job.kill_sent = True
 
     def _signal_group(self, job: RunningJob, sig: int) -> None:
-        if job.legacy:
-            # A shepherd of an earlier version leads the group; its status file has no start time.
-            if _is_legacy_shepherd(job.pid, job.status_path):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(job.pid, sig)
-            return
         signal_group(job.pid, job.ticks, sig)
 
     def signal_job(self, job_id: int, sig: int) -> bool:
@@ -1172,21 +1140,10 @@ class Worker:
 
     def _send_signal(self, job: RunningJob, sig: int, *, batch_only: bool) -> None:
         """Signal a job without ending it: the batch shell alone (`B:`), or every process of it."""
-        if job.legacy:
-            # Under a shepherd of an earlier version, which leads the group and must survive
-            # to report: the batch shell is its child, and the rest of the group gets the signal.
-            if batch_only:
-                child = read_status(job.status_path).child
-                pids = [child] if child else []
-            else:
-                pids = [pid for pid in _group_members(job.pid) if pid != job.pid]
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, sig)
-            return
         if batch_only:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(job.pid, sig)
+            if _is_job_process(job):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(job.pid, sig)
         else:
             self._signal_group(job, sig)
 
@@ -1218,7 +1175,6 @@ class Worker:
                 time_limit=row["time_limit"],
                 ticks=status.ticks,
                 launcher=status.launcher,
-                legacy=status.pid is not None and not status.ticks,
                 kill_state=row["kill_state"],
                 restart_count=row.get("restart_count") or 0,
             )
@@ -1319,9 +1275,7 @@ class Worker:
             status_path = self._status_path(int(digits))
             status = read_status(status_path)
             if status.pid:
-                stray = RunningJob(
-                    int(digits), status.pid, status_path, utcnow(), None, ticks=status.ticks, legacy=not status.ticks
-                )
+                stray = RunningJob(int(digits), status.pid, status_path, utcnow(), None, ticks=status.ticks)
                 if _is_job_process(stray):
                     log.warning("job %s no longer runs on this node (its node was declared dead): killing it", digits)
                     self._signal_group(stray, signal.SIGKILL)
@@ -1389,65 +1343,29 @@ def signal_group(pid: int, ticks: int, sig: int) -> None:
 
 def _exit_report(outcome: str, pid: int) -> JobStatus | None:
     """The launcher's "CODE SIG UTIME STIME" as a status; None: read the job's status file."""
-    parts = outcome.split()
-    if len(parts) != 4 or not (parts[0].isdigit() and parts[1].isdigit()):
+    parsed = protocol.parse_exit(outcome)
+    if parsed is None or parsed[1] is None:
         return None
-    try:
-        rusage = {"utime": float(parts[2]), "stime": float(parts[3])}
-    except ValueError:
-        return None
-    return JobStatus(pid=pid, exit=(int(parts[0]), int(parts[1])), rusage=rusage)
+    return JobStatus(pid=pid, exit=parsed[0], rusage=parsed[1])
 
 
 def read_status(path: str | Path) -> JobStatus:
-    """A status file in any format a launcher or shepherd of this or an earlier version wrote."""
-    status = JobStatus()
+    """What a job's status file says (see launch_protocol.py); empty when there is none."""
     try:
         with open(path, "rb") as f:
-            text = f.read().decode(errors="replace")
+            return protocol.parse_status(f.read())
     except FileNotFoundError:
-        return status
-    for line in text.splitlines():
-        kind, _, rest = line.partition(" ")
-        if kind == "start":
-            # "start PID STARTTIME LAUNCHER_PID LAUNCHER_STARTTIME", or "start PID" (shepherds).
-            parts = rest.split()
-            if parts and all(part.isdigit() for part in parts):
-                status.pid = int(parts[0])
-                if len(parts) >= 2:
-                    status.ticks = int(parts[1])
-                if len(parts) >= 4:
-                    status.launcher = (int(parts[2]), int(parts[3]))
-        elif kind == "child" and rest.isdigit():
-            status.child = int(rest)
-        elif kind == "exit":
-            # "exit CODE SIG", or with the job's user and system CPU seconds after them.
-            parts = rest.split()
-            if len(parts) in (2, 4) and parts[0].isdigit() and parts[1].isdigit():
-                status.exit = (int(parts[0]), int(parts[1]))
-                with contextlib.suppress(ValueError):
-                    if len(parts) == 4:
-                        status.rusage = {"utime": float(parts[2]), "stime": float(parts[3])}
-        elif kind == "error":
-            status.error = rest
-    return status
+        return JobStatus()
 
 
 def _proc_stat(pid: int) -> list[bytes] | None:
     """The fields of /proc/PID/stat from the third (state) on; None when there is no such process."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    # The command name (field 2) may contain spaces and parentheses.
-    return data.rpartition(b")")[2].split()
+    return protocol.proc_stat(pid)
 
 
 def _start_ticks(pid: int) -> int | None:
     """When the process started (field 22 of /proc/PID/stat, in clock ticks since boot)."""
-    fields = _proc_stat(pid)
-    return int(fields[19]) if fields is not None and len(fields) > 19 else None
+    return protocol.start_ticks(pid)
 
 
 def _same_launcher(recorded: tuple[int, int], launcher: tuple[int, int]) -> bool:
@@ -1467,8 +1385,6 @@ def _is_job_process(job: RunningJob, *, running: bool = False) -> bool:
     not a zombie)."""
     if not job.pid:
         return False
-    if job.legacy:
-        return _is_legacy_shepherd(job.pid, job.status_path)
     fields = _proc_stat(job.pid)
     return (
         job.ticks != 0
@@ -1477,23 +1393,6 @@ def _is_job_process(job: RunningJob, *, running: bool = False) -> bool:
         and int(fields[19]) == job.ticks
         and not (running and fields[0] == b"Z")
     )
-
-
-def _is_legacy_shepherd(pid: int, status_path: str) -> bool:
-    """Whether `pid` is a shepherd of an earlier version writing this status file."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmdline = f.read().split(b"\0")
-    except OSError:
-        return False
-    path = os.fsencode(status_path)
-    # The bare path is the argument of a shepherd exec'd per job, before the launcher.
-    return LEGACY_SHEPHERD_TITLE + path in cmdline or path in cmdline
-
-
-def _group_members(pgid: int) -> list[int]:
-    """The processes of a process group (a job), read from /proc."""
-    return [process.pid for process in _processes_in_group(pgid)]
 
 
 def _process_info(pid: int) -> ProcessInfo | None:

@@ -9,7 +9,7 @@ from support import Api
 
 
 def test_perl_and_loader_variables_reach_only_the_job(api: Api, tmp_path: Path) -> None:
-    # Were the job's environment the shepherd's, a root process would load these.
+    # Were the job's environment the launcher's, a root process would read these.
     job_id = api.submit(
         "#!/bin/bash\necho \"opt=$PERL5OPT lib=$PERL5LIB\"\n",
         current_working_directory=str(tmp_path),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from support import Api, ConductorProcess
 
-from conductor.worker import _start_ticks, signal_group
+from conductor.worker import LAUNCHER, _start_ticks, signal_group
 
 # The batch shell's own descriptors, listed by a child so the listing opens nothing in it.
 LIST_FDS = "#!/bin/bash\nfind /proc/$$/fd -mindepth 1 -printf '%f %l\\n'\n"
@@ -39,10 +39,10 @@ def _launcher_pids(home: Path) -> list[int]:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                first = (entry / "cmdline").read_bytes().split(b"\0")[0]
+                args = (entry / "cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if first == b"conductor-launcher " + str(home / "run").encode():
+            if LAUNCHER.encode() in args and str(home / "run").encode() in args:
                 pids.append(int(entry.name))
     return pids
 

@@ -1,4 +1,4 @@
-"""The worker's job launcher (shepherd.pl --serve), the parent of every job: its protocol driven
+"""The worker's job launcher (launcher.py --serve), the parent of every job: its protocol driven
 directly, and its life inside a real `conductor up` (killed, outlived by its worker, its jobs
 re-adopted)."""
 
@@ -17,6 +17,7 @@ import pytest
 from support import Api, ConductorProcess
 
 from conductor.worker import (
+    LAUNCHER,
     NO_EXIT_STATUS,
     Launcher,
     LaunchRequest,
@@ -61,7 +62,7 @@ class Rig:
         self.lock_fd = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
         os.close(fd)
         fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
-        self.launcher = Launcher("/usr/bin/perl", self.status_dir, self.lock_fd, root / "launcher.log", timeout)
+        self.launcher = Launcher(self.status_dir, self.lock_fd, root / "launcher.log", timeout)
         self.exits: dict[int, str] = {}  # tag -> what the launcher said of the end
         self.lost: set[int] = set()
 
@@ -381,14 +382,56 @@ def test_a_launch_failure_is_reported_per_job(rig: Rig) -> None:
         launch_frame(status, ME, str(rig.root), ("/dev/null",) * 3, "truncate", ["true"], {"A": "x\0y"})
 
 
+def test_a_privilege_drop_that_fails_runs_nothing(rig: Rig) -> None:
+    status = rig.status_path(1)
+    # More supplementary groups than the kernel takes: setgroups fails, the job must not run.
+    nobody = RunAs("65534", "65534", ",".join(str(70000 + i) for i in range(70000)), None, "nobody")
+    body = launch_frame(status, nobody, "/", ("/dev/null",) * 3, "truncate", ["/bin/touch", str(rig.root / "ran")], {})
+    started = _started(rig.launcher.launch([LaunchRequest(1, status, body, None)]))
+
+    def reported() -> bool:
+        rig.events()
+        return started[1].tag in rig.exits
+
+    _wait(reported)
+    failed = read_status(status)
+    assert failed.error is not None and "could not set the" in failed.error and "groups" in failed.error, failed.error
+    assert failed.exit == (1, 0) and rig.exits[started[1].tag] == ""
+    assert not (rig.root / "ran").exists()
+
+
+def test_the_launcher_holds_and_passes_on_nothing_else(rig: Rig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Modules planted where the worker runs, or named by its environment, are never imported
+    # by the launcher (it runs isolated, with a fixed environment).
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    for module in ("fcntl", "gc", "signal", "launch_protocol", "sitecustomize"):
+        (planted / f"{module}.py").write_text(f"open({str(tmp_path / 'imported')!r}, 'a').write('{module} ')\n")
+    monkeypatch.chdir(planted)
+    monkeypatch.setenv("PYTHONPATH", str(planted))
+    # A descriptor the worker's process holds without close-on-exec.
+    leaked = os.open(tmp_path / "leaked", os.O_WRONLY | os.O_CREAT, 0o600)
+    os.set_inheritable(leaked, True)
+    try:
+        started = _started(rig.launcher.launch([rig.request(1, "find /proc/$$/fd -mindepth 1 -printf '%f '\n")]))
+    finally:
+        os.close(leaked)
+    _wait(lambda: rig.ended(1))
+    assert not (tmp_path / "imported").exists()
+    assert sorted(rig.output(1).split()) == ["0", "1", "2", "255"], rig.output(1)
+    held = {os.readlink(f"/proc/{rig.launcher.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{rig.launcher.pid}/fd")}
+    assert str(tmp_path / "leaked") not in held, held
+    assert started[1].pid
+
+
 def test_status_file_formats(tmp_path: Path) -> None:
     path = tmp_path / "s"
-    path.write_text("start 10\nchild 11\nexit 3 0\n")
-    old = read_status(path)
-    assert (old.pid, old.ticks, old.child, old.exit, old.rusage) == (10, 0, 11, (3, 0), None)
-    path.write_text("start 10\nchild 11\nexit 0 9 1.25 0.50\n")
-    shepherd = read_status(path)
-    assert shepherd.exit == (0, 9) and shepherd.rusage == {"utime": 1.25, "stime": 0.5}
+    path.write_text("start 10\nexit 3 0\n")
+    short = read_status(path)
+    assert (short.pid, short.ticks, short.exit, short.rusage) == (10, 0, (3, 0), None)
+    path.write_text("start 10\nnoise 11\nexit 0 9 1.25 0.50\n")
+    timed = read_status(path)
+    assert timed.exit == (0, 9) and timed.rusage == {"utime": 1.25, "stime": 0.5}
     path.write_text("start 10 500 8 400\nexit 1 0 0.01 0.00\n")
     new = read_status(str(path))
     assert (new.pid, new.ticks, new.launcher, new.exit) == (10, 500, (8, 400), (1, 0))
@@ -398,23 +441,29 @@ def test_status_file_formats(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------ in conductor up
+def _is_launcher_of(cmdline: bytes, home: Path) -> bool:
+    # python -I -S .../launcher.py --serve HOME/run
+    args = cmdline.split(b"\0")
+    return LAUNCHER.encode() in args and str(home / "run").encode() in args
+
+
 def _launchers(home: Path) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                first = (entry / "cmdline").read_bytes().split(b"\0")[0]
+                cmdline = (entry / "cmdline").read_bytes()
                 ppid = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
             except (OSError, ValueError, IndexError):
                 continue
-            if not first.startswith(b"conductor-launcher ") or str(home).encode() not in first:
+            if not _is_launcher_of(cmdline, home):
                 continue
-            # Not a job between its fork and its exec, which has the same title.
+            # Not a job between its fork and its exec, which has the same command line.
             try:
                 parent = (Path(f"/proc/{ppid}/cmdline")).read_bytes()
             except OSError:
                 parent = b""
-            if not parent.startswith(b"conductor-launcher ") and _alive(int(entry.name)):
+            if not _is_launcher_of(parent, home) and _alive(int(entry.name)):
                 found.append(int(entry.name))
     return found
 

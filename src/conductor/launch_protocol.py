@@ -1,0 +1,283 @@
+"""The launch protocol: what the worker and its launcher (launcher.py) say to each other, and
+what the launcher writes in each job's status file. Specified here once, for both sides.
+
+Standard library only, and only `os`: the launcher runs this file outside the package (see
+launcher.py), and every module it imports is in the memory each of its forks copies.
+
+The launcher's fixed descriptors: 0 the worker's requests, 1 the replies, 2 a log, LOCK_FD the
+worker's launch lock (held until the requests end). It starts with nothing else open.
+
+A request is a 4-byte big-endian length and a NUL-separated frame:
+  TAG STATUS_FILE SPARE UID GID GROUPS CWD STDIN STDOUT STDERR OPEN_MODE ARGC ARGV... NAME=VALUE...
+SPARE, if not empty, is a status file the worker is done with, to be rewritten and renamed to
+STATUS_FILE: making files costs more than reusing them (ext4 without a journal scans past every
+recently deleted inode for each new one). UID empty means: do not change user; GROUPS is a
+comma-separated list. OPEN_MODE is "append" or "truncate", for STDOUT and STDERR. CPU binding is
+the launcher's own affinity at the fork, which the worker sets before the request.
+
+Replies, one line each (written in batches):
+  "TAG PID STARTTIME"              the job's process was started
+  "TAG error MESSAGE"              no process was made
+  "exit TAG CODE SIG UTIME STIME"  the process ended (as its status file says)
+  "exit TAG"                       it ended and its status file says why (a setup failure)
+  "bye"                            the requests ended and the launch lock is let go
+
+STATUS_FILE, made by the launcher (as root, 0600) before the job may run, holds, in order:
+  "start PID STARTTIME LAUNCHER_PID LAUNCHER_STARTTIME"  written first, before the job may run
+  "error MESSAGE"                  the job's setup failed; its command never ran
+  "exit CODE SIG UTIME STIME"      written once the launcher reaped it (CPU times in seconds)
+STARTTIME is field 22 of /proc/PID/stat: with the pid, a process's identity (pids are reused).
+
+What "started" means: the job's process makes itself a session and waits for the launcher's go
+(a byte on a pipe of its own), which comes once its "start" line is in the status file under the
+job's name; only then does it drop privileges, set the job's environment, enter CWD, open its
+files (a failure is an "error" line) and run the command. A process whose launcher died without
+the go runs only if that line is in place all the same, and gives up otherwise. So a job runs if
+and only if its status file has its "start" line: once the launcher is gone, or the launch lock
+free (it read its last request and dealt with it), a claimed job without the line may be
+launched again, and one with it is never sent again.
+"""
+
+from __future__ import annotations
+
+import os
+
+LOCK_FD = 3
+BYE = b"bye"
+GO = b"g"
+APPEND = b"append"  # OPEN_MODE that appends; anything else truncates
+
+
+class LaunchSpec:
+    """One request's fields, as bytes (paths, arguments and variables are the system's bytes)."""
+
+    __slots__ = ("status_path", "spare", "uid", "gid", "groups", "cwd", "stdin", "stdout", "stderr", "open_mode",
+                 "argv", "env")
+
+    def __init__(
+        self,
+        status_path: bytes,
+        spare: bytes,
+        uid: bytes,
+        gid: bytes,
+        groups: bytes,
+        cwd: bytes,
+        stdin: bytes,
+        stdout: bytes,
+        stderr: bytes,
+        open_mode: bytes,
+        argv: list[bytes],
+        env: list[bytes],
+    ) -> None:
+        self.status_path = status_path
+        self.spare = spare
+        self.uid = uid
+        self.gid = gid
+        self.groups = groups
+        self.cwd = cwd
+        self.stdin = stdin
+        self.stdout = stdout
+        self.stderr = stderr
+        self.open_mode = open_mode
+        self.argv = argv
+        self.env = env  # b"NAME=VALUE"
+
+
+def encode_request_body(
+    status_path: str,
+    spare: str,
+    user: tuple[str, str, str],
+    cwd: str,
+    stdio: tuple[str, str, str],
+    open_mode: str,
+    argv: list[str],
+    env: dict[str, str],
+) -> bytes:
+    """A request without its tag: `user` is (uid, gid, groups), all "" to stay the worker's user."""
+    fields = [status_path, spare, *user, cwd, *stdio, open_mode, str(len(argv)), *argv,
+              *(f"{name}={value}" for name, value in env.items())]
+    text = "\0".join(fields)
+    if text.count("\0") != len(fields) - 1:
+        # Every later field would shift: a path could become the command, a value a variable.
+        raise ValueError("a path, argument or environment variable contains a NUL character")
+    return os.fsencode(text)
+
+
+def frame(tag: int, body: bytes) -> bytes:
+    head = b"%d\0" % tag
+    return (len(head) + len(body)).to_bytes(4, "big") + head + body
+
+
+def split_frames(buffer: bytes) -> tuple[list[bytes], bytes]:
+    """The complete frames at the start of `buffer`, and what is left of it."""
+    frames = []
+    pos, end = 0, len(buffer)
+    while end - pos >= 4:
+        size = int.from_bytes(buffer[pos : pos + 4], "big")
+        if end - pos - 4 < size:
+            break
+        frames.append(buffer[pos + 4 : pos + 4 + size])
+        pos += 4 + size
+    return frames, buffer[pos:]
+
+
+def decode_request(data: bytes) -> tuple[bytes, LaunchSpec | None]:
+    """A frame's tag, and its fields (None: malformed)."""
+    fields = data.split(b"\0")
+    tag = fields[0]
+    if len(fields) < 12 or not tag.isdigit() or not fields[11].isdigit():
+        return tag, None
+    argc = int(fields[11])
+    if argc < 1 or len(fields) - 12 < argc:
+        return tag, None
+    status_path, spare, uid, gid, groups, cwd, stdin, stdout, stderr, open_mode = fields[1:11]
+    return tag, LaunchSpec(
+        status_path, spare, uid, gid, groups, cwd, stdin, stdout, stderr, open_mode, fields[12 : 12 + argc],
+        fields[12 + argc :],
+    )
+
+
+# ------------------------------------------------------------------ replies
+def started_reply(tag: bytes, pid: int, ticks: int) -> bytes:
+    return b"%s %d %d\n" % (tag, pid, ticks)
+
+
+def error_reply(tag: bytes, message: str) -> bytes:
+    return tag + b" error " + one_line(message) + b"\n"
+
+
+def exit_reply(tag: bytes, outcome: bytes | None) -> bytes:
+    """`outcome` as the exit line has it; None: the status file says why (a setup failure)."""
+    return b"exit " + tag + (b" " + outcome if outcome is not None else b"") + b"\n"
+
+
+class Reply:
+    """One line of the launcher's replies. kind: "started", "error", "exit", "bye" or "unknown"."""
+
+    __slots__ = ("kind", "tag", "pid", "ticks", "text")
+
+    def __init__(self, kind: str, tag: int = 0, pid: int = 0, ticks: int = 0, text: str = "") -> None:
+        self.kind = kind
+        self.tag = tag
+        self.pid = pid
+        self.ticks = ticks
+        self.text = text  # the error's message, or the exit's "CODE SIG UTIME STIME" ("" if none)
+
+
+def parse_reply(line: bytes) -> Reply:
+    head, _, rest_bytes = line.partition(b" ")
+    rest = rest_bytes.decode(errors="replace")
+    if head == b"exit":
+        tag_text, _, outcome = rest.partition(" ")
+        return Reply("exit", int(tag_text) if tag_text.isdigit() else 0, text=outcome)
+    if head == BYE:
+        return Reply("bye")
+    if not head.isdigit():
+        return Reply("unknown", text=line.decode(errors="replace"))
+    pid, _, ticks = rest.partition(" ")
+    if pid.isdigit() and ticks.isdigit():
+        return Reply("started", int(head), int(pid), int(ticks))
+    return Reply("error", int(head), text=rest.removeprefix("error "))
+
+
+# -------------------------------------------------------------- status files
+def start_line(pid: int, ticks: int, launcher: bytes) -> bytes:
+    """`launcher`: b"PID STARTTIME" of the launcher."""
+    return b"start %d %d %s\n" % (pid, ticks, launcher)
+
+
+def error_line(message: str) -> bytes:
+    return b"error " + one_line(message) + b"\n"
+
+
+def exit_outcome(status: int, utime: float, stime: float) -> bytes:
+    """A wait status and CPU times as "CODE SIG UTIME STIME"."""
+    return b"%d %d %.2f %.2f" % ((status >> 8) & 255, status & 127, utime, stime)
+
+
+def exit_line(outcome: bytes) -> bytes:
+    return b"exit " + outcome + b"\n"
+
+
+def one_line(message: str) -> bytes:
+    return os.fsencode(message).replace(b"\n", b" ")
+
+
+def parse_exit(text: str) -> tuple[tuple[int, int], dict[str, float] | None] | None:
+    """ "CODE SIG" or "CODE SIG UTIME STIME": the exit and the CPU times; None if neither."""
+    parts = text.split()
+    if len(parts) not in (2, 4) or not (parts[0].isdigit() and parts[1].isdigit()):
+        return None
+    rusage = None
+    if len(parts) == 4:
+        try:
+            rusage = {"utime": float(parts[2]), "stime": float(parts[3])}
+        except ValueError:
+            return None
+    return (int(parts[0]), int(parts[1])), rusage
+
+
+class JobStatus:
+    """What a job's status file says, or the launcher's exit report."""
+
+    __slots__ = ("pid", "ticks", "launcher", "exit", "error", "rusage")
+
+    def __init__(
+        self,
+        pid: int | None = None,
+        ticks: int = 0,
+        launcher: tuple[int, int] | None = None,
+        exit: tuple[int, int] | None = None,  # noqa: A002 - the status file's word
+        error: str | None = None,
+        rusage: dict[str, float] | None = None,
+    ) -> None:
+        self.pid = pid
+        self.ticks = ticks  # the process's start time (/proc/PID/stat field 22)
+        self.launcher = launcher  # pid and start time of the launcher, its parent
+        self.exit = exit
+        self.error = error
+        self.rusage = rusage  # the job's CPU times
+
+
+def parse_status(data: bytes) -> JobStatus:
+    status = JobStatus()
+    for line in data.decode(errors="replace").splitlines():
+        kind, _, rest = line.partition(" ")
+        if kind == "start":
+            parts = rest.split()
+            if parts and all(part.isdigit() for part in parts):
+                status.pid = int(parts[0])
+                if len(parts) >= 2:
+                    status.ticks = int(parts[1])
+                if len(parts) >= 4:
+                    status.launcher = (int(parts[2]), int(parts[3]))
+        elif kind == "exit":
+            parsed = parse_exit(rest)
+            if parsed is not None:
+                status.exit, status.rusage = parsed
+        elif kind == "error":
+            status.error = rest
+    return status
+
+
+# ---------------------------------------------------------- process identity
+def proc_stat(pid: int) -> list[bytes] | None:
+    """The fields of /proc/PID/stat from the third (state) on; None when there is no such process."""
+    try:
+        fd = os.open(b"/proc/%d/stat" % pid, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        data = os.read(fd, 1024)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    # The command name (field 2) may contain spaces and parentheses: count from the last ")".
+    return data.rpartition(b")")[2].split()
+
+
+def start_ticks(pid: int) -> int | None:
+    """When the process started (field 22 of /proc/PID/stat, in clock ticks since boot)."""
+    fields = proc_stat(pid)
+    return int(fields[19]) if fields is not None and len(fields) > 19 else None

@@ -1,0 +1,356 @@
+"""The job launcher: the parent of every job a worker starts, and the one that reports their ends.
+
+The worker starts this file once, as `python -I -S launcher.py --serve STATUS_DIR` (isolated:
+no environment variables, no site-packages, nothing of the package but launch_protocol.py, which
+says what goes over the wire and into status files), and sends it requests; each job is one fork
+of it, which execs the job's command. It imports little, and its heap stays small, since each
+fork copies it.
+
+Why the launcher, not the worker, is the jobs' parent: a job must outlive its worker (a restart
+re-adopts it), and only a process's parent learns its exact wait status. The launcher outlives
+its worker too: when its requests end (the worker stopped or died) it launches nothing more,
+lets go of the launch lock, and goes on reaping and recording until its last job has ended.
+Its own environment is a fixed minimal one: it runs as root.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import gc
+import os
+import signal
+import sys
+
+if __package__:
+    from conductor import launch_protocol as protocol
+else:
+    # Run as a script, isolated: the package is not importable, the protocol module beside it is.
+    sys.path.append(os.path.dirname(os.path.abspath(__file__)))
+    import launch_protocol as protocol  # type: ignore[import-not-found, no-redef]
+
+# Waiting is sigwaitinfo with both blocked at every other moment: a job ended (SIGCHLD), a
+# request came (SIGIO, see O_ASYNC below). Neither can slip in between looking and waiting.
+WAKE_SIGNALS = {signal.SIGCHLD, signal.SIGIO}
+# Descriptors are closed up to here (one close_range call where the C library has it).
+MAX_FD = max(os.sysconf("SC_OPEN_MAX"), 1 << 16)
+S_IFMT, S_IFREG = 0o170000, 0o100000
+
+
+class Job:
+    __slots__ = ("tag", "status_fd", "written")
+
+    def __init__(self, tag: bytes, status_fd: int, written: int) -> None:
+        self.tag = tag
+        self.status_fd = status_fd
+        self.written = written  # bytes the launcher wrote to the status file
+
+
+class Launcher:
+    def __init__(self) -> None:
+        self.null = os.open("/dev/null", os.O_RDWR)
+        self.me = b"%d %d" % (os.getpid(), protocol.start_ticks(os.getpid()) or 0)
+        self.jobs: dict[int, Job] = {}
+        self.replies: list[bytes] = []  # written once per round
+
+    def serve(self) -> None:
+        buffer = b""
+        open_ = True
+        while True:
+            while open_:
+                try:
+                    chunk = os.read(0, 65536)
+                except BlockingIOError:
+                    break
+                except OSError:
+                    chunk = b""  # unreadable: as good as closed
+                if not chunk:
+                    # No request can come any more: a worker started next may take the lock and
+                    # decide, from the status files, which of its claimed jobs never started.
+                    open_ = False
+                    os.close(protocol.LOCK_FD)
+                    self.replies.append(protocol.BYE + b"\n")
+                    break
+                frames, buffer = protocol.split_frames(buffer + chunk)
+                for data in frames:
+                    self.launch(data)
+            if self.jobs:
+                self.reap()
+            if self.replies:
+                self.reply()
+            if not open_ and not self.jobs:
+                return
+            signal.sigwaitinfo(WAKE_SIGNALS)
+
+    def reply(self) -> None:
+        # The worker's pipe is the launcher's alone (jobs never hold it): no write interleaves.
+        data = memoryview(b"".join(self.replies))
+        self.replies = []
+        while data:
+            try:
+                written = os.write(1, data)
+            except OSError:
+                return  # the worker is gone: the status files say it all
+            data = data[written:]
+
+    def reap(self) -> None:
+        while self.jobs:
+            try:
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid <= 0:
+                return
+            job = self.jobs.pop(pid, None)
+            if job is None:
+                continue
+            # Slurm ends every process of a job when its batch script ends. Right away, while the
+            # group's id cannot yet belong to anyone else.
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+            outcome = protocol.exit_outcome(status, usage.ru_utime, usage.ru_stime)
+            # More in the file than the launcher wrote: the job's setup failure, for the worker.
+            try:
+                clean = os.lseek(job.status_fd, 0, os.SEEK_CUR) == job.written
+            except OSError:
+                clean = False
+            try:
+                os.write(job.status_fd, protocol.exit_line(outcome))
+            except OSError:
+                pass
+            os.close(job.status_fd)
+            self.replies.append(protocol.exit_reply(job.tag, outcome if clean else None))
+
+    def launch(self, data: bytes) -> None:
+        tag, spec = protocol.decode_request(data)
+        if spec is None:
+            self.replies.append(protocol.error_reply(tag if tag.isdigit() else b"", "bad launch request"))
+            return
+        # Never the file of an earlier run, which a process of that run might still hold: a new
+        # one, or a spare (a reported job's, whose old lines must never pass for this job's: it
+        # takes the name only once its first line is this job's, and the rest is cut off).
+        spare = spec.spare
+        status_fd = -1
+        if spare:
+            try:
+                status_fd = os.open(spare, os.O_WRONLY | os.O_NOFOLLOW)
+            except OSError:
+                spare = b""
+        if status_fd < 0:
+            try:
+                os.unlink(spec.status_path)
+            except OSError:
+                pass
+            try:
+                status_fd = os.open(spec.status_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            except OSError as exc:
+                self.replies.append(
+                    protocol.error_reply(tag, f"cannot create {os.fsdecode(spec.status_path)}: {exc.strerror}")
+                )
+                return
+        # Open only until this job's fork has them (and not inherited: no other job gets them).
+        go_read = go_write = -1
+        try:
+            go_read, go_write = os.pipe()
+            pid = os.fork()
+        except OSError as exc:
+            self.replies.append(protocol.error_reply(tag, f"fork: {exc.strerror}"))
+            for fd in (status_fd, go_read, go_write):
+                if fd >= 0:
+                    os.close(fd)
+            if not spare:
+                try:
+                    os.unlink(spec.status_path)
+                except OSError:
+                    pass
+            return
+        if pid == 0:
+            os.close(go_write)
+            self.child(spec, status_fd, go_read)  # never returns
+        os.close(go_read)
+        ticks = protocol.start_ticks(pid) or 0
+        # Written at the offset the launcher and the job's process share: lines follow one another.
+        start = protocol.start_line(pid, ticks, self.me)
+        os.write(status_fd, start)
+        if spare:
+            # Cut rather than emptied when opened (O_TRUNC): a file cut to nothing gives its block
+            # back and the next write takes one again, which costs more than the rest together.
+            try:
+                os.truncate(spare, len(start))
+                os.rename(spare, spec.status_path)
+            except OSError as exc:
+                os.kill(pid, signal.SIGKILL)  # before its go: it never ran
+                os.waitpid(pid, 0)
+                os.close(status_fd)
+                os.close(go_write)
+                self.replies.append(
+                    protocol.error_reply(tag, f"cannot make {os.fsdecode(spec.status_path)}: {exc.strerror}")
+                )
+                return
+        os.write(go_write, protocol.GO)
+        os.close(go_write)
+        self.jobs[pid] = Job(tag, status_fd, len(start))
+        self.replies.append(protocol.started_reply(tag, pid, ticks))
+
+    def child(self, spec: protocol.LaunchSpec, status_fd: int, go: int) -> None:
+        """The job's process, from the fork to the exec: never returns."""
+        try:
+            self.prepare(spec, status_fd, go)
+        except Failure as failure:
+            message = str(failure)
+        except BaseException as exc:  # noqa: BLE001 - whatever it is, the job must not run
+            message = f"launch failed: {exc!r}"
+        else:
+            # What the launcher changed must not reach the job: exec keeps ignored signals and
+            # the mask; and it gets its stdio and nothing else the launcher holds.
+            try:
+                signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+                signal.pthread_sigmask(signal.SIG_SETMASK, ())
+                os.closerange(3, MAX_FD)
+                os.execve(spec.argv[0], spec.argv, environment(spec.env))
+            except BaseException as exc:  # noqa: BLE001
+                why = exc.strerror if isinstance(exc, OSError) else repr(exc)
+                try:
+                    os.write(2, b"conductor: cannot execute %s: %s\n" % (spec.argv[0], os.fsencode(str(why))))
+                finally:
+                    os._exit(127)
+        try:
+            os.write(status_fd, protocol.error_line(message))
+        finally:
+            os._exit(1)
+
+    def prepare(self, spec: protocol.LaunchSpec, status_fd: int, go: int) -> None:
+        # Its own session and process group: the worker's signals to the job reach it alone.
+        os.setsid()
+        # Let go of the worker's pipes and lock at once: the worker knows the launcher died by
+        # the end of its replies, and a restarted worker waits for the lock.
+        os.dup2(self.null, 0)
+        os.dup2(self.null, 1)
+        os.close(protocol.LOCK_FD)
+
+        # The go: the "start" line is written, and nothing happened before it. A launcher that
+        # died before giving it may have written the line all the same, which makes the job
+        # started for the worker (it will never send it again): run then, and only then.
+        if os.read(go, 1) != protocol.GO and not started_all_the_same(status_fd, spec.status_path):
+            os._exit(1)
+        os.close(go)
+
+        if spec.uid:
+            drop_privileges(spec.uid, spec.gid, spec.groups)
+
+        try:
+            os.chdir(spec.cwd)
+        except OSError as exc:
+            raise Failure(f"working directory '{os.fsdecode(spec.cwd)}' is not usable: {exc.strerror}") from None
+
+        # Opened as the job's user. NOFOLLOW: a symbolic link planted at the output path must not
+        # redirect the job's writes.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (
+            os.O_APPEND if spec.open_mode == protocol.APPEND else os.O_TRUNC
+        )
+        try:
+            in_fd = os.open(spec.stdin, os.O_RDONLY)
+        except OSError as exc:
+            raise Failure(f"cannot open input file '{os.fsdecode(spec.stdin)}': {exc.strerror}") from None
+        out_fd = open_output(spec.stdout, "output", flags)
+        err_fd = out_fd if spec.stderr == spec.stdout else open_output(spec.stderr, "error", flags)
+        os.dup2(in_fd, 0)
+        os.dup2(out_fd, 1)
+        os.dup2(err_fd, 2)
+
+
+class Failure(Exception):
+    """The job's setup failed: its status file's "error" line says this."""
+
+
+def drop_privileges(uid_text: bytes, gid_text: bytes, groups_text: bytes) -> None:
+    """Become the job's user for good, and check it: real, effective and saved ids, and groups."""
+    try:
+        uid, gid = int(uid_text), int(gid_text)
+        groups = [gid] + [int(group) for group in groups_text.split(b",") if group and int(group) != gid]
+    except ValueError:
+        raise Failure("bad user or group ids in the launch request") from None
+    try:
+        os.setgroups(groups)
+    except (OSError, ValueError) as exc:  # ValueError: more than the system allows
+        why = exc.strerror if isinstance(exc, OSError) else str(exc)
+        raise Failure(f"could not set the {len(groups)} groups of gid {gid}: {why}") from None
+    try:
+        os.setresgid(gid, gid, gid)
+    except OSError as exc:
+        raise Failure(f"could not set gid {gid}: {exc.strerror}") from None
+    try:
+        os.setresuid(uid, uid, uid)
+    except OSError as exc:
+        raise Failure(f"could not drop privileges to uid {uid}: {exc.strerror}") from None
+    # Trust nothing: what the kernel says now is what the job runs with.
+    if os.getresuid() != (uid, uid, uid) or os.getresgid() != (gid, gid, gid) or set(os.getgroups()) != set(groups):
+        raise Failure(
+            f"privileges not dropped to uid {uid} gid {gid}: ids are {os.getresuid()} {os.getresgid()} "
+            f"groups {sorted(os.getgroups())}"
+        )
+
+
+def open_output(path: bytes, what: str, flags: int) -> int:
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        raise Failure(f"cannot open {what} file '{os.fsdecode(path)}': {exc.strerror}") from None
+    # /dev/null is the one non-regular file a job may write to, as users often ask for it.
+    if os.fstat(fd).st_mode & S_IFMT != S_IFREG and path != b"/dev/null":
+        raise Failure(f"{what} file '{os.fsdecode(path)}' is not a regular file")
+    return fd
+
+
+def environment(pairs: list[bytes]) -> dict[bytes, bytes]:
+    env = {}
+    for pair in pairs:
+        name, _, value = pair.partition(b"=")
+        if name:
+            env[name] = value
+    return env
+
+
+def started_all_the_same(status_fd: int, status_path: bytes) -> bool:
+    """Whether the status file under the job's name is this process's and starts with its line."""
+    try:
+        mine = os.fstat(status_fd)
+        named = os.lstat(status_path)
+        if (mine.st_dev, mine.st_ino) != (named.st_dev, named.st_ino):
+            return False
+        fd = os.open(b"/proc/self/fd/%d" % status_fd, os.O_RDONLY)
+        try:
+            head = os.read(fd, 64)
+        finally:
+            os.close(fd)
+    except OSError:
+        return False
+    return head.startswith(b"start %d " % os.getpid())
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3 or argv[1] != "--serve":
+        os.write(2, b"launcher: usage: launcher.py --serve STATUS_DIR\n")
+        return 2
+    # Whatever the worker's process held without close-on-exec (and what its own starter left
+    # open) came along: none of it is the launcher's, nor may reach a job.
+    os.closerange(protocol.LOCK_FD + 1, MAX_FD)
+    signal.pthread_sigmask(signal.SIG_BLOCK, WAKE_SIGNALS)
+    # A write to a gone worker must fail (EPIPE), not kill; Python ignores SIGPIPE already. It
+    # also ignores SIGXFSZ and turns SIGINT into an exception: as any process, here, and in jobs.
+    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    fcntl.fcntl(0, fcntl.F_SETOWN, os.getpid())
+    fcntl.fcntl(0, fcntl.F_SETFL, fcntl.fcntl(0, fcntl.F_GETFL) | os.O_NONBLOCK | os.O_ASYNC)
+    launcher = Launcher()
+    # Every fork copies the heap, and CPython's reference counts write to what they touch: no
+    # collector runs to walk (and so copy) all of it, and what exists now is left alone for good.
+    gc.disable()
+    gc.freeze()
+    launcher.serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
