@@ -282,7 +282,7 @@ def _attacks(deployment: Deployment, users: UnixUsers, database_url: str) -> Non
         "#!/bin/bash\nls /proc/$$/fd\n", current_working_directory=str(a.home), standard_output="fds.txt"
     )
     job = api_a.wait_state(job_id, {"FAILED", "COMPLETED"})
-    assert job["state"] == "COMPLETED", job
+    assert job["state"] == "COMPLETED", (job["error_msg"], job["reason"], job["exit_code"])
     listed = {int(fd) for fd in (a.home / "fds.txt").read_text().split()}
     assert listed <= {0, 1, 2, 255}, listed  # bash keeps its script open on 255
 
@@ -300,7 +300,7 @@ def _attacks(deployment: Deployment, users: UnixUsers, database_url: str) -> Non
     os.chmod(hidden, 0o711)
     job_id = api_a.submit("#!/bin/bash\necho a-wrote\n", current_working_directory=str(a.home), standard_output="out.txt")
     job = api_a.wait_state(job_id, {"FAILED", "COMPLETED"})
-    assert job["state"] == "COMPLETED", job
+    assert job["state"] == "COMPLETED", (job["error_msg"], job["reason"], job["exit_code"])
     (a.home / "out.txt").rename(hidden / "a-file.txt")  # root moves it; a still owns it
     os.chmod(hidden, 0o700)
     job_id2 = api_a.submit("#!/bin/bash\ntrue\n", current_working_directory=str(a.home), standard_output=str(hidden / "a-file.txt"))
