@@ -38,7 +38,9 @@ log = logging.getLogger("conductor.api")
 class Submitter(Protocol):
     """The submit use case (conductor.services.jobs.JobService)."""
 
-    def submit(self, principal: Principal, request: Any, *, client_host: str | None = None) -> Submitted | WouldSubmit: ...
+    def submit(
+        self, principal: Principal, request: models.SubmitRequest, *, client_host: str | None = None
+    ) -> Submitted | WouldSubmit: ...
 
 
 def submit_answer(result: Submitted | WouldSubmit) -> Response | models.SubmitResponse:

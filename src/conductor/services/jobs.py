@@ -31,6 +31,7 @@ from conductor.errors import AlreadyDone, Conflict, Forbidden, Invalid, LimitExc
 from conductor.policy import NodeView
 from conductor.services.principal import Principal, ensure_owner
 from conductor.services.ports import JobStore, Wakeups
+from conductor.services.requests import SubmitRequest
 from conductor.services.submission import Limits, build_rows, check_privileges, submitter_for
 from conductor.store import BEING_STOPPED, NOT_HELD, ControlOutcome, utcnow
 
@@ -120,9 +121,9 @@ class JobService:
 
     # -------------------------------------------------------------- submit
     def submit(
-        self, principal: Principal, request: Any, *, client_host: str | None = None, test_only: bool = False
+        self, principal: Principal, request: SubmitRequest, *, client_host: str | None = None, test_only: bool = False
     ) -> Submitted | WouldSubmit:
-        """Validate `request` (a SubmitRequest: `job`, `script`) and store its job(s)."""
+        """Validate `request` and store its job(s): one, or an array's tasks."""
         now = utcnow()
         submitter = submitter_for(principal.user, client_host or self.hostname)
         if submitter.uid is None:

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from conductor.api.models import JobDescription
 from conductor.domain.arrays import parse_array_spec
 from conductor.domain.dependency import format_dependency, parse_dependency
 from conductor.domain.errors import SpecError
@@ -21,6 +20,7 @@ from conductor.domain.signals import parse_signal_spec
 from conductor.domain.states import Reason
 from conductor.domain.timespec import parse_begin_time, parse_time_limit
 from conductor.policy import NodeView
+from conductor.services.requests import JobDescription
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SIGNAL_SPEC = re.compile(r"^(?:(?:B|R|RB|BR):)?(?:SIG)?[A-Z0-9]+(?:@\d{1,5})?$", re.IGNORECASE)
