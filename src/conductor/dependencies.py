@@ -34,6 +34,7 @@ from conductor.domain.dependency import (
     parse_dependency,
 )
 from conductor.domain.errors import SpecError
+from conductor.errors import DependencyProblem
 from conductor.policy import DependencyStatus, PendingJob
 from conductor.store import SingletonState
 
@@ -208,4 +209,4 @@ def check_targets(store: DependencyStore, dependency: str | None, *, field: str 
     missing = sorted(ref for ref in refs if ref not in found)
     if missing:
         names = ", ".join(str(ref) for ref in missing[:5])
-        raise SpecError(field, f"{DEPENDENCY_PROBLEM}: no job {names} exists")
+        raise DependencyProblem(f"{DEPENDENCY_PROBLEM}: no job {names} exists", field=field)

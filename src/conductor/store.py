@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -44,9 +45,11 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql.elements import ColumnElement
 
 from conductor.domain.cpuset import format_cpu_list, parse_cpu_list
+from conductor.errors import ConductorError, StoreUnavailable
 from conductor.domain.states import JobState, Reason
 from conductor.policy import DependencyStatus, NodeView, PendingJob, Placement
 from conductor.schema import job_events, jobs, nodes, tokens
@@ -105,12 +108,37 @@ def redact_secrets(text: str, url: str | None = None) -> str:
     return _CONNINFO_PASSWORD.sub(lambda m: m.group("head") + "***", text)
 
 
-class StoreError(Exception):
+class StoreError(ConductorError):
     """Base of the store's own errors."""
 
 
 class NodeConflict(StoreError):
     """Another live worker already owns this node name."""
+
+
+@contextlib.contextmanager
+def unavailable() -> Iterator[None]:
+    """Turn the driver's "cannot reach the database" into StoreUnavailable (its kind in `kind`)."""
+    try:
+        yield
+    except OperationalError as exc:
+        cause = exc.orig or exc
+        raise StoreUnavailable(redact_secrets(str(cause)), type(cause).__name__) from exc
+
+
+def protect_sqlite_files(url: str) -> None:
+    """Create an SQLite database (and its WAL files, which SQLite creates with the database's
+    mode) readable by its owner only: it holds every job's script and environment."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return
+    path = Path(parsed.database)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(PermissionError):  # not ours to create: opening it will say more
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+    for candidate in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            os.chmod(candidate, 0o600)
 
 
 @dataclass(slots=True)

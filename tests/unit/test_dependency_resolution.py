@@ -12,7 +12,7 @@ import pytest
 
 from conductor.dependencies import DependencyResolver, check_targets, evaluate_all, resolve_dependencies, statuses_for
 from conductor.domain.dependency import JobRef, JobStatus, parse_dependency
-from conductor.domain.errors import SpecError
+from conductor.errors import DependencyProblem
 from conductor.domain.states import JobState
 from conductor.policy import DependencyStatus, PendingJob, schedule
 from conductor.store import Finish, SingletonState, Store, utcnow
@@ -202,9 +202,9 @@ def test_check_targets(store: Store) -> None:
     check_targets(store, f"afterok:{job}")
     check_targets(store, f"afterany:{array_first}_1,after:{array_first}")
     check_targets(store, "singleton")
-    with pytest.raises(SpecError, match="Job dependency problem: no job 424242 exists"):
+    with pytest.raises(DependencyProblem, match="Job dependency problem: no job 424242 exists"):
         check_targets(store, f"afterok:{job}:424242")
-    with pytest.raises(SpecError, match=f"no job {array_first}_5 exists"):
+    with pytest.raises(DependencyProblem, match=f"no job {array_first}_5 exists"):
         check_targets(store, f"afterok:{array_first}_5")
     missing_pending: list[PendingJob] = []
     resolve_dependencies(store, missing_pending)  # nothing to do, no error

@@ -26,7 +26,8 @@ from conductor.cli.sbatch_options import SbatchError, build_plan, first_pass
 from conductor.domain.errors import SpecError
 from conductor.policy import NodeView
 from conductor.store import redact_secrets, redact_url
-from conductor.submission import SECRET_VARIABLES, Limits, Submitter, Unsatisfiable, build_rows
+from conductor.errors import Invalid, Unsatisfiable
+from conductor.services.submission import SECRET_VARIABLES, Limits, Submitter, build_rows
 
 NOW = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
 LIMITS = Limits(max_script_bytes=4096, max_environment_bytes=2048, max_array_tasks=50, default_partition="debug")
@@ -110,7 +111,7 @@ def test_build_rows_accepts_or_refuses_with_a_named_field(raw: dict[str, Any], s
         return
     try:
         rows = build_rows(job, script, submitter=SUBMITTER, limits=LIMITS, nodes=NODES, now=NOW)
-    except SpecError as exc:
+    except Invalid as exc:
         assert exc.field and exc.message
         event(f"refused: {exc.field}")
         return

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,82 +18,64 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from conductor import __version__
 from conductor.api import control, models, slurmrestd
-from conductor.api.fastpath import SubmitFastPath
-from conductor.api.auth import CurrentPrincipal, Principal, authenticate, document_public_routes, require_owner
+from conductor.api.fastpath import SubmitFastPath, submit_answer
+from conductor.api.auth import CurrentPrincipal, authenticate, document_public_routes
 from conductor.api.limits import ASGIApp, BodyLimit, reject_repeated_query_parameters
 from conductor.api.outputs import Reader, reader_for
 from conductor.api.outputs import read_tail as _read_tail_safely
-from conductor.bus import SCHEDULER, Bus
-from conductor.dependencies import check_targets
-from conductor.domain.errors import SpecError
+from conductor.bus import Bus
 from conductor.domain.states import JobState
 from conductor.launch import job_paths
-from conductor.policy import NodeView
+from conductor.errors import Invalid, NotFound, Refusal, StoreUnavailable
 from conductor.settings import Settings
 from conductor.store import Store, utcnow
-from conductor.submission import Limits, NotPermitted, Unsatisfiable, build_rows, check_privileges, submitter_for
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
+from conductor.services.jobs import JobService
+from conductor.services.principal import Principal, ensure_owner
+from conductor.services.submission import Limits
 
 
 @dataclass
 class AppContext:
+    """What every route reaches: the store for reads, the services for every change."""
+
     store: Store
     bus: Bus
     settings: Settings
     hostname: str = field(default_factory=lambda: socket.gethostname().split(".")[0])
     # None: as settings.allow_root_jobs says (off when unset); `conductor up` as root passes True.
     allow_root_jobs: bool | None = None
+    jobs: JobService = field(init=False)
+
+    def __post_init__(self) -> None:
+        settings = self.settings
+        self.jobs = JobService(
+            store=self.store,
+            bus=self.bus,
+            limits=Limits(
+                max_script_bytes=settings.max_script_bytes,
+                max_environment_bytes=settings.max_environment_bytes,
+                max_array_tasks=settings.max_array_tasks,
+                default_partition=settings.partition,
+            ),
+            max_pending_per_user=settings.max_pending_per_user,
+            hostname=self.hostname,
+            root_jobs_allowed=self.root_jobs_allowed(),
+        )
 
     def root_jobs_allowed(self) -> bool:
         if self.allow_root_jobs is not None:
             return self.allow_root_jobs
         return bool(self.settings.allow_root_jobs)
 
-    _shapes: tuple[float, list[NodeView]] = (0.0, [])
-
-    # user -> (monotonic time the count was read, pending jobs then + accepted here since)
-    _pending: dict[str, tuple[float, int]] = field(default_factory=dict)
-
-    def pending_jobs(self, user: str, adding: int, limit: int) -> int:
-        """The user's pending jobs, for the per-user limit, exact wherever it decides.
-
-        Counting on every submit costs time in proportion to the user's backlog (0.3 ms at
-        4,000 pending jobs, on a path that should cost less than a millisecond in all). Far
-        from the limit an estimate decides: the last count, at most a second old, plus what
-        this process accepted since. Jobs that started meanwhile only make it too high; other
-        servers' submissions of the last second could make it too low, so within a margin
-        of the limit the count is exact.
-        """
-        now = time.monotonic()
-        read_at, count = self._pending.get(user, (float("-inf"), 0))
-        margin = max(limit // 10, 1000)
-        if now - read_at > 1.0 or count + adding > limit - margin:
-            count = self.store.count_pending(user)
-            self._pending[user] = (now, count)
-        return count
-
-    def accepted(self, user: str, count: int) -> None:
-        read_at, pending = self._pending.get(user, (float("-inf"), 0))
-        self._pending[user] = (read_at, pending + count)
-
     def live_after(self) -> datetime:
         return utcnow() - timedelta(seconds=self.settings.heartbeat_timeout)
 
-    def node_shapes(self) -> list[NodeView]:
-        """Node sizes for submission checks, read at most once a second: they change only
-        when a node registers, and every submit reads them."""
-        expires, shapes = self._shapes
-        now = time.monotonic()
-        if expires <= now:
-            shapes = self.store.node_shapes()
-            self._shapes = (now + 1.0, shapes)
-        return shapes
+
+def refusal_body(exc: Refusal) -> dict[str, Any]:
+    """The native API's error body: the message, and the field when one value is at fault."""
+    if isinstance(exc, Invalid) and exc.field:
+        return {"detail": str(exc), "field": exc.field}
+    return {"detail": str(exc)}
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -167,7 +148,7 @@ def read_tail(path: str, limit: int, reader: Reader | None) -> str | None:
 def _parse_job_id(job_id: str) -> int:
     text = job_id.strip()
     if not (text.isascii() and text.isdigit()) or len(text) > 18:
-        raise ApiError(400, f"job_id: '{job_id[:40]}' is not a job id (a positive integer)")
+        raise Invalid(f"'{job_id[:40]}' is not a job id (a positive integer)", field="job_id")
     return int(text)
 
 
@@ -175,7 +156,7 @@ def _csv(value: str | None) -> list[str] | None:
     if not value:
         return None
     if "\x00" in value:  # PostgreSQL cannot even compare text with NUL in it
-        raise ApiError(400, "query parameters must not contain NUL characters")
+        raise Invalid("query parameters must not contain NUL characters")
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
@@ -200,7 +181,7 @@ def _time_param(value: str | None, name: str) -> datetime | None:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
         return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
     except (ValueError, OverflowError, OSError):
-        raise ApiError(400, f"{name}: '{text[:40]}' is not a time (ISO 8601, e.g. 2026-01-31T12:00:00, or UNIX seconds)") from None
+        raise Invalid(f"'{text[:40]}' is not a time (ISO 8601, e.g. 2026-01-31T12:00:00, or UNIX seconds)", field=name) from None
 
 
 def create_app(ctx: AppContext) -> FastAPI:
@@ -219,21 +200,16 @@ def create_app(ctx: AppContext) -> FastAPI:
         },
     )
     app.state.ctx = ctx
-    store, bus, settings = ctx.store, ctx.bus, ctx.settings
-    limits = Limits(
-        max_script_bytes=settings.max_script_bytes,
-        max_environment_bytes=settings.max_environment_bytes,
-        max_array_tasks=settings.max_array_tasks,
-        default_partition=settings.partition,
-    )
+    store, settings = ctx.store, ctx.settings
 
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+    @app.exception_handler(Refusal)
+    async def _refusal(_: Request, exc: Refusal) -> JSONResponse:
+        # The status comes from the refusal's kind, never from its text.
+        return JSONResponse(refusal_body(exc), status_code=exc.status)
 
-    @app.exception_handler(SpecError)
-    async def _spec_error(_: Request, exc: SpecError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc), "field": exc.field}, status_code=400)
+    @app.exception_handler(StoreUnavailable)
+    async def _unavailable(_: Request, exc: StoreUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": f"the database is unavailable ({exc}); try again"}, status_code=503)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -279,51 +255,7 @@ def create_app(ctx: AppContext) -> FastAPI:
         return await run_in_threadpool(_submit, body, host, principal)
 
     def _submit(body: models.SubmitRequest, client_host: str | None, principal: Principal) -> Any:
-        now = utcnow()
-        submitter = submitter_for(principal.user, client_host or ctx.hostname)
-        if submitter.uid is None:
-            # The job would run as a user this host cannot name; in one host the API and the
-            # worker share the passwd database, so the worker could not run it either.
-            raise ApiError(
-                400, f"Invalid user id: user '{principal.user}' does not exist on this host (no passwd entry)"
-            )
-        if submitter.uid == 0 and not ctx.root_jobs_allowed():
-            raise ApiError(403, "jobs as root are not allowed here (set CONDUCTOR_ALLOW_ROOT_JOBS=true to allow them)")
-        try:
-            check_privileges(body.job, admin=principal.admin)
-        except NotPermitted as exc:
-            raise ApiError(403, str(exc)) from exc
-        try:
-            rows = build_rows(
-                body.job,
-                body.script,
-                submitter=submitter,
-                limits=limits,
-                nodes=ctx.node_shapes(),
-                now=now,
-            )
-        except Unsatisfiable as exc:
-            raise ApiError(400, str(exc)) from exc
-        check_targets(store, rows[0]["dependency"])  # Slurm refuses a dependency on no job
-        pending = ctx.pending_jobs(submitter.user, len(rows), settings.max_pending_per_user)
-        if pending + len(rows) > settings.max_pending_per_user:
-            raise ApiError(
-                429,
-                f"user '{submitter.user}' has {pending} pending jobs; {len(rows)} more would exceed the limit of "
-                f"{settings.max_pending_per_user} pending jobs per user (CONDUCTOR_MAX_PENDING_PER_USER)",
-            )
-        if body.job.test_only:
-            return JSONResponse(
-                {"job_id": None, "message": f"Job would be accepted: {len(rows)} job(s), not submitted (test only)"},
-                status_code=200,
-            )
-        ids = store.submit(rows)
-        ctx.accepted(submitter.user, len(ids))
-        bus.publish(SCHEDULER)
-        task_ids = [str(i) for i in ids] if body.job.array else None
-        return models.SubmitResponse(job_id=str(ids[0]), array_task_ids=task_ids)
-
-    app.state.submit = _submit  # what the fast path (serve) runs
+        return submit_answer(ctx.jobs.submit(principal, body, client_host=client_host))
 
     @app.get("/jobs/stats", response_model=models.StatsResponse)
     def stats() -> Any:
@@ -340,7 +272,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     def query(job_id: str, principal: CurrentPrincipal) -> Any:
         row = _get(job_id)
         # The seed's query carries the output tails: the owner's (or an admin's) only.
-        require_owner(principal, row, "read its output")
+        ensure_owner(principal, row["id"], row["user_name"], "read its output")
         now = utcnow()
         paths = job_paths(row)
         tail = settings.log_tail_bytes
@@ -380,8 +312,9 @@ def create_app(ctx: AppContext) -> FastAPI:
 
     @app.post("/jobs/cancel/{job_id}", response_model=models.CancelResponse, responses=error_responses)
     def cancel(job_id: str, request: Request, principal: CurrentPrincipal) -> Any:
-        # One job, one array task (123_4) or a whole array (its id): api/control.py.
-        return control.cancel_job(request, job_id, principal)
+        # One job, one array task (123_4) or a whole array (`123_*`).
+        result = ctx.jobs.cancel(principal, job_id)
+        return models.CancelResponse(job_id=result.job_id, state=result.state, message=result.message)
 
     page_bound = settings.max_page_size
     default_page = min(1000, page_bound)
@@ -429,7 +362,7 @@ def create_app(ctx: AppContext) -> FastAPI:
             valid = {s.value for s in JobState}
             bad = [s for s in states if s.upper() not in valid]
             if bad:
-                raise ApiError(400, f"state: unknown state '{bad[0]}'; expected one of {', '.join(sorted(valid))}")
+                raise Invalid(f"unknown state '{bad[0]}'; expected one of {', '.join(sorted(valid))}", field="state")
             states = [s.upper() for s in states]
         ids = None
         if job_id:
@@ -452,9 +385,9 @@ def create_app(ctx: AppContext) -> FastAPI:
         return models.JobList(jobs=[job_record(r, now) for r in rows[:limit]], total=total, next_after=next_after)
 
     def _get(job_id: str) -> dict[str, Any]:
-        row = store.get_job(control.resolve_one(store, job_id))  # 123 or 123_4
+        row = store.get_job(ctx.jobs.resolve_one(job_id))  # 123 or 123_4
         if row is None:
-            raise ApiError(404, f"job_id: no job {job_id}")
+            raise NotFound(f"job_id: no job {job_id}", field="job_id")
         return row
 
     @app.get("/jobs/{job_id}", response_model=models.JobRecord, responses=error_responses)
@@ -563,7 +496,7 @@ def serve(ctx: AppContext) -> ASGIApp:
     FastAPI unchanged.
     """
     app = create_app(ctx)
-    fast = SubmitFastPath(app, store=ctx.store, submit=app.state.submit, in_thread=ctx.store.dialect != "sqlite")
+    fast = SubmitFastPath(app, store=ctx.store, jobs=ctx.jobs, in_thread=ctx.store.dialect != "sqlite")
     return BodyLimit(fast, max_bytes=ctx.settings.max_body_bytes)
 
 
@@ -573,3 +506,4 @@ def _node_state(state: str, alloc: int, cpus: int) -> str:
     if alloc == 0:
         return "IDLE"
     return "ALLOCATED" if alloc >= cpus else "MIXED"
+

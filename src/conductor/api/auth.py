@@ -8,30 +8,24 @@ so a route added later, on the app or on an included router, is authenticated wi
 anything.
 
 A route that needs the caller declares a parameter `principal: CurrentPrincipal` (FastAPI
-evaluates `authenticate` once per request and hands the cached result to both). Before acting on
-a job, or showing its output, script or environment, a route calls
-`require_owner(principal, row, "cancel it")`: only the job's owner or an administrator passes.
-Listing jobs (what squeue shows) is open to every authenticated user, as in Slurm.
+evaluates `authenticate` once per request and hands the cached result to both) and passes it
+to the services, which hold the ownership rule (conductor.services.principal): only a job's
+owner or an administrator acts on it or sees its output. Listing jobs (what squeue shows) is
+open to every authenticated user, as in Slurm.
 
-Tokens: `secrets.token_urlsafe(32)` (256 random bits) behind a recognisable prefix. The store
-keeps only their SHA-256; a token is looked up by that hash, so no comparison ever runs over a
-secret. A slow hash (bcrypt, argon2) adds nothing for secrets of this entropy and would cost
-every request milliseconds.
+Tokens themselves (making, hashing, looking up) are conductor.services.tokens.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
-import secrets
-import threading
-import time
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from conductor.services.principal import Principal
+from conductor.services.tokens import hash_token, lookup, new_token
 
 TOKEN_PREFIX = "cond_"
 # Routes that answer without a token. The OpenAPI document and /docs are not API routes (FastAPI
@@ -53,71 +47,12 @@ slurm_token_scheme = APIKeyHeader(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """The authenticated caller."""
-
-    user: str
-    admin: bool
-    token_id: int
-    # The token's own user when an administrator's token acts as `user` (X-SLURM-USER-NAME).
-    acting_for: str | None = None
-
-
-def new_token() -> str:
-    return TOKEN_PREFIX + secrets.token_urlsafe(32)
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def unauthorized(detail: str) -> HTTPException:
     return HTTPException(status_code=401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
 
 
 def forbidden(detail: str) -> HTTPException:
     return HTTPException(status_code=403, detail=detail)
-
-
-class _TokenCache:
-    """Token rows by hash for a second: a busy client would otherwise pay a database read on
-    every request. A revoked token therefore stops working within TOKEN_CACHE_SECONDS."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._rows: dict[tuple[int, str], tuple[float, Any]] = {}
-
-    def get(self, store: Any, digest: str) -> Any:
-        key = (id(store), digest)
-        now = time.monotonic()
-        with self._lock:
-            hit = self._rows.get(key)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        row = store.token_by_hash(digest)
-        with self._lock:
-            if len(self._rows) >= 10_000:
-                self._rows.clear()  # bounded: guessing tokens cannot grow it without end
-            self._rows[key] = (now + TOKEN_CACHE_SECONDS, row)
-        return row
-
-
-TOKEN_CACHE_SECONDS = 1.0
-_TOKEN_CACHE = _TokenCache()
-
-
-def lookup(store: Any, token: str) -> Principal | None:
-    """The principal of a token, or None when it is unknown or revoked."""
-    if not token or len(token) > 512 or not token.isascii():
-        return None
-    digest = hash_token(token)
-    row = _TOKEN_CACHE.get(store, digest)
-    # The database found the row by equality; comparing again in constant time costs nothing
-    # and keeps a collation or index quirk from ever matching a different hash.
-    if row is None or not hmac.compare_digest(row["token_hash"], digest):
-        return None
-    return Principal(user=row["user_name"], admin=bool(row["admin"]), token_id=int(row["id"]))
 
 
 async def authenticate(
@@ -193,30 +128,6 @@ async def require_principal(principal: Annotated[Principal | None, Depends(authe
 CurrentPrincipal = Annotated[Principal, Depends(require_principal)]
 
 
-def may_act_on(principal: Principal, row: dict[str, Any]) -> bool:
-    return principal.admin or row.get("user_name") == principal.user
-
-
-def require_owner(principal: Principal, row: dict[str, Any], action: str = "act on it") -> None:
-    """403 unless `principal` owns the job `row` (a jobs row: `id`, `user_name`) or is an admin.
-
-    For every route that changes a job (cancel, hold, release, requeue, update, signal) or shows
-    what only its owner should see (output, script, environment). Call it after the 404 check,
-    so that a job's existence is no secret (squeue lists every job) but its contents are.
-    """
-    if not may_act_on(principal, row):
-        raise forbidden(
-            f"job {row.get('id')} belongs to user '{row.get('user_name')}'; only its owner or an "
-            f"administrator may {action} (you are '{principal.user}')"
-        )
-
-
-def require_admin(principal: Principal, action: str) -> None:
-    """403 unless the caller's token is an administrator's (node and partition changes...)."""
-    if not principal.admin:
-        raise forbidden(f"only an administrator may {action} (you are '{principal.user}')")
-
-
 __all__ = [
     "CurrentPrincipal",
     "PUBLIC_PATHS",
@@ -225,9 +136,6 @@ __all__ = [
     "document_public_routes",
     "hash_token",
     "lookup",
-    "may_act_on",
     "new_token",
-    "require_admin",
-    "require_owner",
     "require_principal",
 ]

@@ -8,34 +8,57 @@ bearer token, a JSON body that validates, no query string. It runs the same subm
 function with the same models and writes the bytes FastAPI would have written.
 
 Everything else (no or bad token, slurmrestd headers, a body that does not parse or validate,
-a refused submission, any error at all) is handed, with the body it already read, to the
-FastAPI application unchanged, which answers exactly as it always did. A refusal can be
-decided again there at no risk: it happens before anything is stored.
+a refused submission) is handed, with the body it already read, to the FastAPI application
+unchanged, which answers exactly as it always did. A refusal can be decided again there at no
+risk: the services refuse only before anything is stored. Any other failure is never handed
+on: the job may have been stored already, and a second try would store it twice.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import Any
+import logging
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from conductor.api import models
-from conductor.api.auth import Principal, lookup
+from conductor.api.auth import lookup
 from conductor.api.limits import ASGIApp, Message, Receive, Scope, Send, _replay
+from conductor.errors import Refusal
+from conductor.services.jobs import Submitted, WouldSubmit
+from conductor.services.principal import Principal
 
 PATH = "/jobs/submit"
-SubmitFunction = Callable[[models.SubmitRequest, "str | None", Principal], Any]
+log = logging.getLogger("conductor.api")
+
+
+class Submitter(Protocol):
+    """The submit use case (conductor.services.jobs.JobService)."""
+
+    def submit(
+        self, principal: Principal, request: models.SubmitRequest, *, client_host: str | None = None
+    ) -> Submitted | WouldSubmit: ...
+
+
+def submit_answer(result: Submitted | WouldSubmit) -> Response | models.SubmitResponse:
+    """The native answer to a submission: 201 with the job id (and an array's task ids)."""
+    if isinstance(result, WouldSubmit):
+        return JSONResponse(
+            {"job_id": None, "message": f"Job would be accepted: {result.count} job(s), not submitted (test only)"},
+            status_code=200,
+        )
+    task_ids = [str(i) for i in result.job_ids] if result.array else None
+    return models.SubmitResponse(job_id=str(result.job_ids[0]), array_task_ids=task_ids)
 
 
 class SubmitFastPath:
-    def __init__(self, app: ASGIApp, *, store: Any, submit: SubmitFunction, in_thread: bool) -> None:
+    def __init__(self, app: ASGIApp, *, store: Any, jobs: Submitter, in_thread: bool) -> None:
         self.app = app
         self.store = store
-        self.submit = submit
+        self.jobs = jobs
         # A database over the network may stall: run the submission off the event loop then.
         self.in_thread = in_thread
 
@@ -63,16 +86,18 @@ class SubmitFastPath:
         host = client[0] if client else None
         try:
             if self.in_thread:
-                result = await run_in_threadpool(self.submit, request, host, principal)
+                result = await run_in_threadpool(self.jobs.submit, principal, request, client_host=host)
             else:
-                result = self.submit(request, host, principal)
-        except Exception:  # noqa: BLE001 - refused (before anything was stored): FastAPI says why
+                result = self.jobs.submit(principal, request, client_host=host)
+        except Refusal:
+            # Refused before anything was stored: FastAPI decides again and says why.
             await self.app(scope, _replay(messages, receive), send)
             return
-        if isinstance(result, Response):
-            await result(scope, receive, send)
+        answer = submit_answer(result)
+        if isinstance(answer, Response):
+            await answer(scope, receive, send)
             return
-        content = result.model_dump_json(by_alias=True).encode()
+        content = answer.model_dump_json(by_alias=True).encode()
         await send(
             {
                 "type": "http.response.start",

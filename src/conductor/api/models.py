@@ -2,107 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel
 
-from conductor.domain.text import control_character_problem
+# The submission's body is the services' typed request; the API takes it as it is.
+from conductor.services.requests import JobDescription, SubmitRequest, no_control_characters
 
-_MAX_TEXT = 4096
-
-
-def no_control_characters(value: str) -> str:
-    """`value` if it holds no control character (tabs and newlines included), else ValueError."""
-    problem = control_character_problem(value)
-    if problem is not None:
-        raise ValueError(problem)
-    return value
-
-
-def _no_nul(value: str, what: str) -> str:
-    if "\x00" in value:
-        raise ValueError(f"{what} must not contain NUL characters")
-    return value
-
-
-class JobDescription(BaseModel):
-    """A job's resource request and options, as Slurm's sbatch names them."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str | None = Field(default=None, max_length=256)
-    account: str | None = Field(default=None, max_length=64)
-    partition: str | None = Field(default=None, max_length=64)
-    qos: str | None = Field(default=None, max_length=64)
-    environment: dict[str, str] | list[str] | None = Field(
-        default=None, description="Variables for the job: an object, or slurmrestd's list of 'NAME=value'."
-    )
-    current_working_directory: str | None = Field(default=None, max_length=_MAX_TEXT)
-    standard_output: str | None = Field(default=None, max_length=_MAX_TEXT)
-    standard_error: str | None = Field(default=None, max_length=_MAX_TEXT)
-    standard_input: str | None = Field(default=None, max_length=_MAX_TEXT)
-    ntasks: int = Field(default=1, ge=1, le=100_000)
-    ntasks_per_node: int | None = Field(default=None, ge=1, le=100_000)
-    nodes: int | str | None = Field(default=None, description="Node count; jobs run on one node.")
-    cpus_per_task: int = Field(default=1, ge=1, le=100_000)
-    memory_per_node: str | int | None = Field(default=None, description="'1G', '512M', bare number = MB.")
-    memory_per_cpu: str | int | None = None
-    time_limit: str | int | None = Field(default=None, description="Slurm time grammar, or minutes.")
-    exclusive: bool | str = False
-    hold: bool = False
-    begin_time: str | None = Field(default=None, max_length=64)
-    dependency: str | None = Field(default=None, max_length=_MAX_TEXT)
-    array: str | None = Field(default=None, max_length=_MAX_TEXT)
-    priority: int | None = Field(default=None, ge=0, le=2**31 - 2)
-    nice: int = Field(default=0, ge=-10_000, le=10_000)
-    requeue: bool = False
-    signal: str | None = Field(default=None, max_length=32)
-    open_mode: Literal["append", "truncate"] = "truncate"
-    comment: str | None = Field(default=None, max_length=_MAX_TEXT)
-    mail_type: str | None = Field(default=None, max_length=256)
-    mail_user: str | None = Field(default=None, max_length=256)
-    test_only: bool = False
-    argv: list[str] | None = Field(
-        default=None, max_length=1024, description="Arguments for the script, as after the script name in sbatch."
-    )
-
-    @field_validator("argv")
-    @classmethod
-    def _argv(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None:
-            for arg in value:
-                _no_nul(arg, "an argument")
-        return value
-
-    @field_validator(
-        "name",
-        "account",
-        "partition",
-        "qos",
-        "current_working_directory",
-        "standard_output",
-        "standard_error",
-        "standard_input",
-        "begin_time",
-        "dependency",
-        "array",
-        "signal",
-        "comment",
-        "mail_type",
-        "mail_user",
-    )
-    @classmethod
-    def _text(cls, value: str | None) -> str | None:
-        # Printed by squeue, sacct and scontrol to other users' terminals (domain/text.py).
-        return None if value is None else no_control_characters(value)
-
-
-class SubmitRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    job: JobDescription
-    script: str = Field(description="The batch script; '#!' on its first line names the interpreter.")
-
+__all__ = ["JobDescription", "SubmitRequest", "no_control_characters"]
 
 class SubmitResponse(BaseModel):
     job_id: str | None

@@ -11,14 +11,14 @@ slurmrestd wraps are `{"set", "infinite", "number"}` objects; times are UNIX sec
 limits minutes. Job description fields we do not implement are ignored with a warning, as
 slurmrestd does for fields it does not know. Errors answer 4xx with slurmrestd's error list.
 
-Submission goes through the same route as `POST /jobs/submit`, so every check, limit and
-ownership rule is the same for both APIs. Authentication: the app's (api/auth.py), which takes
+Submission and cancellation go through the same services as the native routes
+(conductor.services.jobs), so every check, limit and ownership rule is the same for both APIs;
+a refusal's kind chooses the Slurm error number (`slurm_errno`). Authentication: the app's (api/auth.py), which takes
 slurmrestd's `X-SLURM-USER-TOKEN` header as well as a bearer token.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import os
@@ -27,26 +27,35 @@ import signal as posix_signal
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from fastapi import APIRouter, HTTPException, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from conductor import __version__
-from conductor.api import control, models
-from conductor.api.auth import CurrentPrincipal, Principal, require_owner
-from conductor.bus import SCHEDULER, node_topic
+from conductor.api import models
+from conductor.api.auth import CurrentPrincipal
 from conductor.domain.errors import SpecError
 from conductor.domain.signals import parse_signal, signal_name
 from conductor.domain.states import JobState
+from conductor.errors import (
+    AlreadyDone,
+    Conflict,
+    DependencyProblem,
+    Forbidden,
+    Invalid,
+    InvalidPartition,
+    NotFound,
+    Refusal,
+    Unsatisfiable,
+    UnknownUser,
+)
 from conductor.launch import CLUSTER_NAME, job_paths
-from conductor.store import utcnow
-
-if TYPE_CHECKING:
-    from conductor.api.app import AppContext
+from conductor.services.jobs import JobService, Submitted
+from conductor.services.principal import Principal
+from conductor.store import Store, utcnow
 
 VERSION = "v0.0.40"
 PREFIX = f"/slurm/{VERSION}"
@@ -54,8 +63,10 @@ SLURM_RELEASE = ("23", "11", "0")
 # Slurm's NO_VAL and the error numbers (slurm_errno.h) the answers use.
 ESLURM_INVALID_PARTITION_NAME = 2000
 ESLURM_ACCESS_DENIED = 2002
+ESLURM_USER_ID_MISSING = 2010
 ESLURM_REQUESTED_NODE_CONFIG_UNAVAILABLE = 2014
 ESLURM_INVALID_JOB_ID = 2017
+ESLURM_TRANSITION_STATE_NO_UPDATE = 2020
 ESLURM_ALREADY_DONE = 2021
 ESLURM_DEPENDENCY = 2038
 ESLURM_REST_INVALID_QUERY = 9000
@@ -361,17 +372,54 @@ def to_job_description(job: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     return out, sorted(ignored)
 
 
-def _submit_route(request: Request) -> Any:
-    for route in request.app.routes:
-        if getattr(route, "path", None) == "/jobs/submit" and "POST" in getattr(route, "methods", ()):
-            return route.endpoint
-    raise RuntimeError("the app has no POST /jobs/submit route")
+# A refusal's kind -> Slurm's error number (slurm_errno.h); the first match along the class's
+# ancestry decides, so a more precise kind may have its own number.
+_SLURM_ERRNO: dict[type[Refusal], int] = {
+    DependencyProblem: ESLURM_DEPENDENCY,
+    InvalidPartition: ESLURM_INVALID_PARTITION_NAME,
+    UnknownUser: ESLURM_USER_ID_MISSING,
+    Unsatisfiable: ESLURM_REQUESTED_NODE_CONFIG_UNAVAILABLE,
+    Forbidden: ESLURM_ACCESS_DENIED,
+    NotFound: ESLURM_INVALID_JOB_ID,
+    AlreadyDone: ESLURM_ALREADY_DONE,
+    Conflict: ESLURM_TRANSITION_STATE_NO_UPDATE,
+}
+
+
+def slurm_errno(refusal: Refusal, default: int = ESLURM_REST_INVALID_JOBS_DESC) -> int:
+    """The Slurm error number of a refusal, chosen by its kind."""
+    for kind in type(refusal).__mro__:
+        if kind in _SLURM_ERRNO:
+            return _SLURM_ERRNO[kind]
+    return default
+
+
+class _Context(Protocol):
+    """What these routes use of the application's context (api/app.py's AppContext)."""
+
+    store: Store
+    jobs: JobService
+    hostname: str
+
+    def live_after(self) -> datetime: ...
+
+
+def _ctx(request: Request) -> _Context:
+    ctx: _Context = request.app.state.ctx
+    return ctx
+
+
+def _jobs(request: Request) -> JobService:
+    return _ctx(request).jobs
+
+
+def _store(request: Request) -> Store:
+    return _ctx(request).store
 
 
 @router.post("/job/submit")
 async def submit(request: Request, principal: CurrentPrincipal) -> Any:
     """`v0.0.40_job_submit_req` -> `v0.0.40_openapi_job_submit_response`."""
-    from conductor.api.app import ApiError
 
     def fail(status: int, description: str, error_number: int, error: str, source: str) -> JSONResponse:
         return error_response(
@@ -386,22 +434,20 @@ async def submit(request: Request, principal: CurrentPrincipal) -> Any:
     if isinstance(parsed, tuple) and len(parsed) == 4:
         return fail(400, *parsed)
     request_model, ignored = parsed
-    endpoint = _submit_route(request)
+    host = request.client.host if request.client else None
+    jobs = _jobs(request)
     try:
-        # The main route, whichever way it is declared: one place holds every submission rule.
-        if inspect.iscoroutinefunction(endpoint):
-            answer = await endpoint(body=request_model, request=request, principal=principal)
+        if _store(request).dialect == "sqlite":
+            result = jobs.submit(principal, request_model, client_host=host)
         else:
-            answer = await run_in_threadpool(endpoint, body=request_model, request=request, principal=principal)
-    except ApiError as exc:
-        return fail(exc.status, exc.detail, _error_number(exc.detail), "Job submission failed", "job/submit")
-    except SpecError as exc:
-        return fail(400, str(exc), _error_number(str(exc)), "Invalid job description", f"job.{exc.field}")
-    except HTTPException as exc:
-        return fail(exc.status_code, str(exc.detail), ESLURM_ACCESS_DENIED, "Job submission failed", "job/submit")
-    except RequestValidationError as exc:
-        return fail(422, str(exc), ESLURM_REST_INVALID_JOBS_DESC, "Invalid job description", "job")
-    job_id = int(answer.job_id)
+            result = await run_in_threadpool(jobs.submit, principal, request_model, client_host=host)
+    except Invalid as exc:
+        source = f"job.{exc.field}" if exc.field else "job"
+        return fail(exc.status, str(exc), slurm_errno(exc), "Invalid job description", source)
+    except Refusal as exc:
+        return fail(exc.status, str(exc), slurm_errno(exc), "Job submission failed", "job/submit")
+    assert isinstance(result, Submitted)  # slurmrestd has no test_only (refused above)
+    job_id = result.job_ids[0]
     warnings = [
         {"description": f"field '{name}' of job_desc_msg is not supported and was ignored", "source": f"job.{name}"}
         for name in ignored
@@ -453,16 +499,6 @@ def _parse_submit(body: Any) -> tuple[models.SubmitRequest, list[str]] | tuple[s
         return f"{where}: {first.get('msg', 'invalid')}", ESLURM_REST_INVALID_JOBS_DESC, invalid, f"job.{where}"
 
 
-def _error_number(detail: str) -> int:
-    if "Job dependency problem" in detail:
-        return ESLURM_DEPENDENCY
-    if "Requested node configuration is not available" in detail:
-        return ESLURM_REQUESTED_NODE_CONFIG_UNAVAILABLE
-    if "Invalid partition" in detail:
-        return ESLURM_INVALID_PARTITION_NAME
-    return ESLURM_REST_INVALID_JOBS_DESC
-
-
 # ------------------------------------------------------------------- jobs
 def _jobs_response(request: Request, principal: Principal, rows: list[dict[str, Any]]) -> dict[str, Any]:
     now = int(time.time())
@@ -495,7 +531,7 @@ def _jobs_stream(request: Request, principal: Principal, **filters: Any) -> Stre
     and the other threads run between pages, and a client that reads slowly holds the
     listing back (the transport's flow control) rather than filling memory.
     """
-    store = _ctx(request).store
+    store = _store(request)
     rest = _jobs_response(request, principal, [])
     del rest["jobs"]
     tail = b"]," + _dumps(rest)[1:]  # the object's other members, after the list
@@ -515,20 +551,15 @@ def _jobs_stream(request: Request, principal: Principal, **filters: Any) -> Stre
     return StreamingResponse(body(), media_type="application/json")
 
 
-def _ctx(request: Request) -> AppContext:
-    ctx: AppContext = request.app.state.ctx
-    return ctx
-
-
 @router.get("/job/{job_id}")
 def get_job(job_id: str, request: Request, principal: CurrentPrincipal) -> Any:
     """`v0.0.40_openapi_job_info_resp` for one job, one task (`123_4`), or every task of an array."""
-    store = _ctx(request).store
+    store = _store(request)
     try:
-        target = control.resolve_target(store, job_id, slurm_array_ids=True)
-    except HTTPException as exc:
+        target = _jobs(request).resolve(job_id, slurm_array_ids=True)
+    except Refusal as exc:
         return error_response(
-            request, exc.status_code, str(exc.detail), error_number=ESLURM_INVALID_JOB_ID,
+            request, exc.status, str(exc), error_number=ESLURM_INVALID_JOB_ID,
             error="Invalid job id specified", source=f"job/{job_id[:40]}", principal=principal,
         )
     if target.whole_array:  # up to CONDUCTOR_MAX_ARRAY_TASKS tasks
@@ -555,24 +586,6 @@ def delete_job(
     job_id: str, request: Request, principal: CurrentPrincipal, signal: str | None = None, flags: str | None = None
 ) -> Any:
     """Cancel a job (every task of an array given by its id), or send it `signal`."""
-    ctx = _ctx(request)
-    store = ctx.store
-    try:
-        target = control.resolve_target(store, job_id, slurm_array_ids=True)
-    except HTTPException as exc:
-        return error_response(
-            request, exc.status_code, str(exc.detail), error_number=ESLURM_INVALID_JOB_ID,
-            error="Invalid job id specified", source=f"job/{job_id[:40]}", principal=principal,
-        )
-    row = store.get_job(target.ids[0])
-    try:
-        if row is not None:
-            require_owner(principal, row, "cancel it")
-    except HTTPException as exc:
-        return error_response(
-            request, exc.status_code, str(exc.detail), error_number=ESLURM_ACCESS_DENIED,
-            error="Access/permission denied", source=f"job/{target.text}", principal=principal,
-        )
     number_ = int(posix_signal.SIGKILL)
     if signal:
         try:
@@ -583,19 +596,20 @@ def delete_job(
                 source="signal", principal=principal,
             )
     batch_only = bool(flags) and "BATCH_JOB" in (flags or "").upper().split(",")
-    if number_ == posix_signal.SIGKILL:
-        outcome = store.cancel_jobs(target.ids)
-    else:
-        outcome = store.queue_signal(target.ids, f"b:{number_}" if batch_only else str(number_))
-    for node in sorted(outcome.nodes):
-        ctx.bus.publish(node_topic(node))
-    ctx.bus.publish(SCHEDULER)
-    if not outcome.changed:
-        state = next(iter(outcome.skipped.values()), "")
+    try:
+        _jobs(request).signal(
+            principal, job_id, number_, batch_only=batch_only, slurm_array_ids=True, action="cancel it"
+        )
+    except Refusal as exc:
+        errors = {
+            ESLURM_INVALID_JOB_ID: "Invalid job id specified",
+            ESLURM_ACCESS_DENIED: "Access/permission denied",
+            ESLURM_ALREADY_DONE: "Job/step already completing or completed",
+        }
+        errno = slurm_errno(exc, ESLURM_INVALID_JOB_ID)
         return error_response(
-            request, 409, f"job {target.text}: already completing or completed ({state})",
-            error_number=ESLURM_ALREADY_DONE, error="Job/step already completing or completed",
-            source=f"job/{target.text}", principal=principal,
+            request, exc.status, str(exc), error_number=errno, error=errors.get(errno, "Job can not be altered now"),
+            source=f"job/{job_id[:40]}", principal=principal,
         )
     return {"meta": meta(request, principal), "errors": [], "warnings": []}
 

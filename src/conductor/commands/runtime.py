@@ -12,12 +12,12 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from conductor.commands.common import default_cpus
+from conductor.errors import ConductorError, StoreUnavailable
 from conductor.settings import Settings
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ _FLAG_FIELDS = {
 }
 
 
-class StartupError(Exception):
+class StartupError(ConductorError):
     """A start-up problem to report in one line (exit status 1)."""
 
 
@@ -84,6 +84,8 @@ def open_store(settings: Settings, *, patient: bool = False) -> Store:
     log.info("database %s", redact_url(url))
     logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per plugin otherwise
     try:
+        from conductor.store import protect_sqlite_files
+
         protect_sqlite_files(url)
         store = Store(url)
         retry(store.migrate, "migrate the database", patient=patient)
@@ -94,35 +96,19 @@ def open_store(settings: Settings, *, patient: bool = False) -> Store:
     return store
 
 
-def protect_sqlite_files(url: str) -> None:
-    """Create an SQLite database (and its WAL files, which SQLite creates with the database's
-    mode) readable by its owner only: it holds every job's script and environment."""
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
-        return
-    path = Path(parsed.database)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(PermissionError):  # not ours to create: opening it will say more
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600))
-    for candidate in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        with contextlib.suppress(FileNotFoundError, PermissionError):
-            os.chmod(candidate, 0o600)
-
-
 def retry(action: Callable[[], Any], what: str, *, patient: bool, limit: float = 5.0) -> Any:
     """Run `action`; when `patient`, retry it with backoff while the database is unreachable."""
-    from sqlalchemy.exc import OperationalError
+    from conductor.store import unavailable
 
     delay = 0.2
     while True:
         try:
-            return action()
-        except OperationalError as exc:
+            with unavailable():
+                return action()
+        except StoreUnavailable as exc:
             if not patient:
-                raise StartupError(f"cannot {what}: {exc.orig or exc}") from None
-            log.warning("cannot %s yet (%s); retrying in %.1fs", what, type(exc.orig or exc).__name__, delay)
+                raise StartupError(f"cannot {what}: {exc}") from None
+            log.warning("cannot %s yet (%s); retrying in %.1fs", what, exc.kind, delay)
             time.sleep(delay)
             delay = min(delay * 2, limit)
 
@@ -209,12 +195,12 @@ def serve_api(store: Store, bus: Bus, settings: Settings, *, allow_root_jobs: bo
     """Serve the HTTP API until SIGTERM or SIGINT; True when it had started.
 
     `allow_root_jobs`: whether root may submit jobs; None leaves it to CONDUCTOR_ALLOW_ROOT_JOBS.
-    Before serving, the home gets a token of the local user (commands/token.py), so the CLI
+    Before serving, the home gets a token of the local user (services/tokens.py), so the CLI
     on this host needs no set-up.
     """
     from conductor.api.app import AppContext, serve
     from conductor.commands.common import uvicorn_config
-    from conductor.commands.token import ensure_local_token
+    from conductor.services.tokens import ensure_local_token
 
     ensure_local_token(store, settings.resolved_home())
     app = serve(AppContext(store=store, bus=bus, settings=settings, allow_root_jobs=allow_root_jobs))

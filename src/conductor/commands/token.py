@@ -9,83 +9,25 @@ CONDUCTOR_HOME), so whoever may run it already holds the keys to everything: the
 route to mint tokens. Only a SHA-256 of each token is stored.
 
 Every process that serves the API also makes sure its home holds a token of the local user
-(`ensure_local_token`), written to `$CONDUCTOR_HOME/token` with mode 0600: the CLI reads it
-there, so a single-host installation needs no set-up.
+(conductor.services.tokens.ensure_local_token).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import logging
-import os
 import pwd
 import re
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from conductor.api.auth import hash_token, lookup, new_token
+from conductor.commands.runtime import StartupError, load_settings, open_store
+from conductor.services.tokens import hash_token, new_token
 
 if TYPE_CHECKING:
     from conductor.store import Store
 
-log = logging.getLogger("conductor.token")
 
-TOKEN_FILE = "token"
 _USER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}$")
-
-
-def local_user() -> str:
-    """The name of the user this process runs as (its effective uid)."""
-    try:
-        return pwd.getpwuid(os.geteuid()).pw_name
-    except KeyError:
-        return str(os.geteuid())
-
-
-def read_token_file(path: Path) -> str | None:
-    """The token in `path`, or None; a symbolic link there is not followed."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return None
-    with os.fdopen(fd, encoding="utf-8", errors="replace") as handle:
-        text = handle.read(4096).strip()
-    return text or None
-
-
-def write_token_file(path: Path, token: str) -> None:
-    """Write `token` to `path` with mode 0600, atomically: readers see the old or the new one."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        temporary.unlink()
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, (token + "\n").encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temporary, path)
-
-
-def ensure_local_token(store: Store, home: Path, user: str | None = None) -> tuple[Path, bool]:
-    """Make `home/token` hold a live admin token; returns (path, whether one was created).
-
-    A token already there is kept while the database knows it (restarts change nothing); one
-    that was revoked, or belongs to another database, is replaced.
-    """
-    path = home / TOKEN_FILE
-    existing = read_token_file(path)
-    if existing is not None and lookup(store, existing) is not None:
-        return path, False
-    owner = user or local_user()
-    token = new_token()
-    token_id = store.create_token(owner, hash_token(token), admin=True, comment=f"local admin token in {path}")
-    write_token_file(path, token)
-    log.info("created admin token %d for user %s in %s (mode 0600; the CLI reads it there)", token_id, owner, path)
-    return path, True
 
 
 # ---------------------------------------------------------------------------- command
@@ -106,7 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     from conductor.commands.common import fail
-    from conductor.commands.runtime import StartupError, load_settings, open_store
 
     args = build_parser().parse_args(argv)
     try:

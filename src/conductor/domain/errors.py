@@ -1,9 +1,11 @@
-"""The one error type raised by the domain parsers."""
+"""The one error type raised by the domain parsers (an `Invalid` refusal of conductor.errors)."""
 
 from __future__ import annotations
 
+from conductor.errors import Invalid
 
-class SpecError(ValueError):
+
+class SpecError(Invalid, ValueError):
     """A user-supplied value does not follow its grammar.
 
     ``field`` names the input as the caller knows it (an HTTP body key, a CLI flag, an
@@ -15,12 +17,7 @@ class SpecError(ValueError):
     message: str
 
     def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
-
-    def __str__(self) -> str:
-        return f"{self.field}: {self.message}"
+        super().__init__(message, field=field)
 
     def __reduce__(self) -> tuple[type[SpecError], tuple[str, str]]:
         # The default reduction would replay ValueError's single formatted argument into our

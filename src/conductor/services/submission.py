@@ -11,15 +11,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from conductor.api.models import JobDescription
 from conductor.domain.arrays import parse_array_spec
 from conductor.domain.dependency import format_dependency, parse_dependency
 from conductor.domain.errors import SpecError
+from conductor.errors import Forbidden, InvalidPartition, Unsatisfiable
 from conductor.domain.memory import parse_memory_mb
 from conductor.domain.signals import parse_signal_spec
 from conductor.domain.states import Reason
 from conductor.domain.timespec import parse_begin_time, parse_time_limit
 from conductor.policy import NodeView
+from conductor.services.requests import JobDescription
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SIGNAL_SPEC = re.compile(r"^(?:(?:B|R|RB|BR):)?(?:SIG)?[A-Z0-9]+(?:@\d{1,5})?$", re.IGNORECASE)
@@ -29,23 +30,15 @@ NODE_CONFIG_UNAVAILABLE = "Requested node configuration is not available"
 SECRET_VARIABLES = frozenset({"CONDUCTOR_TOKEN", "SLURM_JWT"})
 
 
-class Unsatisfiable(Exception):
-    """No node can ever run this request (Slurm refuses it at submission)."""
-
-
-class NotPermitted(Exception):
-    """The request asks for what only an administrator may (403); the message names the field."""
-
-
 def check_privileges(job: JobDescription, *, admin: bool) -> None:
     """As in Slurm, only administrators set a job's priority or a negative nice at submission:
     either puts a job ahead of everyone else's. (PATCH lets a user lower them, as scontrol does.)"""
     if admin:
         return
     if job.priority is not None:
-        raise NotPermitted("priority: only an administrator may set a job's priority")
+        raise Forbidden("priority: only an administrator may set a job's priority", field="priority")
     if job.nice < 0:
-        raise NotPermitted("nice: only an administrator may set a negative nice value")
+        raise Forbidden("nice: only an administrator may set a negative nice value", field="nice")
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +168,7 @@ def build_rows(
     memory = memory_per_node or (memory_per_cpu or 0) * cpus
     members = [n for n in nodes if partition in n.partitions]
     if nodes and not members:
-        raise SpecError("partition", f"Invalid partition name specified: '{partition}'")
+        raise InvalidPartition(f"Invalid partition name specified: '{partition}'", field="partition")
     if members:
         most_cpus = max(len(n.cpu_ids) for n in members)
         most_memory = max(n.memory_mb for n in members)

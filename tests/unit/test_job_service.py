@@ -1,0 +1,278 @@
+"""The job services against small fakes of their ports: the rules every entry point shares.
+
+No database and no processes: the store is a dictionary that follows the same contract as the
+real one for the calls exercised here (tests/integration holds the real store to it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import pytest
+
+from conductor.api.fastpath import SubmitFastPath
+from conductor.api.models import JobDescription, SubmitRequest
+from conductor.errors import (
+    AlreadyDone,
+    Conflict,
+    DependencyProblem,
+    Forbidden,
+    LimitExceeded,
+    NotFound,
+    Unsatisfiable,
+    UnknownUser,
+)
+from conductor.policy import NodeView
+from conductor.services.jobs import JobChanges, JobService, Submitted, WouldSubmit
+from conductor.services.principal import Principal
+from conductor.services.submission import Limits
+from conductor.services.tokens import hash_token
+from conductor.store import CancelOutcome, ControlOutcome
+
+USER = "nobody"  # a user every Debian host has
+ALICE = Principal(user=USER, admin=False, token_id=1)
+OTHER = Principal(user="someone-else", admin=False, token_id=2)
+ADMIN = Principal(user="root", admin=True, token_id=3)
+LIMITS = Limits(max_script_bytes=1 << 20, max_environment_bytes=1 << 16, max_array_tasks=1000, default_partition="debug")
+NODE = NodeView("n1", (0, 1, 2, 3), [0, 1, 2, 3], 4096, 4096, frozenset({"debug"}))
+
+
+class FakeStore:
+    """The store's contract for the services, in memory."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[int, dict[str, Any]] = {}
+        self.tokens: dict[str, dict[str, Any]] = {}
+        self.next_id = 1
+
+    # submission
+    def submit(self, rows: Sequence[dict[str, Any]]) -> list[int]:
+        ids = []
+        first = self.next_id
+        for row in rows:
+            job_id = self.next_id
+            self.next_id += 1
+            array_job_id = first if row.get("array_task_id") is not None else None
+            self.jobs[job_id] = {**row, "id": job_id, "state": "PENDING", "array_job_id": array_job_id, "node_list": None}
+            ids.append(job_id)
+        return ids
+
+    def count_pending(self, user_name: str) -> int:
+        return sum(1 for j in self.jobs.values() if j["user_name"] == user_name and j["state"] == "PENDING")
+
+    def node_shapes(self) -> list[NodeView]:
+        return [NODE]
+
+    def job_summaries(self, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+        wanted = set(ids)
+        return {i: j for i, j in self.jobs.items() if i in wanted or j.get("array_job_id") in wanted}
+
+    # reads
+    def get_job(self, job_id: int) -> dict[str, Any] | None:
+        return self.jobs.get(job_id)
+
+    def resolve_task(self, array_job_id: int, task_id: int) -> int | None:
+        return next(
+            (i for i, j in self.jobs.items() if j.get("array_job_id") == array_job_id and j["array_task_id"] == task_id),
+            None,
+        )
+
+    def array_task_ids(self, job_id: int) -> list[int]:
+        return sorted(i for i, j in self.jobs.items() if j.get("array_job_id") == job_id)
+
+    # actions
+    def cancel(self, job_id: int) -> CancelOutcome:
+        job = self.jobs.get(job_id)
+        if job is None:
+            return CancelOutcome(job_id, found=False, message=f"Invalid job id specified: {job_id}")
+        if job["state"] == "PENDING":
+            job["state"] = "CANCELLED"
+            return CancelOutcome(job_id, True, "CANCELLED", "cancelled while pending")
+        return CancelOutcome(job_id, True, job["state"], f"Job has already finished ({job['state']})")
+
+    def _apply(self, ids: Sequence[int], allowed: set[str], change: Mapping[str, Any]) -> ControlOutcome:
+        outcome = ControlOutcome()
+        for job_id in ids:
+            job = self.jobs[job_id]
+            outcome.found.add(job_id)
+            if job["state"] in allowed:
+                job.update(change)
+                outcome.changed.append(job_id)
+            else:
+                outcome.skipped[job_id] = job["state"]
+        return outcome
+
+    def cancel_jobs(self, ids: Sequence[int]) -> ControlOutcome:
+        return self._apply(ids, {"PENDING"}, {"state": "CANCELLED"})
+
+    def hold_jobs(self, ids: Sequence[int], held: bool) -> ControlOutcome:
+        return self._apply(ids, {"PENDING"}, {"held": held})
+
+    def requeue_jobs(self, ids: Sequence[int], *, hold: bool = False) -> ControlOutcome:
+        return self._apply(ids, {"RUNNING", "COMPLETED", "FAILED"}, {"state": "PENDING", "held": hold})
+
+    def update_jobs(self, ids: Sequence[int], changes: Mapping[str, Any]) -> ControlOutcome:
+        return self._apply(ids, {"PENDING", "RUNNING"}, changes)
+
+    def queue_signal(self, ids: Sequence[int], entry: str) -> ControlOutcome:
+        return self._apply(ids, {"RUNNING"}, {"pending_signal": entry})
+
+    # tokens, for the fast path
+    def token_by_hash(self, token_hash: str) -> dict[str, Any] | None:
+        return self.tokens.get(token_hash)
+
+
+class FakeBus:
+    def __init__(self, *, fail: bool = False) -> None:
+        self.fail = fail
+        self.published: list[str] = []
+
+    def publish(self, topic: str) -> None:
+        self.published.append(topic)
+        if self.fail:
+            raise RuntimeError("the bus is down")
+
+
+def service(store: FakeStore | None = None, bus: FakeBus | None = None, **kw: Any) -> JobService:
+    return JobService(
+        store=store or FakeStore(),
+        bus=bus or FakeBus(),
+        limits=LIMITS,
+        max_pending_per_user=kw.pop("max_pending_per_user", 100),
+        hostname="testhost",
+        **kw,
+    )
+
+
+def request(**job: Any) -> SubmitRequest:
+    return SubmitRequest(job=JobDescription(**{"current_working_directory": "/tmp", **job}), script="#!/bin/sh\ntrue\n")
+
+
+# ------------------------------------------------------------------ submit
+def test_submit_stores_and_wakes_the_scheduler() -> None:
+    store, bus = FakeStore(), FakeBus()
+    result = service(store, bus).submit(ALICE, request(name="one"))
+    assert isinstance(result, Submitted) and result.job_ids == [1] and not result.array
+    assert store.jobs[1]["user_name"] == USER and store.jobs[1]["name"] == "one"
+    assert bus.published == ["scheduler"]
+
+
+def test_a_failure_after_the_commit_never_loses_or_repeats_the_job() -> None:
+    store = FakeStore()
+    result = service(store, FakeBus(fail=True)).submit(ALICE, request())
+    assert isinstance(result, Submitted) and result.job_ids == [1]
+    assert list(store.jobs) == [1]
+
+
+def test_refusals_come_before_anything_is_stored() -> None:
+    store = FakeStore()
+    jobs = service(store, max_pending_per_user=2)
+    with pytest.raises(DependencyProblem):
+        jobs.submit(ALICE, request(dependency="afterok:424242"))
+    with pytest.raises(Unsatisfiable):
+        jobs.submit(ALICE, request(cpus_per_task=64))
+    with pytest.raises(UnknownUser):
+        jobs.submit(Principal(user="no-such-user-here", admin=False, token_id=9), request())
+    with pytest.raises(Forbidden):
+        jobs.submit(ADMIN, request())  # root's jobs are off unless allowed
+    with pytest.raises(LimitExceeded):
+        jobs.submit(ALICE, request(array="1-3"))
+    assert store.jobs == {}
+    assert isinstance(jobs.submit(ALICE, request(), test_only=True), WouldSubmit) and store.jobs == {}
+
+
+def test_an_array_is_stored_as_its_tasks() -> None:
+    store = FakeStore()
+    result = service(store).submit(ALICE, request(array="0-2"))
+    assert isinstance(result, Submitted) and result.array and result.job_ids == [1, 2, 3]
+
+
+# ------------------------------------------------------------------ control
+def test_cancel_owner_rules_and_words() -> None:
+    store = FakeStore()
+    jobs = service(store)
+    (job_id,) = service(store).submit(ALICE, request()).job_ids  # type: ignore[union-attr]
+    with pytest.raises(Forbidden, match="only its owner or an administrator may cancel it"):
+        jobs.cancel(OTHER, str(job_id))
+    with pytest.raises(NotFound, match="Invalid job id specified: 99"):
+        jobs.cancel(ALICE, "99")
+    result = jobs.cancel(ALICE, str(job_id))
+    assert (result.state, result.message) == ("CANCELLED", "cancelled while pending")
+    again = jobs.cancel(ADMIN, str(job_id))  # an ended job is no error for the seed's cancel
+    assert again.state == "CANCELLED" and "already finished" in again.message
+
+
+def test_actions_refuse_by_kind() -> None:
+    store = FakeStore()
+    jobs = service(store)
+    ids = service(store).submit(ALICE, request(array="1-2")).job_ids  # type: ignore[union-attr]
+    store.jobs[ids[0]]["state"] = "RUNNING"
+    with pytest.raises(Conflict) as pending:
+        jobs.signal(ALICE, str(ids[1]), 10)
+    assert not isinstance(pending.value, AlreadyDone) and "only a running job can be signalled" in str(pending.value)
+    store.jobs[ids[1]]["state"] = "COMPLETED"
+    with pytest.raises(AlreadyDone, match="has already finished"):
+        jobs.hold(ALICE, str(ids[1]))
+    # The whole array: the running task is signalled, the ended one skipped.
+    result = jobs.signal(ALICE, f"{ids[0]}_*", 10)
+    assert result.job_ids == [ids[0]] and "1 skipped" in result.message
+    with pytest.raises(Forbidden, match="raise a job's priority"):
+        jobs.update(ALICE, str(ids[0]), JobChanges({"priority": 10}))
+    assert jobs.update(ADMIN, str(ids[0]), JobChanges({"priority": 10})).job_ids == [ids[0]]
+
+
+# ------------------------------------------------------------------ fast path
+def _call(app: Any, body: bytes, token: str) -> list[dict[str, Any]]:
+    sent: list[dict[str, Any]] = []
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/jobs/submit",
+        "query_string": b"",
+        "headers": [(b"authorization", f"Bearer {token}".encode()), (b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 1),
+    }
+    asyncio.run(app(scope, receive, send))
+    return sent
+
+
+def test_fast_path_never_hands_a_stored_job_on_to_be_submitted_again() -> None:
+    store = FakeStore()
+    store.tokens[hash_token("tok")] = {"id": 1, "user_name": USER, "admin": False, "token_hash": hash_token("tok")}
+    handed_on: list[bytes] = []
+
+    async def downstream(scope: Any, receive: Any, send: Any) -> None:
+        handed_on.append((await receive())["body"])
+        await send({"type": "http.response.start", "status": 400, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    class Breaks(JobService):
+        def submit(self, *args: Any, **kwargs: Any) -> Submitted | WouldSubmit:
+            super().submit(*args, **kwargs)
+            raise RuntimeError("failed after the commit")
+
+    jobs = Breaks(store=store, bus=FakeBus(), limits=LIMITS, max_pending_per_user=100, hostname="h")
+    fast = SubmitFastPath(downstream, store=store, jobs=jobs, in_thread=False)
+    body = json.dumps({"job": {"current_working_directory": "/tmp"}, "script": "#!/bin/sh\ntrue\n"}).encode()
+    with pytest.raises(RuntimeError, match="after the commit"):
+        _call(fast, body, "tok")
+    assert handed_on == [] and len(store.jobs) == 1
+
+    # A refusal, decided before anything is stored, is handed on for FastAPI to word.
+    refused = json.dumps({"job": {"current_working_directory": "/tmp", "cpus_per_task": 64}, "script": "#!/bin/sh\n"})
+    good = JobService(store=store, bus=FakeBus(), limits=LIMITS, max_pending_per_user=100, hostname="h")
+    sent = _call(SubmitFastPath(downstream, store=store, jobs=good, in_thread=False), refused.encode(), "tok")
+    assert handed_on == [refused.encode()] and sent[0]["status"] == 400 and len(store.jobs) == 1
+    sent = _call(SubmitFastPath(downstream, store=store, jobs=good, in_thread=False), body, "tok")
+    assert sent[0]["status"] == 201 and json.loads(sent[1]["body"])["job_id"] == "2" and len(store.jobs) == 2
