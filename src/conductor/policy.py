@@ -172,13 +172,3 @@ def _take_cpus(node: NodeView, job: PendingJob) -> tuple[int, ...]:
     node.free_memory_mb -= job.memory_mb
     node.running_jobs += 1
     return taken
-
-
-def largest_fit(
-    nodes: Iterable[NodeView], partition: str
-) -> tuple[int, int] | None:
-    """The most CPUs and memory any node of the partition has (up or down), or None if none."""
-    members = [n for n in nodes if partition in n.partitions]
-    if not members:
-        return None
-    return max(len(n.cpu_ids) for n in members), max(n.memory_mb for n in members)

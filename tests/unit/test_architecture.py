@@ -122,3 +122,22 @@ def test_services_know_no_transport_and_the_cli_no_server() -> None:
         if name.startswith("conductor.cli"):
             server = {t for t in graph[name] if t.startswith(("conductor.api", "conductor.store", "conductor.services"))}
             assert not server, f"{name} imports {server}"
+
+
+def test_every_error_has_one_root() -> None:
+    """`except ConductorError` catches every error the package raises on purpose. The launcher
+    is the one exception: it runs stdlib-only, outside the package (worker/launcher)."""
+    import importlib
+    import inspect
+
+    from conductor.errors import ConductorError
+
+    strays = []
+    for name in sorted(_modules()):
+        if name.endswith(("launcher", "__main__")):
+            continue
+        module = importlib.import_module(name)
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ == name and issubclass(cls, BaseException) and not issubclass(cls, ConductorError):
+                strays.append(f"{name}.{cls.__name__}")
+    assert strays == []

@@ -13,6 +13,8 @@ import _socket  # the C module: socket.py's enums and selectors cost ~5 ms at im
 import json
 import os
 
+from conductor.errors import ConductorError
+
 # typing is imported only by type checkers: at run time it costs the CLI ~4 ms.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -22,7 +24,7 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 TIMEOUT_SECONDS = 60.0
 
 
-class ApiError(Exception):
+class ApiError(ConductorError):
     """The server answered with an error status; `message` is its explanation, made readable."""
 
     def __init__(self, status: int, message: str) -> None:
@@ -31,7 +33,7 @@ class ApiError(Exception):
         self.message = message
 
 
-class ConnectionFailed(Exception):
+class ConnectionFailed(ConductorError):
     """No server answered at the configured URL."""
 
 
@@ -171,7 +173,7 @@ def _is_ipv4(host: str) -> bool:
     return len(parts) == 4 and all(p.isdigit() and int(p) < 256 for p in parts)
 
 
-class _Closed(Exception):
+class _Closed(ConductorError):
     """The server closed a kept-alive connection before answering; worth one retry."""
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from conductor.cli.client import ApiError, ConnectionFailed
 from conductor.cli.getopt import GetoptError
+from conductor.errors import ConductorError
 
 # Every state Slurm may show, with squeue's compact code (%t).
 STATE_CODES: dict[str, str] = {
@@ -39,7 +40,7 @@ CODE_STATES: dict[str, str] = {code: state for state, code in STATE_CODES.items(
 ACTIVE_STATES = ("PENDING", "RUNNING", "SUSPENDED", "COMPLETING", "CONFIGURING")
 
 
-class UsageError(Exception):
+class UsageError(ConductorError):
     """A user mistake detected by the command itself; printed as '<prog>: error: <message>'."""
 
 

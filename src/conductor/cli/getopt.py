@@ -9,6 +9,8 @@ operand so the rest goes to the script. Python's argparse differs on several of 
 
 from __future__ import annotations
 
+from conductor.errors import ConductorError
+
 # typing is imported only by type checkers: at run time it costs the CLI ~4 ms.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -17,7 +19,7 @@ if TYPE_CHECKING:
     ArgKind = Literal["none", "required", "optional"]
 
 
-class GetoptError(Exception):
+class GetoptError(ConductorError):
     """A command-line error, worded as glibc's getopt words it (without the program prefix)."""
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from conductor.cli.common import exit_code, hms, slurm_time
 from conductor.domain.text import printable
+from conductor.errors import ConductorError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -300,7 +301,7 @@ class Column:
         self.getter = getter
 
 
-class FieldError(ValueError):
+class FieldError(ConductorError, ValueError):
     pass
 
 

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 from conductor.cli.getopt import GetoptError, Option, OptionTable, getopt_long
 from conductor.domain.errors import SpecError
+from conductor.errors import ConductorError
 
 PROG = "sbatch"
 
@@ -305,7 +306,7 @@ _MAIL_TYPES = frozenset(
 WRAP_HEADER = "#!/bin/sh\n# This script was created by sbatch --wrap.\n\n"
 
 
-class SbatchError(Exception):
+class SbatchError(ConductorError):
     """Refusal before submission; printed as 'sbatch: error: <message>'.
 
     `preamble` is a line printed before it without the "error:" tag, as getopt prints

@@ -11,6 +11,7 @@ import time as _time
 
 from conductor.cli.common import STATE_CODES, clock, job_display_id, slurm_time
 from conductor.domain.text import printable
+from conductor.errors import ConductorError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -294,7 +295,7 @@ EXTRA_LONG_FIELDS: dict[str, tuple[str, Getter]] = {
 LONG_DEFAULT_WIDTH = 20
 
 
-class FormatError(ValueError):
+class FormatError(ConductorError, ValueError):
     pass
 
 

@@ -16,25 +16,6 @@ class JobState(StrEnum):
     NODE_FAIL = "NODE_FAIL"
 
 
-TERMINAL_STATES: frozenset[JobState] = frozenset(
-    {
-        JobState.COMPLETED,
-        JobState.FAILED,
-        JobState.CANCELLED,
-        JobState.TIMEOUT,
-        JobState.OUT_OF_MEMORY,
-        JobState.NODE_FAIL,
-    }
-)
-
-# Requeue (RUNNING or ended -> PENDING) mirrors `scontrol requeue`, which Slurm allows for
-# running and finished batch jobs alike.
-ALLOWED_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
-    JobState.PENDING: frozenset({JobState.RUNNING, JobState.CANCELLED, JobState.FAILED}),
-    JobState.RUNNING: frozenset(TERMINAL_STATES | {JobState.PENDING}),
-    **{state: frozenset({JobState.PENDING}) for state in TERMINAL_STATES},
-}
-
 # Squeue's compact codes.
 STATE_CODES: dict[str, str] = {
     "PENDING": "PD",
@@ -66,11 +47,3 @@ class Reason(StrEnum):
     TIME_LIMIT = "TimeLimit"
     NODE_DOWN = "NodeDown"
     RAISED_SIGNAL = "RaisedSignal"
-
-
-def can_transition(current: JobState, new: JobState) -> bool:
-    return new in ALLOWED_TRANSITIONS[current]
-
-
-def format_exit_code(code: int, signal: int) -> str:
-    return f"{code}:{signal}"
