@@ -198,7 +198,13 @@ def resolve_dependencies(store: DependencyStore, pending: Sequence[PendingJob], 
         waiting[job_id].dependency = status
 
 
-def check_targets(store: DependencyStore, dependency: str | None, *, field: str = "dependency") -> None:
+class JobSummaries(Protocol):
+    """What the check at submission needs from the store."""
+
+    def job_summaries(self, ids: Iterable[int]) -> dict[int, dict[str, Any]]: ...
+
+
+def check_targets(store: JobSummaries, dependency: str | None, *, field: str = "dependency") -> None:
     """At submission: refuse a dependency naming a job (or array task) that does not exist."""
     if not dependency:
         return

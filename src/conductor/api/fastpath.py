@@ -78,7 +78,7 @@ class SubmitFastPath:
             return
         body, messages = await _read_body(receive)
         principal = lookup(self.store, token) if body is not None else None
-        request = _request(body) if principal is not None else None
+        request = _request(body) if body is not None and principal is not None else None
         if request is None or principal is None:
             await self.app(scope, _replay(messages, receive), send)
             return

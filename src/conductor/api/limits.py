@@ -7,6 +7,9 @@ goes over, so no client can make the server buffer more than `max_bytes`, whatev
 
 from __future__ import annotations
 
+import types
+import typing
+
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -120,7 +123,16 @@ def _query_params(dependant: Any) -> list[Any]:
     return found
 
 
-def _is_sequence(param: Any) -> bool:
-    from fastapi.dependencies.utils import field_annotation_is_sequence
+_SEQUENCES = (list, tuple, set, frozenset)
 
-    return bool(field_annotation_is_sequence(param.field_info.annotation))
+
+def _is_sequence(param: Any) -> bool:
+    """Whether a query parameter is declared as a list (then it may be given many times)."""
+    return _sequence_annotation(param.field_info.annotation)
+
+
+def _sequence_annotation(annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_sequence_annotation(arg) for arg in typing.get_args(annotation))
+    return origin in _SEQUENCES or annotation in _SEQUENCES

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import argparse
 import logging
 import os
@@ -21,7 +23,7 @@ def configure_logging(level: str = "INFO") -> None:
     )
 
 
-def positive_int(flag: str, limit: int = 100_000) -> type:
+def positive_int(flag: str, limit: int = 100_000) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -31,7 +33,7 @@ def positive_int(flag: str, limit: int = 100_000) -> type:
             raise argparse.ArgumentTypeError(f"{flag}: must be between 1 and {limit}, got {value}")
         return value
 
-    return parse  # type: ignore[return-value]
+    return parse
 
 
 def memory_arg(text: str) -> int:
@@ -45,7 +47,7 @@ def memory_arg(text: str) -> int:
 
 
 def port_arg(text: str) -> int:
-    return positive_int("--port", 65535)(text)  # type: ignore[no-any-return, operator]
+    return positive_int("--port", 65535)(text)
 
 
 def add_node_arguments(parser: argparse.ArgumentParser) -> None:
