@@ -21,11 +21,22 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from conductor.store import Store, pg_connect, pg_ping, pg_try_scheduler_lock
+from conductor.store import pg_connect, pg_ping, pg_try_scheduler_lock
 
 log = logging.getLogger("conductor.leader")
+
+
+class LockStore(Protocol):
+    """What the lock needs from the store (conductor.store.Store provides it)."""
+
+    dialect: str
+
+    @property
+    def database(self) -> str | None: ...
+
+    def direct_conninfo(self) -> str: ...
 
 
 class SchedulerLock:
@@ -33,7 +44,7 @@ class SchedulerLock:
 
     def __init__(
         self,
-        store: Store,
+        store: LockStore,
         *,
         interval: float = 1.0,
         on_change: Callable[[bool], None] = lambda _active: None,
@@ -102,7 +113,7 @@ class SchedulerLock:
             if self._conn is None:
                 self._conn = pg_connect(self.store.direct_conninfo(), self.application_name)
             return pg_try_scheduler_lock(self._conn)
-        path = self.lock_path or Path(str(self.store.engine.url.database) + ".scheduler.lock")
+        path = self.lock_path or Path(str(self.store.database) + ".scheduler.lock")
         if self._file is None:
             self._file = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:

@@ -14,15 +14,26 @@ import os
 import socket
 import threading
 import uuid
+from typing import Protocol
 
 from conductor.bus import Bus
-from conductor.store import NOTIFY_CHANNEL, Store, pg_connect, pg_listen
+from conductor.store import NOTIFY_CHANNEL, pg_connect, pg_listen
 
 log = logging.getLogger("conductor.pgbus")
 
 
+class NotifyStore(Protocol):
+    """What the bus needs from the store (conductor.store.Store provides it)."""
+
+    dialect: str
+
+    def notify(self, payload: str) -> None: ...
+
+    def direct_conninfo(self) -> str: ...
+
+
 class PgBus(Bus):
-    def __init__(self, store: Store, *, name: str = "bus", poll: float = 1.0) -> None:
+    def __init__(self, store: NotifyStore, *, name: str = "bus", poll: float = 1.0) -> None:
         super().__init__()
         self.store = store
         self.sender = uuid.uuid4().hex[:12]
@@ -89,7 +100,7 @@ class PgBus(Bus):
                         pass
 
 
-def bus_for(store: Store, name: str = "bus") -> Bus:
+def bus_for(store: NotifyStore, name: str = "bus") -> Bus:
     """The bus for processes sharing `store`: LISTEN/NOTIFY on PostgreSQL, else in-process only
     (separate processes on one SQLite file then rely on the fallback tick)."""
     if store.dialect == "postgresql":

@@ -10,18 +10,44 @@ import bisect
 import logging
 import threading
 import time
-from collections.abc import Callable
-from datetime import timedelta
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from conductor.bus import SCHEDULER, Bus, node_topic
-from conductor.dependencies import DependencyResolver
-from conductor.policy import Decision, DependencyStatus, NodeView, PendingJob, PlacementPolicy, order_key, schedule
-from conductor.store import Reaped, Store, is_disconnect, utcnow
+from conductor.dependencies import DependencyResolver, DependencyStore
+from conductor.policy import (
+    Decision,
+    DependencyStatus,
+    NodeView,
+    PendingJob,
+    Placement,
+    PlacementPolicy,
+    order_key,
+    schedule,
+)
+from conductor.store import Reaped, is_disconnect, utcnow
 
 log = logging.getLogger("conductor.scheduler")
 
 MIN_PASS_GAP = 0.005  # seconds between the end of a pass and the start of the next
+
+
+class SchedulerStore(DependencyStore, Protocol):
+    """What the loop needs from the store (conductor.store.Store provides it; its statements
+    are in conductor.store.scheduling), dependency resolution's reads included."""
+
+    def pending_snapshot(self) -> tuple[int, list[PendingJob]]: ...
+
+    def pending_changes(self, after_event: int) -> tuple[int, set[int], list[PendingJob]]: ...
+
+    def node_views(self, *, live_after: datetime | None = None) -> list[NodeView]: ...
+
+    def running_per_array(self) -> dict[int, int]: ...
+
+    def apply_decision(self, placements: Sequence[Placement], reasons: Mapping[int, str]) -> list[Placement]: ...
+
+    def reap_dead_nodes(self, stale_before: datetime) -> Reaped: ...
 
 
 class Leadership(Protocol):
@@ -35,14 +61,14 @@ class Leadership(Protocol):
 class Scheduler:
     def __init__(
         self,
-        store: Store,
+        store: SchedulerStore,
         bus: Bus,
         *,
         check_interval: float = 5.0,
         heartbeat_timeout: float = 30.0,
         policy: PlacementPolicy | str = PlacementPolicy.SPREAD,
         clock: Callable[[], float] = time.time,
-        dependency_resolver: Callable[[Store, list], None] | None = None,  # type: ignore[type-arg]
+        dependency_resolver: Callable[[SchedulerStore, list[PendingJob]], None] | None = None,
         leader: Leadership | None = None,
     ) -> None:
         self.store = store

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from conductor.schema import metadata
+from conductor.store.schema import metadata
 from conductor.store import Store
 
 

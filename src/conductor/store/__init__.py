@@ -1,0 +1,94 @@
+"""The one package that holds SQL: jobs, their events, nodes and tokens, on SQLite or PostgreSQL.
+
+Every change of a job's state is one transaction: a compare-and-set on the state, the allocation
+change carried by the same row, and an event row. CPU accounting is never kept in a counter: a
+job holds its CPUs exactly while its row says RUNNING, so releasing them happens once, with the
+state change that ends the job, and `/jobs/stats` is one query over the table.
+
+Cut by who asks: `scheduling` (the scheduler loop), `nodes` (a node's agent), `jobs` and
+`control` (the API and the job services), `dependencies`, `tokens`, and `coordination`
+(LISTEN/NOTIFY and the scheduler's lock), over `engine` (the database) and `statements` (the
+pre-compiled statements). `Store` is all of them over one engine.
+"""
+
+from __future__ import annotations
+
+from conductor.store.control import ControlQueries
+from conductor.store.coordination import (
+    NOTIFY_CHANNEL,
+    SCHEDULER_LOCK_KEY,
+    Coordination,
+    is_disconnect,
+    pg_connect,
+    pg_listen,
+    pg_ping,
+    pg_try_scheduler_lock,
+)
+from conductor.store.dependencies import DependencyQueries
+from conductor.store.engine import (
+    PG_CONNECT_ARGS,
+    StoreError,
+    aware,
+    protect_sqlite_files,
+    redact_secrets,
+    redact_url,
+    unavailable,
+    utcnow,
+)
+from conductor.store.jobs import JobQueries
+from conductor.store.nodes import NodeAgentStore, NodeConflict, NodeQueries
+from conductor.store.records import (
+    BEING_STOPPED,
+    NOT_HELD,
+    CancelOutcome,
+    ControlOutcome,
+    Finish,
+    NodeInfo,
+    Reaped,
+    SingletonState,
+    Stats,
+)
+from conductor.store.scheduling import SchedulingQueries
+from conductor.store.tokens import TokenQueries
+
+__all__ = [
+    "BEING_STOPPED",
+    "NOTIFY_CHANNEL",
+    "NOT_HELD",
+    "PG_CONNECT_ARGS",
+    "SCHEDULER_LOCK_KEY",
+    "CancelOutcome",
+    "ControlOutcome",
+    "Finish",
+    "NodeAgentStore",
+    "NodeConflict",
+    "NodeInfo",
+    "Reaped",
+    "SingletonState",
+    "Stats",
+    "Store",
+    "StoreError",
+    "aware",
+    "is_disconnect",
+    "pg_connect",
+    "pg_listen",
+    "pg_ping",
+    "pg_try_scheduler_lock",
+    "protect_sqlite_files",
+    "redact_secrets",
+    "redact_url",
+    "unavailable",
+    "utcnow",
+]
+
+
+class Store(
+    SchedulingQueries,
+    NodeQueries,
+    JobQueries,
+    ControlQueries,
+    DependencyQueries,
+    TokenQueries,
+    Coordination,
+):
+    """The database with every consumer's queries: one object for every caller."""

@@ -1,0 +1,60 @@
+"""What the running jobs hold on each node: the one running-allocations query, read by
+placement (`scheduling`) and by node listings (`jobs`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from conductor.domain.cpuset import parse_cpu_list
+from conductor.policy import NodeView
+from conductor.store.engine import Database, aware
+from conductor.store.schema import jobs, nodes
+from conductor.store.transitions import RUNNING
+
+
+def running_allocations(_dialect: str) -> Any:
+    """(node, CPU ids, memory) of every RUNNING job: a job holds its allocation exactly then."""
+    return select(jobs.c.node_list, jobs.c.cpu_ids, jobs.c.allocated_memory_mb).where(jobs.c.state == RUNNING)
+
+
+def _node_rows(_dialect: str) -> Any:
+    return select(
+        nodes.c.name, nodes.c.cpu_ids, nodes.c.memory_mb, nodes.c.partitions, nodes.c.state, nodes.c.last_heartbeat
+    )
+
+
+class Allocations(Database):
+    def node_views(self, *, live_after: datetime | None = None) -> list[NodeView]:
+        """Every node with the CPUs and memory its RUNNING jobs leave free."""
+        with self._raw_read() as cursor:
+            node_rows = self._query(cursor, _node_rows)
+            running = self._query(cursor, running_allocations)
+        used: dict[str, set[int]] = {}
+        used_mem: dict[str, int] = {}
+        counts: dict[str, int] = {}
+        for node_list, cpu_ids, memory in running:
+            used.setdefault(node_list, set()).update(parse_cpu_list(cpu_ids))
+            used_mem[node_list] = used_mem.get(node_list, 0) + (memory or 0)
+            counts[node_list] = counts.get(node_list, 0) + 1
+        views = []
+        for name, node_cpu_ids, memory_mb, partitions, state, last_heartbeat in node_rows:
+            ids = tuple(parse_cpu_list(node_cpu_ids))
+            taken = used.get(name, set())
+            heartbeat = aware(last_heartbeat)
+            live = state == "UP" and (live_after is None or (heartbeat is not None and heartbeat >= live_after))
+            views.append(
+                NodeView(
+                    name=name,
+                    cpu_ids=ids,
+                    free_cpu_ids=[i for i in ids if i not in taken],
+                    memory_mb=memory_mb,
+                    free_memory_mb=memory_mb - used_mem.get(name, 0),
+                    partitions=frozenset(partitions.split(",")),
+                    running_jobs=counts.get(name, 0),
+                    up=live,
+                )
+            )
+        return views

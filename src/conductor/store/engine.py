@@ -1,0 +1,303 @@
+"""The database itself: the engine on SQLite or PostgreSQL, its migrations, and the ways of
+holding a connection (Core reads and writes, and DBAPI cursors for the pre-compiled statements).
+
+Every query class of the store (`scheduling`, `nodes`, `jobs`, `dependencies`, `tokens`,
+`coordination`) derives from `Database`, and `Store` is all of them over one engine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+from conductor.errors import ConductorError, StoreUnavailable
+from conductor.store.statements import Builder, Statements
+
+# libpq options of every PostgreSQL connection: fail fast when the server is unreachable and
+# notice a silently dead peer through TCP keepalives instead of waiting forever.
+PG_CONNECT_ARGS: dict[str, Any] = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 3,
+    "keepalives_count": 3,
+}
+# pg_advisory_lock key that serialises migrations (the scheduler's is in `coordination`).
+MIGRATION_LOCK_KEY = 727001
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """SQLite hands timestamps back naive; they were written in UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+_TIME_COLUMNS = ("submit_time", "eligible_time", "begin_time", "start_time", "end_time", "kill_time")
+
+
+def normalise_times(row: dict[str, Any]) -> None:
+    """`aware` applied to the timestamps of a job row."""
+    for key in _TIME_COLUMNS:
+        if key in row:
+            row[key] = aware(row[key])
+
+
+def redact_url(url: str) -> str:
+    """A database URL fit for logs: the password never appears."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - a malformed URL must still not leak
+        return "<unparseable database url>"
+
+
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)(?P<password>[^@\s]+)(?P<at>@)")
+_CONNINFO_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<password>'(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+def redact_secrets(text: str, url: str | None = None) -> str:
+    """`text` (an error message, a log line) without the password of `url` or of any URL or
+    libpq conninfo it quotes: drivers and URL parsers echo their input in their errors."""
+    if url:
+        try:
+            password = make_url(url).password
+        except Exception:  # noqa: BLE001 - an unparseable URL is handled by the patterns below
+            password = None
+        if password:
+            text = text.replace(str(password), "***")
+    text = _URL_PASSWORD.sub(lambda m: m.group("head") + "***" + m.group("at"), text)
+    return _CONNINFO_PASSWORD.sub(lambda m: m.group("head") + "***", text)
+
+
+class StoreError(ConductorError):
+    """Base of the store's own errors."""
+
+
+@contextlib.contextmanager
+def unavailable() -> Iterator[None]:
+    """Turn the driver's "cannot reach the database" into StoreUnavailable (its kind in `kind`)."""
+    try:
+        yield
+    except OperationalError as exc:
+        cause = exc.orig or exc
+        raise StoreUnavailable(redact_secrets(str(cause)), type(cause).__name__) from exc
+
+
+def protect_sqlite_files(url: str) -> None:
+    """Create an SQLite database (and its WAL files, which SQLite creates with the database's
+    mode) readable by its owner only: it holds every job's script and environment."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return
+    path = Path(parsed.database)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(PermissionError):  # not ours to create: opening it will say more
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+    for candidate in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            os.chmod(candidate, 0o600)
+
+
+class Database:
+    """One engine and the connections the query classes run their statements on."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        self.dialect = make_url(url).get_backend_name()
+        if self.dialect == "postgresql" and make_url(url).drivername == "postgresql":
+            url = url.replace("postgresql://", "postgresql+psycopg://", 1)
+        self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
+        self._local = threading.local()
+        self._held_lock = threading.Lock()
+        self._held: list[Any] = []
+        self.engine: Engine = self._make_engine(url, echo)
+        self._statements = Statements(self.engine.dialect)
+
+    @property
+    def database(self) -> str | None:
+        """The database's name: for SQLite, its file."""
+        return make_url(self.url).database
+
+    # ----------------------------------------------------------------- set-up
+    def _make_engine(self, url: str, echo: bool) -> Engine:
+        if self.dialect == "sqlite":
+            path = make_url(url).database
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(
+                url,
+                echo=echo,
+                connect_args={"timeout": 30, "check_same_thread": False},
+                pool_size=8,
+                max_overflow=32,
+            )
+
+            @event.listens_for(engine, "connect")
+            def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+                # Let SQLAlchemy, not pysqlite, decide when transactions begin.
+                dbapi_connection.isolation_level = None
+                cursor = dbapi_connection.cursor()
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")
+                cursor.execute("PRAGMA foreign_keys=ON")
+                cursor.execute("PRAGMA busy_timeout=30000")
+                cursor.close()
+
+            @event.listens_for(engine, "begin")
+            def _on_begin(conn: Connection) -> None:
+                # IMMEDIATE takes the write lock up front: a deferred transaction that later
+                # writes can fail with SQLITE_BUSY, which busy_timeout cannot wait out.
+                if conn.get_execution_options().get("readonly"):
+                    conn.exec_driver_sql("BEGIN")
+                else:
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+            return engine
+        return create_engine(
+            url,
+            echo=echo,
+            pool_size=10,
+            max_overflow=20,
+            pool_pre_ping=True,
+            # A database host that vanishes must fail calls in seconds, not hang the loops.
+            connect_args=PG_CONNECT_ARGS,
+        )
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema to the newest migration."""
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with self.engine.connect() as conn:
+            if self.dialect == "postgresql":
+                # Two servers starting together must not both run the migrations.
+                conn.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})")
+            config.attributes["connection"] = conn
+            try:
+                command.upgrade(config, "head")
+                conn.commit()
+            finally:
+                if self.dialect == "postgresql":
+                    conn.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})")
+                    conn.commit()
+
+    def close(self) -> None:
+        with self._held_lock:
+            held, self._held = self._held, []
+        for connection in held:
+            with contextlib.suppress(Exception):
+                connection.invalidate()  # closed for good, not handed back to a pool being disposed
+        self.engine.dispose()
+
+    def ping(self) -> None:
+        with self._read() as conn:
+            conn.exec_driver_sql("SELECT 1")
+
+    # ------------------------------------------------------------ connections
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        # SQLite has one writer; serialising in-process writers here avoids busy-waiting on
+        # the file lock, which costs far more than a mutex.
+        if self._write_lock is not None:
+            with self._write_lock, self.engine.begin() as conn:
+                yield conn
+        else:
+            with self.engine.begin() as conn:
+                yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            if self.dialect == "sqlite":
+                conn = conn.execution_options(readonly=True)
+            yield conn
+            conn.rollback()
+
+    @contextmanager
+    def _dbapi(self) -> Iterator[Any]:
+        """A DBAPI connection for the pre-compiled statements (`statements.Statements`).
+
+        On SQLite, each thread keeps one for good: checking a connection out of the pool and
+        back costs about as much as the statements themselves. Few threads use the store (the
+        API's, the scheduler's, the worker's, a small pool), so they hold few connections. On
+        PostgreSQL, the pool (whose pre-ping notices a server that went away) as everywhere.
+        """
+        if self.dialect != "sqlite":
+            raw = self.engine.raw_connection()
+            try:
+                yield raw
+            finally:
+                raw.close()  # back to the pool
+            return
+        held = getattr(self._local, "connection", None)
+        if held is None:
+            held = self.engine.raw_connection()
+            self._local.connection = held
+            with self._held_lock:
+                self._held.append(held)
+        yield held.driver_connection
+
+    @contextmanager
+    def _raw_write(self) -> Iterator[Any]:
+        """A DBAPI cursor inside a write transaction, for the hottest statements only.
+
+        SQLAlchemy Core spends about 100 µs of CPU per statement on building, caching and
+        processing; the driver itself needs a few. On a path taken once per submission that
+        is most of the submission's cost, so it runs pre-compiled SQL on the DBAPI connection
+        directly.
+        """
+        with self._write_lock if self._write_lock is not None else contextlib.nullcontext(), self._dbapi() as raw:
+            cursor = raw.cursor()
+            try:
+                if self.dialect == "sqlite":
+                    cursor.execute("BEGIN IMMEDIATE")  # as _on_begin: take the write lock now
+                yield cursor
+                raw.commit()
+            except BaseException:
+                raw.rollback()
+                raise
+            finally:
+                cursor.close()
+
+    @contextmanager
+    def _raw_read(self) -> Iterator[Any]:
+        """A DBAPI cursor for `_query`: one connection, one read transaction."""
+        with self._dbapi() as raw:
+            cursor = raw.cursor()
+            try:
+                yield cursor
+            finally:
+                cursor.close()
+                if self.dialect != "sqlite":
+                    raw.rollback()  # end the read transaction PostgreSQL opened (SQLite autocommits)
+
+    # ------------------------------------------------- pre-compiled statements
+    def _query(self, cursor: Any, build: Builder, /, **params: Any) -> list[tuple[Any, ...]]:
+        """Rows of the SELECT `build` makes, pre-compiled, on a `_raw_read`/`_raw_write` cursor."""
+        return self._statements.rows(cursor, build, params)
+
+    def _execute_many(self, cursor: Any, build: Builder, rows: Sequence[Mapping[str, Any]]) -> None:
+        """The INSERT/UPDATE `build` makes, pre-compiled, once for each of `rows`."""
+        self._statements.execute_many(cursor, build, rows)
+
+    def _insert(self, cursor: Any, table: Table, values: Mapping[str, Any]) -> int:
+        """INSERT `values` into `table`, pre-compiled; the new row's id."""
+        return self._statements.insert(cursor, table, values)

@@ -1,0 +1,336 @@
+"""What the API and the job services read and write about jobs: submission, the per-user
+count, node shapes, one job, listings and pages, events, array tasks, statistics and the node
+listing. The actions on existing jobs (cancel, hold, requeue, update, signal) are in `control`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Integer, and_, case, func, insert, literal, null, or_, select, true, union_all, update
+from sqlalchemy.sql.elements import ColumnElement
+
+from conductor.domain.cpuset import parse_cpu_list
+from conductor.domain.states import Reason
+from conductor.policy import NodeView
+from conductor.store.allocations import Allocations
+from conductor.store.engine import aware, normalise_times, utcnow
+from conductor.store.records import NodeInfo, Stats
+from conductor.store.schema import job_events, jobs, nodes
+from conductor.store.transitions import PENDING, RUNNING
+
+# Arithmetic runs per INSERT ... SELECT (three bound parameters each).
+_ARRAY_RUNS_CHUNK = 2_000
+
+
+class JobQueries(Allocations):
+    # ------------------------------------------------------------- submission
+    def submit(self, rows: Sequence[dict[str, Any]]) -> list[int]:
+        """Insert new PENDING jobs (one, or the tasks of an array) in one transaction.
+
+        For an array, every task's `array_job_id` becomes the id of its first task, as in Slurm.
+        """
+        now = utcnow()
+        ids: list[int] = []
+        prepared = []
+        for row in rows:
+            values = dict(row)
+            values.setdefault("submit_time", now)
+            values.setdefault("eligible_time", values.get("begin_time") or now)
+            values["state"] = PENDING
+            values.setdefault("reason", Reason.NONE.value)
+            prepared.append(values)
+        if not prepared:
+            return []
+        if len(prepared) == 1 and prepared[0].get("array_task_id") is None:
+            # One plain job (nearly every REST or sbatch submission): the fast path.
+            values = prepared[0]
+            with self._raw_write() as cursor:
+                job_id = self._insert(cursor, jobs, values)
+                event_row = {"job_id": job_id, "time": now, "from_state": None, "to_state": PENDING, "reason": "submit"}
+                self._insert(cursor, job_events, event_row)
+            return [job_id]
+        with self._write() as conn:
+            first = conn.execute(insert(jobs).values(**prepared[0]).returning(jobs.c.id)).scalar_one()
+            ids.append(first)
+            if prepared[0].get("array_task_id") is not None:
+                conn.execute(update(jobs).where(jobs.c.id == first).values(array_job_id=first))
+                if len(prepared) > 1:
+                    if _differ_only_in_task(prepared):
+                        _copy_array_tasks(conn, first, [v["array_task_id"] for v in prepared[1:]])
+                    else:
+                        for values in prepared[1:]:
+                            values["array_job_id"] = first
+                        conn.execute(insert(jobs), prepared[1:])
+                    ids = [
+                        r[0]
+                        for r in conn.execute(
+                            select(jobs.c.id).where(jobs.c.array_job_id == first).order_by(jobs.c.id)
+                        )
+                    ]
+                # The events of all tasks in one statement, without a Python row per task.
+                conn.execute(
+                    insert(job_events).from_select(
+                        ["job_id", "time", "from_state", "to_state", "reason"],
+                        select(
+                            jobs.c.id,
+                            literal(now, job_events.c.time.type),
+                            null(),
+                            literal(PENDING, job_events.c.to_state.type),
+                            literal("submit", job_events.c.reason.type),
+                        ).where(jobs.c.array_job_id == first),
+                    )
+                )
+                return ids
+            else:
+                for values in prepared[1:]:
+                    ids.append(conn.execute(insert(jobs).values(**values).returning(jobs.c.id)).scalar_one())
+            conn.execute(
+                insert(job_events),
+                [{"job_id": i, "time": now, "from_state": None, "to_state": PENDING, "reason": "submit"} for i in ids],
+            )
+        return ids
+
+    def count_pending(self, user_name: str) -> int:
+        """PENDING jobs of one user (the per-user submission limit)."""
+        query = select(func.count()).select_from(jobs).where(jobs.c.user_name == user_name, jobs.c.state == PENDING)
+        with self._read() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def node_shapes(self) -> list[NodeView]:
+        """Every node's size and partitions, without its load: what submission checks need.
+
+        Cheaper than `node_views` (no scan of running jobs) because it runs on every submit.
+        """
+        with self._read() as conn:
+            rows = list(conn.execute(select(nodes.c.name, nodes.c.cpu_ids, nodes.c.memory_mb, nodes.c.partitions)))
+        return [
+            NodeView(
+                name=n.name,
+                cpu_ids=tuple(parse_cpu_list(n.cpu_ids)),
+                free_cpu_ids=[],
+                memory_mb=n.memory_mb,
+                free_memory_mb=0,
+                partitions=frozenset(n.partitions.split(",")),
+            )
+            for n in rows
+        ]
+
+    # ------------------------------------------------------------------- reads
+    def get_job(self, job_id: int) -> dict[str, Any] | None:
+        with self._read() as conn:
+            row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
+        if row is None:
+            return None
+        out = dict(row._mapping)
+        normalise_times(out)
+        return out
+
+    def list_jobs(
+        self,
+        *,
+        states: Sequence[str] | None = None,
+        users: Sequence[str] | None = None,
+        names: Sequence[str] | None = None,
+        partitions: Sequence[str] | None = None,
+        job_ids: Sequence[int] | None = None,
+        array_job_ids: Sequence[int] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after: int | None = None,
+        offset: int = 0,
+        limit: int = 1000,
+        with_script: bool = False,
+        count: bool = True,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Matching jobs in id order, from the first id above `after` (keyset paging: a page
+        costs the same wherever it starts), skipping `offset` of them, at most `limit`; and
+        how many match in all, `after` aside (-1 unless `count`)."""
+        columns = [c for c in jobs.c if with_script or c.name not in ("script", "environment")]
+        conditions: list[ColumnElement[bool]] = []
+        if states:
+            conditions.append(jobs.c.state.in_(states))
+        if users:
+            conditions.append(jobs.c.user_name.in_(users))
+        if names:
+            conditions.append(jobs.c.name.in_(names))
+        if partitions:
+            conditions.append(jobs.c.partition.in_(partitions))
+        if job_ids:
+            conditions.append(or_(jobs.c.id.in_(job_ids), jobs.c.array_job_id.in_(job_ids)))
+        if array_job_ids:
+            conditions.append(jobs.c.array_job_id.in_(array_job_ids))
+        if since is not None:
+            # A job counts when it was alive at any point after `since`, as in sacct.
+            conditions.append(or_(jobs.c.end_time.is_(None), jobs.c.end_time >= since))
+        if until is not None:
+            conditions.append(jobs.c.submit_time <= until)
+        query = select(*columns).order_by(jobs.c.id).offset(offset).limit(limit)
+        count_query = select(func.count()).select_from(jobs)
+        if conditions:
+            count_query = count_query.where(and_(*conditions))
+        if after is not None:
+            conditions.append(jobs.c.id > after)
+        if conditions:
+            query = query.where(and_(*conditions))
+        with self._read() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+            total = int(conn.execute(count_query).scalar_one()) if count else -1
+        for row in rows:
+            normalise_times(row)
+        return rows, total
+
+    def job_pages(self, *, page_size: int = 500, **filters: Any) -> Iterator[list[dict[str, Any]]]:
+        """Every job matching `filters` (those of list_jobs), a page at a time in id order.
+
+        Each page is its own short read, so a listing of any size holds neither a page's worth
+        more memory nor a long transaction (which would keep SQLite's WAL from being
+        checkpointed); a job is in exactly one page."""
+        after: int | None = None
+        while True:
+            rows, _ = self.list_jobs(after=after, limit=page_size, count=False, **filters)
+            if rows:
+                yield rows
+            if len(rows) < page_size:
+                return
+            after = rows[-1]["id"]
+
+    def events(self, job_id: int) -> list[dict[str, Any]]:
+        with self._read() as conn:
+            rows = [
+                dict(r._mapping)
+                for r in conn.execute(
+                    select(job_events).where(job_events.c.job_id == job_id).order_by(job_events.c.id)
+                )
+            ]
+        for row in rows:
+            row["time"] = aware(row["time"])
+        return rows
+
+    def resolve_task(self, array_job_id: int, task_id: int) -> int | None:
+        """The job id of task `task_id` of array `array_job_id` (Slurm's `123_4`)."""
+        query = select(jobs.c.id).where(jobs.c.array_job_id == array_job_id, jobs.c.array_task_id == task_id)
+        with self._read() as conn:
+            return conn.execute(query).scalar_one_or_none()
+
+    def array_task_ids(self, job_id: int) -> list[int]:
+        """All task ids when `job_id` is an array's id (its first task), else []."""
+        query = select(jobs.c.id).where(jobs.c.array_job_id == job_id).order_by(jobs.c.id)
+        with self._read() as conn:
+            return [r[0] for r in conn.execute(query)]
+
+    def stats(self, *, live_after: datetime | None = None) -> Stats:
+        with self._read() as conn:
+            node_query = select(func.coalesce(func.sum(nodes.c.cpus), 0)).where(nodes.c.state == "UP")
+            if live_after is not None:
+                node_query = node_query.where(nodes.c.last_heartbeat >= live_after)
+            total = int(conn.execute(node_query).scalar_one())
+            row = conn.execute(
+                select(
+                    func.coalesce(func.sum(case((jobs.c.state == RUNNING, jobs.c.allocated_cpus), else_=0)), 0),
+                    func.coalesce(func.sum(case((jobs.c.state == RUNNING, 1), else_=0)), 0),
+                    func.coalesce(func.sum(case((jobs.c.state == PENDING, 1), else_=0)), 0),
+                ).where(jobs.c.state.in_([RUNNING, PENDING]))
+            ).one()
+        used, running, pending = int(row[0]), int(row[1]), int(row[2])
+        return Stats(total, used, max(total - used, 0), running, pending)
+
+    def list_nodes(self, *, live_after: datetime | None = None) -> list[NodeInfo]:
+        views = {v.name: v for v in self.node_views(live_after=live_after)}
+        with self._read() as conn:
+            rows = list(conn.execute(select(nodes).order_by(nodes.c.name)))
+        out = []
+        for n in rows:
+            view = views[n.name]
+            state = n.state
+            if state == "UP" and not view.up:
+                state = "DOWN"
+            out.append(
+                NodeInfo(
+                    name=n.name,
+                    cpus=n.cpus,
+                    cpu_ids=n.cpu_ids,
+                    cpu_binding=n.cpu_binding,
+                    memory_mb=n.memory_mb,
+                    partitions=n.partitions.split(","),
+                    state=state,
+                    reason=n.reason,
+                    last_heartbeat=aware(n.last_heartbeat),
+                    alloc_cpus=len(view.cpu_ids) - len(view.free_cpu_ids),
+                    alloc_memory_mb=view.memory_mb - view.free_memory_mb,
+                    running_jobs=view.running_jobs,
+                    instance=n.instance,
+                )
+            )
+        return out
+
+
+def _copy_array_tasks(conn: Connection, first: int, task_ids: Sequence[int]) -> None:
+    """Insert the other tasks of an array as copies of its first row, in the database.
+
+    The task ids are handed over as arithmetic runs (`0-9999` is one) that a recursive CTE
+    unfolds, joined with the first row in one INSERT ... SELECT: binding 50 parameters per
+    task in Python is what made a 10,000-task array slow.
+    """
+    copied = [c for c in jobs.c if c.name not in ("id", "array_task_id", "array_job_id")]
+    runs = _arithmetic_runs(task_ids)
+    for start in range(0, len(runs), _ARRAY_RUNS_CHUNK):
+        seeds = [
+            select(
+                literal(lo, Integer).label("task"), literal(hi, Integer).label("hi"), literal(step, Integer).label("step")
+            )
+            for lo, hi, step in runs[start : start + _ARRAY_RUNS_CHUNK]
+        ]
+        if len(seeds) == 1:
+            seed = seeds[0]
+        else:
+            # A recursive CTE's base must be a plain SELECT: wrap the UNION of the seeds.
+            union = union_all(*seeds).subquery()
+            seed = select(union.c.task, union.c.hi, union.c.step)
+        tasks = seed.cte("array_tasks", recursive=True)
+        tasks = tasks.union_all(
+            select(tasks.c.task + tasks.c.step, tasks.c.hi, tasks.c.step).where(
+                tasks.c.task + tasks.c.step <= tasks.c.hi
+            )
+        )
+        query = (
+            select(*copied, literal(first, jobs.c.array_job_id.type), tasks.c.task)
+            .select_from(jobs)
+            .join(tasks, true())
+            .where(jobs.c.id == first)
+            .order_by(tasks.c.task)
+        )
+        conn.execute(insert(jobs).from_select([c.name for c in copied] + ["array_job_id", "array_task_id"], query))
+
+
+def _differ_only_in_task(rows: Sequence[dict[str, Any]]) -> bool:
+    """Whether the rows of an array are one row repeated but for `array_task_id` (as
+    `build_rows` makes them), so the database can copy the first instead of binding each."""
+    first = rows[0]
+    keys = first.keys() - {"array_task_id", "array_job_id"}
+    for row in rows[1:]:
+        if row.keys() - {"array_task_id", "array_job_id"} != keys:
+            return False
+        for key in keys:
+            value, expected = row[key], first[key]
+            if value is not expected and value != expected:
+                return False
+    return True
+
+
+def _arithmetic_runs(ids: Sequence[int]) -> list[tuple[int, int, int]]:
+    """Sorted ids as (first, last, step) runs: [0..9999] is one run, [1, 3, 5, 10] two."""
+    runs: list[tuple[int, int, int]] = []
+    i, n = 0, len(ids)
+    while i < n:
+        if i + 1 == n:
+            runs.append((ids[i], ids[i], 1))
+            break
+        step = ids[i + 1] - ids[i]
+        j = i + 1
+        while j + 1 < n and ids[j + 1] - ids[j] == step:
+            j += 1
+        runs.append((ids[i], ids[j], step))
+        i = j + 1
+    return runs

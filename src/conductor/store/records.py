@@ -1,0 +1,104 @@
+"""What the store hands in and out besides job rows: typed records of reports and outcomes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from conductor.domain.states import JobState, Reason
+from conductor.store.engine import utcnow
+
+# What `ControlOutcome.skipped` says when the state alone does not explain why an action did
+# not apply.
+NOT_HELD = "NOT_HELD"
+BEING_STOPPED = "BEING_STOPPED"
+
+
+@dataclass(slots=True)
+class Finish:
+    """What a worker reports when a job's process has ended (or could not start)."""
+
+    job_id: int
+    state: JobState
+    exit_code: str | None
+    reason: str = Reason.NONE.value
+    error_msg: str | None = None
+    rusage: dict[str, float] | None = None
+    end_time: datetime = field(default_factory=utcnow)
+    # Which run of the job this reports (node and restart_count at launch). When set, a report
+    # about an earlier run of a job that was requeued meanwhile ends nothing.
+    node: str | None = None
+    restart_count: int | None = None
+
+    def about_run(self, node_list: str | None, restart_count: int) -> bool:
+        """Whether this reports the run of a job now on `node_list` at `restart_count`.
+
+        A worker that was declared dead may report, once it is back, the end of a run the
+        scheduler already ended or requeued; that report must not end the job's new run.
+        """
+        return (self.node is None or node_list == self.node) and (
+            self.restart_count is None or restart_count == self.restart_count
+        )
+
+
+@dataclass(slots=True)
+class CancelOutcome:
+    job_id: int
+    found: bool
+    state: str | None = None
+    message: str = ""
+    node: str | None = None
+
+
+@dataclass(slots=True)
+class ControlOutcome:
+    """What an action on jobs did: ids it changed, ids it skipped with their state (or
+    NOT_HELD / BEING_STOPPED), the ids that exist, and the nodes whose workers must wake."""
+
+    changed: list[int] = field(default_factory=list)
+    skipped: dict[int, str] = field(default_factory=dict)
+    found: set[int] = field(default_factory=set)
+    nodes: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class Stats:
+    total_cpus: int
+    used_cpus: int
+    available_cpus: int
+    running_jobs: int
+    pending_jobs: int
+
+
+@dataclass(slots=True)
+class NodeInfo:
+    name: str
+    cpus: int
+    cpu_ids: str
+    cpu_binding: bool
+    memory_mb: int
+    partitions: list[str]
+    state: str
+    reason: str | None
+    last_heartbeat: datetime | None
+    alloc_cpus: int
+    alloc_memory_mb: int
+    running_jobs: int
+    instance: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SingletonState:
+    """Jobs of one (user, name): whether one runs, and the lowest id among the pending ones."""
+
+    running: bool
+    first_pending_id: int | None
+
+
+@dataclass(slots=True)
+class Reaped:
+    """What one reaping pass did: nodes declared DOWN, jobs ended, jobs back to PENDING."""
+
+    nodes: list[str] = field(default_factory=list)
+    ended: list[int] = field(default_factory=list)
+    requeued: list[int] = field(default_factory=list)
