@@ -368,7 +368,7 @@ def bench_submit(count: int = 3000, clients: int = 8) -> None:
 
 
 def bench_pass() -> None:
-    from conductor.policy import NodeView, PendingJob, schedule
+    from conductor.scheduler.policy import NodeView, PendingJob, schedule
 
     for count in (10_000, 100_000):
         rng = random.Random(1)
@@ -412,7 +412,7 @@ def bench_loop(count: int = 10_000) -> None:
     from datetime import UTC, datetime
 
     from conductor.bus import Bus
-    from conductor.scheduler import Scheduler
+    from conductor.scheduler.loop import Scheduler
     from conductor.store import Store
 
     home = Path(tempfile.mkdtemp(prefix="conductor-bench-"))

@@ -241,7 +241,7 @@ def test_placement_spreads_load_and_cancels_reach_the_owner(running: Cluster) ->
 
 
 def test_pack_policy_is_best_fit() -> None:
-    from conductor.policy import NodeView, PendingJob, schedule
+    from conductor.scheduler.policy import NodeView, PendingJob, schedule
 
     def views() -> list[NodeView]:
         return [

@@ -15,7 +15,7 @@ import pytest
 
 from conductor.bus import Bus
 from conductor.domain.states import JobState
-from conductor.scheduler import Scheduler
+from conductor.scheduler.loop import Scheduler
 from conductor.store import Finish, Store, utcnow
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from conductor.domain.states import JobState
-from conductor.policy import Placement, schedule
+from conductor.scheduler.policy import Placement, schedule
 from conductor.store import Finish, NodeConflict, Store, utcnow
 
 
@@ -295,7 +295,7 @@ def test_scheduler_lock_is_exclusive_and_dies_with_its_connection(pg_url: str) -
 
 
 def test_scheduler_lock_hands_over(pg_url: str) -> None:
-    from conductor.leader import SchedulerLock
+    from conductor.scheduler.leader import SchedulerLock
 
     store = Store(pg_url)
     changes: list[tuple[str, bool]] = []
@@ -317,7 +317,7 @@ def test_scheduler_lock_hands_over(pg_url: str) -> None:
 
 
 def test_pg_bus_carries_topics_between_processes(pg_url: str) -> None:
-    from conductor.pgbus import PgBus
+    from conductor.bus.postgres import PgBus
 
     store = Store(pg_url)
     sender, receiver = PgBus(store, poll=0.1).start(), PgBus(store, poll=0.1).start()

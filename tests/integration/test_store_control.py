@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from conductor.domain.states import JobState
-from conductor.policy import schedule
+from conductor.scheduler.policy import schedule
 from conductor.store import BEING_STOPPED, NOT_HELD, Finish, Store, utcnow
 
 

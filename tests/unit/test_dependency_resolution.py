@@ -1,4 +1,4 @@
-"""conductor.dependencies: the pure evaluation, then resolution against a real (SQLite) store."""
+"""conductor.scheduler.dependencies: the pure evaluation, then resolution against a real (SQLite) store."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from conductor.dependencies import DependencyResolver, check_targets, evaluate_all, resolve_dependencies, statuses_for
+from conductor.scheduler.dependencies import DependencyResolver, check_targets, evaluate_all, resolve_dependencies, statuses_for
 from conductor.domain.dependency import JobRef, JobStatus, parse_dependency
 from conductor.errors import DependencyProblem
 from conductor.domain.states import JobState
-from conductor.policy import DependencyStatus, PendingJob, schedule
+from conductor.scheduler.policy import DependencyStatus, PendingJob, schedule
 from conductor.store import Finish, SingletonState, Store, utcnow
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)

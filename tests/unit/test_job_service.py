@@ -25,7 +25,7 @@ from conductor.errors import (
     Unsatisfiable,
     UnknownUser,
 )
-from conductor.policy import NodeView
+from conductor.scheduler.policy import NodeView
 from conductor.services.jobs import JobChanges, JobService, Submitted, WouldSubmit
 from conductor.services.principal import Principal
 from conductor.services.submission import Limits

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conductor.policy import DependencyStatus, NodeView, PendingJob, PlacementPolicy, schedule
+from conductor.scheduler.policy import DependencyStatus, NodeView, PendingJob, PlacementPolicy, schedule
 
 
 def node(name: str, cpus: int, free: int | None = None, memory: int = 64_000, partitions: str = "debug") -> NodeView:

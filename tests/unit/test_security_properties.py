@@ -24,7 +24,7 @@ from conductor.api.outputs import Reader, open_for, read_tail
 from conductor.cli.getopt import GetoptError
 from conductor.cli.sbatch_options import SbatchError, build_plan, first_pass
 from conductor.domain.errors import SpecError
-from conductor.policy import NodeView
+from conductor.scheduler.policy import NodeView
 from conductor.store import redact_secrets, redact_url
 from conductor.errors import Invalid, Unsatisfiable
 from conductor.services.submission import SECRET_VARIABLES, Limits, Submitter, build_rows

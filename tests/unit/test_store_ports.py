@@ -7,10 +7,10 @@ import inspect
 
 import pytest
 
-from conductor.dependencies import DependencyStore
-from conductor.leader import LockStore
-from conductor.pgbus import NotifyStore
-from conductor.scheduler import SchedulerStore
+from conductor.scheduler.dependencies import DependencyStore
+from conductor.scheduler.leader import LockStore
+from conductor.bus.postgres import NotifyStore
+from conductor.scheduler.loop import SchedulerStore
 from conductor.services.ports import JobStore
 from conductor.services.tokens import TokenStore
 from conductor.store import NodeAgentStore, Store

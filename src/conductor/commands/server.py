@@ -31,9 +31,9 @@ def main(argv: list[str]) -> int:
 
 
 def run_server(settings: Settings) -> int:
-    from conductor.leader import SchedulerLock
-    from conductor.pgbus import bus_for
-    from conductor.scheduler import Scheduler
+    from conductor.scheduler.leader import SchedulerLock
+    from conductor.bus.postgres import bus_for
+    from conductor.scheduler.loop import Scheduler
 
     store = open_store(settings)
     bus = bus_for(store, "server")

@@ -54,7 +54,7 @@ def root_jobs_allowed(settings: Settings) -> bool:
 
 def run_all_in_one(settings: Settings) -> int:
     from conductor.bus import Bus
-    from conductor.scheduler import Scheduler
+    from conductor.scheduler.loop import Scheduler
     from conductor.worker import run_in_thread
 
     store = open_store(settings)

@@ -31,7 +31,7 @@ def main(argv: list[str]) -> int:
 
 
 def run_worker(settings: Settings) -> int:
-    from conductor.pgbus import bus_for
+    from conductor.bus.postgres import bus_for
 
     store = open_store(settings, patient=True)
     bus = bus_for(store, f"worker-{settings.resolved_node_name()}")

@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conductor.bus import SCHEDULER, node_topic
-from conductor.dependencies import check_targets
+from conductor.scheduler.dependencies import check_targets
 from conductor.domain.signals import signal_name
 from conductor.domain.states import JobState
 from conductor.errors import AlreadyDone, Conflict, Forbidden, Invalid, LimitExceeded, NotFound, UnknownUser
-from conductor.policy import NodeView
+from conductor.scheduler.policy import NodeView
 from conductor.services.principal import Principal, ensure_owner
 from conductor.services.ports import JobStore, Wakeups
 from conductor.services.requests import SubmitRequest

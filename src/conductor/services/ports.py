@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-from conductor.policy import NodeView
+from conductor.scheduler.policy import NodeView
 from conductor.store import CancelOutcome, ControlOutcome
 
 

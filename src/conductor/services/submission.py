@@ -19,7 +19,7 @@ from conductor.domain.memory import parse_memory_mb
 from conductor.domain.signals import parse_signal_spec
 from conductor.domain.states import Reason
 from conductor.domain.timespec import parse_begin_time, parse_time_limit
-from conductor.policy import NodeView
+from conductor.scheduler.policy import NodeView
 from conductor.services.requests import JobDescription
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

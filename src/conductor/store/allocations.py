@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 
 from conductor.domain.cpuset import parse_cpu_list
-from conductor.policy import NodeView
+from conductor.scheduler.policy import NodeView
 from conductor.store.engine import Database, aware
 from conductor.store.schema import jobs, nodes
 from conductor.store.transitions import RUNNING

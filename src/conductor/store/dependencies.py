@@ -1,4 +1,4 @@
-"""What dependency resolution (`conductor.dependencies`) reads: the dependency strings of the
+"""What dependency resolution (`conductor.scheduler.dependencies`) reads: the dependency strings of the
 pending jobs, the states of the jobs they name, and what blocks `--dependency=singleton`."""
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from conductor.domain.cpuset import parse_cpu_list
 from conductor.domain.states import Reason
-from conductor.policy import NodeView
+from conductor.scheduler.policy import NodeView
 from conductor.store.allocations import Allocations
 from conductor.store.engine import aware, normalise_times, utcnow
 from conductor.store.records import NodeInfo, Stats

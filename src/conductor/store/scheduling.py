@@ -11,7 +11,7 @@ from sqlalchemy import bindparam, func, or_, select, update
 
 from conductor.domain.cpuset import format_cpu_list, parse_cpu_list
 from conductor.domain.states import JobState, Reason
-from conductor.policy import DependencyStatus, PendingJob, Placement
+from conductor.scheduler.policy import DependencyStatus, PendingJob, Placement
 from conductor.store.allocations import Allocations, running_allocations
 from conductor.store.engine import aware, utcnow
 from conductor.store.records import Reaped

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from conductor.store import pg_connect, pg_ping, pg_try_scheduler_lock
 
-log = logging.getLogger("conductor.leader")
+log = logging.getLogger("conductor.scheduler.leader")
 
 
 class LockStore(Protocol):

@@ -35,7 +35,7 @@ from conductor.domain.dependency import (
 )
 from conductor.domain.errors import SpecError
 from conductor.errors import DependencyProblem
-from conductor.policy import DependencyStatus, PendingJob
+from conductor.scheduler.policy import DependencyStatus, PendingJob
 from conductor.store import SingletonState
 
 __all__ = [
@@ -49,7 +49,7 @@ __all__ = [
 
 DEPENDENCY_PROBLEM = "Job dependency problem"
 
-log = logging.getLogger("conductor.dependencies")
+log = logging.getLogger("conductor.scheduler.dependencies")
 
 
 class DependencyStore(Protocol):

@@ -1,7 +1,7 @@
 """The scheduler's decisions: a pure function of (pending jobs, nodes, clock).
 
 No I/O and no global state, so tests call `schedule()` directly and the benchmark runs it over
-100,000 pending jobs. The loop in `scheduler.py` feeds it from the store and applies what it returns.
+100,000 pending jobs. The loop (`loop.py`) feeds it from the store and applies what it returns.
 """
 
 from __future__ import annotations

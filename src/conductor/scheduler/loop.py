@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from conductor.bus import SCHEDULER, Bus, node_topic
-from conductor.dependencies import DependencyResolver, DependencyStore
-from conductor.policy import (
+from conductor.scheduler.dependencies import DependencyResolver, DependencyStore
+from conductor.scheduler.policy import (
     Decision,
     DependencyStatus,
     NodeView,

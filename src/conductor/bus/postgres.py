@@ -19,7 +19,7 @@ from typing import Protocol
 from conductor.bus import Bus
 from conductor.store import NOTIFY_CHANNEL, pg_connect, pg_listen
 
-log = logging.getLogger("conductor.pgbus")
+log = logging.getLogger("conductor.bus.postgres")
 
 
 class NotifyStore(Protocol):
