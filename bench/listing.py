@@ -97,7 +97,7 @@ def main() -> None:
         [sys.executable, "-c", "import conductor; print(conductor.__file__)"], env=env, capture_output=True, text=True
     ).stdout.strip()
     print(f"conductor from {source}")
-    log = open(home / "conductor.log", "wb")  # noqa: SIM115 - lives as long as the server
+    log = open(home / "conductor.log", "wb")
     server = subprocess.Popen(
         [sys.executable, "-m", "conductor", "up", "--cpus", "2", "--port", str(port), "--log-level", "WARNING"],
         env=env, stdout=log, stderr=subprocess.STDOUT,

@@ -219,7 +219,7 @@ def conductor(cpus: int, extra_env: dict[str, str] | None = None) -> Iterator[tu
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONDUCTOR_")}
     env.update({"CONDUCTOR_HOME": str(home), **(extra_env or {})})
-    log = open(home / "server.log", "wb")  # noqa: SIM115
+    log = open(home / "server.log", "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "conductor", "up", "--cpus", str(cpus), "--port", str(port), "--log-level", "WARNING"],
         env=env,

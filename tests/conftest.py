@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from support import Api, ConductorProcess, PostgresCluster, free_port, postgres_cluster  # noqa: E402
+from support import Api, ConductorProcess, PostgresCluster, free_port, postgres_cluster
 
 # The `unix_users` fixture, for every test file that needs real Unix users.
 pytest_plugins = ["users"]

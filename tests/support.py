@@ -68,7 +68,7 @@ class ConductorProcess:
         argv = [sys.executable, "-m", "conductor", *self.args]
         if self.port is not None and "--port" not in self.args:
             argv += ["--port", str(self.port)]
-        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
+        log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(self.home), pass_fds=self.pass_fds
         )

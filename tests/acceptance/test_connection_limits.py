@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-
 from support import ConductorProcess
 
 PARTIAL = b"GET /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "  # headers never end

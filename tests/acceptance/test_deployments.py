@@ -150,7 +150,7 @@ class Host:
         if port is not None:
             argv[argv.index("--port") + 1] = str(port)
         home = Path(env["CONDUCTOR_HOME"])
-        log = open(home.parent / f"{service.name}.log", "ab")  # noqa: SIM115 - closed below
+        log = open(home.parent / f"{service.name}.log", "ab")
         process = subprocess.Popen(
             argv,
             env=clean_env(**env, PYTHONPATH=self.python.pythonpath, HOME=entry.pw_dir),

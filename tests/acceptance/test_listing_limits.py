@@ -9,9 +9,9 @@ a cursor to the next, and slurmrestd's full listing is streamed page by page.
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
-import statistics
 import threading
 import time
 from collections.abc import Iterator

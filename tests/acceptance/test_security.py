@@ -24,9 +24,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from users import StartConductor, UnixUsers, conductor_cli, make_token, run_root, user_server
 from support import Api, ConductorProcess, clean_env, free_port
-
+from users import StartConductor, UnixUsers, conductor_cli, make_token, run_root, user_server
 
 
 # ---------------------------------------------------------------------- authentication

@@ -15,9 +15,9 @@ import textwrap
 from pathlib import Path
 
 # Test dependencies (pyproject's `test` extra): a missing one must fail, never skip.
-import dask_jobqueue  # noqa: E402, F401
+import dask_jobqueue  # noqa: F401
 import pytest
-import submitit  # noqa: E402, F401
+import submitit  # noqa: F401
 from support import ConductorProcess, clean_env
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from conductor.store.schema import metadata
 from conductor.store import Store
+from conductor.store.schema import metadata
 
 
 def test_migrations_build_the_declared_schema(database_url: str) -> None:

@@ -10,10 +10,16 @@ from typing import Any
 
 import pytest
 
-from conductor.scheduler.dependencies import DependencyResolver, check_targets, evaluate_all, resolve_dependencies, statuses_for
 from conductor.domain.dependency import JobRef, JobStatus, parse_dependency
-from conductor.errors import DependencyProblem
 from conductor.domain.states import JobState
+from conductor.errors import DependencyProblem
+from conductor.scheduler.dependencies import (
+    DependencyResolver,
+    check_targets,
+    evaluate_all,
+    resolve_dependencies,
+    statuses_for,
+)
 from conductor.scheduler.policy import DependencyStatus, PendingJob, schedule
 from conductor.store import Finish, SingletonState, Store, utcnow
 

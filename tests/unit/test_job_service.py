@@ -22,8 +22,8 @@ from conductor.errors import (
     Forbidden,
     LimitExceeded,
     NotFound,
-    Unsatisfiable,
     UnknownUser,
+    Unsatisfiable,
 )
 from conductor.scheduler.policy import NodeView
 from conductor.services.jobs import JobChanges, JobService, Submitted, WouldSubmit

@@ -56,7 +56,7 @@ def test_reason_only_reported_when_it_changes() -> None:
 
 
 def test_spread_prefers_least_loaded_and_pack_the_fullest() -> None:
-    nodes = lambda: [node("a", 8, free=2), node("b", 8, free=6), node("c", 4, free=3)]  # noqa: E731
+    nodes = lambda: [node("a", 8, free=2), node("b", 8, free=6), node("c", 4, free=3)]
     spread = schedule([job(1)], nodes(), now=0.0, policy=PlacementPolicy.SPREAD)
     assert spread.placements[0].node == "b"  # 6/8 free is the largest fraction
     pack = schedule([job(1)], nodes(), now=0.0, policy=PlacementPolicy.PACK)

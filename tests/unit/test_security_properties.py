@@ -24,10 +24,10 @@ from conductor.api.outputs import Reader, open_for, read_tail
 from conductor.cli.getopt import GetoptError
 from conductor.cli.sbatch_options import SbatchError, build_plan, first_pass
 from conductor.domain.errors import SpecError
-from conductor.scheduler.policy import NodeView
-from conductor.store import redact_secrets, redact_url
 from conductor.errors import Invalid, Unsatisfiable
+from conductor.scheduler.policy import NodeView
 from conductor.services.submission import SECRET_VARIABLES, Limits, Submitter, build_rows
+from conductor.store import redact_secrets, redact_url
 
 NOW = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
 LIMITS = Limits(max_script_bytes=4096, max_environment_bytes=2048, max_array_tasks=50, default_partition="debug")

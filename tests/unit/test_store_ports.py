@@ -7,9 +7,9 @@ import inspect
 
 import pytest
 
+from conductor.bus.postgres import NotifyStore
 from conductor.scheduler.dependencies import DependencyStore
 from conductor.scheduler.leader import LockStore
-from conductor.bus.postgres import NotifyStore
 from conductor.scheduler.loop import SchedulerStore
 from conductor.services.ports import JobStore
 from conductor.services.tokens import TokenStore

@@ -18,20 +18,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from conductor import __version__
 from conductor.api import control, models, slurmrestd
-from conductor.api.fastpath import SubmitFastPath, submit_answer
 from conductor.api.auth import CurrentPrincipal, authenticate, document_public_routes
+from conductor.api.fastpath import SubmitFastPath, submit_answer
 from conductor.api.limits import ASGIApp, BodyLimit, reject_repeated_query_parameters
 from conductor.api.outputs import Reader, reader_for
 from conductor.api.outputs import read_tail as _read_tail_safely
 from conductor.bus import Bus
 from conductor.domain.states import JobState
-from conductor.launch import job_paths
 from conductor.errors import Invalid, NotFound, Refusal, StoreUnavailable
-from conductor.settings import Settings
-from conductor.store import Store, utcnow
+from conductor.launch import job_paths
 from conductor.services.jobs import JobService
 from conductor.services.principal import Principal, ensure_owner
 from conductor.services.submission import Limits
+from conductor.settings import Settings
+from conductor.store import Store, utcnow
 
 
 @dataclass
@@ -184,24 +184,33 @@ def _time_param(value: str | None, name: str) -> datetime | None:
         raise Invalid(f"'{text[:40]}' is not a time (ISO 8601, e.g. 2026-01-31T12:00:00, or UNIX seconds)", field=name) from None
 
 
-def create_app(ctx: AppContext) -> FastAPI:
-    app = FastAPI(
-        lifespan=_lifespan,
-        title="SCNS-Conductor",
-        version=__version__,
-        description="A batch job scheduler with Slurm's way of working. Every route but /health needs "
-        "a token (`Authorization: Bearer <token>`); this document itself is public.",
-        # Every route, including those other modules add later, is authenticated (api/auth.py).
-        dependencies=[Depends(authenticate), Depends(reject_repeated_query_parameters)],
-        responses={
-            401: {"model": models.ErrorBody, "description": "No token, or an unknown or revoked one"},
-            403: {"model": models.ErrorBody, "description": "The token's user may not do this"},
-            413: {"model": models.ErrorBody, "description": "Request body over CONDUCTOR_MAX_BODY_BYTES"},
-        },
-    )
-    app.state.ctx = ctx
-    store, settings = ctx.store, ctx.settings
+def _check_page(limit: int, bound: int) -> None:
+    if limit > bound:
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("query", "limit"),
+                    "msg": f"at most {bound} jobs per page (CONDUCTOR_MAX_PAGE_SIZE), got {limit}; "
+                    "follow `next_after` for the rest",
+                    "type": "value_error",
+                }
+            ]
+        )
 
+
+def _states(text: str | None) -> list[str] | None:
+    """The `state` filter: Slurm's state names, any case; 400 naming an unknown one."""
+    states = _csv(text)
+    if not states:
+        return None
+    valid = {s.value for s in JobState}
+    bad = [s for s in states if s.upper() not in valid]
+    if bad:
+        raise Invalid(f"unknown state '{bad[0]}'; expected one of {', '.join(sorted(valid))}", field="state")
+    return [s.upper() for s in states]
+
+
+def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Refusal)
     async def _refusal(_: Request, exc: Refusal) -> JSONResponse:
         # The status comes from the refusal's kind, never from its text.
@@ -225,6 +234,25 @@ def create_app(ctx: AppContext) -> FastAPI:
         return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
 
+def create_app(ctx: AppContext) -> FastAPI:
+    app = FastAPI(
+        lifespan=_lifespan,
+        title="SCNS-Conductor",
+        version=__version__,
+        description="A batch job scheduler with Slurm's way of working. Every route but /health needs "
+        "a token (`Authorization: Bearer <token>`); this document itself is public.",
+        # Every route, including those other modules add later, is authenticated (api/auth.py).
+        dependencies=[Depends(authenticate), Depends(reject_repeated_query_parameters)],
+        responses={
+            401: {"model": models.ErrorBody, "description": "No token, or an unknown or revoked one"},
+            403: {"model": models.ErrorBody, "description": "The token's user may not do this"},
+            413: {"model": models.ErrorBody, "description": "Request body over CONDUCTOR_MAX_BODY_BYTES"},
+        },
+    )
+    app.state.ctx = ctx
+    store, settings = ctx.store, ctx.settings
+
+    _install_error_handlers(app)
     document_public_routes(app)
 
     error_responses: dict[int | str, dict[str, Any]] = {
@@ -338,7 +366,7 @@ def create_app(ctx: AppContext) -> FastAPI:
         ] = None,
         offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
         # A default rather than an annotation: the bound is a setting, known only here.
-        limit: int = Query(  # noqa: B008
+        limit: int = Query(
             default_page,
             ge=1,
             description=f"Jobs in this page, at most {page_bound} (CONDUCTOR_MAX_PAGE_SIZE); "
@@ -346,33 +374,13 @@ def create_app(ctx: AppContext) -> FastAPI:
             json_schema_extra={"maximum": page_bound},  # checked below, to name the setting
         ),
     ) -> Any:
-        if limit > page_bound:
-            raise RequestValidationError(
-                [
-                    {
-                        "loc": ("query", "limit"),
-                        "msg": f"at most {page_bound} jobs per page (CONDUCTOR_MAX_PAGE_SIZE), got {limit}; "
-                        "follow `next_after` for the rest",
-                        "type": "value_error",
-                    }
-                ]
-            )
-        states = _csv(state)
-        if states:
-            valid = {s.value for s in JobState}
-            bad = [s for s in states if s.upper() not in valid]
-            if bad:
-                raise Invalid(f"unknown state '{bad[0]}'; expected one of {', '.join(sorted(valid))}", field="state")
-            states = [s.upper() for s in states]
-        ids = None
-        if job_id:
-            ids = [_parse_job_id(j) for j in _csv(job_id) or []]
+        _check_page(limit, page_bound)
         rows, total = store.list_jobs(
-            states=states,
+            states=_states(state),
             users=_csv(user),
             names=_csv(name),
             partitions=_csv(partition),
-            job_ids=ids,
+            job_ids=[_parse_job_id(j) for j in _csv(job_id) or []] if job_id else None,
             array_job_ids=[array_job_id] if array_job_id else None,
             since=_time_param(since, "since"),
             until=_time_param(until, "until"),
@@ -413,6 +421,16 @@ def create_app(ctx: AppContext) -> FastAPI:
             ],
         )
 
+    _node_routes(app, ctx)
+    _system_routes(app, ctx)
+    app.include_router(control.router)
+    app.include_router(slurmrestd.router)
+    return app
+
+
+def _node_routes(app: FastAPI, ctx: AppContext) -> None:
+    store, settings = ctx.store, ctx.settings
+
     # ----------------------------------------------------------------- nodes
     @app.get("/nodes", response_model=models.NodeList)
     def list_nodes() -> Any:
@@ -452,6 +470,10 @@ def create_app(ctx: AppContext) -> FastAPI:
                 part.total_cpus += n.cpus
         return models.PartitionList(partitions=sorted(found.values(), key=lambda p: (not p.default, p.name)))
 
+
+def _system_routes(app: FastAPI, ctx: AppContext) -> None:
+    store = ctx.store
+
     # ---------------------------------------------------------------- system
     # Public (api/auth.PUBLIC_PATHS): probes carry no token. It says nothing but "up".
     @app.get("/health", response_model=models.Health, responses={503: {"model": models.Health}})
@@ -480,10 +502,6 @@ def create_app(ctx: AppContext) -> FastAPI:
             f'conductor_jobs{{state="PENDING"}} {s.pending_jobs}',
         ]
         return "\n".join(lines) + "\n"
-
-    app.include_router(control.router)
-    app.include_router(slurmrestd.router)
-    return app
 
 
 def serve(ctx: AppContext) -> ASGIApp:

@@ -7,10 +7,9 @@ goes over, so no client can make the server buffer more than `max_bytes`, whatev
 
 from __future__ import annotations
 
+import json
 import types
 import typing
-
-import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 

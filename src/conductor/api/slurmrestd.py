@@ -49,8 +49,8 @@ from conductor.errors import (
     InvalidPartition,
     NotFound,
     Refusal,
-    Unsatisfiable,
     UnknownUser,
+    Unsatisfiable,
 )
 from conductor.launch import CLUSTER_NAME, job_paths
 from conductor.services.jobs import JobService, Submitted
@@ -311,7 +311,7 @@ _SAME = (
 _QUIET = frozenset({"script", "user_id", "group_id", "cluster_constraint", "clusters", "shared", "oversubscribe"})
 
 
-def to_job_description(job: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+def to_job_description(job: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:  # noqa: C901 - one branch per slurmrestd job field
     """Our `/jobs/submit` job object from a `v0.0.40_job_desc_msg`, and the fields ignored."""
     out: dict[str, Any] = {}
     ignored: list[str] = []

@@ -96,7 +96,7 @@ class PgBus(Bus):
                 if conn is not None:
                     try:
                         conn.close()
-                    except Exception:  # noqa: BLE001, S110 - closing a broken connection
+                    except Exception:  # noqa: BLE001 - closing a broken connection
                         pass
 
 

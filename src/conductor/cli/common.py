@@ -71,7 +71,7 @@ def run(prog: str, body: Callable[[], int]) -> int:
     except BrokenPipeError:
         # `squeue | head` closes the pipe early; that is not an error worth a traceback.
         try:
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - swallow the final flush
+            sys.stdout = open(os.devnull, "w")
         except OSError:
             pass
         return 0

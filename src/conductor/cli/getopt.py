@@ -76,7 +76,7 @@ class OptionTable:
         return opt
 
 
-def getopt_long(
+def getopt_long(  # noqa: C901 - GNU getopt_long's rules, kept in one place
     argv: list[str], table: OptionTable, stop_at_operand: bool = False
 ) -> tuple[list[tuple[str, str | None]], list[str]]:
     """Parse argv (without the program name) into ((key, value) in order, operands).

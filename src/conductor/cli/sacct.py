@@ -149,7 +149,7 @@ def main(argv: list[str]) -> int:
     return run(PROG, lambda: _main(argv))
 
 
-def _main(argv: list[str]) -> int:
+def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per sacct option
     parsed, operands = getopt_long(argv, OPTIONS)
     opts, multi = collect_options(parsed)
     if operands:

@@ -562,7 +562,7 @@ def _export_environment(spec: str, environ: Mapping[str, str]) -> dict[str, str]
     return env
 
 
-def build_plan(
+def build_plan(  # noqa: C901 - one branch per sbatch option
     first: FirstPass,
     script: str,
     *,

@@ -69,7 +69,7 @@ def main(argv: list[str]) -> int:
     return run(PROG, lambda: _main(argv))
 
 
-def _main(argv: list[str]) -> int:
+def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per scancel option
     parsed, operands = getopt_long(argv, OPTIONS)
     opts: dict[str, str | None] = {}
     for key, value in parsed:

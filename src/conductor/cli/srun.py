@@ -279,7 +279,7 @@ def _exported(spec: str, env: dict[str, str]) -> dict[str, str]:
     return keep
 
 
-def launch(
+def launch(  # noqa: C901 - one branch per srun option
     command: list[str],
     *,
     ntasks: int,
@@ -313,7 +313,7 @@ def launch(
         if path not in shared:
             # Append: the batch step may write to the same file (submitit points both at it),
             # and truncating here would destroy what it wrote.
-            handle = open(path, "ab")  # noqa: SIM115 - closed after the tasks end
+            handle = open(path, "ab")
             opened.append(handle)
             shared[path] = handle
         return shared[path]
@@ -343,7 +343,7 @@ def launch(
                 stdin_path_expanded = expand_step_pattern(
                     stdin_path, env, rank=rank, step_id=step_id
                 )
-                stdin_target: Any = open(stdin_path_expanded, "rb")  # noqa: SIM115
+                stdin_target: Any = open(stdin_path_expanded, "rb")
                 opened.append(stdin_target)
             else:
                 stdin_target = None if rank == 0 else subprocess.DEVNULL

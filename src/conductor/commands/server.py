@@ -31,8 +31,8 @@ def main(argv: list[str]) -> int:
 
 
 def run_server(settings: Settings) -> int:
-    from conductor.scheduler.leader import SchedulerLock
     from conductor.bus.postgres import bus_for
+    from conductor.scheduler.leader import SchedulerLock
     from conductor.scheduler.loop import Scheduler
 
     store = open_store(settings)

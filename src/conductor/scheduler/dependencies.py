@@ -151,7 +151,7 @@ class DependencyResolver:
             return
         try:
             resolve_dependencies(store, candidates)
-        except Exception:  # noqa: BLE001 - one bad dependency must not stop all scheduling
+        except Exception:
             log.exception("dependency resolution failed; the jobs concerned wait")
             for job in candidates:
                 job.dependency = DependencyStatus.WAITING

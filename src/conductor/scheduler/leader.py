@@ -131,7 +131,7 @@ class SchedulerLock:
         if conn is not None:
             try:
                 conn.close()  # closing the session releases the advisory lock
-            except Exception:  # noqa: BLE001, S110 - the connection may already be broken
+            except Exception:  # noqa: BLE001 - the connection may already be broken
                 pass
         if self._file is not None:
             os.close(self._file)

@@ -224,7 +224,7 @@ class Scheduler:
                     if self.reap():
                         self._wake.set()  # requeued jobs and freed CPUs: decide again at once
                     self.run_pass()
-                except Exception as exc:  # noqa: BLE001 - a failed pass is retried at the next wake-up
+                except Exception as exc:
                     if is_disconnect(exc):
                         log.warning("scheduler pass failed: database unreachable (%s)", type(exc).__name__)
                     else:

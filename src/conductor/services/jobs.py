@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conductor.bus import SCHEDULER, node_topic
-from conductor.scheduler.dependencies import check_targets
 from conductor.domain.signals import signal_name
 from conductor.domain.states import JobState
 from conductor.errors import AlreadyDone, Conflict, Forbidden, Invalid, LimitExceeded, NotFound, UnknownUser
+from conductor.scheduler.dependencies import check_targets
 from conductor.scheduler.policy import NodeView
-from conductor.services.principal import Principal, ensure_owner
 from conductor.services.ports import JobStore, Wakeups
+from conductor.services.principal import Principal, ensure_owner
 from conductor.services.requests import SubmitRequest
 from conductor.services.submission import Limits, build_rows, check_privileges, submitter_for
 from conductor.store import BEING_STOPPED, NOT_HELD, ControlOutcome, utcnow
@@ -156,7 +156,7 @@ class JobService:
             read_at, pending = self._pending.get(user, (float("-inf"), 0))
             self._pending[user] = (read_at, pending + count)
             self.bus.publish(SCHEDULER)
-        except Exception:  # noqa: BLE001 - stored already; the scheduler's periodic pass finds it
+        except Exception:
             log.warning("a submission was stored but the scheduler could not be woken", exc_info=True)
 
     def _pending_jobs(self, user: str, adding: int, limit: int) -> int:
@@ -316,7 +316,7 @@ class JobService:
                 self.bus.publish(node_topic(node))
             if scheduler:
                 self.bus.publish(SCHEDULER)
-        except Exception:  # noqa: BLE001 - see above
+        except Exception:
             log.warning("an action was stored but a wake-up failed", exc_info=True)
 
 

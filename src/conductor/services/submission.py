@@ -14,11 +14,11 @@ from typing import Any
 from conductor.domain.arrays import parse_array_spec
 from conductor.domain.dependency import format_dependency, parse_dependency
 from conductor.domain.errors import SpecError
-from conductor.errors import Forbidden, InvalidPartition, Unsatisfiable
 from conductor.domain.memory import parse_memory_mb
 from conductor.domain.signals import parse_signal_spec
 from conductor.domain.states import Reason
 from conductor.domain.timespec import parse_begin_time, parse_time_limit
+from conductor.errors import Forbidden, InvalidPartition, Unsatisfiable
 from conductor.scheduler.policy import NodeView
 from conductor.services.requests import JobDescription
 

@@ -8,7 +8,21 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Integer, and_, case, func, insert, literal, null, or_, select, true, union_all, update
+from sqlalchemy import (
+    Connection,
+    Integer,
+    and_,
+    case,
+    func,
+    insert,
+    literal,
+    null,
+    or_,
+    select,
+    true,
+    union_all,
+    update,
+)
 from sqlalchemy.sql.elements import ColumnElement
 
 from conductor.domain.cpuset import parse_cpu_list
