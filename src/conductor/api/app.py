@@ -28,7 +28,7 @@ from conductor.bus import SCHEDULER, Bus
 from conductor.dependencies import check_targets
 from conductor.domain.errors import SpecError
 from conductor.domain.states import JobState
-from conductor.launch import job_paths
+from conductor.domain.jobfiles import job_paths
 from conductor.policy import NodeView
 from conductor.settings import Settings
 from conductor.store import Store, utcnow

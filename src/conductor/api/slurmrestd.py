@@ -42,7 +42,7 @@ from conductor.bus import SCHEDULER, node_topic
 from conductor.domain.errors import SpecError
 from conductor.domain.signals import parse_signal, signal_name
 from conductor.domain.states import JobState
-from conductor.launch import CLUSTER_NAME, job_paths
+from conductor.domain.jobfiles import CLUSTER_NAME, job_paths
 from conductor.store import utcnow
 
 if TYPE_CHECKING:
