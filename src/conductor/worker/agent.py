@@ -103,7 +103,7 @@ class Worker:
         self._stopping = False
         self.taken_over = False  # another instance claimed the node: this one must not go on
         self._is_root = os.geteuid() == 0
-        self._array_bounds: dict[int, tuple[int, int, int, int]] = {}
+        self._array_bounds: dict[int | None, tuple[int, int, int, int]] = {}
         # User name -> (until when, passwd entry or None, groups as the launcher takes them).
         self._users: dict[str, tuple[float, pwd.struct_passwd | None, list[int], str]] = {}
         self._me: tuple[float, RunAs] | None = None
@@ -367,7 +367,7 @@ class Worker:
         return RunAs(str(entry.pw_uid), str(gid), groups_text, entry.pw_dir, name)
 
     def _bounds(self, row: Row) -> tuple[int, int, int, int] | None:
-        array_job = row.get("array_job_id")
+        array_job: int | None = row.get("array_job_id")
         if row.get("array_task_id") is None or not row.get("array_spec"):
             return None
         if array_job not in self._array_bounds:

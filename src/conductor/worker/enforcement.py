@@ -169,11 +169,11 @@ def enforce(
     if any(row.get("pending_signal") for row in current.values()):
         deliver_signals(jobs, node, store, signaller)
     for job in list(jobs.values()):
-        row = current.get(job.job_id)
-        if row is not None:
+        known = current.get(job.job_id)
+        if known is not None:
             # scontrol update may have changed the limit of the running job.
-            job.time_limit = row["time_limit"]
-            job.signal_spec = row.get("signal_spec")
+            job.time_limit = known["time_limit"]
+            job.signal_spec = known.get("signal_spec")
         if job.kill_state in OPEN_KILL_STATES and job.job_id in requested:
             job.kill_state = requested[job.job_id]  # a cancel may override a requeue
         step = decide(job, now_wall, now_mono, kill_wait)
