@@ -7,7 +7,8 @@
 - outcome.py: how an ended job is recorded (a pure decision).
 - enforcement.py: time limits, kills and signals; adoption.py: re-adoption after a restart, orphans.
 - spool.py: scripts and status files; identity.py: process identity and signalling job groups.
-- config.py: the node's configuration; ports.py: what the worker needs of the store.
+- accounts.py: whom a job runs as; config.py: the node's configuration; ports.py: what the
+  worker needs of the store.
 """
 
 from conductor.worker.agent import Worker, run_in_thread

@@ -15,7 +15,6 @@ import fcntl
 import json
 import logging
 import os
-import pwd
 import signal
 import socket
 import threading
@@ -31,8 +30,9 @@ from conductor.domain.jobfiles import job_environment, job_paths
 from conductor.store import Finish, aware, is_disconnect, utcnow
 from conductor.worker import adoption, enforcement
 from conductor.worker.config import NodeConfig
+from conductor.worker.accounts import Accounts
 from conductor.worker.identity import instance_may_be_alive, is_process, launcher_alive, signal_group, signal_process
-from conductor.worker.launcher_client import Launcher, LaunchRequest, RunAs, launch_frame
+from conductor.worker.launcher_client import Launcher, LaunchRequest, launch_frame
 from conductor.worker.outcome import OPEN_KILL_STATES, decide_outcome, launch_failure, report, settled_kill_state
 from conductor.worker.ports import NodeStore, Row
 from conductor.worker.protocol import JobStatus
@@ -62,9 +62,6 @@ LAUNCH_TIMEOUT = 10.0
 # A job watched by pidfd whose process ended: how long its exit line is awaited while the
 # launcher that is its parent (and writes the line once it has reaped it) lives.
 EXIT_LINE_WAIT = 10.0
-# How long a user's passwd entry and groups are used before they are looked up again (Slurm
-# caches group lists for ten minutes).
-USER_CACHE_SECONDS = 10.0
 
 
 class ProcSignaller:
@@ -104,9 +101,7 @@ class Worker:
         self.taken_over = False  # another instance claimed the node: this one must not go on
         self._is_root = os.geteuid() == 0
         self._array_bounds: dict[int | None, tuple[int, int, int, int]] = {}
-        # User name -> (until when, passwd entry or None, groups as the launcher takes them).
-        self._users: dict[str, tuple[float, pwd.struct_passwd | None, list[int], str]] = {}
-        self._me: tuple[float, RunAs] | None = None
+        self.users = Accounts(self._is_root, config)
         self._lock_fd = -1
         self._launcher: Launcher | None = None
 
@@ -324,48 +319,6 @@ class Worker:
     def _launch_failed(self, row: Row, message: str) -> None:
         self._finished.append(launch_failure(row["id"], message, self.config.name, row.get("restart_count") or 0))
 
-    def _user_ids(self, row: Row) -> RunAs:
-        """Whom the job runs as: its user when the worker is root, else the worker's own user.
-
-        The user is found by name in this node's passwd database; a job whose user the node
-        does not know, or knows under another uid than the submitting host did, fails here
-        rather than run as anyone else. Entries are looked up again after USER_CACHE_SECONDS.
-        """
-        now = time.monotonic()
-        if not self._is_root:
-            if self._me is None or self._me[0] < now:
-                try:
-                    me = pwd.getpwuid(os.geteuid())
-                    run_as = RunAs("", "", "", me.pw_dir, me.pw_name)
-                except KeyError:
-                    run_as = RunAs("", "", "", None, str(os.geteuid()))
-                self._me = (now + USER_CACHE_SECONDS, run_as)
-            return self._me[1]
-        name = str(row["user_name"])
-        cached = self._users.get(name)
-        if cached is None or cached[0] < now:
-            try:
-                entry = pwd.getpwnam(name)
-            except KeyError:
-                entry = None
-            groups = os.getgrouplist(name, entry.pw_gid) if entry is not None else []
-            cached = (now + USER_CACHE_SECONDS, entry, groups, ",".join(map(str, groups)))
-            self._users[name] = cached
-        _, entry, groups, groups_text = cached
-        if entry is None:
-            raise RuntimeError(f"user '{name}' does not exist on node {self.config.name}")
-        if row.get("uid") is not None and int(row["uid"]) != entry.pw_uid:
-            raise RuntimeError(
-                f"user '{name}' has uid {entry.pw_uid} on node {self.config.name} but uid {row['uid']} "
-                "where the job was submitted"
-            )
-        if entry.pw_uid == 0 and not self.config.allow_root_jobs:
-            raise RuntimeError(
-                f"jobs as root are not allowed on node {self.config.name} (CONDUCTOR_ALLOW_ROOT_JOBS is off)"
-            )
-        gid = int(row["gid"]) if row.get("gid") is not None and int(row["gid"]) in groups else entry.pw_gid
-        return RunAs(str(entry.pw_uid), str(gid), groups_text, entry.pw_dir, name)
-
     def _bounds(self, row: Row) -> tuple[int, int, int, int] | None:
         array_job: int | None = row.get("array_job_id")
         if row.get("array_task_id") is None or not row.get("array_spec"):
@@ -380,7 +333,7 @@ class Worker:
     def _prepare(self, row: Row) -> LaunchRequest:
         """Write the job's script and make its request to the launcher."""
         job_id = int(row["id"])
-        run_as = self._user_ids(row)
+        run_as = self.users.run_as(row)
         uid, gid, home = run_as.uid, run_as.gid, run_as.home
         script: str = row["script"]
         script_path = self.spool.write_script(job_id, script, uid, gid)
