@@ -10,7 +10,8 @@ from pathlib import Path
 
 from support import Api, ConductorProcess
 
-from conductor.worker import LAUNCHER, _start_ticks, signal_group
+from conductor.worker.identity import signal_group, start_ticks
+from conductor.worker.launcher_client import LAUNCHER
 
 # The batch shell's own descriptors, listed by a child so the listing opens nothing in it.
 LIST_FDS = "#!/bin/bash\nfind /proc/$$/fd -mindepth 1 -printf '%f %l\\n'\n"
@@ -80,7 +81,7 @@ def test_a_reused_pid_is_not_signalled(tmp_path: Path) -> None:
     # A process (and group) that has the pid a job had, but not its start time: not the job.
     bystander = subprocess.Popen(["sleep", "60"], start_new_session=True)
     try:
-        ticks = _start_ticks(bystander.pid)
+        ticks = start_ticks(bystander.pid)
         assert ticks
         signal_group(bystander.pid, ticks - 1, 9)
         time.sleep(0.1)
@@ -103,13 +104,13 @@ def test_the_group_of_a_job_whose_process_ended_is_still_signalled(tmp_path: Pat
     )
     assert leader.stdout is not None and leader.stdin is not None
     child = int(leader.stdout.readline())
-    ticks = _start_ticks(leader.pid)
+    ticks = start_ticks(leader.pid)
     assert ticks
     try:
         leader.stdin.close()
         assert leader.wait(5) == 0
         # Members started before the job did cannot be the job's.
-        signal_group(leader.pid, _start_ticks(child) + 1, 9)  # type: ignore[operator]
+        signal_group(leader.pid, start_ticks(child) + 1, 9)  # type: ignore[operator]
         time.sleep(0.1)
         assert _running(child)
         signal_group(leader.pid, ticks, 9)

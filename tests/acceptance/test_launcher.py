@@ -1,4 +1,4 @@
-"""The worker's job launcher (launcher.py --serve), the parent of every job: its protocol driven
+"""The worker's job launcher (worker/launcher.py --serve), the parent of every job: its protocol driven
 directly, and its life inside a real `conductor up` (killed, outlived by its worker, its jobs
 re-adopted)."""
 
@@ -16,20 +16,10 @@ from pathlib import Path
 import pytest
 from support import Api, ConductorProcess
 
-from conductor.worker import (
-    LAUNCHER,
-    NO_EXIT_STATUS,
-    Launcher,
-    LaunchRequest,
-    RunAs,
-    RunningJob,
-    Started,
-    _is_job_process,
-    _start_ticks,
-    launch_frame,
-    read_status,
-    signal_group,
-)
+from conductor.worker.identity import is_process, signal_group, start_ticks
+from conductor.worker.launcher_client import LAUNCHER, Launcher, LaunchRequest, RunAs, Started, launch_frame
+from conductor.worker.outcome import NO_EXIT_STATUS
+from conductor.worker.spool import read_status
 
 ME = RunAs("", "", "", None, "me")
 # Until the test says go, or for 30 s should the test fail first: no job is left behind.
@@ -150,7 +140,7 @@ def test_jobs_start_and_report_exit_status_and_cpu_times(rig: Rig) -> None:
     first = read_status(rig.status_path(1))
     # The job's own process: its pid and start time are its identity.
     assert first.pid == started[1].pid and first.ticks == started[1].ticks and first.exit == (0, 0)
-    assert first.launcher == (rig.launcher.pid, _start_ticks(rig.launcher.pid))
+    assert first.launcher == (rig.launcher.pid, start_ticks(rig.launcher.pid))
     second = read_status(rig.status_path(2))
     assert second.exit == (4, 0)
     assert second.rusage is not None and second.rusage["utime"] + second.rusage["stime"] > 0
@@ -208,15 +198,12 @@ def test_a_job_signalled_as_soon_as_it_is_started_gets_the_signal(rig: Rig) -> N
 
 def test_identity_is_pid_and_start_time(rig: Rig) -> None:
     started = _started(rig.launcher.launch([rig.request(1, WAIT_FOR_GO)]))[1]
-    path = rig.status_path(1)
-    job = RunningJob(1, started.pid, path, None, None, ticks=started.ticks)  # type: ignore[arg-type]
-    assert _is_job_process(job) and _is_job_process(job, running=True)
+    assert is_process(started.pid, started.ticks) and is_process(started.pid, started.ticks, running=True)
     # The same pid with another start time is another process.
-    other = RunningJob(1, started.pid, path, None, None, ticks=started.ticks + 1)  # type: ignore[arg-type]
-    assert not _is_job_process(other)
+    assert not is_process(started.pid, started.ticks + 1)
     (rig.root / "go").touch()
     _wait(lambda: rig.ended(1))
-    assert not _is_job_process(job)
+    assert not is_process(started.pid, started.ticks)
 
 
 def test_spare_status_file_is_emptied_and_reused(rig: Rig) -> None:
@@ -290,7 +277,7 @@ def test_launcher_killed_mid_batch_runs_every_job_exactly_once(rig: Rig) -> None
     rig.launcher.start()
     victim = rig.launcher.pid
     # Spare status files whose old lines name this very launcher: none may pass for a new job's.
-    stale = f"start 1 1 {victim} {_start_ticks(victim)}\nexit 9 0 0.00 0.00\n"
+    stale = f"start 1 1 {victim} {start_ticks(victim)}\nexit 9 0 0.00 0.00\n"
     spares = []
     for i in range(1, count + 1):
         spare = rig.status_dir / f"spare_{i}"
@@ -405,7 +392,7 @@ def test_the_launcher_holds_and_passes_on_nothing_else(rig: Rig, tmp_path: Path,
     # by the launcher (it runs isolated, with a fixed environment).
     planted = tmp_path / "planted"
     planted.mkdir()
-    for module in ("fcntl", "gc", "signal", "launch_protocol", "sitecustomize"):
+    for module in ("fcntl", "gc", "signal", "protocol", "sitecustomize"):
         (planted / f"{module}.py").write_text(f"open({str(tmp_path / 'imported')!r}, 'a').write('{module} ')\n")
     monkeypatch.chdir(planted)
     monkeypatch.setenv("PYTHONPATH", str(planted))
@@ -588,7 +575,7 @@ def test_a_status_file_naming_another_process_is_not_adopted(
     # A live process now has the pid the status file names, with another start time: a reused pid.
     bystander = subprocess.Popen(["sleep", "60"], start_new_session=True)
     try:
-        ticks = _start_ticks(bystander.pid)
+        ticks = start_ticks(bystander.pid)
         assert ticks
         status_path.write_text(f"start {bystander.pid} {ticks - 1} {status.launcher[0]} {status.launcher[1]}\n")
         server2 = start_conductor("--cpus", "2", home=home, port=server.port)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conductor.worker import ProcessInfo, group_is_the_jobs
+from conductor.worker.identity import ProcessInfo, group_is_the_jobs
 
 JOB, TICKS = 4242, 1000
 

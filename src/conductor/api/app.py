@@ -24,9 +24,9 @@ from conductor.api.limits import ASGIApp, BodyLimit, reject_repeated_query_param
 from conductor.api.outputs import Reader, reader_for
 from conductor.api.outputs import read_tail as _read_tail_safely
 from conductor.bus import Bus
+from conductor.domain.jobfiles import job_paths
 from conductor.domain.states import JobState
 from conductor.errors import Invalid, NotFound, Refusal, StoreUnavailable
-from conductor.launch import job_paths
 from conductor.services.jobs import JobService
 from conductor.services.principal import Principal, ensure_owner
 from conductor.services.submission import Limits

@@ -38,6 +38,7 @@ from conductor import __version__
 from conductor.api import models
 from conductor.api.auth import CurrentPrincipal
 from conductor.domain.errors import SpecError
+from conductor.domain.jobfiles import CLUSTER_NAME, job_paths
 from conductor.domain.signals import parse_signal, signal_name
 from conductor.domain.states import JobState
 from conductor.errors import (
@@ -52,7 +53,6 @@ from conductor.errors import (
     UnknownUser,
     Unsatisfiable,
 )
-from conductor.launch import CLUSTER_NAME, job_paths
 from conductor.services.jobs import JobService, Submitted
 from conductor.services.principal import Principal
 from conductor.store import Store, utcnow

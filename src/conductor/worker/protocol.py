@@ -227,7 +227,7 @@ class JobStatus:
         pid: int | None = None,
         ticks: int = 0,
         launcher: tuple[int, int] | None = None,
-        exit: tuple[int, int] | None = None,  # noqa: A002 - the status file's word
+        exit: tuple[int, int] | None = None,
         error: str | None = None,
         rusage: dict[str, float] | None = None,
     ) -> None:

@@ -1,7 +1,7 @@
 """The job launcher: the parent of every job a worker starts, and the one that reports their ends.
 
 The worker starts this file once, as `python -I -S launcher.py --serve STATUS_DIR` (isolated:
-no environment variables, no site-packages, nothing of the package but launch_protocol.py, which
+no environment variables, no site-packages, nothing of the package but protocol.py, which
 says what goes over the wire and into status files), and sends it requests; each job is one fork
 of it, which execs the job's command. It imports little, and its heap stays small, since each
 fork copies it.
@@ -22,11 +22,11 @@ import signal
 import sys
 
 if __package__:
-    from conductor import launch_protocol as protocol
+    from conductor.worker import protocol
 else:
     # Run as a script, isolated: the package is not importable, the protocol module beside it is.
     sys.path.append(os.path.dirname(os.path.abspath(__file__)))
-    import launch_protocol as protocol  # type: ignore[import-not-found, no-redef]
+    import protocol  # type: ignore[import-not-found, no-redef]
 
 # Waiting is sigwaitinfo with both blocked at every other moment: a job ended (SIGCHLD), a
 # request came (SIGIO, see O_ASYNC below). Neither can slip in between looking and waiting.

@@ -1,0 +1,43 @@
+"""What a node offers and how its worker behaves: its CPUs, memory, partitions and timings."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class NodeConfig:
+    name: str
+    cpus: int
+    memory_mb: int
+    partitions: list[str]
+    home: Path
+    kill_wait: float = 30.0
+    check_interval: float = 5.0
+    heartbeat_interval: float = 2.0
+    heartbeat_timeout: float = 30.0
+    # Off unless configured: `conductor up` run by root turns it on for its local admin (root).
+    allow_root_jobs: bool = False
+    cpu_ids: list[int] = field(default_factory=list)
+    cpu_binding: bool = False
+
+
+def plan_cpus(declared: int) -> tuple[list[int], bool]:
+    """The CPU ids a node hands out, and whether jobs can be bound to them.
+
+    When the node declares no more CPUs than this process may use, its ids are the machine's
+    real cores and jobs are pinned to them; otherwise they are virtual ids 0..N-1 and binding
+    is off (the caller says so at start-up).
+    """
+    available = sorted(os.sched_getaffinity(0))
+    if declared <= len(available):
+        return available[:declared], True
+    return list(range(declared)), False
+
+
+def machine_memory_mb() -> int:
+    import psutil  # type: ignore[import-untyped]  # no stubs installed
+
+    return int(psutil.virtual_memory().total // (1024 * 1024))

@@ -1,0 +1,181 @@
+"""Time limits, kills and signals of running jobs: when to act (pure decisions), then the acts.
+
+A kill (time limit, scancel, requeue) is SIGCONT and SIGTERM to the job's process group, then
+SIGKILL once the node's kill-wait has passed, as slurmstepd does. `sbatch --signal=[B:]SIG@TIME`
+is sent once, TIME seconds before the limit; `scancel --signal` requests are delivered once each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from conductor.domain.errors import SpecError
+from conductor.domain.signals import parse_signal_spec
+from conductor.domain.states import JobState
+from conductor.worker.outcome import OPEN_KILL_STATES
+from conductor.worker.ports import NodeStore, Row, Signaller
+from conductor.worker.running import RunningJob
+
+log = logging.getLogger("conductor.worker")
+
+
+@dataclass(frozen=True, slots=True)
+class SignalRequest:
+    """A signal sent without ending the job."""
+
+    signal: int
+    batch_only: bool  # the batch shell alone (`B:`), or every process of the job
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What to do to one job now, in this order."""
+
+    warn: SignalRequest | None = None  # --signal's warning is due
+    time_out: bool = False  # its time limit has passed: it ends as TIMEOUT
+    terminate: bool = False  # SIGCONT then SIGTERM
+    kill: bool = False  # SIGKILL: the kill-wait after the SIGTERM has passed
+
+
+NOTHING = Step()
+
+
+def warn_time(job: RunningJob) -> float | None:
+    """When --signal's warning is due (wall clock), or None (none asked, or already sent)."""
+    if job.warned or not job.signal_spec or job.time_limit is None:
+        return None
+    try:
+        spec = parse_signal_spec(job.signal_spec)
+    except SpecError:
+        return None
+    return job.start_time.timestamp() + job.time_limit - spec.seconds
+
+
+def decide(job: RunningJob, now_wall: float, now_mono: float, kill_wait: float) -> Step:
+    """What enforcement does to `job` at these times (wall clock, monotonic)."""
+    warn = None
+    warn_at = warn_time(job)
+    if warn_at is not None and job.kill_state is None and now_wall >= warn_at:
+        spec = parse_signal_spec(job.signal_spec or "")
+        warn = SignalRequest(spec.signal, spec.batch_only)
+    kill_state = job.kill_state
+    time_out = kill_state is None and job.time_limit is not None and now_wall >= job.start_time.timestamp() + job.time_limit
+    if time_out:
+        kill_state = JobState.TIMEOUT.value
+    terminate = kill = False
+    if kill_state is not None and job.term_sent is None:
+        terminate = True
+    elif job.term_sent is not None and not job.kill_sent and now_mono >= job.term_sent + kill_wait:
+        kill = True
+    if warn is None and not (time_out or terminate or kill):
+        return NOTHING
+    return Step(warn, time_out, terminate, kill)
+
+
+def next_due(jobs: Iterable[RunningJob], now_wall: float, now_mono: float, limit: float, kill_wait: float) -> float:
+    """Seconds until enforcement next has something to do (at most `limit`, at least 0)."""
+    timeout = limit
+    for job in jobs:
+        if job.kill_state is None and job.time_limit is not None:
+            timeout = min(timeout, job.start_time.timestamp() + job.time_limit - now_wall)
+            warn_at = warn_time(job)
+            if warn_at is not None:
+                timeout = min(timeout, warn_at - now_wall)
+        elif job.term_sent is not None and not job.kill_sent:
+            timeout = min(timeout, job.term_sent + kill_wait - now_mono)
+    return max(timeout, 0.0)
+
+
+def requested_signals(entries: Iterable[str]) -> list[SignalRequest]:
+    """`scancel --signal` requests as the store keeps them: "b:SIG" (batch shell only) or ":SIG"."""
+    signals = []
+    for entry in entries:
+        batch_only, _, number = entry.rpartition(":")
+        if number.isdigit():
+            signals.append(SignalRequest(int(number), batch_only == "b"))
+    return signals
+
+
+def send(signaller: Signaller, job: RunningJob, warning: SignalRequest) -> None:
+    """Signal a job without ending it: the batch shell alone (`B:`), or every process of it."""
+    if warning.batch_only:
+        signaller.batch(job.pid, job.ticks, warning.signal)
+    else:
+        signaller.group(job.pid, job.ticks, warning.signal)
+
+
+def apply(step: Step, job: RunningJob, now_mono: float, store: NodeStore, signaller: Signaller) -> None:
+    """Do what `decide` said, and remember it in `job`."""
+    if step.warn is not None:
+        job.warned = True
+        send(signaller, job, step.warn)
+    if step.time_out:
+        with contextlib.suppress(Exception):
+            store.set_kill(job.job_id, JobState.TIMEOUT)
+        job.kill_state = JobState.TIMEOUT.value
+    if step.terminate:
+        # As slurmstepd: SIGCONT so a stopped job can act on the SIGTERM that follows.
+        signaller.group(job.pid, job.ticks, signal.SIGCONT)
+        signaller.group(job.pid, job.ticks, signal.SIGTERM)
+        job.term_sent = now_mono
+    elif step.kill:
+        signaller.group(job.pid, job.ticks, signal.SIGKILL)
+        job.kill_sent = True
+
+
+def deliver_signals(jobs: Mapping[int, RunningJob], node: str, store: NodeStore, signaller: Signaller) -> None:
+    """Deliver what `scancel --signal` asked for (through the store: the API may be on another
+    host). Taken and cleared in one transaction, so each is delivered once."""
+    try:
+        taken = store.take_signals(node)
+    except Exception:
+        log.warning("could not read signal requests", exc_info=True)
+        return
+    for job_id, entries in taken.items():
+        job = jobs.get(job_id)
+        if job is None:
+            continue
+        for warning in requested_signals(entries):
+            send(signaller, job, warning)
+
+
+def enforce(
+    jobs: Mapping[int, RunningJob],
+    rows: list[Row] | None,
+    node: str,
+    store: NodeStore,
+    signaller: Signaller,
+    kill_wait: float,
+    now_wall: float,
+    now_mono: float,
+) -> None:
+    """One pass over the node's jobs: take in what the database says of them (`rows`, read here
+    when None), deliver signal requests, then enforce limits and kills."""
+    if not jobs:
+        return
+    requested: dict[int, str] = {}
+    current: dict[int, Row] = {}
+    try:
+        for row in rows if rows is not None else store.running_on_node(node):
+            current[row["id"]] = row
+            if row["kill_state"]:
+                requested[row["id"]] = row["kill_state"]
+    except Exception:
+        log.warning("could not read cancel requests", exc_info=True)
+    if any(row.get("pending_signal") for row in current.values()):
+        deliver_signals(jobs, node, store, signaller)
+    for job in list(jobs.values()):
+        known = current.get(job.job_id)
+        if known is not None:
+            # scontrol update may have changed the limit of the running job.
+            job.time_limit = known["time_limit"]
+            job.signal_spec = known.get("signal_spec")
+        if job.kill_state in OPEN_KILL_STATES and job.job_id in requested:
+            job.kill_state = requested[job.job_id]  # a cancel may override a requeue
+        step = decide(job, now_wall, now_mono, kill_wait)
+        if step is not NOTHING:
+            apply(step, job, now_mono, store, signaller)

@@ -1,0 +1,384 @@
+"""The worker's side of its launcher (launcher.py, see protocol.py): starting it, sending it
+launch requests, and reading its replies and its reports of jobs' ends."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import os
+import select
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from conductor.worker import protocol
+from conductor.worker.identity import same_launcher, start_ticks
+from conductor.worker.spool import read_status
+
+log = logging.getLogger("conductor.worker")
+
+LAUNCHER = str(Path(__file__).with_name("launcher.py"))
+# All the launcher's own environment: it runs as root, and so do its forks until they drop
+# privileges.
+LAUNCHER_ENVIRONMENT = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+# Whatever the worker's process ignores (Python ignores SIGPIPE and SIGXFSZ) must not stay
+# ignored in the launcher and, through it, in the jobs.
+_DEFAULT_SIGNALS = frozenset(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP}
+
+
+@dataclass(frozen=True, slots=True)
+class RunAs:
+    """The launch request's user fields: uid "" means 'stay the worker's user'."""
+
+    uid: str
+    gid: str
+    groups: str
+    home: str | None
+    user: str
+
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchRequest:
+    job_id: int
+    status_path: str
+    body: bytes  # the request without its tag (launch_frame)
+    cpus: frozenset[int] | None  # what the job is bound to, if it is
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """A job's process, as its launcher reported it."""
+
+    pid: int
+    ticks: int
+    # The launcher reports its end as `exit TAG ...`; 0: it will not (it died), watch the pid.
+    tag: int
+
+
+def launch_frame(
+    status_path: str | Path,
+    run_as: RunAs,
+    cwd: str,
+    stdio: tuple[str, str, str],
+    open_mode: str,
+    command: list[str],
+    env: dict[str, str],
+    spare: str = "",
+) -> bytes:
+    """One request to the launcher without its tag (see protocol.py)."""
+    return protocol.encode_request_body(
+        os.fspath(status_path), spare, (run_as.uid, run_as.gid, run_as.groups), cwd, stdio, open_mode, command, env
+    )
+
+
+class Launcher:
+    """The worker's launcher (`launcher.py --serve`): every job is a fork of it, and its child.
+
+    One Python start per worker, one fork per job. The launcher reaps its jobs and reports each
+    end on its replies (`exit TAG ...`), which the owner takes with events(): a job it started
+    needs no pidfd, no poll, and no status file read. When a launcher dies (its replies end),
+    the jobs it had yet to report are `lost`: the owner then watches them by pidfd, and they end
+    without an exit status unless the launcher had written one.
+
+    Nothing runs unsupervised, still: a job runs only once its status file has the "start" line
+    naming it and its launcher (the launcher's go, see protocol.py), so a request the launcher
+    died without answering is settled by that file. No such line: it never ran, and goes to a
+    new launcher. A line naming the dead launcher: it runs or ran, and is watched by pid. The
+    go costs a pipe per job, which did not show in the measurements.
+    """
+
+    def __init__(
+        self,
+        status_dir: Path,
+        lock_fd: int,
+        log_path: Path,
+        timeout: float,
+        watch: Callable[[int, bool], None] | None = None,
+        python: str = sys.executable,
+    ) -> None:
+        self._python = python
+        self._status_dir = status_dir
+        self._lock_fd = lock_fd
+        self._log_path = log_path
+        self._timeout = timeout
+        # Told (fd, True) when a launcher's replies open and (fd, False) before they close: the
+        # owner's loop reads them between launches (poll()).
+        self._watch = watch
+        self.pid = 0
+        self._identity: tuple[int, int] | None = None  # pid and start time, as status files name it
+        self._requests = -1
+        self._replies = -1
+        self._mask: set[int] | None = None
+        # Jobs without CPUs of their own may use what the worker may, as they did as its children.
+        self._free_mask = os.sched_getaffinity(0)
+        self._tags = itertools.count(1)
+        self._live: set[int] = set()  # tags of this launcher's jobs whose end it has yet to report
+        self._partial = b""
+        self._bye = False
+        self.exits: list[tuple[int, str]] = []  # (tag, "CODE SIG UTIME STIME", or "": see the file)
+        self.lost: list[int] = []  # tags whose launcher died before reporting their end
+        self._retired: list[int] = []  # launchers told to end, not yet waited for
+
+    def start(self) -> None:
+        self._wait_retired()
+        request_read, request_write = os.pipe()
+        reply_read, reply_write = os.pipe()
+        try:
+            log_fd = os.open(self._log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+            try:
+                # A fixed environment: the launcher is root, and whatever the worker's environment
+                # holds (LD_PRELOAD, PYTHONPATH) must not act in it. Isolated (-I: no PYTHON*
+                # variables, no script directory on the path) and without site-packages (-S): it
+                # imports only the standard library and the protocol module beside it. Whatever
+                # else the worker holds open it closes first thing.
+                self.pid = os.posix_spawn(
+                    self._python,
+                    [self._python, "-I", "-S", LAUNCHER, "--serve", str(self._status_dir)],
+                    LAUNCHER_ENVIRONMENT,
+                    file_actions=[
+                        (os.POSIX_SPAWN_DUP2, request_read, 0),
+                        (os.POSIX_SPAWN_DUP2, reply_write, 1),
+                        (os.POSIX_SPAWN_DUP2, log_fd, 2),
+                        (os.POSIX_SPAWN_DUP2, self._lock_fd, protocol.LOCK_FD),
+                    ],
+                    # Out of the worker's process group: a ^C to the worker's terminal is not for it.
+                    setsid=True,
+                    setsigmask=(),
+                    setsigdef=_DEFAULT_SIGNALS,
+                )
+            finally:
+                os.close(log_fd)
+        except BaseException:
+            os.close(request_write)
+            os.close(reply_read)
+            raise
+        finally:
+            os.close(request_read)
+            os.close(reply_write)
+        self._requests, self._replies = request_write, reply_read
+        os.set_blocking(self._requests, False)
+        os.set_blocking(self._replies, False)
+        self._identity = (self.pid, start_ticks(self.pid) or 0)  # see _settle
+        self._mask = None
+        self._partial = b""
+        self._bye = False
+        if self._watch is not None:
+            self._watch(self._replies, True)
+        log.info("job launcher started (pid %d)", self.pid)
+
+    def close(self) -> None:
+        """No more requests: the launcher lets go of the launch lock (its goodbye says so) and
+        lives on, reaping and recording, until its last job has ended."""
+        if not self.pid:
+            return
+        os.close(self._requests)
+        self._requests = -1
+        deadline = time.monotonic() + 2.0
+        poller = select.poll()
+        poller.register(self._replies, select.POLLIN)
+        while not self._bye:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                log.warning("the job launcher (pid %d) did not acknowledge the end of its requests", self.pid)
+                break
+            if not poller.poll(remaining * 1000):
+                continue
+            try:
+                chunk = os.read(self._replies, 65536)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                break
+            self._take(chunk, None, None)
+        # Its jobs are for the next worker to adopt.
+        self._live.clear()
+        self._retired.append(self.pid)
+        self._forget()
+        self._wait_retired()
+
+    def events(self) -> tuple[list[tuple[int, str]], list[int]]:
+        """The ends reported, and the tags lost, since the last call."""
+        exits, lost = self.exits, self.lost
+        self.exits, self.lost = [], []
+        return exits, lost
+
+    def poll(self) -> None:
+        """Read what the launcher said, without waiting; its end (EOF) makes its jobs lost."""
+        while self._replies >= 0:
+            try:
+                chunk = os.read(self._replies, 65536)
+            except BlockingIOError:
+                return
+            if not chunk:
+                log.warning("the job launcher (pid %d) died", self.pid)
+                self._reap()
+                return
+            self._take(chunk, None, None)
+
+    def launch(self, requests: list[LaunchRequest]) -> dict[int, Started | str]:
+        """Start the jobs: for each job its process, or why none was started."""
+        results: dict[int, Started | str] = {}
+        groups: dict[frozenset[int] | None, list[LaunchRequest]] = {}
+        for request in requests:
+            groups.setdefault(request.cpus, []).append(request)
+        for cpus, group in groups.items():
+            unstarted = self._launch_group(cpus, group, results)
+            if unstarted:
+                # Provably never started: safe to send again, once, to a new launcher.
+                log.warning("the job launcher died; relaunching jobs %s", [r.job_id for r in unstarted])
+                for request in self._launch_group(cpus, unstarted, results):
+                    results[request.job_id] = f"the job launcher died before starting the job (see {self._log_path})"
+        return results
+
+    def _launch_group(
+        self, cpus: frozenset[int] | None, group: list[LaunchRequest], results: dict[int, Started | str]
+    ) -> list[LaunchRequest]:
+        """Launch jobs of one CPU set; returns those the launcher died without starting."""
+        waiting: dict[int, LaunchRequest] = {}
+        frames = []
+        for request in group:
+            tag = next(self._tags)
+            waiting[tag] = request
+            frames.append(protocol.frame(tag, request.body))
+        try:
+            if not self.pid:
+                self.start()
+            mask = set(cpus) if cpus is not None else self._free_mask
+            if mask != self._mask:
+                # A fork inherits it, and so the job is bound before it runs.
+                try:
+                    os.sched_setaffinity(self.pid, mask)
+                except ProcessLookupError:
+                    self._reap()
+                    return group
+                except OSError as exc:
+                    self._mask = None
+                    for request in group:
+                        results[request.job_id] = f"cannot bind to CPUs {sorted(mask)}: {exc}"
+                    return []
+                self._mask = mask
+            if self._exchange(b"".join(frames), waiting, results):
+                return []
+            dead = self._identity
+            self._reap()
+        except Exception as exc:
+            log.exception("job launcher failed")
+            dead = self._identity
+            if self.pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGKILL)
+                self._reap()
+            for request in self._settle(waiting.values(), dead, results):
+                results[request.job_id] = f"job launcher failed: {exc}"
+            return []
+        return self._settle(waiting.values(), dead, results)
+
+    def _settle(
+        self, unanswered: Iterable[LaunchRequest], dead: tuple[int, int] | None, results: dict[int, Started | str]
+    ) -> list[LaunchRequest]:
+        """After the launcher's death: which requests it left without a reply started (their
+        status files have its "start" line; they are watched by pid), and which never did."""
+        never: list[LaunchRequest] = []
+        for request in unanswered:
+            status = read_status(request.status_path)
+            if status.pid and dead is not None and status.launcher is not None and same_launcher(status.launcher, dead):
+                results[request.job_id] = Started(status.pid, status.ticks, 0)
+            else:
+                never.append(request)
+        return never
+
+    def _exchange(self, data: bytes, waiting: dict[int, LaunchRequest], results: dict[int, Started | str]) -> bool:
+        """Send the requests and collect replies until all came (True) or the launcher ended."""
+        view = memoryview(data)
+        poller = select.poll()  # not select(): a worker with many jobs holds fds beyond 1024
+        poller.register(self._replies, select.POLLIN)
+        poller.register(self._requests, select.POLLOUT)
+        deadline = time.monotonic() + self._timeout
+        while waiting:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no reply within {self._timeout:g} s")
+            for fd, _ in poller.poll(remaining * 1000):
+                if fd == self._requests:
+                    try:
+                        view = view[os.write(fd, view) :]
+                    except BlockingIOError:
+                        pass
+                    except BrokenPipeError:
+                        # Gone: the replies up to the end of its pipe tell which jobs started.
+                        view = view[:0]
+                    if not view:
+                        poller.unregister(fd)
+                    continue
+                try:
+                    chunk = os.read(fd, 65536)
+                except BlockingIOError:
+                    continue
+                if not chunk:
+                    return False  # the launcher is gone
+                self._take(chunk, waiting, results)
+        return True
+
+    def _take(
+        self, chunk: bytes, waiting: dict[int, LaunchRequest] | None, results: dict[int, Started | str] | None
+    ) -> None:
+        """Sort the launcher's lines: replies to `waiting` into `results`, ends into `exits`."""
+        *lines, self._partial = (self._partial + chunk).split(b"\n")
+        for raw in lines:
+            reply = protocol.parse_reply(raw)
+            if reply.kind == "exit":
+                if reply.tag in self._live:
+                    self._live.discard(reply.tag)
+                    self.exits.append((reply.tag, reply.text))
+                continue
+            if reply.kind == "bye":
+                self._bye = True
+                continue
+            request = waiting.pop(reply.tag, None) if waiting is not None and reply.kind != "unknown" else None
+            if request is None or results is None:
+                log.warning("unexpected reply from the job launcher: %r", raw)
+                continue
+            if reply.kind == "started":
+                self._live.add(reply.tag)
+                results[request.job_id] = Started(reply.pid, reply.ticks, reply.tag)
+            else:
+                results[request.job_id] = reply.text
+
+    def _reap(self) -> None:
+        """Forget a launcher that is gone, or given up: its jobs not yet reported are lost."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
+        self._forget()
+        self.lost.extend(self._live)
+        self._live.clear()
+
+    def _forget(self) -> None:
+        if self._replies >= 0:
+            if self._watch is not None:
+                self._watch(self._replies, False)
+            os.close(self._replies)
+        if self._requests >= 0:
+            os.close(self._requests)
+        self._requests = self._replies = -1
+        self.pid = 0
+        self._identity = None
+        self._mask = None
+
+    def _wait_retired(self) -> None:
+        """Collect launchers that were told to end and have (their jobs over)."""
+        for pid in list(self._retired):
+            try:
+                done = os.waitpid(pid, os.WNOHANG)[0] != 0
+            except ChildProcessError:
+                done = True
+            if done:
+                self._retired.remove(pid)
+
+

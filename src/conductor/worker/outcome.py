@@ -1,0 +1,71 @@
+"""How an ended job is recorded: a pure decision from what is known of its end.
+
+Known of an ended job: what its launcher reported (or its status file says), the kill the
+worker or a user asked for (`TIMEOUT` once its time limit passed, `CANCELLED`, `PENDING` for a
+requeue), and which run of the job it was. Nothing here reads a file or the database.
+"""
+
+from __future__ import annotations
+
+import signal
+
+from conductor.domain.states import JobState, Reason
+from conductor.store import Finish
+from conductor.worker.protocol import JobStatus
+
+NO_EXIT_STATUS = "job process ended without an exit status (its launcher died)"
+# Kill states a user may still change once the job's process ended (a cancel overrides a
+# requeue); the others are final.
+OPEN_KILL_STATES = (None, JobState.PENDING.value)
+
+
+def decide_outcome(job_id: int, status: JobStatus, kill_state: str | None) -> Finish:
+    """The Finish to record for a job whose process ended with `status`, after `kill_state` was
+    asked for (None: no kill)."""
+    rusage = status.rusage
+    if status.error is not None:
+        # Its setup failed (working directory, output files, user): the command never ran.
+        return Finish(job_id, JobState.FAILED, "1:0", Reason.NONE.value, status.error, rusage)
+    if status.exit is None:
+        # Its launcher died before it could learn and record the job's end.
+        code, sig = 0, int(signal.SIGKILL)
+    else:
+        code, sig = status.exit
+    exit_code = f"{code}:{sig}"
+    if kill_state == JobState.PENDING.value:
+        # scontrol requeue: the run is over, the job goes back to the queue (store.finish).
+        return Finish(job_id, JobState.PENDING, exit_code, Reason.NONE.value, None, rusage)
+    if kill_state == JobState.TIMEOUT.value:
+        return Finish(job_id, JobState.TIMEOUT, exit_code, Reason.TIME_LIMIT.value, None, rusage)
+    if kill_state == JobState.CANCELLED.value:
+        return Finish(job_id, JobState.CANCELLED, exit_code, Reason.NONE.value, None, rusage)
+    if status.exit is None:
+        return Finish(job_id, JobState.FAILED, exit_code, Reason.RAISED_SIGNAL.value, NO_EXIT_STATUS, rusage)
+    if code == 0 and sig == 0:
+        return Finish(job_id, JobState.COMPLETED, exit_code, Reason.NONE.value, None, rusage)
+    reason = Reason.RAISED_SIGNAL.value if sig else Reason.NON_ZERO_EXIT_CODE.value
+    return Finish(job_id, JobState.FAILED, exit_code, reason, None, rusage)
+
+
+def settled_kill_state(known: str | None, job_id: int, requested: dict[int, str | None]) -> str | None:
+    """The kill state to decide an ended job by: what the worker knew, unless it was open to
+    change and the database (`requested`, read once the process ended) says otherwise."""
+    if known in OPEN_KILL_STATES:
+        return requested.get(job_id, known)
+    return known
+
+
+def report(finish: Finish, node: str, restart_count: int) -> Finish:
+    """Tie a report to the run it is about, so it cannot end a later run of the job."""
+    finish.node = node
+    finish.restart_count = restart_count
+    return finish
+
+
+def launch_failure(job_id: int, message: str, node: str, restart_count: int) -> Finish:
+    """A job whose process could not be started."""
+    # Tied to this run: if the node is declared dead before the report gets through, it must
+    # not end the job's next run elsewhere.
+    return report(
+        Finish(job_id, JobState.FAILED, "1:0", Reason.NONE.value, f"launch failed: {message}"), node, restart_count
+    )
