@@ -45,7 +45,13 @@ def _graph() -> dict[str, set[str]]:
     modules = _modules()
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
-        graph[name] = {target for target in _imports(path, name) if target in modules and target != name}
+        # A module inside a package reaches that package's __init__ whenever Python loads it:
+        # `from conductor.worker import protocol` depends on the submodule, not on the package.
+        graph[name] = {
+            target
+            for target in _imports(path, name)
+            if target in modules and target != name and not name.startswith(target + ".")
+        }
     return graph
 
 

@@ -38,6 +38,6 @@ def plan_cpus(declared: int) -> tuple[list[int], bool]:
 
 
 def machine_memory_mb() -> int:
-    import psutil  # type: ignore[import-untyped]  # no stubs installed
+    import psutil
 
     return int(psutil.virtual_memory().total // (1024 * 1024))
