@@ -13,9 +13,10 @@ from conductor.scheduler.leader import LockStore
 from conductor.scheduler.loop import SchedulerStore
 from conductor.services.ports import JobStore
 from conductor.services.tokens import TokenStore
-from conductor.store import NodeAgentStore, Store
+from conductor.store import Store
+from conductor.worker.ports import NodeStore
 
-PORTS = [SchedulerStore, NodeAgentStore, JobStore, DependencyStore, TokenStore, LockStore, NotifyStore]
+PORTS = [SchedulerStore, NodeStore, JobStore, DependencyStore, TokenStore, LockStore, NotifyStore]
 
 
 def _members(port: type) -> dict[str, object]:

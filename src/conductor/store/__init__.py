@@ -36,7 +36,7 @@ from conductor.store.engine import (
     utcnow,
 )
 from conductor.store.jobs import JobQueries
-from conductor.store.nodes import NodeAgentStore, NodeConflict, NodeQueries
+from conductor.store.nodes import NodeConflict, NodeQueries
 from conductor.store.records import (
     BEING_STOPPED,
     NOT_HELD,
@@ -60,7 +60,6 @@ __all__ = [
     "CancelOutcome",
     "ControlOutcome",
     "Finish",
-    "NodeAgentStore",
     "NodeConflict",
     "NodeInfo",
     "Reaped",

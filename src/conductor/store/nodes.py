@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import bindparam, case, insert, null, select, update
 
@@ -21,47 +21,6 @@ from conductor.store.transitions import PENDING, RUNNING, add_event, event_inser
 
 class NodeConflict(StoreError):
     """Another live worker already owns this node name."""
-
-
-class NodeAgentStore(Protocol):
-    """What a node's agent needs from the store (`NodeQueries`, hence `Store`, provides it)."""
-
-    def register_node(
-        self,
-        *,
-        name: str,
-        cpus: int,
-        cpu_ids: Sequence[int],
-        cpu_binding: bool,
-        memory_mb: int,
-        partitions: Sequence[str],
-        instance: str,
-        hostname: str,
-        stale_before: datetime | None,
-        instance_alive: Callable[[str], bool] = ...,
-    ) -> None: ...
-
-    def heartbeat(self, name: str, instance: str) -> bool: ...
-
-    def set_node_down(self, name: str, instance: str | None, reason: str) -> None: ...
-
-    def claim_for_launch(self, node: str) -> list[dict[str, Any]]: ...
-
-    def record_pids(self, pids: Mapping[int, int]) -> None: ...
-
-    def running_on_node(self, node: str) -> list[dict[str, Any]]: ...
-
-    def kill_states(self, ids: Sequence[int]) -> dict[int, str | None]: ...
-
-    def set_kill(self, job_id: int, kill_state: JobState, now: datetime | None = None) -> bool: ...
-
-    def take_signals(self, node: str) -> dict[int, list[str]]: ...
-
-    def finish(self, results: Sequence[Finish]) -> list[int]: ...
-
-    def fail_stranded(self, node: str, job_ids: Sequence[int], message: str) -> list[int]: ...
-
-    def relaunch(self, node: str, job_ids: Sequence[int]) -> list[int]: ...
 
 
 class NodeQueries(Database):
