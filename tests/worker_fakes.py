@@ -7,9 +7,10 @@ answers are set by the test, and any of its methods can be made to fail like a l
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from conductor.domain.job import Job, JobRun
 from conductor.domain.states import JobState
 from conductor.store import Finish
 
@@ -20,7 +21,7 @@ class DatabaseDown(Exception):
 
 class FakeStore:
     def __init__(self) -> None:
-        self.rows: list[dict[str, Any]] = []  # running_on_node's answer
+        self.rows: list[JobRun] = []  # running_on_node's answer
         self.requested: dict[int, str | None] = {}  # kill_states' answer
         self.signals: dict[int, list[str]] = {}  # take_signals' answer (taken once)
         self.failing: set[str] = set()  # names of methods that raise DatabaseDown
@@ -45,14 +46,14 @@ class FakeStore:
     def set_node_down(self, name: str, instance: str | None, reason: str) -> None:
         self._call("set_node_down", name, instance, reason)
 
-    def claim_for_launch(self, node: str) -> list[dict[str, Any]]:
+    def claim_for_launch(self, node: str) -> list[Job]:
         self._call("claim_for_launch", node)
         return []
 
     def record_pids(self, pids: Mapping[int, int]) -> None:
         self._call("record_pids", dict(pids))
 
-    def running_on_node(self, node: str) -> list[dict[str, Any]]:
+    def running_on_node(self, node: str) -> list[JobRun]:
         self._call("running_on_node", node)
         return self.rows
 
@@ -94,19 +95,32 @@ class FakeSignaller:
         self.sent.append(("batch", pid, int(sig)))
 
 
-def running_row(job_id: int, **fields: Any) -> dict[str, Any]:
-    """A row of running_on_node, as the store returns it."""
-    row: dict[str, Any] = {
+def running_row(job_id: int, **fields: Any) -> JobRun:
+    """A record of running_on_node, as the store returns it."""
+    values: dict[str, Any] = {
         "id": job_id,
         "launched": True,
         "pid": 100 + job_id,
         "start_time": None,
         "time_limit": None,
         "kill_state": None,
+        "kill_time": None,
         "restart_count": 0,
         "signal_spec": None,
         "pending_signal": None,
     }
-    row.update(fields)
-    return row
+    values.update(fields)
+    return JobRun(**values)
 
+
+def job_record(job_id: int, **fields: Any) -> Job:
+    """A whole job as the store returns it (a pending job of root's, unless `fields` say else)."""
+    values: dict[str, Any] = {name: None for name in Job.__dataclass_fields__}
+    values.update(
+        id=job_id, name="job", user_name="root", partition="debug", state="PENDING", reason="None", priority=0,
+        nice=0, cpus_per_task=1, ntasks=1, exclusive=False, allocated_cpus=0, allocated_memory_mb=0,
+        submit_time=datetime(2026, 1, 1, tzinfo=UTC), work_dir="/tmp", open_mode="truncate", held=False,
+        requeue=False, restart_count=0, launched=False,
+    )
+    values.update(fields)
+    return Job(**values)

@@ -61,7 +61,7 @@ def test_backlog_matches_the_database_after_every_pass(store: Store) -> None:
             count = rng.choice((1, 1, 1, 2))
             store.submit([row(rng.choice((0, 0, 5)), rng.choice((1, 1, 2, 4))) for _ in range(count)])
         pending = [j.id for j in store.pending_for_scheduling()]
-        running = [r["id"] for r in store.claim_for_launch("n1")]
+        running = [r.id for r in store.claim_for_launch("n1")]
         if running and rng.random() < 0.7:
             ended = rng.sample(running, k=rng.randrange(1, len(running) + 1))
             store.finish([Finish(i, JobState.COMPLETED, "0:0") for i in ended])

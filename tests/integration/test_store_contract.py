@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -63,7 +64,7 @@ def place(store: Store) -> list[Placement]:
 def state(store: Store, job_id: int) -> str:
     job = store.get_job(job_id)
     assert job is not None
-    return str(job["state"])
+    return str(job.state)
 
 
 def test_migrations_are_idempotent(store: Store) -> None:
@@ -78,19 +79,19 @@ def test_submit_place_claim_finish(store: Store) -> None:
     applied = place(store)
     assert sorted(p.job_id for p in applied) == ids[:2]
     third = store.get_job(ids[2])
-    assert third is not None and third["state"] == "PENDING" and third["reason"] == "Resources"
+    assert third is not None and third.state == "PENDING" and third.reason == "Resources"
     stats = store.stats()
     assert (stats.total_cpus, stats.used_cpus, stats.running_jobs, stats.pending_jobs) == (4, 4, 2, 1)
 
     claimed = store.claim_for_launch("n1")
-    assert sorted(r["id"] for r in claimed) == ids[:2]
+    assert sorted(r.id for r in claimed) == ids[:2]
     assert store.claim_for_launch("n1") == []  # claimed once, never twice
 
     ended = store.finish([Finish(ids[0], JobState.COMPLETED, "0:0"), Finish(ids[1], JobState.FAILED, "3:0")])
     assert sorted(ended) == ids[:2]
     assert store.finish([Finish(ids[0], JobState.FAILED, "1:0")]) == []  # compare-and-set: once
     assert state(store, ids[0]) == "COMPLETED"
-    assert [e["to_state"] for e in store.events(ids[0])] == ["PENDING", "RUNNING", "COMPLETED"]
+    assert [e.to_state for e in store.events(ids[0])] == ["PENDING", "RUNNING", "COMPLETED"]
     assert store.stats().used_cpus == 0
     place(store)
     assert state(store, ids[2]) == "RUNNING"
@@ -107,12 +108,10 @@ def test_one_job_is_stored_as_core_stores_it(store: Store) -> None:
     core, _ = store.submit([row, row])
     a, b = store.get_job(fast), store.get_job(core)
     assert a is not None and b is not None
-    a.pop("id"), b.pop("id")
-    assert a["submit_time"] is not None and a["submit_time"].tzinfo is not None
-    a.pop("submit_time"), b.pop("submit_time")
-    assert a == b
-    assert a["begin_time"] == begin and a["held"] is True and a["comment"] == "é ✓"
-    assert [e["to_state"] for e in store.events(fast)] == ["PENDING"]
+    assert a.submit_time is not None and a.submit_time.tzinfo is not None
+    assert replace(a, id=b.id, submit_time=b.submit_time) == b
+    assert a.begin_time == begin and a.held is True and a.comment == "é ✓"
+    assert [e.to_state for e in store.events(fast)] == ["PENDING"]
 
 
 def test_cancel_pending_never_runs_and_running_is_marked(store: Store) -> None:
@@ -123,7 +122,7 @@ def test_cancel_pending_never_runs_and_running_is_marked(store: Store) -> None:
     assert store.cancel(pending).state == "CANCELLED"
     outcome = store.cancel(running)
     assert outcome.state == "RUNNING" and outcome.node == "n1"
-    assert store.running_on_node("n1")[0]["kill_state"] == "CANCELLED"
+    assert store.running_on_node("n1")[0].kill_state == "CANCELLED"
     store.finish([Finish(running, JobState.CANCELLED, "0:15")])
     place(store)
     assert state(store, pending) == "CANCELLED"
@@ -190,11 +189,11 @@ def test_reaping_a_dead_node(store: Store) -> None:
     for job_id, restarts in ((requeue, 1), (unlaunched, 0)):
         job = store.get_job(job_id)
         assert job is not None
-        assert (job["state"], job["restart_count"], job["node_list"], job["allocated_cpus"]) == (
+        assert (job.state, job.restart_count, job.node_list, job.allocated_cpus) == (
             "PENDING", restarts, None, 0,
         )
-    assert [e["to_state"] for e in store.events(plain)] == ["PENDING", "RUNNING", "NODE_FAIL"]
-    assert store.events(requeue)[-1]["reason"] == "requeued: node down"
+    assert [e.to_state for e in store.events(plain)] == ["PENDING", "RUNNING", "NODE_FAIL"]
+    assert store.events(requeue)[-1].reason == "requeued: node down"
     assert store.stats().used_cpus == 0
     assert {n.name: (n.state, n.reason) for n in store.list_nodes()} == {
         "alive": ("UP", None),
@@ -205,7 +204,7 @@ def test_reaping_a_dead_node(store: Store) -> None:
     # The requeued job runs again on the live node; a late report of its first run ends nothing.
     place(store)
     job = store.get_job(requeue)
-    assert job is not None and job["state"] == "RUNNING" and job["node_list"] == "alive"
+    assert job is not None and job.state == "RUNNING" and job.node_list == "alive"
     assert store.finish([Finish(requeue, JobState.COMPLETED, "0:0", node="dead", restart_count=0)]) == []
     assert store.finish([Finish(requeue, JobState.COMPLETED, "0:0", node="alive", restart_count=0)]) == []
     assert store.finish([Finish(requeue, JobState.COMPLETED, "0:0", node="alive", restart_count=1)]) == [requeue]
@@ -218,12 +217,12 @@ def test_relaunch_hands_back_only_claimed_running_jobs(store: Store) -> None:
     add_node(store, "n1", 2)
     claimed, unclaimed = store.submit([job_row(), job_row()])
     store.apply_decision([Placement(claimed, "n1", (0,), 0)], {})
-    assert [r["id"] for r in store.claim_for_launch("n1")] == [claimed]
+    assert [r.id for r in store.claim_for_launch("n1")] == [claimed]
     store.apply_decision([Placement(unclaimed, "n1", (1,), 0)], {})
     assert store.relaunch("other-node", [claimed]) == []
     assert store.relaunch("n1", [claimed, unclaimed]) == [claimed]
-    assert sorted(r["id"] for r in store.claim_for_launch("n1")) == [claimed, unclaimed]
-    assert [e["reason"] for e in store.events(claimed)] == ["submit", "scheduled", "relaunch"]
+    assert sorted(r.id for r in store.claim_for_launch("n1")) == [claimed, unclaimed]
+    assert [e.reason for e in store.events(claimed)] == ["submit", "scheduled", "relaunch"]
 
 
 def test_concurrent_claims_launch_each_job_once(store: Store) -> None:
@@ -237,7 +236,7 @@ def test_concurrent_claims_launch_each_job_once(store: Store) -> None:
         for _ in range(20):
             rows = store.claim_for_launch("n1")
             with lock:
-                claimed.extend(r["id"] for r in rows)
+                claimed.extend(r.id for r in rows)
 
     threads = [threading.Thread(target=claim) for _ in range(6)]
     for t in threads:

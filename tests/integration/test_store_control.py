@@ -45,11 +45,11 @@ def test_array_tasks_are_copies_of_the_first(store: Store, tasks: list[int]) -> 
     ids = store.submit(rows)
     assert len(ids) == len(tasks) and ids == sorted(ids)
     got, _ = store.list_jobs(array_job_ids=[ids[0]], with_script=True)
-    assert [g["array_task_id"] for g in got] == tasks
-    assert {(g["array_job_id"], g["name"], g["comment"], g["array_max_running"], g["state"]) for g in got} == {
+    assert [g.array_task_id for g in got] == tasks
+    assert {(g.array_job_id, g.name, g.comment, g.array_max_running, g.state) for g in got} == {
         (ids[0], "arr", "c", 2, "PENDING")
     }
-    assert all(store.events(i)[0]["to_state"] == "PENDING" for i in ids)
+    assert all(store.events(i)[0].to_state == "PENDING" for i in ids)
     assert store.array_task_ids(ids[0]) == ids
     assert store.resolve_task(ids[0], tasks[-1]) == ids[-1]
     assert store.resolve_task(ids[0], 999) is None
@@ -60,7 +60,7 @@ def test_hold_release_and_their_refusals(store: Store) -> None:
     held = store.hold_jobs([job], True)
     assert held.changed == [job]
     row = store.get_job(job)
-    assert row is not None and row["held"] and row["reason"] == "JobHeldUser"
+    assert row is not None and row.held and row.reason == "JobHeldUser"
     assert store.hold_jobs([job], False).changed == [job]
     assert store.hold_jobs([job], False).skipped == {job: NOT_HELD}
     assert start(store) == [job]
@@ -75,11 +75,11 @@ def test_requeue_of_a_running_job_completes_when_its_process_ends(store: Store) 
     assert outcome.changed == [job] and outcome.nodes == {"n1"}
     assert store.requeue_jobs([job]).skipped == {job: BEING_STOPPED}
     row = store.get_job(job)
-    assert row is not None and row["state"] == "RUNNING" and row["kill_state"] == "PENDING"
+    assert row is not None and row.state == "RUNNING" and row.kill_state == "PENDING"
     assert store.finish([Finish(job, JobState.PENDING, "0:15")]) == [job]
     row = store.get_job(job)
     assert row is not None
-    assert (row["state"], row["restart_count"], row["node_list"], row["allocated_cpus"], row["kill_state"]) == (
+    assert (row.state, row.restart_count, row.node_list, row.allocated_cpus, row.kill_state) == (
         "PENDING", 1, None, 0, None
     )
     assert store.stats().used_cpus == 0
@@ -89,10 +89,10 @@ def test_requeue_of_a_running_job_completes_when_its_process_ends(store: Store) 
     again = store.requeue_jobs([job], hold=True)
     assert again.changed == [job]
     row = store.get_job(job)
-    assert row is not None and (row["state"], row["restart_count"], row["held"], row["exit_code"]) == (
+    assert row is not None and (row.state, row.restart_count, row.held, row.exit_code) == (
         "PENDING", 2, True, None
     )
-    assert [e["to_state"] for e in store.events(job)].count("PENDING") == 3
+    assert [e.to_state for e in store.events(job)].count("PENDING") == 3
 
 
 def test_update_and_signals(store: Store) -> None:
@@ -104,7 +104,7 @@ def test_update_and_signals(store: Store) -> None:
     assert sorted(outcome.changed) == [pending, running] and outcome.skipped == {done: "COMPLETED"}
     assert outcome.nodes == {"n1"}
     row = store.get_job(running)
-    assert row is not None and (row["time_limit"], row["name"]) == (60, "renamed")
+    assert row is not None and (row.time_limit, row.name) == (60, "renamed")
     with pytest.raises(ValueError):
         store.update_jobs([pending], {"state": "COMPLETED"})
 
@@ -119,9 +119,9 @@ def test_cancel_jobs_many_at_once(store: Store) -> None:
     assert len(start(store)) == 4
     outcome = store.cancel_jobs(ids)
     assert sorted(outcome.changed) == ids and outcome.nodes == {"n1"}
-    states = {store.get_job(i)["state"] for i in ids[4:]}  # type: ignore[index]
+    states = {store.get_job(i).state for i in ids[4:]}  # type: ignore[union-attr]
     assert states == {"CANCELLED"}
-    assert {store.get_job(i)["kill_state"] for i in ids[:4]} == {"CANCELLED"}  # type: ignore[index]
+    assert {store.get_job(i).kill_state for i in ids[:4]} == {"CANCELLED"}  # type: ignore[union-attr]
     assert store.cancel_jobs(ids).changed == []
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from conductor.domain.dependency import JobRef, JobStatus, parse_dependency
+from conductor.domain.job import JobSummary
 from conductor.domain.states import JobState
 from conductor.errors import DependencyProblem
 from conductor.scheduler.dependencies import (
@@ -26,9 +27,12 @@ from conductor.store import Finish, SingletonState, Store, utcnow
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 
-def row(job_id: int, state: str, *, array: int | None = None, task: int | None = None, **extra: Any) -> dict[str, Any]:
-    return {"id": job_id, "state": state, "array_job_id": array, "array_task_id": task, "start_time": None,
-            "end_time": None, **extra}
+def row(job_id: int, state: str, *, array: int | None = None, task: int | None = None, **extra: Any) -> JobSummary:
+    values: dict[str, Any] = {
+        "id": job_id, "state": state, "array_job_id": array, "array_task_id": task, "start_time": None,
+        "end_time": None, "exit_code": None, "user_name": "u", "name": "n",
+    }
+    return JobSummary(**{**values, **extra})
 
 
 # ------------------------------------------------------------------ pure

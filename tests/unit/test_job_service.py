@@ -12,9 +12,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pytest
+from worker_fakes import job_record
 
 from conductor.api.fastpath import SubmitFastPath
 from conductor.api.models import JobDescription, SubmitRequest
+from conductor.domain.job import Job, JobSummary
 from conductor.errors import (
     AlreadyDone,
     Conflict,
@@ -31,6 +33,7 @@ from conductor.services.principal import Principal
 from conductor.services.submission import Limits
 from conductor.services.tokens import hash_token
 from conductor.store import CancelOutcome, ControlOutcome
+from conductor.store.records import Token
 
 USER = "nobody"  # a user every Debian host has
 ALICE = Principal(user=USER, admin=False, token_id=1)
@@ -45,7 +48,7 @@ class FakeStore:
 
     def __init__(self) -> None:
         self.jobs: dict[int, dict[str, Any]] = {}
-        self.tokens: dict[str, dict[str, Any]] = {}
+        self.tokens: dict[str, Token] = {}
         self.next_id = 1
 
     # submission
@@ -66,13 +69,22 @@ class FakeStore:
     def node_shapes(self) -> list[NodeView]:
         return [NODE]
 
-    def job_summaries(self, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+    def job_summaries(self, ids: Iterable[int]) -> dict[int, JobSummary]:
         wanted = set(ids)
-        return {i: j for i, j in self.jobs.items() if i in wanted or j.get("array_job_id") in wanted}
+        fields = JobSummary.__dataclass_fields__
+        return {
+            i: JobSummary(**{name: j.get(name) for name in fields})
+            for i, j in self.jobs.items()
+            if i in wanted or j.get("array_job_id") in wanted
+        }
 
     # reads
-    def get_job(self, job_id: int) -> dict[str, Any] | None:
-        return self.jobs.get(job_id)
+    def get_job(self, job_id: int) -> Job | None:
+        row = self.jobs.get(job_id)
+        if row is None:
+            return None
+        fields = {k: v for k, v in row.items() if k in Job.__dataclass_fields__}
+        return job_record(job_id, **fields)
 
     def resolve_task(self, array_job_id: int, task_id: int) -> int | None:
         return next(
@@ -121,7 +133,7 @@ class FakeStore:
         return self._apply(ids, {"RUNNING"}, {"pending_signal": entry})
 
     # tokens, for the fast path
-    def token_by_hash(self, token_hash: str) -> dict[str, Any] | None:
+    def token_by_hash(self, token_hash: str) -> Token | None:
         return self.tokens.get(token_hash)
 
 
@@ -249,7 +261,7 @@ def _call(app: Any, body: bytes, token: str) -> list[dict[str, Any]]:
 
 def test_fast_path_never_hands_a_stored_job_on_to_be_submitted_again() -> None:
     store = FakeStore()
-    store.tokens[hash_token("tok")] = {"id": 1, "user_name": USER, "admin": False, "token_hash": hash_token("tok")}
+    store.tokens[hash_token("tok")] = Token(1, USER, False, token_hash=hash_token("tok"))
     handed_on: list[bytes] = []
 
     async def downstream(scope: Any, receive: Any, send: Any) -> None:

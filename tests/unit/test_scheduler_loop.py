@@ -85,7 +85,7 @@ class FakeStore:
     def dependency_targets(self) -> dict[int, str]:
         return {}
 
-    def job_summaries(self, ids: Any) -> dict[int, dict[str, Any]]:
+    def job_summaries(self, ids: Any) -> dict[int, Any]:
         return {}
 
     def singleton_blockers(self, pairs: Any) -> dict[Any, Any]:

@@ -24,6 +24,7 @@ from conductor.api.limits import ASGIApp, BodyLimit, reject_repeated_query_param
 from conductor.api.outputs import Reader, reader_for
 from conductor.api.outputs import read_tail as _read_tail_safely
 from conductor.bus import Bus
+from conductor.domain.job import Job
 from conductor.domain.jobfiles import job_paths
 from conductor.domain.states import JobState
 from conductor.errors import Invalid, NotFound, Refusal, StoreUnavailable
@@ -82,59 +83,59 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _elapsed(row: dict[str, Any], now: datetime) -> int:
-    start = row.get("start_time")
+def _elapsed(job: Job, now: datetime) -> int:
+    start = job.start_time
     if start is None:
         return 0
-    end = row.get("end_time") or now
+    end = job.end_time or now
     return max(int((end - start).total_seconds()), 0)
 
 
-def job_record(row: dict[str, Any], now: datetime) -> models.JobRecord:
-    paths = job_paths(row)
+def job_record(job: Job, now: datetime) -> models.JobRecord:
+    paths = job_paths(job)
     return models.JobRecord(
-        job_id=row["id"],
-        array_job_id=row["array_job_id"],
-        array_task_id=row["array_task_id"],
-        array_max_running=row["array_max_running"],
-        array_spec=row["array_spec"],
-        name=row["name"],
-        user=row["user_name"],
-        account=row["account"],
-        partition=row["partition"],
-        state=row["state"],
-        reason=row["reason"],
-        priority=row["priority"],
-        nice=row["nice"],
-        cpus_per_task=row["cpus_per_task"],
-        ntasks=row["ntasks"],
-        ntasks_per_node=row["ntasks_per_node"],
-        memory_per_node_mb=row["memory_per_node_mb"],
-        memory_per_cpu_mb=row["memory_per_cpu_mb"],
-        allocated_cpus=row["allocated_cpus"],
-        cpu_ids=row["cpu_ids"],
-        node_list=row["node_list"],
-        submit_time=_iso(row["submit_time"]),
-        eligible_time=_iso(row["eligible_time"]),
-        start_time=_iso(row["start_time"]),
-        end_time=_iso(row["end_time"]),
-        elapsed=_elapsed(row, now),
-        time_limit=row["time_limit"],
-        exit_code=row["exit_code"],
-        error_msg=row["error_msg"],
-        work_dir=row["work_dir"],
+        job_id=job.id,
+        array_job_id=job.array_job_id,
+        array_task_id=job.array_task_id,
+        array_max_running=job.array_max_running,
+        array_spec=job.array_spec,
+        name=job.name,
+        user=job.user_name,
+        account=job.account,
+        partition=job.partition,
+        state=job.state,
+        reason=job.reason,
+        priority=job.priority,
+        nice=job.nice,
+        cpus_per_task=job.cpus_per_task,
+        ntasks=job.ntasks,
+        ntasks_per_node=job.ntasks_per_node,
+        memory_per_node_mb=job.memory_per_node_mb,
+        memory_per_cpu_mb=job.memory_per_cpu_mb,
+        allocated_cpus=job.allocated_cpus,
+        cpu_ids=job.cpu_ids,
+        node_list=job.node_list,
+        submit_time=_iso(job.submit_time),
+        eligible_time=_iso(job.eligible_time),
+        start_time=_iso(job.start_time),
+        end_time=_iso(job.end_time),
+        elapsed=_elapsed(job, now),
+        time_limit=job.time_limit,
+        exit_code=job.exit_code,
+        error_msg=job.error_msg,
+        work_dir=job.work_dir,
         standard_output=paths.stdout,
         standard_error=paths.stderr,
         standard_input=paths.stdin,
-        dependency=row["dependency"],
-        hold=bool(row["held"]),
-        begin_time=_iso(row["begin_time"]),
-        requeue=bool(row["requeue"]),
-        restart_count=row["restart_count"],
-        comment=row["comment"],
-        qos=row["qos"],
-        exclusive=bool(row["exclusive"]),
-        cancel_requested=row["kill_state"] == JobState.CANCELLED.value,
+        dependency=job.dependency,
+        hold=bool(job.held),
+        begin_time=_iso(job.begin_time),
+        requeue=bool(job.requeue),
+        restart_count=job.restart_count,
+        comment=job.comment,
+        qos=job.qos,
+        exclusive=bool(job.exclusive),
+        cancel_requested=job.kill_state == JobState.CANCELLED.value,
     )
 
 
@@ -298,43 +299,43 @@ def create_app(ctx: AppContext) -> FastAPI:
 
     @app.get("/jobs/query/{job_id}", response_model=models.QueryResponse, responses=error_responses)
     def query(job_id: str, principal: CurrentPrincipal) -> Any:
-        row = _get(job_id)
+        job = _get(job_id)
         # The seed's query carries the output tails: the owner's (or an admin's) only.
-        ensure_owner(principal, row["id"], row["user_name"], "read its output")
+        ensure_owner(principal, job.id, job.user_name, "read its output")
         now = utcnow()
-        paths = job_paths(row)
+        paths = job_paths(job)
         tail = settings.log_tail_bytes
-        reader = reader_for(row["uid"])
+        reader = reader_for(job.uid)
         stdout = read_tail(paths.stdout, tail, reader)
         stderr = read_tail(paths.stderr, tail, reader) if paths.stderr != paths.stdout else stdout
         return models.QueryResponse(
-            job_id=str(row["id"]),
-            state=row["state"],
-            error_msg=row["error_msg"],
+            job_id=str(job.id),
+            state=job.state,
+            error_msg=job.error_msg,
             time=models.QueryTime(
-                submit_time=_iso(row["submit_time"]),
-                start_time=_iso(row["start_time"]),
-                end_time=_iso(row["end_time"]),
-                eligible_time=_iso(row["eligible_time"]),
-                elapsed_time=_elapsed(row, now),
-                limit_time=row["time_limit"],
+                submit_time=_iso(job.submit_time),
+                start_time=_iso(job.start_time),
+                end_time=_iso(job.end_time),
+                eligible_time=_iso(job.eligible_time),
+                elapsed_time=_elapsed(job, now),
+                limit_time=job.time_limit,
             ),
             job_log=models.QueryLog(stdout=stdout, stderr=stderr),
             detail=models.QueryDetail(
-                job_name=row["name"],
-                user=row["user_name"],
-                partition=row["partition"],
-                allocated_cpus=row["allocated_cpus"],
-                allocated_nodes=1 if row["node_list"] else 0,
-                node_list=row["node_list"],
-                exit_code=row["exit_code"],
-                work_dir=row["work_dir"],
-                account=row["account"],
-                reason=row["reason"],
-                cpu_ids=row["cpu_ids"],
-                priority=row["priority"],
-                array_job_id=row["array_job_id"],
-                array_task_id=row["array_task_id"],
+                job_name=job.name,
+                user=job.user_name,
+                partition=job.partition,
+                allocated_cpus=job.allocated_cpus,
+                allocated_nodes=1 if job.node_list else 0,
+                node_list=job.node_list,
+                exit_code=job.exit_code,
+                work_dir=job.work_dir,
+                account=job.account,
+                reason=job.reason,
+                cpu_ids=job.cpu_ids,
+                priority=job.priority,
+                array_job_id=job.array_job_id,
+                array_task_id=job.array_task_id,
             ),
         )
 
@@ -388,15 +389,15 @@ def create_app(ctx: AppContext) -> FastAPI:
             offset=offset,
             limit=limit + 1,  # one more tells whether a next page exists
         )
-        next_after = rows[limit - 1]["id"] if len(rows) > limit else None
+        next_after = rows[limit - 1].id if len(rows) > limit else None
         now = utcnow()
         return models.JobList(jobs=[job_record(r, now) for r in rows[:limit]], total=total, next_after=next_after)
 
-    def _get(job_id: str) -> dict[str, Any]:
-        row = store.get_job(ctx.jobs.resolve_one(job_id))  # 123 or 123_4
-        if row is None:
+    def _get(job_id: str) -> Job:
+        job = store.get_job(ctx.jobs.resolve_one(job_id))  # 123 or 123_4
+        if job is None:
             raise NotFound(f"job_id: no job {job_id}", field="job_id")
-        return row
+        return job
 
     @app.get("/jobs/{job_id}", response_model=models.JobRecord, responses=error_responses)
     def get_job(job_id: str) -> Any:
@@ -404,20 +405,20 @@ def create_app(ctx: AppContext) -> FastAPI:
 
     @app.get("/jobs/{job_id}/events", response_model=models.JobEvents, responses=error_responses)
     def job_events(job_id: str) -> Any:
-        row = _get(job_id)
+        job = _get(job_id)
         return models.JobEvents(
-            job_id=str(row["id"]),
+            job_id=str(job.id),
             events=[
                 models.JobEvent(
-                    id=e["id"],
-                    time=e["time"].isoformat(),
-                    from_state=e["from_state"],
-                    to_state=e["to_state"],
-                    reason=e["reason"],
-                    node=e["node"],
-                    message=e["message"],
+                    id=e.id,
+                    time=e.time.isoformat(),
+                    from_state=e.from_state,
+                    to_state=e.to_state,
+                    reason=e.reason,
+                    node=e.node,
+                    message=e.message,
                 )
-                for e in store.events(row["id"])
+                for e in store.events(job.id)
             ],
         )
 

@@ -38,6 +38,7 @@ from conductor import __version__
 from conductor.api import models
 from conductor.api.auth import CurrentPrincipal
 from conductor.domain.errors import SpecError
+from conductor.domain.job import Job
 from conductor.domain.jobfiles import CLUSTER_NAME, job_paths
 from conductor.domain.signals import parse_signal, signal_name
 from conductor.domain.states import JobState
@@ -175,79 +176,79 @@ def _minutes(seconds: int | None) -> dict[str, Any]:
     return number(math.ceil(seconds / 60))
 
 
-def job_info(row: dict[str, Any]) -> dict[str, Any]:
+def job_info(job: Job) -> dict[str, Any]:
     """One `v0.0.40_job_info`."""
-    state = row["state"]
+    state = job.state
     running = state == JobState.RUNNING.value
-    cpus = row["allocated_cpus"] or row["cpus_per_task"] * row["ntasks"]
-    memory = row["memory_per_node_mb"] or (row["memory_per_cpu_mb"] or 0) * cpus
-    paths = job_paths(row)
-    is_task = row["array_task_id"] is not None
+    cpus = job.allocated_cpus or job.cpus_per_task * job.ntasks
+    memory = job.memory_per_node_mb or (job.memory_per_cpu_mb or 0) * cpus
+    paths = job_paths(job)
+    is_task = job.array_task_id is not None
     info: dict[str, Any] = {
-        "account": row["account"] or "",
-        "accrue_time": _epoch(row["eligible_time"]),
+        "account": job.account or "",
+        "accrue_time": _epoch(job.eligible_time),
         "admin_comment": "",
         "allocating_node": "",
-        "array_job_id": number(row["array_job_id"] if is_task else 0),
-        "array_task_id": number(row["array_task_id"]),
-        "array_max_tasks": number(row["array_max_running"] or 0),
+        "array_job_id": number(job.array_job_id if is_task else 0),
+        "array_task_id": number(job.array_task_id),
+        "array_max_tasks": number(job.array_max_running or 0),
         "array_task_string": "",
         "association_id": 0,
         "batch_flag": True,
-        "batch_host": row["node_list"] or "",
+        "batch_host": job.node_list or "",
         "cluster": CLUSTER_NAME,
         "command": "",
-        "comment": row["comment"] or "",
+        "comment": job.comment or "",
         "contiguous": False,
         "cpus": number(cpus),
-        "cpus_per_task": number(row["cpus_per_task"]),
-        "current_working_directory": row["work_dir"],
-        "dependency": row["dependency"] or "",
-        "derived_exit_code": exit_code(row["exit_code"], state),
-        "eligible_time": _epoch(row["eligible_time"]),
-        "end_time": _epoch(row["end_time"]),
-        "exclusive": ["true"] if row["exclusive"] else [],
-        "exit_code": exit_code(row["exit_code"], state),
+        "cpus_per_task": number(job.cpus_per_task),
+        "current_working_directory": job.work_dir,
+        "dependency": job.dependency or "",
+        "derived_exit_code": exit_code(job.exit_code, state),
+        "eligible_time": _epoch(job.eligible_time),
+        "end_time": _epoch(job.end_time),
+        "exclusive": ["true"] if job.exclusive else [],
+        "exit_code": exit_code(job.exit_code, state),
         "flags": [],
-        "group_id": row["gid"] if row["gid"] is not None else 0,
+        "group_id": job.gid if job.gid is not None else 0,
         "group_name": "",
-        "hold": bool(row["held"]),
-        "job_id": row["id"],
+        "hold": bool(job.held),
+        "job_id": job.id,
         "job_state": [state],
         "last_sched_evaluation": number(None),
         "max_cpus": number(0),
         "max_nodes": number(0),
-        "memory_per_cpu": number(row["memory_per_cpu_mb"]),
-        "memory_per_node": number(row["memory_per_node_mb"] if row["memory_per_node_mb"] else (memory or None)),
+        "memory_per_cpu": number(job.memory_per_cpu_mb),
+        "memory_per_node": number(job.memory_per_node_mb if job.memory_per_node_mb else (memory or None)),
         "minimum_cpus_per_node": number(cpus),
-        "name": row["name"],
-        "nice": row["nice"],
+        "name": job.name,
+        "nice": job.nice,
         "node_count": number(1),
-        "nodes": row["node_list"] or "",
-        "partition": row["partition"],
-        "priority": number(row["priority"]),
-        "qos": row["qos"] or "",
-        "requeue": bool(row["requeue"]),
-        "restart_cnt": row["restart_count"],
+        "nodes": job.node_list or "",
+        "partition": job.partition,
+        "priority": number(job.priority),
+        "qos": job.qos or "",
+        "requeue": bool(job.requeue),
+        "restart_cnt": job.restart_count,
         "shared": [],
         "standard_error": paths.stderr,
         "standard_input": paths.stdin,
         "standard_output": paths.stdout,
-        "start_time": _epoch(row["start_time"]),
-        "state_description": row["error_msg"] or "",
-        "state_reason": row["reason"],
-        "submit_time": _epoch(row["submit_time"]),
+        "start_time": _epoch(job.start_time),
+        "state_description": job.error_msg or "",
+        "state_reason": job.reason,
+        "submit_time": _epoch(job.submit_time),
         "suspend_time": number(0),
-        "tasks": number(row["ntasks"]),
-        "tasks_per_node": number(row["ntasks_per_node"]),
-        "time_limit": _minutes(row["time_limit"]),
+        "tasks": number(job.ntasks),
+        "tasks_per_node": number(job.ntasks_per_node),
+        "time_limit": _minutes(job.time_limit),
         "time_minimum": number(0),
-        "user_id": row["uid"] if row["uid"] is not None else 0,
-        "user_name": row["user_name"],
+        "user_id": job.uid if job.uid is not None else 0,
+        "user_name": job.user_name,
     }
     if running:
         info["job_resources"] = {
-            "nodes": row["node_list"] or "",
+            "nodes": job.node_list or "",
             "allocated_cores": cpus,
             "allocated_cpus": cpus,
             "allocated_hosts": 1,
@@ -500,7 +501,7 @@ def _parse_submit(body: Any) -> tuple[models.SubmitRequest, list[str]] | tuple[s
 
 
 # ------------------------------------------------------------------- jobs
-def _jobs_response(request: Request, principal: Principal, rows: list[dict[str, Any]]) -> dict[str, Any]:
+def _jobs_response(request: Request, principal: Principal, rows: list[Job]) -> dict[str, Any]:
     now = int(time.time())
     return {
         "jobs": [job_info(r) for r in rows],
@@ -536,7 +537,7 @@ def _jobs_stream(request: Request, principal: Principal, **filters: Any) -> Stre
     del rest["jobs"]
     tail = b"]," + _dumps(rest)[1:]  # the object's other members, after the list
 
-    def encode(pages: Iterator[list[dict[str, Any]]]) -> bytes | None:
+    def encode(pages: Iterator[list[Job]]) -> bytes | None:
         rows = next(pages, None)
         return None if rows is None else _dumps([job_info(r) for r in rows])[1:-1]
 

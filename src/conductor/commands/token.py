@@ -90,12 +90,12 @@ def _list(store: Store, *, active_only: bool) -> int:
     header = ("ID", "USER", "ADMIN", "CREATED", "REVOKED", "COMMENT")
     table = [header] + [
         (
-            str(r["id"]),
-            r["user_name"],
-            "yes" if r["admin"] else "no",
-            r["created_at"].strftime("%Y-%m-%dT%H:%M:%S") if r["created_at"] else "",
-            r["revoked_at"].strftime("%Y-%m-%dT%H:%M:%S") if r["revoked_at"] else "-",
-            r["comment"] or "",
+            str(r.id),
+            r.user_name,
+            "yes" if r.admin else "no",
+            r.created_at.strftime("%Y-%m-%dT%H:%M:%S") if r.created_at else "",
+            r.revoked_at.strftime("%Y-%m-%dT%H:%M:%S") if r.revoked_at else "-",
+            r.comment or "",
         )
         for r in rows
     ]

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from conductor.domain.dependency import (
     Dependency,
@@ -34,6 +34,7 @@ from conductor.domain.dependency import (
     parse_dependency,
 )
 from conductor.domain.errors import SpecError
+from conductor.domain.job import JobSummary
 from conductor.errors import DependencyProblem
 from conductor.scheduler.policy import DependencyStatus, PendingJob
 from conductor.store import SingletonState
@@ -57,7 +58,7 @@ class DependencyStore(Protocol):
 
     def dependency_targets(self) -> dict[int, str]: ...
 
-    def job_summaries(self, ids: Iterable[int]) -> dict[int, dict[str, Any]]: ...
+    def job_summaries(self, ids: Iterable[int]) -> dict[int, JobSummary]: ...
 
     def singleton_blockers(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], SingletonState]: ...
 
@@ -71,28 +72,26 @@ def _aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
-def _status(row: Mapping[str, Any]) -> JobStatus:
-    return JobStatus(
-        state=str(row["state"]), start_time=_aware(row.get("start_time")), end_time=_aware(row.get("end_time"))
-    )
+def _status(job: JobSummary) -> JobStatus:
+    return JobStatus(state=job.state, start_time=_aware(job.start_time), end_time=_aware(job.end_time))
 
 
-def statuses_for(refs: Iterable[JobRef], rows: Iterable[Mapping[str, Any]]) -> dict[JobRef, JobStatus]:
-    """The status of each referenced job, from job rows (id, state, times, array ids).
+def statuses_for(refs: Iterable[JobRef], rows: Iterable[JobSummary]) -> dict[JobRef, JobStatus]:
+    """The status of each referenced job, from job summaries (id, state, times, array ids).
 
     A ref without a task whose id is an array's id gets the aggregate of all the array's tasks;
     a ref to a job that is not among `rows` is left out (the evaluator counts it as never).
     """
-    by_id: dict[int, Mapping[str, Any]] = {}
-    tasks: dict[int, list[Mapping[str, Any]]] = {}
+    by_id: dict[int, JobSummary] = {}
+    tasks: dict[int, list[JobSummary]] = {}
     for row in rows:
-        by_id[int(row["id"])] = row
-        if row.get("array_job_id") is not None:
-            tasks.setdefault(int(row["array_job_id"]), []).append(row)
+        by_id[row.id] = row
+        if row.array_job_id is not None:
+            tasks.setdefault(row.array_job_id, []).append(row)
     out: dict[JobRef, JobStatus] = {}
     for ref in refs:
         if ref.task_id is not None:
-            task = next((t for t in tasks.get(ref.job_id, ()) if t.get("array_task_id") == ref.task_id), None)
+            task = next((t for t in tasks.get(ref.job_id, ()) if t.array_task_id == ref.task_id), None)
             if task is not None:
                 out[ref] = _status(task)
         elif ref.job_id in tasks:
@@ -191,7 +190,7 @@ def resolve_dependencies(store: DependencyStore, pending: Sequence[PendingJob], 
     for job_id in singleton_jobs:
         row = rows.get(job_id)
         if row is not None:
-            owners[job_id] = (str(row["user_name"]), str(row["name"]))
+            owners[job_id] = (row.user_name, row.name)
     singletons = store.singleton_blockers(set(owners.values())) if owners else {}
     statuses = statuses_for(referenced, rows.values())
     for job_id, status in evaluate_all(parsed, statuses, now=now, owners=owners, singletons=singletons).items():
@@ -201,7 +200,7 @@ def resolve_dependencies(store: DependencyStore, pending: Sequence[PendingJob], 
 class JobSummaries(Protocol):
     """What the check at submission needs from the store."""
 
-    def job_summaries(self, ids: Iterable[int]) -> dict[int, dict[str, Any]]: ...
+    def job_summaries(self, ids: Iterable[int]) -> dict[int, JobSummary]: ...
 
 
 def check_targets(store: JobSummaries, dependency: str | None, *, field: str = "dependency") -> None:

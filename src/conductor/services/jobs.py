@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conductor.bus import SCHEDULER, node_topic
+from conductor.domain.job import Job
 from conductor.domain.signals import signal_name
 from conductor.domain.states import JobState
 from conductor.errors import AlreadyDone, Conflict, Forbidden, Invalid, LimitExceeded, NotFound, UnknownUser
@@ -220,9 +221,9 @@ class JobService:
     def _owned(self, principal: Principal, job_id: str, action: str, *, slurm_array_ids: bool = False) -> Target:
         """The target, once the caller is known to own it (an array's tasks share one owner)."""
         target = self.resolve(job_id, slurm_array_ids=slurm_array_ids)
-        row = self.store.get_job(target.ids[0])
-        if row is not None:
-            ensure_owner(principal, row["id"], row["user_name"], action)
+        job = self.store.get_job(target.ids[0])
+        if job is not None:
+            ensure_owner(principal, job.id, job.user_name, action)
         return target
 
     # -------------------------------------------------------------- actions
@@ -304,7 +305,9 @@ class JobService:
         """
         target = self._owned(principal, job_id, "update it")
         if not principal.admin:
-            _check_rights(self.store.get_job(target.ids[0]) or {}, changes.values)
+            current = self.store.get_job(target.ids[0])
+            if current is not None:
+                _check_rights(current, changes.values)
         outcome = self.store.update_jobs(target.ids, changes.values)
         self._wake(outcome.nodes, scheduler=True)
         return _result(target, outcome, "update", "only a pending or running job can be updated", "updated")
@@ -320,12 +323,12 @@ class JobService:
             log.warning("an action was stored but a wake-up failed", exc_info=True)
 
 
-def _check_rights(row: Mapping[str, Any], changes: Mapping[str, Any]) -> None:
+def _check_rights(job: Job, changes: Mapping[str, Any]) -> None:
     if "time_limit" in changes:
-        new, old = changes["time_limit"], row.get("time_limit")
+        new, old = changes["time_limit"], job.time_limit
         if old is not None and (new is None or new > old):
             raise Forbidden("time_limit: only an administrator may raise a job's time limit", field="time_limit")
-    if "priority" in changes and changes["priority"] > (row.get("priority") or 0):
+    if "priority" in changes and changes["priority"] > job.priority:
         raise Forbidden("priority: only an administrator may raise a job's priority", field="priority")
     if "nice" in changes and changes["nice"] < 0:
         raise Forbidden("nice: only an administrator may set a negative nice value", field="nice")

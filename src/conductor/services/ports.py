@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
+from conductor.domain.job import Job, JobSummary
 from conductor.scheduler.policy import NodeView
 from conductor.store import CancelOutcome, ControlOutcome
 
@@ -18,9 +19,9 @@ class JobStore(Protocol):
 
     def node_shapes(self) -> list[NodeView]: ...
 
-    def job_summaries(self, ids: Iterable[int]) -> dict[int, dict[str, Any]]: ...
+    def job_summaries(self, ids: Iterable[int]) -> dict[int, JobSummary]: ...
 
-    def get_job(self, job_id: int) -> dict[str, Any] | None: ...
+    def get_job(self, job_id: int) -> Job | None: ...
 
     def resolve_task(self, array_job_id: int, task_id: int) -> int | None: ...
 

@@ -22,9 +22,10 @@ import secrets
 import threading
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from conductor.services.principal import Principal
+from conductor.store.records import Token
 
 log = logging.getLogger("conductor.token")
 
@@ -35,7 +36,7 @@ TOKEN_FILE = "token"
 class TokenStore(Protocol):
     """What tokens need from the store (conductor.store.Store provides it)."""
 
-    def token_by_hash(self, token_hash: str) -> dict[str, Any] | None: ...
+    def token_by_hash(self, token_hash: str) -> Token | None: ...
 
     def create_token(self, user_name: str, token_hash: str, *, admin: bool, comment: str | None = None) -> int: ...
 
@@ -54,9 +55,9 @@ class _TokenCache:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._rows: dict[tuple[int, str], tuple[float, Any]] = {}
+        self._rows: dict[tuple[int, str], tuple[float, Token | None]] = {}
 
-    def get(self, store: TokenStore, digest: str) -> Any:
+    def get(self, store: TokenStore, digest: str) -> Token | None:
         key = (id(store), digest)
         now = time.monotonic()
         with self._lock:
@@ -83,9 +84,9 @@ def lookup(store: TokenStore, token: str) -> Principal | None:
     row = _TOKEN_CACHE.get(store, digest)
     # The database found the row by equality; comparing again in constant time costs nothing
     # and keeps a collation or index quirk from ever matching a different hash.
-    if row is None or not hmac.compare_digest(row["token_hash"], digest):
+    if row is None or row.token_hash is None or not hmac.compare_digest(row.token_hash, digest):
         return None
-    return Principal(user=row["user_name"], admin=bool(row["admin"]), token_id=int(row["id"]))
+    return Principal(user=row.user_name, admin=row.admin, token_id=row.id)
 
 
 def local_user() -> str:

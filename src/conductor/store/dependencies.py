@@ -4,12 +4,12 @@ pending jobs, the states of the jobs they name, and what blocks `--dependency=si
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from sqlalchemy import func, or_, select
 
+from conductor.domain.job import JobSummary
 from conductor.store.engine import Database
-from conductor.store.records import SingletonState
+from conductor.store.records import SingletonState, summary_from_row
 from conductor.store.schema import jobs
 from conductor.store.transitions import PENDING, RUNNING
 
@@ -24,11 +24,11 @@ class DependencyQueries(Database):
         with self._read() as conn:
             return {r.id: r.dependency for r in conn.execute(query)}
 
-    def job_summaries(self, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+    def job_summaries(self, ids: Iterable[int]) -> dict[int, JobSummary]:
         """State, times, array and owner of the jobs `ids`, and of every task of those that
         are arrays."""
         id_list = list(set(ids))
-        out: dict[int, dict[str, Any]] = {}
+        out: dict[int, JobSummary] = {}
         with self._read() as conn:
             for chunk_start in range(0, len(id_list), _IN_CHUNK):
                 chunk = id_list[chunk_start : chunk_start + _IN_CHUNK]
@@ -44,7 +44,7 @@ class DependencyQueries(Database):
                     jobs.c.name,
                 ).where(or_(jobs.c.id.in_(chunk), jobs.c.array_job_id.in_(chunk)))
                 for r in conn.execute(query):
-                    out[r.id] = dict(r._mapping)
+                    out[r.id] = summary_from_row(r._mapping)
         return out
 
     def singleton_blockers(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], SingletonState]:

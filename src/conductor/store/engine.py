@@ -49,14 +49,7 @@ def aware(value: datetime | None) -> datetime | None:
     return value
 
 
-_TIME_COLUMNS = ("submit_time", "eligible_time", "begin_time", "start_time", "end_time", "kill_time")
-
-
-def normalise_times(row: dict[str, Any]) -> None:
-    """`aware` applied to the timestamps of a job row."""
-    for key in _TIME_COLUMNS:
-        if key in row:
-            row[key] = aware(row[key])
+TIME_COLUMNS = ("submit_time", "eligible_time", "begin_time", "start_time", "end_time", "kill_time")
 
 
 def redact_url(url: str) -> str:

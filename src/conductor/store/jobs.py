@@ -26,11 +26,12 @@ from sqlalchemy import (
 from sqlalchemy.sql.elements import ColumnElement
 
 from conductor.domain.cpuset import parse_cpu_list
+from conductor.domain.job import Job
 from conductor.domain.states import Reason
 from conductor.scheduler.policy import NodeView
 from conductor.store.allocations import Allocations
-from conductor.store.engine import aware, normalise_times, utcnow
-from conductor.store.records import NodeInfo, Stats
+from conductor.store.engine import aware, utcnow
+from conductor.store.records import JobEvent, NodeInfo, Stats, job_from_row
 from conductor.store.schema import job_events, jobs, nodes
 from conductor.store.transitions import PENDING, RUNNING
 
@@ -132,14 +133,10 @@ class JobQueries(Allocations):
         ]
 
     # ------------------------------------------------------------------- reads
-    def get_job(self, job_id: int) -> dict[str, Any] | None:
+    def get_job(self, job_id: int) -> Job | None:
         with self._read() as conn:
             row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
-        if row is None:
-            return None
-        out = dict(row._mapping)
-        normalise_times(out)
-        return out
+        return None if row is None else job_from_row(row._mapping)
 
     def list_jobs(
         self,
@@ -157,7 +154,7 @@ class JobQueries(Allocations):
         limit: int = 1000,
         with_script: bool = False,
         count: bool = True,
-    ) -> tuple[list[dict[str, Any]], int]:
+    ) -> tuple[list[Job], int]:
         """Matching jobs in id order, from the first id above `after` (keyset paging: a page
         costs the same wherever it starts), skipping `offset` of them, at most `limit`; and
         how many match in all, `after` aside (-1 unless `count`)."""
@@ -189,13 +186,11 @@ class JobQueries(Allocations):
         if conditions:
             query = query.where(and_(*conditions))
         with self._read() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(query)]
+            found = [job_from_row(r._mapping) for r in conn.execute(query)]
             total = int(conn.execute(count_query).scalar_one()) if count else -1
-        for row in rows:
-            normalise_times(row)
-        return rows, total
+        return found, total
 
-    def job_pages(self, *, page_size: int = 500, **filters: Any) -> Iterator[list[dict[str, Any]]]:
+    def job_pages(self, *, page_size: int = 500, **filters: Any) -> Iterator[list[Job]]:
         """Every job matching `filters` (those of list_jobs), a page at a time in id order.
 
         Each page is its own short read, so a listing of any size holds neither a page's worth
@@ -208,19 +203,13 @@ class JobQueries(Allocations):
                 yield rows
             if len(rows) < page_size:
                 return
-            after = rows[-1]["id"]
+            after = rows[-1].id
 
-    def events(self, job_id: int) -> list[dict[str, Any]]:
+    def events(self, job_id: int) -> list[JobEvent]:
+        query = select(job_events).where(job_events.c.job_id == job_id).order_by(job_events.c.id)
         with self._read() as conn:
-            rows = [
-                dict(r._mapping)
-                for r in conn.execute(
-                    select(job_events).where(job_events.c.job_id == job_id).order_by(job_events.c.id)
-                )
-            ]
-        for row in rows:
-            row["time"] = aware(row["time"])
-        return rows
+            rows = list(conn.execute(query))
+        return [JobEvent(**{**r._mapping, "time": aware(r.time)}) for r in rows]
 
     def resolve_task(self, array_job_id: int, task_id: int) -> int | None:
         """The job id of task `task_id` of array `array_job_id` (Slurm's `123_4`)."""

@@ -11,9 +11,10 @@ from typing import Any
 from sqlalchemy import bindparam, case, insert, null, select, update
 
 from conductor.domain.cpuset import format_cpu_list
+from conductor.domain.job import Job, JobRun
 from conductor.domain.states import JobState, Reason
-from conductor.store.engine import Database, StoreError, aware, normalise_times, utcnow
-from conductor.store.records import Finish
+from conductor.store.engine import Database, StoreError, aware, utcnow
+from conductor.store.records import Finish, job_from_row, run_from_row
 from conductor.store.schema import jobs, nodes
 from conductor.store.statements import for_update, id_in, id_list
 from conductor.store.transitions import PENDING, RUNNING, add_event, event_insert, requeued_values
@@ -101,7 +102,7 @@ class NodeQueries(Database):
             conn.execute(query.values(state="DOWN", reason=reason))
 
     # --------------------------------------------------------- the node's jobs
-    def claim_for_launch(self, node: str) -> list[dict[str, Any]]:
+    def claim_for_launch(self, node: str) -> list[Job]:
         """Jobs placed on `node` that no worker has launched yet, marked launched.
 
         Marking before the process exists means a crash in between loses the launch (the job
@@ -111,9 +112,7 @@ class NodeQueries(Database):
         with self._raw_write() as cursor:
             rows = [dict(zip(names, r, strict=True)) for r in self._query(cursor, _claimable, node=node)]
             self._execute_many(cursor, _mark_launched, [{"b_id": r["id"]} for r in rows])
-        for row in rows:
-            normalise_times(row)
-        return rows
+        return [job_from_row(row) for row in rows]
 
     def record_pids(self, pids: Mapping[int, int]) -> None:
         if not pids:
@@ -121,13 +120,10 @@ class NodeQueries(Database):
         with self._raw_write() as cursor:
             self._execute_many(cursor, _record_pid, [{"b_id": k, "b_pid": v} for k, v in pids.items()])
 
-    def running_on_node(self, node: str) -> list[dict[str, Any]]:
+    def running_on_node(self, node: str) -> list[JobRun]:
         with self._raw_read() as cursor:
             found = self._query(cursor, _running_on_node, node=node)
-        rows = [dict(zip(_NODE_JOB_COLUMNS, r, strict=True)) for r in found]
-        for row in rows:
-            normalise_times(row)
-        return rows
+        return [run_from_row(dict(zip(_NODE_JOB_COLUMNS, r, strict=True))) for r in found]
 
     def kill_states(self, ids: Sequence[int]) -> dict[int, str | None]:
         """The kill requested for each running job (cancel, time limit, requeue), if any."""

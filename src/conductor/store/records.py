@@ -1,12 +1,15 @@
-"""What the store hands in and out besides job rows: typed records of reports and outcomes."""
+"""What the store hands in and out: typed records of jobs, reports and outcomes."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
+from conductor.domain.job import Job, JobRun, JobSummary
 from conductor.domain.states import JobState, Reason
-from conductor.store.engine import utcnow
+from conductor.store.engine import TIME_COLUMNS, aware, utcnow
 
 # What `ControlOutcome.skipped` says when the state alone does not explain why an action did
 # not apply.
@@ -102,3 +105,58 @@ class Reaped:
     nodes: list[str] = field(default_factory=list)
     ended: list[int] = field(default_factory=list)
     requeued: list[int] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------ job records
+_BOOLEAN_COLUMNS = frozenset({"exclusive", "held", "requeue", "launched"})
+_JOB_FIELDS = tuple(Job.__dataclass_fields__)
+_RUN_FIELDS = tuple(JobRun.__dataclass_fields__)
+
+
+def _value(name: str, value: Any) -> Any:
+    if name in TIME_COLUMNS:
+        return aware(value)
+    if name in _BOOLEAN_COLUMNS:
+        return bool(value)
+    return value
+
+
+def job_from_row(row: Mapping[Any, Any]) -> Job:
+    """The one place a row of `jobs` becomes a `Job` (SQLite's naive times made UTC, its
+    integers made booleans); columns not read (`script`, `environment`) stay None."""
+    return Job(**{name: _value(name, row[name]) for name in _JOB_FIELDS if name in row})
+
+
+def run_from_row(row: Mapping[Any, Any]) -> JobRun:
+    return JobRun(**{name: _value(name, row[name]) for name in _RUN_FIELDS})
+
+
+def summary_from_row(row: Mapping[Any, Any]) -> JobSummary:
+    return JobSummary(**{name: _value(name, row[name]) for name in JobSummary.__dataclass_fields__})
+
+
+@dataclass(frozen=True, slots=True)
+class JobEvent:
+    """One transition of a job (the `job_events` audit log)."""
+
+    id: int
+    job_id: int
+    time: datetime
+    from_state: str | None
+    to_state: str
+    reason: str | None
+    node: str | None
+    message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """An API token as the store keeps it: only its hash, never the token itself."""
+
+    id: int
+    user_name: str
+    admin: bool
+    token_hash: str | None = None  # read only to look a token up
+    created_at: datetime | None = None
+    revoked_at: datetime | None = None
+    comment: str | None = None

@@ -3,11 +3,10 @@ each token is stored; the token itself is shown once, when it is created."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import insert, select, update
 
 from conductor.store.engine import Database, aware, utcnow
+from conductor.store.records import Token
 from conductor.store.schema import tokens
 
 
@@ -28,16 +27,16 @@ class TokenQueries(Database):
                 ).scalar_one()
             )
 
-    def token_by_hash(self, token_hash: str) -> dict[str, Any] | None:
+    def token_by_hash(self, token_hash: str) -> Token | None:
         """The live (not revoked) token with this hash, or None."""
         query = select(tokens.c.id, tokens.c.user_name, tokens.c.admin, tokens.c.token_hash).where(
             tokens.c.token_hash == token_hash, tokens.c.revoked_at.is_(None)
         )
         with self._read() as conn:
             row = conn.execute(query).first()
-        return dict(row._mapping) if row is not None else None
+        return Token(row.id, row.user_name, bool(row.admin), token_hash=row.token_hash) if row is not None else None
 
-    def list_tokens(self, *, include_revoked: bool = True) -> list[dict[str, Any]]:
+    def list_tokens(self, *, include_revoked: bool = True) -> list[Token]:
         """Every token without its hash, oldest first."""
         query = select(
             tokens.c.id,
@@ -50,11 +49,12 @@ class TokenQueries(Database):
         if not include_revoked:
             query = query.where(tokens.c.revoked_at.is_(None))
         with self._read() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(query)]
-        for row in rows:
-            row["created_at"] = aware(row["created_at"])
-            row["revoked_at"] = aware(row["revoked_at"])
-        return rows
+            rows = list(conn.execute(query))
+        return [
+            Token(r.id, r.user_name, bool(r.admin), created_at=aware(r.created_at), revoked_at=aware(r.revoked_at),
+                  comment=r.comment)
+            for r in rows
+        ]
 
     def revoke_token(self, token_id: int) -> bool:
         """Revoke a live token; False when no live token has this id."""

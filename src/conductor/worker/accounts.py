@@ -6,9 +6,9 @@ import os
 import pwd
 import time
 
+from conductor.domain.job import Job
 from conductor.worker.config import NodeConfig
 from conductor.worker.launcher_client import RunAs
-from conductor.worker.ports import Row
 
 # How long a user's passwd entry and groups are used before they are looked up again (Slurm
 # caches group lists for ten minutes).
@@ -24,7 +24,7 @@ class Accounts:
         self._users: dict[str, tuple[float, pwd.struct_passwd | None, list[int], str]] = {}
         self._me: tuple[float, RunAs] | None = None
 
-    def run_as(self, row: Row) -> RunAs:
+    def run_as(self, row: Job) -> RunAs:
         """Whom the job runs as: its user when the worker is root, else the worker's own user.
 
         The user is found by name in this node's passwd database; a job whose user the node
@@ -41,7 +41,7 @@ class Accounts:
                     run_as = RunAs("", "", "", None, str(os.geteuid()))
                 self._me = (now + USER_CACHE_SECONDS, run_as)
             return self._me[1]
-        name = str(row["user_name"])
+        name = str(row.user_name)
         cached = self._users.get(name)
         if cached is None or cached[0] < now:
             try:
@@ -54,14 +54,14 @@ class Accounts:
         _, entry, groups, groups_text = cached
         if entry is None:
             raise RuntimeError(f"user '{name}' does not exist on node {self._config.name}")
-        if row.get("uid") is not None and int(row["uid"]) != entry.pw_uid:
+        if row.uid is not None and int(row.uid) != entry.pw_uid:
             raise RuntimeError(
-                f"user '{name}' has uid {entry.pw_uid} on node {self._config.name} but uid {row['uid']} "
+                f"user '{name}' has uid {entry.pw_uid} on node {self._config.name} but uid {row.uid} "
                 "where the job was submitted"
             )
         if entry.pw_uid == 0 and not self._config.allow_root_jobs:
             raise RuntimeError(
                 f"jobs as root are not allowed on node {self._config.name} (CONDUCTOR_ALLOW_ROOT_JOBS is off)"
             )
-        gid = int(row["gid"]) if row.get("gid") is not None and int(row["gid"]) in groups else entry.pw_gid
+        gid = int(row.gid) if row.gid is not None and int(row.gid) in groups else entry.pw_gid
         return RunAs(str(entry.pw_uid), str(gid), groups_text, entry.pw_dir, name)

@@ -14,9 +14,10 @@ from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from conductor.domain.job import JobRun
 from conductor.store import aware
 from conductor.worker.identity import launcher_alive
-from conductor.worker.ports import NodeStore, Row, Signaller
+from conductor.worker.ports import NodeStore, Signaller
 from conductor.worker.protocol import JobStatus
 from conductor.worker.running import RunningJob
 from conductor.worker.spool import Spool, read_status
@@ -37,7 +38,7 @@ class AdoptionPlan:
 
 
 def plan_adoption(
-    rows: Iterable[Row],
+    rows: Iterable[JobRun],
     status_path: Callable[[int], str],
     read: Callable[[str], JobStatus],
     is_running: Callable[[int, int], bool],
@@ -51,26 +52,26 @@ def plan_adoption(
     """
     plan = AdoptionPlan()
     for row in rows:
-        if not row["launched"]:
+        if not row.launched:
             continue  # placed but never started: the launch path takes it
-        path = status_path(row["id"])
+        path = status_path(row.id)
         status = read(path)
         job = RunningJob(
-            job_id=row["id"],
+            job_id=row.id,
             pid=status.pid or 0,
             status_path=path,
-            start_time=aware(row["start_time"]) or now,
-            time_limit=row["time_limit"],
+            start_time=aware(row.start_time) or now,
+            time_limit=row.time_limit,
             ticks=status.ticks,
             launcher=status.launcher,
-            kill_state=row["kill_state"],
-            restart_count=row.get("restart_count") or 0,
+            kill_state=row.kill_state,
+            restart_count=row.restart_count or 0,
         )
         if status.exit is not None or status.error is not None:
             job.status = status
             plan.ended.append(job)
         elif status.pid is None:
-            if row["pid"]:
+            if row.pid:
                 # It started (its launcher replied), yet its status file is gone.
                 plan.gone.append(job.job_id)
             else:
@@ -126,15 +127,15 @@ def wait_for_exit_line(job: RunningJob, timeout: float = 2.0) -> JobStatus:
         time.sleep(0.01)
 
 
-def is_orphan(job: RunningJob, row: Row | None) -> bool:
+def is_orphan(job: RunningJob, row: JobRun | None) -> bool:
     """Whether the process of `job` no longer belongs to the job: the database says the job is
     not running here (`row` None), or not launched, or that this is an earlier run of it."""
-    return row is None or not row["launched"] or (row.get("restart_count") or 0) != job.restart_count
+    return row is None or not row.launched or (row.restart_count or 0) != job.restart_count
 
 
-def kill_orphans(jobs: MutableMapping[int, RunningJob], rows: Iterable[Row], spool: Spool, signaller: Signaller) -> None:
+def kill_orphans(jobs: MutableMapping[int, RunningJob], rows: Iterable[JobRun], spool: Spool, signaller: Signaller) -> None:
     """Kill the processes of jobs the scheduler took from this node while it was silent."""
-    current = {row["id"]: row for row in rows}
+    current = {row.id: row for row in rows}
     for job in list(jobs.values()):
         if not is_orphan(job, current.get(job.job_id)):
             continue

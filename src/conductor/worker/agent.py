@@ -26,6 +26,7 @@ from datetime import timedelta
 from conductor.bus import SCHEDULER, Bus, node_topic
 from conductor.domain.arrays import parse_array_spec
 from conductor.domain.cpuset import parse_cpu_list
+from conductor.domain.job import Job, JobRun
 from conductor.domain.jobfiles import job_environment, job_paths
 from conductor.store import Finish, aware, is_disconnect, utcnow
 from conductor.worker import adoption, enforcement
@@ -34,7 +35,7 @@ from conductor.worker.config import NodeConfig
 from conductor.worker.identity import instance_may_be_alive, is_process, launcher_alive, signal_group, signal_process
 from conductor.worker.launcher_client import Launcher, LaunchRequest, launch_frame
 from conductor.worker.outcome import OPEN_KILL_STATES, decide_outcome, launch_failure, report, settled_kill_state
-from conductor.worker.ports import NodeStore, Row
+from conductor.worker.ports import NodeStore
 from conductor.worker.protocol import JobStatus
 from conductor.worker.running import RunningJob
 from conductor.worker.spool import Spool, exit_report, read_status
@@ -269,12 +270,12 @@ class Worker:
         if not rows:
             return
         requests: list[LaunchRequest] = []
-        by_id: dict[int, Row] = {}
+        by_id: dict[int, Job] = {}
         for row in rows:
             try:
                 request = self._prepare(row)
             except Exception as exc:
-                log.exception("launch of job %s failed", row["id"])
+                log.exception("launch of job %s failed", row.id)
                 self._launch_failed(row, str(exc))
                 continue
             requests.append(request)
@@ -293,12 +294,12 @@ class Worker:
                 job_id=request.job_id,
                 pid=outcome.pid,
                 status_path=request.status_path,
-                start_time=aware(row["start_time"]) or utcnow(),
-                time_limit=row["time_limit"],
+                start_time=aware(row.start_time) or utcnow(),
+                time_limit=row.time_limit,
                 ticks=outcome.ticks,
                 tag=outcome.tag,
-                kill_state=row.get("kill_state"),
-                restart_count=row.get("restart_count") or 0,
+                kill_state=row.kill_state,
+                restart_count=row.restart_count or 0,
             )
             self.jobs[job.job_id] = job
             if outcome.tag:
@@ -316,34 +317,36 @@ class Worker:
             except Exception:
                 log.warning("could not record pids", exc_info=True)
 
-    def _launch_failed(self, row: Row, message: str) -> None:
-        self._finished.append(launch_failure(row["id"], message, self.config.name, row.get("restart_count") or 0))
+    def _launch_failed(self, row: Job, message: str) -> None:
+        self._finished.append(launch_failure(row.id, message, self.config.name, row.restart_count or 0))
 
-    def _bounds(self, row: Row) -> tuple[int, int, int, int] | None:
-        array_job: int | None = row.get("array_job_id")
-        if row.get("array_task_id") is None or not row.get("array_spec"):
+    def _bounds(self, row: Job) -> tuple[int, int, int, int] | None:
+        array_job: int | None = row.array_job_id
+        if row.array_task_id is None or not row.array_spec:
             return None
         if array_job not in self._array_bounds:
-            indices = parse_array_spec(row["array_spec"]).indices
+            indices = parse_array_spec(row.array_spec).indices
             steps = {b - a for a, b in zip(indices, indices[1:], strict=False)}
             step = steps.pop() if len(steps) == 1 else 1
             self._array_bounds[array_job] = (len(indices), indices[0], indices[-1], step)
         return self._array_bounds[array_job]
 
-    def _prepare(self, row: Row) -> LaunchRequest:
+    def _prepare(self, row: Job) -> LaunchRequest:
         """Write the job's script and make its request to the launcher."""
-        job_id = int(row["id"])
+        job_id = int(row.id)
         run_as = self.users.run_as(row)
         uid, gid, home = run_as.uid, run_as.gid, run_as.home
-        script: str = row["script"]
+        script = row.script
+        if script is None:  # the claim reads every column: a job without its script is a bug
+            raise ValueError(f"job {job_id} was claimed without its script")
         script_path = self.spool.write_script(job_id, script, uid, gid)
         command = [script_path] if script.startswith("#!") else ["/bin/bash", script_path]
-        extra = row.get("extra")
+        extra = row.extra
         if extra and "argv" in extra:
             command += json.loads(extra).get("argv") or []
         paths = job_paths(row, self.config.name)
         env = job_environment(
-            row, node=self.config.name, cpu_ids=row["cpu_ids"] or "", home=home, array_bounds=self._bounds(row)
+            row, node=self.config.name, cpu_ids=row.cpu_ids or "", home=home, array_bounds=self._bounds(row)
         )
         # The account the process really runs as, whatever the submitted environment said.
         env["USER"] = env["LOGNAME"] = run_as.user
@@ -355,16 +358,16 @@ class Worker:
         body = launch_frame(
             status_path,
             run_as,
-            row["work_dir"],
+            row.work_dir,
             (paths.stdin, paths.stdout, paths.stderr),
-            row.get("open_mode") or "truncate",
+            row.open_mode or "truncate",
             command,
             env,
             self.spool.take_spare(),
         )
         cpus = None
-        if self.config.cpu_binding and row.get("cpu_ids"):
-            cpus = frozenset(parse_cpu_list(row["cpu_ids"]))
+        if self.config.cpu_binding and row.cpu_ids:
+            cpus = frozenset(parse_cpu_list(row.cpu_ids))
         return LaunchRequest(job_id, status_path, body, cpus)
 
     # ---------------------------------------------------------------- endings
@@ -494,7 +497,7 @@ class Worker:
         self.bus.publish(SCHEDULER)
 
     # ------------------------------------------------------------------- kills
-    def _enforce_kills(self, rows: list[Row] | None = None) -> None:
+    def _enforce_kills(self, rows: list[JobRun] | None = None) -> None:
         enforcement.enforce(
             self.jobs,
             rows,
@@ -521,7 +524,7 @@ class Worker:
         except Exception as exc:  # noqa: BLE001
             log.warning("could not read running jobs at start (%s); retrying", exc)
             return False
-        adoption.kill_strays({row["id"] for row in rows if row["launched"]}, self.spool, self.signaller, is_process)
+        adoption.kill_strays({row.id for row in rows if row.launched}, self.spool, self.signaller, is_process)
         plan = adoption.plan_adoption(rows, self._status_path, read_status, _is_running, utcnow())
         adoption.settle(plan, adoption.wait_for_exit_line)
         for job in plan.running:
@@ -534,7 +537,7 @@ class Worker:
         return True
 
     # ---------------------------------------------------- jobs taken from this node
-    def _rows_of_node(self) -> list[Row] | None:
+    def _rows_of_node(self) -> list[JobRun] | None:
         """What the database says runs on this node; None without jobs or without a database."""
         if not self.jobs:
             return None
@@ -544,7 +547,7 @@ class Worker:
             log.warning("could not read this node's jobs (%s)", exc)
             return None
 
-    def _kill_orphans(self, rows: list[Row]) -> None:
+    def _kill_orphans(self, rows: list[JobRun]) -> None:
         adoption.kill_orphans(self.jobs, rows, self.spool, self.signaller)
 
 

@@ -14,10 +14,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from conductor.domain.errors import SpecError
+from conductor.domain.job import JobRun
 from conductor.domain.signals import parse_signal_spec
 from conductor.domain.states import JobState
 from conductor.worker.outcome import OPEN_KILL_STATES
-from conductor.worker.ports import NodeStore, Row, Signaller
+from conductor.worker.ports import NodeStore, Signaller
 from conductor.worker.running import RunningJob
 
 log = logging.getLogger("conductor.worker")
@@ -145,7 +146,7 @@ def deliver_signals(jobs: Mapping[int, RunningJob], node: str, store: NodeStore,
 
 def enforce(
     jobs: Mapping[int, RunningJob],
-    rows: list[Row] | None,
+    rows: list[JobRun] | None,
     node: str,
     store: NodeStore,
     signaller: Signaller,
@@ -158,22 +159,22 @@ def enforce(
     if not jobs:
         return
     requested: dict[int, str] = {}
-    current: dict[int, Row] = {}
+    current: dict[int, JobRun] = {}
     try:
         for row in rows if rows is not None else store.running_on_node(node):
-            current[row["id"]] = row
-            if row["kill_state"]:
-                requested[row["id"]] = row["kill_state"]
+            current[row.id] = row
+            if row.kill_state:
+                requested[row.id] = row.kill_state
     except Exception:
         log.warning("could not read cancel requests", exc_info=True)
-    if any(row.get("pending_signal") for row in current.values()):
+    if any(row.pending_signal for row in current.values()):
         deliver_signals(jobs, node, store, signaller)
     for job in list(jobs.values()):
         known = current.get(job.job_id)
         if known is not None:
             # scontrol update may have changed the limit of the running job.
-            job.time_limit = known["time_limit"]
-            job.signal_spec = known.get("signal_spec")
+            job.time_limit = known.time_limit
+            job.signal_spec = known.signal_spec
         if job.kill_state in OPEN_KILL_STATES and job.job_id in requested:
             job.kill_state = requested[job.job_id]  # a cancel may override a requeue
         step = decide(job, now_wall, now_mono, kill_wait)

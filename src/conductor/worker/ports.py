@@ -8,13 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
+from conductor.domain.job import Job, JobRun
 from conductor.domain.states import JobState
 from conductor.store import Finish
-
-# A job's row, as the store returns it.
-Row = dict[str, Any]
 
 
 class NodeStore(Protocol):
@@ -39,11 +37,11 @@ class NodeStore(Protocol):
 
     def set_node_down(self, name: str, instance: str | None, reason: str) -> None: ...
 
-    def claim_for_launch(self, node: str) -> list[Row]: ...
+    def claim_for_launch(self, node: str) -> list[Job]: ...
 
     def record_pids(self, pids: Mapping[int, int]) -> None: ...
 
-    def running_on_node(self, node: str) -> list[Row]: ...
+    def running_on_node(self, node: str) -> list[JobRun]: ...
 
     def relaunch(self, node: str, job_ids: Sequence[int]) -> list[int]: ...
 
