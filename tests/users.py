@@ -159,7 +159,7 @@ def _reachable_by_others(path: Path) -> bool:
 def portable_python(tmp_path_factory: pytest.TempPathFactory) -> PortablePython:
     """An interpreter and packages that the test users (and a service user) can run conductor with.
 
-    The suite's interpreter may live under root's home (a pyenv build) where no other user can
+    The suite's interpreter may live under root's home, where no other user can
     reach it. The machine's own python3 of the same version runs the same packages (the same
     ABI): that is what a service user is given, with the virtual environment's packages and our
     sources copied somewhere everyone can read when their own place is not.

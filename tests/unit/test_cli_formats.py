@@ -336,7 +336,7 @@ def test_scontrol_show_job_layout() -> None:
 
 
 # ---- exact machine-readable forms, as tools parse them and as Slurm prints them ---------------
-# Reference: /work/shared/anchors/slurm/reference-output (Slurm 22.05) and the man pages.
+# Reference: the output of real Slurm 22.05 and its man pages.
 
 
 def _local(*fields: int) -> str:
