@@ -27,7 +27,7 @@ from conductor.bus import Bus
 from conductor.domain.job import Job
 from conductor.domain.jobfiles import job_paths
 from conductor.domain.states import JobState
-from conductor.errors import Invalid, NotFound, Refusal, StoreUnavailable
+from conductor.errors import Invalid, Refusal, StoreUnavailable
 from conductor.services.jobs import JobService
 from conductor.services.principal import Principal, ensure_owner
 from conductor.services.submission import Limits
@@ -394,10 +394,7 @@ def create_app(ctx: AppContext) -> FastAPI:
         return models.JobList(jobs=[job_record(r, now) for r in rows[:limit]], total=total, next_after=next_after)
 
     def _get(job_id: str) -> Job:
-        job = store.get_job(ctx.jobs.resolve_one(job_id))  # 123 or 123_4
-        if job is None:
-            raise NotFound(f"job_id: no job {job_id}", field="job_id")
-        return job
+        return ctx.jobs.find(job_id)  # 123 or 123_4
 
     @app.get("/jobs/{job_id}", response_model=models.JobRecord, responses=error_responses)
     def get_job(job_id: str) -> Any:

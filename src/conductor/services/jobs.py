@@ -189,48 +189,57 @@ class JobService:
         return shapes
 
     # -------------------------------------------------------------- job ids
-    def resolve_one(self, job_id: str) -> int:
-        """The id of the one job `job_id` names (`123_4` is the task's own id)."""
+    def find(self, job_id: str) -> Job:
+        """The one job `job_id` names (`123`, or `123_4`: task 4 of array 123), read once."""
         base, task = parse_job_ref(job_id)
         if task == WHOLE_ARRAY:
             raise Invalid(f"'{job_id[:40]}' names every task of an array; give 123 or 123_4 here", field="job_id")
         if task is not None:
             found = self.store.resolve_task(base, task)
-            if found is None:
+            job = self.store.get_job(found) if found is not None else None
+            if job is None:
                 raise NotFound(f"job_id: no task {task} in array {base}", field="job_id")
-            return found
-        if self.store.get_job(base) is None:
+            return job
+        job = self.store.get_job(base)
+        if job is None:
             raise NotFound(f"job_id: no job {base}", field="job_id")
-        return base
+        return job
 
     def resolve(self, job_id: str, *, slurm_array_ids: bool = False) -> Target:
         """The jobs `job_id` names for an action: one job, one task, or all tasks of `123_*`."""
-        base, task = parse_job_ref(job_id)
-        if task is not None and task != WHOLE_ARRAY:
-            return Target(job_id, [self.resolve_one(job_id)], whole_array=False)
-        if task == WHOLE_ARRAY or slurm_array_ids:
-            tasks = self.store.array_task_ids(base)
-            if tasks:
-                return Target(job_id, tasks, whole_array=True)
-            if task == WHOLE_ARRAY:
-                raise NotFound(f"job_id: no array {base}", field="job_id")
-        if self.store.get_job(base) is None:
-            raise NotFound(f"job_id: no job {base}", field="job_id")
-        return Target(job_id, [base], whole_array=False)
+        return self._resolve(job_id, slurm_array_ids=slurm_array_ids)[0]
 
-    def _owned(self, principal: Principal, job_id: str, action: str, *, slurm_array_ids: bool = False) -> Target:
-        """The target, once the caller is known to own it (an array's tasks share one owner)."""
-        target = self.resolve(job_id, slurm_array_ids=slurm_array_ids)
-        job = self.store.get_job(target.ids[0])
+    def _resolve(self, job_id: str, *, slurm_array_ids: bool = False) -> tuple[Target, Job | None]:
+        """The target, and its job when it is one job (read once, for the checks that follow)."""
+        base, task = parse_job_ref(job_id)
+        if task is None and not slurm_array_ids or task is not None and task != WHOLE_ARRAY:
+            job = self.find(job_id)
+            return Target(job_id, [job.id], whole_array=False), job
+        tasks = self.store.array_task_ids(base)
+        if tasks:
+            return Target(job_id, tasks, whole_array=True), None
+        if task == WHOLE_ARRAY:
+            raise NotFound(f"job_id: no array {base}", field="job_id")
+        job = self.find(job_id)
+        return Target(job_id, [job.id], whole_array=False), job
+
+    def _owned(
+        self, principal: Principal, job_id: str, action: str, *, slurm_array_ids: bool = False
+    ) -> tuple[Target, Job | None]:
+        """The target, once the caller is known to own it (an array's tasks share one owner),
+        and its first job as read for that check."""
+        target, job = self._resolve(job_id, slurm_array_ids=slurm_array_ids)
+        if job is None:
+            job = self.store.get_job(target.ids[0])
         if job is not None:
             ensure_owner(principal, job.id, job.user_name, action)
-        return target
+        return target, job
 
     # -------------------------------------------------------------- actions
     def cancel(self, principal: Principal, job_id: str) -> CancelResult:
         """POST /jobs/cancel: one job, one task, or a whole array; an ended job is no error."""
         try:
-            target = self._owned(principal, job_id, "cancel it")
+            target, _ = self._owned(principal, job_id, "cancel it")
         except NotFound as exc:  # the seed's (and Slurm's) words
             raise NotFound(f"Invalid job id specified: {job_id[:40]}", field="job_id") from exc
         if not target.whole_array:
@@ -262,7 +271,7 @@ class JobService:
     ) -> ControlResult:
         """scancel --signal: deliver a signal without ending the job; SIGKILL cancels, as in Slurm.
         The job's worker delivers it, wherever it runs."""
-        target = self._owned(principal, job_id, action, slurm_array_ids=slurm_array_ids)
+        target, _ = self._owned(principal, job_id, action, slurm_array_ids=slurm_array_ids)
         if number == posix_signal.SIGKILL:
             outcome = self.store.cancel_jobs(target.ids)
             self._wake(outcome.nodes, scheduler=True)
@@ -275,14 +284,14 @@ class JobService:
 
     def hold(self, principal: Principal, job_id: str) -> ControlResult:
         """scontrol hold: a pending job stays pending (reason JobHeldUser) until released."""
-        target = self._owned(principal, job_id, "hold it")
+        target, _ = self._owned(principal, job_id, "hold it")
         outcome = self.store.hold_jobs(target.ids, True)
         self._wake(outcome.nodes, scheduler=True)
         return _result(target, outcome, "hold", "only a pending job can be held", "held")
 
     def release(self, principal: Principal, job_id: str) -> ControlResult:
         """scontrol release: a held job becomes eligible again."""
-        target = self._owned(principal, job_id, "release it")
+        target, _ = self._owned(principal, job_id, "release it")
         outcome = self.store.hold_jobs(target.ids, False)
         self._wake(outcome.nodes, scheduler=True)
         return _result(target, outcome, "release", "only a held pending job can be released", "released")
@@ -290,7 +299,7 @@ class JobService:
     def requeue(self, principal: Principal, job_id: str, *, hold: bool = False) -> ControlResult:
         """scontrol requeue[hold]: a running job is stopped and returns to PENDING; an ended job
         returns to PENDING at once. Either way restart_count grows by one (SLURM_RESTART_COUNT)."""
-        target = self._owned(principal, job_id, "requeue it")
+        target, _ = self._owned(principal, job_id, "requeue it")
         outcome = self.store.requeue_jobs(target.ids, hold=hold)
         self._wake(outcome.nodes, scheduler=True)
         done = "requeued" + (" held" if hold else "")
@@ -303,11 +312,9 @@ class JobService:
         (at once: the node is woken). Without administrator rights, as in Slurm, a time limit or a
         priority may only be lowered, and nice may not go below 0.
         """
-        target = self._owned(principal, job_id, "update it")
-        if not principal.admin:
-            current = self.store.get_job(target.ids[0])
-            if current is not None:
-                _check_rights(current, changes.values)
+        target, current = self._owned(principal, job_id, "update it")
+        if not principal.admin and current is not None:
+            _check_rights(current, changes.values)
         outcome = self.store.update_jobs(target.ids, changes.values)
         self._wake(outcome.nodes, scheduler=True)
         return _result(target, outcome, "update", "only a pending or running job can be updated", "updated")
