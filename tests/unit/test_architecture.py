@@ -95,10 +95,6 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-def _reaches(name: str, graph: dict[str, set[str]]) -> set[str]:
-    return graph[name]
-
-
 def test_no_import_cycles() -> None:
     assert _cycles(_graph()) == []
 

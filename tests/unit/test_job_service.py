@@ -193,7 +193,7 @@ def test_refusals_come_before_anything_is_stored() -> None:
     with pytest.raises(LimitExceeded):
         jobs.submit(ALICE, request(array="1-3"))
     assert store.jobs == {}
-    assert isinstance(jobs.submit(ALICE, request(), test_only=True), WouldSubmit) and store.jobs == {}
+    assert isinstance(jobs.submit(ALICE, request(test_only=True)), WouldSubmit) and store.jobs == {}
 
 
 def test_an_array_is_stored_as_its_tasks() -> None:

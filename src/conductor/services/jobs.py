@@ -122,7 +122,7 @@ class JobService:
 
     # -------------------------------------------------------------- submit
     def submit(
-        self, principal: Principal, request: SubmitRequest, *, client_host: str | None = None, test_only: bool = False
+        self, principal: Principal, request: SubmitRequest, *, client_host: str | None = None
     ) -> Submitted | WouldSubmit:
         """Validate `request` and store its job(s): one, or an array's tasks."""
         now = utcnow()
@@ -145,7 +145,7 @@ class JobService:
                 f"user '{submitter.user}' has {pending} pending jobs; {len(rows)} more would exceed the limit of "
                 f"{limit} pending jobs per user (CONDUCTOR_MAX_PENDING_PER_USER)"
             )
-        if test_only or request.job.test_only:
+        if request.job.test_only:
             return WouldSubmit(len(rows))
         ids = self.store.submit(rows)
         # Committed: from here on nothing may raise (see the module's docstring).
