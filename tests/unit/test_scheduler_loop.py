@@ -114,8 +114,8 @@ class Clock:
 def loop(store: FakeStore, clock: Clock | None = None, **kw: Any) -> tuple[Scheduler, FakeBus]:
     bus = FakeBus()
     scheduler = Scheduler(
-        store,  # type: ignore[arg-type]
-        bus,  # type: ignore[arg-type]
+        store,
+        bus,
         clock=clock or Clock(),
         dependency_resolver=lambda _store, _jobs: None,
         check_interval=kw.pop("check_interval", 3600.0),
