@@ -12,6 +12,9 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from conductor.domain.retention import parse_retention
+from conductor.errors import Invalid
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CONDUCTOR_", extra="ignore", populate_by_name=True)
@@ -66,6 +69,27 @@ class Settings(BaseSettings):
     )
     ssl_certfile: Path | None = Field(default=None, description="TLS certificate (PEM) for the API.")
     ssl_keyfile: Path | None = Field(default=None, description="TLS private key (PEM) for the API.")
+    # History: Slurm's PurgeJobAfter and ArchiveJobs/ArchiveDir.
+    purge_job_after: str | None = Field(
+        default=None,
+        description="Ended jobs older than this leave the database (e.g. 30days, 12hours, 6months; a bare "
+        "number is months). Unset: every job is kept.",
+    )
+    archive_dir: Path | None = Field(
+        default=None, description="Purged jobs are written here first, as compressed JSON lines."
+    )
+    purge_interval: float = Field(default=60.0, gt=0, le=86400, description="Seconds between two purges.")
+    purge_batch: int = Field(default=500, ge=1, le=10_000, description="Jobs deleted per transaction.")
+
+    @field_validator("purge_job_after")
+    @classmethod
+    def _purge_job_after(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_retention(value)
+            except Invalid as exc:
+                raise ValueError(exc.message) from None
+        return value
 
     @field_validator("node_name")
     @classmethod

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -17,14 +16,6 @@ import pytest
 from conductor.domain.states import JobState
 from conductor.scheduler.policy import Placement, schedule
 from conductor.store import Finish, NodeConflict, Store, utcnow
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    s = Store(database_url)
-    s.migrate()
-    yield s
-    s.close()
 
 
 def job_row(**values: Any) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from conductor.domain.job import Job
 from conductor.domain.jobfiles import job_paths
 from conductor.domain.states import JobState
 from conductor.errors import Invalid, Refusal, StoreUnavailable
+from conductor.history.archive import ArchiveError, ArchiveQuery, archived_page, merge_pages
 from conductor.services.jobs import JobService
 from conductor.services.principal import Principal, ensure_owner
 from conductor.services.submission import Limits
@@ -366,6 +367,9 @@ def create_app(ctx: AppContext) -> FastAPI:
             int | None, Query(ge=0, le=2**63 - 1, description="Only jobs with a larger id: the previous page's `next_after`")
         ] = None,
         offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+        archived: Annotated[
+            bool, Query(description="Also the purged jobs kept in the archive (CONDUCTOR_ARCHIVE_DIR): reads its files")
+        ] = False,
         # A default rather than an annotation: the bound is a setting, known only here.
         limit: int = Query(
             default_page,
@@ -376,19 +380,39 @@ def create_app(ctx: AppContext) -> FastAPI:
         ),
     ) -> Any:
         _check_page(limit, page_bound)
-        rows, total = store.list_jobs(
-            states=_states(state),
-            users=_csv(user),
-            names=_csv(name),
-            partitions=_csv(partition),
-            job_ids=[_parse_job_id(j) for j in _csv(job_id) or []] if job_id else None,
-            array_job_ids=[array_job_id] if array_job_id else None,
-            since=_time_param(since, "since"),
-            until=_time_param(until, "until"),
-            after=after,
-            offset=offset,
-            limit=limit + 1,  # one more tells whether a next page exists
-        )
+        archive_dir = ctx.settings.archive_dir
+        filters: dict[str, Any] = {
+            "states": _states(state),
+            "users": _csv(user),
+            "names": _csv(name),
+            "partitions": _csv(partition),
+            "job_ids": [_parse_job_id(j) for j in _csv(job_id) or []] if job_id else None,
+            "since": _time_param(since, "since"),
+            "until": _time_param(until, "until"),
+        }
+        if not archived:
+            rows, total = store.list_jobs(
+                **filters,
+                array_job_ids=[array_job_id] if array_job_id else None,
+                after=after,
+                offset=offset,
+                limit=limit + 1,  # one more tells whether a next page exists
+            )
+        elif archive_dir is None:
+            raise Invalid("no archive of purged jobs is kept here (CONDUCTOR_ARCHIVE_DIR is unset)", field="archived")
+        else:
+            if array_job_id:
+                filters["job_ids"] = [*(filters["job_ids"] or []), array_job_id]
+            # Both sources up to the end of this page, merged in id order, then the page.
+            live, live_total = store.list_jobs(**filters, after=after, limit=offset + limit + 1)
+            try:
+                old, old_total = archived_page(
+                    archive_dir.expanduser().resolve(), ArchiveQuery(**filters, after=after), skip=0, take=offset + limit + 1
+                )
+            except ArchiveError as exc:
+                raise StoreUnavailable(str(exc)) from None
+            rows = merge_pages(live, old, offset + limit + 1)[offset:]
+            total = live_total + old_total
         next_after = rows[limit - 1].id if len(rows) > limit else None
         now = utcnow()
         return models.JobList(jobs=[job_record(r, now) for r in rows[:limit]], total=total, next_after=next_after)

@@ -124,6 +124,7 @@ def fetch_jobs(
     partitions: list[str] | None = None,
     since: str | None = None,
     until: str | None = None,
+    archived: bool = False,
 ) -> list[dict[str, Any]]:
     """Jobs matching every given filter. The server filters what it can; we always re-check."""
     query: dict[str, Any] = {}
@@ -137,6 +138,8 @@ def fetch_jobs(
         query["since"] = since
     if until:
         query["until"] = until
+    if archived:
+        query["archived"] = "true"
 
     if specs:
         found: dict[int, dict[str, Any]] = {}

@@ -42,6 +42,9 @@ OPTIONS = OptionTable(
         Option("allusers", ("allusers",), "a"),
         Option("accounts", ("accounts", "account"), "A", "required"),
         Option("array", ("array",), None),
+        # Ours: jobs purged from the database into the archive (Slurm reads its archive back
+        # with `sacctmgr archive load` instead).
+        Option("archived", ("archived",), None),
         Option("brief", ("brief",), "b"),
         Option("completion", ("completion",), "c"),
         Option("constraints", ("constraints",), "C", "required"),
@@ -239,6 +242,7 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per sacct option
             partitions=partitions,
             since=iso(start) if start > 0 else None,
             until=iso(end),
+            archived="archived" in opts,
         )
     finally:
         client.close()

@@ -22,6 +22,7 @@ from conductor.settings import Settings
 
 if TYPE_CHECKING:
     from conductor.bus import Bus
+    from conductor.history.purger import Leadership, Purger
     from conductor.store import Store
     from conductor.worker import NodeConfig, Worker
 
@@ -153,6 +154,33 @@ def start_worker(settings: Settings, store: Store, bus: Bus, *, patient: bool = 
     except NodeConflict as exc:
         raise StartupError(str(exc)) from None
     return worker
+
+
+def start_purger(settings: Settings, store: Store, leader: Leadership | None = None) -> Purger | None:
+    """The purge of old jobs, when `purge_job_after` asks for one (see conductor.history)."""
+    if settings.purge_job_after is None:
+        return None
+    from conductor.domain.retention import parse_retention
+    from conductor.history.purger import Purger
+
+    keep_for = parse_retention(settings.purge_job_after)
+    archive = settings.archive_dir
+    purger = Purger(
+        store,
+        keep_for=keep_for,
+        archive_dir=archive.expanduser().resolve() if archive is not None else None,
+        batch=settings.purge_batch,
+        interval=settings.purge_interval,
+        leader=leader,
+    )
+    purger.start()
+    log.info(
+        "purging jobs ended over %s ago, every %gs%s",
+        keep_for,
+        settings.purge_interval,
+        f", archived first in {purger.archive_dir}" if purger.archive_dir else " (no archive)",
+    )
+    return purger
 
 
 def run_worker_in_foreground(worker: Worker) -> None:

@@ -10,7 +10,7 @@ import argparse
 import logging
 
 from conductor.commands.common import add_tls_arguments
-from conductor.commands.runtime import add_listen_arguments, open_store, run_command, serve_api
+from conductor.commands.runtime import add_listen_arguments, open_store, run_command, serve_api, start_purger
 from conductor.settings import Settings
 
 log = logging.getLogger("conductor.server")
@@ -49,12 +49,15 @@ def run_server(settings: Settings) -> int:
     lock.on_change = lambda _active: scheduler.wake()
     lock.start()
     scheduler.start()
+    purger = start_purger(settings, store, leader=lock)
     log.info("conductor server: listening on http://%s:%d (scheduler: %s)", settings.host, settings.port, lock.identity)
     started = False
     try:
         started = serve_api(store, bus, settings)
     finally:
         log.info("shutting down")
+        if purger is not None:
+            purger.stop()
         scheduler.stop()
         lock.stop()
         bus.close()

@@ -17,6 +17,7 @@ from conductor.commands.runtime import (
     open_store,
     run_command,
     serve_api,
+    start_purger,
     start_worker,
 )
 from conductor.settings import Settings
@@ -72,6 +73,7 @@ def run_all_in_one(settings: Settings) -> int:
     failed = threading.Event()
     worker_thread = run_in_thread(worker, lambda _exc: failed.set())
     scheduler.start()
+    purger = start_purger(settings, store)
     log.info(
         "conductor up: node %s with %d CPUs, listening on %s://%s:%d",
         worker.config.name,
@@ -85,6 +87,8 @@ def run_all_in_one(settings: Settings) -> int:
         started = serve_api(store, bus, settings, allow_root_jobs=allow_root)
     finally:
         log.info("shutting down")
+        if purger is not None:
+            purger.stop()
         scheduler.stop()
         worker.stop()
         worker_thread.join(timeout=15)

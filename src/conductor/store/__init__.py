@@ -6,9 +6,9 @@ job holds its CPUs exactly while its row says RUNNING, so releasing them happens
 state change that ends the job, and `/jobs/stats` is one query over the table.
 
 Cut by who asks: `scheduling` (the scheduler loop), `nodes` (a node's agent), `jobs` and
-`control` (the API and the job services), `dependencies`, `tokens`, and `coordination`
-(LISTEN/NOTIFY and the scheduler's lock), over `engine` (the database) and `statements` (the
-pre-compiled statements). `Store` is all of them over one engine.
+`control` (the API and the job services), `dependencies`, `tokens`, `history` (the purge of
+old jobs) and `coordination` (LISTEN/NOTIFY and the scheduler's lock), over `engine` (the
+database) and `statements` (the pre-compiled statements). `Store` is all of them over one engine.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from conductor.store.engine import (
     unavailable,
     utcnow,
 )
+from conductor.store.history import HistoryQueries
 from conductor.store.jobs import JobQueries
 from conductor.store.nodes import NodeConflict, NodeQueries
 from conductor.store.records import (
@@ -88,6 +89,7 @@ class Store(
     ControlQueries,
     DependencyQueries,
     TokenQueries,
+    HistoryQueries,
     Coordination,
 ):
     """The database with every consumer's queries: one object for every caller."""

@@ -31,7 +31,7 @@ from conductor.domain.states import Reason
 from conductor.scheduler.policy import NodeView
 from conductor.store.allocations import Allocations
 from conductor.store.engine import aware, utcnow
-from conductor.store.records import JobEvent, NodeInfo, Stats, job_from_row
+from conductor.store.records import JobEvent, NodeInfo, Stats, event_from_row, job_from_row
 from conductor.store.schema import job_events, jobs, nodes
 from conductor.store.transitions import PENDING, RUNNING
 
@@ -209,7 +209,7 @@ class JobQueries(Allocations):
         query = select(job_events).where(job_events.c.job_id == job_id).order_by(job_events.c.id)
         with self._read() as conn:
             rows = list(conn.execute(query))
-        return [JobEvent(**{**r._mapping, "time": aware(r.time)}) for r in rows]
+        return [event_from_row(r._mapping) for r in rows]
 
     def resolve_task(self, array_job_id: int, task_id: int) -> int | None:
         """The job id of task `task_id` of array `array_job_id` (Slurm's `123_4`)."""

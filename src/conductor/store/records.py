@@ -149,6 +149,10 @@ class JobEvent:
     message: str | None
 
 
+def event_from_row(row: Mapping[Any, Any]) -> JobEvent:
+    return JobEvent(**{**row, "time": aware(row["time"])})
+
+
 @dataclass(frozen=True, slots=True)
 class Token:
     """An API token as the store keeps it: only its hash, never the token itself."""

@@ -1,0 +1,26 @@
+"""index jobs by end time
+
+Revision ID: 0009
+Revises: 0003
+Create Date: 2026-12-04 22:00:00
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = '0009'
+down_revision = '0003'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    # The purge of old jobs walks them by end time, oldest first.
+    with op.batch_alter_table('jobs', schema=None) as batch_op:
+        batch_op.create_index('ix_jobs_end_time', ['end_time'], unique=False)
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('jobs', schema=None) as batch_op:
+        batch_op.drop_index('ix_jobs_end_time')

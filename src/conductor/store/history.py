@@ -1,0 +1,61 @@
+"""What purging the job history (`conductor.history`) reads and deletes: ended jobs past a
+cutoff, their events, and nothing else.
+
+Deletion is by small batches of ids, each its own short transaction, so that a purge of a
+million jobs never holds the database (SQLite has one writer) long enough to delay a
+submission noticeably.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime
+
+from sqlalchemy import and_, delete, select
+
+from conductor.domain.job import Job
+from conductor.store.engine import Database
+from conductor.store.records import JobEvent, event_from_row, job_from_row
+from conductor.store.schema import job_events, jobs
+from conductor.store.transitions import ENDED
+
+_ENDED = sorted(ENDED)
+
+
+class HistoryQueries(Database):
+    def purgeable_jobs(self, before: datetime, limit: int, *, keep: Collection[int] = ()) -> list[Job]:
+        """Up to `limit` jobs that ended before `before`, oldest end first, whole (script and
+        environment included: what is archived is the entire record), except those in `keep`
+        and the tasks of arrays in `keep`."""
+        condition = and_(jobs.c.end_time < before, jobs.c.state.in_(_ENDED))
+        # Asked for a little more than `limit`, so that kept jobs do not end the purge early.
+        query = select(*jobs.c).where(condition).order_by(jobs.c.end_time, jobs.c.id).limit(limit + len(keep))
+        with self._read() as conn:
+            found = [job_from_row(r._mapping) for r in conn.execute(query)]
+        kept = set(keep)
+        return [j for j in found if j.id not in kept and (j.array_job_id is None or j.array_job_id not in kept)][:limit]
+
+    def events_of(self, job_ids: Sequence[int]) -> list[JobEvent]:
+        query = (
+            select(*job_events.c).where(job_events.c.job_id.in_(list(job_ids))).order_by(job_events.c.job_id, job_events.c.id)
+        )
+        with self._read() as conn:
+            return [event_from_row(r._mapping) for r in conn.execute(query)]
+
+    def delete_ended_jobs(self, job_ids: Sequence[int], before: datetime) -> int:
+        """Delete these jobs and their events, in one transaction; a job that is no longer
+        ended before `before` (requeued since it was read) is left alone. How many went."""
+        if not job_ids:
+            return 0
+        ids = list(job_ids)
+        with self._write() as conn:
+            still = [
+                r.id
+                for r in conn.execute(
+                    select(jobs.c.id).where(jobs.c.id.in_(ids), jobs.c.end_time < before, jobs.c.state.in_(_ENDED))
+                )
+            ]
+            if not still:
+                return 0
+            conn.execute(delete(job_events).where(job_events.c.job_id.in_(still)))
+            return int(conn.execute(delete(jobs).where(jobs.c.id.in_(still))).rowcount or 0)

@@ -1,0 +1,80 @@
+"""The purge of old jobs against SQLite and PostgreSQL alike: only ended jobs past the cutoff
+go, with their events, archived first, in batches; a job a pending job depends on stays."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from conductor.domain.states import JobState
+from conductor.history.archive import archive_files, read_archives
+from conductor.history.purger import Purger
+from conductor.scheduler.policy import schedule
+from conductor.store import Finish, Store, utcnow
+from tests.integration.test_store_contract import add_node, job_row
+
+
+def run_and_end(store: Store, count: int, state: JobState = JobState.COMPLETED, **values: Any) -> list[int]:
+    ids = store.submit([job_row(**values) for _ in range(count)])
+    decision = schedule(store.pending_for_scheduling(), store.node_views(), time.time(), presorted=True)
+    store.apply_decision(decision.placements, decision.reasons)
+    store.claim_for_launch("n1")
+    store.finish([Finish(i, state, "0:0") for i in ids])
+    return ids
+
+
+def later(hours: float) -> float:
+    return time.time() + hours * 3600
+
+
+def test_only_old_ended_jobs_go_with_their_events(store: Store, tmp_path: Path) -> None:
+    add_node(store, "n1", 64)
+    ended = run_and_end(store, 3)
+    (failed,) = run_and_end(store, 1, JobState.FAILED)
+    (running,) = store.submit([job_row()])
+    decision = schedule(store.pending_for_scheduling(), store.node_views(), time.time(), presorted=True)
+    store.apply_decision(decision.placements, decision.reasons)
+    (waiting,) = store.submit([job_row(dependency=f"afterok:{ended[0]}", held=True)])
+
+    # Not yet old enough: nothing goes.
+    assert Purger(store, keep_for=timedelta(hours=1), archive_dir=tmp_path).purge().purged == 0
+
+    result = Purger(store, keep_for=timedelta(hours=1), archive_dir=tmp_path, clock=lambda: later(2)).purge()
+    assert result.purged == 3
+    gone = [*ended[1:], failed]
+    for job_id in gone:
+        assert store.get_job(job_id) is None
+        assert store.events(job_id) == []
+    # Kept: the one a pending job depends on, the running job, the pending job.
+    assert store.get_job(ended[0]) is not None
+    assert {store.get_job(i).state for i in (running, waiting)} == {"RUNNING", "PENDING"}  # type: ignore[union-attr]
+    archived = {a.job.id: a for a in read_archives(tmp_path)}
+    assert sorted(archived) == sorted(gone)
+    assert archived[failed].job.state == "FAILED"
+    assert archived[failed].job.script == "#!/bin/bash\ntrue\n"
+    assert [e.to_state for e in archived[failed].events] == ["PENDING", "RUNNING", "FAILED"]
+
+
+def test_batches(store: Store, tmp_path: Path) -> None:
+    add_node(store, "n1", 64)
+    ids = run_and_end(store, 7)
+    purger = Purger(store, keep_for=timedelta(minutes=1), archive_dir=tmp_path, batch=2, pause=0, clock=lambda: later(1))
+    result = purger.purge()
+    assert result.purged == 7 and len(result.archives) == 4
+    assert [low for low, _, _ in archive_files(tmp_path)] == ids[::2]
+    assert store.list_jobs()[1] == 0
+
+
+def test_without_an_archive_jobs_just_go(store: Store, tmp_path: Path) -> None:
+    add_node(store, "n1", 64)
+    run_and_end(store, 2)
+    result = Purger(store, keep_for=timedelta(minutes=1), clock=lambda: later(1)).purge()
+    assert (result.purged, result.archives) == (2, [])
+
+
+def test_a_job_requeued_since_it_was_read_is_not_deleted(store: Store) -> None:
+    (pending,) = store.submit([job_row()])
+    assert store.delete_ended_jobs([pending], utcnow()) == 0
+    assert store.get_job(pending) is not None
