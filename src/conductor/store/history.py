@@ -15,7 +15,7 @@ from sqlalchemy import and_, delete, select
 
 from conductor.domain.job import Job
 from conductor.store.engine import Database
-from conductor.store.records import JobEvent, event_from_row, job_from_row
+from conductor.store.records import JobEvent, event_from_row, jobs_from_rows
 from conductor.store.schema import job_events, jobs
 from conductor.store.transitions import ENDED
 
@@ -31,7 +31,8 @@ class HistoryQueries(Database):
         # Asked for a little more than `limit`, so that kept jobs do not end the purge early.
         query = select(*jobs.c).where(condition).order_by(jobs.c.end_time, jobs.c.id).limit(limit + len(keep))
         with self._read() as conn:
-            found = [job_from_row(r._mapping) for r in conn.execute(query)]
+            result = conn.execute(query)
+            found = jobs_from_rows(result.keys(), result)
         kept = set(keep)
         return [j for j in found if j.id not in kept and (j.array_job_id is None or j.array_job_id not in kept)][:limit]
 

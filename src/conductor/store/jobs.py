@@ -31,7 +31,7 @@ from conductor.domain.states import Reason
 from conductor.scheduler.policy import NodeView
 from conductor.store.allocations import Allocations
 from conductor.store.engine import aware, utcnow
-from conductor.store.records import JobEvent, NodeInfo, Stats, event_from_row, job_from_row
+from conductor.store.records import JobEvent, NodeInfo, Stats, event_from_row, job_from_row, jobs_from_rows
 from conductor.store.schema import job_events, jobs, nodes
 from conductor.store.transitions import PENDING, RUNNING
 
@@ -186,7 +186,8 @@ class JobQueries(Allocations):
         if conditions:
             query = query.where(and_(*conditions))
         with self._read() as conn:
-            found = [job_from_row(r._mapping) for r in conn.execute(query)]
+            result = conn.execute(query)
+            found = jobs_from_rows(result.keys(), result)
             total = int(conn.execute(count_query).scalar_one()) if count else -1
         return found, total
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -110,6 +111,7 @@ class Reaped:
 # ------------------------------------------------------------------ job records
 _BOOLEAN_COLUMNS = frozenset({"exclusive", "held", "requeue", "launched"})
 _JOB_FIELDS = tuple(Job.__dataclass_fields__)
+_OPTIONAL_JOB_FIELDS = frozenset({"script", "environment"})
 _RUN_FIELDS = tuple(JobRun.__dataclass_fields__)
 
 
@@ -124,7 +126,32 @@ def _value(name: str, value: Any) -> Any:
 def job_from_row(row: Mapping[Any, Any]) -> Job:
     """The one place a row of `jobs` becomes a `Job` (SQLite's naive times made UTC, its
     integers made booleans); columns not read (`script`, `environment`) stay None."""
-    return Job(**{name: _value(name, row[name]) for name in _JOB_FIELDS if name in row})
+    keys = tuple(row.keys())
+    return _job_builder(keys)([row[k] for k in keys])
+
+
+def jobs_from_rows(keys: Iterable[str], rows: Iterable[Sequence[Any]]) -> list[Job]:
+    """`job_from_row` for every row of a result whose columns are `keys`: the columns are
+    matched to fields once, not once a row (a page of 1,000 jobs was 70 ms of look-ups)."""
+    build = _job_builder(tuple(keys))
+    return [build(row) for row in rows]
+
+
+@functools.lru_cache(maxsize=64)
+def _job_builder(keys: tuple[str, ...]) -> Callable[[Sequence[Any]], Job]:
+    where = {key: index for index, key in enumerate(keys)}
+    plan: list[tuple[int | None, Callable[[Any], Any] | None]] = []
+    for name in _JOB_FIELDS:
+        index = where.get(name)
+        if index is None and name not in _OPTIONAL_JOB_FIELDS:
+            raise KeyError(f"a job read without its column {name!r}")
+        plan.append((index, aware if name in TIME_COLUMNS else bool if name in _BOOLEAN_COLUMNS else None))
+
+    def build(row: Sequence[Any]) -> Job:
+        values: list[Any] = [None if i is None else row[i] if convert is None else convert(row[i]) for i, convert in plan]
+        return Job(*values)
+
+    return build
 
 
 def run_from_row(row: Mapping[Any, Any]) -> JobRun:
