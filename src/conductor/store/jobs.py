@@ -12,7 +12,6 @@ from sqlalchemy import (
     Connection,
     Integer,
     and_,
-    case,
     func,
     insert,
     literal,
@@ -230,14 +229,12 @@ class JobQueries(Allocations):
             if live_after is not None:
                 node_query = node_query.where(nodes.c.last_heartbeat >= live_after)
             total = int(conn.execute(node_query).scalar_one())
-            row = conn.execute(
-                select(
-                    func.coalesce(func.sum(case((jobs.c.state == RUNNING, jobs.c.allocated_cpus), else_=0)), 0),
-                    func.coalesce(func.sum(case((jobs.c.state == RUNNING, 1), else_=0)), 0),
-                    func.coalesce(func.sum(case((jobs.c.state == PENDING, 1), else_=0)), 0),
-                ).where(jobs.c.state.in_([RUNNING, PENDING]))
+            # Two queries, not one over both states: the pending count comes from the index alone.
+            used, running = conn.execute(
+                select(func.coalesce(func.sum(jobs.c.allocated_cpus), 0), func.count()).where(jobs.c.state == RUNNING)
             ).one()
-        used, running, pending = int(row[0]), int(row[1]), int(row[2])
+            pending = conn.execute(select(func.count()).select_from(jobs).where(jobs.c.state == PENDING)).scalar_one()
+        used, running, pending = int(used), int(running), int(pending)
         return Stats(total, used, max(total - used, 0), running, pending)
 
     def list_nodes(self, *, live_after: datetime | None = None) -> list[NodeInfo]:

@@ -95,6 +95,7 @@ Index("ix_jobs_user_state", jobs.c.user_name, jobs.c.state)
 Index("ix_jobs_array", jobs.c.array_job_id)
 Index("ix_jobs_name", jobs.c.name)
 Index("ix_jobs_end_time", jobs.c.end_time)
+Index("ix_jobs_state_id", jobs.c.state, jobs.c.id)
 
 job_events = Table(
     "job_events",
