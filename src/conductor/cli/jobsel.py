@@ -128,8 +128,14 @@ def fetch_jobs(
 ) -> list[dict[str, Any]]:
     """Jobs matching every given filter. The server filters what it can; we always re-check."""
     query: dict[str, Any] = {}
-    if states and all(s in _SERVER_STATES for s in states):
-        query["state"] = ",".join(states)
+    if states:
+        # Only the states a job here can be in go to the server (squeue's default list names
+        # SUSPENDED, COMPLETING, CONFIGURING too): leaving the filter out instead fetched every
+        # recently ended job for a view that shows none of them.
+        known = [s for s in states if s in _SERVER_STATES]
+        if not known:
+            return []
+        query["state"] = ",".join(known)
     # The server takes comma-separated lists; names containing commas are filtered here only.
     for key, values in (("user", users), ("name", names), ("partition", partitions)):
         if values and not any("," in v for v in values):

@@ -1,0 +1,47 @@
+"""What the Slurm commands ask the server for: no more than the view shows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conductor.cli.common import ACTIVE_STATES
+from conductor.cli.jobsel import fetch_jobs
+
+
+class RecordingClient:
+    """The one method fetch_jobs calls, answering with what a server would hold."""
+
+    def __init__(self, jobs: list[dict[str, Any]]) -> None:
+        self.jobs = jobs
+        self.queries: list[dict[str, Any]] = []
+
+    def list_jobs(self, **query: Any) -> list[dict[str, Any]]:
+        self.queries.append(query)
+        wanted = set(query["state"].split(",")) if "state" in query else None
+        return [j for j in self.jobs if wanted is None or j["state"] in wanted]
+
+
+JOBS = [
+    {"job_id": 1, "state": "CANCELLED", "user": "a", "name": "x", "partition": "p"},
+    {"job_id": 2, "state": "RUNNING", "user": "a", "name": "x", "partition": "p"},
+    {"job_id": 3, "state": "PENDING", "user": "a", "name": "x", "partition": "p"},
+]
+
+
+def test_squeues_default_states_reach_the_server_as_the_states_jobs_can_have() -> None:
+    client = RecordingClient(JOBS)
+    found = fetch_jobs(client, None, states=list(ACTIVE_STATES), since="2026-01-01T00:00:00+00:00")  # type: ignore[arg-type]
+    assert client.queries == [{"state": "PENDING,RUNNING", "since": "2026-01-01T00:00:00+00:00"}]
+    assert [j["job_id"] for j in found] == [2, 3]
+
+
+def test_states_no_job_here_can_have_ask_nothing() -> None:
+    client = RecordingClient(JOBS)
+    assert fetch_jobs(client, None, states=["SUSPENDED", "CONFIGURING"]) == []  # type: ignore[arg-type]
+    assert client.queries == []
+
+
+def test_without_states_every_job_is_asked_for() -> None:
+    client = RecordingClient(JOBS)
+    assert [j["job_id"] for j in fetch_jobs(client, None)] == [1, 2, 3]  # type: ignore[arg-type]
+    assert client.queries == [{}]
