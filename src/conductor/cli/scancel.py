@@ -14,7 +14,7 @@ from conductor.cli.common import (
     split_list,
 )
 from conductor.cli.getopt import Option, OptionTable, getopt_long
-from conductor.cli.jobsel import fetch_jobs, parse_job_specs
+from conductor.cli.jobsel import JobSpec, fetch_jobs, parse_job_specs
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -109,6 +109,11 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per scancel option
 
     client = Client()
     try:
+        rc = 0
+        if specs is not None and signal is None and not any((users, names, partitions, states, accounts, qos)):
+            specs, rc = _cancel_whole_arrays(client, specs, quiet, verbose)
+            if not specs:
+                return rc
         jobs = fetch_jobs(
             client, specs, users=users, names=names, partitions=partitions
         )
@@ -116,7 +121,6 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per scancel option
             jobs = [j for j in jobs if j.get("account") in accounts]
         if qos:
             jobs = [j for j in jobs if j.get("qos") in qos]
-        rc = 0
         if specs is not None:
             for spec in specs:
                 if not any(spec.matches(j) for j in jobs):
@@ -175,6 +179,39 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per scancel option
         return rc
     finally:
         client.close()
+
+
+def _cancel_whole_arrays(
+    client: Client, specs: list[JobSpec], quiet: bool, verbose: bool
+) -> tuple[list[JobSpec], int]:
+    """Cancel each array named by its id alone with one request for `<id>_*`, without reading
+    its tasks first (50,000 of them took seconds to list); what is not an array is returned,
+    for the ordinary path. And the exit status so far."""
+    rest: list[JobSpec] = []
+    rc = 0
+    for spec in specs:
+        if spec.tasks is not None:
+            rest.append(spec)
+            continue
+        try:
+            answer = client.post(f"/jobs/cancel/{spec.base}_*")
+        except ApiError as exc:
+            if exc.status == 404:
+                rest.append(spec)  # no array of that id: a single job, or none
+            else:
+                if not quiet:
+                    sys.stderr.write(f"{PROG}: error: Kill job error on job id {spec.text}: {exc.message}\n")
+                rc = 1
+            continue
+        if isinstance(answer, dict) and answer.get("state") is None:
+            if not quiet:
+                sys.stderr.write(
+                    f"{PROG}: error: Kill job error on job id {spec.text}: Job/step already completing or completed\n"
+                )
+            rc = 1
+        elif verbose:
+            sys.stderr.write(f"{PROG}: Terminating job {spec.text}\n")
+    return rest, rc
 
 
 def _act(
