@@ -64,7 +64,9 @@ class ConductorProcess:
 
     def start(self, wait: bool = True) -> ConductorProcess:
         self.home.mkdir(parents=True, exist_ok=True)
-        env = clean_env(CONDUCTOR_HOME=str(self.home), **self.extra_env)
+        # The server records itself in its user's profile (XDG_CONFIG_HOME/conductor): one of the
+        # test's own, not the developer's.
+        env = clean_env(**{"CONDUCTOR_HOME": str(self.home), "XDG_CONFIG_HOME": str(self.home / "xdg"), **self.extra_env})
         argv = [sys.executable, "-m", "conductor", *self.args]
         if self.port is not None and "--port" not in self.args:
             argv += ["--port", str(self.port)]

@@ -6,9 +6,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -195,12 +197,45 @@ def run_worker_in_foreground(worker: Worker) -> None:
     asyncio.run(main())
 
 
+def bind_api(settings: Settings) -> socket.socket:
+    """The API's listening socket, bound before anything else starts: a busy port or a foreign
+    address is one line and exit 1, before any log says the API is listening and before a
+    worker starts jobs."""
+    host, port = settings.host, settings.port
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise StartupError(f"--host: cannot resolve '{host}': {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        hint = " (another server listens there: choose another --port)" if exc.errno == errno.EADDRINUSE else ""
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}{hint}") from None
+    return sock
+
+
 def _make_quiet_server() -> type:
     import uvicorn
 
     class _QuietServer(uvicorn.Server):
         """Uvicorn re-raises SIGTERM after shutting down, so the process would die of the signal;
-        we want a clean exit 0. The handlers only set flags: the loops act on them."""
+        we want a clean exit 0. The handlers only set flags: the loops act on them.
+
+        `on_started` runs once the API accepts connections (the log line saying so, the
+        user's profile)."""
+
+        on_started: Callable[[], None] | None = None
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started and self.on_started is not None:
+                self.on_started()
 
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
@@ -219,10 +254,20 @@ def _make_quiet_server() -> type:
     return _QuietServer
 
 
-def serve_api(store: Store, bus: Bus, settings: Settings, *, allow_root_jobs: bool | None = None) -> bool:
+def serve_api(
+    store: Store,
+    bus: Bus,
+    settings: Settings,
+    *,
+    allow_root_jobs: bool | None = None,
+    listener: socket.socket | None = None,
+    on_started: Callable[[str], None] | None = None,
+) -> bool:
     """Serve the HTTP API until SIGTERM or SIGINT; True when it had started.
 
     `allow_root_jobs`: whether root may submit jobs; None leaves it to CONDUCTOR_ALLOW_ROOT_JOBS.
+    `listener`: the socket from bind_api (bound here when not given). `on_started(token)` runs
+    once the API accepts connections, with the local admin token.
     Before serving, the home gets a token of the local user (services/tokens.py), so the CLI
     on this host needs no set-up.
     """
@@ -230,18 +275,28 @@ def serve_api(store: Store, bus: Bus, settings: Settings, *, allow_root_jobs: bo
     from conductor.commands.common import uvicorn_config
     from conductor.services.tokens import ensure_local_token
 
-    ensure_local_token(store, settings.resolved_home())
+    token_path, _ = ensure_local_token(store, settings.resolved_home())
     app = serve(AppContext(store=store, bus=bus, settings=settings, allow_root_jobs=allow_root_jobs))
     try:
         config = uvicorn_config(app, settings)
     except ValueError as exc:
         raise StartupError(str(exc)) from None
+    if listener is None:
+        listener = bind_api(settings)
     server = _make_quiet_server()(config)
+    if on_started is not None:
+        from conductor.services.tokens import read_token_file
+
+        token = read_token_file(token_path) or ""
+        server.on_started = lambda: on_started(token)
     # The API, scheduler and worker threads share one GIL, and SQLite calls release it: with
     # the default 5 ms switch interval a thread holding the database's write lock waits that
     # long to get the GIL back after every statement, and every other writer queues behind it.
     sys.setswitchinterval(0.0005)
-    server.run()
+    try:
+        server.run(sockets=[listener])
+    finally:
+        listener.close()
     return bool(server.started)
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from conductor.commands.common import add_tls_arguments
-from conductor.commands.runtime import add_listen_arguments, open_store, run_command, serve_api, start_purger
+from conductor.commands.common import add_tls_arguments, api_url
+from conductor.commands.runtime import add_listen_arguments, bind_api, open_store, run_command, serve_api, start_purger
 from conductor.settings import Settings
 
 log = logging.getLogger("conductor.server")
@@ -35,6 +35,7 @@ def run_server(settings: Settings) -> int:
     from conductor.scheduler.leader import SchedulerLock
     from conductor.scheduler.loop import Scheduler
 
+    listener = bind_api(settings)  # a busy port fails here, before anything starts
     store = open_store(settings)
     bus = bus_for(store, "server")
     lock = SchedulerLock(store, interval=min(1.0, settings.heartbeat_timeout / 3))
@@ -50,10 +51,14 @@ def run_server(settings: Settings) -> int:
     lock.start()
     scheduler.start()
     purger = start_purger(settings, store, leader=lock)
-    log.info("conductor server: listening on http://%s:%d (scheduler: %s)", settings.host, settings.port, lock.identity)
+    url = api_url(settings)
+
+    def announce(_token: str) -> None:
+        log.info("conductor server: listening on %s (scheduler: %s)", url, lock.identity)
+
     started = False
     try:
-        started = serve_api(store, bus, settings)
+        started = serve_api(store, bus, settings, listener=listener, on_started=announce)
     finally:
         log.info("shutting down")
         if purger is not None:
