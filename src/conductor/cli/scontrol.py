@@ -55,6 +55,29 @@ scontrol [<OPTION>] [<COMMAND>]
 """
 
 
+DESCRIBED: dict[str, tuple[str, str]] = {
+    "all": ("", "equivalent to \"all\" command (show hidden partitions)"),
+    "clusters": ("names", "clusters to issue commands to (one cluster here)"),
+    "details": ("", "make 'show job' more verbose (batch script path, CPU ids)"),
+    "help": ("", "show this help message"),
+    "hide": ("", "do not show hidden or non-accessible partitions"),
+    "json": ("data_parser", "Slurm's JSON output (not supported here)"),
+    "oneliner": ("", "print information one line per record"),
+    "quiet": ("", "print no warning or informational messages"),
+    "usage": ("", "display brief usage message"),
+    "verbose": ("", "print detailed event logging"),
+    "version": ("", "print version information and exit"),
+    "yaml": ("data_parser", "Slurm's YAML output (not supported here)"),
+}
+
+
+def help_text() -> str:
+    from conductor.cli.helptext import page
+
+    usage, _, commands = USAGE.partition("\n")
+    return page(usage, OPTIONS, DESCRIBED, epilog=commands)
+
+
 def _s(value: Any, missing: str = "(null)") -> str:
     return missing if value is None or value == "" else str(value)
 
@@ -247,7 +270,10 @@ def main(argv: list[str]) -> int:
 def _main(argv: list[str]) -> int:
     parsed, words = getopt_long(argv, OPTIONS)
     opts = dict(parsed)
-    if "help" in opts or "usage" in opts or not words:
+    if "help" in opts:
+        sys.stdout.write(help_text())
+        return 0
+    if "usage" in opts or not words:
         sys.stdout.write(USAGE)
         return 0 if ("help" in opts or "usage" in opts) else 1
     if "version" in opts or words[0].lower() == "version":

@@ -71,6 +71,47 @@ OPTIONS = OptionTable(
 )
 
 
+USAGE = (
+    "Usage: sinfo [-adelNRrsTv] [-i seconds] [-t states] [-p partition] [-n nodes]\n"
+    "             [-S fields] [-o format] [-O Format] [--usage] [--help]\n"
+)
+
+DESCRIBED: dict[str, tuple[str, str]] = {
+    "all": ("", "show all partitions (including hidden and those not accessible)"),
+    "clusters": ("names", "clusters to view (one cluster here)"),
+    "dead": ("", "show only non-responding nodes"),
+    "exact": ("", "group nodes only on exact match of configuration"),
+    "Format": ("fields", "format specification by field name (e.g. NodeList:20,StateLong)"),
+    "format": ("format", "format specification (e.g. \"%#P %.5a %.10l %.6D %.6t %N\")"),
+    "help": ("", "show this help message"),
+    "hide": ("", "do not show hidden or non-accessible partitions"),
+    "iterate": ("seconds", "specify an iteration period"),
+    "json": ("data_parser", "Slurm's JSON output (not supported here)"),
+    "list_reasons": ("", "list reasons nodes are down or drained"),
+    "long": ("", "long output - displays more information"),
+    "node": ("", "Node-centric format"),
+    "noconvert": ("", "don't convert units from their original type"),
+    "noheader": ("", "no headers on output"),
+    "nodes": ("nodes", "report on specific node(s)"),
+    "partition": ("partition", "report on specific partition"),
+    "reservation": ("", "show only reservation information (none here)"),
+    "responding": ("", "report only responding nodes"),
+    "sort": ("fields", "comma separated list of fields to sort on"),
+    "states": ("node_state", "specify the what states of nodes to view"),
+    "summarize": ("", "report state summary only"),
+    "usage": ("", "display brief usage message"),
+    "verbose": ("", "verbosity level"),
+    "version": ("", "output version information and exit"),
+    "yaml": ("data_parser", "Slurm's YAML output (not supported here)"),
+}
+
+
+def help_text() -> str:
+    from conductor.cli.helptext import page
+
+    return page(USAGE, OPTIONS, DESCRIBED)
+
+
 def _limit(seconds: Any) -> str:
     """sinfo prints limits as 'infinite' or days-hours:minutes:seconds."""
     if seconds is None:
@@ -259,8 +300,11 @@ def _main(argv: list[str]) -> int:
     opts: dict[str, str | None] = dict(parsed)
     if operands:
         raise UsageError(f"Unknown arguments: {' '.join(operands)}")
-    if "help" in opts or "usage" in opts:
-        sys.stdout.write("Usage: sinfo [OPTIONS]\n")
+    if "help" in opts:
+        sys.stdout.write(help_text())
+        return 0
+    if "usage" in opts:
+        sys.stdout.write(USAGE)
         return 0
     if "version" in opts:
         sys.stdout.write("slurm 23.11.0\n")

@@ -313,7 +313,9 @@ def run_command(parser: argparse.ArgumentParser, argv: list[str], run: Callable[
     """Parse, configure logging, build the settings and run; a start-up failure is one line and exit 1."""
     from conductor.commands.common import configure_logging, fail
 
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log verbosity (default INFO)"
+    )
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
     try:
