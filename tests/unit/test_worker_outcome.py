@@ -88,7 +88,7 @@ def test_setup_error_fails_with_its_message_whatever_was_asked() -> None:
     status = JobStatus(pid=10, ticks=5, exit=(1, 0), error="working directory '/x' is not usable")
     for kill_state in (None, JobState.CANCELLED.value, JobState.TIMEOUT.value, JobState.PENDING.value):
         assert summary(1, status, kill_state) == (
-            JobState.FAILED, "1:0", Reason.NONE.value, "working directory '/x' is not usable",
+            JobState.FAILED, "1:0", Reason.JOB_LAUNCH_FAILURE.value, "working directory '/x' is not usable",
         )
 
 
@@ -109,6 +109,7 @@ def test_reports_are_tied_to_their_run() -> None:
     assert (failed.state, failed.exit_code, failed.error_msg, failed.node, failed.restart_count) == (
         JobState.FAILED, "1:0", "launch failed: user 'x' does not exist", "n1", 3,
     )
+    assert failed.reason == Reason.JOB_LAUNCH_FAILURE.value
 
 
 def test_the_launchers_exit_report() -> None:

@@ -8,7 +8,7 @@ are joined with '|' (-p also ends the line with it) and never cut.
 
 from __future__ import annotations
 
-from conductor.cli.common import exit_code, hms, slurm_time
+from conductor.cli.common import exit_code, hms, job_reason, slurm_time
 from conductor.domain.text import printable
 from conductor.errors import ConductorError
 
@@ -271,7 +271,7 @@ GETTERS: dict[str, Getter] = {
     "Priority": lambda j: str(int(j.get("priority") or 0)),
     "QOS": lambda j: _s(j.get("qos") or "normal"),
     "QOSREQ": lambda j: _s(j.get("qos") or "normal"),
-    "Reason": lambda j: _s(j.get("reason") or "None"),
+    "Reason": job_reason,
     "ReqCPUS": lambda j: str(_req_cpus(j)),
     "ReqMem": _req_mem,
     "ReqNodes": lambda j: "1",

@@ -228,6 +228,7 @@ def main(argv: list[str]) -> int:
     except SbatchError as exc:
         _print_error(exc)
         return _error_exit()
+    plan.warnings += path_warnings(plan.job)
 
     if not plan.quiet:
         for message in plan.warnings:
@@ -243,6 +244,42 @@ def main(argv: list[str]) -> int:
         return 130
     finally:
         client.close()
+
+
+def path_warnings(job: dict[str, Any]) -> list[str]:
+    """Warnings for a working directory or output directory this user cannot use here.
+
+    Slurm accepts them (the job may create them first, another host may have them), so this
+    warns and submits; if they are still unusable when the job starts, it fails and its
+    Reason (scontrol, sacct, squeue) says which path and why."""
+    warnings = []
+    work_dir = str(job.get("current_working_directory") or "")
+    later = "; the job fails unless it is usable when it starts"
+    if work_dir and "%" not in work_dir:
+        problem = _directory_problem(work_dir, os.X_OK)
+        if problem:
+            warnings.append(f"--chdir: working directory '{work_dir}' {problem}{later}")
+    for field, option in (("standard_output", "--output"), ("standard_error", "--error")):
+        path = str(job.get(field) or "")
+        if not path or path == "/dev/null":
+            continue
+        parent = os.path.dirname(os.path.join(work_dir, path))
+        if parent and "%" not in parent and not (work_dir and _directory_problem(work_dir, os.X_OK)):
+            problem = _directory_problem(parent, os.W_OK | os.X_OK)
+            if problem:
+                warnings.append(f"{option}: directory '{parent}' {problem}{later}")
+    return warnings
+
+
+def _directory_problem(path: str, mode: int) -> str | None:
+    """Why this user cannot use directory `path` with `mode` (None: it can)."""
+    if not os.path.exists(path):
+        return "does not exist"
+    if not os.path.isdir(path):
+        return "is not a directory"
+    if not os.access(path, mode):
+        return "is not writable by you" if mode & os.W_OK else "is not accessible to you"
+    return None
 
 
 def _submit(client: Client, plan: SbatchPlan) -> int:

@@ -10,6 +10,7 @@ from conductor.cli.common import (
     exit_code,
     hms,
     job_display_id,
+    job_reason,
     parse_iso,
     run,
     slurm_time,
@@ -143,7 +144,8 @@ def format_job(job: dict[str, Any]) -> list[str]:
             f"Account={_s(job.get('account'))} QOS={_s(job.get('qos'), 'normal')}"
         ),
         (
-            f"JobState={state} Reason={_s(job.get('reason'), 'None')} "
+            # Whitespace as underscores, as scontrol prints a state_desc: one word per field.
+            f"JobState={state} Reason={'_'.join(job_reason(job).split())} "
             f"Dependency={_s(job.get('dependency'))}"
         ),
         (

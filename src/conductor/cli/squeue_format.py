@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import time as _time
 
-from conductor.cli.common import STATE_CODES, clock, job_display_id, slurm_time
+from conductor.cli.common import STATE_CODES, clock, job_display_id, job_reason, slurm_time
 from conductor.domain.text import printable
 from conductor.errors import ConductorError
 
@@ -86,7 +86,7 @@ def _memory(job: dict[str, Any]) -> str:
 
 
 def _reason(job: dict[str, Any]) -> str:
-    return _s(job.get("reason"), "None")
+    return job_reason(job)
 
 
 def _reason_list(job: dict[str, Any]) -> str:

@@ -25,7 +25,7 @@ def decide_outcome(job_id: int, status: JobStatus, kill_state: str | None) -> Fi
     rusage = status.rusage
     if status.error is not None:
         # Its setup failed (working directory, output files, user): the command never ran.
-        return Finish(job_id, JobState.FAILED, "1:0", Reason.NONE.value, status.error, rusage)
+        return Finish(job_id, JobState.FAILED, "1:0", Reason.JOB_LAUNCH_FAILURE.value, status.error, rusage)
     if status.exit is None:
         # Its launcher died before it could learn and record the job's end.
         code, sig = 0, int(signal.SIGKILL)
@@ -67,5 +67,7 @@ def launch_failure(job_id: int, message: str, node: str, restart_count: int) -> 
     # Tied to this run: if the node is declared dead before the report gets through, it must
     # not end the job's next run elsewhere.
     return report(
-        Finish(job_id, JobState.FAILED, "1:0", Reason.NONE.value, f"launch failed: {message}"), node, restart_count
+        Finish(job_id, JobState.FAILED, "1:0", Reason.JOB_LAUNCH_FAILURE.value, f"launch failed: {message}"),
+        node,
+        restart_count,
     )
