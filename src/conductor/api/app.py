@@ -226,6 +226,14 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = []
         for err in exc.errors():
+            if err.get("type") == "json_invalid":
+                # FastAPI puts the character offset where a field would go ("body", 21): the
+                # field is the body itself, and the offset belongs in the message.
+                position = next((p for p in err.get("loc", ()) if isinstance(p, int)), None)
+                why = str((err.get("ctx") or {}).get("error") or "not valid JSON")
+                where = f" at character {position}" if position is not None else ""
+                errors.append({"field": "body", "message": f"malformed JSON{where}: {why}"})
+                continue
             loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
             errors.append({"field": loc, "message": err.get("msg", "invalid")})
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
@@ -308,7 +316,8 @@ def create_app(ctx: AppContext) -> FastAPI:
         tail = settings.log_tail_bytes
         reader = reader_for(job.uid)
         stdout = read_tail(paths.stdout, tail, reader)
-        stderr = read_tail(paths.stderr, tail, reader) if paths.stderr != paths.stdout else stdout
+        # One file for both (Slurm's default): its tail is stdout's; stderr has none of its own.
+        stderr = read_tail(paths.stderr, tail, reader) if paths.stderr != paths.stdout else None
         return models.QueryResponse(
             job_id=str(job.id),
             state=job.state,

@@ -267,13 +267,35 @@ class Client:
             ) from exc
         sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
         if self._scheme == "https":
-            import ssl
-
-            sock = ssl.create_default_context().wrap_socket(
-                sock, server_hostname=self._host
-            )
+            sock = self._handshake(sock)
         self._sock = sock
         self._buffer = b""
+
+    def _tls_hint(self) -> str:
+        if self._scheme != "http":
+            return ""
+        return f" (if the server speaks TLS, use CONDUCTOR_URL=https://{self.url.partition('://')[2]})"
+
+    def _handshake(self, sock: Any) -> Any:
+        """TLS over `sock`; a server that does not speak it, or a certificate not trusted, is
+        one line naming the URL and what to change."""
+        import ssl
+
+        try:
+            return ssl.create_default_context().wrap_socket(sock, server_hostname=self._host)
+        except ssl.SSLCertVerificationError as exc:
+            sock.close()
+            raise ConnectionFailed(
+                f"the TLS certificate of {self.url} is not trusted ({exc.verify_message}); "
+                "install its CA on this host, or set SSL_CERT_FILE to it"
+            ) from None
+        except (ssl.SSLError, OSError) as exc:
+            sock.close()
+            plain = "http://" + self.url.partition("://")[2]
+            raise ConnectionFailed(
+                f"TLS handshake with {self.url} failed ({getattr(exc, 'reason', None) or exc}): "
+                f"the server seems to speak plain HTTP; use CONDUCTOR_URL={plain}"
+            ) from None
 
     def _fill(self) -> bool:
         assert self._sock is not None
@@ -315,9 +337,7 @@ class Client:
             raise _Closed("connection closed")
         parts = status_line.decode("latin-1").split(None, 2)
         if len(parts) < 2 or not parts[0].startswith("HTTP/"):
-            raise ConnectionFailed(
-                f"{self.url} did not answer in HTTP: {status_line[:80]!r}"
-            )
+            raise ConnectionFailed(f"{self.url} did not answer in HTTP: {status_line[:80]!r}{self._tls_hint()}")
         status = int(parts[1])
         reason = parts[2].strip() if len(parts) > 2 else ""
         headers: dict[str, str] = {}
@@ -389,7 +409,7 @@ class Client:
                 self.close()
                 if attempt:
                     raise ConnectionFailed(
-                        f"the conductor API at {self.url} closed the connection: {exc}"
+                        f"the conductor API at {self.url} closed the connection: {exc}{self._tls_hint()}"
                     ) from exc
             except OSError as exc:
                 self.close()
