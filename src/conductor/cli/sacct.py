@@ -119,7 +119,7 @@ DESCRIBED: dict[str, tuple[str, str]] = {
     "help": ("", "show this help message"),
     "helpformat": ("", "print a list of fields that can be specified with --format"),
     "jobs": ("job(.step)", "comma separated list of jobs (array tasks as 12_3)"),
-    "json": ("data_parser", "Slurm's JSON output (not supported here)"),
+    "json": ("v0.0.40", "dump the selected jobs as JSON (data_parser v0.0.40, slurmdbd's job records)"),
     "local": ("", "report jobs of the local cluster only"),
     "long": ("", "equivalent to specifying a long list of fields"),
     "name": ("jobname_list", "only send data about jobs with these names"),
@@ -231,10 +231,12 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per sacct option
                 "".join(f"{n:<20}" for n in field_names[i : i + 4]).rstrip() + "\n"
             )
         return 0
-    if "json" in opts or "yaml" in opts:
-        raise UsageError(
-            "--json and --yaml are not supported; use --parsable2 with --format"
-        )
+    if "yaml" in opts:
+        raise UsageError("--yaml is not supported; use --json, or --parsable2 with --format")
+    if "json" in opts:
+        from conductor.cli.slurm_json import check_parser
+
+        check_parser(PROG, opts["json"])
 
     field_spec = ",".join(multi.get("format", []))
     if "brief" in opts:
@@ -332,6 +334,11 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per sacct option
             int(j["job_id"]),
         )
     )
+    if "json" in opts:
+        from conductor.cli.slurm_json import sacct_document, write
+
+        write(sacct_document(selected, argv))
+        return 0
     rows = expand_rows(selected, with_steps="allocations" not in opts)
     parsable = (
         "no_ending"

@@ -86,7 +86,7 @@ DESCRIBED: dict[str, tuple[str, str]] = {
     "help": ("", "show this help message"),
     "hide": ("", "do not show hidden or non-accessible partitions"),
     "iterate": ("seconds", "specify an iteration period"),
-    "json": ("data_parser", "Slurm's JSON output (not supported here)"),
+    "json": ("v0.0.40", "dump node information as JSON (data_parser v0.0.40): one record per node and partition"),
     "list_reasons": ("", "list reasons nodes are down or drained"),
     "long": ("", "long output - displays more information"),
     "node": ("", "Node-centric format"),
@@ -291,6 +291,26 @@ def build_rows(
     return rows
 
 
+def _select(
+    opts: dict[str, str | None], partitions: list[Row], nodes: list[Row]
+) -> tuple[list[Row], list[Row]]:
+    """The partitions and nodes -p, -n and -t ask for."""
+    if opts.get("partition"):
+        wanted = set(split_list(opts["partition"] or ""))
+        partitions = [p for p in partitions if p["name"] in wanted]
+    if opts.get("nodes"):
+        from conductor.domain.hostlist import expand_hostlist
+
+        names = set(expand_hostlist(opts["nodes"] or ""))
+        nodes = [n for n in nodes if n["name"] in names]
+    if opts.get("states"):
+        wanted_states = {s.upper() for s in split_list(opts["states"] or "")}
+        aliases = {v.upper(): k for k, v in COMPACT.items()}
+        wanted_states = {aliases.get(s, s) for s in wanted_states}
+        nodes = [n for n in nodes if str(n.get("state")).upper() in wanted_states]
+    return partitions, nodes
+
+
 def main(argv: list[str]) -> int:
     return run(PROG, lambda: _main(argv))
 
@@ -309,6 +329,12 @@ def _main(argv: list[str]) -> int:
     if "version" in opts:
         sys.stdout.write("slurm 23.11.0\n")
         return 0
+    if "yaml" in opts:
+        raise UsageError("--yaml is not supported; use --json or -o/-O")
+    if "json" in opts:
+        from conductor.cli.slurm_json import check_parser
+
+        check_parser(PROG, opts["json"])
     per_node = "node" in opts
     summarize = "summarize" in opts
     if opts.get("format"):
@@ -325,19 +351,12 @@ def _main(argv: list[str]) -> int:
         nodes = client.get("/nodes").get("nodes", [])
     finally:
         client.close()
-    if opts.get("partition"):
-        wanted = set(split_list(opts["partition"] or ""))
-        partitions = [p for p in partitions if p["name"] in wanted]
-    if opts.get("nodes"):
-        from conductor.domain.hostlist import expand_hostlist
+    partitions, nodes = _select(opts, partitions, nodes)
+    if "json" in opts:
+        from conductor.cli.slurm_json import sinfo_document, write
 
-        names = set(expand_hostlist(opts["nodes"] or ""))
-        nodes = [n for n in nodes if n["name"] in names]
-    if opts.get("states"):
-        wanted_states = {s.upper() for s in split_list(opts["states"] or "")}
-        aliases = {v.upper(): k for k, v in COMPACT.items()}
-        wanted_states = {aliases.get(s, s) for s in wanted_states}
-        nodes = [n for n in nodes if str(n.get("state")).upper() in wanted_states]
+        write(sinfo_document(partitions, nodes, argv))
+        return 0
     rows = build_rows(partitions, nodes, per_node=per_node, summarize=summarize)
     if "responding" in opts or "dead" in opts:
         dead = "dead" in opts

@@ -97,7 +97,7 @@ DESCRIBED: dict[str, tuple[str, str]] = {
     "hide": ("", "do not display jobs in hidden partitions"),
     "iterate": ("seconds", "specify an interation period"),
     "jobs": ("job(s)", "comma separated list of jobs IDs to view, default is all"),
-    "json": ("data_parser", "Slurm's JSON output (not supported here)"),
+    "json": ("v0.0.40", "dump the selected jobs as JSON (data_parser v0.0.40, as slurmrestd)"),
     "licenses": ("license(s)", "comma separated list of license names to view"),
     "long": ("", "long report"),
     "me": ("", "equivalent to --user=<current user>"),
@@ -177,8 +177,13 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per squeue option
     if "version" in opts:
         sys.stdout.write("slurm 23.11.0\n")
         return 0
-    if "json" in opts or "yaml" in opts:
-        raise UsageError("--json and --yaml are not supported; use -o/-O")
+    if "yaml" in opts:
+        raise UsageError("--yaml is not supported; use --json or -o/-O")
+    as_json = "json" in opts
+    if as_json:
+        from conductor.cli.slurm_json import check_parser
+
+        check_parser(PROG, opts["json"])
     if "steps" in opts:
         # Jobs here have no separately tracked steps: the step list is empty.
         if "noheader" not in opts:
@@ -273,6 +278,11 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per squeue option
                 jobs = [j for j in jobs if j.get("account") in accounts]
             if qos:
                 jobs = [j for j in jobs if j.get("qos") in qos]
+            if as_json:
+                from conductor.cli.slurm_json import squeue_document, write
+
+                write(squeue_document(client.get("/slurm/v0.0.40/jobs"), jobs, argv))
+                return 0
             if "array" not in opts:
                 jobs = collapse_pending_arrays(jobs)
             try:
