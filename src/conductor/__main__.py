@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "scontrol": "conductor.cli.scontrol",
     "srun": "conductor.cli.srun",
     "slurm-shims": "conductor.cli.shims",
+    "wait": "conductor.cli.wait",
 }
 
 USAGE = "usage: conductor {" + ",".join(COMMANDS) + "} [options]\n"
@@ -43,6 +44,7 @@ SUMMARIES: dict[str, str] = {
     "scontrol": "show, hold, release, requeue and update jobs (Slurm's scontrol)",
     "srun": "run parallel tasks inside a batch job (Slurm's srun)",
     "slurm-shims": "write sbatch, squeue, ... executables into a directory for PATH",
+    "wait": "wait until jobs end; exit with their status, as sbatch --wait",
 }
 
 

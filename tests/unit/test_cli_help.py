@@ -104,7 +104,11 @@ def test_server_commands_describe_every_option(command: str) -> None:
 
 @pytest.mark.parametrize(
     ("command", "options"),
-    [("stats", ["--json", "--help"]), ("slurm-shims", ["--url", "--help"])],
+    [
+        ("stats", ["--json", "--help"]),
+        ("slurm-shims", ["--url", "--help"]),
+        ("wait", ["--interval", "--quiet", "--help"]),
+    ],
 )
 def test_small_commands_describe_their_options(command: str, options: list[str]) -> None:
     result = _conductor(command, "--help")

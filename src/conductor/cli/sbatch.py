@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 # typing is imported only by type checkers: at run time it costs the CLI ~4 ms.
 TYPE_CHECKING = False
@@ -27,19 +26,6 @@ from conductor.cli.sbatch_options import (
 )
 
 PROG = "sbatch"
-TERMINAL = frozenset(
-    {
-        "COMPLETED",
-        "FAILED",
-        "CANCELLED",
-        "TIMEOUT",
-        "OUT_OF_MEMORY",
-        "NODE_FAIL",
-        "BOOT_FAIL",
-        "DEADLINE",
-        "PREEMPTED",
-    }
-)
 
 USAGE = """\
 Usage: sbatch [-N nnodes] [-n ntasks] [-c ncpus] [-t minutes] [-p partition]
@@ -313,34 +299,19 @@ def _submit(client: Client, plan: SbatchPlan) -> int:
     return 0
 
 
-def _exit_status(job: dict[str, Any]) -> int:
-    """The exit code sbatch -W reports for one job: its code, 128+signal, or 1 if it failed."""
-    code, _, signal = str(job.get("exit_code") or "0:0").partition(":")
-    try:
-        number, sig = int(code), int(signal or 0)
-    except ValueError:
-        number, sig = 1, 0
-    if number:
-        return number
-    if sig:
-        return 128 + sig
-    return 0 if job.get("state") == "COMPLETED" else 1
-
-
 def _wait(client: Client, job_id: int, is_array: bool) -> int:
-    delay = 0.1
-    while True:
-        try:
-            if is_array:
-                jobs = client.list_jobs(array_job_id=job_id)
-            else:
-                jobs = [client.get(f"/jobs/{job_id}")]
-        except ApiError as exc:
-            sys.stderr.write(
-                f"{PROG}: error: Failed to get state of job {job_id}: {exc.message}\n"
-            )
-            return _error_exit()
-        if jobs and all(j.get("state") in TERMINAL for j in jobs):
-            return max(_exit_status(j) for j in jobs)
-        time.sleep(delay)
-        delay = min(delay * 1.5, 2.0)
+    """sbatch --wait: Slurm's exit status of the job (the highest of an array's tasks); a
+    progress line on a terminal (cli/wait.py), nothing added to the output otherwise."""
+    from conductor.cli.wait import wait_for
+
+    def fetch() -> list[dict[str, Any]]:
+        if is_array:
+            jobs: list[dict[str, Any]] = client.list_jobs(array_job_id=job_id)
+            return jobs
+        return [client.get(f"/jobs/{job_id}")]
+
+    try:
+        return wait_for(fetch)
+    except ApiError as exc:
+        sys.stderr.write(f"{PROG}: error: Failed to get state of job {job_id}: {exc.message}\n")
+        return _error_exit()
