@@ -218,7 +218,8 @@ def conductor(cpus: int, extra_env: dict[str, str] | None = None) -> Iterator[tu
     home = Path(tempfile.mkdtemp(prefix="conductor-bench-"))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONDUCTOR_")}
-    env.update({"CONDUCTOR_HOME": str(home), **(extra_env or {})})
+    # XDG_CONFIG_HOME: `up` records itself in its user's profile; the bench's server is not the user's.
+    env.update({"CONDUCTOR_HOME": str(home), "XDG_CONFIG_HOME": str(home / "xdg"), **(extra_env or {})})
     log = open(home / "server.log", "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "conductor", "up", "--cpus", str(cpus), "--port", str(port), "--log-level", "WARNING"],
