@@ -128,7 +128,8 @@ def format_job(job: dict[str, Any]) -> list[str]:
     limit = job.get("time_limit")
     first = f"JobId={job['job_id']}"
     if job.get("array_job_id") is not None and job.get("array_task_id") is not None:
-        first += f" ArrayJobId={job['array_job_id']} ArrayTaskId={job['array_task_id']}"
+        task = job.get("_task_str") or job["array_task_id"]  # "1-20%4": the pending tasks' record
+        first += f" ArrayJobId={job['array_job_id']} ArrayTaskId={task}"
         if job.get("array_max_running"):
             first += f" ArrayTaskThrottle={job['array_max_running']}"
     first += f" JobName={_s(job.get('name'), '')}"
@@ -323,6 +324,12 @@ def _show(args: list[str], oneliner: bool) -> int:
             if not jobs:
                 sys.stdout.write("No jobs in the system\n")
                 return 0
+            if not (specs and any(spec.tasks is not None for spec in specs)):
+                # The tasks of an array not started yet are one record, as slurmctld keeps
+                # them (ArrayTaskId=1-20%4); a task named by its id shows alone.
+                from conductor.cli.squeue_format import collapse_pending_arrays
+
+                jobs = collapse_pending_arrays(jobs)
             sys.stdout.write(layout([format_job(j) for j in jobs], oneliner))
             return 0
         if "nodes".startswith(entity) and entity:
