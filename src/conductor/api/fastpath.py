@@ -145,5 +145,5 @@ def _request(body: bytes) -> models.SubmitRequest | None:
     """The body as FastAPI would see it (json.loads, then the model in Python mode), or None."""
     try:
         return models.SubmitRequest.model_validate(json.loads(body))
-    except (ValueError, ValidationError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+    except (ValueError, ValidationError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         return None
