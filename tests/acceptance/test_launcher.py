@@ -339,7 +339,8 @@ def test_launcher_outlives_its_worker_until_its_jobs_end(rig: Rig) -> None:
     (rig.root / "go").touch()
     _wait(lambda: rig.ended(1))
     assert read_status(rig.status_path(1)).exit == (5, 0)
-    _wait(lambda: not _alive(launcher))
+    # It ends with its last job, and its parent (the worker's process) reaps it: no zombie.
+    _wait(lambda: not Path(f"/proc/{launcher}").exists())
 
 
 def test_a_launch_failure_is_reported_per_job(rig: Rig) -> None:
@@ -487,11 +488,13 @@ def test_jobs_of_a_killed_launcher_end_failed_and_nothing_hangs(
         _wait(lambda job_id=job_id: read_status(_status(home, job_id)).pid is not None)
     [launcher] = _launchers(home)
     os.kill(launcher, signal.SIGKILL)
-    # They end: no one is left to record their exit status.
+    # They end: no one is left to record their exit status, and their records say so, claiming
+    # neither an exit code nor a signal.
     (tmp_path / "go").touch()
     for job_id in running:
-        job = api.wait_state(job_id, {"FAILED", "COMPLETED"}, timeout=15)
-        assert job["state"] == "FAILED" and job["error_msg"] == NO_EXIT_STATUS, job
+        job = api.wait_state(job_id, {"NODE_FAIL", "FAILED", "COMPLETED"}, timeout=15)
+        assert job["state"] == "NODE_FAIL" and job["error_msg"] == NO_EXIT_STATUS, job
+        assert job["exit_code"] == "0:0" and job["reason"] == "NodeDown", job
     (tmp_path / "go").unlink()
     other = api.submit("#!/bin/bash\n" + WAIT_FOR_GO, current_working_directory=str(tmp_path))
     api.wait_state(other, "RUNNING")
@@ -501,7 +504,8 @@ def test_jobs_of_a_killed_launcher_end_failed_and_nothing_hangs(
     os.kill(launcher, signal.SIGKILL)
     time.sleep(0.2)
     api.cancel(other)
-    assert api.wait_state(other, "CANCELLED", timeout=15)["exit_code"] == "0:9"
+    cancelled = api.wait_state(other, "CANCELLED", timeout=15)
+    assert cancelled["exit_code"] == "0:0" and cancelled["error_msg"] == NO_EXIT_STATUS, cancelled
     later = api.submit("#!/bin/bash\nexit 3\n", current_working_directory=str(tmp_path))
     assert api.wait_state(later, "FAILED")["exit_code"] == "3:0"
     assert api.stats()["used_cpus"] == 0
