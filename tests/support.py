@@ -62,9 +62,20 @@ class ConductorProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def environment(self) -> dict[str, str]:
+        """The environment the process runs in: another `conductor` command given it acts on the
+        same home and database."""
+        return clean_env(CONDUCTOR_HOME=str(self.home), **self.extra_env)
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Another `conductor` command, beside this process (same home and settings)."""
+        return subprocess.run(
+            [sys.executable, "-m", "conductor", *args], env=self.environment(), capture_output=True, text=True, timeout=120
+        )
+
     def start(self, wait: bool = True) -> ConductorProcess:
         self.home.mkdir(parents=True, exist_ok=True)
-        env = clean_env(CONDUCTOR_HOME=str(self.home), **self.extra_env)
+        env = self.environment()
         argv = [sys.executable, "-m", "conductor", *self.args]
         if self.port is not None and "--port" not in self.args:
             argv += ["--port", str(self.port)]

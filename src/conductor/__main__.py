@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
     "worker": "conductor.commands.worker",
     "stats": "conductor.cli.stats",
     "token": "conductor.commands.token",
+    "backup": "conductor.commands.backup",
     "sbatch": "conductor.cli.sbatch",
     "squeue": "conductor.cli.squeue",
     "scancel": "conductor.cli.scancel",
