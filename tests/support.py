@@ -69,9 +69,10 @@ class ConductorProcess:
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Another `conductor` command, beside this process (same home and settings)."""
-        return subprocess.run(
-            [sys.executable, "-m", "conductor", *args], env=self.environment(), capture_output=True, text=True, timeout=120
-        )
+        env = self.environment()
+        if self.port is not None:
+            env["CONDUCTOR_URL"] = self.url
+        return subprocess.run([sys.executable, "-m", "conductor", *args], env=env, capture_output=True, text=True, timeout=120)
 
     def start(self, wait: bool = True) -> ConductorProcess:
         self.home.mkdir(parents=True, exist_ok=True)
@@ -223,7 +224,8 @@ class PostgresCluster:
     Runs as the `postgres` system user when the tests run as root (initdb refuses root).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_connections: int = 300) -> None:
+        self.max_connections = max_connections
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="conductor-pg-"))
         self.data = self.dir / "data"
@@ -250,7 +252,7 @@ class PostgresCluster:
         with open(self.data / "postgresql.conf", "a") as conf:
             conf.write(
                 f"\nport = {self.port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{self.dir}'\n"
-                "fsync = off\nfull_page_writes = off\nmax_connections = 300\n"
+                f"fsync = off\nfull_page_writes = off\nmax_connections = {self.max_connections}\n"
             )
         if self.run_as:
             shutil.chown(self.data / "postgresql.conf", self.run_as)
@@ -306,3 +308,40 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
         yield cluster
     finally:
         cluster.destroy()
+
+
+def _is_launcher_of(cmdline: bytes, home: Path) -> bool:
+    from conductor.worker.launcher_client import LAUNCHER
+
+    # python -I -S .../launcher.py --serve HOME/run
+    args = cmdline.split(b"\0")
+    return LAUNCHER.encode() in args and str(home / "run").encode() in args
+
+
+def launchers(home: Path) -> list[int]:
+    """The pids of the job launchers serving the worker whose home is `home`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+                ppid = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if not _is_launcher_of(cmdline, home):
+                continue
+            # Not a job between its fork and its exec, which has the same command line.
+            try:
+                parent = (Path(f"/proc/{ppid}/cmdline")).read_bytes()
+            except OSError:
+                parent = b""
+            if not _is_launcher_of(parent, home) and _is_live_process(int(entry.name)):
+                found.append(int(entry.name))
+    return found
+
+
+def _is_live_process(pid: int) -> bool:
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+    except OSError:
+        return False

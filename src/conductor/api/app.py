@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import anyio.to_thread
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -20,7 +20,7 @@ from conductor import __version__
 from conductor.api import control, models, slurmrestd
 from conductor.api.auth import CurrentPrincipal, authenticate, document_public_routes
 from conductor.api.bodies import BodyCheck, ErrorResponse
-from conductor.api.fastpath import SubmitFastPath, submit_answer
+from conductor.api.fastpath import SubmitFastPath, submit_answer, unavailable_answer
 from conductor.api.limits import ASGIApp, BodyLimit, reject_repeated_query_parameters
 from conductor.api.outputs import Reader, reader_for
 from conductor.api.outputs import read_tail as _read_tail_safely
@@ -220,8 +220,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         return ErrorResponse(refusal_body(exc), status_code=exc.status)
 
     @app.exception_handler(StoreUnavailable)
-    async def _unavailable(_: Request, exc: StoreUnavailable) -> ErrorResponse:
-        return ErrorResponse({"detail": f"the database is unavailable ({exc}); try again"}, status_code=503)
+    async def _unavailable(_: Request, exc: StoreUnavailable) -> Response:
+        return unavailable_answer(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> ErrorResponse:

@@ -20,6 +20,7 @@ from typing import Any
 from starlette.responses import JSONResponse
 
 from conductor.api.limits import ASGIApp, Message, Receive, Scope, Send, _replay, _reply
+from conductor.errors import ConductorError
 
 MAX_DEPTH = 64
 """Deeper than any request of ours needs (a submission is three levels deep)."""
@@ -33,7 +34,7 @@ MAX_DIGITS = 100
 _LONG_NUMBER = re.compile(rb"[0-9]{%d,}" % (MAX_DIGITS + 1))
 
 
-class BodyRefused(Exception):
+class BodyRefused(ConductorError):
     """A body this layer refuses; its text names the field and the rule."""
 
 
