@@ -25,7 +25,7 @@ from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from support import ConductorProcess
 
-EXAMPLES = int(os.environ.get("CONDUCTOR_FUZZ_EXAMPLES", "30"))
+EXAMPLES = int(os.environ.get("CONDUCTOR_FUZZ_EXAMPLES", "60"))
 
 
 def test_api_conforms_to_its_openapi(fuzz_server: ConductorProcess, request: pytest.FixtureRequest) -> None:
