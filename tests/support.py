@@ -62,11 +62,23 @@ class ConductorProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, wait: bool = True) -> ConductorProcess:
-        self.home.mkdir(parents=True, exist_ok=True)
+    def environment(self) -> dict[str, str]:
+        """The environment the process runs in: another `conductor` command given it acts on the
+        same home and database."""
         # The server records itself in its user's profile (XDG_CONFIG_HOME/conductor): one of the
         # test's own, not the developer's.
-        env = clean_env(**{"CONDUCTOR_HOME": str(self.home), "XDG_CONFIG_HOME": str(self.home / "xdg"), **self.extra_env})
+        return clean_env(**{"CONDUCTOR_HOME": str(self.home), "XDG_CONFIG_HOME": str(self.home / "xdg"), **self.extra_env})
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Another `conductor` command, beside this process (same home and settings)."""
+        env = self.environment()
+        if self.port is not None:
+            env["CONDUCTOR_URL"] = self.url
+        return subprocess.run([sys.executable, "-m", "conductor", *args], env=env, capture_output=True, text=True, timeout=120)
+
+    def start(self, wait: bool = True) -> ConductorProcess:
+        self.home.mkdir(parents=True, exist_ok=True)
+        env = self.environment()
         argv = [sys.executable, "-m", "conductor", *self.args]
         if self.port is not None and "--port" not in self.args:
             argv += ["--port", str(self.port)]
@@ -214,7 +226,8 @@ class PostgresCluster:
     Runs as the `postgres` system user when the tests run as root (initdb refuses root).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_connections: int = 300) -> None:
+        self.max_connections = max_connections
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="conductor-pg-"))
         self.data = self.dir / "data"
@@ -241,7 +254,7 @@ class PostgresCluster:
         with open(self.data / "postgresql.conf", "a") as conf:
             conf.write(
                 f"\nport = {self.port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{self.dir}'\n"
-                "fsync = off\nfull_page_writes = off\nmax_connections = 300\n"
+                f"fsync = off\nfull_page_writes = off\nmax_connections = {self.max_connections}\n"
             )
         if self.run_as:
             shutil.chown(self.data / "postgresql.conf", self.run_as)
@@ -297,3 +310,40 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
         yield cluster
     finally:
         cluster.destroy()
+
+
+def _is_launcher_of(cmdline: bytes, home: Path) -> bool:
+    from conductor.worker.launcher_client import LAUNCHER
+
+    # python -I -S .../launcher.py --serve HOME/run
+    args = cmdline.split(b"\0")
+    return LAUNCHER.encode() in args and str(home / "run").encode() in args
+
+
+def launchers(home: Path) -> list[int]:
+    """The pids of the job launchers serving the worker whose home is `home`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+                ppid = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if not _is_launcher_of(cmdline, home):
+                continue
+            # Not a job between its fork and its exec, which has the same command line.
+            try:
+                parent = (Path(f"/proc/{ppid}/cmdline")).read_bytes()
+            except OSError:
+                parent = b""
+            if not _is_launcher_of(parent, home) and _is_live_process(int(entry.name)):
+                found.append(int(entry.name))
+    return found
+
+
+def _is_live_process(pid: int) -> bool:
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+    except OSError:
+        return False

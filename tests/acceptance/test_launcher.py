@@ -14,10 +14,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support import Api, ConductorProcess
+from support import Api, ConductorProcess, launchers
 
 from conductor.worker.identity import is_process, signal_group, start_ticks
-from conductor.worker.launcher_client import LAUNCHER, Launcher, LaunchRequest, RunAs, Started, launch_frame
+from conductor.worker.launcher_client import Launcher, LaunchRequest, RunAs, Started, launch_frame
 from conductor.worker.outcome import NO_EXIT_STATUS
 from conductor.worker.spool import read_status
 
@@ -339,7 +339,8 @@ def test_launcher_outlives_its_worker_until_its_jobs_end(rig: Rig) -> None:
     (rig.root / "go").touch()
     _wait(lambda: rig.ended(1))
     assert read_status(rig.status_path(1)).exit == (5, 0)
-    _wait(lambda: not _alive(launcher))
+    # It ends with its last job, and its parent (the worker's process) reaps it: no zombie.
+    _wait(lambda: not Path(f"/proc/{launcher}").exists())
 
 
 def test_a_launch_failure_is_reported_per_job(rig: Rig) -> None:
@@ -428,33 +429,6 @@ def test_status_file_formats(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------ in conductor up
-def _is_launcher_of(cmdline: bytes, home: Path) -> bool:
-    # python -I -S .../launcher.py --serve HOME/run
-    args = cmdline.split(b"\0")
-    return LAUNCHER.encode() in args and str(home / "run").encode() in args
-
-
-def _launchers(home: Path) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes()
-                ppid = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            if not _is_launcher_of(cmdline, home):
-                continue
-            # Not a job between its fork and its exec, which has the same command line.
-            try:
-                parent = (Path(f"/proc/{ppid}/cmdline")).read_bytes()
-            except OSError:
-                parent = b""
-            if not _is_launcher_of(parent, home) and _alive(int(entry.name)):
-                found.append(int(entry.name))
-    return found
-
-
 def _status(home: Path, job_id: int) -> Path:
     return home / "run" / f"job_{job_id}.status"
 
@@ -465,13 +439,13 @@ def test_jobs_still_launch_after_the_launcher_is_killed(start_conductor: Callabl
     api = Api(server.url)
     first = api.submit("#!/bin/bash\necho first\n", current_working_directory=str(tmp_path))
     assert api.wait_state(first, "COMPLETED")["exit_code"] == "0:0"
-    [launcher] = _launchers(home)
+    [launcher] = launchers(home)
     os.kill(launcher, signal.SIGKILL)
     ids = [api.submit(f"#!/bin/bash\necho after {i}\n", current_working_directory=str(tmp_path)) for i in range(5)]
     for i, job_id in enumerate(ids):
         assert api.wait_state(job_id, "COMPLETED")["exit_code"] == "0:0"
         assert (tmp_path / f"slurm-{job_id}.out").read_text() == f"after {i}\n"
-    assert [pid for pid in _launchers(home) if pid != launcher]
+    assert [pid for pid in launchers(home) if pid != launcher]
     assert not _alive(launcher)
 
 
@@ -485,23 +459,26 @@ def test_jobs_of_a_killed_launcher_end_failed_and_nothing_hangs(
     for job_id in running:
         api.wait_state(job_id, "RUNNING")
         _wait(lambda job_id=job_id: read_status(_status(home, job_id)).pid is not None)
-    [launcher] = _launchers(home)
+    [launcher] = launchers(home)
     os.kill(launcher, signal.SIGKILL)
-    # They end: no one is left to record their exit status.
+    # They end: no one is left to record their exit status, and their records say so, claiming
+    # neither an exit code nor a signal.
     (tmp_path / "go").touch()
     for job_id in running:
-        job = api.wait_state(job_id, {"FAILED", "COMPLETED"}, timeout=15)
-        assert job["state"] == "FAILED" and job["error_msg"] == NO_EXIT_STATUS, job
+        job = api.wait_state(job_id, {"NODE_FAIL", "FAILED", "COMPLETED"}, timeout=15)
+        assert job["state"] == "NODE_FAIL" and job["error_msg"] == NO_EXIT_STATUS, job
+        assert job["exit_code"] == "0:0" and job["reason"] == "NodeDown", job
     (tmp_path / "go").unlink()
     other = api.submit("#!/bin/bash\n" + WAIT_FOR_GO, current_working_directory=str(tmp_path))
     api.wait_state(other, "RUNNING")
     _wait(lambda: read_status(_status(home, other)).pid is not None)
     # A new launcher started it; killed too, its job is still the worker's to cancel.
-    [launcher] = _launchers(home)
+    [launcher] = launchers(home)
     os.kill(launcher, signal.SIGKILL)
     time.sleep(0.2)
     api.cancel(other)
-    assert api.wait_state(other, "CANCELLED", timeout=15)["exit_code"] == "0:9"
+    cancelled = api.wait_state(other, "CANCELLED", timeout=15)
+    assert cancelled["exit_code"] == "0:0" and cancelled["error_msg"] == NO_EXIT_STATUS, cancelled
     later = api.submit("#!/bin/bash\nexit 3\n", current_working_directory=str(tmp_path))
     assert api.wait_state(later, "FAILED")["exit_code"] == "3:0"
     assert api.stats()["used_cpus"] == 0
@@ -540,7 +517,7 @@ def test_job_outlives_a_killed_worker_and_is_readopted(start_conductor: Callable
     status_path = _status(home, job_id)
     _wait(lambda: read_status(status_path).pid is not None)
     status = read_status(status_path)
-    [launcher] = _launchers(home)
+    [launcher] = launchers(home)
     assert status.launcher is not None and status.launcher[0] == launcher
     server.kill()
     # The launcher outlives its worker as the parent of its job, and records its end.

@@ -123,9 +123,9 @@ def test_malformed_json_names_the_body_not_an_offset(api: Api) -> None:
     assert response.status_code == 422
     body = response.json()
     assert body["errors"] == [
-        {"field": "body", "message": "malformed JSON at character 21: Expecting property name enclosed in double quotes"}
+        {"field": "body", "message": "not valid JSON at character 21: Expecting property name enclosed in double quotes"}
     ]
-    assert body["detail"].startswith("body: malformed JSON at character 21")
+    assert body["detail"].startswith("body: not valid JSON at character 21")
 
 
 # --------------------------------------------------------------------------- stderr tails

@@ -308,6 +308,9 @@ def test_scancel_array_task_whole_array_and_unknown_job(cli: Cli) -> None:
     assert states == ["CANCELLED"] * 3
     again = cli("scancel", f"{array}_1", check=False)
     assert again.returncode == 1 and "Job/step already completing or completed" in again.stderr
+    whole = cli("scancel", str(array), check=False)  # every task has ended: one request, one error
+    assert whole.returncode == 1
+    assert whole.stderr == f"scancel: error: Kill job error on job id {array}: Job/step already completing or completed\n"
 
 
 def test_scancel_by_name_user_and_state(cli: Cli) -> None:

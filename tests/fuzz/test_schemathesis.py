@@ -4,9 +4,8 @@ Every operation gets positive cases (valid by the schema) and negative ones (vio
 every response must be no 5xx and must match the schema: status code, content type, headers
 and body. schemathesis also replays requests without the token and expects 401.
 
-The fuzzed server is `conductor server` on SQLite with one node that a `conductor worker`
-registered and then left (DOWN): submissions are validated against a real node, as always,
-but no generated script ever runs. The run is bounded: EXAMPLES cases per operation and mode.
+The server is the fuzz tests' shared one (conftest.py). The run is bounded: EXAMPLES cases per
+operation and mode.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ from __future__ import annotations
 import os
 import time
 import traceback
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -25,38 +23,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
-from support import Api, ConductorProcess, free_port
+from support import ConductorProcess
 
-EXAMPLES = int(os.environ.get("CONDUCTOR_FUZZ_EXAMPLES", "30"))
-
-
-@pytest.fixture(scope="module")
-def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConductorProcess]:
-    home = tmp_path_factory.mktemp("fuzz")
-    env = {
-        "CONDUCTOR_DATABASE_URL": str(home / "conductor.db"),
-        "CONDUCTOR_ALLOW_ROOT_JOBS": "true",  # the token is the test runner's; nothing runs anyway
-        "CONDUCTOR_MAX_ARRAY_TASKS": "50",
-        "CONDUCTOR_HEARTBEAT_TIMEOUT": "1",
-        "CONDUCTOR_CHECK_INTERVAL": "0.5",
-    }
-    worker = ConductorProcess(home, ["worker", "--cpus", "4", "--memory", "8G", "--node-name", "fuzz1"], env=env)
-    worker.start(wait=False)
-    server = ConductorProcess(home, ["server"], env=env, port=free_port()).start()
-    try:
-        deadline = time.monotonic() + 30
-        while not httpx.get(server.url + "/nodes", headers=server.headers()).json()["nodes"]:
-            assert time.monotonic() < deadline, worker.log()
-            time.sleep(0.1)
-        assert worker.stop() == 0, worker.log()
-        # Jobs with small ids, so that generated ids find some: a job, an array, a held one.
-        api = Api(server.url)
-        for job in ({}, {"array": "0-2"}, {"hold": True, "name": "held"}):
-            api.submit("#!/bin/sh\ntrue\n", current_working_directory=str(home), **job)
-        yield server
-    finally:
-        worker.kill()
-        server.kill()
+EXAMPLES = int(os.environ.get("CONDUCTOR_FUZZ_EXAMPLES", "60"))
 
 
 def test_api_conforms_to_its_openapi(fuzz_server: ConductorProcess, request: pytest.FixtureRequest) -> None:

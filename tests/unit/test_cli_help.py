@@ -16,7 +16,7 @@ from conductor.cli.getopt import OptionTable
 
 # Slurm commands: module, and whether Slurm's own command has --usage.
 SLURM = {"sbatch": True, "squeue": True, "sacct": True, "sinfo": True, "scontrol": True, "scancel": True, "srun": True}
-ARGPARSE = ("up", "server", "worker", "token")
+ARGPARSE = ("up", "server", "worker", "token", "backup")
 
 
 def _conductor(*args: str) -> subprocess.CompletedProcess[str]:

@@ -3,7 +3,6 @@ store (a kill asked for after the process ended is read from the database first)
 
 from __future__ import annotations
 
-import signal
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -75,12 +74,12 @@ def test_requeue_sends_the_run_back_to_the_queue() -> None:
 
 def test_launcher_died_and_the_status_is_lost() -> None:
     lost = JobStatus(pid=10, ticks=5)
-    assert summary(1, lost, None) == (
-        JobState.FAILED, f"0:{int(signal.SIGKILL)}", Reason.RAISED_SIGNAL.value, NO_EXIT_STATUS,
-    )
-    # A kill asked for still says what ended it.
-    assert summary(1, lost, JobState.CANCELLED.value)[:2] == (JobState.CANCELLED, "0:9")
-    assert summary(1, lost, JobState.TIMEOUT.value)[:2] == (JobState.TIMEOUT, "0:9")
+    # Slurm's NODE_FAIL, saying why, and no exit code or signal that nobody saw.
+    assert summary(1, lost, None) == (JobState.NODE_FAIL, "0:0", Reason.NODE_DOWN.value, NO_EXIT_STATUS)
+    assert NO_EXIT_STATUS.startswith("exit status lost: launcher died")
+    # A kill asked for still says which it was; the exit status stays unknown.
+    assert summary(1, lost, JobState.CANCELLED.value) == (JobState.CANCELLED, "0:0", Reason.NONE.value, NO_EXIT_STATUS)
+    assert summary(1, lost, JobState.TIMEOUT.value) == (JobState.TIMEOUT, "0:0", Reason.TIME_LIMIT.value, NO_EXIT_STATUS)
     assert summary(1, JobStatus(), None)[3] == NO_EXIT_STATUS
 
 

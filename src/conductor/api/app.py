@@ -12,14 +12,15 @@ from typing import Annotated, Any
 import anyio.to_thread
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from conductor import __version__
 from conductor.api import control, models, slurmrestd
 from conductor.api.auth import CurrentPrincipal, authenticate, document_public_routes
-from conductor.api.fastpath import SubmitFastPath, submit_answer
+from conductor.api.bodies import BodyCheck, ErrorResponse
+from conductor.api.fastpath import SubmitFastPath, submit_answer, unavailable_answer
 from conductor.api.limits import ASGIApp, BodyLimit, reject_repeated_query_parameters
 from conductor.api.outputs import Reader, reader_for
 from conductor.api.outputs import read_tail as _read_tail_safely
@@ -214,34 +215,31 @@ def _states(text: str | None) -> list[str] | None:
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Refusal)
-    async def _refusal(_: Request, exc: Refusal) -> JSONResponse:
+    async def _refusal(_: Request, exc: Refusal) -> ErrorResponse:
         # The status comes from the refusal's kind, never from its text.
-        return JSONResponse(refusal_body(exc), status_code=exc.status)
+        return ErrorResponse(refusal_body(exc), status_code=exc.status)
 
     @app.exception_handler(StoreUnavailable)
-    async def _unavailable(_: Request, exc: StoreUnavailable) -> JSONResponse:
-        return JSONResponse({"detail": f"the database is unavailable ({exc}); try again"}, status_code=503)
+    async def _unavailable(_: Request, exc: StoreUnavailable) -> Response:
+        return unavailable_answer(exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(_: Request, exc: RequestValidationError) -> ErrorResponse:
         errors = []
         for err in exc.errors():
-            if err.get("type") == "json_invalid":
-                # FastAPI puts the character offset where a field would go ("body", 21): the
-                # field is the body itself, and the offset belongs in the message.
-                position = next((p for p in err.get("loc", ()) if isinstance(p, int)), None)
-                why = str((err.get("ctx") or {}).get("error") or "not valid JSON")
-                where = f" at character {position}" if position is not None else ""
-                errors.append({"field": "body", "message": f"malformed JSON{where}: {why}"})
+            if err.get("type") == "json_invalid":  # its location is a character offset, not a field
+                where = err.get("loc", ())[-1]
+                cause = (err.get("ctx") or {}).get("error", "")
+                errors.append({"field": "body", "message": f"not valid JSON at character {where}: {cause}".rstrip(": ")})
                 continue
             loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-            errors.append({"field": loc, "message": err.get("msg", "invalid")})
+            errors.append({"field": loc or "body", "message": err.get("msg", "invalid")})
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
-        return JSONResponse({"detail": detail, "errors": errors}, status_code=422)
+        return ErrorResponse({"detail": detail, "errors": errors}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> ErrorResponse:
+        return ErrorResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
 
 def create_app(ctx: AppContext) -> FastAPI:
@@ -536,17 +534,19 @@ def _system_routes(app: FastAPI, ctx: AppContext) -> None:
 
 
 def serve(ctx: AppContext) -> ASGIApp:
-    """The application as served: FastAPI behind two plain ASGI layers.
+    """The application as served: FastAPI behind three plain ASGI layers.
 
     The body limit comes first, for every route, and also bounds what the fast path reads;
-    chunked bodies without Content-Length are counted too (api/limits.py). The fast path
+    chunked bodies without Content-Length are counted too (api/limits.py). Then JSON bodies
+    that no decoder should see (too deep, not UTF-8, lone surrogates) are refused with a 400
+    naming the field (api/bodies.py). The fast path
     (api/fastpath.py) sits outside FastAPI's own middleware stack, whose layers would cost
     the ordinary submission more than its own work; whatever it does not take goes on to
     FastAPI unchanged.
     """
     app = create_app(ctx)
     fast = SubmitFastPath(app, store=ctx.store, jobs=ctx.jobs, in_thread=ctx.store.dialect != "sqlite")
-    return BodyLimit(fast, max_bytes=ctx.settings.max_body_bytes)
+    return BodyLimit(BodyCheck(fast), max_bytes=ctx.settings.max_body_bytes)
 
 
 def _node_state(state: str, alloc: int, cpus: int) -> str:

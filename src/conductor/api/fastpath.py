@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse, Response
 from conductor.api import models
 from conductor.api.auth import lookup
 from conductor.api.limits import ASGIApp, Message, Receive, Scope, Send, _replay
-from conductor.errors import Refusal
+from conductor.errors import Refusal, StoreUnavailable
 from conductor.services.jobs import Submitted, WouldSubmit
 from conductor.services.principal import Principal
 
@@ -52,6 +52,11 @@ def submit_answer(result: Submitted | WouldSubmit) -> Response | models.SubmitRe
         )
     task_ids = [str(i) for i in result.job_ids] if result.array else None
     return models.SubmitResponse(job_id=str(result.job_ids[0]), array_task_ids=task_ids)
+
+
+def unavailable_answer(exc: StoreUnavailable) -> Response:
+    """503: the database failed (unreachable, disk full, out of connections); try again later."""
+    return JSONResponse({"detail": f"the database is unavailable ({exc}); try again"}, status_code=503)
 
 
 class SubmitFastPath:
@@ -92,6 +97,10 @@ class SubmitFastPath:
         except Refusal:
             # Refused before anything was stored: FastAPI decides again and says why.
             await self.app(scope, _replay(messages, receive), send)
+            return
+        except StoreUnavailable as exc:
+            # Answered here, never handed on: a second try could store the job twice.
+            await unavailable_answer(exc)(scope, receive, send)
             return
         answer = submit_answer(result)
         if isinstance(answer, Response):
@@ -145,5 +154,5 @@ def _request(body: bytes) -> models.SubmitRequest | None:
     """The body as FastAPI would see it (json.loads, then the model in Python mode), or None."""
     try:
         return models.SubmitRequest.model_validate(json.loads(body))
-    except (ValueError, ValidationError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+    except (ValueError, ValidationError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         return None

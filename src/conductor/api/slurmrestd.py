@@ -429,7 +429,7 @@ async def submit(request: Request, principal: CurrentPrincipal) -> Any:
 
     try:
         body = await request.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return fail(400, "request body is not valid JSON", ESLURM_REST_FAIL_PARSING, "Failed to parse request", "job/submit")
     parsed = _parse_submit(body)
     if isinstance(parsed, tuple) and len(parsed) == 4:

@@ -111,7 +111,7 @@ def retry(action: Callable[[], Any], what: str, *, patient: bool, limit: float =
         except StoreUnavailable as exc:
             if not patient:
                 raise StartupError(f"cannot {what}: {exc}") from None
-            log.warning("cannot %s yet (%s); retrying in %.1fs", what, exc.kind, delay)
+            log.warning("cannot %s yet (%s: %s); retrying in %.1fs", what, exc.kind, exc, delay)
             time.sleep(delay)
             delay = min(delay * 2, limit)
 

@@ -36,7 +36,9 @@ def run_server(settings: Settings) -> int:
     from conductor.scheduler.loop import Scheduler
 
     listener = bind_api(settings)  # a busy port fails here, before anything starts
-    store = open_store(settings)
+    # A server of a cluster waits for its database as a worker does: PostgreSQL may be starting,
+    # restarting or out of connections, and each of those passes.
+    store = open_store(settings, patient=settings.resolved_database_url().startswith("postgresql"))
     bus = bus_for(store, "server")
     lock = SchedulerLock(store, interval=min(1.0, settings.heartbeat_timeout / 3))
     scheduler = Scheduler(

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
+from conductor.errors import StoreUnavailable
 from conductor.store.engine import PG_CONNECT_ARGS, Database
 
 # pg_advisory_lock key of the active scheduler (727001 serialises migrations, see `engine`).
@@ -47,6 +48,8 @@ def is_disconnect(exc: BaseException | None) -> bool:
     to a failed statement: the loops ride the former out quietly."""
     from sqlalchemy.exc import DBAPIError
 
+    if isinstance(exc, StoreUnavailable):  # the store's own word for it (engine.unavailable)
+        return True
     if isinstance(exc, DBAPIError):
         return bool(exc.connection_invalidated) or type(exc.orig).__name__ == "OperationalError"
     return type(exc).__name__ == "OperationalError"

@@ -19,7 +19,6 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
 
 from conductor.errors import ConductorError, StoreUnavailable
 from conductor.store.statements import Builder, Statements
@@ -82,14 +81,38 @@ class StoreError(ConductorError):
     """Base of the store's own errors."""
 
 
+_DISK_FULL = ("database or disk is full", "could not extend file", "no space left on device")
+
+
+def is_operational(exc: BaseException) -> bool:
+    """Whether `exc` is the driver's operational failure (unreachable, disk full, locked, out of
+    connections) rather than a statement's fault: the request may be retried later."""
+    cause = getattr(exc, "orig", None) or exc
+    return any(kind.__name__ == "OperationalError" for kind in type(cause).__mro__)
+
+
+def as_unavailable(exc: BaseException) -> StoreUnavailable:
+    """The StoreUnavailable an operational failure means, its message fit for a client."""
+    cause = getattr(exc, "orig", None) or exc
+    text = redact_secrets(str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__)
+    if any(marker in text.lower() for marker in _DISK_FULL):
+        text = f"its file system is full: {text}"
+    return StoreUnavailable(text, type(cause).__name__)
+
+
 @contextlib.contextmanager
 def unavailable() -> Iterator[None]:
-    """Turn the driver's "cannot reach the database" into StoreUnavailable (its kind in `kind`)."""
+    """Turn the driver's operational failures (cannot reach the database, its disk is full,
+    no connection left) into StoreUnavailable (its kind in `kind`): a 503 for the API, a retry
+    for the loops, never a 500."""
     try:
         yield
-    except OperationalError as exc:
-        cause = exc.orig or exc
-        raise StoreUnavailable(redact_secrets(str(cause)), type(cause).__name__) from exc
+    except StoreUnavailable:
+        raise
+    except Exception as exc:
+        if not is_operational(exc):
+            raise
+        raise as_unavailable(exc) from exc
 
 
 def protect_sqlite_files(url: str) -> None:
@@ -210,15 +233,15 @@ class Database:
         # SQLite has one writer; serialising in-process writers here avoids busy-waiting on
         # the file lock, which costs far more than a mutex.
         if self._write_lock is not None:
-            with self._write_lock, self.engine.begin() as conn:
+            with unavailable(), self._write_lock, self.engine.begin() as conn:
                 yield conn
         else:
-            with self.engine.begin() as conn:
+            with unavailable(), self.engine.begin() as conn:
                 yield conn
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
+        with unavailable(), self.engine.connect() as conn:
             if self.dialect == "sqlite":
                 conn = conn.execution_options(readonly=True)
             yield conn
@@ -257,7 +280,11 @@ class Database:
         is most of the submission's cost, so it runs pre-compiled SQL on the DBAPI connection
         directly.
         """
-        with self._write_lock if self._write_lock is not None else contextlib.nullcontext(), self._dbapi() as raw:
+        with (
+            unavailable(),
+            self._write_lock if self._write_lock is not None else contextlib.nullcontext(),
+            self._dbapi() as raw,
+        ):
             cursor = raw.cursor()
             try:
                 if self.dialect == "sqlite":
@@ -273,7 +300,7 @@ class Database:
     @contextmanager
     def _raw_read(self) -> Iterator[Any]:
         """A DBAPI cursor for `_query`: one connection, one read transaction."""
-        with self._dbapi() as raw:
+        with unavailable(), self._dbapi() as raw:
             cursor = raw.cursor()
             try:
                 yield cursor

@@ -10,6 +10,7 @@ import os
 import select
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -122,10 +123,8 @@ class Launcher:
         self._bye = False
         self.exits: list[tuple[int, str]] = []  # (tag, "CODE SIG UTIME STIME", or "": see the file)
         self.lost: list[int] = []  # tags whose launcher died before reporting their end
-        self._retired: list[int] = []  # launchers told to end, not yet waited for
 
     def start(self) -> None:
-        self._wait_retired()
         request_read, request_write = os.pipe()
         reply_read, reply_write = os.pipe()
         try:
@@ -195,11 +194,12 @@ class Launcher:
             if not chunk:
                 break
             self._take(chunk, None, None)
-        # Its jobs are for the next worker to adopt.
+        # Its jobs are for the next worker to adopt. It ends with the last of them, maybe hours
+        # from now, and this process may live on (a worker stopped inside a bigger process):
+        # a thread waits for it then, so it never lingers as a zombie.
         self._live.clear()
-        self._retired.append(self.pid)
+        threading.Thread(target=_reap_when_done, args=(self.pid,), name=f"reap-launcher-{self.pid}", daemon=True).start()
         self._forget()
-        self._wait_retired()
 
     def events(self) -> tuple[list[tuple[int, str]], list[int]]:
         """The ends reported, and the tags lost, since the last call."""
@@ -371,14 +371,8 @@ class Launcher:
         self._identity = None
         self._mask = None
 
-    def _wait_retired(self) -> None:
-        """Collect launchers that were told to end and have (their jobs over)."""
-        for pid in list(self._retired):
-            try:
-                done = os.waitpid(pid, os.WNOHANG)[0] != 0
-            except ChildProcessError:
-                done = True
-            if done:
-                self._retired.remove(pid)
 
-
+def _reap_when_done(pid: int) -> None:
+    """Wait for a launcher told to end (it lives until its last job ends)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)

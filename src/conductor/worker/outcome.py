@@ -7,13 +7,14 @@ requeue), and which run of the job it was. Nothing here reads a file or the data
 
 from __future__ import annotations
 
-import signal
-
 from conductor.domain.states import JobState, Reason
 from conductor.store import Finish
 from conductor.worker.protocol import JobStatus
 
-NO_EXIT_STATUS = "job process ended without an exit status (its launcher died)"
+NO_EXIT_STATUS = "exit status lost: launcher died (the job ran; how it ended is not known)"
+LOST_EXIT_CODE = "0:0"
+"""What a record shows for an exit status nobody saw: no code, no signal. Claiming the SIGKILL
+that the status's absence suggests would be a record of something that may not have happened."""
 # Kill states a user may still change once the job's process ended (a cancel overrides a
 # requeue); the others are final.
 OPEN_KILL_STATES = (None, JobState.PENDING.value)
@@ -27,20 +28,22 @@ def decide_outcome(job_id: int, status: JobStatus, kill_state: str | None) -> Fi
         # Its setup failed (working directory, output files, user): the command never ran.
         return Finish(job_id, JobState.FAILED, "1:0", Reason.JOB_LAUNCH_FAILURE.value, status.error, rusage)
     if status.exit is None:
-        # Its launcher died before it could learn and record the job's end.
-        code, sig = 0, int(signal.SIGKILL)
+        # Its launcher died before it could learn and record the job's end: the record says so,
+        # and claims no exit code or signal.
+        exit_code, lost = LOST_EXIT_CODE, NO_EXIT_STATUS
     else:
         code, sig = status.exit
-    exit_code = f"{code}:{sig}"
+        exit_code, lost = f"{code}:{sig}", None
     if kill_state == JobState.PENDING.value:
         # scontrol requeue: the run is over, the job goes back to the queue (store.finish).
-        return Finish(job_id, JobState.PENDING, exit_code, Reason.NONE.value, None, rusage)
+        return Finish(job_id, JobState.PENDING, exit_code, Reason.NONE.value, lost, rusage)
     if kill_state == JobState.TIMEOUT.value:
-        return Finish(job_id, JobState.TIMEOUT, exit_code, Reason.TIME_LIMIT.value, None, rusage)
+        return Finish(job_id, JobState.TIMEOUT, exit_code, Reason.TIME_LIMIT.value, lost, rusage)
     if kill_state == JobState.CANCELLED.value:
-        return Finish(job_id, JobState.CANCELLED, exit_code, Reason.NONE.value, None, rusage)
+        return Finish(job_id, JobState.CANCELLED, exit_code, Reason.NONE.value, lost, rusage)
     if status.exit is None:
-        return Finish(job_id, JobState.FAILED, exit_code, Reason.RAISED_SIGNAL.value, NO_EXIT_STATUS, rusage)
+        # Slurm's state for a job whose node lost track of it.
+        return Finish(job_id, JobState.NODE_FAIL, exit_code, Reason.NODE_DOWN.value, NO_EXIT_STATUS, rusage)
     if code == 0 and sig == 0:
         return Finish(job_id, JobState.COMPLETED, exit_code, Reason.NONE.value, None, rusage)
     reason = Reason.RAISED_SIGNAL.value if sig else Reason.NON_ZERO_EXIT_CODE.value
