@@ -206,6 +206,8 @@ def bind_api(settings: Settings) -> socket.socket:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
         raise StartupError(f"--host: cannot resolve '{host}': {exc.strerror}") from None
+    # IPv4 first when a name has both (localhost): what clients of 127.0.0.1 reach.
+    infos.sort(key=lambda info: info[0] != socket.AF_INET)
     family, kind, proto, _, address = infos[0]
     sock = socket.socket(family, kind, proto)
     try:
