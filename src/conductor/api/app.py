@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import anyio.to_thread
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -29,6 +29,8 @@ from conductor.domain.jobfiles import job_paths
 from conductor.domain.states import JobState
 from conductor.errors import Invalid, Refusal, StoreUnavailable
 from conductor.history.archive import ArchiveError, ArchiveQuery, archived_page, merge_pages
+from conductor.monitoring.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from conductor.monitoring.metrics import cluster_registry, exposition
 from conductor.services.jobs import JobService
 from conductor.services.principal import Principal, ensure_owner
 from conductor.services.submission import Limits
@@ -508,22 +510,13 @@ def _system_routes(app: FastAPI, ctx: AppContext) -> None:
             )
         return models.Health(status="ok", database="ok")
 
+    cluster = cluster_registry(store, ctx.live_after)
+
+    # Needs a token unless CONDUCTOR_METRICS_PUBLIC is set (api/auth.py): what it shows (node
+    # names, users' pending counts by reason) is no secret to a user, but may be to the world.
     @app.get("/metrics", response_class=PlainTextResponse)
-    def metrics() -> str:
-        s = store.stats(live_after=ctx.live_after())
-        lines = [
-            "# HELP conductor_cpus_total CPUs of live nodes.",
-            "# TYPE conductor_cpus_total gauge",
-            f"conductor_cpus_total {s.total_cpus}",
-            "# HELP conductor_cpus_used CPUs allocated to running jobs.",
-            "# TYPE conductor_cpus_used gauge",
-            f"conductor_cpus_used {s.used_cpus}",
-            "# HELP conductor_jobs Jobs by state.",
-            "# TYPE conductor_jobs gauge",
-            f'conductor_jobs{{state="RUNNING"}} {s.running_jobs}',
-            f'conductor_jobs{{state="PENDING"}} {s.pending_jobs}',
-        ]
-        return "\n".join(lines) + "\n"
+    def metrics() -> Response:
+        return Response(exposition(cluster), media_type=METRICS_CONTENT_TYPE)
 
 
 def serve(ctx: AppContext) -> ASGIApp:

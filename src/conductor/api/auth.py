@@ -31,6 +31,8 @@ TOKEN_PREFIX = "cond_"
 # Routes that answer without a token. The OpenAPI document and /docs are not API routes (FastAPI
 # serves them outside the dependency system), so they need no entry here.
 PUBLIC_PATHS = frozenset({"/health"})
+# Public only when the settings say so (CONDUCTOR_METRICS_PUBLIC): a scraper may hold no token.
+METRICS_PATH = "/metrics"
 _USER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}$")
 
 bearer_scheme = HTTPBearer(
@@ -69,7 +71,8 @@ async def authenticate(
     # The matched route's template, not the raw path: "//health" or a root_path prefix must not
     # turn a private route public, nor a public one private.
     route = request.scope.get("route")
-    if getattr(route, "path", None) in PUBLIC_PATHS:
+    path = getattr(route, "path", None)
+    if path in PUBLIC_PATHS or (path == METRICS_PATH and request.app.state.ctx.settings.metrics_public):
         return None
     token = bearer.credentials.strip() if bearer is not None else (slurm_token or "").strip()
     if not token:

@@ -96,6 +96,9 @@ Index("ix_jobs_array", jobs.c.array_job_id)
 Index("ix_jobs_name", jobs.c.name)
 Index("ix_jobs_end_time", jobs.c.end_time)
 Index("ix_jobs_state_id", jobs.c.state, jobs.c.id)
+# /metrics and the dashboard count the live jobs by partition and pending reason at every
+# scrape: from this index alone, without visiting a row (migration 0010).
+Index("ix_jobs_state_partition_reason", jobs.c.state, jobs.c.partition, jobs.c.reason)
 
 job_events = Table(
     "job_events",
@@ -138,4 +141,16 @@ tokens = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
     Column("comment", Text, nullable=True),
+)
+
+# The cluster's load over time, one row a sample, for the dashboard's chart: a few thousand rows
+# at most (the sampler deletes what is older than its retention). Migration 0010.
+utilisation_samples = Table(
+    "utilisation_samples",
+    metadata,
+    Column("time", DateTime(timezone=True), primary_key=True),
+    Column("total_cpus", Integer, nullable=False),
+    Column("used_cpus", Integer, nullable=False),
+    Column("running_jobs", Integer, nullable=False),
+    Column("pending_jobs", Integer, nullable=False),
 )
