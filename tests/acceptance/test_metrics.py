@@ -8,9 +8,7 @@ from collections.abc import Callable
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
-
-from tests.support import Api, ConductorProcess
-
+from support import Api, ConductorProcess
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
