@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from conductor import __version__
 from conductor.api import control, models, slurmrestd
 from conductor.api.auth import CurrentPrincipal, authenticate, document_public_routes
+from conductor.api.docs import install_docs
 from conductor.api.fastpath import SubmitFastPath, submit_answer
 from conductor.api.limits import ASGIApp, BodyLimit, reject_repeated_query_parameters
 from conductor.api.outputs import Reader, reader_for
@@ -242,6 +243,9 @@ def create_app(ctx: AppContext) -> FastAPI:
     app = FastAPI(
         lifespan=_lifespan,
         title="SCNS-Conductor",
+        # Served by api/docs.py with our own copies of their scripts: no CDN.
+        docs_url=None,
+        redoc_url=None,
         version=__version__,
         description="A batch job scheduler with Slurm's way of working. Every route but /health needs "
         "a token (`Authorization: Bearer <token>`); this document itself is public.",
@@ -258,6 +262,7 @@ def create_app(ctx: AppContext) -> FastAPI:
 
     _install_error_handlers(app)
     document_public_routes(app)
+    install_docs(app)
 
     error_responses: dict[int | str, dict[str, Any]] = {
         400: {"model": models.ErrorBody},
