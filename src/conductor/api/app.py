@@ -37,6 +37,7 @@ from conductor.services.principal import Principal, ensure_owner
 from conductor.services.submission import Limits
 from conductor.settings import Settings
 from conductor.store import Store, utcnow
+from conductor.web.dashboard import install_dashboard
 
 
 @dataclass
@@ -454,6 +455,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     _system_routes(app, ctx)
     app.include_router(control.router)
     app.include_router(slurmrestd.router)
+    install_dashboard(app, ctx)  # the web pages at / and /ui/ (conductor.web)
     return app
 
 

@@ -33,6 +33,12 @@ TOKEN_PREFIX = "cond_"
 PUBLIC_PATHS = frozenset({"/health"})
 # Public only when the settings say so (CONDUCTOR_METRICS_PUBLIC): a scraper may hold no token.
 METRICS_PATH = "/metrics"
+
+
+def is_dashboard(path: str | None) -> bool:
+    """The web dashboard's routes (conductor.web): they check their session cookie themselves
+    and never accept the cookie on an API route, which keeps the API free of CSRF."""
+    return path is not None and (path == "/" or path.startswith("/ui/"))
 _USER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}$")
 
 bearer_scheme = HTTPBearer(
@@ -72,7 +78,9 @@ async def authenticate(
     # turn a private route public, nor a public one private.
     route = request.scope.get("route")
     path = getattr(route, "path", None)
-    if path in PUBLIC_PATHS or (path == METRICS_PATH and request.app.state.ctx.settings.metrics_public):
+    if path in PUBLIC_PATHS or is_dashboard(path):
+        return None
+    if path == METRICS_PATH and request.app.state.ctx.settings.metrics_public:
         return None
     token = bearer.credentials.strip() if bearer is not None else (slurm_token or "").strip()
     if not token:

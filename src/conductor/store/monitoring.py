@@ -52,6 +52,7 @@ class MonitoringQueries(Database):
                 job_events.c.message,
                 jobs.c.user_name,
                 jobs.c.submit_time,
+                jobs.c.node_list,
             )
             .select_from(job_events.outerjoin(jobs, jobs.c.id == job_events.c.job_id))
             .where(job_events.c.id > after_event)
@@ -70,7 +71,8 @@ class MonitoringQueries(Database):
                 from_state=r[3],
                 to_state=r[4],
                 reason=r[5],
-                node=r[6],
+                # An end's event names no node; the job's row still does.
+                node=r[6] or (r[10] if r[4] != PENDING else None),
                 message=r[7],
                 user=r[8],
                 submit_time=aware(r[9]),
