@@ -1,6 +1,6 @@
 """The web dashboard over HTTP: sign-in with a token into an HttpOnly, SameSite=Strict cookie,
 CSRF on every action, the queue's server-side filters, paging and collapsed arrays, a job's
-page, and actions allowed exactly as the API allows them. (tests/browser drives it in Chromium.)"""
+page, and actions allowed exactly as the API allows them. (test_browser_dashboard.py drives it in Chromium.)"""
 
 from __future__ import annotations
 

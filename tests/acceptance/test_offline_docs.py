@@ -39,4 +39,7 @@ def test_docs_pages_use_only_our_assets(conductor_server: ConductorProcess, page
     scripts = [u for u in urls if u.endswith(".js")]
     assert scripts, urls
     for script in scripts:
-        assert "javascript" in httpx.get(conductor_server.url + script, timeout=10).headers["content-type"]
+        served = httpx.get(conductor_server.url + script, timeout=10)
+        assert "javascript" in served.headers["content-type"]
+        assert "https://cdn." not in served.text  # ReDoc's logo is ours too
+    assert "default-src 'self'" in response.headers["content-security-policy"]
