@@ -59,3 +59,24 @@ def test_samples_are_bounded_and_read_back(store: Store) -> None:
     kept = store.samples(start - timedelta(hours=1))
     assert 6 <= len(kept) <= 7  # the last minute's only
     assert kept[-1].total_cpus == store.stats().total_cpus
+
+
+class _Standby:
+    active = False
+
+    def is_active(self) -> bool:
+        return self.active
+
+
+def test_only_the_scheduling_process_follows_the_feed_and_samples(store: Store) -> None:
+    from conductor.monitoring.monitor import Monitor
+
+    add_node(store, "n1", 4)
+    leader = _Standby()
+    monitor = Monitor(store, sample_interval=1, sample_keep=3600, heartbeat_timeout=30, leader=leader)
+    monitor.step()
+    assert store.samples(utcnow() - timedelta(hours=1)) == [] and monitor.feed.after is None
+    leader.active = True
+    monitor.step()
+    assert len(store.samples(utcnow() - timedelta(hours=1))) == 1
+    assert monitor.feed.after == store.latest_event_id()

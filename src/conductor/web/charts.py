@@ -25,7 +25,10 @@ class Series:
 def line_chart(
     title: str, samples: Sequence[UtilisationSample], series: Sequence[Series], since: datetime, until: datetime
 ) -> Markup:
-    """Lines of `series` over [since, until]; the y axis from 0 to the largest value."""
+    """Lines of `series` over [since, until]; the y axis from 0 to the largest value. When the
+    samples begin later than `since` (a new installation), the axis begins with them."""
+    if samples and samples[0].time > since and samples[0].time < until:
+        since = samples[0].time
     span = max((until - since).total_seconds(), 1.0)
     top = max([1, *(s.value(x) for s in series for x in samples)])
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
