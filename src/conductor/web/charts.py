@@ -30,6 +30,7 @@ def line_chart(
     if samples and samples[0].time > since and samples[0].time < until:
         since = samples[0].time
     span = max((until - since).total_seconds(), 1.0)
+    clock = "%H:%M:%S" if span < 3600 else "%H:%M"
     top = max([1, *(s.value(x) for s in series for x in samples)])
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 
@@ -46,9 +47,9 @@ def line_chart(
         f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{TOP + plot_h}" class="axis"/>',
         f'<text x="{LEFT - 6}" y="{TOP + 4}" text-anchor="end" class="tick">{top}</text>',
         f'<text x="{LEFT - 6}" y="{TOP + plot_h}" text-anchor="end" class="tick">0</text>',
-        f'<text x="{LEFT}" y="{HEIGHT - 8}" class="tick">{escape(since.strftime("%H:%M"))}</text>',
+        f'<text x="{LEFT}" y="{HEIGHT - 8}" class="tick">{escape(since.strftime(clock))}</text>',
         f'<text x="{LEFT + plot_w}" y="{HEIGHT - 8}" text-anchor="end" class="tick">'
-        f"{escape(until.strftime('%H:%M'))} UTC</text>",
+        f"{escape(until.strftime(clock))} UTC</text>",
     ]
     legend_x = LEFT + plot_w
     for s in reversed(series):
