@@ -3,9 +3,11 @@
 Every route of the API is authenticated except `GET /health` (a load balancer's probe) and the
 OpenAPI document with its viewer (`/openapi.json`, `/docs`, `/redoc`): the document describes
 routes, not data, and tools such as schemathesis and client generators need it before they
-hold a token. `create_app` installs `authenticate` as a dependency of the whole application,
-so a route added later, on the app or on an included router, is authenticated without doing
-anything.
+hold a token. `GET /metrics` joins them when CONDUCTOR_METRICS_PUBLIC says so (a Prometheus
+scraper holds no token), and the web dashboard's pages (`/`, `/ui/...`) check their own session
+cookie instead (conductor.web.session). `create_app` installs `authenticate` as a dependency
+of the whole application, so a route added later, on the app or on an included router, is
+authenticated without doing anything.
 
 A route that needs the caller declares a parameter `principal: CurrentPrincipal` (FastAPI
 evaluates `authenticate` once per request and hands the cached result to both) and passes it
@@ -39,6 +41,8 @@ def is_dashboard(path: str | None) -> bool:
     """The web dashboard's routes (conductor.web): they check their session cookie themselves
     and never accept the cookie on an API route, which keeps the API free of CSRF."""
     return path is not None and (path == "/" or path.startswith("/ui/"))
+
+
 _USER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}$")
 
 bearer_scheme = HTTPBearer(

@@ -27,8 +27,6 @@ POLICY = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; "
     "style-src 'self' 'unsafe-inline'; img-src 'self' data:; worker-src 'self' blob:; frame-ancestors 'none'"
 }
-
-
 # The one URL of another site in the bundles: ReDoc's logo, replaced by our own icon.
 _REDOC_LOGO = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
 
@@ -51,7 +49,7 @@ def install_docs(app: FastAPI) -> None:
 
     async def swagger(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
-        return _with_policy(get_swagger_ui_html(
+        page = get_swagger_ui_html(
             openapi_url=f"{root}{app.openapi_url}",
             title=f"{app.title} - Swagger UI",
             oauth2_redirect_url=f"{root}{redirect}",
@@ -59,20 +57,22 @@ def install_docs(app: FastAPI) -> None:
             swagger_css_url=f"{root}{STATIC}/swagger-ui.css",
             swagger_favicon_url=f"{root}{STATIC}/favicon.png",
             swagger_ui_parameters=app.swagger_ui_parameters,
-        ))
+        )
+        return _with_policy(page)
 
     async def oauth2_redirect(_: Request) -> HTMLResponse:
         return get_swagger_ui_oauth2_redirect_html()
 
     async def redoc(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
-        return _with_policy(get_redoc_html(
+        page = get_redoc_html(
             openapi_url=f"{root}{app.openapi_url}",
             title=f"{app.title} - ReDoc",
             redoc_js_url=f"{root}{STATIC}/redoc.standalone.js",
             redoc_favicon_url=f"{root}{STATIC}/favicon.png",
             with_google_fonts=False,
-        ))
+        )
+        return _with_policy(page)
 
     app.add_route("/docs", swagger, include_in_schema=False)
     app.add_route(redirect, oauth2_redirect, include_in_schema=False)
