@@ -90,7 +90,9 @@ def test_actions_follow_the_api_rules(server: ConductorProcess) -> None:
     assert owner.post(f"/ui/jobs/{job}/release", data={"csrf": "0" * 64}).status_code == 403
     assert api.job(job)["hold"] is True
     released = owner.post(f"/ui/jobs/{job}/release", data={"csrf": csrf})
-    assert released.status_code == 303 and "msg=job" in released.headers["location"]
+    assert released.status_code == 303 and released.headers["location"] == f"/ui/jobs/{job}"
+    assert f"job {job} released" in owner.get(f"/ui/jobs/{job}").text
+    assert f"job {job} released" not in owner.get(f"/ui/jobs/{job}").text  # shown once
     api.wait_state(job, "RUNNING")
 
     other = _browser(server, make_token(server.home, "dashboard-visitor"))

@@ -9,6 +9,7 @@ bearer authentication (api/auth.py) and check the session cookie themselves.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -33,7 +34,7 @@ from conductor.settings import Settings
 from conductor.store import Store, utcnow
 from conductor.web import views
 from conductor.web.charts import CPU_SERIES, JOB_SERIES, line_chart
-from conductor.web.session import COOKIE, MAX_AGE, same_origin, signed_in, valid_csrf
+from conductor.web.session import COOKIE, FLASH, MAX_AGE, same_origin, signed_in, valid_csrf
 
 HERE = Path(__file__).resolve().parent
 PAGE_SIZE = 100
@@ -70,15 +71,35 @@ Session = tuple[Principal, str]
 
 
 def render(request: Request, template: str, session: Session | None, status: int = 200, **values: Any) -> HTMLResponse:
+    flash = read_flash(request)
     html = ENV.get_template(template).render(
         path=request.url.path,
         principal=session[0] if session else None,
         csrf=session[1] if session else "",
-        message=request.query_params.get("msg"),
-        error=request.query_params.get("err"),
+        message=flash[1] if flash and flash[0] == "ok" else None,
+        error=flash[1] if flash and flash[0] == "err" else None,
         **values,
     )
-    return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+    response = HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+    if flash is not None:
+        response.delete_cookie(FLASH, path="/", httponly=True, samesite="strict")
+    return response
+
+
+def with_flash(response: Response, kind: str, text: str) -> Response:
+    """What an action did, shown once by the next page. In a cookie the server sets rather than
+    in the URL, so that no link from elsewhere can make our page say what it likes."""
+    value = base64.urlsafe_b64encode(f"{kind}:{text[:1000]}".encode()).decode()
+    response.set_cookie(FLASH, value, max_age=60, path="/", httponly=True, samesite="strict")
+    return response
+
+
+def read_flash(request: Request) -> tuple[str, str] | None:
+    try:
+        kind, _, text = base64.urlsafe_b64decode(request.cookies.get(FLASH, "")).decode().partition(":")
+    except ValueError:
+        return None
+    return (kind, text) if kind in ("ok", "err") and text else None
 
 
 def to_sign_in(request: Request) -> RedirectResponse:
@@ -296,5 +317,5 @@ def _job_routes(router: APIRouter, ctx: DashboardContext) -> None:
         try:
             result = await run_in_threadpool(run, session[0], job_id)
         except Refusal as exc:
-            return RedirectResponse(f"{page}?{urlencode({'err': str(exc)})}", status_code=303, headers=SECURITY_HEADERS)
-        return RedirectResponse(f"{page}?{urlencode({'msg': result.message})}", status_code=303, headers=SECURITY_HEADERS)
+            return with_flash(RedirectResponse(page, status_code=303, headers=SECURITY_HEADERS), "err", str(exc))
+        return with_flash(RedirectResponse(page, status_code=303, headers=SECURITY_HEADERS), "ok", result.message)

@@ -20,6 +20,7 @@ from conductor.services.tokens import lookup
 from conductor.store import Store
 
 COOKIE = "conductor_session"
+FLASH = "conductor_flash"  # what the last action did, shown once
 MAX_AGE = 12 * 3600
 _CSRF_CONTEXT = b"conductor dashboard csrf v1"
 
