@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, text
 
 from conductor.store.engine import Database, aware
 from conductor.store.records import QueueCount, Transition, UtilisationSample
@@ -22,15 +23,24 @@ from conductor.store.transitions import PENDING, RUNNING
 
 class MonitoringQueries(Database):
     def queue_counts(self) -> list[QueueCount]:
-        """PENDING and RUNNING jobs by (state, partition, reason), from ix_jobs_state_partition_reason."""
-        query = (
-            select(jobs.c.state, jobs.c.partition, jobs.c.reason, func.count())
-            .where(jobs.c.state.in_([PENDING, RUNNING]))
-            .group_by(jobs.c.state, jobs.c.partition, jobs.c.reason)
-        )
+        """PENDING and RUNNING jobs by (state, partition, reason).
+
+        The pending ones, of which there may be a million, from the partial index
+        ix_jobs_pending_partition_reason alone; SQLite's planner, without statistics, prefers
+        ix_jobs_state_id and a sort (80 ms at 100,000 pending jobs, against 10), so it is named
+        there. The running ones are few (bounded by the CPUs)."""
+        by = (jobs.c.partition, jobs.c.reason)
+        if self.dialect == "sqlite":
+            pending: Any = text(
+                "SELECT partition, reason, count(*) FROM jobs INDEXED BY ix_jobs_pending_partition_reason "
+                "WHERE state = 'PENDING' GROUP BY partition, reason"
+            )
+        else:
+            pending = select(*by, func.count()).where(jobs.c.state == PENDING).group_by(*by)
+        running = select(*by, func.count()).where(jobs.c.state == RUNNING).group_by(*by)
         with self._read() as conn:
-            rows = list(conn.execute(query))
-        return [QueueCount(state=r[0], partition=r[1], reason=r[2], jobs=int(r[3])) for r in rows]
+            found = [(PENDING, r) for r in conn.execute(pending)] + [(RUNNING, r) for r in conn.execute(running)]
+        return [QueueCount(state=state, partition=r[0], reason=r[1], jobs=int(r[2])) for state, r in found]
 
     def latest_event_id(self) -> int:
         with self._read() as conn:
