@@ -109,6 +109,26 @@ def test_actions_follow_the_api_rules(server: ConductorProcess) -> None:
     assert "CANCELLED" in owner.get(f"/ui/jobs/{job}").text
 
 
+def test_job_page_shows_fields_events_usage_and_expected_start(server: ConductorProcess, tmp_path: Path) -> None:
+    api = Api(server.url)
+    done = api.submit("#!/bin/bash\necho finished\n", name="short", current_working_directory=str(tmp_path))
+    api.wait_state(done, "COMPLETED")
+    later = api.submit(SLEEPER, name="later", begin_time="now+1hour", current_working_directory=str(tmp_path))
+    client = _browser(server, server.token)
+    page = client.get(f"/ui/jobs/{done}").text
+    assert 'id="usage"' in page and "utime" in page
+    events = page.split('id="events"')[1]
+    assert events.index("PENDING") < events.index("RUNNING") < events.index("COMPLETED")
+    assert "<th>ExitCode</th><td>0:0</td>" in page
+    assert client.get(f"/ui/jobs/{done}/output").json() == {
+        "state": "COMPLETED", "live": False, "stdout": "finished\n", "stderr": None
+    }
+    queue = client.get("/ui/queue", params={"state": "PENDING"}).text
+    row = queue.split(f'data-job="{later}"')[1].split("</tr>")[0]
+    assert "(BeginTime) starts after" in row
+    api.cancel(later)
+
+
 def test_overview_nodes_and_sign_out(server: ConductorProcess) -> None:
     client = _browser(server, server.token)
     overview = client.get("/").text
