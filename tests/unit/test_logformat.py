@@ -55,3 +55,11 @@ def test_json_lines_carry_a_transitions_fields(captured: tuple[logging.Logger, i
     line = json.loads(stream.getvalue())
     assert line["level"] == "INFO" and line["logger"] == "conductor.test_logformat"
     assert (line["job_id"], line["user"], line["state"], line["node"]) == (7, "alice", "RUNNING", "n1")
+
+
+def test_ordinary_words_are_left_alone() -> None:
+    from conductor.monitoring.logformat import redact
+
+    text = "job 4 second_attempt_after_failure: host=db dbname=conductor user=alice"
+    assert redact(text) == text
+    assert redact(f"token={new_token()}") == "token=cond_***"

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 # What conductor.services.tokens makes: the prefix and 43 URL-safe characters.
-_TOKEN = re.compile(r"cond_[A-Za-z0-9_-]{8,}")
+_TOKEN = re.compile(r"\bcond_[A-Za-z0-9_-]{8,}")
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@")
 _CONNINFO_PASSWORD = re.compile(r"\bpassword\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 _BEARER = re.compile(r"(Bearer\s+)\S+", re.IGNORECASE)
