@@ -81,6 +81,20 @@ class Settings(BaseSettings):
     purge_interval: float = Field(default=60.0, gt=0, le=86400, description="Seconds between two purges.")
     purge_batch: int = Field(default=500, ge=1, le=10_000, description="Jobs deleted per transaction.")
 
+    # Observability (issue 14).
+    metrics_public: bool = Field(
+        default=False, description="Whether GET /metrics answers without a token (for a Prometheus scraper)."
+    )
+    log_format: str = Field(
+        default="text", pattern="^(text|json)$", description="Server logs as plain text lines or JSON lines."
+    )
+    sample_interval: float = Field(
+        default=60.0, ge=1, le=3600, description="Seconds between two samples of the utilisation chart."
+    )
+    sample_keep: float = Field(
+        default=48 * 3600.0, ge=60, le=90 * 86400, description="Seconds the utilisation samples are kept."
+    )
+
     @field_validator("purge_job_after")
     @classmethod
     def _purge_job_after(cls, value: str | None) -> str | None:

@@ -20,6 +20,7 @@ from conductor import __version__
 from conductor.api import control, models, slurmrestd
 from conductor.api.auth import CurrentPrincipal, authenticate, document_public_routes
 from conductor.api.bodies import BodyCheck, ErrorResponse
+from conductor.api.docs import install_docs
 from conductor.api.fastpath import SubmitFastPath, submit_answer, unavailable_answer
 from conductor.api.limits import ASGIApp, BodyLimit, reject_repeated_query_parameters
 from conductor.api.outputs import Reader, reader_for
@@ -30,11 +31,14 @@ from conductor.domain.jobfiles import job_paths
 from conductor.domain.states import JobState
 from conductor.errors import Invalid, Refusal, StoreUnavailable
 from conductor.history.archive import ArchiveError, ArchiveQuery, archived_page, merge_pages
+from conductor.monitoring.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from conductor.monitoring.metrics import cluster_registry, exposition
 from conductor.services.jobs import JobService
 from conductor.services.principal import Principal, ensure_owner
 from conductor.services.submission import Limits
 from conductor.settings import Settings
 from conductor.store import Store, utcnow
+from conductor.web.dashboard import install_dashboard
 
 
 @dataclass
@@ -246,6 +250,9 @@ def create_app(ctx: AppContext) -> FastAPI:
     app = FastAPI(
         lifespan=_lifespan,
         title="SCNS-Conductor",
+        # Served by api/docs.py with our own copies of their scripts: no CDN.
+        docs_url=None,
+        redoc_url=None,
         version=__version__,
         description="A batch job scheduler with Slurm's way of working. Every route but /health needs "
         "a token (`Authorization: Bearer <token>`); this document itself is public.",
@@ -262,6 +269,7 @@ def create_app(ctx: AppContext) -> FastAPI:
 
     _install_error_handlers(app)
     document_public_routes(app)
+    install_docs(app)
 
     error_responses: dict[int | str, dict[str, Any]] = {
         400: {"model": models.ErrorBody},
@@ -453,6 +461,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     _system_routes(app, ctx)
     app.include_router(control.router)
     app.include_router(slurmrestd.router)
+    install_dashboard(app, ctx)  # the web pages at / and /ui/ (conductor.web)
     return app
 
 
@@ -514,22 +523,13 @@ def _system_routes(app: FastAPI, ctx: AppContext) -> None:
             )
         return models.Health(status="ok", database="ok")
 
+    cluster = cluster_registry(store, ctx.live_after)
+
+    # Needs a token unless CONDUCTOR_METRICS_PUBLIC is set (api/auth.py): what it shows (node
+    # names, users' pending counts by reason) is no secret to a user, but may be to the world.
     @app.get("/metrics", response_class=PlainTextResponse)
-    def metrics() -> str:
-        s = store.stats(live_after=ctx.live_after())
-        lines = [
-            "# HELP conductor_cpus_total CPUs of live nodes.",
-            "# TYPE conductor_cpus_total gauge",
-            f"conductor_cpus_total {s.total_cpus}",
-            "# HELP conductor_cpus_used CPUs allocated to running jobs.",
-            "# TYPE conductor_cpus_used gauge",
-            f"conductor_cpus_used {s.used_cpus}",
-            "# HELP conductor_jobs Jobs by state.",
-            "# TYPE conductor_jobs gauge",
-            f'conductor_jobs{{state="RUNNING"}} {s.running_jobs}',
-            f'conductor_jobs{{state="PENDING"}} {s.pending_jobs}',
-        ]
-        return "\n".join(lines) + "\n"
+    def metrics() -> Response:
+        return Response(exposition(cluster), media_type=METRICS_CONTENT_TYPE)
 
 
 def serve(ctx: AppContext) -> ASGIApp:

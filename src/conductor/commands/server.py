@@ -10,7 +10,14 @@ import argparse
 import logging
 
 from conductor.commands.common import add_tls_arguments
-from conductor.commands.runtime import add_listen_arguments, open_store, run_command, serve_api, start_purger
+from conductor.commands.runtime import (
+    add_listen_arguments,
+    open_store,
+    run_command,
+    serve_api,
+    start_monitor,
+    start_purger,
+)
 from conductor.settings import Settings
 
 log = logging.getLogger("conductor.server")
@@ -52,6 +59,7 @@ def run_server(settings: Settings) -> int:
     lock.start()
     scheduler.start()
     purger = start_purger(settings, store, leader=lock)
+    monitor = start_monitor(settings, store, leader=lock)
     log.info("conductor server: listening on http://%s:%d (scheduler: %s)", settings.host, settings.port, lock.identity)
     started = False
     try:
@@ -60,6 +68,7 @@ def run_server(settings: Settings) -> int:
         log.info("shutting down")
         if purger is not None:
             purger.stop()
+        monitor.stop()
         scheduler.stop()
         lock.stop()
         bus.close()

@@ -17,6 +17,7 @@ from conductor.commands.runtime import (
     open_store,
     run_command,
     serve_api,
+    start_monitor,
     start_purger,
     start_worker,
 )
@@ -74,6 +75,7 @@ def run_all_in_one(settings: Settings) -> int:
     worker_thread = run_in_thread(worker, lambda _exc: failed.set())
     scheduler.start()
     purger = start_purger(settings, store)
+    monitor = start_monitor(settings, store)
     log.info(
         "conductor up: node %s with %d CPUs, listening on %s://%s:%d",
         worker.config.name,
@@ -89,6 +91,7 @@ def run_all_in_one(settings: Settings) -> int:
         log.info("shutting down")
         if purger is not None:
             purger.stop()
+        monitor.stop()
         scheduler.stop()
         worker.stop()
         worker_thread.join(timeout=15)

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from conductor.bus import SCHEDULER, Bus, node_topic
+from conductor.monitoring.metrics import SCHEDULER_PASS
 from conductor.scheduler.dependencies import DependencyResolver, DependencyStore
 from conductor.scheduler.policy import (
     Decision,
@@ -223,7 +224,8 @@ class Scheduler:
                 try:
                     if self.reap():
                         self._wake.set()  # requeued jobs and freed CPUs: decide again at once
-                    self.run_pass()
+                    with SCHEDULER_PASS.time():
+                        self.run_pass()
                 except Exception as exc:
                     if is_disconnect(exc):
                         log.warning("scheduler pass failed: database unreachable (%s)", type(exc).__name__)
