@@ -58,6 +58,7 @@ class AppContext:
                 max_environment_bytes=settings.max_environment_bytes,
                 max_array_tasks=settings.max_array_tasks,
                 default_partition=settings.partition,
+                default_time_limit=settings.default_time_limit(),
             ),
             max_pending_per_user=settings.max_pending_per_user,
             hostname=self.hostname,
