@@ -54,6 +54,11 @@ class SchedulingQueries(Allocations):
             rows = self._query(cursor, _pending_touched, after=after_event, last=last_event)
         return last_event, touched, [_pending_job(r) for r in rows]
 
+    def next_job_id(self) -> int:
+        """The id the next submission will likely get (sbatch --test-only names it)."""
+        with self._read() as conn:
+            return int(conn.execute(select(func.max(jobs.c.id))).scalar_one() or 0) + 1
+
     def running_per_array(self) -> dict[int, int]:
         with self._raw_read() as cursor:
             rows = self._query(cursor, _running_per_array)
@@ -64,6 +69,7 @@ class SchedulingQueries(Allocations):
         placements: Sequence[Placement],
         reasons: Mapping[int, str],
         now: datetime | None = None,
+        *,
         estimates: Mapping[int, Estimate | None] | None = None,
     ) -> list[Placement]:
         """Start the placed jobs and record new pending reasons and start estimates, in one
