@@ -10,7 +10,8 @@ temporary home on a free port.
 The load of `throughput` and `submit` comes from a bare-socket HTTP client (RawHttp), as a
 load generator such as wrk would send it: the client runs on the same two cores as the server
 and must not be what is measured.
-  pass        one scheduler pass (the pure policy) over 10,000 and 100,000 pending jobs
+  pass        one scheduler pass (the pure policy, with backfill) over 10,000 and 100,000 pending
+              jobs, 1,000 running with time limits on 100 nodes (see also bench/simulate.py)
   loop        one full scheduler pass through the store (load + decide + apply) over 10,000
 
 With --database-url URL (a PostgreSQL server; each benchmark gets a scratch database on it) or

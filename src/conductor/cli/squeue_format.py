@@ -424,7 +424,10 @@ def collapse_pending_arrays(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Pending tasks of one array show as one line, `123_[5-99%4]`, as squeue shows them.
 
     Tasks that already run (or ended) keep their own lines (`123_4`). Pending tasks group by
-    array and reason, since Slurm splits out the tasks whose situation differs.
+    array and reason, since Slurm splits out the tasks whose situation differs. Resources and
+    Priority are one situation: Slurm keeps the array's unsplit tasks in one record whose reason
+    is its first task's (here, the first task waits with Resources and the rest behind it with
+    Priority).
     """
     from conductor.domain.arrays import format_array_indices
 
@@ -436,7 +439,8 @@ def collapse_pending_arrays(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             and job.get("array_job_id") is not None
             and job.get("array_task_id") is not None
         ):
-            key = (int(job["array_job_id"]), str(job.get("reason")))
+            reason = str(job.get("reason"))
+            key = (int(job["array_job_id"]), "Resources" if reason == "Priority" else reason)
             if key not in groups:
                 groups[key] = []
                 out.append({"_group": key})
