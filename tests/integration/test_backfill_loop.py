@@ -72,7 +72,7 @@ def test_a_new_job_ahead_of_the_reservation_is_planned_before_it(store: Store) -
     before = job(store, whole).expected_start_time
     # Higher priority than the reserved job: it may take the free CPU although it outlasts the
     # reservation, and the reservation moves behind it.
-    [urgent] = store.submit([job_row(time_limit=3600, priority=10)])
+    [urgent] = store.submit([job_row(time_limit=3600, priority=20_000)])  # default: 10,001
     decision = scheduler.run_pass()
     assert [p.job_id for p in decision.placements] == [urgent]
     scheduler.run_pass()

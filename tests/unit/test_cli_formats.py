@@ -178,6 +178,8 @@ def test_priority_shown_is_the_scheduling_priority_and_zero_only_when_held() -> 
     assert render(parse_format("%Q"), [job(1, priority=0, nice=0)], header=False) == "10001\n"
     assert render(parse_format("%Q"), [job(1, priority=0, nice=0, hold=True)], header=False) == "0\n"
     assert render(parse_format("%Q"), [job(1, scheduling_priority=77)], header=False) == "77\n"
+    # An explicit priority replaces the computed one, as `scontrol update Priority=5` does in Slurm.
+    assert render(parse_format("%Q"), [job(1, priority=5, nice=0)], header=False) == "5\n"
 
 
 def test_single_pending_task_keeps_its_own_id() -> None:

@@ -89,3 +89,13 @@ def test_held_and_dependent_jobs_say_so_and_name_the_dependency_state() -> None:
 def test_a_running_job_is_not_waiting() -> None:
     record = job_record(4, state="RUNNING", node_list="n1", start_time=datetime(2026, 1, 1, tzinfo=UTC))
     assert explain_waiting(record, None, None, {}) == ["Job 4 is RUNNING on n1: it is not waiting."]
+
+
+def test_a_held_job_is_told_what_it_would_face_once_released() -> None:
+    held = PendingJob(id=1, cpus=2, submit_time=1.0, time_limit=60.0, held=True)
+    store = PlanStore([held], [Release(50, 3, 0, NOW + 120)])
+    job, forecast = Forecaster(store, clock=lambda: NOW).forecast_pending(1)
+    lines = explain_waiting(job_record(1, reason="JobHeldUser", held=True), job, forecast, {})
+    assert lines[1].startswith("It is held")
+    assert lines[2] == "Once free to start, as the queue stands now:"
+    assert lines[3].startswith("  It needs 2 CPUs on one node; expected start") and "(in 2m 0s)" in lines[3]

@@ -29,6 +29,7 @@ from starlette.responses import JSONResponse, Response
 from conductor.api import models
 from conductor.api.auth import lookup
 from conductor.api.limits import ASGIApp, Message, Receive, Scope, Send, _replay
+from conductor.domain.states import Reason
 from conductor.errors import Refusal
 from conductor.services.jobs import Submitted, WouldSubmit
 from conductor.services.principal import Principal
@@ -53,6 +54,11 @@ def submit_answer(result: Submitted | WouldSubmit) -> Response | models.SubmitRe
     return models.SubmitResponse(job_id=str(result.job_ids[0]), array_task_ids=task_ids)
 
 
+_BLOCKED = frozenset(
+    {Reason.JOB_HELD_USER.value, Reason.DEPENDENCY.value, Reason.DEPENDENCY_NEVER_SATISFIED.value, Reason.BEGIN_TIME.value}
+)
+
+
 def test_only_answer(result: WouldSubmit) -> dict[str, Any]:
     """Slurm's `--test-only` line, from the scheduler's plan: "Job N to start at TIME using C
     processors on nodes X in partition P"; nothing was stored."""
@@ -66,6 +72,12 @@ def test_only_answer(result: WouldSubmit) -> dict[str, Any]:
         "processors": forecast.cpus,
         "partition": result.partition,
     }
+    if forecast.reason in _BLOCKED:
+        answer["message"] = (
+            f"Job {result.job_id} would be accepted; it would wait with reason {forecast.reason} "
+            "(its hold, dependency or --begin time) before the scheduler plans its start"
+        )
+        return answer
     if forecast.start == math.inf or forecast.node is None:
         answer["message"] = (
             f"Job {result.job_id} would be accepted, but no start can be foreseen: the resources it needs are "

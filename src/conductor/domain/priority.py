@@ -1,19 +1,26 @@
 """The priority a job is scheduled by, as squeue and scontrol show it.
 
-A job's stored `priority` is its base (set by --priority or an administrator; 0 when not set)
-and `nice` lowers it. The scheduler orders by base - nice; what users see is that plus an
-offset so that it is never 0, which in Slurm means held (Slurm adds NICE_OFFSET the same way).
-Priority factors (fair share, QOS) will add to the base here.
+Slurm's model: a job's priority is computed (today a constant; priority factors such as fair
+share and QOS will add to it) unless it was set explicitly (--priority, `scontrol update
+Priority=`), which replaces it; `--nice` lowers either. The stored `priority` column holds the
+explicit value, 0 when there is none. The result is never below 1: 0 means held, in Slurm.
 """
 
 from __future__ import annotations
 
-# The largest nice accepted (10,000) leaves a job with no base priority at 1, never at 0.
-NICE_OFFSET = 10_001
+# A job without an explicit priority. Above the largest nice accepted (10,000), so a job at
+# the largest nice still shows 1, never 0.
+DEFAULT_PRIORITY = 10_001
+
+
+def effective_priority(priority: int, nice: int) -> int:
+    """The priority the scheduler orders by (higher first)."""
+    base = priority if priority > 0 else DEFAULT_PRIORITY
+    return max(base - nice, 1)
 
 
 def scheduling_priority(priority: int, nice: int, held: bool) -> int:
-    """What squeue's %Q shows: 0 for a held job (it will not be scheduled), else >= 1."""
+    """What squeue's %Q and scontrol's Priority= show: 0 for a held job, else the effective one."""
     if held:
         return 0
-    return max(priority - nice + NICE_OFFSET, 1)
+    return effective_priority(priority, nice)

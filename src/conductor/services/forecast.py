@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from conductor.domain.dependency import parse_dependency
 from conductor.domain.errors import SpecError
 from conductor.domain.job import Job, JobSummary
+from conductor.domain.priority import effective_priority
 from conductor.domain.states import Reason
 from conductor.scheduler.policy import (
     Backfill,
@@ -153,7 +154,7 @@ def pending_job_from_row(row: Mapping[str, Any], job_id: int, now: datetime) -> 
         cpus=cpus,
         memory_mb=int(memory),
         partition=str(row["partition"]),
-        priority=int(row.get("priority") or 0) - int(row.get("nice") or 0),
+        priority=effective_priority(int(row.get("priority") or 0), int(row.get("nice") or 0)),
         submit_time=now.timestamp(),
         exclusive=bool(row.get("exclusive")),
         held=bool(row.get("held")),
@@ -202,7 +203,12 @@ def explain_waiting(job: Job, pending: PendingJob | None, forecast: Forecast | N
         lines.append(f"Its array may run only {pending.array_max_running} tasks at once (%{pending.array_max_running}); "
                      "it starts when one of the running tasks ends.")
     if forecast is not None:
-        lines.extend(_explain_plan(job, pending, forecast))
+        plan = _explain_plan(job, pending, forecast)
+        if len(lines) > 1 and plan:
+            # Held, or waiting on a dependency or --begin: the plan is what it would then face.
+            lines.append("Once free to start, as the queue stands now:")
+            plan = ["  " + line for line in plan]
+        lines.extend(plan)
     return lines
 
 

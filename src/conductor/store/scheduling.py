@@ -7,9 +7,10 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import bindparam, case, func, or_, select, update
 
 from conductor.domain.cpuset import format_cpu_list, parse_cpu_list
+from conductor.domain.priority import DEFAULT_PRIORITY, effective_priority
 from conductor.domain.states import JobState, Reason
 from conductor.scheduler.policy import DependencyStatus, Estimate, PendingJob, Placement
 from conductor.store.allocations import Allocations, running_allocations
@@ -266,8 +267,14 @@ def _pending_query() -> Any:
     return (
         select(*_PENDING_COLUMNS)
         .where(jobs.c.state == PENDING)
-        .order_by((jobs.c.priority - jobs.c.nice).desc(), jobs.c.submit_time, jobs.c.id)
+        .order_by(_effective_priority().desc(), jobs.c.submit_time, jobs.c.id)
     )
+
+
+def _effective_priority() -> Any:
+    """`domain.priority.effective_priority` in SQL: the order must be the policy's exactly."""
+    base = case((jobs.c.priority > 0, jobs.c.priority), else_=DEFAULT_PRIORITY) - jobs.c.nice
+    return case((base < 1, 1), else_=base)
 
 
 def _touched_query() -> Any:
@@ -348,7 +355,7 @@ def _pending_job(row: tuple[Any, ...]) -> PendingJob:
         cpus=cpus,
         memory_mb=memory_per_node or ((memory_per_cpu or 0) * cpus),
         partition=partition,
-        priority=priority - nice,
+        priority=effective_priority(priority, nice),
         submit_time=aware(submit_time).timestamp(),  # type: ignore[union-attr]
         exclusive=bool(exclusive),
         held=bool(held),
