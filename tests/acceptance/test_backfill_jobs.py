@@ -108,7 +108,7 @@ def test_whole_node_job_starts_at_its_reservation_short_job_backfills_long_one_w
     assert f"SchedNodeList={NODE}" in show
     explained = cli(server, tmp_path, "explain", str(long)).stdout
     assert f"Job {whole} (higher priority) has 4 CPU(s) of {NODE} reserved" in explained, explained
-    assert "A shorter time limit (--time) would let it start earlier" in explained
+    assert f"It starts after the reservation(s) ahead of it on {NODE} end: job {whole}." in explained
     reasons = api.http.get(f"/jobs/{whole}/explain").json()
     assert reasons["reserved"] is True and second in reasons["waits_for"], reasons
 

@@ -279,3 +279,16 @@ def test_a_pass_over_new_jobs_keeps_the_reservations_of_the_last_full_pass(
         commitments=Commitments(full.commitments.reservations + second.commitments.reservations),
     )
     _demand_ok(_build(workload)[0], combined, pending)
+
+
+def test_timeline_steps_earliest_and_free_until() -> None:
+    from conductor.scheduler.timeline import Timeline
+
+    t = Timeline(0.0, 1, 100, 4, [(10.0, 2, 0), (30.0, 1, 0), (math.inf, 0, 0)])
+    assert (t.times, t.cpus) == ([0.0, 10.0, 30.0], [1, 3, 4])
+    assert t.earliest(3, 0, 5.0) == 10.0 and t.earliest(5, 0, 1.0) == math.inf
+    t.take(15.0, 25.0, 3, 0)  # a reservation in the middle
+    assert t.earliest(2, 0, 10.0) == 25.0  # [10, 20) would overlap it
+    assert t.earliest(1, 0, 10.0) == 0.0
+    assert t.free_until(0.0, 1, 0) == 15.0 and t.free_until(0.0, 2, 0) == 0.0
+    assert t.fits(0.0, 15.0, 1, 0) and not t.fits(0.0, 15.5, 1, 0)

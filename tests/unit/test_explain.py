@@ -55,10 +55,12 @@ def test_a_job_behind_a_reservation_is_told_what_is_ahead_and_what_would_help() 
     lines = explain_waiting(job_record(2, reason="Priority"), job, forecast, {})
     text = "\n".join(lines)
     assert lines[0] == "Job 2 is PENDING, reason Priority."
+    assert "Free CPUs now in partition debug: n1 1/4." in text
     assert "1 job(s) of higher priority wait ahead of it." in text
     assert "Job 1 (higher priority) has 4 CPU(s) of n1 reserved from" in text
     assert "expected start" in text and "(in 12m 0s)" in text
-    assert "A shorter time limit (--time) would let it start earlier" in text
+    assert "It starts after the reservation(s) ahead of it on n1 end: job 1." in text
+    assert "With a time limit (--time) of at most 2m 0s it would start now on n1, before the reservation there." in text
 
 
 def test_the_reserved_job_is_told_which_running_jobs_it_waits_for() -> None:
@@ -98,4 +100,5 @@ def test_a_held_job_is_told_what_it_would_face_once_released() -> None:
     lines = explain_waiting(job_record(1, reason="JobHeldUser", held=True), job, forecast, {})
     assert lines[1].startswith("It is held")
     assert lines[2] == "Once free to start, as the queue stands now:"
-    assert lines[3].startswith("  It needs 2 CPUs on one node; expected start") and "(in 2m 0s)" in lines[3]
+    assert lines[3] == "  Free CPUs now in partition debug: n1 1/4."
+    assert lines[4].startswith("  It needs 2 CPUs on one node; expected start") and "(in 2m 0s)" in lines[4]

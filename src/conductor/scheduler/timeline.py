@@ -89,6 +89,16 @@ class Timeline:
             i = j + 1
         return INF
 
+    def free_until(self, start: float, cpus: int, memory: int) -> float:
+        """How long from `start` on `cpus` and `memory` stay free: the first step after it that
+        lacks them (INF: never), or `start` itself when they are not free then."""
+        times, free, mem = self.times, self.cpus, self.memory
+        i = max(bisect_right(times, start) - 1, 0)
+        for k in range(i, len(times)):
+            if free[k] < cpus or mem[k] < memory:
+                return max(times[k], start)
+        return INF
+
     def take(self, start: float, end: float, cpus: int, memory: int) -> None:
         """Hold `cpus` and `memory` over [start, end) (a placement, or a reservation)."""
         i = self._split(start)

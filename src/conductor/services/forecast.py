@@ -30,7 +30,7 @@ from conductor.scheduler.policy import (
     order_key,
     schedule,
 )
-from conductor.scheduler.timeline import INF
+from conductor.scheduler.timeline import INF, Timeline
 
 
 class PlanStore(Protocol):
@@ -61,6 +61,11 @@ class Forecast:
     must_end: list[tuple[int, float]]
     unlimited_on_node: list[int]  # running jobs on `node` with no time limit
     now: float
+    # (node, free CPUs, CPUs) of the live nodes of its partition, as they are now.
+    free_now: list[tuple[str, int, int]] = field(default_factory=list)
+    # The longest time limit it could have and start now (0: none would), and where.
+    gap: float = 0.0
+    gap_node: str | None = None
 
 
 @dataclass(slots=True)
@@ -94,6 +99,7 @@ class Forecaster:
         live_after = datetime.fromtimestamp(now, UTC) - timedelta(seconds=self.heartbeat_timeout)
         nodes = self.store.node_views(live_after=live_after)
         by_name = {n.name: n for n in nodes}
+        free_now = [(n.name, len(n.free_cpu_ids), len(n.cpu_ids)) for n in nodes if n.up and job.partition in n.partitions]
         running = self.store.running_per_array()
         first = schedule(
             ahead, nodes, now, running_per_array=running, policy=self.policy, presorted=True, backfill=self.backfill
@@ -124,7 +130,7 @@ class Forecaster:
         if second.placements:
             placed = second.placements[0]
             return Forecast(now, placed.node, Reason.NONE.value, False, len(placed.cpu_ids), waiting,
-                            first.commitments.reservations, [], [], now)
+                            first.commitments.reservations, [], [], now, free_now)
         reason = second.reasons.get(job.id, Reason.NONE.value)
         estimate = second.estimates.get(job.id)
         start, node = (estimate.start, estimate.node) if estimate is not None else (INF, None)
@@ -139,8 +145,31 @@ class Forecaster:
                 elif r.end <= start:
                     must_end.append((r.job_id, r.end))
         reserved = estimate is not None and estimate.reserved
+        gap, gap_node = _gap(job, nodes, first.commitments.reservations, now)
         return Forecast(start, node, reason, reserved, cpus, waiting, first.commitments.reservations,
-                        sorted(must_end, key=lambda x: x[1]), unlimited, now)
+                        sorted(must_end, key=lambda x: x[1]), unlimited, now, free_now, gap, gap_node)
+
+
+def _gap(job: PendingJob, nodes: list[NodeView], reservations: list[Reservation], now: float) -> tuple[float, str | None]:
+    """The longest run `job` could start now without delaying a reservation, and on which node."""
+    best, where = 0.0, None
+    for node in nodes:
+        if not node.up or job.partition not in node.partitions or (job.exclusive and not node.idle):
+            continue
+        cpus = len(node.cpu_ids) if job.exclusive else job.cpus
+        if len(node.free_cpu_ids) < cpus or node.free_memory_mb < job.memory_mb:
+            continue
+        timeline = Timeline(
+            now, len(node.free_cpu_ids), node.free_memory_mb, len(node.cpu_ids),
+            [(r.end, r.cpus, r.memory_mb) for r in node.releases],
+        )
+        for r in reservations:
+            if r.node == node.name and r.end > now:
+                timeline.take(max(r.start, now), r.end, r.cpus, r.memory_mb)
+        length = timeline.free_until(now, cpus, job.memory_mb) - now
+        if length > best:
+            best, where = length, node.name
+    return best, where
 
 
 def pending_job_from_row(row: Mapping[str, Any], job_id: int, now: datetime) -> PendingJob:
@@ -220,6 +249,12 @@ def _explain_plan(job: Job, pending: PendingJob | None, forecast: Forecast) -> l
     if forecast.start == forecast.now and forecast.reason == Reason.NONE.value:
         lines.append(f"It fits now ({cpus} free on {forecast.node}): the scheduler's next pass starts it.")
         return lines
+    if forecast.free_now:
+        shown = ", ".join(f"{name} {free}/{total}" for name, free, total in forecast.free_now[:8])
+        more = f" and {len(forecast.free_now) - 8} more nodes" if len(forecast.free_now) > 8 else ""
+        lines.append(f"Free CPUs now in partition {job.partition}: {shown}{more}.")
+    elif forecast.start == INF:
+        lines.append(f"No node of partition {job.partition} is up.")
     if forecast.waiting_ahead:
         lines.append(f"{forecast.waiting_ahead} job(s) of higher priority wait ahead of it.")
     for r in forecast.reservations_ahead[:5]:
@@ -244,12 +279,17 @@ def _explain_plan(job: Job, pending: PendingJob | None, forecast: Forecast) -> l
         lines.append("Jobs that end before their time limit make it start earlier.")
     elif forecast.reservations_ahead:
         lines.append("This is based on the reservations of the jobs ahead of it.")
+    ahead_here = [r for r in forecast.reservations_ahead if r.node == forecast.node and r.end <= forecast.start]
+    if ahead_here:
+        lines.append("It starts after the reservation(s) ahead of it on " + f"{forecast.node} end: "
+                     + ", ".join(f"job {r.job_id}" for r in ahead_here[:5]) + ".")
     if not forecast.reserved:
-        if limit is None:
+        if 0 < forecast.gap < INF and (limit is None or limit > forecast.gap):
+            lines.append(f"With a time limit (--time) of at most {_duration(forecast.gap)} it would start now on "
+                         f"{forecast.gap_node}, before the reservation there.")
+        elif limit is None:
             lines.append("It has no time limit (UNLIMITED): it can only start where nothing is reserved for "
                          "higher-priority jobs; a time limit (--time) would let it backfill into gaps.")
-        else:
-            lines.append("A shorter time limit (--time) would let it start earlier in a gap before a reservation.")
     return lines
 
 
