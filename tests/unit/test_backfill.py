@@ -292,3 +292,17 @@ def test_timeline_steps_earliest_and_free_until() -> None:
     assert t.earliest(1, 0, 10.0) == 0.0
     assert t.free_until(0.0, 1, 0) == 15.0 and t.free_until(0.0, 2, 0) == 0.0
     assert t.fits(0.0, 15.0, 1, 0) and not t.fits(0.0, 15.5, 1, 0)
+
+
+def test_jobs_past_the_budget_keep_their_blocking_reasons_and_lose_stale_estimates() -> None:
+    node = busy_node("n1", 4, [(101, 4, NOW + 100)])
+    pending = [
+        job(1, cpus=2),
+        job(2, cpus=2, expected_start=NOW + 50, expected_node="n1"),
+        job(3, held=True),
+        job(4, begin_time=NOW + 500),
+        job(5, begin_time=NOW - 5),
+    ]
+    decision = schedule(pending, [node], NOW, backfill=Backfill(depth=1, max_job_test=1))
+    assert decision.reasons == {1: "Resources", 2: "Priority", 3: "JobHeldUser", 4: "BeginTime", 5: "Priority"}
+    assert decision.estimate_changes[2] is None and sorted(decision.estimates) == [1]

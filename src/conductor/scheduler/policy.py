@@ -13,6 +13,7 @@ does not need). Depth 1 is EASY backfill; a larger depth is conservative backfil
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -206,12 +207,17 @@ def schedule(
     new_waiting = decision.commitments.waiting
     tested = 0
 
-    for job in jobs:
+    budget = backfill.max_job_test
+    rest = len(jobs)
+    for index, job in enumerate(jobs):
+        if tested >= budget:
+            rest = index
+            break
         reason = _blocking_reason(job, now, array_running)
         if reason is None:
-            if tested >= backfill.max_job_test or (not backfill.enabled and job.partition in waiting):
-                # Untested this pass (or behind a waiting job, in strict order): it waits.
-                reason = Reason.PRIORITY.value if job.partition in waiting else Reason.RESOURCES.value
+            if not backfill.enabled and job.partition in waiting:
+                # Behind a waiting job, in strict order: it waits untested.
+                reason = _PRIORITY
             else:
                 end = now + (job.time_limit or INF)
                 node = None
@@ -241,7 +247,7 @@ def schedule(
                     reserved += 1
                 estimate = Estimate(job.id, start, where, keep)
                 estimates[job.id] = estimate
-                reason = Reason.PRIORITY.value if job.partition in waiting else Reason.RESOURCES.value
+                reason = _PRIORITY if job.partition in waiting else _RESOURCES
                 waiting.add(job.partition)
                 new_waiting.add(job.partition)
                 _note_estimate(decision, job, estimate)
@@ -251,7 +257,32 @@ def schedule(
         _note_estimate(decision, job, None)
         if reason != job.reason:
             reasons[job.id] = reason
+    _wait_untested(itertools.islice(jobs, rest, None), decision, now, array_running, waiting)
     return decision
+
+
+def _wait_untested(
+    jobs: Iterable[PendingJob], decision: Decision, now: float, array_running: dict[int, int], waiting: set[str]
+) -> None:
+    """The jobs past the test budget wait untested, without an estimate: only their reasons are
+    decided, which is what keeps a pass over 100,000 jobs short."""
+    reasons, changes = decision.reasons, decision.estimate_changes
+    for job in jobs:
+        if job.held or job.dependency is not _SATISFIED or job.begin_time is not None or job.array_max_running is not None:
+            reason = _blocking_reason(job, now, array_running) or (
+                _PRIORITY if job.partition in waiting else _RESOURCES
+            )
+        else:
+            reason = _PRIORITY if job.partition in waiting else _RESOURCES
+        if job.expected_start is not None or job.expected_node is not None:
+            changes[job.id] = None
+        if reason != job.reason:
+            reasons[job.id] = reason
+
+
+_PRIORITY = Reason.PRIORITY.value
+_RESOURCES = Reason.RESOURCES.value
+_SATISFIED = DependencyStatus.SATISFIED
 
 
 def _note_estimate(decision: Decision, job: PendingJob, estimate: Estimate | None) -> None:
