@@ -315,7 +315,10 @@ class _Plan:
         self._timelines: dict[str, Timeline] | None = None
         self._placed: dict[str, list[tuple[float, int, int]]] = {}
         self.reserved_nodes: set[str] = set()
-        self._version = 0
+        # Each node's count of changes: a placement or reservation only ever takes resources,
+        # so a node's earliest start only moves later and an answer stays best while the node
+        # it names is unchanged (one naming no node, INF, stays right for ever).
+        self._version: dict[str, int] = {}
         self._cache: dict[tuple[str, int, int, float, bool], tuple[int, float, str | None]] = {}
 
     def timelines(self) -> dict[str, Timeline]:
@@ -334,7 +337,7 @@ class _Plan:
 
     def place(self, node: NodeView, now: float, end: float, cpus: int, memory: int) -> None:
         # The node view already lost the CPUs and memory; the timeline learns when they return.
-        self._version += 1
+        self._version[node.name] = self._version.get(node.name, 0) + 1
         if self._timelines is None:
             self._placed.setdefault(node.name, []).append((end, cpus, memory))
         else:
@@ -344,7 +347,7 @@ class _Plan:
         timeline = self.timelines().get(r.node)
         if timeline is None or r.end <= self.now:
             return
-        self._version += 1
+        self._version[r.node] = self._version.get(r.node, 0) + 1
         timeline.take(max(r.start, self.now), r.end, r.cpus, r.memory_mb)
         self.reserved_nodes.add(r.node)
 
@@ -358,11 +361,11 @@ class _Plan:
 
     def earliest(self, job: PendingJob, duration: float) -> tuple[float, str | None]:
         """The earliest start of `job` on any node of its partition, and that node."""
-        # Jobs of one shape share the answer until the plan changes: a backlog of thousands
-        # of alike jobs costs one search per shape, not one per job.
+        # Jobs of one shape share the answer until the node it names changes: a backlog of
+        # thousands of alike jobs costs one search per shape, not one per job.
         key = (job.partition, job.cpus, job.memory_mb, duration, job.exclusive)
         cached = self._cache.get(key)
-        if cached is not None and cached[0] == self._version:
+        if cached is not None and (cached[2] is None or cached[0] == self._version.get(cached[2], 0)):
             return cached[1], cached[2]
         timelines = self.timelines()
         best, where = INF, None
@@ -375,7 +378,7 @@ class _Plan:
             start = timelines[name].earliest(cpus, job.memory_mb, duration, before=best)
             if start < best:  # ties: the first node in the views' order
                 best, where = start, name
-        self._cache[key] = (self._version, best, where)
+        self._cache[key] = (self._version.get(where, 0) if where is not None else 0, best, where)
         return best, where
 
 
