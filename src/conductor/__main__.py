@@ -15,6 +15,7 @@ COMMANDS: dict[str, str] = {
     "server": "conductor.commands.server",
     "worker": "conductor.commands.worker",
     "stats": "conductor.cli.stats",
+    "explain": "conductor.cli.explain",
     "token": "conductor.commands.token",
     "backup": "conductor.commands.backup",
     "sbatch": "conductor.cli.sbatch",

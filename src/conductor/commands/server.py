@@ -41,6 +41,7 @@ def run_server(settings: Settings) -> int:
     from conductor.bus.postgres import bus_for
     from conductor.scheduler.leader import SchedulerLock
     from conductor.scheduler.loop import Scheduler
+    from conductor.scheduler.policy import Backfill
 
     # A server of a cluster waits for its database as a worker does: PostgreSQL may be starting,
     # restarting or out of connections, and each of those passes.
@@ -53,6 +54,7 @@ def run_server(settings: Settings) -> int:
         check_interval=settings.check_interval,
         heartbeat_timeout=settings.heartbeat_timeout,
         policy=settings.placement,
+        backfill=Backfill(depth=settings.backfill_depth, max_job_test=settings.backfill_max_job_test),
         leader=lock,
     )
     lock.on_change = lambda _active: scheduler.wake()

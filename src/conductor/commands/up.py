@@ -57,6 +57,7 @@ def root_jobs_allowed(settings: Settings) -> bool:
 def run_all_in_one(settings: Settings) -> int:
     from conductor.bus import Bus
     from conductor.scheduler.loop import Scheduler
+    from conductor.scheduler.policy import Backfill
     from conductor.worker import run_in_thread
 
     store = open_store(settings)
@@ -70,6 +71,7 @@ def run_all_in_one(settings: Settings) -> int:
         check_interval=settings.check_interval,
         heartbeat_timeout=settings.heartbeat_timeout,
         policy=settings.placement,
+        backfill=Backfill(depth=settings.backfill_depth, max_job_test=settings.backfill_max_job_test),
     )
     failed = threading.Event()
     worker_thread = run_in_thread(worker, lambda _exc: failed.set())

@@ -49,7 +49,9 @@ def aware(value: datetime | None) -> datetime | None:
     return value
 
 
-TIME_COLUMNS = ("submit_time", "eligible_time", "begin_time", "start_time", "end_time", "kill_time")
+TIME_COLUMNS = (
+    "submit_time", "eligible_time", "begin_time", "start_time", "end_time", "kill_time", "expected_start_time"
+)
 
 
 def redact_url(url: str) -> str:

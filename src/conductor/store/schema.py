@@ -85,6 +85,9 @@ jobs = Table(
     # comma-separated "[b:]NUMBER" ("b:" = the batch shell only). Migration 0002.
     Column("pending_signal", Text, nullable=True),
     Column("rusage", Text, nullable=True),  # JSON
+    # The backfill plan's estimate for a pending job (squeue --start). Migration 0010.
+    Column("expected_start_time", DateTime(timezone=True), nullable=True),
+    Column("sched_nodes", String(256), nullable=True),
 )
 Index("ix_jobs_state_order", jobs.c.state, jobs.c.priority, jobs.c.submit_time, jobs.c.id)
 Index("ix_jobs_node_state", jobs.c.node_list, jobs.c.state)
