@@ -10,7 +10,8 @@ temporary home on a free port.
 The load of `throughput` and `submit` comes from a bare-socket HTTP client (RawHttp), as a
 load generator such as wrk would send it: the client runs on the same two cores as the server
 and must not be what is measured.
-  pass        one scheduler pass (the pure policy) over 10,000 and 100,000 pending jobs
+  pass        one scheduler pass (the pure policy, with backfill) over 10,000 and 100,000 pending
+              jobs, 1,000 running with time limits on 100 nodes (see also bench/simulate.py)
   loop        one full scheduler pass through the store (load + decide + apply) over 10,000
 
 With --database-url URL (a PostgreSQL server; each benchmark gets a scratch database on it) or
@@ -369,43 +370,53 @@ def bench_submit(count: int = 3000, clients: int = 8) -> None:
 
 
 def bench_pass() -> None:
-    from conductor.scheduler.policy import NodeView, PendingJob, schedule
+    """One backfill pass (EASY, the default settings) over a full cluster of 100 nodes x 64 CPUs
+    with 1,000 running jobs of known time limits, and a backlog of mixed shapes and limits."""
+    from conductor.scheduler.policy import Backfill, NodeView, PendingJob, Release, schedule
 
+    limits = (60.0, 300.0, 600.0, 1800.0, 3600.0, 4 * 3600.0, None)
     for count in (10_000, 100_000):
         rng = random.Random(1)
         pending = [
             PendingJob(
                 id=i,
-                cpus=rng.choice((1, 1, 2, 4, 8)),
+                cpus=rng.choice((1, 1, 2, 4, 8, 16, 64)),
                 memory_mb=rng.choice((0, 1024)),
                 priority=rng.choice((0, 0, 10)),
                 submit_time=1_000_000.0 + i,
+                time_limit=rng.choice(limits),
             )
             for i in range(count)
         ]
         pending.sort(key=lambda j: (-j.priority, j.submit_time, j.id))
-        for label, free in (("full cluster", 0), ("64 free CPUs", 16)):
+        now = 2_000_000.0
+        for label, backfill in (("EASY", Backfill(depth=1)), ("conservative, depth 100", Backfill(depth=100))):
             timings = []
             for _ in range(5):
-                nodes = [
-                    NodeView(
-                        name=f"n{k}",
-                        cpu_ids=tuple(range(64)),
-                        free_cpu_ids=list(range(free)),
-                        memory_mb=256_000,
-                        free_memory_mb=256_000,
-                        partitions=frozenset({"debug"}),
-                        running_jobs=64 - free,
+                nodes = []
+                for k in range(100):
+                    # 10 running jobs per node, 6 CPUs each (4 CPUs free), ending over the next 4 hours.
+                    releases = [Release(k * 10 + r, 6, 0, now + rng.uniform(60, 4 * 3600)) for r in range(10)]
+                    nodes.append(
+                        NodeView(
+                            name=f"n{k:03d}",
+                            cpu_ids=tuple(range(64)),
+                            free_cpu_ids=list(range(60, 64)),
+                            memory_mb=256_000,
+                            free_memory_mb=256_000,
+                            partitions=frozenset({"debug"}),
+                            running_jobs=10,
+                            releases=releases,
+                        )
                     )
-                    for k in range(4)
-                ]
                 t0 = time.perf_counter()
-                decision = schedule(pending, nodes, 2_000_000.0, presorted=True)
+                decision = schedule(pending, nodes, now, presorted=True, backfill=backfill)
                 timings.append(time.perf_counter() - t0)
             print(
-                f"pass: {count:>7,} pending, 4 nodes x 64 CPUs, {label}: "
-                f"median {statistics.median(timings) * 1000:.1f} ms "
-                f"({len(decision.placements)} placed)"
+                f"pass: {count:>7,} pending, 1,000 running on 100 nodes x 64 CPUs, backfill {label} "
+                f"(max_job_test {backfill.max_job_test}): median {statistics.median(timings) * 1000:.1f} ms "
+                f"({len(decision.placements)} placed, {len(decision.estimates)} estimated, "
+                f"{len(decision.commitments.reservations)} reserved)"
             )
 
 

@@ -41,6 +41,18 @@ class Settings(BaseSettings):
     memory_mb: int | None = Field(default=None, ge=1, description="Node memory in MB; default: the machine's.")
     partition: str = Field(default="debug", min_length=1, max_length=64)
     placement: str = Field(default="spread", pattern="^(spread|pack)$")
+    # Backfill (issue 12): Slurm's reservation depth and bf_max_job_test, and a partition's DefaultTime.
+    backfill_depth: int = Field(
+        default=1, ge=0, le=100_000, description="Jobs given a reservation per pass: 1 is EASY backfill, more is "
+        "conservative, 0 reserves nothing (a large job can then wait for ever)."
+    )
+    backfill_max_job_test: int = Field(
+        default=500, ge=1, le=1_000_000, description="Waiting jobs tested per scheduler pass (Slurm's bf_max_job_test)."
+    )
+    default_time: str | None = Field(
+        default=None, description="Time limit of jobs submitted without one (Slurm grammar, e.g. 1:00:00). "
+        "Unset: UNLIMITED, as a Slurm partition without DefaultTime; such jobs cannot be backfilled around."
+    )
     max_script_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     max_environment_bytes: int = Field(default=1024 * 1024, ge=1024)
     max_array_tasks: int = Field(default=100_000, ge=1)
@@ -81,6 +93,20 @@ class Settings(BaseSettings):
     purge_interval: float = Field(default=60.0, gt=0, le=86400, description="Seconds between two purges.")
     purge_batch: int = Field(default=500, ge=1, le=10_000, description="Jobs deleted per transaction.")
 
+    # Observability (issue 14).
+    metrics_public: bool = Field(
+        default=False, description="Whether GET /metrics answers without a token (for a Prometheus scraper)."
+    )
+    log_format: str = Field(
+        default="text", pattern="^(text|json)$", description="Server logs as plain text lines or JSON lines."
+    )
+    sample_interval: float = Field(
+        default=60.0, ge=1, le=3600, description="Seconds between two samples of the utilisation chart."
+    )
+    sample_keep: float = Field(
+        default=48 * 3600.0, ge=60, le=90 * 86400, description="Seconds the utilisation samples are kept."
+    )
+
     @field_validator("purge_job_after")
     @classmethod
     def _purge_job_after(cls, value: str | None) -> str | None:
@@ -90,6 +116,24 @@ class Settings(BaseSettings):
             except Invalid as exc:
                 raise ValueError(exc.message) from None
         return value
+
+    @field_validator("default_time")
+    @classmethod
+    def _default_time(cls, value: str | None) -> str | None:
+        if value is not None:
+            from conductor.domain.timespec import parse_time_limit
+
+            try:
+                parse_time_limit(value, field="default_time")
+            except Invalid as exc:
+                raise ValueError(exc.message) from None
+        return value
+
+    def default_time_limit(self) -> int | None:
+        """`default_time` in seconds (None: UNLIMITED)."""
+        from conductor.domain.timespec import parse_time_limit
+
+        return parse_time_limit(self.default_time, field="default_time")
 
     @field_validator("node_name")
     @classmethod

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from support import TERMINAL, Api, ConductorProcess, PostgresCluster, free_port
@@ -472,3 +473,38 @@ def test_server_and_worker_share_a_sqlite_file(start_conductor: Any, tmp_path: P
     job_id = Api(second.url).submit("#!/bin/bash\ntrue\n", current_working_directory=str(tmp_path))
     assert api.wait_state(job_id, "COMPLETED", timeout=15)["exit_code"] == "0:0"
     assert "now the active scheduler" in server.log() and "now the active scheduler" not in second.log()
+
+
+def _scrape(server: ConductorProcess) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(server.url + "/metrics", headers=server.headers(), timeout=10).text
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_each_server_counts_its_own_events_once(running: Cluster) -> None:
+    """/metrics of two servers: a submission is counted by the server that took it, an end by
+    the server that schedules (which also logs the transition), so sums over servers are right."""
+    servers = [s for s in running.servers if s is not None]
+    submitted, ended = ("conductor_jobs_submitted_total", ()), ("conductor_jobs_ended_total", (("state", "COMPLETED"),))
+    before = [_scrape(s) for s in servers]
+    work = running.work / "metrics"
+    work.mkdir(exist_ok=True)
+    ids = [running.api(i).submit("#!/bin/bash\ntrue\n", current_working_directory=str(work)) for i in (0, 0, 1)]
+    running.api(0).wait_all(ids, {"COMPLETED"})
+    leader = running.leader()
+    deadline = time.monotonic() + 20  # the feed reads PostgreSQL's history two seconds behind
+    after = [_scrape(s) for s in servers]
+    while after[leader].get(ended, 0) - before[leader].get(ended, 0) < 3 and time.monotonic() < deadline:
+        time.sleep(0.3)
+        after = [_scrape(s) for s in servers]
+    assert [after[i].get(submitted, 0) - before[i].get(submitted, 0) for i in (0, 1)] == [2, 1]
+    assert after[leader].get(ended, 0) - before[leader].get(ended, 0) == 3
+    assert after[1 - leader].get(ended, 0) == before[1 - leader].get(ended, 0)
+    line = f"job {ids[2]} RUNNING -> COMPLETED"
+    assert line in servers[leader].log_path.read_text()
+    assert line not in servers[1 - leader].log_path.read_text()

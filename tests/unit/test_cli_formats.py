@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 
 from conductor.cli.common import UsageError, clock, hms
@@ -13,12 +15,14 @@ from conductor.cli.sinfo import build_rows
 from conductor.cli.sinfo import render as sinfo_render
 from conductor.cli.squeue_format import (
     DEFAULT_FORMAT,
+    START_FORMAT,
     FormatError,
     collapse_pending_arrays,
     default_sort,
     parse_format,
     parse_long_format,
     render,
+    sort_jobs,
 )
 
 
@@ -148,6 +152,34 @@ def test_pending_array_tasks_collapse_running_ones_do_not() -> None:
     rows = collapse_pending_arrays([running, *tasks])
     out = render(parse_format("%i %K %F %A"), default_sort(rows), header=False)
     assert out.splitlines() == ["100_[5-11%4] 5-11%4 100 100", "100_4 4 100 99"]
+
+
+def test_array_tasks_waiting_on_resources_and_priority_stay_one_line() -> None:
+    # The first task is the one resources are kept for, the rest wait behind it: one record in Slurm.
+    tasks = [job(200 + i, array_job_id=200, array_task_id=i, reason="Resources" if i == 0 else "Priority") for i in range(4)]
+    rows = collapse_pending_arrays(tasks)
+    assert render(parse_format("%i %r"), rows, header=False) == "200_[0-3] Resources\n"
+
+
+def test_start_format_shows_the_plan_for_pending_jobs() -> None:
+    planned = job(7, expected_start_time="2026-12-05T10:00:00+00:00", sched_nodes="cn01", reason="Resources")
+    unknown = job(8, reason="Priority")
+    out = render(parse_format(START_FORMAT), sort_jobs([unknown, planned], "S"), header=True).splitlines()
+    assert out[0] == (
+        "             JOBID PARTITION     NAME     USER ST          START_TIME  NODES SCHEDNODES           NODELIST(REASON)"
+    )
+    local = datetime.fromisoformat("2026-12-05T10:00:00+00:00").astimezone().strftime("%Y-%m-%dT%H:%M:%S")
+    assert out[1] == "                 8     debug     wrap    alice PD                 N/A      1 (null)               (Priority)"
+    assert out[2] == f"                 7     debug     wrap    alice PD {local}      1 cn01                 (Resources)"
+
+
+def test_priority_shown_is_the_scheduling_priority_and_zero_only_when_held() -> None:
+    assert render(parse_format("%Q"), [job(1, priority=0, nice=-100)], header=False) == "10101\n"
+    assert render(parse_format("%Q"), [job(1, priority=0, nice=0)], header=False) == "10001\n"
+    assert render(parse_format("%Q"), [job(1, priority=0, nice=0, hold=True)], header=False) == "0\n"
+    assert render(parse_format("%Q"), [job(1, scheduling_priority=77)], header=False) == "77\n"
+    # An explicit priority replaces the computed one, as `scontrol update Priority=5` does in Slurm.
+    assert render(parse_format("%Q"), [job(1, priority=5, nice=0)], header=False) == "5\n"
 
 
 def test_single_pending_task_keeps_its_own_id() -> None:

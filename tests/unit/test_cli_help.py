@@ -108,6 +108,7 @@ def test_server_commands_describe_every_option(command: str) -> None:
         ("stats", ["--json", "--help"]),
         ("slurm-shims", ["--url", "--help"]),
         ("wait", ["--interval", "--quiet", "--help"]),
+        ("explain", ["--json", "--help"]),
     ],
 )
 def test_small_commands_describe_their_options(command: str, options: list[str]) -> None:

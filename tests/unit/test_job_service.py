@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -152,7 +153,7 @@ def service(store: FakeStore | None = None, bus: FakeBus | None = None, **kw: An
     return JobService(
         store=store or FakeStore(),
         bus=bus or FakeBus(),
-        limits=LIMITS,
+        limits=kw.pop("limits", LIMITS),
         max_pending_per_user=kw.pop("max_pending_per_user", 100),
         hostname="testhost",
         **kw,
@@ -170,6 +171,28 @@ def test_submit_stores_and_wakes_the_scheduler() -> None:
     assert isinstance(result, Submitted) and result.job_ids == [1] and not result.array
     assert store.jobs[1]["user_name"] == USER and store.jobs[1]["name"] == "one"
     assert bus.published == ["scheduler"]
+
+
+def test_jobs_without_a_time_limit_get_the_default_time() -> None:
+    store = FakeStore()
+    jobs = service(store, limits=replace(LIMITS, default_time_limit=3600))
+    jobs.submit(ALICE, request(name="plain"))
+    jobs.submit(ALICE, request(name="given", time_limit="5"))
+    jobs.submit(ALICE, request(name="unlimited", time_limit="UNLIMITED"))
+    assert [j["time_limit"] for j in store.jobs.values()] == [3600, 300, None]
+    service(store).submit(ALICE, request(name="no default"))
+    assert store.jobs[4]["time_limit"] is None
+
+
+def test_default_time_setting_is_validated() -> None:
+    from pydantic import ValidationError
+
+    from conductor.settings import Settings
+
+    assert Settings(default_time="1:00:00").default_time_limit() == 3600
+    assert Settings().default_time_limit() is None
+    with pytest.raises(ValidationError, match="default_time"):
+        Settings(default_time="soon")
 
 
 def test_a_failure_after_the_commit_never_loses_or_repeats_the_job() -> None:

@@ -41,7 +41,8 @@ def test_order_is_priority_then_submit_time_then_id() -> None:
     ]
     decision = schedule(jobs, [node("n1", 2)], now=10.0)
     assert [p.job_id for p in decision.placements] == [9, 2]
-    assert decision.reasons == {3: "Resources", 1: "Resources"}
+    # The first job that waits is the one resources are kept for; the one behind it waits on it.
+    assert decision.reasons == {3: "Resources", 1: "Priority"}
 
 
 def test_smaller_later_jobs_start_while_a_large_one_waits() -> None:

@@ -60,7 +60,9 @@ class FakeStore:
     def running_per_array(self) -> dict[int, int]:
         return {}
 
-    def apply_decision(self, placements: Sequence[Placement], reasons: Mapping[int, str]) -> list[Placement]:
+    def apply_decision(
+        self, placements: Sequence[Placement], reasons: Mapping[int, str], *, estimates: object = None
+    ) -> list[Placement]:
         self.applies += 1
         if self.fail_next:
             self.fail_next = False

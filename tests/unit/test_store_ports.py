@@ -11,12 +11,13 @@ from conductor.bus.postgres import NotifyStore
 from conductor.scheduler.dependencies import DependencyStore
 from conductor.scheduler.leader import LockStore
 from conductor.scheduler.loop import SchedulerStore
+from conductor.services.forecast import PlanStore
 from conductor.services.ports import JobStore
 from conductor.services.tokens import TokenStore
 from conductor.store import Store
 from conductor.worker.ports import NodeStore
 
-PORTS = [SchedulerStore, NodeStore, JobStore, DependencyStore, TokenStore, LockStore, NotifyStore]
+PORTS = [SchedulerStore, NodeStore, JobStore, DependencyStore, TokenStore, LockStore, NotifyStore, PlanStore]
 
 
 def _members(port: type) -> dict[str, object]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from conductor import __version__
 from conductor.api import control, models, slurmrestd
 from conductor.api.auth import CurrentPrincipal, authenticate, document_public_routes
 from conductor.api.bodies import BodyCheck, ErrorResponse
+from conductor.api.docs import install_docs
 from conductor.api.fastpath import SubmitFastPath, submit_answer, unavailable_answer
 from conductor.api.limits import ASGIApp, BodyLimit, reject_repeated_query_parameters
 from conductor.api.outputs import Reader, reader_for
@@ -27,14 +29,20 @@ from conductor.api.outputs import read_tail as _read_tail_safely
 from conductor.bus import Bus
 from conductor.domain.job import Job
 from conductor.domain.jobfiles import job_paths
+from conductor.domain.priority import scheduling_priority
 from conductor.domain.states import JobState
 from conductor.errors import Invalid, Refusal, StoreUnavailable
 from conductor.history.archive import ArchiveError, ArchiveQuery, archived_page, merge_pages
+from conductor.monitoring.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from conductor.monitoring.metrics import cluster_registry, exposition
+from conductor.scheduler.policy import Backfill, PlacementPolicy
+from conductor.services.forecast import Forecaster
 from conductor.services.jobs import JobService
 from conductor.services.principal import Principal, ensure_owner
 from conductor.services.submission import Limits
 from conductor.settings import Settings
 from conductor.store import Store, utcnow
+from conductor.web.dashboard import install_dashboard
 
 
 @dataclass
@@ -59,10 +67,17 @@ class AppContext:
                 max_environment_bytes=settings.max_environment_bytes,
                 max_array_tasks=settings.max_array_tasks,
                 default_partition=settings.partition,
+                default_time_limit=settings.default_time_limit(),
             ),
             max_pending_per_user=settings.max_pending_per_user,
             hostname=self.hostname,
             root_jobs_allowed=self.root_jobs_allowed(),
+            forecaster=Forecaster(
+                self.store,
+                Backfill(depth=settings.backfill_depth, max_job_test=settings.backfill_max_job_test),
+                PlacementPolicy(settings.placement),
+                heartbeat_timeout=settings.heartbeat_timeout,
+            ),
         )
 
     def root_jobs_allowed(self) -> bool:
@@ -138,6 +153,9 @@ def job_record(job: Job, now: datetime) -> models.JobRecord:
         qos=job.qos,
         exclusive=bool(job.exclusive),
         cancel_requested=job.kill_state == JobState.CANCELLED.value,
+        scheduling_priority=scheduling_priority(job.priority, job.nice, bool(job.held)),
+        expected_start_time=_iso(job.expected_start_time) if job.state == JobState.PENDING.value else None,
+        sched_nodes=job.sched_nodes if job.state == JobState.PENDING.value else None,
     )
 
 
@@ -246,6 +264,9 @@ def create_app(ctx: AppContext) -> FastAPI:
     app = FastAPI(
         lifespan=_lifespan,
         title="SCNS-Conductor",
+        # Served by api/docs.py with our own copies of their scripts: no CDN.
+        docs_url=None,
+        redoc_url=None,
         version=__version__,
         description="A batch job scheduler with Slurm's way of working. Every route but /health needs "
         "a token (`Authorization: Bearer <token>`); this document itself is public.",
@@ -262,6 +283,7 @@ def create_app(ctx: AppContext) -> FastAPI:
 
     _install_error_handlers(app)
     document_public_routes(app)
+    install_docs(app)
 
     error_responses: dict[int | str, dict[str, Any]] = {
         400: {"model": models.ErrorBody},
@@ -450,11 +472,35 @@ def create_app(ctx: AppContext) -> FastAPI:
             ],
         )
 
+    _explain_routes(app, ctx, error_responses)
     _node_routes(app, ctx)
     _system_routes(app, ctx)
     app.include_router(control.router)
     app.include_router(slurmrestd.router)
+    install_dashboard(app, ctx)  # the web pages at / and /ui/ (conductor.web)
     return app
+
+
+def _explain_routes(app: FastAPI, ctx: AppContext, error_responses: dict[int | str, dict[str, Any]]) -> None:
+    @app.get("/jobs/{job_id}/explain", response_model=models.Explanation, responses=error_responses)
+    def explain_job(job_id: str) -> Any:
+        """Why a job waits and what would change it, in plain words, from the scheduler's plan."""
+        found = ctx.jobs.explain(job_id)
+        job, forecast = found.job, found.forecast
+        foreseen = forecast is not None and forecast.start != math.inf
+        return models.Explanation(
+            job_id=str(job.id),
+            state=job.state,
+            reason=job.reason,
+            expected_start_time=(
+                datetime.fromtimestamp(forecast.start, UTC).isoformat() if forecast is not None and foreseen else None
+            ),
+            sched_nodes=forecast.node if forecast is not None and foreseen else None,
+            reserved=bool(forecast is not None and forecast.reserved),
+            waits_for=[job_id for job_id, _ in forecast.must_end] if forecast is not None else [],
+            jobs_ahead=forecast.waiting_ahead if forecast is not None else 0,
+            lines=found.lines,
+        )
 
 
 def _node_routes(app: FastAPI, ctx: AppContext) -> None:
@@ -515,22 +561,13 @@ def _system_routes(app: FastAPI, ctx: AppContext) -> None:
             )
         return models.Health(status="ok", database="ok")
 
+    cluster = cluster_registry(store, ctx.live_after)
+
+    # Needs a token unless CONDUCTOR_METRICS_PUBLIC is set (api/auth.py): what it shows (node
+    # names, users' pending counts by reason) is no secret to a user, but may be to the world.
     @app.get("/metrics", response_class=PlainTextResponse)
-    def metrics() -> str:
-        s = store.stats(live_after=ctx.live_after())
-        lines = [
-            "# HELP conductor_cpus_total CPUs of live nodes.",
-            "# TYPE conductor_cpus_total gauge",
-            f"conductor_cpus_total {s.total_cpus}",
-            "# HELP conductor_cpus_used CPUs allocated to running jobs.",
-            "# TYPE conductor_cpus_used gauge",
-            f"conductor_cpus_used {s.used_cpus}",
-            "# HELP conductor_jobs Jobs by state.",
-            "# TYPE conductor_jobs gauge",
-            f'conductor_jobs{{state="RUNNING"}} {s.running_jobs}',
-            f'conductor_jobs{{state="PENDING"}} {s.pending_jobs}',
-        ]
-        return "\n".join(lines) + "\n"
+    def metrics() -> Response:
+        return Response(exposition(cluster), media_type=METRICS_CONTENT_TYPE)
 
 
 def serve(ctx: AppContext) -> ASGIApp:

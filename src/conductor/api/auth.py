@@ -3,9 +3,11 @@
 Every route of the API is authenticated except `GET /health` (a load balancer's probe) and the
 OpenAPI document with its viewer (`/openapi.json`, `/docs`, `/redoc`): the document describes
 routes, not data, and tools such as schemathesis and client generators need it before they
-hold a token. `create_app` installs `authenticate` as a dependency of the whole application,
-so a route added later, on the app or on an included router, is authenticated without doing
-anything.
+hold a token. `GET /metrics` joins them when CONDUCTOR_METRICS_PUBLIC says so (a Prometheus
+scraper holds no token), and the web dashboard's pages (`/`, `/ui/...`) check their own session
+cookie instead (conductor.web.session). `create_app` installs `authenticate` as a dependency
+of the whole application, so a route added later, on the app or on an included router, is
+authenticated without doing anything.
 
 A route that needs the caller declares a parameter `principal: CurrentPrincipal` (FastAPI
 evaluates `authenticate` once per request and hands the cached result to both) and passes it
@@ -31,6 +33,16 @@ TOKEN_PREFIX = "cond_"
 # Routes that answer without a token. The OpenAPI document and /docs are not API routes (FastAPI
 # serves them outside the dependency system), so they need no entry here.
 PUBLIC_PATHS = frozenset({"/health"})
+# Public only when the settings say so (CONDUCTOR_METRICS_PUBLIC): a scraper may hold no token.
+METRICS_PATH = "/metrics"
+
+
+def is_dashboard(path: str | None) -> bool:
+    """The web dashboard's routes (conductor.web): they check their session cookie themselves
+    and never accept the cookie on an API route, which keeps the API free of CSRF."""
+    return path is not None and (path == "/" or path.startswith("/ui/"))
+
+
 _USER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}$")
 
 bearer_scheme = HTTPBearer(
@@ -69,7 +81,10 @@ async def authenticate(
     # The matched route's template, not the raw path: "//health" or a root_path prefix must not
     # turn a private route public, nor a public one private.
     route = request.scope.get("route")
-    if getattr(route, "path", None) in PUBLIC_PATHS:
+    path = getattr(route, "path", None)
+    if path in PUBLIC_PATHS or is_dashboard(path):
+        return None
+    if path == METRICS_PATH and request.app.state.ctx.settings.metrics_public:
         return None
     token = bearer.credentials.strip() if bearer is not None else (slurm_token or "").strip()
     if not token:

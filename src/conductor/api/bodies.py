@@ -105,16 +105,26 @@ def _lone_surrogate(value: Any, path: str) -> str | None:
     return None
 
 
+_FORMS = (b"application/x-www-form-urlencoded", b"multipart/form-data")
+
+
+def _is_form(headers: list[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
+        if name == b"content-type":
+            return value.split(b";")[0].strip().lower() in _FORMS
+    return False
+
+
 class BodyCheck:
-    """The plain ASGI layer that applies `check` to every request body, whatever its declared
-    type: every route that takes a body takes JSON, and slurmrestd's decodes it whatever the
-    client declared, as Slurm's does."""
+    """The plain ASGI layer that applies `check` to every request body but a web form's (the
+    dashboard's, decoded leniently there): every other route that takes a body takes JSON, and
+    slurmrestd's decodes it whatever type the client declared, as Slurm's does."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS") or _is_form(scope["headers"]):
             await self.app(scope, receive, send)
             return
         messages: list[Message] = []

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -27,6 +29,7 @@ from starlette.responses import JSONResponse, Response
 from conductor.api import models
 from conductor.api.auth import lookup
 from conductor.api.limits import ASGIApp, Message, Receive, Scope, Send, _replay
+from conductor.domain.states import Reason
 from conductor.errors import Refusal, StoreUnavailable
 from conductor.services.jobs import Submitted, WouldSubmit
 from conductor.services.principal import Principal
@@ -46,10 +49,7 @@ class Submitter(Protocol):
 def submit_answer(result: Submitted | WouldSubmit) -> Response | models.SubmitResponse:
     """The native answer to a submission: 201 with the job id (and an array's task ids)."""
     if isinstance(result, WouldSubmit):
-        return JSONResponse(
-            {"job_id": None, "message": f"Job would be accepted: {result.count} job(s), not submitted (test only)"},
-            status_code=200,
-        )
+        return JSONResponse(test_only_answer(result), status_code=200)
     task_ids = [str(i) for i in result.job_ids] if result.array else None
     return models.SubmitResponse(job_id=str(result.job_ids[0]), array_task_ids=task_ids)
 
@@ -57,6 +57,45 @@ def submit_answer(result: Submitted | WouldSubmit) -> Response | models.SubmitRe
 def unavailable_answer(exc: StoreUnavailable) -> Response:
     """503: the database failed (unreachable, disk full, out of connections); try again later."""
     return JSONResponse({"detail": f"the database is unavailable ({exc}); try again"}, status_code=503)
+
+
+_BLOCKED = frozenset(
+    {Reason.JOB_HELD_USER.value, Reason.DEPENDENCY.value, Reason.DEPENDENCY_NEVER_SATISFIED.value, Reason.BEGIN_TIME.value}
+)
+
+
+def test_only_answer(result: WouldSubmit) -> dict[str, Any]:
+    """Slurm's `--test-only` line, from the scheduler's plan: "Job N to start at TIME using C
+    processors on nodes X in partition P"; nothing was stored."""
+    forecast = result.forecast
+    if forecast is None:
+        return {"job_id": None, "message": f"Job would be accepted: {result.count} job(s), not submitted (test only)"}
+    answer: dict[str, Any] = {
+        "job_id": None,
+        "expected_start_time": None,
+        "sched_nodes": forecast.node,
+        "processors": forecast.cpus,
+        "partition": result.partition,
+    }
+    if forecast.reason in _BLOCKED:
+        answer["message"] = (
+            f"Job {result.job_id} would be accepted; it would wait with reason {forecast.reason} "
+            "(its hold, dependency or --begin time) before the scheduler plans its start"
+        )
+        return answer
+    if forecast.start == math.inf or forecast.node is None:
+        answer["message"] = (
+            f"Job {result.job_id} would be accepted, but no start can be foreseen: the resources it needs are "
+            "held by jobs without a time limit, or no node of its partition is up"
+        )
+        return answer
+    start = datetime.fromtimestamp(forecast.start)
+    answer["expected_start_time"] = start.astimezone(UTC).isoformat()
+    answer["message"] = (
+        f"Job {result.job_id} to start at {start:%Y-%m-%dT%H:%M:%S} using {forecast.cpus} processors on nodes "
+        f"{forecast.node} in partition {result.partition}"
+    )
+    return answer
 
 
 class SubmitFastPath:

@@ -114,6 +114,25 @@ class JobRecord(BaseModel):
     qos: str | None
     exclusive: bool
     cancel_requested: bool
+    # What squeue shows as its priority: the order the scheduler uses, 0 only when held.
+    scheduling_priority: int = 0
+    # A pending job's expected start and node, from the scheduler's backfill plan.
+    expected_start_time: str | None = None
+    sched_nodes: str | None = None
+
+
+class Explanation(BaseModel):
+    """GET /jobs/{id}/explain: why a job waits, from the scheduler's plan."""
+
+    job_id: str
+    state: str
+    reason: str
+    expected_start_time: str | None  # null: not foreseeable, or not waiting
+    sched_nodes: str | None
+    reserved: bool  # resources are kept for it (a backfill reservation)
+    waits_for: list[int]  # running jobs whose time limits its start is computed from
+    jobs_ahead: int  # higher-priority jobs that wait too
+    lines: list[str]  # the explanation, one sentence a line
 
 
 class JobList(BaseModel):

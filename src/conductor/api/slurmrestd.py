@@ -234,7 +234,9 @@ def job_info(job: Job) -> dict[str, Any]:
         "standard_error": paths.stderr,
         "standard_input": paths.stdin,
         "standard_output": paths.stdout,
-        "start_time": _epoch(job.start_time),
+        # A pending job's start time is the backfill plan's estimate, as in Slurm.
+        "start_time": _epoch(job.expected_start_time if job.state == "PENDING" else job.start_time),
+        "scheduled_nodes": (job.sched_nodes or "") if job.state == "PENDING" else "",
         "state_description": job.error_msg or "",
         "state_reason": job.reason,
         "submit_time": _epoch(job.submit_time),

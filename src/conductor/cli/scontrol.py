@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import timedelta
 
 from conductor.cli.client import ApiError, Client
 from conductor.cli.common import (
@@ -17,6 +18,7 @@ from conductor.cli.common import (
 )
 from conductor.cli.getopt import Option, OptionTable, getopt_long
 from conductor.cli.jobsel import fetch_jobs, parse_job_specs
+from conductor.cli.squeue_format import job_priority, start_time
 from conductor.domain.text import printable
 
 TYPE_CHECKING = False
@@ -103,6 +105,17 @@ def _mem(mb: Any) -> str:
     return format_memory_mb(int(mb or 0))
 
 
+def _end_time(job: dict[str, Any]) -> str | None:
+    """The end, or for a pending job with a planned start the end its time limit implies."""
+    if job.get("state") == "PENDING":
+        start = parse_iso(job.get("expected_start_time"))
+        limit = job.get("time_limit")
+        if start is None or limit is None:
+            return None
+        return (start + timedelta(seconds=int(limit))).isoformat()
+    return job.get("end_time") or None
+
+
 def _run_time(job: dict[str, Any]) -> int:
     if job.get("state") == "RUNNING":
         import time
@@ -141,7 +154,7 @@ def format_job(job: dict[str, Any]) -> list[str]:
         first,
         f"UserId={uid} GroupId={gid} MCS_label=N/A",
         (
-            f"Priority={int(job.get('priority') or 0)} Nice={int(job.get('nice') or 0)} "
+            f"Priority={job_priority(job)} Nice={int(job.get('nice') or 0)} "
             f"Account={_s(job.get('account'))} QOS={_s(job.get('qos'), 'normal')}"
         ),
         (
@@ -163,7 +176,7 @@ def format_job(job: dict[str, Any]) -> list[str]:
         ),
         f"AccrueTime={slurm_time(job.get('eligible_time'))}",
         (
-            f"StartTime={slurm_time(job.get('start_time'))} EndTime={slurm_time(job.get('end_time'))} "
+            f"StartTime={slurm_time(start_time(job))} EndTime={slurm_time(_end_time(job))} "
             "Deadline=N/A"
         ),
         "SuspendTime=None SecsPreSuspend=0 LastSchedEval="
@@ -171,7 +184,8 @@ def format_job(job: dict[str, Any]) -> list[str]:
         + " Scheduler=Main",
         f"Partition={_s(job.get('partition'))} AllocNode:Sid={_s(node, 'localhost')}:0",
         "ReqNodeList=(null) ExcNodeList=(null)",
-        f"NodeList={_s(None if pending else node)}",
+        f"NodeList={_s(None if pending else node)}"
+        + (f" SchedNodeList={job['sched_nodes']}" if pending and job.get("sched_nodes") else ""),
         f"BatchHost={_s(None if pending else node)}" if not pending else "",
         (
             f"NumNodes=1 NumCPUs={cpus} NumTasks={int(job.get('ntasks') or 1)} "

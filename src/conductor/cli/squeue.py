@@ -23,6 +23,7 @@ from conductor.cli.jobsel import fetch_jobs, parse_job_specs
 from conductor.cli.squeue_format import (
     DEFAULT_FORMAT,
     LONG_FORMAT,
+    START_FORMAT,
     FormatError,
     collapse_pending_arrays,
     default_sort,
@@ -200,10 +201,14 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per squeue option
         raise UsageError(f"Unrecognized option: {operands[0]}\n{USAGE.rstrip()}")
     specs = parse_job_specs(job_values) if job_values else None
 
+    start = "start" in opts
     states_text = opts.get("states") or os.environ.get("SQUEUE_STATES")
     states: list[str] | None
     if states_text:
         states = parse_states(states_text)
+    elif start:
+        # --start: "--format=... --sort=S --states=PENDING", each overridable.
+        states = ["PENDING"]
     else:
         # Pending, running, completing: also with -j, as squeue's _filter_job does (scripts
         # poll `squeue -h -j ID` until it prints nothing to learn that a job ended).
@@ -232,11 +237,11 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per squeue option
         else:
             fmt = opts.get("format") or os.environ.get("SQUEUE_FORMAT")
             if not fmt:
-                fmt = LONG_FORMAT if "long" in opts else DEFAULT_FORMAT
+                fmt = START_FORMAT if start else LONG_FORMAT if "long" in opts else DEFAULT_FORMAT
             items = parse_format(fmt)
     except FormatError as exc:
         raise UsageError(str(exc)) from None
-    sort_spec = opts.get("sort") or os.environ.get("SQUEUE_SORT")
+    sort_spec = opts.get("sort") or os.environ.get("SQUEUE_SORT") or ("S" if start else None)
 
     iterate = opts.get("iterate")
     period = 0.0

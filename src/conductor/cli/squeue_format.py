@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 DEFAULT_FORMAT = "%.18i %.9P %.8j %.8u %.2t %.10M %.6D %R"
 LONG_FORMAT = "%.18i %.9P %.8j %.8u %.8T %.10M %.9l %.6D %R"
+# squeue --start: pending jobs by expected start, with the nodes the plan chose.
+START_FORMAT = "%.18i %.9P %.8j %.8u %.2t %.19S %.6D %20Y %R"
 STEP_FORMAT = "%.15i %.8j %.9P %.8u %.9M %N"
 
 # Job states in Slurm's enum order, for the default sort ("P,t,-p").
@@ -160,8 +162,24 @@ def _job_id(job: dict[str, Any]) -> str:
     return job_display_id(job)
 
 
+def job_priority(job: dict[str, Any]) -> int:
+    """The priority the scheduler orders by (0 only when held), as the API reports it."""
+    if job.get("scheduling_priority") is not None:
+        return int(job["scheduling_priority"])
+    from conductor.domain.priority import scheduling_priority
+
+    return scheduling_priority(int(job.get("priority") or 0), int(job.get("nice") or 0), bool(job.get("hold")))
+
+
 def _priority_float(job: dict[str, Any]) -> str:
-    return f"{int(job.get('priority') or 0) / 4294967295:.8f}"
+    return f"{job_priority(job) / 4294967295:.8f}"
+
+
+def start_time(job: dict[str, Any]) -> str | None:
+    """When the job started, or for a pending job when the scheduler's plan expects it to."""
+    if job.get("state") == "PENDING":
+        return job.get("expected_start_time") or None
+    return job.get("start_time") or None
 
 
 # code -> (header, getter(job, now))
@@ -202,11 +220,11 @@ FIELDS: dict[str, tuple[str, Getter]] = {
     "p": ("PRIORITY", lambda j, n: _priority_float(j)),
     "P": ("PARTITION", lambda j, n: _s(j.get("partition"), "")),
     "q": ("QOS", lambda j, n: _s(j.get("qos"), "normal")),
-    "Q": ("PRIORITY", lambda j, n: str(int(j.get("priority") or 0))),
+    "Q": ("PRIORITY", lambda j, n: str(job_priority(j))),
     "r": ("REASON", lambda j, n: _reason(j)),
     "R": ("NODELIST(REASON)", lambda j, n: _reason_list(j)),
     "s": ("SELECT_JOBINFO", lambda j, n: "(null)"),
-    "S": ("START_TIME", lambda j, n: slurm_time(j.get("start_time"), "N/A")),
+    "S": ("START_TIME", lambda j, n: slurm_time(start_time(j), "N/A")),
     "t": ("ST", lambda j, n: STATE_CODES.get(str(j.get("state")), str(j.get("state")))),
     "T": ("STATE", lambda j, n: str(j.get("state"))),
     "u": ("USER", lambda j, n: _s(j.get("user"), "")),
@@ -218,7 +236,7 @@ FIELDS: dict[str, tuple[str, Getter]] = {
     "x": ("EXC_NODES", lambda j, n: ""),
     "X": ("CORE_SPEC", lambda j, n: "N/A"),
     "y": ("NICE", lambda j, n: str(int(j.get("nice") or 0))),
-    "Y": ("SCHEDNODES", lambda j, n: "(null)"),
+    "Y": ("SCHEDNODES", lambda j, n: _s(j.get("sched_nodes") if j.get("state") == "PENDING" else None)),
     "z": ("S:C:T", lambda j, n: "*:*:*"),
     "Z": ("WORK_DIR", lambda j, n: _s(j.get("work_dir"))),
 }
@@ -498,7 +516,10 @@ def collapse_pending_arrays(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Pending tasks of one array show as one line, `123_[5-99%4]`, as squeue shows them.
 
     Tasks that already run (or ended) keep their own lines (`123_4`). Pending tasks group by
-    array and reason, since Slurm splits out the tasks whose situation differs.
+    array and reason, since Slurm splits out the tasks whose situation differs. Resources and
+    Priority are one situation: Slurm keeps the array's unsplit tasks in one record whose reason
+    is its first task's (here, the first task waits with Resources and the rest behind it with
+    Priority).
     """
     from conductor.domain.arrays import format_array_indices
 
@@ -510,7 +531,8 @@ def collapse_pending_arrays(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             and job.get("array_job_id") is not None
             and job.get("array_task_id") is not None
         ):
-            key = (int(job["array_job_id"]), str(job.get("reason")))
+            reason = str(job.get("reason"))
+            key = (int(job["array_job_id"]), "Resources" if reason == "Priority" else reason)
             if key not in groups:
                 groups[key] = []
                 out.append({"_group": key})
@@ -545,7 +567,7 @@ def default_sort(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         key=lambda j: (
             str(j.get("partition") or ""),
             _STATE_ORDER.get(str(j.get("state")), 99),
-            -int(j.get("priority") or 0),
+            -job_priority(j),
             int(j.get("array_job_id") or j.get("job_id") or 0),
             int(j.get("array_task_id") or 0),
         ),
@@ -560,13 +582,13 @@ _SORT_KEYS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "A": lambda j: int(j["job_id"]),
     "j": lambda j: str(j.get("name") or ""),
     "P": lambda j: str(j.get("partition") or ""),
-    "p": lambda j: int(j.get("priority") or 0),
-    "Q": lambda j: int(j.get("priority") or 0),
+    "p": job_priority,
+    "Q": job_priority,
     "t": lambda j: _STATE_ORDER.get(str(j.get("state")), 99),
     "T": lambda j: _STATE_ORDER.get(str(j.get("state")), 99),
     "u": lambda j: str(j.get("user") or ""),
     "V": lambda j: str(j.get("submit_time") or ""),
-    "S": lambda j: str(j.get("start_time") or ""),
+    "S": lambda j: str(start_time(j) or ""),
     "e": lambda j: str(j.get("end_time") or ""),
     "M": lambda j: int(j.get("elapsed") or 0),
     "l": lambda j: j.get("time_limit") if j.get("time_limit") is not None else 1 << 62,

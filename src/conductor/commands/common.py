@@ -14,12 +14,15 @@ from conductor.domain.errors import SpecError
 from conductor.domain.memory import parse_memory_mb
 
 
-def configure_logging(level: str = "INFO") -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def configure_logging(level: str = "INFO", kind: str | None = None) -> None:
+    """Log to stderr as text, or as JSON lines when `kind` (or CONDUCTOR_LOG_FORMAT) says
+    json; every line passes the secrets filter (conductor.monitoring.logformat)."""
+    from conductor.monitoring.logformat import install
+
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr)
+    kind = kind or os.environ.get("CONDUCTOR_LOG_FORMAT", "text").strip().lower()
+    for handler in logging.getLogger().handlers:
+        install(handler, "json" if kind == "json" else "text")
 
 
 def positive_int(flag: str, limit: int = 100_000) -> Callable[[str], int]:
@@ -118,6 +121,8 @@ def uvicorn_config(app: Any, settings: Any, **extra: Any) -> Any:
         "log_level": "warning",
         # Off: an access log line would carry query strings, and nothing here needs it.
         "access_log": False,
+        # Uvicorn's own lines go through the root logger: one format (text or JSON), one filter.
+        "log_config": None,
         # Timeouts for incomplete requests and idle connections, and a bound on connections.
         **uvicorn_options(settings),
         **extra,

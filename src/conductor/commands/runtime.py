@@ -25,6 +25,7 @@ from conductor.settings import Settings
 if TYPE_CHECKING:
     from conductor.bus import Bus
     from conductor.history.purger import Leadership, Purger
+    from conductor.monitoring.monitor import Monitor
     from conductor.store import Store
     from conductor.worker import NodeConfig, Worker
 
@@ -183,6 +184,19 @@ def start_purger(settings: Settings, store: Store, leader: Leadership | None = N
         f", archived first in {purger.archive_dir}" if purger.archive_dir else " (no archive)",
     )
     return purger
+
+
+def start_monitor(settings: Settings, store: Store, leader: Leadership | None = None) -> Monitor:
+    """The transition log, its counters and the utilisation samples (conductor.monitoring)."""
+    from conductor.monitoring.monitor import Monitor
+
+    return Monitor(
+        store,
+        sample_interval=settings.sample_interval,
+        sample_keep=settings.sample_keep,
+        heartbeat_timeout=settings.heartbeat_timeout,
+        leader=leader,
+    ).start()
 
 
 def run_worker_in_foreground(worker: Worker) -> None:

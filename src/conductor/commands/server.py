@@ -10,7 +10,15 @@ import argparse
 import logging
 
 from conductor.commands.common import add_tls_arguments, api_url
-from conductor.commands.runtime import add_listen_arguments, bind_api, open_store, run_command, serve_api, start_purger
+from conductor.commands.runtime import (
+    add_listen_arguments,
+    bind_api,
+    open_store,
+    run_command,
+    serve_api,
+    start_monitor,
+    start_purger,
+)
 from conductor.settings import Settings
 
 log = logging.getLogger("conductor.server")
@@ -34,6 +42,7 @@ def run_server(settings: Settings) -> int:
     from conductor.bus.postgres import bus_for
     from conductor.scheduler.leader import SchedulerLock
     from conductor.scheduler.loop import Scheduler
+    from conductor.scheduler.policy import Backfill
 
     listener = bind_api(settings)  # a busy port fails here, before anything starts
     # A server of a cluster waits for its database as a worker does: PostgreSQL may be starting,
@@ -47,12 +56,14 @@ def run_server(settings: Settings) -> int:
         check_interval=settings.check_interval,
         heartbeat_timeout=settings.heartbeat_timeout,
         policy=settings.placement,
+        backfill=Backfill(depth=settings.backfill_depth, max_job_test=settings.backfill_max_job_test),
         leader=lock,
     )
     lock.on_change = lambda _active: scheduler.wake()
     lock.start()
     scheduler.start()
     purger = start_purger(settings, store, leader=lock)
+    monitor = start_monitor(settings, store, leader=lock)
     url = api_url(settings)
 
     def announce(_token: str) -> None:
@@ -65,6 +76,7 @@ def run_server(settings: Settings) -> int:
         log.info("shutting down")
         if purger is not None:
             purger.stop()
+        monitor.stop()
         scheduler.stop()
         lock.stop()
         bus.close()

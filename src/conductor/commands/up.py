@@ -20,6 +20,7 @@ from conductor.commands.runtime import (
     open_store,
     run_command,
     serve_api,
+    start_monitor,
     start_purger,
     start_worker,
 )
@@ -59,6 +60,7 @@ def root_jobs_allowed(settings: Settings) -> bool:
 def run_all_in_one(settings: Settings) -> int:
     from conductor.bus import Bus
     from conductor.scheduler.loop import Scheduler
+    from conductor.scheduler.policy import Backfill
     from conductor.worker import run_in_thread
 
     listener = bind_api(settings)  # a busy port fails here, before anything starts
@@ -73,11 +75,13 @@ def run_all_in_one(settings: Settings) -> int:
         check_interval=settings.check_interval,
         heartbeat_timeout=settings.heartbeat_timeout,
         policy=settings.placement,
+        backfill=Backfill(depth=settings.backfill_depth, max_job_test=settings.backfill_max_job_test),
     )
     failed = threading.Event()
     worker_thread = run_in_thread(worker, lambda _exc: failed.set())
     scheduler.start()
     purger = start_purger(settings, store)
+    monitor = start_monitor(settings, store)
     url = api_url(settings)
 
     def announce(token: str) -> None:
@@ -93,6 +97,7 @@ def run_all_in_one(settings: Settings) -> int:
         log.info("shutting down")
         if purger is not None:
             purger.stop()
+        monitor.stop()
         scheduler.stop()
         worker.stop()
         worker_thread.join(timeout=15)
@@ -123,7 +128,7 @@ def welcome(url: str, profile: str | None) -> str:
 
     shims = "~/.local/bin/conductor-slurm"
     lines = [
-        f"conductor is up at {url} (API documentation: {url}/docs)",
+        f"conductor is up at {url}: dashboard {url}/ (sign in with a token), API documentation {url}/docs",
         f"As {local_user()}, from any directory:"
         if profile
         else f"Set CONDUCTOR_URL={shlex.quote(url)} and CONDUCTOR_TOKEN, then:",

@@ -67,6 +67,9 @@ class Job:
     rusage: str | None  # JSON
     script: str | None = None
     environment: str | None = None  # JSON
+    # A pending job's expected start and node, from the scheduler's last plan (None: unknown).
+    expected_start_time: datetime | None = None
+    sched_nodes: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,10 +15,15 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from conductor.bus import SCHEDULER, Bus, node_topic
+from conductor.monitoring.metrics import SCHEDULER_PASS
 from conductor.scheduler.dependencies import DependencyResolver, DependencyStore
 from conductor.scheduler.policy import (
+    EASY,
+    Backfill,
+    Commitments,
     Decision,
     DependencyStatus,
+    Estimate,
     NodeView,
     PendingJob,
     Placement,
@@ -45,7 +50,13 @@ class SchedulerStore(DependencyStore, Protocol):
 
     def running_per_array(self) -> dict[int, int]: ...
 
-    def apply_decision(self, placements: Sequence[Placement], reasons: Mapping[int, str]) -> list[Placement]: ...
+    def apply_decision(
+        self,
+        placements: Sequence[Placement],
+        reasons: Mapping[int, str],
+        *,
+        estimates: Mapping[int, Estimate | None] | None = None,
+    ) -> list[Placement]: ...
 
     def reap_dead_nodes(self, stale_before: datetime) -> Reaped: ...
 
@@ -70,12 +81,17 @@ class Scheduler:
         clock: Callable[[], float] = time.time,
         dependency_resolver: Callable[[SchedulerStore, list[PendingJob]], None] | None = None,
         leader: Leadership | None = None,
+        backfill: Backfill = EASY,
     ) -> None:
         self.store = store
         self.bus = bus
         self.check_interval = check_interval
         self.heartbeat_timeout = heartbeat_timeout
         self.policy = PlacementPolicy(policy)
+        self.backfill = backfill
+        # What the last pass over the whole backlog reserved (plus what passes over new jobs
+        # added since): a pass over new jobs alone must not start one into a reservation.
+        self._commitments: Commitments | None = None
         self.clock = clock
         # Dependencies are resolved unless a caller substitutes its own hook.
         self.dependency_resolver = dependency_resolver if dependency_resolver is not None else DependencyResolver()
@@ -104,6 +120,7 @@ class Scheduler:
     def invalidate(self) -> None:
         """Forget the cached backlog: the next pass reads every pending job again."""
         self._last_full = float("-inf")
+        self._commitments = None
 
     def _pending(self) -> tuple[list[PendingJob], list[PendingJob] | None]:
         """(the backlog in scheduling order, the jobs this pass must consider; None: all).
@@ -137,15 +154,20 @@ class Scheduler:
             return self._ordered, sorted(fresh, key=order_key)
         return self._ordered, None
 
-    def _forget(self, placed: set[int], reasons: dict[int, str]) -> None:
+    def _forget(self, placed: set[int], decision: Decision) -> None:
         for job_id in placed:
             self._cache.pop(job_id, None)
         if placed:
             self._ordered = [j for j in self._ordered if j.id not in placed]
-        for job_id, reason in reasons.items():
+        for job_id, reason in decision.reasons.items():
             cached = self._cache.get(job_id)
             if cached is not None:
                 cached.reason = reason
+        for job_id, estimate in decision.estimate_changes.items():
+            cached = self._cache.get(job_id)
+            if cached is not None:
+                cached.expected_start = None if estimate is None else float(round(estimate.start))
+                cached.expected_node = None if estimate is None else estimate.node
 
     def run_pass(self) -> Decision:
         live_after = utcnow() - timedelta(seconds=self.heartbeat_timeout)
@@ -159,8 +181,15 @@ class Scheduler:
             nodes = self.store.node_views(live_after=live_after)
             if _fingerprint(nodes) == self._last_nodes:
                 return Decision()
+        commitments = self._commitments
+        if fresh is not None and not begin_due:
+            horizon = commitments.horizon() if commitments is not None else None
+            if commitments is None or (horizon is not None and order_key(fresh[0]) < horizon):
+                # A new job ahead of a reserved one can take its reservation: plan everything.
+                fresh = None
         if fresh is None or begin_due:
             pending = backlog
+            commitments = None
             # A job held by --begin must start on time, not at the next fallback tick.
             self._next_begin = min(
                 (j.begin_time for j in pending if j.begin_time and j.begin_time > now), default=None
@@ -183,16 +212,24 @@ class Scheduler:
             running_per_array=self.store.running_per_array(),
             policy=self.policy,
             presorted=True,
+            backfill=self.backfill,
+            ahead=commitments,
         )
-        if decision.placements or decision.reasons:
+        if commitments is None:
+            self._commitments = decision.commitments
+        else:
+            commitments.merge(decision.commitments)
+        if decision.placements or decision.reasons or decision.estimate_changes:
             try:
-                applied = self.store.apply_decision(decision.placements, decision.reasons)
+                applied = self.store.apply_decision(
+                    decision.placements, decision.reasons, estimates=decision.estimate_changes
+                )
             except Exception:
                 self.invalidate()  # what was written is unknown: read it all again
                 raise
             for node in {p.node for p in applied}:
                 self.bus.publish(node_topic(node))
-            self._forget({p.job_id for p in applied}, decision.reasons)
+            self._forget({p.job_id for p in applied}, decision)
             if applied and any(j.dependency is DependencyStatus.WAITING for j in pending):
                 # `after:` is met by a start: jobs waiting on one decide again at once.
                 self.wake()
@@ -223,7 +260,8 @@ class Scheduler:
                 try:
                     if self.reap():
                         self._wake.set()  # requeued jobs and freed CPUs: decide again at once
-                    self.run_pass()
+                    with SCHEDULER_PASS.time():
+                        self.run_pass()
                 except Exception as exc:
                     if is_disconnect(exc):
                         log.warning("scheduler pass failed: database unreachable (%s)", type(exc).__name__)

@@ -2,15 +2,24 @@
 
 No I/O and no global state, so tests call `schedule()` directly and the benchmark runs it over
 100,000 pending jobs. The loop (`loop.py`) feeds it from the store and applies what it returns.
+
+Backfill with reservations (Slurm's sched/backfill is the model): jobs are taken in priority
+order; one that cannot start now gets the earliest time its resources are free, computed from
+the running jobs' time limits on each node (`timeline.Timeline`). The first `Backfill.depth` of
+those get a reservation: a job behind them starts now only if it cannot delay any of them (it
+ends, by its time limit, before the reservation starts, or it uses resources the reservation
+does not need). Depth 1 is EASY backfill; a larger depth is conservative backfill.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from conductor.domain.states import Reason
+from conductor.scheduler.timeline import INF, Timeline
 
 
 class PlacementPolicy(StrEnum):
@@ -22,6 +31,25 @@ class DependencyStatus(StrEnum):
     SATISFIED = "satisfied"
     WAITING = "waiting"
     NEVER = "never"
+
+
+@dataclass(frozen=True, slots=True)
+class Backfill:
+    """How far the plan looks ahead: Slurm's reservation depth and `bf_max_job_test`."""
+
+    # Jobs that get a reservation per pass: 1 is EASY backfill, more is conservative backfill,
+    # 0 reserves nothing (the greedy first fit of old: a large job can wait for ever).
+    depth: int = 1
+    # Jobs tested against the nodes per pass without starting (they get an estimate; the first
+    # `depth` a reservation). The rest wait untested until a pass reaches them: this is what
+    # bounds a pass whatever the backlog.
+    max_job_test: int = 500
+    # False: strict priority order (FIFO), nothing starts while a job ahead in its partition waits.
+    enabled: bool = True
+
+
+FIFO = Backfill(depth=0, enabled=False)
+EASY = Backfill(depth=1)
 
 
 @dataclass(slots=True)
@@ -39,6 +67,20 @@ class PendingJob:
     array_job_id: int | None = None
     array_max_running: int | None = None
     reason: str = Reason.NONE.value
+    time_limit: float | None = None  # seconds; None is UNLIMITED
+    # The estimate the job carries (what the last plan said), so only changes are written.
+    expected_start: float | None = None
+    expected_node: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """A running job's hold on a node, until its time limit ends it (`end` INF: UNLIMITED)."""
+
+    job_id: int
+    cpus: int
+    memory_mb: int
+    end: float
 
 
 @dataclass(slots=True)
@@ -51,6 +93,8 @@ class NodeView:
     partitions: frozenset[str]
     running_jobs: int = 0
     up: bool = True
+    # Running jobs with their ends. CPUs busy without a release here are held for ever.
+    releases: list[Release] = field(default_factory=list)
 
     @property
     def idle(self) -> bool:
@@ -65,12 +109,58 @@ class Placement:
     memory_mb: int
 
 
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """Resources kept for a pending job over [start, end) on one node."""
+
+    job_id: int
+    node: str
+    start: float
+    end: float
+    cpus: int
+    memory_mb: int
+    key: tuple[int, float, int]  # the job's `order_key`: whom the reservation outranks
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """When and where a waiting job is expected to start (`start` INF: not foreseeable)."""
+
+    job_id: int
+    start: float
+    node: str | None
+    reserved: bool
+
+
+@dataclass(slots=True)
+class Commitments:
+    """What the jobs ahead of a pass's `pending` hold: their reservations, and the partitions
+    where one of them waits for resources (a job behind it waits with reason Priority)."""
+
+    reservations: list[Reservation] = field(default_factory=list)
+    waiting: set[str] = field(default_factory=set)
+
+    def merge(self, more: Commitments) -> None:
+        self.reservations.extend(more.reservations)
+        self.waiting |= more.waiting
+
+    def horizon(self) -> tuple[int, float, int] | None:
+        """The order key of the last reserved job (a job ordered before it changes the plan)."""
+        return max((r.key for r in self.reservations), default=None)
+
+
 @dataclass(slots=True)
 class Decision:
     placements: list[Placement] = field(default_factory=list)
     # Only reasons that differ from what the job already carries, so the loop writes nothing
     # when nothing changed.
     reasons: dict[int, str] = field(default_factory=dict)
+    # Every job tested without starting: its estimate (reserved or not).
+    estimates: dict[int, Estimate] = field(default_factory=dict)
+    # Estimates that differ from what the job carries (None: it no longer has one).
+    estimate_changes: dict[int, Estimate | None] = field(default_factory=dict)
+    # What this pass reserved and where jobs now wait, for the passes over new jobs only.
+    commitments: Commitments = field(default_factory=Commitments)
 
 
 def order_key(job: PendingJob) -> tuple[int, float, int]:
@@ -86,41 +176,210 @@ def schedule(
     running_per_array: dict[int, int] | None = None,
     policy: PlacementPolicy | str = PlacementPolicy.SPREAD,
     presorted: bool = False,
+    backfill: Backfill = EASY,
+    ahead: Commitments | None = None,
 ) -> Decision:
-    """Place what fits now and say why the rest waits.
+    """Place what fits now without delaying any reservation; plan and explain the rest.
 
     `pending` in any order unless `presorted` (the store returns it in `order_key` order already;
-    skipping the sort is what keeps a pass over 100,000 jobs fast). A job that does not fit waits
-    with reason Resources while later, smaller jobs may still start (no reservation for large
-    jobs yet). Nodes are mutated copies' worth of state: the caller passes fresh views each pass.
+    skipping the sort is what keeps a pass over 100,000 jobs fast). `ahead`: the commitments of
+    higher-priority jobs not in `pending` (a pass over newly submitted jobs only keeps the
+    reservations the last full pass made). Nodes are mutated: the caller passes fresh views.
+
+    Reasons as Slurm gives them: the first job of a partition that waits for resources says
+    `Resources` (they are being kept for it, when it has a reservation); the jobs behind it
+    say `Priority`, and so do jobs that would fit now but would delay a reservation.
     """
     decision = Decision()
     reasons = decision.reasons
+    estimates = decision.estimates
     up_nodes = [n for n in nodes if n.up]
     pack = PlacementPolicy(policy) is PlacementPolicy.PACK
     array_running = dict(running_per_array or {})
     max_free = max((len(n.free_cpu_ids) for n in up_nodes), default=0)
     jobs = pending if presorted else sorted(pending, key=order_key)
+    plan = _Plan(up_nodes, now)
+    if ahead is not None:
+        for r in ahead.reservations:
+            plan.reserve(r)
+    reserved = len(ahead.reservations) if ahead is not None else 0
+    waiting = set(ahead.waiting) if ahead is not None else set()
+    new_waiting = decision.commitments.waiting
+    tested = 0
 
-    for job in jobs:
+    budget = backfill.max_job_test
+    rest = len(jobs)
+    for index, job in enumerate(jobs):
+        if tested >= budget:
+            rest = index
+            break
         reason = _blocking_reason(job, now, array_running)
-        if reason is None and job.cpus > max_free:
-            reason = Reason.RESOURCES.value
         if reason is None:
-            node = _choose_node(job, up_nodes, pack)
-            if node is None:
-                reason = Reason.RESOURCES.value
+            if not backfill.enabled and job.partition in waiting:
+                # Behind a waiting job, in strict order: it waits untested.
+                reason = _PRIORITY
             else:
-                taken = _take_cpus(node, job)
-                decision.placements.append(Placement(job.id, node.name, taken, job.memory_mb))
-                if job.array_job_id is not None:
-                    array_running[job.array_job_id] = array_running.get(job.array_job_id, 0) + 1
-                if len(taken) == max_free or not node.free_cpu_ids:
-                    max_free = max((len(n.free_cpu_ids) for n in up_nodes), default=0)
+                end = now + (job.time_limit or INF)
+                node = None
+                if job.cpus <= max_free:
+                    node = _choose_node(job, up_nodes, pack, plan, now, end)
+                if node is not None:
+                    taken = _take_cpus(node, job)
+                    plan.place(node, now, end, len(taken), job.memory_mb)
+                    decision.placements.append(Placement(job.id, node.name, taken, job.memory_mb))
+                    if job.array_job_id is not None:
+                        array_running[job.array_job_id] = array_running.get(job.array_job_id, 0) + 1
+                    if len(taken) == max_free or not node.free_cpu_ids:
+                        max_free = max((len(n.free_cpu_ids) for n in up_nodes), default=0)
+                    _note_estimate(decision, job, None)
+                    continue
+                tested += 1
+                duration = job.time_limit or INF
+                start, where = plan.earliest(job, duration)
+                keep = backfill.enabled and reserved < backfill.depth and start != INF and where is not None
+                if keep and where is not None:
+                    reservation = Reservation(
+                        job.id, where, start, start + duration, _cpus_needed(job, plan.nodes[where]),
+                        job.memory_mb, order_key(job),
+                    )
+                    plan.reserve(reservation)
+                    decision.commitments.reservations.append(reservation)
+                    reserved += 1
+                estimate = Estimate(job.id, start, where, keep)
+                estimates[job.id] = estimate
+                reason = _PRIORITY if job.partition in waiting else _RESOURCES
+                waiting.add(job.partition)
+                new_waiting.add(job.partition)
+                _note_estimate(decision, job, estimate)
+                if reason != job.reason:
+                    reasons[job.id] = reason
                 continue
+        _note_estimate(decision, job, None)
         if reason != job.reason:
             reasons[job.id] = reason
+    _wait_untested(itertools.islice(jobs, rest, None), decision, now, array_running, waiting)
     return decision
+
+
+def _wait_untested(
+    jobs: Iterable[PendingJob], decision: Decision, now: float, array_running: dict[int, int], waiting: set[str]
+) -> None:
+    """The jobs past the test budget wait untested, without an estimate: only their reasons are
+    decided, which is what keeps a pass over 100,000 jobs short."""
+    reasons, changes = decision.reasons, decision.estimate_changes
+    for job in jobs:
+        if job.held or job.dependency is not _SATISFIED or job.begin_time is not None or job.array_max_running is not None:
+            reason = _blocking_reason(job, now, array_running) or (
+                _PRIORITY if job.partition in waiting else _RESOURCES
+            )
+        else:
+            reason = _PRIORITY if job.partition in waiting else _RESOURCES
+        if job.expected_start is not None or job.expected_node is not None:
+            changes[job.id] = None
+        if reason != job.reason:
+            reasons[job.id] = reason
+
+
+_PRIORITY = Reason.PRIORITY.value
+_RESOURCES = Reason.RESOURCES.value
+_SATISFIED = DependencyStatus.SATISFIED
+
+
+def _note_estimate(decision: Decision, job: PendingJob, estimate: Estimate | None) -> None:
+    """Record the estimate when it differs from the job's by a second or more, or by node."""
+    if estimate is None or estimate.start == INF:
+        if job.expected_start is not None or job.expected_node is not None:
+            decision.estimate_changes[job.id] = None
+        return
+    if (
+        job.expected_start is None
+        or abs(job.expected_start - estimate.start) >= 1.0
+        or job.expected_node != estimate.node
+    ):
+        decision.estimate_changes[job.id] = estimate
+
+
+def _cpus_needed(job: PendingJob, node: NodeView) -> int:
+    return len(node.cpu_ids) if job.exclusive else job.cpus
+
+
+class _Plan:
+    """The nodes' timelines, built on first need: a pass where every job starts (or none is
+    tested) never pays for them."""
+
+    __slots__ = ("_cache", "_placed", "_timelines", "_version", "nodes", "now", "reserved_nodes")
+
+    def __init__(self, nodes: list[NodeView], now: float) -> None:
+        self.nodes = {n.name: n for n in nodes}
+        self.now = now
+        self._timelines: dict[str, Timeline] | None = None
+        self._placed: dict[str, list[tuple[float, int, int]]] = {}
+        self.reserved_nodes: set[str] = set()
+        # Each node's count of changes: a placement or reservation only ever takes resources,
+        # so a node's earliest start only moves later and an answer stays best while the node
+        # it names is unchanged (one naming no node, INF, stays right for ever).
+        self._version: dict[str, int] = {}
+        self._cache: dict[tuple[str, int, int, float, bool], tuple[int, float, str | None]] = {}
+
+    def timelines(self) -> dict[str, Timeline]:
+        if self._timelines is None:
+            self._timelines = {
+                name: Timeline(
+                    self.now,
+                    len(n.free_cpu_ids),
+                    n.free_memory_mb,
+                    len(n.cpu_ids),
+                    [(r.end, r.cpus, r.memory_mb) for r in n.releases] + self._placed.get(name, []),
+                )
+                for name, n in self.nodes.items()
+            }
+        return self._timelines
+
+    def place(self, node: NodeView, now: float, end: float, cpus: int, memory: int) -> None:
+        # The node view already lost the CPUs and memory; the timeline learns when they return.
+        self._version[node.name] = self._version.get(node.name, 0) + 1
+        if self._timelines is None:
+            self._placed.setdefault(node.name, []).append((end, cpus, memory))
+        else:
+            self._timelines[node.name].take(now, end, cpus, memory)
+
+    def reserve(self, r: Reservation) -> None:
+        timeline = self.timelines().get(r.node)
+        if timeline is None or r.end <= self.now:
+            return
+        self._version[r.node] = self._version.get(r.node, 0) + 1
+        timeline.take(max(r.start, self.now), r.end, r.cpus, r.memory_mb)
+        self.reserved_nodes.add(r.node)
+
+    def fits_until(self, node: NodeView, start: float, end: float, cpus: int, memory: int) -> bool:
+        """Whether a job placed now on `node` leaves every reservation its resources."""
+        if node.name not in self.reserved_nodes:
+            # Without reservations nothing is planned to take resources later: what is free
+            # now stays free (running jobs only give back).
+            return True
+        return self.timelines()[node.name].fits(start, end, cpus, memory)
+
+    def earliest(self, job: PendingJob, duration: float) -> tuple[float, str | None]:
+        """The earliest start of `job` on any node of its partition, and that node."""
+        # Jobs of one shape share the answer until the node it names changes: a backlog of
+        # thousands of alike jobs costs one search per shape, not one per job.
+        key = (job.partition, job.cpus, job.memory_mb, duration, job.exclusive)
+        cached = self._cache.get(key)
+        if cached is not None and (cached[2] is None or cached[0] == self._version.get(cached[2], 0)):
+            return cached[1], cached[2]
+        timelines = self.timelines()
+        best, where = INF, None
+        for name, node in self.nodes.items():
+            if job.partition not in node.partitions or job.memory_mb > node.memory_mb:
+                continue
+            cpus = _cpus_needed(job, node)
+            if cpus > len(node.cpu_ids):
+                continue
+            start = timelines[name].earliest(cpus, job.memory_mb, duration, before=best)
+            if start < best:  # ties: the first node in the views' order
+                best, where = start, name
+        self._cache[key] = (self._version.get(where, 0) if where is not None else 0, best, where)
+        return best, where
 
 
 def _blocking_reason(job: PendingJob, now: float, array_running: dict[int, int]) -> str | None:
@@ -149,11 +408,15 @@ def _fits(job: PendingJob, node: NodeView) -> bool:
     return len(node.free_cpu_ids) >= job.cpus and node.free_memory_mb >= job.memory_mb
 
 
-def _choose_node(job: PendingJob, nodes: list[NodeView], pack: bool) -> NodeView | None:
+def _choose_node(
+    job: PendingJob, nodes: list[NodeView], pack: bool, plan: _Plan, now: float, end: float
+) -> NodeView | None:
     best: NodeView | None = None
     best_key: tuple[float, str] | None = None
     for node in nodes:
         if not _fits(job, node):
+            continue
+        if not plan.fits_until(node, now, end, _cpus_needed(job, node), job.memory_mb):
             continue
         free = len(node.free_cpu_ids)
         # spread: the largest free fraction wins (load balancing across unequal nodes);

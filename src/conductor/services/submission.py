@@ -48,6 +48,7 @@ class Limits:
     max_environment_bytes: int
     max_array_tasks: int
     default_partition: str
+    default_time_limit: int | None = None  # seconds, for jobs that give none; None: UNLIMITED
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +140,9 @@ def build_rows(
         raise SpecError("script", EXPLAINED[problem])
     environment = _environment(job.environment, limits.max_environment_bytes)
     time_limit = parse_time_limit(job.time_limit, field="time_limit")
+    if job.time_limit is None:
+        # Slurm's partition DefaultTime: the job runs, and is planned, with it.
+        time_limit = limits.default_time_limit
     memory_per_node = parse_memory_mb(job.memory_per_node, field="memory_per_node") if job.memory_per_node is not None else None
     memory_per_cpu = parse_memory_mb(job.memory_per_cpu, field="memory_per_cpu") if job.memory_per_cpu is not None else None
     if memory_per_node and memory_per_cpu:

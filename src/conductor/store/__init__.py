@@ -7,7 +7,8 @@ state change that ends the job, and `/jobs/stats` is one query over the table.
 
 Cut by who asks: `scheduling` (the scheduler loop), `nodes` (a node's agent), `jobs` and
 `control` (the API and the job services), `dependencies`, `tokens`, `history` (the purge of
-old jobs) and `coordination` (LISTEN/NOTIFY and the scheduler's lock), over `engine` (the
+old jobs), `monitoring` (metrics, the transition log, utilisation samples) and `coordination`
+(LISTEN/NOTIFY and the scheduler's lock), over `engine` (the
 database) and `statements` (the pre-compiled statements). `Store` is all of them over one engine.
 """
 
@@ -37,6 +38,7 @@ from conductor.store.engine import (
 )
 from conductor.store.history import HistoryQueries
 from conductor.store.jobs import JobQueries
+from conductor.store.monitoring import MonitoringQueries
 from conductor.store.nodes import NodeConflict, NodeQueries
 from conductor.store.records import (
     BEING_STOPPED,
@@ -45,9 +47,12 @@ from conductor.store.records import (
     ControlOutcome,
     Finish,
     NodeInfo,
+    QueueCount,
     Reaped,
     SingletonState,
     Stats,
+    Transition,
+    UtilisationSample,
 )
 from conductor.store.scheduling import SchedulingQueries
 from conductor.store.tokens import TokenQueries
@@ -63,9 +68,12 @@ __all__ = [
     "Finish",
     "NodeConflict",
     "NodeInfo",
+    "QueueCount",
     "Reaped",
     "SingletonState",
     "Stats",
+    "Transition",
+    "UtilisationSample",
     "Store",
     "StoreError",
     "aware",
@@ -90,6 +98,7 @@ class Store(
     DependencyQueries,
     TokenQueries,
     HistoryQueries,
+    MonitoringQueries,
     Coordination,
 ):
     """The database with every consumer's queries: one object for every caller."""

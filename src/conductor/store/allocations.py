@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import select
 
 from conductor.domain.cpuset import parse_cpu_list
-from conductor.scheduler.policy import NodeView
+from conductor.scheduler.policy import NodeView, Release
+from conductor.scheduler.timeline import INF
 from conductor.store.engine import Database, aware
 from conductor.store.schema import jobs, nodes
 from conductor.store.transitions import RUNNING
@@ -20,6 +21,18 @@ def running_allocations(_dialect: str) -> Any:
     return select(jobs.c.node_list, jobs.c.cpu_ids, jobs.c.allocated_memory_mb).where(jobs.c.state == RUNNING)
 
 
+def _running_releases(_dialect: str) -> Any:
+    """Running allocations with what tells when they end: the backfill plan's input."""
+    return select(
+        jobs.c.node_list,
+        jobs.c.cpu_ids,
+        jobs.c.allocated_memory_mb,
+        jobs.c.id,
+        jobs.c.start_time,
+        jobs.c.time_limit,
+    ).where(jobs.c.state == RUNNING)
+
+
 def _node_rows(_dialect: str) -> Any:
     return select(
         nodes.c.name, nodes.c.cpu_ids, nodes.c.memory_mb, nodes.c.partitions, nodes.c.state, nodes.c.last_heartbeat
@@ -28,17 +41,23 @@ def _node_rows(_dialect: str) -> Any:
 
 class Allocations(Database):
     def node_views(self, *, live_after: datetime | None = None) -> list[NodeView]:
-        """Every node with the CPUs and memory its RUNNING jobs leave free."""
+        """Every node with the CPUs and memory its RUNNING jobs leave free, and when each of
+        them gives its share back (start time + time limit; never, when UNLIMITED)."""
         with self._raw_read() as cursor:
             node_rows = self._query(cursor, _node_rows)
-            running = self._query(cursor, running_allocations)
+            running = self._query(cursor, _running_releases)
         used: dict[str, set[int]] = {}
         used_mem: dict[str, int] = {}
         counts: dict[str, int] = {}
-        for node_list, cpu_ids, memory in running:
-            used.setdefault(node_list, set()).update(parse_cpu_list(cpu_ids))
+        releases: dict[str, list[Release]] = {}
+        for node_list, cpu_ids, memory, job_id, start_time, time_limit in running:
+            cpus = parse_cpu_list(cpu_ids)
+            used.setdefault(node_list, set()).update(cpus)
             used_mem[node_list] = used_mem.get(node_list, 0) + (memory or 0)
             counts[node_list] = counts.get(node_list, 0) + 1
+            started = aware(start_time)
+            end = started.timestamp() + time_limit if started is not None and time_limit else INF
+            releases.setdefault(node_list, []).append(Release(job_id, len(cpus), memory or 0, end))
         views = []
         for name, node_cpu_ids, memory_mb, partitions, state, last_heartbeat in node_rows:
             ids = tuple(parse_cpu_list(node_cpu_ids))
@@ -55,6 +74,7 @@ class Allocations(Database):
                     partitions=frozenset(partitions.split(",")),
                     running_jobs=counts.get(name, 0),
                     up=live,
+                    releases=releases.get(name, []),
                 )
             )
         return views

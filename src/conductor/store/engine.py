@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import socket
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -48,7 +49,9 @@ def aware(value: datetime | None) -> datetime | None:
     return value
 
 
-TIME_COLUMNS = ("submit_time", "eligible_time", "begin_time", "start_time", "end_time", "kill_time")
+TIME_COLUMNS = (
+    "submit_time", "eligible_time", "begin_time", "start_time", "end_time", "kill_time", "expected_start_time"
+)
 
 
 def redact_url(url: str) -> str:
@@ -191,8 +194,9 @@ class Database:
             pool_size=10,
             max_overflow=20,
             pool_pre_ping=True,
-            # A database host that vanishes must fail calls in seconds, not hang the loops.
-            connect_args=PG_CONNECT_ARGS,
+            # A database host that vanishes must fail calls in seconds, not hang the loops. The
+            # name tells an operator (pg_stat_activity) which process holds which connections.
+            connect_args={**PG_CONNECT_ARGS, "application_name": f"conductor-pool:{socket.gethostname()}:{os.getpid()}"[:63]},
         )
 
     def migrate(self) -> None:

@@ -111,7 +111,7 @@ class Reaped:
 # ------------------------------------------------------------------ job records
 _BOOLEAN_COLUMNS = frozenset({"exclusive", "held", "requeue", "launched"})
 _JOB_FIELDS = tuple(Job.__dataclass_fields__)
-_OPTIONAL_JOB_FIELDS = frozenset({"script", "environment"})
+_OPTIONAL_JOB_FIELDS = frozenset({"script", "environment", "expected_start_time", "sched_nodes"})
 _RUN_FIELDS = tuple(JobRun.__dataclass_fields__)
 
 
@@ -191,3 +191,40 @@ class Token:
     created_at: datetime | None = None
     revoked_at: datetime | None = None
     comment: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCount:
+    """Live jobs (PENDING or RUNNING) of one partition with one reason, counted."""
+
+    state: str
+    partition: str
+    reason: str
+    jobs: int
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One event of the job history with what a log line and the counters need of its job."""
+
+    event_id: int
+    job_id: int
+    time: datetime
+    from_state: str | None
+    to_state: str
+    reason: str | None
+    node: str | None
+    message: str | None
+    user: str | None
+    submit_time: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class UtilisationSample:
+    """The cluster's load at one moment (the dashboard's chart)."""
+
+    time: datetime
+    total_cpus: int
+    used_cpus: int
+    running_jobs: int
+    pending_jobs: int

@@ -4,14 +4,15 @@ nodes' free resources, the running count per array, the decision applied, and de
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import bindparam, case, func, or_, select, update
 
 from conductor.domain.cpuset import format_cpu_list, parse_cpu_list
+from conductor.domain.priority import DEFAULT_PRIORITY, effective_priority
 from conductor.domain.states import JobState, Reason
-from conductor.scheduler.policy import DependencyStatus, PendingJob, Placement
+from conductor.scheduler.policy import DependencyStatus, Estimate, PendingJob, Placement
 from conductor.store.allocations import Allocations, running_allocations
 from conductor.store.engine import aware, utcnow
 from conductor.store.records import Reaped
@@ -54,15 +55,26 @@ class SchedulingQueries(Allocations):
             rows = self._query(cursor, _pending_touched, after=after_event, last=last_event)
         return last_event, touched, [_pending_job(r) for r in rows]
 
+    def next_job_id(self) -> int:
+        """The id the next submission will likely get (sbatch --test-only names it)."""
+        with self._read() as conn:
+            return int(conn.execute(select(func.max(jobs.c.id))).scalar_one() or 0) + 1
+
     def running_per_array(self) -> dict[int, int]:
         with self._raw_read() as cursor:
             rows = self._query(cursor, _running_per_array)
         return {r[0]: r[1] for r in rows}
 
     def apply_decision(
-        self, placements: Sequence[Placement], reasons: Mapping[int, str], now: datetime | None = None
+        self,
+        placements: Sequence[Placement],
+        reasons: Mapping[int, str],
+        now: datetime | None = None,
+        *,
+        estimates: Mapping[int, Estimate | None] | None = None,
     ) -> list[Placement]:
-        """Start the placed jobs and record new pending reasons, in one transaction.
+        """Start the placed jobs and record new pending reasons and start estimates, in one
+        transaction.
 
         A placement whose job is no longer PENDING (cancelled meanwhile) is dropped: the
         compare-and-set is what guarantees a cancelled job never runs.
@@ -110,6 +122,19 @@ class SchedulingQueries(Allocations):
                 _pending_reason,
                 [{"b_id": job_id, "b_reason": reason} for job_id, reason in reasons.items()],
             )
+            if estimates:
+                self._execute_many(
+                    cursor,
+                    _pending_estimate,
+                    [
+                        {
+                            "b_id": job_id,
+                            "b_start": None if e is None else datetime.fromtimestamp(round(e.start), UTC),
+                            "b_nodes": None if e is None else e.node,
+                        }
+                        for job_id, e in estimates.items()
+                    ],
+                )
         return applied
 
     def _within_capacity(self, cursor: Any, placements: Sequence[Placement]) -> list[Placement]:
@@ -227,6 +252,9 @@ _PENDING_COLUMNS = (
     jobs.c.array_job_id,
     jobs.c.array_max_running,
     jobs.c.reason,
+    jobs.c.time_limit,
+    jobs.c.expected_start_time,
+    jobs.c.sched_nodes,
 )
 
 
@@ -239,8 +267,14 @@ def _pending_query() -> Any:
     return (
         select(*_PENDING_COLUMNS)
         .where(jobs.c.state == PENDING)
-        .order_by((jobs.c.priority - jobs.c.nice).desc(), jobs.c.submit_time, jobs.c.id)
+        .order_by(_effective_priority().desc(), jobs.c.submit_time, jobs.c.id)
     )
+
+
+def _effective_priority() -> Any:
+    """`domain.priority.effective_priority` in SQL: the order must be the policy's exactly."""
+    base = case((jobs.c.priority > 0, jobs.c.priority), else_=DEFAULT_PRIORITY) - jobs.c.nice
+    return case((base < 1, 1), else_=base)
 
 
 def _touched_query() -> Any:
@@ -286,12 +320,22 @@ def _start_job(_dialect: str) -> Any:
             pid=None,
             kill_state=None,
             kill_time=None,
+            expected_start_time=None,
+            sched_nodes=None,
         )
     )
 
 
 def _pending_reason(_dialect: str) -> Any:
     return update(jobs).where(jobs.c.id == bindparam("b_id"), jobs.c.state == PENDING).values(reason=bindparam("b_reason"))
+
+
+def _pending_estimate(_dialect: str) -> Any:
+    return (
+        update(jobs)
+        .where(jobs.c.id == bindparam("b_id"), jobs.c.state == PENDING)
+        .values(expected_start_time=bindparam("b_start"), sched_nodes=bindparam("b_nodes"))
+    )
 
 
 def _capacity_nodes(dialect: str) -> Any:
@@ -301,15 +345,17 @@ def _capacity_nodes(dialect: str) -> Any:
 
 def _pending_job(row: tuple[Any, ...]) -> PendingJob:
     (job_id, cpus_per_task, ntasks, memory_per_node, memory_per_cpu, partition, priority, nice, submit_time,
-     exclusive, held, begin_time, dependency, array_job_id, array_max_running, reason) = row
+     exclusive, held, begin_time, dependency, array_job_id, array_max_running, reason, time_limit,
+     expected_start, sched_nodes) = row
     cpus = cpus_per_task * ntasks
     begin = aware(begin_time)
+    expected = aware(expected_start)
     return PendingJob(
         id=job_id,
         cpus=cpus,
         memory_mb=memory_per_node or ((memory_per_cpu or 0) * cpus),
         partition=partition,
-        priority=priority - nice,
+        priority=effective_priority(priority, nice),
         submit_time=aware(submit_time).timestamp(),  # type: ignore[union-attr]
         exclusive=bool(exclusive),
         held=bool(held),
@@ -318,4 +364,7 @@ def _pending_job(row: tuple[Any, ...]) -> PendingJob:
         array_job_id=array_job_id,
         array_max_running=array_max_running,
         reason=reason,
+        time_limit=float(time_limit) if time_limit else None,
+        expected_start=expected.timestamp() if expected else None,
+        expected_node=sched_nodes,
     )

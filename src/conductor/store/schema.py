@@ -85,6 +85,9 @@ jobs = Table(
     # comma-separated "[b:]NUMBER" ("b:" = the batch shell only). Migration 0002.
     Column("pending_signal", Text, nullable=True),
     Column("rusage", Text, nullable=True),  # JSON
+    # The backfill plan's estimate for a pending job (squeue --start). Migration 0010.
+    Column("expected_start_time", DateTime(timezone=True), nullable=True),
+    Column("sched_nodes", String(256), nullable=True),
 )
 Index("ix_jobs_state_order", jobs.c.state, jobs.c.priority, jobs.c.submit_time, jobs.c.id)
 Index("ix_jobs_node_state", jobs.c.node_list, jobs.c.state)
@@ -96,6 +99,17 @@ Index("ix_jobs_array", jobs.c.array_job_id)
 Index("ix_jobs_name", jobs.c.name)
 Index("ix_jobs_end_time", jobs.c.end_time)
 Index("ix_jobs_state_id", jobs.c.state, jobs.c.id)
+# /metrics counts the pending jobs by partition and reason at every scrape: from this index
+# alone, without visiting a row (migration 0010). Partial, so that it holds pending jobs only
+# and no listing's plan prefers it to ix_jobs_state_id (state is in it to make it covering).
+Index(
+    "ix_jobs_pending_partition_reason",
+    jobs.c.partition,
+    jobs.c.reason,
+    jobs.c.state,
+    sqlite_where=jobs.c.state == "PENDING",
+    postgresql_where=jobs.c.state == "PENDING",
+)
 
 job_events = Table(
     "job_events",
@@ -138,4 +152,16 @@ tokens = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
     Column("comment", Text, nullable=True),
+)
+
+# The cluster's load over time, one row a sample, for the dashboard's chart: a few thousand rows
+# at most (the sampler deletes what is older than its retention). Migration 0010.
+utilisation_samples = Table(
+    "utilisation_samples",
+    metadata,
+    Column("time", DateTime(timezone=True), primary_key=True),
+    Column("total_cpus", Integer, nullable=False),
+    Column("used_cpus", Integer, nullable=False),
+    Column("running_jobs", Integer, nullable=False),
+    Column("pending_jobs", Integer, nullable=False),
 )

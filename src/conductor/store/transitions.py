@@ -62,6 +62,8 @@ def requeued_values(now: Any, hold: bool | None) -> dict[str, Any]:
         "allocated_memory_mb": 0,
         "start_time": None,
         "end_time": None,
+        "expected_start_time": None,
+        "sched_nodes": None,
         "exit_code": None,
         "error_msg": None,
         "eligible_time": now,

@@ -1,0 +1,90 @@
+"""The job history as a feed: one log line per transition, and the counters of ended jobs and
+of submit-to-start latency.
+
+Every change of a job's state, whoever makes it (the API, a worker on another host, the
+scheduler, the reaper of dead nodes), writes an event row in the same transaction. Reading
+those rows in id order is therefore the one place that sees every transition exactly once,
+and costs a range read on the primary key. One process reads it: the one that schedules (a
+single `conductor up`, or the holder of the scheduler lock among several `conductor server`s),
+so each transition is logged and counted once in a deployment.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from conductor.domain.states import JobState
+from conductor.monitoring.metrics import JOBS_ENDED, SUBMIT_TO_START
+from conductor.store.records import Transition
+
+log = logging.getLogger("conductor.jobs")
+
+_ENDED = frozenset(s.value for s in JobState) - {JobState.PENDING.value, JobState.RUNNING.value}
+
+
+class TransitionStore(Protocol):
+    def latest_event_id(self) -> int: ...
+
+    def transitions_after(
+        self, after_event: int, limit: int, *, written_before: datetime | None = None
+    ) -> list[Transition]: ...
+
+
+class TransitionFeed:
+    """Reads the transitions written since it last looked; starts at the newest (the history
+    before this process started is not logged again)."""
+
+    def __init__(self, store: TransitionStore, *, lag: timedelta = timedelta(0), batch: int = 1000) -> None:
+        self.store = store
+        self.lag = lag
+        self.batch = batch
+        self.after: int | None = None
+
+    def reset(self) -> None:
+        """Start again from the newest event (on becoming the process that schedules)."""
+        self.after = None
+
+    def poll(self, now: datetime) -> int:
+        """Log and count what was written since the last poll; how many transitions."""
+        if self.after is None:
+            self.after = self.store.latest_event_id()
+            return 0
+        written_before = now - self.lag if self.lag else None
+        done = 0
+        while True:
+            found = self.store.transitions_after(self.after, self.batch, written_before=written_before)
+            for transition in found:
+                record(transition)
+            done += len(found)
+            if found:
+                self.after = found[-1].event_id
+            if len(found) < self.batch:
+                return done
+
+
+def record(t: Transition) -> None:
+    """The log line and the counters of one transition."""
+    if t.to_state in _ENDED and t.from_state != t.to_state:
+        JOBS_ENDED.labels(t.to_state).inc()
+    if t.to_state == JobState.RUNNING.value and t.from_state == JobState.PENDING.value and t.submit_time is not None:
+        SUBMIT_TO_START.observe(max((t.time - t.submit_time).total_seconds(), 0.0))
+    log.info(
+        "job %d %s -> %s user=%s node=%s reason=%s",
+        t.job_id,
+        t.from_state or "new",
+        t.to_state,
+        t.user or "-",
+        t.node or "-",
+        t.reason or "-",
+        extra={
+            "job_id": t.job_id,
+            "user": t.user,
+            "from_state": t.from_state,
+            "state": t.to_state,
+            "node": t.node,
+            "reason": t.reason,
+            "event_time": t.time.isoformat(),
+        },
+    )
