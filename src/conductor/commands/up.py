@@ -87,8 +87,11 @@ def run_all_in_one(settings: Settings) -> int:
     def announce(token: str) -> None:
         log.info("conductor up: node %s with %d CPUs, listening on %s", worker.config.name, worker.config.cpus, url)
         profile = remember_server(url, token)
-        sys.stdout.write(welcome(url, profile))
-        sys.stdout.flush()
+        if settings.log_format == "json":
+            log.info("%s", welcome(url, profile).rstrip())  # JSON lines only: the welcome is one record
+        else:
+            sys.stdout.write(welcome(url, profile))
+            sys.stdout.flush()
 
     started = False
     try:
