@@ -356,3 +356,30 @@ def test_pg_bus_coalesces_a_burst_into_few_notifications(pg_url: str) -> None:
         sender.close()
         receiver.close()
         store.close()
+
+
+def test_concurrent_submissions_each_store_their_own_job(store: Store) -> None:
+    """On PostgreSQL concurrent plain submissions share transactions (group commit); on both
+    backends each submitter gets the id of its own job, with its own values and event."""
+    import threading
+
+    names = [f"c{i}" for i in range(60)]
+    got: dict[str, int] = {}
+    start = threading.Barrier(12)
+
+    def submit_some(chunk: list[str]) -> None:
+        start.wait()
+        for name in chunk:
+            [job_id] = store.submit([job_row(name=name)])
+            got[name] = job_id
+
+    threads = [threading.Thread(target=submit_some, args=(names[i::12],)) for i in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(got) == sorted(names) and len(set(got.values())) == len(names)
+    for name, job_id in got.items():
+        job = store.get_job(job_id)
+        assert job is not None and job.name == name and job.state == "PENDING"
+        assert [e.to_state for e in store.events(job_id)] == ["PENDING"]
