@@ -127,6 +127,21 @@ def test_job_page_shows_fields_events_usage_and_expected_start(server: Conductor
     row = queue.split(f'data-job="{later}"')[1].split("</tr>")[0]
     assert "(BeginTime) starts after" in row
     api.cancel(later)
+    # A job waiting for the whole node shows the start the scheduler plans for it, and where.
+    blocker = api.submit(SLEEPER, cpus_per_task=2, time_limit="10:00", current_working_directory=str(tmp_path))
+    api.wait_state(blocker, "RUNNING")
+    waiting = api.submit("#!/bin/bash\ntrue\n", cpus_per_task=2, time_limit="1:00", current_working_directory=str(tmp_path))
+    deadline = time.monotonic() + 10
+    while True:
+        queue = client.get("/ui/queue", params={"state": "PENDING"}).text
+        row = queue.split(f'data-job="{waiting}"')[1].split("</tr>")[0]
+        if "expected" in row or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert "(Resources) expected 20" in row and " on " in row, row
+    assert "<th>ExpectedStart</th><td>20" in client.get(f"/ui/jobs/{waiting}").text
+    api.cancel(waiting)
+    api.cancel(blocker)
 
 
 def test_overview_nodes_and_sign_out(server: ConductorProcess) -> None:

@@ -22,6 +22,7 @@ from conductor.store.coordination import (
     is_disconnect,
     pg_connect,
     pg_listen,
+    pg_notify_many,
     pg_ping,
     pg_try_scheduler_lock,
 )
@@ -80,6 +81,7 @@ __all__ = [
     "is_disconnect",
     "pg_connect",
     "pg_listen",
+    "pg_notify_many",
     "pg_ping",
     "pg_try_scheduler_lock",
     "protect_sqlite_files",
