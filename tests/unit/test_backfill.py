@@ -126,6 +126,25 @@ def test_max_job_test_bounds_the_jobs_tested() -> None:
     assert {decision.reasons[i] for i in range(2, 11)} == {"Priority"}
 
 
+def test_a_spent_test_budget_starves_no_idle_node_and_no_short_job() -> None:
+    # 500 jobs that cannot run (their partition has no node up) spend the budget; an idle node
+    # of another partition still takes the job meant for it.
+    idle = busy_node("b1", 4, [])
+    idle.partitions = frozenset({"b"})
+    stuck = [job(i, cpus=1, partition="a") for i in range(1, 501)]
+    decision = schedule([*stuck, job(501, cpus=1, partition="b")], [idle], NOW, backfill=Backfill(max_job_test=500))
+    assert placed(decision) == [501]
+    # In one partition: short jobs behind a spent budget of big blocked ones still backfill,
+    # a long one still does not break the reservation.
+    node = busy_node("n1", 4, [(101, 3, NOW + 100)])
+    big = [job(i, cpus=4, limit=600) for i in range(1, 11)]
+    decision = schedule(
+        [*big, job(11, cpus=1, limit=50), job(12, cpus=1, limit=5000)], [node], NOW, backfill=Backfill(max_job_test=3)
+    )
+    assert placed(decision) == [11]
+    assert decision.reasons[12] == "Priority" and 12 not in decision.estimates
+
+
 def test_estimates_are_written_only_when_they_change() -> None:
     node = lambda: busy_node("n1", 4, [(101, 4, NOW + 100)])
     first = schedule([job(1, cpus=4)], [node()], NOW)
