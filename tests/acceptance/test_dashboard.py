@@ -175,3 +175,15 @@ def test_utilisation_samples_survive_a_restart(
     first.stop()
     second = start_conductor("--cpus", "2", home=home, port=first.port, env={"CONDUCTOR_SAMPLE_INTERVAL": "3600"})
     assert _samples_shown(second) >= before
+
+
+def test_odd_forms_are_refused_with_a_4xx_never_a_500(server: ConductorProcess) -> None:
+    anonymous = httpx.Client(base_url=server.url, follow_redirects=False)
+    many = "&".join(f"f{i}=x" for i in range(25))
+    for path in ("/ui/login", "/ui/logout", "/ui/jobs/1/cancel"):
+        answer = anonymous.post(path, content=many, headers={"content-type": "application/x-www-form-urlencoded"})
+        assert 400 <= answer.status_code < 500, (path, answer.status_code, answer.text)
+    client = _browser(server, server.token)
+    odd = client.post("/ui/jobs/1/cancel", data={"csrf": "\u00e9\u00e9"})
+    assert 400 <= odd.status_code < 500 or odd.status_code == 303, odd.status_code
+    assert "Traceback" not in server.log()
