@@ -189,6 +189,9 @@ def pending_job_from_row(row: Mapping[str, Any], job_id: int, now: datetime) -> 
         held=bool(row.get("held")),
         begin_time=begin.timestamp() if isinstance(begin, datetime) else None,
         time_limit=float(limit) if isinstance(limit, int) and limit else None,
+        # A new job's dependency has not been decided by any pass yet: it waits on it, as the
+        # stored job would until the scheduler resolves it.
+        dependency=DependencyStatus.WAITING if row.get("dependency") else DependencyStatus.SATISFIED,
     )
 
 
