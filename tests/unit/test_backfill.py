@@ -20,6 +20,7 @@ from conductor.scheduler.policy import (
     order_key,
     schedule,
 )
+from conductor.scheduler.timeline import overdue_floor
 
 NOW = 1000.0
 
@@ -159,8 +160,11 @@ def test_estimates_are_written_only_when_they_change() -> None:
 def test_a_running_job_past_its_limit_is_planned_to_end_soon_not_now() -> None:
     node = busy_node("n1", 4, [(101, 4, NOW - 10)])
     decision = schedule([job(1, cpus=4), job(2, cpus=1, limit=5)], [node], NOW)
-    assert decision.estimates[1].start == NOW + 1
+    # Soon, on a 30-second step: the estimate holds still from pass to pass while the kill runs.
+    assert NOW + 1 <= decision.estimates[1].start <= NOW + 31 and decision.estimates[1].start % 30 == 0
     assert placed(decision) == []
+    later = schedule([job(1, cpus=4, expected_start=decision.estimates[1].start, expected_node="n1")], [node], NOW + 2)
+    assert later.estimate_changes == {}
 
 
 def test_exclusive_jobs_plan_for_the_whole_node() -> None:
@@ -199,7 +203,7 @@ def _demand_ok(nodes: list[NodeView], decision: Decision, pending: dict[int, Pen
         held_for_ever = busy - sum(r.cpus for r in node.releases)
         intervals.append((NOW, math.inf, held_for_ever))
         for r in node.releases:
-            intervals.append((NOW, max(r.end, NOW + 1.0), r.cpus))
+            intervals.append((NOW, r.end if r.end >= NOW + 1.0 else overdue_floor(NOW), r.cpus))
         for p in decision.placements:
             if p.node == node.name:
                 limit = pending[p.job_id].time_limit
