@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import threading
@@ -90,7 +91,16 @@ def test_timeout_sends_sigterm_and_runs_trap(api: Api, tmp_path: Path) -> None:
     job_id = api.submit(script, time_limit="0:02", current_working_directory=str(tmp_path))
     job = api.wait_state(job_id, "TIMEOUT", timeout=20)
     assert job["reason"] == "TimeLimit"
-    assert (tmp_path / f"slurm-{job_id}.out").read_text() == "started\ntrapped-term\n"
+    lines = (tmp_path / f"slurm-{job_id}.out").read_text().splitlines()
+    assert lines[:2] == ["started", "trapped-term"]
+    # slurmstepd's notice, once the job is over (written earlier, the job's own writes at its
+    # offset in the file would overwrite it).
+    assert re.fullmatch(
+        rf"slurmstepd: error: \*\*\* JOB {job_id} ON \S+ CANCELLED AT \d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\d "
+        r"DUE TO TIME LIMIT \*\*\*",
+        lines[2],
+    )
+    assert len(lines) == 3
     assert 1.9 <= job["elapsed"] <= 6
 
 

@@ -27,6 +27,7 @@ from conductor.bus import Bus
 from conductor.domain.job import Job
 from conductor.domain.jobfiles import job_paths
 from conductor.domain.states import JobState
+from conductor.domain.usage import parse_usage
 from conductor.errors import Invalid, Refusal, StoreUnavailable
 from conductor.history.archive import ArchiveError, ArchiveQuery, archived_page, merge_pages
 from conductor.services.jobs import JobService
@@ -92,6 +93,22 @@ def _elapsed(job: Job, now: datetime) -> int:
     return max(int((end - start).total_seconds()), 0)
 
 
+def job_usage(job: Job) -> models.JobUsage | None:
+    usage = parse_usage(job.rusage)
+    if usage is None:
+        return None
+    return models.JobUsage(
+        user_cpu=usage.user_cpu,
+        system_cpu=usage.system_cpu,
+        total_cpu=usage.total_cpu,
+        max_rss=usage.max_rss,
+        ave_rss=usage.ave_rss,
+        max_vmsize=usage.max_vmsize,
+        oom_kills=usage.oom_kills,
+        source=usage.source,
+    )
+
+
 def job_record(job: Job, now: datetime) -> models.JobRecord:
     paths = job_paths(job)
     return models.JobRecord(
@@ -137,6 +154,7 @@ def job_record(job: Job, now: datetime) -> models.JobRecord:
         qos=job.qos,
         exclusive=bool(job.exclusive),
         cancel_requested=job.kill_state == JobState.CANCELLED.value,
+        usage=job_usage(job),
     )
 
 
@@ -338,6 +356,7 @@ def create_app(ctx: AppContext) -> FastAPI:
                 array_job_id=job.array_job_id,
                 array_task_id=job.array_task_id,
             ),
+            usage=job_usage(job),
         )
 
     @app.post("/jobs/cancel/{job_id}", response_model=models.CancelResponse, responses=error_responses)
@@ -472,6 +491,7 @@ def _node_routes(app: FastAPI, ctx: AppContext) -> None:
                     partitions=n.partitions,
                     running_jobs=n.running_jobs,
                     last_heartbeat=_iso(n.last_heartbeat),
+                    containment=n.containment,
                 )
                 for n in store.list_nodes(live_after=ctx.live_after())
             ]

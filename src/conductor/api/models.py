@@ -62,6 +62,19 @@ class QueryDetail(BaseModel):
     array_task_id: int | None
 
 
+class JobUsage(BaseModel):
+    """What a job used, as its node measured it (memory in bytes, CPU in seconds)."""
+
+    user_cpu: float | None = None
+    system_cpu: float | None = None
+    total_cpu: float | None = None
+    max_rss: int | None = None
+    ave_rss: int | None = None
+    max_vmsize: int | None = None
+    oom_kills: int = 0
+    source: str | None = None  # cgroup-v2, cgroup-v1 or polling
+
+
 class QueryResponse(BaseModel):
     job_id: str
     state: str
@@ -69,6 +82,7 @@ class QueryResponse(BaseModel):
     time: QueryTime
     job_log: QueryLog
     detail: QueryDetail
+    usage: JobUsage | None = None
 
 
 class JobRecord(BaseModel):
@@ -114,6 +128,7 @@ class JobRecord(BaseModel):
     qos: str | None
     exclusive: bool
     cancel_requested: bool
+    usage: JobUsage | None = None
 
 
 class JobList(BaseModel):
@@ -153,6 +168,8 @@ class Node(BaseModel):
     partitions: list[str]
     running_jobs: int
     last_heartbeat: str | None
+    # How the node's worker holds its jobs: cgroup-v2, cgroup-v1, or polling (no control groups).
+    containment: str | None = None
 
 
 class NodeList(BaseModel):

@@ -75,9 +75,10 @@ def run_all_in_one(settings: Settings) -> int:
     scheduler.start()
     purger = start_purger(settings, store)
     log.info(
-        "conductor up: node %s with %d CPUs, listening on %s://%s:%d",
+        "conductor up: node %s with %d CPUs, containment %s, listening on %s://%s:%d",
         worker.config.name,
         worker.config.cpus,
+        worker.containment.mode,
         api_scheme(settings),
         settings.host,
         settings.port,

@@ -47,3 +47,4 @@ class Reason(StrEnum):
     TIME_LIMIT = "TimeLimit"
     NODE_DOWN = "NodeDown"
     RAISED_SIGNAL = "RaisedSignal"
+    OUT_OF_MEMORY = "OutOfMemory"

@@ -39,6 +39,7 @@ class NodeQueries(Database):
         hostname: str,
         stale_before: datetime | None,
         instance_alive: Callable[[str], bool] = lambda _instance: True,
+        containment: str | None = None,
     ) -> None:
         """Claim the node name for this worker process.
 
@@ -58,6 +59,7 @@ class NodeQueries(Database):
             "instance": instance,
             "last_heartbeat": now,
             "hostname": hostname,
+            "containment": containment,
         }
         with self._write() as conn:
             row = conn.execute(for_update(self.dialect, select(nodes).where(nodes.c.name == name))).first()

@@ -28,10 +28,13 @@ from conductor.domain.arrays import parse_array_spec
 from conductor.domain.cpuset import parse_cpu_list
 from conductor.domain.job import Job, JobRun
 from conductor.domain.jobfiles import job_environment, job_paths
+from conductor.domain.states import JobState
 from conductor.store import Finish, aware, is_disconnect, utcnow
-from conductor.worker import adoption, enforcement
+from conductor.worker import adoption, enforcement, notices
 from conductor.worker.accounts import Accounts
 from conductor.worker.config import NodeConfig
+from conductor.worker.containment import Limits
+from conductor.worker.detection import detect
 from conductor.worker.identity import instance_may_be_alive, is_process, launcher_alive, signal_group, signal_process
 from conductor.worker.launcher_client import Launcher, LaunchRequest, launch_frame
 from conductor.worker.outcome import OPEN_KILL_STATES, decide_outcome, launch_failure, report, settled_kill_state
@@ -105,6 +108,13 @@ class Worker:
         self.users = Accounts(self._is_root, config)
         self._lock_fd = -1
         self._launcher: Launcher | None = None
+        # Each job's group of processes: its limits, its containment, its usage (containment.py).
+        self.containment = detect(
+            config.containment, config.cgroup_root, config.name, config.home, config.kill_over_memory
+        )
+        log.info("node %s: containment %s: %s", config.name, self.containment.mode, self.containment.describe())
+        self._limits: dict[int, Limits] = {}
+        self._notice_paths: dict[int, tuple[str, int]] = {}  # job -> (error file, owner's uid)
 
     def _status_path(self, job_id: int) -> str:
         return self.spool.status_path(job_id)
@@ -135,6 +145,7 @@ class Worker:
             hostname=socket.gethostname(),
             stale_before=stale_before,
             instance_alive=instance_may_be_alive,
+            containment=self.containment.mode,
         )
 
     def wake(self) -> None:
@@ -171,6 +182,7 @@ class Worker:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         heartbeat = asyncio.create_task(self._heartbeat_loop())
+        sampler = asyncio.create_task(self._sample_loop())
         try:
             while not self._stopping:
                 self._wake.clear()
@@ -179,9 +191,10 @@ class Worker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
         finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            for task in (heartbeat, sampler):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             self._flush()
             for job in self.jobs.values():
                 if job.pidfd >= 0:
@@ -231,6 +244,7 @@ class Worker:
 
     def _tick(self) -> None:
         self._flush()
+        self.containment.tidy()
         rows = self._rows_of_node()
         if rows is not None:
             # Before any launch: a process of a job taken from this node must not share the
@@ -245,6 +259,18 @@ class Worker:
         return enforcement.next_due(
             self.jobs.values(), time.time(), time.monotonic(), self.config.check_interval, self.config.kill_wait
         )
+
+    async def _sample_loop(self) -> None:
+        """Sample the running jobs' usage (AveRSS, MaxVMSize; the polling fallback's everything)."""
+        while True:
+            await asyncio.sleep(self.config.acct_interval)
+            try:
+                self.sample()
+            except Exception:
+                log.warning("usage sampling failed", exc_info=True)
+
+    def sample(self) -> None:
+        self.containment.sample(list(self.jobs))
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -302,6 +328,8 @@ class Worker:
                 restart_count=row.restart_count or 0,
             )
             self.jobs[job.job_id] = job
+            job.stderr, job.uid = self._notice_paths.pop(job.job_id, (None, None))
+            self.containment.started(job.job_id, job.pid, job.ticks, self._limits.pop(job.job_id, Limits()))
             if outcome.tag:
                 self._tagged[outcome.tag] = job
             else:
@@ -318,6 +346,10 @@ class Worker:
                 log.warning("could not record pids", exc_info=True)
 
     def _launch_failed(self, row: Job, message: str) -> None:
+        self._limits.pop(row.id, None)
+        self._notice_paths.pop(row.id, None)
+        with contextlib.suppress(Exception):
+            self.containment.finish(row.id)  # its group, if it got one
         self._finished.append(launch_failure(row.id, message, self.config.name, row.restart_count or 0))
 
     def _bounds(self, row: Job) -> tuple[int, int, int, int] | None:
@@ -355,6 +387,20 @@ class Worker:
         status_path = self._status_path(job_id)
         # The job's environment travels in the request and is set only after the job's process
         # has dropped privileges: a user's LD_PRELOAD or PERL5OPT must not run code as root.
+        cpus = None
+        if self.config.cpu_binding and row.cpu_ids:
+            cpus = frozenset(parse_cpu_list(row.cpu_ids))
+        limits = Limits(
+            memory_bytes=row.allocated_memory_mb * 1024 * 1024 if row.allocated_memory_mb else None,
+            cpus=cpus,
+            max_pids=self.config.max_job_pids,
+        )
+        # Before the request: the launcher puts the job's process into the group before its go.
+        procs = self.containment.create(job_id, limits)
+        self._limits[job_id] = limits
+        stderr = paths.stderr if os.path.isabs(paths.stderr) else os.path.join(row.work_dir, paths.stderr)
+        self._notice_paths[job_id] = (stderr, int(uid) if uid else os.geteuid())
+        nproc = self.config.max_job_pids if not procs else None
         body = launch_frame(
             status_path,
             run_as,
@@ -364,10 +410,9 @@ class Worker:
             command,
             env,
             self.spool.take_spare(),
+            procs,
+            nproc,
         )
-        cpus = None
-        if self.config.cpu_binding and row.cpu_ids:
-            cpus = frozenset(parse_cpu_list(row.cpu_ids))
         return LaunchRequest(job_id, status_path, body, cpus)
 
     # ---------------------------------------------------------------- endings
@@ -450,6 +495,12 @@ class Worker:
     def _ended(self, job: RunningJob, status: JobStatus | None) -> None:
         if self.jobs.get(job.job_id) is job:
             self.jobs.pop(job.job_id)
+        # Its figures, then nothing it started survives it (setsid, double forks: the group
+        # holds them all).
+        try:
+            job.usage = self.containment.finish(job.job_id)
+        except Exception:
+            log.warning("could not read or end the group of job %s", job.job_id, exc_info=True)
         if job.orphaned:
             return  # the job's state is no longer this process's to report
         job.status = status
@@ -459,7 +510,21 @@ class Worker:
 
     def _outcome(self, job: RunningJob) -> Finish:
         status = job.status if job.status is not None else read_status(job.status_path)
-        return report(decide_outcome(job.job_id, status, job.kill_state), self.config.name, job.restart_count)
+        finish = decide_outcome(job.job_id, status, job.kill_state, job.usage)
+        # Once the job is over: written while it runs, its own writes at its offset in the same
+        # file (opened without O_APPEND) would overwrite them.
+        if job.notice is not None:
+            notices.write_notice(job.stderr, job.uid, job.notice)
+        if finish.state == JobState.OUT_OF_MEMORY and job.usage is not None:
+            notices.write_notice(job.stderr, job.uid, notices.oom_notice(job.job_id, job.usage.oom_kills))
+        return report(finish, self.config.name, job.restart_count)
+
+    def _notify(self, job: RunningJob, kind: str) -> None:
+        """slurmstepd's line for the job's error file as its time limit or a cancel ends it."""
+        if kind == "timeout":
+            job.notice = notices.time_limit_notice(job.job_id, self.config.name)
+        else:
+            job.notice = notices.cancel_notice(job.job_id, self.config.name)
 
     def _decide_exited(self) -> None:
         if not self._exited:
@@ -507,6 +572,7 @@ class Worker:
             self.config.kill_wait,
             time.time(),
             time.monotonic(),
+            self._notify,
         )
 
     def _signal_group(self, job: RunningJob, sig: int) -> None:
@@ -529,8 +595,16 @@ class Worker:
         adoption.settle(plan, adoption.wait_for_exit_line)
         for job in plan.running:
             self.jobs[job.job_id] = job
+            job.stderr, job.uid = adoption.error_file(job.pid)
+            self.containment.started(job.job_id, job.pid, job.ticks, Limits())
             self._watch_pid(job)
             log.info("re-adopted job %s (pid %s)", job.job_id, job.pid)
+        for job in plan.ended:
+            with contextlib.suppress(Exception):
+                job.usage = self.containment.finish(job.job_id)
+        # Groups of jobs that ended (or left this node) while no worker watched: whatever is
+        # left in them is killed.
+        adoption.kill_leftovers(self.containment, {job.job_id for job in plan.running})
         self._exited.extend(plan.ended)
         adoption.hand_back(plan, self.config.name, self.store)
         self._flush()
@@ -548,7 +622,11 @@ class Worker:
             return None
 
     def _kill_orphans(self, rows: list[JobRun]) -> None:
+        before = set(self.jobs)
         adoption.kill_orphans(self.jobs, rows, self.spool, self.signaller)
+        for job_id in before - set(self.jobs):
+            with contextlib.suppress(Exception):
+                self.containment.finish(job_id)
 
 
 def _is_running(pid: int, ticks: int) -> bool:

@@ -118,7 +118,7 @@ class Launcher:
                 os.killpg(pid, signal.SIGKILL)
             except OSError:
                 pass
-            outcome = protocol.exit_outcome(status, usage.ru_utime, usage.ru_stime)
+            outcome = protocol.exit_outcome(status, usage.ru_utime, usage.ru_stime, usage.ru_maxrss)
             # More in the file than the launcher wrote: the job's setup failure, for the worker.
             try:
                 clean = os.lseek(job.status_fd, 0, os.SEEK_CUR) == job.written
@@ -136,28 +136,9 @@ class Launcher:
         if spec is None:
             self.replies.append(protocol.error_reply(tag if tag.isdigit() else b"", "bad launch request"))
             return
-        # Never the file of an earlier run, which a process of that run might still hold: a new
-        # one, or a spare (a reported job's, whose old lines must never pass for this job's: it
-        # takes the name only once its first line is this job's, and the rest is cut off).
-        spare = spec.spare
-        status_fd = -1
-        if spare:
-            try:
-                status_fd = os.open(spare, os.O_WRONLY | os.O_NOFOLLOW)
-            except OSError:
-                spare = b""
+        status_fd, spare = self.open_status(tag, spec)
         if status_fd < 0:
-            try:
-                os.unlink(spec.status_path)
-            except OSError:
-                pass
-            try:
-                status_fd = os.open(spec.status_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            except OSError as exc:
-                self.replies.append(
-                    protocol.error_reply(tag, f"cannot create {os.fsdecode(spec.status_path)}: {exc.strerror}")
-                )
-                return
+            return
         # Open only until this job's fork has them (and not inherited: no other job gets them).
         go_read = go_write = -1
         try:
@@ -178,6 +159,18 @@ class Launcher:
             os.close(go_write)
             self.child(spec, status_fd, go_read)  # never returns
         os.close(go_read)
+        # Into its control groups before its go: nothing of the job runs outside them. Here, in
+        # the launcher, so the job's process does no more work before its exec than it did.
+        failed = join_cgroups(pid, spec.cgroup) if spec.cgroup else ""
+        if failed:
+            self.abandon(pid, go_write, status_fd)
+            if not spare:
+                try:
+                    os.unlink(spec.status_path)
+                except OSError:
+                    pass
+            self.replies.append(protocol.error_reply(tag, failed))
+            return
         ticks = protocol.start_ticks(pid) or 0
         # Written at the offset the launcher and the job's process share: lines follow one another.
         start = protocol.start_line(pid, ticks, self.me)
@@ -189,10 +182,7 @@ class Launcher:
                 os.truncate(spare, len(start))
                 os.rename(spare, spec.status_path)
             except OSError as exc:
-                os.kill(pid, signal.SIGKILL)  # before its go: it never ran
-                os.waitpid(pid, 0)
-                os.close(status_fd)
-                os.close(go_write)
+                self.abandon(pid, go_write, status_fd)
                 self.replies.append(
                     protocol.error_reply(tag, f"cannot make {os.fsdecode(spec.status_path)}: {exc.strerror}")
                 )
@@ -201,6 +191,38 @@ class Launcher:
         os.close(go_write)
         self.jobs[pid] = Job(tag, status_fd, len(start))
         self.replies.append(protocol.started_reply(tag, pid, ticks))
+
+    def open_status(self, tag: bytes, spec: protocol.LaunchSpec) -> tuple[int, bytes]:
+        """The job's status file, and the spare it is (b"" when new); -1 after an error reply.
+
+        Never the file of an earlier run, which a process of that run might still hold: a new
+        one, or a spare (a reported job's, whose old lines must never pass for this job's: it
+        takes the name only once its first line is this job's, and the rest is cut off).
+        """
+        spare = spec.spare
+        if spare:
+            try:
+                return os.open(spare, os.O_WRONLY | os.O_NOFOLLOW), spare
+            except OSError:
+                pass
+        try:
+            os.unlink(spec.status_path)
+        except OSError:
+            pass
+        try:
+            return os.open(spec.status_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600), b""
+        except OSError as exc:
+            self.replies.append(
+                protocol.error_reply(tag, f"cannot create {os.fsdecode(spec.status_path)}: {exc.strerror}")
+            )
+            return -1, b""
+
+    def abandon(self, pid: int, go_write: int, status_fd: int) -> None:
+        """Kill a job's process before its go: it never ran."""
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(status_fd)
+        os.close(go_write)
 
     def child(self, spec: protocol.LaunchSpec, status_fd: int, go: int) -> None:
         """The job's process, from the fork to the exec: never returns."""
@@ -245,6 +267,13 @@ class Launcher:
             os._exit(1)
         os.close(go)
 
+        if spec.nproc:
+            # The process cap without a pids controller (it counts the user's processes; set
+            # while still root, who may lower it).
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_NPROC, (int(spec.nproc), int(spec.nproc)))
+
         if spec.uid:
             drop_privileges(spec.uid, spec.gid, spec.groups)
 
@@ -271,6 +300,23 @@ class Launcher:
 
 class Failure(Exception):
     """The job's setup failed: its status file's "error" line says this."""
+
+
+def join_cgroups(pid: int, files: bytes) -> str:
+    """Write `pid` into each cgroup.procs file; the error, or "" once in all of them."""
+    text = b"%d" % pid
+    for path in files.split(b":"):
+        try:
+            # O_CREAT changes nothing on a cgroup file system (the kernel made the file with the
+            # directory); a directory tree laid out as cgroup v2 has no kernel to make it.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, text)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            return f"cannot put the job in its control group {os.fsdecode(path)}: {exc.strerror}"
+    return ""
 
 
 def drop_privileges(uid_text: bytes, gid_text: bytes, groups_text: bytes) -> None:

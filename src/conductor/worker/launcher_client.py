@@ -69,10 +69,14 @@ def launch_frame(
     command: list[str],
     env: dict[str, str],
     spare: str = "",
+    cgroup_procs: list[str] | None = None,
+    nproc: int | None = None,
 ) -> bytes:
-    """One request to the launcher without its tag (see protocol.py)."""
+    """One request to the launcher without its tag (see protocol.py): `cgroup_procs`, the files
+    the job's pid goes into before it runs; `nproc`, its RLIMIT_NPROC."""
     return protocol.encode_request_body(
-        os.fspath(status_path), spare, (run_as.uid, run_as.gid, run_as.groups), cwd, stdio, open_mode, command, env
+        os.fspath(status_path), spare, (run_as.uid, run_as.gid, run_as.groups), cwd, stdio, open_mode, command, env,
+        (cgroup_procs or [], nproc),
     )
 
 

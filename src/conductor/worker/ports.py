@@ -31,6 +31,7 @@ class NodeStore(Protocol):
         hostname: str,
         stale_before: datetime | None,
         instance_alive: Callable[[str], bool] = ...,
+        containment: str | None = None,
     ) -> None: ...
 
     def heartbeat(self, name: str, instance: str) -> bool: ...
