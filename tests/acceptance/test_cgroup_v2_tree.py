@@ -57,7 +57,7 @@ def test_v2_groups_limits_pid_figures_and_kill(tmp_path: Path) -> None:
     assert (job / "pids.max").read_text() == "50"
     assert groups.leftovers() == [7]
 
-    # The launcher writes the job's pid into its group before the job's go.
+    # The job's process writes its pid into its group before it runs anything of the job.
     status_dir = tmp_path / "run"
     status_dir.mkdir()
     fd = os.open(status_dir / "launcher.lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -77,7 +77,11 @@ def test_v2_groups_limits_pid_figures_and_kill(tmp_path: Path) -> None:
         )
         started = launcher.launch([LaunchRequest(7, status, body, None)])[7]
         assert isinstance(started, Started)
-        assert (job / "cgroup.procs").read_text() == str(started.pid)
+        deadline = time.monotonic() + 10
+        procs_file = job / "cgroup.procs"
+        while not procs_file.exists() or procs_file.read_text() != str(started.pid):
+            assert time.monotonic() < deadline, "the job's process did not join its group"
+            time.sleep(0.01)
         assert read_status(status).pid == started.pid
 
         # What the kernel would have counted.
@@ -97,7 +101,7 @@ def test_v2_groups_limits_pid_figures_and_kill(tmp_path: Path) -> None:
     assert (finish.state, finish.exit_code) == (JobState.OUT_OF_MEMORY, OOM_EXIT_CODE)
 
 
-def test_a_launch_whose_group_cannot_be_joined_never_runs(tmp_path: Path) -> None:
+def test_a_job_whose_group_cannot_be_joined_never_runs(tmp_path: Path) -> None:
     status_dir = tmp_path / "run"
     status_dir.mkdir()
     fd = os.open(status_dir / "launcher.lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -115,13 +119,20 @@ def test_a_launch_whose_group_cannot_be_joined_never_runs(tmp_path: Path) -> Non
             status, RunAs("", "", "", None, "me"), str(tmp_path), ("/dev/null", "/dev/null", "/dev/null"),
             "truncate", [str(script)], {}, cgroup_procs=[str(tmp_path / "no-such-group" / "cgroup.procs")],
         )
-        result = launcher.launch([LaunchRequest(8, status, body, None)])[8]
+        started = launcher.launch([LaunchRequest(8, status, body, None)])[8]
+        assert isinstance(started, Started)
+        deadline = time.monotonic() + 10
+        while read_status(status).error is None:
+            assert time.monotonic() < deadline, "no setup failure recorded"
+            time.sleep(0.01)
     finally:
         launcher.close()
-    assert isinstance(result, str) and "cannot put the job in its control group" in result
-    time.sleep(0.2)
+    # A setup failure, as an unusable working directory is: the command never ran.
+    error = read_status(status).error
+    assert error is not None and "cannot put the job in its control group" in error
     assert not marker.exists()
-    assert read_status(status).pid is None
+    finish = decide_outcome(8, read_status(status), None, None)
+    assert finish.state == JobState.FAILED and "control group" in (finish.error_msg or "")
 
 
 def test_v1_is_not_taken_for_v2(tmp_path: Path) -> None:

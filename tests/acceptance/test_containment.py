@@ -124,6 +124,26 @@ def test_a_job_over_its_memory_ends_out_of_memory(api: Api, tmp_path: Path) -> N
     assert "done" not in out
 
 
+def test_a_group_kept_for_later_jobs_carries_nothing_of_its_last(api: Api, tmp_path: Path) -> None:
+    # The groups of a job that ended clean are kept for the next (renamed, their figures reset):
+    # an out-of-memory kill, a limit or a high-water mark must not pass to the job after.
+    (tmp_path / "touch.py").write_text(TOUCH_AND_BURN)
+    over = api.submit(
+        "#!/bin/bash\nMB=300 python3 touch.py\n", memory_per_node="50M", current_working_directory=str(tmp_path)
+    )
+    api.wait_state(over, "OUT_OF_MEMORY", timeout=60)
+    big = api.submit("#!/bin/bash\nMB=150 python3 touch.py\n", current_working_directory=str(tmp_path))
+    assert api.wait_state(big, "COMPLETED", timeout=60)["usage"]["max_rss"] >= 150 * MB
+    after = [api.submit("#!/bin/bash\ntrue\n", current_working_directory=str(tmp_path)) for _ in range(4)]
+    for job_id in after:
+        job = api.wait_state(job_id, "COMPLETED", timeout=30)
+        assert job["exit_code"] == "0:0" and job["usage"]["oom_kills"] == 0
+        assert job["usage"]["max_rss"] < 8 * MB
+    # No limit left behind either: an unlimited job may use what the 50M one could not.
+    free = api.submit("#!/bin/bash\nMB=120 python3 touch.py\n", current_working_directory=str(tmp_path))
+    assert api.wait_state(free, "COMPLETED", timeout=60)["usage"]["max_rss"] >= 120 * MB
+
+
 def test_a_running_job_is_in_its_groups_with_its_limits(api: Api, tmp_path: Path) -> None:
     job_id = api.submit(
         "#!/bin/bash\necho $$ > pid\nsleep 60\n",

@@ -202,6 +202,8 @@ class Worker:
                     os.close(job.pidfd)
             if self._launcher is not None:
                 self._launcher.close()
+            with contextlib.suppress(Exception):
+                self.containment.close()
             if self._lock_fd >= 0:
                 os.close(self._lock_fd)
                 self._lock_fd = -1

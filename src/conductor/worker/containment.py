@@ -85,6 +85,9 @@ class Containment(Protocol):
     def leftovers(self) -> list[int]:
         """The jobs that have a group on this node (at start: those of a previous worker)."""
 
+    def close(self) -> None:
+        """The worker stops: remove what no job needs (kept spare groups, an empty node group)."""
+
 
 def group_name(job_id: int) -> str:
     return f"job_{job_id}"

@@ -159,18 +159,6 @@ class Launcher:
             os.close(go_write)
             self.child(spec, status_fd, go_read)  # never returns
         os.close(go_read)
-        # Into its control groups before its go: nothing of the job runs outside them. Here, in
-        # the launcher, so the job's process does no more work before its exec than it did.
-        failed = join_cgroups(pid, spec.cgroup) if spec.cgroup else ""
-        if failed:
-            self.abandon(pid, go_write, status_fd)
-            if not spare:
-                try:
-                    os.unlink(spec.status_path)
-                except OSError:
-                    pass
-            self.replies.append(protocol.error_reply(tag, failed))
-            return
         ticks = protocol.start_ticks(pid) or 0
         # Written at the offset the launcher and the job's process share: lines follow one another.
         start = protocol.start_line(pid, ticks, self.me)
@@ -266,6 +254,14 @@ class Launcher:
         if os.read(go, 1) != protocol.GO and not started_all_the_same(status_fd, spec.status_path):
             os._exit(1)
         os.close(go)
+
+        if spec.cgroup:
+            # Into its control groups before anything of the job runs. By the job's process, not
+            # the launcher: the kernel may make a move wait for an RCU grace period (about 1 ms),
+            # which would hold up every launch behind it; jobs starting together wait together.
+            failed = join_cgroups(os.getpid(), spec.cgroup)
+            if failed:
+                raise Failure(failed)
 
         if spec.nproc:
             # The process cap without a pids controller (it counts the user's processes; set

@@ -83,6 +83,9 @@ class Polling:
     def __init__(self, kill_over_memory: bool = False) -> None:
         self.kill_over_memory = kill_over_memory
         self._jobs: dict[int, _Job] = {}
+        # Ended jobs whose leftovers are yet to be killed: one pass over /proc for all of them
+        # (tidy), not one per job end, which would cost a drain of short jobs dearly.
+        self._ended: dict[int, _Job] = {}
 
     def describe(self) -> str:
         memory = "jobs over their memory are killed" if self.kill_over_memory else "memory limits not enforced"
@@ -168,14 +171,10 @@ class Polling:
         job = self._jobs.pop(job_id, None)
         if job is None:
             return Usage(source=self.mode)
-        procs = self._scan({job_id: job})[job_id]
-        self._signal(procs, signal.SIGKILL)
-        user = job.gone_user + sum(proc.user for proc in procs.values())
-        system = job.gone_system + sum(proc.system for proc in procs.values())
-        for pid, (last_user, last_system) in job.last.items():
-            if pid not in procs:
-                user += last_user
-                system += last_system
+        self._ended[job_id] = job
+        # Its processes as last sampled (the batch script's own figures come with its exit).
+        user = job.gone_user + sum(user for user, _ in job.last.values())
+        system = job.gone_system + sum(system for _, system in job.last.values())
         sampled = job.samples > 0
         return Usage(
             # The batch script's own figures (wait4) come with its exit and are merged in: they
@@ -190,7 +189,15 @@ class Polling:
         )
 
     def tidy(self) -> None:
-        return None
+        """Kill what ended jobs left behind (their sessions, groups and descendants)."""
+        if not self._ended:
+            return
+        ended, self._ended = self._ended, {}
+        for procs in self._scan(ended).values():
+            self._signal(procs, signal.SIGKILL)
 
     def leftovers(self) -> list[int]:
         return []
+
+    def close(self) -> None:
+        self.tidy()
