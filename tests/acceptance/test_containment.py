@@ -220,6 +220,12 @@ def test_usage_is_measured(api: Api, server: ConductorProcess, tmp_path: Path) -
     minutes, seconds = batch_line[4].split(":")
     assert minutes == "00" and abs(float(seconds) - usage["total_cpu"]) < 0.001
 
+    show = subprocess.run(
+        [sys.executable, "-m", "conductor", "scontrol", "show", "job", str(job_id)],
+        env=env, capture_output=True, text=True, check=True,
+    ).stdout
+    assert f"MaxRSS={batch_line[2]} TotalCPU={batch_line[4]} " in show
+
     seff = subprocess.run(
         [sys.executable, "-m", "conductor", "seff", str(job_id)], env=env, capture_output=True, text=True, check=True
     ).stdout
