@@ -326,3 +326,35 @@ def test_signals_reach_nothing_outside_the_job(api: Api, tmp_path: Path) -> None
     finally:
         bystander.send_signal(signal.SIGKILL)
         bystander.wait()
+
+
+# ------------------------------------------------------------ the worker away
+def test_time_is_kept_while_the_worker_is_down(start_conductor: StartConductor, tmp_path: Path) -> None:
+    from datetime import datetime
+
+    home = tmp_path / "h"
+    server = start_conductor("--cpus", "2", home=home)
+    api = Api(server.url)
+    over = api.submit("#!/bin/bash\necho $$ > over.pid\nsleep 60\n", time_limit="0:03",
+                      current_working_directory=str(tmp_path))
+    ends = api.submit("#!/bin/bash\nsleep 2\nexit 3\n", current_working_directory=str(tmp_path))
+    started = {job_id: api.wait_state(job_id, "RUNNING")["start_time"] for job_id in (over, ends)}
+    _wait(lambda: (tmp_path / "over.pid").exists() and (tmp_path / "over.pid").read_text().strip() != "")
+    pid = int((tmp_path / "over.pid").read_text())
+    assert server.stop(signal.SIGTERM) == 0
+
+    # No worker: the launcher, the jobs' parent, ends the job at its limit all the same.
+    _wait(lambda: not Path(f"/proc/{pid}").exists(), timeout=10)
+    time.sleep(1)
+    again = start_conductor("--cpus", "2", home=home, port=server.port)
+    api = Api(again.url)
+    timed_out = api.wait_state(over, "TIMEOUT", timeout=20)
+    failed = api.wait_state(ends, "FAILED", timeout=20)
+    assert failed["exit_code"] == "3:0"
+
+    def lasted(job: dict[str, object], job_id: int) -> float:
+        return (datetime.fromisoformat(str(job["end_time"])) - datetime.fromisoformat(started[job_id])).total_seconds()
+
+    # Their true end times, not the restart's.
+    assert 2.5 <= lasted(timed_out, over) <= 4.5
+    assert 1.5 <= lasted(failed, ends) <= 3.0

@@ -42,8 +42,8 @@ def test_merge_keeps_the_larger_high_water_mark() -> None:
 
 
 def test_the_launcher_reports_maxrss() -> None:
-    outcome = exit_outcome(0, 1.5, 0.25, 2048).decode()
-    assert parse_exit(outcome) == ((0, 0), {"utime": 1.5, "stime": 0.25, "maxrss": 2048.0})
+    outcome = exit_outcome(0, 1.5, 0.25, 2048, 1700000000.125).decode()
+    assert parse_exit(outcome) == ((0, 0), {"utime": 1.5, "stime": 0.25, "maxrss": 2048.0, "end": 1700000000.125})
     assert parse_exit("0 0 1.5 0.25") == ((0, 0), {"utime": 1.5, "stime": 0.25})
 
 
@@ -85,3 +85,17 @@ def test_seff_report() -> None:
         "Memory Efficiency: 25.00% of 1.00 GB (512.00 MB/core)\n"
     )
     assert kbytes(0) == "0.00 MB"
+
+
+def test_the_launcher_says_when_and_whether_it_ended_a_job() -> None:
+    from datetime import UTC, datetime
+
+    from conductor.worker.protocol import parse_status
+
+    status = parse_status(b"start 10 5 1 1\ntimeout 1700000000.500\nexit 0 15 0.01 0.00 1024 1700000001.250\n")
+    assert status.timed_out == 1700000000.5
+    finish = decide_outcome(4, status, None)
+    assert finish.state == JobState.TIMEOUT
+    assert finish.end_time == datetime.fromtimestamp(1700000001.25, UTC)
+    # A cancel the worker knew of still says why it ended.
+    assert decide_outcome(4, status, "CANCELLED").state == JobState.CANCELLED

@@ -414,6 +414,7 @@ class Worker:
             self.spool.take_spare(),
             procs,
             nproc,
+            self._deadline((aware(row.start_time) or utcnow()).timestamp(), row.time_limit),
         )
         return LaunchRequest(job_id, status_path, body, cpus)
 
@@ -565,7 +566,7 @@ class Worker:
 
     # ------------------------------------------------------------------- kills
     def _enforce_kills(self, rows: list[JobRun] | None = None) -> None:
-        enforcement.enforce(
+        changed = enforcement.enforce(
             self.jobs,
             rows,
             self.config.name,
@@ -576,6 +577,14 @@ class Worker:
             time.monotonic(),
             self._notify,
         )
+        if self._launcher is not None:
+            for job in changed:
+                if job.tag:
+                    self._launcher.set_limit(job.tag, self._deadline(job.start_time.timestamp(), job.time_limit))
+
+    def _deadline(self, start: float, time_limit: int | None) -> tuple[float, float] | None:
+        """What the launcher enforces once the worker is gone: the job's deadline, the kill wait."""
+        return None if time_limit is None else (start + time_limit, self.config.kill_wait)
 
     def _signal_group(self, job: RunningJob, sig: int) -> None:
         self.signaller.group(job.pid, job.ticks, sig)

@@ -165,11 +165,13 @@ def enforce(
     now_wall: float,
     now_mono: float,
     notify: Notify | None = None,
-) -> None:
+) -> list[RunningJob]:
     """One pass over the node's jobs: take in what the database says of them (`rows`, read here
-    when None), deliver signal requests, then enforce limits and kills."""
+    when None), deliver signal requests, then enforce limits and kills. Returns the jobs whose
+    time limit changed (scontrol update)."""
+    changed: list[RunningJob] = []
     if not jobs:
-        return
+        return changed
     requested: dict[int, str] = {}
     current: dict[int, JobRun] = {}
     try:
@@ -185,10 +187,13 @@ def enforce(
         known = current.get(job.job_id)
         if known is not None:
             # scontrol update may have changed the limit of the running job.
-            job.time_limit = known.time_limit
+            if job.time_limit != known.time_limit:
+                job.time_limit = known.time_limit
+                changed.append(job)
             job.signal_spec = known.signal_spec
         if job.kill_state in OPEN_KILL_STATES and job.job_id in requested:
             job.kill_state = requested[job.job_id]  # a cancel may override a requeue
         step = decide(job, now_wall, now_mono, kill_wait)
         if step is not NOTHING:
             apply(step, job, now_mono, store, signaller, notify)
+    return changed

@@ -19,6 +19,7 @@ import fcntl
 import gc
 import os
 import sys
+import time
 
 # The C module under `signal`: the Python one wraps each call in enum conversions, run in every
 # job's process between fork and exec, and every page they touch is copied for it (measured:
@@ -46,12 +47,16 @@ S_IFMT, S_IFREG = 0o170000, 0o100000
 
 
 class Job:
-    __slots__ = ("tag", "status_fd", "written")
+    __slots__ = ("tag", "status_fd", "written", "deadline", "kill_wait", "term_at", "killed")
 
-    def __init__(self, tag: bytes, status_fd: int, written: int) -> None:
+    def __init__(self, tag: bytes, status_fd: int, written: int, limit: tuple[float, float] | None) -> None:
         self.tag = tag
         self.status_fd = status_fd
         self.written = written  # bytes the launcher wrote to the status file
+        # Enforced by the launcher once the worker is gone (see protocol.py, LIMIT).
+        self.deadline, self.kill_wait = limit if limit is not None else (0.0, 0.0)
+        self.term_at = 0.0  # when it sent the SIGTERM
+        self.killed = False
 
 
 class Launcher:
@@ -88,7 +93,40 @@ class Launcher:
                 self.reply()
             if not open_ and not self.jobs:
                 return
-            signal.sigwaitinfo(WAKE_SIGNALS)
+            # While the worker is there, time limits are its to enforce; once it is gone, the
+            # launcher's: a job's limit holds, whatever happened to the worker.
+            wait = self.enforce(time.time()) if not open_ else None
+            if wait is None:
+                signal.sigwaitinfo(WAKE_SIGNALS)
+            else:
+                signal.sigtimedwait(WAKE_SIGNALS, wait)
+
+    def enforce(self, now: float) -> float | None:
+        """End the jobs past their deadline; seconds until the next has to be acted on."""
+        wait = None
+        for pid, job in self.jobs.items():
+            if not job.deadline or job.killed:
+                continue
+            if not job.term_at:
+                if now >= job.deadline:
+                    job.term_at = now
+                    try:
+                        os.write(job.status_fd, protocol.timeout_line(now))
+                    except OSError:
+                        pass
+                    signal_group(pid, signal.SIGCONT)
+                    signal_group(pid, signal.SIGTERM)
+                    due = job.kill_wait
+                else:
+                    due = job.deadline - now
+            elif now >= job.term_at + job.kill_wait:
+                job.killed = True
+                signal_group(pid, signal.SIGKILL)
+                continue
+            else:
+                due = job.term_at + job.kill_wait - now
+            wait = due if wait is None else min(wait, due)
+        return None if wait is None else max(wait, 0.01)
 
     def reply(self) -> None:
         # The worker's pipe is the launcher's alone (jobs never hold it): no write interleaves.
@@ -118,7 +156,7 @@ class Launcher:
                 os.killpg(pid, signal.SIGKILL)
             except OSError:
                 pass
-            outcome = protocol.exit_outcome(status, usage.ru_utime, usage.ru_stime, usage.ru_maxrss)
+            outcome = protocol.exit_outcome(status, usage.ru_utime, usage.ru_stime, usage.ru_maxrss, time.time())
             # More in the file than the launcher wrote: the job's setup failure, for the worker.
             try:
                 clean = os.lseek(job.status_fd, 0, os.SEEK_CUR) == job.written
@@ -132,6 +170,9 @@ class Launcher:
             self.replies.append(protocol.exit_reply(job.tag, outcome if clean else None))
 
     def launch(self, data: bytes) -> None:
+        if data.split(b"\0", 2)[1:2] == [b"limit"]:
+            self.set_limit(data)
+            return
         tag, spec = protocol.decode_request(data)
         if spec is None:
             self.replies.append(protocol.error_reply(tag if tag.isdigit() else b"", "bad launch request"))
@@ -177,8 +218,16 @@ class Launcher:
                 return
         os.write(go_write, protocol.GO)
         os.close(go_write)
-        self.jobs[pid] = Job(tag, status_fd, len(start))
+        self.jobs[pid] = Job(tag, status_fd, len(start), protocol.parse_limit(spec.limit) if spec.limit else None)
         self.replies.append(protocol.started_reply(tag, pid, ticks))
+
+    def set_limit(self, data: bytes) -> None:
+        """A running job's new limit (a "limit" frame)."""
+        tag, _, text = data.split(b"\0", 2)
+        for job in self.jobs.values():
+            if job.tag == tag:
+                job.deadline, job.kill_wait = protocol.parse_limit(text) or (0.0, 0.0)
+                return
 
     def open_status(self, tag: bytes, spec: protocol.LaunchSpec) -> tuple[int, bytes]:
         """The job's status file, and the spare it is (b"" when new); -1 after an error reply.
@@ -296,6 +345,13 @@ class Launcher:
 
 class Failure(Exception):
     """The job's setup failed: its status file's "error" line says this."""
+
+
+def signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except OSError:
+        pass
 
 
 def join_cgroups(pid: int, files: bytes) -> str:

@@ -71,12 +71,14 @@ def launch_frame(
     spare: str = "",
     cgroup_procs: list[str] | None = None,
     nproc: int | None = None,
+    limit: tuple[float, float] | None = None,
 ) -> bytes:
     """One request to the launcher without its tag (see protocol.py): `cgroup_procs`, the files
-    the job's pid goes into before it runs; `nproc`, its RLIMIT_NPROC."""
+    the job's pid goes into before it runs; `nproc`, its RLIMIT_NPROC; `limit`, its deadline and
+    kill wait, for the launcher to enforce once the worker is gone."""
     return protocol.encode_request_body(
         os.fspath(status_path), spare, (run_as.uid, run_as.gid, run_as.groups), cwd, stdio, open_mode, command, env,
-        (cgroup_procs or [], nproc),
+        (cgroup_procs or [], nproc), limit,
     )
 
 
@@ -204,6 +206,17 @@ class Launcher:
         self._retired.append(self.pid)
         self._forget()
         self._wait_retired()
+
+    def set_limit(self, tag: int, limit: tuple[float, float] | None) -> None:
+        """Tell the launcher a job's new deadline (it enforces it once the worker is gone)."""
+        if self._requests < 0 or tag not in self._live:
+            return
+        try:
+            os.write(self._requests, protocol.limit_frame(tag, limit))
+        except OSError:
+            # A full pipe (the launcher busy) or a gone launcher: the worker enforces the limit
+            # while it lives; one lost update is what the launcher would then not know.
+            log.debug("could not send job %s's new limit to the launcher", tag)
 
     def events(self) -> tuple[list[tuple[int, str]], list[int]]:
         """The ends reported, and the tags lost, since the last call."""

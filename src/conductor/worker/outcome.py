@@ -8,6 +8,7 @@ requeue), and which run of the job it was. Nothing here reads a file or the data
 from __future__ import annotations
 
 import signal
+from datetime import UTC, datetime
 
 from conductor.domain.states import JobState, Reason
 from conductor.domain.usage import Usage, merge
@@ -51,7 +52,18 @@ def final_usage(status: JobStatus, measured: Usage | None) -> Usage | None:
 
 def decide_outcome(job_id: int, status: JobStatus, kill_state: str | None, usage: Usage | None = None) -> Finish:
     """The Finish to record for a job whose process ended with `status`, after `kill_state` was
-    asked for (None: no kill); `usage` is what its group measured."""
+    asked for (None: no kill); `usage` is what its group measured. Its end time is when its
+    launcher reaped it, where the launcher said (a worker that was down learns it later)."""
+    if kill_state is None and status.timed_out is not None:
+        kill_state = JobState.TIMEOUT.value  # its launcher enforced its limit while the worker was down
+    finish = _decide(job_id, status, kill_state, usage)
+    end = status.rusage.get("end") if status.rusage is not None else None
+    if end:
+        finish.end_time = datetime.fromtimestamp(end, UTC)
+    return finish
+
+
+def _decide(job_id: int, status: JobStatus, kill_state: str | None, usage: Usage | None) -> Finish:
     measured = final_usage(status, usage)
     rusage = None
     if measured is not None:
