@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     acct_interval: float = Field(
         default=30.0, gt=0, le=86400, description="Seconds between samples of running jobs' usage."
     )
+    cgroup_warm: bool = Field(
+        default=True,
+        description="With control groups: the job launcher moves itself into its own group every 10 ms, so "
+        "that a job joining its groups never waits for an RCU grace period (about 10 ms) after an idle spell.",
+    )
     kill_over_memory: bool = Field(
         default=False, description="Without control groups: kill a job whose processes use more than its memory."
     )

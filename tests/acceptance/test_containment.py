@@ -100,6 +100,12 @@ def test_the_node_says_how_it_contains_jobs(server: ConductorProcess, api: Api) 
     nodes = api.http.get("/nodes").json()["nodes"]
     assert [node["containment"] for node in nodes] == ["cgroup-v1"]
     assert "containment cgroup-v1" in server.log()
+    # Its launcher lives in a group of its own, which it keeps moving into (see launcher.py's
+    # WARM_INTERVAL): a job's first move into its groups then never waits for the kernel.
+    launchers = _processes_with(str(server.home / "run"))
+    assert len(launchers) == 1
+    group = _group_of(launchers[0], "freezer")
+    assert group.name == "launcher" and group.parent.parent.name == "conductor"
 
 
 def test_a_job_over_its_memory_ends_out_of_memory(api: Api, tmp_path: Path) -> None:

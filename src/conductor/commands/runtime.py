@@ -145,6 +145,7 @@ def node_config(settings: Settings) -> NodeConfig:
         max_job_pids=settings.max_job_pids,
         acct_interval=settings.acct_interval,
         kill_over_memory=settings.kill_over_memory,
+        cgroup_warm=settings.cgroup_warm,
     )
 
 

@@ -171,6 +171,7 @@ class Worker:
                 self.config.home / "launcher.log",
                 min(LAUNCH_TIMEOUT, max(self.config.heartbeat_timeout / 2, 1.0)),
                 watch=self._watch_launcher,
+                warm=self._launcher_group(),
             )
             try:
                 self._launcher.start()  # now rather than at the first job: it shortens that job's start
@@ -211,6 +212,15 @@ class Worker:
             with contextlib.suppress(Exception):
                 self.store.set_node_down(self.config.name, self.instance, "worker stopped")
             self.bus.publish(SCHEDULER)
+
+    def _launcher_group(self) -> str | None:
+        if not self.config.cgroup_warm:
+            return None
+        try:
+            return self.containment.launcher_group()
+        except OSError as exc:
+            log.warning("no control group for the job launcher (%s): jobs may start up to an RCU grace period later", exc)
+            return None
 
     async def _wait_for_launch_lock(self) -> bool:
         """Wait for the launch lock; False when stopped first (then nothing may be adopted)."""

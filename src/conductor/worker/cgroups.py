@@ -261,8 +261,15 @@ class CgroupV2(_Groups):
             return []
         return sorted(job for job in map(job_of, names) if job is not None)
 
+    def launcher_group(self) -> str | None:
+        path = f"{self._path}/launcher"
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path)
+        return path + "/cgroup.procs"
+
     def close(self) -> None:
         self.tidy()
+        _rmdir(f"{self._path}/launcher")  # once the launcher, which outlives the worker, is gone
         _rmdir(self._path)  # only when no job's group is left in it
 
 
@@ -478,8 +485,16 @@ class CgroupV1(_Groups):
             done = _rmdir(self._dir(controller, job_id)) and done
         return done
 
+    def launcher_group(self) -> str | None:
+        # The freezer's: a group without limits or accounting (the lock is the same for all).
+        path = f"{self._paths['freezer']}/launcher"
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path)
+        return path + "/cgroup.procs"
+
     def close(self) -> None:
         self.tidy()
+        _rmdir(f"{self._paths['freezer']}/launcher")  # once the launcher, which outlives the worker, is gone
         for spare in self._spares:
             for controller in RECYCLED:
                 _rmdir(f"{self._paths[controller]}/{spare.name}")

@@ -28,6 +28,7 @@ class NodeConfig:
     max_job_pids: int | None = None  # processes one job may have at once (None: no cap)
     acct_interval: float = 30.0  # seconds between usage samples (Slurm's JobAcctGatherFrequency)
     kill_over_memory: bool = False  # polling fallback: kill a job over its memory
+    cgroup_warm: bool = True  # the launcher keeps the kernel's cgroup lock warm (launcher.py)
 
 
 def plan_cpus(declared: int) -> tuple[list[int], bool]:

@@ -85,6 +85,10 @@ class Containment(Protocol):
     def leftovers(self) -> list[int]:
         """The jobs that have a group on this node (at start: those of a previous worker)."""
 
+    def launcher_group(self) -> str | None:
+        """The cgroup.procs file of a group for the launcher itself (see WARM_INTERVAL in
+        launcher.py), made now; None: none (polling, or not wanted)."""
+
     def close(self) -> None:
         """The worker stops: remove what no job needs (kept spare groups, an empty node group)."""
 

@@ -106,8 +106,12 @@ class Launcher:
         timeout: float,
         watch: Callable[[int, bool], None] | None = None,
         python: str = sys.executable,
+        warm: str | None = None,
     ) -> None:
         self._python = python
+        # The launcher's own control group's cgroup.procs, which it keeps moving into (see
+        # WARM_INTERVAL in launcher.py); None: it stays where it is.
+        self._warm = warm
         self._status_dir = status_dir
         self._lock_fd = lock_fd
         self._log_path = log_path
@@ -144,7 +148,8 @@ class Launcher:
                 # else the worker holds open it closes first thing.
                 self.pid = os.posix_spawn(
                     self._python,
-                    [self._python, "-I", "-S", LAUNCHER, "--serve", str(self._status_dir)],
+                    [self._python, "-I", "-S", LAUNCHER, "--serve", str(self._status_dir),
+                     *(["--warm", self._warm] if self._warm else [])],
                     LAUNCHER_ENVIRONMENT,
                     file_actions=[
                         (os.POSIX_SPAWN_DUP2, request_read, 0),

@@ -199,5 +199,8 @@ class Polling:
     def leftovers(self) -> list[int]:
         return []
 
+    def launcher_group(self) -> str | None:
+        return None
+
     def close(self) -> None:
         self.tidy()
