@@ -364,3 +364,40 @@ def test_time_is_kept_while_the_worker_is_down(start_conductor: StartConductor, 
     # Their true end times, not the restart's.
     assert 2.5 <= lasted(timed_out, over) <= 4.5
     assert 1.5 <= lasted(failed, ends) <= 3.0
+
+
+# ------------------------------------------------------------------ job steps
+def test_sruns_are_recorded_as_steps(api: Api, server: ConductorProcess, tmp_path: Path) -> None:
+    (tmp_path / "touch.py").write_text(TOUCH_AND_BURN)
+    srun = f"{sys.executable} -m conductor srun"
+    script = (
+        "#!/bin/bash\n"
+        f"MB=20 CPU=0.5 {srun} -n 2 python3 touch.py\n"
+        f"{srun} false\n"
+        "exit 0\n"
+    )
+    job_id = api.submit(script, ntasks=2, current_working_directory=str(tmp_path))
+    job = api.wait_state(job_id, "COMPLETED", timeout=60)
+    first, second = job["usage"]["steps"]
+    assert (first["step_id"], first["state"], first["exit_code"], first["ntasks"]) == (0, "COMPLETED", "0:0", 2)
+    assert 1.0 <= first["total_cpu"] <= 1.5  # two tasks, half a second each, and their interpreters
+    assert first["max_rss"] >= 20 * MB
+    assert (second["step_id"], second["name"], second["state"], second["exit_code"]) == (1, "false", "FAILED", "1:0")
+
+    env = {**os.environ, "CONDUCTOR_URL": server.url, "CONDUCTOR_TOKEN": server.token}
+
+    def sacct(*args: str) -> list[list[str]]:
+        out = subprocess.run(
+            [sys.executable, "-m", "conductor", "sacct", "-j", str(job_id), "--parsable2", "-n",
+             "--format=JobID,JobName,State,ExitCode,NTasks", *args],
+            env=env, capture_output=True, text=True, check=True,
+        ).stdout
+        return [line.split("|") for line in out.splitlines()]
+
+    assert sacct() == [
+        [str(job_id), job["name"], "COMPLETED", "0:0", ""],
+        [f"{job_id}.batch", "batch", "COMPLETED", "0:0", "1"],
+        [f"{job_id}.0", "python3", "COMPLETED", "0:0", "2"],
+        [f"{job_id}.1", "false", "FAILED", "1:0", "2"],  # the job's two tasks, as srun defaults to
+    ]
+    assert sacct("-X") == [[str(job_id), job["name"], "COMPLETED", "0:0", ""]]

@@ -106,6 +106,23 @@ def job_usage(job: Job) -> models.JobUsage | None:
         max_vmsize=usage.max_vmsize,
         oom_kills=usage.oom_kills,
         source=usage.source,
+        steps=[
+            models.JobStepUsage(
+                step_id=step.step_id,
+                name=step.name,
+                state=step.state,
+                exit_code=step.exit_code,
+                ntasks=step.ntasks,
+                start_time=datetime.fromtimestamp(step.start, UTC).isoformat(),
+                end_time=datetime.fromtimestamp(step.end, UTC).isoformat(),
+                elapsed=int(step.end - step.start),
+                user_cpu=step.user_cpu,
+                system_cpu=step.system_cpu,
+                total_cpu=step.total_cpu,
+                max_rss=step.max_rss,
+            )
+            for step in usage.steps
+        ],
     )
 
 

@@ -62,6 +62,23 @@ class QueryDetail(BaseModel):
     array_task_id: int | None
 
 
+class JobStepUsage(BaseModel):
+    """One job step (srun inside the batch script): JOBID.<step_id>."""
+
+    step_id: int
+    name: str
+    state: str
+    exit_code: str
+    ntasks: int
+    start_time: str
+    end_time: str
+    elapsed: int
+    user_cpu: float | None = None
+    system_cpu: float | None = None
+    total_cpu: float | None = None
+    max_rss: int | None = None
+
+
 class JobUsage(BaseModel):
     """What a job used, as its node measured it (memory in bytes, CPU in seconds)."""
 
@@ -73,6 +90,7 @@ class JobUsage(BaseModel):
     max_vmsize: int | None = None
     oom_kills: int = 0
     source: str | None = None  # cgroup-v2, cgroup-v1 or polling
+    steps: list[JobStepUsage] = []
 
 
 class QueryResponse(BaseModel):

@@ -447,4 +447,24 @@ def expand_rows(
             if job.get("state") == "CANCELLED":
                 step["state"] = "CANCELLED"
             rows.append(step)
+            rows.extend(_srun_steps(row))
     return rows
+
+
+def _srun_steps(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The job's steps (srun), JOBID.0, JOBID.1..., after its batch step, as sacct lists them."""
+    usage = row.get("usage")
+    steps = usage.get("steps") if isinstance(usage, dict) else None
+    out = []
+    for step in steps or []:
+        line = dict(row)
+        line["_sacct_id"] = f"{row['_sacct_id']}.{step['step_id']}"
+        line["_sacct_raw_id"] = f"{row['_sacct_raw_id']}.{step['step_id']}"
+        line["_step"] = True
+        line["_ntasks"] = step.get("ntasks")
+        line["partition"] = None
+        for key in ("name", "state", "exit_code", "start_time", "end_time", "elapsed"):
+            line[key] = step.get(key)
+        line["usage"] = step
+        out.append(line)
+    return out

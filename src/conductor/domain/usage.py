@@ -14,6 +14,62 @@ _UNITS = "KMGTP"
 
 
 @dataclass(frozen=True, slots=True)
+class StepRecord:
+    """One job step (an `srun` inside the batch script): JOBID.<step_id> in sacct."""
+
+    step_id: int
+    name: str
+    state: str  # COMPLETED, FAILED, CANCELLED
+    exit_code: str  # "code:signal"
+    ntasks: int
+    start: float  # wall-clock seconds
+    end: float
+    user_cpu: float | None = None
+    system_cpu: float | None = None
+    max_rss: int | None = None  # the largest task's, bytes
+
+    @property
+    def total_cpu(self) -> float | None:
+        if self.user_cpu is None and self.system_cpu is None:
+            return None
+        return (self.user_cpu or 0.0) + (self.system_cpu or 0.0)
+
+
+STEP_STATES = ("COMPLETED", "FAILED", "CANCELLED")
+
+
+def parse_step(data: object) -> StepRecord | None:
+    """A step as srun reported it (untrusted: the job's own user wrote it); None if malformed."""
+    if not isinstance(data, dict):
+        return None
+    try:
+        step = StepRecord(
+            step_id=int(data["step_id"]),
+            name=str(data.get("name", ""))[:64],
+            state=str(data["state"]),
+            exit_code=str(data["exit_code"]),
+            ntasks=int(data.get("ntasks", 1)),
+            start=float(data["start"]),
+            end=float(data["end"]),
+            user_cpu=float(data["user_cpu"]) if data.get("user_cpu") is not None else None,
+            system_cpu=float(data["system_cpu"]) if data.get("system_cpu") is not None else None,
+            max_rss=int(data["max_rss"]) if data.get("max_rss") is not None else None,
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+    code, _, sig = step.exit_code.partition(":")
+    if (
+        step.state not in STEP_STATES
+        or not (code.isdigit() and sig.isdigit())
+        or not 0 <= step.step_id < 1_000_000
+        or not 1 <= step.ntasks <= 100_000
+        or step.end < step.start
+    ):
+        return None
+    return step
+
+
+@dataclass(frozen=True, slots=True)
 class Usage:
     """Memory in bytes, CPU in seconds; None where the node could not measure it."""
 
@@ -25,6 +81,7 @@ class Usage:
     oom_kills: int = 0  # processes the out-of-memory killer ended
     # How it was measured: "cgroup-v2", "cgroup-v1" or "polling".
     source: str | None = None
+    steps: tuple[StepRecord, ...] = ()  # its job steps (srun), as srun reported them
 
     @property
     def total_cpu(self) -> float | None:
@@ -33,12 +90,13 @@ class Usage:
         return (self.user_cpu or 0.0) + (self.system_cpu or 0.0)
 
     def to_json(self) -> str:
-        return json.dumps({k: v for k, v in asdict(self).items() if v is not None})
+        return json.dumps({k: v for k, v in asdict(self).items() if v is not None and v != ()})
 
-    def as_dict(self) -> dict[str, float | int | str | None]:
+    def as_dict(self) -> dict[str, object]:
         """The figures as the API shows them (CPU in seconds, memory in bytes)."""
-        out: dict[str, float | int | str | None] = dict(asdict(self))
+        out: dict[str, object] = dict(asdict(self))
         out["total_cpu"] = self.total_cpu
+        out["steps"] = [asdict(step) for step in self.steps]
         return out
 
 
@@ -59,6 +117,9 @@ def parse_usage(text: str | None) -> Usage | None:
         data["user_cpu"] = data.get("utime")
         data["system_cpu"] = data.get("stime")
     values = {k: v for k, v in data.items() if k in _KNOWN}
+    steps = values.pop("steps", None)
+    if isinstance(steps, list):
+        values["steps"] = tuple(step for step in map(parse_step, steps) if step is not None)
     try:
         return Usage(**values)
     except TypeError:
@@ -77,6 +138,7 @@ def merge(base: Usage | None, more: Usage | None) -> Usage | None:
         max_vmsize=_larger(base.max_vmsize, more.max_vmsize),
         oom_kills=max(base.oom_kills, more.oom_kills),
         source=more.source or base.source,
+        steps=more.steps or base.steps,
     )
 
 

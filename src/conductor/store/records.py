@@ -28,7 +28,7 @@ class Finish:
     reason: str = Reason.NONE.value
     error_msg: str | None = None
     # The job's usage (conductor.domain.usage.Usage.as_dict), kept as JSON.
-    rusage: dict[str, float | int | str] | None = None
+    rusage: dict[str, object] | None = None
     end_time: datetime = field(default_factory=utcnow)
     # Which run of the job this reports (node and restart_count at launch). When set, a report
     # about an earlier run of a job that was requeued meanwhile ends nothing.

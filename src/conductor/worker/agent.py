@@ -21,6 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 
 from conductor.bus import SCHEDULER, Bus, node_topic
@@ -29,6 +30,7 @@ from conductor.domain.cpuset import parse_cpu_list
 from conductor.domain.job import Job, JobRun
 from conductor.domain.jobfiles import job_environment, job_paths
 from conductor.domain.states import JobState
+from conductor.domain.usage import Usage
 from conductor.store import Finish, aware, is_disconnect, utcnow
 from conductor.worker import adoption, enforcement, notices
 from conductor.worker.accounts import Accounts
@@ -42,6 +44,8 @@ from conductor.worker.ports import NodeStore
 from conductor.worker.protocol import JobStatus
 from conductor.worker.running import RunningJob
 from conductor.worker.spool import Spool, exit_report, read_status
+from conductor.worker.steps import ENV as STEP_RECORDS
+from conductor.worker.steps import StepRecords
 
 log = logging.getLogger("conductor.worker")
 
@@ -114,6 +118,7 @@ class Worker:
         )
         log.info("node %s: containment %s: %s", config.name, self.containment.mode, self.containment.describe())
         self._limits: dict[int, Limits] = {}
+        self.steps = StepRecords(config.name, config.home)
         self._notice_paths: dict[int, tuple[str, int]] = {}  # job -> (error file, owner's uid)
 
     def _status_path(self, job_id: int) -> str:
@@ -394,6 +399,7 @@ class Worker:
         )
         # The account the process really runs as, whatever the submitted environment said.
         env["USER"] = env["LOGNAME"] = run_as.user
+        env[STEP_RECORDS] = self.steps.clear(job_id)  # where its sruns say what they ran
         if home:
             env["HOME"] = home
         status_path = self._status_path(job_id)
@@ -514,6 +520,9 @@ class Worker:
             job.usage = self.containment.finish(job.job_id)
         except Exception:
             log.warning("could not read or end the group of job %s", job.job_id, exc_info=True)
+        steps = self.steps.collect(job.job_id, job.uid)
+        if steps:
+            job.usage = replace(job.usage or Usage(), steps=steps)
         if job.orphaned:
             return  # the job's state is no longer this process's to report
         job.status = status

@@ -47,6 +47,7 @@ def final_usage(status: JobStatus, measured: Usage | None) -> Usage | None:
         max_vmsize=measured.max_vmsize,
         oom_kills=measured.oom_kills,
         source=measured.source,
+        steps=measured.steps,
     )
 
 
@@ -67,7 +68,7 @@ def _decide(job_id: int, status: JobStatus, kill_state: str | None, usage: Usage
     measured = final_usage(status, usage)
     rusage = None
     if measured is not None:
-        rusage = {key: value for key, value in measured.as_dict().items() if value is not None}
+        rusage = {key: value for key, value in measured.as_dict().items() if value is not None and value != []}
     if status.error is not None:
         # Its setup failed (working directory, output files, user): the command never ran.
         return Finish(job_id, JobState.FAILED, "1:0", Reason.NONE.value, status.error, rusage)
