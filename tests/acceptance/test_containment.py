@@ -401,3 +401,23 @@ def test_sruns_are_recorded_as_steps(api: Api, server: ConductorProcess, tmp_pat
         [f"{job_id}.1", "false", "FAILED", "1:0", "2"],  # the job's two tasks, as srun defaults to
     ]
     assert sacct("-X") == [[str(job_id), job["name"], "COMPLETED", "0:0", ""]]
+
+
+def test_a_running_jobs_usage_is_sampled(start_conductor: StartConductor, tmp_path: Path) -> None:
+    _need_v1()
+    server = start_conductor("--cpus", "1", home=tmp_path / "h", env={"CONDUCTOR_ACCT_INTERVAL": "0.3"})
+    api = Api(server.url)
+    (tmp_path / "touch.py").write_text(TOUCH_AND_BURN)
+    job_id = api.submit("#!/bin/bash\nMB=60 CPU=1 REST=30 python3 touch.py\n", current_working_directory=str(tmp_path))
+    api.wait_state(job_id, "RUNNING")
+
+    def sampled() -> bool:
+        usage = api.job(job_id)["usage"]
+        return usage is not None and (usage["total_cpu"] or 0) >= 1.0 and (usage["max_rss"] or 0) >= 60 * MB
+
+    _wait(sampled, timeout=20)
+    assert api.job(job_id)["state"] == "RUNNING"
+    assert api.job(job_id)["usage"]["max_vmsize"] >= 60 * MB
+    api.cancel(job_id)
+    job = api.wait_state(job_id, "CANCELLED")
+    assert job["usage"]["max_vmsize"] >= 60 * MB  # MaxVMSize comes from the samples

@@ -287,7 +287,14 @@ class Worker:
                 log.warning("usage sampling failed", exc_info=True)
 
     def sample(self) -> None:
-        self.containment.sample(list(self.jobs))
+        """Read the running jobs' usage so far, and record it (GET /jobs/{id} shows it)."""
+        samples = self.containment.sample(list(self.jobs))
+        usage = {job_id: s.usage.to_json() for job_id, s in samples.items() if s.usage is not None}
+        if usage:
+            try:
+                self.store.record_usage(usage)
+            except Exception:  # noqa: BLE001 - the next sample, or the end, records it
+                log.warning("could not record the usage of %d running jobs", len(usage))
 
     async def _heartbeat_loop(self) -> None:
         while True:

@@ -16,7 +16,7 @@ import hashlib
 import logging
 import os
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from conductor.domain.usage import Usage
@@ -98,14 +98,16 @@ class _Groups:
     def started(self, job_id: int, pid: int, ticks: int, limits: Limits) -> None:
         self._tallies[job_id] = _Tally()
 
-    def _record(self, job_id: int, rss: int, vmsize: int | None) -> Sample:
+    def _record(self, job_id: int, rss: int, vmsize: int | None, so_far: Usage | None = None) -> Sample:
         tally = self._tallies.setdefault(job_id, _Tally())
         tally.samples += 1
         tally.rss_sum += rss
         tally.max_rss = max(tally.max_rss, rss)
         if vmsize is not None:
             tally.max_vmsize = max(tally.max_vmsize or 0, vmsize)
-        return Sample(rss, vmsize)
+        if so_far is not None:
+            so_far = replace(so_far, max_vmsize=tally.max_vmsize)
+        return Sample(rss, vmsize, usage=so_far)
 
     def _sampled(self, job_id: int) -> _Tally | None:
         return self._tallies.pop(job_id, None)
@@ -215,7 +217,16 @@ class CgroupV2(_Groups):
             if not stat and not os.path.isdir(path):
                 continue
             rss = stat.get("anon", 0) + stat.get("file_mapped", 0)
-            out[job_id] = self._record(job_id, rss, _vmsize(read_pids(path + "/cgroup.procs")))
+            cpu = read_keyed(path + "/cpu.stat")
+            peak = read_int(path + "/memory.peak")
+            so_far = Usage(
+                user_cpu=cpu["user_usec"] / 1e6 if "user_usec" in cpu else None,
+                system_cpu=cpu["system_usec"] / 1e6 if "system_usec" in cpu else None,
+                max_rss=peak,
+                ave_rss=peak,
+                source=self.mode,
+            )
+            out[job_id] = self._record(job_id, rss, _vmsize(read_pids(path + "/cgroup.procs")), so_far)
         return out
 
     def signal(self, job_id: int, sig: int) -> None:
@@ -376,7 +387,12 @@ class CgroupV1(_Groups):
             if not stat:
                 continue
             rss = stat.get("total_rss", stat.get("rss", 0)) + stat.get("total_mapped_file", stat.get("mapped_file", 0))
-            out[job_id] = self._record(job_id, rss, _vmsize(read_pids(path + "/cgroup.procs")))
+            cpuacct = self._dir("cpuacct", job_id)
+            ticks = read_keyed(cpuacct + "/cpuacct.stat")
+            user, system = _cpu_split(read_int(cpuacct + "/cpuacct.usage"), ticks.get("user"), ticks.get("system"))
+            peak = read_int(path + "/memory.max_usage_in_bytes")
+            so_far = Usage(user_cpu=user, system_cpu=system, max_rss=peak, ave_rss=peak, source=self.mode)
+            out[job_id] = self._record(job_id, rss, _vmsize(read_pids(path + "/cgroup.procs")), so_far)
         return out
 
     def signal(self, job_id: int, sig: int) -> None:

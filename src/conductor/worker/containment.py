@@ -50,6 +50,7 @@ class Sample:
     rss: int
     vmsize: int | None
     over_memory: bool = False  # the polling fallback killed it for its memory
+    usage: Usage | None = None  # its figures so far (CPU, memory high-water mark)
 
 
 class Containment(Protocol):

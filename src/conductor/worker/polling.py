@@ -152,7 +152,16 @@ class Polling:
                 log.warning("job %s uses %d bytes, over its %d: killing it", job_id, rss, job.memory_bytes)
                 job.over_memory = True
                 self._signal(procs, signal.SIGKILL)
-            out[job_id] = Sample(rss, vmsize, over)
+            so_far = Usage(
+                user_cpu=job.gone_user + sum(proc.user for proc in procs.values()),
+                system_cpu=job.gone_system + sum(proc.system for proc in procs.values()),
+                max_rss=job.max_rss,
+                ave_rss=job.max_rss,
+                max_vmsize=job.max_vmsize,
+                oom_kills=1 if job.over_memory else 0,
+                source=self.mode,
+            )
+            out[job_id] = Sample(rss, vmsize, over, so_far)
         return out
 
     def _signal(self, procs: dict[int, _Proc], sig: int) -> None:
