@@ -421,3 +421,22 @@ def test_a_running_jobs_usage_is_sampled(start_conductor: StartConductor, tmp_pa
     api.cancel(job_id)
     job = api.wait_state(job_id, "CANCELLED")
     assert job["usage"]["max_vmsize"] >= 60 * MB  # MaxVMSize comes from the samples
+
+
+def test_a_limit_enforced_while_the_worker_was_down_leaves_its_notice(
+    start_conductor: StartConductor, tmp_path: Path
+) -> None:
+    home = tmp_path / "h"
+    slow_kill = {"CONDUCTOR_KILL_WAIT": "20"}
+    server = start_conductor("--cpus", "1", home=home, env=slow_kill)
+    api = Api(server.url)
+    script = "#!/bin/bash\ntrap 'echo term; sleep 6; exit 0' TERM\nsleep 60 &\nwait\n"
+    job_id = api.submit(script, time_limit="0:03", current_working_directory=str(tmp_path))
+    api.wait_state(job_id, "RUNNING")
+    assert server.stop(signal.SIGTERM) == 0
+    out = tmp_path / f"slurm-{job_id}.out"
+    _wait(lambda: out.exists() and "term" in out.read_text(), timeout=15)  # the launcher's SIGTERM
+    again = start_conductor("--cpus", "1", home=home, port=server.port, env=slow_kill)
+    job = Api(again.url).wait_state(job_id, "TIMEOUT", timeout=30)
+    assert job["reason"] == "TimeLimit"
+    assert f"slurmstepd: error: *** JOB {job_id} ON " in out.read_text() and "DUE TO TIME LIMIT" in out.read_text()

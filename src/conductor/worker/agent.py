@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from conductor.bus import SCHEDULER, Bus, node_topic
 from conductor.domain.arrays import parse_array_spec
@@ -633,6 +633,12 @@ class Worker:
         for job in plan.running:
             self.jobs[job.job_id] = job
             job.stderr, job.uid = adoption.error_file(job.pid)
+            timed_out = read_status(job.status_path).timed_out
+            if timed_out is not None and job.kill_state is None:
+                # Its launcher ended it at its limit while no worker was there (it may be
+                # running its SIGTERM trap): it ends TIMEOUT, with the notice of that moment.
+                job.kill_state = JobState.TIMEOUT.value
+                job.notice = notices.time_limit_notice(job.job_id, self.config.name, datetime.fromtimestamp(timed_out))
             self.containment.started(job.job_id, job.pid, job.ticks, Limits())
             self._watch_pid(job)
             log.info("re-adopted job %s (pid %s)", job.job_id, job.pid)
