@@ -35,7 +35,6 @@ from conductor.worker.containment import (
 
 log = logging.getLogger("conductor.worker")
 
-PAGE = os.sysconf("SC_PAGE_SIZE")
 V2_CONTROLLERS = ("memory", "cpu", "cpuset", "pids")
 V1_REQUIRED = ("memory", "cpuacct", "freezer")
 # A v1 job's groups in these are kept for a later job when it ends clean (renamed, its figures
@@ -81,7 +80,6 @@ def v1_usable(root: Path) -> str | None:
 @dataclass(slots=True)
 class _Tally:
     samples: int = 0
-    rss_sum: int = 0
     max_rss: int = 0
     max_vmsize: int | None = None
 
@@ -101,7 +99,6 @@ class _Groups:
     def _record(self, job_id: int, rss: int, vmsize: int | None, so_far: Usage | None = None) -> Sample:
         tally = self._tallies.setdefault(job_id, _Tally())
         tally.samples += 1
-        tally.rss_sum += rss
         tally.max_rss = max(tally.max_rss, rss)
         if vmsize is not None:
             tally.max_vmsize = max(tally.max_vmsize or 0, vmsize)

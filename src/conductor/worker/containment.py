@@ -94,11 +94,8 @@ class Containment(Protocol):
         """The worker stops: remove what no job needs (kept spare groups, an empty node group)."""
 
 
-def group_name(job_id: int) -> str:
-    return f"job_{job_id}"
-
-
 def job_of(name: str) -> int | None:
+    """The job a group is named after (job_<id>), if it is one."""
     prefix, _, number = name.partition("_")
     return int(number) if prefix == "job" and number.isdigit() else None
 

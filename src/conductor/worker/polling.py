@@ -51,7 +51,6 @@ class _Job:
     gone_system: float = 0.0
     last: dict[int, tuple[float, float]] = field(default_factory=dict)
     samples: int = 0
-    rss_sum: int = 0
     max_rss: int = 0
     max_vmsize: int = 0
     over_memory: bool = False
@@ -144,7 +143,6 @@ class Polling:
             rss = sum(proc.rss for proc in procs.values())
             vmsize = sum(proc.vmsize for proc in procs.values())
             job.samples += 1
-            job.rss_sum += rss
             job.max_rss = max(job.max_rss, rss)
             job.max_vmsize = max(job.max_vmsize, vmsize)
             over = self.kill_over_memory and job.memory_bytes is not None and rss > job.memory_bytes
