@@ -195,7 +195,8 @@ def test_job_environment_is_clean(start_conductor: object, tmp_path: Path) -> No
         line.split("=", 1) for line in (tmp_path / f"slurm-{job_id}.out").read_text().splitlines() if "=" in line
     )
     assert "WORKER_SECRET" not in env
-    assert not any(k.startswith("CONDUCTOR_") and k != "CONDUCTOR_CPU_IDS" for k in env)
+    # The job's own variables only (its CPUs, where its sruns record their steps).
+    assert not any(k.startswith("CONDUCTOR_") and k not in ("CONDUCTOR_CPU_IDS", "CONDUCTOR_STEP_RECORDS") for k in env)
     assert "s3cr3t" not in str(env.values()) and "tok-xyz" not in str(env.values())
     assert env["MY_VAR"] == "mine"
     assert env["SLURM_JOB_ID"] == str(job_id)
