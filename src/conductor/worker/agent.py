@@ -273,9 +273,11 @@ class Worker:
         self._flush()
 
     def _next_timeout(self) -> float:
-        return enforcement.next_due(
+        timeout = enforcement.next_due(
             self.jobs.values(), time.time(), time.monotonic(), self.config.check_interval, self.config.kill_wait
         )
+        due = self.containment.due()
+        return timeout if due is None else min(timeout, due)
 
     async def _sample_loop(self) -> None:
         """Sample the running jobs' usage (AveRSS, MaxVMSize; the polling fallback's everything)."""

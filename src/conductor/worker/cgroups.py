@@ -109,6 +109,9 @@ class _Groups:
     def _sampled(self, job_id: int) -> _Tally | None:
         return self._tallies.pop(job_id, None)
 
+    def due(self) -> None:
+        return None  # removals are retried at the next tick, whenever it comes
+
     def tidy(self) -> None:
         for job_id in list(self._unremoved):
             if self._remove(job_id):

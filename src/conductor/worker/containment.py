@@ -81,7 +81,11 @@ class Containment(Protocol):
         and the group removed (later, if it cannot be yet)."""
 
     def tidy(self) -> None:
-        """Retry removing the groups that still had processes."""
+        """Retry removing the groups that still had processes (polling: kill what ended jobs
+        left, at most every few tenths of a second)."""
+
+    def due(self) -> float | None:
+        """Seconds until tidy() has something to do; None: nothing pending."""
 
     def leftovers(self) -> list[int]:
         """The jobs that have a group on this node (at start: those of a previous worker)."""

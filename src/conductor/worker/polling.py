@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import signal
+import time
 from dataclasses import dataclass, field
 
 import psutil
@@ -24,6 +25,9 @@ from conductor.worker.containment import Limits, Sample
 log = logging.getLogger("conductor.worker")
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
+# What ended jobs left behind is looked for at most this often: one pass over /proc costs a few
+# milliseconds with a few hundred processes, which a drain of short jobs would pay at every tick.
+SWEEP_INTERVAL = 0.25
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -85,6 +89,7 @@ class Polling:
         # Ended jobs whose leftovers are yet to be killed: one pass over /proc for all of them
         # (tidy), not one per job end, which would cost a drain of short jobs dearly.
         self._ended: dict[int, _Job] = {}
+        self._swept = 0.0
 
     def describe(self) -> str:
         memory = "jobs over their memory are killed" if self.kill_over_memory else "memory limits not enforced"
@@ -195,10 +200,19 @@ class Polling:
             source=self.mode,
         )
 
-    def tidy(self) -> None:
+    def due(self) -> float | None:
+        if not self._ended:
+            return None
+        return max(self._swept + SWEEP_INTERVAL - time.monotonic(), 0.0)
+
+    def tidy(self, now: float | None = None) -> None:
         """Kill what ended jobs left behind (their sessions, groups and descendants)."""
         if not self._ended:
             return
+        now = time.monotonic() if now is None else now
+        if now < self._swept + SWEEP_INTERVAL:
+            return
+        self._swept = now
         ended, self._ended = self._ended, {}
         for procs in self._scan(ended).values():
             self._signal(procs, signal.SIGKILL)
@@ -210,4 +224,4 @@ class Polling:
         return None
 
     def close(self) -> None:
-        self.tidy()
+        self.tidy(float("inf"))
