@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "sacct": "conductor.cli.sacct",
     "scontrol": "conductor.cli.scontrol",
     "srun": "conductor.cli.srun",
+    "seff": "conductor.cli.seff",
     "slurm-shims": "conductor.cli.shims",
     "wait": "conductor.cli.wait",
 }

@@ -31,6 +31,7 @@ from conductor.domain.job import Job
 from conductor.domain.jobfiles import job_paths
 from conductor.domain.priority import scheduling_priority
 from conductor.domain.states import JobState
+from conductor.domain.usage import parse_usage
 from conductor.errors import Invalid, Refusal, StoreUnavailable
 from conductor.history.archive import ArchiveError, ArchiveQuery, archived_page, merge_pages
 from conductor.monitoring.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -108,6 +109,39 @@ def _elapsed(job: Job, now: datetime) -> int:
     return max(int((end - start).total_seconds()), 0)
 
 
+def job_usage(job: Job) -> models.JobUsage | None:
+    usage = parse_usage(job.rusage)
+    if usage is None:
+        return None
+    return models.JobUsage(
+        user_cpu=usage.user_cpu,
+        system_cpu=usage.system_cpu,
+        total_cpu=usage.total_cpu,
+        max_rss=usage.max_rss,
+        ave_rss=usage.ave_rss,
+        max_vmsize=usage.max_vmsize,
+        oom_kills=usage.oom_kills,
+        source=usage.source,
+        steps=[
+            models.JobStepUsage(
+                step_id=step.step_id,
+                name=step.name,
+                state=step.state,
+                exit_code=step.exit_code,
+                ntasks=step.ntasks,
+                start_time=datetime.fromtimestamp(step.start, UTC).isoformat(),
+                end_time=datetime.fromtimestamp(step.end, UTC).isoformat(),
+                elapsed=int(step.end - step.start),
+                user_cpu=step.user_cpu,
+                system_cpu=step.system_cpu,
+                total_cpu=step.total_cpu,
+                max_rss=step.max_rss,
+            )
+            for step in usage.steps
+        ],
+    )
+
+
 def job_record(job: Job, now: datetime) -> models.JobRecord:
     paths = job_paths(job)
     return models.JobRecord(
@@ -156,6 +190,7 @@ def job_record(job: Job, now: datetime) -> models.JobRecord:
         scheduling_priority=scheduling_priority(job.priority, job.nice, bool(job.held)),
         expected_start_time=_iso(job.expected_start_time) if job.state == JobState.PENDING.value else None,
         sched_nodes=job.sched_nodes if job.state == JobState.PENDING.value else None,
+        usage=job_usage(job),
     )
 
 
@@ -367,6 +402,7 @@ def create_app(ctx: AppContext) -> FastAPI:
                 array_job_id=job.array_job_id,
                 array_task_id=job.array_task_id,
             ),
+            usage=job_usage(job),
         )
 
     @app.post("/jobs/cancel/{job_id}", response_model=models.CancelResponse, responses=error_responses)
@@ -525,6 +561,7 @@ def _node_routes(app: FastAPI, ctx: AppContext) -> None:
                     partitions=n.partitions,
                     running_jobs=n.running_jobs,
                     last_heartbeat=_iso(n.last_heartbeat),
+                    containment=n.containment,
                 )
                 for n in store.list_nodes(live_after=ctx.live_after())
             ]

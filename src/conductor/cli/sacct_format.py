@@ -240,12 +240,42 @@ def _planned(job: dict[str, Any]) -> int:
     return max(int(start.timestamp() - eligible.timestamp()), 0)
 
 
+def _usage(job: dict[str, Any], key: str) -> Any:
+    usage = job.get("usage")
+    return usage.get(key) if isinstance(usage, dict) else None
+
+
+def _step_memory(job: dict[str, Any], key: str) -> str:
+    """MaxRSS, AveRSS, MaxVMSize: as Slurm, on the job's steps (JobID.batch), not its allocation."""
+    from conductor.domain.usage import format_memory
+
+    if not job.get("_step"):
+        return ""
+    value = _usage(job, key)
+    return format_memory(int(value)) if value is not None else ""
+
+
+def _cpu(job: dict[str, Any], key: str) -> str:
+    from conductor.domain.usage import format_cpu
+
+    value = _usage(job, key)
+    return format_cpu(float(value)) if value is not None else ""
+
+
 def _s(value: Any) -> str:
     return "" if value is None else str(value)
 
 
 GETTERS: dict[str, Getter] = {
     "Account": lambda j: _s(j.get("account")),
+    "AveRSS": lambda j: _step_memory(j, "ave_rss"),
+    "MaxRSS": lambda j: _step_memory(j, "max_rss"),
+    "MaxRSSNode": lambda j: _s(j.get("node_list")) if j.get("_step") and _usage(j, "max_rss") is not None else "",
+    "MaxRSSTask": lambda j: "0" if j.get("_step") and _usage(j, "max_rss") is not None else "",
+    "MaxVMSize": lambda j: _step_memory(j, "max_vmsize"),
+    "SystemCPU": lambda j: _cpu(j, "system_cpu"),
+    "TotalCPU": lambda j: _cpu(j, "total_cpu"),
+    "UserCPU": lambda j: _cpu(j, "user_cpu"),
     "AllocCPUS": lambda j: str(_alloc_cpus(j)),
     "AllocNodes": lambda j: "1" if _started(j) else "0",
     "AllocTRES": lambda j: _tres(j, True),
@@ -418,9 +448,30 @@ def expand_rows(
             step["_sacct_id"] = f"{row['_sacct_id']}.batch"
             step["_sacct_raw_id"] = f"{row['_sacct_raw_id']}.batch"
             step["name"] = "batch"
+            step["_step"] = True
             step["partition"] = None
             step["_ntasks"] = 1
             if job.get("state") == "CANCELLED":
                 step["state"] = "CANCELLED"
             rows.append(step)
+            rows.extend(_srun_steps(row))
     return rows
+
+
+def _srun_steps(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The job's steps (srun), JOBID.0, JOBID.1..., after its batch step, as sacct lists them."""
+    usage = row.get("usage")
+    steps = usage.get("steps") if isinstance(usage, dict) else None
+    out = []
+    for step in steps or []:
+        line = dict(row)
+        line["_sacct_id"] = f"{row['_sacct_id']}.{step['step_id']}"
+        line["_sacct_raw_id"] = f"{row['_sacct_raw_id']}.{step['step_id']}"
+        line["_step"] = True
+        line["_ntasks"] = step.get("ntasks")
+        line["partition"] = None
+        for key in ("name", "state", "exit_code", "start_time", "end_time", "elapsed"):
+            line[key] = step.get(key)
+        line["usage"] = step
+        out.append(line)
+    return out

@@ -205,8 +205,25 @@ def format_job(job: dict[str, Any]) -> list[str]:
         f"StdErr={_s(job.get('standard_error'))}",
         f"StdIn={_s(job.get('standard_input'), '/dev/null')}",
         f"StdOut={_s(job.get('standard_output'))}",
+        _usage_line(job),
         "Power=",
     ]
+
+
+def _usage_line(job: dict[str, Any]) -> str:
+    """Ours: what the job used, in sacct's formats (Slurm's scontrol has no such line; "" until
+    the job's node measured it)."""
+    from conductor.domain.usage import format_cpu, format_memory
+
+    usage = job.get("usage")
+    if not isinstance(usage, dict):
+        return ""
+    rss = usage.get("max_rss")
+    return (
+        f"MaxRSS={format_memory(int(rss)) if rss is not None else ''} "
+        f"TotalCPU={format_cpu(usage.get('total_cpu'))} UserCPU={format_cpu(usage.get('user_cpu'))} "
+        f"SystemCPU={format_cpu(usage.get('system_cpu'))}"
+    )
 
 
 def format_node(node: dict[str, Any]) -> list[str]:

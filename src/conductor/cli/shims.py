@@ -15,7 +15,7 @@ import sys
 from conductor.cli.common import UsageError, run
 
 PROG = "slurm-shims"
-COMMANDS = ("sbatch", "squeue", "scancel", "sinfo", "sacct", "scontrol", "srun")
+COMMANDS = ("sbatch", "squeue", "scancel", "sinfo", "sacct", "scontrol", "srun", "seff")
 
 
 USAGE = "usage: conductor slurm-shims [--url URL] DIR\n"

@@ -160,7 +160,10 @@ def _next_step_id(job_id: str) -> int:
     import fcntl
     import tempfile
 
-    path = os.path.join(
+    # Beside the step records the node gave this run of the job (it clears both at launch), so
+    # numbering starts at 0 for each run; elsewhere, a file of this user's.
+    records = os.environ.get("CONDUCTOR_STEP_RECORDS")
+    path = records + ".next" if records else os.path.join(
         tempfile.gettempdir(), f"conductor-steps-{os.getuid()}-{job_id}"
     )
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -315,7 +318,11 @@ def _main(argv: list[str]) -> int:
     if opts.get("export") and opts["export"] and opts["export"].upper() not in ("ALL",):
         env = _exported(opts["export"] or "", env)
     step_id = _next_step_id(job_id)
-    return launch(
+    import resource
+    import time
+
+    started, before = time.time(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    status = launch(
         command,
         ntasks=ntasks,
         env=env,
@@ -329,6 +336,53 @@ def _main(argv: list[str]) -> int:
         kill_on_bad_exit="kill_on_bad_exit" in opts,
         quiet="quiet" in opts,
     )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    record_step(env, step_id, command, ntasks, started, time.time(), status, before, after)
+    return status
+
+
+def record_step(
+    env: dict[str, str],
+    step_id: int,
+    command: list[str],
+    ntasks: int,
+    started: float,
+    ended: float,
+    status: int,
+    before: Any,
+    after: Any,
+) -> None:
+    """Tell the node what this step ran (it records JOBID.<step_id> when the job ends)."""
+    import json
+
+    path = os.environ.get("CONDUCTOR_STEP_RECORDS")
+    if not path:
+        return
+    # The largest status of the tasks: 128 + N is signal N, as the shell says it.
+    signal_number = status - 128 if status > 128 else 0
+    state = "COMPLETED" if status == 0 else (
+        "CANCELLED" if signal_number in (signal.SIGTERM, signal.SIGKILL) else "FAILED"
+    )
+    record = {
+        "step_id": step_id,
+        "name": os.path.basename(command[0]),
+        "state": state,
+        "exit_code": f"0:{signal_number}" if signal_number else f"{status}:0",
+        "ntasks": ntasks,
+        "start": round(started, 3),
+        "end": round(ended, 3),
+        "user_cpu": round(after.ru_utime - before.ru_utime, 3),
+        "system_cpu": round(after.ru_stime - before.ru_stime, 3),
+        "max_rss": after.ru_maxrss * 1024,  # the largest task's (children, in KiB)
+    }
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError:
+        return  # accounting only: the step ran all the same
+    try:
+        os.write(fd, (json.dumps(record) + "\n").encode())
+    finally:
+        os.close(fd)
 
 
 def _exported(spec: str, env: dict[str, str]) -> dict[str, str]:

@@ -143,6 +143,12 @@ def node_config(settings: Settings) -> NodeConfig:
         cpu_ids=cpu_ids,
         cpu_binding=binding,
         allow_root_jobs=bool(settings.allow_root_jobs),
+        containment=settings.containment,
+        cgroup_root=settings.cgroup_root,
+        max_job_pids=settings.max_job_pids,
+        acct_interval=settings.acct_interval,
+        kill_over_memory=settings.kill_over_memory,
+        cgroup_warm=settings.cgroup_warm,
     )
 
 
@@ -150,8 +156,12 @@ def start_worker(settings: Settings, store: Store, bus: Bus, *, patient: bool = 
     """A worker that has claimed its node; a live worker of the same name is a StartupError."""
     from conductor.store import NodeConflict
     from conductor.worker import Worker
+    from conductor.worker.containment import ContainmentError
 
-    worker = Worker(store, bus, node_config(settings))
+    try:
+        worker = Worker(store, bus, node_config(settings))
+    except ContainmentError as exc:
+        raise StartupError(str(exc)) from None
     try:
         retry(worker.register, f"register node {worker.config.name}", patient=patient)
     except NodeConflict as exc:

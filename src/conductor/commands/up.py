@@ -85,7 +85,13 @@ def run_all_in_one(settings: Settings) -> int:
     url = api_url(settings)
 
     def announce(token: str) -> None:
-        log.info("conductor up: node %s with %d CPUs, listening on %s", worker.config.name, worker.config.cpus, url)
+        log.info(
+            "conductor up: node %s with %d CPUs, containment %s, listening on %s",
+            worker.config.name,
+            worker.config.cpus,
+            worker.containment.mode,
+            url,
+        )
         profile = remember_server(url, token)
         if settings.log_format == "json":
             log.info("%s", welcome(url, profile).rstrip())  # JSON lines only: the welcome is one record

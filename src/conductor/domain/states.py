@@ -50,3 +50,4 @@ class Reason(StrEnum):
     # The job's process could not be set up (working directory, output files, user): Slurm's
     # FAIL_LAUNCH.
     JOB_LAUNCH_FAILURE = "JobLaunchFailure"
+    OUT_OF_MEMORY = "OutOfMemory"

@@ -288,6 +288,7 @@ class JobQueries(Allocations):
                     alloc_memory_mb=view.memory_mb - view.free_memory_mb,
                     running_jobs=view.running_jobs,
                     instance=n.instance,
+                    containment=n.containment,
                 )
             )
         return out

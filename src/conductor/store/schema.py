@@ -140,6 +140,7 @@ nodes = Table(
     Column("last_heartbeat", DateTime(timezone=True), nullable=True),
     Column("registered_at", DateTime(timezone=True), nullable=False),
     Column("hostname", String(256), nullable=True),
+    Column("containment", String(16), nullable=True),  # cgroup-v2, cgroup-v1, polling
 )
 
 tokens = Table(
