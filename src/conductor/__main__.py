@@ -50,6 +50,7 @@ SUMMARIES: dict[str, str] = {
     "srun": "run parallel tasks inside a batch job (Slurm's srun)",
     "slurm-shims": "write sbatch, squeue, ... executables into a directory for PATH",
     "wait": "wait until jobs end; exit with their status, as sbatch --wait",
+    "seff": "a job's CPU and memory efficiency (Slurm's seff)",
 }
 
 
