@@ -97,6 +97,14 @@ def load(database_url: str, ended: int, pending: int = 10_000, running: int = 1_
             })
             next_id += 1
         conn.execute(insert(jobs), live)
+    if store.dialect == "postgresql":
+        # Rows were inserted with their ids: the sequences must start after them, or the
+        # first submission collides with a loaded job.
+        from sqlalchemy import text
+
+        with store.engine.begin() as conn:
+            for table in ("jobs", "job_events"):
+                conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"))
     print(
         f"history: loaded {ended:,} ended, {pending:,} pending, {running:,} running jobs into {store.dialect} "
         f"in {time.perf_counter() - started:.0f} s"
