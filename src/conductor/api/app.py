@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from conductor import __version__
-from conductor.api import control, models, slurmrestd
+from conductor.api import cluster, control, models, slurmrestd
 from conductor.api.auth import CurrentPrincipal, authenticate, document_public_routes
 from conductor.api.bodies import BodyCheck, ErrorResponse
 from conductor.api.docs import install_docs
@@ -27,6 +27,7 @@ from conductor.api.limits import ASGIApp, BodyLimit, reject_repeated_query_param
 from conductor.api.outputs import Reader, reader_for
 from conductor.api.outputs import read_tail as _read_tail_safely
 from conductor.bus import Bus
+from conductor.config.live import LiveConfig
 from conductor.domain.job import Job
 from conductor.domain.jobfiles import job_paths
 from conductor.domain.priority import scheduling_priority
@@ -55,10 +56,14 @@ class AppContext:
     hostname: str = field(default_factory=lambda: socket.gethostname().split(".")[0])
     # None: as settings.allow_root_jobs says (off when unset); `conductor up` as root passes True.
     allow_root_jobs: bool | None = None
+    # The cluster configuration, shared with the scheduler of the same process; None: read here.
+    live_config: LiveConfig | None = None
+    config: LiveConfig = field(init=False)
     jobs: JobService = field(init=False)
 
     def __post_init__(self) -> None:
         settings = self.settings
+        self.config = self.live_config or LiveConfig(settings.config, self.store)
         self.jobs = JobService(
             store=self.store,
             bus=self.bus,
@@ -78,6 +83,7 @@ class AppContext:
                 PlacementPolicy(settings.placement),
                 heartbeat_timeout=settings.heartbeat_timeout,
             ),
+            config=self.config,
         )
 
     def root_jobs_allowed(self) -> bool:
@@ -475,6 +481,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     _node_routes(app, ctx)
     _system_routes(app, ctx)
     app.include_router(control.router)
+    app.include_router(cluster.router)
     app.include_router(slurmrestd.router)
     install_dashboard(app, ctx)  # the web pages at / and /ui/ (conductor.web)
     return app
@@ -503,7 +510,7 @@ def _explain_routes(app: FastAPI, ctx: AppContext, error_responses: dict[int | s
 
 
 def _node_routes(app: FastAPI, ctx: AppContext) -> None:
-    store, settings = ctx.store, ctx.settings
+    store = ctx.store
 
     # ----------------------------------------------------------------- nodes
     @app.get("/nodes", response_model=models.NodeList)
@@ -521,7 +528,7 @@ def _node_routes(app: FastAPI, ctx: AppContext) -> None:
                     cpu_binding=n.cpu_binding,
                     memory_mb=n.memory_mb,
                     alloc_memory_mb=n.alloc_memory_mb,
-                    partitions=n.partitions,
+                    partitions=cluster.node_partitions(ctx, n.name, n.partitions),
                     running_jobs=n.running_jobs,
                     last_heartbeat=_iso(n.last_heartbeat),
                 )
@@ -531,18 +538,7 @@ def _node_routes(app: FastAPI, ctx: AppContext) -> None:
 
     @app.get("/partitions", response_model=models.PartitionList)
     def list_partitions() -> Any:
-        found: dict[str, models.Partition] = {}
-        for n in store.list_nodes(live_after=ctx.live_after()):
-            for p in n.partitions:
-                part = found.setdefault(
-                    p,
-                    models.Partition(
-                        name=p, default=p == settings.partition, state="UP", max_time=None, nodes=[], total_cpus=0
-                    ),
-                )
-                part.nodes.append(n.name)
-                part.total_cpus += n.cpus
-        return models.PartitionList(partitions=sorted(found.values(), key=lambda p: (not p.default, p.name)))
+        return models.PartitionList(partitions=cluster.partition_list(ctx))
 
 
 def _system_routes(app: FastAPI, ctx: AppContext) -> None:

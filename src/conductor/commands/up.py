@@ -14,6 +14,7 @@ from conductor.commands.common import (
 )
 from conductor.commands.runtime import (
     add_listen_arguments,
+    load_cluster_config,
     open_store,
     run_command,
     serve_api,
@@ -61,6 +62,7 @@ def run_all_in_one(settings: Settings) -> int:
     from conductor.worker import run_in_thread
 
     store = open_store(settings)
+    config = load_cluster_config(settings, store)
     bus = Bus()
     worker = start_worker(settings, store, bus)
     allow_root = root_jobs_allowed(settings)
@@ -72,6 +74,7 @@ def run_all_in_one(settings: Settings) -> int:
         heartbeat_timeout=settings.heartbeat_timeout,
         policy=settings.placement,
         backfill=Backfill(depth=settings.backfill_depth, max_job_test=settings.backfill_max_job_test),
+        config=config,
     )
     failed = threading.Event()
     worker_thread = run_in_thread(worker, lambda _exc: failed.set())
@@ -88,7 +91,7 @@ def run_all_in_one(settings: Settings) -> int:
     )
     started = False
     try:
-        started = serve_api(store, bus, settings, allow_root_jobs=allow_root)
+        started = serve_api(store, bus, settings, allow_root_jobs=allow_root, config=config)
     finally:
         log.info("shutting down")
         if purger is not None:

@@ -17,6 +17,7 @@ from typing import Protocol
 from conductor.bus import SCHEDULER, Bus, node_topic
 from conductor.monitoring.metrics import SCHEDULER_PASS
 from conductor.scheduler.dependencies import DependencyResolver, DependencyStore
+from conductor.scheduler.limits import Limits, Usage
 from conductor.scheduler.policy import (
     EASY,
     Backfill,
@@ -60,6 +61,22 @@ class SchedulerStore(DependencyStore, Protocol):
 
     def reap_dead_nodes(self, stale_before: datetime) -> Reaped: ...
 
+    def running_usage(self) -> dict[tuple[str, str | None], Usage]: ...
+
+
+class Configuration(Protocol):
+    """The cluster configuration as the loop uses it (config.live.LiveConfig provides it)."""
+
+    def refresh(self) -> bool: ...
+
+    def generation(self) -> int: ...
+
+    def limits(self) -> Limits | None: ...
+
+    def backfill(self, base: Backfill) -> Backfill: ...
+
+    def assign(self, nodes: list[NodeView]) -> list[NodeView]: ...
+
 
 class Leadership(Protocol):
     """Whether this process is the one that schedules (leader.SchedulerLock)."""
@@ -82,6 +99,7 @@ class Scheduler:
         dependency_resolver: Callable[[SchedulerStore, list[PendingJob]], None] | None = None,
         leader: Leadership | None = None,
         backfill: Backfill = EASY,
+        config: Configuration | None = None,
     ) -> None:
         self.store = store
         self.bus = bus
@@ -89,6 +107,9 @@ class Scheduler:
         self.heartbeat_timeout = heartbeat_timeout
         self.policy = PlacementPolicy(policy)
         self.backfill = backfill
+        # The configuration file's limits, partitions and backfill settings; None: no file.
+        self.config = config
+        self._generation = config.generation() if config is not None else 0
         # What the last pass over the whole backlog reserved (plus what passes over new jobs
         # added since): a pass over new jobs alone must not start one into a reservation.
         self._commitments: Commitments | None = None
@@ -172,13 +193,14 @@ class Scheduler:
     def run_pass(self) -> Decision:
         live_after = utcnow() - timedelta(seconds=self.heartbeat_timeout)
         self._quiet = False
+        self._take_config()
         backlog, fresh = self._pending()
         now = self.clock()
         begin_due = self._next_begin is not None and self._next_begin <= now
         if self._quiet and not begin_due:
             # No job changed since the last pass: only the nodes can have (one joined, or
             # came back). When they have not either, the last decision stands.
-            nodes = self.store.node_views(live_after=live_after)
+            nodes = self._node_views(live_after)
             if _fingerprint(nodes) == self._last_nodes:
                 return Decision()
         commitments = self._commitments
@@ -203,8 +225,9 @@ class Scheduler:
             return Decision()
         if self.dependency_resolver is not None:
             self.dependency_resolver(self.store, pending)
-        nodes = self.store.node_views(live_after=live_after)
+        nodes = self._node_views(live_after)
         self._last_nodes = _fingerprint(nodes)
+        backfill, limits, usage = self._policy_inputs()
         decision = schedule(
             pending,
             nodes,
@@ -212,8 +235,10 @@ class Scheduler:
             running_per_array=self.store.running_per_array(),
             policy=self.policy,
             presorted=True,
-            backfill=self.backfill,
+            backfill=backfill,
             ahead=commitments,
+            limits=limits,
+            usage=usage,
         )
         if commitments is None:
             self._commitments = decision.commitments
@@ -240,8 +265,32 @@ class Scheduler:
         self.passes += 1
         return decision
 
+    def _policy_inputs(self) -> tuple[Backfill, Limits | None, dict[tuple[str, str | None], Usage] | None]:
+        """The backfill settings, the limits and what running jobs hold against them."""
+        config = self.config
+        if config is None:
+            return self.backfill, None, None
+        limits = config.limits()
+        return config.backfill(self.backfill), limits, self.store.running_usage() if limits is not None else None
+
+    def _take_config(self) -> None:
+        config = self.config
+        if config is None:
+            return
+        config.refresh()
+        if config.generation() != self._generation:
+            # Limits, partitions or states changed: every waiting job decides again.
+            self._generation = config.generation()
+            self.invalidate()
+
+    def _node_views(self, live_after: datetime) -> list[NodeView]:
+        nodes = self.store.node_views(live_after=live_after)
+        return self.config.assign(nodes) if self.config is not None else nodes
+
     def _next_wakeup(self) -> float:
         timeout = self.check_interval
+        if self.config is not None:
+            timeout = min(timeout, 1.0)  # a reconfigure elsewhere is seen within a second
         if self._next_begin is not None:
             timeout = min(timeout, max(self._next_begin - self.clock(), 0.0) + 0.01)
         if self.is_active():

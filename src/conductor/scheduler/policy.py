@@ -14,11 +14,12 @@ does not need). Depth 1 is EASY backfill; a larger depth is conservative backfil
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from conductor.domain.states import Reason
+from conductor.scheduler.limits import Limits, LimitTracker, Usage
 from conductor.scheduler.timeline import INF, Timeline
 
 
@@ -71,6 +72,9 @@ class PendingJob:
     # The estimate the job carries (what the last plan said), so only changes are written.
     expected_start: float | None = None
     expected_node: str | None = None
+    # Whose job, under which QOS (None: the default one): what per-user and QOS limits count.
+    user: str = ""
+    qos: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +182,8 @@ def schedule(
     presorted: bool = False,
     backfill: Backfill = EASY,
     ahead: Commitments | None = None,
+    limits: Limits | None = None,
+    usage: Mapping[tuple[str, str | None], Usage] | None = None,
 ) -> Decision:
     """Place what fits now without delaying any reservation; plan and explain the rest.
 
@@ -189,6 +195,11 @@ def schedule(
     Reasons as Slurm gives them: the first job of a partition that waits for resources says
     `Resources` (they are being kept for it, when it has a reservation); the jobs behind it
     say `Priority`, and so do jobs that would fit now but would delay a reservation.
+
+    `limits` (partitions' states and MaxTime, QOS limits) with `usage` (what running jobs hold
+    per (user, QOS)): a job a limit holds back waits with the limit's reason (PartitionDown,
+    QOSMaxJobsPerUserLimit...), reserves nothing and keeps nobody behind it waiting. None: no
+    limits, as without a configuration file.
     """
     decision = Decision()
     reasons = decision.reasons
@@ -206,6 +217,7 @@ def schedule(
     waiting = set(ahead.waiting) if ahead is not None else set()
     new_waiting = decision.commitments.waiting
     tested = 0
+    tracker = LimitTracker(limits, usage or {}) if limits is not None else None
 
     budget = backfill.max_job_test
     rest = len(jobs)
@@ -214,6 +226,7 @@ def schedule(
             rest = index
             break
         reason = _blocking_reason(job, now, array_running)
+        reason = _limited(tracker, job, reason)
         if reason is None:
             if not backfill.enabled and job.partition in waiting:
                 # Behind a waiting job, in strict order: it waits untested.
@@ -229,6 +242,8 @@ def schedule(
                     decision.placements.append(Placement(job.id, node.name, taken, job.memory_mb))
                     if job.array_job_id is not None:
                         array_running[job.array_job_id] = array_running.get(job.array_job_id, 0) + 1
+                    if tracker is not None:
+                        tracker.started(job.user, job.qos, len(taken), job.memory_mb)
                     if len(taken) == max_free or not node.free_cpu_ids:
                         max_free = max((len(n.free_cpu_ids) for n in up_nodes), default=0)
                     _note_estimate(decision, job, None)
@@ -257,12 +272,17 @@ def schedule(
         _note_estimate(decision, job, None)
         if reason != job.reason:
             reasons[job.id] = reason
-    _wait_untested(itertools.islice(jobs, rest, None), decision, now, array_running, waiting)
+    _wait_untested(itertools.islice(jobs, rest, None), decision, now, array_running, waiting, tracker)
     return decision
 
 
 def _wait_untested(
-    jobs: Iterable[PendingJob], decision: Decision, now: float, array_running: dict[int, int], waiting: set[str]
+    jobs: Iterable[PendingJob],
+    decision: Decision,
+    now: float,
+    array_running: dict[int, int],
+    waiting: set[str],
+    tracker: LimitTracker | None = None,
 ) -> None:
     """The jobs past the test budget wait untested, without an estimate: only their reasons are
     decided, which is what keeps a pass over 100,000 jobs short."""
@@ -274,6 +294,10 @@ def _wait_untested(
             )
         else:
             reason = _PRIORITY if job.partition in waiting else _RESOURCES
+        if tracker is not None:
+            limited = tracker.check(job.partition, job.user, job.qos, job.cpus, job.memory_mb, job.time_limit)
+            if limited is not None and reason in (_PRIORITY, _RESOURCES):
+                reason = limited
         if job.expected_start is not None or job.expected_node is not None:
             changes[job.id] = None
         if reason != job.reason:
@@ -380,6 +404,15 @@ class _Plan:
                 best, where = start, name
         self._cache[key] = (self._version.get(where, 0) if where is not None else 0, best, where)
         return best, where
+
+
+def _limited(tracker: LimitTracker | None, job: PendingJob, reason: str | None) -> str | None:
+    """The job's reason with its limits: a limit counts every job, but speaks only for one that
+    nothing else (a hold, a dependency...) keeps waiting."""
+    if tracker is None:
+        return reason
+    limited = tracker.check(job.partition, job.user, job.qos, job.cpus, job.memory_mb, job.time_limit)
+    return reason or limited
 
 
 def _blocking_reason(job: PendingJob, now: float, array_running: dict[int, int]) -> str | None:

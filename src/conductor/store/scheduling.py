@@ -255,6 +255,8 @@ _PENDING_COLUMNS = (
     jobs.c.time_limit,
     jobs.c.expected_start_time,
     jobs.c.sched_nodes,
+    jobs.c.user_name,
+    jobs.c.qos,
 )
 
 
@@ -346,7 +348,7 @@ def _capacity_nodes(dialect: str) -> Any:
 def _pending_job(row: tuple[Any, ...]) -> PendingJob:
     (job_id, cpus_per_task, ntasks, memory_per_node, memory_per_cpu, partition, priority, nice, submit_time,
      exclusive, held, begin_time, dependency, array_job_id, array_max_running, reason, time_limit,
-     expected_start, sched_nodes) = row
+     expected_start, sched_nodes, user_name, qos) = row
     cpus = cpus_per_task * ntasks
     begin = aware(begin_time)
     expected = aware(expected_start)
@@ -367,4 +369,6 @@ def _pending_job(row: tuple[Any, ...]) -> PendingJob:
         time_limit=float(time_limit) if time_limit else None,
         expected_start=expected.timestamp() if expected else None,
         expected_node=sched_nodes,
+        user=user_name,
+        qos=qos,
     )

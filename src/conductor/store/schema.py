@@ -165,3 +165,22 @@ utilisation_samples = Table(
     Column("running_jobs", Integer, nullable=False),
     Column("pending_jobs", Integer, nullable=False),
 )
+
+# The cluster configuration's shared state (migration 0012): a generation every process compares
+# with its own to reload the configuration file (`scontrol reconfigure`), and the partition
+# states `scontrol update PartitionName=X State=...` set over the file's.
+cluster_config = Table(
+    "cluster_config",
+    metadata,
+    Column("id", Integer, primary_key=True),  # one row, id 1
+    Column("generation", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+partition_states = Table(
+    "partition_states",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("state", String(16), nullable=False),  # UP, DOWN, DRAIN, INACTIVE
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)

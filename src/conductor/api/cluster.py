@@ -1,0 +1,144 @@
+"""Routes of the cluster configuration: `scontrol reconfigure`, `scontrol update
+PartitionName=X State=...`, and the partitions as the file and the nodes make them.
+
+Both changes are an administrator's. Each is stored in the database (a new configuration
+generation), and every API and scheduler process takes it within a second (config/live.py).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from conductor.api import models
+from conductor.api.auth import CurrentPrincipal
+from conductor.bus import SCHEDULER, Bus
+from conductor.config.live import LiveConfig
+from conductor.config.model import PARTITION_STATES
+from conductor.errors import Forbidden, NotFound
+from conductor.services.principal import Principal
+from conductor.settings import Settings
+from conductor.store import Store
+
+
+class AppContext(Protocol):
+    """What these routes use of api.app.AppContext."""
+
+    store: Store
+    bus: Bus
+    settings: Settings
+    config: LiveConfig
+
+    def live_after(self) -> datetime: ...
+
+router = APIRouter(tags=["cluster"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": models.ErrorBody},
+    403: {"model": models.ErrorBody},
+    404: {"model": models.ErrorBody},
+    422: {"model": models.ErrorBody},
+}
+
+
+class PartitionStateChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    state: str = Field(description="UP, DOWN (nothing starts), DRAIN (no new jobs) or INACTIVE (neither).")
+
+    @field_validator("state")
+    @classmethod
+    def _state(cls, value: str) -> str:
+        upper = value.strip().upper()
+        if upper not in PARTITION_STATES:
+            raise ValueError(f"must be one of {', '.join(PARTITION_STATES)}")
+        return upper
+
+
+class ReconfigureResponse(BaseModel):
+    generation: int = Field(description="The configuration generation now in force.")
+    config: str | None = Field(description="The file read (None: no file; workers' partitions, QOS normal).")
+    message: str
+
+
+def _ctx(request: Request) -> AppContext:
+    ctx: AppContext = request.app.state.ctx
+    return ctx
+
+
+def _admin(principal: Principal, what: str) -> None:
+    if not principal.admin:
+        raise Forbidden(f"only an administrator may {what}")
+
+
+@router.post("/config/reconfigure", response_model=ReconfigureResponse, responses=_ERRORS)
+def reconfigure(request: Request, principal: CurrentPrincipal) -> Any:
+    """scontrol reconfigure: read the configuration file again, in every server. A file that
+    breaks a rule is refused with its line and the rule, and the configuration in force stays."""
+    _admin(principal, "reconfigure the cluster")
+    ctx = _ctx(request)
+    ctx.config.check_file()  # ConfigError (400) before anything changes
+    ctx.store.bump_config_generation()
+    ctx.config.refresh(force=True)
+    ctx.bus.publish(SCHEDULER)
+    path = ctx.config.path
+    return ReconfigureResponse(
+        generation=ctx.config.generation(),
+        config=str(path) if path is not None else None,
+        message="configuration reloaded" if path is not None else "no configuration file (CONDUCTOR_CONFIG unset)",
+    )
+
+
+@router.post("/partitions/{name}/state", response_model=models.Partition, responses=_ERRORS)
+def set_partition_state(name: str, body: PartitionStateChange, request: Request, principal: CurrentPrincipal) -> Any:
+    """scontrol update PartitionName=NAME State=UP|DOWN|DRAIN|INACTIVE."""
+    _admin(principal, "change a partition's state")
+    ctx = _ctx(request)
+    if not any(p.name == name for p in partition_list(ctx)):
+        raise NotFound(f"Invalid partition name specified: '{name[:64]}'", field="name")
+    ctx.store.set_partition_state(name, body.state)
+    ctx.config.refresh(force=True)
+    ctx.bus.publish(SCHEDULER)
+    return next(p for p in partition_list(ctx) if p.name == name)
+
+
+def partition_list(ctx: AppContext) -> list[models.Partition]:
+    """The file's partitions (every one, with or without nodes), else those the nodes declare."""
+    ctx.config.refresh()
+    effective = ctx.config.current
+    config = effective.config
+    found: dict[str, models.Partition] = {}
+    default = ctx.settings.partition
+    if config is not None and config.partitions:
+        default = config.default_partition() or default
+        for name, p in config.partitions.items():
+            accounts = p.accounts()
+            found[name] = models.Partition(
+                name=name, default=name == default, state=effective.partition_state(name), max_time=p.max_time,
+                nodes=[], total_cpus=0, default_time=p.default_time, priority_tier=p.priority_tier,
+                max_cpus_per_node=p.max_cpus_per_node,
+                allow_accounts=sorted(accounts) if accounts is not None else None,
+            )
+    for n in ctx.store.list_nodes(live_after=ctx.live_after()):
+        for name in node_partitions(ctx, n.name, n.partitions):
+            part = found.get(name)
+            if part is None:
+                if config is not None and config.partitions:
+                    continue
+                part = found[name] = models.Partition(
+                    name=name, default=name == default, state=effective.partition_state(name), max_time=None,
+                    nodes=[], total_cpus=0,
+                )
+            part.nodes.append(n.name)
+            part.total_cpus += n.cpus
+    return sorted(found.values(), key=lambda p: (not p.default, p.name))
+
+
+def node_partitions(ctx: AppContext, node: str, declared: list[str]) -> list[str]:
+    config = ctx.config.current.config
+    if config is None or not config.partitions:
+        return declared
+    return sorted(config.node_partitions(node))
