@@ -371,8 +371,15 @@ def bench_submit(count: int = 3000, clients: int = 8) -> None:
 def bench_pass() -> None:
     """One backfill pass (EASY, the default settings) over a full cluster of 100 nodes x 64 CPUs
     with 1,000 running jobs of known time limits, and a backlog of mixed shapes and limits."""
+    from conductor.scheduler.limits import Limits, PartitionLimit, QosLimit, Usage
     from conductor.scheduler.policy import Backfill, NodeView, PendingJob, Release, schedule
 
+    # Limits as a configuration file gives them: 100 users, each at most 20 jobs and 128 CPUs.
+    qos_limits = Limits(
+        partitions={"debug": PartitionLimit(max_time=2 * 86400.0)},
+        qos={"normal": QosLimit(max_jobs_per_user=20, max_cpus_per_user=128, max_submit_jobs_per_user=5000)},
+    )
+    usage = {(f"u{u:02d}", None): Usage(jobs=10, cpus=60) for u in range(100)}
     limits = (60.0, 300.0, 600.0, 1800.0, 3600.0, 4 * 3600.0, None)
     for count in (10_000, 100_000):
         rng = random.Random(1)
@@ -384,12 +391,17 @@ def bench_pass() -> None:
                 priority=rng.choice((0, 0, 10)),
                 submit_time=1_000_000.0 + i,
                 time_limit=rng.choice(limits),
+                user=f"u{i % 100:02d}",
             )
             for i in range(count)
         ]
         pending.sort(key=lambda j: (-j.priority, j.submit_time, j.id))
         now = 2_000_000.0
-        for label, backfill in (("EASY", Backfill(depth=1)), ("conservative, depth 100", Backfill(depth=100))):
+        for label, backfill, with_limits in (
+            ("EASY", Backfill(depth=1), None),
+            ("conservative, depth 100", Backfill(depth=100), None),
+            ("EASY with QOS and partition limits", Backfill(depth=1), qos_limits),
+        ):
             timings = []
             for _ in range(5):
                 nodes = []
@@ -409,7 +421,9 @@ def bench_pass() -> None:
                         )
                     )
                 t0 = time.perf_counter()
-                decision = schedule(pending, nodes, now, presorted=True, backfill=backfill)
+                decision = schedule(
+                    pending, nodes, now, presorted=True, backfill=backfill, limits=with_limits, usage=usage
+                )
                 timings.append(time.perf_counter() - t0)
             print(
                 f"pass: {count:>7,} pending, 1,000 running on 100 nodes x 64 CPUs, backfill {label} "
