@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "explain": "conductor.cli.explain",
     "token": "conductor.commands.token",
     "backup": "conductor.commands.backup",
+    "config": "conductor.commands.config",
     "sbatch": "conductor.cli.sbatch",
     "squeue": "conductor.cli.squeue",
     "scancel": "conductor.cli.scancel",

@@ -130,6 +130,16 @@ class Partition(_Strict):
         return False
 
 
+class NodeSpec(_Strict):
+    """Nodes as slurm.conf declared them (import-slurm keeps them): for reference and for the
+    partitions' node lists; a worker still declares its own CPUs and memory when it joins."""
+
+    cpus: int | None = Field(default=None, ge=1, le=100_000, alias="CPUs")
+    real_memory: int | None = Field(default=None, ge=1, alias="RealMemory", description="MB")
+    features: str | list[str] | None = Field(default=None, alias="Features")
+    weight: int | None = Field(default=None, ge=0, alias="Weight")
+
+
 class Qos(_Strict):
     priority: int = Field(default=0, ge=0, le=2**31 - 1, alias="Priority")
     max_jobs_per_user: int | None = Field(default=None, ge=0, alias="MaxJobsPerUser")
@@ -167,6 +177,7 @@ class ClusterConfig(_Strict):
         description="ALL/ANY/YES: a job over its partition's MaxTime is refused at submission; NO: it waits "
         "with reason PartitionTimeLimit.",
     )
+    nodes: dict[str, NodeSpec] = Field(default_factory=dict, description="Keys: host lists (cn[001-016]).")
     partitions: dict[str, Partition] = Field(default_factory=dict)
     qos: dict[str, Qos] = Field(default_factory=dict)
     priority: PriorityWeights = Field(default_factory=PriorityWeights)
@@ -185,6 +196,16 @@ class ClusterConfig(_Strict):
         for name in value:
             if not re.match(_NAME, name):
                 raise ValueError(f"name '{name[:64]}' must be 1-64 letters, digits, '_', '.' or '-'")
+        return value
+
+    @field_validator("nodes")
+    @classmethod
+    def _node_lists(cls, value: dict[str, NodeSpec]) -> dict[str, NodeSpec]:
+        for hosts in value:
+            try:
+                expand_hostlist(hosts, field="nodes")
+            except Invalid as exc:
+                raise ValueError(exc.message) from None
         return value
 
     @model_validator(mode="after")
