@@ -43,7 +43,7 @@ def test_a_sites_configuration() -> None:
     assert normal.max_cpus_per_node == 32 and normal.max_time == 2 * 86400 and normal.default_time == 3600
     assert fat.accounts() == frozenset({"genomics", "climate"}) and fat.max_time == 7 * 86400
     assert gpu.priority_tier == 5
-    assert long.state == "DRAIN" and long.max_time is None
+    assert long.state == "DRAIN" and long.max_time is None and long.priority_job_factor == 2
     assert long.has_node("thin012") and long.has_node("fat05") and not long.has_node("thin001")
     assert maint.state == "INACTIVE" and maint.has_node("gpu3")
     assert set(config.nodes) == {"thin[001-016]", "fat[01-08]", "gpu[1-4]", "dbg[1-2]"}
@@ -66,7 +66,6 @@ def test_a_sites_configuration() -> None:
         "NodeName=spare[9-1]: not carried over:",
         "PartitionName=DEFAULT MaxNodes=4: not carried over: jobs run on one node here",
         "PartitionName=fat AllowGroups=fatusers: not carried over: access is limited by AllowAccounts",
-        "PartitionName=long PriorityJobFactor=2: not carried over",
         "Include /etc/slurm/site-extra.conf: not carried over: not a Key=Value line",
         "line 60: AccountingStorageEnforce=associations,limits,qos: not carried over: accounting setting",
     ):

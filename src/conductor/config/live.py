@@ -21,8 +21,10 @@ from typing import Protocol
 
 from conductor.config.loader import ConfigError, load_config
 from conductor.config.model import ClusterConfig, Partition, Qos
+from conductor.domain.multifactor import Weights
 from conductor.scheduler.limits import Limits, PartitionLimit, QosLimit
 from conductor.scheduler.policy import Backfill, NodeView
+from conductor.scheduler.priority import PriorityConfig
 
 log = logging.getLogger("conductor.config")
 
@@ -84,6 +86,29 @@ class Effective:
         default_qos = self.config.default_qos if self.config is not None else "normal"
         return Limits(partitions=partitions, qos=qos, default_qos=default_qos)
 
+    def priority(self) -> PriorityConfig | None:
+        """The multifactor priority's configuration; None: no weight set (priority order as before)."""
+        config = self.config
+        if config is None:
+            return None
+        p = config.priority
+        weights = Weights(
+            age=p.age, fairshare=p.fairshare, job_size=p.job_size, partition=p.partition, qos=p.qos,
+            max_age=p.max_age, favor_small=p.favor_small,
+        )
+        if not weights.active:
+            return None
+        top_part = max((x.priority_job_factor for x in config.partitions.values()), default=0)
+        table = config.qos_table()
+        top_qos = max((q.priority for q in table.values()), default=0)
+        return PriorityConfig(
+            weights=weights,
+            half_life=p.decay_half_life,
+            partitions={n: x.priority_job_factor / top_part for n, x in config.partitions.items()} if top_part else {},
+            qos={n: q.priority / top_qos for n, q in table.items()} if top_qos else {},
+            default_qos=config.default_qos,
+        )
+
     def backfill(self, base: Backfill) -> Backfill:
         if self.config is None:
             return base
@@ -109,6 +134,7 @@ class LiveConfig:
         self._checked = time.monotonic()
         self._node_partitions: dict[str, frozenset[str]] = {}
         self._limits: tuple[Effective, Limits | None] | None = None
+        self._priority: tuple[Effective, PriorityConfig | None] | None = None
 
     def check_file(self) -> ClusterConfig | None:
         """The file as it is now, validated (ConfigError otherwise); nothing changes."""
@@ -148,6 +174,13 @@ class LiveConfig:
 
     def backfill(self, base: Backfill) -> Backfill:
         return self.current.backfill(base)
+
+    def priority(self) -> PriorityConfig | None:
+        current = self.current
+        cached = self._priority
+        if cached is None or cached[0] is not current:
+            cached = self._priority = (current, current.priority())
+        return cached[1]
 
     def assign(self, nodes: list[NodeView]) -> list[NodeView]:
         """Nodes with the partitions the file gives them (without partitions in the file, the

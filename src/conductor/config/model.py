@@ -85,6 +85,8 @@ class Partition(_Strict):
     max_time: Time = Field(default=None, alias="MaxTime")
     default_time: Time = Field(default=None, alias="DefaultTime")
     priority_tier: int = Field(default=1, ge=0, le=65533, alias="PriorityTier")
+    priority_job_factor: int = Field(default=1, ge=0, le=65533, alias="PriorityJobFactor",
+                                     description="The partition factor of the multifactor priority.")
     max_cpus_per_node: int | None = Field(default=None, ge=1, alias="MaxCPUsPerNode")
     allow_accounts: str | list[str] = Field(default="ALL", alias="AllowAccounts")
     state: Literal["UP", "DOWN", "DRAIN", "INACTIVE"] = Field(default="UP", alias="State")

@@ -1,7 +1,7 @@
 """`conductor config import-slurm`: a configuration file from a site's slurm.conf.
 
 Carried over: `PartitionName` lines (Nodes, Default, MaxTime, DefaultTime, PriorityTier,
-MaxCPUsPerNode, AllowAccounts, State; `PartitionName=DEFAULT` lines as defaults of those that
+PriorityJobFactor, MaxCPUsPerNode, AllowAccounts, State; `PartitionName=DEFAULT` lines as defaults of those that
 follow), `NodeName` lines (CPUs, RealMemory, Features, Weight; `NodeName=DEFAULT` likewise),
 `PriorityWeight*`, `PriorityMaxAge`, `PriorityDecayHalfLife`, `PriorityFavorSmall`,
 `SchedulerType`, `SchedulerParameters` (bf_max_job_test) and `EnforcePartLimits`. Every other
@@ -42,7 +42,7 @@ class Imported:
 
 _PARTITION_KEYS = {
     "nodes": "Nodes", "default": "Default", "maxtime": "MaxTime", "defaulttime": "DefaultTime",
-    "prioritytier": "PriorityTier", "maxcpuspernode": "MaxCPUsPerNode", "allowaccounts": "AllowAccounts",
+    "prioritytier": "PriorityTier", "priorityjobfactor": "PriorityJobFactor", "maxcpuspernode": "MaxCPUsPerNode", "allowaccounts": "AllowAccounts",
     "state": "State",
 }
 _NODE_KEYS = {"cpus": "CPUs", "procs": "CPUs", "realmemory": "RealMemory", "features": "Features", "weight": "Weight"}
@@ -260,7 +260,7 @@ def _partition_line(number: int, name: str, pairs: list[tuple[str, str]], partit
             continue
         if target in ("MaxTime", "DefaultTime") and value.upper() in ("INFINITE", "UNLIMITED"):
             value = "UNLIMITED"
-        if target in ("PriorityTier", "MaxCPUsPerNode") and value.isdigit():
+        if target in ("PriorityTier", "PriorityJobFactor", "MaxCPUsPerNode") and value.isdigit():
             values[target] = int(value)
         elif target == "MaxCPUsPerNode" and value.upper() == "UNLIMITED":
             values.pop(target, None)
@@ -290,7 +290,7 @@ def _partition_why(key: str) -> str:
         return "access is limited by AllowAccounts alone here"
     if lowered in ("oversubscribe", "shared", "preemptmode", "gracetime", "overtimelimit"):
         return "jobs never share CPUs nor are preempted here"
-    if lowered in ("priorityjobfactor", "qos", "tresbillingweights", "hidden", "lln", "reqresv", "suspendtime",
+    if lowered in ("qos", "tresbillingweights", "hidden", "lln", "reqresv", "suspendtime",
                    "resumetimeout", "suspendtimeout", "selecttypeparameters", "jobdefaults", "cpubind"):
         return "no equivalent in conductor's configuration"
     return _why(key)

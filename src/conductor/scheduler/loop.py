@@ -32,6 +32,7 @@ from conductor.scheduler.policy import (
     order_key,
     schedule,
 )
+from conductor.scheduler.priority import Multifactor, PriorityConfig
 from conductor.store import Reaped, is_disconnect, utcnow
 
 log = logging.getLogger("conductor.scheduler")
@@ -63,6 +64,8 @@ class SchedulerStore(DependencyStore, Protocol):
 
     def running_usage(self) -> dict[tuple[str, str | None], Usage]: ...
 
+    def refresh_usage(self, half_life: float | None) -> dict[str, float]: ...
+
 
 class Configuration(Protocol):
     """The cluster configuration as the loop uses it (config.live.LiveConfig provides it)."""
@@ -74,6 +77,8 @@ class Configuration(Protocol):
     def limits(self) -> Limits | None: ...
 
     def backfill(self, base: Backfill) -> Backfill: ...
+
+    def priority(self) -> PriorityConfig | None: ...
 
     def assign(self, nodes: list[NodeView]) -> list[NodeView]: ...
 
@@ -110,6 +115,9 @@ class Scheduler:
         # The configuration file's limits, partitions and backfill settings; None: no file.
         self.config = config
         self._generation = config.generation() if config is not None else 0
+        # The multifactor priority as of the last full snapshot (None: not configured).
+        self._multifactor: Multifactor | None = None
+        self._cluster = (0, 0)  # CPUs and nodes, for the job-size factor
         # What the last pass over the whole backlog reserved (plus what passes over new jobs
         # added since): a pass over new jobs alone must not start one into a reservation.
         self._commitments: Commitments | None = None
@@ -154,12 +162,15 @@ class Scheduler:
         """
         if time.monotonic() - self._last_full >= self.check_interval:
             self._last_event, snapshot = self.store.pending_snapshot()
+            if self._prioritise(snapshot, full=True):
+                snapshot.sort(key=order_key)
             self._cache = {j.id: j for j in snapshot}
             self._ordered = snapshot
             self._last_full = time.monotonic()
             return self._ordered, None
         self._last_event, touched, pending = self.store.pending_changes(self._last_event)
         self._quiet = not touched
+        self._prioritise(pending, full=False)
         fresh = [j for j in pending if j.id not in self._cache]
         only_new = bool(touched) and len(fresh) == len(touched)
         # The backlog stays sorted by edits, not by sorting it again: under a stream of
@@ -174,6 +185,23 @@ class Scheduler:
         if only_new:
             return self._ordered, sorted(fresh, key=order_key)
         return self._ordered, None
+
+    def _prioritise(self, jobs: list[PendingJob], *, full: bool) -> bool:
+        """Give `jobs` their multifactor priorities; False when none is configured (the store's
+        order stands). A full snapshot first brings the users' decayed usage up to date."""
+        config = self.config.priority() if self.config is not None else None
+        if config is None:
+            self._multifactor = None
+            return False
+        current = self._multifactor
+        if full or current is None or current.config is not config:
+            usage = self.store.refresh_usage(config.half_life) if config.weights.fairshare else {}
+            cpus, count = self._cluster
+            current = self._multifactor = Multifactor(
+                config, usage, cluster_cpus=cpus, cluster_nodes=count, users={j.user for j in jobs}
+            )
+        current.assign(jobs, self.clock())
+        return True
 
     def _forget(self, placed: set[int], decision: Decision) -> None:
         for job_id in placed:
@@ -285,6 +313,7 @@ class Scheduler:
 
     def _node_views(self, live_after: datetime) -> list[NodeView]:
         nodes = self.store.node_views(live_after=live_after)
+        self._cluster = (sum(len(n.cpu_ids) for n in nodes), len(nodes))
         return self.config.assign(nodes) if self.config is not None else nodes
 
     def _next_wakeup(self) -> float:

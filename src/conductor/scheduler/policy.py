@@ -75,6 +75,11 @@ class PendingJob:
     # Whose job, under which QOS (None: the default one): what per-user and QOS limits count.
     user: str = ""
     qos: str | None = None
+    # What the multifactor priority needs: the explicit priority (0: none, it is computed), nice,
+    # and since when the job is eligible.
+    explicit_priority: int = 0
+    nice: int = 0
+    eligible_time: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -371,4 +371,7 @@ def _pending_job(row: tuple[Any, ...]) -> PendingJob:
         expected_node=sched_nodes,
         user=user_name,
         qos=qos,
+        explicit_priority=priority,
+        nice=nice,
+        eligible_time=max(aware(submit_time).timestamp(), begin.timestamp() if begin else 0.0),  # type: ignore[union-attr]
     )

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -175,6 +176,17 @@ cluster_config = Table(
     Column("id", Integer, primary_key=True),  # one row, id 1
     Column("generation", BigInteger, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # Until when fairshare_usage holds the decayed usage (None: never computed yet).
+    Column("usage_as_of", DateTime(timezone=True), nullable=True),
+)
+
+# Each user's CPU-seconds, decayed with PriorityDecayHalfLife to cluster_config.usage_as_of: the
+# fair-share factor's input, brought forward by the scheduler on every full pass (migration 0012).
+fairshare_usage = Table(
+    "fairshare_usage",
+    metadata,
+    Column("user_name", String(64), primary_key=True),
+    Column("usage", Float, nullable=False),
 )
 
 partition_states = Table(

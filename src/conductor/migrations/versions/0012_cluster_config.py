@@ -1,4 +1,4 @@
-"""the cluster configuration's generation and the partition states set by scontrol
+"""the cluster configuration's generation, partition states set by scontrol, fair-share usage
 
 Revision ID: 0012
 Revises: 0011
@@ -24,6 +24,13 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("generation", sa.BigInteger, nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("usage_as_of", sa.DateTime(timezone=True), nullable=True),
+    )
+    # Decayed CPU-seconds per user, for the fair-share factor of the multifactor priority.
+    op.create_table(
+        "fairshare_usage",
+        sa.Column("user_name", sa.String(64), primary_key=True),
+        sa.Column("usage", sa.Float, nullable=False),
     )
     op.create_table(
         "partition_states",
@@ -35,4 +42,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("partition_states")
+    op.drop_table("fairshare_usage")
     op.drop_table("cluster_config")
