@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "sinfo": "conductor.cli.sinfo",
     "sacct": "conductor.cli.sacct",
     "scontrol": "conductor.cli.scontrol",
+    "sprio": "conductor.cli.sprio",
     "srun": "conductor.cli.srun",
     "slurm-shims": "conductor.cli.shims",
 }

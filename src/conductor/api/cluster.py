@@ -142,3 +142,96 @@ def node_partitions(ctx: AppContext, node: str, declared: list[str]) -> list[str
     if config is None or not config.partitions:
         return declared
     return sorted(config.node_partitions(node))
+
+
+# ------------------------------------------------------------------ sprio
+class PriorityWeightsBody(BaseModel):
+    age: int
+    fairshare: int
+    job_size: int
+    partition: int
+    qos: int
+
+
+class JobPriority(BaseModel):
+    job_id: int
+    partition: str
+    user: str
+    qos: str
+    priority: int = Field(description="What the scheduler orders by (an explicit --priority replaces the sum).")
+    explicit: bool = Field(description="Whether an explicit priority replaces the multifactor sum.")
+    age: float = Field(description="Normalised factors, in [0, 1]; the weighted ones are these times the weights.")
+    fairshare: float
+    job_size: float
+    partition_factor: float
+    qos_factor: float
+    nice: int
+
+
+class PriorityList(BaseModel):
+    multifactor: bool = Field(description="False: no weight is configured; jobs go by explicit priority and age.")
+    weights: PriorityWeightsBody | None
+    jobs: list[JobPriority]
+
+
+@router.get("/priority", response_model=PriorityList, responses=_ERRORS)
+def job_priorities(
+    request: Request, principal: CurrentPrincipal, jobs: str | None = None, users: str | None = None
+) -> Any:
+    """sprio: each pending job's priority factors (multifactor priority, the configuration's
+    weights), computed as the scheduler computes them."""
+    import time
+
+    from conductor.scheduler.priority import Multifactor
+
+    ctx = _ctx(request)
+    ctx.config.refresh()
+    config = ctx.config.priority()
+    if config is None:
+        return PriorityList(multifactor=False, weights=None, jobs=[])
+    wanted_ids = _int_list(jobs, "jobs")
+    wanted_users = {u.strip() for u in users.split(",") if u.strip()} if users else None
+    _, backlog = ctx.store.pending_snapshot()
+    pending = [
+        j for j in backlog
+        if (wanted_ids is None or j.id in wanted_ids) and (wanted_users is None or j.user in wanted_users)
+    ]
+    nodes = ctx.store.node_shapes()
+    usage = ctx.store.usage_snapshot(config.half_life) if config.weights.fairshare else {}
+    multifactor = Multifactor(  # the shares count every user of the backlog, as the scheduler's do
+        config, usage, cluster_cpus=sum(len(n.cpu_ids) for n in nodes), cluster_nodes=len(nodes),
+        users={j.user for j in backlog},
+    )
+    now = time.time()
+    multifactor.assign(pending, now)
+    w = config.weights
+    out = []
+    for job in sorted(pending, key=lambda j: j.id):
+        f = multifactor.factors(job, now)
+        out.append(JobPriority(
+            job_id=job.id, partition=job.partition, user=job.user, qos=job.qos or config.default_qos,
+            priority=job.priority, explicit=job.explicit_priority > 0, age=f.age, fairshare=f.fairshare,
+            job_size=f.job_size, partition_factor=f.partition, qos_factor=f.qos, nice=job.nice,
+        ))
+    return PriorityList(
+        multifactor=True,
+        weights=PriorityWeightsBody(age=w.age, fairshare=w.fairshare, job_size=w.job_size, partition=w.partition,
+                                    qos=w.qos),
+        jobs=out,
+    )
+
+
+def _int_list(text: str | None, name: str) -> set[int] | None:
+    from conductor.errors import Invalid
+
+    if not text:
+        return None
+    out = set()
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if not (item.isascii() and item.isdigit()) or len(item) > 18:
+            raise Invalid(f"'{item[:40]}' is not a job id (a positive integer)", field=name)
+        out.add(int(item))
+    return out
