@@ -135,10 +135,15 @@ def test_qos_limits_keep_jobs_pending_with_slurms_reasons(server: ConductorProce
     second = submit(api, tmp_path, qos="one")
     api.wait_state(first, "RUNNING")
     wait_reason(api, second, "QOSMaxJobsPerUserLimit")
+    told = cli(server, tmp_path, "explain", str(second)).stdout
+    assert f"Job {second} is PENDING, reason QOSMaxJobsPerUserLimit." in told
+    assert "QOS one allows 1 running jobs per user (MaxJobsPerUser); " in told and " has 1 running" in told
     big = submit(api, tmp_path, cpus=2, qos="cpus")
     api.wait_state(big, "RUNNING")
     more = submit(api, tmp_path, cpus=1, qos="cpus")
     wait_reason(api, more, "QOSMaxCpuPerUserLimit")
+    told = cli(server, tmp_path, "explain", str(more)).stdout
+    assert "QOS cpus allows 2 CPUs per user (MaxTRESPerUser=cpu);" in told and "hold 2 and it needs 1" in told
     long = submit(api, tmp_path, qos="wall", time_limit="5:00")
     wait_reason(api, long, "QOSMaxWallDurationPerJobLimit")
     squeue = cli(server, tmp_path, "squeue", "-h", "-t", "PD", "-o", "%i %r").stdout.split("\n")
@@ -194,6 +199,8 @@ def test_reconfigure_changes_a_partitions_limit_for_new_and_waiting_jobs(
     write_config(server.home / "cluster.toml", short_max="5:00")
     assert cli(server, tmp_path, "scontrol", "reconfigure").returncode == 0
     wait_reason(api, waiting, "PartitionTimeLimit")
+    told = cli(server, tmp_path, "explain", str(waiting)).stdout
+    assert "Its time limit (10:00) exceeds partition short's MaxTime (5:00)" in told
 
 
 def test_a_bad_file_is_refused_and_the_configuration_in_force_stays(

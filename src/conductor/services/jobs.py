@@ -32,12 +32,13 @@ from conductor.domain.states import JobState
 from conductor.errors import AlreadyDone, Conflict, Forbidden, Invalid, LimitExceeded, NotFound, UnknownUser
 from conductor.monitoring.metrics import JOBS_SUBMITTED
 from conductor.scheduler.dependencies import check_targets
+from conductor.scheduler.limits import LIMIT_REASONS
 from conductor.scheduler.policy import NodeView, PendingJob
 from conductor.services.forecast import Forecast, Forecaster, explain_waiting, pending_job_from_row
 from conductor.services.ports import JobStore, Wakeups
 from conductor.services.principal import Principal, ensure_owner
 from conductor.services.requests import SubmitRequest
-from conductor.services.sharing import check_rows, default_time, job_partition
+from conductor.services.sharing import check_rows, default_time, explain_limit, job_partition
 from conductor.services.submission import Limits, build_rows, check_privileges, submitter_for
 from conductor.store import BEING_STOPPED, NOT_HELD, ControlOutcome, utcnow
 
@@ -243,7 +244,14 @@ class JobService:
                 targets = self.store.job_summaries(refs)
             except Invalid:
                 pass
-        return Explanation(job, explain_waiting(job, pending, forecast, targets), forecast)
+        lines = explain_waiting(job, pending, forecast, targets)
+        if self.config is not None and job.state == JobState.PENDING.value and job.reason in LIMIT_REASONS:
+            self.config.refresh()
+            limit = explain_limit(
+                job, self.config.current, self.store.running_usage(), self.store.count_active(job.user_name, job.qos)
+            )
+            lines[1:1] = limit
+        return Explanation(job, lines, forecast)
 
     def find(self, job_id: str) -> Job:
         """The one job `job_id` names (`123`, or `123_4`: task 4 of array 123), read once."""

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from conductor.domain.job import Job, JobSummary
+from conductor.scheduler.limits import Usage
 from conductor.scheduler.policy import NodeView
 from conductor.store import CancelOutcome, ControlOutcome
 
@@ -18,6 +19,8 @@ class JobStore(Protocol):
     def count_pending(self, user_name: str) -> int: ...
 
     def count_active(self, user_name: str, qos: str | None) -> int: ...
+
+    def running_usage(self) -> dict[tuple[str, str | None], Usage]: ...
 
     def node_shapes(self) -> list[NodeView]: ...
 
