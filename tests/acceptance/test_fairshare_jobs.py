@@ -59,6 +59,11 @@ def test_the_heavy_user_waits_behind_the_light_one(start_conductor: StartConduct
     assert set(rows) == {first, second}
     assert rows[second][2] == b.name[:8] and rows[second][7] == "10000"  # fair share 1: no usage
     assert int(rows[first][7]) < 10000 and int(rows[first][4]) < int(rows[second][4])
+    # squeue shows the same priority the scheduler orders by.
+    shown = subprocess.run([sys.executable, "-m", "conductor", "squeue", "-h", "-t", "PD", "-o", "%i %Q"], env=env,
+                           capture_output=True, text=True, timeout=60, check=True).stdout.split("\n")
+    for job_id, row in rows.items():
+        assert f"{job_id} {row[4]}" in shown
     norm = subprocess.run([sys.executable, "-m", "conductor", "sprio", "-n", f"-j{second}", "-w"], env=env,
                           capture_output=True, text=True, timeout=60, check=True).stdout.splitlines()
     assert norm[0].split() == ["JOBID", "PARTITION", "PRIORITY", "SITE", "AGE", "FAIRSHARE", "JOBSIZE"]

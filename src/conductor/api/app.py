@@ -59,11 +59,13 @@ class AppContext:
     # The cluster configuration, shared with the scheduler of the same process; None: read here.
     live_config: LiveConfig | None = None
     config: LiveConfig = field(init=False)
+    priorities: cluster.PriorityView = field(init=False)
     jobs: JobService = field(init=False)
 
     def __post_init__(self) -> None:
         settings = self.settings
         self.config = self.live_config or LiveConfig(settings.config, self.store)
+        self.priorities = cluster.PriorityView(self.store, self.config)
         self.jobs = JobService(
             store=self.store,
             bus=self.bus,
@@ -114,7 +116,8 @@ def _elapsed(job: Job, now: datetime) -> int:
     return max(int((end - start).total_seconds()), 0)
 
 
-def job_record(job: Job, now: datetime) -> models.JobRecord:
+def job_record(job: Job, now: datetime, priority: int | None = None) -> models.JobRecord:
+    """`priority`: the multifactor priority of a pending job (None: as stored)."""
     paths = job_paths(job)
     return models.JobRecord(
         job_id=job.id,
@@ -159,7 +162,7 @@ def job_record(job: Job, now: datetime) -> models.JobRecord:
         qos=job.qos,
         exclusive=bool(job.exclusive),
         cancel_requested=job.kill_state == JobState.CANCELLED.value,
-        scheduling_priority=scheduling_priority(job.priority, job.nice, bool(job.held)),
+        scheduling_priority=priority if priority is not None else scheduling_priority(job.priority, job.nice, bool(job.held)),
         expected_start_time=_iso(job.expected_start_time) if job.state == JobState.PENDING.value else None,
         sched_nodes=job.sched_nodes if job.state == JobState.PENDING.value else None,
     )
@@ -449,14 +452,19 @@ def create_app(ctx: AppContext) -> FastAPI:
             total = live_total + old_total
         next_after = rows[limit - 1].id if len(rows) > limit else None
         now = utcnow()
-        return models.JobList(jobs=[job_record(r, now) for r in rows[:limit]], total=total, next_after=next_after)
+        page = rows[:limit]
+        priorities = ctx.priorities.of(page)
+        return models.JobList(
+            jobs=[job_record(r, now, priorities.get(r.id)) for r in page], total=total, next_after=next_after
+        )
 
     def _get(job_id: str) -> Job:
         return ctx.jobs.find(job_id)  # 123 or 123_4
 
     @app.get("/jobs/{job_id}", response_model=models.JobRecord, responses=error_responses)
     def get_job(job_id: str) -> Any:
-        return job_record(_get(job_id), utcnow())
+        job = _get(job_id)
+        return job_record(job, utcnow(), ctx.priorities.of([job]).get(job.id))
 
     @app.get("/jobs/{job_id}/events", response_model=models.JobEvents, responses=error_responses)
     def job_events(job_id: str) -> Any:

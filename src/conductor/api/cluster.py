@@ -18,7 +18,10 @@ from conductor.api.auth import CurrentPrincipal
 from conductor.bus import SCHEDULER, Bus
 from conductor.config.live import LiveConfig
 from conductor.config.model import PARTITION_STATES
+from conductor.domain.job import Job
 from conductor.errors import Forbidden, NotFound
+from conductor.scheduler.policy import PendingJob
+from conductor.scheduler.priority import Multifactor
 from conductor.services.principal import Principal
 from conductor.settings import Settings
 from conductor.store import Store
@@ -31,6 +34,7 @@ class AppContext(Protocol):
     bus: Bus
     settings: Settings
     config: LiveConfig
+    priorities: PriorityView
 
     def live_after(self) -> datetime: ...
 
@@ -145,6 +149,58 @@ def node_partitions(ctx: AppContext, node: str, declared: list[str]) -> list[str
 
 
 # ------------------------------------------------------------------ sprio
+class PriorityView:
+    """The multifactor priority as the scheduler computes it, for squeue (%Q, %p) and sprio:
+    the stored decayed usage, the nodes' size and the backlog's users, read at most once a
+    second. None when no weight is configured."""
+
+    def __init__(self, store: Store, config: LiveConfig) -> None:
+        self.store = store
+        self.config = config
+        self._cached: tuple[float, object, Multifactor | None] = (0.0, None, None)
+
+    def current(self) -> Multifactor | None:
+        import time
+
+        self.config.refresh()
+        config = self.config.priority()
+        read_at, cached_config, multifactor = self._cached
+        now = time.monotonic()
+        if config is cached_config and now - read_at < 1.0:
+            return multifactor
+        if config is None:
+            multifactor = None
+        else:
+            nodes = self.store.node_shapes()
+            usage = self.store.usage_snapshot(config.half_life) if config.weights.fairshare else {}
+            multifactor = Multifactor(
+                config, usage, cluster_cpus=sum(len(n.cpu_ids) for n in nodes), cluster_nodes=len(nodes),
+                users=self.store.pending_users(),
+            )
+        self._cached = (now, config, multifactor)
+        return multifactor
+
+    def of(self, jobs: list[Job]) -> dict[int, int]:
+        """The multifactor priority of each pending job among `jobs` (none when not configured)."""
+        import time
+
+        pending = [j for j in jobs if j.state == "PENDING" and not j.held]
+        if not pending:
+            return {}
+        multifactor = self.current()
+        if multifactor is None:
+            return {}
+        views = [
+            PendingJob(
+                id=j.id, cpus=j.cpus_per_task * j.ntasks, partition=j.partition, user=j.user_name, qos=j.qos,
+                nice=j.nice, explicit_priority=j.priority, eligible_time=_eligible(j),
+            )
+            for j in pending
+        ]
+        multifactor.assign(views, time.time())
+        return {v.id: v.priority for v in views}
+
+
 class PriorityWeightsBody(BaseModel):
     age: int
     fairshare: int
@@ -182,13 +238,11 @@ def job_priorities(
     weights), computed as the scheduler computes them."""
     import time
 
-    from conductor.scheduler.priority import Multifactor
-
     ctx = _ctx(request)
-    ctx.config.refresh()
-    config = ctx.config.priority()
-    if config is None:
+    multifactor = ctx.priorities.current()
+    if multifactor is None:
         return PriorityList(multifactor=False, weights=None, jobs=[])
+    config = multifactor.config
     wanted_ids = _int_list(jobs, "jobs")
     wanted_users = {u.strip() for u in users.split(",") if u.strip()} if users else None
     _, backlog = ctx.store.pending_snapshot()
@@ -196,12 +250,6 @@ def job_priorities(
         j for j in backlog
         if (wanted_ids is None or j.id in wanted_ids) and (wanted_users is None or j.user in wanted_users)
     ]
-    nodes = ctx.store.node_shapes()
-    usage = ctx.store.usage_snapshot(config.half_life) if config.weights.fairshare else {}
-    multifactor = Multifactor(  # the shares count every user of the backlog, as the scheduler's do
-        config, usage, cluster_cpus=sum(len(n.cpu_ids) for n in nodes), cluster_nodes=len(nodes),
-        users={j.user for j in backlog},
-    )
     now = time.time()
     multifactor.assign(pending, now)
     w = config.weights
@@ -219,6 +267,11 @@ def job_priorities(
                                     qos=w.qos),
         jobs=out,
     )
+
+
+def _eligible(job: Job) -> float:
+    since = job.eligible_time or job.submit_time
+    return since.timestamp() if since is not None else 0.0
 
 
 def _int_list(text: str | None, name: str) -> set[int] | None:

@@ -124,3 +124,9 @@ class ConfigQueries(Database):
             rows = list(conn.execute(select(fairshare_usage.c.user_name, fairshare_usage.c.usage)))
         elapsed = t1 - aware(as_of).timestamp() if as_of is not None else 0.0  # type: ignore[union-attr]
         return {r.user_name: decay(r.usage, elapsed, half_life) for r in rows}
+
+    def pending_users(self) -> set[str]:
+        """The users with pending jobs: each holds a share of the fair share."""
+        query = select(jobs.c.user_name).where(jobs.c.state == PENDING).distinct()
+        with self._read() as conn:
+            return {r[0] for r in conn.execute(query)}
