@@ -59,6 +59,10 @@ def test_the_heavy_user_waits_behind_the_light_one(start_conductor: StartConduct
     assert set(rows) == {first, second}
     assert rows[second][2] == b.name[:8] and rows[second][7] == "10000"  # fair share 1: no usage
     assert int(rows[first][7]) < 10000 and int(rows[first][4]) < int(rows[second][4])
+    # explain plans with the same order: b's job is ahead of a's.
+    told = subprocess.run([sys.executable, "-m", "conductor", "explain", str(first)], env=env, capture_output=True,
+                          text=True, timeout=60, check=True).stdout
+    assert "1 job(s) of higher priority wait ahead of it." in told, told
     # squeue shows the same priority the scheduler orders by.
     shown = subprocess.run([sys.executable, "-m", "conductor", "squeue", "-h", "-t", "PD", "-o", "%i %Q"], env=env,
                            capture_output=True, text=True, timeout=60, check=True).stdout.split("\n")

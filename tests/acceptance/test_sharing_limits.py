@@ -136,7 +136,7 @@ def test_qos_limits_keep_jobs_pending_with_slurms_reasons(server: ConductorProce
     api.wait_state(first, "RUNNING")
     wait_reason(api, second, "QOSMaxJobsPerUserLimit")
     told = cli(server, tmp_path, "explain", str(second)).stdout
-    assert f"Job {second} is PENDING, reason QOSMaxJobsPerUserLimit." in told
+    assert f"Job {second} is PENDING, reason QOSMaxJobsPerUserLimit." in told, told
     assert "QOS one allows 1 running jobs per user (MaxJobsPerUser); " in told and " has 1 running" in told
     big = submit(api, tmp_path, cpus=2, qos="cpus")
     api.wait_state(big, "RUNNING")
@@ -175,8 +175,10 @@ def test_partition_states_down_drain_up(server: ConductorProcess, api: Api, tmp_
     job = submit(api, tmp_path, partition="short", time_limit="1:00")
     wait_reason(api, job, "PartitionDown")
     assert "State=DOWN" in cli(server, tmp_path, "scontrol", "show", "partition", "short").stdout
+    assert cli(server, tmp_path, "sinfo", "-h", "-p", "short", "-o", "%P %a").stdout == "short down\n"
     assert cli(server, tmp_path, "scontrol", "update", "PartitionName=short", "State=DRAIN").returncode == 0
     api.wait_state(job, "RUNNING")  # a draining partition runs what it has
+    assert cli(server, tmp_path, "sinfo", "-h", "-p", "short", "-o", "%P %a").stdout == "short drain\n"
     refused = sbatch(server, tmp_path, "-p", "short", "-t", "1:00")
     assert refused.returncode == 1
     assert refused.stderr.strip().endswith("Required partition not available (inactive or drain)")

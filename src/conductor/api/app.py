@@ -84,6 +84,9 @@ class AppContext:
                 Backfill(depth=settings.backfill_depth, max_job_test=settings.backfill_max_job_test),
                 PlacementPolicy(settings.placement),
                 heartbeat_timeout=settings.heartbeat_timeout,
+                prioritise=self.priorities.assign,
+                limits=self.priorities.limits,
+                assign=self.config.assign,
             ),
             config=self.config,
         )

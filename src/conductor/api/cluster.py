@@ -20,7 +20,8 @@ from conductor.config.live import LiveConfig
 from conductor.config.model import PARTITION_STATES
 from conductor.domain.job import Job
 from conductor.errors import Forbidden, NotFound
-from conductor.scheduler.policy import PendingJob
+from conductor.scheduler.limits import Limits, Usage
+from conductor.scheduler.policy import PendingJob, order_key
 from conductor.scheduler.priority import Multifactor
 from conductor.services.principal import Principal
 from conductor.settings import Settings
@@ -179,6 +180,19 @@ class PriorityView:
             )
         self._cached = (now, config, multifactor)
         return multifactor
+
+    def assign(self, jobs: list[PendingJob]) -> None:
+        """Give a backlog its multifactor priorities and order (as the scheduler's loop does)."""
+        import time
+
+        multifactor = self.current()
+        if multifactor is not None:
+            multifactor.assign(jobs, time.time())
+            jobs.sort(key=order_key)
+
+    def limits(self) -> tuple[Limits | None, dict[tuple[str, str | None], Usage] | None]:
+        limits = self.config.limits()
+        return limits, self.store.running_usage() if limits is not None else None
 
     def of(self, jobs: list[Job]) -> dict[int, int]:
         """The multifactor priority of each pending job among `jobs` (none when not configured)."""
