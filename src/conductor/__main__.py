@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "sacct": "conductor.cli.sacct",
     "scontrol": "conductor.cli.scontrol",
     "sprio": "conductor.cli.sprio",
+    "sshare": "conductor.cli.sshare",
     "srun": "conductor.cli.srun",
     "slurm-shims": "conductor.cli.shims",
 }

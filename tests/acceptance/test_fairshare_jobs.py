@@ -74,6 +74,18 @@ def test_the_heavy_user_waits_behind_the_light_one(start_conductor: StartConduct
     assert norm[1].split() == ["Weights", "100", "10000", "10"]
     assert norm[2].split()[0] == str(second) and norm[2].split()[5] == "1.0000000"
 
+    shares = subprocess.run([sys.executable, "-m", "conductor", "sshare", "-a", "-P"], env=env, capture_output=True,
+                            text=True, timeout=60, check=True).stdout.splitlines()
+    assert shares[0] == "Account|User|RawShares|NormShares|RawUsage|EffectvUsage|FairShare"
+    by_user = {line.split("|")[1]: line.split("|") for line in shares[2:]}
+    assert shares[1].startswith("root|||0.000000|") and shares[1].endswith("|1.000000|")
+    assert float(by_user[b.name][6]) == 1.0 and float(by_user[a.name][6]) < 1.0
+    assert int(by_user[a.name][4]) >= 5  # about 2 CPUs x 3 s, decayed a little
+    plain = subprocess.run([sys.executable, "-m", "conductor", "sshare", "-u", b.name], env=env,
+                           capture_output=True, text=True, timeout=60, check=True).stdout.splitlines()
+    assert plain[0].split() == ["Account", "User", "RawShares", "NormShares", "RawUsage", "EffectvUsage", "FairShare"]
+    assert set(plain[1]) == {"-", " "} and len(plain) == 4
+
     admin.http.post(f"/jobs/cancel/{filler}")
     done = {j: admin.wait_state(j, "COMPLETED", timeout=30) for j in (first, second)}
     assert done[second]["start_time"] <= done[first]["start_time"]

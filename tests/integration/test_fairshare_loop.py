@@ -60,12 +60,13 @@ def test_the_heavy_user_waits_behind_the_light_one(store: Store, tmp_path: Path,
     scheduler.run_pass()
     reasons = {j: store.get_job(j).reason for j in (ann, bob)}  # type: ignore[union-attr]
     if weights:
-        # Fair share 2^(-U/S): ann U=1, S=1/2 -> 0.25; bob 1. Bob's job goes first.
+        # Fair share 2^(-U/S): ann U=1, S=1 (the one user with usage) -> 0.5; bob, no usage, 1.
+        # Bob's job goes first.
         assert reasons == {ann: "Priority", bob: "Resources"}
         order = [j.id for j in scheduler._ordered]
         assert order.index(bob) < order.index(ann)
         priorities = {j.id: j.priority for j in scheduler._ordered}
-        assert (priorities[bob], priorities[ann]) == (10000, 2500)
+        assert (priorities[bob], priorities[ann]) == (10000, 5000)
     else:
         assert reasons == {ann: "Resources", bob: "Priority"}  # submission order
 

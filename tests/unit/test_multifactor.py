@@ -95,6 +95,7 @@ def test_the_backlog_pass_gives_each_job_the_sum_of_its_weighted_factors() -> No
             assert job.priority == job.explicit_priority - job.nice
         else:
             assert job.priority == multifactor.factors(job, now).priority(config.weights)
-    # Three users, one share each: u3 has no usage (factor 1), u2 ten times u1's.
+    # One share per user with usage (u1, u2): u3 has none (factor 1), u2 ten times u1's.
     assert multifactor.fairshare("u3") == 1.0
-    assert multifactor.fairshare("u1") == pytest.approx(2 ** (-(5 / 55) * 3))
+    assert multifactor.fairshare("u1") == pytest.approx(2 ** (-(5 / 55) * 2))
+    assert multifactor.fairshare("u2") == pytest.approx(2 ** (-(50 / 55) * 2))

@@ -302,3 +302,45 @@ def _int_list(text: str | None, name: str) -> set[int] | None:
             raise Invalid(f"'{item[:40]}' is not a job id (a positive integer)", field=name)
         out.add(int(item))
     return out
+
+
+# ------------------------------------------------------------------ sshare
+class UserShare(BaseModel):
+    user: str
+    raw_shares: int
+    norm_shares: float
+    raw_usage: int = Field(description="CPU-seconds decayed with PriorityDecayHalfLife.")
+    effective_usage: float
+    fairshare: float
+
+
+class ShareList(BaseModel):
+    multifactor: bool
+    total_usage: int
+    users: list[UserShare]
+
+
+@router.get("/fairshare", response_model=ShareList, responses=_ERRORS)
+def fair_shares(request: Request, principal: CurrentPrincipal) -> Any:
+    """sshare: each user's shares, decayed usage and fair-share factor (users are the leaves of
+    one root account, one share for each user with recorded usage, as the factor counts them:
+    there are no accounts yet)."""
+    ctx = _ctx(request)
+    multifactor = ctx.priorities.current()
+    if multifactor is None:
+        return ShareList(multifactor=False, total_usage=0, users=[])
+    users = sorted(set(multifactor.usage) | multifactor.users)
+    total = sum(multifactor.usage.values())
+    count = max(len(multifactor.usage), 1)
+    return ShareList(
+        multifactor=True,
+        total_usage=int(total),
+        users=[
+            UserShare(
+                user=u, raw_shares=1, norm_shares=1 / count, raw_usage=int(multifactor.usage.get(u, 0.0)),
+                effective_usage=multifactor.usage.get(u, 0.0) / total if total > 0 else 0.0,
+                fairshare=multifactor.fairshare(u),
+            )
+            for u in users
+        ],
+    )

@@ -14,7 +14,7 @@ import sys
 from conductor.cli.common import UsageError, run
 
 PROG = "slurm-shims"
-COMMANDS = ("sbatch", "squeue", "scancel", "sinfo", "sacct", "scontrol", "srun", "sprio")
+COMMANDS = ("sbatch", "squeue", "scancel", "sinfo", "sacct", "scontrol", "srun", "sprio", "sshare")
 
 
 def shim_text(command: str, python: str) -> str:
@@ -48,7 +48,7 @@ def _main(argv: list[str]) -> int:
     if any(a in ("-h", "--help") for a in argv):
         sys.stdout.write(
             "usage: conductor slurm-shims DIR\n"
-            "Write sbatch squeue scancel sinfo sacct scontrol srun sprio into DIR.\n"
+            "Write sbatch squeue scancel sinfo sacct scontrol srun sprio sshare into DIR.\n"
         )
         return 0
     if len(argv) != 1:

@@ -6,7 +6,8 @@ x job size + PriorityWeightPartition x partition + PriorityWeightQOS x QOS - nic
 
 - age: the time since the job became eligible over PriorityMaxAge, at most 1;
 - fair share (classic): 2^(-U/S), U the user's share of the decayed usage of all users, S the
-  user's share of the shares (each user one share, as users without associations have);
+  user's share of the shares (one share for each user with recorded usage: there are no
+  associations yet);
 - job size: the mean of its node fraction and CPU fraction of the cluster (one node here), or
   one minus each with PriorityFavorSmall;
 - partition: its PriorityJobFactor over the largest one; QOS: its Priority over the largest one.

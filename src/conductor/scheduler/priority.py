@@ -40,16 +40,22 @@ class Multifactor:
         self.usage = dict(usage)
         self.cluster_cpus = cluster_cpus
         self.cluster_nodes = cluster_nodes
-        self._users = set(self.usage) | set(users)  # each one share, as users without associations
+        self._users = set(self.usage) | set(users)  # listed by sshare
         self._total = sum(self.usage.values())
         self._fairshare: dict[str, float] = {}
+
+    @property
+    def users(self) -> frozenset[str]:
+        """The users to list: those with usage or pending jobs."""
+        return frozenset(self._users)
 
     def fairshare(self, user: str) -> float:
         factor = self._fairshare.get(user)
         if factor is None:
-            # Each user of the usage or of the backlog (as of the full snapshot) holds one share; a
-            # user new since has no usage, so factor 1 whatever the count.
-            shares = max(len(self._users), 1)
+            # One share per user with recorded usage (as associations would each hold one): the
+            # count depends on the usage alone, so the scheduler and the API agree on it. A user
+            # without usage has factor 1 whatever the count.
+            shares = max(len(self.usage), 1)
             factor = self._fairshare[user] = fairshare_factor(self.usage.get(user, 0.0), self._total, 1, shares)
         return factor
 
