@@ -494,6 +494,57 @@ def bench_loop(count: int = 10_000) -> None:
         shutil.rmtree(home, ignore_errors=True)
 
 
+def bench_sharing(count: int = 100_000) -> None:
+    """A full scheduler pass on SQLite over `count` pending jobs of 100 users, with a cluster
+    configuration file: multifactor priority (fair share from usage) and a per-user QOS limit."""
+    from datetime import UTC, datetime, timedelta
+
+    from conductor.bus import Bus
+    from conductor.config.live import LiveConfig
+    from conductor.scheduler.loop import Scheduler
+    from conductor.store import Store
+
+    home = Path(tempfile.mkdtemp(prefix="conductor-bench-"))
+    try:
+        config = home / "cluster.toml"
+        config.write_text(
+            '[partitions.debug]\nNodes = "ALL"\nDefault = true\nMaxTime = "1-0"\n'
+            '[qos.normal]\nMaxJobsPerUser = 20\n'
+            '[priority]\nPriorityWeightAge = 1000\nPriorityWeightFairshare = 10000\nPriorityWeightJobSize = 100\n'
+        )
+        store = Store("sqlite:///" + str(home / "db.sqlite"))
+        store.migrate()
+        now = datetime.now(UTC)
+        row = {"name": "b", "partition": "debug", "ntasks": 1, "work_dir": "/tmp", "script": "true",
+               "environment": "{}", "time_limit": 3600}
+        rng = random.Random(1)
+        rows = [{**row, "user_name": f"u{i % 100:02d}", "cpus_per_task": rng.choice((1, 2, 4)),
+                 "submit_time": now - timedelta(seconds=rng.uniform(0, 86400)), "array_task_id": i}
+                for i in range(count)]
+        store.submit(rows)
+        store.register_node(name="n1", cpus=64, cpu_ids=list(range(64)), cpu_binding=False, memory_mb=100_000,
+                            partitions=["debug"], instance="bench", hostname="bench", stale_before=None)
+        scheduler = Scheduler(store, Bus(), heartbeat_timeout=3600, config=LiveConfig(config, store))
+        t0 = time.perf_counter()
+        first = scheduler.run_pass()
+        first_s = time.perf_counter() - t0
+        timings = []
+        for _ in range(3):
+            scheduler.invalidate()
+            t0 = time.perf_counter()
+            scheduler.run_pass()
+            timings.append(time.perf_counter() - t0)
+        print(
+            f"sharing: {count:,} pending jobs of 100 users on sqlite, multifactor priority and MaxJobsPerUser: "
+            f"first pass {first_s * 1000:.0f} ms ({len(first.placements)} placed, {len(first.reasons)} reasons "
+            f"written); full pass (snapshot read, usage brought forward, priorities, order, policy) median "
+            f"{statistics.median(timings) * 1000:.0f} ms"
+        )
+        store.close()
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
 def bench_priority(count: int = 100_000) -> None:
     """Multifactor priorities (age, fair share, job size, partition, QOS, nice) for a backlog of
     `count` pending jobs of 1,000 users, and the sort by them: what a full pass adds."""
@@ -537,6 +588,7 @@ BENCHMARKS = {
     "submit": bench_submit,
     "pass": bench_pass,
     "priority": bench_priority,
+    "sharing": bench_sharing,
     "loop": bench_loop,
 }
 

@@ -352,16 +352,18 @@ def _pending_job(row: tuple[Any, ...]) -> PendingJob:
     cpus = cpus_per_task * ntasks
     begin = aware(begin_time)
     expected = aware(expected_start)
+    submitted = aware(submit_time).timestamp()  # type: ignore[union-attr]
+    begins = begin.timestamp() if begin else None
     return PendingJob(
         id=job_id,
         cpus=cpus,
         memory_mb=memory_per_node or ((memory_per_cpu or 0) * cpus),
         partition=partition,
         priority=effective_priority(priority, nice),
-        submit_time=aware(submit_time).timestamp(),  # type: ignore[union-attr]
+        submit_time=submitted,
         exclusive=bool(exclusive),
         held=bool(held),
-        begin_time=begin.timestamp() if begin else None,
+        begin_time=begins,
         dependency=DependencyStatus.WAITING if dependency else DependencyStatus.SATISFIED,
         array_job_id=array_job_id,
         array_max_running=array_max_running,
@@ -373,5 +375,5 @@ def _pending_job(row: tuple[Any, ...]) -> PendingJob:
         qos=qos,
         explicit_priority=priority,
         nice=nice,
-        eligible_time=max(aware(submit_time).timestamp(), begin.timestamp() if begin else 0.0),  # type: ignore[union-attr]
+        eligible_time=submitted if begins is None or begins < submitted else begins,
     )
