@@ -92,3 +92,18 @@ def test_a_new_job_gets_its_priority_on_arrival(store: Store, tmp_path: Path) ->
     [explicit] = store.submit([job_row("dora", priority=50_000)])
     scheduler.run_pass()
     assert scheduler._ordered[0].id == explicit and scheduler._ordered[0].priority == 50_000
+
+
+def test_partition_tiers_order_before_priority(store: Store, tmp_path: Path) -> None:
+    text = ('[partitions.debug]\nNodes = "ALL"\nDefault = true\nPriorityTier = 1\n'
+            '[partitions.urgent]\nNodes = "ALL"\nPriorityTier = 5\n')
+    scheduler, _ = busy_cluster(store, tmp_path, text)
+    [first] = store.submit([job_row("ann", priority=90_000)])
+    [urgent] = store.submit([job_row("bob", partition="urgent")])
+    scheduler.invalidate()
+    scheduler.run_pass()
+    assert [j.id for j in scheduler._ordered][:2] == [urgent, first]
+    assert store.get_job(urgent).reason == "Resources"  # type: ignore[union-attr]
+    [later] = store.submit([job_row("carl", partition="urgent")])
+    scheduler.run_pass()  # new jobs only: inserted in tier order too
+    assert [j.id for j in scheduler._ordered][:3] == [urgent, later, first]

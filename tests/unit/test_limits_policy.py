@@ -103,3 +103,11 @@ def test_other_reasons_come_first_and_jobs_past_the_test_budget_get_limit_reason
 def test_without_limits_nothing_changes() -> None:
     pending = [job(1), job(2)]
     assert schedule(pending, [node()], NOW).placements == schedule(pending, [node()], NOW, limits=None).placements
+
+
+def test_a_higher_partition_tier_is_scheduled_first_whatever_the_priority() -> None:
+    low = PendingJob(id=1, cpus=8, submit_time=1.0, time_limit=60, priority=50_000, partition="debug")
+    high = PendingJob(id=2, cpus=8, submit_time=2.0, time_limit=60, priority=10, partition="long", tier=2)
+    decision = schedule([low, high], [node()], NOW, limits=None)
+    assert [p.job_id for p in decision.placements] == [2]
+    assert decision.reasons == {1: "Resources"}

@@ -182,12 +182,17 @@ class PriorityView:
         return multifactor
 
     def assign(self, jobs: list[PendingJob]) -> None:
-        """Give a backlog its multifactor priorities and order (as the scheduler's loop does)."""
+        """Give a backlog its tiers, multifactor priorities and order (as the scheduler's loop does)."""
         import time
 
+        tiers = self.config.tiers()
+        if tiers is not None:
+            for job in jobs:
+                job.tier = tiers.get(job.partition, 0)
         multifactor = self.current()
         if multifactor is not None:
             multifactor.assign(jobs, time.time())
+        if tiers is not None or multifactor is not None:
             jobs.sort(key=order_key)
 
     def limits(self) -> tuple[Limits | None, dict[tuple[str, str | None], Usage] | None]:

@@ -175,6 +175,14 @@ class LiveConfig:
     def backfill(self, base: Backfill) -> Backfill:
         return self.current.backfill(base)
 
+    def tiers(self) -> dict[str, int] | None:
+        """Each partition's PriorityTier, when they differ (None: they do not order anything)."""
+        config = self.current.config
+        if config is None:
+            return None
+        tiers = {name: p.priority_tier for name, p in config.partitions.items()}
+        return tiers if len(set(tiers.values())) > 1 else None
+
     def priority(self) -> PriorityConfig | None:
         current = self.current
         cached = self._priority

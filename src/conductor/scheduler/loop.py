@@ -80,6 +80,8 @@ class Configuration(Protocol):
 
     def priority(self) -> PriorityConfig | None: ...
 
+    def tiers(self) -> dict[str, int] | None: ...
+
     def assign(self, nodes: list[NodeView]) -> list[NodeView]: ...
 
 
@@ -187,12 +189,17 @@ class Scheduler:
         return self._ordered, None
 
     def _prioritise(self, jobs: list[PendingJob], *, full: bool) -> bool:
-        """Give `jobs` their multifactor priorities; False when none is configured (the store's
-        order stands). A full snapshot first brings the users' decayed usage up to date."""
+        """Give `jobs` their partitions' PriorityTier and multifactor priorities; False when the
+        configuration sets neither (the store's order stands). A full snapshot first brings the
+        users' decayed usage up to date."""
         config = self.config.priority() if self.config is not None else None
+        tiers = self.config.tiers() if self.config is not None else None
+        if tiers is not None:
+            for job in jobs:
+                job.tier = tiers.get(job.partition, 0)
         if config is None:
             self._multifactor = None
-            return False
+            return tiers is not None
         current = self._multifactor
         if full or current is None or current.config is not config:
             usage = self.store.refresh_usage(config.half_life) if config.weights.fairshare else {}

@@ -22,6 +22,9 @@ from conductor.domain.states import Reason
 from conductor.scheduler.limits import Limits, LimitTracker, Usage
 from conductor.scheduler.timeline import INF, Timeline
 
+# (-tier, -priority, submit time, id): the scheduling order, smallest first.
+OrderKey = tuple[int, int, float, int]
+
 
 class PlacementPolicy(StrEnum):
     SPREAD = "spread"  # least-loaded node that fits: the seed's global load balancing
@@ -80,6 +83,9 @@ class PendingJob:
     explicit_priority: int = 0
     nice: int = 0
     eligible_time: float = 0.0
+    # Its partition's PriorityTier when the configuration gives tiers (0 otherwise): it orders
+    # before the priority.
+    tier: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +134,7 @@ class Reservation:
     end: float
     cpus: int
     memory_mb: int
-    key: tuple[int, float, int]  # the job's `order_key`: whom the reservation outranks
+    key: OrderKey  # the job's `order_key`: whom the reservation outranks
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +159,7 @@ class Commitments:
         self.reservations.extend(more.reservations)
         self.waiting |= more.waiting
 
-    def horizon(self) -> tuple[int, float, int] | None:
+    def horizon(self) -> OrderKey | None:
         """The order key of the last reserved job (a job ordered before it changes the plan)."""
         return max((r.key for r in self.reservations), default=None)
 
@@ -172,9 +178,10 @@ class Decision:
     commitments: Commitments = field(default_factory=Commitments)
 
 
-def order_key(job: PendingJob) -> tuple[int, float, int]:
-    """Higher priority first, then earlier submission, then lower id."""
-    return (-job.priority, job.submit_time, job.id)
+def order_key(job: PendingJob) -> OrderKey:
+    """Higher partition PriorityTier first (Slurm evaluates a higher tier's jobs before any of a
+    lower one), then higher priority, then earlier submission, then lower id."""
+    return (-job.tier, -job.priority, job.submit_time, job.id)
 
 
 def schedule(
