@@ -92,6 +92,7 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONDUCTOR_")}
     env["CONDUCTOR_HOME"] = str(home)
+    env["XDG_CONFIG_HOME"] = str(home / "xdg")  # `up` records itself there, not in the user's profile
     env["CONDUCTOR_MAX_PENDING_PER_USER"] = str(args.tasks + 1000)  # room for the job of `start`
     source = subprocess.run(
         [sys.executable, "-c", "import conductor; print(conductor.__file__)"], env=env, capture_output=True, text=True

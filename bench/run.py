@@ -14,6 +14,9 @@ and must not be what is measured.
               jobs, 1,000 running with time limits on 100 nodes (see also bench/simulate.py)
   loop        one full scheduler pass through the store (load + decide + apply) over 10,000
 
+With --containment MODE the workers contain jobs as told (CONDUCTOR_CONTAINMENT: auto, cgroup-v2,
+cgroup-v1, none); by default they choose (auto: cgroups where they can).
+
 With --database-url URL (a PostgreSQL server; each benchmark gets a scratch database on it) or
 --own-postgres (a throw-away cluster, as the tests start), the system under test is instead a
 `conductor server` and two `conductor worker`s sharing the CPUs, talking through PostgreSQL.
@@ -138,6 +141,8 @@ def _token_headers(home: Path) -> dict[str, str]:
 
 # A PostgreSQL server: when set, benchmarks run on `conductor server` + two workers there.
 DATABASE_URL: str | None = None
+# How the workers contain jobs (CONDUCTOR_CONTAINMENT); None: as they choose.
+CONTAINMENT: str | None = None
 
 
 @contextmanager
@@ -212,6 +217,8 @@ def many_nodes(cpus: int, extra_env: dict[str, str] | None = None) -> Iterator[t
 
 @contextmanager
 def conductor(cpus: int, extra_env: dict[str, str] | None = None) -> Iterator[tuple[str, Path, dict[str, str]]]:
+    if CONTAINMENT is not None:
+        extra_env = {"CONDUCTOR_CONTAINMENT": CONTAINMENT, **(extra_env or {})}
     if DATABASE_URL is not None:
         with many_nodes(cpus, extra_env) as started:
             yield started
@@ -219,7 +226,8 @@ def conductor(cpus: int, extra_env: dict[str, str] | None = None) -> Iterator[tu
     home = Path(tempfile.mkdtemp(prefix="conductor-bench-"))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONDUCTOR_")}
-    env.update({"CONDUCTOR_HOME": str(home), **(extra_env or {})})
+    # XDG_CONFIG_HOME: `up` records itself in its user's profile; the bench's server is not the user's.
+    env.update({"CONDUCTOR_HOME": str(home), "XDG_CONFIG_HOME": str(home / "xdg"), **(extra_env or {})})
     log = open(home / "server.log", "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "conductor", "up", "--cpus", str(cpus), "--port", str(port), "--log-level", "WARNING"],
@@ -598,9 +606,15 @@ def main() -> None:
     parser.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
     parser.add_argument("--database-url", help="PostgreSQL server: run on `conductor server` + two workers there")
     parser.add_argument("--own-postgres", action="store_true", help="as --database-url, on a throw-away cluster")
+    parser.add_argument(
+        "--containment", choices=("auto", "cgroup-v2", "cgroup-v1", "none"), help="how workers contain jobs"
+    )
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
-    global DATABASE_URL
+    global DATABASE_URL, CONTAINMENT
+    CONTAINMENT = args.containment
+    if CONTAINMENT is not None:
+        print(f"containment: {CONTAINMENT}")
     with contextlib.ExitStack() as stack:
         if args.own_postgres:
             sys.path.insert(0, str(ROOT / "tests"))

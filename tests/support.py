@@ -65,7 +65,9 @@ class ConductorProcess:
     def environment(self) -> dict[str, str]:
         """The environment the process runs in: another `conductor` command given it acts on the
         same home and database."""
-        return clean_env(CONDUCTOR_HOME=str(self.home), **self.extra_env)
+        # The server records itself in its user's profile (XDG_CONFIG_HOME/conductor): one of the
+        # test's own, not the developer's.
+        return clean_env(**{"CONDUCTOR_HOME": str(self.home), "XDG_CONFIG_HOME": str(self.home / "xdg"), **self.extra_env})
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Another `conductor` command, beside this process (same home and settings)."""

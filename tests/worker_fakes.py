@@ -53,6 +53,9 @@ class FakeStore:
     def record_pids(self, pids: Mapping[int, int]) -> None:
         self._call("record_pids", dict(pids))
 
+    def record_usage(self, usage: Mapping[int, str]) -> None:
+        self._call("record_usage", dict(usage))
+
     def running_on_node(self, node: str) -> list[JobRun]:
         self._call("running_on_node", node)
         return self.rows

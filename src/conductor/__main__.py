@@ -28,16 +28,57 @@ COMMANDS: dict[str, str] = {
     "sprio": "conductor.cli.sprio",
     "sshare": "conductor.cli.sshare",
     "srun": "conductor.cli.srun",
+    "seff": "conductor.cli.seff",
     "slurm-shims": "conductor.cli.shims",
+    "wait": "conductor.cli.wait",
 }
 
 USAGE = "usage: conductor {" + ",".join(COMMANDS) + "} [options]\n"
+
+# One line per command, for `conductor --help`.
+SUMMARIES: dict[str, str] = {
+    "up": "run API, scheduler and one worker in one process (embedded SQLite)",
+    "server": "run the API and the scheduler against CONDUCTOR_DATABASE_URL",
+    "worker": "run one node's agent against CONDUCTOR_DATABASE_URL",
+    "stats": "the cluster's CPU and job counts",
+    "explain": "why a job waits, in plain words, and when it should start",
+    "token": "create, list and revoke API tokens",
+    "backup": "copy the SQLite database while the system runs (conductor backup PATH)",
+    "config": "the cluster configuration file: import-slurm SLURM_CONF, check FILE",
+    "sbatch": "submit a batch script (Slurm's sbatch)",
+    "squeue": "view pending and running jobs (Slurm's squeue)",
+    "scancel": "cancel or signal jobs (Slurm's scancel)",
+    "sinfo": "view partitions and nodes (Slurm's sinfo)",
+    "sacct": "view jobs, running and ended (Slurm's sacct)",
+    "scontrol": "show, hold, release, requeue and update jobs (Slurm's scontrol)",
+    "srun": "run parallel tasks inside a batch job (Slurm's srun)",
+    "sprio": "view the factors of pending jobs' priorities (Slurm's sprio)",
+    "sshare": "view users' shares, usage and fair-share factors (Slurm's sshare)",
+    "seff": "a job's CPU and memory efficiency (Slurm's seff)",
+    "slurm-shims": "write sbatch, squeue, ... executables into a directory for PATH",
+    "wait": "wait until jobs end; exit with their status, as sbatch --wait",
+}
+
+
+def help_text() -> str:
+    lines = [USAGE, "Commands:"]
+    lines += [f"  {name:<13}{SUMMARIES[name]}" for name in COMMANDS]
+    lines += [
+        "",
+        "Options:",
+        "  -h, --help     show this help and exit",
+        "  -V, --version  show the version and exit",
+        "",
+        "'conductor COMMAND --help' describes a command's options. The user commands talk to the server",
+        "at CONDUCTOR_URL with CONDUCTOR_TOKEN, else to the one `conductor up` recorded for you.",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] in ("-h", "--help"):
-        sys.stdout.write(USAGE)
+        sys.stdout.write(help_text() if args else USAGE)
         return 0 if args else 2
     if args[0] in ("-V", "--version"):
         from conductor import __version__

@@ -84,6 +84,27 @@ class Settings(BaseSettings):
         description="Whether jobs may run as root. Unset: only when `conductor up` itself runs as root "
         "(its local admin is root); `conductor server`/`worker` refuse them.",
     )
+    # Per-job containment (issue 11): control groups or, without them, polling.
+    containment: str = Field(
+        default="auto",
+        pattern="^(auto|cgroup-v2|cgroup-v1|none)$",
+        description="Per-job containment: auto (cgroup v2, else v1, else polling), cgroup-v2, cgroup-v1 or none.",
+    )
+    cgroup_root: Path = Field(default=Path("/sys/fs/cgroup"), description="Where the control groups are mounted.")
+    max_job_pids: int | None = Field(
+        default=None, ge=1, le=4_194_304, description="Processes one job may have at once (unset: no cap)."
+    )
+    acct_interval: float = Field(
+        default=30.0, gt=0, le=86400, description="Seconds between samples of running jobs' usage."
+    )
+    cgroup_warm: bool = Field(
+        default=True,
+        description="With control groups: the job launcher moves itself into its own group every 10 ms, so "
+        "that a job joining its groups never waits for an RCU grace period (about 10 ms) after an idle spell.",
+    )
+    kill_over_memory: bool = Field(
+        default=False, description="Without control groups: kill a job whose processes use more than its memory."
+    )
     ssl_certfile: Path | None = Field(default=None, description="TLS certificate (PEM) for the API.")
     ssl_keyfile: Path | None = Field(default=None, description="TLS private key (PEM) for the API.")
     # History: Slurm's PurgeJobAfter and ArchiveJobs/ArchiveDir.

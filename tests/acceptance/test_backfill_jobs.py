@@ -132,6 +132,8 @@ def test_sbatch_test_only_prints_the_plan_without_submitting(server: ConductorPr
     assert abs(expected - (stamp(api.job(busy)["start_time"]) + 30)) <= 1.0
     held = cli(server, tmp_path, "sbatch", "--test-only", "-H", "--wrap", "true")
     assert held.returncode == 0 and "would wait with reason JobHeldUser" in held.stderr, held.stderr
+    after = cli(server, tmp_path, "sbatch", "--test-only", f"--dependency=afterok:{busy}", "--wrap", "true")
+    assert after.returncode == 0 and "would wait with reason Dependency" in after.stderr, after.stderr
     assert len(api.jobs()) == before  # nothing was submitted
 
 

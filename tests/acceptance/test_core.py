@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import threading
@@ -90,7 +91,16 @@ def test_timeout_sends_sigterm_and_runs_trap(api: Api, tmp_path: Path) -> None:
     job_id = api.submit(script, time_limit="0:02", current_working_directory=str(tmp_path))
     job = api.wait_state(job_id, "TIMEOUT", timeout=20)
     assert job["reason"] == "TimeLimit"
-    assert (tmp_path / f"slurm-{job_id}.out").read_text() == "started\ntrapped-term\n"
+    lines = (tmp_path / f"slurm-{job_id}.out").read_text().splitlines()
+    assert lines[:2] == ["started", "trapped-term"]
+    # slurmstepd's notice, once the job is over (written earlier, the job's own writes at its
+    # offset in the file would overwrite it).
+    assert re.fullmatch(
+        rf"slurmstepd: error: \*\*\* JOB {job_id} ON \S+ CANCELLED AT \d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\d "
+        r"DUE TO TIME LIMIT \*\*\*",
+        lines[2],
+    )
+    assert len(lines) == 3
     assert 1.9 <= job["elapsed"] <= 6
 
 
@@ -185,7 +195,8 @@ def test_job_environment_is_clean(start_conductor: object, tmp_path: Path) -> No
         line.split("=", 1) for line in (tmp_path / f"slurm-{job_id}.out").read_text().splitlines() if "=" in line
     )
     assert "WORKER_SECRET" not in env
-    assert not any(k.startswith("CONDUCTOR_") and k != "CONDUCTOR_CPU_IDS" for k in env)
+    # The job's own variables only (its CPUs, where its sruns record their steps).
+    assert not any(k.startswith("CONDUCTOR_") and k not in ("CONDUCTOR_CPU_IDS", "CONDUCTOR_STEP_RECORDS") for k in env)
     assert "s3cr3t" not in str(env.values()) and "tok-xyz" not in str(env.values())
     assert env["MY_VAR"] == "mine"
     assert env["SLURM_JOB_ID"] == str(job_id)

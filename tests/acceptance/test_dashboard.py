@@ -127,6 +127,21 @@ def test_job_page_shows_fields_events_usage_and_expected_start(server: Conductor
     row = queue.split(f'data-job="{later}"')[1].split("</tr>")[0]
     assert "(BeginTime) starts after" in row
     api.cancel(later)
+    # A job waiting for the whole node shows the start the scheduler plans for it, and where.
+    blocker = api.submit(SLEEPER, cpus_per_task=2, time_limit="10:00", current_working_directory=str(tmp_path))
+    api.wait_state(blocker, "RUNNING")
+    waiting = api.submit("#!/bin/bash\ntrue\n", cpus_per_task=2, time_limit="1:00", current_working_directory=str(tmp_path))
+    deadline = time.monotonic() + 10
+    while True:
+        queue = client.get("/ui/queue", params={"state": "PENDING"}).text
+        row = queue.split(f'data-job="{waiting}"')[1].split("</tr>")[0]
+        if "expected" in row or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert "(Resources) expected 20" in row and " on " in row, row
+    assert "<th>ExpectedStart</th><td>20" in client.get(f"/ui/jobs/{waiting}").text
+    api.cancel(waiting)
+    api.cancel(blocker)
 
 
 def test_overview_nodes_and_sign_out(server: ConductorProcess) -> None:
@@ -160,3 +175,15 @@ def test_utilisation_samples_survive_a_restart(
     first.stop()
     second = start_conductor("--cpus", "2", home=home, port=first.port, env={"CONDUCTOR_SAMPLE_INTERVAL": "3600"})
     assert _samples_shown(second) >= before
+
+
+def test_odd_forms_are_refused_with_a_4xx_never_a_500(server: ConductorProcess) -> None:
+    anonymous = httpx.Client(base_url=server.url, follow_redirects=False)
+    many = "&".join(f"f{i}=x" for i in range(25))
+    for path in ("/ui/login", "/ui/logout", "/ui/jobs/1/cancel"):
+        answer = anonymous.post(path, content=many, headers={"content-type": "application/x-www-form-urlencoded"})
+        assert 400 <= answer.status_code < 500, (path, answer.status_code, answer.text)
+    client = _browser(server, server.token)
+    odd = client.post("/ui/jobs/1/cancel", data={"csrf": "\u00e9\u00e9"})
+    assert 400 <= odd.status_code < 500 or odd.status_code == 303, odd.status_code
+    assert "Traceback" not in server.log()

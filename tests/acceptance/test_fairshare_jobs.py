@@ -78,6 +78,7 @@ def test_the_heavy_user_waits_behind_the_light_one(start_conductor: StartConduct
                             text=True, timeout=60, check=True).stdout.splitlines()
     assert shares[0] == "Account|User|RawShares|NormShares|RawUsage|EffectvUsage|FairShare"
     by_user = {line.split("|")[1]: line.split("|") for line in shares[2:]}
+    assert b.name in by_user, shares
     assert shares[1].startswith("root|||0.000000|") and shares[1].endswith("|1.000000|")
     assert float(by_user[b.name][6]) == 1.0 and float(by_user[a.name][6]) < 1.0
     assert int(by_user[a.name][4]) >= 5  # about 2 CPUs x 3 s, decayed a little

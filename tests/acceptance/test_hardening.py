@@ -25,7 +25,7 @@ def test_unrepresentable_numbers_are_refused(api: Api, tmp_path: Path) -> None:
     for dependency in ("afterany:1+99999999999999999", "afterok:99999999999999999999999"):
         response = api.http.post(
             "/jobs/submit",
-            json={"job": {"dependency": dependency, "current_working_directory": str(tmp_path)}, "script": "true"},
+            json={"job": {"dependency": dependency, "current_working_directory": str(tmp_path)}, "script": "#!/bin/sh\ntrue"},
         )
         assert response.status_code == 400, response.text
         assert "dependency" in response.json()["detail"]

@@ -145,9 +145,11 @@ def test_jobs_start_and_report_exit_status_and_cpu_times(rig: Rig) -> None:
     assert second.exit == (4, 0)
     assert second.rusage is not None and second.rusage["utime"] + second.rusage["stime"] > 0
     # The launcher's report says what the file says.
-    code, sig, utime, stime = rig.exits[started[2].tag].split()
+    code, sig, utime, stime, maxrss, end = rig.exits[started[2].tag].split()
     assert (int(code), int(sig)) == (4, 0)
-    assert {"utime": float(utime), "stime": float(stime)} == second.rusage
+    assert {"utime": float(utime), "stime": float(stime), "maxrss": float(maxrss), "end": float(end)} == second.rusage
+    assert second.rusage["maxrss"] > 0  # KiB, as wait4 says
+    assert abs(second.rusage["end"] - time.time()) < 30  # when it was reaped, wall clock
 
 
 def test_exit_codes_stay_right_in_a_burst(rig: Rig) -> None:

@@ -191,8 +191,10 @@ def test_postgresql_out_of_connections_servers_and_workers_wait_and_recover(
         late_env = {**env, "CONDUCTOR_HEARTBEAT_INTERVAL": "0.5"}
         late_server = start_conductor(command="server", home=tmp_path / "late", env=late_env, wait=False)
         late_worker = start_conductor("--node-name", "n2", "--cpus", "2", command="worker", home=tmp_path / "n2", env=late_env, wait=False)
-        time.sleep(3)
         for process in (late_server, late_worker):
+            deadline = time.monotonic() + 30  # a Python start alone takes seconds on a busy machine
+            while "too many clients" not in process.log() and time.monotonic() < deadline:
+                time.sleep(0.2)
             assert process.proc is not None and process.proc.poll() is None, process.log()
             assert "too many clients" in process.log() and "retrying" in process.log(), process.log()
         # The running server answers what it can with the connections it holds, and what it

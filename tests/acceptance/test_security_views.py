@@ -40,7 +40,8 @@ class Daemon(ConductorProcess):
 
     def start(self, wait: bool = True) -> Daemon:
         self.home.mkdir(parents=True, exist_ok=True)
-        env = clean_env(CONDUCTOR_HOME=str(self.home), **self.extra_env)
+        # `up` records itself in its user's profile: one under the test's home, not root's.
+        env = clean_env(CONDUCTOR_HOME=str(self.home), XDG_CONFIG_HOME=str(self.home / "xdg"), **self.extra_env)
         argv = [sys.executable, "-m", "conductor", *self.args]
         if self.port is not None:
             argv += ["--port", str(self.port)]

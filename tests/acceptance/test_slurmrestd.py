@@ -200,9 +200,9 @@ def test_submit_errors(rest: httpx.Client, tmp_path: Path, body: dict[str, Any],
 
 def test_submit_error_numbers(rest: httpx.Client, tmp_path: Path) -> None:
     cwd = str(tmp_path)
-    dependency = rest.post("/job/submit", json={"script": "x", "job": {"dependency": "afterok:999999", "current_working_directory": cwd}})
+    dependency = rest.post("/job/submit", json={"script": "#!/bin/sh\nx", "job": {"dependency": "afterok:999999", "current_working_directory": cwd}})
     assert dependency.json()["errors"][0]["error_number"] == 2038
-    too_big = rest.post("/job/submit", json={"script": "x", "job": {"cpus_per_task": 999, "current_working_directory": cwd}})
+    too_big = rest.post("/job/submit", json={"script": "#!/bin/sh\nx", "job": {"cpus_per_task": 999, "current_working_directory": cwd}})
     assert too_big.json()["errors"][0]["error_number"] == 2014
 
 

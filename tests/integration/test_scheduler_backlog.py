@@ -46,7 +46,7 @@ def row(priority: int, cpus: int) -> dict[str, object]:
         "cpus_per_task": cpus,
         "priority": priority,
         "work_dir": "/tmp",
-        "script": "true",
+        "script": "#!/bin/sh\ntrue",
         "environment": "{}",
     }
 

@@ -20,6 +20,7 @@ from conductor.scheduler.policy import (
     order_key,
     schedule,
 )
+from conductor.scheduler.timeline import overdue_floor
 
 NOW = 1000.0
 
@@ -126,6 +127,25 @@ def test_max_job_test_bounds_the_jobs_tested() -> None:
     assert {decision.reasons[i] for i in range(2, 11)} == {"Priority"}
 
 
+def test_a_spent_test_budget_starves_no_idle_node_and_no_short_job() -> None:
+    # 500 jobs that cannot run (their partition has no node up) spend the budget; an idle node
+    # of another partition still takes the job meant for it.
+    idle = busy_node("b1", 4, [])
+    idle.partitions = frozenset({"b"})
+    stuck = [job(i, cpus=1, partition="a") for i in range(1, 501)]
+    decision = schedule([*stuck, job(501, cpus=1, partition="b")], [idle], NOW, backfill=Backfill(max_job_test=500))
+    assert placed(decision) == [501]
+    # In one partition: short jobs behind a spent budget of big blocked ones still backfill,
+    # a long one still does not break the reservation.
+    node = busy_node("n1", 4, [(101, 3, NOW + 100)])
+    big = [job(i, cpus=4, limit=600) for i in range(1, 11)]
+    decision = schedule(
+        [*big, job(11, cpus=1, limit=50), job(12, cpus=1, limit=5000)], [node], NOW, backfill=Backfill(max_job_test=3)
+    )
+    assert placed(decision) == [11]
+    assert decision.reasons[12] == "Priority" and 12 not in decision.estimates
+
+
 def test_estimates_are_written_only_when_they_change() -> None:
     node = lambda: busy_node("n1", 4, [(101, 4, NOW + 100)])
     first = schedule([job(1, cpus=4)], [node()], NOW)
@@ -140,8 +160,11 @@ def test_estimates_are_written_only_when_they_change() -> None:
 def test_a_running_job_past_its_limit_is_planned_to_end_soon_not_now() -> None:
     node = busy_node("n1", 4, [(101, 4, NOW - 10)])
     decision = schedule([job(1, cpus=4), job(2, cpus=1, limit=5)], [node], NOW)
-    assert decision.estimates[1].start == NOW + 1
+    # Soon, on a 30-second step: the estimate holds still from pass to pass while the kill runs.
+    assert NOW + 1 <= decision.estimates[1].start <= NOW + 31 and decision.estimates[1].start % 30 == 0
     assert placed(decision) == []
+    later = schedule([job(1, cpus=4, expected_start=decision.estimates[1].start, expected_node="n1")], [node], NOW + 2)
+    assert later.estimate_changes == {}
 
 
 def test_exclusive_jobs_plan_for_the_whole_node() -> None:
@@ -180,7 +203,7 @@ def _demand_ok(nodes: list[NodeView], decision: Decision, pending: dict[int, Pen
         held_for_ever = busy - sum(r.cpus for r in node.releases)
         intervals.append((NOW, math.inf, held_for_ever))
         for r in node.releases:
-            intervals.append((NOW, max(r.end, NOW + 1.0), r.cpus))
+            intervals.append((NOW, r.end if r.end >= NOW + 1.0 else overdue_floor(NOW), r.cpus))
         for p in decision.placements:
             if p.node == node.name:
                 limit = pending[p.job_id].time_limit

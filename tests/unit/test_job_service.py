@@ -254,9 +254,15 @@ def test_actions_refuse_by_kind() -> None:
     # The whole array: the running task is signalled, the ended one skipped.
     result = jobs.signal(ALICE, f"{ids[0]}_*", 10)
     assert result.job_ids == [ids[0]] and "1 skipped" in result.message
-    with pytest.raises(Forbidden, match="raise a job's priority"):
-        jobs.update(ALICE, str(ids[0]), JobChanges({"priority": 10}))
+    # Priorities compare as the scheduler orders them: a stored 0 is the default, 10,001.
     assert jobs.update(ADMIN, str(ids[0]), JobChanges({"priority": 10})).job_ids == [ids[0]]
+    store.jobs[ids[0]]["priority"] = 10
+    for higher in (20, 0):  # 0 would put it back to the default: a raise
+        with pytest.raises(Forbidden, match="raise a job's priority"):
+            jobs.update(ALICE, str(ids[0]), JobChanges({"priority": higher}))
+    assert jobs.update(ALICE, str(ids[0]), JobChanges({"priority": 5})).job_ids == [ids[0]]
+    store.jobs[ids[0]]["priority"] = 0
+    assert jobs.update(ALICE, str(ids[0]), JobChanges({"priority": 100})).job_ids == [ids[0]]  # below the default
 
 
 # ------------------------------------------------------------------ fast path

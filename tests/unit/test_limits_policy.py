@@ -94,10 +94,11 @@ def test_other_reasons_come_first_and_jobs_past_the_test_budget_get_limit_reason
     held.held = True
     _, reasons = run([held], limits)
     assert reasons == {1: "JobHeldUser"}
-    # Budget 1: job 2 (too big to start) is tested; jobs 3 and 4 wait untested, with their limit.
+    # Budget 1: job 2 (too big to start) is tested; job 3, past it, still gets its limit's reason.
     limits = Limits(qos={"normal": QosLimit(), "none": QosLimit(max_jobs_per_user=0)})
-    _, reasons = run([job(2, cpus=9), job(3, qos="none"), job(4)], limits, backfill=Backfill(max_job_test=1))
-    assert reasons == {2: "Resources", 3: "QOSMaxJobsPerUserLimit", 4: "Priority"}
+    placed, reasons = run([job(2, cpus=9), job(3, qos="none"), job(4)], limits, backfill=Backfill(max_job_test=1))
+    assert reasons == {2: "Resources", 3: "QOSMaxJobsPerUserLimit"}
+    assert placed == [4]  # past the budget a job is still offered the nodes as they are
 
 
 def test_without_limits_nothing_changes() -> None:

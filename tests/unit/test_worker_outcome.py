@@ -42,7 +42,9 @@ def test_exit_zero_completes() -> None:
     assert (finish.state, finish.exit_code, finish.reason, finish.error_msg) == (
         JobState.COMPLETED, "0:0", Reason.NONE.value, None,
     )
-    assert finish.rusage == TIMES
+    # The batch script's CPU times (wait4) are its usage when no group measured any.
+    assert finish.rusage is not None
+    assert (finish.rusage["user_cpu"], finish.rusage["system_cpu"]) == (TIMES["utime"], TIMES["stime"])
 
 
 def test_non_zero_exit_fails() -> None:
@@ -87,7 +89,7 @@ def test_setup_error_fails_with_its_message_whatever_was_asked() -> None:
     status = JobStatus(pid=10, ticks=5, exit=(1, 0), error="working directory '/x' is not usable")
     for kill_state in (None, JobState.CANCELLED.value, JobState.TIMEOUT.value, JobState.PENDING.value):
         assert summary(1, status, kill_state) == (
-            JobState.FAILED, "1:0", Reason.NONE.value, "working directory '/x' is not usable",
+            JobState.FAILED, "1:0", Reason.JOB_LAUNCH_FAILURE.value, "working directory '/x' is not usable",
         )
 
 
@@ -108,6 +110,7 @@ def test_reports_are_tied_to_their_run() -> None:
     assert (failed.state, failed.exit_code, failed.error_msg, failed.node, failed.restart_count) == (
         JobState.FAILED, "1:0", "launch failed: user 'x' does not exist", "n1", 3,
     )
+    assert failed.reason == Reason.JOB_LAUNCH_FAILURE.value
 
 
 def test_the_launchers_exit_report() -> None:

@@ -32,6 +32,7 @@ from conductor.domain.job import Job
 from conductor.domain.jobfiles import job_paths
 from conductor.domain.priority import scheduling_priority
 from conductor.domain.states import JobState
+from conductor.domain.usage import parse_usage
 from conductor.errors import Invalid, Refusal, StoreUnavailable
 from conductor.history.archive import ArchiveError, ArchiveQuery, archived_page, merge_pages
 from conductor.monitoring.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -119,6 +120,39 @@ def _elapsed(job: Job, now: datetime) -> int:
     return max(int((end - start).total_seconds()), 0)
 
 
+def job_usage(job: Job) -> models.JobUsage | None:
+    usage = parse_usage(job.rusage)
+    if usage is None:
+        return None
+    return models.JobUsage(
+        user_cpu=usage.user_cpu,
+        system_cpu=usage.system_cpu,
+        total_cpu=usage.total_cpu,
+        max_rss=usage.max_rss,
+        ave_rss=usage.ave_rss,
+        max_vmsize=usage.max_vmsize,
+        oom_kills=usage.oom_kills,
+        source=usage.source,
+        steps=[
+            models.JobStepUsage(
+                step_id=step.step_id,
+                name=step.name,
+                state=step.state,
+                exit_code=step.exit_code,
+                ntasks=step.ntasks,
+                start_time=datetime.fromtimestamp(step.start, UTC).isoformat(),
+                end_time=datetime.fromtimestamp(step.end, UTC).isoformat(),
+                elapsed=int(step.end - step.start),
+                user_cpu=step.user_cpu,
+                system_cpu=step.system_cpu,
+                total_cpu=step.total_cpu,
+                max_rss=step.max_rss,
+            )
+            for step in usage.steps
+        ],
+    )
+
+
 def job_record(job: Job, now: datetime, priority: int | None = None) -> models.JobRecord:
     """`priority`: the multifactor priority of a pending job (None: as stored)."""
     paths = job_paths(job)
@@ -168,6 +202,7 @@ def job_record(job: Job, now: datetime, priority: int | None = None) -> models.J
         scheduling_priority=priority if priority is not None else scheduling_priority(job.priority, job.nice, bool(job.held)),
         expected_start_time=_iso(job.expected_start_time) if job.state == JobState.PENDING.value else None,
         sched_nodes=job.sched_nodes if job.state == JobState.PENDING.value else None,
+        usage=job_usage(job),
     )
 
 
@@ -348,7 +383,8 @@ def create_app(ctx: AppContext) -> FastAPI:
         tail = settings.log_tail_bytes
         reader = reader_for(job.uid)
         stdout = read_tail(paths.stdout, tail, reader)
-        stderr = read_tail(paths.stderr, tail, reader) if paths.stderr != paths.stdout else stdout
+        # One file for both (Slurm's default): its tail is stdout's; stderr has none of its own.
+        stderr = read_tail(paths.stderr, tail, reader) if paths.stderr != paths.stdout else None
         return models.QueryResponse(
             job_id=str(job.id),
             state=job.state,
@@ -378,6 +414,7 @@ def create_app(ctx: AppContext) -> FastAPI:
                 array_job_id=job.array_job_id,
                 array_task_id=job.array_task_id,
             ),
+            usage=job_usage(job),
         )
 
     @app.post("/jobs/cancel/{job_id}", response_model=models.CancelResponse, responses=error_responses)
@@ -542,6 +579,7 @@ def _node_routes(app: FastAPI, ctx: AppContext) -> None:
                     partitions=cluster.node_partitions(ctx, n.name, n.partitions),
                     running_jobs=n.running_jobs,
                     last_heartbeat=_iso(n.last_heartbeat),
+                    containment=n.containment,
                 )
                 for n in store.list_nodes(live_after=ctx.live_after())
             ]

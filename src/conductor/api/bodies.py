@@ -106,6 +106,7 @@ def _lone_surrogate(value: Any, path: str) -> str | None:
 
 
 _FORMS = (b"application/x-www-form-urlencoded", b"multipart/form-data")
+DASHBOARD_FORMS = "/ui/"  # the only routes that take forms: the dashboard's
 
 
 def _is_form(headers: list[tuple[bytes, bytes]]) -> bool:
@@ -116,15 +117,19 @@ def _is_form(headers: list[tuple[bytes, bytes]]) -> bool:
 
 
 class BodyCheck:
-    """The plain ASGI layer that applies `check` to every request body but a web form's (the
-    dashboard's, decoded leniently there): every other route that takes a body takes JSON, and
+    """The plain ASGI layer that applies `check` to every request body but the dashboard's web
+    forms (decoded leniently there): every other route that takes a body takes JSON, and
     slurmrestd's decodes it whatever type the client declared, as Slurm's does."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS") or _is_form(scope["headers"]):
+        if (
+            scope["type"] != "http"
+            or scope["method"] in ("GET", "HEAD", "OPTIONS")
+            or (scope["path"].startswith(DASHBOARD_FORMS) and _is_form(scope["headers"]))
+        ):
             await self.app(scope, receive, send)
             return
         messages: list[Message] = []

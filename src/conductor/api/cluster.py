@@ -152,7 +152,7 @@ def node_partitions(ctx: AppContext, node: str, declared: list[str]) -> list[str
 # ------------------------------------------------------------------ sprio
 class PriorityView:
     """The multifactor priority as the scheduler computes it, for squeue (%Q, %p) and sprio:
-    the stored decayed usage, the nodes' size and the backlog's users, read at most once a
+    the stored decayed usage and the nodes' size, read at most once a
     second. None when no weight is configured."""
 
     def __init__(self, store: Store, config: LiveConfig) -> None:
@@ -175,8 +175,7 @@ class PriorityView:
             nodes = self.store.node_shapes()
             usage = self.store.usage_snapshot(config.half_life) if config.weights.fairshare else {}
             multifactor = Multifactor(
-                config, usage, cluster_cpus=sum(len(n.cpu_ids) for n in nodes), cluster_nodes=len(nodes),
-                users=self.store.pending_users(),
+                config, usage, cluster_cpus=sum(len(n.cpu_ids) for n in nodes), cluster_nodes=len(nodes)
             )
         self._cached = (now, config, multifactor)
         return multifactor
@@ -334,7 +333,7 @@ def fair_shares(request: Request, principal: CurrentPrincipal) -> Any:
     multifactor = ctx.priorities.current()
     if multifactor is None:
         return ShareList(multifactor=False, total_usage=0, users=[])
-    users = sorted(set(multifactor.usage) | multifactor.users)
+    users = sorted(set(multifactor.usage) | ctx.store.pending_users())  # as of now, not the view's second
     total = sum(multifactor.usage.values())
     count = max(len(multifactor.usage), 1)
     return ShareList(

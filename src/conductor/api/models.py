@@ -62,6 +62,37 @@ class QueryDetail(BaseModel):
     array_task_id: int | None
 
 
+class JobStepUsage(BaseModel):
+    """One job step (srun inside the batch script): JOBID.<step_id>."""
+
+    step_id: int
+    name: str
+    state: str
+    exit_code: str
+    ntasks: int
+    start_time: str
+    end_time: str
+    elapsed: int
+    user_cpu: float | None = None
+    system_cpu: float | None = None
+    total_cpu: float | None = None
+    max_rss: int | None = None
+
+
+class JobUsage(BaseModel):
+    """What a job used, as its node measured it (memory in bytes, CPU in seconds)."""
+
+    user_cpu: float | None = None
+    system_cpu: float | None = None
+    total_cpu: float | None = None
+    max_rss: int | None = None
+    ave_rss: int | None = None
+    max_vmsize: int | None = None
+    oom_kills: int = 0
+    source: str | None = None  # cgroup-v2, cgroup-v1 or polling
+    steps: list[JobStepUsage] = []
+
+
 class QueryResponse(BaseModel):
     job_id: str
     state: str
@@ -69,6 +100,7 @@ class QueryResponse(BaseModel):
     time: QueryTime
     job_log: QueryLog
     detail: QueryDetail
+    usage: JobUsage | None = None
 
 
 class JobRecord(BaseModel):
@@ -120,6 +152,7 @@ class JobRecord(BaseModel):
     expected_start_time: str | None = None
     sched_nodes: str | None = None
 
+    usage: JobUsage | None = None
 
 class Explanation(BaseModel):
     """GET /jobs/{id}/explain: why a job waits, from the scheduler's plan."""
@@ -172,6 +205,8 @@ class Node(BaseModel):
     partitions: list[str]
     running_jobs: int
     last_heartbeat: str | None
+    # How the node's worker holds its jobs: cgroup-v2, cgroup-v1, or polling (no control groups).
+    containment: str | None = None
 
 
 class NodeList(BaseModel):

@@ -2,7 +2,13 @@
 
 A publish calls this process's subscribers at once and NOTIFYs channel `conductor` with payload
 "<sender> <topic>"; a listener thread on a connection of its own hands other processes'
-notifications to the subscribers. Wake-ups are hints: a lost one costs one fallback tick, never a
+notifications to the subscribers.
+
+The NOTIFY itself is sent by a notifier thread on a connection of its own, not by the publisher:
+a submission used to pay for it with a pool checkout, its ping and a commit (three round trips,
+more than the submission's own insert), and a burst of submissions sent one NOTIFY each where
+one wakes the scheduler as well. The notifier sends what was published since its last send, each
+topic once, in one statement. Wake-ups are hints: a lost one costs one fallback tick, never a
 job. So publish never raises, and after the listener reconnects it wakes every subscriber
 once, for whatever it may have missed while it was away.
 """
@@ -17,7 +23,7 @@ import uuid
 from typing import Protocol
 
 from conductor.bus import Bus
-from conductor.store import NOTIFY_CHANNEL, pg_connect, pg_listen
+from conductor.store import NOTIFY_CHANNEL, pg_connect, pg_listen, pg_notify_many
 
 log = logging.getLogger("conductor.bus.postgres")
 
@@ -42,23 +48,61 @@ class PgBus(Bus):
         self.connected = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._outbox: set[str] = set()  # topics published, not yet notified
+        self._outbox_lock = threading.Lock()
+        self._outbox_ready = threading.Event()
+        self._notifier: threading.Thread | None = None
 
     def start(self) -> PgBus:
         self._thread = threading.Thread(target=self._listen_forever, name="pgbus-listener", daemon=True)
         self._thread.start()
+        self._notifier = threading.Thread(target=self._notify_forever, name="pgbus-notifier", daemon=True)
+        self._notifier.start()
         return self
 
     def publish(self, topic: str) -> None:
         super().publish(topic)
-        try:
-            self.store.notify(f"{self.sender} {topic}")
-        except Exception as exc:  # noqa: BLE001 - the fallback tick repairs a lost wake-up
-            log.debug("NOTIFY %s failed: %s", topic, exc)
+        if self._notifier is None:  # not started: notify from here
+            try:
+                self.store.notify(f"{self.sender} {topic}")
+            except Exception as exc:  # noqa: BLE001 - the fallback tick repairs a lost wake-up
+                log.debug("NOTIFY %s failed: %s", topic, exc)
+            return
+        with self._outbox_lock:
+            self._outbox.add(topic)
+        self._outbox_ready.set()
 
     def close(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=self.poll + 6)
+        self._outbox_ready.set()
+        for thread in (self._thread, self._notifier):
+            if thread is not None:
+                thread.join(timeout=self.poll + 6)
+
+    def _notify_forever(self) -> None:
+        conninfo = self.store.direct_conninfo()
+        conn = None
+        while not self._stop.is_set():
+            self._outbox_ready.wait()
+            self._outbox_ready.clear()
+            with self._outbox_lock:
+                topics, self._outbox = self._outbox, set()
+            if not topics:
+                continue
+            try:
+                if conn is None or conn.closed:
+                    conn = pg_connect(conninfo, self.application_name.replace("conductor-", "conductor-notify-", 1))
+                pg_notify_many(conn, [f"{self.sender} {topic}" for topic in sorted(topics)])
+            except Exception as exc:  # noqa: BLE001 - the fallback tick repairs a lost wake-up
+                log.debug("NOTIFY %s failed: %s", sorted(topics), exc)
+                if conn is not None:
+                    try:
+                        conn.close()
+                    except Exception:  # noqa: BLE001 - closing a broken connection
+                        pass
+                conn = None
+        if conn is not None:
+            conn.close()
 
     def _wake_everyone(self) -> None:
         with self._lock:

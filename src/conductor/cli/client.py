@@ -38,12 +38,24 @@ class ConnectionFailed(ConductorError):
 
 
 def base_url() -> str:
-    return os.environ.get("CONDUCTOR_URL", "").strip() or DEFAULT_URL
+    """CONDUCTOR_URL, else the URL in the caller's profile (cli/profile.py), else DEFAULT_URL."""
+    explicit = os.environ.get("CONDUCTOR_URL", "").strip()
+    if explicit:
+        return explicit
+    return _profile_url() or DEFAULT_URL
 
 
-def read_token() -> str | None:
-    """CONDUCTOR_TOKEN, else the caller's own token file: `$CONDUCTOR_HOME/token` when
-    CONDUCTOR_HOME is set, else `./.conductor/token` (the default home), else `~/.conductor/token`.
+def _profile_url() -> str | None:
+    from conductor.cli.profile import PROFILE_URL, profile_dir
+
+    return _read_own_file(profile_dir(), PROFILE_URL)
+
+
+def read_token(url: str | None = None) -> str | None:
+    """The token to send to `url` (default: base_url()): CONDUCTOR_TOKEN, else the caller's own
+    token file: `$CONDUCTOR_HOME/token` when CONDUCTOR_HOME is set, else the profile's token when
+    `url` is the profile's URL (cli/profile.py), else `./.conductor/token` (the default home of
+    `conductor up`), else `~/.conductor/token`.
 
     A token file decides who the CLI acts as, and whoever reads a job's output or environment
     could be the one who planted it: a `.conductor/token` in a shared directory would make the
@@ -55,21 +67,59 @@ def read_token() -> str | None:
     if token:
         return token
     configured = os.environ.get("CONDUCTOR_HOME", "").strip()
-    homes = [configured] if configured else [".conductor", os.path.expanduser("~/.conductor")]
-    for home in homes:
-        text = _read_own_token_file(home)
+    if configured:
+        return _read_own_file(configured, "token")
+    from conductor.cli.profile import PROFILE_TOKEN, profile_dir
+
+    target = (url or base_url()).rstrip("/")
+    profile = profile_dir()
+    # A profile without a URL is one the user wrote by hand: its token is for whatever server
+    # they name (a shim's URL, CONDUCTOR_URL).
+    if _read_own_file(profile, "url", quiet=True) in (None, target):
+        text = _read_own_file(profile, PROFILE_TOKEN)
+        if text:
+            return text
+    for home in (".conductor", os.path.expanduser("~/.conductor")):
+        text = _read_own_file(home, "token")
         if text:
             return text
     return None
+
+
+def no_token_message(url: str) -> str:
+    """The one sentence for a user without a token (another user than the one who started the
+    server, typically): where to get one and where to put it."""
+    from conductor.cli.profile import PROFILE_TOKEN, profile_dir
+
+    return (
+        f"no token for {url}: ask whoever runs the server for one ('conductor token create --user "
+        f"{_login()}' on its host) and save it in {os.path.join(profile_dir(), PROFILE_TOKEN)} "
+        "(mode 0600) or in CONDUCTOR_TOKEN"
+    )
+
+
+def _login() -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except (ImportError, KeyError):
+        return "<you>"
 
 
 _WRITABLE_BY_OTHERS = 0o022
 _S_IFMT, _S_IFREG, _S_IFDIR = 0o170000, 0o100000, 0o040000
 
 
-def _read_own_token_file(home: str) -> str | None:
-    """The token in `home/token` if that file and directory are the caller's alone (see read_token)."""
+def _read_own_file(home: str, name: str, *, quiet: bool = False) -> str | None:
+    """The text of `home/name` if that file and directory are the caller's alone (see
+    read_token); `quiet`: skip a file that is not without a warning (it was warned about)."""
     me = os.geteuid()
+
+    def skip(home: str, why: str) -> None:
+        if not quiet:
+            _skip(name, os.path.join(home, name), why)
+
     try:
         dir_fd = os.open(home, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
@@ -77,38 +127,38 @@ def _read_own_token_file(home: str) -> str | None:
     try:
         info = os.fstat(dir_fd)
         if info.st_uid not in (me, 0):
-            _skip(home, f"its directory belongs to uid {info.st_uid}, not to you (uid {me})")
+            skip(home, f"its directory belongs to uid {info.st_uid}, not to you (uid {me})")
             return None
         if info.st_mode & _WRITABLE_BY_OTHERS:
-            _skip(home, "its directory is writable by others")
+            skip(home, "its directory is writable by others")
             return None
         try:
-            fd = os.open("token", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC, dir_fd=dir_fd)
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC, dir_fd=dir_fd)
         except FileNotFoundError:
             return None
         except OSError as exc:
-            _skip(home, exc.strerror or "cannot be opened")
+            skip(home, exc.strerror or "cannot be opened")
             return None
     finally:
         os.close(dir_fd)
     try:
         info = os.fstat(fd)
         if (info.st_mode & _S_IFMT) != _S_IFREG:
-            _skip(home, "the token is not a regular file")
+            skip(home, "it is not a regular file")
             return None
         if info.st_uid != me:
-            _skip(home, f"it belongs to uid {info.st_uid}, not to you (uid {me})")
+            skip(home, f"it belongs to uid {info.st_uid}, not to you (uid {me})")
             return None
         if info.st_mode & _WRITABLE_BY_OTHERS:
-            _skip(home, "it is writable by others (make it mode 0600)")
+            skip(home, "it is writable by others (make it mode 0600)")
             return None
         return os.read(fd, 4096).decode("utf-8", "replace").strip() or None
     finally:
         os.close(fd)
 
 
-def _skip(home: str, why: str) -> None:
-    os.write(2, f"conductor: not using the token in {os.path.join(home, 'token')}: {why}\n".encode())
+def _skip(name: str, path: str, why: str) -> None:
+    os.write(2, f"conductor: not using the {name} in {path}: {why}\n".encode())
 
 
 def _quote(value: str) -> str:
@@ -183,7 +233,7 @@ class Client:
     def __init__(self, url: str | None = None, token: str | None = None) -> None:
         self.url = (url or base_url()).rstrip("/")
         self._scheme, self._host, self._port, self._prefix = split_url(self.url)
-        self._token = token if token is not None else read_token()
+        self._token = token if token is not None else read_token(self.url)
         self._sock: Any = None
         self._buffer = b""
 
@@ -217,13 +267,35 @@ class Client:
             ) from exc
         sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
         if self._scheme == "https":
-            import ssl
-
-            sock = ssl.create_default_context().wrap_socket(
-                sock, server_hostname=self._host
-            )
+            sock = self._handshake(sock)
         self._sock = sock
         self._buffer = b""
+
+    def _tls_hint(self) -> str:
+        if self._scheme != "http":
+            return ""
+        return f" (if the server speaks TLS, use CONDUCTOR_URL=https://{self.url.partition('://')[2]})"
+
+    def _handshake(self, sock: Any) -> Any:
+        """TLS over `sock`; a server that does not speak it, or a certificate not trusted, is
+        one line naming the URL and what to change."""
+        import ssl
+
+        try:
+            return ssl.create_default_context().wrap_socket(sock, server_hostname=self._host)
+        except ssl.SSLCertVerificationError as exc:
+            sock.close()
+            raise ConnectionFailed(
+                f"the TLS certificate of {self.url} is not trusted ({exc.verify_message}); "
+                "install its CA on this host, or set SSL_CERT_FILE to it"
+            ) from None
+        except (ssl.SSLError, OSError) as exc:
+            sock.close()
+            plain = "http://" + self.url.partition("://")[2]
+            raise ConnectionFailed(
+                f"TLS handshake with {self.url} failed ({getattr(exc, 'reason', None) or exc}): "
+                f"the server seems to speak plain HTTP; use CONDUCTOR_URL={plain}"
+            ) from None
 
     def _fill(self) -> bool:
         assert self._sock is not None
@@ -265,9 +337,7 @@ class Client:
             raise _Closed("connection closed")
         parts = status_line.decode("latin-1").split(None, 2)
         if len(parts) < 2 or not parts[0].startswith("HTTP/"):
-            raise ConnectionFailed(
-                f"{self.url} did not answer in HTTP: {status_line[:80]!r}"
-            )
+            raise ConnectionFailed(f"{self.url} did not answer in HTTP: {status_line[:80]!r}{self._tls_hint()}")
         status = int(parts[1])
         reason = parts[2].strip() if len(parts) > 2 else ""
         headers: dict[str, str] = {}
@@ -339,7 +409,7 @@ class Client:
                 self.close()
                 if attempt:
                     raise ConnectionFailed(
-                        f"the conductor API at {self.url} closed the connection: {exc}"
+                        f"the conductor API at {self.url} closed the connection: {exc}{self._tls_hint()}"
                     ) from exc
             except OSError as exc:
                 self.close()
@@ -352,6 +422,8 @@ class Client:
                 payload = json.loads(raw)
             except ValueError:
                 payload = raw.decode(errors="replace").strip()
+        if status == 401 and not self._token:
+            raise ApiError(status, no_token_message(self.url))
         if status >= 400:
             fallback = payload if isinstance(payload, str) and payload else reason
             raise ApiError(status, error_text(payload, f"HTTP {status} {fallback}"))

@@ -175,6 +175,17 @@ def job_display_id(job: dict[str, Any]) -> str:
     return str(job.get("job_id"))
 
 
+def job_reason(job: dict[str, Any]) -> str:
+    """Why a job waits, or why it ended, as Slurm's views show it: an ended job the server
+    explains (its `error_msg`: a working directory or output file that could not be used, a node
+    that died) shows that explanation in place of the reason code, as Slurm shows a job's
+    state_desc in place of its state_reason; otherwise the code (Resources, NonZeroExitCode...)."""
+    message = job.get("error_msg")
+    if message and job.get("state") not in ACTIVE_STATES and job.get("state") != "COMPLETED":
+        return str(message)
+    return str(job.get("reason") or "None")
+
+
 def exit_code(job: dict[str, Any]) -> str:
     value = job.get("exit_code")
     return str(value) if value else "0:0"

@@ -15,6 +15,15 @@ from conductor.cli.common import UsageError, run
 
 PROG = "explain"
 USAGE = "usage: conductor explain [--json] JOBID\n"
+HELP = (
+    USAGE
+    + "Why a job waits and what would change it: its reason, what is ahead of it, what it needs\n"
+    "and where, and when it should start.\n"
+    "\n"
+    "Options:\n"
+    "  --json       print the server's answer (GET /jobs/{id}/explain) as JSON\n"
+    "  -h, --help   show this help and exit\n"
+)
 
 
 def main(argv: list[str]) -> int:
@@ -26,7 +35,7 @@ def _main(argv: list[str]) -> int:
     ids: list[str] = []
     for arg in argv:
         if arg in ("-h", "--help"):
-            sys.stdout.write(USAGE)
+            sys.stdout.write(HELP)
             return 0
         if arg == "--json":
             as_json = True

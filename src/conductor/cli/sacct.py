@@ -95,6 +95,64 @@ OPTIONS = OptionTable(
 
 USAGE = "Usage: sacct [options]\n\tUse --help for help\n"
 
+DESCRIBED: dict[str, tuple[str, str]] = {
+    "accounts": ("account_list", "only send data about these accounts"),
+    "allclusters": ("", "display jobs ran on all clusters (one cluster here)"),
+    "allocations": ("", "only show statistics relevant to the job allocation itself"),
+    "allusers": ("", "display jobs for all users (default for root and administrators)"),
+    "archived": ("", "include jobs purged from the database into the archive (not read here)"),
+    "array": ("", "expand job arrays: one line per array task"),
+    "associations": ("assoc_list", "only send data about these association ids (ignored here)"),
+    "brief": ("", "equivalent to '--format=jobstep,state,exitcode'"),
+    "clusters": ("cluster_list", "only send data about these clusters (one cluster here)"),
+    "completion": ("", "use job completion data instead of job accounting"),
+    "constraints": ("constraint_list", "only show jobs with these constraints"),
+    "delimiter": ("characters", "first character is the delimiter of --parsable/--parsable2"),
+    "duplicates": ("", "show all copies of a requeued job"),
+    "endtime": ("time", "select jobs eligible before this time"),
+    "expand_patterns": ("", "expand the %-patterns of StdOut/StdErr/StdIn paths"),
+    "federation": ("", "report jobs from the federation (one cluster here)"),
+    "file": ("file", "read data from the specified file (not supported here)"),
+    "flags": ("flags", "filter flags (e.g. SkipSteps)"),
+    "format": ("field_list", "comma separated list of fields (see --helpformat)"),
+    "gid": ("gid_list", "only send data about these groups"),
+    "help": ("", "show this help message"),
+    "helpformat": ("", "print a list of fields that can be specified with --format"),
+    "jobs": ("job(.step)", "comma separated list of jobs (array tasks as 12_3)"),
+    "json": ("v0.0.40", "dump the selected jobs as JSON (data_parser v0.0.40, slurmdbd's job records)"),
+    "local": ("", "report jobs of the local cluster only"),
+    "long": ("", "equivalent to specifying a long list of fields"),
+    "name": ("jobname_list", "only send data about jobs with these names"),
+    "ncpus": ("N[-M]", "only show jobs with this many allocated CPUs"),
+    "nnodes": ("N[-M]", "only show jobs with this many allocated nodes"),
+    "noconvert": ("", "don't convert units from their original type"),
+    "noheader": ("", "no headers on output"),
+    "nodelist": ("node_list", "only show jobs which ran on these nodes"),
+    "parsable": ("", "output '|' delimited, with a trailing '|'"),
+    "parsable2": ("", "output '|' delimited, without a trailing '|'"),
+    "partition": ("partition_list", "only send data about jobs in these partitions"),
+    "qos": ("qos_list", "only send data about jobs of these qos"),
+    "starttime": ("time", "select jobs eligible after this time (default: 00:00 today)"),
+    "state": ("state_list", "only send data about jobs in these states (with -S/-E: during them)"),
+    "timelimit_max": ("time", "only show jobs with a time limit at most this"),
+    "timelimit_min": ("time", "only show jobs with a time limit at least this"),
+    "truncate": ("", "truncate time: report only the part within --starttime/--endtime"),
+    "units": ("[KMGTP]", "display values in the specified unit type"),
+    "usage": ("", "display brief usage message"),
+    "user": ("user_list", "only send data about these users"),
+    "verbose": ("", "verbose mode"),
+    "version": ("", "output version information and exit"),
+    "wckeys": ("wckey_list", "only send data about these wckeys"),
+    "whole_hetjob": ("yes|no", "show all components of a heterogeneous job (ignored here)"),
+    "yaml": ("data_parser", "Slurm's YAML output (not supported here)"),
+}
+
+
+def help_text() -> str:
+    from conductor.cli.helptext import page
+
+    return page("Usage: sacct [options]\n", OPTIONS, DESCRIBED)
+
 
 def parse_sacct_time(text: str, now: datetime) -> datetime:
     """-S/-E values, in Slurm's grammar; times of day without a date mean the past occurrence."""
@@ -157,7 +215,10 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per sacct option
     opts, multi = collect_options(parsed)
     if operands:
         raise UsageError(f"Unknown arguments: {' '.join(operands)}")
-    if "help" in opts or "usage" in opts:
+    if "help" in opts:
+        sys.stdout.write(help_text())
+        return 0
+    if "usage" in opts:
         sys.stdout.write(USAGE)
         return 0
     if "version" in opts:
@@ -170,10 +231,12 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per sacct option
                 "".join(f"{n:<20}" for n in field_names[i : i + 4]).rstrip() + "\n"
             )
         return 0
-    if "json" in opts or "yaml" in opts:
-        raise UsageError(
-            "--json and --yaml are not supported; use --parsable2 with --format"
-        )
+    if "yaml" in opts:
+        raise UsageError("--yaml is not supported; use --json, or --parsable2 with --format")
+    if "json" in opts:
+        from conductor.cli.slurm_json import check_parser
+
+        check_parser(PROG, opts["json"])
 
     field_spec = ",".join(multi.get("format", []))
     if "brief" in opts:
@@ -271,6 +334,11 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per sacct option
             int(j["job_id"]),
         )
     )
+    if "json" in opts:
+        from conductor.cli.slurm_json import sacct_document, write
+
+        write(sacct_document(selected, argv))
+        return 0
     rows = expand_rows(selected, with_steps="allocations" not in opts)
     parsable = (
         "no_ending"

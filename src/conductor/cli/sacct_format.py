@@ -8,7 +8,7 @@ are joined with '|' (-p also ends the line with it) and never cut.
 
 from __future__ import annotations
 
-from conductor.cli.common import exit_code, hms, slurm_time
+from conductor.cli.common import exit_code, hms, job_reason, slurm_time
 from conductor.domain.text import printable
 from conductor.errors import ConductorError
 
@@ -103,6 +103,10 @@ WIDTHS: dict[str, int] = {
     "Planned": 10,
     "PlannedCPU": 10,
     "PlannedCPURAW": 13,
+    # Slurm 22.05's names of the three above.
+    "Reserved": 10,
+    "ResvCPU": 10,
+    "ResvCPURAW": 10,
     "Priority": 10,
     "QOS": 10,
     "QOSRAW": 6,
@@ -236,12 +240,42 @@ def _planned(job: dict[str, Any]) -> int:
     return max(int(start.timestamp() - eligible.timestamp()), 0)
 
 
+def _usage(job: dict[str, Any], key: str) -> Any:
+    usage = job.get("usage")
+    return usage.get(key) if isinstance(usage, dict) else None
+
+
+def _step_memory(job: dict[str, Any], key: str) -> str:
+    """MaxRSS, AveRSS, MaxVMSize: as Slurm, on the job's steps (JobID.batch), not its allocation."""
+    from conductor.domain.usage import format_memory
+
+    if not job.get("_step"):
+        return ""
+    value = _usage(job, key)
+    return format_memory(int(value)) if value is not None else ""
+
+
+def _cpu(job: dict[str, Any], key: str) -> str:
+    from conductor.domain.usage import format_cpu
+
+    value = _usage(job, key)
+    return format_cpu(float(value)) if value is not None else ""
+
+
 def _s(value: Any) -> str:
     return "" if value is None else str(value)
 
 
 GETTERS: dict[str, Getter] = {
     "Account": lambda j: _s(j.get("account")),
+    "AveRSS": lambda j: _step_memory(j, "ave_rss"),
+    "MaxRSS": lambda j: _step_memory(j, "max_rss"),
+    "MaxRSSNode": lambda j: _s(j.get("node_list")) if j.get("_step") and _usage(j, "max_rss") is not None else "",
+    "MaxRSSTask": lambda j: "0" if j.get("_step") and _usage(j, "max_rss") is not None else "",
+    "MaxVMSize": lambda j: _step_memory(j, "max_vmsize"),
+    "SystemCPU": lambda j: _cpu(j, "system_cpu"),
+    "TotalCPU": lambda j: _cpu(j, "total_cpu"),
+    "UserCPU": lambda j: _cpu(j, "user_cpu"),
     "AllocCPUS": lambda j: str(_alloc_cpus(j)),
     "AllocNodes": lambda j: "1" if _started(j) else "0",
     "AllocTRES": lambda j: _tres(j, True),
@@ -268,10 +302,13 @@ GETTERS: dict[str, Getter] = {
     "Planned": lambda j: hms(_planned(j)),
     "PlannedCPU": lambda j: hms(_planned(j) * _req_cpus(j)),
     "PlannedCPURAW": lambda j: str(_planned(j) * _req_cpus(j)),
+    "Reserved": lambda j: hms(_planned(j)),
+    "ResvCPU": lambda j: hms(_planned(j) * _req_cpus(j)),
+    "ResvCPURAW": lambda j: str(_planned(j) * _req_cpus(j)),
     "Priority": lambda j: str(int(j.get("priority") or 0)),
     "QOS": lambda j: _s(j.get("qos") or "normal"),
     "QOSREQ": lambda j: _s(j.get("qos") or "normal"),
-    "Reason": lambda j: _s(j.get("reason") or "None"),
+    "Reason": job_reason,
     "ReqCPUS": lambda j: str(_req_cpus(j)),
     "ReqMem": _req_mem,
     "ReqNodes": lambda j: "1",
@@ -411,9 +448,30 @@ def expand_rows(
             step["_sacct_id"] = f"{row['_sacct_id']}.batch"
             step["_sacct_raw_id"] = f"{row['_sacct_raw_id']}.batch"
             step["name"] = "batch"
+            step["_step"] = True
             step["partition"] = None
             step["_ntasks"] = 1
             if job.get("state") == "CANCELLED":
                 step["state"] = "CANCELLED"
             rows.append(step)
+            rows.extend(_srun_steps(row))
     return rows
+
+
+def _srun_steps(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The job's steps (srun), JOBID.0, JOBID.1..., after its batch step, as sacct lists them."""
+    usage = row.get("usage")
+    steps = usage.get("steps") if isinstance(usage, dict) else None
+    out = []
+    for step in steps or []:
+        line = dict(row)
+        line["_sacct_id"] = f"{row['_sacct_id']}.{step['step_id']}"
+        line["_sacct_raw_id"] = f"{row['_sacct_raw_id']}.{step['step_id']}"
+        line["_step"] = True
+        line["_ntasks"] = step.get("ntasks")
+        line["partition"] = None
+        for key in ("name", "state", "exit_code", "start_time", "end_time", "elapsed"):
+            line[key] = step.get(key)
+        line["usage"] = step
+        out.append(line)
+    return out

@@ -367,21 +367,26 @@ def wrap_script(command: str) -> str:
 
 def check_script(script: str) -> None:
     """The checks sbatch makes on the script body itself before parsing it."""
-    if not script:
+    from conductor.domain import script as rule
+
+    problem = rule.script_problem(script)
+    if problem == rule.EMPTY:
         raise SbatchError("Batch script is empty!")
-    if script.strip() == "":
+    if problem == rule.BLANK:
         raise SbatchError("Batch script contains only whitespace!")
-    if not script.startswith("#!"):
+    if problem == rule.NO_SHEBANG:
         raise SbatchError(
             "This does not look like a batch script.  The first\n"
             "sbatch: error: line must start with #! followed by the path to an interpreter.\n"
             "sbatch: error: For instance: #!/bin/sh"
         )
-    if "\r\n" in script:
+    if problem == rule.DOS_LINE_BREAKS:
         raise SbatchError(
             "Batch script contains DOS line breaks (\\r\\n)\n"
             "sbatch: error: instead of expected UNIX line breaks (\\n)."
         )
+    if problem == rule.NUL:
+        raise SbatchError("The Slurm controller does not allow scripts that contain a NULL character '\\0'.")
 
 
 def directive_words(script: str) -> list[str]:

@@ -57,6 +57,37 @@ USAGE = (
 )
 
 
+DESCRIBED: dict[str, tuple[str, str]] = {
+    "account": ("account", "act only on jobs charging this account"),
+    "batch": ("", "signal batch shell only"),
+    "clusters": ("cluster_name", "cluster to issue commands to (one cluster here)"),
+    "full": ("", "signal batch shell and all steps for specified job"),
+    "help": ("", "show this help message"),
+    "hurry": ("", "avoid burst buffer stage out"),
+    "interactive": ("", "require response from user for each job"),
+    "me": ("", "act only on jobs of the current user"),
+    "name": ("job_name", "act only on jobs with this name"),
+    "nodelist": ("hosts...", "act only on jobs on these nodes"),
+    "partition": ("partition", "act only on jobs in this partition"),
+    "qos": ("qos", "act only on jobs with this quality of service"),
+    "quiet": ("", "disable warnings"),
+    "reservation": ("reservation", "act only on jobs with this reservation"),
+    "signal": ("name | integer", "signal to send to job, default is SIGKILL"),
+    "state": ("states", "act only on jobs in this state: PENDING, RUNNING or SUSPENDED"),
+    "usage": ("", "display brief usage message"),
+    "user": ("user_name", "act only on jobs of this user"),
+    "verbose": ("", "verbosity level"),
+    "version": ("", "output version information and exit"),
+    "wckey": ("wckey", "act only on jobs with this workload charactization key"),
+}
+
+
+def help_text() -> str:
+    from conductor.cli.helptext import page
+
+    return page(USAGE, OPTIONS, DESCRIBED)
+
+
 def _normalize_signal(text: str | None) -> str:
     value = (text or "").strip().upper()
     value = value.removeprefix("SIG")
@@ -74,7 +105,10 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per scancel option
     opts: dict[str, str | None] = {}
     for key, value in parsed:
         opts[key] = value
-    if "help" in opts or "usage" in opts:
+    if "help" in opts:
+        sys.stdout.write(help_text())
+        return 0
+    if "usage" in opts:
         sys.stdout.write(USAGE)
         return 0
     if "version" in opts:

@@ -11,6 +11,7 @@ from conductor.cli.common import (
     exit_code,
     hms,
     job_display_id,
+    job_reason,
     parse_iso,
     run,
     slurm_time,
@@ -58,6 +59,29 @@ scontrol [<OPTION>] [<COMMAND>]
                               change a partition's state (administrators).
      version                  display tool version number.
 """
+
+
+DESCRIBED: dict[str, tuple[str, str]] = {
+    "all": ("", "equivalent to \"all\" command (show hidden partitions)"),
+    "clusters": ("names", "clusters to issue commands to (one cluster here)"),
+    "details": ("", "make 'show job' more verbose (batch script path, CPU ids)"),
+    "help": ("", "show this help message"),
+    "hide": ("", "do not show hidden or non-accessible partitions"),
+    "json": ("data_parser", "Slurm's JSON output (not supported here)"),
+    "oneliner": ("", "print information one line per record"),
+    "quiet": ("", "print no warning or informational messages"),
+    "usage": ("", "display brief usage message"),
+    "verbose": ("", "print detailed event logging"),
+    "version": ("", "print version information and exit"),
+    "yaml": ("data_parser", "Slurm's YAML output (not supported here)"),
+}
+
+
+def help_text() -> str:
+    from conductor.cli.helptext import page
+
+    usage, _, commands = USAGE.partition("\n")
+    return page(usage, OPTIONS, DESCRIBED, epilog=commands)
 
 
 def _s(value: Any, missing: str = "(null)") -> str:
@@ -120,7 +144,8 @@ def format_job(job: dict[str, Any]) -> list[str]:
     limit = job.get("time_limit")
     first = f"JobId={job['job_id']}"
     if job.get("array_job_id") is not None and job.get("array_task_id") is not None:
-        first += f" ArrayJobId={job['array_job_id']} ArrayTaskId={job['array_task_id']}"
+        task = job.get("_task_str") or job["array_task_id"]  # "1-20%4": the pending tasks' record
+        first += f" ArrayJobId={job['array_job_id']} ArrayTaskId={task}"
         if job.get("array_max_running"):
             first += f" ArrayTaskThrottle={job['array_max_running']}"
     first += f" JobName={_s(job.get('name'), '')}"
@@ -136,7 +161,8 @@ def format_job(job: dict[str, Any]) -> list[str]:
             f"Account={_s(job.get('account'))} QOS={_s(job.get('qos'), 'normal')}"
         ),
         (
-            f"JobState={state} Reason={_s(job.get('reason'), 'None')} "
+            # Whitespace as underscores, as scontrol prints a state_desc: one word per field.
+            f"JobState={state} Reason={'_'.join(job_reason(job).split())} "
             f"Dependency={_s(job.get('dependency'))}"
         ),
         (
@@ -182,8 +208,25 @@ def format_job(job: dict[str, Any]) -> list[str]:
         f"StdErr={_s(job.get('standard_error'))}",
         f"StdIn={_s(job.get('standard_input'), '/dev/null')}",
         f"StdOut={_s(job.get('standard_output'))}",
+        _usage_line(job),
         "Power=",
     ]
+
+
+def _usage_line(job: dict[str, Any]) -> str:
+    """Ours: what the job used, in sacct's formats (Slurm's scontrol has no such line; "" until
+    the job's node measured it)."""
+    from conductor.domain.usage import format_cpu, format_memory
+
+    usage = job.get("usage")
+    if not isinstance(usage, dict):
+        return ""
+    rss = usage.get("max_rss")
+    return (
+        f"MaxRSS={format_memory(int(rss)) if rss is not None else ''} "
+        f"TotalCPU={format_cpu(usage.get('total_cpu'))} UserCPU={format_cpu(usage.get('user_cpu'))} "
+        f"SystemCPU={format_cpu(usage.get('system_cpu'))}"
+    )
 
 
 def format_node(node: dict[str, Any]) -> list[str]:
@@ -273,7 +316,10 @@ def main(argv: list[str]) -> int:
 def _main(argv: list[str]) -> int:
     parsed, words = getopt_long(argv, OPTIONS)
     opts = dict(parsed)
-    if "help" in opts or "usage" in opts or not words:
+    if "help" in opts:
+        sys.stdout.write(help_text())
+        return 0
+    if "usage" in opts or not words:
         sys.stdout.write(USAGE)
         return 0 if ("help" in opts or "usage" in opts) else 1
     if "version" in opts or words[0].lower() == "version":
@@ -329,6 +375,12 @@ def _show(args: list[str], oneliner: bool) -> int:
             if not jobs:
                 sys.stdout.write("No jobs in the system\n")
                 return 0
+            if not (specs and any(spec.tasks is not None for spec in specs)):
+                # The tasks of an array not started yet are one record, as slurmctld keeps
+                # them (ArrayTaskId=1-20%4); a task named by its id shows alone.
+                from conductor.cli.squeue_format import collapse_pending_arrays
+
+                jobs = collapse_pending_arrays(jobs)
             sys.stdout.write(layout([format_job(j) for j in jobs], oneliner))
             return 0
         if "nodes".startswith(entity) and entity:

@@ -2,7 +2,8 @@
 
 With DIR first on PATH, tools written for Slurm (submitit, dask-jobqueue, shell scripts) run
 unchanged. Each shim execs this Python interpreter by absolute path, so it works from any
-environment, virtualenv activated or not.
+environment, virtualenv activated or not. Each also remembers the server it was made for
+(`--url`, else the URL the CLI uses now): a CONDUCTOR_URL set when it runs still wins.
 """
 
 from __future__ import annotations
@@ -14,18 +15,34 @@ import sys
 from conductor.cli.common import UsageError, run
 
 PROG = "slurm-shims"
-COMMANDS = ("sbatch", "squeue", "scancel", "sinfo", "sacct", "scontrol", "srun", "sprio", "sshare")
+COMMANDS = ("sbatch", "squeue", "scancel", "sinfo", "sacct", "scontrol", "srun", "seff", "sprio", "sshare")
 
 
-def shim_text(command: str, python: str) -> str:
+USAGE = "usage: conductor slurm-shims [--url URL] DIR\n"
+HELP = (
+    USAGE
+    + "Write executables sbatch squeue scancel sinfo sacct scontrol srun seff sprio sshare into DIR, each\n"
+    "running the conductor command of that name; put DIR first on PATH to use them.\n"
+    "\n"
+    "  -u, --url=URL   server the shims talk to unless CONDUCTOR_URL is set when they run\n"
+    "                  (default: the server the CLI talks to now)\n"
+    "  -h, --help      show this help\n"
+)
+
+
+def shim_text(command: str, python: str, url: str | None = None) -> str:
+    remember = (
+        f'CONDUCTOR_URL="${{CONDUCTOR_URL:-{url}}}"\nexport CONDUCTOR_URL\n' if url else ""
+    )
     return (
         "#!/bin/sh\n"
         f"# Slurm-compatible '{command}' provided by scns-conductor (conductor slurm-shims).\n"
-        f'exec {shlex.quote(python)} -m conductor {command} "$@"\n'
+        + remember
+        + f'exec {shlex.quote(python)} -m conductor {command} "$@"\n'
     )
 
 
-def write_shims(directory: str, python: str | None = None) -> list[str]:
+def write_shims(directory: str, python: str | None = None, url: str | None = None) -> list[str]:
     interpreter = os.path.abspath(python or sys.executable)
     os.makedirs(directory, exist_ok=True)
     written = []
@@ -33,7 +50,7 @@ def write_shims(directory: str, python: str | None = None) -> list[str]:
         path = os.path.join(directory, command)
         tmp = path + ".tmp"
         with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(shim_text(command, interpreter))
+            handle.write(shim_text(command, interpreter, url))
         os.chmod(tmp, 0o755)
         os.replace(tmp, path)  # atomic: a tool running meanwhile never sees half a shim
         written.append(path)
@@ -45,16 +62,25 @@ def main(argv: list[str]) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    if any(a in ("-h", "--help") for a in argv):
-        sys.stdout.write(
-            "usage: conductor slurm-shims DIR\n"
-            "Write sbatch squeue scancel sinfo sacct scontrol srun sprio sshare into DIR.\n"
-        )
-        return 0
-    if len(argv) != 1:
-        raise UsageError("usage: conductor slurm-shims DIR")
-    directory = os.path.abspath(argv[0])
-    for path in write_shims(directory):
+    from conductor.cli.client import base_url, split_url
+    from conductor.cli.getopt import Option, OptionTable, getopt_long
+
+    table = OptionTable([Option("help", ("help",), "h"), Option("url", ("url",), "u", "required")])
+    parsed, operands = getopt_long(argv, table)
+    url: str | None = None
+    for key, value in parsed:
+        if key == "help":
+            sys.stdout.write(HELP)
+            return 0
+        url = value
+    if len(operands) != 1:
+        raise UsageError(USAGE.strip())
+    url = (url or base_url()).strip().rstrip("/")
+    split_url(url)  # a malformed URL is refused now, not when a shim runs
+    if any(c in url for c in "\"$`\\\n"):
+        raise UsageError(f"--url: '{url}' may not contain quotes, '$', '`', '\\' or newlines")
+    directory = os.path.abspath(operands[0])
+    for path in write_shims(directory, url=url):
         sys.stdout.write(f"{path}\n")
     sys.stderr.write(
         f"Put {directory} first on PATH: export PATH={shlex.quote(directory)}:$PATH\n"

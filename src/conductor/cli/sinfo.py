@@ -71,6 +71,47 @@ OPTIONS = OptionTable(
 )
 
 
+USAGE = (
+    "Usage: sinfo [-adelNRrsTv] [-i seconds] [-t states] [-p partition] [-n nodes]\n"
+    "             [-S fields] [-o format] [-O Format] [--usage] [--help]\n"
+)
+
+DESCRIBED: dict[str, tuple[str, str]] = {
+    "all": ("", "show all partitions (including hidden and those not accessible)"),
+    "clusters": ("names", "clusters to view (one cluster here)"),
+    "dead": ("", "show only non-responding nodes"),
+    "exact": ("", "group nodes only on exact match of configuration"),
+    "Format": ("fields", "format specification by field name (e.g. NodeList:20,StateLong)"),
+    "format": ("format", "format specification (e.g. \"%#P %.5a %.10l %.6D %.6t %N\")"),
+    "help": ("", "show this help message"),
+    "hide": ("", "do not show hidden or non-accessible partitions"),
+    "iterate": ("seconds", "specify an iteration period"),
+    "json": ("v0.0.40", "dump node information as JSON (data_parser v0.0.40): one record per node and partition"),
+    "list_reasons": ("", "list reasons nodes are down or drained"),
+    "long": ("", "long output - displays more information"),
+    "node": ("", "Node-centric format"),
+    "noconvert": ("", "don't convert units from their original type"),
+    "noheader": ("", "no headers on output"),
+    "nodes": ("nodes", "report on specific node(s)"),
+    "partition": ("partition", "report on specific partition"),
+    "reservation": ("", "show only reservation information (none here)"),
+    "responding": ("", "report only responding nodes"),
+    "sort": ("fields", "comma separated list of fields to sort on"),
+    "states": ("node_state", "specify the what states of nodes to view"),
+    "summarize": ("", "report state summary only"),
+    "usage": ("", "display brief usage message"),
+    "verbose": ("", "verbosity level"),
+    "version": ("", "output version information and exit"),
+    "yaml": ("data_parser", "Slurm's YAML output (not supported here)"),
+}
+
+
+def help_text() -> str:
+    from conductor.cli.helptext import page
+
+    return page(USAGE, OPTIONS, DESCRIBED)
+
+
 def _limit(seconds: Any) -> str:
     """sinfo prints limits as 'infinite' or days-hours:minutes:seconds."""
     if seconds is None:
@@ -129,7 +170,83 @@ FIELDS: dict[str, tuple[str, Callable[[Row], str]]] = {
     "E": ("REASON", lambda r: "none"),
     "d": ("TMP_DISK", lambda r: "0"),
     "w": ("WEIGHT", lambda r: "1"),
+    # What a node here does not have, printed as sinfo prints an unset value.
+    "A": ("NODES(A/I)", lambda r: _node_counts(r["nodes"]).rsplit("/", 2)[0]),
+    "b": ("ACTIVE_FEATURES", lambda r: "(null)"),
+    "B": ("MAX_CPUS_PER_NODE", lambda r: "UNLIMITED"),
+    "H": ("TIMESTAMP", lambda r: "Unknown"),
+    "I": ("PRIO_JOB_FACTOR", lambda r: "1"),
+    "M": ("PREEMPT_MODE", lambda r: "OFF"),
+    "p": ("PRIO_TIER", lambda r: "1"),
+    "S": ("ALLOCNODES", lambda r: "all"),
+    "u": ("USER", lambda r: "Unknown"),
+    "U": ("USER", lambda r: "Unknown"),
+    "v": ("VERSION", lambda r: "23.11.0"),
+    "V": ("CLUSTER", lambda r: "conductor"),
+    "X": ("SOCKETS", lambda r: "1"),
+    "Y": ("CORES", lambda r: _span([int(n.get("cpus") or 0) for n in r["nodes"]])),
+    "Z": ("THREADS", lambda r: "1"),
+    # -O names without a letter.
+    "allocmem": ("ALLOCMEM", lambda r: str(sum(int(n.get("alloc_memory_mb") or 0) for n in r["nodes"]))),
+    "comment": ("COMMENT", lambda r: "(null)"),
+    "extra": ("EXTRA", lambda r: "(null)"),
+    "gresused": ("GRES_USED", lambda r: "(null)"),
+    "port": ("PORT", lambda r: "0"),
+    "statecomplete": ("STATECOMPLETE", lambda r: r["state_long"]),
 }
+# -O/--Format names (case-insensitive) -> their field (a letter of -o, or a name above).
+LONG_FIELDS: dict[str, str] = {
+    "allocmem": "allocmem",
+    "allocnodes": "S",
+    "available": "a",
+    "cluster": "V",
+    "comment": "comment",
+    "cpus": "c",
+    "cpusload": "O",
+    "freemem": "e",
+    "cpusstate": "C",
+    "cores": "Y",
+    "defaulttime": "L",
+    "disk": "d",
+    "extra": "extra",
+    "features": "f",
+    "features_act": "b",
+    "groups": "g",
+    "gres": "G",
+    "gresused": "gresused",
+    "maxcpuspernode": "B",
+    "memory": "m",
+    "nodes": "D",
+    "nodeaddr": "o",
+    "nodeai": "A",
+    "nodeaiot": "F",
+    "nodehost": "n",
+    "nodelist": "N",
+    "oversubscribe": "h",
+    "partition": "P",
+    "partitionname": "R",
+    "port": "port",
+    "preemptmode": "M",
+    "priorityjobfactor": "I",
+    "prioritytier": "p",
+    "reason": "E",
+    "root": "r",
+    "share": "h",
+    "size": "s",
+    "statecompact": "t",
+    "statecomplete": "statecomplete",
+    "statelong": "T",
+    "sockets": "X",
+    "socketcorethread": "z",
+    "time": "l",
+    "timestamp": "H",
+    "threads": "Z",
+    "user": "u",
+    "userlong": "U",
+    "version": "v",
+    "weight": "w",
+}
+LONG_DEFAULT_WIDTH = 20  # sinfo's _parse_long_token
 
 
 def _span(values: list[int]) -> str:
@@ -158,8 +275,60 @@ def _node_counts(nodes: list[dict[str, Any]]) -> str:
 
 _PCT_RE = re.compile(r"%(\.)?(#|\d*)([A-Za-z%])")
 
+# One column: (field key, width: "#" computed | "" none | digits, right-justified, suffix).
+Column = tuple[str, str, bool, str]
 
-def render(fmt: str, rows: list[Row], header: bool) -> str:
+
+def parse_format(fmt: str) -> list[str | Column]:
+    """-o: literal text and `%[.][size]letter` columns; `%all` is every field, '|' between."""
+    if fmt.strip().lower() == "%all":
+        # As sinfo builds it: "%a|%b|...|%z|%A |%B |...|%Z " (a blank after the capitals).
+        letters = [c for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ" if c in FIELDS]
+        items: list[str | Column] = []
+        for i, code in enumerate(letters):
+            items += ([] if i == 0 else ["|"]) + [(code, "", False, " " if code.isupper() else "")]
+        return items
+    items = []
+    pos = 0
+    for match in _PCT_RE.finditer(fmt):
+        items.append(fmt[pos : match.start()])
+        pos = match.end()
+        right, width_text, code = match.groups()
+        if code == "%":
+            items.append("%")
+            continue
+        if code not in FIELDS:
+            raise UsageError(f"Invalid node format specification: {code}")
+        items.append((code, width_text, bool(right), ""))
+    items.append(fmt[pos:])
+    return items
+
+
+def parse_long_format(spec: str) -> list[str | Column]:
+    """-O/--Format: `name[:[.][size][suffix]]` items separated by commas; `all` is %all."""
+    items: list[str | Column] = []
+    for raw in spec.split(","):
+        raw = raw.strip()
+        if not raw:
+            continue
+        name, colon, layout = raw.partition(":")
+        if name.lower() == "all":
+            items += parse_format("%all")
+            continue
+        key = LONG_FIELDS.get(name.lower())
+        if key is None:
+            raise UsageError(f"Invalid node format specification: {name}")
+        match = re.fullmatch(r"(\.)?(\d*)(.*)", layout)
+        assert match is not None
+        width = match.group(2) if colon else str(LONG_DEFAULT_WIDTH)
+        items.append((key, width or "0", bool(match.group(1)), match.group(3)))
+    return items
+
+
+def render(items: str | list[str | Column], rows: list[Row], header: bool) -> str:
+    """The rows in the layout of `items` (parsed columns, or a -o format string)."""
+    if isinstance(items, str):
+        items = parse_format(items)
     # `#` (our notation) is the width sinfo computes for its default formats: the longest
     # value, at least 9 (MIN_NODE_FIELD_SIZE / MIN_PART_FIELD_SIZE in src/sinfo/print.c).
     widths: dict[str, int] = {}
@@ -169,16 +338,11 @@ def render(fmt: str, rows: list[Row], header: bool) -> str:
     lines = []
     for row in ([None] if header else []) + list(rows):
         parts: list[str] = []
-        pos = 0
-        for match in _PCT_RE.finditer(fmt):
-            parts.append(fmt[pos : match.start()])
-            pos = match.end()
-            right, width_text, code = match.groups()
-            if code == "%":
-                parts.append("%")
+        for item in items:
+            if isinstance(item, str):
+                parts.append(item)
                 continue
-            if code not in FIELDS:
-                raise UsageError(f"Invalid node format specification: {code}")
+            code, width_text, right, suffix = item
             name, getter = FIELDS[code]
             # Stored text may hold control characters (domain/text.py): never print them raw.
             value = name if row is None else printable(getter(row))
@@ -193,8 +357,7 @@ def render(fmt: str, rows: list[Row], header: bool) -> str:
             if width:
                 value = value[:width]
                 value = value.rjust(width) if right else value.ljust(width)
-            parts.append(value)
-        parts.append(fmt[pos:])
+            parts.append(value + suffix)
         lines.append("".join(parts))
     return "".join(line + "\n" for line in lines)
 
@@ -251,37 +414,10 @@ def build_rows(
     return rows
 
 
-def main(argv: list[str]) -> int:
-    return run(PROG, lambda: _main(argv))
-
-
-def _main(argv: list[str]) -> int:
-    parsed, operands = getopt_long(argv, OPTIONS)
-    opts: dict[str, str | None] = dict(parsed)
-    if operands:
-        raise UsageError(f"Unknown arguments: {' '.join(operands)}")
-    if "help" in opts or "usage" in opts:
-        sys.stdout.write("Usage: sinfo [OPTIONS]\n")
-        return 0
-    if "version" in opts:
-        sys.stdout.write("slurm 23.11.0\n")
-        return 0
-    per_node = "node" in opts
-    summarize = "summarize" in opts
-    if opts.get("format"):
-        fmt = opts["format"] or ""
-    elif summarize:
-        fmt = SUMMARIZE_FORMAT
-    elif per_node:
-        fmt = LONG_NODE_FORMAT if "long" in opts else NODE_FORMAT
-    else:
-        fmt = LONG_FORMAT if "long" in opts else DEFAULT_FORMAT
-    client = Client()
-    try:
-        partitions = client.get("/partitions").get("partitions", [])
-        nodes = client.get("/nodes").get("nodes", [])
-    finally:
-        client.close()
+def _select(
+    opts: dict[str, str | None], partitions: list[Row], nodes: list[Row]
+) -> tuple[list[Row], list[Row]]:
+    """The partitions and nodes -p, -n and -t ask for."""
     if opts.get("partition"):
         wanted = set(split_list(opts["partition"] or ""))
         partitions = [p for p in partitions if p["name"] in wanted]
@@ -295,6 +431,59 @@ def _main(argv: list[str]) -> int:
         aliases = {v.upper(): k for k, v in COMPACT.items()}
         wanted_states = {aliases.get(s, s) for s in wanted_states}
         nodes = [n for n in nodes if str(n.get("state")).upper() in wanted_states]
+    return partitions, nodes
+
+
+def main(argv: list[str]) -> int:
+    return run(PROG, lambda: _main(argv))
+
+
+def _main(argv: list[str]) -> int:
+    parsed, operands = getopt_long(argv, OPTIONS)
+    opts: dict[str, str | None] = dict(parsed)
+    if operands:
+        raise UsageError(f"Unknown arguments: {' '.join(operands)}")
+    if "help" in opts:
+        sys.stdout.write(help_text())
+        return 0
+    if "usage" in opts:
+        sys.stdout.write(USAGE)
+        return 0
+    if "version" in opts:
+        sys.stdout.write("slurm 23.11.0\n")
+        return 0
+    if "yaml" in opts:
+        raise UsageError("--yaml is not supported; use --json or -o/-O")
+    if "json" in opts:
+        from conductor.cli.slurm_json import check_parser
+
+        check_parser(PROG, opts["json"])
+    per_node = "node" in opts
+    summarize = "summarize" in opts
+    if opts.get("Format"):
+        items = parse_long_format(opts["Format"] or "")
+    else:
+        if opts.get("format"):
+            fmt = opts["format"] or ""
+        elif summarize:
+            fmt = SUMMARIZE_FORMAT
+        elif per_node:
+            fmt = LONG_NODE_FORMAT if "long" in opts else NODE_FORMAT
+        else:
+            fmt = LONG_FORMAT if "long" in opts else DEFAULT_FORMAT
+        items = parse_format(fmt)
+    client = Client()
+    try:
+        partitions = client.get("/partitions").get("partitions", [])
+        nodes = client.get("/nodes").get("nodes", [])
+    finally:
+        client.close()
+    partitions, nodes = _select(opts, partitions, nodes)
+    if "json" in opts:
+        from conductor.cli.slurm_json import sinfo_document, write
+
+        write(sinfo_document(partitions, nodes, argv))
+        return 0
     rows = build_rows(partitions, nodes, per_node=per_node, summarize=summarize)
     if "responding" in opts or "dead" in opts:
         dead = "dead" in opts
@@ -302,6 +491,6 @@ def _main(argv: list[str]) -> int:
     out = []
     if "long" in opts:
         out.append(time.strftime("%a %b %d %H:%M:%S %Y") + "\n")
-    out.append(render(fmt, rows, header="noheader" not in opts))
+    out.append(render(items, rows, header="noheader" not in opts))
     sys.stdout.write("".join(out))
     return 0

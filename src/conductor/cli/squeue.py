@@ -79,13 +79,54 @@ OPTIONS = OptionTable(
 
 USAGE = (
     "Usage: squeue [-A account] [--clusters names] [-i seconds] [--job jobid]\n"
-    "              [-n name] [-o format] [--only-job-state] [-p partitions]\n"
+    "              [-n name] [-o format] [-O fields] [-p partitions]\n"
     "              [--qos qos] [--reservation reservation] [--sort fields] [--start]\n"
-    "              [--step step_id] [-t states] [-u user_name] [--usage]\n"
-    "              [-L licenses] [-w nodes] [--federation] [--local] [--sibling]\n"
-    "              [--expand-patterns] [--json=data_parser] [--yaml=data_parser]\n"
-    "              [-ahjlrsv]\n"
+    "              [--steps step_id] [-t states] [-u user_name] [--me] [--usage]\n"
+    "              [-L licenses] [-w nodes] [--json=data_parser] [--yaml=data_parser]\n"
+    "              [-ahlPrv]\n"
 )
+
+
+DESCRIBED: dict[str, tuple[str, str]] = {
+    "account": ("account(s)", "comma separated list of accounts to view"),
+    "all": ("", "display jobs in hidden partitions"),
+    "array": ("", "display one job array element per line"),
+    "clusters": ("names", "clusters to view (one cluster here)"),
+    "Format": ("fields", "format specification by field name (e.g. JobID:10,State)"),
+    "format": ("format", "format specification (e.g. \"%.18i %.9P %.8j %T\")"),
+    "help": ("", "show this help message"),
+    "hide": ("", "do not display jobs in hidden partitions"),
+    "iterate": ("seconds", "specify an interation period"),
+    "jobs": ("job(s)", "comma separated list of jobs IDs to view, default is all"),
+    "json": ("v0.0.40", "dump the selected jobs as JSON (data_parser v0.0.40, as slurmrestd)"),
+    "licenses": ("license(s)", "comma separated list of license names to view"),
+    "long": ("", "long report"),
+    "me": ("", "equivalent to --user=<current user>"),
+    "name": ("job_name(s)", "comma separated list of job names to view"),
+    "noconvert": ("", "don't convert units from their original type"),
+    "noheader": ("", "no headers on output"),
+    "nodelist": ("hostlist", "list of nodes to view, default is all nodes"),
+    "partition": ("partition(s)", "comma separated list of partitions to view, default is all"),
+    "priority": ("", "sort by priority (show a job once per partition)"),
+    "qos": ("qos(s)", "comma separated list of qos's to view, default is all"),
+    "reservation": ("name", "reservation to view, default is all"),
+    "sort": ("fields", "comma separated list of fields to sort on (e.g. -t,i)"),
+    "start": ("", "print expected start times of pending jobs"),
+    "states": ("state(s)", "comma separated list of states to view, default is pending and running, "
+               "'all' reports all states"),
+    "steps": ("step(s)", "comma separated list of job steps to view (none are tracked here)"),
+    "usage": ("", "display brief usage message"),
+    "user": ("user_name(s)", "comma separated list of users to view"),
+    "verbose": ("", "verbosity level"),
+    "version": ("", "output version information and exit"),
+    "yaml": ("data_parser", "Slurm's YAML output (not supported here)"),
+}
+
+
+def help_text() -> str:
+    from conductor.cli.helptext import page
+
+    return page(USAGE, OPTIONS, DESCRIBED)
 
 
 def parse_states(text: str) -> list[str] | None:
@@ -128,14 +169,22 @@ def main(argv: list[str]) -> int:
 def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per squeue option
     parsed, operands = getopt_long(argv, OPTIONS)
     opts, multi = collect_options(parsed)
-    if "help" in opts or "usage" in opts:
+    if "help" in opts:
+        sys.stdout.write(help_text())
+        return 0
+    if "usage" in opts:
         sys.stdout.write(USAGE)
         return 0
     if "version" in opts:
         sys.stdout.write("slurm 23.11.0\n")
         return 0
-    if "json" in opts or "yaml" in opts:
-        raise UsageError("--json and --yaml are not supported; use -o/-O")
+    if "yaml" in opts:
+        raise UsageError("--yaml is not supported; use --json or -o/-O")
+    as_json = "json" in opts
+    if as_json:
+        from conductor.cli.slurm_json import check_parser
+
+        check_parser(PROG, opts["json"])
     if "steps" in opts:
         # Jobs here have no separately tracked steps: the step list is empty.
         if "noheader" not in opts:
@@ -234,6 +283,11 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per squeue option
                 jobs = [j for j in jobs if j.get("account") in accounts]
             if qos:
                 jobs = [j for j in jobs if j.get("qos") in qos]
+            if as_json:
+                from conductor.cli.slurm_json import squeue_document, write
+
+                write(squeue_document(client.get("/slurm/v0.0.40/jobs"), jobs, argv))
+                return 0
             if "array" not in opts:
                 jobs = collapse_pending_arrays(jobs)
             try:

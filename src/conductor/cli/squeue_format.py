@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import time as _time
 
-from conductor.cli.common import STATE_CODES, clock, job_display_id, slurm_time
+from conductor.cli.common import STATE_CODES, clock, job_display_id, job_reason, slurm_time
 from conductor.domain.text import printable
 from conductor.errors import ConductorError
 
@@ -88,7 +88,7 @@ def _memory(job: dict[str, Any]) -> str:
 
 
 def _reason(job: dict[str, Any]) -> str:
-    return _s(job.get("reason"), "None")
+    return job_reason(job)
 
 
 def _reason_list(job: dict[str, Any]) -> str:
@@ -248,7 +248,6 @@ LONG_FIELDS: dict[str, str] = {
     "arraytaskid": "K",
     "command": "o",
     "comment": "k",
-    "cpus-per-task": "c",
     "dependency": "E",
     "endtime": "e",
     "exechost": "B",
@@ -300,7 +299,8 @@ EXTRA_LONG_FIELDS: dict[str, tuple[str, Getter]] = {
         "ELIGIBLE_TIME",
         lambda j, n: slurm_time(j.get("eligible_time"), "N/A"),
     ),
-    "restartcnt": ("RESTARTCNT", lambda j, n: str(int(j.get("restart_count") or 0))),
+    "restartcnt": ("RESTART_COUNT", lambda j, n: str(int(j.get("restart_count") or 0))),
+    "cpus-per-task": ("CPUS_PER_TASK", lambda j, n: str(int(j.get("cpus_per_task") or 1))),
     "requeue": ("REQUEUE", lambda j, n: "1" if j.get("requeue") else "0"),
     "cluster": ("CLUSTER", lambda j, n: "conductor"),
     "numtasks": ("NUM_TASKS", lambda j, n: str(int(j.get("ntasks") or 1))),
@@ -309,7 +309,99 @@ EXTRA_LONG_FIELDS: dict[str, tuple[str, Getter]] = {
         lambda j, n: str(int(j.get("ntasks_per_node") or 0)),
     ),
     "hold": ("HOLD", lambda j, n: "1" if j.get("hold") else "0"),
+    # The rest of squeue's -O names (Slurm 22.05). What a job here does not have prints as
+    # squeue prints an unset value: "(null)" for a string, "N/A" for a time or count, "*" for
+    # a socket/core/thread count, "NA" for federation fields.
+    "accruetime": ("ACCRUE_TIME", lambda j, n: slurm_time(j.get("eligible_time"), "N/A")),
+    "admin_comment": ("ADMIN_COMMENT", lambda j, n: "(null)"),
+    "allocnodes": ("ALLOC_NODES", lambda j, n: "(null)"),
+    "allocsid": ("ALLOC_SID", lambda j, n: "0"),
+    "associd": ("ASSOC_ID", lambda j, n: "0"),
+    "batchflag": ("BATCH_FLAG", lambda j, n: "1"),
+    "boardspernode": ("BOARDS_PER_NODE", lambda j, n: "N/A"),
+    "burstbuffer": ("BURST_BUFFER", lambda j, n: "(null)"),
+    "burstbufferstate": ("BURST_BUFFER_STATE", lambda j, n: "(null)"),
+    "clusterfeature": ("CLUSTER_FEATURES", lambda j, n: "(null)"),
+    "container": ("CONTAINER", lambda j, n: "(null)"),
+    "cores": ("CORES_PER_SOCKET", lambda j, n: "*"),
+    "cpus-per-tres": ("CPUS_PER_TRES", lambda j, n: "N/A"),
+    "deadline": ("DEADLINE", lambda j, n: "N/A"),
+    "delayboot": ("DELAY_BOOT", lambda j, n: "0:00"),
+    "derivedec": ("DERIVED_EC", lambda j, n: "0"),
+    "hetjobid": ("HET_JOB_ID", lambda j, n: "N/A"),
+    "hetjobidset": ("HET_JOB_ID_SET", lambda j, n: "N/A"),
+    "hetjoboffset": ("HET_JOB_OFFSET", lambda j, n: "N/A"),
+    "lastschedeval": ("LAST_SCHED_EVAL", lambda j, n: "N/A"),
+    "maxcpus": ("MAX_CPUS", lambda j, n: FIELDS["C"][1](j, n)),
+    "maxnodes": ("MAX_NODES", lambda j, n: "1"),
+    "mcslabel": ("MCSLABEL", lambda j, n: "(null)"),
+    "mem-per-tres": ("MEM_PER_TRES", lambda j, n: "N/A"),
+    "mintime": ("TIME_MIN", lambda j, n: "0:00"),
+    "network": ("NETWORK", lambda j, n: "(null)"),
+    "ntperboard": ("NTASKS_PER_BOARD", lambda j, n: "N/A"),
+    "ntpercore": ("NTASKS_PER_CORE", lambda j, n: "N/A"),
+    "ntpernode": ("NTASKS_PER_NODE", lambda j, n: _s(j.get("ntasks_per_node"), "N/A")),
+    "ntpersocket": ("NTASKS_PER_SOCKET", lambda j, n: "N/A"),
+    "origin": ("ORIGIN", lambda j, n: "NA"),
+    "originraw": ("ORIGIN_RAW", lambda j, n: "NA"),
+    "pendingtime": ("PENDING_TIME", lambda j, n: str(_pending_seconds(j, n))),
+    "preempttime": ("PREEMPT_TIME", lambda j, n: "N/A"),
+    "prefer": ("PREFER", lambda j, n: "(null)"),
+    "profile": ("PROFILE", lambda j, n: "NotSet"),
+    "reboot": ("REBOOT", lambda j, n: "0"),
+    "reqswitch": ("REQ_SWITCH", lambda j, n: "0"),
+    "resizetime": ("RESIZE_TIME", lambda j, n: "N/A"),
+    "sct": ("S:C:T", lambda j, n: "*:*:*"),
+    "selectjobinfo": ("SELECT_JOBINFO", lambda j, n: "(null)"),
+    "siblingsactive": ("ACTIVE_SIBLINGS", lambda j, n: "NA"),
+    "siblingsactiveraw": ("ACTIVE_SIBLINGS_RAW", lambda j, n: "NA"),
+    "siblingsviable": ("VIABLE_SIBLINGS", lambda j, n: "NA"),
+    "siblingsviableraw": ("VIALBLE_SIBLINGS_RAW", lambda j, n: "NA"),  # sic, as squeue spells it
+    "sockets": ("SOCKETS_PER_NODE", lambda j, n: "*"),
+    "sperboard": ("SOCKETS_PER_BOARD", lambda j, n: "0"),
+    "system_comment": ("SYSTEM_COMMENT", lambda j, n: "(null)"),
+    "threads": ("THREADS_PER_CORE", lambda j, n: "*"),
+    "tres-alloc": ("TRES_ALLOC", lambda j, n: _tres_alloc(j)),
+    "tres-bind": ("TRES_BIND", lambda j, n: "N/A"),
+    "tres-freq": ("TRES_FREQ", lambda j, n: "N/A"),
+    "tres-per-job": ("TRES_PER_JOB", lambda j, n: "N/A"),
+    "tres-per-node": ("TRES_PER_NODE", lambda j, n: "N/A"),
+    "tres-per-socket": ("TRES_PER_SOCKET", lambda j, n: "N/A"),
+    "tres-per-task": ("TRES_PER_TASK", lambda j, n: "N/A"),
+    "wait4switch": ("WAIT4SWITCH", lambda j, n: "0:00"),
 }
+# Other names squeue takes for the same fields.
+LONG_ALIASES: dict[str, str] = {
+    "batchhost": "exechost",
+    "shared": "oversubscribe",
+    "cpuspertask": "cpus-per-task",
+    "gres": "tres-per-node",
+    "packjobid": "hetjobid",
+    "packjoboffset": "hetjoboffset",
+    "packjobidset": "hetjobidset",
+}
+
+
+def _pending_seconds(job: dict[str, Any], now: float) -> int:
+    """PENDING_TIME: start - submit once started, now - submit before."""
+    from conductor.cli.common import parse_iso
+
+    submit = parse_iso(job.get("submit_time"))
+    if submit is None:
+        return 0
+    start = parse_iso(job.get("start_time"))
+    end = start.timestamp() if start is not None and start.timestamp() < now else now
+    return max(int(end - submit.timestamp()), 0)
+
+
+def _tres_alloc(job: dict[str, Any]) -> str:
+    """TRES_ALLOC: what was allocated (requested, before the start), as cpu=,mem=,node=,billing=."""
+    from conductor.domain.memory import format_memory_mb
+
+    cpus = _cpus(job)
+    per_cpu, per_node = job.get("memory_per_cpu_mb"), job.get("memory_per_node_mb")
+    memory = int(per_cpu) * cpus if per_cpu else int(per_node or 0)
+    return f"cpu={cpus},mem={format_memory_mb(memory)},node=1,billing={cpus}"
 LONG_DEFAULT_WIDTH = 20
 
 
@@ -366,7 +458,7 @@ def parse_long_format(spec: str) -> list[str | Field]:
         if not raw:
             continue
         name, _, layout = raw.partition(":")
-        key = name.lower()
+        key = LONG_ALIASES.get(name.lower(), name.lower())
         if key in LONG_FIELDS:
             header, getter = FIELDS[LONG_FIELDS[key]]
             if key == "jobarrayid":

@@ -77,6 +77,71 @@ OPTIONS = OptionTable(
     ]
 )
 
+USAGE = "Usage: srun [OPTIONS(0)... [executable(0) [args(0)...]]]\n"
+
+DESCRIBED: dict[str, tuple[str, str]] = {
+    "account": ("name", "charge job to specified account (inside a job: ignored)"),
+    "chdir": ("path", "change remote current working directory"),
+    "constraint": ("list", "specify a list of constraints (ignored here)"),
+    "cpu_bind": ("type", "task to cpu binding (ignored: the job's CPUs are bound)"),
+    "cpus_per_task": ("ncpus", "number of cpus required per task"),
+    "distribution": ("type", "distribution method for processes to nodes (ignored here)"),
+    "error": ("err", "location of stderr redirection"),
+    "exclude": ("hosts...", "exclude a specific list of hosts (ignored here)"),
+    "exclusive": ("user|mcs", "allocate nodes in exclusive mode (ignored inside a job)"),
+    "export": ("env_vars|NONE", "environment variables passed to the tasks"),
+    "gpus": ("n", "count of GPUs required for the job (no GPUs here)"),
+    "gpus_per_node": ("n", "number of GPUs required per node (no GPUs here)"),
+    "gpus_per_task": ("n", "number of GPUs required per task (no GPUs here)"),
+    "gres": ("list", "required generic resources (no GPUs here)"),
+    "help": ("", "show this help message"),
+    "het_group": ("value", "hetjob component allocation(s) in which to launch application"),
+    "hint": ("hint", "bind tasks according to application hints (ignored here)"),
+    "immediate": ("secs", "exit if resources not available in \"secs\" (ignored here)"),
+    "input": ("in", "location of stdin redirection"),
+    "job_name": ("jobname", "name of job step"),
+    "jobid": ("id", "run under already allocated job (SLURM_JOB_ID is required here)"),
+    "kill_on_bad_exit": ("0|1", "kill the step if any task terminates with a non-zero exit code"),
+    "label": ("", "prepend task number to lines of stdout/err"),
+    "mem": ("MB", "minimum amount of real memory (within the job's)"),
+    "mem_bind": ("type", "bind memory to locality domains (ignored here)"),
+    "mem_per_cpu": ("MB", "maximum amount of real memory per allocated cpu"),
+    "mpi": ("type", "type of MPI being used (ignored here)"),
+    "multi_prog": ("", "if set the program name specified is the configuration specification "
+                   "for multiple programs"),
+    "nodelist": ("hosts...", "request a specific list of hosts (ignored here)"),
+    "nodes": ("N", "number of nodes on which to run (this cluster: 1)"),
+    "ntasks": ("ntasks", "number of tasks to run"),
+    "ntasks_per_node": ("n", "number of tasks to invoke on each node"),
+    "open_mode": ("append|truncate", "output file open mode"),
+    "output": ("out", "location of stdout redirection"),
+    "overlap": ("", "allow the step to share the job's resources with other steps"),
+    "oversubscribe": ("", "over-subscribe resources with other jobs (ignored here)"),
+    "partition": ("partition", "partition requested (inside a job: ignored)"),
+    "propagate": ("rlimits", "propagate all [or specific list of] rlimits (ignored here)"),
+    "pty": ("", "run task zero in pseudo terminal"),
+    "qos": ("qos", "quality of service (inside a job: ignored)"),
+    "quiet": ("", "quiet mode (suppress informational messages)"),
+    "signal": ("[R:]num[@time]", "send signal when time limit within time seconds (ignored here)"),
+    "slurmd_debug": ("level", "slurmd debug level (ignored here)"),
+    "threads_per_core": ("T", "number of threads per core to allocate (ignored here)"),
+    "time": ("minutes", "time limit of the step"),
+    "unbuffered": ("", "do not line-buffer stdout/err"),
+    "usage": ("", "display brief usage message"),
+    "verbose": ("", "verbose mode (multiple -v's increase verbosity)"),
+    "version": ("", "output version information and exit"),
+    "wait": ("sec", "seconds to wait after first task exits before killing job"),
+}
+
+
+def help_text() -> str:
+    from conductor.cli.helptext import page
+
+    return page(
+        USAGE, OPTIONS, DESCRIBED, epilog="srun runs inside a batch job here (sbatch); it launches the job's tasks."
+    )
+
+
 SIGNAL_NAMES = {
     signal.SIGTERM: "Terminated",
     signal.SIGKILL: "Killed",
@@ -95,7 +160,10 @@ def _next_step_id(job_id: str) -> int:
     import fcntl
     import tempfile
 
-    path = os.path.join(
+    # Beside the step records the node gave this run of the job (it clears both at launch), so
+    # numbering starts at 0 for each run; elsewhere, a file of this user's.
+    records = os.environ.get("CONDUCTOR_STEP_RECORDS")
+    path = records + ".next" if records else os.path.join(
         tempfile.gettempdir(), f"conductor-steps-{os.getuid()}-{job_id}"
     )
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -197,8 +265,11 @@ def _positive(value: str | None, what: str) -> int:
 def _main(argv: list[str]) -> int:
     parsed, command = getopt_long(argv, OPTIONS, stop_at_operand=True)
     opts: dict[str, str | None] = dict(parsed)
-    if "help" in opts or "usage" in opts:
-        sys.stdout.write("Usage: srun [OPTIONS(0)... [executable(0) [args(0)...]]]\n")
+    if "help" in opts:
+        sys.stdout.write(help_text())
+        return 0
+    if "usage" in opts:
+        sys.stdout.write(USAGE)
         return 0
     if "version" in opts:
         sys.stdout.write("slurm 23.11.0\n")
@@ -247,7 +318,11 @@ def _main(argv: list[str]) -> int:
     if opts.get("export") and opts["export"] and opts["export"].upper() not in ("ALL",):
         env = _exported(opts["export"] or "", env)
     step_id = _next_step_id(job_id)
-    return launch(
+    import resource
+    import time
+
+    started, before = time.time(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    status = launch(
         command,
         ntasks=ntasks,
         env=env,
@@ -261,6 +336,53 @@ def _main(argv: list[str]) -> int:
         kill_on_bad_exit="kill_on_bad_exit" in opts,
         quiet="quiet" in opts,
     )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    record_step(env, step_id, command, ntasks, started, time.time(), status, before, after)
+    return status
+
+
+def record_step(
+    env: dict[str, str],
+    step_id: int,
+    command: list[str],
+    ntasks: int,
+    started: float,
+    ended: float,
+    status: int,
+    before: Any,
+    after: Any,
+) -> None:
+    """Tell the node what this step ran (it records JOBID.<step_id> when the job ends)."""
+    import json
+
+    path = os.environ.get("CONDUCTOR_STEP_RECORDS")
+    if not path:
+        return
+    # The largest status of the tasks: 128 + N is signal N, as the shell says it.
+    signal_number = status - 128 if status > 128 else 0
+    state = "COMPLETED" if status == 0 else (
+        "CANCELLED" if signal_number in (signal.SIGTERM, signal.SIGKILL) else "FAILED"
+    )
+    record = {
+        "step_id": step_id,
+        "name": os.path.basename(command[0]),
+        "state": state,
+        "exit_code": f"0:{signal_number}" if signal_number else f"{status}:0",
+        "ntasks": ntasks,
+        "start": round(started, 3),
+        "end": round(ended, 3),
+        "user_cpu": round(after.ru_utime - before.ru_utime, 3),
+        "system_cpu": round(after.ru_stime - before.ru_stime, 3),
+        "max_rss": after.ru_maxrss * 1024,  # the largest task's (children, in KiB)
+    }
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError:
+        return  # accounting only: the step ran all the same
+    try:
+        os.write(fd, (json.dumps(record) + "\n").encode())
+    finally:
+        os.close(fd)
 
 
 def _exported(spec: str, env: dict[str, str]) -> dict[str, str]:

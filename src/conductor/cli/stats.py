@@ -17,6 +17,16 @@ ROWS = (
 )
 
 
+HELP = (
+    "usage: conductor stats [--json]\n"
+    "The cluster's CPUs (total, used, available) and jobs (running, pending), counted over live nodes.\n"
+    "\n"
+    "Options:\n"
+    "  --json       print GET /jobs/stats's JSON object instead of the table\n"
+    "  -h, --help   show this help and exit\n"
+)
+
+
 def main(argv: list[str]) -> int:
     return run(PROG, lambda: _main(argv))
 
@@ -25,7 +35,7 @@ def _main(argv: list[str]) -> int:
     as_json = False
     for arg in argv:
         if arg in ("-h", "--help"):
-            sys.stdout.write("usage: conductor stats [--json]\n")
+            sys.stdout.write(HELP)
             return 0
         if arg == "--json":
             as_json = True

@@ -137,6 +137,19 @@ def api_scheme(settings: Any) -> str:
     return "https" if settings.ssl_certfile is not None else "http"
 
 
+def api_url(settings: Any) -> str:
+    """The URL a client on this host uses to reach the API: a wildcard listening address is
+    reached at loopback; an IPv6 literal is bracketed."""
+    host = settings.host
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{api_scheme(settings)}://{host}:{settings.port}"
+
+
 def database_error(exc: BaseException, url: str) -> str:
     """A database failure fit for the terminal: no password, even when the driver quotes the URL."""
     from conductor.store import redact_secrets

@@ -6,9 +6,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -142,6 +144,12 @@ def node_config(settings: Settings) -> NodeConfig:
         cpu_ids=cpu_ids,
         cpu_binding=binding,
         allow_root_jobs=bool(settings.allow_root_jobs),
+        containment=settings.containment,
+        cgroup_root=settings.cgroup_root,
+        max_job_pids=settings.max_job_pids,
+        acct_interval=settings.acct_interval,
+        kill_over_memory=settings.kill_over_memory,
+        cgroup_warm=settings.cgroup_warm,
     )
 
 
@@ -149,8 +157,12 @@ def start_worker(settings: Settings, store: Store, bus: Bus, *, patient: bool = 
     """A worker that has claimed its node; a live worker of the same name is a StartupError."""
     from conductor.store import NodeConflict
     from conductor.worker import Worker
+    from conductor.worker.containment import ContainmentError
 
-    worker = Worker(store, bus, node_config(settings))
+    try:
+        worker = Worker(store, bus, node_config(settings))
+    except ContainmentError as exc:
+        raise StartupError(str(exc)) from None
     try:
         retry(worker.register, f"register node {worker.config.name}", patient=patient)
     except NodeConflict as exc:
@@ -210,12 +222,47 @@ def run_worker_in_foreground(worker: Worker) -> None:
     asyncio.run(main())
 
 
+def bind_api(settings: Settings) -> socket.socket:
+    """The API's listening socket, bound before anything else starts: a busy port or a foreign
+    address is one line and exit 1, before any log says the API is listening and before a
+    worker starts jobs."""
+    host, port = settings.host, settings.port
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise StartupError(f"--host: cannot resolve '{host}': {exc.strerror}") from None
+    # IPv4 first when a name has both (localhost): what clients of 127.0.0.1 reach.
+    infos.sort(key=lambda info: info[0] != socket.AF_INET)
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        hint = " (another server listens there: choose another --port)" if exc.errno == errno.EADDRINUSE else ""
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}{hint}") from None
+    return sock
+
+
 def _make_quiet_server() -> type:
     import uvicorn
 
     class _QuietServer(uvicorn.Server):
         """Uvicorn re-raises SIGTERM after shutting down, so the process would die of the signal;
-        we want a clean exit 0. The handlers only set flags: the loops act on them."""
+        we want a clean exit 0. The handlers only set flags: the loops act on them.
+
+        `on_started` runs once the API accepts connections (the log line saying so, the
+        user's profile)."""
+
+        on_started: Callable[[], None] | None = None
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started and self.on_started is not None:
+                self.on_started()
 
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
@@ -256,10 +303,14 @@ def serve_api(
     *,
     allow_root_jobs: bool | None = None,
     config: LiveConfig | None = None,
+    listener: socket.socket | None = None,
+    on_started: Callable[[str], None] | None = None,
 ) -> bool:
     """Serve the HTTP API until SIGTERM or SIGINT; True when it had started.
 
     `allow_root_jobs`: whether root may submit jobs; None leaves it to CONDUCTOR_ALLOW_ROOT_JOBS.
+    `listener`: the socket from bind_api (bound here when not given). `on_started(token)` runs
+    once the API accepts connections, with the local admin token.
     Before serving, the home gets a token of the local user (services/tokens.py), so the CLI
     on this host needs no set-up.
     """
@@ -267,7 +318,7 @@ def serve_api(
     from conductor.commands.common import uvicorn_config
     from conductor.services.tokens import ensure_local_token
 
-    ensure_local_token(store, settings.resolved_home())
+    token_path, _ = ensure_local_token(store, settings.resolved_home())
     app = serve(
         AppContext(store=store, bus=bus, settings=settings, allow_root_jobs=allow_root_jobs, live_config=config)
     )
@@ -275,12 +326,22 @@ def serve_api(
         config = uvicorn_config(app, settings)
     except ValueError as exc:
         raise StartupError(str(exc)) from None
+    if listener is None:
+        listener = bind_api(settings)
     server = _make_quiet_server()(config)
+    if on_started is not None:
+        from conductor.services.tokens import read_token_file
+
+        token = read_token_file(token_path) or ""
+        server.on_started = lambda: on_started(token)
     # The API, scheduler and worker threads share one GIL, and SQLite calls release it: with
     # the default 5 ms switch interval a thread holding the database's write lock waits that
     # long to get the GIL back after every statement, and every other writer queues behind it.
     sys.setswitchinterval(0.0005)
-    server.run()
+    try:
+        server.run(sockets=[listener])
+    finally:
+        listener.close()
     return bool(server.started)
 
 
@@ -297,7 +358,9 @@ def run_command(parser: argparse.ArgumentParser, argv: list[str], run: Callable[
     """Parse, configure logging, build the settings and run; a start-up failure is one line and exit 1."""
     from conductor.commands.common import configure_logging, fail
 
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log verbosity (default INFO)"
+    )
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
     try:

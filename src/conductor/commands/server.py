@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import logging
 
-from conductor.commands.common import add_tls_arguments
+from conductor.commands.common import add_tls_arguments, api_url
 from conductor.commands.runtime import (
     add_listen_arguments,
+    bind_api,
     load_cluster_config,
     open_store,
     run_command,
@@ -44,6 +45,7 @@ def run_server(settings: Settings) -> int:
     from conductor.scheduler.loop import Scheduler
     from conductor.scheduler.policy import Backfill
 
+    listener = bind_api(settings)  # a busy port fails here, before anything starts
     # A server of a cluster waits for its database as a worker does: PostgreSQL may be starting,
     # restarting or out of connections, and each of those passes.
     store = open_store(settings, patient=settings.resolved_database_url().startswith("postgresql"))
@@ -65,10 +67,14 @@ def run_server(settings: Settings) -> int:
     scheduler.start()
     purger = start_purger(settings, store, leader=lock)
     monitor = start_monitor(settings, store, leader=lock)
-    log.info("conductor server: listening on http://%s:%d (scheduler: %s)", settings.host, settings.port, lock.identity)
+    url = api_url(settings)
+
+    def announce(_token: str) -> None:
+        log.info("conductor server: listening on %s (scheduler: %s)", url, lock.identity)
+
     started = False
     try:
-        started = serve_api(store, bus, settings, config=config)
+        started = serve_api(store, bus, settings, listener=listener, on_started=announce, config=config)
     finally:
         log.info("shutting down")
         if purger is not None:

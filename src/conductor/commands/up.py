@@ -5,15 +5,18 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
+import sys
 import threading
 
 from conductor.commands.common import (
     add_node_arguments,
     add_tls_arguments,
-    api_scheme,
+    api_url,
 )
 from conductor.commands.runtime import (
     add_listen_arguments,
+    bind_api,
     load_cluster_config,
     open_store,
     run_command,
@@ -61,6 +64,7 @@ def run_all_in_one(settings: Settings) -> int:
     from conductor.scheduler.policy import Backfill
     from conductor.worker import run_in_thread
 
+    listener = bind_api(settings)  # a busy port fails here, before anything starts
     store = open_store(settings)
     config = load_cluster_config(settings, store)
     bus = Bus()
@@ -81,17 +85,29 @@ def run_all_in_one(settings: Settings) -> int:
     scheduler.start()
     purger = start_purger(settings, store)
     monitor = start_monitor(settings, store)
-    log.info(
-        "conductor up: node %s with %d CPUs, listening on %s://%s:%d",
-        worker.config.name,
-        worker.config.cpus,
-        api_scheme(settings),
-        settings.host,
-        settings.port,
-    )
+    url = api_url(settings)
+
+    def announce(token: str) -> None:
+        log.info(
+            "conductor up: node %s with %d CPUs, containment %s, listening on %s",
+            worker.config.name,
+            worker.config.cpus,
+            worker.containment.mode,
+            url,
+        )
+        profile = remember_server(url, token)
+        if settings.log_format == "json":
+            log.info("%s", welcome(url, profile).rstrip())  # JSON lines only: the welcome is one record
+        else:
+            sys.stdout.write(welcome(url, profile))
+            sys.stdout.flush()
+
     started = False
     try:
-        started = serve_api(store, bus, settings, allow_root_jobs=allow_root, config=config)
+        started = serve_api(
+            store, bus, settings, allow_root_jobs=allow_root, listener=listener, on_started=announce,
+            config=config,
+        )
     finally:
         log.info("shutting down")
         if purger is not None:
@@ -104,3 +120,37 @@ def run_all_in_one(settings: Settings) -> int:
     if failed.is_set():
         return 1
     return 0 if started else 1
+
+
+def remember_server(url: str, token: str) -> str | None:
+    """Record the server and its local token in the user's profile (cli/profile.py), so the
+    CLI finds them from any directory; the profile's directory, or None when it cannot be
+    written (the CLI then needs CONDUCTOR_URL and CONDUCTOR_TOKEN, which is said)."""
+    from conductor.cli.profile import record
+
+    if not token:
+        return None
+    try:
+        return record(url, token)
+    except OSError as exc:
+        log.warning("cannot record the server in the user's profile (%s): set CONDUCTOR_URL and CONDUCTOR_TOKEN", exc)
+        return None
+
+
+def welcome(url: str, profile: str | None) -> str:
+    """The lines a user needs to start, printed once the API listens."""
+    from conductor.services.tokens import local_user
+
+    shims = "~/.local/bin/conductor-slurm"
+    lines = [
+        f"conductor is up at {url}: dashboard {url}/ (sign in with a token), API documentation {url}/docs",
+        f"As {local_user()}, from any directory:"
+        if profile
+        else f"Set CONDUCTOR_URL={shlex.quote(url)} and CONDUCTOR_TOKEN, then:",
+        "  conductor sbatch job.sh | conductor squeue | conductor sacct | conductor scancel ID | conductor stats",
+        f"  conductor slurm-shims {shims} && export PATH={shims}:$PATH   # then plain sbatch, squeue, ...",
+        "Other users need a token: conductor token create --user NAME (they save it in ~/.config/conductor/token)",
+    ]
+    if profile:
+        lines.append(f"(server and token recorded in {profile}; CONDUCTOR_URL and CONDUCTOR_TOKEN override them)")
+    return "\n".join(lines) + "\n"

@@ -37,7 +37,12 @@ def run_worker(settings: Settings) -> int:
     bus = bus_for(store, f"worker-{settings.resolved_node_name()}")
     try:
         worker = start_worker(settings, store, bus, patient=True)
-        log.info("conductor worker: node %s with %d CPUs", worker.config.name, worker.config.cpus)
+        log.info(
+            "conductor worker: node %s with %d CPUs, containment %s",
+            worker.config.name,
+            worker.config.cpus,
+            worker.containment.mode,
+        )
         run_worker_in_foreground(worker)
     finally:
         bus.close()

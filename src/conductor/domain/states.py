@@ -47,3 +47,7 @@ class Reason(StrEnum):
     TIME_LIMIT = "TimeLimit"
     NODE_DOWN = "NodeDown"
     RAISED_SIGNAL = "RaisedSignal"
+    # The job's process could not be set up (working directory, output files, user): Slurm's
+    # FAIL_LAUNCH.
+    JOB_LAUNCH_FAILURE = "JobLaunchFailure"
+    OUT_OF_MEMORY = "OutOfMemory"

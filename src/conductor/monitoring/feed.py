@@ -28,7 +28,7 @@ class TransitionStore(Protocol):
     def latest_event_id(self) -> int: ...
 
     def transitions_after(
-        self, after_event: int, limit: int, *, written_before: datetime | None = None
+        self, after_event: int, limit: int
     ) -> list[Transition]: ...
 
 
@@ -54,13 +54,23 @@ class TransitionFeed:
         written_before = now - self.lag if self.lag else None
         done = 0
         while True:
-            found = self.store.transitions_after(self.after, self.batch, written_before=written_before)
-            for transition in found:
+            found = self.store.transitions_after(self.after, self.batch)
+            # In id order, up to the first event younger than the lag: the cursor never passes
+            # an event it has not read. (Filtering by time in the query did: an event with a
+            # lower id and a newer time — another host's clock, a slow insert — was skipped
+            # for good once a higher id with an older time had been read.)
+            taken = found
+            if written_before is not None:
+                for index, transition in enumerate(found):
+                    if transition.time >= written_before:
+                        taken = found[:index]
+                        break
+            for transition in taken:
                 record(transition)
-            done += len(found)
-            if found:
-                self.after = found[-1].event_id
-            if len(found) < self.batch:
+            done += len(taken)
+            if taken:
+                self.after = taken[-1].event_id
+            if len(taken) < self.batch:
                 return done
 
 

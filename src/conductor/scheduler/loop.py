@@ -205,7 +205,7 @@ class Scheduler:
             usage = self.store.refresh_usage(config.half_life) if config.weights.fairshare else {}
             cpus, count = self._cluster
             current = self._multifactor = Multifactor(
-                config, usage, cluster_cpus=cpus, cluster_nodes=count, users={j.user for j in jobs}
+                config, usage, cluster_cpus=cpus, cluster_nodes=count
             )
         current.assign(jobs, self.clock())
         return True

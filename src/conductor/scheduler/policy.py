@@ -13,7 +13,6 @@ does not need). Depth 1 is EASY backfill; a larger depth is conservative backfil
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -227,16 +226,17 @@ def schedule(
             plan.reserve(r)
     reserved = len(ahead.reservations) if ahead is not None else 0
     waiting = set(ahead.waiting) if ahead is not None else set()
-    new_waiting = decision.commitments.waiting
     tested = 0
     tracker = LimitTracker(limits, usage or {}) if limits is not None else None
 
     budget = backfill.max_job_test
-    rest = len(jobs)
-    for index, job in enumerate(jobs):
-        if tested >= budget:
-            rest = index
-            break
+    # Past the test budget a job gets no timeline estimate, but it is still offered the nodes
+    # as they are now: a budget spent on jobs that cannot run (a partition that is down, jobs
+    # bigger than anything free) must not keep an idle node of another partition idle, nor stop
+    # short jobs from backfilling. What failed to fit bounds the search: a job of the same
+    # partition needing at least as many CPUs, as much memory and as long cannot fit either.
+    misses: dict[str, list[tuple[int, int, float, bool]]] = {}
+    for job in jobs:
         reason = _blocking_reason(job, now, array_running)
         reason = _limited(tracker, job, reason)
         if reason is None:
@@ -244,10 +244,13 @@ def schedule(
                 # Behind a waiting job, in strict order: it waits untested.
                 reason = _PRIORITY
             else:
-                end = now + (job.time_limit or INF)
+                duration = job.time_limit or INF
+                end = now + duration
                 node = None
-                if job.cpus <= max_free:
+                if job.cpus <= max_free and not _dominated(misses.get(job.partition), job, duration):
                     node = _choose_node(job, up_nodes, pack, plan, now, end)
+                    if node is None:
+                        _note_miss(misses.setdefault(job.partition, []), job, duration)
                 if node is not None:
                     taken = _take_cpus(node, job)
                     plan.place(node, now, end, len(taken), job.memory_mb)
@@ -260,8 +263,10 @@ def schedule(
                         max_free = max((len(n.free_cpu_ids) for n in up_nodes), default=0)
                     _note_estimate(decision, job, None)
                     continue
+                if tested >= budget:
+                    _wait_for_resources(decision, job, None, waiting)  # untested: no estimate
+                    continue
                 tested += 1
-                duration = job.time_limit or INF
                 start, where = plan.earliest(job, duration)
                 keep = backfill.enabled and reserved < backfill.depth and start != INF and where is not None
                 if keep and where is not None:
@@ -274,46 +279,40 @@ def schedule(
                     reserved += 1
                 estimate = Estimate(job.id, start, where, keep)
                 estimates[job.id] = estimate
-                reason = _PRIORITY if job.partition in waiting else _RESOURCES
-                waiting.add(job.partition)
-                new_waiting.add(job.partition)
-                _note_estimate(decision, job, estimate)
-                if reason != job.reason:
-                    reasons[job.id] = reason
+                _wait_for_resources(decision, job, estimate, waiting)
                 continue
         _note_estimate(decision, job, None)
         if reason != job.reason:
             reasons[job.id] = reason
-    _wait_untested(itertools.islice(jobs, rest, None), decision, now, array_running, waiting, tracker)
     return decision
 
 
-def _wait_untested(
-    jobs: Iterable[PendingJob],
-    decision: Decision,
-    now: float,
-    array_running: dict[int, int],
-    waiting: set[str],
-    tracker: LimitTracker | None = None,
-) -> None:
-    """The jobs past the test budget wait untested, without an estimate: only their reasons are
-    decided, which is what keeps a pass over 100,000 jobs short."""
-    reasons, changes = decision.reasons, decision.estimate_changes
-    for job in jobs:
-        if job.held or job.dependency is not _SATISFIED or job.begin_time is not None or job.array_max_running is not None:
-            reason = _blocking_reason(job, now, array_running) or (
-                _PRIORITY if job.partition in waiting else _RESOURCES
-            )
-        else:
-            reason = _PRIORITY if job.partition in waiting else _RESOURCES
-        if tracker is not None:
-            limited = tracker.check(job.partition, job.user, job.qos, job.cpus, job.memory_mb, job.time_limit)
-            if limited is not None and reason in (_PRIORITY, _RESOURCES):
-                reason = limited
-        if job.expected_start is not None or job.expected_node is not None:
-            changes[job.id] = None
-        if reason != job.reason:
-            reasons[job.id] = reason
+def _wait_for_resources(decision: Decision, job: PendingJob, estimate: Estimate | None, waiting: set[str]) -> None:
+    """A job that cannot start now: `Resources` for the first of its partition, `Priority` behind."""
+    reason = _PRIORITY if job.partition in waiting else _RESOURCES
+    waiting.add(job.partition)
+    decision.commitments.waiting.add(job.partition)
+    _note_estimate(decision, job, estimate)
+    if reason != job.reason:
+        decision.reasons[job.id] = reason
+
+
+def _dominated(misses: list[tuple[int, int, float, bool]] | None, job: PendingJob, duration: float) -> bool:
+    """Whether a job of the partition that needed no more than `job` failed to fit this pass."""
+    if not misses:
+        return False
+    return any(
+        job.cpus >= cpus and job.memory_mb >= memory and duration >= length and (job.exclusive or not exclusive)
+        for cpus, memory, length, exclusive in misses
+    )
+
+
+_MAX_MISSES = 8  # per partition: enough shapes to cut the search, few enough to check at once
+
+
+def _note_miss(misses: list[tuple[int, int, float, bool]], job: PendingJob, duration: float) -> None:
+    if len(misses) < _MAX_MISSES:
+        misses.append((job.cpus, job.memory_mb, duration, job.exclusive))
 
 
 _PRIORITY = Reason.PRIORITY.value

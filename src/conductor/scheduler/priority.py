@@ -30,24 +30,17 @@ class PriorityConfig:
 class Multifactor:
     """Priorities for one state of usage and cluster size."""
 
-    __slots__ = ("_fairshare", "_total", "_users", "cluster_cpus", "cluster_nodes", "config", "usage")
+    __slots__ = ("_fairshare", "_total", "cluster_cpus", "cluster_nodes", "config", "usage")
 
     def __init__(
-        self, config: PriorityConfig, usage: Mapping[str, float], *, cluster_cpus: int, cluster_nodes: int,
-        users: Iterable[str] = (),
+        self, config: PriorityConfig, usage: Mapping[str, float], *, cluster_cpus: int, cluster_nodes: int
     ) -> None:
         self.config = config
         self.usage = dict(usage)
         self.cluster_cpus = cluster_cpus
         self.cluster_nodes = cluster_nodes
-        self._users = set(self.usage) | set(users)  # listed by sshare
         self._total = sum(self.usage.values())
         self._fairshare: dict[str, float] = {}
-
-    @property
-    def users(self) -> frozenset[str]:
-        """The users to list: those with usage or pending jobs."""
-        return frozenset(self._users)
 
     def fairshare(self, user: str) -> float:
         factor = self._fairshare.get(user)

@@ -14,8 +14,16 @@ from collections.abc import Iterable
 INF = math.inf
 
 # A running job past its time limit is being killed: its resources come back "soon", never
-# "now" (they are still held). Planning them one second ahead keeps every plan feasible.
+# "now" (they are still held). Planning them at least a second ahead keeps every plan feasible;
+# rounding that up to a step keeps the plan still from pass to pass while the kill takes its
+# time, instead of moving every estimate that rests on it (and rewriting it) at each pass.
 OVERDUE_GRACE = 1.0
+OVERDUE_STEP = 30.0
+
+
+def overdue_floor(now: float) -> float:
+    """When resources held past their limit are planned to come back."""
+    return math.ceil((now + OVERDUE_GRACE) / OVERDUE_STEP) * OVERDUE_STEP
 
 
 class Timeline:
@@ -40,8 +48,8 @@ class Timeline:
         self.times = [now]
         self.cpus = [free_cpus]
         self.memory = [free_memory]
-        floor = now + OVERDUE_GRACE
-        for end, cpus, memory in sorted((max(e, floor), c, m) for e, c, m in releases if e != INF):
+        soon, floor = now + OVERDUE_GRACE, overdue_floor(now)
+        for end, cpus, memory in sorted((e if e >= soon else floor, c, m) for e, c, m in releases if e != INF):
             if end == self.times[-1]:
                 self.cpus[-1] += cpus
                 self.memory[-1] += memory

@@ -27,6 +27,7 @@ from conductor.bus import SCHEDULER, node_topic
 from conductor.config.live import LiveConfig
 from conductor.domain.dependency import parse_dependency
 from conductor.domain.job import Job
+from conductor.domain.priority import effective_priority
 from conductor.domain.signals import signal_name
 from conductor.domain.states import JobState
 from conductor.errors import AlreadyDone, Conflict, Forbidden, Invalid, LimitExceeded, NotFound, UnknownUser
@@ -399,7 +400,11 @@ def _check_rights(job: Job, changes: Mapping[str, Any]) -> None:
         new, old = changes["time_limit"], job.time_limit
         if old is not None and (new is None or new > old):
             raise Forbidden("time_limit: only an administrator may raise a job's time limit", field="time_limit")
-    if "priority" in changes and changes["priority"] > job.priority:
+    # Compared as the scheduler orders them: a stored 0 is the default (10,001), so setting 0
+    # on a lowered job would raise it, and any value below the default lowers a default job.
+    if "priority" in changes and effective_priority(changes["priority"], job.nice) > effective_priority(
+        job.priority, job.nice
+    ):
         raise Forbidden("priority: only an administrator may raise a job's priority", field="priority")
     if "nice" in changes and changes["nice"] < 0:
         raise Forbidden("nice: only an administrator may set a negative nice value", field="nice")

@@ -15,6 +15,7 @@ from conductor.domain.arrays import parse_array_spec
 from conductor.domain.dependency import format_dependency, parse_dependency
 from conductor.domain.errors import SpecError
 from conductor.domain.memory import parse_memory_mb
+from conductor.domain.script import EXPLAINED, script_problem
 from conductor.domain.signals import parse_signal_spec
 from conductor.domain.states import Reason
 from conductor.domain.timespec import parse_begin_time, parse_time_limit
@@ -134,10 +135,9 @@ def build_rows(
         raise SpecError(
             "script", f"is {script_size} bytes; the limit is {limits.max_script_bytes} bytes (CONDUCTOR_MAX_SCRIPT_BYTES)"
         )
-    if not script.strip():
-        raise SpecError("script", "is empty; a batch script must contain at least one command")
-    if "\x00" in script:
-        raise SpecError("script", "must not contain NUL characters")
+    problem = script_problem(script)
+    if problem is not None:
+        raise SpecError("script", EXPLAINED[problem])
     environment = _environment(job.environment, limits.max_environment_bytes)
     time_limit = parse_time_limit(job.time_limit, field="time_limit")
     if job.time_limit is None:
@@ -162,7 +162,9 @@ def build_rows(
     array = (
         parse_array_spec(job.array, field="array", max_tasks=limits.max_array_tasks) if job.array else None
     )
-    work_dir = job.current_working_directory or submitter.home or "/tmp"
+    # None given: /tmp, where slurmstepd runs a job whose working directory it cannot use (a
+    # home would be root's /root for jobs of the local admin, and nothing Slurm does).
+    work_dir = job.current_working_directory or "/tmp"
     if not os.path.isabs(work_dir):
         raise SpecError("current_working_directory", f"'{work_dir}' must be an absolute path")
     work_dir = os.path.normpath(work_dir)

@@ -23,6 +23,7 @@ from conductor.store.coordination import (
     is_disconnect,
     pg_connect,
     pg_listen,
+    pg_notify_many,
     pg_ping,
     pg_try_scheduler_lock,
 )
@@ -81,6 +82,7 @@ __all__ = [
     "is_disconnect",
     "pg_connect",
     "pg_listen",
+    "pg_notify_many",
     "pg_ping",
     "pg_try_scheduler_lock",
     "protect_sqlite_files",

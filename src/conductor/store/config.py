@@ -126,7 +126,7 @@ class ConfigQueries(Database):
         return {r.user_name: decay(r.usage, elapsed, half_life) for r in rows}
 
     def pending_users(self) -> set[str]:
-        """The users with pending jobs: each holds a share of the fair share."""
+        """The users with pending jobs (sshare lists them with those that have usage)."""
         query = select(jobs.c.user_name).where(jobs.c.state == PENDING).distinct()
         with self._read() as conn:
             return {r[0] for r in conn.execute(query)}

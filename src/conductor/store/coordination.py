@@ -75,5 +75,11 @@ def pg_try_scheduler_lock(conn: Any) -> bool:
     return bool(row and row[0])
 
 
+def pg_notify_many(conn: Any, payloads: list[str], channel: str = NOTIFY_CHANNEL) -> None:
+    """NOTIFY `channel` once per payload, in one statement and one round trip, on a dedicated
+    autocommit connection (pg_connect)."""
+    conn.execute("SELECT pg_notify(%s, payload) FROM unnest(%s::text[]) AS payload", (channel, payloads))
+
+
 def pg_ping(conn: Any) -> None:
     conn.execute("SELECT 1").fetchone()

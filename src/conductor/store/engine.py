@@ -12,6 +12,7 @@ import os
 import re
 import socket
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 
 from conductor.errors import ConductorError, StoreUnavailable
 from conductor.store.statements import Builder, Statements
@@ -118,6 +120,36 @@ def unavailable() -> Iterator[None]:
         raise as_unavailable(exc) from exc
 
 
+PING_AFTER_IDLE = 1.0
+"""Seconds a pooled PostgreSQL connection may rest before it is pinged at its next checkout."""
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a pooled connection at checkout only when it has rested: SQLAlchemy's pre-ping pings
+    at every checkout, a round trip that cost a busy submission path as much as its insert. A
+    connection in steady use is known alive; one that rested may have outlived a database
+    restart, and a failed ping makes the pool replace it before anyone uses it."""
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["rested_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        rested_since = record.info.get("rested_since")
+        if rested_since is None or time.monotonic() - rested_since < PING_AFTER_IDLE:
+            return
+        try:
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute("SELECT 1")
+            finally:
+                cursor.close()
+            dbapi_connection.rollback()
+        except Exception as exc:
+            raise DisconnectionError(str(exc)) from exc
+
+
 def protect_sqlite_files(url: str) -> None:
     """Create an SQLite database (and its WAL files, which SQLite creates with the database's
     mode) readable by its owner only: it holds every job's script and environment."""
@@ -188,16 +220,17 @@ class Database:
                     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
             return engine
-        return create_engine(
+        engine = create_engine(
             url,
             echo=echo,
             pool_size=10,
             max_overflow=20,
-            pool_pre_ping=True,
             # A database host that vanishes must fail calls in seconds, not hang the loops. The
             # name tells an operator (pg_stat_activity) which process holds which connections.
             connect_args={**PG_CONNECT_ARGS, "application_name": f"conductor-pool:{socket.gethostname()}:{os.getpid()}"[:63]},
         )
+        _ping_when_idle(engine)
+        return engine
 
     def migrate(self) -> None:
         """Create or upgrade the schema to the newest migration."""

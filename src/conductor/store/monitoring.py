@@ -46,10 +46,9 @@ class MonitoringQueries(Database):
         with self._read() as conn:
             return int(conn.execute(select(func.coalesce(func.max(job_events.c.id), 0))).scalar_one())
 
-    def transitions_after(self, after_event: int, limit: int, *, written_before: datetime | None = None) -> list[Transition]:
-        """Events with an id above `after_event`, oldest first, at most `limit`, each with its
-        job's user and submit time. `written_before`: only events stamped earlier (on
-        PostgreSQL an id can become visible after a higher one; a little lag lets it)."""
+    def transitions_after(self, after_event: int, limit: int) -> list[Transition]:
+        """Events with an id above `after_event`, in id order, at most `limit`, each with its
+        job's user and submit time (the feed decides how young an event it takes)."""
         query = (
             select(
                 job_events.c.id,
@@ -69,8 +68,6 @@ class MonitoringQueries(Database):
             .order_by(job_events.c.id)
             .limit(limit)
         )
-        if written_before is not None:
-            query = query.where(job_events.c.time < written_before)
         with self._read() as conn:
             rows = list(conn.execute(query))
         return [

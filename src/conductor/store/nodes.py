@@ -39,6 +39,7 @@ class NodeQueries(Database):
         hostname: str,
         stale_before: datetime | None,
         instance_alive: Callable[[str], bool] = lambda _instance: True,
+        containment: str | None = None,
     ) -> None:
         """Claim the node name for this worker process.
 
@@ -58,6 +59,7 @@ class NodeQueries(Database):
             "instance": instance,
             "last_heartbeat": now,
             "hostname": hostname,
+            "containment": containment,
         }
         with self._write() as conn:
             row = conn.execute(for_update(self.dialect, select(nodes).where(nodes.c.name == name))).first()
@@ -119,6 +121,14 @@ class NodeQueries(Database):
             return
         with self._raw_write() as cursor:
             self._execute_many(cursor, _record_pid, [{"b_id": k, "b_pid": v} for k, v in pids.items()])
+
+    def record_usage(self, usage: Mapping[int, str]) -> None:
+        """What running jobs used so far (JSON, conductor.domain.usage), sampled by their node;
+        the figures recorded at their end replace it."""
+        if not usage:
+            return
+        with self._raw_write() as cursor:
+            self._execute_many(cursor, _record_usage, [{"b_id": k, "b_rusage": v} for k, v in usage.items()])
 
     def running_on_node(self, node: str) -> list[JobRun]:
         with self._raw_read() as cursor:
@@ -236,6 +246,12 @@ def _mark_launched(_dialect: str) -> Any:
 
 def _record_pid(_dialect: str) -> Any:
     return update(jobs).where(jobs.c.id == bindparam("b_id")).values(pid=bindparam("b_pid"))
+
+
+def _record_usage(_dialect: str) -> Any:
+    return update(jobs).where(jobs.c.id == bindparam("b_id"), jobs.c.state == RUNNING).values(
+        rusage=bindparam("b_rusage")
+    )
 
 
 def _running_on_node(_dialect: str) -> Any:

@@ -27,7 +27,8 @@ class Finish:
     exit_code: str | None
     reason: str = Reason.NONE.value
     error_msg: str | None = None
-    rusage: dict[str, float] | None = None
+    # The job's usage (conductor.domain.usage.Usage.as_dict), kept as JSON.
+    rusage: dict[str, object] | None = None
     end_time: datetime = field(default_factory=utcnow)
     # Which run of the job this reports (node and restart_count at launch). When set, a report
     # about an earlier run of a job that was requeued meanwhile ends nothing.
@@ -89,6 +90,7 @@ class NodeInfo:
     alloc_memory_mb: int
     running_jobs: int
     instance: str | None = None
+    containment: str | None = None  # cgroup-v2, cgroup-v1 or polling, as its worker found
 
 
 @dataclass(frozen=True, slots=True)

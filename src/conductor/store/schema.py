@@ -141,6 +141,7 @@ nodes = Table(
     Column("last_heartbeat", DateTime(timezone=True), nullable=True),
     Column("registered_at", DateTime(timezone=True), nullable=False),
     Column("hostname", String(256), nullable=True),
+    Column("containment", String(16), nullable=True),  # cgroup-v2, cgroup-v1, polling
 )
 
 tokens = Table(
@@ -167,7 +168,7 @@ utilisation_samples = Table(
     Column("pending_jobs", Integer, nullable=False),
 )
 
-# The cluster configuration's shared state (migration 0012): a generation every process compares
+# The cluster configuration's shared state (migration 0013): a generation every process compares
 # with its own to reload the configuration file (`scontrol reconfigure`), and the partition
 # states `scontrol update PartitionName=X State=...` set over the file's.
 cluster_config = Table(
@@ -181,7 +182,7 @@ cluster_config = Table(
 )
 
 # Each user's CPU-seconds, decayed with PriorityDecayHalfLife to cluster_config.usage_as_of: the
-# fair-share factor's input, brought forward by the scheduler on every full pass (migration 0012).
+# fair-share factor's input, brought forward by the scheduler on every full pass (migration 0013).
 fairshare_usage = Table(
     "fairshare_usage",
     metadata,

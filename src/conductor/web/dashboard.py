@@ -26,7 +26,7 @@ from conductor.api.outputs import read_tail, reader_for
 from conductor.domain.job import Job
 from conductor.domain.jobfiles import job_paths
 from conductor.domain.states import JobState
-from conductor.errors import Refusal
+from conductor.errors import Invalid, Refusal
 from conductor.services.jobs import JobService
 from conductor.services.principal import Principal, ensure_owner
 from conductor.services.tokens import lookup
@@ -116,7 +116,10 @@ def _local(target: str | None) -> str:
 
 async def _form(request: Request) -> dict[str, str]:
     body = (await request.body()).decode("utf-8", "replace")
-    return {k: v[0] for k, v in parse_qs(body, max_num_fields=20).items()}
+    try:
+        return {k: v[0] for k, v in parse_qs(body, max_num_fields=20).items()}
+    except ValueError:  # more fields than any form of ours has
+        raise Invalid("form: more than 20 fields; the dashboard's forms have a few", field="form") from None
 
 
 def install_dashboard(app: FastAPI, ctx: DashboardContext) -> None:

@@ -53,4 +53,9 @@ def same_origin(request: Request) -> bool:
 
 
 def valid_csrf(request: Request, token: str, given: str | None) -> bool:
-    return given is not None and same_origin(request) and hmac.compare_digest(csrf_for(token), given)
+    # Bytes: compare_digest refuses a str that is not ASCII, and a form may hold anything.
+    return (
+        given is not None
+        and same_origin(request)
+        and hmac.compare_digest(csrf_for(token).encode(), given.encode("utf-8", "surrogateescape"))
+    )

@@ -64,7 +64,10 @@ def _row(job: Job, now: datetime, label: str | None = None, tasks: int = 1) -> Q
         detail, time = job.node_list or "", duration((now - job.start_time).total_seconds() if job.start_time else 0)
     elif job.state == "PENDING":
         detail = f"({job.reason})"
-        if job.begin_time is not None and job.begin_time > now:
+        if job.expected_start_time is not None:
+            # The scheduler's plan (backfill): when and where it expects the job to start.
+            detail += f" expected {when(job.expected_start_time)}" + (f" on {job.sched_nodes}" if job.sched_nodes else "")
+        elif job.begin_time is not None and job.begin_time > now:
             detail += f" starts after {when(job.begin_time)}"
         time = "0:00"
     else:
@@ -137,6 +140,7 @@ def job_fields(job: Job, now: datetime) -> list[tuple[str, str]]:
         ("EligibleTime", when(job.eligible_time)),
         ("BeginTime", when(job.begin_time)),
         ("StartTime", when(job.start_time)),
+        ("ExpectedStart", when(job.expected_start_time) + (f" on {job.sched_nodes}" if job.sched_nodes else "")),
         ("EndTime", when(job.end_time)),
         ("RunTime", duration(elapsed)),
         ("TimeLimit", duration(job.time_limit)),

@@ -7,7 +7,9 @@ functions after them act on the decisions.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable, Iterable, MutableMapping
@@ -16,6 +18,7 @@ from datetime import datetime
 
 from conductor.domain.job import JobRun
 from conductor.store import aware
+from conductor.worker.containment import Containment
 from conductor.worker.identity import launcher_alive
 from conductor.worker.ports import NodeStore, Signaller
 from conductor.worker.protocol import JobStatus
@@ -158,3 +161,22 @@ def kill_strays(ours: set[int], spool: Spool, signaller: Signaller, is_process: 
             log.warning("job %s no longer runs on this node (its node was declared dead): killing it", job_id)
             signaller.group(status.pid, status.ticks, signal.SIGKILL)
         spool.remove_status(job_id)
+
+
+def kill_leftovers(containment: Containment, running: set[int]) -> None:
+    """At start: end the groups of jobs not `running` here (ended while no worker watched, or
+    taken from this node): whatever they left behind is killed."""
+    for job_id in containment.leftovers():
+        if job_id in running:
+            continue
+        log.info("job %s is over: killing what is left in its group", job_id)
+        with contextlib.suppress(Exception):
+            containment.finish(job_id)
+
+
+def error_file(pid: int) -> tuple[str | None, int | None]:
+    """A re-adopted job's error file (where its notices go) and its owner, read from its process."""
+    try:
+        return os.readlink(f"/proc/{pid}/fd/2"), os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None, None

@@ -21,17 +21,22 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta
 
 from conductor.bus import SCHEDULER, Bus, node_topic
 from conductor.domain.arrays import parse_array_spec
 from conductor.domain.cpuset import parse_cpu_list
 from conductor.domain.job import Job, JobRun
 from conductor.domain.jobfiles import job_environment, job_paths
+from conductor.domain.states import JobState
+from conductor.domain.usage import Usage
 from conductor.store import Finish, aware, is_disconnect, utcnow
-from conductor.worker import adoption, enforcement
+from conductor.worker import adoption, enforcement, notices
 from conductor.worker.accounts import Accounts
 from conductor.worker.config import NodeConfig
+from conductor.worker.containment import Limits
+from conductor.worker.detection import detect
 from conductor.worker.identity import instance_may_be_alive, is_process, launcher_alive, signal_group, signal_process
 from conductor.worker.launcher_client import Launcher, LaunchRequest, launch_frame
 from conductor.worker.outcome import OPEN_KILL_STATES, decide_outcome, launch_failure, report, settled_kill_state
@@ -39,6 +44,8 @@ from conductor.worker.ports import NodeStore
 from conductor.worker.protocol import JobStatus
 from conductor.worker.running import RunningJob
 from conductor.worker.spool import Spool, exit_report, read_status
+from conductor.worker.steps import ENV as STEP_RECORDS
+from conductor.worker.steps import StepRecords
 
 log = logging.getLogger("conductor.worker")
 
@@ -105,6 +112,14 @@ class Worker:
         self.users = Accounts(self._is_root, config)
         self._lock_fd = -1
         self._launcher: Launcher | None = None
+        # Each job's group of processes: its limits, its containment, its usage (containment.py).
+        self.containment = detect(
+            config.containment, config.cgroup_root, config.name, config.home, config.kill_over_memory
+        )
+        log.info("node %s: containment %s: %s", config.name, self.containment.mode, self.containment.describe())
+        self._limits: dict[int, Limits] = {}
+        self.steps = StepRecords(config.name, config.home)
+        self._notice_paths: dict[int, tuple[str, int]] = {}  # job -> (error file, owner's uid)
 
     def _status_path(self, job_id: int) -> str:
         return self.spool.status_path(job_id)
@@ -135,6 +150,7 @@ class Worker:
             hostname=socket.gethostname(),
             stale_before=stale_before,
             instance_alive=instance_may_be_alive,
+            containment=self.containment.mode,
         )
 
     def wake(self) -> None:
@@ -160,6 +176,7 @@ class Worker:
                 self.config.home / "launcher.log",
                 min(LAUNCH_TIMEOUT, max(self.config.heartbeat_timeout / 2, 1.0)),
                 watch=self._watch_launcher,
+                warm=self._launcher_group(),
             )
             try:
                 self._launcher.start()  # now rather than at the first job: it shortens that job's start
@@ -171,6 +188,7 @@ class Worker:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         heartbeat = asyncio.create_task(self._heartbeat_loop())
+        sampler = asyncio.create_task(self._sample_loop())
         try:
             while not self._stopping:
                 self._wake.clear()
@@ -179,9 +197,10 @@ class Worker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
         finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            for task in (heartbeat, sampler):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             self._flush()
             for job in self.jobs.values():
                 if job.pidfd >= 0:
@@ -189,6 +208,8 @@ class Worker:
                     os.close(job.pidfd)
             if self._launcher is not None:
                 self._launcher.close()
+            with contextlib.suppress(Exception):
+                self.containment.close()
             if self._lock_fd >= 0:
                 os.close(self._lock_fd)
                 self._lock_fd = -1
@@ -196,6 +217,15 @@ class Worker:
             with contextlib.suppress(Exception):
                 self.store.set_node_down(self.config.name, self.instance, "worker stopped")
             self.bus.publish(SCHEDULER)
+
+    def _launcher_group(self) -> str | None:
+        if not self.config.cgroup_warm:
+            return None
+        try:
+            return self.containment.launcher_group()
+        except OSError as exc:
+            log.warning("no control group for the job launcher (%s): jobs may start up to an RCU grace period later", exc)
+            return None
 
     async def _wait_for_launch_lock(self) -> bool:
         """Wait for the launch lock; False when stopped first (then nothing may be adopted)."""
@@ -231,6 +261,7 @@ class Worker:
 
     def _tick(self) -> None:
         self._flush()
+        self.containment.tidy()
         rows = self._rows_of_node()
         if rows is not None:
             # Before any launch: a process of a job taken from this node must not share the
@@ -242,9 +273,30 @@ class Worker:
         self._flush()
 
     def _next_timeout(self) -> float:
-        return enforcement.next_due(
+        timeout = enforcement.next_due(
             self.jobs.values(), time.time(), time.monotonic(), self.config.check_interval, self.config.kill_wait
         )
+        due = self.containment.due()
+        return timeout if due is None else min(timeout, due)
+
+    async def _sample_loop(self) -> None:
+        """Sample the running jobs' usage (AveRSS, MaxVMSize; the polling fallback's everything)."""
+        while True:
+            await asyncio.sleep(self.config.acct_interval)
+            try:
+                self.sample()
+            except Exception:
+                log.warning("usage sampling failed", exc_info=True)
+
+    def sample(self) -> None:
+        """Read the running jobs' usage so far, and record it (GET /jobs/{id} shows it)."""
+        samples = self.containment.sample(list(self.jobs))
+        usage = {job_id: s.usage.to_json() for job_id, s in samples.items() if s.usage is not None}
+        if usage:
+            try:
+                self.store.record_usage(usage)
+            except Exception:  # noqa: BLE001 - the next sample, or the end, records it
+                log.warning("could not record the usage of %d running jobs", len(usage))
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -302,6 +354,8 @@ class Worker:
                 restart_count=row.restart_count or 0,
             )
             self.jobs[job.job_id] = job
+            job.stderr, job.uid = self._notice_paths.pop(job.job_id, (None, None))
+            self.containment.started(job.job_id, job.pid, job.ticks, self._limits.pop(job.job_id, Limits()))
             if outcome.tag:
                 self._tagged[outcome.tag] = job
             else:
@@ -318,6 +372,10 @@ class Worker:
                 log.warning("could not record pids", exc_info=True)
 
     def _launch_failed(self, row: Job, message: str) -> None:
+        self._limits.pop(row.id, None)
+        self._notice_paths.pop(row.id, None)
+        with contextlib.suppress(Exception):
+            self.containment.finish(row.id)  # its group, if it got one
         self._finished.append(launch_failure(row.id, message, self.config.name, row.restart_count or 0))
 
     def _bounds(self, row: Job) -> tuple[int, int, int, int] | None:
@@ -350,11 +408,26 @@ class Worker:
         )
         # The account the process really runs as, whatever the submitted environment said.
         env["USER"] = env["LOGNAME"] = run_as.user
+        env[STEP_RECORDS] = self.steps.clear(job_id)  # where its sruns say what they ran
         if home:
             env["HOME"] = home
         status_path = self._status_path(job_id)
         # The job's environment travels in the request and is set only after the job's process
         # has dropped privileges: a user's LD_PRELOAD or PERL5OPT must not run code as root.
+        cpus = None
+        if self.config.cpu_binding and row.cpu_ids:
+            cpus = frozenset(parse_cpu_list(row.cpu_ids))
+        limits = Limits(
+            memory_bytes=row.allocated_memory_mb * 1024 * 1024 if row.allocated_memory_mb else None,
+            cpus=cpus,
+            max_pids=self.config.max_job_pids,
+        )
+        # Before the request: the launcher puts the job's process into the group before its go.
+        procs = self.containment.create(job_id, limits)
+        self._limits[job_id] = limits
+        stderr = paths.stderr if os.path.isabs(paths.stderr) else os.path.join(row.work_dir, paths.stderr)
+        self._notice_paths[job_id] = (stderr, int(uid) if uid else os.geteuid())
+        nproc = self.config.max_job_pids if not procs else None
         body = launch_frame(
             status_path,
             run_as,
@@ -364,10 +437,10 @@ class Worker:
             command,
             env,
             self.spool.take_spare(),
+            procs,
+            nproc,
+            self._deadline((aware(row.start_time) or utcnow()).timestamp(), row.time_limit),
         )
-        cpus = None
-        if self.config.cpu_binding and row.cpu_ids:
-            cpus = frozenset(parse_cpu_list(row.cpu_ids))
         return LaunchRequest(job_id, status_path, body, cpus)
 
     # ---------------------------------------------------------------- endings
@@ -450,6 +523,15 @@ class Worker:
     def _ended(self, job: RunningJob, status: JobStatus | None) -> None:
         if self.jobs.get(job.job_id) is job:
             self.jobs.pop(job.job_id)
+        # Its figures, then nothing it started survives it (setsid, double forks: the group
+        # holds them all).
+        try:
+            job.usage = self.containment.finish(job.job_id)
+        except Exception:
+            log.warning("could not read or end the group of job %s", job.job_id, exc_info=True)
+        steps = self.steps.collect(job.job_id, job.uid)
+        if steps:
+            job.usage = replace(job.usage or Usage(), steps=steps)
         if job.orphaned:
             return  # the job's state is no longer this process's to report
         job.status = status
@@ -459,7 +541,21 @@ class Worker:
 
     def _outcome(self, job: RunningJob) -> Finish:
         status = job.status if job.status is not None else read_status(job.status_path)
-        return report(decide_outcome(job.job_id, status, job.kill_state), self.config.name, job.restart_count)
+        finish = decide_outcome(job.job_id, status, job.kill_state, job.usage)
+        # Once the job is over: written while it runs, its own writes at its offset in the same
+        # file (opened without O_APPEND) would overwrite them.
+        if job.notice is not None:
+            notices.write_notice(job.stderr, job.uid, job.notice)
+        if finish.state == JobState.OUT_OF_MEMORY and job.usage is not None:
+            notices.write_notice(job.stderr, job.uid, notices.oom_notice(job.job_id, job.usage.oom_kills))
+        return report(finish, self.config.name, job.restart_count)
+
+    def _notify(self, job: RunningJob, kind: str) -> None:
+        """slurmstepd's line for the job's error file as its time limit or a cancel ends it."""
+        if kind == "timeout":
+            job.notice = notices.time_limit_notice(job.job_id, self.config.name)
+        else:
+            job.notice = notices.cancel_notice(job.job_id, self.config.name)
 
     def _decide_exited(self) -> None:
         if not self._exited:
@@ -498,7 +594,7 @@ class Worker:
 
     # ------------------------------------------------------------------- kills
     def _enforce_kills(self, rows: list[JobRun] | None = None) -> None:
-        enforcement.enforce(
+        changed = enforcement.enforce(
             self.jobs,
             rows,
             self.config.name,
@@ -507,7 +603,16 @@ class Worker:
             self.config.kill_wait,
             time.time(),
             time.monotonic(),
+            self._notify,
         )
+        if self._launcher is not None:
+            for job in changed:
+                if job.tag:
+                    self._launcher.set_limit(job.tag, self._deadline(job.start_time.timestamp(), job.time_limit))
+
+    def _deadline(self, start: float, time_limit: int | None) -> tuple[float, float] | None:
+        """What the launcher enforces once the worker is gone: the job's deadline, the kill wait."""
+        return None if time_limit is None else (start + time_limit, self.config.kill_wait)
 
     def _signal_group(self, job: RunningJob, sig: int) -> None:
         self.signaller.group(job.pid, job.ticks, sig)
@@ -529,8 +634,22 @@ class Worker:
         adoption.settle(plan, adoption.wait_for_exit_line)
         for job in plan.running:
             self.jobs[job.job_id] = job
+            job.stderr, job.uid = adoption.error_file(job.pid)
+            timed_out = read_status(job.status_path).timed_out
+            if timed_out is not None and job.kill_state is None:
+                # Its launcher ended it at its limit while no worker was there (it may be
+                # running its SIGTERM trap): it ends TIMEOUT, with the notice of that moment.
+                job.kill_state = JobState.TIMEOUT.value
+                job.notice = notices.time_limit_notice(job.job_id, self.config.name, datetime.fromtimestamp(timed_out))
+            self.containment.started(job.job_id, job.pid, job.ticks, Limits())
             self._watch_pid(job)
             log.info("re-adopted job %s (pid %s)", job.job_id, job.pid)
+        for job in plan.ended:
+            with contextlib.suppress(Exception):
+                job.usage = self.containment.finish(job.job_id)
+        # Groups of jobs that ended (or left this node) while no worker watched: whatever is
+        # left in them is killed.
+        adoption.kill_leftovers(self.containment, {job.job_id for job in plan.running})
         self._exited.extend(plan.ended)
         adoption.hand_back(plan, self.config.name, self.store)
         self._flush()
@@ -548,7 +667,11 @@ class Worker:
             return None
 
     def _kill_orphans(self, rows: list[JobRun]) -> None:
+        before = set(self.jobs)
         adoption.kill_orphans(self.jobs, rows, self.spool, self.signaller)
+        for job_id in before - set(self.jobs):
+            with contextlib.suppress(Exception):
+                self.containment.finish(job_id)
 
 
 def _is_running(pid: int, ticks: int) -> bool:

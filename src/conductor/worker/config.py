@@ -22,6 +22,13 @@ class NodeConfig:
     allow_root_jobs: bool = False
     cpu_ids: list[int] = field(default_factory=list)
     cpu_binding: bool = False
+    # Per-job containment (containment.py): "auto" takes cgroup v2, else v1, else polling.
+    containment: str = "auto"
+    cgroup_root: Path = Path("/sys/fs/cgroup")
+    max_job_pids: int | None = None  # processes one job may have at once (None: no cap)
+    acct_interval: float = 30.0  # seconds between usage samples (Slurm's JobAcctGatherFrequency)
+    kill_over_memory: bool = False  # polling fallback: kill a job over its memory
+    cgroup_warm: bool = True  # the launcher keeps the kernel's cgroup lock warm (launcher.py)
 
 
 def plan_cpus(declared: int) -> tuple[list[int], bool]:

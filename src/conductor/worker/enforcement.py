@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from conductor.domain.errors import SpecError
@@ -109,7 +109,14 @@ def send(signaller: Signaller, job: RunningJob, warning: SignalRequest) -> None:
         signaller.group(job.pid, job.ticks, warning.signal)
 
 
-def apply(step: Step, job: RunningJob, now_mono: float, store: NodeStore, signaller: Signaller) -> None:
+# Told (job, "timeout") when a job's limit passed, (job, "cancel") when a cancel ends it: the
+# notice slurmstepd writes into the job's error file.
+Notify = Callable[[RunningJob, str], None]
+
+
+def apply(
+    step: Step, job: RunningJob, now_mono: float, store: NodeStore, signaller: Signaller, notify: Notify | None = None
+) -> None:
     """Do what `decide` said, and remember it in `job`."""
     if step.warn is not None:
         job.warned = True
@@ -118,7 +125,11 @@ def apply(step: Step, job: RunningJob, now_mono: float, store: NodeStore, signal
         with contextlib.suppress(Exception):
             store.set_kill(job.job_id, JobState.TIMEOUT)
         job.kill_state = JobState.TIMEOUT.value
+        if notify is not None:
+            notify(job, "timeout")
     if step.terminate:
+        if notify is not None and job.kill_state == JobState.CANCELLED.value:
+            notify(job, "cancel")
         # As slurmstepd: SIGCONT so a stopped job can act on the SIGTERM that follows.
         signaller.group(job.pid, job.ticks, signal.SIGCONT)
         signaller.group(job.pid, job.ticks, signal.SIGTERM)
@@ -153,11 +164,14 @@ def enforce(
     kill_wait: float,
     now_wall: float,
     now_mono: float,
-) -> None:
+    notify: Notify | None = None,
+) -> list[RunningJob]:
     """One pass over the node's jobs: take in what the database says of them (`rows`, read here
-    when None), deliver signal requests, then enforce limits and kills."""
+    when None), deliver signal requests, then enforce limits and kills. Returns the jobs whose
+    time limit changed (scontrol update)."""
+    changed: list[RunningJob] = []
     if not jobs:
-        return
+        return changed
     requested: dict[int, str] = {}
     current: dict[int, JobRun] = {}
     try:
@@ -173,10 +187,13 @@ def enforce(
         known = current.get(job.job_id)
         if known is not None:
             # scontrol update may have changed the limit of the running job.
-            job.time_limit = known.time_limit
+            if job.time_limit != known.time_limit:
+                job.time_limit = known.time_limit
+                changed.append(job)
             job.signal_spec = known.signal_spec
         if job.kill_state in OPEN_KILL_STATES and job.job_id in requested:
             job.kill_state = requested[job.job_id]  # a cancel may override a requeue
         step = decide(job, now_wall, now_mono, kill_wait)
         if step is not NOTHING:
-            apply(step, job, now_mono, store, signaller)
+            apply(step, job, now_mono, store, signaller, notify)
+    return changed

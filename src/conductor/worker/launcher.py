@@ -19,6 +19,7 @@ import fcntl
 import gc
 import os
 import sys
+import time
 
 # The C module under `signal`: the Python one wraps each call in enum conversions, run in every
 # job's process between fork and exec, and every page they touch is copied for it (measured:
@@ -42,21 +43,36 @@ else:
 WAKE_SIGNALS = {signal.SIGCHLD, signal.SIGIO}
 # Descriptors are closed up to here (one close_range call where the C library has it).
 MAX_FD = max(os.sysconf("SC_OPEN_MAX"), 1 << 16)
+# With --warm: how often the launcher moves itself into its own control group again (a move that
+# changes nothing). Moving a process into a group takes a kernel lock whose writers, after an
+# idle spell, wait for an RCU grace period (measured on a 2-core VM: 10-12 ms after 30 ms or
+# more without a move; 0.1 ms when moves come every 15 ms or closer). A job's process joining
+# its groups is such a move: without this, a job started on an idle node would wait that long.
+# The kernel's own remedy is the `favordynmods` mount option; this one costs a wake-up and a
+# write every 10 ms (under 1% of a core).
+WARM_INTERVAL = 0.01
 S_IFMT, S_IFREG = 0o170000, 0o100000
 
 
 class Job:
-    __slots__ = ("tag", "status_fd", "written")
+    __slots__ = ("tag", "status_fd", "written", "deadline", "kill_wait", "term_at", "killed")
 
-    def __init__(self, tag: bytes, status_fd: int, written: int) -> None:
+    def __init__(self, tag: bytes, status_fd: int, written: int, limit: tuple[float, float] | None) -> None:
         self.tag = tag
         self.status_fd = status_fd
         self.written = written  # bytes the launcher wrote to the status file
+        # Enforced by the launcher once the worker is gone (see protocol.py, LIMIT).
+        self.deadline, self.kill_wait = limit if limit is not None else (0.0, 0.0)
+        self.term_at = 0.0  # when it sent the SIGTERM
+        self.killed = False
 
 
 class Launcher:
-    def __init__(self) -> None:
+    def __init__(self, warm: bytes = b"") -> None:
         self.null = os.open("/dev/null", os.O_RDWR)
+        # The cgroup.procs file of the launcher's own group (see WARM_INTERVAL), or -1.
+        self.warm_fd = os.open(warm, os.O_WRONLY) if warm else -1
+        self.warmed = 0.0
         self.me = b"%d %d" % (os.getpid(), protocol.start_ticks(os.getpid()) or 0)
         self.jobs: dict[int, Job] = {}
         self.replies: list[bytes] = []  # written once per round
@@ -88,7 +104,54 @@ class Launcher:
                 self.reply()
             if not open_ and not self.jobs:
                 return
-            signal.sigwaitinfo(WAKE_SIGNALS)
+            # While the worker is there, time limits are its to enforce; once it is gone, the
+            # launcher's: a job's limit holds, whatever happened to the worker.
+            wait = self.enforce(time.time()) if not open_ else None
+            if open_ and self.warm_fd >= 0:
+                now = time.monotonic()
+                if now - self.warmed >= WARM_INTERVAL:
+                    self.warm(now)
+                wait = max(self.warmed + WARM_INTERVAL - now, 0.0005)
+            if wait is None:
+                signal.sigwaitinfo(WAKE_SIGNALS)
+            else:
+                signal.sigtimedwait(WAKE_SIGNALS, wait)
+
+    def warm(self, now: float) -> None:
+        """Move the launcher into the group it is in (see WARM_INTERVAL)."""
+        self.warmed = now
+        try:
+            os.pwrite(self.warm_fd, self.me.partition(b" ")[0], 0)
+        except OSError:
+            os.close(self.warm_fd)  # no more of it: launches still work, only slower
+            self.warm_fd = -1
+
+    def enforce(self, now: float) -> float | None:
+        """End the jobs past their deadline; seconds until the next has to be acted on."""
+        wait = None
+        for pid, job in self.jobs.items():
+            if not job.deadline or job.killed:
+                continue
+            if not job.term_at:
+                if now >= job.deadline:
+                    job.term_at = now
+                    try:
+                        os.write(job.status_fd, protocol.timeout_line(now))
+                    except OSError:
+                        pass
+                    signal_group(pid, signal.SIGCONT)
+                    signal_group(pid, signal.SIGTERM)
+                    due = job.kill_wait
+                else:
+                    due = job.deadline - now
+            elif now >= job.term_at + job.kill_wait:
+                job.killed = True
+                signal_group(pid, signal.SIGKILL)
+                continue
+            else:
+                due = job.term_at + job.kill_wait - now
+            wait = due if wait is None else min(wait, due)
+        return None if wait is None else max(wait, 0.01)
 
     def reply(self) -> None:
         # The worker's pipe is the launcher's alone (jobs never hold it): no write interleaves.
@@ -118,7 +181,7 @@ class Launcher:
                 os.killpg(pid, signal.SIGKILL)
             except OSError:
                 pass
-            outcome = protocol.exit_outcome(status, usage.ru_utime, usage.ru_stime)
+            outcome = protocol.exit_outcome(status, usage.ru_utime, usage.ru_stime, usage.ru_maxrss, time.time())
             # More in the file than the launcher wrote: the job's setup failure, for the worker.
             try:
                 clean = os.lseek(job.status_fd, 0, os.SEEK_CUR) == job.written
@@ -132,32 +195,16 @@ class Launcher:
             self.replies.append(protocol.exit_reply(job.tag, outcome if clean else None))
 
     def launch(self, data: bytes) -> None:
+        if data.split(b"\0", 2)[1:2] == [b"limit"]:
+            self.set_limit(data)
+            return
         tag, spec = protocol.decode_request(data)
         if spec is None:
             self.replies.append(protocol.error_reply(tag if tag.isdigit() else b"", "bad launch request"))
             return
-        # Never the file of an earlier run, which a process of that run might still hold: a new
-        # one, or a spare (a reported job's, whose old lines must never pass for this job's: it
-        # takes the name only once its first line is this job's, and the rest is cut off).
-        spare = spec.spare
-        status_fd = -1
-        if spare:
-            try:
-                status_fd = os.open(spare, os.O_WRONLY | os.O_NOFOLLOW)
-            except OSError:
-                spare = b""
+        status_fd, spare = self.open_status(tag, spec)
         if status_fd < 0:
-            try:
-                os.unlink(spec.status_path)
-            except OSError:
-                pass
-            try:
-                status_fd = os.open(spec.status_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            except OSError as exc:
-                self.replies.append(
-                    protocol.error_reply(tag, f"cannot create {os.fsdecode(spec.status_path)}: {exc.strerror}")
-                )
-                return
+            return
         # Open only until this job's fork has them (and not inherited: no other job gets them).
         go_read = go_write = -1
         try:
@@ -189,18 +236,55 @@ class Launcher:
                 os.truncate(spare, len(start))
                 os.rename(spare, spec.status_path)
             except OSError as exc:
-                os.kill(pid, signal.SIGKILL)  # before its go: it never ran
-                os.waitpid(pid, 0)
-                os.close(status_fd)
-                os.close(go_write)
+                self.abandon(pid, go_write, status_fd)
                 self.replies.append(
                     protocol.error_reply(tag, f"cannot make {os.fsdecode(spec.status_path)}: {exc.strerror}")
                 )
                 return
         os.write(go_write, protocol.GO)
         os.close(go_write)
-        self.jobs[pid] = Job(tag, status_fd, len(start))
+        self.jobs[pid] = Job(tag, status_fd, len(start), protocol.parse_limit(spec.limit) if spec.limit else None)
         self.replies.append(protocol.started_reply(tag, pid, ticks))
+
+    def set_limit(self, data: bytes) -> None:
+        """A running job's new limit (a "limit" frame)."""
+        tag, _, text = data.split(b"\0", 2)
+        for job in self.jobs.values():
+            if job.tag == tag:
+                job.deadline, job.kill_wait = protocol.parse_limit(text) or (0.0, 0.0)
+                return
+
+    def open_status(self, tag: bytes, spec: protocol.LaunchSpec) -> tuple[int, bytes]:
+        """The job's status file, and the spare it is (b"" when new); -1 after an error reply.
+
+        Never the file of an earlier run, which a process of that run might still hold: a new
+        one, or a spare (a reported job's, whose old lines must never pass for this job's: it
+        takes the name only once its first line is this job's, and the rest is cut off).
+        """
+        spare = spec.spare
+        if spare:
+            try:
+                return os.open(spare, os.O_WRONLY | os.O_NOFOLLOW), spare
+            except OSError:
+                pass
+        try:
+            os.unlink(spec.status_path)
+        except OSError:
+            pass
+        try:
+            return os.open(spec.status_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600), b""
+        except OSError as exc:
+            self.replies.append(
+                protocol.error_reply(tag, f"cannot create {os.fsdecode(spec.status_path)}: {exc.strerror}")
+            )
+            return -1, b""
+
+    def abandon(self, pid: int, go_write: int, status_fd: int) -> None:
+        """Kill a job's process before its go: it never ran."""
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(status_fd)
+        os.close(go_write)
 
     def child(self, spec: protocol.LaunchSpec, status_fd: int, go: int) -> None:
         """The job's process, from the fork to the exec: never returns."""
@@ -245,6 +329,21 @@ class Launcher:
             os._exit(1)
         os.close(go)
 
+        if spec.cgroup:
+            # Into its control groups before anything of the job runs. By the job's process, not
+            # the launcher: the kernel may make a move wait for an RCU grace period (about 1 ms),
+            # which would hold up every launch behind it; jobs starting together wait together.
+            failed = join_cgroups(os.getpid(), spec.cgroup)
+            if failed:
+                raise Failure(failed)
+
+        if spec.nproc:
+            # The process cap without a pids controller (it counts the user's processes; set
+            # while still root, who may lower it).
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_NPROC, (int(spec.nproc), int(spec.nproc)))
+
         if spec.uid:
             drop_privileges(spec.uid, spec.gid, spec.groups)
 
@@ -271,6 +370,30 @@ class Launcher:
 
 class Failure(Exception):
     """The job's setup failed: its status file's "error" line says this."""
+
+
+def signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except OSError:
+        pass
+
+
+def join_cgroups(pid: int, files: bytes) -> str:
+    """Write `pid` into each cgroup.procs file; the error, or "" once in all of them."""
+    text = b"%d" % pid
+    for path in files.split(b":"):
+        try:
+            # O_CREAT changes nothing on a cgroup file system (the kernel made the file with the
+            # directory); a directory tree laid out as cgroup v2 has no kernel to make it.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, text)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            return f"cannot put the job in its control group {os.fsdecode(path)}: {exc.strerror}"
+    return ""
 
 
 def drop_privileges(uid_text: bytes, gid_text: bytes, groups_text: bytes) -> None:
@@ -339,8 +462,8 @@ def started_all_the_same(status_fd: int, status_path: bytes) -> bool:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 3 or argv[1] != "--serve":
-        os.write(2, b"launcher: usage: launcher.py --serve STATUS_DIR\n")
+    if len(argv) not in (3, 5) or argv[1] != "--serve" or (len(argv) == 5 and argv[3] != "--warm"):
+        os.write(2, b"launcher: usage: launcher.py --serve STATUS_DIR [--warm CGROUP_PROCS]\n")
         return 2
     # Whatever the worker's process held without close-on-exec (and what its own starter left
     # open) came along: none of it is the launcher's, nor may reach a job.
@@ -352,7 +475,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     fcntl.fcntl(0, fcntl.F_SETOWN, os.getpid())
     fcntl.fcntl(0, fcntl.F_SETFL, fcntl.fcntl(0, fcntl.F_GETFL) | os.O_NONBLOCK | os.O_ASYNC)
-    launcher = Launcher()
+    launcher = Launcher(os.fsencode(argv[4]) if len(argv) == 5 else b"")
     # Every fork copies the heap, and CPython's reference counts write to what they touch: no
     # collector runs to walk (and so copy) all of it, and what exists now is left alone for good.
     gc.disable()

@@ -70,10 +70,16 @@ def launch_frame(
     command: list[str],
     env: dict[str, str],
     spare: str = "",
+    cgroup_procs: list[str] | None = None,
+    nproc: int | None = None,
+    limit: tuple[float, float] | None = None,
 ) -> bytes:
-    """One request to the launcher without its tag (see protocol.py)."""
+    """One request to the launcher without its tag (see protocol.py): `cgroup_procs`, the files
+    the job's pid goes into before it runs; `nproc`, its RLIMIT_NPROC; `limit`, its deadline and
+    kill wait, for the launcher to enforce once the worker is gone."""
     return protocol.encode_request_body(
-        os.fspath(status_path), spare, (run_as.uid, run_as.gid, run_as.groups), cwd, stdio, open_mode, command, env
+        os.fspath(status_path), spare, (run_as.uid, run_as.gid, run_as.groups), cwd, stdio, open_mode, command, env,
+        (cgroup_procs or [], nproc), limit,
     )
 
 
@@ -101,8 +107,12 @@ class Launcher:
         timeout: float,
         watch: Callable[[int, bool], None] | None = None,
         python: str = sys.executable,
+        warm: str | None = None,
     ) -> None:
         self._python = python
+        # The launcher's own control group's cgroup.procs, which it keeps moving into (see
+        # WARM_INTERVAL in launcher.py); None: it stays where it is.
+        self._warm = warm
         self._status_dir = status_dir
         self._lock_fd = lock_fd
         self._log_path = log_path
@@ -137,7 +147,8 @@ class Launcher:
                 # else the worker holds open it closes first thing.
                 self.pid = os.posix_spawn(
                     self._python,
-                    [self._python, "-I", "-S", LAUNCHER, "--serve", str(self._status_dir)],
+                    [self._python, "-I", "-S", LAUNCHER, "--serve", str(self._status_dir),
+                     *(["--warm", self._warm] if self._warm else [])],
                     LAUNCHER_ENVIRONMENT,
                     file_actions=[
                         (os.POSIX_SPAWN_DUP2, request_read, 0),
@@ -200,6 +211,17 @@ class Launcher:
         self._live.clear()
         threading.Thread(target=_reap_when_done, args=(self.pid,), name=f"reap-launcher-{self.pid}", daemon=True).start()
         self._forget()
+
+    def set_limit(self, tag: int, limit: tuple[float, float] | None) -> None:
+        """Tell the launcher a job's new deadline (it enforces it once the worker is gone)."""
+        if self._requests < 0 or tag not in self._live:
+            return
+        try:
+            os.write(self._requests, protocol.limit_frame(tag, limit))
+        except OSError:
+            # A full pipe (the launcher busy) or a gone launcher: the worker enforces the limit
+            # while it lives; one lost update is what the launcher would then not know.
+            log.debug("could not send job %s's new limit to the launcher", tag)
 
     def events(self) -> tuple[list[tuple[int, str]], list[int]]:
         """The ends reported, and the tags lost, since the last call."""

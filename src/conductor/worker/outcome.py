@@ -7,7 +7,10 @@ requeue), and which run of the job it was. Nothing here reads a file or the data
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from conductor.domain.states import JobState, Reason
+from conductor.domain.usage import Usage, merge
 from conductor.store import Finish
 from conductor.worker.protocol import JobStatus
 
@@ -18,15 +21,59 @@ that the status's absence suggests would be a record of something that may not h
 # Kill states a user may still change once the job's process ended (a cancel overrides a
 # requeue); the others are final.
 OPEN_KILL_STATES = (None, JobState.PENDING.value)
+# What sacct shows for a job the out-of-memory killer ended (Slurm 22.05).
+OOM_EXIT_CODE = "0:125"
 
 
-def decide_outcome(job_id: int, status: JobStatus, kill_state: str | None) -> Finish:
+def final_usage(status: JobStatus, measured: Usage | None) -> Usage | None:
+    """What the job used: its group's figures (`measured`), else, or beyond them where the
+    polling fallback missed some, what wait4 said of its batch script and what it waited for."""
+    waited = None
+    if status.rusage is not None:
+        maxrss = status.rusage.get("maxrss")
+        waited = Usage(
+            user_cpu=status.rusage.get("utime"),
+            system_cpu=status.rusage.get("stime"),
+            max_rss=int(maxrss * 1024) if maxrss else None,
+        )
+    if measured is None or waited is None or measured.source != "polling":
+        # A control group's figures hold everything the job ran; wait4's fill in what it lacks.
+        return merge(waited, measured)
+    # Polling: every figure is a lower bound; take the larger.
+    max_rss = max(measured.max_rss or 0, waited.max_rss or 0) or None
+    return Usage(
+        user_cpu=max(measured.user_cpu or 0.0, waited.user_cpu or 0.0),
+        system_cpu=max(measured.system_cpu or 0.0, waited.system_cpu or 0.0),
+        max_rss=max_rss,
+        ave_rss=max_rss,
+        max_vmsize=measured.max_vmsize,
+        oom_kills=measured.oom_kills,
+        source=measured.source,
+        steps=measured.steps,
+    )
+
+
+def decide_outcome(job_id: int, status: JobStatus, kill_state: str | None, usage: Usage | None = None) -> Finish:
     """The Finish to record for a job whose process ended with `status`, after `kill_state` was
-    asked for (None: no kill)."""
-    rusage = status.rusage
+    asked for (None: no kill); `usage` is what its group measured. Its end time is when its
+    launcher reaped it, where the launcher said (a worker that was down learns it later)."""
+    if kill_state is None and status.timed_out is not None:
+        kill_state = JobState.TIMEOUT.value  # its launcher enforced its limit while the worker was down
+    finish = _decide(job_id, status, kill_state, usage)
+    end = status.rusage.get("end") if status.rusage is not None else None
+    if end:
+        finish.end_time = datetime.fromtimestamp(end, UTC)
+    return finish
+
+
+def _decide(job_id: int, status: JobStatus, kill_state: str | None, usage: Usage | None) -> Finish:
+    measured = final_usage(status, usage)
+    rusage = None
+    if measured is not None:
+        rusage = {key: value for key, value in measured.as_dict().items() if value is not None and value != []}
     if status.error is not None:
         # Its setup failed (working directory, output files, user): the command never ran.
-        return Finish(job_id, JobState.FAILED, "1:0", Reason.NONE.value, status.error, rusage)
+        return Finish(job_id, JobState.FAILED, "1:0", Reason.JOB_LAUNCH_FAILURE.value, status.error, rusage)
     if status.exit is None:
         # Its launcher died before it could learn and record the job's end: the record says so,
         # and claims no exit code or signal.
@@ -41,6 +88,9 @@ def decide_outcome(job_id: int, status: JobStatus, kill_state: str | None) -> Fi
         return Finish(job_id, JobState.TIMEOUT, exit_code, Reason.TIME_LIMIT.value, lost, rusage)
     if kill_state == JobState.CANCELLED.value:
         return Finish(job_id, JobState.CANCELLED, exit_code, Reason.NONE.value, lost, rusage)
+    if measured is not None and measured.oom_kills:
+        # As Slurm: any process of the job killed for its memory makes the job OUT_OF_MEMORY.
+        return Finish(job_id, JobState.OUT_OF_MEMORY, OOM_EXIT_CODE, Reason.OUT_OF_MEMORY.value, None, rusage)
     if status.exit is None:
         # Slurm's state for a job whose node lost track of it.
         return Finish(job_id, JobState.NODE_FAIL, exit_code, Reason.NODE_DOWN.value, NO_EXIT_STATUS, rusage)
@@ -70,5 +120,7 @@ def launch_failure(job_id: int, message: str, node: str, restart_count: int) -> 
     # Tied to this run: if the node is declared dead before the report gets through, it must
     # not end the job's next run elsewhere.
     return report(
-        Finish(job_id, JobState.FAILED, "1:0", Reason.NONE.value, f"launch failed: {message}"), node, restart_count
+        Finish(job_id, JobState.FAILED, "1:0", Reason.JOB_LAUNCH_FAILURE.value, f"launch failed: {message}"),
+        node,
+        restart_count,
     )

@@ -8,28 +8,38 @@ The launcher's fixed descriptors: 0 the worker's requests, 1 the replies, 2 a lo
 worker's launch lock (held until the requests end). It starts with nothing else open.
 
 A request is a 4-byte big-endian length and a NUL-separated frame:
-  TAG STATUS_FILE SPARE UID GID GROUPS CWD STDIN STDOUT STDERR OPEN_MODE ARGC ARGV... NAME=VALUE...
+  TAG STATUS_FILE SPARE UID GID GROUPS CWD STDIN STDOUT STDERR OPEN_MODE CGROUP NPROC LIMIT ARGC ARGV... NAME=VALUE...
 SPARE, if not empty, is a status file the worker is done with, to be rewritten and renamed to
 STATUS_FILE: making files costs more than reusing them (ext4 without a journal scans past every
 recently deleted inode for each new one). UID empty means: do not change user; GROUPS is a
 comma-separated list. OPEN_MODE is "append" or "truncate", for STDOUT and STDERR. CPU binding is
-the launcher's own affinity at the fork, which the worker sets before the request.
+the launcher's own affinity at the fork, which the worker sets before the request. CGROUP is
+a colon-separated list of files (control groups' cgroup.procs) the launcher writes the job's
+pid to before the job may run (empty: none); NPROC, if not empty, the job's RLIMIT_NPROC.
+LIMIT is "DEADLINE KILL_WAIT" (wall-clock seconds) or empty: once its requests have ended (the
+worker is gone), the launcher itself ends a job past its deadline, as the worker would: SIGCONT
+and SIGTERM to its process group, SIGKILL KILL_WAIT seconds later. A frame
+  TAG "limit" DEADLINE KILL_WAIT
+(TAG: the job's launch) changes a job's limit (empty DEADLINE: none).
 
 Replies, one line each (written in batches):
   "TAG PID STARTTIME"              the job's process was started
   "TAG error MESSAGE"              no process was made
-  "exit TAG CODE SIG UTIME STIME"  the process ended (as its status file says)
+  "exit TAG CODE SIG UTIME STIME MAXRSS END"  the process ended (as its status file says)
   "exit TAG"                       it ended and its status file says why (a setup failure)
   "bye"                            the requests ended and the launch lock is let go
 
 STATUS_FILE, made by the launcher (as root, 0600) before the job may run, holds, in order:
   "start PID STARTTIME LAUNCHER_PID LAUNCHER_STARTTIME"  written first, before the job may run
   "error MESSAGE"                  the job's setup failed; its command never ran
-  "exit CODE SIG UTIME STIME"      written once the launcher reaped it (CPU times in seconds)
+  "timeout TIME"                   the launcher ended it at its deadline (the worker was gone)
+  "exit CODE SIG UTIME STIME MAXRSS END"  written once the launcher reaped it (CPU times in
+                                   seconds, MAXRSS: wait4's, in KiB, END: when it was reaped, in
+                                   wall-clock seconds; older launchers wrote neither)
 STARTTIME is field 22 of /proc/PID/stat: with the pid, a process's identity (pids are reused).
 
 What "started" means: the job's process makes itself a session and waits for the launcher's go
-(a byte on a pipe of its own), which comes once its "start" line is in the status file under the
+(a byte on a pipe of its own), which comes once it is in its control groups and its "start" line is in the status file under the
 job's name; only then does it drop privileges, set the job's environment, enter CWD, open its
 files (a failure is an "error" line) and run the command. A process whose launcher died without
 the go runs only if that line is in place all the same, and gives up otherwise. So a job runs if
@@ -52,7 +62,7 @@ class LaunchSpec:
     """One request's fields, as bytes (paths, arguments and variables are the system's bytes)."""
 
     __slots__ = ("status_path", "spare", "uid", "gid", "groups", "cwd", "stdin", "stdout", "stderr", "open_mode",
-                 "argv", "env")
+                 "cgroup", "nproc", "limit", "argv", "env")
 
     def __init__(
         self,
@@ -66,6 +76,9 @@ class LaunchSpec:
         stdout: bytes,
         stderr: bytes,
         open_mode: bytes,
+        cgroup: bytes,
+        nproc: bytes,
+        limit: bytes,
         argv: list[bytes],
         env: list[bytes],
     ) -> None:
@@ -79,6 +92,9 @@ class LaunchSpec:
         self.stdout = stdout
         self.stderr = stderr
         self.open_mode = open_mode
+        self.cgroup = cgroup  # b"PROCS:PROCS..." or b""
+        self.nproc = nproc
+        self.limit = limit  # b"DEADLINE KILL_WAIT" or b""
         self.argv = argv
         self.env = env  # b"NAME=VALUE"
 
@@ -92,15 +108,40 @@ def encode_request_body(
     open_mode: str,
     argv: list[str],
     env: dict[str, str],
+    cgroup: tuple[list[str], int | None] = ([], None),
+    limit: tuple[float, float] | None = None,
 ) -> bytes:
-    """A request without its tag: `user` is (uid, gid, groups), all "" to stay the worker's user."""
-    fields = [status_path, spare, *user, cwd, *stdio, open_mode, str(len(argv)), *argv,
+    """A request without its tag: `user` is (uid, gid, groups), all "" to stay the worker's user;
+    `cgroup` the cgroup.procs files to join and the RLIMIT_NPROC (None: unchanged); `limit` the
+    deadline and kill wait the launcher enforces once the worker is gone."""
+    procs, nproc = cgroup
+    if any(":" in path for path in procs):
+        raise ValueError("a control group's path contains ':'")
+    fields = [status_path, spare, *user, cwd, *stdio, open_mode, ":".join(procs), "" if nproc is None else str(nproc),
+              limit_text(limit), str(len(argv)), *argv,
               *(f"{name}={value}" for name, value in env.items())]
     text = "\0".join(fields)
     if text.count("\0") != len(fields) - 1:
         # Every later field would shift: a path could become the command, a value a variable.
         raise ValueError("a path, argument or environment variable contains a NUL character")
     return os.fsencode(text)
+
+
+def limit_text(limit: tuple[float, float] | None) -> str:
+    return "" if limit is None else f"{limit[0]:.3f} {limit[1]:.3f}"
+
+
+def limit_frame(tag: int, limit: tuple[float, float] | None) -> bytes:
+    """A job's new deadline (see LIMIT): for the launcher that started it with `tag`."""
+    return frame(tag, b"limit\0" + limit_text(limit).encode())
+
+
+def parse_limit(text: bytes) -> tuple[float, float] | None:
+    deadline, _, kill_wait = text.partition(b" ")
+    try:
+        return float(deadline), float(kill_wait)
+    except ValueError:
+        return None
 
 
 def frame(tag: int, body: bytes) -> bytes:
@@ -125,15 +166,17 @@ def decode_request(data: bytes) -> tuple[bytes, LaunchSpec | None]:
     """A frame's tag, and its fields (None: malformed)."""
     fields = data.split(b"\0")
     tag = fields[0]
-    if len(fields) < 12 or not tag.isdigit() or not fields[11].isdigit():
+    if len(fields) < 15 or not tag.isdigit() or not fields[14].isdigit():
         return tag, None
-    argc = int(fields[11])
-    if argc < 1 or len(fields) - 12 < argc:
+    argc = int(fields[14])
+    if argc < 1 or len(fields) - 15 < argc:
         return tag, None
-    status_path, spare, uid, gid, groups, cwd, stdin, stdout, stderr, open_mode = fields[1:11]
+    status_path, spare, uid, gid, groups, cwd, stdin, stdout, stderr, open_mode, cgroup, nproc, limit = fields[1:14]
+    if nproc and not nproc.isdigit():
+        return tag, None
     return tag, LaunchSpec(
-        status_path, spare, uid, gid, groups, cwd, stdin, stdout, stderr, open_mode, fields[12 : 12 + argc],
-        fields[12 + argc :],
+        status_path, spare, uid, gid, groups, cwd, stdin, stdout, stderr, open_mode, cgroup, nproc, limit,
+        fields[15 : 15 + argc], fields[15 + argc :],
     )
 
 
@@ -161,7 +204,7 @@ class Reply:
         self.tag = tag
         self.pid = pid
         self.ticks = ticks
-        self.text = text  # the error's message, or the exit's "CODE SIG UTIME STIME" ("" if none)
+        self.text = text  # the error's message, or the exit's "CODE SIG UTIME STIME MAXRSS" ("" if none)
 
 
 def parse_reply(line: bytes) -> Reply:
@@ -190,9 +233,14 @@ def error_line(message: str) -> bytes:
     return b"error " + one_line(message) + b"\n"
 
 
-def exit_outcome(status: int, utime: float, stime: float) -> bytes:
-    """A wait status and CPU times as "CODE SIG UTIME STIME"."""
-    return b"%d %d %.2f %.2f" % ((status >> 8) & 255, status & 127, utime, stime)
+def exit_outcome(status: int, utime: float, stime: float, maxrss: int = 0, end: float = 0.0) -> bytes:
+    """A wait status, CPU times, largest resident size (KiB) and the time it was reaped as
+    "CODE SIG UTIME STIME MAXRSS END"."""
+    return b"%d %d %.2f %.2f %d %.3f" % ((status >> 8) & 255, status & 127, utime, stime, maxrss, end)
+
+
+def timeout_line(when: float) -> bytes:
+    return b"timeout %.3f\n" % when
 
 
 def exit_line(outcome: bytes) -> bytes:
@@ -204,14 +252,19 @@ def one_line(message: str) -> bytes:
 
 
 def parse_exit(text: str) -> tuple[tuple[int, int], dict[str, float] | None] | None:
-    """ "CODE SIG" or "CODE SIG UTIME STIME": the exit and the CPU times; None if neither."""
+    """ "CODE SIG", "CODE SIG UTIME STIME", "... MAXRSS" or "... MAXRSS END": the exit and the
+    usage (CPU seconds, maxrss in KiB, and "end", when it was reaped); None if none of these."""
     parts = text.split()
-    if len(parts) not in (2, 4) or not (parts[0].isdigit() and parts[1].isdigit()):
+    if len(parts) not in (2, 4, 5, 6) or not (parts[0].isdigit() and parts[1].isdigit()):
         return None
     rusage = None
-    if len(parts) == 4:
+    if len(parts) >= 4:
         try:
             rusage = {"utime": float(parts[2]), "stime": float(parts[3])}
+            if len(parts) >= 5:
+                rusage["maxrss"] = float(int(parts[4]))
+            if len(parts) == 6:
+                rusage["end"] = float(parts[5])
         except ValueError:
             return None
     return (int(parts[0]), int(parts[1])), rusage
@@ -220,7 +273,7 @@ def parse_exit(text: str) -> tuple[tuple[int, int], dict[str, float] | None] | N
 class JobStatus:
     """What a job's status file says, or the launcher's exit report."""
 
-    __slots__ = ("pid", "ticks", "launcher", "exit", "error", "rusage")
+    __slots__ = ("pid", "ticks", "launcher", "exit", "error", "rusage", "timed_out")
 
     def __init__(
         self,
@@ -236,7 +289,8 @@ class JobStatus:
         self.launcher = launcher  # pid and start time of the launcher, its parent
         self.exit = exit
         self.error = error
-        self.rusage = rusage  # the job's CPU times
+        self.rusage = rusage  # the job's CPU times (and "end": when it was reaped)
+        self.timed_out: float | None = None  # when its launcher ended it at its deadline
 
 
 def parse_status(data: bytes) -> JobStatus:
@@ -257,6 +311,11 @@ def parse_status(data: bytes) -> JobStatus:
                 status.exit, status.rusage = parsed
         elif kind == "error":
             status.error = rest
+        elif kind == "timeout":
+            try:
+                status.timed_out = float(rest)
+            except ValueError:
+                status.timed_out = 0.0
     return status
 
 

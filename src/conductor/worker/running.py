@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from conductor.domain.usage import Usage
 from conductor.worker.protocol import JobStatus
 
 
@@ -32,3 +33,9 @@ class RunningJob:
     # sbatch --signal=[B:]SIG@TIME, read from the job's row: sent once, TIME s before the limit.
     signal_spec: str | None = None
     warned: bool = False
+    # Where slurmstepd's notices go (its standard error, a path from its working directory) and
+    # whose file it must be.
+    stderr: str | None = None
+    uid: int | None = None
+    usage: Usage | None = None  # what its control group measured, once it ended
+    notice: str | None = None  # slurmstepd's line about its end (time limit, cancel), written once it ended

@@ -1,0 +1,48 @@
+"""The transition feed (monitoring/feed.py) reads every event once, in id order, even when an
+event's time is newer than that of a later id (another host's clock, a slow insert)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from conductor.monitoring.feed import TransitionFeed
+from conductor.store.records import Transition
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def event(event_id: int, age: float) -> Transition:
+    return Transition(
+        event_id=event_id, job_id=event_id, time=NOW - timedelta(seconds=age), from_state="PENDING",
+        to_state="RUNNING", reason=None, node="n1", message=None, user="alice", submit_time=NOW - timedelta(seconds=60),
+    )
+
+
+class Events:
+    def __init__(self, rows: list[Transition]) -> None:
+        self.rows = rows
+
+    def latest_event_id(self) -> int:
+        return 0
+
+    def transitions_after(self, after_event: int, limit: int) -> list[Transition]:
+        return [r for r in self.rows if r.event_id > after_event][:limit]
+
+
+def test_an_event_newer_than_a_later_id_is_not_skipped() -> None:
+    # Event 1 is stamped 1 s ago (younger than the 2 s lag), event 2 ten seconds ago.
+    store = Events([event(1, 1.0), event(2, 10.0)])
+    feed = TransitionFeed(store, lag=timedelta(seconds=2), batch=10)
+    assert feed.poll(NOW) == 0  # starts at the newest: nothing before this process
+    assert feed.poll(NOW) == 0  # event 1 is too young, and event 2 waits behind it
+    assert feed.after == 0
+    assert feed.poll(NOW + timedelta(seconds=5)) == 2  # both, once
+    assert feed.after == 2
+    assert feed.poll(NOW + timedelta(seconds=10)) == 0
+
+
+def test_batches_follow_on_until_the_young_ones() -> None:
+    store = Events([event(i, 30.0) for i in range(1, 8)] + [event(8, 0.5)])
+    feed = TransitionFeed(store, lag=timedelta(seconds=2), batch=3)
+    feed.poll(NOW)
+    assert feed.poll(NOW) == 7 and feed.after == 7
