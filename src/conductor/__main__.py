@@ -54,9 +54,9 @@ SUMMARIES: dict[str, str] = {
     "srun": "run parallel tasks inside a batch job (Slurm's srun)",
     "sprio": "view the factors of pending jobs' priorities (Slurm's sprio)",
     "sshare": "view users' shares, usage and fair-share factors (Slurm's sshare)",
-    "seff": "a job's CPU and memory efficiency (Slurm's seff)",
     "slurm-shims": "write sbatch, squeue, ... executables into a directory for PATH",
     "wait": "wait until jobs end; exit with their status, as sbatch --wait",
+    "seff": "a job's CPU and memory efficiency (Slurm's seff)",
 }
 
 

@@ -116,7 +116,7 @@ def test_job_page_shows_fields_events_usage_and_expected_start(server: Conductor
     later = api.submit(SLEEPER, name="later", begin_time="now+1hour", current_working_directory=str(tmp_path))
     client = _browser(server, server.token)
     page = client.get(f"/ui/jobs/{done}").text
-    assert 'id="usage"' in page and "utime" in page
+    assert 'id="usage"' in page and "<th>TotalCPU</th>" in page
     events = page.split('id="events"')[1]
     assert events.index("PENDING") < events.index("RUNNING") < events.index("COMPLETED")
     assert "<th>ExitCode</th><td>0:0</td>" in page

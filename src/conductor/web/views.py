@@ -3,7 +3,6 @@ squeue collapses them, a job's fields, durations and sizes as Slurm prints them.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,6 +10,7 @@ from datetime import datetime
 from conductor.domain.arrays import format_array_indices
 from conductor.domain.job import Job
 from conductor.domain.jobfiles import job_paths
+from conductor.domain.usage import format_cpu, format_memory, parse_usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,13 +159,18 @@ def job_fields(job: Job, now: datetime) -> list[tuple[str, str]]:
 
 
 def usage(job: Job) -> list[tuple[str, str]]:
-    """The resources the run used, as its worker measured them."""
-    if not job.rusage:
+    """The resources the run used, as its node measured them, in sacct's names and formats."""
+    measured = parse_usage(job.rusage)
+    if measured is None:
         return []
-    try:
-        values = json.loads(job.rusage)
-    except ValueError:
-        return []
-    if not isinstance(values, dict):
-        return []
-    return [(str(k), f"{v:.3f}" if isinstance(v, float) else str(v)) for k, v in sorted(values.items())]
+    rows = [
+        ("MaxRSS", format_memory(measured.max_rss)),
+        ("AveRSS", format_memory(measured.ave_rss)),
+        ("MaxVMSize", format_memory(measured.max_vmsize)),
+        ("TotalCPU", format_cpu(measured.total_cpu)),
+        ("UserCPU", format_cpu(measured.user_cpu)),
+        ("SystemCPU", format_cpu(measured.system_cpu)),
+        ("OOM kills", str(measured.oom_kills) if measured.oom_kills else ""),
+        ("Measured by", measured.source or ""),
+    ]
+    return [(name, value) for name, value in rows if value]
