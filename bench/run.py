@@ -379,8 +379,15 @@ def bench_submit(count: int = 3000, clients: int = 8) -> None:
 def bench_pass() -> None:
     """One backfill pass (EASY, the default settings) over a full cluster of 100 nodes x 64 CPUs
     with 1,000 running jobs of known time limits, and a backlog of mixed shapes and limits."""
+    from conductor.scheduler.limits import Limits, PartitionLimit, QosLimit, Usage
     from conductor.scheduler.policy import Backfill, NodeView, PendingJob, Release, schedule
 
+    # Limits as a configuration file gives them: 100 users, each at most 20 jobs and 128 CPUs.
+    qos_limits = Limits(
+        partitions={"debug": PartitionLimit(max_time=2 * 86400.0)},
+        qos={"normal": QosLimit(max_jobs_per_user=20, max_cpus_per_user=128, max_submit_jobs_per_user=5000)},
+    )
+    usage = {(f"u{u:02d}", None): Usage(jobs=10, cpus=60) for u in range(100)}
     limits = (60.0, 300.0, 600.0, 1800.0, 3600.0, 4 * 3600.0, None)
     for count in (10_000, 100_000):
         rng = random.Random(1)
@@ -392,12 +399,17 @@ def bench_pass() -> None:
                 priority=rng.choice((0, 0, 10)),
                 submit_time=1_000_000.0 + i,
                 time_limit=rng.choice(limits),
+                user=f"u{i % 100:02d}",
             )
             for i in range(count)
         ]
         pending.sort(key=lambda j: (-j.priority, j.submit_time, j.id))
         now = 2_000_000.0
-        for label, backfill in (("EASY", Backfill(depth=1)), ("conservative, depth 100", Backfill(depth=100))):
+        for label, backfill, with_limits in (
+            ("EASY", Backfill(depth=1), None),
+            ("conservative, depth 100", Backfill(depth=100), None),
+            ("EASY with QOS and partition limits", Backfill(depth=1), qos_limits),
+        ):
             timings = []
             for _ in range(5):
                 nodes = []
@@ -417,7 +429,9 @@ def bench_pass() -> None:
                         )
                     )
                 t0 = time.perf_counter()
-                decision = schedule(pending, nodes, now, presorted=True, backfill=backfill)
+                decision = schedule(
+                    pending, nodes, now, presorted=True, backfill=backfill, limits=with_limits, usage=usage
+                )
                 timings.append(time.perf_counter() - t0)
             print(
                 f"pass: {count:>7,} pending, 1,000 running on 100 nodes x 64 CPUs, backfill {label} "
@@ -488,11 +502,101 @@ def bench_loop(count: int = 10_000) -> None:
         shutil.rmtree(home, ignore_errors=True)
 
 
+def bench_sharing(count: int = 100_000) -> None:
+    """A full scheduler pass on SQLite over `count` pending jobs of 100 users, with a cluster
+    configuration file: multifactor priority (fair share from usage) and a per-user QOS limit."""
+    from datetime import UTC, datetime, timedelta
+
+    from conductor.bus import Bus
+    from conductor.config.live import LiveConfig
+    from conductor.scheduler.loop import Scheduler
+    from conductor.store import Store
+
+    home = Path(tempfile.mkdtemp(prefix="conductor-bench-"))
+    try:
+        config = home / "cluster.toml"
+        config.write_text(
+            '[partitions.debug]\nNodes = "ALL"\nDefault = true\nMaxTime = "1-0"\n'
+            '[qos.normal]\nMaxJobsPerUser = 20\n'
+            '[priority]\nPriorityWeightAge = 1000\nPriorityWeightFairshare = 10000\nPriorityWeightJobSize = 100\n'
+        )
+        store = Store("sqlite:///" + str(home / "db.sqlite"))
+        store.migrate()
+        now = datetime.now(UTC)
+        row = {"name": "b", "partition": "debug", "ntasks": 1, "work_dir": "/tmp", "script": "true",
+               "environment": "{}", "time_limit": 3600}
+        rng = random.Random(1)
+        rows = [{**row, "user_name": f"u{i % 100:02d}", "cpus_per_task": rng.choice((1, 2, 4)),
+                 "submit_time": now - timedelta(seconds=rng.uniform(0, 86400)), "array_task_id": i}
+                for i in range(count)]
+        store.submit(rows)
+        store.register_node(name="n1", cpus=64, cpu_ids=list(range(64)), cpu_binding=False, memory_mb=100_000,
+                            partitions=["debug"], instance="bench", hostname="bench", stale_before=None)
+        scheduler = Scheduler(store, Bus(), heartbeat_timeout=3600, config=LiveConfig(config, store))
+        t0 = time.perf_counter()
+        first = scheduler.run_pass()
+        first_s = time.perf_counter() - t0
+        timings = []
+        for _ in range(3):
+            scheduler.invalidate()
+            t0 = time.perf_counter()
+            scheduler.run_pass()
+            timings.append(time.perf_counter() - t0)
+        print(
+            f"sharing: {count:,} pending jobs of 100 users on sqlite, multifactor priority and MaxJobsPerUser: "
+            f"first pass {first_s * 1000:.0f} ms ({len(first.placements)} placed, {len(first.reasons)} reasons "
+            f"written); full pass (snapshot read, usage brought forward, priorities, order, policy) median "
+            f"{statistics.median(timings) * 1000:.0f} ms"
+        )
+        store.close()
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def bench_priority(count: int = 100_000) -> None:
+    """Multifactor priorities (age, fair share, job size, partition, QOS, nice) for a backlog of
+    `count` pending jobs of 1,000 users, and the sort by them: what a full pass adds."""
+    from conductor.domain.multifactor import Weights
+    from conductor.scheduler.policy import PendingJob, order_key
+    from conductor.scheduler.priority import Multifactor, PriorityConfig
+
+    rng = random.Random(1)
+    now = 2_000_000.0
+    pending = [
+        PendingJob(
+            id=i, cpus=rng.choice((1, 2, 4, 16, 64)), partition=rng.choice(("debug", "long")),
+            submit_time=now - rng.uniform(0, 14 * 86400), user=f"u{rng.randrange(1000):03d}",
+            qos=rng.choice((None, "high")), nice=rng.choice((0, 0, 100)),
+        )
+        for i in range(count)
+    ]
+    for job in pending:
+        job.eligible_time = job.submit_time
+    config = PriorityConfig(
+        weights=Weights(age=1000, fairshare=10000, job_size=500, partition=1000, qos=2000),
+        partitions={"debug": 1.0, "long": 0.5}, qos={"normal": 0.0, "high": 1.0},
+    )
+    usage = {f"u{u:03d}": rng.uniform(0, 1e7) for u in range(1000)}
+    timings = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        multifactor = Multifactor(config, usage, cluster_cpus=6400, cluster_nodes=100)
+        multifactor.assign(pending, now)
+        pending.sort(key=order_key)
+        timings.append(time.perf_counter() - t0)
+    print(
+        f"priority: {count:,} pending jobs of 1,000 users, every factor weighted: computed and sorted in "
+        f"median {statistics.median(timings) * 1000:.0f} ms"
+    )
+
+
 BENCHMARKS = {
     "latency": bench_latency,
     "throughput": bench_throughput,
     "submit": bench_submit,
     "pass": bench_pass,
+    "priority": bench_priority,
+    "sharing": bench_sharing,
     "loop": bench_loop,
 }
 

@@ -53,6 +53,11 @@ class Settings(BaseSettings):
         default=None, description="Time limit of jobs submitted without one (Slurm grammar, e.g. 1:00:00). "
         "Unset: UNLIMITED, as a Slurm partition without DefaultTime; such jobs cannot be backfilled around."
     )
+    # Sharing (issue 13): the cluster configuration file (partitions, QOS, priority, backfill).
+    config: Path | None = Field(
+        default=None, description="Cluster configuration file (TOML). Unset: the partitions the workers declare, "
+        "one QOS `normal` without limits."
+    )
     max_script_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     max_environment_bytes: int = Field(default=1024 * 1024, ge=1024)
     max_array_tasks: int = Field(default=100_000, ge=1)

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from conductor import __version__
-from conductor.api import control, models, slurmrestd
+from conductor.api import cluster, control, models, slurmrestd
 from conductor.api.auth import CurrentPrincipal, authenticate, document_public_routes
 from conductor.api.bodies import BodyCheck, ErrorResponse
 from conductor.api.docs import install_docs
@@ -27,6 +27,7 @@ from conductor.api.limits import ASGIApp, BodyLimit, reject_repeated_query_param
 from conductor.api.outputs import Reader, reader_for
 from conductor.api.outputs import read_tail as _read_tail_safely
 from conductor.bus import Bus
+from conductor.config.live import LiveConfig
 from conductor.domain.job import Job
 from conductor.domain.jobfiles import job_paths
 from conductor.domain.priority import scheduling_priority
@@ -56,10 +57,16 @@ class AppContext:
     hostname: str = field(default_factory=lambda: socket.gethostname().split(".")[0])
     # None: as settings.allow_root_jobs says (off when unset); `conductor up` as root passes True.
     allow_root_jobs: bool | None = None
+    # The cluster configuration, shared with the scheduler of the same process; None: read here.
+    live_config: LiveConfig | None = None
+    config: LiveConfig = field(init=False)
+    priorities: cluster.PriorityView = field(init=False)
     jobs: JobService = field(init=False)
 
     def __post_init__(self) -> None:
         settings = self.settings
+        self.config = self.live_config or LiveConfig(settings.config, self.store)
+        self.priorities = cluster.PriorityView(self.store, self.config)
         self.jobs = JobService(
             store=self.store,
             bus=self.bus,
@@ -78,7 +85,11 @@ class AppContext:
                 Backfill(depth=settings.backfill_depth, max_job_test=settings.backfill_max_job_test),
                 PlacementPolicy(settings.placement),
                 heartbeat_timeout=settings.heartbeat_timeout,
+                prioritise=self.priorities.assign,
+                limits=self.priorities.limits,
+                assign=self.config.assign,
             ),
+            config=self.config,
         )
 
     def root_jobs_allowed(self) -> bool:
@@ -142,7 +153,8 @@ def job_usage(job: Job) -> models.JobUsage | None:
     )
 
 
-def job_record(job: Job, now: datetime) -> models.JobRecord:
+def job_record(job: Job, now: datetime, priority: int | None = None) -> models.JobRecord:
+    """`priority`: the multifactor priority of a pending job (None: as stored)."""
     paths = job_paths(job)
     return models.JobRecord(
         job_id=job.id,
@@ -187,7 +199,7 @@ def job_record(job: Job, now: datetime) -> models.JobRecord:
         qos=job.qos,
         exclusive=bool(job.exclusive),
         cancel_requested=job.kill_state == JobState.CANCELLED.value,
-        scheduling_priority=scheduling_priority(job.priority, job.nice, bool(job.held)),
+        scheduling_priority=priority if priority is not None else scheduling_priority(job.priority, job.nice, bool(job.held)),
         expected_start_time=_iso(job.expected_start_time) if job.state == JobState.PENDING.value else None,
         sched_nodes=job.sched_nodes if job.state == JobState.PENDING.value else None,
         usage=job_usage(job),
@@ -480,14 +492,19 @@ def create_app(ctx: AppContext) -> FastAPI:
             total = live_total + old_total
         next_after = rows[limit - 1].id if len(rows) > limit else None
         now = utcnow()
-        return models.JobList(jobs=[job_record(r, now) for r in rows[:limit]], total=total, next_after=next_after)
+        page = rows[:limit]
+        priorities = ctx.priorities.of(page)
+        return models.JobList(
+            jobs=[job_record(r, now, priorities.get(r.id)) for r in page], total=total, next_after=next_after
+        )
 
     def _get(job_id: str) -> Job:
         return ctx.jobs.find(job_id)  # 123 or 123_4
 
     @app.get("/jobs/{job_id}", response_model=models.JobRecord, responses=error_responses)
     def get_job(job_id: str) -> Any:
-        return job_record(_get(job_id), utcnow())
+        job = _get(job_id)
+        return job_record(job, utcnow(), ctx.priorities.of([job]).get(job.id))
 
     @app.get("/jobs/{job_id}/events", response_model=models.JobEvents, responses=error_responses)
     def job_events(job_id: str) -> Any:
@@ -512,6 +529,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     _node_routes(app, ctx)
     _system_routes(app, ctx)
     app.include_router(control.router)
+    app.include_router(cluster.router)
     app.include_router(slurmrestd.router)
     install_dashboard(app, ctx)  # the web pages at / and /ui/ (conductor.web)
     return app
@@ -540,7 +558,7 @@ def _explain_routes(app: FastAPI, ctx: AppContext, error_responses: dict[int | s
 
 
 def _node_routes(app: FastAPI, ctx: AppContext) -> None:
-    store, settings = ctx.store, ctx.settings
+    store = ctx.store
 
     # ----------------------------------------------------------------- nodes
     @app.get("/nodes", response_model=models.NodeList)
@@ -558,7 +576,7 @@ def _node_routes(app: FastAPI, ctx: AppContext) -> None:
                     cpu_binding=n.cpu_binding,
                     memory_mb=n.memory_mb,
                     alloc_memory_mb=n.alloc_memory_mb,
-                    partitions=n.partitions,
+                    partitions=cluster.node_partitions(ctx, n.name, n.partitions),
                     running_jobs=n.running_jobs,
                     last_heartbeat=_iso(n.last_heartbeat),
                     containment=n.containment,
@@ -569,18 +587,7 @@ def _node_routes(app: FastAPI, ctx: AppContext) -> None:
 
     @app.get("/partitions", response_model=models.PartitionList)
     def list_partitions() -> Any:
-        found: dict[str, models.Partition] = {}
-        for n in store.list_nodes(live_after=ctx.live_after()):
-            for p in n.partitions:
-                part = found.setdefault(
-                    p,
-                    models.Partition(
-                        name=p, default=p == settings.partition, state="UP", max_time=None, nodes=[], total_cpus=0
-                    ),
-                )
-                part.nodes.append(n.name)
-                part.total_cpus += n.cpus
-        return models.PartitionList(partitions=sorted(found.values(), key=lambda p: (not p.default, p.name)))
+        return models.PartitionList(partitions=cluster.partition_list(ctx))
 
 
 def _system_routes(app: FastAPI, ctx: AppContext) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 # The submission's body is the services' typed request; the API takes it as it is.
 from conductor.services.requests import JobDescription, SubmitRequest, no_control_characters
@@ -220,6 +220,11 @@ class Partition(BaseModel):
     max_time: int | None
     nodes: list[str]
     total_cpus: int
+    # From the cluster configuration file (their Slurm defaults without one).
+    default_time: int | None = None
+    priority_tier: int = 1
+    max_cpus_per_node: int | None = None
+    allow_accounts: list[str] | None = Field(default=None, description="None: ALL.")
 
 
 class PartitionList(BaseModel):

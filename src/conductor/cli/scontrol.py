@@ -48,12 +48,15 @@ USAGE = """\
 scontrol [<OPTION>] [<COMMAND>]
     Valid <COMMAND> values here:
      hold <job_list>          prevent specified job from starting.
+     reconfigure              reread the cluster configuration file (administrators).
      release <job_list>       permit specified job to start.
      requeue <job_id>         re-queue a batch job.
      show <ENTITY> [<ID>]     display state of identified entity, default is all records.
                               <ENTITY> is job, node, partition, hostnames or hostlist.
      update JobId=<id> <SPECIFICATIONS>
                               change TimeLimit, Priority, Nice or JobName of a job.
+     update PartitionName=<name> State=UP|DOWN|DRAIN|INACTIVE
+                              change a partition's state (administrators).
      version                  display tool version number.
 """
 
@@ -260,18 +263,27 @@ def format_partition(part: dict[str, Any]) -> list[str]:
     from conductor.domain.hostlist import compress_hostlist
 
     max_time = part.get("max_time")
+    default_time = part.get("default_time")
+    max_cpus = part.get("max_cpus_per_node")
+    accounts = part.get("allow_accounts")
     nodes = part.get("nodes") or []
     return [
         f"PartitionName={part['name']}",
-        "AllowGroups=ALL AllowAccounts=ALL AllowQos=ALL",
+        f"AllowGroups=ALL AllowAccounts={','.join(accounts) if accounts else 'ALL'} AllowQos=ALL",
         f"AllocNodes=ALL Default={'YES' if part.get('default') else 'NO'} QoS=N/A",
-        "DefaultTime=NONE DisableRootJobs=NO ExclusiveUser=NO GraceTime=0 Hidden=NO",
+        (
+            f"DefaultTime={hms(default_time) if default_time is not None else 'NONE'} "
+            "DisableRootJobs=NO ExclusiveUser=NO GraceTime=0 Hidden=NO"
+        ),
         (
             f"MaxNodes=1 MaxTime={hms(max_time) if max_time is not None else 'UNLIMITED'} "
-            "MinNodes=0 LLN=NO MaxCPUsPerNode=UNLIMITED"
+            f"MinNodes=0 LLN=NO MaxCPUsPerNode={max_cpus if max_cpus is not None else 'UNLIMITED'}"
         ),
         f"Nodes={compress_hostlist(nodes) if nodes else '(null)'}",
-        "PriorityJobFactor=1 PriorityTier=1 RootOnly=NO ReqResv=NO OverSubscribe=NO",
+        (
+            f"PriorityJobFactor=1 PriorityTier={part.get('priority_tier', 1)} RootOnly=NO ReqResv=NO "
+            "OverSubscribe=NO"
+        ),
         "OverTimeLimit=NONE PreemptMode=OFF",
         (
             f"State={part.get('state', 'UP')} TotalCPUs={int(part.get('total_cpus') or 0)} "
@@ -321,6 +333,14 @@ def _main(argv: list[str]) -> int:
         return _show(args, oneliner)
     if command in ("hold", "uhold", "release", "requeue", "requeuehold"):
         return _job_action(command, args, quiet)
+    if command in ("reconfigure", "reconfig"):
+        from conductor.cli.scontrol_cluster import reconfigure
+
+        return reconfigure(quiet)
+    if command == "update" and any(a.lower().startswith(("partitionname=", "partition=")) for a in args):
+        from conductor.cli.scontrol_cluster import update_partition
+
+        return update_partition(args, quiet)
     if command == "update":
         return _update(args, quiet)
     raise UsageError(f"Invalid command: {words[0]}\n{USAGE.rstrip()}")

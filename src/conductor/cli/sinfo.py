@@ -376,7 +376,8 @@ def build_rows(
         base = {
             "partition": part["name"],
             "default": bool(part.get("default")),
-            "avail": "up" if str(part.get("state", "UP")).upper() == "UP" else "down",
+            # sinfo's words for a partition's state: up, down, drain, inact.
+            "avail": {"UP": "up", "DRAIN": "drain", "INACTIVE": "inact"}.get(str(part.get("state", "UP")).upper(), "down"),
             "max_time": part.get("max_time"),
         }
         if summarize:

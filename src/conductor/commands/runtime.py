@@ -24,6 +24,7 @@ from conductor.settings import Settings
 
 if TYPE_CHECKING:
     from conductor.bus import Bus
+    from conductor.config.live import LiveConfig
     from conductor.history.purger import Leadership, Purger
     from conductor.monitoring.monitor import Monitor
     from conductor.store import Store
@@ -280,12 +281,28 @@ def _make_quiet_server() -> type:
     return _QuietServer
 
 
+def load_cluster_config(settings: Settings, store: Store) -> LiveConfig:
+    """The cluster configuration file (CONDUCTOR_CONFIG), checked: a bad one stops the start
+    with its line and the rule."""
+    from conductor.config.live import LiveConfig
+    from conductor.config.loader import ConfigError
+
+    try:
+        config = LiveConfig(settings.config, store)
+    except ConfigError as exc:
+        raise StartupError(f"CONDUCTOR_CONFIG: {exc}") from None
+    if settings.config is not None:
+        log.info("cluster configuration %s (generation %d)", settings.config, config.generation())
+    return config
+
+
 def serve_api(
     store: Store,
     bus: Bus,
     settings: Settings,
     *,
     allow_root_jobs: bool | None = None,
+    config: LiveConfig | None = None,
     listener: socket.socket | None = None,
     on_started: Callable[[str], None] | None = None,
 ) -> bool:
@@ -302,7 +319,9 @@ def serve_api(
     from conductor.services.tokens import ensure_local_token
 
     token_path, _ = ensure_local_token(store, settings.resolved_home())
-    app = serve(AppContext(store=store, bus=bus, settings=settings, allow_root_jobs=allow_root_jobs))
+    app = serve(
+        AppContext(store=store, bus=bus, settings=settings, allow_root_jobs=allow_root_jobs, live_config=config)
+    )
     try:
         config = uvicorn_config(app, settings)
     except ValueError as exc:

@@ -13,6 +13,7 @@ from conductor.commands.common import add_tls_arguments, api_url
 from conductor.commands.runtime import (
     add_listen_arguments,
     bind_api,
+    load_cluster_config,
     open_store,
     run_command,
     serve_api,
@@ -49,6 +50,7 @@ def run_server(settings: Settings) -> int:
     # restarting or out of connections, and each of those passes.
     store = open_store(settings, patient=settings.resolved_database_url().startswith("postgresql"))
     bus = bus_for(store, "server")
+    config = load_cluster_config(settings, store)
     lock = SchedulerLock(store, interval=min(1.0, settings.heartbeat_timeout / 3))
     scheduler = Scheduler(
         store,
@@ -57,6 +59,7 @@ def run_server(settings: Settings) -> int:
         heartbeat_timeout=settings.heartbeat_timeout,
         policy=settings.placement,
         backfill=Backfill(depth=settings.backfill_depth, max_job_test=settings.backfill_max_job_test),
+        config=config,
         leader=lock,
     )
     lock.on_change = lambda _active: scheduler.wake()
@@ -71,7 +74,7 @@ def run_server(settings: Settings) -> int:
 
     started = False
     try:
-        started = serve_api(store, bus, settings, listener=listener, on_started=announce)
+        started = serve_api(store, bus, settings, listener=listener, on_started=announce, config=config)
     finally:
         log.info("shutting down")
         if purger is not None:

@@ -17,6 +17,7 @@ from conductor.commands.common import (
 from conductor.commands.runtime import (
     add_listen_arguments,
     bind_api,
+    load_cluster_config,
     open_store,
     run_command,
     serve_api,
@@ -65,6 +66,7 @@ def run_all_in_one(settings: Settings) -> int:
 
     listener = bind_api(settings)  # a busy port fails here, before anything starts
     store = open_store(settings)
+    config = load_cluster_config(settings, store)
     bus = Bus()
     worker = start_worker(settings, store, bus)
     allow_root = root_jobs_allowed(settings)
@@ -76,6 +78,7 @@ def run_all_in_one(settings: Settings) -> int:
         heartbeat_timeout=settings.heartbeat_timeout,
         policy=settings.placement,
         backfill=Backfill(depth=settings.backfill_depth, max_job_test=settings.backfill_max_job_test),
+        config=config,
     )
     failed = threading.Event()
     worker_thread = run_in_thread(worker, lambda _exc: failed.set())
@@ -101,7 +104,10 @@ def run_all_in_one(settings: Settings) -> int:
 
     started = False
     try:
-        started = serve_api(store, bus, settings, allow_root_jobs=allow_root, listener=listener, on_started=announce)
+        started = serve_api(
+            store, bus, settings, allow_root_jobs=allow_root, listener=listener, on_started=announce,
+            config=config,
+        )
     finally:
         log.info("shutting down")
         if purger is not None:

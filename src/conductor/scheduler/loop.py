@@ -17,6 +17,7 @@ from typing import Protocol
 from conductor.bus import SCHEDULER, Bus, node_topic
 from conductor.monitoring.metrics import SCHEDULER_PASS
 from conductor.scheduler.dependencies import DependencyResolver, DependencyStore
+from conductor.scheduler.limits import Limits, Usage
 from conductor.scheduler.policy import (
     EASY,
     Backfill,
@@ -31,6 +32,7 @@ from conductor.scheduler.policy import (
     order_key,
     schedule,
 )
+from conductor.scheduler.priority import Multifactor, PriorityConfig
 from conductor.store import Reaped, is_disconnect, utcnow
 
 log = logging.getLogger("conductor.scheduler")
@@ -60,6 +62,28 @@ class SchedulerStore(DependencyStore, Protocol):
 
     def reap_dead_nodes(self, stale_before: datetime) -> Reaped: ...
 
+    def running_usage(self) -> dict[tuple[str, str | None], Usage]: ...
+
+    def refresh_usage(self, half_life: float | None) -> dict[str, float]: ...
+
+
+class Configuration(Protocol):
+    """The cluster configuration as the loop uses it (config.live.LiveConfig provides it)."""
+
+    def refresh(self) -> bool: ...
+
+    def generation(self) -> int: ...
+
+    def limits(self) -> Limits | None: ...
+
+    def backfill(self, base: Backfill) -> Backfill: ...
+
+    def priority(self) -> PriorityConfig | None: ...
+
+    def tiers(self) -> dict[str, int] | None: ...
+
+    def assign(self, nodes: list[NodeView]) -> list[NodeView]: ...
+
 
 class Leadership(Protocol):
     """Whether this process is the one that schedules (leader.SchedulerLock)."""
@@ -82,6 +106,7 @@ class Scheduler:
         dependency_resolver: Callable[[SchedulerStore, list[PendingJob]], None] | None = None,
         leader: Leadership | None = None,
         backfill: Backfill = EASY,
+        config: Configuration | None = None,
     ) -> None:
         self.store = store
         self.bus = bus
@@ -89,6 +114,12 @@ class Scheduler:
         self.heartbeat_timeout = heartbeat_timeout
         self.policy = PlacementPolicy(policy)
         self.backfill = backfill
+        # The configuration file's limits, partitions and backfill settings; None: no file.
+        self.config = config
+        self._generation = config.generation() if config is not None else 0
+        # The multifactor priority as of the last full snapshot (None: not configured).
+        self._multifactor: Multifactor | None = None
+        self._cluster = (0, 0)  # CPUs and nodes, for the job-size factor
         # What the last pass over the whole backlog reserved (plus what passes over new jobs
         # added since): a pass over new jobs alone must not start one into a reservation.
         self._commitments: Commitments | None = None
@@ -133,12 +164,15 @@ class Scheduler:
         """
         if time.monotonic() - self._last_full >= self.check_interval:
             self._last_event, snapshot = self.store.pending_snapshot()
+            if self._prioritise(snapshot, full=True):
+                snapshot.sort(key=order_key)
             self._cache = {j.id: j for j in snapshot}
             self._ordered = snapshot
             self._last_full = time.monotonic()
             return self._ordered, None
         self._last_event, touched, pending = self.store.pending_changes(self._last_event)
         self._quiet = not touched
+        self._prioritise(pending, full=False)
         fresh = [j for j in pending if j.id not in self._cache]
         only_new = bool(touched) and len(fresh) == len(touched)
         # The backlog stays sorted by edits, not by sorting it again: under a stream of
@@ -153,6 +187,28 @@ class Scheduler:
         if only_new:
             return self._ordered, sorted(fresh, key=order_key)
         return self._ordered, None
+
+    def _prioritise(self, jobs: list[PendingJob], *, full: bool) -> bool:
+        """Give `jobs` their partitions' PriorityTier and multifactor priorities; False when the
+        configuration sets neither (the store's order stands). A full snapshot first brings the
+        users' decayed usage up to date."""
+        config = self.config.priority() if self.config is not None else None
+        tiers = self.config.tiers() if self.config is not None else None
+        if tiers is not None:
+            for job in jobs:
+                job.tier = tiers.get(job.partition, 0)
+        if config is None:
+            self._multifactor = None
+            return tiers is not None
+        current = self._multifactor
+        if full or current is None or current.config is not config:
+            usage = self.store.refresh_usage(config.half_life) if config.weights.fairshare else {}
+            cpus, count = self._cluster
+            current = self._multifactor = Multifactor(
+                config, usage, cluster_cpus=cpus, cluster_nodes=count
+            )
+        current.assign(jobs, self.clock())
+        return True
 
     def _forget(self, placed: set[int], decision: Decision) -> None:
         for job_id in placed:
@@ -172,13 +228,14 @@ class Scheduler:
     def run_pass(self) -> Decision:
         live_after = utcnow() - timedelta(seconds=self.heartbeat_timeout)
         self._quiet = False
+        self._take_config()
         backlog, fresh = self._pending()
         now = self.clock()
         begin_due = self._next_begin is not None and self._next_begin <= now
         if self._quiet and not begin_due:
             # No job changed since the last pass: only the nodes can have (one joined, or
             # came back). When they have not either, the last decision stands.
-            nodes = self.store.node_views(live_after=live_after)
+            nodes = self._node_views(live_after)
             if _fingerprint(nodes) == self._last_nodes:
                 return Decision()
         commitments = self._commitments
@@ -203,8 +260,9 @@ class Scheduler:
             return Decision()
         if self.dependency_resolver is not None:
             self.dependency_resolver(self.store, pending)
-        nodes = self.store.node_views(live_after=live_after)
+        nodes = self._node_views(live_after)
         self._last_nodes = _fingerprint(nodes)
+        backfill, limits, usage = self._policy_inputs()
         decision = schedule(
             pending,
             nodes,
@@ -212,8 +270,10 @@ class Scheduler:
             running_per_array=self.store.running_per_array(),
             policy=self.policy,
             presorted=True,
-            backfill=self.backfill,
+            backfill=backfill,
             ahead=commitments,
+            limits=limits,
+            usage=usage,
         )
         if commitments is None:
             self._commitments = decision.commitments
@@ -240,8 +300,33 @@ class Scheduler:
         self.passes += 1
         return decision
 
+    def _policy_inputs(self) -> tuple[Backfill, Limits | None, dict[tuple[str, str | None], Usage] | None]:
+        """The backfill settings, the limits and what running jobs hold against them."""
+        config = self.config
+        if config is None:
+            return self.backfill, None, None
+        limits = config.limits()
+        return config.backfill(self.backfill), limits, self.store.running_usage() if limits is not None else None
+
+    def _take_config(self) -> None:
+        config = self.config
+        if config is None:
+            return
+        config.refresh()
+        if config.generation() != self._generation:
+            # Limits, partitions or states changed: every waiting job decides again.
+            self._generation = config.generation()
+            self.invalidate()
+
+    def _node_views(self, live_after: datetime) -> list[NodeView]:
+        nodes = self.store.node_views(live_after=live_after)
+        self._cluster = (sum(len(n.cpu_ids) for n in nodes), len(nodes))
+        return self.config.assign(nodes) if self.config is not None else nodes
+
     def _next_wakeup(self) -> float:
         timeout = self.check_interval
+        if self.config is not None:
+            timeout = min(timeout, 1.0)  # a reconfigure elsewhere is seen within a second
         if self._next_begin is not None:
             timeout = min(timeout, max(self._next_begin - self.clock(), 0.0) + 0.01)
         if self.is_active():

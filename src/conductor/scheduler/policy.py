@@ -13,12 +13,16 @@ does not need). Depth 1 is EASY backfill; a larger depth is conservative backfil
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from conductor.domain.states import Reason
+from conductor.scheduler.limits import Limits, LimitTracker, Usage
 from conductor.scheduler.timeline import INF, Timeline
+
+# (-tier, -priority, submit time, id): the scheduling order, smallest first.
+OrderKey = tuple[int, int, float, int]
 
 
 class PlacementPolicy(StrEnum):
@@ -70,6 +74,17 @@ class PendingJob:
     # The estimate the job carries (what the last plan said), so only changes are written.
     expected_start: float | None = None
     expected_node: str | None = None
+    # Whose job, under which QOS (None: the default one): what per-user and QOS limits count.
+    user: str = ""
+    qos: str | None = None
+    # What the multifactor priority needs: the explicit priority (0: none, it is computed), nice,
+    # and since when the job is eligible.
+    explicit_priority: int = 0
+    nice: int = 0
+    eligible_time: float = 0.0
+    # Its partition's PriorityTier when the configuration gives tiers (0 otherwise): it orders
+    # before the priority.
+    tier: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +133,7 @@ class Reservation:
     end: float
     cpus: int
     memory_mb: int
-    key: tuple[int, float, int]  # the job's `order_key`: whom the reservation outranks
+    key: OrderKey  # the job's `order_key`: whom the reservation outranks
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +158,7 @@ class Commitments:
         self.reservations.extend(more.reservations)
         self.waiting |= more.waiting
 
-    def horizon(self) -> tuple[int, float, int] | None:
+    def horizon(self) -> OrderKey | None:
         """The order key of the last reserved job (a job ordered before it changes the plan)."""
         return max((r.key for r in self.reservations), default=None)
 
@@ -162,9 +177,10 @@ class Decision:
     commitments: Commitments = field(default_factory=Commitments)
 
 
-def order_key(job: PendingJob) -> tuple[int, float, int]:
-    """Higher priority first, then earlier submission, then lower id."""
-    return (-job.priority, job.submit_time, job.id)
+def order_key(job: PendingJob) -> OrderKey:
+    """Higher partition PriorityTier first (Slurm evaluates a higher tier's jobs before any of a
+    lower one), then higher priority, then earlier submission, then lower id."""
+    return (-job.tier, -job.priority, job.submit_time, job.id)
 
 
 def schedule(
@@ -177,6 +193,8 @@ def schedule(
     presorted: bool = False,
     backfill: Backfill = EASY,
     ahead: Commitments | None = None,
+    limits: Limits | None = None,
+    usage: Mapping[tuple[str, str | None], Usage] | None = None,
 ) -> Decision:
     """Place what fits now without delaying any reservation; plan and explain the rest.
 
@@ -188,6 +206,11 @@ def schedule(
     Reasons as Slurm gives them: the first job of a partition that waits for resources says
     `Resources` (they are being kept for it, when it has a reservation); the jobs behind it
     say `Priority`, and so do jobs that would fit now but would delay a reservation.
+
+    `limits` (partitions' states and MaxTime, QOS limits) with `usage` (what running jobs hold
+    per (user, QOS)): a job a limit holds back waits with the limit's reason (PartitionDown,
+    QOSMaxJobsPerUserLimit...), reserves nothing and keeps nobody behind it waiting. None: no
+    limits, as without a configuration file.
     """
     decision = Decision()
     reasons = decision.reasons
@@ -204,6 +227,7 @@ def schedule(
     reserved = len(ahead.reservations) if ahead is not None else 0
     waiting = set(ahead.waiting) if ahead is not None else set()
     tested = 0
+    tracker = LimitTracker(limits, usage or {}) if limits is not None else None
 
     budget = backfill.max_job_test
     # Past the test budget a job gets no timeline estimate, but it is still offered the nodes
@@ -214,6 +238,7 @@ def schedule(
     misses: dict[str, list[tuple[int, int, float, bool]]] = {}
     for job in jobs:
         reason = _blocking_reason(job, now, array_running)
+        reason = _limited(tracker, job, reason)
         if reason is None:
             if not backfill.enabled and job.partition in waiting:
                 # Behind a waiting job, in strict order: it waits untested.
@@ -232,6 +257,8 @@ def schedule(
                     decision.placements.append(Placement(job.id, node.name, taken, job.memory_mb))
                     if job.array_job_id is not None:
                         array_running[job.array_job_id] = array_running.get(job.array_job_id, 0) + 1
+                    if tracker is not None:
+                        tracker.started(job.user, job.qos, len(taken), job.memory_mb)
                     if len(taken) == max_free or not node.free_cpu_ids:
                         max_free = max((len(n.free_cpu_ids) for n in up_nodes), default=0)
                     _note_estimate(decision, job, None)
@@ -388,6 +415,15 @@ class _Plan:
                 best, where = start, name
         self._cache[key] = (self._version.get(where, 0) if where is not None else 0, best, where)
         return best, where
+
+
+def _limited(tracker: LimitTracker | None, job: PendingJob, reason: str | None) -> str | None:
+    """The job's reason with its limits: a limit counts every job, but speaks only for one that
+    nothing else (a hold, a dependency...) keeps waiting."""
+    if tracker is None:
+        return reason
+    limited = tracker.check(job.partition, job.user, job.qos, job.cpus, job.memory_mb, job.time_limit)
+    return reason or limited
 
 
 def _blocking_reason(job: PendingJob, now: float, array_running: dict[int, int]) -> str | None:

@@ -19,6 +19,7 @@ from conductor.domain.errors import SpecError
 from conductor.domain.job import Job, JobSummary
 from conductor.domain.priority import effective_priority
 from conductor.domain.states import Reason
+from conductor.scheduler.limits import Limits, Usage
 from conductor.scheduler.policy import (
     Backfill,
     DependencyStatus,
@@ -78,6 +79,11 @@ class Forecaster:
     policy: PlacementPolicy = PlacementPolicy.SPREAD
     heartbeat_timeout: float = 30.0
     clock: Callable[[], float] = time.time
+    # The cluster configuration's part, as the scheduler's loop has it: multifactor priorities
+    # given to the backlog (and its order), and the limits with what running jobs hold.
+    prioritise: Callable[[list[PendingJob]], None] | None = None
+    limits: Callable[[], tuple[Limits | None, Mapping[tuple[str, str | None], Usage] | None]] | None = None
+    assign: Callable[[list[NodeView]], list[NodeView]] | None = None  # the file's partitions
     # The backlog as last read, and when (monotonic): explain and --test-only read every pending
     # job, which costs a third of a second at 30,000; within a second they share one read, so
     # a client asking in a loop costs the database one read a second, not one per request.
@@ -89,6 +95,8 @@ class Forecaster:
         if cached is not None and now - cached[0] < SNAPSHOT_TTL:
             return cached[1]
         _, backlog = self.store.pending_snapshot()
+        if self.prioritise is not None:
+            self.prioritise(backlog)
         self._snapshot = (now, backlog)
         return backlog
 
@@ -114,15 +122,21 @@ class Forecaster:
         now = self.clock()
         if backlog is None:
             backlog = self._backlog()
+            if self.prioritise is not None:
+                self.prioritise([job])
         key = order_key(job)
         ahead = [j for j in backlog if j.id != job.id and order_key(j) < key]
         live_after = datetime.fromtimestamp(now, UTC) - timedelta(seconds=self.heartbeat_timeout)
         nodes = self.store.node_views(live_after=live_after)
+        if self.assign is not None:
+            nodes = self.assign(nodes)
         by_name = {n.name: n for n in nodes}
         free_now = [(n.name, len(n.free_cpu_ids), len(n.cpu_ids)) for n in nodes if n.up and job.partition in n.partitions]
         running = self.store.running_per_array()
+        limits, usage = self.limits() if self.limits is not None else (None, None)
         first = schedule(
-            ahead, nodes, now, running_per_array=running, policy=self.policy, presorted=True, backfill=self.backfill
+            ahead, nodes, now, running_per_array=running, policy=self.policy, presorted=True, backfill=self.backfill,
+            limits=limits, usage=usage,
         )
         ahead_by_id = {j.id: j for j in ahead}
         for p in first.placements:  # the jobs it would start hold their CPUs until their limits
@@ -209,6 +223,11 @@ def pending_job_from_row(row: Mapping[str, Any], job_id: int, now: datetime) -> 
         held=bool(row.get("held")),
         begin_time=begin.timestamp() if isinstance(begin, datetime) else None,
         time_limit=float(limit) if isinstance(limit, int) and limit else None,
+        user=str(row.get("user_name") or ""),
+        qos=row.get("qos"),
+        explicit_priority=int(row.get("priority") or 0),
+        nice=int(row.get("nice") or 0),
+        eligible_time=now.timestamp(),
         # A new job's dependency has not been decided by any pass yet: it waits on it, as the
         # stored job would until the scheduler resolves it.
         dependency=DependencyStatus.WAITING if row.get("dependency") else DependencyStatus.SATISFIED,

@@ -20,10 +20,11 @@ import re
 import signal as posix_signal
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from conductor.bus import SCHEDULER, node_topic
+from conductor.config.live import LiveConfig
 from conductor.domain.dependency import parse_dependency
 from conductor.domain.job import Job
 from conductor.domain.priority import effective_priority
@@ -32,11 +33,13 @@ from conductor.domain.states import JobState
 from conductor.errors import AlreadyDone, Conflict, Forbidden, Invalid, LimitExceeded, NotFound, UnknownUser
 from conductor.monitoring.metrics import JOBS_SUBMITTED
 from conductor.scheduler.dependencies import check_targets
+from conductor.scheduler.limits import LIMIT_REASONS
 from conductor.scheduler.policy import NodeView, PendingJob
 from conductor.services.forecast import Forecast, Forecaster, explain_waiting, pending_job_from_row
 from conductor.services.ports import JobStore, Wakeups
 from conductor.services.principal import Principal, ensure_owner
 from conductor.services.requests import SubmitRequest
+from conductor.services.sharing import check_rows, default_time, explain_limit, job_partition
 from conductor.services.submission import Limits, build_rows, check_privileges, submitter_for
 from conductor.store import BEING_STOPPED, NOT_HELD, ControlOutcome, utcnow
 
@@ -134,6 +137,8 @@ class JobService:
     root_jobs_allowed: bool = False
     # The scheduler's plan, asked about one job (sbatch --test-only, explain); None: not asked.
     forecaster: Forecaster | None = None
+    # The cluster configuration (partitions, QOS and their limits); None: none, today's rules.
+    config: LiveConfig | None = None
     # Node sizes for submission checks: (monotonic expiry, shapes).
     _shapes: tuple[float, list[NodeView]] = (0.0, [])
     # user -> (monotonic time the count was read, pending jobs then + accepted here since)
@@ -153,9 +158,22 @@ class JobService:
         if submitter.uid == 0 and not self.root_jobs_allowed:
             raise Forbidden("jobs as root are not allowed here (set CONDUCTOR_ALLOW_ROOT_JOBS=true to allow them)")
         check_privileges(request.job, admin=principal.admin)
-        rows = build_rows(
-            request.job, request.script, submitter=submitter, limits=self.limits, nodes=self.node_shapes(), now=now
-        )
+        limits, nodes, effective = self.limits, self.node_shapes(), None
+        if self.config is not None:
+            self.config.refresh()
+            effective = self.config.current
+            partition = job_partition(effective, request.job, limits.default_partition)
+            limits = replace(
+                limits,
+                default_partition=partition,
+                default_time_limit=default_time(effective, partition, request.job.qos, limits.default_time_limit),
+            )
+            nodes = self.config.assign([replace(n) for n in nodes])
+            if effective.partition(partition) is not None and not any(partition in n.partitions for n in nodes):
+                nodes = []  # a partition of the file without nodes yet: its jobs wait for them
+        rows = build_rows(request.job, request.script, submitter=submitter, limits=limits, nodes=nodes, now=now)
+        if effective is not None:
+            check_rows(effective, rows, self.store)
         check_targets(self.store, rows[0]["dependency"])  # Slurm refuses a dependency on no job
         limit = self.max_pending_per_user
         pending = self._pending_jobs(submitter.user, len(rows), limit)
@@ -227,7 +245,14 @@ class JobService:
                 targets = self.store.job_summaries(refs)
             except Invalid:
                 pass
-        return Explanation(job, explain_waiting(job, pending, forecast, targets), forecast)
+        lines = explain_waiting(job, pending, forecast, targets)
+        if self.config is not None and job.state == JobState.PENDING.value and job.reason in LIMIT_REASONS:
+            self.config.refresh()
+            limit = explain_limit(
+                job, self.config.current, self.store.running_usage(), self.store.count_active(job.user_name, job.qos)
+            )
+            lines[1:1] = limit
+        return Explanation(job, lines, forecast)
 
     def find(self, job_id: str) -> Job:
         """The one job `job_id` names (`123`, or `123_4`: task 4 of array 123), read once."""

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from conductor.domain.job import Job, JobSummary
+from conductor.scheduler.limits import Usage
 from conductor.scheduler.policy import NodeView
 from conductor.store import CancelOutcome, ControlOutcome
 
@@ -16,6 +17,10 @@ class JobStore(Protocol):
     def submit(self, rows: Sequence[dict[str, Any]]) -> list[int]: ...
 
     def count_pending(self, user_name: str) -> int: ...
+
+    def count_active(self, user_name: str, qos: str | None) -> int: ...
+
+    def running_usage(self) -> dict[tuple[str, str | None], Usage]: ...
 
     def node_shapes(self) -> list[NodeView]: ...
 

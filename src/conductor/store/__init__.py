@@ -14,6 +14,7 @@ database) and `statements` (the pre-compiled statements). `Store` is all of them
 
 from __future__ import annotations
 
+from conductor.store.config import ConfigQueries
 from conductor.store.control import ControlQueries
 from conductor.store.coordination import (
     NOTIFY_CHANNEL,
@@ -101,6 +102,7 @@ class Store(
     TokenQueries,
     HistoryQueries,
     MonitoringQueries,
+    ConfigQueries,
     Coordination,
 ):
     """The database with every consumer's queries: one object for every caller."""

@@ -255,6 +255,8 @@ _PENDING_COLUMNS = (
     jobs.c.time_limit,
     jobs.c.expected_start_time,
     jobs.c.sched_nodes,
+    jobs.c.user_name,
+    jobs.c.qos,
 )
 
 
@@ -346,20 +348,22 @@ def _capacity_nodes(dialect: str) -> Any:
 def _pending_job(row: tuple[Any, ...]) -> PendingJob:
     (job_id, cpus_per_task, ntasks, memory_per_node, memory_per_cpu, partition, priority, nice, submit_time,
      exclusive, held, begin_time, dependency, array_job_id, array_max_running, reason, time_limit,
-     expected_start, sched_nodes) = row
+     expected_start, sched_nodes, user_name, qos) = row
     cpus = cpus_per_task * ntasks
     begin = aware(begin_time)
     expected = aware(expected_start)
+    submitted = aware(submit_time).timestamp()  # type: ignore[union-attr]
+    begins = begin.timestamp() if begin else None
     return PendingJob(
         id=job_id,
         cpus=cpus,
         memory_mb=memory_per_node or ((memory_per_cpu or 0) * cpus),
         partition=partition,
         priority=effective_priority(priority, nice),
-        submit_time=aware(submit_time).timestamp(),  # type: ignore[union-attr]
+        submit_time=submitted,
         exclusive=bool(exclusive),
         held=bool(held),
-        begin_time=begin.timestamp() if begin else None,
+        begin_time=begins,
         dependency=DependencyStatus.WAITING if dependency else DependencyStatus.SATISFIED,
         array_job_id=array_job_id,
         array_max_running=array_max_running,
@@ -367,4 +371,9 @@ def _pending_job(row: tuple[Any, ...]) -> PendingJob:
         time_limit=float(time_limit) if time_limit else None,
         expected_start=expected.timestamp() if expected else None,
         expected_node=sched_nodes,
+        user=user_name,
+        qos=qos,
+        explicit_priority=priority,
+        nice=nice,
+        eligible_time=submitted if begins is None or begins < submitted else begins,
     )

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -165,4 +166,34 @@ utilisation_samples = Table(
     Column("used_cpus", Integer, nullable=False),
     Column("running_jobs", Integer, nullable=False),
     Column("pending_jobs", Integer, nullable=False),
+)
+
+# The cluster configuration's shared state (migration 0013): a generation every process compares
+# with its own to reload the configuration file (`scontrol reconfigure`), and the partition
+# states `scontrol update PartitionName=X State=...` set over the file's.
+cluster_config = Table(
+    "cluster_config",
+    metadata,
+    Column("id", Integer, primary_key=True),  # one row, id 1
+    Column("generation", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    # Until when fairshare_usage holds the decayed usage (None: never computed yet).
+    Column("usage_as_of", DateTime(timezone=True), nullable=True),
+)
+
+# Each user's CPU-seconds, decayed with PriorityDecayHalfLife to cluster_config.usage_as_of: the
+# fair-share factor's input, brought forward by the scheduler on every full pass (migration 0013).
+fairshare_usage = Table(
+    "fairshare_usage",
+    metadata,
+    Column("user_name", String(64), primary_key=True),
+    Column("usage", Float, nullable=False),
+)
+
+partition_states = Table(
+    "partition_states",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("state", String(16), nullable=False),  # UP, DOWN, DRAIN, INACTIVE
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )

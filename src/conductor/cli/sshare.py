@@ -1,0 +1,141 @@
+"""`conductor sshare`: users' shares, decayed usage and fair-share factors, as Slurm 22.05's
+sshare prints them (`-a`, `-u`, `-l`, `-n`, `-P`, `-o`).
+
+There are no accounts yet: every user is a leaf of the root account, and each user with recorded
+usage holds one share, which is what the fair-share factor is computed from (see the README).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from conductor.cli.client import Client
+from conductor.cli.common import UsageError, current_user, run, split_list
+from conductor.cli.getopt import Option, OptionTable, getopt_long
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+PROG = "sshare"
+
+OPTIONS = OptionTable(
+    [
+        Option("all", ("all",), "a"),
+        Option("help", ("help",), None),
+        Option("long", ("long",), "l"),
+        Option("noheader", ("noheader",), "n"),
+        Option("parsable", ("parsable",), "p"),
+        Option("parsable2", ("parsable2",), "P"),
+        Option("format", ("format",), "o", "required"),
+        Option("users", ("users", "user"), "u", "required"),
+        Option("usage", ("usage",), None),
+        Option("version", ("version",), "V"),
+    ]
+)
+
+USAGE = """\
+Usage: sshare [-a] [-l] [-n] [-p] [-P] [-o fields] [-u users]
+  -a, --all           list all users
+  -l, --long          long listing
+  -n, --noheader      omit the header
+  -o, --format        comma separated fields to print
+  -p, --parsable      '|' delimited output with a trailing '|'
+  -P, --parsable2     '|' delimited output without a trailing '|'
+  -u, --users         comma separated users to list
+"""
+
+# name -> (header, width, right-justified)
+_FIELDS = {
+    "account": ("Account", 20, False),
+    "user": ("User", 10, True),
+    "rawshares": ("RawShares", 10, True),
+    "normshares": ("NormShares", 11, True),
+    "rawusage": ("RawUsage", 11, True),
+    "normusage": ("NormUsage", 11, True),
+    "effectvusage": ("EffectvUsage", 13, True),
+    "fairshare": ("FairShare", 10, True),
+    "levelfs": ("LevelFS", 10, True),
+}
+DEFAULT = ["account", "user", "rawshares", "normshares", "rawusage", "effectvusage", "fairshare"]
+LONG = ["account", "user", "rawshares", "normshares", "rawusage", "normusage", "effectvusage", "fairshare", "levelfs"]
+
+
+def main(argv: list[str]) -> int:
+    return run(PROG, lambda: _main(argv))
+
+
+def _main(argv: list[str]) -> int:
+    parsed, words = getopt_long(argv, OPTIONS)
+    opts = dict(parsed)
+    if "help" in opts or "usage" in opts:
+        sys.stdout.write(USAGE)
+        return 0
+    if "version" in opts:
+        sys.stdout.write("slurm 22.05.8\n")
+        return 0
+    if words:
+        raise UsageError(f"Unknown argument: {words[0]}")
+    fields = LONG if "long" in opts else DEFAULT
+    if opts.get("format"):
+        fields = []
+        for name in split_list(opts["format"]):
+            key = name.split("%")[0].lower()
+            if key not in _FIELDS:
+                raise UsageError(f"Invalid field requested: \"{name}\"")
+            fields.append(key)
+    client = Client()
+    try:
+        answer = client.get("/fairshare")
+    finally:
+        client.close()
+    if not answer.get("multifactor"):
+        sys.stderr.write("sshare: error: fair share needs the multifactor priority (PriorityWeight* in the "
+                         "cluster configuration file)\n")
+        return 1
+    wanted = set(split_list(opts["users"])) if opts.get("users") else None
+    if wanted is None and "all" not in opts:
+        wanted = {current_user()}
+    total = int(answer["total_usage"])
+    rows: list[dict[str, Any]] = [{
+        "account": "root", "user": "", "rawshares": "", "normshares": 0.0, "rawusage": total,
+        "normusage": 1.0, "effectvusage": 1.0, "fairshare": "", "levelfs": "",
+    }]
+    for u in answer["users"]:
+        if wanted is not None and u["user"] not in wanted:
+            continue
+        effective = float(u["effective_usage"])
+        norm = float(u["norm_shares"])
+        rows.append({
+            "account": " root", "user": u["user"], "rawshares": u["raw_shares"], "normshares": norm,
+            "rawusage": u["raw_usage"], "normusage": effective, "effectvusage": effective,
+            "fairshare": float(u["fairshare"]), "levelfs": norm / effective if effective > 0 else "inf",
+        })
+    parsable = "parsable" in opts or "parsable2" in opts
+    out = []
+    if "noheader" not in opts:
+        out.append(_render([_FIELDS[f][0] for f in fields], fields, opts))
+        if not parsable:
+            out.append(" ".join("-" * _FIELDS[f][1] for f in fields) + " \n")
+    out.extend(_render([_cell(row[f]) for f in fields], fields, opts) for row in rows)
+    sys.stdout.write("".join(out))
+    return 0
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.6f}"
+    return str(value)
+
+
+def _render(values: list[str], fields: list[str], opts: dict[str, str | None]) -> str:
+    if "parsable2" in opts:
+        return "|".join(values) + "\n"
+    if "parsable" in opts:
+        return "|".join(values) + "|\n"
+    cells = []
+    for value, name in zip(values, fields, strict=True):
+        _, width, right = _FIELDS[name]
+        value = value[:width]
+        cells.append(value.rjust(width) if right else value.ljust(width))
+    return " ".join(cells) + " \n"

@@ -1,0 +1,74 @@
+"""`conductor config`: `import-slurm SLURM_CONF [-o OUT]` writes a cluster configuration file
+from a slurm.conf and says what it did not carry over; `check FILE` validates one."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="conductor config", description="The cluster configuration file.")
+    sub = parser.add_subparsers(dest="action", required=True)
+    imp = sub.add_parser("import-slurm", help="write a configuration file from a slurm.conf")
+    imp.add_argument("slurm_conf", help="the slurm.conf to read")
+    imp.add_argument("-o", "--output", help="file to write (default: standard output)")
+    check = sub.add_parser("check", help="validate a configuration file (default: CONDUCTOR_CONFIG)")
+    check.add_argument("file", nargs="?", help="the file to check")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    from conductor.config.loader import ConfigError
+
+    try:
+        if args.action == "import-slurm":
+            return _import(Path(args.slurm_conf), Path(args.output) if args.output else None)
+        return _check(args.file or os.environ.get("CONDUCTOR_CONFIG"))
+    except ConfigError as exc:
+        sys.stderr.write(f"conductor config: error: {exc}\n")
+        return 1
+
+
+def _import(source: Path, output: Path | None) -> int:
+    from conductor.config.slurmconf import import_slurm_conf
+
+    try:
+        text = source.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        sys.stderr.write(f"conductor config: error: cannot read {source}: {exc.strerror}\n")
+        return 1
+    imported = import_slurm_conf(text)
+    if output is None:
+        sys.stdout.write(imported.toml)
+    else:
+        try:
+            output.write_text(imported.toml, encoding="utf-8")
+        except OSError as exc:
+            sys.stderr.write(f"conductor config: error: cannot write {output}: {exc.strerror}\n")
+            return 1
+    sys.stderr.write(
+        f"import-slurm: {imported.carried} line(s) of {source.name} carried over"
+        + (f", written to {output}" if output is not None else "")
+        + (f"; not carried over ({len(imported.notes)}):\n" if imported.notes else "\n")
+    )
+    for note in imported.notes:
+        sys.stderr.write(f"  {note}\n")
+    return 0
+
+
+def _check(file: str | None) -> int:
+    from conductor.config.loader import load_config
+
+    if not file:
+        sys.stderr.write("conductor config: error: no file given and CONDUCTOR_CONFIG is unset\n")
+        return 2
+    config = load_config(Path(file))
+    sys.stdout.write(
+        f"{file}: OK ({len(config.partitions)} partition(s), {len(config.qos) or 1} QOS, {len(config.nodes)} node "
+        "line(s))\n"
+    )
+    return 0

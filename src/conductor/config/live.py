@@ -1,0 +1,205 @@
+"""The configuration a process runs with, and its reload.
+
+Every process (API server, scheduler; `conductor up` is both) holds a `LiveConfig`. The file is
+read at start: a bad file stops the start with the line and the rule. Afterwards each process
+compares, at most once per `check_every` seconds, the generation stored in the database with
+the one it loaded; `scontrol reconfigure` checks the file and then bumps the generation, so
+every process of the cluster rereads it within a second, whichever one served the request. A
+reread that fails (the file broke in between) keeps the configuration the process has, logged.
+The partition states `scontrol update PartitionName=...` sets travel the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from conductor.config.loader import ConfigError, load_config
+from conductor.config.model import ClusterConfig, Partition, Qos
+from conductor.domain.multifactor import Weights
+from conductor.scheduler.limits import Limits, PartitionLimit, QosLimit
+from conductor.scheduler.policy import Backfill, NodeView
+from conductor.scheduler.priority import PriorityConfig
+
+log = logging.getLogger("conductor.config")
+
+
+class ConfigStateStore(Protocol):
+    def config_state(self) -> tuple[int, dict[str, str]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Effective:
+    """One consistent view: the file's configuration (None: no file) and the states set over it."""
+
+    config: ClusterConfig | None = None
+    states: Mapping[str, str] = field(default_factory=dict)
+    generation: int = -1
+
+    def partition(self, name: str) -> Partition | None:
+        return self.config.partitions.get(name) if self.config is not None else None
+
+    def partition_state(self, name: str) -> str:
+        state = self.states.get(name)
+        if state is not None:
+            return state
+        part = self.partition(name)
+        return part.state if part is not None else "UP"
+
+    def qos(self, name: str | None) -> tuple[str, Qos] | None:
+        """The QOS a job of `name` (None: the default) runs under; None: no such QOS."""
+        if self.config is None:
+            wanted = name or "normal"
+            return (wanted, Qos()) if wanted == "normal" else None
+        wanted = name or self.config.default_qos
+        table = self.config.qos_table()
+        return (wanted, table[wanted]) if wanted in table else None
+
+    def limits(self) -> Limits | None:
+        """The limits as data for the policy; None when there are none (no file, no states set)."""
+        if self.config is None and not self.states:
+            return None
+        partitions: dict[str, PartitionLimit] = {}
+        names = set(self.states) | (set(self.config.partitions) if self.config is not None else set())
+        for name in names:
+            part = self.partition(name)
+            partitions[name] = PartitionLimit(
+                state=self.partition_state(name), max_time=part.max_time if part is not None else None
+            )
+        qos: dict[str, QosLimit] = {}
+        if self.config is not None:
+            for name, q in self.config.qos_table().items():
+                qos[name] = QosLimit(
+                    max_jobs_per_user=q.max_jobs_per_user,
+                    max_submit_jobs_per_user=q.max_submit_jobs_per_user,
+                    max_cpus_per_user=q.max_tres_per_user.cpu,
+                    max_memory_per_user=q.max_tres_per_user.mem,
+                    max_wall=q.max_wall,
+                    grp_cpus=q.grp_tres.cpu,
+                    grp_memory=q.grp_tres.mem,
+                )
+        default_qos = self.config.default_qos if self.config is not None else "normal"
+        return Limits(partitions=partitions, qos=qos, default_qos=default_qos)
+
+    def priority(self) -> PriorityConfig | None:
+        """The multifactor priority's configuration; None: no weight set (priority order as before)."""
+        config = self.config
+        if config is None:
+            return None
+        p = config.priority
+        weights = Weights(
+            age=p.age, fairshare=p.fairshare, job_size=p.job_size, partition=p.partition, qos=p.qos,
+            max_age=p.max_age, favor_small=p.favor_small,
+        )
+        if not weights.active:
+            return None
+        top_part = max((x.priority_job_factor for x in config.partitions.values()), default=0)
+        table = config.qos_table()
+        top_qos = max((q.priority for q in table.values()), default=0)
+        return PriorityConfig(
+            weights=weights,
+            half_life=p.decay_half_life,
+            partitions={n: x.priority_job_factor / top_part for n, x in config.partitions.items()} if top_part else {},
+            qos={n: q.priority / top_qos for n, q in table.items()} if top_qos else {},
+            default_qos=config.default_qos,
+        )
+
+    def backfill(self, base: Backfill) -> Backfill:
+        if self.config is None:
+            return base
+        b = self.config.backfill
+        return Backfill(
+            depth=b.depth if b.depth is not None else base.depth,
+            max_job_test=b.max_job_test if b.max_job_test is not None else base.max_job_test,
+            enabled=b.enabled if b.enabled is not None else base.enabled,
+        )
+
+
+class LiveConfig:
+    """The process's configuration, reloaded when the cluster's generation changes."""
+
+    def __init__(self, path: Path | None, store: ConfigStateStore | None = None, *, check_every: float = 1.0) -> None:
+        self.path = path
+        self.store = store
+        self.check_every = check_every
+        self._lock = threading.Lock()
+        config = load_config(path) if path is not None else None  # ConfigError: the start fails
+        generation, states = store.config_state() if store is not None else (0, {})
+        self.current = Effective(config, states, generation)
+        self._checked = time.monotonic()
+        self._node_partitions: dict[str, frozenset[str]] = {}
+        self._limits: tuple[Effective, Limits | None] | None = None
+        self._priority: tuple[Effective, PriorityConfig | None] | None = None
+
+    def check_file(self) -> ClusterConfig | None:
+        """The file as it is now, validated (ConfigError otherwise); nothing changes."""
+        return load_config(self.path) if self.path is not None else None
+
+    def refresh(self, *, force: bool = False) -> bool:
+        """Take a new generation if there is one; True when the configuration changed."""
+        now = time.monotonic()
+        if self.store is None or (not force and now - self._checked < self.check_every):
+            return False
+        with self._lock:
+            self._checked = now
+            generation, states = self.store.config_state()
+            current = self.current
+            if generation == current.generation:
+                return False
+            config = current.config
+            if self.path is not None:
+                try:
+                    config = load_config(self.path)
+                except ConfigError as exc:
+                    log.error("configuration not reloaded, the one loaded before stays in force: %s", exc)
+            self.current = Effective(config, states, generation)
+            self._node_partitions = {}
+            log.info("configuration generation %d in force", generation)
+            return True
+
+    def generation(self) -> int:
+        return self.current.generation
+
+    def limits(self) -> Limits | None:
+        current = self.current
+        cached = self._limits
+        if cached is None or cached[0] is not current:
+            cached = self._limits = (current, current.limits())
+        return cached[1]
+
+    def backfill(self, base: Backfill) -> Backfill:
+        return self.current.backfill(base)
+
+    def tiers(self) -> dict[str, int] | None:
+        """Each partition's PriorityTier, when they differ (None: they do not order anything)."""
+        config = self.current.config
+        if config is None:
+            return None
+        tiers = {name: p.priority_tier for name, p in config.partitions.items()}
+        return tiers if len(set(tiers.values())) > 1 else None
+
+    def priority(self) -> PriorityConfig | None:
+        current = self.current
+        cached = self._priority
+        if cached is None or cached[0] is not current:
+            cached = self._priority = (current, current.priority())
+        return cached[1]
+
+    def assign(self, nodes: list[NodeView]) -> list[NodeView]:
+        """Nodes with the partitions the file gives them (without partitions in the file, the
+        ones their workers declared)."""
+        config = self.current.config
+        if config is None or not config.partitions:
+            return nodes
+        cache = self._node_partitions
+        for node in nodes:
+            parts = cache.get(node.name)
+            if parts is None:
+                parts = cache[node.name] = config.node_partitions(node.name)
+            node.partitions = parts
+        return nodes

@@ -1,0 +1,80 @@
+"""Reading the configuration file: TOML syntax, then the schema, each error with its line.
+
+tomllib gives no positions for values, so the line of a key is found by a scan of the text
+that follows table headers and `key =` lines: enough to point at the line to fix.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from conductor.config.model import ClusterConfig
+from conductor.errors import Invalid
+
+
+class ConfigError(Invalid):
+    """The configuration file is unreadable or breaks a rule; the message names line and key."""
+
+
+_HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(?:#.*)?$")
+_KEY = re.compile(r"""^\s*("[^"]*"|'[^']*'|[A-Za-z0-9_.-]+)\s*=""")
+
+
+def _split_key(text: str) -> list[str]:
+    parts = re.findall(r'"[^"]*"|\'[^\']*\'|[^.]+', text)
+    return [p.strip().strip("\"'") for p in parts if p.strip()]
+
+
+def key_lines(text: str) -> dict[tuple[str, ...], int]:
+    """Each key path (table path + key) -> the line (1-based) that sets it or opens its table."""
+    lines: dict[tuple[str, ...], int] = {}
+    table: tuple[str, ...] = ()
+    for number, line in enumerate(text.splitlines(), 1):
+        header = _HEADER.match(line)
+        if header:
+            table = tuple(_split_key(header.group(1)))
+            lines.setdefault(table, number)
+            continue
+        key = _KEY.match(line)
+        if key:
+            lines.setdefault((*table, *_split_key(key.group(1))), number)
+    return lines
+
+
+def parse_config(text: str, source: str = "<config>") -> ClusterConfig:
+    """The configuration in `text`, or ConfigError naming the line, the key and the rule."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    try:
+        return ClusterConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = key_lines(text)
+        problems = []
+        for error in exc.errors():
+            loc = tuple(str(p) for p in error["loc"])
+            line = None
+            for end in range(len(loc), 0, -1):
+                line = lines.get(loc[:end])
+                if line is not None:
+                    break
+            where = f"line {line}: " if line is not None else ""
+            key = ".".join(loc) or "(top level)"
+            message = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                message = "unknown key (see the documented keys; a typo?)"
+            problems.append(f"{source}: {where}{key}: {message}")
+        raise ConfigError("; ".join(problems)) from None
+
+
+def load_config(path: Path) -> ClusterConfig:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the configuration file: {exc}") from None
+    return parse_config(text, str(path))

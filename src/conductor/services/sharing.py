@@ -1,0 +1,165 @@
+"""The cluster configuration's rules at submission: the partition and QOS a job gets, its
+default time, and the limits Slurm checks before it accepts a job (with Slurm's messages).
+
+Limits that depend on what runs (MaxJobsPerUser, MaxTRESPerUser, GrpTRES, MaxWall, a DOWN
+partition) are not refused here: the job waits with the limit's reason (scheduler/limits.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from conductor.config.live import Effective
+from conductor.domain.job import Job
+from conductor.domain.timespec import format_time_limit
+from conductor.errors import Forbidden, Invalid, InvalidPartition, LimitExceeded, Unsatisfiable
+from conductor.scheduler.limits import (
+    PARTITION_DOWN,
+    PARTITION_INACTIVE,
+    PARTITION_TIME_LIMIT,
+    QOS_GRP_CPU,
+    QOS_GRP_MEMORY,
+    QOS_MAX_CPU_PER_USER,
+    QOS_MAX_JOBS_PER_USER,
+    QOS_MAX_MEMORY_PER_USER,
+    QOS_MAX_SUBMIT_PER_USER,
+    QOS_MAX_WALL,
+    Usage,
+)
+from conductor.services.requests import JobDescription
+
+# Slurm's words (slurm_errno.c), which sbatch prints after "Batch job submission failed: ".
+TIME_LIMIT_INVALID = "Requested time limit is invalid (missing or exceeds some limit)"
+PARTITION_UNAVAILABLE = "Required partition not available (inactive or drain)"
+QOS_POLICY = "Job violates accounting/QOS policy (job submit limit, user's size and/or time limits)"
+INVALID_QOS = "Invalid qos specification"
+INVALID_ACCOUNT = "Invalid account or account/partition combination specified"
+
+
+class ActiveJobs(Protocol):
+    def count_active(self, user_name: str, qos: str | None) -> int: ...
+
+    def running_usage(self) -> dict[tuple[str, str | None], Usage]: ...
+
+
+def job_partition(effective: Effective, job: JobDescription, fallback: str) -> str:
+    """The partition a job runs in: its own, else the file's Default one, else the setting's."""
+    if job.partition:
+        return job.partition
+    config = effective.config
+    default = config.default_partition() if config is not None else None
+    return default or fallback
+
+
+def default_time(effective: Effective, partition: str, qos: str | None, fallback: int | None) -> int | None:
+    """A job without a time limit gets its partition's DefaultTime, else its MaxTime (Slurm's
+    rule), else its QOS MaxWall, else CONDUCTOR_DEFAULT_TIME."""
+    part = effective.partition(partition)
+    if part is not None:
+        if part.default_time is not None:
+            return part.default_time
+        if part.max_time is not None:
+            return part.max_time
+    found = effective.qos(qos)
+    if found is not None and found[1].max_wall is not None:
+        return found[1].max_wall
+    return fallback
+
+
+def check_rows(effective: Effective, rows: Sequence[dict[str, Any]], store: ActiveJobs) -> None:
+    """Refuse what the configuration refuses; set the QOS the rows are stored with."""
+    row = rows[0]
+    partition = row["partition"]
+    config = effective.config
+    if config is not None and config.partitions:
+        part = config.partitions.get(partition)
+        if part is None:
+            raise InvalidPartition(f"Invalid partition name specified: '{partition}'", field="partition")
+        allowed = part.accounts()
+        if allowed is not None and row.get("account") not in allowed:
+            raise Forbidden(INVALID_ACCOUNT, field="account")
+        if part.max_cpus_per_node is not None and row["cpus_per_task"] * row["ntasks"] > part.max_cpus_per_node:
+            raise Unsatisfiable(
+                f"Requested node configuration is not available: partition '{partition}' gives jobs at most "
+                f"{part.max_cpus_per_node} CPUs per node (MaxCPUsPerNode)"
+            )
+        if config.enforce_part_limits != "NO" and part.max_time is not None:
+            limit = row["time_limit"]
+            if limit is None or limit > part.max_time:
+                raise Invalid(TIME_LIMIT_INVALID)
+    if effective.partition_state(partition) in ("DRAIN", "INACTIVE"):
+        raise Unsatisfiable(PARTITION_UNAVAILABLE)
+    if config is None:
+        return  # without a file: one QOS without limits, and --qos is stored as given
+    found = effective.qos(row.get("qos"))
+    if found is None:
+        raise Invalid(INVALID_QOS)
+    name, qos = found
+    for r in rows:
+        r["qos"] = name  # by name, so a later change of DefaultQOS does not move a job
+    if qos.max_submit_jobs_per_user is not None:
+        active = store.count_active(row["user_name"], rows[0]["qos"])
+        if active + len(rows) > qos.max_submit_jobs_per_user:
+            raise LimitExceeded(QOS_POLICY)
+
+
+# ------------------------------------------------------------------ explain
+def explain_limit(
+    job: Job, effective: Effective, running: Mapping[tuple[str, str | None], Usage], submitted: int
+) -> list[str]:
+    """Sentences naming the limit that keeps `job` waiting and the count against it.
+
+    `running`: what running jobs hold per (user, QOS as stored); `submitted`: the user's pending
+    and running jobs under the job's QOS."""
+    reason = job.reason
+    partition = job.partition
+    part = effective.partition(partition)
+    cpus = job.cpus_per_task * job.ntasks
+    memory = job.memory_per_node_mb or (job.memory_per_cpu_mb or 0) * cpus
+    limit = format_time_limit(job.time_limit)
+    if reason in (PARTITION_DOWN, PARTITION_INACTIVE):
+        state = effective.partition_state(partition)
+        return [f"Partition {partition} is {state}: nothing in it starts until an administrator sets it UP "
+                f"(`scontrol update PartitionName={partition} State=UP`)."]
+    if reason == PARTITION_TIME_LIMIT and part is not None:
+        return [f"Its time limit ({limit}) exceeds partition {partition}'s MaxTime ({format_time_limit(part.max_time)}): "
+                "it starts only if MaxTime is raised or its time limit lowered "
+                f"(`scontrol update JobId={job.id} TimeLimit=...`)."]
+    found = effective.qos(job.qos)
+    if found is None:
+        return []
+    name, qos = found
+    default = effective.config.default_qos if effective.config is not None else "normal"
+    mine = Usage()
+    everyone = Usage()
+    for (user, stored), used in running.items():
+        if (stored or default) != name:
+            continue
+        for total in ([mine, everyone] if user == job.user_name else [everyone]):
+            total.jobs += used.jobs
+            total.cpus += used.cpus
+            total.memory_mb += used.memory_mb
+    who = job.user_name
+    if reason == QOS_MAX_WALL:
+        return [f"Its time limit ({limit}) exceeds QOS {name}'s MaxWall ({format_time_limit(qos.max_wall)}): "
+                "it starts only if MaxWall is raised or its time limit lowered."]
+    if reason == QOS_MAX_SUBMIT_PER_USER:
+        return [f"QOS {name} allows {qos.max_submit_jobs_per_user} pending and running jobs per user "
+                f"(MaxSubmitJobsPerUser); {who} has {submitted}: jobs beyond it wait until others end."]
+    if reason == QOS_MAX_JOBS_PER_USER:
+        return [f"QOS {name} allows {qos.max_jobs_per_user} running jobs per user (MaxJobsPerUser); {who} has "
+                f"{mine.jobs} running: it starts when one of them ends."]
+    if reason == QOS_MAX_CPU_PER_USER:
+        return [f"QOS {name} allows {qos.max_tres_per_user.cpu} CPUs per user (MaxTRESPerUser=cpu); {who}'s "
+                f"running jobs hold {mine.cpus} and it needs {cpus}: it starts when enough of them end."]
+    if reason == QOS_MAX_MEMORY_PER_USER:
+        return [f"QOS {name} allows {qos.max_tres_per_user.mem} MB per user (MaxTRESPerUser=mem); {who}'s "
+                f"running jobs hold {mine.memory_mb} MB and it needs {memory} MB."]
+    if reason == QOS_GRP_CPU:
+        return [f"QOS {name} allows {qos.grp_tres.cpu} CPUs for all its jobs (GrpTRES=cpu); its running jobs hold "
+                f"{everyone.cpus} and it needs {cpus}."]
+    if reason == QOS_GRP_MEMORY:
+        return [f"QOS {name} allows {qos.grp_tres.mem} MB for all its jobs (GrpTRES=mem); its running jobs hold "
+                f"{everyone.memory_mb} MB and it needs {memory} MB."]
+    return []

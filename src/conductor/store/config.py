@@ -1,0 +1,132 @@
+"""The cluster configuration's shared state: its generation (`scontrol reconfigure`), the
+partition states set by `scontrol update`, and the usage per user and QOS that limits count."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Connection, delete, func, insert, or_, select, update
+
+from conductor.domain.multifactor import accrued, decay
+from conductor.scheduler.limits import Usage
+from conductor.store.engine import Database, aware, utcnow
+from conductor.store.schema import cluster_config, fairshare_usage, jobs, partition_states
+from conductor.store.transitions import PENDING, RUNNING
+
+
+class ConfigQueries(Database):
+    def config_state(self) -> tuple[int, dict[str, str]]:
+        """(the configuration's generation, partition name -> state set by scontrol)."""
+        with self._read() as conn:
+            generation = conn.execute(select(cluster_config.c.generation).where(cluster_config.c.id == 1)).scalar()
+            states = {r.name: r.state for r in conn.execute(select(partition_states.c.name, partition_states.c.state))}
+        return int(generation or 0), states
+
+    def bump_config_generation(self, now: datetime | None = None) -> int:
+        """A new generation: every process reloads the configuration file when it sees it."""
+        with self._write() as conn:
+            return self._bump(conn, now or utcnow())
+
+    def set_partition_state(self, name: str, state: str, now: datetime | None = None) -> int:
+        """Set a partition's state over the file's (UP clears nothing: it is a state too);
+        returns the new generation, which makes every process take it."""
+        now = now or utcnow()
+        with self._write() as conn:
+            changed = conn.execute(
+                update(partition_states).where(partition_states.c.name == name).values(state=state, updated_at=now)
+            ).rowcount
+            if not changed:
+                conn.execute(insert(partition_states).values(name=name, state=state, updated_at=now))
+            return self._bump(conn, now)
+
+    def _bump(self, conn: Connection, now: datetime) -> int:
+        changed = conn.execute(
+            update(cluster_config)
+            .where(cluster_config.c.id == 1)
+            .values(generation=cluster_config.c.generation + 1, updated_at=now)
+        ).rowcount
+        if not changed:
+            conn.execute(insert(cluster_config).values(id=1, generation=1, updated_at=now))
+        return int(conn.execute(select(cluster_config.c.generation).where(cluster_config.c.id == 1)).scalar_one())
+
+    def running_usage(self) -> dict[tuple[str, str | None], Usage]:
+        """What the running jobs hold, per (user, QOS as stored; None: the default QOS)."""
+        query = (
+            select(
+                jobs.c.user_name,
+                jobs.c.qos,
+                func.count(),
+                func.sum(jobs.c.allocated_cpus),
+                func.sum(jobs.c.allocated_memory_mb),
+            )
+            .where(jobs.c.state == RUNNING)
+            .group_by(jobs.c.user_name, jobs.c.qos)
+        )
+        with self._read() as conn:
+            return {
+                (user, qos): Usage(int(count), int(cpus or 0), int(memory or 0))
+                for user, qos, count, cpus, memory in conn.execute(query)
+            }
+
+    def count_active(self, user_name: str, qos: str | None) -> int:
+        """Pending and running jobs of one user under one QOS (Slurm's MaxSubmitJobsPerUser)."""
+        condition = jobs.c.qos.is_(None) if qos is None else jobs.c.qos == qos
+        query = (
+            select(func.count())
+            .select_from(jobs)
+            .where(jobs.c.user_name == user_name, jobs.c.state.in_((PENDING, RUNNING)), condition)
+        )
+        with self._read() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    # ------------------------------------------------------------ fair share
+    def refresh_usage(self, half_life: float | None, now: datetime | None = None) -> dict[str, float]:
+        """Bring each user's decayed CPU-seconds forward to `now` and return them.
+
+        Incremental: what was stored (as of `usage_as_of`) decays by the time since, and only the
+        jobs that ran since then add to it (running ones, and those ended after it), each piece
+        decayed from when it was used. The first call reads the whole history once.
+        """
+        now = now or utcnow()
+        t1 = now.timestamp()
+        with self._write() as conn:
+            as_of = conn.execute(select(cluster_config.c.usage_as_of).where(cluster_config.c.id == 1)).scalar()
+            t0 = aware(as_of).timestamp() if as_of is not None else None  # type: ignore[union-attr]
+            usage = {r.user_name: decay(r.usage, t1 - t0, half_life) if t0 is not None else r.usage
+                     for r in conn.execute(select(fairshare_usage.c.user_name, fairshare_usage.c.usage))}
+            ran = select(jobs.c.user_name, jobs.c.allocated_cpus, jobs.c.start_time, jobs.c.end_time).where(
+                jobs.c.start_time.is_not(None), jobs.c.allocated_cpus.is_not(None)
+            )
+            if as_of is not None:
+                ran = ran.where(or_(jobs.c.end_time.is_(None), jobs.c.end_time > as_of))
+            for user, cpus, start, end in conn.execute(ran):
+                begin = aware(start).timestamp()  # type: ignore[union-attr]
+                finish = min(aware(end).timestamp(), t1) if end is not None else t1  # type: ignore[union-attr]
+                if t0 is not None:
+                    begin = max(begin, t0)
+                if finish > begin:
+                    usage[user] = usage.get(user, 0.0) + accrued(int(cpus), begin, finish, t1, half_life)
+            conn.execute(delete(fairshare_usage))
+            if usage:
+                conn.execute(insert(fairshare_usage), [{"user_name": u, "usage": v} for u, v in usage.items()])
+            changed = conn.execute(
+                update(cluster_config).where(cluster_config.c.id == 1).values(usage_as_of=now)
+            ).rowcount
+            if not changed:
+                conn.execute(insert(cluster_config).values(id=1, generation=0, updated_at=now, usage_as_of=now))
+        return usage
+
+    def usage_snapshot(self, half_life: float | None, now: datetime | None = None) -> dict[str, float]:
+        """The users' decayed usage as last stored, decayed on to `now` (a read: sprio, sshare)."""
+        t1 = (now or utcnow()).timestamp()
+        with self._read() as conn:
+            as_of = conn.execute(select(cluster_config.c.usage_as_of).where(cluster_config.c.id == 1)).scalar()
+            rows = list(conn.execute(select(fairshare_usage.c.user_name, fairshare_usage.c.usage)))
+        elapsed = t1 - aware(as_of).timestamp() if as_of is not None else 0.0  # type: ignore[union-attr]
+        return {r.user_name: decay(r.usage, elapsed, half_life) for r in rows}
+
+    def pending_users(self) -> set[str]:
+        """The users with pending jobs (sshare lists them with those that have usage)."""
+        query = select(jobs.c.user_name).where(jobs.c.state == PENDING).distinct()
+        with self._read() as conn:
+            return {r[0] for r in conn.execute(query)}

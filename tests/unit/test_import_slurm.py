@@ -1,0 +1,102 @@
+"""`conductor config import-slurm`: slurm.conf files carried over into a configuration file that
+the loader accepts, and what was not carried over, said line by line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from conductor.config.loader import ConfigError, load_config, parse_config
+from conductor.config.slurmconf import import_slurm_conf
+
+HERE = Path(__file__).parent / "slurmconf"
+
+
+def test_single_node_configuration() -> None:
+    imported = import_slurm_conf((HERE / "anchor.conf").read_text())
+    config = parse_config(imported.toml)
+    assert list(config.partitions) == ["debug"]
+    debug = config.partitions["debug"]
+    assert debug.default and debug.max_time is None and debug.state == "UP" and debug.has_node("anchor01")
+    assert config.nodes["anchor01"].cpus == 4 and config.nodes["anchor01"].real_memory == 7800
+    assert (config.backfill.enabled, config.backfill.max_job_test, config.backfill.depth) == (True, 500, 500)
+    assert config.enforce_part_limits == "NO"  # Slurm's default
+    notes = {n.line: str(n) for n in imported.notes}
+    assert "daemon setting" in notes[2] and notes[2].startswith("line 2: ClusterName=anchor")
+    assert "plugin setting" in notes[28]
+    assert "accounting setting" in notes[33]
+    assert notes[38] == ("line 38: NodeName=anchor01 State=UNKNOWN: not carried over: a worker finds its node's "
+                         "shape and state itself")
+    assert 39 not in notes  # the PartitionName line is carried over whole
+
+
+def test_a_sites_configuration() -> None:
+    imported = import_slurm_conf((HERE / "site.conf").read_text())
+    config = parse_config(imported.toml)
+    assert list(config.partitions) == ["debug", "normal", "fat", "gpu", "long", "maint"]
+    debug, normal, fat, gpu, long, maint = config.partitions.values()
+    assert (debug.default, debug.max_time, debug.default_time, debug.priority_tier) == (True, 1800, 600, 10)
+    assert normal.max_cpus_per_node == 32 and normal.max_time == 2 * 86400 and normal.default_time == 3600
+    assert fat.accounts() == frozenset({"genomics", "climate"}) and fat.max_time == 7 * 86400
+    assert gpu.priority_tier == 5
+    assert long.state == "DRAIN" and long.max_time is None and long.priority_job_factor == 2
+    assert long.has_node("thin012") and long.has_node("fat05") and not long.has_node("thin001")
+    assert maint.state == "INACTIVE" and maint.has_node("gpu3")
+    assert set(config.nodes) == {"thin[001-016]", "fat[01-08]", "gpu[1-4]", "dbg[1-2]"}
+    assert config.nodes["fat[01-08]"].real_memory == 1_500_000 and config.nodes["thin[001-016]"].features == "thin,skylake"
+    assert config.node_partitions("thin010") == {"normal", "long", "maint"}
+    p = config.priority
+    assert (p.age, p.fairshare, p.job_size, p.partition, p.qos) == (1000, 10000, 500, 1000, 2000)
+    assert p.decay_half_life == 14 * 86400 and p.max_age == 7 * 86400 and not p.favor_small
+    assert (config.backfill.max_job_test, config.backfill.depth) == (1000, 1000)
+    assert config.enforce_part_limits == "ALL"
+
+    said = "\n".join(map(str, imported.notes))
+    for expected in (
+        "line 35: SchedulerParameters bf_window=10080: not carried over",
+        "SchedulerParameters bf_continue: not carried over",
+        "SchedulerParameters max_rpc_cnt=150",  # a continued line: reported at its first line
+        "DefMemPerCPU=2000: not carried over: memory defaults",
+        "PriorityWeightTRES=CPU=1000,Mem=2000,GRES/gpu=3000: not carried over: priority setting",
+        "NodeName=gpu[1-4] Gres=gpu:a100:4: not carried over: a worker finds",
+        "NodeName=spare[9-1]: not carried over:",
+        "PartitionName=DEFAULT MaxNodes=4: not carried over: jobs run on one node here",
+        "PartitionName=fat AllowGroups=fatusers: not carried over: access is limited by AllowAccounts",
+        "Include /etc/slurm/site-extra.conf: not carried over: not a Key=Value line",
+        "line 60: AccountingStorageEnforce=associations,limits,qos: not carried over: accounting setting",
+    ):
+        assert expected in said, expected
+    assert "PriorityWeightAge" not in said and "PartitionName=debug" not in said
+    toml = tomllib.loads(imported.toml)
+    assert toml["partitions"]["fat"]["AllowAccounts"] == ["genomics", "climate"]
+
+
+def test_a_configuration_that_breaks_a_rule_is_refused_with_it() -> None:
+    with pytest.raises(ConfigError, match="DefaultTime must not exceed MaxTime"):
+        import_slurm_conf("PartitionName=p Nodes=n1 MaxTime=10 DefaultTime=20\n")
+
+
+def test_the_command_writes_the_file_and_reports(tmp_path: Path) -> None:
+    out = tmp_path / "cluster.toml"
+    done = subprocess.run(
+        [sys.executable, "-m", "conductor", "config", "import-slurm", str(HERE / "site.conf"), "-o", str(out)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.startswith("import-slurm: ") and "carried over, written to" in done.stderr
+    assert "  line 5: ClusterName=hydra: not carried over: daemon setting" in done.stderr
+    assert list(load_config(out).partitions)[0] == "debug"
+    check = subprocess.run([sys.executable, "-m", "conductor", "config", "check", str(out)],
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert check.returncode == 0 and "OK (6 partition(s)" in check.stdout
+    missing = subprocess.run([sys.executable, "-m", "conductor", "config", "import-slurm", str(tmp_path / "none")],
+                             capture_output=True, text=True, timeout=60, check=False)
+    assert missing.returncode == 1 and "cannot read" in missing.stderr
+    out.write_text("[partitions.x]\nMaxTime = 'never'\n")
+    bad = subprocess.run([sys.executable, "-m", "conductor", "config", "check", str(out)],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert bad.returncode == 1 and "line 2: partitions.x.MaxTime" in bad.stderr

@@ -1,0 +1,114 @@
+"""Partition and QOS limits in the pure policy: each of Slurm's reasons, decided from the limits
+and the running usage given as data."""
+
+from __future__ import annotations
+
+from conductor.scheduler.limits import Limits, PartitionLimit, QosLimit, Usage
+from conductor.scheduler.policy import Backfill, NodeView, PendingJob, schedule
+
+NOW = 1000.0
+
+
+def node(cpus: int = 8, memory: int = 64_000) -> NodeView:
+    return NodeView("n1", tuple(range(cpus)), list(range(cpus)), memory, memory, frozenset({"debug", "long"}))
+
+
+def job(job_id: int, cpus: int = 1, user: str = "ann", qos: str | None = None, limit: float | None = 60.0,
+        partition: str = "debug", memory: int = 0) -> PendingJob:
+    return PendingJob(id=job_id, cpus=cpus, submit_time=float(job_id), time_limit=limit, user=user, qos=qos,
+                      partition=partition, memory_mb=memory)
+
+
+def run(pending: list[PendingJob], limits: Limits, usage: dict[tuple[str, str | None], Usage] | None = None,
+        backfill: Backfill | None = None) -> tuple[list[int], dict[int, str]]:
+    decision = schedule(pending, [node()], NOW, limits=limits, usage=usage or {},
+                        backfill=backfill or Backfill())
+    return [p.job_id for p in decision.placements], decision.reasons
+
+
+def qos(**limits: object) -> Limits:
+    return Limits(qos={"normal": QosLimit(**limits)})  # type: ignore[arg-type]
+
+
+def test_max_jobs_per_user_counts_running_jobs_and_those_started_in_the_pass() -> None:
+    placed, reasons = run([job(1), job(2), job(3, user="bob"), job(4)], qos(max_jobs_per_user=2),
+                          {("ann", None): Usage(jobs=1, cpus=1)})
+    assert placed == [1, 3]
+    assert reasons == {2: "QOSMaxJobsPerUserLimit", 4: "QOSMaxJobsPerUserLimit"}
+
+
+def test_max_cpus_per_user() -> None:
+    placed, reasons = run([job(1, cpus=3), job(2, cpus=2), job(3, cpus=1)], qos(max_cpus_per_user=4))
+    assert placed == [1, 3]
+    assert reasons == {2: "QOSMaxCpuPerUserLimit"}
+
+
+def test_max_memory_per_user_and_group_limits() -> None:
+    _, reasons = run([job(1, memory=600), job(2, memory=600)], qos(max_memory_per_user=1000))
+    assert reasons == {2: "QOSMaxMemoryPerUser"}
+    placed, reasons = run([job(1, cpus=2), job(2, cpus=2, user="bob")], qos(grp_cpus=5),
+                          {("carl", "normal"): Usage(jobs=1, cpus=2)})
+    assert (placed, reasons) == ([1], {2: "QOSGrpCpuLimit"})
+
+
+def test_max_wall_and_partition_time_limit_and_unlimited_jobs() -> None:
+    limits = Limits(partitions={"debug": PartitionLimit(max_time=600)}, qos={"normal": QosLimit(max_wall=300)})
+    placed, reasons = run([job(1, limit=900), job(2, limit=400), job(3, limit=None, partition="long"), job(4, limit=60)],
+                          limits)
+    assert placed == [4]
+    assert reasons == {1: "PartitionTimeLimit", 2: "QOSMaxWallDurationPerJobLimit", 3: "QOSMaxWallDurationPerJobLimit"}
+
+
+def test_submit_limit_lowered_under_existing_jobs() -> None:
+    # Two running, three pending, the limit now 3: the last two pending exceed it.
+    placed, reasons = run([job(1), job(2), job(3)], qos(max_submit_jobs_per_user=3),
+                          {("ann", "normal"): Usage(jobs=2, cpus=2)})
+    assert placed == [1]
+    assert reasons == {2: "QOSMaxSubmitJobPerUserLimit", 3: "QOSMaxSubmitJobPerUserLimit"}
+
+
+def test_partition_states() -> None:
+    limits = Limits(partitions={"debug": PartitionLimit(state="DOWN"), "long": PartitionLimit(state="DRAIN")})
+    placed, reasons = run([job(1), job(2, partition="long")], limits)
+    assert placed == [2]  # DRAIN refuses new submissions, but what waits still runs
+    assert reasons == {1: "PartitionDown"}
+    _, reasons = run([job(1)], Limits(partitions={"debug": PartitionLimit(state="INACTIVE")}))
+    assert reasons == {1: "PartitionInactive"}
+
+
+def test_a_job_held_by_a_limit_keeps_nobody_waiting_and_reserves_nothing() -> None:
+    # Job 1 (whole node) would reserve the node and keep job 2 behind it; held by its QOS
+    # limit, it does neither, even in strict priority order.
+    limits = Limits(qos={"normal": QosLimit(), "small": QosLimit(max_cpus_per_user=4)})
+    for backfill in (Backfill(), Backfill(depth=0, enabled=False)):
+        decision = schedule([job(1, cpus=8, qos="small"), job(2, limit=10_000)], [node()], NOW, limits=limits,
+                            usage={}, backfill=backfill)
+        assert [p.job_id for p in decision.placements] == [2]
+        assert decision.reasons == {1: "QOSMaxCpuPerUserLimit"}
+        assert decision.commitments.reservations == []
+
+
+def test_other_reasons_come_first_and_jobs_past_the_test_budget_get_limit_reasons() -> None:
+    limits = qos(max_jobs_per_user=0)
+    held = job(1)
+    held.held = True
+    _, reasons = run([held], limits)
+    assert reasons == {1: "JobHeldUser"}
+    # Budget 1: job 2 (too big to start) is tested; job 3, past it, still gets its limit's reason.
+    limits = Limits(qos={"normal": QosLimit(), "none": QosLimit(max_jobs_per_user=0)})
+    placed, reasons = run([job(2, cpus=9), job(3, qos="none"), job(4)], limits, backfill=Backfill(max_job_test=1))
+    assert reasons == {2: "Resources", 3: "QOSMaxJobsPerUserLimit"}
+    assert placed == [4]  # past the budget a job is still offered the nodes as they are
+
+
+def test_without_limits_nothing_changes() -> None:
+    pending = [job(1), job(2)]
+    assert schedule(pending, [node()], NOW).placements == schedule(pending, [node()], NOW, limits=None).placements
+
+
+def test_a_higher_partition_tier_is_scheduled_first_whatever_the_priority() -> None:
+    low = PendingJob(id=1, cpus=8, submit_time=1.0, time_limit=60, priority=50_000, partition="debug")
+    high = PendingJob(id=2, cpus=8, submit_time=2.0, time_limit=60, priority=10, partition="long", tier=2)
+    decision = schedule([low, high], [node()], NOW, limits=None)
+    assert [p.job_id for p in decision.placements] == [2]
+    assert decision.reasons == {1: "Resources"}
