@@ -256,13 +256,20 @@ def job_priorities(
     weights), computed as the scheduler computes them."""
     import time
 
+    from conductor.errors import Invalid
+
+    # Checked before anything else, whether or not priorities are configured: a malformed
+    # question gets its 422 either way.
+    for name, value in (("jobs", jobs), ("users", users)):
+        if value is not None and not value.strip(", "):
+            raise Invalid(f"{name}: give one or more values, comma separated, or leave it out", field=name)
+    wanted_ids = _int_list(jobs, "jobs")
+    wanted_users = {u.strip() for u in users.split(",") if u.strip()} if users else None
     ctx = _ctx(request)
     multifactor = ctx.priorities.current()
     if multifactor is None:
         return PriorityList(multifactor=False, weights=None, jobs=[])
     config = multifactor.config
-    wanted_ids = _int_list(jobs, "jobs")
-    wanted_users = {u.strip() for u in users.split(",") if u.strip()} if users else None
     _, backlog = ctx.store.pending_snapshot()
     pending = [
         j for j in backlog
