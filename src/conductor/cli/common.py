@@ -44,6 +44,10 @@ class UsageError(ConductorError):
     """A user mistake detected by the command itself; printed as '<prog>: error: <message>'."""
 
 
+# What `--version` prints, the same for every Slurm command we answer for (tools parse it).
+SLURM_VERSION = "slurm 23.11.0\n"
+
+
 def err(prog: str, message: str) -> None:
     sys.stderr.write(f"{prog}: error: {message}\n")
 

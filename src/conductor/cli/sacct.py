@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from conductor.cli.client import Client
 from conductor.cli.common import (
     CODE_STATES,
+    SLURM_VERSION,
     STATE_CODES,
     UsageError,
     collect_options,
@@ -222,7 +223,7 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per sacct option
         sys.stdout.write(USAGE)
         return 0
     if "version" in opts:
-        sys.stdout.write("slurm 23.11.0\n")
+        sys.stdout.write(SLURM_VERSION)
         return 0
     if "helpformat" in opts:
         field_names = list(WIDTHS)

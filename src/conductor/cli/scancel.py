@@ -7,6 +7,7 @@ import sys
 from conductor.cli.client import ApiError, Client
 from conductor.cli.common import (
     CODE_STATES,
+    SLURM_VERSION,
     UsageError,
     current_user,
     job_display_id,
@@ -112,7 +113,7 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per scancel option
         sys.stdout.write(USAGE)
         return 0
     if "version" in opts:
-        sys.stdout.write("slurm 23.11.0\n")
+        sys.stdout.write(SLURM_VERSION)
         return 0
     quiet = "quiet" in opts
     verbose = "verbose" in opts

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from conductor.cli.client import ApiError, Client
 from conductor.cli.common import (
+    SLURM_VERSION,
     UsageError,
     exit_code,
     hms,
@@ -323,7 +324,7 @@ def _main(argv: list[str]) -> int:
         sys.stdout.write(USAGE)
         return 0 if ("help" in opts or "usage" in opts) else 1
     if "version" in opts or words[0].lower() == "version":
-        sys.stdout.write("slurm 23.11.0\n")
+        sys.stdout.write(SLURM_VERSION)
         return 0
     command, args = words[0].lower(), words[1:]
     oneliner = "oneliner" in opts

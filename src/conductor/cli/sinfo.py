@@ -7,7 +7,7 @@ import sys
 import time
 
 from conductor.cli.client import Client
-from conductor.cli.common import UsageError, run, split_list
+from conductor.cli.common import SLURM_VERSION, UsageError, run, split_list
 from conductor.cli.getopt import Option, OptionTable, getopt_long
 from conductor.domain.text import printable
 
@@ -450,7 +450,7 @@ def _main(argv: list[str]) -> int:
         sys.stdout.write(USAGE)
         return 0
     if "version" in opts:
-        sys.stdout.write("slurm 23.11.0\n")
+        sys.stdout.write(SLURM_VERSION)
         return 0
     if "yaml" in opts:
         raise UsageError("--yaml is not supported; use --json or -o/-O")

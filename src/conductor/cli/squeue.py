@@ -10,6 +10,7 @@ from conductor.cli.client import Client
 from conductor.cli.common import (
     ACTIVE_STATES,
     CODE_STATES,
+    SLURM_VERSION,
     STATE_CODES,
     UsageError,
     collect_options,
@@ -176,7 +177,7 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per squeue option
         sys.stdout.write(USAGE)
         return 0
     if "version" in opts:
-        sys.stdout.write("slurm 23.11.0\n")
+        sys.stdout.write(SLURM_VERSION)
         return 0
     if "yaml" in opts:
         raise UsageError("--yaml is not supported; use --json or -o/-O")

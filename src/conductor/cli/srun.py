@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 
-from conductor.cli.common import UsageError, run
+from conductor.cli.common import SLURM_VERSION, UsageError, run
 from conductor.cli.getopt import Option, OptionTable, getopt_long
 
 TYPE_CHECKING = False
@@ -272,7 +272,7 @@ def _main(argv: list[str]) -> int:
         sys.stdout.write(USAGE)
         return 0
     if "version" in opts:
-        sys.stdout.write("slurm 23.11.0\n")
+        sys.stdout.write(SLURM_VERSION)
         return 0
     env = dict(os.environ)
     job_id = env.get("SLURM_JOB_ID") or opts.get("jobid")

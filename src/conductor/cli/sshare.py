@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 from conductor.cli.client import Client
-from conductor.cli.common import UsageError, current_user, run, split_list
+from conductor.cli.common import SLURM_VERSION, UsageError, current_user, run, split_list
 from conductor.cli.getopt import Option, OptionTable, getopt_long
 
 TYPE_CHECKING = False
@@ -72,7 +72,7 @@ def _main(argv: list[str]) -> int:
         sys.stdout.write(USAGE)
         return 0
     if "version" in opts:
-        sys.stdout.write("slurm 22.05.8\n")
+        sys.stdout.write(SLURM_VERSION)
         return 0
     if words:
         raise UsageError(f"Unknown argument: {words[0]}")
