@@ -15,7 +15,6 @@ import argparse
 import collections
 import contextlib
 import os
-import re
 import shutil
 import signal
 import statistics
@@ -81,10 +80,16 @@ def fleet(url: str, nodes: int) -> Iterator[tuple[str, dict[str, str]]]:
 
 
 def _pass_seconds(http: httpx.Client) -> tuple[float, float]:
-    text = http.get("/metrics").text
-    total = float(re.search(r"^conductor_scheduler_pass_seconds_sum (\S+)", text, re.M).group(1))  # type: ignore[union-attr]
-    count = float(re.search(r"^conductor_scheduler_pass_seconds_count (\S+)", text, re.M).group(1))  # type: ignore[union-attr]
-    return total, count
+    """(sum, count) of the scheduler pass histogram in /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    found = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(http.get("/metrics").text)
+        for sample in family.samples
+        if sample.name.startswith("conductor_scheduler_pass_seconds_")
+    }
+    return found["conductor_scheduler_pass_seconds_sum"], found["conductor_scheduler_pass_seconds_count"]
 
 
 def measure(url: str, nodes: int) -> None:

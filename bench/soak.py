@@ -21,6 +21,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import httpx
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -49,11 +50,11 @@ def _server_and_launcher(home: Path) -> tuple[psutil.Process | None, psutil.Proc
     return server, launcher
 
 
-def _latencies(http: object, ids: list[int]) -> list[float]:
+def _latencies(http: httpx.Client, ids: list[int]) -> list[float]:
     """Submit-to-start seconds of those of `ids` that have started."""
     found = []
     for job_id in ids:
-        job = http.get(f"/jobs/{job_id}").json()  # type: ignore[attr-defined]
+        job = http.get(f"/jobs/{job_id}").json()
         start, submit = job.get("start_time"), job.get("submit_time")
         if start and submit:
             found.append((datetime.fromisoformat(start) - datetime.fromisoformat(submit)).total_seconds())

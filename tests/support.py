@@ -337,12 +337,13 @@ def launchers(home: Path) -> list[int]:
                 parent = (Path(f"/proc/{ppid}/cmdline")).read_bytes()
             except OSError:
                 parent = b""
-            if not _is_launcher_of(parent, home) and _is_live_process(int(entry.name)):
+            if not _is_launcher_of(parent, home) and is_live_process(int(entry.name)):
                 found.append(int(entry.name))
     return found
 
 
-def _is_live_process(pid: int) -> bool:
+def is_live_process(pid: int) -> bool:
+    """Whether `pid` runs (a zombie does not)."""
     try:
         return "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
     except OSError:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support import Api, ConductorProcess, launchers
+from support import Api, ConductorProcess, is_live_process, launchers
 
 from conductor.worker.identity import is_process, signal_group, start_ticks
 from conductor.worker.launcher_client import Launcher, LaunchRequest, RunAs, Started, launch_frame
@@ -24,13 +24,6 @@ from conductor.worker.spool import read_status
 ME = RunAs("", "", "", None, "me")
 # Until the test says go, or for 30 s should the test fail first: no job is left behind.
 WAIT_FOR_GO = "end=$((SECONDS + 30)); while [ ! -e go ] && [ $SECONDS -lt $end ]; do sleep 0.02; done\n"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
-    except OSError:
-        return False
 
 
 def _wait(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -268,9 +261,9 @@ def test_jobs_of_a_killed_launcher_are_lost_to_it_and_live_on(rig: Rig) -> None:
     _wait(dead)
     # The one it reported is not lost; the one it was running is, and runs on without it.
     assert started[2].tag in rig.exits and rig.lost == {started[1].tag}
-    assert _alive(started[1].pid)
+    assert is_live_process(started[1].pid)
     (rig.root / "go").touch()
-    _wait(lambda: not _alive(started[1].pid))
+    _wait(lambda: not is_live_process(started[1].pid))
     assert read_status(rig.status_path(1)).exit is None  # no one was left to record it
 
 
@@ -317,7 +310,7 @@ def test_unanswered_launch_is_given_up_and_never_runs(tmp_path: Path) -> None:
         os.kill(stuck, signal.SIGSTOP)
         results = rig.launcher.launch([rig.request(1, "touch ran\n")])
         assert isinstance(results[1], str) and "no reply" in results[1]
-        assert not _alive(stuck)
+        assert not is_live_process(stuck)
         time.sleep(0.5)
         assert not (tmp_path / "ran").exists()
         assert not Path(rig.status_path(1)).exists()
@@ -337,7 +330,7 @@ def test_launcher_outlives_its_worker_until_its_jobs_end(rig: Rig) -> None:
     # job's process holds the lock too, from its fork until its first steps: on a busy
     # machine, a moment after the launcher's goodbye.)
     _wait(rig.lock_free, timeout=5)
-    assert _alive(launcher) and _alive(started.pid)
+    assert is_live_process(launcher) and is_live_process(started.pid)
     (rig.root / "go").touch()
     _wait(lambda: rig.ended(1))
     assert read_status(rig.status_path(1)).exit == (5, 0)
@@ -448,7 +441,7 @@ def test_jobs_still_launch_after_the_launcher_is_killed(start_conductor: Callabl
         assert api.wait_state(job_id, "COMPLETED")["exit_code"] == "0:0"
         assert (tmp_path / f"slurm-{job_id}.out").read_text() == f"after {i}\n"
     assert [pid for pid in launchers(home) if pid != launcher]
-    assert not _alive(launcher)
+    assert not is_live_process(launcher)
 
 
 def test_jobs_of_a_killed_launcher_end_failed_and_nothing_hangs(
@@ -524,14 +517,14 @@ def test_job_outlives_a_killed_worker_and_is_readopted(start_conductor: Callable
     server.kill()
     # The launcher outlives its worker as the parent of its job, and records its end.
     time.sleep(0.3)
-    assert _alive(launcher) and _alive(status.pid or 0)
+    assert is_live_process(launcher) and is_live_process(status.pid or 0)
     server2 = start_conductor("--cpus", "2", home=home, port=server.port)
     api2 = Api(server2.url)
     assert api2.job(job_id)["state"] == "RUNNING"
     (tmp_path / "go").touch()
     job = api2.wait_state(job_id, "FAILED", timeout=15)
     assert job["exit_code"] == "3:0" and job["reason"] == "NonZeroExitCode"
-    _wait(lambda: not _alive(launcher))
+    _wait(lambda: not is_live_process(launcher))
     later = api2.submit("#!/bin/bash\ntrue\n", current_working_directory=str(tmp_path))
     assert api2.wait_state(later, "COMPLETED")["exit_code"] == "0:0"
 

@@ -33,8 +33,6 @@ class NotifyStore(Protocol):
 
     dialect: str
 
-    def notify(self, payload: str) -> None: ...
-
     def direct_conninfo(self) -> str: ...
 
 
@@ -62,13 +60,7 @@ class PgBus(Bus):
 
     def publish(self, topic: str) -> None:
         super().publish(topic)
-        if self._notifier is None:  # not started: notify from here
-            try:
-                self.store.notify(f"{self.sender} {topic}")
-            except Exception as exc:  # noqa: BLE001 - the fallback tick repairs a lost wake-up
-                log.debug("NOTIFY %s failed: %s", topic, exc)
-            return
-        with self._outbox_lock:
+        with self._outbox_lock:  # sent by the notifier thread (start())
             self._outbox.add(topic)
         self._outbox_ready.set()
 

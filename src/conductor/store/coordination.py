@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from conductor.errors import StoreUnavailable
@@ -29,14 +29,6 @@ class Coordination(Database):
         )
         with self._read() as conn:
             return conn.execute(query, {"key": SCHEDULER_LOCK_KEY}).scalar()
-
-    def notify(self, payload: str, channel: str = NOTIFY_CHANNEL) -> None:
-        """NOTIFY the listeners of `channel` (PostgreSQL only; a no-op on SQLite)."""
-        if self.dialect != "postgresql":
-            return
-        with self.engine.connect() as conn:
-            conn.execute(select(func.pg_notify(channel, payload)))
-            conn.commit()
 
     def direct_conninfo(self) -> str:
         """The URL for a dedicated psycopg connection (outside the pool), password included."""

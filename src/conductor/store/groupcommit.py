@@ -48,8 +48,6 @@ class GroupCommit:
         self._lock = threading.Lock()
         self._queue: list[_Waiter] = []
         self._leading = False
-        self.batches = 0  # how many transactions wrote how many jobs: for benchmarks
-        self.jobs = 0
 
     def submit(self, values: dict[str, Any]) -> int:
         me = _Waiter(values)
@@ -96,7 +94,5 @@ class GroupCommit:
                 except Exception as single:  # noqa: BLE001 - that submitter's own error
                     waiter.error = single
             return
-        self.batches += 1
-        self.jobs += len(batch)
         for waiter, job_id in zip(batch, ids, strict=True):
             waiter.job_id = job_id
