@@ -27,6 +27,8 @@ import pytest
 from support import Api, ConductorProcess, clean_env, free_port
 from users import StartConductor, UnixUsers, conductor_cli, make_token, run_root, user_server
 
+from conductor.services.tokens import TOKEN_CACHE_SECONDS
+
 
 # ---------------------------------------------------------------------- authentication
 def test_every_route_but_health_needs_a_token(conductor_server: ConductorProcess, tmp_path: Path) -> None:
@@ -76,7 +78,13 @@ def test_slurmrestd_headers_and_revocation(conductor_server: ConductorProcess) -
     assert token not in listed
     token_id = next(line.split()[0] for line in listed.splitlines()[1:] if line.split()[1] == me and " no " in line)
     assert conductor_cli(home, "token", "revoke", token_id).returncode == 0
-    response = httpx.get(url + "/jobs", headers={"Authorization": f"Bearer {token}"})
+    # Within the server's token cache time (TOKEN_CACHE_SECONDS, 1 s), no later.
+    deadline = time.monotonic() + 2 * TOKEN_CACHE_SECONDS
+    while True:
+        response = httpx.get(url + "/jobs", headers={"Authorization": f"Bearer {token}"})
+        if response.status_code != 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert response.status_code == 401 and "revoked" in response.json()["detail"]
     assert conductor_cli(home, "token", "revoke", token_id, check=False).returncode == 1
     # The server's own admin token still works, and the database holds hashes only.

@@ -10,6 +10,7 @@ from datetime import datetime
 from conductor.domain.arrays import format_array_indices
 from conductor.domain.job import Job
 from conductor.domain.jobfiles import job_paths
+from conductor.domain.priority import scheduling_priority
 from conductor.domain.usage import format_cpu, format_memory, parse_usage
 
 
@@ -128,7 +129,7 @@ def job_fields(job: Job, now: datetime) -> list[tuple[str, str]]:
         ("Partition", job.partition),
         ("JobState", job.state + (" (cancel requested)" if job.kill_state == "CANCELLED" and job.state == "RUNNING" else "")),
         ("Reason", job.reason),
-        ("Priority", str(job.priority)),
+        ("Priority", str(scheduling_priority(job.priority, job.nice, bool(job.held)))),  # as squeue shows it
         ("Nice", str(job.nice)),
         ("NumCPUs", str(requested_cpus(job))),
         ("NumTasks", str(job.ntasks)),
