@@ -576,7 +576,7 @@ def bench_priority(count: int = 100_000) -> None:
         weights=Weights(age=1000, fairshare=10000, job_size=500, partition=1000, qos=2000),
         partitions={"debug": 1.0, "long": 0.5}, qos={"normal": 0.0, "high": 1.0},
     )
-    usage = {f"u{u:03d}": rng.uniform(0, 1e7) for u in range(1000)}
+    usage = {(f"u{u:03d}", ""): rng.uniform(0, 1e7) for u in range(1000)}
     timings = []
     for _ in range(5):
         t0 = time.perf_counter()

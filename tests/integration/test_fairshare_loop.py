@@ -53,7 +53,7 @@ def test_the_heavy_user_waits_behind_the_light_one(store: Store, tmp_path: Path,
     scheduler, _ = busy_cluster(store, tmp_path, WEIGHTS.format(age=0) if weights else None)
     # An hour later (as the usage sees it), ann has used 4 CPU-hours; bob nothing.
     usage = store.refresh_usage(3600.0, now=utcnow() + timedelta(hours=1))
-    assert usage["ann"] == pytest.approx(4 * 3600 / 2 / 0.6931471805599453, rel=1e-3)
+    assert usage[("ann", "")] == pytest.approx(4 * 3600 / 2 / 0.6931471805599453, rel=1e-3)
     [ann] = store.submit([job_row("ann")])
     [bob] = store.submit([job_row("bob")])
     scheduler.invalidate()
@@ -74,11 +74,11 @@ def test_the_heavy_user_waits_behind_the_light_one(store: Store, tmp_path: Path,
 def test_usage_decays_and_accrues_incrementally(store: Store, tmp_path: Path) -> None:
     busy_cluster(store, tmp_path, WEIGHTS.format(age=0))
     start = utcnow()
-    one = store.refresh_usage(3600.0, now=start + timedelta(hours=1))["ann"]
-    two = store.refresh_usage(3600.0, now=start + timedelta(hours=2))["ann"]
+    one = store.refresh_usage(3600.0, now=start + timedelta(hours=1))[("ann", "")]
+    two = store.refresh_usage(3600.0, now=start + timedelta(hours=2))[("ann", "")]
     # All at once from the start gives the same as in two steps.
     assert two == pytest.approx(one / 2 + one, rel=1e-3)
-    assert store.usage_snapshot(3600.0, now=start + timedelta(hours=3))["ann"] == pytest.approx(two / 2, rel=1e-3)
+    assert store.usage_snapshot(3600.0, now=start + timedelta(hours=3))[("ann", "")] == pytest.approx(two / 2, rel=1e-3)
 
 
 def test_a_new_job_gets_its_priority_on_arrival(store: Store, tmp_path: Path) -> None:

@@ -82,7 +82,7 @@ def test_the_backlog_pass_gives_each_job_the_sum_of_its_weighted_factors() -> No
         weights=Weights(age=1000, fairshare=10000, job_size=500, partition=1000, qos=2000, max_age=DAY),
         partitions={"a": 1.0, "b": 0.3}, qos={"normal": 0.2, "high": 1.0},
     )
-    multifactor = Multifactor(config, {"u1": 5.0, "u2": 50.0}, cluster_cpus=64, cluster_nodes=4)
+    multifactor = Multifactor(config, {("u1", ""): 5.0, ("u2", ""): 50.0}, cluster_cpus=64, cluster_nodes=4)
     jobs = [
         PendingJob(id=i, cpus=rng.choice((1, 3, 8)), partition=rng.choice("ab"), user=rng.choice(("u1", "u2", "u3")),
                    qos=rng.choice((None, "high")), nice=rng.choice((0, 7)), eligible_time=now - rng.uniform(-10, 2e5),

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from conductor import __version__
-from conductor.api import cluster, control, models, slurmrestd
+from conductor.api import accounting, cluster, control, models, slurmrestd
 from conductor.api.auth import CurrentPrincipal, authenticate, document_public_routes
 from conductor.api.bodies import BodyCheck, ErrorResponse
 from conductor.api.docs import install_docs
@@ -530,6 +530,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     _system_routes(app, ctx)
     app.include_router(control.router)
     app.include_router(cluster.router)
+    app.include_router(accounting.router)
     app.include_router(slurmrestd.router)
     install_dashboard(app, ctx)  # the web pages at / and /ui/ (conductor.web)
     return app

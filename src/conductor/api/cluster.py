@@ -194,9 +194,14 @@ class PriorityView:
         if tiers is not None or multifactor is not None:
             jobs.sort(key=order_key)
 
-    def limits(self) -> tuple[Limits | None, dict[tuple[str, str | None], Usage] | None]:
+    def limits(
+        self,
+    ) -> tuple[Limits | None, dict[tuple[str, str | None], Usage] | None, dict[tuple[str, str], Usage] | None]:
         limits = self.config.limits()
-        return limits, self.store.running_usage() if limits is not None else None
+        if limits is None:
+            return None, None, None
+        by_account = self.store.running_by_account() if limits.accounting is not None else None
+        return limits, self.store.running_usage(), by_account
 
     def of(self, jobs: list[Job]) -> dict[int, int]:
         """The multifactor priority of each pending job among `jobs` (none when not configured)."""
@@ -211,7 +216,7 @@ class PriorityView:
         views = [
             PendingJob(
                 id=j.id, cpus=j.cpus_per_task * j.ntasks, partition=j.partition, user=j.user_name, qos=j.qos,
-                nice=j.nice, explicit_priority=j.priority, eligible_time=_eligible(j),
+                nice=j.nice, explicit_priority=j.priority, eligible_time=_eligible(j), account=j.account,
             )
             for j in pending
         ]
@@ -316,11 +321,14 @@ def _int_list(text: str | None, name: str) -> set[int] | None:
 
 
 # ------------------------------------------------------------------ sshare
-class UserShare(BaseModel):
-    user: str
+class ShareRowOut(BaseModel):
+    account: str
+    user: str = Field(description="Empty for an account's line.")
+    depth: int = Field(description="0 for root; sshare indents an account's children by one space more.")
     raw_shares: int
     norm_shares: float
     raw_usage: int = Field(description="CPU-seconds decayed with PriorityDecayHalfLife.")
+    norm_usage: float
     effective_usage: float
     fairshare: float
 
@@ -328,30 +336,32 @@ class UserShare(BaseModel):
 class ShareList(BaseModel):
     multifactor: bool
     total_usage: int
-    users: list[UserShare]
+    rows: list[ShareRowOut] = Field(description="root, then each account before its users and sub-accounts.")
 
 
 @router.get("/fairshare", response_model=ShareList, responses=_ERRORS)
 def fair_shares(request: Request, principal: CurrentPrincipal) -> Any:
-    """sshare: each user's shares, decayed usage and fair-share factor (users are the leaves of
-    one root account, one share for each user with recorded usage, as the factor counts them:
-    there are no accounts yet)."""
+    """sshare: the classic fair-share tree: every account and association with its shares,
+    decayed usage and factor; users charged to no association under root with one share (users
+    with pending jobs and no usage included)."""
+    from conductor.domain.accounting import ROOT, fair_share_tree
+
     ctx = _ctx(request)
     multifactor = ctx.priorities.current()
     if multifactor is None:
-        return ShareList(multifactor=False, total_usage=0, users=[])
-    users = sorted(set(multifactor.usage) | ctx.store.pending_users())  # as of now, not the view's second
-    total = sum(multifactor.usage.values())
-    count = max(len(multifactor.usage), 1)
-    return ShareList(
-        multifactor=True,
-        total_usage=int(total),
-        users=[
-            UserShare(
-                user=u, raw_shares=1, norm_shares=1 / count, raw_usage=int(multifactor.usage.get(u, 0.0)),
-                effective_usage=multifactor.usage.get(u, 0.0) / total if total > 0 else 0.0,
-                fairshare=multifactor.fairshare(u),
-            )
-            for u in users
-        ],
-    )
+        return ShareList(multifactor=False, total_usage=0, rows=[])
+    accounting = multifactor.config.accounting
+    # Pending users without usage are shown too (as of now, not the view's second); factors
+    # are the scheduler's, which counts users by their usage alone.
+    rows = fair_share_tree(accounting, multifactor.usage, ctx.store.pending_users())
+    out = []
+    for r in rows:
+        factor = r.fairshare
+        if r.user:
+            factor = multifactor.fairshare(r.user, None if r.account == ROOT else r.account)
+        out.append(ShareRowOut(
+            account=r.account, user=r.user, depth=r.depth, raw_shares=r.raw_shares, norm_shares=r.norm_shares,
+            raw_usage=int(r.raw_usage), norm_usage=r.norm_usage, effective_usage=r.effective_usage,
+            fairshare=factor,
+        ))
+    return ShareList(multifactor=True, total_usage=int(rows[0].raw_usage), rows=out)

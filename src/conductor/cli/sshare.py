@@ -1,8 +1,8 @@
 """`conductor sshare`: users' shares, decayed usage and fair-share factors, as Slurm 22.05's
 sshare prints them (`-a`, `-u`, `-l`, `-n`, `-P`, `-o`).
 
-There are no accounts yet: every user is a leaf of the root account, and each user with recorded
-usage holds one share, which is what the fair-share factor is computed from (see the README).
+The tree is the accounts of `sacctmgr` with their users' associations; users charged to no
+association are leaves of root with one share each (see the README).
 """
 
 from __future__ import annotations
@@ -96,20 +96,26 @@ def _main(argv: list[str]) -> int:
     wanted = set(split_list(opts["users"])) if opts.get("users") else None
     if wanted is None and "all" not in opts:
         wanted = {current_user()}
-    total = int(answer["total_usage"])
-    rows: list[dict[str, Any]] = [{
-        "account": "root", "user": "", "rawshares": "", "normshares": 0.0, "rawusage": total,
-        "normusage": 1.0, "effectvusage": 1.0, "fairshare": "", "levelfs": "",
-    }]
-    for u in answer["users"]:
-        if wanted is not None and u["user"] not in wanted:
+    rows: list[dict[str, Any]] = []
+    for r in answer["rows"]:
+        user = r["user"]
+        if user and wanted is not None and user not in wanted:
             continue
-        effective = float(u["effective_usage"])
-        norm = float(u["norm_shares"])
+        indent = " " * r["depth"]
+        effective = float(r["effective_usage"])
+        norm = float(r["norm_shares"])
+        if r["depth"] == 0:  # root: its usage is everyone's; shares and factor are not its own
+            rows.append({
+                "account": "root", "user": "", "rawshares": "", "normshares": 0.0, "rawusage": r["raw_usage"],
+                "normusage": 1.0, "effectvusage": 1.0, "fairshare": "", "levelfs": "",
+            })
+            continue
         rows.append({
-            "account": " root", "user": u["user"], "rawshares": u["raw_shares"], "normshares": norm,
-            "rawusage": u["raw_usage"], "normusage": effective, "effectvusage": effective,
-            "fairshare": float(u["fairshare"]), "levelfs": norm / effective if effective > 0 else "inf",
+            "account": indent + r["account"], "user": user, "rawshares": r["raw_shares"], "normshares": norm,
+            "rawusage": r["raw_usage"], "normusage": float(r["norm_usage"]), "effectvusage": effective,
+            # Classic fair share gives users a factor; an account's line leaves it blank.
+            "fairshare": float(r["fairshare"]) if user else "",
+            "levelfs": (norm / effective if effective > 0 else "inf") if user else "",
         })
     parsable = "parsable" in opts or "parsable2" in opts
     out = []

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Protocol
 
 from conductor.config.loader import ConfigError, load_config
-from conductor.config.model import ClusterConfig, Partition, Qos
+from conductor.config.model import ClusterConfig, Partition, Qos, Tres
+from conductor.domain.accounting import Accounting, QosSpec
 from conductor.domain.multifactor import Weights
 from conductor.scheduler.limits import Limits, PartitionLimit, QosLimit
 from conductor.scheduler.policy import Backfill, NodeView
@@ -32,14 +33,45 @@ log = logging.getLogger("conductor.config")
 class ConfigStateStore(Protocol):
     def config_state(self) -> tuple[int, dict[str, str]]: ...
 
+    def accounting(self) -> Accounting: ...
+
+
+def qos_from_record(q: QosSpec) -> Qos:
+    """A QOS added with sacctmgr, as the file's QOS are modelled."""
+    return Qos.model_validate({
+        "Priority": q.priority, "MaxJobsPerUser": q.max_jobs_per_user, "MaxSubmitJobsPerUser": q.max_submit_jobs_per_user,
+        "MaxTRESPerUser": Tres(cpu=q.max_cpus_per_user, mem=q.max_memory_per_user),
+        "GrpTRES": Tres(cpu=q.grp_cpus, mem=q.grp_memory), "MaxWall": q.max_wall,
+    })
+
 
 @dataclass(frozen=True, slots=True)
 class Effective:
-    """One consistent view: the file's configuration (None: no file) and the states set over it."""
+    """One consistent view: the file's configuration (None: no file), the states set over it,
+    and the accounts, associations and QOS of the database (sacctmgr)."""
 
     config: ClusterConfig | None = None
     states: Mapping[str, str] = field(default_factory=dict)
     generation: int = -1
+    accounting: Accounting = field(default_factory=Accounting)
+
+    @property
+    def enforce_associations(self) -> bool:
+        """AccountingStorageEnforce=associations (or limits, qos, safe): a job needs an association."""
+        return self.config is not None and self.config.enforces_associations()
+
+    def qos_table(self) -> dict[str, Qos]:
+        """Every QOS: the file's and those added with sacctmgr (a name in both is the file's),
+        and the default one, without limits unless either defines it."""
+        table = dict(self.config.qos) if self.config is not None else {}
+        for name, record in self.accounting.qos.items():
+            table.setdefault(name, qos_from_record(record))
+        table.setdefault(self.default_qos, Qos())
+        return table
+
+    @property
+    def default_qos(self) -> str:
+        return self.config.default_qos if self.config is not None else "normal"
 
     def partition(self, name: str) -> Partition | None:
         return self.config.partitions.get(name) if self.config is not None else None
@@ -53,16 +85,13 @@ class Effective:
 
     def qos(self, name: str | None) -> tuple[str, Qos] | None:
         """The QOS a job of `name` (None: the default) runs under; None: no such QOS."""
-        if self.config is None:
-            wanted = name or "normal"
-            return (wanted, Qos()) if wanted == "normal" else None
-        wanted = name or self.config.default_qos
-        table = self.config.qos_table()
+        wanted = name or self.default_qos
+        table = self.qos_table()
         return (wanted, table[wanted]) if wanted in table else None
 
     def limits(self) -> Limits | None:
         """The limits as data for the policy; None when there are none (no file, no states set)."""
-        if self.config is None and not self.states:
+        if self.config is None and not self.states and not self.accounting.active and not self.accounting.qos:
             return None
         partitions: dict[str, PartitionLimit] = {}
         names = set(self.states) | (set(self.config.partitions) if self.config is not None else set())
@@ -72,8 +101,8 @@ class Effective:
                 state=self.partition_state(name), max_time=part.max_time if part is not None else None
             )
         qos: dict[str, QosLimit] = {}
-        if self.config is not None:
-            for name, q in self.config.qos_table().items():
+        if self.config is not None or self.accounting.qos:
+            for name, q in self.qos_table().items():
                 qos[name] = QosLimit(
                     max_jobs_per_user=q.max_jobs_per_user,
                     max_submit_jobs_per_user=q.max_submit_jobs_per_user,
@@ -83,8 +112,10 @@ class Effective:
                     grp_cpus=q.grp_tres.cpu,
                     grp_memory=q.grp_tres.mem,
                 )
-        default_qos = self.config.default_qos if self.config is not None else "normal"
-        return Limits(partitions=partitions, qos=qos, default_qos=default_qos)
+        return Limits(
+            partitions=partitions, qos=qos, default_qos=self.default_qos,
+            accounting=self.accounting if self.accounting.active else None,
+        )
 
     def priority(self) -> PriorityConfig | None:
         """The multifactor priority's configuration; None: no weight set (priority order as before)."""
@@ -99,7 +130,7 @@ class Effective:
         if not weights.active:
             return None
         top_part = max((x.priority_job_factor for x in config.partitions.values()), default=0)
-        table = config.qos_table()
+        table = self.qos_table()
         top_qos = max((q.priority for q in table.values()), default=0)
         return PriorityConfig(
             weights=weights,
@@ -107,6 +138,7 @@ class Effective:
             partitions={n: x.priority_job_factor / top_part for n, x in config.partitions.items()} if top_part else {},
             qos={n: q.priority / top_qos for n, q in table.items()} if top_qos else {},
             default_qos=config.default_qos,
+            accounting=self.accounting,
         )
 
     def backfill(self, base: Backfill) -> Backfill:
@@ -130,7 +162,8 @@ class LiveConfig:
         self._lock = threading.Lock()
         config = load_config(path) if path is not None else None  # ConfigError: the start fails
         generation, states = store.config_state() if store is not None else (0, {})
-        self.current = Effective(config, states, generation)
+        accounting = store.accounting() if store is not None else Accounting()
+        self.current = Effective(config, states, generation, accounting)
         self._checked = time.monotonic()
         self._node_partitions: dict[str, frozenset[str]] = {}
         self._limits: tuple[Effective, Limits | None] | None = None
@@ -151,13 +184,14 @@ class LiveConfig:
             current = self.current
             if generation == current.generation:
                 return False
+            accounting = self.store.accounting()
             config = current.config
             if self.path is not None:
                 try:
                     config = load_config(self.path)
                 except ConfigError as exc:
                     log.error("configuration not reloaded, the one loaded before stays in force: %s", exc)
-            self.current = Effective(config, states, generation)
+            self.current = Effective(config, states, generation, accounting)
             self._node_partitions = {}
             log.info("configuration generation %d in force", generation)
             return True

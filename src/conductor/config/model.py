@@ -18,6 +18,7 @@ from conductor.errors import Invalid
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 PARTITION_STATES = ("UP", "DOWN", "DRAIN", "INACTIVE")
+ENFORCE_WORDS = ("associations", "limits", "qos", "safe", "wckeys", "nojobs", "nosteps", "all")
 
 
 def _time(value: object) -> int | None:
@@ -179,6 +180,11 @@ class ClusterConfig(_Strict):
         description="ALL/ANY/YES: a job over its partition's MaxTime is refused at submission; NO: it waits "
         "with reason PartitionTimeLimit.",
     )
+    accounting_storage_enforce: str = Field(
+        default="", alias="AccountingStorageEnforce",
+        description="Slurm's: associations (or limits, qos, safe, all) refuses jobs of users without an "
+        "association with the account; empty: such jobs run, unchecked against accounts.",
+    )
     nodes: dict[str, NodeSpec] = Field(default_factory=dict, description="Keys: host lists (cn[001-016]).")
     partitions: dict[str, Partition] = Field(default_factory=dict)
     qos: dict[str, Qos] = Field(default_factory=dict)
@@ -189,6 +195,15 @@ class ClusterConfig(_Strict):
     @classmethod
     def _enforce(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("accounting_storage_enforce")
+    @classmethod
+    def _enforce_words(cls, value: str) -> str:
+        words = [w.strip().lower() for w in value.split(",") if w.strip()]
+        unknown = [w for w in words if w not in ENFORCE_WORDS]
+        if unknown:
+            raise ValueError(f"unknown value '{unknown[0][:40]}': use a comma list of {', '.join(ENFORCE_WORDS)}")
+        return ",".join(words)
 
     @field_validator("partitions", "qos")
     @classmethod
@@ -220,6 +235,10 @@ class ClusterConfig(_Strict):
         return self
 
     # ---------------------------------------------------------------- reading it
+    def enforces_associations(self) -> bool:
+        """Slurm: associations, limits, qos and safe each imply associations."""
+        return bool(set(self.accounting_storage_enforce.split(",")) & {"associations", "limits", "qos", "safe", "all"})
+
     def qos_table(self) -> dict[str, Qos]:
         """The QOS: those of the file, or the one default `normal` without limits."""
         return dict(self.qos) if self.qos else {self.default_qos: Qos()}

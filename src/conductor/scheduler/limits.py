@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from conductor.domain.accounting import NO_ACCOUNT, Accounting, ResolvedLimits
 from conductor.scheduler.timeline import INF
 
 # Slurm's pending reasons for limits (slurm.h, job_reason_string).
@@ -24,10 +25,16 @@ QOS_MAX_CPU_PER_USER = "QOSMaxCpuPerUserLimit"
 QOS_MAX_MEMORY_PER_USER = "QOSMaxMemoryPerUser"
 QOS_GRP_CPU = "QOSGrpCpuLimit"
 QOS_GRP_MEMORY = "QOSGrpMemLimit"
+ASSOC_MAX_WALL = "AssocMaxWallDurationPerJobLimit"
+ASSOC_MAX_SUBMIT = "AssocMaxSubmitJobLimit"
+ASSOC_MAX_JOBS = "AssocMaxJobsLimit"
+ASSOC_GRP_CPU = "AssocGrpCpuLimit"
+ASSOC_GRP_MEMORY = "AssocGrpMemLimit"
 
 LIMIT_REASONS = frozenset({
     PARTITION_DOWN, PARTITION_INACTIVE, PARTITION_TIME_LIMIT, QOS_MAX_WALL, QOS_MAX_SUBMIT_PER_USER,
     QOS_MAX_JOBS_PER_USER, QOS_MAX_CPU_PER_USER, QOS_MAX_MEMORY_PER_USER, QOS_GRP_CPU, QOS_GRP_MEMORY,
+    ASSOC_MAX_WALL, ASSOC_MAX_SUBMIT, ASSOC_MAX_JOBS, ASSOC_GRP_CPU, ASSOC_GRP_MEMORY,
 })
 
 
@@ -53,6 +60,8 @@ class Limits:
     partitions: Mapping[str, PartitionLimit] = field(default_factory=dict)
     qos: Mapping[str, QosLimit] = field(default_factory=dict)
     default_qos: str = "normal"
+    # Accounts and associations with their limits (None: no accounts; nothing to count).
+    accounting: Accounting | None = None
 
 
 @dataclass(slots=True)
@@ -64,14 +73,85 @@ class Usage:
     memory_mb: int = 0
 
 
+def add_usage(total: Usage, jobs: int, cpus: int, memory_mb: int) -> None:
+    total.jobs += jobs
+    total.cpus += cpus
+    total.memory_mb += memory_mb
+
+
+class AssociationCounts:
+    """What running jobs hold per association and per account subtree, and the association
+    limits over a job (resolved once per association)."""
+
+    __slots__ = ("_accounting", "_resolved", "held", "submitted")
+
+    def __init__(self, accounting: Accounting, running: Mapping[tuple[str, str], Usage]) -> None:
+        self._accounting = accounting
+        self._resolved: dict[tuple[str, str], ResolvedLimits | None] = {}
+        # (user, account) for an association; (NO_ACCOUNT, account) for an account's subtree.
+        self.held: dict[tuple[str, str], Usage] = {}
+        self.submitted: dict[tuple[str, str], int] = {}
+        for (user, account), u in running.items():
+            self.add(user, account, u.jobs, u.cpus, u.memory_mb)
+            if account:
+                self.submitted[(user, account)] = self.submitted.get((user, account), 0) + u.jobs
+
+    def limits(self, user: str, account: str) -> ResolvedLimits | None:
+        key = (user, account)
+        if key not in self._resolved:
+            self._resolved[key] = self._accounting.resolve(user, account)
+        return self._resolved[key]
+
+    def add(self, user: str, account: str | None, jobs: int, cpus: int, memory_mb: int) -> None:
+        if not account:
+            return
+        held = self.held
+        add_usage(held.setdefault((user, account), Usage()), jobs, cpus, memory_mb)
+        for a in self._accounting.path(account):
+            add_usage(held.setdefault((NO_ACCOUNT, a.name), Usage()), jobs, cpus, memory_mb)
+
+    def check(self, user: str, account: str | None, cpus: int, memory_mb: int, seconds: float) -> str | None:
+        """The association limit that holds this job now; counts it among its association's
+        submitted jobs."""
+        if not account:
+            return None
+        resolved = self.limits(user, account)
+        if resolved is None:
+            return None
+        key = (user, account)
+        submitted = self.submitted.get(key, 0) + 1
+        self.submitted[key] = submitted
+        if resolved.max_wall is not None and seconds > resolved.max_wall:
+            return ASSOC_MAX_WALL
+        if resolved.max_submit_jobs is not None and submitted > resolved.max_submit_jobs:
+            return ASSOC_MAX_SUBMIT
+        held = self.held.get(key)
+        if resolved.max_jobs is not None and (held.jobs if held else 0) + 1 > resolved.max_jobs:
+            return ASSOC_MAX_JOBS
+        for scope, grp_cpus, grp_memory in resolved.groups:
+            used = self.held.get(scope)
+            if grp_cpus is not None and (used.cpus if used else 0) + cpus > grp_cpus:
+                return ASSOC_GRP_CPU
+            if grp_memory is not None and (used.memory_mb if used else 0) + memory_mb > grp_memory:
+                return ASSOC_GRP_MEMORY
+        return None
+
+
 class LimitTracker:
     """One pass's counts: running usage, plus the pending jobs seen (submit limits) and the jobs
-    started (run limits). Jobs are shown to `check` in priority order, as Slurm tests them."""
+    started (run limits). Jobs are shown to `check` in priority order, as Slurm tests them: the
+    QOS' limits first, then the association's."""
 
-    __slots__ = ("_group", "_limits", "_submitted", "_user")
+    __slots__ = ("_assoc", "_group", "_limits", "_submitted", "_user")
 
-    def __init__(self, limits: Limits, running: Mapping[tuple[str, str | None], Usage]) -> None:
+    def __init__(
+        self, limits: Limits, running: Mapping[tuple[str, str | None], Usage],
+        by_account: Mapping[tuple[str, str], Usage] | None = None,
+    ) -> None:
         self._limits = limits
+        self._assoc = (
+            AssociationCounts(limits.accounting, by_account or {}) if limits.accounting is not None else None
+        )
         self._user: dict[tuple[str, str], Usage] = {}
         self._group: dict[str, Usage] = {}
         for (user, qos), u in running.items():
@@ -82,7 +162,10 @@ class LimitTracker:
                 usage.memory_mb += u.memory_mb
         self._submitted = {key: u.jobs for key, u in self._user.items()}
 
-    def check(self, partition: str, user: str, qos: str | None, cpus: int, memory_mb: int, time_limit: float | None) -> str | None:
+    def check(
+        self, partition: str, user: str, qos: str | None, cpus: int, memory_mb: int, time_limit: float | None,
+        account: str | None = None,
+    ) -> str | None:
         """The limit that keeps this pending job waiting now (None: none does). Counts it
         among its user's submitted jobs whatever the answer."""
         limits = self._limits
@@ -92,14 +175,26 @@ class LimitTracker:
         self._submitted[key] = submitted
         part = limits.partitions.get(partition)
         seconds = INF if time_limit is None else time_limit
+        reason: str | None = None
         if part is not None:
             if part.state == "DOWN":
-                return PARTITION_DOWN
-            if part.state == "INACTIVE":
-                return PARTITION_INACTIVE
-            if part.max_time is not None and seconds > part.max_time:
-                return PARTITION_TIME_LIMIT
-        q = limits.qos.get(name)
+                reason = PARTITION_DOWN
+            elif part.state == "INACTIVE":
+                reason = PARTITION_INACTIVE
+            elif part.max_time is not None and seconds > part.max_time:
+                reason = PARTITION_TIME_LIMIT
+        if reason is None:
+            reason = self._check_qos(limits.qos.get(name), key, name, cpus, memory_mb, seconds, submitted)
+        if self._assoc is not None:
+            # Asked whatever came before, so the association's submit count sees every job.
+            assoc = self._assoc.check(user, account, cpus, memory_mb, seconds)
+            return reason or assoc
+        return reason
+
+    def _check_qos(
+        self, q: QosLimit | None, key: tuple[str, str], name: str, cpus: int, memory_mb: int, seconds: float,
+        submitted: int,
+    ) -> str | None:
         if q is None:
             return None
         if q.max_wall is not None and seconds > q.max_wall:
@@ -120,7 +215,9 @@ class LimitTracker:
             return QOS_GRP_MEMORY
         return None
 
-    def started(self, user: str, qos: str | None, cpus: int, memory_mb: int) -> None:
+    def started(self, user: str, qos: str | None, cpus: int, memory_mb: int, account: str | None = None) -> None:
+        if self._assoc is not None:
+            self._assoc.add(user, account, 1, cpus, memory_mb)
         name = qos or self._limits.default_qos
         for usage in (self._user.setdefault((user, name), Usage()), self._group.setdefault(name, Usage())):
             usage.jobs += 1

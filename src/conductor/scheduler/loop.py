@@ -64,7 +64,9 @@ class SchedulerStore(DependencyStore, Protocol):
 
     def running_usage(self) -> dict[tuple[str, str | None], Usage]: ...
 
-    def refresh_usage(self, half_life: float | None) -> dict[str, float]: ...
+    def refresh_usage(self, half_life: float | None) -> dict[tuple[str, str], float]: ...
+
+    def running_by_account(self) -> dict[tuple[str, str], Usage]: ...
 
 
 class Configuration(Protocol):
@@ -262,7 +264,7 @@ class Scheduler:
             self.dependency_resolver(self.store, pending)
         nodes = self._node_views(live_after)
         self._last_nodes = _fingerprint(nodes)
-        backfill, limits, usage = self._policy_inputs()
+        backfill, limits, usage, account_usage = self._policy_inputs()
         decision = schedule(
             pending,
             nodes,
@@ -274,6 +276,7 @@ class Scheduler:
             ahead=commitments,
             limits=limits,
             usage=usage,
+            account_usage=account_usage,
         )
         if commitments is None:
             self._commitments = decision.commitments
@@ -300,13 +303,19 @@ class Scheduler:
         self.passes += 1
         return decision
 
-    def _policy_inputs(self) -> tuple[Backfill, Limits | None, dict[tuple[str, str | None], Usage] | None]:
-        """The backfill settings, the limits and what running jobs hold against them."""
+    def _policy_inputs(
+        self,
+    ) -> tuple[Backfill, Limits | None, dict[tuple[str, str | None], Usage] | None, dict[tuple[str, str], Usage] | None]:
+        """The backfill settings, the limits and what running jobs hold against them (per user
+        and QOS, and per user and account when accounts have limits)."""
         config = self.config
         if config is None:
-            return self.backfill, None, None
+            return self.backfill, None, None, None
         limits = config.limits()
-        return config.backfill(self.backfill), limits, self.store.running_usage() if limits is not None else None
+        if limits is None:
+            return config.backfill(self.backfill), None, None, None
+        by_account = self.store.running_by_account() if limits.accounting is not None else None
+        return config.backfill(self.backfill), limits, self.store.running_usage(), by_account
 
     def _take_config(self) -> None:
         config = self.config

@@ -77,6 +77,7 @@ class PendingJob:
     # Whose job, under which QOS (None: the default one): what per-user and QOS limits count.
     user: str = ""
     qos: str | None = None
+    account: str | None = None  # the account charged: association limits and fair share
     # What the multifactor priority needs: the explicit priority (0: none, it is computed), nice,
     # and since when the job is eligible.
     explicit_priority: int = 0
@@ -195,6 +196,7 @@ def schedule(
     ahead: Commitments | None = None,
     limits: Limits | None = None,
     usage: Mapping[tuple[str, str | None], Usage] | None = None,
+    account_usage: Mapping[tuple[str, str], Usage] | None = None,
 ) -> Decision:
     """Place what fits now without delaying any reservation; plan and explain the rest.
 
@@ -210,7 +212,8 @@ def schedule(
     `limits` (partitions' states and MaxTime, QOS limits) with `usage` (what running jobs hold
     per (user, QOS)): a job a limit holds back waits with the limit's reason (PartitionDown,
     QOSMaxJobsPerUserLimit...), reserves nothing and keeps nobody behind it waiting. None: no
-    limits, as without a configuration file.
+    limits, as without a configuration file. `account_usage`: what running jobs hold per (user,
+    account charged), for the limits of accounts and associations.
     """
     decision = Decision()
     reasons = decision.reasons
@@ -227,7 +230,7 @@ def schedule(
     reserved = len(ahead.reservations) if ahead is not None else 0
     waiting = set(ahead.waiting) if ahead is not None else set()
     tested = 0
-    tracker = LimitTracker(limits, usage or {}) if limits is not None else None
+    tracker = LimitTracker(limits, usage or {}, account_usage) if limits is not None else None
 
     budget = backfill.max_job_test
     # Past the test budget a job gets no timeline estimate, but it is still offered the nodes
@@ -258,7 +261,7 @@ def schedule(
                     if job.array_job_id is not None:
                         array_running[job.array_job_id] = array_running.get(job.array_job_id, 0) + 1
                     if tracker is not None:
-                        tracker.started(job.user, job.qos, len(taken), job.memory_mb)
+                        tracker.started(job.user, job.qos, len(taken), job.memory_mb, job.account)
                     if len(taken) == max_free or not node.free_cpu_ids:
                         max_free = max((len(n.free_cpu_ids) for n in up_nodes), default=0)
                     _note_estimate(decision, job, None)
@@ -422,7 +425,7 @@ def _limited(tracker: LimitTracker | None, job: PendingJob, reason: str | None) 
     nothing else (a hold, a dependency...) keeps waiting."""
     if tracker is None:
         return reason
-    limited = tracker.check(job.partition, job.user, job.qos, job.cpus, job.memory_mb, job.time_limit)
+    limited = tracker.check(job.partition, job.user, job.qos, job.cpus, job.memory_mb, job.time_limit, job.account)
     return reason or limited
 
 

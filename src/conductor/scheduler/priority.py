@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from conductor.domain.multifactor import Factors, Weights, age_factor, fairshare_factor, job_size_factor
+from conductor.domain.accounting import NO_ACCOUNT, Accounting, fair_share_factors, fair_share_tree
+from conductor.domain.multifactor import Factors, Weights, age_factor, job_size_factor
 from conductor.scheduler.policy import PendingJob
 
 
@@ -25,31 +26,41 @@ class PriorityConfig:
     partitions: Mapping[str, float] = field(default_factory=dict)
     qos: Mapping[str, float] = field(default_factory=dict)
     default_qos: str = "normal"
+    # The accounts and associations whose shares fair share divides (empty: one share per user).
+    accounting: Accounting = field(default_factory=Accounting)
 
 
 class Multifactor:
     """Priorities for one state of usage and cluster size."""
 
-    __slots__ = ("_fairshare", "_total", "cluster_cpus", "cluster_nodes", "config", "usage")
+    __slots__ = ("_factors", "_keys", "cluster_cpus", "cluster_nodes", "config", "usage")
 
     def __init__(
-        self, config: PriorityConfig, usage: Mapping[str, float], *, cluster_cpus: int, cluster_nodes: int
+        self, config: PriorityConfig, usage: Mapping[tuple[str, str], float], *, cluster_cpus: int,
+        cluster_nodes: int,
     ) -> None:
         self.config = config
-        self.usage = dict(usage)
+        accounting = config.accounting
+        # Usage as the fair-share tree keys it: jobs charged to no association count for their
+        # user alone, under root.
+        self.usage: dict[tuple[str, str], float] = {}
+        for (user, account), value in usage.items():
+            key = accounting.usage_key(user, account)
+            self.usage[key] = self.usage.get(key, 0.0) + value
         self.cluster_cpus = cluster_cpus
         self.cluster_nodes = cluster_nodes
-        self._total = sum(self.usage.values())
-        self._fairshare: dict[str, float] = {}
+        # Users charged to no association hold one share each under root, counted from the
+        # usage alone so that the scheduler and the API agree; one without usage has factor 1.
+        self._factors = fair_share_factors(fair_share_tree(accounting, self.usage))
+        self._keys: dict[tuple[str, str | None], tuple[str, str]] = {}
 
-    def fairshare(self, user: str) -> float:
-        factor = self._fairshare.get(user)
+    def fairshare(self, user: str, account: str | None = None) -> float:
+        key = self._keys.get((user, account))
+        if key is None:
+            key = self._keys[(user, account)] = self.config.accounting.usage_key(user, account)
+        factor = self._factors.get(key)
         if factor is None:
-            # One share per user with recorded usage (as associations would each hold one): the
-            # count depends on the usage alone, so the scheduler and the API agree on it. A user
-            # without usage has factor 1 whatever the count.
-            shares = max(len(self.usage), 1)
-            factor = self._fairshare[user] = fairshare_factor(self.usage.get(user, 0.0), self._total, 1, shares)
+            return 1.0 if key[1] == NO_ACCOUNT else 0.0
         return factor
 
     def factors(self, job: PendingJob, now: float) -> Factors:
@@ -57,7 +68,7 @@ class Multifactor:
         w = c.weights
         return Factors(
             age=age_factor(now - job.eligible_time, w.max_age) if w.age else 0.0,
-            fairshare=self.fairshare(job.user) if w.fairshare else 0.0,
+            fairshare=self.fairshare(job.user, job.account) if w.fairshare else 0.0,
             job_size=job_size_factor(job.cpus, self.cluster_cpus, self.cluster_nodes, w.favor_small)
             if w.job_size else 0.0,
             partition=c.partitions.get(job.partition, 0.0),
@@ -75,7 +86,7 @@ class Multifactor:
         c = self.config
         w = c.weights
         shapes: dict[tuple[str, str | None, int], float] = {}
-        users: dict[str, float] = {}
+        users: dict[tuple[str, str | None], float] = {}
         age_rate = w.age / w.max_age if w.age and w.max_age else 0.0
         age_cap = float(w.age)
         for job in jobs:
@@ -92,9 +103,10 @@ class Multifactor:
                     qos=c.qos.get(job.qos or c.default_qos, 0.0),
                 )
                 static = shapes[shape] = sum(f.weighted(w))
-            share = users.get(job.user)
+            who = (job.user, job.account)
+            share = users.get(who)
             if share is None:
-                share = users[job.user] = w.fairshare * self.fairshare(job.user) if w.fairshare else 0.0
+                share = users[who] = w.fairshare * self.fairshare(job.user, job.account) if w.fairshare else 0.0
             age = (now - job.eligible_time) * age_rate
             if age > age_cap:
                 age = age_cap

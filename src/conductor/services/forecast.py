@@ -82,7 +82,8 @@ class Forecaster:
     # The cluster configuration's part, as the scheduler's loop has it: multifactor priorities
     # given to the backlog (and its order), and the limits with what running jobs hold.
     prioritise: Callable[[list[PendingJob]], None] | None = None
-    limits: Callable[[], tuple[Limits | None, Mapping[tuple[str, str | None], Usage] | None]] | None = None
+    limits: Callable[[], tuple[Limits | None, Mapping[tuple[str, str | None], Usage] | None,
+                               Mapping[tuple[str, str], Usage] | None]] | None = None
     assign: Callable[[list[NodeView]], list[NodeView]] | None = None  # the file's partitions
     # The backlog as last read, and when (monotonic): explain and --test-only read every pending
     # job, which costs a third of a second at 30,000; within a second they share one read, so
@@ -133,10 +134,10 @@ class Forecaster:
         by_name = {n.name: n for n in nodes}
         free_now = [(n.name, len(n.free_cpu_ids), len(n.cpu_ids)) for n in nodes if n.up and job.partition in n.partitions]
         running = self.store.running_per_array()
-        limits, usage = self.limits() if self.limits is not None else (None, None)
+        limits, usage, account_usage = self.limits() if self.limits is not None else (None, None, None)
         first = schedule(
             ahead, nodes, now, running_per_array=running, policy=self.policy, presorted=True, backfill=self.backfill,
-            limits=limits, usage=usage,
+            limits=limits, usage=usage, account_usage=account_usage,
         )
         ahead_by_id = {j.id: j for j in ahead}
         for p in first.placements:  # the jobs it would start hold their CPUs until their limits
@@ -225,6 +226,7 @@ def pending_job_from_row(row: Mapping[str, Any], job_id: int, now: datetime) -> 
         time_limit=float(limit) if isinstance(limit, int) and limit else None,
         user=str(row.get("user_name") or ""),
         qos=row.get("qos"),
+        account=row.get("account"),
         explicit_priority=int(row.get("priority") or 0),
         nice=int(row.get("nice") or 0),
         eligible_time=now.timestamp(),

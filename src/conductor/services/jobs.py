@@ -39,7 +39,7 @@ from conductor.services.forecast import Forecast, Forecaster, explain_waiting, p
 from conductor.services.ports import JobStore, Wakeups
 from conductor.services.principal import Principal, ensure_owner
 from conductor.services.requests import SubmitRequest
-from conductor.services.sharing import check_rows, default_time, explain_limit, job_partition
+from conductor.services.sharing import check_rows, default_time, explain_account_limit, explain_limit, job_partition
 from conductor.services.submission import Limits, build_rows, check_privileges, submitter_for
 from conductor.store import BEING_STOPPED, NOT_HELD, ControlOutcome, utcnow
 
@@ -250,6 +250,9 @@ class JobService:
             self.config.refresh()
             limit = explain_limit(
                 job, self.config.current, self.store.running_usage(), self.store.count_active(job.user_name, job.qos)
+            ) or explain_account_limit(
+                job, self.config.current, self.store.running_by_account(),
+                self.store.count_active_in(job.user_name, job.account) if job.account else 0,
             )
             lines[1:1] = limit
         return Explanation(job, lines, forecast)

@@ -15,6 +15,11 @@ from conductor.domain.job import Job
 from conductor.domain.timespec import format_time_limit
 from conductor.errors import Forbidden, Invalid, InvalidPartition, LimitExceeded, Unsatisfiable
 from conductor.scheduler.limits import (
+    ASSOC_GRP_CPU,
+    ASSOC_GRP_MEMORY,
+    ASSOC_MAX_JOBS,
+    ASSOC_MAX_SUBMIT,
+    ASSOC_MAX_WALL,
     PARTITION_DOWN,
     PARTITION_INACTIVE,
     PARTITION_TIME_LIMIT,
@@ -25,6 +30,7 @@ from conductor.scheduler.limits import (
     QOS_MAX_MEMORY_PER_USER,
     QOS_MAX_SUBMIT_PER_USER,
     QOS_MAX_WALL,
+    AssociationCounts,
     Usage,
 )
 from conductor.services.requests import JobDescription
@@ -39,6 +45,10 @@ INVALID_ACCOUNT = "Invalid account or account/partition combination specified"
 
 class ActiveJobs(Protocol):
     def count_active(self, user_name: str, qos: str | None) -> int: ...
+
+    def count_active_in(self, user_name: str, account: str) -> int: ...
+
+    def running_by_account(self) -> dict[tuple[str, str], Usage]: ...
 
     def running_usage(self) -> dict[tuple[str, str | None], Usage]: ...
 
@@ -90,8 +100,9 @@ def check_rows(effective: Effective, rows: Sequence[dict[str, Any]], store: Acti
                 raise Invalid(TIME_LIMIT_INVALID)
     if effective.partition_state(partition) in ("DRAIN", "INACTIVE"):
         raise Unsatisfiable(PARTITION_UNAVAILABLE)
-    if config is None:
-        return  # without a file: one QOS without limits, and --qos is stored as given
+    check_account(effective, rows, store)
+    if config is None and not effective.accounting.qos:
+        return  # without a file or sacctmgr's QOS: one QOS without limits, and --qos is stored as given
     found = effective.qos(row.get("qos"))
     if found is None:
         raise Invalid(INVALID_QOS)
@@ -101,6 +112,31 @@ def check_rows(effective: Effective, rows: Sequence[dict[str, Any]], store: Acti
     if qos.max_submit_jobs_per_user is not None:
         active = store.count_active(row["user_name"], rows[0]["qos"])
         if active + len(rows) > qos.max_submit_jobs_per_user:
+            raise LimitExceeded(QOS_POLICY)
+
+
+def check_account(effective: Effective, rows: Sequence[dict[str, Any]], store: ActiveJobs) -> None:
+    """Charge the job to its account: the one named, else the user's default account. Once
+    accounts exist, a job charged to an association is held to its MaxSubmitJobs here; with
+    AccountingStorageEnforce=associations, a job charged to no association of its user is
+    refused (without it, as in Slurm, such a job runs and no account limit counts it)."""
+    accounting = effective.accounting
+    if not accounting.active:
+        return
+    row = rows[0]
+    user = row["user_name"]
+    account = row.get("account") or accounting.default_account(user)
+    if account != row.get("account"):
+        for r in rows:
+            r["account"] = account
+    resolved = accounting.resolve(user, account) if account else None
+    if resolved is None:
+        if effective.enforce_associations:
+            raise Forbidden(INVALID_ACCOUNT, field="account")
+        return
+    if resolved.max_submit_jobs is not None and account:
+        active = store.count_active_in(user, account)
+        if active + len(rows) > resolved.max_submit_jobs:
             raise LimitExceeded(QOS_POLICY)
 
 
@@ -162,4 +198,46 @@ def explain_limit(
     if reason == QOS_GRP_MEMORY:
         return [f"QOS {name} allows {qos.grp_tres.mem} MB for all its jobs (GrpTRES=mem); its running jobs hold "
                 f"{everyone.memory_mb} MB and it needs {memory} MB."]
+    return []
+
+
+def explain_account_limit(
+    job: Job, effective: Effective, running: Mapping[tuple[str, str], Usage], submitted: int
+) -> list[str]:
+    """Sentences naming the account or association limit that keeps `job` waiting and the count
+    against it. `running`: what running jobs hold per (user, account); `submitted`: the user's
+    pending and running jobs charged to the job's account."""
+    accounting = effective.accounting
+    account = job.account
+    if not account or not accounting.active:
+        return []
+    resolved = accounting.resolve(job.user_name, account)
+    if resolved is None:
+        return []
+    counts = AssociationCounts(accounting, running)
+    who = job.user_name
+    cpus = job.cpus_per_task * job.ntasks
+    memory = job.memory_per_node_mb or (job.memory_per_cpu_mb or 0) * cpus
+    held = counts.held.get((who, account), Usage())
+    reason = job.reason
+    if reason == ASSOC_MAX_WALL:
+        return [f"Its time limit ({format_time_limit(job.time_limit)}) exceeds the MaxWall of {who}'s association "
+                f"with account {account} ({format_time_limit(resolved.max_wall)}): it starts only if MaxWall is "
+                "raised or its time limit lowered."]
+    if reason == ASSOC_MAX_SUBMIT:
+        return [f"{who}'s association with account {account} allows {resolved.max_submit_jobs} pending and running "
+                f"jobs (MaxSubmitJobs); {who} has {submitted}: jobs beyond it wait until others end."]
+    if reason == ASSOC_MAX_JOBS:
+        return [f"{who}'s association with account {account} allows {resolved.max_jobs} running jobs (MaxJobs); "
+                f"{who} has {held.jobs} running there: it starts when one of them ends."]
+    if reason in (ASSOC_GRP_CPU, ASSOC_GRP_MEMORY):
+        for (user, scope), grp_cpus, grp_memory in resolved.groups:
+            used = counts.held.get((user, scope), Usage())
+            what = f"{who}'s association with account {scope}" if user else f"account {scope}"
+            if reason == ASSOC_GRP_CPU and grp_cpus is not None and used.cpus + cpus > grp_cpus:
+                return [f"{what} allows {grp_cpus} CPUs at once (GrpTRES=cpu); its running jobs hold {used.cpus} "
+                        f"and it needs {cpus}: it starts when enough of them end."]
+            if reason == ASSOC_GRP_MEMORY and grp_memory is not None and used.memory_mb + memory > grp_memory:
+                return [f"{what} allows {grp_memory} MB at once (GrpTRES=mem); its running jobs hold "
+                        f"{used.memory_mb} MB and it needs {memory} MB."]
     return []

@@ -6,14 +6,17 @@ job holds its CPUs exactly while its row says RUNNING, so releasing them happens
 state change that ends the job, and `/jobs/stats` is one query over the table.
 
 Cut by who asks: `scheduling` (the scheduler loop), `nodes` (a node's agent), `jobs` and
-`control` (the API and the job services), `dependencies`, `tokens`, `history` (the purge of
-old jobs), `monitoring` (metrics, the transition log, utilisation samples) and `coordination`
-(LISTEN/NOTIFY and the scheduler's lock), over `engine` (the
-database) and `statements` (the pre-compiled statements). `Store` is all of them over one engine.
+`control` (the API and the job services), `dependencies`, `tokens`, `config` (the cluster
+configuration's generation, partition states, fair-share usage), `accounting` (sacctmgr's
+accounts, associations and QOS), `history` (the purge of old jobs), `monitoring` (metrics, the
+transition log, utilisation samples) and `coordination` (LISTEN/NOTIFY and the scheduler's
+lock), over `engine` (the database) and `statements` (the pre-compiled statements). `Store` is
+all of them over one engine.
 """
 
 from __future__ import annotations
 
+from conductor.store.accounting import AccountingQueries
 from conductor.store.config import ConfigQueries
 from conductor.store.control import ControlQueries
 from conductor.store.coordination import (
@@ -102,6 +105,7 @@ class Store(
     TokenQueries,
     HistoryQueries,
     MonitoringQueries,
+    AccountingQueries,
     ConfigQueries,
     Coordination,
 ):

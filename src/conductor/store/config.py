@@ -68,6 +68,25 @@ class ConfigQueries(Database):
                 for user, qos, count, cpus, memory in conn.execute(query)
             }
 
+    def running_by_account(self) -> dict[tuple[str, str], Usage]:
+        """What the running jobs hold, per (user, account charged; "" for none): association limits."""
+        query = (
+            select(
+                jobs.c.user_name,
+                jobs.c.account,
+                func.count(),
+                func.sum(jobs.c.allocated_cpus),
+                func.sum(jobs.c.allocated_memory_mb),
+            )
+            .where(jobs.c.state == RUNNING)
+            .group_by(jobs.c.user_name, jobs.c.account)
+        )
+        with self._read() as conn:
+            return {
+                (user, account or ""): Usage(int(count), int(cpus or 0), int(memory or 0))
+                for user, account, count, cpus, memory in conn.execute(query)
+            }
+
     def count_active(self, user_name: str, qos: str | None) -> int:
         """Pending and running jobs of one user under one QOS (Slurm's MaxSubmitJobsPerUser)."""
         condition = jobs.c.qos.is_(None) if qos is None else jobs.c.qos == qos
@@ -80,8 +99,9 @@ class ConfigQueries(Database):
             return int(conn.execute(query).scalar_one())
 
     # ------------------------------------------------------------ fair share
-    def refresh_usage(self, half_life: float | None, now: datetime | None = None) -> dict[str, float]:
-        """Bring each user's decayed CPU-seconds forward to `now` and return them.
+    def refresh_usage(self, half_life: float | None, now: datetime | None = None) -> dict[tuple[str, str], float]:
+        """Bring the decayed CPU-seconds of each (user, account charged; "" for none) forward to
+        `now` and return them.
 
         Incremental: what was stored (as of `usage_as_of`) decays by the time since, and only the
         jobs that ran since then add to it (running ones, and those ended after it), each piece
@@ -92,23 +112,30 @@ class ConfigQueries(Database):
         with self._write() as conn:
             as_of = conn.execute(select(cluster_config.c.usage_as_of).where(cluster_config.c.id == 1)).scalar()
             t0 = aware(as_of).timestamp() if as_of is not None else None  # type: ignore[union-attr]
-            usage = {r.user_name: decay(r.usage, t1 - t0, half_life) if t0 is not None else r.usage
-                     for r in conn.execute(select(fairshare_usage.c.user_name, fairshare_usage.c.usage))}
-            ran = select(jobs.c.user_name, jobs.c.allocated_cpus, jobs.c.start_time, jobs.c.end_time).where(
+            usage = {
+                (r.user_name, r.account): decay(r.usage, t1 - t0, half_life) if t0 is not None else r.usage
+                for r in conn.execute(select(fairshare_usage.c.user_name, fairshare_usage.c.account, fairshare_usage.c.usage))
+            }
+            ran = select(
+                jobs.c.user_name, jobs.c.account, jobs.c.allocated_cpus, jobs.c.start_time, jobs.c.end_time
+            ).where(
                 jobs.c.start_time.is_not(None), jobs.c.allocated_cpus.is_not(None)
             )
             if as_of is not None:
                 ran = ran.where(or_(jobs.c.end_time.is_(None), jobs.c.end_time > as_of))
-            for user, cpus, start, end in conn.execute(ran):
+            for user, account, cpus, start, end in conn.execute(ran):
                 begin = aware(start).timestamp()  # type: ignore[union-attr]
                 finish = min(aware(end).timestamp(), t1) if end is not None else t1  # type: ignore[union-attr]
                 if t0 is not None:
                     begin = max(begin, t0)
                 if finish > begin:
-                    usage[user] = usage.get(user, 0.0) + accrued(int(cpus), begin, finish, t1, half_life)
+                    key = (user, account or "")
+                    usage[key] = usage.get(key, 0.0) + accrued(int(cpus), begin, finish, t1, half_life)
             conn.execute(delete(fairshare_usage))
             if usage:
-                conn.execute(insert(fairshare_usage), [{"user_name": u, "usage": v} for u, v in usage.items()])
+                conn.execute(
+                    insert(fairshare_usage), [{"user_name": u, "account": a, "usage": v} for (u, a), v in usage.items()]
+                )
             changed = conn.execute(
                 update(cluster_config).where(cluster_config.c.id == 1).values(usage_as_of=now)
             ).rowcount
@@ -116,14 +143,15 @@ class ConfigQueries(Database):
                 conn.execute(insert(cluster_config).values(id=1, generation=0, updated_at=now, usage_as_of=now))
         return usage
 
-    def usage_snapshot(self, half_life: float | None, now: datetime | None = None) -> dict[str, float]:
-        """The users' decayed usage as last stored, decayed on to `now` (a read: sprio, sshare)."""
+    def usage_snapshot(self, half_life: float | None, now: datetime | None = None) -> dict[tuple[str, str], float]:
+        """The decayed usage per (user, account) as last stored, decayed on to `now` (a read:
+        sprio, sshare)."""
         t1 = (now or utcnow()).timestamp()
         with self._read() as conn:
             as_of = conn.execute(select(cluster_config.c.usage_as_of).where(cluster_config.c.id == 1)).scalar()
-            rows = list(conn.execute(select(fairshare_usage.c.user_name, fairshare_usage.c.usage)))
+            rows = list(conn.execute(select(fairshare_usage.c.user_name, fairshare_usage.c.account, fairshare_usage.c.usage)))
         elapsed = t1 - aware(as_of).timestamp() if as_of is not None else 0.0  # type: ignore[union-attr]
-        return {r.user_name: decay(r.usage, elapsed, half_life) for r in rows}
+        return {(r.user_name, r.account): decay(r.usage, elapsed, half_life) for r in rows}
 
     def pending_users(self) -> set[str]:
         """The users with pending jobs (sshare lists them with those that have usage)."""

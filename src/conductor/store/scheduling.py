@@ -257,6 +257,7 @@ _PENDING_COLUMNS = (
     jobs.c.sched_nodes,
     jobs.c.user_name,
     jobs.c.qos,
+    jobs.c.account,
 )
 
 
@@ -348,7 +349,7 @@ def _capacity_nodes(dialect: str) -> Any:
 def _pending_job(row: tuple[Any, ...]) -> PendingJob:
     (job_id, cpus_per_task, ntasks, memory_per_node, memory_per_cpu, partition, priority, nice, submit_time,
      exclusive, held, begin_time, dependency, array_job_id, array_max_running, reason, time_limit,
-     expected_start, sched_nodes, user_name, qos) = row
+     expected_start, sched_nodes, user_name, qos, account) = row
     cpus = cpus_per_task * ntasks
     begin = aware(begin_time)
     expected = aware(expected_start)
@@ -373,6 +374,7 @@ def _pending_job(row: tuple[Any, ...]) -> PendingJob:
         expected_node=sched_nodes,
         user=user_name,
         qos=qos,
+        account=account,
         explicit_priority=priority,
         nice=nice,
         eligible_time=submitted if begins is None or begins < submitted else begins,

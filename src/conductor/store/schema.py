@@ -181,13 +181,71 @@ cluster_config = Table(
     Column("usage_as_of", DateTime(timezone=True), nullable=True),
 )
 
-# Each user's CPU-seconds, decayed with PriorityDecayHalfLife to cluster_config.usage_as_of: the
-# fair-share factor's input, brought forward by the scheduler on every full pass (migration 0013).
+# CPU-seconds per user and account charged ("" for none), decayed with PriorityDecayHalfLife to
+# cluster_config.usage_as_of: the fair-share factor's input, brought forward by the scheduler on
+# every full pass (migration 0013; keyed by account since 0014).
 fairshare_usage = Table(
     "fairshare_usage",
     metadata,
     Column("user_name", String(64), primary_key=True),
+    Column("account", String(64), primary_key=True, server_default=""),
     Column("usage", Float, nullable=False),
+)
+
+# Slurm's accounting model, managed with sacctmgr (migration 0014): accounts in a tree under
+# root, users' associations with them (shares and limits), each user's default account, and QOS
+# beyond the configuration file's. Limits: NULL is not set; max_wall in seconds, memory in MB.
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("parent", String(64), nullable=False),  # "root" for a top-level account
+    Column("description", Text, nullable=False, server_default=""),
+    Column("organization", Text, nullable=False, server_default=""),
+    Column("shares", Integer, nullable=False, server_default="1"),
+    Column("max_jobs", Integer, nullable=True),
+    Column("max_submit_jobs", Integer, nullable=True),
+    Column("grp_cpus", Integer, nullable=True),
+    Column("grp_memory_mb", Integer, nullable=True),
+    Column("max_wall", Integer, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+associations = Table(
+    "associations",
+    metadata,
+    Column("user_name", String(64), primary_key=True),
+    Column("account", String(64), ForeignKey("accounts.name", ondelete="CASCADE"), primary_key=True),
+    Column("shares", Integer, nullable=False, server_default="1"),
+    Column("max_jobs", Integer, nullable=True),
+    Column("max_submit_jobs", Integer, nullable=True),
+    Column("grp_cpus", Integer, nullable=True),
+    Column("grp_memory_mb", Integer, nullable=True),
+    Column("max_wall", Integer, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+accounting_users = Table(
+    "accounting_users",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("default_account", String(64), nullable=False),
+)
+
+qos_records = Table(
+    "qos",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("priority", Integer, nullable=False, server_default="0"),
+    Column("max_jobs_per_user", Integer, nullable=True),
+    Column("max_submit_jobs_per_user", Integer, nullable=True),
+    Column("max_cpus_per_user", Integer, nullable=True),
+    Column("max_memory_per_user", Integer, nullable=True),
+    Column("grp_cpus", Integer, nullable=True),
+    Column("grp_memory_mb", Integer, nullable=True),
+    Column("max_wall", Integer, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
 partition_states = Table(

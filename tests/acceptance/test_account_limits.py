@@ -1,0 +1,225 @@
+"""Accounts and associations (sacctmgr's routes) with real jobs on a 4-CPU node: the default
+account, MaxSubmitJobs refused at submission with Slurm's message, AssocMaxJobsLimit,
+AssocGrpCpuLimit of a parent account, AssocMaxWallDurationPerJobLimit, a change that lets a
+waiting job start, AccountingStorageEnforce=associations, and changes only an admin may make."""
+
+from __future__ import annotations
+
+import getpass
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support import Api, ConductorProcess, clean_env, free_port
+
+CONFIG = """\
+{enforce}
+[partitions.debug]
+Nodes = "ALL"
+Default = true
+"""
+ME = getpass.getuser()
+
+
+def write_config(path: Path, enforce: bool = False) -> None:
+    path.write_text(CONFIG.format(enforce='AccountingStorageEnforce = "associations"' if enforce else ""))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConductorProcess]:
+    home = tmp_path_factory.mktemp("accounts") / "home"
+    home.mkdir()
+    write_config(home / "cluster.toml")
+    process = ConductorProcess(
+        home, ["up", "--cpus", "4", "--node-name", "ac01"],
+        env={"CONDUCTOR_KILL_WAIT": "2", "CONDUCTOR_CONFIG": str(home / "cluster.toml")}, port=free_port(),
+    )
+    process.start()
+    try:
+        yield process
+    finally:
+        process.kill()
+
+
+@pytest.fixture
+def api(server: ConductorProcess) -> Iterator[Api]:
+    client = Api(server.url)
+    yield client
+    live = client.jobs(state="PENDING,RUNNING")
+    for job in live:
+        client.http.post(f"/jobs/cancel/{job['job_id']}")
+    client.wait_all([int(j["job_id"]) for j in live], timeout=30)
+    write_config(server.home / "cluster.toml")
+    assert cli(server, server.home, "scontrol", "reconfigure").returncode == 0
+    # Leave no accounts behind: users first, then accounts from the leaves up.
+    for user in client.http.get("/accounting/users").json()["users"]:
+        assert client.http.delete(f"/accounting/users/{user['name']}").status_code == 200
+    assocs = client.http.get("/accounting/associations").json()["associations"]
+    for row in sorted((a for a in assocs if not a["user"] and a["account"] != "root"), key=lambda a: -a["depth"]):
+        assert client.http.delete(f"/accounting/accounts/{row['account']}").status_code == 200
+    client.close()
+
+
+def cli(server: ConductorProcess, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = clean_env(CONDUCTOR_URL=server.url, CONDUCTOR_HOME=str(server.home))
+    return subprocess.run(
+        [sys.executable, "-m", "conductor", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=60, check=False
+    )
+
+
+def submit(api: Api, tmp: Path, cpus: int = 1, **extra: object) -> int:
+    extra.setdefault("time_limit", "10:00")
+    return api.submit(
+        "#!/bin/sh\nsleep 300\n", cpus_per_task=cpus, current_working_directory=str(tmp), standard_output="/dev/null",
+        **extra,
+    )
+
+
+def wait_reason(api: Api, job_id: int, reason: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = api.job(job_id)
+        if job["state"] == "PENDING" and job["reason"] == reason:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id}: {api.job(job_id)['state']} {api.job(job_id)['reason']}, not {reason}")
+
+
+def make_tree(api: Api) -> None:
+    """science (GrpTRES cpu=3) -> physics, chemistry; ME in physics (MaxJobs=2, MaxSubmitJobs=4,
+    the default) and chemistry."""
+    response = api.http.post("/accounting/accounts", json={"accounts": [
+        {"name": "science", "description": "all science", "organization": "uni", "grp_tres": "cpu=3"},
+        {"name": "physics", "parent": "science", "fairshare": 2},
+        {"name": "chemistry", "parent": "science"},
+        {"name": "teaching", "max_wall": "5:00"},
+    ]})
+    assert response.status_code == 201, response.text
+    response = api.http.post("/accounting/users", json={
+        "users": [ME], "accounts": ["physics", "chemistry"], "default_account": "physics",
+    })
+    assert response.status_code == 201, response.text
+    response = api.http.patch(f"/accounting/users/{ME}", params={"account": "physics"},
+                              json={"max_jobs": 2, "max_submit_jobs": 4})
+    assert response.status_code == 200, response.text
+
+
+def test_account_limits_hold_jobs_with_slurms_reasons(server: ConductorProcess, api: Api, tmp_path: Path) -> None:
+    make_tree(api)
+    first, second, third = (submit(api, tmp_path) for _ in range(3))
+    for job in (first, second):
+        record = api.wait_state(job, "RUNNING")
+        assert record["account"] == "physics"  # the user's default account
+    wait_reason(api, third, "AssocMaxJobsLimit")
+    told = cli(server, tmp_path, "explain", str(third)).stdout
+    assert f"{ME}'s association with account physics allows 2 running jobs (MaxJobs); {ME} has 2 running" in told, told
+    # MaxSubmitJobs=4: a fourth is taken, a fifth refused with Slurm's message.
+    fourth = submit(api, tmp_path)
+    response = api.http.post("/jobs/submit", json={"job": {"current_working_directory": str(tmp_path)},
+                                                   "script": "#!/bin/sh\ntrue\n"})
+    assert response.status_code == 429
+    assert response.json()["detail"] == (
+        "Job violates accounting/QOS policy (job submit limit, user's size and/or time limits)"
+    )
+    done = cli(server, tmp_path, "sbatch", "-o", "/dev/null", "--wrap", "true")
+    assert done.returncode == 1 and "Job violates accounting/QOS policy" in done.stderr
+    # science allows 3 CPUs at once: physics holds 2, a 2-CPU job in chemistry waits for it.
+    big = submit(api, tmp_path, cpus=2, account="chemistry")
+    wait_reason(api, big, "AssocGrpCpuLimit")
+    told = cli(server, tmp_path, "explain", str(big)).stdout
+    assert "account science allows 3 CPUs at once (GrpTRES=cpu); its running jobs hold 2 and it needs 2" in told, told
+    squeue = cli(server, tmp_path, "squeue", "-h", "-t", "PD", "-o", "%i %a %r").stdout.split("\n")
+    assert f"{third} physics AssocMaxJobsLimit" in squeue and f"{big} chemistry AssocGrpCpuLimit" in squeue
+    # Clearing MaxJobs (-1, as sacctmgr does) lets the third start: science then holds 3 of 3.
+    response = api.http.patch(f"/accounting/users/{ME}", params={"account": "physics"}, json={"max_jobs": -1})
+    assert response.status_code == 200, response.text
+    api.wait_state(third, "RUNNING")
+    assert api.job(fourth)["reason"] == "AssocGrpCpuLimit"
+    # One ends: the fourth (1 CPU) fits science's 3, the 2-CPU one still does not.
+    api.cancel(first)
+    api.wait_state(fourth, "RUNNING")
+    wait_reason(api, big, "AssocGrpCpuLimit")
+    assocs = api.http.get("/accounting/associations").json()["associations"]
+    mine = next(a for a in assocs if a["user"] == ME and a["account"] == "physics")
+    assert mine["limits"]["max_jobs"] is None and mine["limits"]["max_submit_jobs"] == 4 and mine["default"]
+    science = next(a for a in assocs if a["account"] == "science" and not a["user"])
+    assert science["limits"]["grp_cpus"] == 3 and science["depth"] == 1
+
+
+def test_max_wall_of_an_account_and_enforced_associations(server: ConductorProcess, api: Api, tmp_path: Path) -> None:
+    make_tree(api)
+    # Without AccountingStorageEnforce, a job charged to an account ME is not associated with
+    # runs, unchecked, as in Slurm; teaching's MaxWall does not hold it.
+    loose = submit(api, tmp_path, account="teaching", time_limit="30:00")
+    record = api.wait_state(loose, "RUNNING")
+    assert record["account"] == "teaching"
+    api.cancel(loose)
+    response = api.http.post("/accounting/users", json={"users": [ME], "accounts": ["teaching"]})
+    assert response.status_code == 201, response.text
+    long = submit(api, tmp_path, account="teaching", time_limit="30:00")
+    wait_reason(api, long, "AssocMaxWallDurationPerJobLimit")
+    short = submit(api, tmp_path, account="teaching", time_limit="4:00")
+    api.wait_state(short, "RUNNING")
+    # With AccountingStorageEnforce=associations, an account without an association is refused.
+    write_config(server.home / "cluster.toml", enforce=True)
+    assert cli(server, tmp_path, "scontrol", "reconfigure").returncode == 0
+    assert api.http.post("/accounting/accounts", json={"accounts": [{"name": "other"}]}).status_code == 201
+    response = api.http.post("/jobs/submit", json={
+        "job": {"current_working_directory": str(tmp_path), "account": "other"}, "script": "#!/bin/sh\ntrue\n",
+    })
+    assert response.status_code == 403
+    assert response.json()["detail"] == "Invalid account or account/partition combination specified"
+    done = cli(server, tmp_path, "sbatch", "-A", "nosuch", "-o", "/dev/null", "--wrap", "true")
+    assert done.returncode == 1 and "Invalid account or account/partition combination specified" in done.stderr
+    ok = submit(api, tmp_path, account="chemistry")
+    assert api.wait_state(ok, "RUNNING")["account"] == "chemistry"
+
+
+def test_accounting_rules_and_who_may_change_it(server: ConductorProcess, api: Api) -> None:
+    make_tree(api)
+    made = server.run("token", "create", "--user", ME)
+    assert made.returncode == 0, made.stderr
+    user = Api(server.url, token=made.stdout.strip().split()[-1])
+    try:
+        # Everyone reads; only an administrator changes.
+        assert user.http.get("/accounting/associations").status_code == 200
+        for response in (
+            user.http.post("/accounting/accounts", json={"accounts": [{"name": "mine"}]}),
+            user.http.patch(f"/accounting/users/{ME}", json={"max_jobs": 100}),
+            user.http.delete("/accounting/accounts/physics"),
+            user.http.post("/accounting/qos", json={"qos": [{"name": "gold"}]}),
+        ):
+            assert response.status_code == 403 and "only an administrator may" in response.json()["detail"]
+    finally:
+        user.close()
+    cases = [
+        (api.http.post("/accounting/accounts", json={"accounts": [{"name": "physics"}]}), 409, "already exists"),
+        (api.http.post("/accounting/accounts", json={"accounts": [{"name": "x", "parent": "nosuch"}]}), 404,
+         "parent account 'nosuch' does not exist"),
+        (api.http.post("/accounting/accounts", json={"accounts": [{"name": "bad name"}]}), 400, "not a valid name"),
+        (api.http.patch("/accounting/accounts/science", json={"parent": "physics"}), 400, "its own parent or ancestor"),
+        (api.http.delete("/accounting/accounts/science"), 409, "has sub-accounts (chemistry, physics)"),
+        (api.http.patch("/accounting/accounts/physics", json={"grp_tres": "gpu=1"}), 400, "unknown TRES gpu"),
+        (api.http.patch("/accounting/accounts/physics", json={"max_wall": "an hour"}), 400, "max_wall"),
+        (api.http.patch("/accounting/accounts/physics", json={"max_jobs": -5}), 422, "-1 clears it"),
+        (api.http.post("/accounting/users", json={"users": [ME], "accounts": ["nosuch"]}), 404,
+         "account 'nosuch' does not exist"),
+        (api.http.patch(f"/accounting/users/{ME}", json={"default_account": "teaching"}), 400,
+         f"user '{ME}' is not associated with account 'teaching'"),
+        (api.http.delete("/accounting/users/nobody"), 404, "no association of user 'nobody'"),
+    ]
+    for response, status, words in cases:
+        assert response.status_code == status and words in response.text, (status, response.text)
+    # A user's default moves when its account's association goes; an account with jobs stays.
+    job = submit(api, Path("/tmp"))
+    api.wait_state(job, "RUNNING")
+    response = api.http.delete(f"/accounting/users/{ME}", params={"account": "physics"})
+    assert response.status_code == 409 and "pending or running jobs in account 'physics'" in response.text
+    api.cancel(job)
+    api.wait_state(job, "CANCELLED")
+    assert api.http.delete(f"/accounting/users/{ME}", params={"account": "physics"}).status_code == 200
+    users = api.http.get("/accounting/users").json()["users"]
+    assert users == [{"name": ME, "default_account": "chemistry", "accounts": ["chemistry"]}]

@@ -1,0 +1,154 @@
+"""Accounts and associations: inherited limits, the limits' reasons in a pass, and classic fair
+share over an account tree against the formulas of Slurm's classic_fair_share page."""
+
+from __future__ import annotations
+
+import pytest
+
+from conductor.domain.accounting import (
+    NO_ACCOUNT,
+    ROOT,
+    Account,
+    Accounting,
+    Association,
+    AssocLimits,
+    fair_share_factors,
+    fair_share_tree,
+)
+from conductor.domain.multifactor import Weights
+from conductor.scheduler.limits import (
+    ASSOC_GRP_CPU,
+    ASSOC_MAX_JOBS,
+    ASSOC_MAX_SUBMIT,
+    ASSOC_MAX_WALL,
+    QOS_MAX_JOBS_PER_USER,
+    Limits,
+    LimitTracker,
+    QosLimit,
+    Usage,
+)
+from conductor.scheduler.policy import NodeView, PendingJob, schedule
+from conductor.scheduler.priority import Multifactor, PriorityConfig
+
+
+def tree() -> Accounting:
+    """root -> science (3 shares) -> physics (2), chemistry (1); root -> admin (1).
+    alice and bob in physics (1 share each), carol in chemistry (1), dave in admin (1)."""
+    accounts = {
+        "science": Account("science", ROOT, shares=3, limits=AssocLimits(max_jobs=5, grp_cpus=6)),
+        "physics": Account("physics", "science", shares=2, limits=AssocLimits(max_wall=3600)),
+        "chemistry": Account("chemistry", "science", shares=1),
+        "admin": Account("admin", ROOT, shares=1),
+    }
+    assocs = {
+        ("alice", "physics"): Association("alice", "physics", limits=AssocLimits(max_jobs=2)),
+        ("bob", "physics"): Association("bob", "physics", limits=AssocLimits(grp_cpus=2)),
+        ("carol", "chemistry"): Association("carol", "chemistry"),
+        ("dave", "admin"): Association("dave", "admin", limits=AssocLimits(max_submit_jobs=1)),
+    }
+    return Accounting(accounts=accounts, associations=assocs,
+                      default_accounts={"alice": "physics", "bob": "physics", "carol": "chemistry", "dave": "admin"})
+
+
+def test_limits_are_inherited_from_the_account_path_and_group_limits_hold_at_every_level() -> None:
+    a = tree()
+    alice = a.resolve("alice", "physics")
+    assert alice is not None
+    assert (alice.max_jobs, alice.max_wall, alice.max_submit_jobs) == (2, 3600, None)  # own, physics', unset
+    assert alice.groups == (((NO_ACCOUNT, "science"), 6, None),)
+    bob = a.resolve("bob", "physics")
+    assert bob is not None and bob.max_jobs == 5  # from science
+    assert bob.groups == ((("bob", "physics"), 2, None), ((NO_ACCOUNT, "science"), 6, None))
+    assert a.resolve("alice", "chemistry") is None  # no such association
+    assert [x.name for x in a.path("physics")] == ["physics", "science"]
+    assert a.usage_key("alice", "physics") == ("alice", "physics")
+    assert a.usage_key("alice", "admin") == ("alice", NO_ACCOUNT)  # not hers: counted for her alone
+
+
+def test_the_tracker_gives_slurms_association_reasons() -> None:
+    a = tree()
+    limits = Limits(qos={"normal": QosLimit()}, accounting=a)
+    running = {("alice", "physics"): Usage(jobs=2, cpus=2), ("carol", "chemistry"): Usage(jobs=1, cpus=3)}
+    t = LimitTracker(limits, {}, running)
+    assert t.check("p", "alice", None, 1, 0, 60, "physics") == ASSOC_MAX_JOBS  # 2 running, MaxJobs=2
+    assert t.check("p", "alice", None, 1, 0, 7200, "physics") == ASSOC_MAX_WALL  # physics' MaxWall 1 h
+    # science's GrpTRES cpu=6: 5 CPUs held under it; bob asks 1 -> fits, 2 -> over.
+    assert t.check("p", "bob", None, 2, 0, 60, "physics") == ASSOC_GRP_CPU
+    assert t.check("p", "bob", None, 1, 0, 60, "physics") is None
+    t.started("bob", None, 1, 0, "physics")
+    assert t.check("p", "carol", None, 1, 0, 60, "chemistry") == ASSOC_GRP_CPU  # science full now
+    # dave: MaxSubmitJobs=1 counts the jobs the pass sees, in priority order.
+    assert t.check("p", "dave", None, 1, 0, 60, "admin") is None
+    assert t.check("p", "dave", None, 1, 0, 60, "admin") == ASSOC_MAX_SUBMIT
+    # No association (an account not hers): no account limit counts the job.
+    assert t.check("p", "alice", None, 1, 0, 60, "admin") is None
+    # The QOS' reason comes first, as Slurm checks the QOS before the association.
+    q = LimitTracker(Limits(qos={"normal": QosLimit(max_jobs_per_user=1)}, accounting=a),
+                     {("alice", None): Usage(jobs=2, cpus=2)}, running)
+    assert q.check("p", "alice", None, 1, 0, 60, "physics") == QOS_MAX_JOBS_PER_USER
+
+
+def test_a_pass_starts_jobs_up_to_the_accounts_limit_and_explains_the_rest() -> None:
+    a = tree()
+    jobs = [PendingJob(id=i, cpus=1, partition="p", user="alice", account="physics", submit_time=i,
+                       time_limit=60) for i in range(4)]
+    node = NodeView(name="n", cpu_ids=tuple(range(8)), free_cpu_ids=list(range(8)), memory_mb=8000, free_memory_mb=8000,
+                    partitions=frozenset({"p"}))
+    decision = schedule(jobs, [node], 100.0, limits=Limits(accounting=a), usage={}, account_usage={})
+    assert [p.job_id for p in decision.placements] == [0, 1]
+    assert decision.reasons[2] == decision.reasons[3] == ASSOC_MAX_JOBS
+
+
+def test_classic_fair_share_over_a_tree_follows_slurms_formulas() -> None:
+    a = tree()
+    usage = {("alice", "physics"): 600.0, ("bob", "physics"): 200.0, ("carol", "chemistry"): 200.0,
+             ("dave", "admin"): 0.0, ("erin", NO_ACCOUNT): 1000.0}
+    rows = {(r.account, r.user): r for r in fair_share_tree(a, usage)}
+    total = 2000.0
+    assert rows[(ROOT, "")].raw_usage == total
+    # Root's children: science 3, admin 1, erin (charged to no association) 1 share.
+    science = rows[("science", "")]
+    assert science.norm_shares == pytest.approx(3 / 5)
+    assert science.raw_usage == 1000.0 and science.norm_usage == pytest.approx(0.5)
+    assert science.effective_usage == pytest.approx(0.5)  # a child of root: its own usage
+    physics = rows[("physics", "")]
+    assert physics.norm_shares == pytest.approx(3 / 5 * 2 / 3)
+    # UE = U + (UE_parent - U) * S_self / S_siblings
+    physics_ue = 0.4 + (0.5 - 0.4) * 2 / 3
+    assert physics.effective_usage == pytest.approx(physics_ue)
+    alice = rows[("physics", "alice")]
+    assert alice.norm_shares == pytest.approx(3 / 5 * 2 / 3 * 1 / 2)
+    alice_ue = 0.3 + (physics_ue - 0.3) * 1 / 2
+    assert alice.effective_usage == pytest.approx(alice_ue)
+    assert alice.fairshare == pytest.approx(2 ** (-alice_ue / (3 / 5 * 2 / 3 * 1 / 2)))
+    erin = rows[(ROOT, "erin")]
+    assert erin.norm_shares == pytest.approx(1 / 5) and erin.fairshare == pytest.approx(2 ** (-0.5 / 0.2))
+    # dave has used nothing, but his account's effective usage is its own (none): factor 1.
+    assert rows[("admin", "dave")].fairshare == pytest.approx(1.0)
+    # Tree order: root, then each account with its users before its sub-accounts (sshare's).
+    order = [(r.account, r.user) for r in fair_share_tree(a, usage)]
+    assert order.index(("science", "")) < order.index(("physics", "")) < order.index(("physics", "alice"))
+    factors = fair_share_factors(fair_share_tree(a, usage))
+    assert factors[("alice", "physics")] == pytest.approx(alice.fairshare)
+    assert factors[("erin", NO_ACCOUNT)] == pytest.approx(erin.fairshare)
+
+
+def test_without_accounts_every_user_holds_one_share_under_root() -> None:
+    usage = {("u1", NO_ACCOUNT): 5.0, ("u2", NO_ACCOUNT): 50.0}
+    factors = fair_share_factors(fair_share_tree(Accounting(), usage))
+    assert factors[("u1", NO_ACCOUNT)] == pytest.approx(2 ** (-(5 / 55) * 2))
+    assert factors[("u2", NO_ACCOUNT)] == pytest.approx(2 ** (-(50 / 55) * 2))
+
+
+def test_the_heavier_account_orders_after_the_lighter_one() -> None:
+    a = tree()
+    config = PriorityConfig(weights=Weights(fairshare=10000), accounting=a)
+    # Same user shape in two accounts: science used a lot, admin nothing.
+    multifactor = Multifactor(config, {("carol", "chemistry"): 5000.0, ("dave", "admin"): 10.0},
+                              cluster_cpus=8, cluster_nodes=1)
+    carol = PendingJob(id=1, cpus=1, user="carol", account="chemistry")
+    dave = PendingJob(id=2, cpus=1, user="dave", account="admin")
+    multifactor.assign([carol, dave], 0.0)
+    assert dave.priority > carol.priority
+    # A job charged to an account the user has no association with counts as the user's alone.
+    assert multifactor.fairshare("carol", "admin") == 1.0
