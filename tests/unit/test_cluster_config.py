@@ -80,6 +80,8 @@ def test_a_good_file_reads_into_typed_values() -> None:
         (("Depth = 4", "Depht = 4"), 34, "backfill.Depht: unknown key"),
         (('DefaultQOS = "normal"', 'DefaultQOS = "gold"'), None, "DefaultQOS 'gold' is not one of the [qos.*] tables"),
         (('State = "drain"', 'Default = true'), None, "only one partition may be Default"),
+        (('EnforcePartLimits = "ALL"', 'AccountingStorageEnforce = "associations,everything"'), 2,
+         "AccountingStorageEnforce: unknown value 'everything': use a comma list of associations"),
     ],
 )
 def test_a_bad_file_is_refused_with_the_line_the_key_and_the_rule(

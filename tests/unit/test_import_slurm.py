@@ -54,6 +54,7 @@ def test_a_sites_configuration() -> None:
     assert p.decay_half_life == 14 * 86400 and p.max_age == 7 * 86400 and not p.favor_small
     assert (config.backfill.max_job_test, config.backfill.depth) == (1000, 1000)
     assert config.enforce_part_limits == "ALL"
+    assert config.accounting_storage_enforce == "associations,limits,qos" and config.enforces_associations()
 
     said = "\n".join(map(str, imported.notes))
     for expected in (
@@ -67,10 +68,11 @@ def test_a_sites_configuration() -> None:
         "PartitionName=DEFAULT MaxNodes=4: not carried over: jobs run on one node here",
         "PartitionName=fat AllowGroups=fatusers: not carried over: access is limited by AllowAccounts",
         "Include /etc/slurm/site-extra.conf: not carried over: not a Key=Value line",
-        "line 60: AccountingStorageEnforce=associations,limits,qos: not carried over: accounting setting",
+        "line 59: AccountingStorageHost=hydra-db: not carried over: accounting setting",
     ):
         assert expected in said, expected
     assert "PriorityWeightAge" not in said and "PartitionName=debug" not in said
+    assert "line 60" not in said  # AccountingStorageEnforce is carried over whole
     toml = tomllib.loads(imported.toml)
     assert toml["partitions"]["fat"]["AllowAccounts"] == ["genomics", "climate"]
 

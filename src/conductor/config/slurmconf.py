@@ -4,7 +4,8 @@ Carried over: `PartitionName` lines (Nodes, Default, MaxTime, DefaultTime, Prior
 PriorityJobFactor, MaxCPUsPerNode, AllowAccounts, State; `PartitionName=DEFAULT` lines as defaults of those that
 follow), `NodeName` lines (CPUs, RealMemory, Features, Weight; `NodeName=DEFAULT` likewise),
 `PriorityWeight*`, `PriorityMaxAge`, `PriorityDecayHalfLife`, `PriorityFavorSmall`,
-`SchedulerType`, `SchedulerParameters` (bf_max_job_test) and `EnforcePartLimits`. Every other
+`SchedulerType`, `SchedulerParameters` (bf_max_job_test), `EnforcePartLimits` and
+`AccountingStorageEnforce`. Every other
 line, and every key of a carried line that has no equivalent, is reported with the reason.
 Pure: text in, TOML text and notes out; the output is checked by the loader before it is given.
 """
@@ -168,6 +169,15 @@ def _single(number: int, key: str, value: str, found: _Found) -> None:
                                   "bf_max_job_test alone, and runs on every change)"))
     elif lowered == "enforcepartlimits":
         found.top["EnforcePartLimits"] = value.upper()
+    elif lowered == "accountingstorageenforce":
+        # Accounts and associations live in the database (sacctmgr); whether a job needs one
+        # is this setting. Words without an equivalent (wckeys, nojobs, nosteps) are dropped.
+        words = [w.strip().lower() for w in value.split(",") if w.strip()]
+        kept = [w for w in words if w in ("associations", "limits", "qos", "safe", "all")]
+        if len(kept) < len(words):
+            notes.append(Note(number, f"AccountingStorageEnforce={value}",
+                              f"carried over as '{','.join(kept)}': wckeys, nojobs and nosteps have no equivalent"))
+        found.top["AccountingStorageEnforce"] = ",".join(kept)
     else:
         notes.append(Note(number, _short(f"{key}={value}"), "not carried over: " + _why(key)))
         return
