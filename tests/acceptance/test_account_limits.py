@@ -20,6 +20,10 @@ CONFIG = """\
 [partitions.debug]
 Nodes = "ALL"
 Default = true
+
+[priority]
+PriorityWeightFairshare = 10000
+PriorityDecayHalfLife = "1:00:00"
 """
 ME = getpass.getuser()
 
@@ -223,3 +227,27 @@ def test_accounting_rules_and_who_may_change_it(server: ConductorProcess, api: A
     assert api.http.delete(f"/accounting/users/{ME}", params={"account": "physics"}).status_code == 200
     users = api.http.get("/accounting/users").json()["users"]
     assert users == [{"name": ME, "default_account": "chemistry", "accounts": ["chemistry"]}]
+
+
+def test_sshare_shows_the_account_tree(server: ConductorProcess, api: Api, tmp_path: Path) -> None:
+    make_tree(api)
+    job = submit(api, tmp_path, cpus=2)
+    api.wait_state(job, "RUNNING")
+    time.sleep(1.5)  # some usage to decay; the scheduler brings it forward on its full passes
+    api.cancel(job)
+    api.wait_state(job, "CANCELLED")
+    lines = cli(server, tmp_path, "sshare", "-a", "-P").stdout.splitlines()
+    assert lines[0] == "Account|User|RawShares|NormShares|RawUsage|EffectvUsage|FairShare"
+    rows = [line.split("|") for line in lines[1:]]
+    accounts = [r[0] for r in rows]
+    # root, then each account before its users and sub-accounts, indented by depth.
+    assert accounts[0] == "root"
+    assert accounts.index(" science") < accounts.index("  chemistry") < accounts.index("  physics")
+    physics = rows[accounts.index("  physics")]
+    assert physics[1] == "" and physics[2] == "2" and physics[6] == ""  # an account's line: no factor
+    mine = next(r for r in rows if r[1] == ME and r[0] == "   physics")
+    # physics holds 2 of science's 3 shares, ME the one share of physics' users.
+    science = rows[accounts.index(" science")]
+    assert float(physics[3]) == pytest.approx(float(science[3]) * 2 / 3, abs=1e-5)
+    assert float(mine[3]) == pytest.approx(float(physics[3]), abs=1e-5)
+    assert 0.0 < float(mine[6]) <= 1.0
