@@ -136,6 +136,8 @@ def test_account_limits_hold_jobs_with_slurms_reasons(server: ConductorProcess, 
     told = cli(server, tmp_path, "explain", str(big)).stdout
     assert "account science allows 3 CPUs at once (GrpTRES=cpu); its running jobs hold 2 and it needs 2" in told, told
     squeue = cli(server, tmp_path, "squeue", "-h", "-t", "PD", "-o", "%i %a %r").stdout.split("\n")
+    sprio = cli(server, tmp_path, "sprio", "-h", "-o", "%i %o").stdout.split("\n")
+    assert f"{third} physics" in sprio and f"{big} chemistry" in sprio
     assert f"{third} physics AssocMaxJobsLimit" in squeue and f"{big} chemistry AssocGrpCpuLimit" in squeue
     # Clearing MaxJobs (-1, as sacctmgr does) lets the third start: science then holds 3 of 3.
     response = api.http.patch(f"/accounting/users/{ME}", params={"account": "physics"}, json={"max_jobs": -1})

@@ -236,6 +236,7 @@ class JobPriority(BaseModel):
     job_id: int
     partition: str
     user: str
+    account: str | None = Field(default=None, description="The account charged (None: none).")
     qos: str
     priority: int = Field(description="What the scheduler orders by (an explicit --priority replaces the sum).")
     explicit: bool = Field(description="Whether an explicit priority replaces the multifactor sum.")
@@ -287,7 +288,7 @@ def job_priorities(
     for job in sorted(pending, key=lambda j: j.id):
         f = multifactor.factors(job, now)
         out.append(JobPriority(
-            job_id=job.id, partition=job.partition, user=job.user, qos=job.qos or config.default_qos,
+            job_id=job.id, partition=job.partition, user=job.user, account=job.account, qos=job.qos or config.default_qos,
             priority=job.priority, explicit=job.explicit_priority > 0, age=f.age, fairshare=f.fairshare,
             job_size=f.job_size, partition_factor=f.partition, qos_factor=f.qos, nice=job.nice,
         ))

@@ -159,7 +159,7 @@ def _value(code: str, job: dict[str, Any], weights: dict[str, int]) -> str:
         norm = float(job[job_key])
         return f"{norm:.7f}" if code.islower() else str(int(round(norm * weights.get(weight_key, 0))))
     values = {
-        "i": str(job["job_id"]), "r": job["partition"], "u": job["user"], "o": "(null)",
+        "i": str(job["job_id"]), "r": job["partition"], "u": job["user"], "o": job.get("account") or "(null)",
         "Y": str(job["priority"]), "S": "0", "s": f"{0:.7f}", "B": "0", "b": f"{0:.7f}",
         "n": job["qos"], "N": str(job["nice"]), "t": "", "T": "", "c": "cluster",
     }
