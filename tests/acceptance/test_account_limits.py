@@ -253,3 +253,38 @@ def test_sshare_shows_the_account_tree(server: ConductorProcess, api: Api, tmp_p
     assert float(physics[3]) == pytest.approx(float(science[3]) * 2 / 3, abs=1e-5)
     assert float(mine[3]) == pytest.approx(float(physics[3]), abs=1e-5)
     assert 0.0 < float(mine[6]) <= 1.0
+
+
+def test_tres_changes_keep_what_they_do_not_name_and_database_qos_hold(
+    server: ConductorProcess, api: Api, tmp_path: Path
+) -> None:
+    make_tree(api)
+
+    def science() -> dict[str, object]:
+        rows = api.http.get("/accounting/associations").json()["associations"]
+        return dict(next(a for a in rows if a["account"] == "science" and not a["user"])["limits"])
+
+    assert api.http.patch("/accounting/accounts/science", json={"grp_tres": "cpu=8,mem=2G"}).status_code == 200
+    assert api.http.patch("/accounting/accounts/science", json={"grp_tres": "cpu=16"}).status_code == 200
+    assert (science()["grp_cpus"], science()["grp_memory_mb"]) == (16, 2048)  # as Slurm, mem stays
+    assert api.http.patch("/accounting/accounts/science", json={"grp_tres": "cpu=-1"}).status_code == 200
+    assert (science()["grp_cpus"], science()["grp_memory_mb"]) == (None, 2048)
+    assert api.http.patch("/accounting/accounts/science", json={"grp_tres": None}).status_code == 200
+    assert (science()["grp_cpus"], science()["grp_memory_mb"]) == (None, None)
+    # A QOS of the database, without MaxWall, then with one of 1 minute (a number is minutes).
+    assert api.http.post("/accounting/qos", json={"qos": [{"name": "quick"}]}).status_code == 201
+    listed = {q["name"]: q for q in api.http.get("/accounting/qos").json()["qos"]}
+    assert listed["quick"]["source"] == "database" and listed["quick"]["max_wall"] is None
+    assert api.http.patch("/accounting/qos/quick", json={"max_wall": 1, "max_jobs_per_user": 1}).status_code == 200
+    listed = {q["name"]: q for q in api.http.get("/accounting/qos").json()["qos"]}
+    assert listed["quick"]["max_wall"] == 60 and listed["quick"]["max_jobs_per_user"] == 1
+    long = submit(api, tmp_path, qos="quick", time_limit="5:00")
+    wait_reason(api, long, "QOSMaxWallDurationPerJobLimit")
+    first = submit(api, tmp_path, qos="quick", time_limit="1:00")
+    second = submit(api, tmp_path, qos="quick", time_limit="1:00")
+    api.wait_state(first, "RUNNING")
+    wait_reason(api, second, "QOSMaxJobsPerUserLimit")
+    for job in (long, first, second):
+        api.cancel(job)
+    api.wait_all([long, first, second], timeout=30)
+    assert api.http.delete("/accounting/qos/quick").status_code == 200

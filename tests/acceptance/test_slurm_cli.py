@@ -508,7 +508,7 @@ def test_srun_inside_a_job_runs_ntasks_with_ranks(cli: Cli) -> None:
 def test_slurm_shims_run_the_commands_from_path(cli: Cli) -> None:
     shims = cli.cwd / "shims"
     written = cli("slurm-shims", str(shims)).stdout.split()
-    names = ["sbatch", "squeue", "scancel", "sinfo", "sacct", "scontrol", "srun", "seff", "sprio", "sshare"]
+    names = ["sbatch", "squeue", "scancel", "sinfo", "sacct", "scontrol", "srun", "seff", "sprio", "sshare", "sacctmgr"]
     assert written == [str(shims / n) for n in names]
     assert all(os.access(shims / n, os.X_OK) for n in names)
     env = dict(cli.env, PATH=f"{shims}:/usr/bin:/bin")

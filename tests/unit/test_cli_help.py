@@ -15,7 +15,8 @@ from conductor.__main__ import COMMANDS, SUMMARIES
 from conductor.cli.getopt import OptionTable
 
 # Slurm commands: module, and whether Slurm's own command has --usage.
-SLURM = {"sbatch": True, "squeue": True, "sacct": True, "sinfo": True, "scontrol": True, "scancel": True, "srun": True}
+SLURM = {"sbatch": True, "squeue": True, "sacct": True, "sinfo": True, "scontrol": True, "scancel": True, "srun": True,
+         "sacctmgr": True}
 ARGPARSE = ("up", "server", "worker", "token", "backup")
 
 

@@ -97,8 +97,7 @@ class LimitsBody(_Body):
             if name in given:
                 out[name] = getattr(self, name)
         if "grp_tres" in given:
-            cpus, memory = _tres(self.grp_tres, "grp_tres")
-            out["grp_cpus"], out["grp_memory_mb"] = cpus, memory
+            out.update(_tres_change(self.grp_tres, "grp_tres", "grp_cpus", "grp_memory_mb"))
         if "max_wall" in given:
             out["max_wall"] = _wall(self.max_wall)
         return out
@@ -111,21 +110,46 @@ class LimitsBody(_Body):
         )
 
 
+def _tres_items(value: str | dict[str, Any], field: str) -> dict[str, object]:
+    """TRES as given, by name; -1 (Slurm's way to clear one) as None."""
+    if isinstance(value, str):
+        items: dict[str, object] = {}
+        for item in value.split(","):
+            name, eq, amount = item.strip().partition("=")
+            if not eq or not name.strip():
+                raise Invalid(f"'{item.strip()[:40]}' is not NAME=COUNT (e.g. cpu=16,mem=64G)", field=field)
+            items[name.strip().lower()] = amount.strip()
+    else:
+        items = {str(k).lower(): v for k, v in value.items()}
+    return {k: None if v in (-1, "-1", None) else v for k, v in items.items()}
+
+
 def _tres(value: str | dict[str, Any] | None, field: str) -> tuple[int | None, int | None]:
+    """A whole TRES limit (cpu, memory MB); unnamed ones are unset."""
     if value is None or value == "":
         return None, None
-    if isinstance(value, str):
-        # Slurm clears one TRES with -1: cpu=-1.
-        value = ",".join(p for p in value.split(",") if not p.strip().endswith("=-1"))
-        if not value:
-            return None, None
+    items = {k: v for k, v in _tres_items(value, field).items() if v is not None}
     try:
-        tres = Tres.model_validate(value)
+        tres = Tres.model_validate(items)
     except ValidationError as exc:
         found = exc.errors()
         message = str(found[0].get("msg", exc)) if found else str(exc)
         raise Invalid(message.removeprefix("Value error, "), field=field) from None
     return tres.cpu, tres.mem
+
+
+def _tres_change(value: str | dict[str, Any] | None, field: str, cpu_column: str, mem_column: str) -> dict[str, object]:
+    """The columns a TRES change sets: only the TRES it names, as Slurm keeps the others
+    (`GrpTRES=cpu=16` leaves mem alone; `cpu=-1` clears cpu alone); null or "" clears both."""
+    if value is None or value == "":
+        return {cpu_column: None, mem_column: None}
+    named = _tres_items(value, field)
+    cpus, memory = _tres({k: v for k, v in named.items() if v is not None}, field)
+    columns = {"cpu": (cpu_column, cpus), "mem": (mem_column, memory)}
+    unknown = sorted(set(named) - set(columns))
+    if unknown:
+        raise Invalid(f"unknown TRES {', '.join(unknown)}: only cpu and mem are limited here", field=field)
+    return {columns[name][0]: columns[name][1] for name in named}
 
 
 def _wall(value: str | int | None) -> int | None:
@@ -197,9 +221,10 @@ class QosBody(_Body):
             if name in given:
                 out[name] = getattr(self, name)
         if "max_tres_per_user" in given:
-            out["max_cpus_per_user"], out["max_memory_per_user"] = _tres(self.max_tres_per_user, "max_tres_per_user")
+            out.update(_tres_change(self.max_tres_per_user, "max_tres_per_user", "max_cpus_per_user",
+                                    "max_memory_per_user"))
         if "grp_tres" in given:
-            out["grp_cpus"], out["grp_memory_mb"] = _tres(self.grp_tres, "grp_tres")
+            out.update(_tres_change(self.grp_tres, "grp_tres", "grp_cpus", "grp_memory_mb"))
         if "max_wall" in given:
             out["max_wall"] = _wall(self.max_wall)
         return out

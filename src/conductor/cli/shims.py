@@ -15,14 +15,16 @@ import sys
 from conductor.cli.common import UsageError, run
 
 PROG = "slurm-shims"
-COMMANDS = ("sbatch", "squeue", "scancel", "sinfo", "sacct", "scontrol", "srun", "seff", "sprio", "sshare")
+COMMANDS = (
+    "sbatch", "squeue", "scancel", "sinfo", "sacct", "scontrol", "srun", "seff", "sprio", "sshare", "sacctmgr",
+)
 
 
 USAGE = "usage: conductor slurm-shims [--url URL] DIR\n"
 HELP = (
     USAGE
-    + "Write executables sbatch squeue scancel sinfo sacct scontrol srun seff sprio sshare into DIR, each\n"
-    "running the conductor command of that name; put DIR first on PATH to use them.\n"
+    + "Write executables sbatch squeue scancel sinfo sacct scontrol srun seff sprio sshare sacctmgr into DIR,\n"
+    "each running the conductor command of that name; put DIR first on PATH to use them.\n"
     "\n"
     "  -u, --url=URL   server the shims talk to unless CONDUCTOR_URL is set when they run\n"
     "                  (default: the server the CLI talks to now)\n"

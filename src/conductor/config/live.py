@@ -37,12 +37,14 @@ class ConfigStateStore(Protocol):
 
 
 def qos_from_record(q: QosSpec) -> Qos:
-    """A QOS added with sacctmgr, as the file's QOS are modelled."""
-    return Qos.model_validate({
+    """A QOS added with sacctmgr, as the file's QOS are modelled. MaxWall is stored in seconds:
+    it goes in as it is, not through the file's time grammar (where a number is minutes)."""
+    qos = Qos.model_validate({
         "Priority": q.priority, "MaxJobsPerUser": q.max_jobs_per_user, "MaxSubmitJobsPerUser": q.max_submit_jobs_per_user,
         "MaxTRESPerUser": Tres(cpu=q.max_cpus_per_user, mem=q.max_memory_per_user),
-        "GrpTRES": Tres(cpu=q.grp_cpus, mem=q.grp_memory), "MaxWall": q.max_wall,
+        "GrpTRES": Tres(cpu=q.grp_cpus, mem=q.grp_memory),
     })
+    return qos.model_copy(update={"max_wall": q.max_wall})
 
 
 @dataclass(frozen=True, slots=True)
