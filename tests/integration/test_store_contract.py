@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from conductor.domain.states import JobState
-from conductor.scheduler.policy import Placement, schedule
+from conductor.scheduler.policy import DependencyStatus, PendingJob, Placement, schedule
 from conductor.store import Finish, NodeConflict, Store, utcnow
 
 
@@ -103,6 +103,39 @@ def test_one_job_is_stored_as_core_stores_it(store: Store) -> None:
     assert replace(a, id=b.id, submit_time=b.submit_time) == b
     assert a.begin_time == begin and a.held is True and a.comment == "é ✓"
     assert [e.to_state for e in store.events(fast)] == ["PENDING"]
+
+
+def test_the_backlog_reads_every_field_of_a_pending_job(store: Store) -> None:
+    """The scheduler's backlog is read from the driver's own values (SQLite's timestamps are
+    text) into PendingJob's positional arguments: every field lands where it belongs, to the
+    microsecond, whether it is read whole or as a change."""
+    submitted = utcnow().replace(microsecond=123457) - timedelta(hours=1)
+    begins = submitted + timedelta(minutes=30, microseconds=1)
+    expected = submitted + timedelta(hours=2)
+    full = job_row(
+        user_name="bob", partition="long", qos="high", account="physics", cpus_per_task=3, ntasks=2, memory_per_cpu_mb=100,
+        priority=500, nice=7, submit_time=submitted, exclusive=True, held=True, begin_time=begins,
+        dependency="afterok:1", array_job_id=42, array_max_running=4, reason="Priority", time_limit=600,
+        expected_start_time=expected, sched_nodes="n7",
+    )
+    (first,) = store.submit([full])
+    (second,) = store.submit([job_row(submit_time=submitted, memory_per_node_mb=256, nice=20000)])
+    want = [
+        PendingJob(
+            id=first, cpus=6, memory_mb=600, partition="long", priority=493, submit_time=submitted.timestamp(),
+            exclusive=True, held=True, begin_time=begins.timestamp(), dependency=DependencyStatus.WAITING,
+            array_job_id=42, array_max_running=4, reason="Priority", time_limit=600.0,
+            expected_start=expected.timestamp(), expected_node="n7", user="bob", qos="high", account="physics",
+            explicit_priority=500,
+            nice=7, eligible_time=begins.timestamp(),
+        ),
+        PendingJob(
+            id=second, cpus=1, memory_mb=256, partition="debug", priority=1, submit_time=submitted.timestamp(),
+            user="alice", nice=20000, eligible_time=submitted.timestamp(),
+        ),
+    ]
+    assert store.pending_for_scheduling() == want
+    assert store.pending_changes(0)[2] == want
 
 
 def test_cancel_pending_never_runs_and_running_is_marked(store: Store) -> None:

@@ -165,6 +165,12 @@ class Scheduler:
         before still cannot start: the pass considers the new jobs alone.
         """
         if time.monotonic() - self._last_full >= self.check_interval:
+            # The old backlog goes first: kept alive while the new one is read, its records
+            # (as many as there are pending jobs) would double what every collection of the
+            # garbage collector traverses meanwhile. Should the read fail, `_last_full` is
+            # unchanged and the next pass reads everything again.
+            self._cache = {}
+            self._ordered = []
             self._last_event, snapshot = self.store.pending_snapshot()
             if self._prioritise(snapshot, full=True):
                 snapshot.sort(key=order_key)

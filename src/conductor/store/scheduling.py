@@ -14,7 +14,7 @@ from conductor.domain.priority import DEFAULT_PRIORITY, effective_priority
 from conductor.domain.states import JobState, Reason
 from conductor.scheduler.policy import DependencyStatus, Estimate, PendingJob, Placement
 from conductor.store.allocations import Allocations, running_allocations
-from conductor.store.engine import aware, utcnow
+from conductor.store.engine import epoch_seconds, utcnow
 from conductor.store.records import Reaped
 from conductor.store.schema import job_events, jobs, nodes
 from conductor.store.statements import for_update, id_in, id_list
@@ -32,11 +32,15 @@ class SchedulingQueries(Allocations):
         The event id is read first: every change up to it is reflected in the jobs read after
         it, so `pending_changes(that id)` later misses nothing that committed in order.
         """
-        with self._read() as conn:
+        # The backlog is the largest read of the system (a row per pending job, 100,000 at a
+        # time): a pre-compiled statement on the DBAPI cursor, its rows as the driver returns
+        # them, each converted once by `_pending_job`. Through Core rows and the columns'
+        # result processors the read took twice as long.
+        with self._raw_read() as cursor:
             # A bare max(): SQLite answers it from the primary key's b-tree in O(log n), while
             # max() inside coalesce() makes it scan every event.
-            last_event = int(conn.execute(_latest_event(self.dialect)).scalar_one() or 0)
-            pending = [_pending_job(tuple(r)) for r in conn.execute(_pending_query())]
+            last_event = int(self._query(cursor, _latest_event)[0][0] or 0)
+            pending = [_pending_job(r) for r in self._driver_query(cursor, _pending)]
         return last_event, pending
 
     def pending_changes(self, after_event: int) -> tuple[int, set[int], list[PendingJob]]:
@@ -52,8 +56,9 @@ class SchedulingQueries(Allocations):
             if last_event <= after_event:
                 return last_event, set(), []
             touched = {r[0] for r in self._query(cursor, _touched, after=after_event, last=last_event)}
-            rows = self._query(cursor, _pending_touched, after=after_event, last=last_event)
-        return last_event, touched, [_pending_job(r) for r in rows]
+            rows = self._driver_query(cursor, _pending_touched, after=after_event, last=last_event)
+            pending = [_pending_job(r) for r in rows]
+        return last_event, touched, pending
 
     def next_job_id(self) -> int:
         """The id the next submission will likely get (sbatch --test-only names it)."""
@@ -274,6 +279,10 @@ def _pending_query() -> Any:
     )
 
 
+def _pending(_dialect: str) -> Any:
+    return _pending_query()
+
+
 def _effective_priority() -> Any:
     """`domain.priority.effective_priority` in SQL: the order must be the policy's exactly."""
     base = case((jobs.c.priority > 0, jobs.c.priority), else_=DEFAULT_PRIORITY) - jobs.c.nice
@@ -347,35 +356,41 @@ def _capacity_nodes(dialect: str) -> Any:
 
 
 def _pending_job(row: tuple[Any, ...]) -> PendingJob:
+    """A row of `_pending_query` as the driver returns it (`Statements.driver_rows`): on SQLite
+    timestamps are text and booleans 0/1, on PostgreSQL datetimes and bools.
+
+    Runs once per pending job of a full snapshot (100,000 and more), hence its shape: a
+    timestamp is converted only when present (`epoch_seconds`, no aware datetime made), and
+    PendingJob is built from positional arguments, in its fields' order (keywords cost a fifth
+    more of the whole construction; test_store_contract checks every field read back).
+    """
     (job_id, cpus_per_task, ntasks, memory_per_node, memory_per_cpu, partition, priority, nice, submit_time,
      exclusive, held, begin_time, dependency, array_job_id, array_max_running, reason, time_limit,
      expected_start, sched_nodes, user_name, qos, account) = row
     cpus = cpus_per_task * ntasks
-    begin = aware(begin_time)
-    expected = aware(expected_start)
-    submitted = aware(submit_time).timestamp()  # type: ignore[union-attr]
-    begins = begin.timestamp() if begin else None
+    submitted = epoch_seconds(submit_time)
+    begins = None if begin_time is None else epoch_seconds(begin_time)
     return PendingJob(
-        id=job_id,
-        cpus=cpus,
-        memory_mb=memory_per_node or ((memory_per_cpu or 0) * cpus),
-        partition=partition,
-        priority=effective_priority(priority, nice),
-        submit_time=submitted,
-        exclusive=bool(exclusive),
-        held=bool(held),
-        begin_time=begins,
-        dependency=DependencyStatus.WAITING if dependency else DependencyStatus.SATISFIED,
-        array_job_id=array_job_id,
-        array_max_running=array_max_running,
-        reason=reason,
-        time_limit=float(time_limit) if time_limit else None,
-        expected_start=expected.timestamp() if expected else None,
-        expected_node=sched_nodes,
-        user=user_name,
-        qos=qos,
-        account=account,
-        explicit_priority=priority,
-        nice=nice,
-        eligible_time=submitted if begins is None or begins < submitted else begins,
+        job_id,  # id
+        cpus,  # cpus
+        memory_per_node or ((memory_per_cpu or 0) * cpus),  # memory_mb
+        partition,  # partition
+        effective_priority(priority, nice),  # priority
+        submitted,  # submit_time
+        bool(exclusive),  # exclusive
+        bool(held),  # held
+        begins,  # begin_time
+        DependencyStatus.WAITING if dependency else DependencyStatus.SATISFIED,  # dependency
+        array_job_id,  # array_job_id
+        array_max_running,  # array_max_running
+        reason,  # reason
+        float(time_limit) if time_limit else None,  # time_limit
+        None if expected_start is None else epoch_seconds(expected_start),  # expected_start
+        sched_nodes,  # expected_node
+        user_name,  # user
+        qos,  # qos
+        account,  # account
+        priority,  # explicit_priority
+        nice,  # nice
+        submitted if begins is None or begins < submitted else begins,  # eligible_time
     )

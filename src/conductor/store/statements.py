@@ -12,7 +12,7 @@ columns' own bind and result processors, so rows look exactly as Core would writ
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +79,20 @@ class Statements:
             processors = compiled.results
             rows = [tuple(v if p is None else p(v) for p, v in zip(processors, row, strict=True)) for row in rows]
         return rows
+
+    def driver_rows(self, cursor: Any, build: Builder, params: Mapping[str, Any]) -> Iterator[tuple[Any, ...]]:
+        """Rows of the SELECT `build` makes as the driver returns them, one at a time, to be read
+        before `cursor` closes: for reads so large (the scheduler's backlog, 100,000 rows) that
+        the caller converts each row itself and keeps only the result.
+
+        No result processor runs (on SQLite a DateTime is still its text, a Boolean 0 or 1):
+        the caller converts the few values it needs, only when present. And the rows are not
+        first gathered in a list: each can go as soon as it is converted, so that 100,000 row
+        tuples never live at once, for the garbage collector to traverse again and again.
+        """
+        compiled = self.get(build)
+        cursor.execute(compiled.sql, compiled.parameters(params))
+        return iter(cursor)
 
     def execute_many(self, cursor: Any, build: Builder, rows: Sequence[Mapping[str, Any]]) -> None:
         """The INSERT/UPDATE `build` makes, for each of `rows`, in one executemany."""
