@@ -28,8 +28,8 @@ PriorityDecayHalfLife = "1:00:00"
 ME = getpass.getuser()
 
 
-def write_config(path: Path, enforce: bool = False) -> None:
-    path.write_text(CONFIG.format(enforce='AccountingStorageEnforce = "associations"' if enforce else ""))
+def write_config(path: Path, enforce: bool = False, extra: str = "") -> None:
+    path.write_text(CONFIG.format(enforce='AccountingStorageEnforce = "associations"' if enforce else "") + extra)
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +120,7 @@ def test_account_limits_hold_jobs_with_slurms_reasons(server: ConductorProcess, 
     wait_reason(api, third, "AssocMaxJobsLimit")
     told = cli(server, tmp_path, "explain", str(third)).stdout
     assert f"{ME}'s association with account physics allows 2 running jobs (MaxJobs); {ME} has 2 running" in told, told
+    assert "fits now" not in told, told
     # MaxSubmitJobs=4: a fourth is taken, a fifth refused with Slurm's message.
     fourth = submit(api, tmp_path)
     response = api.http.post("/jobs/submit", json={"job": {"current_working_directory": str(tmp_path)},
@@ -216,6 +217,15 @@ def test_accounting_rules_and_who_may_change_it(server: ConductorProcess, api: A
         (api.http.patch(f"/accounting/users/{ME}", json={"default_account": "teaching"}), 400,
          f"user '{ME}' is not associated with account 'teaching'"),
         (api.http.delete("/accounting/users/nobody"), 404, "no association of user 'nobody'"),
+        (api.http.post("/accounting/accounts", json={"accounts": [{"name": "s", "parent": "s"}]}), 400,
+         "cannot be its own parent"),
+        (api.http.post("/accounting/qos", json={"qos": [{"name": "q9"}, {"name": "q9"}]}), 400, "named twice"),
+        (api.http.patch("/accounting/accounts/physics", json={"grp_tres": "cpu=99999999999999999999"}), 400,
+         "grp_tres"),
+        (api.http.patch("/accounting/accounts/physics", json={"grp_tres": "cpu=1,cpu=2"}), 400, "given twice"),
+        (api.http.patch("/accounting/accounts/physics", json={"max_wall": True}), 422, "max_wall"),
+        (api.http.post("/accounting/qos", json={"qos": [{"name": "big", "max_tres_per_user": {"mem": 2**40}}]}),
+         400, "max_tres_per_user"),
     ]
     for response, status, words in cases:
         assert response.status_code == status and words in response.text, (status, response.text)
@@ -229,6 +239,11 @@ def test_accounting_rules_and_who_may_change_it(server: ConductorProcess, api: A
     assert api.http.delete(f"/accounting/users/{ME}", params={"account": "physics"}).status_code == 200
     users = api.http.get("/accounting/users").json()["users"]
     assert users == [{"name": ME, "default_account": "chemistry", "accounts": ["chemistry"]}]
+    # A user or account named twice in one request is one.
+    response = api.http.post("/accounting/users", json={"users": ["ann", "ann"], "accounts": ["physics", "physics"]})
+    assert response.status_code == 201, response.text
+    assert ("physics", "ann") in {(a["account"], a["user"]) for a in
+                                 api.http.get("/accounting/associations").json()["associations"]}
 
 
 def test_sshare_shows_the_account_tree(server: ConductorProcess, api: Api, tmp_path: Path) -> None:
@@ -287,4 +302,15 @@ def test_tres_changes_keep_what_they_do_not_name_and_database_qos_hold(
     for job in (long, first, second):
         api.cancel(job)
     api.wait_all([long, first, second], timeout=30)
+    # The file comes to define quick too: the file's is in force, and the stale record of the
+    # database can still be deleted (not changed), so it does not come back when the file drops it.
+    write_config(server.home / "cluster.toml", extra="\n[qos.normal]\n[qos.quick]\nPriority = 1\n")
+    assert cli(server, tmp_path, "scontrol", "reconfigure").returncode == 0
+    listed = {q["name"]: q for q in api.http.get("/accounting/qos").json()["qos"]}
+    assert listed["quick"]["source"] == "file" and listed["quick"]["max_wall"] is None
+    response = api.http.patch("/accounting/qos/quick", json={"priority": 3})
+    assert response.status_code == 409 and "defined by the configuration file" in response.text
     assert api.http.delete("/accounting/qos/quick").status_code == 200
+    write_config(server.home / "cluster.toml")
+    assert cli(server, tmp_path, "scontrol", "reconfigure").returncode == 0
+    assert "quick" not in {q["name"] for q in api.http.get("/accounting/qos").json()["qos"]}

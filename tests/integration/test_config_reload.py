@@ -46,3 +46,23 @@ def test_partition_states_reach_every_process(store: Store) -> None:
     store.set_partition_state("debug", "UP")
     assert two.refresh() and two.current.partition_state("debug") == "UP"
     assert store.config_state() == (generation + 1, {"debug": "UP"})
+
+
+def test_only_a_reconfigure_rereads_the_file_and_accounts_reach_every_process(store: Store, tmp_path: Path) -> None:
+    from conductor.domain.accounting import Account, AssocLimits
+
+    path = tmp_path / "cluster.toml"
+    path.write_text(FILE.format(limit="1:00:00"))
+    other = LiveConfig(path, store, check_every=0)
+    path.write_text(FILE.format(limit="2:00:00"))  # edited, not yet reconfigured
+    store.add_accounts([Account("physics", limits=AssocLimits(max_jobs=3))])
+    store.set_partition_state("debug", "DRAIN")
+    assert other.refresh()
+    # The account and the state arrive; the edited file does not.
+    assert other.current.accounting.accounts["physics"].limits.max_jobs == 3
+    assert other.current.partition_state("debug") == "DRAIN"
+    assert other.limits().partitions["debug"].max_time == 3600  # type: ignore[union-attr]
+    store.bump_config_generation()
+    assert other.refresh()
+    assert other.limits().partitions["debug"].max_time == 7200  # type: ignore[union-attr]
+    assert other.limits().accounting is not None  # type: ignore[union-attr]

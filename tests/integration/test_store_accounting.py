@@ -94,3 +94,11 @@ def test_deleting_accounts_takes_their_associations_and_moves_defaults(store: St
     a = store.accounting()
     assert set(a.accounts) == {"a"} and list(a.associations) == [("ann", "a")]
     assert a.default_accounts == {"ann": "a"}  # bob had no other: he is gone
+
+
+def test_parents_named_in_one_request_must_lead_to_root(store: Store) -> None:
+    with pytest.raises(Invalid, match="own parent or ancestor"):
+        store.add_accounts([Account("cyca", "cycb"), Account("cycb", "cyca")])
+    store.add_accounts([Account("top"), Account("mid", "top"), Account("leaf", "mid")])  # any order
+    assert store.accounting().path("leaf")[-1].name == "top"
+    assert "cyca" not in store.accounting().accounts

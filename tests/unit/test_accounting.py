@@ -152,3 +152,69 @@ def test_the_heavier_account_orders_after_the_lighter_one() -> None:
     assert dave.priority > carol.priority
     # A job charged to an account the user has no association with counts as the user's alone.
     assert multifactor.fairshare("carol", "admin") == 1.0
+
+
+def test_a_job_charged_to_no_association_of_its_user_counts_against_no_account() -> None:
+    from conductor.scheduler.limits import AssociationCounts
+
+    counts = AssociationCounts(tree(), {("eve", "science"): Usage(jobs=4, cpus=6), ("bob", "physics"): Usage(1, 1)})
+    assert ("", "science") in counts.held and counts.held[("", "science")].cpus == 1  # bob's alone
+    assert ("eve", "science") not in counts.held
+    assert counts.check("eve", "science", 64, 0, 60.0) is None  # and nothing holds eve's job
+
+
+class _Active:
+    def __init__(self, active: int = 0) -> None:
+        self.active = active
+
+    def count_active(self, user_name: str, qos: str | None) -> int:
+        return 0
+
+    def count_active_in(self, user_name: str, account: str) -> int:
+        return self.active
+
+    def running_usage(self) -> dict[tuple[str, str | None], Usage]:
+        return {}
+
+    def running_by_account(self) -> dict[tuple[str, str], Usage]:
+        return {}
+
+
+def test_the_default_account_is_charged_before_allow_accounts_judges_it() -> None:
+    from conductor.config.live import Effective
+    from conductor.config.loader import parse_config
+    from conductor.errors import Forbidden, LimitExceeded
+    from conductor.services.sharing import check_rows
+
+    config = parse_config('[partitions.main]\nNodes = "ALL"\nDefault = true\nAllowAccounts = ["physics"]\n')
+    effective = Effective(config=config, accounting=tree())
+    rows = [{"user_name": "alice", "account": None, "partition": "main", "cpus_per_task": 1, "ntasks": 1,
+             "time_limit": 60, "qos": None}]
+    check_rows(effective, rows, _Active())
+    assert rows[0]["account"] == "physics"
+    carol = [dict(rows[0], user_name="carol", account=None)]  # her default, chemistry, is not allowed
+    with pytest.raises(Forbidden, match="Invalid account or account/partition combination specified"):
+        check_rows(effective, carol, _Active())
+    # dave's MaxSubmitJobs=1: with one active job, a second is refused with Slurm's message.
+    dave = [dict(rows[0], user_name="dave", account="admin", partition="main")]
+    open_config = Effective(config=parse_config('[partitions.main]\nNodes = "ALL"\n'), accounting=tree())
+    check_rows(open_config, dave, _Active(0))
+    with pytest.raises(LimitExceeded, match="Job violates accounting/QOS policy"):
+        check_rows(open_config, [dict(dave[0])], _Active(1))
+
+
+def test_a_job_without_a_time_limit_gets_the_smallest_wall_of_its_limits() -> None:
+    from conductor.config.live import Effective
+    from conductor.config.loader import parse_config
+    from conductor.services.sharing import default_time
+
+    config = parse_config('[partitions.p]\nNodes = "ALL"\nDefaultTime = "2:00:00"\n'
+                          '[partitions.q]\nNodes = "ALL"\n[qos.normal]\n[qos.short]\nMaxWall = "30:00"\n')
+    effective = Effective(config=config, accounting=tree())
+    # alice's physics association inherits physics' MaxWall of 1 hour.
+    assert default_time(effective, "p", None, 600, "alice", None) == 3600  # her default account
+    assert default_time(effective, "p", "short", 600, "alice", "physics") == 1800
+    assert default_time(effective, "q", None, None, "carol", "chemistry") is None  # nothing limits it
+    assert default_time(effective, "q", None, 600, "carol", "chemistry") == 600
+    assert default_time(effective, "q", None, None, "alice", "physics") == 3600
+    assert default_time(effective, "p", None, None, "carol", None) == 7200

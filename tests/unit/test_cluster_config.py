@@ -126,7 +126,7 @@ def test_states_set_by_scontrol_override_the_file() -> None:
     effective = Effective(parse_config(GOOD), {"debug": "DOWN"}, 3)
     limits = effective.limits()
     assert limits is not None
-    assert limits.partitions["debug"] == PartitionLimit(state="DOWN", max_time=3600)
+    assert limits.partitions["debug"] == PartitionLimit(state="DOWN", max_time=3600, max_cpus_per_node=8)
     assert limits.partitions["gpu"].state == "DRAIN"
     assert limits.qos["normal"].max_cpus_per_user == 8 and limits.qos["high"].max_jobs_per_user is None
     # A state set over no file still applies to the workers' partitions.

@@ -112,3 +112,18 @@ def test_a_higher_partition_tier_is_scheduled_first_whatever_the_priority() -> N
     decision = schedule([low, high], [node()], NOW, limits=None)
     assert [p.job_id for p in decision.placements] == [2]
     assert decision.reasons == {1: "Resources"}
+
+
+def test_max_cpus_per_node_caps_what_a_partitions_jobs_hold_together_on_a_node() -> None:
+    limits = Limits(partitions={"debug": PartitionLimit(max_cpus_per_node=5)})
+    # Two 2-CPU jobs of debug fit (4 of 5); a third would hold 6: it waits though 4 CPUs are free.
+    # A job of another partition uses them.
+    placed, reasons = run([job(1, cpus=2), job(2, cpus=2), job(3, cpus=2), job(4, cpus=3, partition="long")], limits)
+    assert placed == [1, 2, 4]
+    assert reasons[3] == "Resources"
+    # What running jobs of the partition hold counts (the store gives it per node).
+    busy = node()
+    busy.partition_cpus = {"debug": 4}
+    busy.free_cpu_ids = busy.free_cpu_ids[4:]
+    decision = schedule([job(5, cpus=1), job(6, cpus=2)], [busy], NOW, limits=limits, usage={})
+    assert [p.job_id for p in decision.placements] == [5]

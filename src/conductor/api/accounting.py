@@ -65,6 +65,12 @@ def _count(value: object, name: str) -> int | None:
     return value
 
 
+def _not_bool(value: object) -> object:
+    if isinstance(value, bool):
+        raise ValueError("must be a Slurm time such as 1:00:00, or a number of minutes")
+    return value
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -84,6 +90,11 @@ class LimitsBody(_Body):
     @classmethod
     def _counts(cls, value: object, info: Any) -> int | None:
         return _count(value, info.field_name)
+
+    @field_validator("max_wall", mode="before")
+    @classmethod
+    def _wall_type(cls, value: object) -> object:
+        return _not_bool(value)
 
     def changes(self) -> dict[str, object]:
         """The columns this body changes (only the fields it names)."""
@@ -118,7 +129,10 @@ def _tres_items(value: str | dict[str, Any], field: str) -> dict[str, object]:
             name, eq, amount = item.strip().partition("=")
             if not eq or not name.strip():
                 raise Invalid(f"'{item.strip()[:40]}' is not NAME=COUNT (e.g. cpu=16,mem=64G)", field=field)
-            items[name.strip().lower()] = amount.strip()
+            key = name.strip().lower()
+            if key in items:
+                raise Invalid(f"'{key}' is given twice", field=field)
+            items[key] = amount.strip()
     else:
         items = {str(k).lower(): v for k, v in value.items()}
     return {k: None if v in (-1, "-1", None) else v for k, v in items.items()}
@@ -209,6 +223,11 @@ class QosBody(_Body):
     @classmethod
     def _counts(cls, value: object, info: Any) -> int | None:
         return _count(value, info.field_name)
+
+    @field_validator("max_wall", mode="before")
+    @classmethod
+    def _wall_type(cls, value: object) -> object:
+        return _not_bool(value)
 
     def changes(self) -> dict[str, object]:
         out: dict[str, object] = {}

@@ -33,6 +33,8 @@ log = logging.getLogger("conductor.config")
 class ConfigStateStore(Protocol):
     def config_state(self) -> tuple[int, dict[str, str]]: ...
 
+    def file_generation(self) -> int: ...
+
     def accounting(self) -> Accounting: ...
 
 
@@ -100,7 +102,8 @@ class Effective:
         for name in names:
             part = self.partition(name)
             partitions[name] = PartitionLimit(
-                state=self.partition_state(name), max_time=part.max_time if part is not None else None
+                state=self.partition_state(name), max_time=part.max_time if part is not None else None,
+                max_cpus_per_node=part.max_cpus_per_node if part is not None else None,
             )
         qos: dict[str, QosLimit] = {}
         if self.config is not None or self.accounting.qos:
@@ -165,6 +168,7 @@ class LiveConfig:
         config = load_config(path) if path is not None else None  # ConfigError: the start fails
         generation, states = store.config_state() if store is not None else (0, {})
         accounting = store.accounting() if store is not None else Accounting()
+        self._file_generation = store.file_generation() if store is not None else 0
         self.current = Effective(config, states, generation, accounting)
         self._checked = time.monotonic()
         self._node_partitions: dict[str, frozenset[str]] = {}
@@ -188,7 +192,11 @@ class LiveConfig:
                 return False
             accounting = self.store.accounting()
             config = current.config
-            if self.path is not None:
+            # The file is reread on a reconfigure only: a partition state or an account changed
+            # must not bring in a file edited but not yet checked.
+            file_generation = self.store.file_generation()
+            if self.path is not None and file_generation != self._file_generation:
+                self._file_generation = file_generation
                 try:
                     config = load_config(self.path)
                 except ConfigError as exc:

@@ -48,8 +48,8 @@ class _Strict(BaseModel):
 class Tres(_Strict):
     """A TRES limit: CPUs and memory (MB); unset means no limit."""
 
-    cpu: int | None = Field(default=None, ge=0)
-    mem: int | None = Field(default=None, ge=0, description="MB (Slurm's size grammar: 64G, 500M, 1T).")
+    cpu: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    mem: int | None = Field(default=None, ge=0, le=2**31 - 1, description="MB (Slurm's size grammar: 64G, 500M, 1T).")
 
     @model_validator(mode="before")
     @classmethod

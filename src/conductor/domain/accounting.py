@@ -173,7 +173,7 @@ def fair_share_tree(
     accounting: Accounting, usage: Mapping[tuple[str, str], float], users: Iterable[str] = ()
 ) -> list[ShareRow]:
     """Every association's classic fair-share figures, root first, each account before its
-    children (accounts, then users, by name). `usage`: decayed CPU-seconds per `usage_key`;
+    children (users, then sub-accounts, by name). `usage`: decayed CPU-seconds per `usage_key`;
     `users`: more users to show under root with one share (those with pending jobs)."""
     loose = {u for (u, a) in usage if a == NO_ACCOUNT} | {
         u for u in users if not any(k[0] == u for k in accounting.associations)
@@ -205,7 +205,8 @@ def fair_share_tree(
     rows = [ShareRow(ROOT, "", 0, 1, 1.0, grand, 1.0 if grand > 0 else 0.0, 1.0, 1.0)]
 
     def walk(account: str, depth: int, norm: float, parent_efctv: float) -> None:
-        children = sorted(kids.get(account, []), key=lambda k: (bool(k[1]), k[1] or k[0]))
+        # Users before sub-accounts, each by name, as Slurm lists an account's children.
+        children = sorted(kids.get(account, []), key=lambda k: (not k[1], k[1] or k[0]))
         level = sum(max(s, 0) for _, _, s in children)
         for name, user, shares in children:
             raw = usage.get((user, NO_ACCOUNT if account == ROOT else name), 0.0) if user else total(name)

@@ -42,6 +42,7 @@ LIMIT_REASONS = frozenset({
 class PartitionLimit:
     state: str = "UP"  # UP, DOWN (nothing starts), DRAIN (no new submissions), INACTIVE
     max_time: float | None = None  # seconds; None: UNLIMITED
+    max_cpus_per_node: int | None = None  # CPUs its running jobs may hold together on one node
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +104,10 @@ class AssociationCounts:
         return self._resolved[key]
 
     def add(self, user: str, account: str | None, jobs: int, cpus: int, memory_mb: int) -> None:
-        if not account:
+        # A job charged to an account its user has no association with is held by no account
+        # limit, and so counts against none (Slurm: without an association there is no record
+        # to charge).
+        if not account or self._accounting.association(user, account) is None:
             return
         held = self.held
         add_usage(held.setdefault((user, account), Usage()), jobs, cpus, memory_mb)

@@ -110,6 +110,8 @@ class NodeView:
     up: bool = True
     # Running jobs with their ends. CPUs busy without a release here are held for ever.
     releases: list[Release] = field(default_factory=list)
+    # CPUs the running jobs of each partition hold here (a partition's MaxCPUsPerNode caps them).
+    partition_cpus: dict[str, int] = field(default_factory=dict)
 
     @property
     def idle(self) -> bool:
@@ -249,13 +251,14 @@ def schedule(
             else:
                 duration = job.time_limit or INF
                 end = now + duration
-                node = None
+                node, capped = None, False
                 if job.cpus <= max_free and not _dominated(misses.get(job.partition), job, duration):
-                    node = _choose_node(job, up_nodes, pack, plan, now, end)
+                    node, capped = _pick_node(job, up_nodes, pack, plan, now, end, _cpu_cap(limits, job.partition))
                     if node is None:
                         _note_miss(misses.setdefault(job.partition, []), job, duration)
                 if node is not None:
                     taken = _take_cpus(node, job)
+                    node.partition_cpus[job.partition] = node.partition_cpus.get(job.partition, 0) + len(taken)
                     plan.place(node, now, end, len(taken), job.memory_mb)
                     decision.placements.append(Placement(job.id, node.name, taken, job.memory_mb))
                     if job.array_job_id is not None:
@@ -266,24 +269,16 @@ def schedule(
                         max_free = max((len(n.free_cpu_ids) for n in up_nodes), default=0)
                     _note_estimate(decision, job, None)
                     continue
-                if tested >= budget:
-                    _wait_for_resources(decision, job, None, waiting)  # untested: no estimate
+                if capped:
+                    reason = _RESOURCES
+                else:
+                    if tested >= budget:
+                        _wait_for_resources(decision, job, None, waiting)  # untested: no estimate
+                        continue
+                    tested += 1
+                    reserved += _plan_later(decision, plan, job, duration, backfill.enabled and reserved < backfill.depth)
+                    _wait_for_resources(decision, job, estimates[job.id], waiting)
                     continue
-                tested += 1
-                start, where = plan.earliest(job, duration)
-                keep = backfill.enabled and reserved < backfill.depth and start != INF and where is not None
-                if keep and where is not None:
-                    reservation = Reservation(
-                        job.id, where, start, start + duration, _cpus_needed(job, plan.nodes[where]),
-                        job.memory_mb, order_key(job),
-                    )
-                    plan.reserve(reservation)
-                    decision.commitments.reservations.append(reservation)
-                    reserved += 1
-                estimate = Estimate(job.id, start, where, keep)
-                estimates[job.id] = estimate
-                _wait_for_resources(decision, job, estimate, waiting)
-                continue
         _note_estimate(decision, job, None)
         if reason != job.reason:
             reasons[job.id] = reason
@@ -455,13 +450,52 @@ def _fits(job: PendingJob, node: NodeView) -> bool:
     return len(node.free_cpu_ids) >= job.cpus and node.free_memory_mb >= job.memory_mb
 
 
+def _plan_later(decision: Decision, plan: _Plan, job: PendingJob, duration: float, may_reserve: bool) -> int:
+    """Estimate when `job`, which cannot start now, will; reserve that start when it may (the
+    backfill is on and the depth not reached). Returns the reservations made (0 or 1)."""
+    start, where = plan.earliest(job, duration)
+    keep = may_reserve and start != INF and where is not None
+    if keep and where is not None:
+        reservation = Reservation(
+            job.id, where, start, start + duration, _cpus_needed(job, plan.nodes[where]), job.memory_mb,
+            order_key(job),
+        )
+        plan.reserve(reservation)
+        decision.commitments.reservations.append(reservation)
+    decision.estimates[job.id] = Estimate(job.id, start, where, keep)
+    return 1 if keep else 0
+
+
+def _pick_node(
+    job: PendingJob, nodes: list[NodeView], pack: bool, plan: _Plan, now: float, end: float, cap: int | None
+) -> tuple[NodeView | None, bool]:
+    """(the node to start `job` on now, whether only its partition's MaxCPUsPerNode keeps it off
+    a node that has room). A capped job waits for its partition's jobs there to end and, as the
+    plan does not model the cap, reserves nothing."""
+    node = _choose_node(job, nodes, pack, plan, now, end, cap)
+    if node is not None or cap is None:
+        return node, False
+    return None, _choose_node(job, nodes, pack, plan, now, end) is not None
+
+
+def _cpu_cap(limits: Limits | None, partition: str) -> int | None:
+    if limits is None:
+        return None
+    part = limits.partitions.get(partition)
+    return part.max_cpus_per_node if part is not None else None
+
+
 def _choose_node(
-    job: PendingJob, nodes: list[NodeView], pack: bool, plan: _Plan, now: float, end: float
+    job: PendingJob, nodes: list[NodeView], pack: bool, plan: _Plan, now: float, end: float, cap: int | None = None
 ) -> NodeView | None:
+    """The node to start `job` on now; `cap`: its partition's MaxCPUsPerNode, which its running
+    jobs on one node may hold together."""
     best: NodeView | None = None
     best_key: tuple[float, str] | None = None
     for node in nodes:
         if not _fits(job, node):
+            continue
+        if cap is not None and node.partition_cpus.get(job.partition, 0) + _cpus_needed(job, node) > cap:
             continue
         if not plan.fits_until(node, now, end, _cpus_needed(job, node), job.memory_mb):
             continue

@@ -71,6 +71,8 @@ class AccountingService:
             if a.name == ROOT:
                 raise Conflict("account 'root' always exists", field="name")
             check_name(a.parent, "parent")
+            if a.parent == a.name:
+                raise Invalid(f"account '{a.name}' cannot be its own parent", field="parent")
         names = [a.name for a in records]
         if len(set(names)) != len(names):
             raise Invalid("an account is named twice", field="name")
@@ -104,6 +106,8 @@ class AccountingService:
             raise Invalid("name at least one user", field="users")
         for u in users:
             check_name(u, "users")
+        users = list(dict.fromkeys(users))  # a name given twice is one user
+        accounts = list(dict.fromkeys(accounts))
         if not accounts and default_account:
             accounts = [default_account]
         if not accounts:
@@ -133,6 +137,9 @@ class AccountingService:
     def add_qos(self, principal: Principal, records: Sequence[QosSpec]) -> None:
         ensure_admin(principal, "add QOS")
         file_qos = self._file_qos()
+        names = [q.name for q in records]
+        if len(set(names)) != len(names):
+            raise Invalid("a QOS is named twice", field="name")
         for q in records:
             check_name(q.name, "name")
             if q.name in file_qos:
@@ -152,8 +159,13 @@ class AccountingService:
         self._changed()
 
     def delete_qos(self, principal: Principal, names: Sequence[str]) -> None:
+        """Delete QOS of the database. One the file also defines (added before the file did)
+        may go too: the file's stays in force, and its stale record no longer waits behind it."""
         ensure_admin(principal, "delete QOS")
-        self._not_file(names)
+        stored = self.store.accounting().qos
+        for name in names:
+            if name not in stored and name in self._file_qos():
+                raise Conflict(f"QOS '{name}' is defined by the configuration file: change it there", field="name")
         self.store.delete_qos(names)
         self._changed()
 

@@ -159,6 +159,9 @@ class Forecaster:
             policy=self.policy,
             backfill=alone,
             ahead=first.commitments,
+            # Its own limits too: a job a limit holds does not "fit now" (what the jobs ahead
+            # would start is not counted against them here).
+            limits=limits, usage=usage, account_usage=account_usage,
         )
         waiting = sum(1 for j in ahead if j.id in first.estimates)
         cpus = job.cpus

@@ -166,7 +166,10 @@ class JobService:
             limits = replace(
                 limits,
                 default_partition=partition,
-                default_time_limit=default_time(effective, partition, request.job.qos, limits.default_time_limit),
+                default_time_limit=default_time(
+                    effective, partition, request.job.qos, limits.default_time_limit, principal.user,
+                    request.job.account,
+                ),
             )
             nodes = self.config.assign([replace(n) for n in nodes])
             if effective.partition(partition) is not None and not any(partition in n.partitions for n in nodes):

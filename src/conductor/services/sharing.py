@@ -62,23 +62,38 @@ def job_partition(effective: Effective, job: JobDescription, fallback: str) -> s
     return default or fallback
 
 
-def default_time(effective: Effective, partition: str, qos: str | None, fallback: int | None) -> int | None:
+def default_time(
+    effective: Effective, partition: str, qos: str | None, fallback: int | None, user: str = "",
+    account: str | None = None,
+) -> int | None:
     """A job without a time limit gets its partition's DefaultTime, else its MaxTime (Slurm's
-    rule), else its QOS MaxWall, else CONDUCTOR_DEFAULT_TIME."""
+    rule), else CONDUCTOR_DEFAULT_TIME; never more than its QOS' or its association's MaxWall
+    (it would wait for ever), the smaller of them when nothing else gives one."""
+    base: int | None = None
     part = effective.partition(partition)
     if part is not None:
-        if part.default_time is not None:
-            return part.default_time
-        if part.max_time is not None:
-            return part.max_time
+        base = part.default_time if part.default_time is not None else part.max_time
+    walls = []
     found = effective.qos(qos)
     if found is not None and found[1].max_wall is not None:
-        return found[1].max_wall
-    return fallback
+        walls.append(found[1].max_wall)
+    accounting = effective.accounting
+    if accounting.active and user:
+        resolved = accounting.resolve(user, account or accounting.default_account(user) or "")
+        if resolved is not None and resolved.max_wall is not None:
+            walls.append(resolved.max_wall)
+    if base is None:
+        base = min(walls) if walls else fallback
+    elif walls:
+        base = min([base, *walls])
+    return base
 
 
 def check_rows(effective: Effective, rows: Sequence[dict[str, Any]], store: ActiveJobs) -> None:
     """Refuse what the configuration refuses; set the QOS the rows are stored with."""
+    # The account first: a job without --account is charged to its user's default account,
+    # which AllowAccounts then judges.
+    check_account(effective, rows, store)
     row = rows[0]
     partition = row["partition"]
     config = effective.config
@@ -100,7 +115,6 @@ def check_rows(effective: Effective, rows: Sequence[dict[str, Any]], store: Acti
                 raise Invalid(TIME_LIMIT_INVALID)
     if effective.partition_state(partition) in ("DRAIN", "INACTIVE"):
         raise Unsatisfiable(PARTITION_UNAVAILABLE)
-    check_account(effective, rows, store)
     if config is None and not effective.accounting.qos:
         return  # without a file or sacctmgr's QOS: one QOS without limits, and --qos is stored as given
     found = effective.qos(row.get("qos"))

@@ -81,23 +81,38 @@ class AccountingQueries(ConfigQueries):
         """Add accounts (all or none); returns the new configuration generation."""
         now = now or utcnow()
         with self._write() as conn:
+            # First: the generation's row lock serialises accounting changes (on PostgreSQL),
+            # so the checks below see every change committed before this one.
+            generation = self._bump(conn, now)
             known = set(conn.execute(select(accounts.c.name)).scalars())
+            batch = {r.name: r.parent for r in records}
             for a in records:
                 if a.name in known or a.name == ROOT:
                     raise Conflict(f"account '{a.name}' already exists", field="name")
-                if a.parent != ROOT and a.parent not in known and a.parent not in {r.name for r in records}:
+                if a.parent != ROOT and a.parent not in known and a.parent not in batch:
                     raise NotFound(f"parent account '{a.parent}' does not exist", field="parent")
+                # Parents named in the same request must lead to root, not round in a circle.
+                seen = {a.name}
+                walk = a.parent
+                while walk in batch:
+                    if walk in seen:
+                        raise Invalid(f"account '{a.name}' cannot be its own parent or ancestor", field="parent")
+                    seen.add(walk)
+                    walk = batch[walk]
             for a in records:
                 conn.execute(insert(accounts).values(
                     name=a.name, parent=a.parent, description=a.description, organization=a.organization,
                     shares=a.shares, created_at=now, **{c: getattr(a.limits, c) for c in LIMIT_COLUMNS},
                 ))
-            return self._bump(conn, now)
+            return generation
 
     def modify_accounts(self, names: Sequence[str], changes: Mapping[str, object], now: datetime | None = None) -> int:
         values = _only(changes, ACCOUNT_COLUMNS)
         now = now or utcnow()
         with self._write() as conn:
+            # First: the generation's row lock serialises accounting changes (on PostgreSQL),
+            # so the checks below see every change committed before this one.
+            generation = self._bump(conn, now)
             tree = {r.name: r.parent for r in conn.execute(select(accounts.c.name, accounts.c.parent))}
             for name in names:
                 if name not in tree:
@@ -115,7 +130,7 @@ class AccountingQueries(ConfigQueries):
                         walk = tree.get(walk)
             if values:
                 conn.execute(update(accounts).where(accounts.c.name.in_(list(names))).values(**values))
-            return self._bump(conn, now)
+            return generation
 
     def delete_accounts(self, names: Sequence[str], now: datetime | None = None) -> int:
         """Delete accounts and their users' associations. Refused while an account has
@@ -123,6 +138,9 @@ class AccountingQueries(ConfigQueries):
         that user has other associations (Slurm's rules)."""
         now = now or utcnow()
         with self._write() as conn:
+            # First: the generation's row lock serialises accounting changes (on PostgreSQL),
+            # so the checks below see every change committed before this one.
+            generation = self._bump(conn, now)
             tree = {r.name: r.parent for r in conn.execute(select(accounts.c.name, accounts.c.parent))}
             doomed = set(names)
             for name in names:
@@ -141,7 +159,7 @@ class AccountingQueries(ConfigQueries):
             self._drop_defaults(conn, doomed)
             conn.execute(delete(associations).where(associations.c.account.in_(list(doomed))))
             conn.execute(delete(accounts).where(accounts.c.name.in_(list(doomed))))
-            return self._bump(conn, now)
+            return generation
 
     # ------------------------------------------------------------------ users
     def add_associations(
@@ -151,6 +169,9 @@ class AccountingQueries(ConfigQueries):
         becomes their default account."""
         now = now or utcnow()
         with self._write() as conn:
+            # First: the generation's row lock serialises accounting changes (on PostgreSQL),
+            # so the checks below see every change committed before this one.
+            generation = self._bump(conn, now)
             known = set(conn.execute(select(accounts.c.name)).scalars())
             existing = {(r.user_name, r.account) for r in conn.execute(select(associations.c.user_name, associations.c.account))}
             for a in records:
@@ -171,7 +192,7 @@ class AccountingQueries(ConfigQueries):
                     raise Invalid(f"default account '{wanted}' is not one of user '{user}''s accounts",
                                   field="default_account")
                 self._set_default(conn, user, wanted, user in defaults)
-            return self._bump(conn, now)
+            return generation
 
     def modify_associations(
         self, users: Sequence[str], account: str | None, changes: Mapping[str, object],
@@ -182,6 +203,9 @@ class AccountingQueries(ConfigQueries):
         values = _only(changes, ASSOCIATION_COLUMNS)
         now = now or utcnow()
         with self._write() as conn:
+            # First: the generation's row lock serialises accounting changes (on PostgreSQL),
+            # so the checks below see every change committed before this one.
+            generation = self._bump(conn, now)
             mine = self._associations_of(conn, users, account)
             if default_account is not None:
                 for user in users:
@@ -197,13 +221,16 @@ class AccountingQueries(ConfigQueries):
                     conn.execute(update(associations).where(
                         associations.c.user_name == user, associations.c.account == acct
                     ).values(**values))
-            return self._bump(conn, now)
+            return generation
 
     def delete_associations(self, users: Sequence[str], account: str | None, now: datetime | None = None) -> int:
         """Remove users' associations (with `account`, or all). A user keeps a default account
         while they keep an association: the removed default moves to a remaining one."""
         now = now or utcnow()
         with self._write() as conn:
+            # First: the generation's row lock serialises accounting changes (on PostgreSQL),
+            # so the checks below see every change committed before this one.
+            generation = self._bump(conn, now)
             doomed = self._associations_of(conn, users, account)
             for user, acct in doomed:
                 active = conn.execute(select(func.count()).select_from(jobs).where(
@@ -226,7 +253,7 @@ class AccountingQueries(ConfigQueries):
                     conn.execute(delete(accounting_users).where(accounting_users.c.name == user))
                 elif current not in left:
                     self._set_default(conn, user, left[0], True)
-            return self._bump(conn, now)
+            return generation
 
     def _associations_of(self, conn: Connection, users: Sequence[str], account: str | None) -> list[tuple[str, str]]:
         query = select(associations.c.user_name, associations.c.account).where(
@@ -264,6 +291,9 @@ class AccountingQueries(ConfigQueries):
     def add_qos(self, records: Sequence[QosSpec], now: datetime | None = None) -> int:
         now = now or utcnow()
         with self._write() as conn:
+            # First: the generation's row lock serialises accounting changes (on PostgreSQL),
+            # so the checks below see every change committed before this one.
+            generation = self._bump(conn, now)
             known = set(conn.execute(select(qos_records.c.name)).scalars())
             for q in records:
                 if q.name in known:
@@ -275,20 +305,26 @@ class AccountingQueries(ConfigQueries):
                     max_cpus_per_user=q.max_cpus_per_user, max_memory_per_user=q.max_memory_per_user,
                     grp_cpus=q.grp_cpus, grp_memory_mb=q.grp_memory, max_wall=q.max_wall, created_at=now,
                 ))
-            return self._bump(conn, now)
+            return generation
 
     def modify_qos(self, names: Sequence[str], changes: Mapping[str, object], now: datetime | None = None) -> int:
         values = _only(changes, QOS_COLUMNS)
         now = now or utcnow()
         with self._write() as conn:
+            # First: the generation's row lock serialises accounting changes (on PostgreSQL),
+            # so the checks below see every change committed before this one.
+            generation = self._bump(conn, now)
             self._exist(conn, qos_records, names, "QOS")
             if values:
                 conn.execute(update(qos_records).where(qos_records.c.name.in_(list(names))).values(**values))
-            return self._bump(conn, now)
+            return generation
 
     def delete_qos(self, names: Sequence[str], now: datetime | None = None) -> int:
         now = now or utcnow()
         with self._write() as conn:
+            # First: the generation's row lock serialises accounting changes (on PostgreSQL),
+            # so the checks below see every change committed before this one.
+            generation = self._bump(conn, now)
             self._exist(conn, qos_records, names, "QOS")
             active = conn.execute(
                 select(jobs.c.qos, func.count()).where(
@@ -298,7 +334,7 @@ class AccountingQueries(ConfigQueries):
             if active is not None:
                 raise Conflict(f"QOS '{active[0]}' has {active[1]} pending or running jobs: they must end first")
             conn.execute(delete(qos_records).where(qos_records.c.name.in_(list(names))))
-            return self._bump(conn, now)
+            return generation
 
     def _exist(self, conn: Connection, table: Table, names: Sequence[str], what: str) -> None:
         known = set(conn.execute(select(table.c.name).where(table.c.name.in_(list(names)))).scalars())

@@ -30,6 +30,7 @@ def _running_releases(_dialect: str) -> Any:
         jobs.c.id,
         jobs.c.start_time,
         jobs.c.time_limit,
+        jobs.c.partition,
     ).where(jobs.c.state == RUNNING)
 
 
@@ -50,8 +51,11 @@ class Allocations(Database):
         used_mem: dict[str, int] = {}
         counts: dict[str, int] = {}
         releases: dict[str, list[Release]] = {}
-        for node_list, cpu_ids, memory, job_id, start_time, time_limit in running:
+        by_partition: dict[str, dict[str, int]] = {}
+        for node_list, cpu_ids, memory, job_id, start_time, time_limit, partition in running:
             cpus = parse_cpu_list(cpu_ids)
+            held = by_partition.setdefault(node_list, {})
+            held[partition] = held.get(partition, 0) + len(cpus)
             used.setdefault(node_list, set()).update(cpus)
             used_mem[node_list] = used_mem.get(node_list, 0) + (memory or 0)
             counts[node_list] = counts.get(node_list, 0) + 1
@@ -75,6 +79,7 @@ class Allocations(Database):
                     running_jobs=counts.get(name, 0),
                     up=live,
                     releases=releases.get(name, []),
+                    partition_cpus=by_partition.get(name, {}),
                 )
             )
         return views

@@ -23,9 +23,18 @@ class ConfigQueries(Database):
         return int(generation or 0), states
 
     def bump_config_generation(self, now: datetime | None = None) -> int:
-        """A new generation: every process reloads the configuration file when it sees it."""
+        """A new generation that rereads the file (`scontrol reconfigure`): every process
+        reloads the configuration file when it sees it."""
         with self._write() as conn:
-            return self._bump(conn, now or utcnow())
+            generation = self._bump(conn, now or utcnow())
+            conn.execute(update(cluster_config).where(cluster_config.c.id == 1).values(file_generation=generation))
+            return generation
+
+    def file_generation(self) -> int:
+        """The generation of the last reconfigure (0: none since the database was made)."""
+        with self._read() as conn:
+            found = conn.execute(select(cluster_config.c.file_generation).where(cluster_config.c.id == 1)).scalar()
+        return int(found or 0)
 
     def set_partition_state(self, name: str, state: str, now: datetime | None = None) -> int:
         """Set a partition's state over the file's (UP clears nothing: it is a state too);

@@ -179,6 +179,9 @@ cluster_config = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     # Until when fairshare_usage holds the decayed usage (None: never computed yet).
     Column("usage_as_of", DateTime(timezone=True), nullable=True),
+    # The generation of the last `scontrol reconfigure` (0014): only then is the file reread;
+    # sacctmgr's and scontrol's changes bump `generation` alone.
+    Column("file_generation", BigInteger, nullable=True),
 )
 
 # CPU-seconds per user and account charged ("" for none), decayed with PriorityDecayHalfLife to

@@ -1,4 +1,5 @@
-"""accounts, associations, users' default accounts and QOS (sacctmgr); fair-share usage per account
+"""accounts, associations, users' default accounts and QOS (sacctmgr); fair-share usage per account;
+the generation of the last reconfigure
 
 Revision ID: 0014
 Revises: 0013
@@ -74,9 +75,15 @@ def upgrade() -> None:
         sa.Column("usage", sa.Float, nullable=False),
     )
     op.execute("UPDATE cluster_config SET usage_as_of = NULL")
+    # Only a reconfigure rereads the configuration file; an accounting change must not take a
+    # file edited but not yet checked with `scontrol reconfigure`.
+    with op.batch_alter_table("cluster_config") as batch:
+        batch.add_column(sa.Column("file_generation", sa.BigInteger, nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("cluster_config") as batch:
+        batch.drop_column("file_generation")
     op.drop_table("fairshare_usage")
     op.create_table(
         "fairshare_usage",
