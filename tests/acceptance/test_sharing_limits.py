@@ -25,6 +25,7 @@ DefaultTime = "10:00"
 [partitions.short]
 Nodes = "sh*"
 MaxTime = "{short_max}"
+MaxCPUsPerNode = 3
 
 [qos.normal]
 
@@ -239,3 +240,17 @@ def test_only_an_administrator_reconfigures_or_changes_a_partition(server: Condu
         assert response.status_code in (400, 422) and "UP, DOWN, DRAIN, INACTIVE" in response.text
     finally:
         user.close()
+
+
+def test_max_cpus_per_node_caps_a_partitions_jobs_together(server: ConductorProcess, api: Api, tmp_path: Path) -> None:
+    held = [submit(api, tmp_path, cpus=1, partition="short", time_limit="1:00") for _ in range(3)]
+    for job in held:
+        api.wait_state(job, "RUNNING")
+    fourth = submit(api, tmp_path, cpus=1, partition="short", time_limit="1:00")
+    wait_reason(api, fourth, "Resources")  # a CPU is free, but short's jobs hold their 3 there
+    other = submit(api, tmp_path, cpus=1)  # debug's job takes it
+    api.wait_state(other, "RUNNING")
+    api.cancel(other)
+    api.cancel(held[0])
+    api.wait_state(fourth, "RUNNING")
+    assert sbatch(server, tmp_path, "-p", "short", "-t", "1:00", "-c", "4").returncode == 1  # never fits
