@@ -102,3 +102,12 @@ def test_parents_named_in_one_request_must_lead_to_root(store: Store) -> None:
     store.add_accounts([Account("top"), Account("mid", "top"), Account("leaf", "mid")])  # any order
     assert store.accounting().path("leaf")[-1].name == "top"
     assert "cyca" not in store.accounting().accounts
+
+
+def test_adding_associations_adds_what_is_new(store: Store) -> None:
+    store.add_accounts([Account("a"), Account("b")])
+    store.add_associations([Association("ann", "a")], None)
+    store.add_associations([Association("ann", "a", shares=9), Association("ann", "b")], "b")
+    a = store.accounting()
+    assert a.associations[("ann", "a")].shares == 1  # the existing one is left as it was
+    assert ("ann", "b") in a.associations and a.default_accounts == {"ann": "b"}

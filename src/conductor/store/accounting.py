@@ -166,7 +166,8 @@ class AccountingQueries(ConfigQueries):
         self, records: Sequence[Association], default_account: str | None, now: datetime | None = None
     ) -> int:
         """Associate users with accounts; a user's first association (or `default_account`)
-        becomes their default account."""
+        becomes their default account. Associations that exist already are left as they are
+        (sacctmgr adds what is new); when every one exists, nothing is added: Conflict."""
         now = now or utcnow()
         with self._write() as conn:
             # First: the generation's row lock serialises accounting changes (on PostgreSQL),
@@ -177,9 +178,11 @@ class AccountingQueries(ConfigQueries):
             for a in records:
                 if a.account not in known:
                     raise NotFound(f"account '{a.account}' does not exist", field="account")
-                if (a.user, a.account) in existing:
-                    raise Conflict(f"user '{a.user}' is already associated with account '{a.account}'")
-            for a in records:
+            new = [a for a in records if (a.user, a.account) not in existing]
+            if not new:
+                a = records[0]
+                raise Conflict(f"user '{a.user}' is already associated with account '{a.account}': nothing new added")
+            for a in new:
                 conn.execute(insert(associations).values(
                     user_name=a.user, account=a.account, shares=a.shares, created_at=now,
                     **{c: getattr(a.limits, c) for c in LIMIT_COLUMNS},
