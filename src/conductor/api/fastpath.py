@@ -16,14 +16,16 @@ on: the job may have been stored already, and a second try would store it twice.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import json
 import logging
 import math
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
 from conductor.api import models
@@ -98,13 +100,26 @@ def test_only_answer(result: WouldSubmit) -> dict[str, Any]:
     return answer
 
 
+# Threads for the submissions on a database over the network, one pool per process (threads
+# start only when used). The group commit (store/groupcommit.py) batches what arrives while
+# one batch is written: it needs concurrent submissions in threads of their own.
+SUBMIT_THREADS = 32
+_SUBMITS = ThreadPoolExecutor(SUBMIT_THREADS, thread_name_prefix="conductor-submit")
+
+
 class SubmitFastPath:
     def __init__(self, app: ASGIApp, *, store: Any, jobs: Submitter, in_thread: bool) -> None:
         self.app = app
         self.store = store
         self.jobs = jobs
-        # A database over the network may stall: run the submission off the event loop then.
+        # A database over the network may stall: run the submission off the event loop then,
+        # in threads of its own. Not anyio's (run_in_threadpool): its hop costs the event loop
+        # about 70 µs of CPU per request under load against 30 µs for a plain executor's, a
+        # tenth of a whole submission on PostgreSQL.
         self.in_thread = in_thread
+
+    def _submit(self, principal: Principal, request: models.SubmitRequest, host: str | None) -> Submitted | WouldSubmit:
+        return self.jobs.submit(principal, request, client_host=host)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -130,7 +145,10 @@ class SubmitFastPath:
         host = client[0] if client else None
         try:
             if self.in_thread:
-                result = await run_in_threadpool(self.jobs.submit, principal, request, client_host=host)
+                context = contextvars.copy_context()
+                result = await asyncio.get_running_loop().run_in_executor(
+                    _SUBMITS, context.run, self._submit, principal, request, host
+                )
             else:
                 result = self.jobs.submit(principal, request, client_host=host)
         except Refusal:

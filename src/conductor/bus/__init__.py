@@ -33,5 +33,9 @@ class Bus:
         for callback in callbacks:
             callback()
 
+    def keep_local(self, topic: str, while_: Callable[[], bool]) -> None:
+        """Say that while `while_()` holds, only this process's subscribers need `topic`: a bus
+        between processes then does not carry it. In one process there is nothing to carry."""
+
     def close(self) -> None:
         pass

@@ -40,6 +40,7 @@ def main(argv: list[str]) -> int:
 
 
 def run_server(settings: Settings) -> int:
+    from conductor.bus import SCHEDULER
     from conductor.bus.postgres import bus_for
     from conductor.scheduler.leader import SchedulerLock
     from conductor.scheduler.loop import Scheduler
@@ -63,6 +64,8 @@ def run_server(settings: Settings) -> int:
         leader=lock,
     )
     lock.on_change = lambda _active: scheduler.wake()
+    # Wake-ups for the scheduler go to other servers only while another one schedules.
+    bus.keep_local(SCHEDULER, lock.is_active)
     lock.start()
     scheduler.start()
     purger = start_purger(settings, store, leader=lock)

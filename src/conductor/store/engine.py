@@ -164,7 +164,7 @@ def _ping_when_idle(engine: Engine) -> None:
                 cursor.execute("SELECT 1")
             finally:
                 cursor.close()
-            dbapi_connection.rollback()
+            dbapi_connection.commit()  # not rollback(), which makes psycopg forget its prepared statements
         except Exception as exc:
             raise DisconnectionError(str(exc)) from exc
 
@@ -300,8 +300,12 @@ class Database:
         with unavailable(), self.engine.connect() as conn:
             if self.dialect == "sqlite":
                 conn = conn.execution_options(readonly=True)
-            yield conn
-            conn.rollback()
+                yield conn
+                conn.rollback()
+                return
+            # PostgreSQL: each statement on its own, as `_raw_read` says why; the pool sets the
+            # connection back to transactions when it returns.
+            yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
     @contextmanager
     def _dbapi(self) -> Iterator[Any]:
@@ -355,15 +359,47 @@ class Database:
 
     @contextmanager
     def _raw_read(self) -> Iterator[Any]:
-        """A DBAPI cursor for `_query`: one connection, one read transaction."""
+        """A DBAPI cursor for `_query`: one connection, reads only.
+
+        On PostgreSQL the connection autocommits meanwhile: each SELECT is its own transaction,
+        one round trip. In a transaction, psycopg sends BEGIN before the first statement and
+        the read must end with a COMMIT or ROLLBACK: two more round trips per read (a scheduler
+        pass makes several reads, a worker's tick too), for nothing, since at READ COMMITTED
+        each statement sees its own snapshot whether in a transaction or not. And a ROLLBACK
+        would cost more again: psycopg forgets every statement it prepared on the connection
+        at each one (sending DEALLOCATE ALL), so the hot statements would never stay prepared.
+        Nothing read this way locks rows (FOR UPDATE belongs in `_raw_write`).
+        """
+        if self.dialect != "sqlite":
+            with self._raw_autocommit() as cursor:
+                yield cursor
+            return
         with unavailable(), self._dbapi() as raw:
             cursor = raw.cursor()
             try:
                 yield cursor
             finally:
                 cursor.close()
-                if self.dialect != "sqlite":
-                    raw.rollback()  # end the read transaction PostgreSQL opened (SQLite autocommits)
+
+    @contextmanager
+    def _raw_autocommit(self) -> Iterator[Any]:
+        """A DBAPI cursor on a PostgreSQL connection that autocommits meanwhile: each statement
+        is its own transaction, sent in one round trip (no BEGIN before it, no COMMIT after)."""
+        assert self.dialect != "sqlite"
+        with unavailable(), self._dbapi() as raw:
+            driver = raw.driver_connection
+            driver.autocommit = True
+            try:
+                cursor = raw.cursor()
+                try:
+                    yield cursor
+                finally:
+                    cursor.close()
+            finally:
+                try:
+                    driver.autocommit = False  # as the pool and `_raw_write` expect it
+                except Exception:  # noqa: BLE001 - a broken connection: what failed is raised already
+                    raw.invalidate()  # its state unknown, it must not go back to the pool
 
     # ------------------------------------------------- pre-compiled statements
     def _query(self, cursor: Any, build: Builder, /, **params: Any) -> list[tuple[Any, ...]]:

@@ -24,14 +24,24 @@ Rows = Sequence[dict[str, Any]]
 
 
 class _Waiter:
-    __slots__ = ("done", "error", "job_id", "lead", "values")
+    __slots__ = ("_latch", "error", "job_id", "lead", "values")
 
     def __init__(self, values: dict[str, Any]) -> None:
         self.values = values
-        self.done = threading.Event()
+        # A latch: taken now, released once by the leader (set()), which lets wait() through.
+        # A bare lock, not an Event (a Condition, a lock and a list of waiters): it is signalled
+        # for every submission, and under load every cost here is the server's CPU.
+        self._latch = threading.Lock()
+        self._latch.acquire()
         self.lead = False
         self.job_id: int | None = None
         self.error: BaseException | None = None
+
+    def wait(self) -> None:
+        self._latch.acquire()
+
+    def set(self) -> None:
+        self._latch.release()
 
     def result(self) -> int:
         if self.error is not None:
@@ -56,7 +66,7 @@ class GroupCommit:
             follow = self._leading
             self._leading = True
         if follow:
-            me.done.wait()
+            me.wait()
             if not me.lead:
                 return me.result()
         with self._lock:
@@ -68,12 +78,12 @@ class GroupCommit:
                 if self._queue:
                     successor = self._queue[0]
                     successor.lead = True
-                    successor.done.set()
+                    successor.set()
                 else:
                     self._leading = False
             for waiter in batch:
                 if waiter is not me:
-                    waiter.done.set()
+                    waiter.set()
         return me.result()
 
     def _run(self, batch: list[_Waiter]) -> None:

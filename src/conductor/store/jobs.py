@@ -13,6 +13,7 @@ from sqlalchemy import (
     Connection,
     Integer,
     and_,
+    bindparam,
     func,
     insert,
     literal,
@@ -38,6 +39,8 @@ from conductor.store.transitions import PENDING, RUNNING
 
 # Arithmetic runs per INSERT ... SELECT (three bound parameters each).
 _ARRAY_RUNS_CHUNK = 2_000
+# Jobs per statement of `_submit_statement` (about 40 bound parameters each).
+_SUBMIT_CHUNK = 64
 
 
 class JobQueries(Allocations):
@@ -116,21 +119,42 @@ class JobQueries(Allocations):
         return GroupCommit(self._submit_batch)
 
     def _submit_batch(self, rows: Sequence[dict[str, Any]]) -> list[int]:
-        """Plain jobs of several submitters in one transaction (PostgreSQL): their ids, in order."""
+        """Plain jobs of several submitters, with their submit events, in one transaction
+        (PostgreSQL): their ids, in order.
+
+        Rows naming the same columns (nearly always all of them) go in one statement, sent with
+        the connection in autocommit: the statement is the transaction, one round trip in all.
+        A transaction with BEGIN, an INSERT per table and COMMIT took three, and as many calls
+        through the driver, which cost the server's CPU more than the database's."""
+        shapes: dict[tuple[str, ...], list[int]] = {}
+        for index, values in enumerate(rows):
+            shapes.setdefault(tuple(values), []).append(index)
+        if len(shapes) == 1 and len(rows) <= _SUBMIT_CHUNK:
+            with self._raw_autocommit() as cursor:
+                return self._insert_submitted(cursor, rows)
         ids: list[int | None] = [None] * len(rows)
         with self._raw_write() as cursor:
-            shapes: dict[tuple[str, ...], list[int]] = {}
-            for index, values in enumerate(rows):
-                shapes.setdefault(tuple(values), []).append(index)
             for indices in shapes.values():
-                for index, job_id in zip(indices, self._statements.insert_many(cursor, jobs, [rows[i] for i in indices]), strict=True):
-                    ids[index] = job_id
-            events = [
-                {"job_id": job_id, "time": values["submit_time"], "from_state": None, "to_state": PENDING, "reason": "submit"}
-                for job_id, values in zip(ids, rows, strict=True)
-            ]
-            self._statements.insert_many(cursor, job_events, events)
+                for start in range(0, len(indices), _SUBMIT_CHUNK):
+                    chunk = indices[start : start + _SUBMIT_CHUNK]
+                    for index, job_id in zip(chunk, self._insert_submitted(cursor, [rows[i] for i in chunk]), strict=True):
+                        ids[index] = job_id
         return [int(i) for i in ids if i is not None]
+
+    def _insert_submitted(self, cursor: Any, rows: Sequence[dict[str, Any]]) -> list[int]:
+        """INSERT `rows` (naming the same columns) and their submit events in one statement
+        (`_submit_statement`); their ids, in the order of `rows`."""
+        keys = tuple(rows[0])
+        compiled = self._statements.get(_submit_statement, keys, len(rows))
+        params = {f"{key}_{index}": value for index, row in enumerate(rows) for key, value in row.items()}
+        cursor.execute(compiled.sql, compiled.parameters(params))
+        # The ids come from the sequence in the order of the VALUES list (as SQLAlchemy's own
+        # "insertmanyvalues" relies on): sorted, they are the rows' in order, whatever the
+        # order in which RETURNING hands them back.
+        ids = sorted(int(row[0]) for row in cursor.fetchall())
+        if len(ids) != len(rows):
+            raise RuntimeError(f"{len(rows)} jobs submitted but {len(ids)} ids returned")
+        return ids
 
     def count_pending(self, user_name: str) -> int:
         """PENDING jobs of one user (the per-user submission limit)."""
@@ -362,3 +386,25 @@ def _arithmetic_runs(ids: Sequence[int]) -> list[tuple[int, int, int]]:
         runs.append((ids[i], ids[j], step))
         i = j + 1
     return runs
+
+
+def _submit_statement(_dialect: str, keys: tuple[str, ...], count: int) -> Any:
+    """PostgreSQL: `count` new jobs naming `keys` (bound as `<key>_<n>`) and their submit events,
+    in one statement: the events' INSERT reads the jobs' from a data-modifying CTE. Returns
+    the new jobs' ids."""
+    new = (
+        insert(jobs)
+        .values([{key: bindparam(f"{key}_{index}") for key in keys} for index in range(count)])
+        .returning(jobs.c.id, jobs.c.submit_time)
+        .cte("new")
+    )
+    return insert(job_events).from_select(
+        ["job_id", "time", "from_state", "to_state", "reason"],
+        select(
+            new.c.id,
+            new.c.submit_time,
+            null(),
+            literal(PENDING, job_events.c.to_state.type),
+            literal("submit", job_events.c.reason.type),
+        ),
+    ).returning(job_events.c.job_id)
