@@ -173,11 +173,6 @@ class _Active:
     def count_active_in(self, user_name: str, account: str) -> int:
         return self.active
 
-    def running_usage(self) -> dict[tuple[str, str | None], Usage]:
-        return {}
-
-    def running_by_account(self) -> dict[tuple[str, str], Usage]:
-        return {}
 
 
 def test_the_default_account_is_charged_before_allow_accounts_judges_it() -> None:

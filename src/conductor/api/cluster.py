@@ -200,8 +200,8 @@ class PriorityView:
         limits = self.config.limits()
         if limits is None:
             return None, None, None
-        by_account = self.store.running_by_account() if limits.accounting is not None else None
-        return limits, self.store.running_usage(), by_account
+        by_qos, by_account = self.store.running_holdings()
+        return limits, by_qos, by_account if limits.accounting is not None else None
 
     def of(self, jobs: list[Job]) -> dict[int, int]:
         """The multifactor priority of each pending job among `jobs` (none when not configured)."""

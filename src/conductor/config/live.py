@@ -11,6 +11,7 @@ The partition states `scontrol update PartitionName=...` sets travel the same wa
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -38,6 +39,7 @@ class ConfigStateStore(Protocol):
     def accounting(self) -> Accounting: ...
 
 
+@functools.lru_cache(maxsize=256)  # records are frozen: each converted once, not at every submission
 def qos_from_record(q: QosSpec) -> Qos:
     """A QOS added with sacctmgr, as the file's QOS are modelled. MaxWall is stored in seconds:
     it goes in as it is, not through the file's time grammar (where a number is minutes)."""

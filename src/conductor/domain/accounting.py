@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from conductor.domain.multifactor import fairshare_factor
+
 ROOT = "root"
 NO_ACCOUNT = ""  # the key of usage charged to no association
 
@@ -175,9 +177,8 @@ def fair_share_tree(
     """Every association's classic fair-share figures, root first, each account before its
     children (users, then sub-accounts, by name). `usage`: decayed CPU-seconds per `usage_key`;
     `users`: more users to show under root with one share (those with pending jobs)."""
-    loose = {u for (u, a) in usage if a == NO_ACCOUNT} | {
-        u for u in users if not any(k[0] == u for k in accounting.associations)
-    }
+    associated = {u for u, _ in accounting.associations}
+    loose = {u for (u, a) in usage if a == NO_ACCOUNT} | {u for u in users if u not in associated}
     # The tree's children: accounts under their parents, associations under their accounts,
     # and users charged to no association under root with one share each.
     kids: dict[str, list[tuple[str, str, int]]] = {}
@@ -218,7 +219,7 @@ def fair_share_tree(
                 efctv = parent_efctv
             else:
                 efctv = u + (parent_efctv - u) * shares / level
-            factor = float(2.0 ** (-efctv / s)) if s > 0 else 0.0
+            factor = fairshare_factor(efctv, 1.0, s, 1.0)  # 2^(-UE/S)
             rows.append(ShareRow(name, user, depth + 1, shares, s, raw, u, efctv, factor))
             if not user:
                 walk(name, depth + 1, s, efctv)

@@ -63,11 +63,9 @@ class SchedulerStore(DependencyStore, Protocol):
 
     def reap_dead_nodes(self, stale_before: datetime) -> Reaped: ...
 
-    def running_usage(self) -> dict[tuple[str, str | None], Usage]: ...
-
     def refresh_usage(self, half_life: float | None) -> dict[tuple[str, str], float]: ...
 
-    def running_by_account(self) -> dict[tuple[str, str], Usage]: ...
+    def running_holdings(self) -> tuple[dict[tuple[str, str | None], Usage], dict[tuple[str, str], Usage]]: ...
 
 
 class Configuration(Protocol):
@@ -335,8 +333,8 @@ class Scheduler:
         limits = config.limits()
         if limits is None:
             return config.backfill(self.backfill), None, None, None
-        by_account = self.store.running_by_account() if limits.accounting is not None else None
-        return config.backfill(self.backfill), limits, self.store.running_usage(), by_account
+        by_qos, by_account = self.store.running_holdings()
+        return config.backfill(self.backfill), limits, by_qos, by_account if limits.accounting is not None else None
 
     def _take_config(self) -> None:
         config = self.config

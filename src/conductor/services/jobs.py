@@ -251,10 +251,11 @@ class JobService:
         lines = explain_waiting(job, pending, forecast, targets)
         if self.config is not None and job.state == JobState.PENDING.value and job.reason in LIMIT_REASONS:
             self.config.refresh()
+            by_qos, by_account = self.store.running_holdings()
             limit = explain_limit(
-                job, self.config.current, self.store.running_usage(), self.store.count_active(job.user_name, job.qos)
+                job, self.config.current, by_qos, self.store.count_active(job.user_name, job.qos)
             ) or explain_account_limit(
-                job, self.config.current, self.store.running_by_account(),
+                job, self.config.current, by_account,
                 self.store.count_active_in(job.user_name, job.account) if job.account else 0,
             )
             lines[1:1] = limit

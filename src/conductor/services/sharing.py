@@ -48,10 +48,6 @@ class ActiveJobs(Protocol):
 
     def count_active_in(self, user_name: str, account: str) -> int: ...
 
-    def running_by_account(self) -> dict[tuple[str, str], Usage]: ...
-
-    def running_usage(self) -> dict[tuple[str, str | None], Usage]: ...
-
 
 def job_partition(effective: Effective, job: JobDescription, fallback: str) -> str:
     """The partition a job runs in: its own, else the file's Default one, else the setting's."""

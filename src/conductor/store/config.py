@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import Connection, delete, func, insert, or_, select, update
 
 from conductor.domain.multifactor import accrued, decay
-from conductor.scheduler.limits import Usage
+from conductor.scheduler.limits import Usage, add_usage
 from conductor.store.engine import Database, aware, utcnow
 from conductor.store.schema import cluster_config, fairshare_usage, jobs, partition_states
 from conductor.store.transitions import PENDING, RUNNING
@@ -58,43 +58,29 @@ class ConfigQueries(Database):
             conn.execute(insert(cluster_config).values(id=1, generation=1, updated_at=now))
         return int(conn.execute(select(cluster_config.c.generation).where(cluster_config.c.id == 1)).scalar_one())
 
-    def running_usage(self) -> dict[tuple[str, str | None], Usage]:
-        """What the running jobs hold, per (user, QOS as stored; None: the default QOS)."""
+    def running_holdings(self) -> tuple[dict[tuple[str, str | None], Usage], dict[tuple[str, str], Usage]]:
+        """What the running jobs hold, per (user, QOS as stored; None: the default QOS) for QOS
+        limits and per (user, account charged; "" for none) for association limits: one read
+        grouped by all three, summed both ways."""
         query = (
             select(
                 jobs.c.user_name,
                 jobs.c.qos,
-                func.count(),
-                func.sum(jobs.c.allocated_cpus),
-                func.sum(jobs.c.allocated_memory_mb),
-            )
-            .where(jobs.c.state == RUNNING)
-            .group_by(jobs.c.user_name, jobs.c.qos)
-        )
-        with self._read() as conn:
-            return {
-                (user, qos): Usage(int(count), int(cpus or 0), int(memory or 0))
-                for user, qos, count, cpus, memory in conn.execute(query)
-            }
-
-    def running_by_account(self) -> dict[tuple[str, str], Usage]:
-        """What the running jobs hold, per (user, account charged; "" for none): association limits."""
-        query = (
-            select(
-                jobs.c.user_name,
                 jobs.c.account,
                 func.count(),
                 func.sum(jobs.c.allocated_cpus),
                 func.sum(jobs.c.allocated_memory_mb),
             )
             .where(jobs.c.state == RUNNING)
-            .group_by(jobs.c.user_name, jobs.c.account)
+            .group_by(jobs.c.user_name, jobs.c.qos, jobs.c.account)
         )
+        by_qos: dict[tuple[str, str | None], Usage] = {}
+        by_account: dict[tuple[str, str], Usage] = {}
         with self._read() as conn:
-            return {
-                (user, account or ""): Usage(int(count), int(cpus or 0), int(memory or 0))
-                for user, account, count, cpus, memory in conn.execute(query)
-            }
+            for user, qos, account, count, cpus, memory in conn.execute(query):
+                for held in (by_qos.setdefault((user, qos), Usage()), by_account.setdefault((user, account or ""), Usage())):
+                    add_usage(held, int(count), int(cpus or 0), int(memory or 0))
+        return by_qos, by_account
 
     def count_active(self, user_name: str, qos: str | None) -> int:
         """Pending and running jobs of one user under one QOS (Slurm's MaxSubmitJobsPerUser)."""
