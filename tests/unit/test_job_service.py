@@ -317,3 +317,33 @@ def test_fast_path_never_hands_a_stored_job_on_to_be_submitted_again() -> None:
     assert handed_on == [refused.encode()] and sent[0]["status"] == 400 and len(store.jobs) == 1
     sent = _call(SubmitFastPath(downstream, store=store, jobs=good, in_thread=False), body, "tok")
     assert sent[0]["status"] == 201 and json.loads(sent[1]["body"])["job_id"] == "2" and len(store.jobs) == 2
+
+
+def test_the_submitters_passwd_entry_is_read_once_per_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    from conductor.services import submission
+
+    class Entry:
+        pw_uid, pw_gid, pw_dir = 4242, 4343, "/home/cached"
+
+    lookups: list[str] = []
+
+    def getpwnam(name: str) -> Entry:
+        lookups.append(name)
+        if name == "nobody-here":
+            raise KeyError(name)
+        return Entry()
+
+    clock = [1000.0]
+    monkeypatch.setattr(submission.pwd, "getpwnam", getpwnam)
+    monkeypatch.setattr(submission.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(submission, "_passwd", {})
+    first = submission.submitter_for("alice", "h1")
+    second = submission.submitter_for("alice", "h2")
+    assert (first.uid, first.gid, first.home, second.host) == (4242, 4343, "/home/cached", "h2")
+    assert submission.submitter_for("nobody-here", "h").uid is None
+    assert submission.submitter_for("nobody-here", "h").uid is None
+    assert lookups == ["alice", "nobody-here"]
+    # An entry changed in the passwd database is seen once the interval has passed.
+    clock[0] += submission.PASSWD_CACHE_SECONDS + 1
+    submission.submitter_for("alice", "h")
+    assert lookups == ["alice", "nobody-here", "alice"]
