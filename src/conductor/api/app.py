@@ -23,6 +23,15 @@ from conductor.api.auth import CurrentPrincipal, authenticate, document_public_r
 from conductor.api.bodies import BodyCheck, ErrorResponse
 from conductor.api.docs import install_docs
 from conductor.api.fastpath import SubmitFastPath, submit_answer, unavailable_answer
+from conductor.api.job_records import (
+    columns_of,
+    elapsed_seconds,
+    iso,
+    job_page,
+    job_record,
+    job_usage,
+    selected_fields,
+)
 from conductor.api.limits import ASGIApp, BodyLimit, reject_repeated_query_parameters
 from conductor.api.outputs import Reader, reader_for
 from conductor.api.outputs import read_tail as _read_tail_safely
@@ -30,9 +39,7 @@ from conductor.bus import Bus
 from conductor.config.live import LiveConfig
 from conductor.domain.job import Job
 from conductor.domain.jobfiles import job_paths
-from conductor.domain.priority import scheduling_priority
 from conductor.domain.states import JobState
-from conductor.domain.usage import parse_usage
 from conductor.errors import Invalid, Refusal, StoreUnavailable
 from conductor.history.archive import ArchiveError, ArchiveQuery, archived_page, merge_pages
 from conductor.monitoring.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -106,104 +113,6 @@ def refusal_body(exc: Refusal) -> dict[str, Any]:
     if isinstance(exc, Invalid) and exc.field:
         return {"detail": str(exc), "field": exc.field}
     return {"detail": str(exc)}
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def _elapsed(job: Job, now: datetime) -> int:
-    start = job.start_time
-    if start is None:
-        return 0
-    end = job.end_time or now
-    return max(int((end - start).total_seconds()), 0)
-
-
-def job_usage(job: Job) -> models.JobUsage | None:
-    usage = parse_usage(job.rusage)
-    if usage is None:
-        return None
-    return models.JobUsage(
-        user_cpu=usage.user_cpu,
-        system_cpu=usage.system_cpu,
-        total_cpu=usage.total_cpu,
-        max_rss=usage.max_rss,
-        ave_rss=usage.ave_rss,
-        max_vmsize=usage.max_vmsize,
-        oom_kills=usage.oom_kills,
-        source=usage.source,
-        steps=[
-            models.JobStepUsage(
-                step_id=step.step_id,
-                name=step.name,
-                state=step.state,
-                exit_code=step.exit_code,
-                ntasks=step.ntasks,
-                start_time=datetime.fromtimestamp(step.start, UTC).isoformat(),
-                end_time=datetime.fromtimestamp(step.end, UTC).isoformat(),
-                elapsed=int(step.end - step.start),
-                user_cpu=step.user_cpu,
-                system_cpu=step.system_cpu,
-                total_cpu=step.total_cpu,
-                max_rss=step.max_rss,
-            )
-            for step in usage.steps
-        ],
-    )
-
-
-def job_record(job: Job, now: datetime, priority: int | None = None) -> models.JobRecord:
-    """`priority`: the multifactor priority of a pending job (None: as stored)."""
-    paths = job_paths(job)
-    return models.JobRecord(
-        job_id=job.id,
-        array_job_id=job.array_job_id,
-        array_task_id=job.array_task_id,
-        array_max_running=job.array_max_running,
-        array_spec=job.array_spec,
-        name=job.name,
-        user=job.user_name,
-        account=job.account,
-        partition=job.partition,
-        state=job.state,
-        reason=job.reason,
-        priority=job.priority,
-        nice=job.nice,
-        cpus_per_task=job.cpus_per_task,
-        ntasks=job.ntasks,
-        ntasks_per_node=job.ntasks_per_node,
-        memory_per_node_mb=job.memory_per_node_mb,
-        memory_per_cpu_mb=job.memory_per_cpu_mb,
-        allocated_cpus=job.allocated_cpus,
-        cpu_ids=job.cpu_ids,
-        node_list=job.node_list,
-        submit_time=_iso(job.submit_time),
-        eligible_time=_iso(job.eligible_time),
-        start_time=_iso(job.start_time),
-        end_time=_iso(job.end_time),
-        elapsed=_elapsed(job, now),
-        time_limit=job.time_limit,
-        exit_code=job.exit_code,
-        error_msg=job.error_msg,
-        work_dir=job.work_dir,
-        standard_output=paths.stdout,
-        standard_error=paths.stderr,
-        standard_input=paths.stdin,
-        dependency=job.dependency,
-        hold=bool(job.held),
-        begin_time=_iso(job.begin_time),
-        requeue=bool(job.requeue),
-        restart_count=job.restart_count,
-        comment=job.comment,
-        qos=job.qos,
-        exclusive=bool(job.exclusive),
-        cancel_requested=job.kill_state == JobState.CANCELLED.value,
-        scheduling_priority=priority if priority is not None else scheduling_priority(job.priority, job.nice, bool(job.held)),
-        expected_start_time=_iso(job.expected_start_time) if job.state == JobState.PENDING.value else None,
-        sched_nodes=job.sched_nodes if job.state == JobState.PENDING.value else None,
-        usage=job_usage(job),
-    )
 
 
 def read_tail(path: str, limit: int, reader: Reader | None) -> str | None:
@@ -390,11 +299,11 @@ def create_app(ctx: AppContext) -> FastAPI:
             state=job.state,
             error_msg=job.error_msg,
             time=models.QueryTime(
-                submit_time=_iso(job.submit_time),
-                start_time=_iso(job.start_time),
-                end_time=_iso(job.end_time),
-                eligible_time=_iso(job.eligible_time),
-                elapsed_time=_elapsed(job, now),
+                submit_time=iso(job.submit_time),
+                start_time=iso(job.start_time),
+                end_time=iso(job.end_time),
+                eligible_time=iso(job.eligible_time),
+                elapsed_time=elapsed_seconds(job, now),
                 limit_time=job.time_limit,
             ),
             job_log=models.QueryLog(stdout=stdout, stderr=stderr),
@@ -448,6 +357,13 @@ def create_app(ctx: AppContext) -> FastAPI:
             bool, Query(description="Also the purged jobs kept in the archive (CONDUCTOR_ARCHIVE_DIR): reads its files")
         ] = False,
         # A default rather than an annotation: the bound is a setting, known only here.
+        fields: Annotated[
+            str | None,
+            Query(
+                description="Comma separated fields of a job record: each job then holds only these and "
+                "`job_id` (a view that shows a few fields of many jobs reads only what it shows)",
+            ),
+        ] = None,
         limit: int = Query(
             default_page,
             ge=1,
@@ -457,6 +373,7 @@ def create_app(ctx: AppContext) -> FastAPI:
         ),
     ) -> Any:
         _check_page(limit, page_bound)
+        selected = selected_fields(fields)
         archive_dir = ctx.settings.archive_dir
         filters: dict[str, Any] = {
             "states": _states(state),
@@ -474,6 +391,7 @@ def create_app(ctx: AppContext) -> FastAPI:
                 after=after,
                 offset=offset,
                 limit=limit + 1,  # one more tells whether a next page exists
+                columns=columns_of(selected),
             )
         elif archive_dir is None:
             raise Invalid("no archive of purged jobs is kept here (CONDUCTOR_ARCHIVE_DIR is unset)", field="archived")
@@ -493,10 +411,7 @@ def create_app(ctx: AppContext) -> FastAPI:
         next_after = rows[limit - 1].id if len(rows) > limit else None
         now = utcnow()
         page = rows[:limit]
-        priorities = ctx.priorities.of(page)
-        return models.JobList(
-            jobs=[job_record(r, now, priorities.get(r.id)) for r in page], total=total, next_after=next_after
-        )
+        return job_page(page, now, selected, ctx.priorities.of, total=total, next_after=next_after)
 
     def _get(job_id: str) -> Job:
         return ctx.jobs.find(job_id)  # 123 or 123_4
@@ -579,7 +494,7 @@ def _node_routes(app: FastAPI, ctx: AppContext) -> None:
                     alloc_memory_mb=n.alloc_memory_mb,
                     partitions=cluster.node_partitions(ctx, n.name, n.partitions),
                     running_jobs=n.running_jobs,
-                    last_heartbeat=_iso(n.last_heartbeat),
+                    last_heartbeat=iso(n.last_heartbeat),
                     containment=n.containment,
                 )
                 for n in store.list_nodes(live_after=ctx.live_after())

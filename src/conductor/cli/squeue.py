@@ -30,6 +30,7 @@ from conductor.cli.squeue_format import (
     default_sort,
     parse_format,
     parse_long_format,
+    record_keys,
     render,
     sort_jobs,
 )
@@ -254,6 +255,8 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per squeue option
         if period <= 0:
             raise UsageError("--iterate must be positive")
 
+    # The record keys this view reads: the server sends only those (--json prints whole records).
+    fields = None if as_json else record_keys(items, sort_spec)
     client = Client()
     try:
         while True:
@@ -261,7 +264,7 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per squeue option
             if specs:
                 # Unfiltered by state, to tell ids nobody knows from jobs in other states.
                 jobs = fetch_jobs(
-                    client, specs, users=users, names=names, partitions=partitions
+                    client, specs, users=users, names=names, partitions=partitions, fields=fields
                 )
             else:
                 jobs = fetch_jobs(
@@ -272,6 +275,7 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per squeue option
                     names=names,
                     partitions=partitions,
                     since=_iso(now - MIN_JOB_AGE_SECONDS),
+                    fields=fields,
                 )
             # Ended jobs fade out after MinJobAge, as slurmctld purges them.
             known = [j for j in jobs if _recent_or_active(j, now)]

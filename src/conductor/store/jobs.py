@@ -5,7 +5,7 @@ listing. The actions on existing jobs (cancel, hold, requeue, update, signal) ar
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -203,11 +203,22 @@ class JobQueries(Allocations):
         limit: int = 1000,
         with_script: bool = False,
         count: bool = True,
+        columns: Collection[str] | None = None,
     ) -> tuple[list[Job], int]:
         """Matching jobs in id order, from the first id above `after` (keyset paging: a page
         costs the same wherever it starts), skipping `offset` of them, at most `limit`; and
-        how many match in all, `after` aside (-1 unless `count`)."""
-        columns = [c for c in jobs.c if with_script or c.name not in ("script", "environment")]
+        how many match in all, `after` aside (-1 unless `count`).
+
+        `columns`: read only these (and `id`); every other field of the jobs returned is unset
+        (reading it raises AttributeError), so they are only for a view that shows what those
+        columns hold."""
+        if columns is None:
+            selected = [c for c in jobs.c if with_script or c.name not in ("script", "environment")]
+        else:
+            unknown = set(columns) - set(jobs.c.keys())
+            if unknown:
+                raise ValueError(f"no such jobs column: {sorted(unknown)[0]}")
+            selected = [c for c in jobs.c if c.name == "id" or c.name in columns]
         conditions: list[ColumnElement[bool]] = []
         if states:
             conditions.append(jobs.c.state.in_(states))
@@ -226,7 +237,7 @@ class JobQueries(Allocations):
             conditions.append(or_(jobs.c.end_time.is_(None), jobs.c.end_time >= since))
         if until is not None:
             conditions.append(jobs.c.submit_time <= until)
-        query = select(*columns).order_by(jobs.c.id).offset(offset).limit(limit)
+        query = select(*selected).order_by(jobs.c.id).offset(offset).limit(limit)
         count_query = select(func.count()).select_from(jobs)
         if conditions:
             count_query = count_query.where(and_(*conditions))
@@ -236,7 +247,7 @@ class JobQueries(Allocations):
             query = query.where(and_(*conditions))
         with self._read() as conn:
             result = conn.execute(query)
-            found = jobs_from_rows(result.keys(), result)
+            found = jobs_from_rows(result.keys(), result, partial=columns is not None)
             total = int(conn.execute(count_query).scalar_one()) if count else -1
         return found, total
 

@@ -1,0 +1,135 @@
+"""squeue asks the server for the record keys its fields read (`GET /jobs?fields=`), not for
+whole records. Each field's declared keys must be all it reads: rendered from a whole record
+and from the record cut to those keys, every field, sort key and the array collapsing give
+the same. The records hold a distinct, non-default value in every key, so a key read but not
+declared changes the output."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from conductor.api.models import JobRecord
+from conductor.cli.squeue_format import (
+    _SORT_KEYS,
+    BASE_KEYS,
+    DEFAULT_FORMAT,
+    EXTRA_LONG_FIELDS,
+    FIELDS,
+    KEYS,
+    LONG_FIELDS,
+    LONG_KEYS,
+    SORT_KEYS,
+    collapse_pending_arrays,
+    default_sort,
+    parse_format,
+    parse_long_format,
+    record_keys,
+    render,
+)
+
+NOW = time.time()
+
+
+def _record(**changes: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "job_id": 57, "array_job_id": 50, "array_task_id": 7, "array_max_running": 3, "array_spec": "1-9%3",
+        "name": "a-name", "user": "root", "account": "physics", "partition": "debug", "state": "RUNNING",
+        "reason": "Resources", "priority": 77, "nice": 5, "cpus_per_task": 3, "ntasks": 2, "ntasks_per_node": 2,
+        "memory_per_node_mb": 2048, "memory_per_cpu_mb": 700, "allocated_cpus": 6, "cpu_ids": "0-5",
+        "node_list": "node7", "submit_time": "2026-01-02T03:04:05+00:00", "eligible_time": "2026-01-02T03:05:05+00:00",
+        "start_time": "2026-01-02T04:00:00+00:00", "end_time": "2026-01-02T05:30:00+00:00", "elapsed": 4321,
+        "time_limit": 9000, "exit_code": "3:0", "error_msg": "the node died", "work_dir": "/w/d",
+        "standard_output": "/w/o.out", "standard_error": "/w/e.err", "standard_input": "/w/i.in",
+        "dependency": "afterok:12", "hold": True, "begin_time": "2026-01-02T03:06:00+00:00", "requeue": True,
+        "restart_count": 2, "comment": "a comment", "qos": "high", "exclusive": True, "cancel_requested": True,
+        "scheduling_priority": 4242, "expected_start_time": "2026-01-03T00:00:00+00:00", "sched_nodes": "node9",
+        "usage": None,
+    }
+    assert set(base) == set(JobRecord.model_fields)  # every key of the API's record, and no other
+    return {**base, **changes}
+
+
+RECORDS = [
+    _record(),
+    _record(state="PENDING", start_time=None, end_time=None, elapsed=0, node_list=None),
+    _record(state="PENDING", _task_str="7-9%3", job_id=50),
+    _record(state="FAILED", reason="NonZeroExitCode"),
+    _record(state="COMPLETED", array_job_id=None, array_task_id=None, array_max_running=None, error_msg=None),
+    _record(state="TIMEOUT", time_limit=None, hold=False, scheduling_priority=None),
+]
+
+
+def _cut(record: dict[str, Any], keys: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    # `_task_str` is made by the client (array collapsing), not a key the server sends.
+    return {k: v for k, v in record.items() if k in keys or k == "_task_str"}
+
+
+def test_every_field_declares_what_it_reads() -> None:
+    assert set(KEYS) == set(FIELDS)
+    assert set(LONG_KEYS) <= set(EXTRA_LONG_FIELDS)
+    assert set(SORT_KEYS) == set(_SORT_KEYS)
+    assert set(LONG_FIELDS.values()) <= set(KEYS)
+
+
+@pytest.mark.parametrize("code", sorted(FIELDS))
+def test_a_code_reads_only_its_keys(code: str) -> None:
+    getter = FIELDS[code][1]
+    for record in RECORDS:
+        assert getter(_cut(record, KEYS[code]), NOW) == getter(record, NOW), record
+
+
+@pytest.mark.parametrize("name", sorted(EXTRA_LONG_FIELDS))
+def test_a_long_name_reads_only_its_keys(name: str) -> None:
+    getter = EXTRA_LONG_FIELDS[name][1]
+    for record in RECORDS:
+        assert getter(_cut(record, LONG_KEYS.get(name, ())), NOW) == getter(record, NOW), record
+
+
+@pytest.mark.parametrize("code", sorted(_SORT_KEYS))
+def test_a_sort_key_reads_only_its_keys(code: str) -> None:
+    for record in RECORDS:
+        assert _SORT_KEYS[code](_cut(record, SORT_KEYS[code])) == _SORT_KEYS[code](record)
+
+
+def test_collapsing_and_the_default_order_read_only_the_base_keys() -> None:
+    tasks = [
+        _record(state="PENDING", job_id=50 + t, array_task_id=t, reason="Priority" if t > 1 else "Resources")
+        for t in range(1, 6)
+    ]
+    mixed = [*tasks, *RECORDS[:2], RECORDS[3]]
+
+    def shown(records: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        return [(j["job_id"], j.get("_task_str")) for j in default_sort(collapse_pending_arrays(records))]
+
+    assert shown([_cut(r, BASE_KEYS) for r in mixed]) == shown(mixed)
+    assert any(task for _, task in shown(mixed))  # the tasks did collapse
+
+
+def test_a_view_asks_for_its_fields_keys_the_base_and_its_sort_keys() -> None:
+    keys = record_keys(parse_format(DEFAULT_FORMAT), None)
+    assert set(BASE_KEYS) <= set(keys)
+    assert {"node_list", "elapsed", "start_time", "error_msg"} <= set(keys)
+    assert "work_dir" not in keys and "standard_output" not in keys
+    assert "work_dir" in record_keys(parse_format("%Z"), None)
+    assert "standard_output" in record_keys(parse_long_format("stdout"), None)
+    assert "submit_time" in record_keys(parse_format("%i"), "-V,i")
+
+
+def test_every_format_renders_the_same_from_the_keys_it_asks_for() -> None:
+    every = parse_format(" ".join(f"%{code}" for code in sorted(FIELDS)))
+    long = parse_long_format(",".join(sorted(EXTRA_LONG_FIELDS)))
+    for items in (every, long, parse_format(DEFAULT_FORMAT)):
+        keys = record_keys(items, None)
+        assert render(items, [_cut(r, keys) for r in RECORDS], header=True, now=NOW) == render(
+            items, RECORDS, header=True, now=NOW
+        )
+
+
+def test_control_characters_are_shown_as_question_marks_and_widths_kept() -> None:
+    items = parse_format("%.6j|%4u|%P")
+    record = _record(name="a\x1b[2Jb", user="r\x07t", partition="p\x9bq")
+    assert render(items, [record], header=False, now=NOW) == "a?[2Jb|r?t |p?q\n"
+    assert render(items, [_record(name="héllo wörld")], header=False, now=NOW) == "héllo |root|debug\n"
