@@ -105,6 +105,13 @@ def load(database_url: str, ended: int, pending: int = 10_000, running: int = 1_
         with store.engine.begin() as conn:
             for table in ("jobs", "job_events"):
                 conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"))
+        # A history of a million jobs builds up over weeks, and autovacuum visits the table
+        # meanwhile; one loaded a second ago has no planner statistics and no visibility map
+        # yet. Measured here without this: the count of a state's jobs 200 ms instead of 21, a
+        # page deep in 60 ms instead of 0.3 (a plan chosen blind).
+        with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            for table in ("jobs", "job_events"):
+                conn.execute(text(f"VACUUM ANALYZE {table}"))
     print(
         f"history: loaded {ended:,} ended, {pending:,} pending, {running:,} running jobs into {store.dialect} "
         f"in {time.perf_counter() - started:.0f} s"
