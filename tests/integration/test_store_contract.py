@@ -438,3 +438,18 @@ def test_batched_submissions_map_each_id_to_its_row(store: Store) -> None:
     # One shape, one statement: a batch of a few (the usual), mapped in order too.
     few = store._submit_batch([{**job_row(name=f"f{i}"), **base} for i in range(5)])
     assert [store.get_job(i).name for i in few] == [f"f{i}" for i in range(5)]  # type: ignore[union-attr]
+
+
+def test_a_decision_sets_each_pending_jobs_reason_and_no_other_jobs(store: Store) -> None:
+    # Reasons are written one statement per distinct reason: each job must still get its own.
+    add_node(store, "n1", 1)
+    ids = store.submit([job_row(name=f"r{i}") for i in range(6)])
+    (running,) = [p.job_id for p in place(store)]
+    others = [i for i in ids if i != running]
+    reasons = {others[0]: "Resources", others[1]: "Priority", others[2]: "Priority", others[3]: "Dependency"}
+    store.apply_decision([], {**reasons, running: "Priority"})
+    got = {i: (job.state, job.reason) for i in ids if (job := store.get_job(i)) is not None}
+    assert got[running] == ("RUNNING", "None")  # not pending: left as it was
+    for job_id, reason in reasons.items():
+        assert got[job_id] == ("PENDING", reason)
+    assert got[others[4]][0] == "PENDING" and got[others[4]][1] != "Dependency"
