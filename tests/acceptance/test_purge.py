@@ -44,6 +44,12 @@ def test_ended_jobs_move_to_the_archive_and_sacct_finds_them(
         archived = {j["job_id"]: j for j in api.jobs(archived="true")}
         assert set(ended) <= set(archived) and long in archived
         assert {archived[i]["state"] for i in ended} == {"COMPLETED"}
+        # A selection of fields reads the archive too, each field as the whole record has it.
+        selected = api.jobs(archived="true", fields="state,standard_output,usage")
+        assert selected == [
+            {k: archived[j["job_id"]][k] for k in ("job_id", "state", "standard_output", "usage")} for j in selected
+        ]
+        assert set(ended) <= {j["job_id"] for j in selected}
         assert list(archive.glob("jobs-*.jsonl.gz"))
         assert "purged 3 job(s)" in server.log() or "purged 1 job(s)" in server.log()
 
