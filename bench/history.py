@@ -4,8 +4,8 @@ Loads N ended jobs (default 1,000,000, spread over 30 days and 100 users), 10,00
 1,000 running ones (on 100 nodes of 10 CPUs, all busy) straight into a fresh database, starts a
 `conductor server` on it, and times what users and the scheduler do over it: the default
 `squeue`, `squeue -u`, `sacct` for one user over one day, `sacct -j`, `GET /jobs` pages,
-`/jobs/stats`, a scheduler pass, and REST submissions per second against the same on a
-database holding the same live jobs but no history. Prints figures (medians of several runs);
+`/jobs/stats`, the dashboard's queue page, a scheduler pass, and REST submissions per second
+against the same on a database holding the same live jobs but no history. Prints figures (medians of several runs);
 asserts nothing about time.
 """
 
@@ -270,6 +270,20 @@ def main() -> None:
 
                 return run
 
+            # The dashboard, signed in with the same token as a browser would be.
+            browser = httpx.Client(base_url=url, timeout=120)
+            token = headers["Authorization"].removeprefix("Bearer ")
+            if browser.post("/ui/login", data={"token": token}).status_code != 303:
+                raise RuntimeError("the dashboard refused the token")
+
+            def page(path: str) -> Callable[[], object]:
+                def run() -> object:
+                    response = browser.get(path)
+                    response.raise_for_status()
+                    return response
+
+                return run
+
             figures = [
                 ("squeue (default view)", median_ms(cli(url, home, "squeue"))),
                 ("squeue -u user7", median_ms(cli(url, home, "squeue", "-u", "user7"))),
@@ -280,10 +294,14 @@ def main() -> None:
                 ("GET /jobs?state=COMPLETED&limit=100 (a page deep in)",
                  median_ms(get("/jobs", state="COMPLETED", limit=100, after=some_id))),
                 ("GET /jobs/stats", median_ms(get("/jobs/stats"))),
+                ("dashboard queue (live jobs, first page)", median_ms(page("/ui/queue"))),
+                ("dashboard queue (every state, first page)", median_ms(page("/ui/queue?state=all"))),
+                ("dashboard queue (user7's completed jobs)", median_ms(page("/ui/queue?state=COMPLETED&user=user7"))),
                 ("a command's own start (squeue --version)", median_ms(cli(url, home, "squeue", "--version"))),
             ]
             full_rate = submissions_per_second(url, headers)
             http.close()
+            browser.close()
         dialect = "sqlite" if server_url is None else "postgresql"
         print(f"history: {args.ended:,} ended jobs on {dialect}, medians of 5:")
         for name, ms in figures:
