@@ -5,8 +5,8 @@ Loads N ended jobs (default 1,000,000, spread over 30 days and 100 users), 10,00
 `conductor server` on it, and times what users and the scheduler do over it: the default
 `squeue`, `squeue -u`, `sacct` for one user over one day, `sacct -j`, `GET /jobs` pages,
 `/jobs/stats`, the dashboard's queue page, a scheduler pass, and REST submissions per second
-against the same on a database holding the same live jobs but no history. Prints figures (medians of several runs);
-asserts nothing about time.
+against the same on a database holding the same live jobs but no history. Prints figures
+(medians of several runs); asserts nothing about time.
 """
 
 from __future__ import annotations
