@@ -86,7 +86,12 @@ def test_fields_combine_and_filter_like_whole_records(api: Api, jobs: list[int])
 
 @pytest.mark.parametrize(
     ("fields", "rule"),
-    [("bogus", "'bogus' is not a field of a job record"), ("", "name at least one field"), (" , ", "name at least one")],
+    [
+        ("bogus", "'bogus' is not a field of a job record"),
+        ("", "name at least one field"),
+        (" , ", "name at least one"),
+        ("state," + "x" * 5000, "'" + "x" * 40 + "' is not a field"),  # the name is cut in the message
+    ],
 )
 def test_a_bad_selection_is_a_400_naming_the_parameter(api: Api, fields: str, rule: str) -> None:
     response = api.http.get("/jobs", params={"fields": fields})
@@ -108,3 +113,9 @@ def test_squeue_prints_from_its_fields_what_whole_records_print(
     whole = default_sort(collapse_pending_arrays(api.jobs()))
     assert result.stdout == render(parse_format(fmt), whole, header=True)
     assert len(result.stdout.splitlines()) == 1 + 5 + 1  # header, five jobs, the held array as one line
+
+
+def test_bytes_that_are_not_text_in_the_selection_are_a_400(api: Api) -> None:
+    response = api.http.get("/jobs?fields=state,%FF%ED%B3%BF")
+    assert response.status_code == 400, response.text
+    assert response.json()["field"] == "fields"

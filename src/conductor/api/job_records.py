@@ -210,7 +210,7 @@ def selected_fields(text: str | None) -> tuple[str, ...] | None:
     unknown = [name for name in names if name not in FIELDS]
     if unknown:
         raise Invalid(
-            f"{unknown[0]!r} is not a field of a job record (one of: {', '.join(FIELDS)})", field="fields"
+            f"{unknown[0][:40]!r} is not a field of a job record (one of: {', '.join(FIELDS)})", field="fields"
         )
     # job_id always: it is what a page's `next_after` and a client's matching go by.
     return tuple(dict.fromkeys(["job_id", *names]))

@@ -142,15 +142,21 @@ def jobs_from_rows(keys: Iterable[str], rows: Iterable[Sequence[Any]], *, partia
     return [build(row) for row in rows]
 
 
+def _converter(name: str) -> Callable[[Any], Any] | None:
+    return aware if name in TIME_COLUMNS else bool if name in _BOOLEAN_COLUMNS else None
+
+
 @functools.lru_cache(maxsize=64)
 def _job_builder(keys: tuple[str, ...], partial: bool = False) -> Callable[[Sequence[Any]], Job]:
     where = {key: index for index, key in enumerate(keys)}
+    if partial:
+        return _partial_builder(where)
     plan: list[tuple[int | None, Callable[[Any], Any] | None]] = []
     for name in _JOB_FIELDS:
         index = where.get(name)
-        if index is None and not partial and name not in _OPTIONAL_JOB_FIELDS:
+        if index is None and name not in _OPTIONAL_JOB_FIELDS:
             raise KeyError(f"a job read without its column {name!r}")
-        plan.append((index, aware if name in TIME_COLUMNS else bool if name in _BOOLEAN_COLUMNS else None))
+        plan.append((index, _converter(name)))
 
     # One C-level gather puts every column where its field goes (a field without a column
     # takes the None appended to the row); only the columns that need it are converted after.
@@ -166,22 +172,20 @@ def _job_builder(keys: tuple[str, ...], partial: bool = False) -> Callable[[Sequ
             values[target] = convert(values[target])
         return Job(*values)
 
-    if not partial:
-        return build
-    # A read of chosen columns sets only their fields: a frozen dataclass's __init__ sets every
-    # one of its 50-odd fields through object.__setattr__, which was most of the cost of a
-    # view's page. A field left unset raises AttributeError when read, so a view that reads a
-    # column it did not ask for fails loudly rather than showing a blank.
-    present = [
-        (name, where[name], aware if name in TIME_COLUMNS else bool if name in _BOOLEAN_COLUMNS else None)
-        for name in _JOB_FIELDS
-        if name in where
-    ]
+    return build
+
+
+def _partial_builder(where: dict[str, int]) -> Callable[[Sequence[Any]], Job]:
+    """A read of chosen columns sets only their fields: a frozen dataclass's __init__ sets every
+    one of its 50-odd fields through object.__setattr__, which was most of the cost of a view's
+    page. A field left unset raises AttributeError when read, so a view that reads a column it
+    did not ask for fails loudly rather than showing a blank."""
+    present = [(name, where[name], _converter(name)) for name in _JOB_FIELDS if name in where]
     plain = [(name, index) for name, index, convert in present if convert is None]
     converted = [(name, index, convert) for name, index, convert in present if convert is not None]
     new, set_field = Job.__new__, object.__setattr__
 
-    def build_partial(row: Sequence[Any]) -> Job:
+    def build(row: Sequence[Any]) -> Job:
         job = new(Job)
         for name, index in plain:
             set_field(job, name, row[index])
@@ -189,7 +193,7 @@ def _job_builder(keys: tuple[str, ...], partial: bool = False) -> Callable[[Sequ
             set_field(job, name, convert(row[index]))
         return job
 
-    return build_partial
+    return build
 
 
 def run_from_row(row: Mapping[Any, Any]) -> JobRun:
