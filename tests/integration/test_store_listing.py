@@ -57,3 +57,40 @@ def test_offsets_other_filters_and_chosen_columns(store: Store, jobs: list[tuple
     ]
     with pytest.raises(AttributeError):
         _ = found[0].name  # not read
+
+
+def test_a_chosen_column_reads_as_the_whole_job_has_it(store: Store, jobs: list[tuple[int, str, str]]) -> None:
+    """Chosen columns come from the driver's rows and are converted only when read: every
+    field must still equal, with its type, the same field of the job read whole (times aware
+    in UTC, flags booleans, missing values None), on each database."""
+    from datetime import UTC, datetime, timedelta
+
+    started = datetime(2026, 3, 1, 12, 30, 5, 250_000, tzinfo=UTC)
+    with store.engine.begin() as conn:
+        for n, (i, _, _) in enumerate(jobs[:8]):
+            conn.execute(
+                update(schema.jobs)
+                .where(schema.jobs.c.id == i)
+                .values(
+                    start_time=started + timedelta(minutes=n) if n % 2 else None,
+                    end_time=started + timedelta(hours=1, microseconds=0) if n % 4 == 1 else None,
+                    held=n % 3 == 0,
+                    exclusive=n % 2 == 0,
+                    node_list=f"n{n}" if n % 2 else None,
+                )
+            )
+    whole, _ = store.list_jobs(limit=100)
+    columns = [c.name for c in schema.jobs.c if c.name not in ("script", "environment")]
+    for column in columns:
+        partial, _ = store.list_jobs(limit=100, columns={column})
+        assert len(partial) == len(whole)
+        for full, chosen in zip(whole, partial, strict=True):
+            value, expected = getattr(chosen, column), getattr(full, column)
+            assert (value, type(value)) == (expected, type(expected)), (column, full.id)
+            if isinstance(value, datetime):
+                assert value.utcoffset() == timedelta(0)
+    # Several columns at once, in any order of reading.
+    partial, _ = store.list_jobs(limit=100, columns={"held", "start_time", "state", "node_list"})
+    assert [(j.node_list, j.state, j.start_time, j.held) for j in partial] == [
+        (j.node_list, j.state, j.start_time, j.held) for j in whole
+    ]

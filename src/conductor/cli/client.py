@@ -227,6 +227,23 @@ class _Closed(ConductorError):
     """The server closed a kept-alive connection before answering; worth one retry."""
 
 
+# orjson decodes a page of 1,000 jobs (300 KB) in 40% of json's time, but importing it costs
+# the command about 8 ms, more than it saves on one such page: bodies this large are decoded by
+# orjson from the second on (a listing of many pages), by json before.
+_LARGE_BODY = 128 * 1024
+
+
+def _decode(raw: bytes, fast: bool) -> Any:
+    if fast:
+        import orjson
+
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass  # what orjson refuses and JSON allows (a lone surrogate): json decides
+    return json.loads(raw)
+
+
 class Client:
     """One keep-alive connection to the API; every call returns the decoded JSON body."""
 
@@ -236,6 +253,7 @@ class Client:
         self._token = token if token is not None else read_token(self.url)
         self._sock: Any = None
         self._buffer = b""
+        self._large_bodies = 0  # bodies of _LARGE_BODY or more decoded so far
 
     def close(self) -> None:
         if self._sock is not None:
@@ -418,10 +436,12 @@ class Client:
                 ) from exc
         payload: Any = None
         if raw:
+            large = len(raw) >= _LARGE_BODY
             try:
-                payload = json.loads(raw)
+                payload = _decode(raw, large and self._large_bodies > 0)
             except ValueError:
                 payload = raw.decode(errors="replace").strip()
+            self._large_bodies += large
         if status == 401 and not self._token:
             raise ApiError(status, no_token_message(self.url))
         if status >= 400:

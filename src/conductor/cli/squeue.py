@@ -257,6 +257,7 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per squeue option
 
     # The record keys this view reads: the server sends only those (--json prints whole records).
     fields = None if as_json else record_keys(items, sort_spec)
+    live_only = states is not None and set(states) <= set(ACTIVE_STATES)
     client = Client()
     try:
         while True:
@@ -274,7 +275,10 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per squeue option
                     users=users,
                     names=names,
                     partitions=partitions,
-                    since=_iso(now - MIN_JOB_AGE_SECONDS),
+                    # Only a view of ended jobs needs the bound: live jobs show however long
+                    # ago they ended an earlier run (asking for it cost each page a look at
+                    # every live job's row, to count them).
+                    since=None if live_only else _iso(now - MIN_JOB_AGE_SECONDS),
                     fields=fields,
                 )
             # Ended jobs fade out after MinJobAge, as slurmctld purges them.

@@ -33,7 +33,15 @@ from conductor.scheduler.policy import NodeView
 from conductor.store.allocations import Allocations
 from conductor.store.engine import aware, utcnow
 from conductor.store.groupcommit import GroupCommit
-from conductor.store.records import JobEvent, NodeInfo, Stats, event_from_row, job_from_row, jobs_from_rows
+from conductor.store.records import (
+    JobEvent,
+    NodeInfo,
+    Stats,
+    event_from_row,
+    job_from_row,
+    jobs_from_rows,
+    partial_jobs,
+)
 from conductor.store.schema import job_events, jobs, nodes
 from conductor.store.transitions import PENDING, RUNNING
 
@@ -243,9 +251,20 @@ class JobQueries(Allocations):
         query = _page_query(selected, conditions, states if self.dialect == "postgresql" else None, offset, limit)
         with self._read() as conn:
             result = conn.execute(query)
-            found = jobs_from_rows(result.keys(), result, partial=columns is not None)
+            if columns is None:
+                found = jobs_from_rows(result.keys(), result)
+            else:
+                # The driver's rows as they are: each value is converted (SQLite's text
+                # times parsed) only if a view reads it.
+                found = partial_jobs(tuple(result.keys()), self._processors(query), result.cursor.fetchall())
+                result.close()
             total = int(conn.execute(count_query).scalar_one()) if count else -1
         return found, total
+
+    def _processors(self, query: Any) -> tuple[Any, ...]:
+        """What SQLAlchemy would do to each selected column's driver value on reading it."""
+        dialect = self.engine.dialect
+        return tuple(c.type.dialect_impl(dialect).result_processor(dialect, None) for c in query.selected_columns)
 
     def job_pages(self, *, page_size: int = 500, **filters: Any) -> Iterator[list[Job]]:
         """Every job matching `filters` (those of list_jobs), a page at a time in id order.

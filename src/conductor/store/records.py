@@ -133,12 +133,10 @@ def job_from_row(row: Mapping[Any, Any]) -> Job:
     return _job_builder(keys)([row[k] for k in keys])
 
 
-def jobs_from_rows(keys: Iterable[str], rows: Iterable[Sequence[Any]], *, partial: bool = False) -> list[Job]:
+def jobs_from_rows(keys: Iterable[str], rows: Iterable[Sequence[Any]]) -> list[Job]:
     """`job_from_row` for every row of a result whose columns are `keys`: the columns are
-    matched to fields once, not once a row (a page of 1,000 jobs was 70 ms of look-ups).
-    `partial`: a read of chosen columns; the fields of the others are unset (reading one raises
-    AttributeError)."""
-    build = _job_builder(tuple(keys), partial)
+    matched to fields once, not once a row (a page of 1,000 jobs was 70 ms of look-ups)."""
+    build = _job_builder(tuple(keys))
     return [build(row) for row in rows]
 
 
@@ -147,10 +145,8 @@ def _converter(name: str) -> Callable[[Any], Any] | None:
 
 
 @functools.lru_cache(maxsize=64)
-def _job_builder(keys: tuple[str, ...], partial: bool = False) -> Callable[[Sequence[Any]], Job]:
+def _job_builder(keys: tuple[str, ...]) -> Callable[[Sequence[Any]], Job]:
     where = {key: index for index, key in enumerate(keys)}
-    if partial:
-        return _partial_builder(where)
     plan: list[tuple[int | None, Callable[[Any], Any] | None]] = []
     for name in _JOB_FIELDS:
         index = where.get(name)
@@ -175,25 +171,44 @@ def _job_builder(keys: tuple[str, ...], partial: bool = False) -> Callable[[Sequ
     return build
 
 
-def _partial_builder(where: dict[str, int]) -> Callable[[Sequence[Any]], Job]:
-    """A read of chosen columns sets only their fields: a frozen dataclass's __init__ sets every
-    one of its 50-odd fields through object.__setattr__, which was most of the cost of a view's
-    page. A field left unset raises AttributeError when read, so a view that reads a column it
-    did not ask for fails loudly rather than showing a blank."""
-    present = [(name, where[name], _converter(name)) for name in _JOB_FIELDS if name in where]
-    plain = [(name, index) for name, index, convert in present if convert is None]
-    converted = [(name, index, convert) for name, index, convert in present if convert is not None]
-    new, set_field = Job.__new__, object.__setattr__
+Processor = Callable[[Any], Any] | None
 
-    def build(row: Sequence[Any]) -> Job:
-        job = new(Job)
-        for name, index in plain:
-            set_field(job, name, row[index])
-        for name, index, convert in converted:
-            set_field(job, name, convert(row[index]))
-        return job
 
-    return build
+def partial_jobs(keys: tuple[str, ...], processors: tuple[Processor, ...], rows: Iterable[tuple[Any, ...]]) -> list[Job]:
+    """Jobs read with chosen columns `keys`, from the driver's own rows (before SQLAlchemy's
+    result `processors`, one a column, ran on them).
+
+    Each job is its row itself, as a tuple whose class names the columns: a field read is a
+    property that takes its item and converts it then (the processor, then what job_from_row
+    does), so a row costs one C-level tuple copy however many fields it has, and a value no
+    view reads (a pending job's times) is never parsed. Setting 20 fields of a Job one by one
+    was most of the cost of a view's page.
+
+    They stand for Jobs to what reads them (the fields a view projects). A field whose column
+    was not read has no property: reading it raises AttributeError, so a view that reads a
+    column it did not ask for fails loudly rather than showing a blank."""
+    make = functools.partial(tuple.__new__, _partial_class(keys, processors))
+    return [make(row) for row in rows]  # type: ignore[misc]
+
+
+@functools.lru_cache(maxsize=64)
+def _partial_class(keys: tuple[str, ...], processors: tuple[Processor, ...]) -> type[tuple[Any, ...]]:
+    attributes: dict[str, Any] = {"__slots__": ()}
+    for index, (name, process) in enumerate(zip(keys, processors, strict=True)):
+        if name not in Job.__dataclass_fields__:
+            continue
+        item = operator.itemgetter(index)
+        steps = [step for step in (process, _converter(name)) if step is not None]
+        attributes[name] = property(item if not steps else _read(item, steps))
+    return type("PartialJob", (tuple,), attributes)
+
+
+def _read(item: Callable[[Any], Any], steps: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
+    if len(steps) == 1:
+        step = steps[0]
+        return lambda row: step(item(row))
+    first, second = steps
+    return lambda row: second(first(item(row)))
 
 
 def run_from_row(row: Mapping[Any, Any]) -> JobRun:
