@@ -138,6 +138,26 @@ def test_the_backlog_reads_every_field_of_a_pending_job(store: Store) -> None:
     assert store.pending_changes(0)[2] == want
 
 
+def test_the_change_feed_gives_the_touched_jobs_still_pending(store: Store) -> None:
+    """`pending_changes(after)` names every job with an event after `after`, and gives back,
+    in scheduling order, those of them still pending: not the ones that started or were
+    cancelled since, nor the pending jobs nothing happened to."""
+    add_node(store, "n1", 1)
+    quiet, cancelled, waiting = store.submit([job_row(priority=10), job_row(priority=20), job_row(priority=30)])
+    last, touched, pending = store.pending_changes(0)
+    assert touched == {quiet, cancelled, waiting}
+    assert [j.id for j in pending] == [waiting, cancelled, quiet]
+    low, high = store.submit([job_row(priority=5), job_row(priority=50)])
+    store.cancel(cancelled)
+    placed = place(store)
+    assert [p.job_id for p in placed] == [high]
+    newest, touched, pending = store.pending_changes(last)
+    assert newest > last
+    assert touched == {low, high, cancelled}
+    assert [j.id for j in pending] == [low]
+    assert store.pending_changes(newest) == (newest, set(), [])
+
+
 def test_cancel_pending_never_runs_and_running_is_marked(store: Store) -> None:
     add_node(store, "n1", 1)
     running, pending = store.submit([job_row(), job_row()])

@@ -56,8 +56,12 @@ class SchedulingQueries(Allocations):
             if last_event <= after_event:
                 return last_event, set(), []
             touched = {r[0] for r in self._query(cursor, _touched, after=after_event, last=last_event)}
-            rows = self._driver_query(cursor, _pending_touched, after=after_event, last=last_event)
-            pending = [_pending_job(r) for r in rows]
+            # By their ids alone, the state checked here: PostgreSQL, on a table it has no
+            # statistics for yet (a new site's first minutes), planned both a join with the
+            # events and `state = 'PENDING' AND id = ANY(...)` as a walk over every pending
+            # job, so each pass of a burst of submissions read the whole backlog.
+            rows = self._driver_query(cursor, _touched_jobs, ids=id_list(self.dialect, touched))
+            pending = [_pending_job(r[:-1]) for r in rows if r[-1] == PENDING]
         return last_event, touched, pending
 
     def next_job_id(self) -> int:
@@ -304,8 +308,13 @@ def _touched(_dialect: str) -> Any:
     return _touched_query()
 
 
-def _pending_touched(_dialect: str) -> Any:
-    return _pending_query().where(jobs.c.id.in_(_touched_query()))
+def _touched_jobs(dialect: str) -> Any:
+    """The jobs of :ids in scheduling order, as `_pending_job` reads them, then their state."""
+    return (
+        select(*_PENDING_COLUMNS, jobs.c.state)
+        .where(id_in(dialect, jobs.c.id))
+        .order_by(_effective_priority().desc(), jobs.c.submit_time, jobs.c.id)
+    )
 
 
 def _running_per_array(_dialect: str) -> Any:
