@@ -9,6 +9,7 @@ from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from sqlalchemy import (
     Connection,
     Integer,
@@ -153,13 +154,15 @@ class JobQueries(Allocations):
         """INSERT `rows` (naming the same columns) and their submit events in one statement
         (`_submit_statement`); their ids, in the order of `rows`."""
         keys = tuple(rows[0])
-        compiled = self._statements.get(_submit_statement, keys, len(rows))
+        compiled = self._statements.native(_submit_statement, keys, len(rows))
         params = {f"{key}_{index}": value for index, row in enumerate(rows) for key, value in row.items()}
-        cursor.execute(compiled.sql, compiled.parameters(params))
+        with psycopg.RawCursor(cursor.connection) as raw:
+            raw.execute(compiled.sql, compiled.parameters(params))
+            returned = raw.fetchall()
         # The ids come from the sequence in the order of the VALUES list (as SQLAlchemy's own
         # "insertmanyvalues" relies on): sorted, they are the rows' in order, whatever the
         # order in which RETURNING hands them back.
-        ids = sorted(int(row[0]) for row in cursor.fetchall())
+        ids = sorted(int(row[0]) for row in returned)
         if len(ids) != len(rows):
             raise RuntimeError(f"{len(rows)} jobs submitted but {len(ids)} ids returned")
         return ids
