@@ -94,3 +94,30 @@ def test_a_chosen_column_reads_as_the_whole_job_has_it(store: Store, jobs: list[
     assert [(j.node_list, j.state, j.start_time, j.held) for j in partial] == [
         (j.node_list, j.state, j.start_time, j.held) for j in whole
     ]
+
+
+def test_every_field_projected_from_chosen_columns_is_the_whole_jobs(
+    store: Store, jobs: list[tuple[int, str, str]]
+) -> None:
+    """`GET /jobs?fields=` projects jobs read with chosen columns, taking the columns that
+    need no conversion straight from the row: all fields at once, and each alone, must be what
+    the whole job gives, on each database."""
+    from datetime import UTC, datetime, timedelta
+
+    from conductor.api.job_records import FIELDS, columns_of, project, selected_fields
+
+    started = datetime(2026, 3, 1, 12, 30, 5, 250_000, tzinfo=UTC)
+    with store.engine.begin() as conn:
+        for n, (i, _, _) in enumerate(jobs[:6]):
+            conn.execute(
+                update(schema.jobs)
+                .where(schema.jobs.c.id == i)
+                .values(start_time=started + timedelta(minutes=n), held=n % 2 == 0, node_list=f"n{n}", cpu_ids="0-3")
+            )
+    now = datetime.now(UTC)
+    whole, _ = store.list_jobs(limit=100)
+    for selection in [",".join(FIELDS), *FIELDS]:
+        names = selected_fields(selection)
+        assert names is not None
+        chosen, _ = store.list_jobs(limit=100, columns=columns_of(names))
+        assert [project(job, now, None, names) for job in chosen] == [project(job, now, None, names) for job in whole]

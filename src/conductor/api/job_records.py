@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import json
-import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ from conductor.domain.priority import scheduling_priority
 from conductor.domain.states import JobState
 from conductor.domain.usage import parse_usage
 from conductor.errors import Invalid
+from conductor.store.records import field_reader
 
 
 def iso(value: datetime | None) -> str | None:
@@ -231,27 +231,21 @@ def columns_of(names: tuple[str, ...] | None) -> set[str] | None:
 
 def project(job: Job, now: datetime, priority: int | None, names: tuple[str, ...]) -> dict[str, Any]:
     """The named fields of the job's record, as its JSON holds them."""
-    return _projection(names)(job, now, priority)
+    kind: object = type(job)
+    return _projection(names, kind)(job, now, priority)
 
 
 Projection = Callable[[Job, datetime, "int | None"], dict[str, Any]]
 
 
 @functools.lru_cache(maxsize=64)
-def _projection(names: tuple[str, ...]) -> Projection:
-    """`project` for one selection, made once: the fields that are a column's value as it is
-    come from one attrgetter; only the others cost a Python call each."""
+def _projection(names: tuple[str, ...], kind: object) -> Projection:
+    """`project` for one selection and one class of job records (jobs of one read share it),
+    made once: the fields that are a column's value as it is come from one getter
+    (`field_reader`); only the others cost a Python call each."""
     plain = tuple(name for name in names if FIELDS[name].column is not None)
     computed = [(name, FIELDS[name].value) for name in names if FIELDS[name].column is None]
-    columns = [FIELDS[name].column for name in plain]
-    gather: Callable[[Job], tuple[Any, ...]]
-    if len(columns) > 1:
-        gather = operator.attrgetter(*columns)  # type: ignore[arg-type]
-    elif columns:
-        single = operator.attrgetter(columns[0])  # type: ignore[arg-type]
-        gather = lambda job: (single(job),)
-    else:
-        gather = lambda job: ()
+    gather = field_reader(kind, [str(FIELDS[name].column) for name in plain]) if plain else lambda job: ()
 
     def projection(job: Job, now: datetime, priority: int | None) -> dict[str, Any]:
         record = dict(zip(plain, gather(job)))  # noqa: B905 (gather gives one value per name)
@@ -280,8 +274,14 @@ def job_page(
         )
     # The multifactor priorities only when asked for: they cost a fair-share computation.
     priorities = priorities_of(page) if "scheduling_priority" in names else {}
-    projection = _projection(names)
-    jobs = [projection(job, now, priorities.get(job.id)) for job in page]
+    made: dict[object, Projection] = {}  # a page holds jobs of one read, hence of one class
+    jobs = []
+    for job in page:
+        kind: object = type(job)
+        projection = made.get(kind)
+        if projection is None:
+            projection = made[kind] = _projection(names, kind)
+        jobs.append(projection(job, now, priorities.get(job.id)))
     document = {"jobs": jobs, "total": total, "next_after": next_after}
     try:
         body = orjson.dumps(document)
