@@ -5,6 +5,8 @@ columns leaves the others unset."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from sqlalchemy import update
 
@@ -59,12 +61,8 @@ def test_offsets_other_filters_and_chosen_columns(store: Store, jobs: list[tuple
         _ = found[0].name  # not read
 
 
-def test_a_chosen_column_reads_as_the_whole_job_has_it(store: Store, jobs: list[tuple[int, str, str]]) -> None:
-    """Chosen columns come from the driver's rows and are converted only when read: every
-    field must still equal, with its type, the same field of the job read whole (times aware
-    in UTC, flags booleans, missing values None), on each database."""
-    from datetime import UTC, datetime, timedelta
-
+def _vary(store: Store, jobs: list[tuple[int, str, str]]) -> None:
+    """Times (some with microseconds), flags and texts set on some jobs and not on others."""
     started = datetime(2026, 3, 1, 12, 30, 5, 250_000, tzinfo=UTC)
     with store.engine.begin() as conn:
         for n, (i, _, _) in enumerate(jobs[:8]):
@@ -77,8 +75,16 @@ def test_a_chosen_column_reads_as_the_whole_job_has_it(store: Store, jobs: list[
                     held=n % 3 == 0,
                     exclusive=n % 2 == 0,
                     node_list=f"n{n}" if n % 2 else None,
+                    cpu_ids="0-3" if n % 2 else None,
                 )
             )
+
+
+def test_a_chosen_column_reads_as_the_whole_job_has_it(store: Store, jobs: list[tuple[int, str, str]]) -> None:
+    """Chosen columns come from the driver's rows and are converted only when read: every
+    field must still equal, with its type, the same field of the job read whole (times aware
+    in UTC, flags booleans, missing values None), on each database."""
+    _vary(store, jobs)
     whole, _ = store.list_jobs(limit=100)
     columns = [c.name for c in schema.jobs.c if c.name not in ("script", "environment")]
     for column in columns:
@@ -102,18 +108,9 @@ def test_every_field_projected_from_chosen_columns_is_the_whole_jobs(
     """`GET /jobs?fields=` projects jobs read with chosen columns, taking the columns that
     need no conversion straight from the row: all fields at once, and each alone, must be what
     the whole job gives, on each database."""
-    from datetime import UTC, datetime, timedelta
-
     from conductor.api.job_records import FIELDS, columns_of, project, selected_fields
 
-    started = datetime(2026, 3, 1, 12, 30, 5, 250_000, tzinfo=UTC)
-    with store.engine.begin() as conn:
-        for n, (i, _, _) in enumerate(jobs[:6]):
-            conn.execute(
-                update(schema.jobs)
-                .where(schema.jobs.c.id == i)
-                .values(start_time=started + timedelta(minutes=n), held=n % 2 == 0, node_list=f"n{n}", cpu_ids="0-3")
-            )
+    _vary(store, jobs)
     now = datetime.now(UTC)
     whole, _ = store.list_jobs(limit=100)
     for selection in [",".join(FIELDS), *FIELDS]:
