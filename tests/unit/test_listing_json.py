@@ -4,10 +4,13 @@ the standard library's json for what orjson refuses: nothing may read or write d
 from __future__ import annotations
 
 import json
+import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 from urllib.parse import parse_qs, urlparse
@@ -28,8 +31,11 @@ def _page(first: int, count: int, next_after: int | None, name: str = "x" * 200)
 PAGES = [_page(1, 1000, 1000), _page(1001, 1000, 2000), _page(2001, 1000, None, name="bad \ud800 " + "x" * 200)]
 
 
-@pytest.fixture
-def server() -> Iterator[str]:
+@pytest.fixture(params=["http", "https"])
+def server(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A server of PAGES, over plain HTTP and over TLS (large bodies are received straight into
+    one buffer, through either socket)."""
+
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             after = int(parse_qs(urlparse(self.path).query).get("after", ["0"])[0])
@@ -44,9 +50,20 @@ def server() -> Iterator[str]:
             pass
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if request.param == "https":
+        cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+             "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"],
+            check=True, capture_output=True,
+        )
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # what the client trusts
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    yield f"{request.param}://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
     httpd.server_close()
 
