@@ -141,7 +141,7 @@ class Field:
     columns: tuple[str, ...]  # the jobs columns the value is computed from
     value: Value
     # The field is this column's value as it is: a projection takes all such fields of a job
-    # in one C-level attrgetter instead of a Python call each.
+    # with one C-level getter (store.records.field_reader) instead of a Python call each.
     column: str | None = None
 
 

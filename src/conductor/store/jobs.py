@@ -9,7 +9,6 @@ from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-import psycopg
 from sqlalchemy import (
     Connection,
     Integer,
@@ -153,6 +152,8 @@ class JobQueries(Allocations):
     def _insert_submitted(self, cursor: Any, rows: Sequence[dict[str, Any]]) -> list[int]:
         """INSERT `rows` (naming the same columns) and their submit events in one statement
         (`_submit_statement`); their ids, in the order of `rows`."""
+        import psycopg  # only here: this is PostgreSQL's path
+
         keys = tuple(rows[0])
         compiled = self._statements.native(_submit_statement, keys, len(rows))
         params = {f"{key}_{index}": value for index, row in enumerate(rows) for key, value in row.items()}
