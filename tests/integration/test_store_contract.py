@@ -76,6 +76,8 @@ def test_submit_place_claim_finish(store: Store) -> None:
 
     claimed = store.claim_for_launch("n1")
     assert sorted(r.id for r in claimed) == ids[:2]
+    # Whole jobs, as marked: what the worker launches from.
+    assert all(r.launched and r.script == "#!/bin/bash\ntrue\n" and r.cpus_per_task == 2 for r in claimed)
     assert store.claim_for_launch("n1") == []  # claimed once, never twice
 
     ended = store.finish([Finish(ids[0], JobState.COMPLETED, "0:0"), Finish(ids[1], JobState.FAILED, "3:0")])
