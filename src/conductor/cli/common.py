@@ -138,8 +138,6 @@ def hms(seconds: float | None) -> str:
     if seconds is None:
         return "UNLIMITED"
     total = max(int(seconds), 0)
-    if total < 3600:  # nearly every line of a queue (a pending job's is 0:00): no divmods
-        return f"{total // 60}:{total % 60:02d}"
     days, rem = divmod(total, 86400)
     hours, rem = divmod(rem, 3600)
     minutes, secs = divmod(rem, 60)
