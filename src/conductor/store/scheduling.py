@@ -305,9 +305,9 @@ def _touched(_dialect: str) -> Any:
     """The events after :after, (job id, event id): what changed since the scheduler last looked.
 
     Bounded above by the newest id as well, though nothing is above it: PostgreSQL plans a
-    prepared statement once for any :after, and a range open at one end is, to that plan, a
-    third of the table (read whole), while one closed at both ends is a few rows (read by the
-    primary key)."""
+    prepared statement once for any :after, guessing that a range open at one end holds a
+    third of the table and one closed at both ends a few rows; the bound keeps that plan a
+    short walk of the primary key whatever the table's size."""
     newest = select(func.max(job_events.c.id)).scalar_subquery()
     return select(job_events.c.job_id, job_events.c.id).where(
         job_events.c.id > bindparam("after"), job_events.c.id <= newest

@@ -64,7 +64,7 @@ class Statements:
         psycopg rewrites `%(name)s` placeholders into `$n` at every execution of a statement
         longer than 4 KB or with over 50 parameters (it caches only the rewriting of shorter
         ones): a batch of submissions is one INSERT of 38 parameters a job, and rewriting it
-        was a tenth of the server's CPU under a burst of submissions."""
+        was about a third of the server's CPU per submission under a burst."""
         key = (build, args)
         compiled = self._native.get(key)
         if compiled is None:
