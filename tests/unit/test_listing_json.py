@@ -1,5 +1,6 @@
-"""Pages of many jobs go through orjson on both ends (api/job_records.py, cli/client.py), with
-the standard library's json for what orjson refuses: nothing may read or write differently."""
+"""Pages of many jobs (api/job_records.py, cli/client.py): written with orjson and read with
+orjson or json, the standard library's json taking what orjson refuses; the client asks for
+the next page while it decodes this one. Nothing may read or write differently."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from conductor.api.job_records import job_page
-from conductor.cli.client import _LARGE_BODY, Client
+from conductor.cli.client import _LARGE_BODY, ApiError, Client
 from conductor.domain.job import Job
 
 
@@ -31,16 +32,39 @@ def _page(first: int, count: int, next_after: int | None, name: str = "x" * 200)
 PAGES = [_page(1, 1000, 1000), _page(1001, 1000, 2000), _page(2001, 1000, None, name="bad \ud800 " + "x" * 200)]
 
 
+class Pages:
+    """A server of PAGES: over plain HTTP or TLS, keeping connections alive (HTTP/1.1) or not
+    (HTTP/1.0), writing each page's `next_after` first (as the API does, so that the client asks
+    for the next page ahead) or last. It notes when each page is asked for, and can answer one
+    page with an error."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.next_after_first = True
+        self.keep_alive = True
+        self.failing_page: int | None = None
+        self.asked: list[threading.Event] = [threading.Event() for _ in PAGES]
+
+
 @pytest.fixture(params=["http", "https"])
-def server(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A server of PAGES, over plain HTTP and over TLS (large bodies are received straight into
-    one buffer, through either socket)."""
+def pages(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pages]:
+    """Over plain HTTP and over TLS (large bodies are received straight into one buffer,
+    through either socket)."""
+    state = Pages()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            after = int(parse_qs(urlparse(self.path).query).get("after", ["0"])[0])
-            body = json.dumps(PAGES[after // 1000]).encode()
-            self.send_response(200)
+            self.protocol_version = "HTTP/1.1" if state.keep_alive else "HTTP/1.0"
+            index = int(parse_qs(urlparse(self.path).query).get("after", ["0"])[0]) // 1000
+            state.asked[index].set()
+            page = PAGES[index]
+            if state.next_after_first:
+                page = {"next_after": page["next_after"], "total": page["total"], "jobs": page["jobs"]}
+            status = 200
+            if index == state.failing_page:
+                status, page = 400, {"detail": "page refused"}
+            body = json.dumps(page).encode()
+            self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -49,6 +73,7 @@ def server(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.M
         def log_message(self, *args: Any) -> None:
             pass
 
+    Handler.protocol_version = "HTTP/1.1"
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     if request.param == "https":
         cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
@@ -63,21 +88,62 @@ def server(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.M
         monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # what the client trusts
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield f"{request.param}://127.0.0.1:{httpd.server_address[1]}"
+    state.url = f"{request.param}://127.0.0.1:{httpd.server_address[1]}"
+    yield state
     httpd.shutdown()
     httpd.server_close()
 
 
-def test_a_listing_of_large_pages_reads_as_json_reads_it(server: str) -> None:
+@pytest.mark.parametrize("next_after_first", [True, False])
+@pytest.mark.parametrize("keep_alive", [True, False])
+def test_a_listing_of_large_pages_reads_as_json_reads_it(pages: Pages, next_after_first: bool, keep_alive: bool) -> None:
+    pages.next_after_first, pages.keep_alive = next_after_first, keep_alive
     assert all(len(json.dumps(page)) >= _LARGE_BODY for page in PAGES)
-    client = Client(server, token="t")
+    client = Client(pages.url, token="t")
     try:
         jobs = client.list_jobs(state="PENDING")
+        assert jobs == [job for page in PAGES for job in page["jobs"]]
+        assert jobs[-1]["name"] == "bad \ud800 " + "x" * 200
+        assert client._large_bodies == 3
+        # The connection is left fit for the next request.
+        assert client.list_jobs(state="PENDING") == jobs
     finally:
         client.close()
-    assert jobs == [job for page in PAGES for job in page["jobs"]]
-    assert jobs[-1]["name"] == "bad \ud800 " + "x" * 200
-    assert client._large_bodies == 3
+
+
+def test_the_next_page_is_asked_for_before_this_one_is_decoded(pages: Pages, monkeypatch: pytest.MonkeyPatch) -> None:
+    client = Client(pages.url, token="t")
+    decoded = Client._payload
+    ahead: list[bool] = []
+
+    def payload(self: Client, status: int, reason: str, raw: bytes) -> Any:
+        page = len(ahead)
+        if page + 1 < len(PAGES):
+            # Asked for already, or never while this page waits: then the wait runs out.
+            ahead.append(pages.asked[page + 1].wait(5))
+        else:
+            ahead.append(True)
+        return decoded(self, status, reason, raw)
+
+    monkeypatch.setattr(Client, "_payload", payload)
+    try:
+        assert len(client.list_jobs(state="PENDING")) == 3000
+    finally:
+        client.close()
+    assert ahead == [True, True, True]
+
+
+@pytest.mark.parametrize("failing_page", [1, 2])
+def test_a_page_refused_mid_listing_is_the_error_and_the_client_goes_on(pages: Pages, failing_page: int) -> None:
+    pages.failing_page = failing_page
+    client = Client(pages.url, token="t")
+    try:
+        with pytest.raises(ApiError, match="page refused"):
+            client.list_jobs(state="PENDING")
+        pages.failing_page = None
+        assert len(client.list_jobs(state="PENDING")) == 3000
+    finally:
+        client.close()
 
 
 def test_a_page_with_text_orjson_refuses_is_written_by_json() -> None:

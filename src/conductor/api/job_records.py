@@ -282,7 +282,9 @@ def job_page(
         if projection is None:
             projection = made[kind] = _projection(names, kind)
         jobs.append(projection(job, now, priorities.get(job.id)))
-    document = {"jobs": jobs, "total": total, "next_after": next_after}
+    # `next_after` first: a client can ask for the next page as soon as it has this one's
+    # body, and decode it while the server makes the next (cli/client.py, list_jobs).
+    document = {"next_after": next_after, "total": total, "jobs": jobs}
     try:
         body = orjson.dumps(document)
     except orjson.JSONEncodeError:
