@@ -525,7 +525,6 @@ class Client:
                     return self._settle(ahead, jobs)
             elif len(jobs) >= page.get("total", 0):
                 return self._settle(ahead, jobs)
-            query = dict(filters, after=after) if after is not None else dict(filters, offset=len(jobs))
             if ahead is not None and ahead[0] == after:
                 try:
                     response = self._receive()
@@ -534,6 +533,7 @@ class Client:
                     response = self._roundtrip(ahead[1])  # a GET: asking again is harmless
             else:
                 self._settle(ahead, jobs)
+                query = dict(filters, after=after) if after is not None else dict(filters, offset=len(jobs))
                 response = self._roundtrip(self._encode("GET", "/jobs", query=query))
 
     def _ask_ahead(self, response: tuple[int, str, bytes], filters: dict[str, Any]) -> tuple[int, bytes] | None:

@@ -43,6 +43,7 @@ from conductor.store.records import (
     partial_jobs,
 )
 from conductor.store.schema import job_events, jobs, nodes
+from conductor.store.statements import result_processors
 from conductor.store.transitions import PENDING, RUNNING
 
 # Arithmetic runs per INSERT ... SELECT (three bound parameters each).
@@ -260,15 +261,11 @@ class JobQueries(Allocations):
             else:
                 # The driver's rows as they are: each value is converted (SQLite's text
                 # times parsed) only if a view reads it.
-                found = partial_jobs(tuple(result.keys()), self._processors(query), result.cursor.fetchall())
+                processors = tuple(result_processors(self.engine.dialect, query))
+                found = partial_jobs(tuple(result.keys()), processors, result.cursor.fetchall())
                 result.close()
             total = int(conn.execute(count_query).scalar_one()) if count else -1
         return found, total
-
-    def _processors(self, query: Any) -> tuple[Any, ...]:
-        """What SQLAlchemy would do to each selected column's driver value on reading it."""
-        dialect = self.engine.dialect
-        return tuple(c.type.dialect_impl(dialect).result_processor(dialect, None) for c in query.selected_columns)
 
     def job_pages(self, *, page_size: int = 500, **filters: Any) -> Iterator[list[Job]]:
         """Every job matching `filters` (those of list_jobs), a page at a time in id order.

@@ -80,10 +80,7 @@ class Statements:
         defaults = {name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required}
         binds = {name: bind.type.dialect_impl(dialect).bind_processor(dialect) for name, bind in compiled.binds.items()}
         order = list(compiled.positiontup) if compiled.positional else None
-        results = [
-            c.type.dialect_impl(dialect).result_processor(dialect, None)
-            for c in getattr(statement, "selected_columns", ())
-        ]
+        results = result_processors(dialect, statement)
         return Compiled(
             compiled.string, order, defaults, binds, results, any(p is not None for p in results)
         )
@@ -139,6 +136,15 @@ class Statements:
 
 def insert_returning_id(_dialect: str, table: Table, keys: tuple[str, ...]) -> Any:
     return insert(table).values({k: bindparam(k) for k in keys}).returning(table.c.id)
+
+
+def result_processors(dialect: Dialect, statement: Any) -> list[Processor | None]:
+    """What SQLAlchemy does to the driver's value of each column `statement` selects when it
+    reads it (None: nothing; on SQLite a DateTime's text is parsed, a Boolean's 0/1 made bool)."""
+    return [
+        c.type.dialect_impl(dialect).result_processor(dialect, None)
+        for c in getattr(statement, "selected_columns", ())
+    ]
 
 
 def id_in(dialect: str, column: Any) -> Any:
