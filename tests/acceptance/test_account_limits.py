@@ -140,6 +140,16 @@ def test_account_limits_hold_jobs_with_slurms_reasons(server: ConductorProcess, 
     sprio = cli(server, tmp_path, "sprio", "-h", "-o", "%i %o").stdout.split("\n")
     assert f"{third} physics" in sprio and f"{big} chemistry" in sprio
     assert f"{third} physics AssocMaxJobsLimit" in squeue and f"{big} chemistry AssocGrpCpuLimit" in squeue
+    # Filtered on account or QOS, in the default format (which shows neither, so the command
+    # asks the server for them only to filter).
+    physics = cli(server, tmp_path, "squeue", "-h", "-A", "physics").stdout
+    chemistry = cli(server, tmp_path, "squeue", "-h", "--account=chemistry", "-t", "PD").stdout
+    ids = {int(line.split()[0]) for line in physics.splitlines()}
+    assert {first, second, third, fourth} <= ids and big not in ids, physics
+    assert [int(line.split()[0]) for line in chemistry.splitlines()] == [big], chemistry
+    everyone = cli(server, tmp_path, "squeue", "-h", "--qos", "normal").stdout
+    assert {first, second, third, fourth, big} <= {int(line.split()[0]) for line in everyone.splitlines()}, everyone
+    assert cli(server, tmp_path, "squeue", "-h", "--qos", "nosuchqos").stdout == ""
     # Clearing MaxJobs (-1, as sacctmgr does) lets the third start: science then holds 3 of 3.
     response = api.http.patch(f"/accounting/users/{ME}", params={"account": "physics"}, json={"max_jobs": -1})
     assert response.status_code == 200, response.text

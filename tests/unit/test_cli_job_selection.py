@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from conductor.cli.common import ACTIVE_STATES
@@ -15,10 +16,13 @@ class RecordingClient:
         self.jobs = jobs
         self.queries: list[dict[str, Any]] = []
 
-    def list_jobs(self, **query: Any) -> list[dict[str, Any]]:
+    def list_jobs(self, *, each_page: Callable[[list[dict[str, Any]]], object] | None = None, **query: Any) -> list[dict[str, Any]]:
         self.queries.append(query)
         wanted = set(query["state"].split(",")) if "state" in query else None
-        return [j for j in self.jobs if wanted is None or j["state"] in wanted]
+        found = [j for j in self.jobs if wanted is None or j["state"] in wanted]
+        if each_page is not None and found:
+            each_page(found)  # one page
+        return found
 
 
 JOBS = [

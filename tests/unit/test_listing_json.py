@@ -133,6 +133,34 @@ def test_the_next_page_is_asked_for_before_this_one_is_decoded(pages: Pages, mon
     assert ahead == [True, True, True]
 
 
+def test_each_page_is_handed_over_as_decoded_while_the_next_is_on_its_way(pages: Pages) -> None:
+    client = Client(pages.url, token="t")
+    seen: list[tuple[int, bool]] = []
+
+    def each_page(batch: list[dict[str, Any]]) -> None:
+        page = len(seen)
+        # The next page was asked for before this one reached the caller.
+        seen.append((len(batch), page + 1 == len(PAGES) or pages.asked[page + 1].wait(5)))
+        for job in batch:
+            job["seen"] = page
+
+    try:
+        jobs = client.list_jobs(state="PENDING", each_page=each_page)
+        assert seen == [(1000, True)] * 3
+        assert [job["seen"] for job in jobs] == [0] * 1000 + [1] * 1000 + [2] * 1000
+
+        def failing(batch: list[dict[str, Any]]) -> None:
+            raise RuntimeError("a bad page")
+
+        # What the caller's handler raises is the caller's error, and the answer asked for ahead
+        # does not stay in the way of the next request.
+        with pytest.raises(RuntimeError, match="a bad page"):
+            client.list_jobs(state="PENDING", each_page=failing)
+        assert len(client.list_jobs(state="PENDING")) == 3000
+    finally:
+        client.close()
+
+
 @pytest.mark.parametrize("failing_page", [1, 2])
 def test_a_page_refused_mid_listing_is_the_error_and_the_client_goes_on(pages: Pages, failing_page: int) -> None:
     pages.failing_page = failing_page

@@ -19,11 +19,14 @@ from conductor.cli.squeue_format import (
     EXTRA_LONG_FIELDS,
     FIELDS,
     KEYS,
+    LINE,
     LONG_FIELDS,
+    LONG_FORMAT,
     LONG_KEYS,
     SORT_KEYS,
     collapse_pending_arrays,
     default_sort,
+    line_maker,
     parse_format,
     parse_long_format,
     record_keys,
@@ -105,6 +108,8 @@ def test_collapsing_and_the_default_order_read_only_the_base_keys() -> None:
         return [(j["job_id"], j.get("_task_str")) for j in default_sort(collapse_pending_arrays(records))]
 
     assert shown([_cut(r, BASE_KEYS) for r in mixed]) == shown(mixed)
+    # The order's priority is the server's scheduling_priority, which every record holds.
+    assert not {"priority", "nice", "hold", "account", "qos", "end_time"} & set(BASE_KEYS)
     assert any(task for _, task in shown(mixed))  # the tasks did collapse
 
 
@@ -126,6 +131,43 @@ def test_every_format_renders_the_same_from_the_keys_it_asks_for() -> None:
         assert render(items, [_cut(r, keys) for r in RECORDS], header=True, now=NOW) == render(
             items, RECORDS, header=True, now=NOW
         )
+
+
+def test_a_view_of_live_jobs_asks_for_what_it_shows_of_them() -> None:
+    """Pending and running jobs alone: neither the fading of ended jobs (end_time) nor an ended
+    job's explanation (error_msg) is read; account and qos only when filtered on."""
+    live = [r for r in RECORDS if r["state"] in ("PENDING", "RUNNING")]
+    assert len(live) == 3
+    for items in (parse_format(DEFAULT_FORMAT), parse_format(LONG_FORMAT), parse_format("%i %r %a %q")):
+        keys = record_keys(items, None, live_only=True)
+        assert "error_msg" not in keys
+        assert render(items, [_cut(r, keys) for r in live], header=True, now=NOW) == render(
+            items, live, header=True, now=NOW
+        )
+    default = record_keys(parse_format(DEFAULT_FORMAT), None, live_only=True)
+    assert not {"end_time", "error_msg", "account", "qos"} & set(default)
+    assert {"account", "qos"} <= set(record_keys(parse_format(DEFAULT_FORMAT), None, filtered=["account", "qos"]))
+    assert {"end_time", "error_msg"} <= set(record_keys(parse_format(DEFAULT_FORMAT), None))
+    # A format that shows the end time still asks for it.
+    assert "end_time" in record_keys(parse_format("%e"), None, live_only=True)
+
+
+def test_lines_made_page_by_page_are_the_lines_render_makes() -> None:
+    """squeue makes each page's lines as the page arrives (LINE); a collapsed array's line is
+    its own, never its first task's."""
+    items = parse_format(DEFAULT_FORMAT)
+    tasks = [
+        _record(state="PENDING", job_id=50 + t, array_task_id=t, reason="Priority" if t > 1 else "Resources")
+        for t in range(1, 6)
+    ]
+    records = [*tasks, *RECORDS]
+    expected = render(items, default_sort(collapse_pending_arrays([dict(r) for r in records])), header=True, now=NOW)
+    make = line_maker(items, NOW)
+    made = [dict(r) for r in records]
+    for job in made:
+        job[LINE] = make(job)
+    assert render(items, default_sort(collapse_pending_arrays(made)), header=True, now=NOW) == expected
+    assert "50_[1-5,7%3]" in expected  # the collapsed tasks: RECORDS hold a task 7 of array 50
 
 
 def test_control_characters_are_shown_as_question_marks_and_widths_kept() -> None:

@@ -18,6 +18,7 @@ from conductor.errors import ConductorError
 # typing is imported only by type checkers: at run time it costs the CLI ~4 ms.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -494,9 +495,14 @@ class Client:
     def patch(self, path: str, body: Any) -> Any:
         return self.request("PATCH", path, body=body)
 
-    def list_jobs(self, **filters: Any) -> list[dict[str, Any]]:
+    def list_jobs(
+        self, *, each_page: Callable[[list[dict[str, Any]]], object] | None = None, **filters: Any
+    ) -> list[dict[str, Any]]:
         """All jobs matching the filters, in pages of the server's own size, each following
         the last (`next_after`; a server without it is paged by offset).
+
+        `each_page` is called with each page's jobs as soon as they are decoded: what it does
+        runs while the server makes the next page (squeue makes the page's lines there).
 
         When a page's body starts with its `next_after` (as the server writes a page of chosen
         fields), the next page is asked for before this one is decoded: the server reads and
@@ -517,6 +523,13 @@ class Client:
                 return self._settle(ahead, jobs)
             batch = page.get("jobs", [])
             jobs.extend(batch)
+            if each_page is not None and batch:
+                try:
+                    each_page(batch)
+                except BaseException:
+                    if ahead is not None:
+                        self.close()
+                    raise
             if not batch:
                 return self._settle(ahead, jobs)
             if "next_after" in page:

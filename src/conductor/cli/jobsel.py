@@ -14,6 +14,7 @@ from conductor.cli.common import UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 _SPEC_RE = re.compile(
@@ -133,11 +134,12 @@ def fetch_jobs(
     until: str | None = None,
     archived: bool = False,
     fields: list[str] | None = None,
+    each_page: Callable[[list[dict[str, Any]]], object] | None = None,
 ) -> list[dict[str, Any]]:
     """Jobs matching every given filter. The server filters what it can; we always re-check.
 
     `fields`: only these keys of each record are needed (the server sends only those, and
-    those the filters read)."""
+    those the filters read). `each_page`: see Client.list_jobs."""
     query = _selection(fields)
     if states:
         # Only the states a job here can be in go to the server (squeue's default list names
@@ -165,14 +167,14 @@ def fetch_jobs(
         for start in range(0, len(bases), 500):
             chunk = bases[start : start + 500]
             for job in client.list_jobs(
-                job_id=",".join(str(b) for b in chunk), **query
+                job_id=",".join(str(b) for b in chunk), each_page=each_page, **query
             ):
                 found[int(job["job_id"])] = job
         jobs = [
             job for job in found.values() if any(spec.matches(job) for spec in specs)
         ]
     else:
-        jobs = client.list_jobs(**query)
+        jobs = client.list_jobs(each_page=each_page, **query)
 
     def keep(job: dict[str, Any]) -> bool:
         if states and job.get("state") not in states:

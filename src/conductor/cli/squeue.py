@@ -23,11 +23,13 @@ from conductor.cli.getopt import Option, OptionTable, getopt_long
 from conductor.cli.jobsel import fetch_jobs, parse_job_specs
 from conductor.cli.squeue_format import (
     DEFAULT_FORMAT,
+    LINE,
     LONG_FORMAT,
     START_FORMAT,
     FormatError,
     collapse_pending_arrays,
     default_sort,
+    line_maker,
     parse_format,
     parse_long_format,
     record_keys,
@@ -37,6 +39,7 @@ from conductor.cli.squeue_format import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 PROG = "squeue"
@@ -158,6 +161,16 @@ def _recent_or_active(job: dict[str, Any], now: float) -> bool:
     return end is None or now - end.timestamp() <= MIN_JOB_AGE_SECONDS
 
 
+def _prerender(make: Callable[[dict[str, Any]], str]) -> Callable[[list[dict[str, Any]]], None]:
+    """What makes the lines of a page of jobs (see squeue_format.LINE)."""
+
+    def prerender(batch: list[dict[str, Any]]) -> None:
+        for job in batch:
+            job[LINE] = make(job)
+
+    return prerender
+
+
 def _iso(stamp: float) -> str:
     from datetime import UTC, datetime
 
@@ -255,17 +268,23 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per squeue option
         if period <= 0:
             raise UsageError("--iterate must be positive")
 
-    # The record keys this view reads: the server sends only those (--json prints whole records).
-    fields = None if as_json else record_keys(items, sort_spec)
     live_only = states is not None and set(states) <= set(ACTIVE_STATES)
+    # The record keys this view reads: the server sends only those (--json prints whole records).
+    # With -j, ended jobs come too (to tell ids nobody knows), and their end_time is read.
+    filtered = [key for key, values in (("account", accounts), ("qos", qos)) if values]
+    fields = None if as_json else record_keys(items, sort_spec, live_only=live_only and not specs, filtered=filtered)
     client = Client()
     try:
         while True:
             now = time.time()
+            # Each page's lines are made as it arrives, while the server makes the next.
+            prerender = None if as_json else _prerender(line_maker(items, now))
+
             if specs:
                 # Unfiltered by state, to tell ids nobody knows from jobs in other states.
                 jobs = fetch_jobs(
-                    client, specs, users=users, names=names, partitions=partitions, fields=fields
+                    client, specs, users=users, names=names, partitions=partitions, fields=fields,
+                    each_page=prerender,
                 )
             else:
                 jobs = fetch_jobs(
@@ -280,6 +299,7 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per squeue option
                     # every live job's row, to count them).
                     since=None if live_only else _iso(now - MIN_JOB_AGE_SECONDS),
                     fields=fields,
+                    each_page=prerender,
                 )
             # Ended jobs fade out after MinJobAge, as slurmctld purges them.
             known = [j for j in jobs if _recent_or_active(j, now)]

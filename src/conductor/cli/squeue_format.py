@@ -15,7 +15,7 @@ from conductor.errors import ConductorError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
     from typing import Any
 
     Getter = Callable[[dict[str, Any], float], str]
@@ -269,9 +269,10 @@ LONG_KEYS: dict[str, tuple[str, ...]] = {
     "maxcpus": _CPUS, "ntpernode": ("ntasks_per_node",), "pendingtime": ("submit_time", "start_time"),
     "tres-alloc": (*_CPUS, *_MEMORY),
 }
-# What filtering, array collapsing and the default order ("P,t,-p") read.
-BASE_KEYS = (*_ID, "array_max_running", "state", "reason", "user", "name", "partition", "account", "qos",
-             "end_time", *_PRIORITY)
+# What filtering, array collapsing and the default order ("P,t,-p") read. The order's priority
+# is the server's scheduling_priority, which every record has (priority, nice and hold are what
+# job_priority falls back on without it).
+BASE_KEYS = (*_ID, "array_max_running", "state", "reason", "user", "name", "partition", "scheduling_priority")
 # What each -S sort key reads.
 SORT_KEYS: dict[str, tuple[str, ...]] = {
     "i": _ID, "A": _ID, "j": ("name",), "P": ("partition",), "p": _PRIORITY, "Q": _PRIORITY, "t": ("state",),
@@ -525,15 +526,27 @@ def parse_long_format(spec: str) -> list[str | Field]:
     return items
 
 
-def record_keys(items: list[str | Field], sort_spec: str | None) -> list[str]:
+def record_keys(
+    items: list[str | Field], sort_spec: str | None, *, live_only: bool = False, filtered: Sequence[str] = ()
+) -> list[str]:
     """The keys of a job record that printing `items` in the order `sort_spec` reads, with
-    what filtering and array collapsing read."""
+    what array collapsing, the default order and the `filtered` keys (account, qos) read.
+
+    `live_only`: every job shown is pending or running (the server was asked for those states
+    alone). Then neither the fading out of ended jobs (end_time) nor an ended job's explanation
+    in place of its reason (error_msg) is read: a listing of many live jobs costs the server a
+    column less for each."""
     wanted = dict.fromkeys(BASE_KEYS)
+    wanted.update(dict.fromkeys(filtered))
+    if not live_only:
+        wanted["end_time"] = None
     for item in items:
         if isinstance(item, Field):
             wanted.update(dict.fromkeys(item.keys))
     for code in (sort_spec or "").split(","):
         wanted.update(dict.fromkeys(SORT_KEYS.get(code.strip().lstrip("+-"), ())))
+    if live_only:
+        wanted.pop("error_msg", None)  # job_reason shows it for ended jobs alone
     return list(wanted)
 
 
@@ -552,6 +565,27 @@ def _template(items: list[str | Field]) -> tuple[str, list[Getter]]:
     return "".join(parts), getters
 
 
+# A job's line, when it was made as its page arrived (`line_maker`): squeue makes each page's
+# lines while the server makes the next page, so that only sorting is left once the last arrives.
+LINE = "_line"
+
+
+def line_maker(items: list[str | Field], now: float) -> Callable[[dict[str, Any]], str]:
+    """The line of one job for `items`, as of `now` (without its newline)."""
+    template, getters = _template(items)
+    line = template.format
+
+    def make(job: dict[str, Any]) -> str:
+        values = [getter(job, now) for getter in getters]
+        # Stored text may hold control characters (domain/text.py): never print them raw.
+        # isprintable() is false for each of them, and checks the whole line at once in C.
+        if not "".join(values).isprintable():
+            values = [printable(value) for value in values]
+        return line(*values)
+
+    return make
+
+
 def render(
     items: list[str | Field],
     jobs: list[dict[str, Any]],
@@ -559,18 +593,11 @@ def render(
     header: bool,
     now: float | None = None,
 ) -> str:
-    when = _time.time() if now is None else now
-    template, getters = _template(items)
-    line = template.format
+    """The lines of `jobs` in their order; a job's line made earlier (its LINE) is taken as it is."""
+    make = line_maker(items, _time.time() if now is None else now)
     fields = [item for item in items if isinstance(item, Field)]
-    lines = [line(*[item.header for item in fields])] if header else []
-    for job in jobs:
-        values = [getter(job, when) for getter in getters]
-        # Stored text may hold control characters (domain/text.py): never print them raw.
-        # isprintable() is false for each of them, and checks the whole line at once in C.
-        if not "".join(values).isprintable():
-            values = [printable(value) for value in values]
-        lines.append(line(*values))
+    lines = [_template(items)[0].format(*[item.header for item in fields])] if header else []
+    lines.extend(job.get(LINE) or make(job) for job in jobs)
     return "".join(text + "\n" for text in lines)
 
 
@@ -612,6 +639,7 @@ def collapse_pending_arrays(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         first = min(members, key=lambda j: int(j["array_task_id"]))
         merged = dict(first)
+        merged.pop(LINE, None)  # the first task's own line: the group's differs
         limit = first.get("array_max_running")
         merged["_task_str"] = format_array_indices(
             [int(j["array_task_id"]) for j in members],
