@@ -90,6 +90,19 @@ def test_paging_with_the_cursor_returns_each_job_once(api: Api, held_array: tupl
     assert seen == ids  # each once, in order
 
 
+def test_pages_after_the_first_may_leave_the_count_out(api: Api, held_array: tuple[int, list[int]]) -> None:
+    array_id, ids = held_array
+    for fields in (None, "state,user"):
+        params: dict[str, Any] = {"array_job_id": array_id, "limit": 700, **({"fields": fields} if fields else {})}
+        counted = api.http.get("/jobs", params={**params, "after": ids[99]}).json()
+        uncounted = api.http.get("/jobs", params={**params, "after": ids[99], "total": "false"}).json()
+        assert counted["total"] == TASKS and uncounted["total"] is None
+        assert uncounted["jobs"] == counted["jobs"] and uncounted["next_after"] == counted["next_after"] == ids[799]
+        assert api.http.get("/jobs", params={**params, "total": "true"}).json()["total"] == TASKS
+    response = api.http.get("/jobs", params={"total": "maybe"})
+    assert response.status_code == 422 and "total" in response.json()["detail"], response.text
+
+
 def test_the_cli_sees_every_job_across_pages(
     server: ConductorProcess, held_array: tuple[int, list[int]], tmp_path: Path
 ) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import event, update
 
 from conductor.store import Store, schema
 from tests.integration.test_store_contract import job_row
@@ -59,6 +59,30 @@ def test_offsets_other_filters_and_chosen_columns(store: Store, jobs: list[tuple
     ]
     with pytest.raises(AttributeError):
         _ = found[0].name  # not read
+
+
+def test_states_are_written_into_the_statement(store: Store, jobs: list[tuple[int, str, str]]) -> None:
+    """Not bound: a statement PostgreSQL has prepared would otherwise get one plan for any state
+    (store/jobs.py, _state), which walked the whole history for a page of live jobs."""
+    statements: list[tuple[str, object]] = []
+
+    def seen(conn: object, cursor: object, statement: str, parameters: object, context: object, many: bool) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            statements.append((statement, parameters))
+
+    event.listen(store.engine, "before_cursor_execute", seen)
+    try:
+        for states in (["PENDING"], ["PENDING", "RUNNING"]):
+            statements.clear()
+            found, total = store.list_jobs(states=states, after=0, limit=5)
+            assert total == sum(1 for _, state, _ in jobs if state in states) and found
+            assert len(statements) == 2  # the page and its count
+            for statement, parameters in statements:
+                assert all(f"'{state}'" in statement for state in states), statement
+                values = parameters.values() if isinstance(parameters, dict) else parameters
+                assert not any(state in values for state in states), parameters  # type: ignore[operator]
+    finally:
+        event.remove(store.engine, "before_cursor_execute", seen)
 
 
 def _vary(store: Store, jobs: list[tuple[int, str, str]]) -> None:

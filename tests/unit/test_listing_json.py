@@ -44,6 +44,7 @@ class Pages:
         self.keep_alive = True
         self.failing_page: int | None = None
         self.asked: list[threading.Event] = [threading.Event() for _ in PAGES]
+        self.queries: list[dict[str, list[str]]] = []  # each request's query, in order
 
 
 @pytest.fixture(params=["http", "https"])
@@ -55,7 +56,9 @@ def pages(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mo
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             self.protocol_version = "HTTP/1.1" if state.keep_alive else "HTTP/1.0"
-            index = int(parse_qs(urlparse(self.path).query).get("after", ["0"])[0]) // 1000
+            query = parse_qs(urlparse(self.path).query)
+            state.queries.append(query)
+            index = int(query.get("after", ["0"])[0]) // 1000
             state.asked[index].set()
             page = PAGES[index]
             if state.next_after_first:
@@ -131,6 +134,16 @@ def test_the_next_page_is_asked_for_before_this_one_is_decoded(pages: Pages, mon
     finally:
         client.close()
     assert ahead == [True, True, True]
+
+
+def test_pages_after_the_first_are_asked_for_without_their_count(pages: Pages) -> None:
+    client = Client(pages.url, token="t")
+    try:
+        assert len(client.list_jobs(state="PENDING")) == 3000
+    finally:
+        client.close()
+    assert [query.get("total") for query in pages.queries] == [None, ["false"], ["false"]]
+    assert all(query["state"] == ["PENDING"] for query in pages.queries)
 
 
 def test_each_page_is_handed_over_as_decoded_while_the_next_is_on_its_way(pages: Pages) -> None:

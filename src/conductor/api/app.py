@@ -356,6 +356,14 @@ def create_app(ctx: AppContext) -> FastAPI:
         archived: Annotated[
             bool, Query(description="Also the purged jobs kept in the archive (CONDUCTOR_ARCHIVE_DIR): reads its files")
         ] = False,
+        total: Annotated[
+            bool,
+            Query(
+                description="Whether to count the matching jobs: false leaves `total` null, for a client "
+                "following `next_after` that has the count from the first page (on PostgreSQL the count "
+                "of the live jobs was the larger part of each page of them)",
+            ),
+        ] = True,
         # A default rather than an annotation: the bound is a setting, known only here.
         fields: Annotated[
             str | None,
@@ -385,13 +393,14 @@ def create_app(ctx: AppContext) -> FastAPI:
             "until": _time_param(until, "until"),
         }
         if not archived:
-            rows, total = store.list_jobs(
+            rows, matching = store.list_jobs(
                 **filters,
                 array_job_ids=[array_job_id] if array_job_id else None,
                 after=after,
                 offset=offset,
                 limit=limit + 1,  # one more tells whether a next page exists
                 columns=columns_of(selected),
+                count=total,
             )
         elif archive_dir is None:
             raise Invalid("no archive of purged jobs is kept here (CONDUCTOR_ARCHIVE_DIR is unset)", field="archived")
@@ -399,7 +408,7 @@ def create_app(ctx: AppContext) -> FastAPI:
             if array_job_id:
                 filters["job_ids"] = [*(filters["job_ids"] or []), array_job_id]
             # Both sources up to the end of this page, merged in id order, then the page.
-            live, live_total = store.list_jobs(**filters, after=after, limit=offset + limit + 1)
+            live, live_total = store.list_jobs(**filters, after=after, limit=offset + limit + 1, count=total)
             try:
                 old, old_total = archived_page(
                     archive_dir.expanduser().resolve(), ArchiveQuery(**filters, after=after), skip=0, take=offset + limit + 1
@@ -407,11 +416,13 @@ def create_app(ctx: AppContext) -> FastAPI:
             except ArchiveError as exc:
                 raise StoreUnavailable(str(exc)) from None
             rows = merge_pages(live, old, offset + limit + 1)[offset:]
-            total = live_total + old_total
+            matching = live_total + old_total
         next_after = rows[limit - 1].id if len(rows) > limit else None
         now = utcnow()
         page = rows[:limit]
-        return job_page(page, now, selected, ctx.priorities.of, total=total, next_after=next_after)
+        return job_page(
+            page, now, selected, ctx.priorities.of, total=matching if total else None, next_after=next_after
+        )
 
     def _get(job_id: str) -> Job:
         return ctx.jobs.find(job_id)  # 123 or 123_4

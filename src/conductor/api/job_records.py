@@ -262,7 +262,7 @@ def job_page(
     names: tuple[str, ...] | None,
     priorities_of: Callable[[list[Job]], dict[int, int]],
     *,
-    total: int,
+    total: int | None,
     next_after: int | None,
 ) -> models.JobList | Response:
     """A page of `GET /jobs`: whole records, or the named fields of each job (as JSON

@@ -170,7 +170,7 @@ class Explanation(BaseModel):
 
 class JobList(BaseModel):
     jobs: list[JobRecord]
-    total: int
+    total: int | None  # the matching jobs, `after` aside; null when asked not to count (`total=false`)
     # The next page: pass it as `after` (null on the last page). Keyset paging: a page is
     # cheap wherever it starts, and jobs submitted meanwhile never shift what follows.
     next_after: int | None = None

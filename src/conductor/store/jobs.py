@@ -232,7 +232,8 @@ class JobQueries(Allocations):
         # The state condition first: _page_query replaces it when there are several states.
         conditions: list[ColumnElement[bool]] = []
         if states:
-            conditions.append(jobs.c.state.in_(states))
+            # The states written into the statement, not bound: see _state.
+            conditions.append(jobs.c.state.in_([_state(state) for state in states]))
         if users:
             conditions.append(jobs.c.user_name.in_(users))
         if names:
@@ -437,6 +438,16 @@ def _submit_statement(_dialect: str, keys: tuple[str, ...], count: int) -> Any:
     ).returning(job_events.c.job_id)
 
 
+def _state(state: str) -> Any:
+    """A state in a listing's condition, written into the SQL at execution (a state is one of a
+    few known words). Bound, it let PostgreSQL plan a statement it has prepared (psycopg prepares
+    one run five times on a connection) for any state: that generic plan walked the primary key
+    from the first id, filtering, since a state holds a fifth of the jobs on average. The live
+    jobs are all at the end, behind the history: the first page of pending jobs over a million
+    ended ones took 350-450 ms on a connection that had switched to it, 15-25 ms on another."""
+    return literal(state, literal_execute=True)
+
+
 def _page_query(
     selected: list[Any], conditions: list[ColumnElement[bool]], states: Sequence[str] | None, offset: int, limit: int
 ) -> Any:
@@ -453,7 +464,7 @@ def _page_query(
         return query.where(and_(*conditions)) if conditions else query
     others = conditions[1:]  # the first is `state IN (...)` (list_jobs puts it there)
     parts = [
-        select(*selected).where(jobs.c.state == state, *others).order_by(jobs.c.id).limit(offset + limit).subquery()
+        select(*selected).where(jobs.c.state == _state(state), *others).order_by(jobs.c.id).limit(offset + limit).subquery()
         for state in dict.fromkeys(states)
     ]
     merged = union_all(*(select(part) for part in parts)).subquery()
