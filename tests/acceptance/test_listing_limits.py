@@ -103,6 +103,20 @@ def test_pages_after_the_first_may_leave_the_count_out(api: Api, held_array: tup
     assert response.status_code == 422 and "total" in response.json()["detail"], response.text
 
 
+def test_a_page_of_rows_is_the_page_of_objects(api: Api, held_array: tuple[int, list[int]]) -> None:
+    array_id, ids = held_array
+    params: dict[str, Any] = {"array_job_id": array_id, "limit": 500, "after": ids[9], "fields": "state,user,name"}
+    objects = api.http.get("/jobs", params=params).json()
+    rows = api.http.get("/jobs", params={**params, "layout": "rows"}).json()
+    assert set(rows) == {"next_after", "total", "fields", "rows"}
+    assert (rows["next_after"], rows["total"]) == (objects["next_after"], objects["total"]) == (ids[509], TASKS)
+    assert sorted(rows["fields"]) == ["job_id", "name", "state", "user"]
+    assert [dict(zip(rows["fields"], row, strict=True)) for row in rows["rows"]] == objects["jobs"]
+    for bad, status, why in (({"layout": "rows"}, 400, "name them"), ({**params, "layout": "columns"}, 422, "rows")):
+        response = api.http.get("/jobs", params=bad)
+        assert response.status_code == status and why in response.text and "layout" in response.text, response.text
+
+
 def test_the_cli_sees_every_job_across_pages(
     server: ConductorProcess, held_array: tuple[int, list[int]], tmp_path: Path
 ) -> None:

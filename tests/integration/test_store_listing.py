@@ -5,10 +5,13 @@ columns leaves the others unset."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import event, update
+from starlette.responses import Response
 
 from conductor.store import Store, schema
 from tests.integration.test_store_contract import job_row
@@ -142,3 +145,30 @@ def test_every_field_projected_from_chosen_columns_is_the_whole_jobs(
         assert names is not None
         chosen, _ = store.list_jobs(limit=100, columns=columns_of(names))
         assert [project(job, now, None, names) for job in chosen] == [project(job, now, None, names) for job in whole]
+
+
+def test_a_page_of_rows_holds_what_a_page_of_objects_does(store: Store, jobs: list[tuple[int, str, str]]) -> None:
+    """`layout=rows`: each job's values in the order of the page's `fields`, made from chosen
+    columns as from whole jobs, are the objects' values; an empty page names its fields too."""
+    from conductor.api.job_records import FIELDS, columns_of, job_page, selected_fields
+
+    _vary(store, jobs)
+    now = datetime.now(UTC)
+    whole, _ = store.list_jobs(limit=100)
+
+    def body(page: list[Any], names: tuple[str, ...], rows: bool) -> Any:
+        response = job_page(page, now, names, lambda _: {}, total=len(page), next_after=7, rows=rows)
+        assert isinstance(response, Response)
+        return json.loads(bytes(response.body))
+
+    for selection in [",".join(FIELDS), "state,user", "elapsed,scheduling_priority", "node_list"]:
+        names = selected_fields(selection)
+        assert names is not None
+        chosen, _ = store.list_jobs(limit=100, columns=columns_of(names))
+        objects = body(whole, names, rows=False)
+        for page in (chosen, whole):
+            document = body(page, names, rows=True)
+            assert list(document) == ["next_after", "total", "fields", "rows"]
+            assert sorted(document["fields"]) == sorted(names)
+            assert [dict(zip(document["fields"], row, strict=True)) for row in document["rows"]] == objects["jobs"]
+        assert body([], names, rows=True)["fields"] == document["fields"]

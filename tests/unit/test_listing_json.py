@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from conductor.api.job_records import job_page
-from conductor.cli.client import _LARGE_BODY, ApiError, Client
+from conductor.cli.client import _LARGE_BODY, ApiError, Client, ConnectionFailed
 from conductor.domain.job import Job
 
 
@@ -45,6 +45,7 @@ class Pages:
         self.failing_page: int | None = None
         self.asked: list[threading.Event] = [threading.Event() for _ in PAGES]
         self.queries: list[dict[str, list[str]]] = []  # each request's query, in order
+        self.rows: bool | str = False  # pages as rows (layout=rows); "short": rows missing a value
 
 
 @pytest.fixture(params=["http", "https"])
@@ -61,8 +62,12 @@ def pages(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mo
             index = int(query.get("after", ["0"])[0]) // 1000
             state.asked[index].set()
             page = PAGES[index]
+            if state.rows:
+                fields = list(page["jobs"][0])
+                rows = [[job[name] for name in fields][: -1 if state.rows == "short" else None] for job in page["jobs"]]
+                page = {"total": page["total"], "fields": fields, "rows": rows, "next_after": page["next_after"]}
             if state.next_after_first:
-                page = {"next_after": page["next_after"], "total": page["total"], "jobs": page["jobs"]}
+                page = {"next_after": page["next_after"], **{k: v for k, v in page.items() if k != "next_after"}}
             status = 200
             if index == state.failing_page:
                 status, page = 400, {"detail": "page refused"}
@@ -134,6 +139,20 @@ def test_the_next_page_is_asked_for_before_this_one_is_decoded(pages: Pages, mon
     finally:
         client.close()
     assert ahead == [True, True, True]
+
+
+@pytest.mark.parametrize("next_after_first", [True, False])
+def test_pages_of_rows_are_read_as_records(pages: Pages, next_after_first: bool) -> None:
+    pages.rows, pages.next_after_first = True, next_after_first
+    client = Client(pages.url, token="t")
+    try:
+        assert client.list_jobs(state="PENDING") == [job for page in PAGES for job in page["jobs"]]
+        # Rows that do not match their fields are the server's fault, said in one line.
+        pages.rows = "short"
+        with pytest.raises(ConnectionFailed, match="a page of rows that does not match its fields"):
+            client.list_jobs(state="PENDING")
+    finally:
+        client.close()
 
 
 def test_pages_after_the_first_are_asked_for_without_their_count(pages: Pages) -> None:

@@ -8,7 +8,7 @@ import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio.to_thread
 from fastapi import Depends, FastAPI, Query, Request
@@ -159,6 +159,11 @@ def _time_param(value: str | None, name: str) -> datetime | None:
         return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
     except (ValueError, OverflowError, OSError):
         raise Invalid(f"'{text[:40]}' is not a time (ISO 8601, e.g. 2026-01-31T12:00:00, or UNIX seconds)", field=name) from None
+
+
+def _check_layout(layout: str, selected: tuple[str, ...] | None) -> None:
+    if layout == "rows" and selected is None:
+        raise Invalid("layout=rows lists the fields named in `fields`: name them", field="layout")
 
 
 def _check_page(limit: int, bound: int) -> None:
@@ -364,6 +369,14 @@ def create_app(ctx: AppContext) -> FastAPI:
                 "of the live jobs was the larger part of each page of them)",
             ),
         ] = True,
+        layout: Annotated[
+            Literal["objects", "rows"],
+            Query(
+                description="With `fields`: `rows` gives each job as a list of its fields' values, in the "
+                "order of the page's `fields` (`{\"fields\": [...], \"rows\": [[...], ...]}` in place of "
+                "`jobs`), a third of the bytes of objects and less work to write and read",
+            ),
+        ] = "objects",
         # A default rather than an annotation: the bound is a setting, known only here.
         fields: Annotated[
             str | None,
@@ -382,6 +395,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     ) -> Any:
         _check_page(limit, page_bound)
         selected = selected_fields(fields)
+        _check_layout(layout, selected)
         archive_dir = ctx.settings.archive_dir
         filters: dict[str, Any] = {
             "states": _states(state),
@@ -421,7 +435,13 @@ def create_app(ctx: AppContext) -> FastAPI:
         now = utcnow()
         page = rows[:limit]
         return job_page(
-            page, now, selected, ctx.priorities.of, total=matching if total else None, next_after=next_after
+            page,
+            now,
+            selected,
+            ctx.priorities.of,
+            total=matching if total else None,
+            next_after=next_after,
+            rows=layout == "rows",
         )
 
     def _get(job_id: str) -> Job:

@@ -224,6 +224,20 @@ def _is_ipv4(host: str) -> bool:
     return len(parts) == 4 and all(p.isdigit() and int(p) < 256 for p in parts)
 
 
+def _records(page: dict[str, Any], url: str) -> list[dict[str, Any]]:
+    """The jobs of a page of rows (`layout=rows`: `fields`, then each job's values in that
+    order) as records; none in a page that has neither jobs nor rows."""
+    fields, rows = page.get("fields"), page.get("rows")
+    if fields is None and rows is None:
+        return []
+    try:
+        if not isinstance(fields, list) or not isinstance(rows, list):
+            raise TypeError
+        return [dict(zip(fields, row, strict=True)) for row in rows]
+    except (TypeError, ValueError):
+        raise ConnectionFailed(f"{url} answered a page of rows that does not match its fields") from None
+
+
 class _Closed(ConductorError):
     """The server closed a kept-alive connection before answering; worth one retry."""
 
@@ -525,7 +539,9 @@ class Client:
                 raise
             if not isinstance(page, dict):
                 return self._settle(ahead, jobs)
-            batch = page.get("jobs", [])
+            batch = page.get("jobs")
+            if batch is None:
+                batch = _records(page, self.url)
             jobs.extend(batch)
             if each_page is not None and batch:
                 try:

@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import contextlib
 import errno
+import gc
 import logging
 import os
 import signal
@@ -338,11 +339,23 @@ def serve_api(
     # the default 5 ms switch interval a thread holding the database's write lock waits that
     # long to get the GIL back after every statement, and every other writer queues behind it.
     sys.setswitchinterval(0.0005)
+    freeze_startup_heap()
     try:
         server.run(sockets=[listener])
     finally:
         listener.close()
     return bool(server.started)
+
+
+def freeze_startup_heap() -> None:
+    """Keep the garbage collector off what a long-running process made while starting.
+
+    That (modules, the application, the ORM's metadata: a few hundred thousand objects in the
+    server) lives as long as the process. Left to the collector, every full collection walked
+    all of it, 70-100 ms with the GIL held in which no request moved (a listing of the live
+    jobs stalled once or twice a run); frozen, a full collection walks only what was made
+    since (9-14 ms)."""
+    gc.freeze()
 
 
 def add_listen_arguments(parser: argparse.ArgumentParser) -> None:

@@ -11,7 +11,13 @@ import argparse
 import logging
 
 from conductor.commands.common import add_node_arguments
-from conductor.commands.runtime import open_store, run_command, run_worker_in_foreground, start_worker
+from conductor.commands.runtime import (
+    freeze_startup_heap,
+    open_store,
+    run_command,
+    run_worker_in_foreground,
+    start_worker,
+)
 from conductor.settings import Settings
 
 log = logging.getLogger("conductor.worker")
@@ -43,6 +49,7 @@ def run_worker(settings: Settings) -> int:
             worker.config.cpus,
             worker.containment.mode,
         )
+        freeze_startup_heap()
         run_worker_in_foreground(worker)
     finally:
         bus.close()
