@@ -45,7 +45,9 @@ class Pages:
         self.failing_page: int | None = None
         self.asked: list[threading.Event] = [threading.Event() for _ in PAGES]
         self.queries: list[dict[str, list[str]]] = []  # each request's query, in order
-        self.rows: bool | str = False  # pages as rows (layout=rows); "short": rows missing a value
+        # Pages as rows (layout=rows); broken ones: "short" rows missing a value, "no job_id"
+        # among the fields, "strings" for rows.
+        self.rows: bool | str = False
 
 
 @pytest.fixture(params=["http", "https"])
@@ -64,7 +66,13 @@ def pages(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mo
             page = PAGES[index]
             if state.rows:
                 fields = list(page["jobs"][0])
-                rows = [[job[name] for name in fields][: -1 if state.rows == "short" else None] for job in page["jobs"]]
+                rows: list[Any] = [[job[name] for name in fields] for job in page["jobs"]]
+                if state.rows == "short":
+                    rows = [row[:-1] for row in rows]
+                elif state.rows == "strings":
+                    rows = ["x" * len(fields) for _ in rows]
+                elif state.rows == "no job_id":
+                    fields[fields.index("job_id")] = "id"
                 page = {"total": page["total"], "fields": fields, "rows": rows, "next_after": page["next_after"]}
             if state.next_after_first:
                 page = {"next_after": page["next_after"], **{k: v for k, v in page.items() if k != "next_after"}}
@@ -147,21 +155,35 @@ def test_pages_of_rows_are_read_as_records(pages: Pages, next_after_first: bool)
     client = Client(pages.url, token="t")
     try:
         assert client.list_jobs(state="PENDING") == [job for page in PAGES for job in page["jobs"]]
-        # Rows that do not match their fields are the server's fault, said in one line.
-        pages.rows = "short"
-        with pytest.raises(ConnectionFailed, match="a page of rows that does not match its fields"):
-            client.list_jobs(state="PENDING")
+        # Rows that do not match their fields are the server's fault, said in one line; the
+        # next page, asked for already, does not stay in the way of the next listing.
+        for broken in ("short", "no job_id", "strings"):
+            pages.rows = broken
+            with pytest.raises(ConnectionFailed, match="a page of rows that does not match its fields"):
+                client.list_jobs(state="PENDING")
+            pages.rows = True
+            assert len(client.list_jobs(state="PENDING")) == 3000
     finally:
         client.close()
 
 
-def test_pages_after_the_first_are_asked_for_without_their_count(pages: Pages) -> None:
+def test_a_page_whose_jobs_are_not_records_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from conductor.cli.client import _page_jobs
+
+    assert _page_jobs({"jobs": [{"job_id": 1}], "total": 1}, "u") == [{"job_id": 1}]
+    assert _page_jobs({"total": 0}, "u") == []
+    for bad in ({"jobs": "x"}, {"jobs": [[1, 2]]}, {"fields": ["job_id"], "rows": "ab"}, {"rows": [[1]]}):
+        with pytest.raises(ConnectionFailed, match="u answered a page"):
+            _page_jobs(bad, "u")
+
+
+def test_pages_are_asked_for_without_their_count(pages: Pages) -> None:
     client = Client(pages.url, token="t")
     try:
         assert len(client.list_jobs(state="PENDING")) == 3000
     finally:
         client.close()
-    assert [query.get("total") for query in pages.queries] == [None, ["false"], ["false"]]
+    assert [query.get("total") for query in pages.queries] == [["false"]] * 3
     assert all(query["state"] == ["PENDING"] for query in pages.queries)
 
 

@@ -170,6 +170,32 @@ def test_lines_made_page_by_page_are_the_lines_render_makes() -> None:
     assert "50_[1-5,7%3]" in expected  # the collapsed tasks: RECORDS hold a task 7 of array 50
 
 
+def test_squeue_makes_each_pages_lines_as_the_page_arrives(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The command hands fetch_jobs a per-page hook that makes the lines then (a line made
+    later would show what changed since), and asks a live view for its keys alone."""
+    import conductor.cli.squeue as squeue
+
+    asked: dict[str, Any] = {}
+
+    def fetch_jobs(client: object, specs: object, **query: Any) -> list[dict[str, Any]]:
+        asked.update(query)
+        pages = [[_record(job_id=n, array_job_id=None, array_task_id=None, name=f"job{n}") for n in (1, 2)],
+                 [_record(job_id=3, array_job_id=None, array_task_id=None, name="job3")]]
+        for page in pages:
+            query["each_page"](page)
+            for job in page:
+                job["name"] = "changed"  # after its page's lines were made
+        return [job for page in pages for job in page]
+
+    monkeypatch.setenv("CONDUCTOR_URL", "http://127.0.0.1:9")
+    monkeypatch.setattr(squeue, "fetch_jobs", fetch_jobs)
+    assert squeue.main(["-h", "-o", "%i %j"]) == 0
+    assert capsys.readouterr().out.split("\n") == ["1 job1", "2 job2", "3 job3", ""]
+    assert not {"end_time", "error_msg", "account", "qos"} & set(asked["fields"])
+
+
 def test_control_characters_are_shown_as_question_marks_and_widths_kept() -> None:
     items = parse_format("%.6j|%4u|%P")
     record = _record(name="a\x1b[2Jb", user="r\x07t", partition="p\x9bq")

@@ -340,7 +340,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     page_bound = settings.max_page_size
     default_page = min(1000, page_bound)
 
-    @app.get("/jobs", response_model=models.JobList, responses=error_responses)
+    @app.get("/jobs", response_model=models.JobList | models.JobRows, responses=error_responses)
     def list_jobs(
         state: Annotated[str | None, Query(description="Comma separated states")] = None,
         user: Annotated[str | None, Query(description="Comma separated users")] = None,

@@ -176,6 +176,16 @@ class JobList(BaseModel):
     next_after: int | None = None
 
 
+class JobRows(BaseModel):
+    """A page of `GET /jobs?fields=...&layout=rows`: each job as the values of `fields`, in
+    that order."""
+
+    next_after: int | None = None
+    total: int | None
+    fields: list[str]
+    rows: list[list[Any]]
+
+
 class JobEvent(BaseModel):
     id: int
     time: str

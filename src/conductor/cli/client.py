@@ -224,18 +224,24 @@ def _is_ipv4(host: str) -> bool:
     return len(parts) == 4 and all(p.isdigit() and int(p) < 256 for p in parts)
 
 
-def _records(page: dict[str, Any], url: str) -> list[dict[str, Any]]:
-    """The jobs of a page of rows (`layout=rows`: `fields`, then each job's values in that
-    order) as records; none in a page that has neither jobs nor rows."""
-    fields, rows = page.get("fields"), page.get("rows")
-    if fields is None and rows is None:
+def _page_jobs(page: dict[str, Any], url: str) -> list[dict[str, Any]]:
+    """The jobs of a page of `GET /jobs`, as records: its `jobs`, or its rows (`layout=rows`:
+    `fields`, then each job's values in that order); none in a page that has neither."""
+    jobs, fields, rows = page.get("jobs"), page.get("fields"), page.get("rows")
+    if jobs is None and fields is None and rows is None:
         return []
-    try:
-        if not isinstance(fields, list) or not isinstance(rows, list):
-            raise TypeError
+    if jobs is not None:
+        if isinstance(jobs, list) and all(isinstance(job, dict) for job in jobs):
+            return jobs
+        raise ConnectionFailed(f"{url} answered a page whose jobs are not records")
+    if (
+        isinstance(fields, list)
+        and "job_id" in fields
+        and isinstance(rows, list)
+        and all(isinstance(row, list) and len(row) == len(fields) for row in rows)
+    ):
         return [dict(zip(fields, row, strict=True)) for row in rows]
-    except (TypeError, ValueError):
-        raise ConnectionFailed(f"{url} answered a page of rows that does not match its fields") from None
+    raise ConnectionFailed(f"{url} answered a page of rows that does not match its fields")
 
 
 class _Closed(ConductorError):
@@ -523,40 +529,32 @@ class Client:
         writes it on one core while this process decodes on the other (squeue's 11 pages of
         1,000 jobs each waited for the other's work before).
 
-        A page that follows `next_after` is asked for with `total=false`: the count of the
-        matching jobs is needed once (on PostgreSQL it cost each page of live jobs more than
-        reading them); a server that does not know the parameter counts all the same."""
+        Every page is asked for with `total=false`: following `next_after` needs no count (on
+        PostgreSQL counting the live jobs cost each page of them more than reading them). A
+        server without `next_after` does not know the parameter either, and counts: its
+        pages are followed by offset up to that count."""
         jobs: list[dict[str, Any]] = []
         after: int | None = None
-        response = self._roundtrip(self._encode("GET", "/jobs", query=dict(filters, offset=0)))
+        response = self._roundtrip(self._encode("GET", "/jobs", query=dict(filters, offset=0, total="false")))
         while True:
             ahead = self._ask_ahead(response, filters)
             try:
                 page = self._payload(*response)
+                batch = _page_jobs(page, self.url) if isinstance(page, dict) else None
+                if each_page is not None and batch:
+                    each_page(batch)
             except BaseException:
                 if ahead is not None:
                     self.close()  # an answer is on its way: the connection cannot serve another
                 raise
-            if not isinstance(page, dict):
+            if not batch:  # not a page (None), or an empty one
                 return self._settle(ahead, jobs)
-            batch = page.get("jobs")
-            if batch is None:
-                batch = _records(page, self.url)
             jobs.extend(batch)
-            if each_page is not None and batch:
-                try:
-                    each_page(batch)
-                except BaseException:
-                    if ahead is not None:
-                        self.close()
-                    raise
-            if not batch:
-                return self._settle(ahead, jobs)
             if "next_after" in page:
                 after = page["next_after"]
                 if after is None:
                     return self._settle(ahead, jobs)
-            elif len(jobs) >= page.get("total", 0):
+            elif len(jobs) >= (page.get("total") or 0):
                 return self._settle(ahead, jobs)
             if ahead is not None and ahead[0] == after:
                 try:
