@@ -365,8 +365,8 @@ def create_app(ctx: AppContext) -> FastAPI:
             bool,
             Query(
                 description="Whether to count the matching jobs: false leaves `total` null, for a client "
-                "following `next_after` that has the count from the first page (on PostgreSQL the count "
-                "of the live jobs was the larger part of each page of them)",
+                "following `next_after`, which needs no count (on PostgreSQL the count of the live jobs "
+                "was the larger part of each page of them)",
             ),
         ] = True,
         layout: Annotated[

@@ -260,20 +260,20 @@ RowProjection = Callable[[Job, datetime, "int | None"], tuple[Any, ...]]
 
 
 @functools.lru_cache(maxsize=64)
-def _row_projection(names: tuple[str, ...], kind: object) -> tuple[tuple[str, ...], RowProjection]:
-    """The named fields of a job as one row, and the order of the row: the plain fields
+def _row_projection(names: tuple[str, ...], kind: object) -> RowProjection:
+    """The named fields of a job as one row, in the order of `_row_order`: the plain fields
     first (one getter, as in _projection), then the computed ones."""
     order = _row_order(names)
     plain = tuple(name for name in order if FIELDS[name].column is not None)
     computed = [FIELDS[name].value for name in order[len(plain) :]]
     gather = field_reader(kind, [str(FIELDS[name].column) for name in plain]) if plain else lambda job: ()
     if not computed:
-        return order, lambda job, now, priority: gather(job)
+        return lambda job, now, priority: gather(job)
 
     def row(job: Job, now: datetime, priority: int | None) -> tuple[Any, ...]:
         return (*gather(job), *[value(job, now, priority) for value in computed])
 
-    return order, row
+    return row
 
 
 def _row_order(names: tuple[str, ...]) -> tuple[str, ...]:
@@ -317,7 +317,7 @@ def job_page(
             job_class: object = type(job)
             make = made_rows.get(job_class)
             if make is None:
-                make = made_rows[job_class] = _row_projection(names, job_class)[1]
+                make = made_rows[job_class] = _row_projection(names, job_class)
             values.append(make(job, now, priorities.get(job.id)))
         document = {"next_after": next_after, "total": total, "fields": _row_order(names), "rows": values}
     else:

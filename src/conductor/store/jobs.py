@@ -443,7 +443,7 @@ def _state(state: str) -> Any:
     few known words). Bound, it let PostgreSQL plan a statement it has prepared (psycopg prepares
     one run five times on a connection) for any state: that generic plan walked the primary key
     from the first id, filtering, since a state holds a fifth of the jobs on average. The live
-    jobs are all at the end, behind the history: the first page of pending jobs over a million
+    jobs are all at the end, behind the history: the first page of live jobs over a million
     ended ones took 350-450 ms on a connection that had switched to it, 15-25 ms on another."""
     return literal(state, literal_execute=True)
 
