@@ -213,6 +213,30 @@ def test_stats_count_live_nodes_only(store: Store) -> None:
     assert nodes == {"new": "UP", "old": "DOWN"}
 
 
+def test_a_node_that_comes_while_nodes_are_listed_is_left_for_the_next_listing(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """list_nodes reads the nodes and their allocations apart: one registered in between must
+    not fail the listing (GET /nodes answered a 500 while a worker registered)."""
+    add_node(store, "n1", 2)
+    read_views = store.node_views
+
+    def views_then_a_new_node(**kwargs: object) -> object:
+        views = read_views(**kwargs)  # type: ignore[arg-type]
+        add_node(store, "n2", 2)
+        return views
+
+    monkeypatch.setattr(store, "node_views", views_then_a_new_node)
+    # Whichever order the two reads come in, n2 is in one and not the other.
+    listed = [n.name for n in store.list_nodes()]
+    assert listed in (["n1"], ["n1", "n2"])
+    monkeypatch.undo()
+    assert [n.name for n in store.list_nodes()] == ["n1", "n2"]
+    # A node that went between the reads (its allocations are not read) is left out too.
+    monkeypatch.setattr(store, "node_views", lambda **kwargs: [v for v in read_views(**kwargs) if v.name != "n1"])
+    assert [n.name for n in store.list_nodes()] == ["n2"]
+
+
 def test_reaping_a_dead_node(store: Store) -> None:
     add_node(store, "dead", 4)
     plain, requeue, cancelled, unlaunched = store.submit(

@@ -316,12 +316,17 @@ class JobQueries(Allocations):
         return Stats(total, used, max(total - used, 0), running, pending)
 
     def list_nodes(self, *, live_after: datetime | None = None) -> list[NodeInfo]:
-        views = {v.name: v for v in self.node_views(live_after=live_after)}
         with self._read() as conn:
             rows = list(conn.execute(select(nodes).order_by(nodes.c.name)))
+        views = {v.name: v for v in self.node_views(live_after=live_after)}
         out = []
         for n in rows:
-            view = views[n.name]
+            # Two reads: a node that went between them (or, read the other way round, came)
+            # is left out of this listing rather than failing it (GET /nodes answered a 500
+            # while a worker registered).
+            view = views.get(n.name)
+            if view is None:
+                continue
             state = n.state
             if state == "UP" and not view.up:
                 state = "DOWN"
