@@ -321,9 +321,9 @@ class JobQueries(Allocations):
         views = {v.name: v for v in self.node_views(live_after=live_after)}
         out = []
         for n in rows:
-            # Two reads: a node that went between them (or, read the other way round, came)
-            # is left out of this listing rather than failing it (GET /nodes answered a 500
-            # while a worker registered).
+            # Two reads: a node that went between them has no allocations read, and is left
+            # out of this listing rather than failing it (read the other way round, one that
+            # registered between them made GET /nodes answer a 500).
             view = views.get(n.name)
             if view is None:
                 continue
