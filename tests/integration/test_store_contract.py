@@ -8,13 +8,13 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
 from conductor.domain.states import JobState
-from conductor.scheduler.policy import DependencyStatus, PendingJob, Placement, schedule
+from conductor.scheduler.policy import DependencyStatus, NodeView, PendingJob, Placement, schedule
 from conductor.store import Finish, NodeConflict, Store, utcnow
 
 
@@ -221,8 +221,8 @@ def test_a_node_that_comes_while_nodes_are_listed_is_left_for_the_next_listing(
     add_node(store, "n1", 2)
     read_views = store.node_views
 
-    def views_then_a_new_node(**kwargs: object) -> object:
-        views = read_views(**kwargs)  # type: ignore[arg-type]
+    def views_then_a_new_node(*, live_after: datetime | None = None) -> list[NodeView]:
+        views = read_views(live_after=live_after)
         add_node(store, "n2", 2)
         return views
 

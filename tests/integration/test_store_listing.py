@@ -69,7 +69,7 @@ def test_states_are_written_into_the_statement(store: Store, jobs: list[tuple[in
     (store/jobs.py, _state), which walked the whole history for a page of live jobs."""
     statements: list[tuple[str, object]] = []
 
-    def seen(conn: object, cursor: object, statement: str, parameters: object, context: object, many: bool) -> None:
+    def seen(conn: object, cursor: object, statement: str, parameters: Any, context: object, many: bool) -> None:
         if statement.lstrip().upper().startswith("SELECT"):
             statements.append((statement, parameters))
 
@@ -82,8 +82,8 @@ def test_states_are_written_into_the_statement(store: Store, jobs: list[tuple[in
             assert len(statements) == 2  # the page and its count
             for statement, parameters in statements:
                 assert all(f"'{state}'" in statement for state in states), statement
-                values = parameters.values() if isinstance(parameters, dict) else parameters
-                assert not any(state in values for state in states), parameters  # type: ignore[operator]
+                values = list(parameters.values() if isinstance(parameters, dict) else parameters)
+                assert not any(state in values for state in states), parameters
     finally:
         event.remove(store.engine, "before_cursor_execute", seen)
 
