@@ -1,7 +1,7 @@
 """Pages of `list_jobs` over several states: on PostgreSQL each state's jobs are read on their
-own, in id order, and merged (store/jobs.py, _page_query); SQLite reads them in one. Whatever the page size, cursor, offset and
-other filters, the pages are the matching jobs in id order, each once; a read of chosen
-columns leaves the others unset."""
+own, in id order, and merged (store/jobs.py, _page_query); SQLite finds a page's ids first, then
+reads their rows. Whatever the page size, cursor, offset and other filters, the pages are the
+matching jobs in id order, each once; a read of chosen columns leaves the others unset."""
 
 from __future__ import annotations
 
@@ -86,6 +86,35 @@ def test_states_are_written_into_the_statement(store: Store, jobs: list[tuple[in
                 assert not any(state in values for state in states), parameters
     finally:
         event.remove(store.engine, "before_cursor_execute", seen)
+
+
+def test_a_page_of_several_states_is_never_a_sort_of_whole_rows(store: Store, jobs: list[tuple[int, str, str]]) -> None:
+    """No index gives jobs of several states in id order. PostgreSQL reads each state's in id
+    order and merges them; SQLite sorts the ids it finds in the index on state and id, not whole
+    rows, of which it would read every live job's for each page."""
+    statements: list[tuple[str, Any]] = []
+
+    def seen(conn: object, cursor: object, statement: str, parameters: Any, context: object, many: bool) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "count(" not in statement:
+            statements.append((statement, parameters))
+
+    event.listen(store.engine, "before_cursor_execute", seen)
+    try:
+        found, _ = store.list_jobs(states=["PENDING", "RUNNING"], after=0, limit=5, columns={"name"})
+    finally:
+        event.remove(store.engine, "before_cursor_execute", seen)
+    assert len(found) == 5
+    [(statement, parameters)] = statements
+    if store.dialect == "postgresql":
+        assert statement.count("UNION ALL") == 1, statement
+        return
+    with store.engine.connect() as conn:
+        plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).all()
+    # Rows: (id, parent, -, detail). Each sort is in a (sub)query that reads the index alone.
+    sorts = [row[1] for row in plan if "TEMP B-TREE" in row[-1]]
+    assert sorts, plan
+    for parent in sorts:
+        assert any("COVERING INDEX" in row[-1] for row in plan if row[1] == parent), plan
 
 
 def _vary(store: Store, jobs: list[tuple[int, str, str]]) -> None:

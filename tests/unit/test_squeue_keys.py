@@ -14,6 +14,7 @@ import pytest
 from conductor.api.models import JobRecord
 from conductor.cli.squeue_format import (
     _SORT_KEYS,
+    _STATE_ORDER,
     BASE_KEYS,
     DEFAULT_FORMAT,
     EXTRA_LONG_FIELDS,
@@ -23,9 +24,12 @@ from conductor.cli.squeue_format import (
     LONG_FIELDS,
     LONG_FORMAT,
     LONG_KEYS,
+    SORT_KEY,
     SORT_KEYS,
     collapse_pending_arrays,
+    default_key,
     default_sort,
+    generic_line_maker,
     line_maker,
     parse_format,
     parse_long_format,
@@ -170,6 +174,54 @@ def test_lines_made_page_by_page_are_the_lines_render_makes() -> None:
     assert "50_[1-5,7%3]" in expected  # the collapsed tasks: RECORDS hold a task 7 of array 50
 
 
+# Records of every shape the default format's own maker takes a path for: every state, array
+# tasks and collapsed arrays, missing and non-text values, a reason or an explanation, run
+# times under a minute and over a day, and text that is not printable or wider than its column.
+SHAPES = [
+    *RECORDS,
+    *(_record(state=state) for state in (*_STATE_ORDER, "SOMETHING_NEW")),
+    *(_record(state=state, error_msg=None) for state in ("FAILED", "PENDING", "TIMEOUT", "DEADLINE")),
+    _record(state=None), _record(state=7), _record(state="PENDING", reason=None, error_msg=None),
+    _record(partition=None, name=None, user=None, node_list=None, array_job_id=None),
+    _record(partition="", name="", user="", node_list="", state="COMPLETING"),
+    _record(partition=3, name=4.5, user=True, node_list=0, job_id=None, array_job_id=None),
+    _record(array_task_id=None), _record(array_job_id=None, array_task_id=0, job_id=9),
+    _record(state="RUNNING", start_time=None, elapsed=None), _record(state="SUSPENDED", start_time="not a time"),
+    _record(state="RUNNING", start_time="2020-01-01T00:00:00"), _record(state="COMPLETED", elapsed=3 * 86400 + 5),
+    _record(state="PENDING", _task_str="1-100000:7%9", array_job_id=123456789012345678901),
+    _record(name="a-name-much-longer-than-eight", user="someone-long", partition="a-long-partition"),
+    _record(node_list="node[001-099],other[1-3]", job_id=10**20, array_job_id=None, array_task_id=None),
+    _record(name="tab\there", user="r\x07t", partition="p\x9bq", state="PENDING", reason="Bad\nReason"),
+    _record(state="FAILED", error_msg="cannot open output file '/w/\x1b[2Jx': Permission denied"),
+    _record(name="héllo wörld", node_list="nœud1"),
+]
+
+
+def test_the_default_formats_own_maker_makes_the_generic_makers_lines() -> None:
+    items = parse_format(DEFAULT_FORMAT)
+    own = line_maker(items, NOW)
+    assert own.__qualname__.startswith("_default_line_maker")  # else this compares generic with itself
+    generic = generic_line_maker(items, NOW)
+    for record in SHAPES:
+        assert own(record) == generic(record), record
+    # The same format written out by a user is the default one; any other takes the generic path.
+    assert line_maker(parse_format("%.18i %.9P %.8j %.8u %.2t %.10M %.6D %R"), NOW).__qualname__ == own.__qualname__
+    assert line_maker(parse_format("%.18i %.9P %.8j %.8u %.2t %.10M %.6D %N"), NOW).__qualname__ != own.__qualname__
+
+
+def test_a_key_worked_out_as_its_page_arrives_sorts_as_the_default_order() -> None:
+    tasks = [_record(state="PENDING", job_id=50 + t, array_task_id=t, scheduling_priority=t) for t in range(1, 4)]
+    records = [*tasks, *RECORDS, _record(partition="a", job_id=3, array_job_id=None, array_task_id=None)]
+    expected = [job["job_id"] for job in default_sort(collapse_pending_arrays([dict(r) for r in records]))]
+    keyed = [dict(r) for r in records]
+    for job in keyed:
+        job[SORT_KEY] = default_key(job)
+    collapsed = collapse_pending_arrays(keyed)
+    assert [job["job_id"] for job in default_sort(collapsed)] == expected
+    # A collapsed array's key is worked out again, not taken from the task it was made from.
+    assert [SORT_KEY in job for job in collapsed if job.get("_task_str")] == [False]
+
+
 def test_squeue_makes_each_pages_lines_as_the_page_arrives(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -201,3 +253,22 @@ def test_control_characters_are_shown_as_question_marks_and_widths_kept() -> Non
     record = _record(name="a\x1b[2Jb", user="r\x07t", partition="p\x9bq")
     assert render(items, [record], header=False, now=NOW) == "a?[2Jb|r?t |p?q\n"
     assert render(items, [_record(name="héllo wörld")], header=False, now=NOW) == "héllo |root|debug\n"
+
+
+def test_showing_a_pending_array_imports_nothing_heavy() -> None:
+    """squeue collapses pending arrays with the array module's formatting: importing it must not
+    import dataclasses, which with inspect, ast and dis behind it cost 9 ms of squeue's start
+    (checked in a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from conductor.cli.squeue_format import collapse_pending_arrays\n"
+        "jobs = [{'job_id': 5 + t, 'array_job_id': 5, 'array_task_id': t, 'state': 'PENDING', 'reason': 'Priority'}\n"
+        "        for t in range(3)]\n"
+        "assert collapse_pending_arrays(jobs)[0]['_task_str'] == '0-2'\n"
+        "print(sorted({'dataclasses', 'inspect'} & set(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout == "[]\n", out.stdout + out.stderr

@@ -25,9 +25,11 @@ from conductor.cli.squeue_format import (
     DEFAULT_FORMAT,
     LINE,
     LONG_FORMAT,
+    SORT_KEY,
     START_FORMAT,
     FormatError,
     collapse_pending_arrays,
+    default_key,
     default_sort,
     line_maker,
     parse_format,
@@ -161,14 +163,23 @@ def _recent_or_active(job: dict[str, Any], now: float) -> bool:
     return end is None or now - end.timestamp() <= MIN_JOB_AGE_SECONDS
 
 
-def _prerender(make: Callable[[dict[str, Any]], str]) -> Callable[[list[dict[str, Any]]], None]:
-    """What makes the lines of a page of jobs (see squeue_format.LINE)."""
+def _prerender(make: Callable[[dict[str, Any]], str], default_order: bool) -> Callable[[list[dict[str, Any]]], None]:
+    """What makes the lines of a page of jobs (see squeue_format.LINE), and their places in the
+    default order when the view sorts by it (SORT_KEY)."""
+    if not default_order:
 
-    def prerender(batch: list[dict[str, Any]]) -> None:
+        def prerender(batch: list[dict[str, Any]]) -> None:
+            for job in batch:
+                job[LINE] = make(job)
+
+        return prerender
+
+    def prerender_with_keys(batch: list[dict[str, Any]]) -> None:
         for job in batch:
             job[LINE] = make(job)
+            job[SORT_KEY] = default_key(job)
 
-    return prerender
+    return prerender_with_keys
 
 
 def _iso(stamp: float) -> str:
@@ -278,7 +289,7 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per squeue option
         while True:
             now = time.time()
             # Each page's lines are made as it arrives, while the server makes the next.
-            prerender = None if as_json else _prerender(line_maker(items, now))
+            prerender = None if as_json else _prerender(line_maker(items, now), default_order=not sort_spec)
 
             if specs:
                 # Unfiltered by state, to tell ids nobody knows from jobs in other states.
