@@ -36,6 +36,7 @@ from conductor.cli.squeue_format import (
     record_keys,
     render,
 )
+from tests.startup import heavy_imports
 
 NOW = time.time()
 
@@ -259,16 +260,10 @@ def test_showing_a_pending_array_imports_nothing_heavy() -> None:
     """squeue collapses pending arrays with the array module's formatting: importing it must not
     import dataclasses, which with inspect, ast and dis behind it cost 9 ms of squeue's start
     (checked in a fresh interpreter)."""
-    import subprocess
-    import sys
-
     code = (
-        "import sys\n"
         "from conductor.cli.squeue_format import collapse_pending_arrays\n"
         "jobs = [{'job_id': 5 + t, 'array_job_id': 5, 'array_task_id': t, 'state': 'PENDING', 'reason': 'Priority'}\n"
         "        for t in range(3)]\n"
         "assert collapse_pending_arrays(jobs)[0]['_task_str'] == '0-2'\n"
-        "print(sorted({'dataclasses', 'inspect'} & set(sys.modules)))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout == "[]\n", out.stdout + out.stderr
+    assert heavy_imports(code, {"dataclasses", "inspect"}) == []
