@@ -1,6 +1,6 @@
-"""Pages of `list_jobs` over several states: on PostgreSQL each state's jobs are read on their
-own, in id order, and merged (store/jobs.py, _page_query); SQLite finds a page's ids first, then
-reads their rows. Whatever the page size, cursor, offset and other filters, the pages are the
+"""Pages of `list_jobs` over several states: a page's ids are found first, then its rows read
+(store/jobs.py, _page_query); on PostgreSQL each state's ids are read on their own, in id order,
+and merged. Whatever the page size, cursor, offset and other filters, the pages are the
 matching jobs in id order, each once; a read of chosen columns leaves the others unset."""
 
 from __future__ import annotations
@@ -89,9 +89,10 @@ def test_states_are_written_into_the_statement(store: Store, jobs: list[tuple[in
 
 
 def test_a_page_of_several_states_is_never_a_sort_of_whole_rows(store: Store, jobs: list[tuple[int, str, str]]) -> None:
-    """No index gives jobs of several states in id order. PostgreSQL reads each state's in id
-    order and merges them; SQLite sorts the ids it finds in the index on state and id, not whole
-    rows, of which it would read every live job's for each page."""
+    """No index gives jobs of several states in id order. The page's ids are found first, and
+    only then its rows read: PostgreSQL merges each state's ids, read in id order; SQLite sorts
+    the ids it finds in the index on state and id, not whole rows, of which it would read every
+    live job's for each page."""
     statements: list[tuple[str, Any]] = []
 
     def seen(conn: object, cursor: object, statement: str, parameters: Any, context: object, many: bool) -> None:
