@@ -173,8 +173,13 @@ def test_every_field_projected_from_chosen_columns_is_the_whole_jobs(
     for selection in [",".join(FIELDS), *FIELDS]:
         names = selected_fields(selection)
         assert names is not None
-        chosen, _ = store.list_jobs(limit=100, columns=columns_of(names))
-        assert [project(job, now, None, names) for job in chosen] == [project(job, now, None, names) for job in whole]
+        # Without multifactor weights a priority reads fewer columns (and none is computed).
+        for multifactor in (True, False):
+            chosen, _ = store.list_jobs(limit=100, columns=columns_of(names, multifactor=multifactor))
+            assert [project(job, now, None, names) for job in chosen] == [
+                project(job, now, None, names) for job in whole
+            ]
+    assert columns_of(("job_id", "scheduling_priority"), multifactor=False) == {"id", "state", "held", "priority", "nice"}
 
 
 def test_a_page_of_rows_holds_what_a_page_of_objects_does(store: Store, jobs: list[tuple[int, str, str]]) -> None:

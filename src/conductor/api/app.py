@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import socket
 from collections.abc import AsyncIterator
@@ -406,6 +407,8 @@ def create_app(ctx: AppContext) -> FastAPI:
             "since": _time_param(since, "since"),
             "until": _time_param(until, "until"),
         }
+        # The weights read once: the columns read for the priorities and their computation agree.
+        multifactor = ctx.priorities.current() if selected is None or "scheduling_priority" in selected else None
         if not archived:
             rows, matching = store.list_jobs(
                 **filters,
@@ -413,7 +416,7 @@ def create_app(ctx: AppContext) -> FastAPI:
                 after=after,
                 offset=offset,
                 limit=limit + 1,  # one more tells whether a next page exists
-                columns=columns_of(selected),
+                columns=columns_of(selected, multifactor=multifactor is not None),
                 count=total,
             )
         elif archive_dir is None:
@@ -438,7 +441,7 @@ def create_app(ctx: AppContext) -> FastAPI:
             page,
             now,
             selected,
-            ctx.priorities.of,
+            functools.partial(cluster.PriorityView.computed, multifactor=multifactor),
             total=matching if total else None,
             next_after=next_after,
             rows=layout == "rows",

@@ -205,13 +205,18 @@ class PriorityView:
 
     def of(self, jobs: list[Job]) -> dict[int, int]:
         """The multifactor priority of each pending job among `jobs` (none when not configured)."""
+        return self.computed(jobs, self.current())
+
+    @staticmethod
+    def computed(jobs: list[Job], multifactor: Multifactor | None) -> dict[int, int]:
+        """`of` by the weights `current` gave before (None: none configured, and the jobs'
+        multifactor columns need not have been read)."""
         import time
 
+        if multifactor is None:
+            return {}
         pending = [j for j in jobs if j.state == "PENDING" and not j.held]
         if not pending:
-            return {}
-        multifactor = self.current()
-        if multifactor is None:
             return {}
         views = [
             PendingJob(

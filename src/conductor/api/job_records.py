@@ -167,10 +167,12 @@ _PATH_COLUMNS = (
     "id", "array_job_id", "array_task_id", "name", "user_name", "node_list", "work_dir",
     "standard_output", "standard_error", "standard_input",
 )
-# What a pending job's multifactor priority is computed from (api/cluster.py, PriorityView.of).
-_PRIORITY_COLUMNS = (
-    "state", "held", "priority", "nice", "cpus_per_task", "ntasks", "partition", "user_name", "qos",
-    "account", "eligible_time", "submit_time",
+# What a job's scheduling priority is computed from without multifactor weights (its own
+# priority, nice and hold: domain/priority.py), and with them (api/cluster.py, PriorityView).
+_PRIORITY_COLUMNS = ("state", "held", "priority", "nice")
+_MULTIFACTOR_COLUMNS = (
+    *_PRIORITY_COLUMNS, "cpus_per_task", "ntasks", "partition", "user_name", "qos", "account", "eligible_time",
+    "submit_time",
 )
 
 FIELDS: dict[str, Field] = {
@@ -193,7 +195,9 @@ FIELDS: dict[str, Field] = {
     "cancel_requested": Field(
         ("kill_state",), lambda job, now, priority: job.kill_state == JobState.CANCELLED.value
     ),
-    "scheduling_priority": Field(_PRIORITY_COLUMNS, lambda job, now, priority: _scheduling_priority(job, priority)),
+    "scheduling_priority": Field(
+        _MULTIFACTOR_COLUMNS, lambda job, now, priority: _scheduling_priority(job, priority)
+    ),
     "expected_start_time": Field(
         ("state", "expected_start_time"),
         lambda job, now, priority: iso(job.expected_start_time) if job.state == JobState.PENDING.value else None,
@@ -222,11 +226,20 @@ def selected_fields(text: str | None) -> tuple[str, ...] | None:
     return tuple(dict.fromkeys(["job_id", *names]))
 
 
-def columns_of(names: tuple[str, ...] | None) -> set[str] | None:
-    """The jobs columns the named fields are computed from (None: all, for the whole record)."""
+def columns_of(names: tuple[str, ...] | None, *, multifactor: bool = True) -> set[str] | None:
+    """The jobs columns the named fields are computed from (None: all, for the whole record).
+
+    `multifactor`: whether the scheduling priority is a multifactor one; without weights it
+    reads 8 columns fewer (a third of the columns of squeue's default view)."""
     if names is None:
         return None
-    return {column for name in names for column in FIELDS[name].columns}
+    return {
+        column
+        for name in names
+        for column in (
+            _PRIORITY_COLUMNS if name == "scheduling_priority" and not multifactor else FIELDS[name].columns
+        )
+    }
 
 
 def project(job: Job, now: datetime, priority: int | None, names: tuple[str, ...]) -> dict[str, Any]:
