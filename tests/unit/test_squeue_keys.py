@@ -182,7 +182,8 @@ SHAPES = [
     *RECORDS,
     *(_record(state=state) for state in (*_STATE_ORDER, "SOMETHING_NEW")),
     *(_record(state=state, error_msg=None) for state in ("FAILED", "PENDING", "TIMEOUT", "DEADLINE")),
-    _record(state=None), _record(state=7), _record(state="PENDING", reason=None, error_msg=None),
+    _record(state=None), _record(state=7), _record(state=[]), _record(state={"a": 1}),
+    _record(state="PENDING", reason=None, error_msg=None),
     _record(partition=None, name=None, user=None, node_list=None, array_job_id=None),
     _record(partition="", name="", user="", node_list="", state="COMPLETING"),
     _record(partition=3, name=4.5, user=True, node_list=0, job_id=None, array_job_id=None),
@@ -221,6 +222,29 @@ def test_a_key_worked_out_as_its_page_arrives_sorts_as_the_default_order() -> No
     assert [job["job_id"] for job in default_sort(collapsed)] == expected
     # A collapsed array's key is worked out again, not taken from the task it was made from.
     assert [SORT_KEY in job for job in collapsed if job.get("_task_str")] == [False]
+    # A key worked out earlier is taken as it is, whatever the record holds now.
+    planted = [dict(job, **{SORT_KEY: ("", 0, 0, -n, 0)}) for n, job in enumerate(collapsed)]
+    assert [job["job_id"] for job in default_sort(planted)] == [job["job_id"] for job in reversed(collapsed)]
+
+
+def test_squeue_orders_jobs_by_what_they_were_when_their_page_arrived(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The default order's key is worked out with the line, as each page arrives: a job shows,
+    and sits, as it was then (both made later would disagree with each other)."""
+    import conductor.cli.squeue as squeue
+
+    def fetch_jobs(client: object, specs: object, **query: Any) -> list[dict[str, Any]]:
+        page = [_record(job_id=n, array_job_id=None, array_task_id=None, partition=f"p{n}") for n in (1, 2, 3)]
+        query["each_page"](page)
+        for job in page:
+            job["partition"] = f"p{9 - job['job_id']}"  # the other way round, after the page's lines
+        return page
+
+    monkeypatch.setenv("CONDUCTOR_URL", "http://127.0.0.1:9")
+    monkeypatch.setattr(squeue, "fetch_jobs", fetch_jobs)
+    assert squeue.main(["-h"]) == 0
+    assert [line.split()[:2] for line in capsys.readouterr().out.splitlines()] == [["1", "p1"], ["2", "p2"], ["3", "p3"]]
 
 
 def test_squeue_makes_each_pages_lines_as_the_page_arrives(

@@ -408,7 +408,10 @@ def create_app(ctx: AppContext) -> FastAPI:
             "until": _time_param(until, "until"),
         }
         # The weights read once: the columns read for the priorities and their computation agree.
-        multifactor = ctx.priorities.current() if selected is None or "scheduling_priority" in selected else None
+        # Not read for a page that cannot hold a pending job (a listing of ended ones).
+        wants_priority = selected is None or "scheduling_priority" in selected
+        pending_listed = not filters["states"] or JobState.PENDING.value in filters["states"]
+        multifactor = ctx.priorities.current() if wants_priority and pending_listed else None
         if not archived:
             rows, matching = store.list_jobs(
                 **filters,

@@ -93,7 +93,7 @@ def _reason(job: dict[str, Any]) -> str:
 
 
 def _reason_list(job: dict[str, Any]) -> str:
-    if job.get("state") in _REASON_STATES:
+    if str(job.get("state")) in _REASON_STATES:  # str: whatever the record holds, never a TypeError
         return f"({_reason(job)})"
     return _s(job.get("node_list"), "")
 
@@ -606,7 +606,8 @@ def _default_line_maker(now: float, generic: Callable[[dict[str, Any]], str]) ->
 
     The same text as the generic maker (a test compares them over records of every state and
     shape), in about half the time: the generic one calls a getter per field and formats a list
-    (measured: 4.7 µs a line, 52 ms for a queue of 11,000 jobs, against 2.6 µs and 28 ms). A
+    (measured over a queue of 10,000 pending and 1,000 running jobs: 4.7 µs a line, 52 ms in
+    all, against 2.6 µs and 28 ms). A
     line with a character that is not printable is left to the generic maker, which replaces it
     field by field."""
     codes = STATE_CODES

@@ -229,7 +229,7 @@ class JobQueries(Allocations):
             selected = [c for c in jobs.c if with_script or c.name not in ("script", "environment")]
         else:
             selected = [c for c in jobs.c if c.name == "id" or c.name in columns]
-        # The state condition first: _page_query replaces it when there are several states.
+        # The state condition first: on PostgreSQL, _page_query replaces it when there are several.
         conditions: list[ColumnElement[bool]] = []
         if states:
             # The states written into the statement, not bound: see _state.
@@ -473,9 +473,11 @@ def _page_query(
       were 1% of the table, but they were all at its end: 195 ms for the first page of live
       jobs over a million ended ones, 42 ms merged. Merging whole rows rather than ids read up
       to a page of rows of each state for each page (squeue's 11 pages: 89 ms, 72 by ids).
-    - SQLite: the ids are sorted, from the index alone. Sorting whole rows, it read every
-      matching job's row for each page: 11,000 for each of squeue's pages of 1,000 over 11,000
-      live jobs (1.8-5.2 ms a page, against 1.7-2.5 by ids; a merge as above took 2.7-4.3)."""
+    - SQLite: the ids are sorted, from the index alone when the states (and the cursor) are all
+      the view filters on. Sorting whole rows, it read every matching job's row for each page:
+      11,000 for each of squeue's pages of 1,000 over 11,000 live jobs (1.8-5.2 ms a page,
+      against 1.7-2.5 by ids; a merge as above took 2.7-4.3). Other filters (a user, a time)
+      are checked on each matching job's row either way."""
     if not states or len(states) < 2:
         query = select(*selected).order_by(jobs.c.id).offset(offset).limit(limit)
         return query.where(and_(*conditions)) if conditions else query
