@@ -464,9 +464,8 @@ def _page_query(
     """Jobs matching `conditions` in id order, `offset` skipped, at most `limit`.
 
     Several `states` (squeue's live jobs: pending and running): no index gives jobs of several
-    states in id order, so each page sorts every matching job, whichever page it is.
-    So the page's ids are found first, from the index on state and id, and only then the page's
-    rows read.
+    states in id order, and a page would sort every matching job, whichever page it is. The
+    page's ids are found first, from the index on state and id, and only then its rows read.
     - PostgreSQL: each state's ids are read in id order on their own (the index gives them so)
       and merged. As one `state IN (...) ORDER BY id`, PostgreSQL with up-to-date statistics
       walked the primary key from the first id, filtering, since the live jobs it looked for
