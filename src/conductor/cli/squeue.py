@@ -166,20 +166,14 @@ def _recent_or_active(job: dict[str, Any], now: float) -> bool:
 def _prerender(make: Callable[[dict[str, Any]], str], default_order: bool) -> Callable[[list[dict[str, Any]]], None]:
     """What makes the lines of a page of jobs (see squeue_format.LINE), and their places in the
     default order when the view sorts by it (SORT_KEY)."""
-    if not default_order:
 
-        def prerender(batch: list[dict[str, Any]]) -> None:
-            for job in batch:
-                job[LINE] = make(job)
-
-        return prerender
-
-    def prerender_with_keys(batch: list[dict[str, Any]]) -> None:
+    def prerender(batch: list[dict[str, Any]]) -> None:
         for job in batch:
             job[LINE] = make(job)
-            job[SORT_KEY] = default_key(job)
+            if default_order:
+                job[SORT_KEY] = default_key(job)
 
-    return prerender_with_keys
+    return prerender
 
 
 def _iso(stamp: float) -> str:
