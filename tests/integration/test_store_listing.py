@@ -14,6 +14,7 @@ from sqlalchemy import event, update
 from starlette.responses import Response
 
 from conductor.store import Store, schema
+from conductor.store import jobs as job_queries
 from tests.integration.test_store_contract import job_row
 
 STATES = ["PENDING", "RUNNING", "COMPLETED", "FAILED"]
@@ -120,6 +121,88 @@ def test_a_page_of_several_states_is_never_a_sort_of_whole_rows(store: Store, jo
     sorts = [row[1] for row in plan if "TEMP B-TREE" in row[-1]]
     for parent in sorts:
         assert any("COVERING INDEX" in row[-1] for row in plan if row[1] == parent), plan
+
+
+def _ended(store: Store, jobs: list[tuple[int, str, str]], now: datetime) -> dict[int, datetime | None]:
+    """End times as the transitions set them: none for a live job, one for each ended job, some
+    of them a minute ago and the others ten hours ago."""
+    ends: dict[int, datetime | None] = {}
+    with store.engine.begin() as conn:
+        for n, (i, state, _) in enumerate(jobs):
+            ends[i] = None if state in ("PENDING", "RUNNING") else now - timedelta(minutes=1 if n % 3 else 600)
+            conn.execute(update(schema.jobs).where(schema.jobs.c.id == i).values(end_time=ends[i]))
+    return ends
+
+
+@pytest.mark.parametrize("states", [None, ["COMPLETED"], ["PENDING", "FAILED"], STATES, ["PENDING", "RUNNING"]])
+@pytest.mark.parametrize("page", [1, 4, 100])
+@pytest.mark.parametrize("cap", [5_000, 3])
+def test_a_listing_bounded_by_a_time(
+    store: Store, jobs: list[tuple[int, str, str]], monkeypatch: pytest.MonkeyPatch, states: list[str] | None,
+    page: int, cap: int,
+) -> None:
+    """The jobs alive at any point after `since` (squeue's views of ended jobs: those that ended
+    within MinJobAge), page after page and with other filters: the live ones read by state, the
+    ended ones by the ids found first; and, with more of those than the cap (3 here), by the
+    bound as one condition."""
+    monkeypatch.setattr(job_queries, "_ENDED_SINCE_CAP", cap)
+    now = datetime.now(UTC)
+    ends = _ended(store, jobs, now)
+    since = now - timedelta(minutes=5)
+    expected = [
+        i for i, state, _ in jobs
+        if (states is None or state in states) and ((end := ends[i]) is None or end >= since)
+    ]
+    assert expected
+    seen: list[int] = []
+    after = None
+    while True:
+        found, total = store.list_jobs(states=states, since=since, after=after, limit=page)
+        assert total == len(expected)
+        seen += [job.id for job in found]
+        if len(found) < page:
+            break
+        after = found[-1].id
+    assert seen == expected
+    users = {i: user for i, _, user in jobs}
+    mine = [i for i in expected if users[i] == "u1"]
+    found, total = store.list_jobs(states=states, users=["u1"], since=since, offset=1, limit=page)
+    assert (total, [job.id for job in found]) == (len(mine), mine[1 : 1 + page])
+    found, _ = store.list_jobs(states=states, since=since, offset=2, limit=page, columns={"state"})
+    assert [job.id for job in found] == expected[2 : 2 + page]
+
+
+def test_the_jobs_that_ended_since_come_from_the_index_on_end_time(
+    store: Store, jobs: list[tuple[int, str, str]]
+) -> None:
+    """Not from a walk of the whole history: the page's ids come from the live jobs' states and
+    from a read of the end times alone, and no statement holds the bound as one condition,
+    which no index serves in id order. On PostgreSQL the time is written into that read (a plan
+    made for any time expects a third of the table, and reads it whole)."""
+    now = datetime.now(UTC)
+    _ended(store, jobs, now)
+    statements: list[tuple[str, Any]] = []
+
+    def seen(conn: object, cursor: object, statement: str, parameters: Any, context: object, many: bool) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "count(" not in statement:
+            statements.append((" ".join(statement.split()), parameters))
+
+    event.listen(store.engine, "before_cursor_execute", seen)
+    try:
+        found, _ = store.list_jobs(since=now - timedelta(minutes=5), limit=100, count=False)
+    finally:
+        event.remove(store.engine, "before_cursor_execute", seen)
+    assert found
+    assert not any("end_time IS NULL" in statement for statement, _ in statements), statements
+    [(ended, parameters)] = [(s, p) for s, p in statements if "end_time >=" in s]
+    assert " ORDER BY " not in ended and "jobs.state =" not in ended, ended
+    if store.dialect == "postgresql":
+        values = list(parameters.values() if isinstance(parameters, dict) else parameters)
+        assert not any(isinstance(value, datetime) for value in values), parameters
+        return
+    with store.engine.connect() as conn:
+        plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + ended, parameters).all()
+    assert any("ix_jobs_end_time" in row[-1] for row in plan), plan
 
 
 def _vary(store: Store, jobs: list[tuple[int, str, str]]) -> None:
