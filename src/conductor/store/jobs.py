@@ -235,7 +235,7 @@ class JobQueries(Allocations):
             selected = [c for c in jobs.c if with_script or c.name not in ("script", "environment")]
         else:
             selected = [c for c in jobs.c if c.name == "id" or c.name in columns]
-        # The state condition first: _page_query replaces it with legs of its own.
+        # The state condition first: _page_query (on PostgreSQL) and _legs_since put legs in its place.
         conditions: list[ColumnElement[bool]] = []
         if states:
             # The states written into the statement, not bound: see _state.
