@@ -581,13 +581,8 @@ def _page_query(
         query = select(*selected).order_by(jobs.c.id).offset(offset).limit(limit)
         return query.where(and_(*conditions)) if conditions else query
     if dialect == "postgresql":
-        others = conditions[1:]  # the first is `state IN (...)` (list_jobs puts it there)
-        parts = [
-            select(jobs.c.id).where(jobs.c.state == _state(state), *others).order_by(jobs.c.id).limit(offset + limit)
-            for state in dict.fromkeys(states)
-        ]
-        merged = union_all(*(select(part.subquery()) for part in parts)).subquery()
-        ids = select(merged.c.id).order_by(merged.c.id).offset(offset).limit(limit)
-    else:
-        ids = select(jobs.c.id).where(*conditions).order_by(jobs.c.id).offset(offset).limit(limit)
+        # A leg a state; the first condition is `state IN (...)` (list_jobs puts it there).
+        legs = [[jobs.c.state == _state(state)] for state in dict.fromkeys(states)]
+        return _page_of_legs(selected, legs, conditions[1:], dialect, offset, limit)
+    ids = select(jobs.c.id).where(*conditions).order_by(jobs.c.id).offset(offset).limit(limit)
     return select(*selected).where(jobs.c.id.in_(ids)).order_by(jobs.c.id)
