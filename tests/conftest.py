@@ -73,6 +73,17 @@ def api(conductor_server: ConductorProcess) -> Iterator[Api]:
 
 
 @pytest.fixture(scope="session")
+def built_job_starter(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The C job starter, built as a worker builds it: without a C compiler this fails (the
+    launcher's tests run with it and without it)."""
+    from conductor.worker.starter import job_starter
+
+    path = job_starter(tmp_path_factory.mktemp("starter"))
+    assert path is not None, "the job starter could not be built: is a C compiler installed?"
+    return path
+
+
+@pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[PostgresCluster]:
     """Our own PostgreSQL cluster for the whole run. Never skipped: a missing server fails."""
     with postgres_cluster() as cluster:

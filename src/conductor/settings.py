@@ -102,6 +102,12 @@ class Settings(BaseSettings):
         description="With control groups: the job launcher moves itself into its own group every 10 ms, so "
         "that a job joining its groups never waits for an RCU grace period (about 10 ms) after an idle spell.",
     )
+    job_starter: str = Field(
+        default="auto",
+        pattern="^(auto|python)$",
+        description="How the job launcher starts each job: auto (a small C program built once with the "
+        "machine's C compiler, else a fork of the launcher) or python (always the fork: slower).",
+    )
     kill_over_memory: bool = Field(
         default=False, description="Without control groups: kill a job whose processes use more than its memory."
     )

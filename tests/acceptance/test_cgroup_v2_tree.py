@@ -12,6 +12,8 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from conductor.domain.states import JobState
 from conductor.worker.cgroups import CgroupV1, CgroupV2, node_dir_name
 from conductor.worker.containment import Limits
@@ -40,7 +42,8 @@ def test_detection_takes_v2_where_it_is_and_polls_where_nothing_is(tmp_path: Pat
     assert isinstance(detect("none", tmp_path / "v2", "n1", home), Polling)
 
 
-def test_v2_groups_limits_pid_figures_and_kill(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["fork", "starter"])
+def test_v2_groups_limits_pid_figures_and_kill(tmp_path: Path, how: str, request: pytest.FixtureRequest) -> None:
     root = _tree(tmp_path / "cg")
     home = tmp_path / "home"
     groups = CgroupV2(root, "n1", home)
@@ -64,7 +67,8 @@ def test_v2_groups_limits_pid_figures_and_kill(tmp_path: Path) -> None:
     lock = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
     os.close(fd)
     fcntl.flock(lock, fcntl.LOCK_EX)
-    launcher = Launcher(status_dir, lock, tmp_path / "launcher.log", 10.0)
+    starter = request.getfixturevalue("built_job_starter") if how == "starter" else None
+    launcher = Launcher(status_dir, lock, tmp_path / "launcher.log", 10.0, starter=starter)
     try:
         script = tmp_path / "job.sh"
         script.write_text("#!/bin/bash\nsleep 30\n")
@@ -101,14 +105,16 @@ def test_v2_groups_limits_pid_figures_and_kill(tmp_path: Path) -> None:
     assert (finish.state, finish.exit_code) == (JobState.OUT_OF_MEMORY, OOM_EXIT_CODE)
 
 
-def test_a_job_whose_group_cannot_be_joined_never_runs(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["fork", "starter"])
+def test_a_job_whose_group_cannot_be_joined_never_runs(tmp_path: Path, how: str, request: pytest.FixtureRequest) -> None:
     status_dir = tmp_path / "run"
     status_dir.mkdir()
     fd = os.open(status_dir / "launcher.lock", os.O_RDWR | os.O_CREAT, 0o600)
     lock = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
     os.close(fd)
     fcntl.flock(lock, fcntl.LOCK_EX)
-    launcher = Launcher(status_dir, lock, tmp_path / "launcher.log", 10.0)
+    starter = request.getfixturevalue("built_job_starter") if how == "starter" else None
+    launcher = Launcher(status_dir, lock, tmp_path / "launcher.log", 10.0, starter=starter)
     marker = tmp_path / "ran"
     try:
         script = tmp_path / "job.sh"

@@ -36,7 +36,7 @@ def _wait(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
 class Rig:
     """A launcher of its own in a status directory, as a worker runs it."""
 
-    def __init__(self, root: Path, timeout: float = 10.0) -> None:
+    def __init__(self, root: Path, timeout: float = 10.0, starter: str | None = None) -> None:
         self.root = root
         self.status_dir = root / "run"
         self.status_dir.mkdir(parents=True)
@@ -45,7 +45,7 @@ class Rig:
         self.lock_fd = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
         os.close(fd)
         fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
-        self.launcher = Launcher(self.status_dir, self.lock_fd, root / "launcher.log", timeout)
+        self.launcher = Launcher(self.status_dir, self.lock_fd, root / "launcher.log", timeout, starter=starter)
         self.exits: dict[int, str] = {}  # tag -> what the launcher said of the end
         self.lost: set[int] = set()
 
@@ -107,9 +107,11 @@ class Rig:
             self.lock_fd = -1
 
 
-@pytest.fixture
-def rig(tmp_path: Path) -> Iterator[Rig]:
-    made = Rig(tmp_path)
+@pytest.fixture(params=["fork", "starter"])
+def rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Rig]:
+    """A rig whose launcher forks each job, or spawns it by the job starter (starter.c)."""
+    starter = request.getfixturevalue("built_job_starter") if request.param == "starter" else None
+    made = Rig(tmp_path, starter=starter)
     yield made
     made.close()
 
@@ -121,12 +123,13 @@ def _started(results: dict[int, Started | str]) -> dict[int, Started]:
 
 def test_jobs_start_and_report_exit_status_and_cpu_times(rig: Rig) -> None:
     busy = "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done\nexit 4\n"
-    requests = [rig.request(1, "echo one $FOO\n", env={"FOO": "bar"}), rig.request(2, busy)]
+    big = "python3 -c 'block = bytearray(60 << 20); block[::4096] = b\"x\" * len(block[::4096])'\n"
+    requests = [rig.request(1, "echo one $FOO\n", env={"FOO": "bar"}), rig.request(2, busy), rig.request(3, big)]
     started = _started(rig.launcher.launch(requests))
 
     def reported() -> bool:
         rig.events()
-        return all(started[i].tag in rig.exits for i in (1, 2))
+        return all(started[i].tag in rig.exits for i in (1, 2, 3))
 
     _wait(reported)
     assert rig.output(1) == "one bar\n"
@@ -141,7 +144,12 @@ def test_jobs_start_and_report_exit_status_and_cpu_times(rig: Rig) -> None:
     code, sig, utime, stime, maxrss, end = rig.exits[started[2].tag].split()
     assert (int(code), int(sig)) == (4, 0)
     assert {"utime": float(utime), "stime": float(stime), "maxrss": float(maxrss), "end": float(end)} == second.rusage
-    assert second.rusage["maxrss"] > 0  # KiB, as wait4 says
+    # wait4's maximum RSS counts the launcher's memory the job's process started in: no more
+    # than the launcher's own, it says nothing of the job (0); beyond it, it is the job's.
+    assert second.rusage["maxrss"] == 0
+    third = read_status(rig.status_path(3))
+    assert third.exit == (0, 0) and third.rusage is not None
+    assert 60 * 1024 <= third.rusage["maxrss"] < 200 * 1024  # KiB, as wait4 says
     assert abs(second.rusage["end"] - time.time()) < 30  # when it was reaped, wall clock
 
 

@@ -151,6 +151,7 @@ def node_config(settings: Settings) -> NodeConfig:
         acct_interval=settings.acct_interval,
         kill_over_memory=settings.kill_over_memory,
         cgroup_warm=settings.cgroup_warm,
+        job_starter=settings.job_starter,
     )
 
 

@@ -44,6 +44,7 @@ from conductor.worker.ports import NodeStore
 from conductor.worker.protocol import JobStatus
 from conductor.worker.running import RunningJob
 from conductor.worker.spool import Spool, exit_report, read_status
+from conductor.worker.starter import job_starter
 from conductor.worker.steps import ENV as STEP_RECORDS
 from conductor.worker.steps import StepRecords
 
@@ -177,6 +178,7 @@ class Worker:
                 min(LAUNCH_TIMEOUT, max(self.config.heartbeat_timeout / 2, 1.0)),
                 watch=self._watch_launcher,
                 warm=self._launcher_group(),
+                starter=job_starter() if self.config.job_starter == "auto" else None,
             )
             try:
                 self._launcher.start()  # now rather than at the first job: it shortens that job's start

@@ -29,6 +29,7 @@ class NodeConfig:
     acct_interval: float = 30.0  # seconds between usage samples (Slurm's JobAcctGatherFrequency)
     kill_over_memory: bool = False  # polling fallback: kill a job over its memory
     cgroup_warm: bool = True  # the launcher keeps the kernel's cgroup lock warm (launcher.py)
+    job_starter: str = "auto"  # "auto": the C job starter where it can be built (starter.py); "python"
 
 
 def plan_cpus(declared: int) -> tuple[list[int], bool]:

@@ -3,8 +3,9 @@
 The worker starts this file once, as `python -I -S launcher.py --serve STATUS_DIR` (isolated:
 no environment variables, no site-packages, nothing of the package but protocol.py, which
 says what goes over the wire and into status files), and sends it requests; each job is one fork
-of it, which execs the job's command. It imports little, and its heap stays small, since each
-fork copies it.
+of it, which execs the job's command, or, where the worker could build it, one spawn of the job
+starter (starter.c), which does what the fork's child would. It imports little, and its heap
+stays small, since each fork copies it.
 
 Why the launcher, not the worker, is the jobs' parent: a job must outlive its worker (a restart
 re-adopts it), and only a process's parent learns its exact wait status. The launcher outlives
@@ -18,6 +19,7 @@ from __future__ import annotations
 import fcntl
 import gc
 import os
+import resource
 import sys
 import time
 
@@ -68,8 +70,9 @@ class Job:
 
 
 class Launcher:
-    def __init__(self, warm: bytes = b"") -> None:
+    def __init__(self, warm: bytes = b"", starter: bytes = b"") -> None:
         self.null = os.open("/dev/null", os.O_RDWR)
+        self.starter = starter  # the job starter's path (see spawn), or b"": fork
         # The cgroup.procs file of the launcher's own group (see WARM_INTERVAL), or -1.
         self.warm_fd = os.open(warm, os.O_WRONLY) if warm else -1
         self.warmed = 0.0
@@ -165,6 +168,10 @@ class Launcher:
             data = data[written:]
 
     def reap(self) -> None:
+        # A job's process starts as a copy of the launcher (fork) or in its memory (spawn), and
+        # the kernel counts that memory into the maximum RSS wait4 gives: a figure no larger
+        # than the launcher's own says nothing of the job (its control group's peak does).
+        floor = -1  # read once a job has ended
         while self.jobs:
             try:
                 pid, status, usage = os.wait4(-1, os.WNOHANG)
@@ -181,7 +188,10 @@ class Launcher:
                 os.killpg(pid, signal.SIGKILL)
             except OSError:
                 pass
-            outcome = protocol.exit_outcome(status, usage.ru_utime, usage.ru_stime, usage.ru_maxrss, time.time())
+            if floor < 0:
+                floor = peak_rss()
+            maxrss = usage.ru_maxrss if usage.ru_maxrss > floor else 0
+            outcome = protocol.exit_outcome(status, usage.ru_utime, usage.ru_stime, maxrss, time.time())
             # More in the file than the launcher wrote: the job's setup failure, for the worker.
             try:
                 clean = os.lseek(job.status_fd, 0, os.SEEK_CUR) == job.written
@@ -209,9 +219,10 @@ class Launcher:
         go_read = go_write = -1
         try:
             go_read, go_write = os.pipe()
-            pid = os.fork()
+            pid = self.spawn(spec, status_fd, go_read) if self.starter else os.fork()
         except OSError as exc:
-            self.replies.append(protocol.error_reply(tag, f"fork: {exc.strerror}"))
+            what = "fork" if not self.starter else "spawn"
+            self.replies.append(protocol.error_reply(tag, f"{what}: {exc.strerror}"))
             for fd in (status_fd, go_read, go_write):
                 if fd >= 0:
                     os.close(fd)
@@ -245,6 +256,40 @@ class Launcher:
         os.close(go_write)
         self.jobs[pid] = Job(tag, status_fd, len(start), protocol.parse_limit(spec.limit) if spec.limit else None)
         self.replies.append(protocol.started_reply(tag, pid, ticks))
+
+    def spawn(self, spec: protocol.LaunchSpec, status_fd: int, go_read: int) -> int:
+        """The job's process as the starter (starter.c), which does what child() does.
+
+        posix_spawn, unlike fork, copies none of the launcher's memory: the new process borrows
+        it until the starter runs (measured: a third of a trivial job's CPU time, and most of
+        the launcher's own per job)."""
+        fields = [spec.status_path, spec.cgroup, spec.nproc, spec.uid, spec.gid, spec.groups, spec.cwd, spec.stdin,
+                  spec.stdout, spec.stderr, spec.open_mode, b"%d" % len(spec.argv), *spec.argv]
+        fields += [name + b"=" + value for name, value in environment(spec.env).items()]
+        # The request in a file of its own, not in arguments: an argument may not pass 128 KiB,
+        # which a list of groups can, and it would fail the spawn, not the job's setup.
+        request = os.memfd_create("job-request")
+        try:
+            data = memoryview(b"\0".join(fields))
+            while data:
+                data = data[os.write(request, data) :]
+            # Inherited by this spawn alone: the launcher makes one process at a time.
+            for fd in (status_fd, go_read, request):
+                os.set_inheritable(fd, True)
+            try:
+                return os.posix_spawn(
+                    self.starter,
+                    [b"conductor-job-starter", b"%d" % status_fd, b"%d" % go_read, b"%d" % request],
+                    {},
+                    file_actions=[(os.POSIX_SPAWN_DUP2, self.null, 0), (os.POSIX_SPAWN_DUP2, self.null, 1)],
+                    setsid=True,
+                    setsigmask=(),
+                    setsigdef=(signal.SIGPIPE,),
+                )
+            finally:
+                os.set_inheritable(status_fd, False)
+        finally:
+            os.close(request)
 
     def set_limit(self, data: bytes) -> None:
         """A running job's new limit (a "limit" frame)."""
@@ -340,8 +385,6 @@ class Launcher:
         if spec.nproc:
             # The process cap without a pids controller (it counts the user's processes; set
             # while still root, who may lower it).
-            import resource
-
             resource.setrlimit(resource.RLIMIT_NPROC, (int(spec.nproc), int(spec.nproc)))
 
         if spec.uid:
@@ -370,6 +413,19 @@ class Launcher:
 
 class Failure(Exception):
     """The job's setup failed: its status file's "error" line says this."""
+
+
+def peak_rss() -> int:
+    """The launcher's own largest resident size in KiB (VmHWM: not wait4's figure for itself,
+    which counts the memory of the worker that spawned it)."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def signal_group(pid: int, sig: int) -> None:
@@ -461,9 +517,31 @@ def started_all_the_same(status_fd: int, status_path: bytes) -> bool:
     return head.startswith(b"start %d " % os.getpid())
 
 
+def open_starter(path: bytes) -> bytes:
+    """The job starter, opened and checked once (see starter.py): the path the launcher spawns,
+    which names that open file whatever later becomes of `path`; b"" (fork) if it may not run."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)  # close-on-exec: no job holds it
+        st = os.fstat(fd)
+    except OSError as exc:
+        os.write(2, b"launcher: no job starter %s: %s; forking instead\n" % (path, os.fsencode(str(exc.strerror))))
+        return b""
+    if (
+        st.st_mode & S_IFMT != S_IFREG
+        or st.st_uid not in (0, os.geteuid())
+        or st.st_mode & 0o022
+        or not st.st_mode & 0o100
+    ):
+        os.close(fd)
+        os.write(2, b"launcher: the job starter %s may not run as this user's; forking instead\n" % path)
+        return b""
+    return b"/proc/self/fd/%d" % fd
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) not in (3, 5) or argv[1] != "--serve" or (len(argv) == 5 and argv[3] != "--warm"):
-        os.write(2, b"launcher: usage: launcher.py --serve STATUS_DIR [--warm CGROUP_PROCS]\n")
+    options = dict(zip(argv[3::2], argv[4::2], strict=False))
+    if len(argv) < 3 or argv[1] != "--serve" or len(argv) % 2 == 0 or not set(options) <= {"--warm", "--starter"}:
+        os.write(2, b"launcher: usage: launcher.py --serve STATUS_DIR [--warm CGROUP_PROCS] [--starter PATH]\n")
         return 2
     # Whatever the worker's process held without close-on-exec (and what its own starter left
     # open) came along: none of it is the launcher's, nor may reach a job.
@@ -475,7 +553,13 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     fcntl.fcntl(0, fcntl.F_SETOWN, os.getpid())
     fcntl.fcntl(0, fcntl.F_SETFL, fcntl.fcntl(0, fcntl.F_GETFL) | os.O_NONBLOCK | os.O_ASYNC)
-    launcher = Launcher(os.fsencode(argv[4]) if len(argv) == 5 else b"")
+    # The lock is the launcher's alone: a job started by spawn must not hold it (see child()).
+    try:
+        os.set_inheritable(protocol.LOCK_FD, False)
+    except OSError:
+        pass  # started without one (as tests may): nothing to keep from the jobs
+    starter = open_starter(os.fsencode(options["--starter"])) if "--starter" in options else b""
+    launcher = Launcher(os.fsencode(options.get("--warm", "")), starter)
     # Every fork copies the heap, and CPython's reference counts write to what they touch: no
     # collector runs to walk (and so copy) all of it, and what exists now is left alone for good.
     gc.disable()

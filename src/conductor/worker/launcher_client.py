@@ -108,11 +108,14 @@ class Launcher:
         watch: Callable[[int, bool], None] | None = None,
         python: str = sys.executable,
         warm: str | None = None,
+        starter: str | None = None,
     ) -> None:
         self._python = python
         # The launcher's own control group's cgroup.procs, which it keeps moving into (see
         # WARM_INTERVAL in launcher.py); None: it stays where it is.
         self._warm = warm
+        # The job starter (starter.py) the launcher spawns jobs with; None: it forks them.
+        self._starter = starter
         self._status_dir = status_dir
         self._lock_fd = lock_fd
         self._log_path = log_path
@@ -148,7 +151,8 @@ class Launcher:
                 self.pid = os.posix_spawn(
                     self._python,
                     [self._python, "-I", "-S", LAUNCHER, "--serve", str(self._status_dir),
-                     *(["--warm", self._warm] if self._warm else [])],
+                     *(["--warm", self._warm] if self._warm else []),
+                     *(["--starter", self._starter] if self._starter else [])],
                     LAUNCHER_ENVIRONMENT,
                     file_actions=[
                         (os.POSIX_SPAWN_DUP2, request_read, 0),

@@ -1,0 +1,139 @@
+"""The job starter (starter.c): built with the machine's C compiler, once per version of its
+source, into the user's cache directory.
+
+The launcher spawns it for each job instead of forking itself (launcher.py, Launcher.spawn):
+a fork of a Python process copies its page tables, and the child and then the launcher fault
+in every page either writes, and the exec tears the copy down again. Measured on a 2-core VM
+with 2,000 trivial jobs: 1.04 ms of CPU per job's process and 0.33 ms of the launcher's by
+fork, 0.78 and 0.16 by the starter. Without a compiler, or without a directory only this user
+can write to, there is no starter and the launcher forks as before: slower, the same jobs.
+
+It runs as root until it drops privileges, so where it lies is checked as strictly as what it
+is: a directory no other user can write to (nor any directory above it), a regular file owned
+by this user or root that no other user can write. The launcher opens it once and checks the
+open file again (it then runs that file, whatever later happens to the path).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+from pathlib import Path
+
+log = logging.getLogger("conductor.worker")
+
+SOURCE = Path(__file__).with_name("starter.c")
+COMPILERS = ("cc", "gcc", "clang")
+# Static first: a static program skips the dynamic loader, 0.06 ms of every job's start.
+FLAG_SETS = (("-O2", "-static"), ("-O2",))
+
+
+def default_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or ""
+    return (Path(base) if os.path.isabs(base) else Path.home() / ".cache") / "conductor"
+
+
+def job_starter(cache: Path | None = None) -> str | None:
+    """The path of the built job starter, building it when needed; None when it cannot be
+    (the reason is logged): jobs then start by fork."""
+    try:
+        source = SOURCE.read_bytes()
+    except OSError as exc:
+        log.warning("no job starter (%s): jobs start by fork, more slowly", exc)
+        return None
+    compiler = next((path for name in COMPILERS if (path := shutil.which(name))), None)
+    if compiler is None:
+        log.info("no C compiler (%s) for the job starter: jobs start by fork, more slowly", ", ".join(COMPILERS))
+        return None
+    directory = cache if cache is not None else default_cache()
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        log.warning("no directory for the job starter (%s): jobs start by fork, more slowly", exc)
+        return None
+    why = untrusted_directory(directory)
+    if why:
+        log.warning("the job starter is not built in %s (%s): jobs start by fork, more slowly", directory, why)
+        return None
+    digest = hashlib.sha256(source + b"\0" + os.fsencode(compiler)).hexdigest()[:16]
+    target = directory / f"job-starter-{digest}"
+    if os.path.lexists(target):
+        why = untrusted_file(target)
+        if not why:
+            return str(target)
+        log.warning("replacing the job starter %s (%s)", target, why)
+    return _build(compiler, directory, target)
+
+
+def _build(compiler: str, directory: Path, target: Path) -> str | None:
+    fd, temporary = tempfile.mkstemp(prefix=".job-starter-", dir=directory)
+    os.close(fd)
+    try:
+        errors = ""
+        for flags in FLAG_SETS:
+            try:
+                done = subprocess.run(
+                    [compiler, *flags, "-o", temporary, str(SOURCE)], capture_output=True, text=True, timeout=120
+                )
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                errors = str(exc)
+                continue
+            if done.returncode == 0:
+                os.chmod(temporary, 0o755)
+                os.replace(temporary, target)
+                log.info("built the job starter %s", target)
+                return str(target)
+            errors = done.stderr.strip()[-2000:]
+        log.warning("could not build the job starter with %s (%s): jobs start by fork, more slowly", compiler, errors)
+        return None
+    finally:
+        if os.path.lexists(temporary):
+            os.unlink(temporary)
+
+
+def _owner_ok(st: os.stat_result) -> bool:
+    return st.st_uid in (0, os.geteuid())
+
+
+def untrusted_directory(directory: Path) -> str:
+    """Why another user could put a program in `directory`, or "" when none can."""
+    path = Path(os.path.realpath(directory))
+    for level in (path, *path.parents):
+        try:
+            st = os.lstat(level)
+        except OSError as exc:
+            return f"{level}: {exc.strerror}"
+        if not _owner_ok(st):
+            return f"{level} belongs to uid {st.st_uid}"
+        writable = st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+        # Above our own directory a sticky one (as /tmp) is fine: no one else may rename in it
+        # what they do not own. Our directory itself must be ours alone.
+        if writable and (level == path or not st.st_mode & stat.S_ISVTX):
+            return f"{level} is writable by others (mode {stat.S_IMODE(st.st_mode):o})"
+    return ""
+
+
+def untrusted_file(path: Path) -> str:
+    """Why the program at `path` may not be run as root, or "" when it may."""
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return untrusted_stat(st)
+
+
+def untrusted_stat(st: os.stat_result) -> str:
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    if not _owner_ok(st):
+        return f"it belongs to uid {st.st_uid}"
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"it is writable by others (mode {stat.S_IMODE(st.st_mode):o})"
+    if not st.st_mode & stat.S_IXUSR:
+        return "it is not executable"
+    return ""

@@ -1,0 +1,166 @@
+"""The job starter (worker/starter.c, built by worker/starter.py): where it is built and when it
+is trusted, what it does with a request it cannot read, and `conductor up` with and without it.
+The launch protocol itself runs against it in test_launcher.py (every test, both ways)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from support import TERMINAL, Api, ConductorProcess, launchers
+
+from conductor.worker.spool import read_status
+from conductor.worker.starter import job_starter, untrusted_directory
+
+
+def test_it_is_built_once_per_source_and_reused(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    first = job_starter(cache)
+    assert first is not None, "the job starter could not be built: is a C compiler installed?"
+    built = os.stat(first)
+    assert stat.S_IMODE(built.st_mode) == 0o755 and built.st_uid == os.geteuid()
+    assert stat.S_IMODE(os.stat(cache).st_mode) == 0o700
+    assert job_starter(cache) == first
+    assert os.stat(first).st_ino == built.st_ino  # not built again
+    assert [p.name for p in cache.iterdir()] == [Path(first).name]  # nothing left behind
+
+
+def test_a_starter_others_could_have_changed_is_replaced(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    first = job_starter(cache)
+    assert first is not None
+    Path(first).write_bytes(b"#!/bin/sh\necho planted\n")
+    os.chmod(first, 0o777)
+    again = job_starter(cache)
+    assert again == first
+    assert stat.S_IMODE(os.stat(again).st_mode) == 0o755
+    assert Path(again).read_bytes().startswith(b"\x7fELF")
+
+
+def test_no_starter_where_others_may_write(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    assert "writable by others" in untrusted_directory(shared)
+    assert job_starter(shared) is None
+    assert list(shared.iterdir()) == []
+    # Below a directory others may write to (not sticky), nothing is ours alone either.
+    inner = shared / "mine"
+    inner.mkdir(mode=0o700)
+    assert "writable by others" in untrusted_directory(inner)
+    assert job_starter(inner) is None
+    # A sticky one (as /tmp) above ours is fine: no one may rename what is not theirs in it.
+    os.chmod(shared, 0o1777)
+    assert untrusted_directory(inner) == ""
+
+
+def test_no_starter_without_a_compiler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    assert job_starter(tmp_path / "cache") is None
+
+
+def _run_starter(starter: str, tmp_path: Path, request: bytes, go: bool) -> tuple[int, str]:
+    """The starter run by hand, as the launcher spawns it: (its exit code, its status file)."""
+    status = tmp_path / "job.status"
+    status_fd = os.open(status, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    go_read, go_write = os.pipe()
+    memfd = os.memfd_create("job-request")
+    os.write(memfd, request)
+    try:
+        process = subprocess.Popen(
+            [starter, str(status_fd), str(go_read), str(memfd)],
+            env={},
+            pass_fds=(status_fd, go_read, memfd),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+        )
+        os.close(go_read)
+        if go:
+            os.write(status_fd, b"start %d 1 1 1\n" % process.pid)
+            os.write(go_write, b"g")
+        os.close(go_write)
+        code = process.wait(10)
+    finally:
+        for fd in (status_fd, memfd):
+            os.close(fd)
+    return code, status.read_text()
+
+
+def test_a_request_it_cannot_read_runs_nothing(built_job_starter: str, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    fields = [str(tmp_path / "job.status"), "", "", "", "", "", str(tmp_path), "/dev/null", "/dev/null", "/dev/null",
+              "truncate"]
+    touch = ["2", "/bin/touch", str(marker)]
+    # Its go given: the failure goes to the status file, below the "start" line.
+    for broken in ([*fields, "x", *touch[1:]], [*fields, "3", *touch[1:]], fields[:5], ["garbage"]):
+        code, text = _run_starter(built_job_starter, tmp_path, "\0".join(broken).encode(), go=True)
+        assert code == 1 and text.splitlines()[1] == "error bad launch request", (broken, text)
+    # A whole request without its go (the launcher died first, no "start" line): nothing at all.
+    code, text = _run_starter(built_job_starter, tmp_path, "\0".join([*fields, *touch]).encode(), go=False)
+    assert (code, text) == (1, "")
+    assert not marker.exists()
+    # And with it, the job runs.
+    code, text = _run_starter(built_job_starter, tmp_path, "\0".join([*fields, *touch]).encode(), go=True)
+    assert code == 0 and marker.exists(), text
+
+
+def test_the_launcher_forks_when_the_starter_may_not_run(built_job_starter: str, tmp_path: Path) -> None:
+    from test_launcher import Rig, _started
+
+    loose = tmp_path / "loose-starter"
+    shutil.copy(built_job_starter, loose)
+    os.chmod(loose, 0o775)  # group-writable
+    rig = Rig(tmp_path / "rig", starter=str(loose))
+    try:
+        started = _started(rig.launcher.launch([rig.request(1, "echo forked\n")]))
+        assert started[1].pid
+        _wait_for(lambda: rig.ended(1))
+        assert rig.output(1) == "forked\n"
+        assert read_status(rig.status_path(1)).exit == (0, 0)
+    finally:
+        rig.close()
+    assert "forking instead" in (tmp_path / "rig" / "launcher.log").read_text()
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def _launcher_command(home: Path) -> str:
+    pids = launchers(home)
+    assert len(pids) == 1, pids
+    return Path(f"/proc/{pids[0]}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+@pytest.mark.parametrize("setting", ["auto", "python"])
+def test_conductor_up_starts_jobs_either_way(
+    start_conductor: Callable[..., ConductorProcess], tmp_path: Path, setting: str
+) -> None:
+    home = tmp_path / f"home-{setting}"
+    server = start_conductor("--cpus", "2", home=home, env={"CONDUCTOR_JOB_STARTER": setting})
+    api = Api(server.url, server.token)
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    script = '#!/bin/bash\necho "$SLURM_JOB_ID as $(id -un) in $PWD"\nexit 3\n'
+    job_id = api.submit(script, current_working_directory=str(work))
+    job = api.wait_state(job_id, TERMINAL)
+    assert job["state"] == "FAILED" and job["exit_code"] == "3:0", job
+    assert (work / f"slurm-{job_id}.out").read_text() == f"{job_id} as root in {work}\n"
+    command = _launcher_command(home)
+    assert ("--starter" in command) == (setting == "auto"), command
+    # A job that cannot start fails either way, its command never run.
+    missing = tmp_path / "no-such-dir"
+    failed = api.wait_state(api.submit("#!/bin/bash\ntouch ran\n", current_working_directory=str(missing)), TERMINAL)
+    assert failed["state"] == "FAILED" and "working directory" in (failed.get("error_msg") or ""), failed
+    assert not missing.exists()
