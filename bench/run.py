@@ -15,7 +15,9 @@ and must not be what is measured.
   loop        one full scheduler pass through the store (load + decide + apply) over 10,000
 
 With --containment MODE the workers contain jobs as told (CONDUCTOR_CONTAINMENT: auto, cgroup-v2,
-cgroup-v1, none); by default they choose (auto: cgroups where they can).
+cgroup-v1, none); by default they choose (auto: cgroups where they can). With --job-starter
+python the workers' launchers fork each job instead of spawning the C job starter
+(CONDUCTOR_JOB_STARTER).
 
 With --database-url URL (a PostgreSQL server; each benchmark gets a scratch database on it) or
 --own-postgres (a throw-away cluster, as the tests start), the system under test is instead a
@@ -144,6 +146,8 @@ def _token_headers(home: Path) -> dict[str, str]:
 DATABASE_URL: str | None = None
 # How the workers contain jobs (CONDUCTOR_CONTAINMENT); None: as they choose.
 CONTAINMENT: str | None = None
+# How their launchers start jobs (CONDUCTOR_JOB_STARTER); None: as they choose.
+JOB_STARTER: str | None = None
 
 
 @contextmanager
@@ -220,6 +224,8 @@ def many_nodes(cpus: int, extra_env: dict[str, str] | None = None) -> Iterator[t
 def conductor(cpus: int, extra_env: dict[str, str] | None = None) -> Iterator[tuple[str, Path, dict[str, str]]]:
     if CONTAINMENT is not None:
         extra_env = {"CONDUCTOR_CONTAINMENT": CONTAINMENT, **(extra_env or {})}
+    if JOB_STARTER is not None:
+        extra_env = {"CONDUCTOR_JOB_STARTER": JOB_STARTER, **(extra_env or {})}
     if DATABASE_URL is not None:
         with many_nodes(cpus, extra_env) as started:
             yield started
@@ -626,12 +632,18 @@ def main() -> None:
     parser.add_argument(
         "--containment", choices=("auto", "cgroup-v2", "cgroup-v1", "none"), help="how workers contain jobs"
     )
+    parser.add_argument(
+        "--job-starter", choices=("auto", "python"), help="how launchers start jobs (the C job starter, or fork)"
+    )
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
-    global DATABASE_URL, CONTAINMENT
+    global DATABASE_URL, CONTAINMENT, JOB_STARTER
     CONTAINMENT = args.containment
     if CONTAINMENT is not None:
         print(f"containment: {CONTAINMENT}")
+    JOB_STARTER = args.job_starter
+    if JOB_STARTER is not None:
+        print(f"job starter: {JOB_STARTER}")
     with contextlib.ExitStack() as stack:
         if args.own_postgres:
             sys.path.insert(0, str(ROOT / "tests"))
