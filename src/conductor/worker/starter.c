@@ -278,7 +278,11 @@ int main(int argc, char **argv) {
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
-    if (syscall(SYS_close_range, 3U, ~0U, 0U) != 0) {
+    int closed = -1;
+#ifdef SYS_close_range
+    closed = (int)syscall(SYS_close_range, 3U, ~0U, 0U);
+#endif
+    if (closed != 0) {
         long max = sysconf(_SC_OPEN_MAX);
         for (long fd = 3; fd < (max > 0 ? max : 65536); fd++)
             close((int)fd);

@@ -50,10 +50,10 @@ def job_starter(cache: Path | None = None) -> str | None:
     if compiler is None:
         log.info("no C compiler (%s) for the job starter: jobs start by fork, more slowly", ", ".join(COMPILERS))
         return None
-    directory = cache if cache is not None else default_cache()
     try:
+        directory = cache if cache is not None else default_cache()
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:
+    except (OSError, RuntimeError, KeyError) as exc:  # RuntimeError, KeyError: no home directory
         log.warning("no directory for the job starter (%s): jobs start by fork, more slowly", exc)
         return None
     why = untrusted_directory(directory)
