@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import stat
 import subprocess
 import time
@@ -164,3 +165,32 @@ def test_conductor_up_starts_jobs_either_way(
     failed = api.wait_state(api.submit("#!/bin/bash\ntouch ran\n", current_working_directory=str(missing)), TERMINAL)
     assert failed["state"] == "FAILED" and "working directory" in (failed.get("error_msg") or ""), failed
     assert not missing.exists()
+
+
+def test_a_running_job_whose_status_file_is_lost_is_never_run_again(
+    start_conductor: Callable[..., ConductorProcess], tmp_path: Path
+) -> None:
+    """The worker records the pid of each job it started and still sees running (not of those
+    it already saw end: their status files say it): a restarted worker that finds no status file
+    of a job with a pid knows it ran, and does not start it again."""
+    home = tmp_path / "home"
+    server = start_conductor("--cpus", "2", home=home)
+    api = Api(server.url, server.token)
+    marker = tmp_path / "runs"
+    long = api.submit(f"#!/bin/bash\necho run >> {marker}\nsleep 60\n", current_working_directory=str(tmp_path))
+    short = api.submit("#!/bin/bash\ntrue\n", current_working_directory=str(tmp_path))
+    api.wait_state(short, "COMPLETED")
+    api.wait_state(long, "RUNNING")
+    _wait_for(lambda: marker.exists())
+    with sqlite3.connect(home / "conductor.db") as db:
+        pid = db.execute("SELECT pid FROM jobs WHERE id = ?", (long,)).fetchone()[0]
+    assert pid == read_status(home / "run" / f"job_{long}.status").pid, pid
+    server.kill()
+    os.kill(pid, 9)  # the job's process ends, and its status file is lost with it
+    (home / "run" / f"job_{long}.status").unlink()
+    server = start_conductor("--cpus", "2", home=home)
+    api = Api(server.url, server.token)
+    ended = api.wait_state(long, TERMINAL)
+    assert ended["state"] == "NODE_FAIL", ended
+    time.sleep(0.5)
+    assert marker.read_text() == "run\n"

@@ -367,6 +367,10 @@ class Worker:
         self._launcher_events()
         for job in unwatched:
             self._watch_pid(job)
+        # Only of jobs still running: a job seen to end has its end recorded next, and until
+        # then its status file keeps the "start" line that tells a restarted worker it ran.
+        # (Most of a burst of short jobs: a write of every row less per launch.)
+        pids = {job_id: pid for job_id, pid in pids.items() if job_id in self.jobs}
         if pids:
             try:
                 self.store.record_pids(pids)
