@@ -30,6 +30,11 @@ def test_it_is_built_once_per_source_and_reused(tmp_path: Path) -> None:
     assert job_starter(cache) == first
     assert os.stat(first).st_ino == built.st_ino  # not built again
     assert [p.name for p in cache.iterdir()] == [Path(first).name]  # nothing left behind
+    # Another version's starter goes once this one is built.
+    older = cache / "job-starter-0123456789abcdef"
+    os.rename(first, older)
+    assert job_starter(cache) == first
+    assert [p.name for p in cache.iterdir()] == [Path(first).name]
 
 
 def test_a_starter_others_could_have_changed_is_replaced(tmp_path: Path) -> None:
