@@ -1,6 +1,7 @@
 """The job starter (worker/starter.c, built by worker/starter.py): where it is built and when it
-is trusted, what it does with a request it cannot read, and `conductor up` with and without it.
-The launch protocol itself runs against it in test_launcher.py (every test, both ways)."""
+is trusted, what it does with a request it cannot read, `conductor up` with and without it, and
+what a restarted worker knows of a job it started. The launch protocol itself runs against it in
+test_launcher.py (every test, both ways)."""
 
 from __future__ import annotations
 
@@ -187,9 +188,15 @@ def test_a_running_job_whose_status_file_is_lost_is_never_run_again(
     api.wait_state(short, "COMPLETED")
     api.wait_state(long, "RUNNING")
     _wait_for(lambda: marker.exists())
-    with sqlite3.connect(home / "conductor.db") as db:
-        pid = db.execute("SELECT pid FROM jobs WHERE id = ?", (long,)).fetchone()[0]
-    assert pid == read_status(home / "run" / f"job_{long}.status").pid, pid
+
+    def recorded_pid() -> int | None:
+        with sqlite3.connect(home / "conductor.db") as db:
+            found = db.execute("SELECT pid FROM jobs WHERE id = ?", (long,)).fetchone()[0]
+        return int(found) if found is not None else None
+
+    _wait_for(lambda: recorded_pid() is not None)  # written once the launch's replies are read
+    pid = recorded_pid()
+    assert pid is not None and pid == read_status(home / "run" / f"job_{long}.status").pid, pid
     server.kill()
     os.kill(pid, 9)  # the job's process ends, and its status file is lost with it
     (home / "run" / f"job_{long}.status").unlink()
