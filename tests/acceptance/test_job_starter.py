@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from support import TERMINAL, Api, ConductorProcess, launchers
+from test_launcher import Rig, _started, _wait
 
 from conductor.worker.spool import read_status
 from conductor.worker.starter import job_starter, untrusted_directory
@@ -120,8 +121,6 @@ def test_a_request_it_cannot_read_runs_nothing(built_job_starter: str, tmp_path:
 
 
 def test_the_launcher_forks_when_the_starter_may_not_run(built_job_starter: str, tmp_path: Path) -> None:
-    from test_launcher import Rig, _started
-
     loose = tmp_path / "loose-starter"
     shutil.copy(built_job_starter, loose)
     os.chmod(loose, 0o775)  # group-writable
@@ -129,19 +128,12 @@ def test_the_launcher_forks_when_the_starter_may_not_run(built_job_starter: str,
     try:
         started = _started(rig.launcher.launch([rig.request(1, "echo forked\n")]))
         assert started[1].pid
-        _wait_for(lambda: rig.ended(1))
+        _wait(lambda: rig.ended(1))
         assert rig.output(1) == "forked\n"
         assert read_status(rig.status_path(1)).exit == (0, 0)
     finally:
         rig.close()
     assert "forking instead" in (tmp_path / "rig" / "launcher.log").read_text()
-
-
-def _wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 def _launcher_command(home: Path) -> str:
@@ -187,14 +179,14 @@ def test_a_running_job_whose_status_file_is_lost_is_never_run_again(
     short = api.submit("#!/bin/bash\ntrue\n", current_working_directory=str(tmp_path))
     api.wait_state(short, "COMPLETED")
     api.wait_state(long, "RUNNING")
-    _wait_for(lambda: marker.exists())
+    _wait(lambda: marker.exists())
 
     def recorded_pid() -> int | None:
         with sqlite3.connect(home / "conductor.db") as db:
             found = db.execute("SELECT pid FROM jobs WHERE id = ?", (long,)).fetchone()[0]
         return int(found) if found is not None else None
 
-    _wait_for(lambda: recorded_pid() is not None)  # written once the launch's replies are read
+    _wait(lambda: recorded_pid() is not None)  # written once the launch's replies are read
     pid = recorded_pid()
     assert pid is not None and pid == read_status(home / "run" / f"job_{long}.status").pid, pid
     server.kill()

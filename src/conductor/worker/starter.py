@@ -135,10 +135,6 @@ def untrusted_file(path: Path) -> str:
         st = os.lstat(path)
     except OSError as exc:
         return exc.strerror or str(exc)
-    return untrusted_stat(st)
-
-
-def untrusted_stat(st: os.stat_result) -> str:
     if not stat.S_ISREG(st.st_mode):
         return "not a regular file"
     if not _owner_ok(st):
