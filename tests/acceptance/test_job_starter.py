@@ -5,10 +5,13 @@ test_launcher.py (every test, both ways)."""
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import shutil
 import sqlite3
 import stat
+import struct
 import subprocess
 import time
 from collections.abc import Callable
@@ -18,6 +21,7 @@ import pytest
 from support import TERMINAL, Api, ConductorProcess, launchers
 from test_launcher import Rig, _started, _wait
 
+import conductor.worker
 from conductor.worker.spool import read_status
 from conductor.worker.starter import job_starter, untrusted_directory
 
@@ -198,3 +202,35 @@ def test_a_running_job_whose_status_file_is_lost_is_never_run_again(
     assert ended["state"] == "NODE_FAIL", ended
     time.sleep(0.5)
     assert marker.read_text() == "run\n"
+
+
+def test_it_words_errors_as_the_c_library(built_job_starter: str, tmp_path: Path) -> None:
+    # It has no C library (starter.c says why), so its own table words the errors: as the C
+    # library does, so that a job's messages read the same by fork and by the starter.
+    source = (Path(conductor.worker.__file__).parent / "starter.c").read_text()
+    table = re.findall(r'case (E[A-Z0-9]+): return "([^"]+)";', source)
+    assert len(table) >= 30
+    for name, text in table:
+        assert os.strerror(getattr(errno, name)) == text, name
+    fields = [str(tmp_path / "job.status"), "", "", "", "", "", str(tmp_path / "gone"), "/dev/null",
+              str(tmp_path / "out"), str(tmp_path / "out"), "truncate"]
+    code, text = _run_starter(built_job_starter, tmp_path, "\0".join([*fields, "1", "/bin/true"]).encode(), go=True)
+    assert code == 1
+    assert text.splitlines()[1] == f"error working directory '{tmp_path / 'gone'}' is not usable: No such file or directory"
+    fields[6] = str(tmp_path)
+    code, text = _run_starter(built_job_starter, tmp_path, "\0".join([*fields, "1", "/no/such/command"]).encode(), go=True)
+    assert code == 127 and len(text.splitlines()) == 1
+    assert (tmp_path / "out").read_text() == "conductor: cannot execute /no/such/command: No such file or directory\n"
+
+
+def test_it_is_a_small_static_program(built_job_starter: str) -> None:
+    # No dynamic loader and no C library, whose start-up would cost every job more than the
+    # rest of the starter (starter.c): an ELF file with no interpreter and no dynamic section,
+    # a few pages long (a static program with glibc is some 750 KB).
+    data = Path(built_job_starter).read_bytes()
+    assert data[:4] == b"\x7fELF" and data[4] == 2  # 64-bit
+    phoff, = struct.unpack_from("<Q", data, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+    kinds = {struct.unpack_from("<I", data, phoff + i * phentsize)[0] for i in range(phnum)}
+    assert not kinds & {2, 3}, kinds  # PT_DYNAMIC, PT_INTERP
+    assert len(data) < 64 * 1024, len(data)

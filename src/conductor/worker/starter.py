@@ -30,8 +30,8 @@ log = logging.getLogger("conductor.worker")
 
 SOURCE = Path(__file__).with_name("starter.c")
 COMPILERS = ("cc", "gcc", "clang")
-# Static first: a static program skips the dynamic loader, 0.06 ms of every job's start.
-FLAG_SETS = (("-O2", "-static"), ("-O2",))
+# No C library (see starter.c), so no start-up of one: a static program of its own.
+FLAGS = ("-O2", "-static", "-nostdlib", "-ffreestanding", "-fno-stack-protector", "-fno-pie", "-no-pie")
 
 
 def default_cache() -> Path:
@@ -75,15 +75,13 @@ def _build(compiler: str, directory: Path, target: Path) -> str | None:
     fd, temporary = tempfile.mkstemp(prefix=".job-starter-", dir=directory)
     os.close(fd)
     try:
-        errors = ""
-        for flags in FLAG_SETS:
-            try:
-                done = subprocess.run(
-                    [compiler, *flags, "-o", temporary, str(SOURCE)], capture_output=True, text=True, timeout=120
-                )
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                errors = str(exc)
-                continue
+        try:
+            done = subprocess.run(
+                [compiler, *FLAGS, "-o", temporary, str(SOURCE)], capture_output=True, text=True, timeout=120
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            errors = str(exc)
+        else:
             if done.returncode == 0:
                 os.chmod(temporary, 0o755)
                 os.replace(temporary, target)
