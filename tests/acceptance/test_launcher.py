@@ -4,6 +4,7 @@ re-adopted)."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import signal
@@ -311,12 +312,20 @@ def test_launcher_killed_mid_batch_runs_every_job_exactly_once(rig: Rig) -> None
         assert read_status(rig.status_path(i)).exit in ((0, 0), None), i  # None: its launcher died
 
 
-def test_unanswered_launch_is_given_up_and_never_runs(tmp_path: Path) -> None:
-    rig = Rig(tmp_path, timeout=1.0)
+@contextlib.contextmanager
+def stopped_launcher(tmp_path: Path, timeout: float) -> Iterator[tuple[Rig, int]]:
+    """A rig whose launcher is started and stopped (SIGSTOP): it reads no request."""
+    rig = Rig(tmp_path, timeout=timeout)
     try:
         rig.launcher.start()
-        stuck = rig.launcher.pid
-        os.kill(stuck, signal.SIGSTOP)
+        os.kill(rig.launcher.pid, signal.SIGSTOP)
+        yield rig, rig.launcher.pid
+    finally:
+        rig.close()
+
+
+def test_unanswered_launch_is_given_up_and_never_runs(tmp_path: Path) -> None:
+    with stopped_launcher(tmp_path, 1.0) as (rig, stuck):
         results = rig.launcher.launch([rig.request(1, "touch ran\n")])
         assert isinstance(results[1], str) and "no reply" in results[1]
         assert not is_live_process(stuck)
@@ -325,8 +334,97 @@ def test_unanswered_launch_is_given_up_and_never_runs(tmp_path: Path) -> None:
         assert not Path(rig.status_path(1)).exists()
         # The next launch gets a new launcher.
         assert isinstance(rig.launcher.launch([rig.request(2, "true\n")])[2], Started)
+
+
+def test_submit_does_not_wait_for_the_launcher(tmp_path: Path) -> None:
+    # The worker's loop goes on while its launcher starts jobs: the outcomes come with poll().
+    with stopped_launcher(tmp_path, 30.0) as (rig, stuck):
+        began = time.monotonic()
+        rig.launcher.submit([rig.request(1, "echo ran\n"), rig.request(2, "exit 3\n")])
+        assert time.monotonic() - began < 1.0
+        assert rig.launcher.pending() and rig.launcher.outcomes() == {}
+        due = rig.launcher.deadline()
+        assert due is not None and 29 < due - time.monotonic() <= 30
+        os.kill(stuck, signal.SIGCONT)
+        outcomes: dict[int, Started | str] = {}
+
+        def settled() -> bool:
+            rig.launcher.poll()
+            outcomes.update(rig.launcher.outcomes())
+            return len(outcomes) == 2
+
+        _wait(settled)
+        started = _started(outcomes)
+        assert not rig.launcher.pending() and rig.launcher.deadline() is None
+
+        def reported() -> bool:
+            rig.events()
+            return started[1].tag in rig.exits and started[2].tag in rig.exits
+
+        _wait(reported)
+        assert rig.output(1) == "ran\n"
+        assert rig.exits[started[2].tag].split()[:2] == ["3", "0"]
+
+
+def test_a_stalled_launcher_is_given_up_at_its_deadline(tmp_path: Path) -> None:
+    with stopped_launcher(tmp_path, 1.0) as (rig, stuck):
+        rig.launcher.submit([rig.request(1, "touch ran\n")])
+        due = rig.launcher.deadline()
+        assert due is not None
+        rig.launcher.expire(due - 0.1)  # not yet
+        assert rig.launcher.pid == stuck and rig.launcher.outcomes() == {}
+        rig.launcher.expire(due)
+        outcome = rig.launcher.outcomes()[1]
+        assert isinstance(outcome, str) and "no reply within 1 s" in outcome, outcome
+        assert not rig.launcher.pending() and rig.launcher.pid == 0
+        _wait(lambda: not is_live_process(stuck))
+        time.sleep(0.3)
+        assert not (tmp_path / "ran").exists()
+
+
+def test_groups_bound_to_other_cpus_wait_for_the_last_to_start(rig: Rig) -> None:
+    # The launcher's affinity is what a job inherits: a group bound elsewhere is sent only once
+    # every job of the group before it has started, however the submissions came.
+    machine = sorted(os.sched_getaffinity(0))
+    script = "grep Cpus_allowed_list /proc/self/status\n"
+    rig.launcher.submit([rig.request(i, script, frozenset({machine[-1]})) for i in range(1, 21)])
+    rig.launcher.submit([rig.request(21, script)])
+    rig.launcher.submit([rig.request(22, script, frozenset({machine[0]}))])
+    rig.launcher.drain()
+    assert len(_started(rig.launcher.outcomes())) == 22
+    _wait(lambda: all(rig.ended(i) for i in range(1, 23)))
+    for i in range(1, 21):
+        assert rig.output(i).split(":")[1].strip() == str(machine[-1]), i
+    assert rig.output(22).split(":")[1].strip() == str(machine[0])
+    assert rig.output(21).split(":")[1].strip() == (
+        str(machine[0]) if len(machine) == 1 else f"{machine[0]}-{machine[-1]}"
+    )
+
+
+def test_a_stalled_launcher_fails_its_jobs_and_the_worker_goes_on(
+    start_conductor: Callable[..., ConductorProcess], tmp_path: Path
+) -> None:
+    home = tmp_path / "h"
+    # A launch is given up after half the heartbeat timeout (at most 10 s).
+    server = start_conductor("--cpus", "2", home=home, env={"CONDUCTOR_HEARTBEAT_TIMEOUT": "4"})
+    api = Api(server.url)
+    first = api.submit("#!/bin/bash\necho first\n", current_working_directory=str(tmp_path))
+    assert api.wait_state(first, "COMPLETED")["exit_code"] == "0:0"
+    [launcher] = launchers(home)
+    os.kill(launcher, signal.SIGSTOP)
+    try:
+        stuck = api.submit(f"#!/bin/bash\ntouch {tmp_path / 'ran'}\n", current_working_directory=str(tmp_path))
+        failed = api.wait_state(stuck, "FAILED", timeout=30)
+        assert "no reply within 2 s" in (failed["error_msg"] or ""), failed
     finally:
-        rig.close()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(launcher, signal.SIGCONT)
+    # The worker's loop went on meanwhile: its node stayed up, and the next job gets a new launcher.
+    after = api.submit("#!/bin/bash\necho after\n", current_working_directory=str(tmp_path))
+    assert api.wait_state(after, "COMPLETED")["exit_code"] == "0:0"
+    assert (tmp_path / f"slurm-{after}.out").read_text() == "after\n"
+    assert not is_live_process(launcher)
+    assert not (tmp_path / "ran").exists()
 
 
 def test_launcher_outlives_its_worker_until_its_jobs_end(rig: Rig) -> None:

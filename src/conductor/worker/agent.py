@@ -38,7 +38,7 @@ from conductor.worker.config import NodeConfig
 from conductor.worker.containment import Limits
 from conductor.worker.detection import detect
 from conductor.worker.identity import instance_may_be_alive, is_process, launcher_alive, signal_group, signal_process
-from conductor.worker.launcher_client import Launcher, LaunchRequest, launch_frame
+from conductor.worker.launcher_client import Launcher, LaunchRequest, Started, launch_frame
 from conductor.worker.outcome import OPEN_KILL_STATES, decide_outcome, launch_failure, report, settled_kill_state
 from conductor.worker.ports import NodeStore
 from conductor.worker.protocol import JobStatus
@@ -65,8 +65,9 @@ class _QuietDisconnects(logging.Filter):
 
 log.addFilter(_QuietDisconnects())
 
-# A launch left unanswered this long gives the launcher up: the worker's loop, and with it the
-# node's heartbeat, waits for launches, and a silent node is declared dead after 30 s.
+# A launch left unanswered this long gives the launcher up (it is killed; the jobs it did not
+# start fail, see Launcher). The worker's loop does not wait for launches, but for room in the
+# launcher's pipe, and at its stop.
 LAUNCH_TIMEOUT = 10.0
 # A job watched by pidfd whose process ended: how long its exit line is awaited while the
 # launcher that is its parent (and writes the line once it has reaped it) lives.
@@ -100,6 +101,10 @@ class Worker:
         self.jobs: dict[int, RunningJob] = {}
         # The jobs whose end the current launcher reports, by the tag of their launch.
         self._tagged: dict[int, RunningJob] = {}
+        # Claimed jobs sent to the launcher, until it says it started them (or could not).
+        self._launching: dict[int, Job] = {}
+        self._unrecorded: dict[int, int] = {}  # started jobs whose pid is yet to be recorded
+        self._wake_at = 0.0  # when the loop wakes by itself next (time.monotonic())
         self._finished: list[Finish] = []
         # Ended processes whose outcome is decided at the next flush, with one query for all of
         # them: whether a cancel or time limit was asked for that this worker has not yet seen.
@@ -196,6 +201,7 @@ class Worker:
                 self._wake.clear()
                 self._tick()
                 timeout = self._next_timeout()
+                self._wake_at = time.monotonic() + timeout
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
         finally:
@@ -203,6 +209,13 @@ class Worker:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if self._launcher is not None:
+                # The jobs it is starting run here: known, and recorded, before the worker goes.
+                try:
+                    self._launcher.drain()
+                    self._launcher_events()
+                except Exception:
+                    log.warning("could not settle the last launches", exc_info=True)
             self._flush()
             for job in self.jobs.values():
                 if job.pidfd >= 0:
@@ -262,6 +275,9 @@ class Worker:
         return True
 
     def _tick(self) -> None:
+        if self._launcher is not None and self._launcher.pending():
+            self._launcher.expire()  # a launcher that stopped answering is given up
+            self._launcher_events()
         self._flush()
         self.containment.tidy()
         rows = self._rows_of_node()
@@ -279,7 +295,12 @@ class Worker:
             self.jobs.values(), time.time(), time.monotonic(), self.config.check_interval, self.config.kill_wait
         )
         due = self.containment.due()
-        return timeout if due is None else min(timeout, due)
+        if due is not None:
+            timeout = min(timeout, due)
+        unanswered = self._launcher.deadline() if self._launcher is not None else None
+        if unanswered is not None:
+            timeout = min(timeout, max(unanswered - time.monotonic(), 0.0))
+        return timeout
 
     async def _sample_loop(self) -> None:
         """Sample the running jobs' usage (AveRSS, MaxVMSize; the polling fallback's everything)."""
@@ -334,20 +355,30 @@ class Worker:
                 continue
             requests.append(request)
             by_id[request.job_id] = row
-        results = self._launcher.launch(requests)
-        pids: dict[int, int] = {}
+        self._launching.update(by_id)
+        # Their outcomes come as the launcher replies (_on_launcher_output): this loop goes on
+        # meanwhile, recording the ends of jobs and taking new placements while it starts these.
+        self._launcher.submit(requests)
+        self._launcher_events()
+
+    def _started(self, outcomes: dict[int, Started | str]) -> tuple[list[RunningJob], list[RunningJob]]:
+        """Take the launches settled: each job started now runs here, or failed to launch.
+        Returns the jobs started, and those of them to follow by pid (started by a launcher
+        that died before replying)."""
+        started: list[RunningJob] = []
         unwatched: list[RunningJob] = []
-        for request in requests:
-            row = by_id[request.job_id]
-            outcome = results.get(request.job_id, "no reply from the job launcher")
+        for job_id, outcome in outcomes.items():
+            row = self._launching.pop(job_id, None)
+            if row is None:
+                continue
             if isinstance(outcome, str):
-                log.error("launch of job %s failed: %s", request.job_id, outcome)
+                log.error("launch of job %s failed: %s", job_id, outcome)
                 self._launch_failed(row, outcome)
                 continue
             job = RunningJob(
-                job_id=request.job_id,
+                job_id=job_id,
                 pid=outcome.pid,
-                status_path=request.status_path,
+                status_path=self._status_path(job_id),
                 start_time=aware(row.start_time) or utcnow(),
                 time_limit=row.time_limit,
                 ticks=outcome.ticks,
@@ -355,22 +386,23 @@ class Worker:
                 kill_state=row.kill_state,
                 restart_count=row.restart_count or 0,
             )
-            self.jobs[job.job_id] = job
-            job.stderr, job.uid = self._notice_paths.pop(job.job_id, (None, None))
-            self.containment.started(job.job_id, job.pid, job.ticks, self._limits.pop(job.job_id, Limits()))
+            self.jobs[job_id] = job
+            job.stderr, job.uid = self._notice_paths.pop(job_id, (None, None))
+            self.containment.started(job_id, job.pid, job.ticks, self._limits.pop(job_id, Limits()))
             if outcome.tag:
                 self._tagged[outcome.tag] = job
             else:
-                unwatched.append(job)  # started by a launcher that died before replying
-            pids[job.job_id] = job.pid
-        # Jobs may have ended already (short ones do); the launcher may have died meanwhile.
-        self._launcher_events()
-        for job in unwatched:
-            self._watch_pid(job)
-        # Only of jobs still running: a job seen to end has its end recorded next, and until
-        # then its status file keeps the "start" line that tells a restarted worker it ran.
-        # (Most of a burst of short jobs: a write of every row less per launch.)
-        pids = {job_id: pid for job_id, pid in pids.items() if job_id in self.jobs}
+                unwatched.append(job)
+            started.append(job)
+            self._unrecorded[job_id] = job.pid
+        return started, unwatched
+
+    def _record_pids(self) -> None:
+        """Record the pids of started jobs, only of those still running: a job seen to end has
+        its end recorded next, and until then its status file keeps the "start" line that tells
+        a restarted worker it ran. (Most of a burst of short jobs: a write of every row less.)"""
+        pids = {job_id: pid for job_id, pid in self._unrecorded.items() if job_id in self.jobs}
+        self._unrecorded.clear()
         if pids:
             try:
                 self.store.record_pids(pids)
@@ -463,8 +495,10 @@ class Worker:
             self._launcher_events()
 
     def _launcher_events(self) -> None:
-        """Take the ends the launcher reported, and the jobs it died before reporting."""
+        """Take the launches settled, the ends the launcher reported, and the jobs it died
+        before reporting (in that order: a job's end may come in the same read as its start)."""
         assert self._launcher is not None
+        started, unwatched = self._started(self._launcher.outcomes())
         exits, lost = self._launcher.events()
         for tag, outcome in exits:
             job = self._tagged.pop(tag, None)
@@ -479,6 +513,21 @@ class Worker:
                 continue  # killed already, and no longer this worker's to report
             # Its launcher is gone: its end shows by pidfd, and comes without an exit status.
             self._watch_pid(job)
+        for job in unwatched:
+            self._watch_pid(job)
+        self._record_pids()
+        self._retime(started)
+
+    def _retime(self, started: list[RunningJob]) -> None:
+        """Jobs started since the loop last chose how long to sleep: wake it sooner if one of
+        them is due sooner (a time limit, a warning signal)."""
+        running = [job for job in started if job.job_id in self.jobs]
+        if not running or self._wake is None:
+            return
+        now = time.monotonic()
+        due = enforcement.next_due(running, time.time(), now, self.config.check_interval, self.config.kill_wait)
+        if now + due < self._wake_at:
+            self._wake.set()
 
     def _watch_pid(self, job: RunningJob) -> None:
         """Follow a job whose launcher does not report its end (gone, or a predecessor's)."""

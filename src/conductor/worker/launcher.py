@@ -53,6 +53,11 @@ MAX_FD = max(os.sysconf("SC_OPEN_MAX"), 1 << 16)
 # The kernel's own remedy is the `favordynmods` mount option; this one costs a wake-up and a
 # write every 10 ms (under 1% of a core).
 WARM_INTERVAL = 0.01
+# Within a long batch of requests, the replies (and the ends of the jobs started so far) go to
+# the worker after every so many launches, not only at its end: the worker records those ends,
+# and takes the jobs placed in their stead, while the launcher starts the rest. At every launch,
+# the worker would wake, and record, for each job alone: measured slower.
+REPLY_EVERY = 16
 S_IFMT, S_IFREG = 0o170000, 0o100000
 
 
@@ -99,8 +104,12 @@ class Launcher:
                     self.replies.append(protocol.BYE + b"\n")
                     break
                 frames, buffer = protocol.split_frames(buffer + chunk)
-                for data in frames:
+                for count, data in enumerate(frames, 1):
                     self.launch(data)
+                    if count % REPLY_EVERY == 0:
+                        if self.jobs:
+                            self.reap()
+                        self.reply()
             if self.jobs:
                 self.reap()
             if self.replies:

@@ -3,7 +3,9 @@ launch requests, and reading its replies and its reports of jobs' ends."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import fcntl
 import itertools
 import logging
 import os
@@ -12,7 +14,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,11 +86,19 @@ def launch_frame(
 
 
 class Launcher:
-    """The worker's launcher (`launcher.py --serve`): every job is a fork of it, and its child.
+    """The worker's launcher (`launcher.py --serve`): every job is its child (by the job
+    starter, or a fork of it).
 
-    One Python start per worker, one fork per job. The launcher reaps its jobs and reports each
-    end on its replies (`exit TAG ...`), which the owner takes with events(): a job it started
-    needs no pidfd, no poll, and no status file read. When a launcher dies (its replies end),
+    One Python start per worker, one spawn per job. Launches are asynchronous: submit() sends
+    the requests and returns, and each job's outcome (its process, or why it has none) comes
+    with the launcher's replies, read by poll() when they are readable, into outcomes(). The
+    owner's loop goes on meanwhile (the worker records the ends of jobs and takes new
+    placements while the launcher starts the last ones); launch() is submit() and drain(). A
+    request unanswered for `timeout` gives the launcher up (expire(), at deadline()).
+
+    The launcher reaps its jobs and reports each end on its replies (`exit TAG ...`), which the
+    owner takes with events(): a job it started needs no pidfd, no poll, and no status file
+    read. When a launcher dies (its replies end),
     the jobs it had yet to report are `lost`: the owner then watches them by pidfd, and they end
     without an exit status unless the launcher had written one.
 
@@ -136,6 +146,12 @@ class Launcher:
         self._bye = False
         self.exits: list[tuple[int, str]] = []  # (tag, "CODE SIG UTIME STIME", or "": see the file)
         self.lost: list[int] = []  # tags whose launcher died before reporting their end
+        # Launches: groups of one CPU set yet to send; requests sent, by tag, with when; what
+        # became of them (outcomes()); the jobs sent again once already, after a death.
+        self._queue: collections.deque[tuple[frozenset[int] | None, list[LaunchRequest]]] = collections.deque()
+        self._pending: dict[int, tuple[LaunchRequest, float]] = {}
+        self._outcomes: dict[int, Started | str] = {}
+        self._retried: set[int] = set()
 
     def start(self) -> None:
         request_read, request_write = os.pipe()
@@ -177,7 +193,11 @@ class Launcher:
         self._requests, self._replies = request_write, reply_read
         os.set_blocking(self._requests, False)
         os.set_blocking(self._replies, False)
-        self._identity = (self.pid, start_ticks(self.pid) or 0)  # see _settle
+        # Room for a whole placement's requests (each about a kilobyte): submit() then need not
+        # wait for the launcher to read them.
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(self._requests, fcntl.F_SETPIPE_SZ, 1 << 20)
+        self._identity = (self.pid, start_ticks(self.pid) or 0)  # see _died
         self._mask = None
         self._partial = b""
         self._bye = False
@@ -208,7 +228,7 @@ class Launcher:
                 continue
             if not chunk:
                 break
-            self._take(chunk, None, None)
+            self._take(chunk)
         # Its jobs are for the next worker to adopt. It ends with the last of them, maybe hours
         # from now, and this process may live on (a worker stopped inside a bigger process):
         # a thread waits for it then, so it never lingers as a zombie.
@@ -233,127 +253,198 @@ class Launcher:
         self.exits, self.lost = [], []
         return exits, lost
 
+    def outcomes(self) -> dict[int, Started | str]:
+        """The launches settled since the last call: for each job its process, or why none was
+        started. Take them before events(): a job's end may come in the same read."""
+        outcomes, self._outcomes = self._outcomes, {}
+        return outcomes
+
     def poll(self) -> None:
         """Read what the launcher said, without waiting; its end (EOF) makes its jobs lost."""
         while self._replies >= 0:
             try:
                 chunk = os.read(self._replies, 65536)
             except BlockingIOError:
-                return
+                break
             if not chunk:
                 log.warning("the job launcher (pid %d) died", self.pid)
-                self._reap()
-                return
-            self._take(chunk, None, None)
+                self._died(None)
+                break
+            self._take(chunk)
+        self._pump()
 
-    def launch(self, requests: list[LaunchRequest]) -> dict[int, Started | str]:
-        """Start the jobs: for each job its process, or why none was started."""
-        results: dict[int, Started | str] = {}
+    def submit(self, requests: list[LaunchRequest]) -> None:
+        """Send the jobs to the launcher without waiting for it: their outcomes come later, by
+        poll() (or drain()) into outcomes(). Waits only while the launcher's pipe is full."""
         groups: dict[frozenset[int] | None, list[LaunchRequest]] = {}
         for request in requests:
             groups.setdefault(request.cpus, []).append(request)
-        for cpus, group in groups.items():
-            unstarted = self._launch_group(cpus, group, results)
-            if unstarted:
-                # Provably never started: safe to send again, once, to a new launcher.
-                log.warning("the job launcher died; relaunching jobs %s", [r.job_id for r in unstarted])
-                for request in self._launch_group(cpus, unstarted, results):
-                    results[request.job_id] = f"the job launcher died before starting the job (see {self._log_path})"
-        return results
+        self._queue.extend(groups.items())
+        self._pump()
 
-    def _launch_group(
-        self, cpus: frozenset[int] | None, group: list[LaunchRequest], results: dict[int, Started | str]
-    ) -> list[LaunchRequest]:
-        """Launch jobs of one CPU set; returns those the launcher died without starting."""
-        waiting: dict[int, LaunchRequest] = {}
-        frames = []
-        for request in group:
-            tag = next(self._tags)
-            waiting[tag] = request
-            frames.append(protocol.frame(tag, request.body))
+    def launch(self, requests: list[LaunchRequest]) -> dict[int, Started | str]:
+        """Start the jobs and wait: for each job its process, or why none was started."""
+        self.submit(requests)
+        self.drain()
+        return {request.job_id: self._outcomes.pop(request.job_id, "no reply from the job launcher") for request in requests}
+
+    def pending(self) -> bool:
+        return bool(self._pending or self._queue)
+
+    def deadline(self) -> float | None:
+        """When the oldest unanswered request is given up (time.monotonic()), if there is one."""
+        for _, sent in self._pending.values():
+            return sent + self._timeout
+        return None
+
+    def expire(self, now: float | None = None) -> None:
+        """Give the launcher up if it left a request unanswered for too long (see deadline())."""
+        due = self.deadline()
+        if due is not None and (time.monotonic() if now is None else now) >= due:
+            log.error("the job launcher (pid %d) left a request unanswered for %g s; killing it", self.pid, self._timeout)
+            self._died(f"no reply within {self._timeout:g} s")
+            self._pump()
+
+    def drain(self) -> None:
+        """Wait until every request sent has its outcome (or was given up)."""
+        poller = select.poll()
+        registered = -1
+        while self._pending or self._queue:
+            if self._replies != registered:
+                if registered >= 0:
+                    poller.unregister(registered)
+                registered = self._replies
+                if registered < 0:
+                    self._pump()  # a launcher died: what it never started goes to the next
+                    continue
+                poller.register(registered, select.POLLIN)
+            due = self.deadline()
+            wait = max(due - time.monotonic(), 0.0) if due is not None else self._timeout
+            if poller.poll(wait * 1000):
+                self.poll()
+            else:
+                self.expire()
+
+    def _pump(self) -> None:
+        """Send queued requests. A group bound to other CPUs waits until the launcher has
+        started every job of the last one: the launcher's affinity is what its jobs inherit."""
+        while self._queue:
+            cpus, group = self._queue[0]
+            mask = set(cpus) if cpus is not None else self._free_mask
+            if self._pending and mask != self._mask:
+                return
+            self._queue.popleft()
+            self._send(mask, group)
+
+    def _send(self, mask: set[int], group: list[LaunchRequest]) -> None:
         try:
             if not self.pid:
                 self.start()
-            mask = set(cpus) if cpus is not None else self._free_mask
             if mask != self._mask:
-                # A fork inherits it, and so the job is bound before it runs.
+                # A fork or spawn inherits it, and so the job is bound before it runs.
                 try:
                     os.sched_setaffinity(self.pid, mask)
                 except ProcessLookupError:
-                    self._reap()
-                    return group
+                    self._died(None)
+                    self._never_started(group, None)
+                    return
                 except OSError as exc:
                     self._mask = None
                     for request in group:
-                        results[request.job_id] = f"cannot bind to CPUs {sorted(mask)}: {exc}"
-                    return []
+                        self._outcomes[request.job_id] = f"cannot bind to CPUs {sorted(mask)}: {exc}"
+                    return
                 self._mask = mask
-            if self._exchange(b"".join(frames), waiting, results):
-                return []
-            dead = self._identity
-            self._reap()
+            now = time.monotonic()
+            frames = []
+            for request in group:
+                tag = next(self._tags)
+                self._pending[tag] = (request, now)
+                frames.append(protocol.frame(tag, request.body))
+            self._write(b"".join(frames))
         except Exception as exc:
             log.exception("job launcher failed")
-            dead = self._identity
-            if self.pid:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.pid, signal.SIGKILL)
-                self._reap()
-            for request in self._settle(waiting.values(), dead, results):
-                results[request.job_id] = f"job launcher failed: {exc}"
-            return []
-        return self._settle(waiting.values(), dead, results)
+            for request in group:
+                if all(sent is not request for sent, _ in self._pending.values()):
+                    self._outcomes[request.job_id] = f"job launcher failed: {exc}"
+            if self._pending:
+                self._died(str(exc))
 
-    def _settle(
-        self, unanswered: Iterable[LaunchRequest], dead: tuple[int, int] | None, results: dict[int, Started | str]
-    ) -> list[LaunchRequest]:
-        """After the launcher's death: which requests it left without a reply started (their
-        status files have its "start" line; they are watched by pid), and which never did."""
-        never: list[LaunchRequest] = []
-        for request in unanswered:
-            status = read_status(request.status_path)
-            if status.pid and dead is not None and status.launcher is not None and same_launcher(status.launcher, dead):
-                results[request.job_id] = Started(status.pid, status.ticks, 0)
-            else:
-                never.append(request)
-        return never
-
-    def _exchange(self, data: bytes, waiting: dict[int, LaunchRequest], results: dict[int, Started | str]) -> bool:
-        """Send the requests and collect replies until all came (True) or the launcher ended."""
+    def _write(self, data: bytes) -> None:
+        """All of `data` to the launcher, reading its replies meanwhile (it may be waiting for
+        room to write them); a launcher gone meanwhile is _died()."""
         view = memoryview(data)
-        poller = select.poll()  # not select(): a worker with many jobs holds fds beyond 1024
-        poller.register(self._replies, select.POLLIN)
-        poller.register(self._requests, select.POLLOUT)
-        deadline = time.monotonic() + self._timeout
-        while waiting:
-            remaining = deadline - time.monotonic()
+        poller: select.poll | None = None
+        while view:
+            try:
+                view = view[os.write(self._requests, view) :]
+                continue
+            except BlockingIOError:
+                pass
+            except BrokenPipeError:
+                # Gone: the replies up to the end of its pipe tell which jobs started.
+                view = view[:0]
+                break
+            if poller is None:
+                poller = select.poll()  # not select(): a worker with many jobs holds fds beyond 1024
+                poller.register(self._replies, select.POLLIN)
+                poller.register(self._requests, select.POLLOUT)
+            due = self.deadline()
+            remaining = (due if due is not None else time.monotonic() + self._timeout) - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(f"no reply within {self._timeout:g} s")
             for fd, _ in poller.poll(remaining * 1000):
-                if fd == self._requests:
+                if fd == self._replies:
                     try:
-                        view = view[os.write(fd, view) :]
+                        chunk = os.read(fd, 65536)
                     except BlockingIOError:
-                        pass
-                    except BrokenPipeError:
-                        # Gone: the replies up to the end of its pipe tell which jobs started.
-                        view = view[:0]
-                    if not view:
-                        poller.unregister(fd)
-                    continue
-                try:
-                    chunk = os.read(fd, 65536)
-                except BlockingIOError:
-                    continue
-                if not chunk:
-                    return False  # the launcher is gone
-                self._take(chunk, waiting, results)
-        return True
+                        continue
+                    if not chunk:
+                        self._died(None)
+                        return
+                    self._take(chunk)
 
-    def _take(
-        self, chunk: bytes, waiting: dict[int, LaunchRequest] | None, results: dict[int, Started | str] | None
-    ) -> None:
-        """Sort the launcher's lines: replies to `waiting` into `results`, ends into `exits`."""
+    def _died(self, why: str | None) -> None:
+        """The launcher is gone (or given up, `why`): its unreported jobs are lost, and of the
+        requests it left unanswered, those it started are found by their status files (their
+        "start" line names it: they are watched by pid), and those it provably never started
+        go, once, to a new launcher (given up: they fail)."""
+        dead = self._identity
+        self._reap()
+        unanswered, self._pending = self._pending, {}
+        never: list[LaunchRequest] = []
+        for request, _ in unanswered.values():
+            status = read_status(request.status_path)
+            if status.pid and dead is not None and status.launcher is not None and same_launcher(status.launcher, dead):
+                self._retried.discard(request.job_id)
+                self._outcomes[request.job_id] = Started(status.pid, status.ticks, 0)
+            else:
+                never.append(request)
+        self._never_started(never, why)
+
+    def _never_started(self, requests: list[LaunchRequest], why: str | None) -> None:
+        """Requests a launcher provably never started: sent again, once, to a new launcher
+        (queued first); the second time, or when it was given up (`why`), they fail."""
+        retry: list[LaunchRequest] = []
+        for request in requests:
+            if why is None and request.job_id not in self._retried:
+                retry.append(request)
+                continue
+            self._retried.discard(request.job_id)
+            self._outcomes[request.job_id] = (
+                f"job launcher failed: {why}"
+                if why is not None
+                else f"the job launcher died before starting the job (see {self._log_path})"
+            )
+        if retry:
+            log.warning("the job launcher died; relaunching jobs %s", [r.job_id for r in retry])
+            self._retried.update(r.job_id for r in retry)
+            groups: dict[frozenset[int] | None, list[LaunchRequest]] = {}
+            for request in retry:
+                groups.setdefault(request.cpus, []).append(request)
+            self._queue.extendleft(reversed(groups.items()))
+
+    def _take(self, chunk: bytes) -> None:
+        """Sort the launcher's lines: replies to requests into `results`, ends into `exits`."""
         *lines, self._partial = (self._partial + chunk).split(b"\n")
         for raw in lines:
             reply = protocol.parse_reply(raw)
@@ -365,15 +456,17 @@ class Launcher:
             if reply.kind == "bye":
                 self._bye = True
                 continue
-            request = waiting.pop(reply.tag, None) if waiting is not None and reply.kind != "unknown" else None
-            if request is None or results is None:
+            entry = self._pending.pop(reply.tag, None) if reply.kind != "unknown" else None
+            if entry is None:
                 log.warning("unexpected reply from the job launcher: %r", raw)
                 continue
+            request = entry[0]
+            self._retried.discard(request.job_id)
             if reply.kind == "started":
                 self._live.add(reply.tag)
-                results[request.job_id] = Started(reply.pid, reply.ticks, reply.tag)
+                self._outcomes[request.job_id] = Started(reply.pid, reply.ticks, reply.tag)
             else:
-                results[request.job_id] = reply.text
+                self._outcomes[request.job_id] = reply.text
 
     def _reap(self) -> None:
         """Forget a launcher that is gone, or given up: its jobs not yet reported are lost."""
