@@ -7,6 +7,7 @@ real one for the calls exercised here (tests/integration holds the real store to
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -53,6 +54,9 @@ class FakeStore:
         self.next_id = 1
 
     # submission
+    def batched_writes(self) -> contextlib.AbstractContextManager[bool]:
+        return contextlib.nullcontext(False)
+
     def submit(self, rows: Sequence[dict[str, Any]]) -> list[int]:
         ids = []
         first = self.next_id
@@ -301,6 +305,10 @@ def test_fast_path_never_hands_a_stored_job_on_to_be_submitted_again() -> None:
     class Breaks(JobService):
         def submit(self, *args: Any, **kwargs: Any) -> Submitted | WouldSubmit:
             super().submit(*args, **kwargs)
+            raise RuntimeError("failed after the commit")
+
+        def submit_many(self, *args: Any, **kwargs: Any) -> list[Submitted | WouldSubmit | Exception]:
+            super().submit_many(*args, **kwargs)
             raise RuntimeError("failed after the commit")
 
     jobs = Breaks(store=store, bus=FakeBus(), limits=LIMITS, max_pending_per_user=100, hostname="h")

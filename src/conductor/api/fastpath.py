@@ -7,6 +7,12 @@ everything in one process shares one GIL. The fast path takes only the ordinary 
 bearer token, a JSON body that validates, no query string. It runs the same submission
 function with the same models and writes the bytes FastAPI would have written.
 
+On SQLite, where submissions run on the event loop, the plain jobs that arrive in one turn of
+the loop are stored together, in one transaction (JobService.submit_many): each in a savepoint
+of its own, each answered alone, the scheduler woken once they are committed. A commit writes
+every page an insert touched to the WAL, and jobs of a batch share their pages: REST
+submissions alone went from 2,640-3,029/s to 3,002-3,328/s on a 2-core machine.
+
 Everything else (no or bad token, slurmrestd headers, a body that does not parse or validate,
 a refused submission) is handed, with the body it already read, to the FastAPI application
 unchanged, which answers exactly as it always did. A refusal can be decided again there at no
@@ -21,6 +27,7 @@ import contextvars
 import json
 import logging
 import math
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -46,6 +53,10 @@ class Submitter(Protocol):
     def submit(
         self, principal: Principal, request: models.SubmitRequest, *, client_host: str | None = None
     ) -> Submitted | WouldSubmit: ...
+
+    def submit_many(
+        self, submissions: Sequence[tuple[Principal, models.SubmitRequest, str | None]]
+    ) -> list[Submitted | WouldSubmit | Exception]: ...
 
 
 def submit_answer(result: Submitted | WouldSubmit) -> Response | models.SubmitResponse:
@@ -117,6 +128,9 @@ class SubmitFastPath:
         # about 70 µs of CPU per request under load against 30 µs for a plain executor's, a
         # tenth of a whole submission on PostgreSQL.
         self.in_thread = in_thread
+        # On the event loop (SQLite), the plain jobs that arrive in one turn of the loop are
+        # submitted together, in one transaction (JobService.submit_many): what _flush takes.
+        self._batch: list[tuple[Principal, models.SubmitRequest, str | None, asyncio.Future[Any]]] = []
 
     def _submit(self, principal: Principal, request: models.SubmitRequest, host: str | None) -> Submitted | WouldSubmit:
         return self.jobs.submit(principal, request, client_host=host)
@@ -149,8 +163,10 @@ class SubmitFastPath:
                 result = await asyncio.get_running_loop().run_in_executor(
                     _SUBMITS, context.run, self._submit, principal, request, host
                 )
-            else:
+            elif request.job.array:
                 result = self.jobs.submit(principal, request, client_host=host)
+            else:
+                result = await self._batched(principal, request, host)
         except Refusal:
             # Refused before anything was stored: FastAPI decides again and says why.
             await self.app(scope, _replay(messages, receive), send)
@@ -172,6 +188,37 @@ class SubmitFastPath:
             }
         )
         await send({"type": "http.response.body", "body": content})
+
+
+    def _batched(self, principal: Principal, request: models.SubmitRequest, host: str | None) -> asyncio.Future[Any]:
+        """The submission's outcome, once the submissions of this turn of the loop are stored."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        if not self._batch:
+            # After the callbacks ready now: the requests read in the same turn join it.
+            loop.call_soon(self._flush)
+        self._batch.append((principal, request, host, future))
+        return future
+
+    def _flush(self) -> None:
+        batch, self._batch = self._batch, []
+        results: list[Submitted | WouldSubmit | Exception] = []
+        try:
+            results = self.jobs.submit_many([(principal, request, host) for principal, request, host, _ in batch])
+        except Exception as exc:  # noqa: BLE001 - every submitter must get an answer
+            results = [exc] * len(batch)
+        finally:
+            # Every submitter gets an answer, whatever happened: a future left unset would
+            # hang its request for good.
+            missing = RuntimeError("the submission got no outcome")
+            for index, (_, _, _, future) in enumerate(batch):
+                if future.done():
+                    continue  # cancelled: the client went away (its job is stored all the same)
+                result = results[index] if index < len(results) else missing
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
 
 
 def _plain_bearer(headers: list[tuple[bytes, bytes]]) -> str | None:

@@ -19,7 +19,7 @@ import logging
 import re
 import signal as posix_signal
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -143,12 +143,72 @@ class JobService:
     _shapes: tuple[float, list[NodeView]] = (0.0, [])
     # user -> (monotonic time the count was read, pending jobs then + accepted here since)
     _pending: dict[str, tuple[float, int]] = field(default_factory=dict)
+    # user -> jobs stored by submit_many's batch under way, which no count sees yet
+    _inflight: dict[str, int] = field(default_factory=dict)
 
     # -------------------------------------------------------------- submit
     def submit(
         self, principal: Principal, request: SubmitRequest, *, client_host: str | None = None
     ) -> Submitted | WouldSubmit:
         """Validate `request` and store its job(s): one, or an array's tasks."""
+        checked = self._check(principal, request, client_host)
+        if isinstance(checked, WouldSubmit):
+            return checked
+        user, rows = checked
+        ids = self.store.submit(rows)
+        # Committed: from here on nothing may raise (see the module's docstring).
+        self._after_submit(user, len(ids))
+        return Submitted(ids, array=bool(request.job.array))
+
+    def submit_many(
+        self, submissions: Sequence[tuple[Principal, SubmitRequest, str | None]]
+    ) -> list[Submitted | WouldSubmit | Exception]:
+        """Several submissions, their jobs stored in one transaction (the store's
+        batched_writes): for each, what submit() would have returned, or the error it would
+        have raised. One refused or failed does not fail the others; if the commit fails, all
+        fail with its error. The scheduler is woken once they are committed."""
+        results: list[Submitted | WouldSubmit | Exception] = []
+        stored: list[tuple[str, int]] = []  # (user, jobs) of each submission stored
+        inflight: list[tuple[str, int]] = []  # of those, the ones no count sees yet
+        try:
+            with self.store.batched_writes() as deferred:
+                for principal, request, host in submissions:
+                    try:
+                        checked = self._check(principal, request, host)
+                        if isinstance(checked, WouldSubmit):
+                            results.append(checked)
+                            continue
+                        user, rows = checked
+                        ids = self.store.submit(rows)
+                    except Exception as exc:  # noqa: BLE001 - that submission's own answer
+                        results.append(exc)
+                        continue
+                    if deferred:
+                        # Counted now: no count sees it before the commit, and the next of the
+                        # batch by this user is held to the limit with it.
+                        self._inflight[user] = self._inflight.get(user, 0) + len(ids)
+                        inflight.append((user, len(ids)))
+                    stored.append((user, len(ids)))
+                    results.append(Submitted(ids, array=bool(request.job.array)))
+        except Exception as exc:  # noqa: BLE001 - the commit failed: nothing of the batch is stored
+            failed: list[Submitted | WouldSubmit | Exception] = [
+                exc if isinstance(result, Submitted) else result for result in results
+            ]
+            return failed + [exc] * (len(submissions) - len(failed))
+        finally:
+            for user, count in inflight:
+                self._inflight[user] -= count
+                if not self._inflight[user]:
+                    del self._inflight[user]
+        for user, count in stored:
+            self._after_submit(user, count)
+        return results
+
+    def _check(
+        self, principal: Principal, request: SubmitRequest, client_host: str | None
+    ) -> tuple[str, list[dict[str, Any]]] | WouldSubmit:
+        """Validate `request`: the submitting user and the rows to store, or (test only) what
+        would be. Raises a Refusal saying why it may not be stored."""
         now = utcnow()
         submitter = submitter_for(principal.user, client_host or self.hostname)
         if submitter.uid is None:
@@ -191,10 +251,7 @@ class JobService:
             job_id = self.forecaster.next_job_id()
             forecast = self.forecaster.forecast(pending_job_from_row(rows[0], job_id, now))
             return WouldSubmit(len(rows), forecast, job_id, rows[0]["partition"])
-        ids = self.store.submit(rows)
-        # Committed: from here on nothing may raise (see the module's docstring).
-        self._after_submit(submitter.user, len(ids))
-        return Submitted(ids, array=bool(request.job.array))
+        return submitter.user, rows
 
     def _after_submit(self, user: str, count: int) -> None:
         JOBS_SUBMITTED.inc(count)  # a lock and an addition: the fast path's whole cost of metrics
@@ -218,10 +275,11 @@ class JobService:
         now = time.monotonic()
         read_at, count = self._pending.get(user, (float("-inf"), 0))
         margin = max(limit // 10, 1000)
-        if now - read_at > 1.0 or count + adding > limit - margin:
+        inflight = self._inflight.get(user, 0)  # stored in this batch, not yet committed
+        if now - read_at > 1.0 or count + inflight + adding > limit - margin:
             count = self.store.count_pending(user)
             self._pending[user] = (now, count)
-        return count
+        return count + inflight
 
     def node_shapes(self) -> list[NodeView]:
         """Node sizes for submission checks, read at most once a second: they change only

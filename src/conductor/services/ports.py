@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from conductor.domain.job import Job, JobSummary
@@ -15,6 +16,8 @@ class JobStore(Protocol):
     """The store's side of the use cases (conductor.store.Store provides it)."""
 
     def submit(self, rows: Sequence[dict[str, Any]]) -> list[int]: ...
+
+    def batched_writes(self) -> AbstractContextManager[bool]: ...
 
     def count_pending(self, user_name: str) -> int: ...
 

@@ -288,6 +288,9 @@ class Database:
     def _write(self) -> Iterator[Connection]:
         # SQLite has one writer; serialising in-process writers here avoids busy-waiting on
         # the file lock, which costs far more than a mutex.
+        if getattr(self._local, "batch", None) is not None:
+            # It would wait for the write lock this thread holds: a bug, said at once.
+            raise RuntimeError("a write outside the raw statements inside batched_writes()")
         if self._write_lock is not None:
             with unavailable(), self._write_lock, self.engine.begin() as conn:
                 yield conn
@@ -332,6 +335,30 @@ class Database:
         yield held.driver_connection
 
     @contextmanager
+    def batched_writes(self) -> Iterator[bool]:
+        """One transaction for the raw writes (`_raw_write`) this thread makes until the end of
+        the block, each in a savepoint of its own: one that fails is undone alone, and its
+        caller sees its error, as it would have alone. All commit at the end, or none: an
+        error of the commit itself reaches the block's caller. Yields whether the writes wait
+        for the end of the block (on SQLite; elsewhere each is its own transaction, as without
+        the block). Other connections see nothing of them until then.
+
+        The API's event loop submits the jobs that arrived in one turn so (SQLite only, where
+        submissions run on the loop): a commit is most of a submission's cost there, as it
+        writes every page the insert touched to the WAL, and a batch's jobs share their pages.
+        Measured on a 2-core machine: 88 µs of CPU a job alone, 45 in batches of 4.
+        """
+        if self.dialect != "sqlite" or getattr(self._local, "batch", None) is not None:
+            yield False  # elsewhere (or already in one): each write is its own transaction
+            return
+        with self._raw_write() as cursor:
+            self._local.batch = cursor
+            try:
+                yield True
+            finally:
+                self._local.batch = None
+
+    @contextmanager
     def _raw_write(self) -> Iterator[Any]:
         """A DBAPI cursor inside a write transaction, for the hottest statements only.
 
@@ -340,6 +367,18 @@ class Database:
         is most of the submission's cost, so it runs pre-compiled SQL on the DBAPI connection
         directly.
         """
+        batch = getattr(self._local, "batch", None)
+        if batch is not None:
+            with unavailable():
+                batch.execute("SAVEPOINT write")
+                try:
+                    yield batch
+                except BaseException:
+                    batch.execute("ROLLBACK TO write")
+                    batch.execute("RELEASE write")
+                    raise
+                batch.execute("RELEASE write")
+            return
         with (
             unavailable(),
             self._write_lock if self._write_lock is not None else contextlib.nullcontext(),
