@@ -119,8 +119,9 @@ static void *sys_alloc(unsigned long size) {
 
 /* ---- strings ---- */
 
-/* A compiler may turn a plain copy loop into a call of memcpy, which is not there: the empty
-   asm keeps these loops loops. */
+/* A compiler may call these four for copies and comparisons it makes itself, whatever the code
+   says; there is no C library to provide them. It may also turn a plain copy loop into a call
+   of memcpy: the empty asm keeps these loops loops. */
 void *memcpy(void *to, const void *from, size_t n) {
     char *t = to;
     const char *f = from;
@@ -138,6 +139,26 @@ void *memset(void *to, int c, size_t n) {
         __asm__ volatile("" ::: "memory");
     }
     return to;
+}
+
+void *memmove(void *to, const void *from, size_t n) {
+    char *t = to;
+    const char *f = from;
+    if (t < f)
+        return memcpy(to, from, n);
+    for (size_t i = n; i > 0; i--) {
+        t[i - 1] = f[i - 1];
+        __asm__ volatile("" ::: "memory");
+    }
+    return to;
+}
+
+int memcmp(const void *a, const void *b, size_t n) {
+    const unsigned char *x = a, *y = b;
+    for (size_t i = 0; i < n; i++)
+        if (x[i] != y[i])
+            return x[i] < y[i] ? -1 : 1;
+    return 0;
 }
 
 static size_t length(const char *s) {
