@@ -48,6 +48,14 @@ def test_the_feed_logs_and_counts_each_transition_once(store: Store, caplog: pyt
     assert {r.user for r in lines} == {"ann"}  # type: ignore[attr-defined]
     assert lines[-1].node == "n1"  # type: ignore[attr-defined]
     assert JOBS_ENDED.labels("FAILED")._value.get() == before + 1
+    # Read as the driver returns rows: the times are still the aware datetimes stored.
+    stored = store.get_job(job)
+    assert stored is not None
+    transitions = [t for t in store.transitions_after(0, 100) if t.job_id == job]
+    assert [t.to_state for t in transitions] == ["PENDING", "RUNNING", "FAILED"]
+    assert all(t.time.tzinfo is not None and t.submit_time == stored.submit_time for t in transitions)
+    assert transitions[1].time == stored.start_time and transitions[2].time == stored.end_time
+    assert [t.event_id for t in store.transitions_after(transitions[0].event_id, 1)] == [transitions[1].event_id]
 
 
 def test_samples_are_bounded_and_read_back(store: Store) -> None:

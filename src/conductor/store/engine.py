@@ -70,6 +70,14 @@ def epoch_seconds(value: str | datetime) -> float:
     return aware(value).timestamp()  # type: ignore[union-attr]
 
 
+def driver_time(value: str | datetime) -> datetime:
+    """A timestamp as the driver returns it (`Statements.driver_rows`), as the aware datetime
+    SQLAlchemy would have made of it (SQLite: its text, UTC; PostgreSQL: a datetime)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
 TIME_COLUMNS = (
     "submit_time", "eligible_time", "begin_time", "start_time", "end_time", "kill_time", "expected_start_time"
 )
