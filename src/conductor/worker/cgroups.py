@@ -328,6 +328,7 @@ class CgroupV1(_Groups):
         self._spares: list[_Spare] = []
         self._spare_names = 0
         self._oom_base: dict[int, int] = {}  # a recycled group's oom kills before its job
+        self._made: dict[int, tuple[str, ...]] = {}  # a job's groups beyond RECYCLED (create)
         for controller in RECYCLED:  # a previous worker's spares: empty, and not worth knowing
             for name in os.listdir(self._paths[controller]):
                 if name.startswith("spare_"):
@@ -348,6 +349,9 @@ class CgroupV1(_Groups):
         if limits.max_pids is not None and "pids" in self.bases:
             controllers.append("pids")
         spare = self._take_spare(job_id)
+        # The groups it gets beyond the recycled ones: only these are removed at its end (a
+        # removal of what was never made is a failed system call and an exception, per job).
+        self._made[job_id] = tuple(c for c in controllers if c not in RECYCLED)
         procs = []
         for controller in controllers:
             path = self._dir(controller, job_id)
@@ -474,9 +478,9 @@ class CgroupV1(_Groups):
                 with contextlib.suppress(OSError):
                     os.rename(f"{self._paths[controller]}/{name}", self._dir(controller, job_id))
             return False
-        for controller in self.bases:
-            if controller not in RECYCLED:
-                _rmdir(self._dir(controller, job_id))  # cpuset, pids: empty, as the rest
+        made = self._made.pop(job_id, None)  # None: adopted, made by an earlier worker
+        for controller in made if made is not None else (c for c in self.bases if c not in RECYCLED):
+            _rmdir(self._dir(controller, job_id))  # cpuset, pids: empty, as the rest
         self._spares.append(_Spare(name, limited, oom_kills))
         return True
 
@@ -496,6 +500,7 @@ class CgroupV1(_Groups):
         return True
 
     def _remove(self, job_id: int) -> bool:
+        self._made.pop(job_id, None)
         done = True
         for controller in self.bases:
             done = _rmdir(self._dir(controller, job_id)) and done
