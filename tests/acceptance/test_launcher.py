@@ -382,6 +382,21 @@ def test_a_stalled_launcher_is_given_up_at_its_deadline(tmp_path: Path) -> None:
         assert not (tmp_path / "ran").exists()
 
 
+def test_a_request_unreadable_after_a_launchers_death_fails_alone(tmp_path: Path) -> None:
+    # Whether it started cannot be told from its status file: it fails (never sent again, it
+    # might run twice), and the others of the batch go on as ever.
+    with stopped_launcher(tmp_path, 30.0) as (rig, stuck):
+        Path(rig.status_path(1)).mkdir()  # a directory where its status file would be
+        rig.launcher.submit([rig.request(1, "true\n"), rig.request(2, "echo ran\n")])
+        os.kill(stuck, signal.SIGKILL)
+        rig.launcher.drain()
+        outcomes = rig.launcher.outcomes()
+        assert isinstance(outcomes[1], str) and "unreadable" in outcomes[1], outcomes
+        assert isinstance(outcomes[2], Started) and rig.launcher.pid not in (0, stuck)
+        _wait(lambda: rig.ended(2))
+        assert rig.output(2) == "ran\n"
+
+
 def test_groups_bound_to_other_cpus_wait_for_the_last_to_start(rig: Rig) -> None:
     # The launcher's affinity is what a job inherits: a group bound elsewhere is sent only once
     # every job of the group before it has started, however the submissions came.

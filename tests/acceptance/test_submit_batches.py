@@ -4,6 +4,7 @@ one among them is refused alone, and every accepted job runs."""
 
 from __future__ import annotations
 
+import getpass
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -44,3 +45,47 @@ def test_a_burst_from_many_clients_gets_each_its_answer(start_conductor: Callabl
         job = api.wait_state(job_id, "COMPLETED", timeout=60)
         assert job["name"] == f"c{number}-{i}"
         assert (tmp_path / f"slurm-{job_id}.out").read_text() == f"{number}-{i}\n"
+
+
+def test_limits_hold_across_submissions_that_arrive_together(
+    start_conductor: Callable[..., ConductorProcess], tmp_path: Path
+) -> None:
+    # Jobs of one batch are committed together, after every check: each check counts those
+    # before it in the batch, or a burst would pass a limit many times over.
+    server = start_conductor("--cpus", "2", env={"CONDUCTOR_MAX_PENDING_PER_USER": "5"})
+    api = Api(server.url)
+    me = getpass.getuser()
+    response = api.http.post("/accounting/accounts", json={"accounts": [{"name": "physics"}]})
+    assert response.status_code == 201, response.text
+    response = api.http.post("/accounting/users", json={"users": [me], "accounts": ["physics"], "default_account": "physics"})
+    assert response.status_code == 201, response.text
+    response = api.http.patch(f"/accounting/users/{me}", params={"account": "physics"}, json={"max_submit_jobs": 3})
+    assert response.status_code == 200, response.text
+
+    def burst(job: dict[str, object]) -> list[httpx.Response]:
+        answers: list[httpx.Response] = []
+        start = threading.Barrier(8)
+
+        def client() -> None:
+            with httpx.Client(base_url=server.url, timeout=60, headers={"Authorization": f"Bearer {TOKENS[server.url]}"}) as http:
+                start.wait()
+                for _ in range(2):
+                    body = {"job": {"current_working_directory": str(tmp_path), "hold": True, **job}, "script": "#!/bin/sh\ntrue\n"}
+                    answers.append(http.post("/jobs/submit", json=body))
+
+        threads = [threading.Thread(target=client) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return answers
+
+    # The association's MaxSubmitJobs=3.
+    answers = burst({})
+    assert sorted(a.status_code for a in answers) == [201] * 3 + [429] * 13, [a.text for a in answers]
+    assert api.stats()["pending_jobs"] == 3
+    # Without an account (none is enforced), the per-user pending limit of 5: two more.
+    api.http.patch(f"/accounting/users/{me}", params={"account": "physics"}, json={"max_submit_jobs": 100})
+    answers = burst({})
+    assert sorted(a.status_code for a in answers) == [201] * 2 + [429] * 14, [a.text for a in answers]
+    assert api.stats()["pending_jobs"] == 5

@@ -4,12 +4,14 @@ the submissions of one turn on SQLite. Elsewhere each write stays its own transa
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
 from test_store_contract import add_node, job_row
 
 from conductor.api.models import JobDescription, SubmitRequest
+from conductor.errors import StoreUnavailable
 from conductor.services.jobs import JobService, Submitted
 from conductor.services.principal import Principal
 from conductor.services.submission import Limits
@@ -113,3 +115,31 @@ def test_submit_many_answers_each_and_wakes_the_scheduler_once_committed(store: 
     # Woken once per stored submission, each time with all of them committed: the scheduler,
     # woken before the commit, could miss them until its next periodic pass.
     assert bus.seen == [3, 3, 3]
+
+
+def test_a_full_disk_fails_the_write_that_did_not_fit_and_what_the_database_undid(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'full.db'}")
+    store.migrate()
+    try:
+        (before,) = store.submit([job_row(name="before")])
+        with store._dbapi() as raw:  # room for small jobs, not for a big one
+            pages = raw.execute("PRAGMA page_count").fetchone()[0]
+            raw.execute(f"PRAGMA max_page_count = {pages + 40}")
+        # SQLite undid the statement alone: the others of the batch are stored.
+        with store.batched_writes():
+            (first,) = store.submit([job_row(name="first")])
+            with pytest.raises(StoreUnavailable, match="full"):
+                store.submit([job_row(name="big", script="#" * 400_000)])
+            (second,) = store.submit([job_row(name="second")])
+        assert store.get_job(first) is not None and store.get_job(second) is not None
+        # On some errors SQLite rolls back the whole transaction instead (as this ROLLBACK
+        # does): what the batch stored before is gone, so none of it may pass for stored.
+        with pytest.raises(StoreUnavailable, match="rolled back"), store.batched_writes():
+            (lost,) = store.submit([job_row(name="lost")])
+            store._local.batch.execute("ROLLBACK")
+            with pytest.raises(StoreUnavailable, match="rolled back"):
+                store.submit([job_row(name="after")])
+        assert store.get_job(lost) is None and store.get_job(before) is not None
+        assert [job.name for job in store.list_jobs(limit=10)[0]] == ["before", "first", "second"]
+    finally:
+        store.close()

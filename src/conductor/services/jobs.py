@@ -126,6 +126,47 @@ def parse_job_ref(job_id: str) -> tuple[int, int | None]:
     return int(match.group(1)), (WHOLE_ARRAY if task == "*" else int(task)) if task is not None else None
 
 
+class _Inflight:
+    """Jobs a batch of submissions under way stored (JobService.submit_many), which no count of
+    the store sees before its commit: pending per user, active per (user, QOS) and per (user,
+    account), the counts its limits are checked against."""
+
+    def __init__(self) -> None:
+        self.pending: dict[str, int] = {}
+        self.qos: dict[tuple[str, str | None], int] = {}
+        self.accounts: dict[tuple[str, str], int] = {}
+
+    def add(self, row: Mapping[str, Any], count: int) -> None:
+        """Count `count` jobs like `row` (a negative count: no longer)."""
+        user = row["user_name"]
+        _bump(self.pending, user, count)
+        _bump(self.qos, (user, row.get("qos")), count)
+        if row.get("account"):
+            _bump(self.accounts, (user, row["account"]), count)
+
+
+def _bump(counts: dict[Any, int], key: Any, by: int) -> None:
+    value = counts.get(key, 0) + by
+    if value:
+        counts[key] = value
+    else:
+        counts.pop(key, None)
+
+
+class _WithInflight:
+    """The store's counts of active jobs, and those of the batch under way."""
+
+    def __init__(self, store: JobStore, inflight: _Inflight) -> None:
+        self.store = store
+        self.inflight = inflight
+
+    def count_active(self, user_name: str, qos: str | None) -> int:
+        return self.store.count_active(user_name, qos) + self.inflight.qos.get((user_name, qos), 0)
+
+    def count_active_in(self, user_name: str, account: str) -> int:
+        return self.store.count_active_in(user_name, account) + self.inflight.accounts.get((user_name, account), 0)
+
+
 # ------------------------------------------------------------------ the service
 @dataclass
 class JobService:
@@ -143,8 +184,8 @@ class JobService:
     _shapes: tuple[float, list[NodeView]] = (0.0, [])
     # user -> (monotonic time the count was read, pending jobs then + accepted here since)
     _pending: dict[str, tuple[float, int]] = field(default_factory=dict)
-    # user -> jobs stored by submit_many's batch under way, which no count sees yet
-    _inflight: dict[str, int] = field(default_factory=dict)
+    # What submit_many's batch under way stored, which no count of the store sees yet.
+    _inflight: _Inflight = field(default_factory=_Inflight)
 
     # -------------------------------------------------------------- submit
     def submit(
@@ -169,7 +210,7 @@ class JobService:
         fail with its error. The scheduler is woken once they are committed."""
         results: list[Submitted | WouldSubmit | Exception] = []
         stored: list[tuple[str, int]] = []  # (user, jobs) of each submission stored
-        inflight: list[tuple[str, int]] = []  # of those, the ones no count sees yet
+        inflight: list[tuple[dict[str, Any], int]] = []  # of those, the ones no count sees yet
         try:
             with self.store.batched_writes() as deferred:
                 for principal, request, host in submissions:
@@ -185,9 +226,9 @@ class JobService:
                         continue
                     if deferred:
                         # Counted now: no count sees it before the commit, and the next of the
-                        # batch by this user is held to the limit with it.
-                        self._inflight[user] = self._inflight.get(user, 0) + len(ids)
-                        inflight.append((user, len(ids)))
+                        # batch by this user is held to the limits with it.
+                        self._inflight.add(rows[0], len(ids))
+                        inflight.append((rows[0], len(ids)))
                     stored.append((user, len(ids)))
                     results.append(Submitted(ids, array=bool(request.job.array)))
         except Exception as exc:  # noqa: BLE001 - the commit failed: nothing of the batch is stored
@@ -196,10 +237,8 @@ class JobService:
             ]
             return failed + [exc] * (len(submissions) - len(failed))
         finally:
-            for user, count in inflight:
-                self._inflight[user] -= count
-                if not self._inflight[user]:
-                    del self._inflight[user]
+            for row, count in inflight:
+                self._inflight.add(row, -count)
         for user, count in stored:
             self._after_submit(user, count)
         return results
@@ -236,7 +275,7 @@ class JobService:
                 nodes = []  # a partition of the file without nodes yet: its jobs wait for them
         rows = build_rows(request.job, request.script, submitter=submitter, limits=limits, nodes=nodes, now=now)
         if effective is not None:
-            check_rows(effective, rows, self.store)
+            check_rows(effective, rows, _WithInflight(self.store, self._inflight))
         check_targets(self.store, rows[0]["dependency"])  # Slurm refuses a dependency on no job
         limit = self.max_pending_per_user
         pending = self._pending_jobs(submitter.user, len(rows), limit)
@@ -275,7 +314,7 @@ class JobService:
         now = time.monotonic()
         read_at, count = self._pending.get(user, (float("-inf"), 0))
         margin = max(limit // 10, 1000)
-        inflight = self._inflight.get(user, 0)  # stored in this batch, not yet committed
+        inflight = self._inflight.pending.get(user, 0)  # stored in this batch, not yet committed
         if now - read_at > 1.0 or count + inflight + adding > limit - margin:
             count = self.store.count_pending(user)
             self._pending[user] = (now, count)

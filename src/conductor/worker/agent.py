@@ -415,6 +415,8 @@ class Worker:
         with contextlib.suppress(Exception):
             self.containment.finish(row.id)  # its group, if it got one
         self._finished.append(launch_failure(row.id, message, self.config.name, row.restart_count or 0))
+        if self._wake is not None:
+            self._wake.set()  # recorded at the next tick, now (it may come between ticks)
 
     def _bounds(self, row: Job) -> tuple[int, int, int, int] | None:
         array_job: int | None = row.array_job_id

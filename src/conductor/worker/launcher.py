@@ -84,6 +84,7 @@ class Launcher:
         self.me = b"%d %d" % (os.getpid(), protocol.start_ticks(os.getpid()) or 0)
         self.jobs: dict[int, Job] = {}
         self.replies: list[bytes] = []  # written once per round
+        self.unanswered = 0  # launches since the last reply (REPLY_EVERY), across reads
 
     def serve(self) -> None:
         buffer = b""
@@ -104,9 +105,10 @@ class Launcher:
                     self.replies.append(protocol.BYE + b"\n")
                     break
                 frames, buffer = protocol.split_frames(buffer + chunk)
-                for count, data in enumerate(frames, 1):
+                for data in frames:
                     self.launch(data)
-                    if count % REPLY_EVERY == 0:
+                    self.unanswered += 1
+                    if self.unanswered >= REPLY_EVERY:
                         if self.jobs:
                             self.reap()
                         self.reply()
@@ -169,6 +171,7 @@ class Launcher:
         # The worker's pipe is the launcher's alone (jobs never hold it): no write interleaves.
         data = memoryview(b"".join(self.replies))
         self.replies = []
+        self.unanswered = 0
         while data:
             try:
                 written = os.write(1, data)

@@ -207,7 +207,12 @@ class Launcher:
 
     def close(self) -> None:
         """No more requests: the launcher lets go of the launch lock (its goodbye says so) and
-        lives on, reaping and recording, until its last job has ended."""
+        lives on, reaping and recording, until its last job has ended. Requests still queued
+        are never sent (their outcome says so); the owner drains the sent ones first."""
+        for _, group in self._queue:
+            for request in group:
+                self._outcomes[request.job_id] = "the worker stopped before the job was launched"
+        self._queue.clear()
         if not self.pid:
             return
         os.close(self._requests)
@@ -351,6 +356,7 @@ class Launcher:
                 except OSError as exc:
                     self._mask = None
                     for request in group:
+                        self._retried.discard(request.job_id)
                         self._outcomes[request.job_id] = f"cannot bind to CPUs {sorted(mask)}: {exc}"
                     return
                 self._mask = mask
@@ -363,8 +369,10 @@ class Launcher:
             self._write(b"".join(frames))
         except Exception as exc:
             log.exception("job launcher failed")
+            sent = {id(request) for request, _ in self._pending.values()}
             for request in group:
-                if all(sent is not request for sent, _ in self._pending.values()):
+                if id(request) not in sent:
+                    self._retried.discard(request.job_id)
                     self._outcomes[request.job_id] = f"job launcher failed: {exc}"
             if self._pending:
                 self._died(str(exc))
@@ -413,7 +421,13 @@ class Launcher:
         unanswered, self._pending = self._pending, {}
         never: list[LaunchRequest] = []
         for request, _ in unanswered.values():
-            status = read_status(request.status_path)
+            try:
+                status = read_status(request.status_path)
+            except OSError as exc:
+                # Whether it started cannot be told: it is not sent again (it might run twice).
+                self._retried.discard(request.job_id)
+                self._outcomes[request.job_id] = f"the job launcher died; its status file is unreadable: {exc}"
+                continue
             if status.pid and dead is not None and status.launcher is not None and same_launcher(status.launcher, dead):
                 self._retried.discard(request.job_id)
                 self._outcomes[request.job_id] = Started(status.pid, status.ticks, 0)
@@ -470,10 +484,11 @@ class Launcher:
 
     def _reap(self) -> None:
         """Forget a launcher that is gone, or given up: its jobs not yet reported are lost."""
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(self.pid, 0)
+        if self.pid > 0:  # (a pid of 0 would name this process's whole group)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self.pid, 0)
         self._forget()
         self.lost.extend(self._live)
         self._live.clear()
