@@ -1,9 +1,10 @@
 """One node's agent: runs every job placed on the node as its own process, many at once.
 
-One asyncio loop supervises all jobs. Every job is a fork of the worker's launcher
-(`launcher.py`, a Python fork server started once), in a session and process group of its own.
-The launcher is the jobs' parent: it reaps each, writes its exit status (and CPU times) to the
-job's status file and tells the worker. Jobs, and the launcher, survive a restart of the
+One asyncio loop supervises all jobs. Every job is a child of the worker's launcher
+(`launcher.py`, started once: it spawns each through the job starter, or forks), in a session
+and process group of its own. The loop hands the launcher its jobs and goes on; the launcher
+says as it starts each. It is the jobs' parent: it reaps each, writes its exit status (and CPU
+times) to the job's status file and tells the worker. Jobs, and the launcher, survive a restart of the
 worker, which re-adopts the jobs from their status files.
 """
 
