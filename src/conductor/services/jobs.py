@@ -207,41 +207,45 @@ class JobService:
         """Several submissions, their jobs stored in one transaction (the store's
         batched_writes): for each, what submit() would have returned, or the error it would
         have raised. One refused or failed does not fail the others; if the commit fails, all
-        fail with its error. The scheduler is woken once they are committed."""
-        results: list[Submitted | WouldSubmit | Exception] = []
+        fail with its error. The scheduler is woken once they are committed.
+
+        All are checked first, then stored: the transaction, which holds the database's one
+        write lock, holds it for the inserts alone. Each one checked counts against the limits
+        of those after it (`_inflight`) until all are stored."""
+        results: list[Submitted | WouldSubmit | Exception | None] = []
+        accepted: list[tuple[int, dict[str, Any], list[dict[str, Any]], bool]] = []  # index, user's row, rows, array
+        for principal, request, host in submissions:
+            try:
+                checked = self._check(principal, request, host)
+            except Exception as exc:  # noqa: BLE001 - that submission's own answer
+                results.append(exc)
+                continue
+            if isinstance(checked, WouldSubmit):
+                results.append(checked)
+                continue
+            _, rows = checked
+            self._inflight.add(rows[0], len(rows))
+            accepted.append((len(results), rows[0], rows, bool(request.job.array)))
+            results.append(None)
         stored: list[tuple[str, int]] = []  # (user, jobs) of each submission stored
-        inflight: list[tuple[dict[str, Any], int]] = []  # of those, the ones no count sees yet
         try:
-            with self.store.batched_writes() as deferred:
-                for principal, request, host in submissions:
+            with self.store.batched_writes():
+                for index, _, rows, array in accepted:
                     try:
-                        checked = self._check(principal, request, host)
-                        if isinstance(checked, WouldSubmit):
-                            results.append(checked)
-                            continue
-                        user, rows = checked
                         ids = self.store.submit(rows)
                     except Exception as exc:  # noqa: BLE001 - that submission's own answer
-                        results.append(exc)
+                        results[index] = exc
                         continue
-                    if deferred:
-                        # Counted now: no count sees it before the commit, and the next of the
-                        # batch by this user is held to the limits with it.
-                        self._inflight.add(rows[0], len(ids))
-                        inflight.append((rows[0], len(ids)))
-                    stored.append((user, len(ids)))
-                    results.append(Submitted(ids, array=bool(request.job.array)))
+                    results[index] = Submitted(ids, array=array)
+                    stored.append((rows[0]["user_name"], len(ids)))
         except Exception as exc:  # noqa: BLE001 - the commit failed: nothing of the batch is stored
-            failed: list[Submitted | WouldSubmit | Exception] = [
-                exc if isinstance(result, Submitted) else result for result in results
-            ]
-            return failed + [exc] * (len(submissions) - len(failed))
+            return [exc if result is None or isinstance(result, Submitted) else result for result in results]
         finally:
-            for row, count in inflight:
-                self._inflight.add(row, -count)
+            for _, row, rows, _ in accepted:
+                self._inflight.add(row, -len(rows))
         for user, count in stored:
             self._after_submit(user, count)
-        return results
+        return [result if result is not None else RuntimeError("not stored") for result in results]
 
     def _check(
         self, principal: Principal, request: SubmitRequest, client_host: str | None
