@@ -214,21 +214,21 @@ class JobService:
         of those after it (`_inflight`) until all are stored."""
         results: list[Submitted | WouldSubmit | Exception | None] = []
         accepted: list[tuple[int, dict[str, Any], list[dict[str, Any]], bool]] = []  # index, user's row, rows, array
-        for principal, request, host in submissions:
-            try:
-                checked = self._check(principal, request, host)
-            except Exception as exc:  # noqa: BLE001 - that submission's own answer
-                results.append(exc)
-                continue
-            if isinstance(checked, WouldSubmit):
-                results.append(checked)
-                continue
-            _, rows = checked
-            self._inflight.add(rows[0], len(rows))
-            accepted.append((len(results), rows[0], rows, bool(request.job.array)))
-            results.append(None)
         stored: list[tuple[str, int]] = []  # (user, jobs) of each submission stored
         try:
+            for principal, request, host in submissions:
+                try:
+                    checked = self._check(principal, request, host)
+                except Exception as exc:  # noqa: BLE001 - that submission's own answer
+                    results.append(exc)
+                    continue
+                if isinstance(checked, WouldSubmit):
+                    results.append(checked)
+                    continue
+                _, rows = checked
+                self._inflight.add(rows[0], len(rows))
+                accepted.append((len(results), rows[0], rows, bool(request.job.array)))
+                results.append(None)
             with self.store.batched_writes():
                 for index, _, rows, array in accepted:
                     try:
@@ -239,7 +239,10 @@ class JobService:
                     results[index] = Submitted(ids, array=array)
                     stored.append((rows[0]["user_name"], len(ids)))
         except Exception as exc:  # noqa: BLE001 - the commit failed: nothing of the batch is stored
-            return [exc if result is None or isinstance(result, Submitted) else result for result in results]
+            failed: list[Submitted | WouldSubmit | Exception] = [
+                exc if result is None or isinstance(result, Submitted) else result for result in results
+            ]
+            return failed + [exc] * (len(submissions) - len(failed))
         finally:
             for _, row, rows, _ in accepted:
                 self._inflight.add(row, -len(rows))
