@@ -109,13 +109,8 @@ class Launcher:
                     self.launch(data)
                     self.unanswered += 1
                     if self.unanswered >= REPLY_EVERY:
-                        if self.jobs:
-                            self.reap()
-                        self.reply()
-            if self.jobs:
-                self.reap()
-            if self.replies:
-                self.reply()
+                        self.answer()
+            self.answer()
             if not open_ and not self.jobs:
                 return
             # While the worker is there, time limits are its to enforce; once it is gone, the
@@ -167,11 +162,18 @@ class Launcher:
             wait = due if wait is None else min(wait, due)
         return None if wait is None else max(wait, 0.01)
 
+    def answer(self) -> None:
+        """Reap the jobs that ended, and tell the worker what happened since the last answer."""
+        self.unanswered = 0
+        if self.jobs:
+            self.reap()
+        if self.replies:
+            self.reply()
+
     def reply(self) -> None:
         # The worker's pipe is the launcher's alone (jobs never hold it): no write interleaves.
         data = memoryview(b"".join(self.replies))
         self.replies = []
-        self.unanswered = 0
         while data:
             try:
                 written = os.write(1, data)

@@ -231,13 +231,22 @@ static const char *describe(int error) {
     return NULL;
 }
 
-/* A message of pieces, up to a NULL, into `out` (cut to fit); its length. */
-static long compose(char *out, long room, va_list pieces) {
+/* A message of pieces, `first` and those after it up to a NULL, into `out` (cut to fit `room`
+   with its NUL); its length. */
+static long vcompose(char *out, long room, const char *first, va_list more) {
     long n = 0;
-    for (const char *piece; (piece = va_arg(pieces, const char *)) != NULL;)
+    for (const char *piece = first; piece != NULL; piece = va_arg(more, const char *))
         for (; *piece && n < room - 1; piece++)
             out[n++] = *piece;
     out[n] = '\0';
+    return n;
+}
+
+static long compose(char *out, long room, const char *first, ...) {
+    va_list more;
+    va_start(more, first);
+    long n = vcompose(out, room, first, more);
+    va_end(more);
     return n;
 }
 
@@ -248,11 +257,7 @@ static const char *error_text(long error) {
     if (text)
         return text;
     char number[24];
-    const char *prefix = "Unknown error ";
-    size_t p = length(prefix);
-    memcpy(unknown, prefix, p);
-    decimal(number, error);
-    memcpy(unknown + p, number, length(number) + 1);
+    compose(unknown, sizeof unknown, "Unknown error ", decimal(number, error), NULL);
     return unknown;
 }
 
@@ -262,13 +267,10 @@ static int status_fd = -1;
    message is its pieces, up to a NULL. */
 static __attribute__((noreturn)) void fail(const char *first, ...) {
     char line[4104] = "error ";
-    long n = 6;
-    for (const char *piece = first; *piece && n < 4096; piece++)
-        line[n++] = *piece;
-    va_list pieces;
-    va_start(pieces, first);
-    n += compose(line + n, 4097 - n, pieces);
-    va_end(pieces);
+    va_list more;
+    va_start(more, first);
+    long n = 6 + vcompose(line + 6, 4096, first, more);
+    va_end(more);
     for (long i = 6; i < n; i++)
         if (line[i] == '\n')
             line[i] = ' ';
@@ -533,13 +535,8 @@ __attribute__((noreturn, used)) void start(long *stack) {
     }
     r = SYS(execve, command[0], command, environment, 0);
     char message[4200];
-    long n = 0;
-    const char *pieces[] = {"conductor: cannot execute ", command[0], ": ", error_text(-r), "\n"};
-    for (size_t i = 0; i < sizeof pieces / sizeof *pieces; i++)
-        for (const char *p = pieces[i]; *p && n < (long)sizeof message - 2; p++)
-            message[n++] = *p;
-    if (message[n - 1] != '\n')
-        message[n++] = '\n';
+    long n = compose(message, sizeof message - 1, "conductor: cannot execute ", command[0], ": ", error_text(-r), NULL);
+    message[n++] = '\n';
     sys_write_all(2, message, n); /* if the job's error file is gone, nothing more can say so */
     sys_exit(127);
 }
