@@ -33,6 +33,7 @@ import json
 import os
 import random
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -135,6 +136,53 @@ class RawHttp:
         self.sock.close()
 
 
+# The processes the running benchmark started (`conductor up`, or a server and its workers).
+STARTED: list[int] = []
+
+
+def _stat_times(pid: int) -> tuple[int, float, float]:
+    """(parent pid, own CPU seconds of all its threads, CPU seconds of its reaped children)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
+
+
+def cpu_split() -> dict[str, float]:
+    """CPU seconds used so far by the system under test, by role: the conductor processes
+    themselves, their launchers, and the jobs (children the launchers have reaped, the job
+    starter included). Jobs still running and launchers that ended count nowhere but in the
+    conductor process's reaped children ("ended")."""
+    split = {"conductor": 0.0, "launchers": 0.0, "jobs": 0.0, "ended": 0.0}
+    for pid in STARTED:
+        with contextlib.suppress(OSError):
+            _, own, reaped = _stat_times(pid)
+            split["conductor"] += own
+            split["ended"] += reaped
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if b"launcher.py" not in f.read():
+                    continue
+            parent, own, reaped = _stat_times(int(entry))
+            if parent in STARTED:
+                split["launchers"] += own
+                split["jobs"] += reaped
+    return split
+
+
+def print_cpu_split(label: str, jobs: int, before: dict[str, float], after: dict[str, float], client: float) -> None:
+    """Where the CPU went per job between two `cpu_split`s, and the share of the machine used."""
+    per = {role: (after[role] - before[role]) * 1000 / jobs for role in after}
+    total = sum(per.values()) + client * 1000 / jobs
+    print(
+        f"{label}: CPU per job {total:.2f} ms = jobs {per['jobs']:.2f} + conductor {per['conductor']:.2f} "
+        f"+ launchers {per['launchers']:.2f} + ended launchers {per['ended']:.2f} + load client {client * 1000 / jobs:.2f}"
+    )
+
+
 def _token_headers(home: Path) -> dict[str, str]:
     token_file = home / "token"
     if token_file.exists():
@@ -189,6 +237,7 @@ def many_nodes(cpus: int, extra_env: dict[str, str] | None = None) -> Iterator[t
                         stderr=subprocess.STDOUT,
                     )
                 )
+                STARTED.append(procs[-1].pid)
 
         port = free_port()
         url = f"http://127.0.0.1:{port}"
@@ -211,6 +260,7 @@ def many_nodes(cpus: int, extra_env: dict[str, str] | None = None) -> Iterator[t
             yield url, root / "server", _token_headers(root / "server")
         finally:
             for proc in procs:
+                STARTED.remove(proc.pid)
                 proc.send_signal(signal.SIGTERM)
             for proc in procs:
                 try:
@@ -242,6 +292,7 @@ def conductor(cpus: int, extra_env: dict[str, str] | None = None) -> Iterator[tu
         stdout=log,
         stderr=subprocess.STDOUT,
     )
+    STARTED.append(proc.pid)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -255,6 +306,7 @@ def conductor(cpus: int, extra_env: dict[str, str] | None = None) -> Iterator[tu
             raise RuntimeError((home / "server.log").read_text())
         yield url, home, _token_headers(home)
     finally:
+        STARTED.remove(proc.pid)
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(20)
@@ -299,19 +351,43 @@ def bench_latency(count: int = 100) -> None:
         )
 
 
+def bash_alone(script: Path, count: int = 500) -> float:
+    """CPU seconds one run of `script` by bash costs on this machine, with nothing else: what a
+    `true` job costs whoever runs it (a loop of bash forks and execs bash; the loop's own fork
+    is in the figure, as the job starter's is in a job's)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(["/bin/bash", "-c", f"for ((i = 0; i < {count}; i++)); do /bin/bash {script}; done"], check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / count
+
+
+def own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def bench_throughput(count: int = 2000, cpus: int = 64) -> None:
     with conductor(cpus=cpus) as (url, home, headers):
         work = home / "work"
         work.mkdir()
+        script = "#!/bin/bash\ntrue\n"
+        (work / "true.sh").write_text(script)
+        alone = bash_alone(work / "true.sh")
+        cores = os.cpu_count() or 1
+        print(
+            f"throughput: bash alone runs the `true` job in {alone * 1000:.2f} ms of CPU here: "
+            f"{cores} cores could run at most {cores / alone:.0f} such jobs/s with nothing else"
+        )
         http = client(url, headers)
         job = {"current_working_directory": str(work), "standard_output": "/dev/null"}
+        cpu_before, client_before = cpu_split(), own_cpu()
         t0 = time.time()
         ids: list[int] = []
         lock = threading.Lock()
 
         def submit(n: int) -> None:
             c = RawHttp(url, headers)
-            request = c.encode("POST", "/jobs/submit", json.dumps({"job": job, "script": "#!/bin/bash\ntrue\n"}).encode())
+            request = c.encode("POST", "/jobs/submit", json.dumps({"job": job, "script": script}).encode())
             for _ in range(n):
                 status, body = c.send(request)
                 assert status == 201, body
@@ -331,17 +407,18 @@ def bench_throughput(count: int = 2000, cpus: int = 64) -> None:
                 break
             time.sleep(0.05)
         t_done = time.time()
+        cpu_after, client_after = cpu_split(), own_cpu()
         jobs = all_jobs(http, state="COMPLETED")
         print(
             f"throughput: {len(jobs)}/{count} `true` jobs COMPLETED on {cpus} declared CPUs in "
             f"{t_done - t0:.2f} s end to end = {count / (t_done - t0):.0f} jobs/s "
             f"(submission by 4 REST clients took {t_submitted - t0:.2f} s)"
         )
+        print_cpu_split("throughput (REST)", count, cpu_before, cpu_after, client_after - client_before)
         # The same drain without the REST submission in the way: one array of `count` tasks.
+        cpu_before, client_before = cpu_split(), own_cpu()
         t0 = time.time()
-        r = http.post(
-            "/jobs/submit", json={"job": {**job, "array": f"0-{count - 1}"}, "script": "#!/bin/bash\ntrue\n"}
-        )
+        r = http.post("/jobs/submit", json={"job": {**job, "array": f"0-{count - 1}"}, "script": script})
         assert r.status_code == 201, r.text
         while True:
             stats = http.get("/jobs/stats").json()
@@ -349,7 +426,9 @@ def bench_throughput(count: int = 2000, cpus: int = 64) -> None:
                 break
             time.sleep(0.05)
         elapsed = time.time() - t0
+        cpu_after, client_after = cpu_split(), own_cpu()
         print(f"throughput: array of {count} `true` tasks drained in {elapsed:.2f} s = {count / elapsed:.0f} jobs/s")
+        print_cpu_split("throughput (array)", count, cpu_before, cpu_after, client_after - client_before)
 
 
 def bench_submit(count: int = 3000, clients: int = 8) -> None:
