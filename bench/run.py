@@ -138,6 +138,8 @@ class RawHttp:
 
 # The processes the running benchmark started (`conductor up`, or a server and its workers).
 STARTED: list[int] = []
+# The postmaster of --own-postgres's cluster: its processes' CPU is the database's share.
+DATABASE_PID: int | None = None
 
 
 def _stat_times(pid: int) -> tuple[int, float, float]:
@@ -152,8 +154,9 @@ def cpu_split() -> dict[str, float]:
     """CPU seconds used so far by the system under test, by role: the conductor processes
     themselves, their launchers, and the jobs (children the launchers have reaped, the job
     starter included). Jobs still running and launchers that ended count nowhere but in the
-    conductor process's reaped children ("ended")."""
-    split = {"conductor": 0.0, "launchers": 0.0, "jobs": 0.0, "ended": 0.0}
+    conductor process's reaped children ("ended"). With --own-postgres, the database's
+    processes too."""
+    split = {"conductor": 0.0, "launchers": 0.0, "jobs": 0.0, "ended": 0.0, "database": 0.0}
     for pid in STARTED:
         with contextlib.suppress(OSError):
             _, own, reaped = _stat_times(pid)
@@ -163,13 +166,19 @@ def cpu_split() -> dict[str, float]:
         if not entry.isdigit():
             continue
         with contextlib.suppress(OSError, IndexError, ValueError):
+            pid = int(entry)
+            if DATABASE_PID is not None and pid == DATABASE_PID:
+                _, own, reaped = _stat_times(pid)
+                split["database"] += own + reaped
+                continue
             with open(f"/proc/{entry}/cmdline", "rb") as f:
-                if b"launcher.py" not in f.read():
-                    continue
-            parent, own, reaped = _stat_times(int(entry))
-            if parent in STARTED:
+                launcher = b"launcher.py" in f.read()
+            parent, own, reaped = _stat_times(pid)
+            if launcher and parent in STARTED:
                 split["launchers"] += own
                 split["jobs"] += reaped
+            elif DATABASE_PID is not None and parent == DATABASE_PID:
+                split["database"] += own + reaped
     return split
 
 
@@ -177,9 +186,11 @@ def print_cpu_split(label: str, jobs: int, before: dict[str, float], after: dict
     """Where the CPU went per job between two `cpu_split`s, and the share of the machine used."""
     per = {role: (after[role] - before[role]) * 1000 / jobs for role in after}
     total = sum(per.values()) + client * 1000 / jobs
+    database = f" + database {per['database']:.2f}" if DATABASE_PID is not None else ""
     print(
         f"{label}: CPU per job {total:.2f} ms = jobs {per['jobs']:.2f} + conductor {per['conductor']:.2f} "
-        f"+ launchers {per['launchers']:.2f} + ended launchers {per['ended']:.2f} + load client {client * 1000 / jobs:.2f}"
+        f"+ launchers {per['launchers']:.2f} + ended launchers {per['ended']:.2f}{database} "
+        f"+ load client {client * 1000 / jobs:.2f}"
     )
 
 
@@ -716,7 +727,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
-    global DATABASE_URL, CONTAINMENT, JOB_STARTER
+    global DATABASE_URL, DATABASE_PID, CONTAINMENT, JOB_STARTER
     CONTAINMENT = args.containment
     if CONTAINMENT is not None:
         print(f"containment: {CONTAINMENT}")
@@ -728,7 +739,9 @@ def main() -> None:
             sys.path.insert(0, str(ROOT / "tests"))
             from support import postgres_cluster
 
-            DATABASE_URL = stack.enter_context(postgres_cluster()).url()
+            cluster = stack.enter_context(postgres_cluster())
+            DATABASE_URL = cluster.url()
+            DATABASE_PID = int((cluster.data / "postmaster.pid").read_text().split()[0])
         elif args.database_url:
             DATABASE_URL = args.database_url
         if DATABASE_URL is not None:
