@@ -13,6 +13,7 @@ import sqlite3
 import stat
 import struct
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -236,3 +237,39 @@ def test_it_is_a_small_static_program(built_job_starter: str) -> None:
     assert not kinds & {2, 3}, kinds  # PT_DYNAMIC, PT_INTERP
     assert b"GLIBC" not in data and b"glibc" not in data
     assert len(data) < 256 * 1024, len(data)
+
+
+# Python run before the code it prefixes: from then on statx fails with ENOSYS, for this
+# process and what it runs (a seccomp filter), as on a kernel or under a container policy
+# older than statx. Python and the C library do without it; the starter cannot.
+REFUSE_STATX = """
+import ctypes, errno, os, platform, struct, sys
+from pathlib import Path
+number = {"x86_64": 332, "aarch64": 291}[platform.machine()]
+program = [(0x20, 0, 0, 0), (0x15, 0, 1, number), (0x06, 0, 0, 0x50000 | errno.ENOSYS), (0x06, 0, 0, 0x7FFF0000)]
+code = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *op) for op in program))
+class Program(ctypes.Structure):
+    _fields_ = [("length", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+libc = ctypes.CDLL(None, use_errno=True)
+filter = Program(len(program), ctypes.addressof(code))
+if libc.prctl(38, 1, 0, 0, 0) or libc.prctl(22, 2, ctypes.byref(filter), 0, 0):  # no new privileges; seccomp
+    raise OSError(ctypes.get_errno(), "seccomp")
+"""
+
+
+def test_it_checks_that_what_it_needs_works_here(built_job_starter: str) -> None:
+    done = subprocess.run([built_job_starter, "--check"], capture_output=True)
+    assert (done.returncode, done.stderr) == (0, b"")
+    run_without_statx = REFUSE_STATX + "os.execv(sys.argv[1], sys.argv[1:])"
+    done = subprocess.run([sys.executable, "-c", run_without_statx, built_job_starter, "--check"], capture_output=True)
+    assert (done.returncode, done.stderr) == (3, b"conductor-job-starter: statx: Function not implemented\n")
+
+
+def test_no_starter_where_it_cannot_work(tmp_path: Path) -> None:
+    # Every job it started would fail there: the launcher forks instead.
+    cache = tmp_path / "cache"
+    assert job_starter(cache) is not None
+    find_it = REFUSE_STATX + "from conductor.worker.starter import job_starter\nprint(job_starter(Path(sys.argv[1])))"
+    done = subprocess.run([sys.executable, "-c", find_it, str(cache)], capture_output=True, text=True)
+    assert done.stdout == "None\n", done.stderr
+    assert "does not work here (conductor-job-starter: statx: Function not implemented)" in done.stderr

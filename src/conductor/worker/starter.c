@@ -10,7 +10,7 @@
    forks as before. It runs as root until it drops privileges: it reads nothing from its
    environment (it is spawned with none) and trusts its arguments, which only the launcher gives:
 
-     starter STATUS_FD GO_FD REQUEST_FD
+     starter STATUS_FD GO_FD REQUEST_FD     (or `starter --check`: see check())
 
    three descriptors it inherits: the job's status file, the read end of its go pipe, and a
    file that holds the request, NUL-separated fields:
@@ -453,10 +453,34 @@ static void place(int fd, int target) {
         fail("launch failed: dup2: ", error_text(-r), NULL);
 }
 
+/* `starter --check`: whether the system calls it cannot do without work here. statx is the one a
+   machine may lack (Linux has it since 4.11) or refuse (a seccomp policy older than it), and
+   without it every job would fail. 0, or 3 with why on standard error; starter.py runs it once
+   before the launcher is given the starter. */
+static __attribute__((noreturn)) void check(void) {
+    struct statx st;
+    const char *what = "statx";
+    long r = sys_lstat("/", &st);
+    if (r == 0) {
+        int fd = sys_open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+        what = fd < 0 ? "open" : "statx";
+        r = fd < 0 ? fd : sys_fstat(fd, &st);
+    }
+    if (r == 0)
+        sys_exit(0);
+    char message[200];
+    long n = compose(message, sizeof message - 1, "conductor-job-starter: ", what, ": ", error_text(-r), NULL);
+    message[n++] = '\n';
+    sys_write_all(2, message, n);
+    sys_exit(3);
+}
+
 __attribute__((noreturn, used)) void start(long *stack) {
     long argc = stack[0];
     char **argv = (char **)(stack + 1);
     long long number, argn, count = 0;
+    if (argc == 2 && same(argv[1], "--check"))
+        check();
     if (argc != 4 || parse_int(argv[1], INT_MAX, &number))
         sys_exit(2);
     status_fd = (int)number;

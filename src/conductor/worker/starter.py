@@ -11,7 +11,9 @@ can write to, there is no starter and the launcher forks as before: slower, the 
 It runs as root until it drops privileges, so where it lies is checked as strictly as what it
 is: a directory no other user can write to (nor any directory above it), a regular file owned
 by this user or root that no other user can write. The launcher opens it once and checks the
-open file again (it then runs that file, whatever later happens to the path).
+open file again (it then runs that file, whatever later happens to the path). And where it is
+built is not always where it can run: it is tried once (`--check`) before it is given to the
+launcher.
 """
 
 from __future__ import annotations
@@ -66,9 +68,26 @@ def job_starter(cache: Path | None = None) -> str | None:
     if os.path.lexists(target):
         why = untrusted_file(target)
         if not why:
-            return str(target)
+            return _usable(str(target))
         log.warning("replacing the job starter %s (%s)", target, why)
-    return _build(compiler, directory, target)
+    built = _build(compiler, directory, target)
+    return _usable(built) if built is not None else None
+
+
+def _usable(path: str) -> str | None:
+    """`path`, when the starter there can start jobs on this machine (`starter --check`);
+    None otherwise, with why logged. It may not: a cache directory mounted noexec, or a kernel
+    or seccomp policy without statx, would fail every job it started."""
+    try:
+        done = subprocess.run([path, "--check"], env={}, stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        why = str(exc)
+    else:
+        if done.returncode == 0:
+            return path
+        why = done.stderr.decode(errors="replace").strip()[-500:] or f"exit status {done.returncode}"
+    log.warning("the job starter %s does not work here (%s): jobs start by fork, more slowly", path, why)
+    return None
 
 
 def _build(compiler: str, directory: Path, target: Path) -> str | None:
