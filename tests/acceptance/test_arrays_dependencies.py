@@ -420,3 +420,31 @@ def test_open_mode_append(api: Api, tmp_path: Path) -> None:
     truncated = submit(api, tmp_path, "#!/bin/bash\necho only\n", standard_output=str(out))
     api.wait_state(truncated, "COMPLETED")
     assert out.read_text() == "only\n"
+
+
+def test_an_array_limit_or_a_dependency_too_large_is_refused(api: Api, tmp_path: Path) -> None:
+    # Each was a 500 (an integer no database column holds) or minutes of the server's loop
+    # spent expanding task lists; now a 4xx naming the field, and nothing stored.
+    before = api.http.get("/jobs/stats").json()["pending_jobs"]
+    held = submit(api, tmp_path, "#!/bin/bash\ntrue\n", hold=True)
+    script = "#!/bin/bash\ntrue\n"
+    cases = [
+        ("/jobs/submit", {"array": "0-1%9223372036854775808"}, "array: ", "%N must be at most 2147483647"),
+        ("/jobs/submit?x=1", {"array": "0-1%2147483648"}, "", "%N must be at most 2147483647"),
+        ("/jobs/submit", {"dependency": f"afterok:{held}_[0-99999]"}, "dependency: ", "maximum of 1000 tasks"),
+        (
+            "/jobs/submit",
+            {"dependency": "afterok:" + ":".join(f"{held}_[{k}000-{k}999]" for k in range(1, 100))},
+            "dependency: ",
+            "names more than 1000 jobs and array tasks",
+        ),
+    ]
+    for path, fields, prefix, rule in cases:
+        job = {"current_working_directory": str(tmp_path), **fields}
+        response = api.http.post(path, json={"job": job, "script": script})
+        assert response.status_code in (400, 422), response.text
+        assert rule in response.text, response.text
+        if prefix:
+            assert response.json()["detail"].startswith(prefix), response.text
+    assert api.http.get("/health").status_code == 200
+    assert api.http.get("/jobs/stats").json()["pending_jobs"] == before + 1  # the held job alone

@@ -499,3 +499,15 @@ def test_a_decision_sets_each_pending_jobs_reason_and_no_other_jobs(store: Store
     for job_id, reason in reasons.items():
         assert got[job_id] == ("PENDING", reason)
     assert got[others[4]][0] == "PENDING" and got[others[4]][1] != "Dependency"
+
+
+def test_a_failed_statement_does_not_carry_its_values(store: Store) -> None:
+    # Errors reach the log, and the values of the store's statements are jobs' scripts and
+    # environments: secrets among them. The statement itself is enough to find the fault.
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    with pytest.raises(DBAPIError) as failed, store.engine.connect() as conn:
+        conn.execute(text("INSERT INTO no_such_table (secret) VALUES (:secret)"), {"secret": "TOKEN=s3cr3t"})
+    assert "no_such_table" in str(failed.value)
+    assert "s3cr3t" not in str(failed.value)

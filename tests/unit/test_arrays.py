@@ -52,6 +52,9 @@ def test_parse_zero_to_ninety_nine() -> None:
         ("1:2", "bad element '1:2'"),
         ("1.5", "bad element '1.5'"),
         ("1-3%0", "%0 must be at least 1"),
+        ("0-1%2147483648", "%N must be at most 2147483647"),
+        ("0-1%99999999999999999999", "%N must be at most 2147483647"),
+        ("0-1%" + "9" * 5000, "%N must be at most 2147483647"),  # past int()'s own digit limit
         ("1-3%x", "part after % must be a whole number"),
         ("1-3%", "part after % must be a whole number"),
         ("1-3%2%3", "part after % must be a whole number"),
@@ -68,6 +71,12 @@ def test_parse_errors(text: str, fragment: str) -> None:
     assert info.value.field == "array"
     assert fragment in info.value.message
     assert str(info.value).startswith("array: ")
+
+
+def test_the_running_limit_fits_every_database() -> None:
+    assert parse_array_spec("0-1%2147483647").max_running == 2**31 - 1
+    assert parse_array_spec("0-1%0002").max_running == 2
+    assert parse_array_spec("0-1%" + "0" * 5000 + "3").max_running == 3
 
 
 def test_custom_limits_and_field() -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
@@ -9,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conductor.domain.dependency import (
+    MAX_REFS,
     Dependency,
     DependencyResult,
     DependencyTerm,
@@ -166,7 +168,7 @@ _refs = st.builds(
 _job_terms = st.builds(
     DependencyTerm,
     type=st.sampled_from(["after", "afterany", "afterok", "afternotok"]),
-    job_ids=st.lists(_refs, min_size=1, max_size=4).map(tuple),
+    job_ids=st.lists(_refs, min_size=1, max_size=4, unique=True).map(tuple),  # one condition per job
     delay_minutes=st.one_of(st.just(0), st.integers(min_value=1, max_value=10_000)),
 )
 _terms = st.one_of(_job_terms, st.just(DependencyTerm("singleton")))
@@ -185,6 +187,29 @@ def test_format_parse_round_trip(dep: Dependency) -> None:
     text = format_dependency(dep)
     assert parse_dependency(text) == dep
     assert format_dependency(parse_dependency(text)) == text
+
+
+def test_a_job_named_twice_is_one_condition() -> None:
+    dep = parse_dependency("afterok:5:5_1:5:5_[0-2]")
+    assert dep.terms[0].job_ids == (JobRef(5), JobRef(5, 1), JobRef(5, 0), JobRef(5, 2))
+    assert format_dependency(dep) == "afterok:5:5_1:5_0:5_2"
+
+
+def test_a_dependency_names_a_bounded_number_of_jobs() -> None:
+    # Task lists expand: a few of 100,000 tasks would cost a submission minutes and each of
+    # its jobs megabytes of stored text (an array's id alone names all of its tasks).
+    assert len(parse_dependency(f"afterok:6_[1-{MAX_REFS}]").terms[0].job_ids) == MAX_REFS
+    for text, rule in [
+        ("afterok:6_[0-99999]", f"more than the maximum of {MAX_REFS} tasks"),
+        (f"afterok:6_[1-{MAX_REFS}]:7", f"names more than {MAX_REFS} jobs and array tasks"),
+        ("afterok:" + ":".join(f"{n}_[0-999]" for n in range(1, 300)), f"names more than {MAX_REFS} jobs"),
+        ("afterok:6_[1-600]?afternotok:7_[1-600]", f"names more than {MAX_REFS} jobs"),
+    ]:
+        with pytest.raises(SpecError, match=re.escape(rule)) as caught:
+            parse_dependency(text)
+        assert caught.value.field == "dependency"
+    # The same task named again in another term counts once.
+    assert len(parse_dependency(f"afterok:6_[1-{MAX_REFS}],afternotok:6_[1-{MAX_REFS}]").terms) == 2
 
 
 @given(st.text(max_size=25))

@@ -52,6 +52,10 @@ class ArraySpec:
         return format_array_indices(self.indices, max_running=self.max_running)
 
 
+# The most tasks `%N` may let run at once: what a 32-bit column holds (PostgreSQL's INTEGER).
+MAX_RUNNING = 2**31 - 1
+
+
 def parse_array_spec(
     value: str,
     *,
@@ -75,14 +79,7 @@ def parse_array_spec(
     body, percent, limit_text = text.partition("%")
     max_running: int | None = None
     if percent:
-        if _NUMBER_RE.fullmatch(limit_text) is None:
-            raise SpecError(
-                field,
-                f"invalid array {text!r}: the part after % must be a whole number of tasks",
-            )
-        max_running = int(limit_text)
-        if max_running < 1:
-            raise SpecError(field, f"invalid array {text!r}: %{max_running} must be at least 1")
+        max_running = _running_limit(text, limit_text, field)
     if not body:
         raise SpecError(field, f"invalid array {text!r}: no indexes before %")
 
@@ -120,6 +117,19 @@ def parse_array_spec(
         if len(indices) > max_tasks:
             raise _too_many(field, text, max_tasks)
     return ArraySpec(indices=tuple(sorted(indices)), max_running=max_running)
+
+
+def _running_limit(text: str, limit_text: str, field: str) -> int:
+    """The N of `%N`: a whole number from 1 to MAX_RUNNING."""
+    if _NUMBER_RE.fullmatch(limit_text) is None:
+        raise SpecError(field, f"invalid array {text!r}: the part after % must be a whole number of tasks")
+    digits = limit_text.lstrip("0")  # counted before it is converted: it may be any length
+    if len(digits) > len(str(MAX_RUNNING)) or int(digits or "0") > MAX_RUNNING:
+        raise SpecError(field, f"invalid array {text!r}: %N must be at most {MAX_RUNNING}")
+    max_running = int(digits or "0")
+    if max_running < 1:
+        raise SpecError(field, f"invalid array {text!r}: %{max_running} must be at least 1")
+    return max_running
 
 
 def _too_many(field: str, text: str, max_tasks: int) -> SpecError:

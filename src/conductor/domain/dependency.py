@@ -146,8 +146,9 @@ def parse_dependency(value: str, *, field: str = "dependency") -> Dependency:
         )
     kind_all = len(by_question) == 1
     terms: list[DependencyTerm] = []
+    named: set[JobRef] = set()
     for token in by_comma if kind_all else by_question:
-        terms.extend(_parse_term(token.strip(), text, field))
+        terms.extend(_parse_term(token.strip(), text, field, named))
     return Dependency(kind_all=kind_all, terms=tuple(terms))
 
 
@@ -171,14 +172,14 @@ def _split_outside_brackets(value: str, sep: str, text: str, field: str) -> list
     return parts
 
 
-def _parse_term(token: str, text: str, field: str) -> list[DependencyTerm]:
+def _parse_term(token: str, text: str, field: str, named: set[JobRef]) -> list[DependencyTerm]:
     if not token:
         raise SpecError(field, f"invalid dependency {text!r}: empty term between separators")
     if token.lower() == "singleton":
         return [DependencyTerm(type="singleton")]
     if token[0] in _ASCII_DIGITS and len(_split_outside_brackets(token, ":", text, field)) == 1:
         # Slurm's old format: a bare job id waits for that job to end in any state.
-        return _parse_job_list("afterany", token, text, field)
+        return _parse_job_list("afterany", token, text, field, named)
     if ":" not in token:
         raise SpecError(
             field, f"invalid dependency {text!r}: bad term {token!r}; expected {_FORMS}"
@@ -201,22 +202,30 @@ def _parse_term(token: str, text: str, field: str) -> list[DependencyTerm]:
         )
     if not jobs:
         raise SpecError(field, f"invalid dependency {text!r}: {kind} needs at least one job id")
-    return _parse_job_list(kind, jobs, text, field)
+    return _parse_job_list(kind, jobs, text, field, named)
 
 
-def _parse_job_list(kind: str, jobs: str, text: str, field: str) -> list[DependencyTerm]:
+def _parse_job_list(kind: str, jobs: str, text: str, field: str, named: set[JobRef]) -> list[DependencyTerm]:
     # Consecutive job ids with the same delay share one term; a change of delay starts a new
-    # one. Under Slurm's flat model this is the same dependency.
+    # one. Under Slurm's flat model this is the same dependency. A job named twice in a term
+    # is one condition (kept once); `named` gathers every job of the whole dependency.
     terms: list[DependencyTerm] = []
-    current: list[JobRef] = []
+    current: dict[JobRef, None] = {}
     current_delay = 0
     for part in _split_outside_brackets(jobs, ":", text, field):
         refs, delay = _parse_job(part, text, field)
         if current and delay != current_delay:
             terms.append(DependencyTerm(kind, tuple(current), current_delay))
-            current = []
-        current.extend(refs)
+            current = {}
+        current.update(dict.fromkeys(refs))
         current_delay = delay
+        named.update(refs)
+        if len(named) > MAX_REFS:
+            raise SpecError(
+                field,
+                f"invalid dependency {text!r}: it names more than {MAX_REFS} jobs and array tasks; "
+                "an array's job id alone stands for all of its tasks",
+            )
     terms.append(DependencyTerm(kind, tuple(current), current_delay))
     return terms
 
@@ -225,6 +234,11 @@ def _parse_job_list(kind: str, jobs: str, text: str, field: str) -> list[Depende
 MAX_JOB_ID = 2**63 - 1
 MAX_TASK_ID = 2**31 - 1
 MAX_DELAY_MINUTES = 366 * 24 * 60
+# Jobs and array tasks one dependency may name, task lists expanded: each is looked up when the
+# job is submitted and evaluated at every scheduling pass it waits through. Unbounded, a few
+# task lists of 100,000 (the 4,096 characters of a dependency hold hundreds) cost a submission
+# minutes and each of its jobs megabytes. An array's job id alone stands for all its tasks.
+MAX_REFS = 1_000
 
 
 def _parse_job(part: str, text: str, field: str) -> tuple[list[JobRef], int]:
@@ -258,7 +272,10 @@ def _parse_job(part: str, text: str, field: str) -> tuple[list[JobRef], int]:
             raise SpecError(field, f"invalid dependency {text!r}: task id {task} is larger than {MAX_TASK_ID}")
         refs = [JobRef(job_id, task)]
     elif match.group("tasks") is not None:
-        spec = parse_array_spec(match.group("tasks"), field=field)
+        try:
+            spec = parse_array_spec(match.group("tasks"), field=field, max_tasks=MAX_REFS)
+        except SpecError as exc:
+            raise SpecError(field, f"invalid dependency {text!r}: in {part!r}, {exc.message}") from None
         if spec.max_running is not None:
             raise SpecError(field, f"invalid dependency {text!r}: %N is not allowed in {part!r}")
         refs = [JobRef(job_id, task) for task in spec.indices]

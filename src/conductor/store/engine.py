@@ -221,6 +221,9 @@ class Database:
             engine = create_engine(
                 url,
                 echo=echo,
+                # A failed statement's error names its statement, not its values: they are jobs'
+                # scripts and environments (secrets among them), and errors reach the log.
+                hide_parameters=True,
                 connect_args={"timeout": 30, "check_same_thread": False},
                 pool_size=8,
                 max_overflow=32,
@@ -250,6 +253,7 @@ class Database:
         engine = create_engine(
             url,
             echo=echo,
+            hide_parameters=True,  # as on SQLite
             pool_size=10,
             max_overflow=20,
             # A database host that vanishes must fail calls in seconds, not hang the loops. The
