@@ -71,6 +71,12 @@ def _not_bool(value: object) -> object:
     return value
 
 
+def _free_text(value: str | None) -> str | None:
+    # Printed by `sacctmgr show` to everyone's terminal (domain/text.py), and PostgreSQL refuses
+    # NUL in text: refused here with the field's name, not by the database with a 500.
+    return None if value is None else models.no_control_characters(value)
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -95,6 +101,11 @@ class LimitsBody(_Body):
     @classmethod
     def _wall_type(cls, value: object) -> object:
         return _not_bool(value)
+
+    @field_validator("fairshare", mode="before")
+    @classmethod
+    def _shares(cls, value: object) -> object:
+        return models.not_bool(value)  # true would be 1 share
 
     def changes(self) -> dict[str, object]:
         """The columns this body changes (only the fields it names)."""
@@ -134,7 +145,15 @@ def _tres_items(value: str | dict[str, Any], field: str) -> dict[str, object]:
                 raise Invalid(f"'{key}' is given twice", field=field)
             items[key] = amount.strip()
     else:
-        items = {str(k).lower(): v for k, v in value.items()}
+        items = {}
+        for name, amount in value.items():
+            # Names are case-blind ("CPU" is cpu): two spellings of one would keep one silently.
+            key = str(name).lower()
+            if key in items:
+                raise Invalid(f"'{key}' is given twice", field=field)
+            if isinstance(amount, bool):  # the model's lax integers would take true as 1
+                raise Invalid(f"{key}: must be a count or a size such as 64G, not true or false", field=field)
+            items[key] = amount
     return {k: None if v in (-1, "-1", None) else v for k, v in items.items()}
 
 
@@ -179,6 +198,11 @@ class AccountSpec(LimitsBody):
     description: str = Field(default="", max_length=256)
     organization: str = Field(default="", max_length=256)
 
+    @field_validator("description", "organization")
+    @classmethod
+    def _text(cls, value: str) -> str:
+        return models.no_control_characters(value)
+
 
 class AccountsAdd(_Body):
     accounts: list[AccountSpec] = Field(min_length=1, max_length=1000)
@@ -188,6 +212,11 @@ class AccountChange(LimitsBody):
     parent: str | None = Field(default=None, max_length=64)
     description: str | None = Field(default=None, max_length=256)
     organization: str | None = Field(default=None, max_length=256)
+
+    @field_validator("description", "organization")
+    @classmethod
+    def _text(cls, value: str | None) -> str | None:
+        return _free_text(value)
 
     def all_changes(self) -> dict[str, object]:
         out = self.changes()
@@ -228,6 +257,16 @@ class QosBody(_Body):
     @classmethod
     def _wall_type(cls, value: object) -> object:
         return _not_bool(value)
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _priority(cls, value: object) -> object:
+        return models.not_bool(value)
+
+    @field_validator("description")
+    @classmethod
+    def _text(cls, value: str | None) -> str | None:
+        return _free_text(value)
 
     def changes(self) -> dict[str, object]:
         out: dict[str, object] = {}
@@ -442,7 +481,9 @@ def add_users(body: UsersAdd, request: Request, principal: CurrentPrincipal) -> 
         body.fairshare if body.fairshare is not None else 1, body.limits(),
     )
     _wake(request)
-    return Changed(message=f"added user(s) {', '.join(body.users)}")
+    # A name given twice is one user, as sacctmgr takes `add user bob,bob` (the service keeps
+    # each once): the answer names each once too.
+    return Changed(message=f"added user(s) {', '.join(dict.fromkeys(body.users))}")
 
 
 @router.patch("/accounting/users/{name}", response_model=Changed, responses=_ERRORS)

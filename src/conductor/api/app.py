@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import math
 import socket
 from collections.abc import AsyncIterator
@@ -17,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from conductor import __version__
 from conductor.api import accounting, cluster, control, models, slurmrestd
@@ -53,6 +55,8 @@ from conductor.services.submission import Limits
 from conductor.settings import Settings
 from conductor.store import Store, utcnow
 from conductor.web.dashboard import install_dashboard
+
+log = logging.getLogger("conductor.api")
 
 
 @dataclass
@@ -220,6 +224,14 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> ErrorResponse:
         return ErrorResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _client_left(request: Request, _: ClientDisconnect) -> Response:
+        # The client closed the connection before its whole body came (a route that reads the
+        # body itself: a dashboard form, slurmrestd's submission). Nobody is left to answer,
+        # and it is no fault of ours: no traceback. The server drops what is sent now.
+        log.debug("%s %s: the client left before sending the whole body", request.method, request.url.path)
+        return Response(status_code=400)
 
 
 def create_app(ctx: AppContext) -> FastAPI:

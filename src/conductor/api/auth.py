@@ -43,7 +43,10 @@ def is_dashboard(path: str | None) -> bool:
     return path is not None and (path == "/" or path.startswith("/ui/"))
 
 
-_USER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}$")
+_USER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}", re.ASCII)  # with fullmatch: `$` takes "bob\n"
+# The headers that say who calls. Each is read once (the first), so a second one would be
+# ignored without a word: which wins must never be a guess, so two of one are refused.
+SINGLE_HEADERS = ("Authorization", "X-SLURM-USER-TOKEN", "X-SLURM-USER-NAME")
 
 bearer_scheme = HTTPBearer(
     auto_error=False,
@@ -67,6 +70,13 @@ def forbidden(detail: str) -> HTTPException:
     return HTTPException(status_code=403, detail=detail)
 
 
+def check_single_headers(request: Request) -> None:
+    """400 naming the first of SINGLE_HEADERS the request repeats."""
+    for name in SINGLE_HEADERS:
+        if len(request.headers.getlist(name)) > 1:
+            raise HTTPException(status_code=400, detail=f"{name}: the header is given more than once; send it once")
+
+
 async def authenticate(
     request: Request,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
@@ -86,6 +96,7 @@ async def authenticate(
         return None
     if path == METRICS_PATH and request.app.state.ctx.settings.metrics_public:
         return None
+    check_single_headers(request)
     token = bearer.credentials.strip() if bearer is not None else (slurm_token or "").strip()
     if not token:
         if request.headers.get("authorization"):
@@ -105,7 +116,7 @@ async def authenticate(
                 f"X-SLURM-USER-NAME '{named[:64]}' does not match the token's user '{principal.user}'; "
                 "only an administrator's token may act for another user"
             )
-        if not _USER_NAME.match(named):
+        if not _USER_NAME.fullmatch(named):
             raise forbidden(f"X-SLURM-USER-NAME '{named[:64]}' is not a valid user name")
         principal = Principal(user=named, admin=False, token_id=principal.token_id, acting_for=principal.user)
     request.state.principal = principal

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from conductor.api import models
 from conductor.api.auth import CurrentPrincipal
-from conductor.api.models import no_control_characters
+from conductor.api.models import no_control_characters, not_bool
 from conductor.domain.errors import SpecError
 from conductor.domain.signals import parse_signal
 from conductor.domain.timespec import parse_time_limit
@@ -37,6 +37,11 @@ class SignalRequest(BaseModel):
     signal: str | int = Field(description="A name (USR1, SIGUSR1) or a number (10).")
     batch_only: bool = Field(default=False, description="Only the batch shell (scancel --batch), not every process.")
 
+    @field_validator("signal", mode="before")
+    @classmethod
+    def _number(cls, value: object) -> object:
+        return not_bool(value)  # true would be signal 1, SIGHUP
+
 
 class RequeueRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -54,6 +59,11 @@ class JobUpdate(BaseModel):
     nice: int | None = Field(default=None, ge=-10_000, le=10_000)
     name: str | None = Field(default=None, min_length=1, max_length=256)
     comment: str | None = Field(default=None, max_length=4096)
+
+    @field_validator("time_limit", "priority", "nice", mode="before")
+    @classmethod
+    def _numbers(cls, value: object) -> object:
+        return not_bool(value)  # false would be a time limit of 0: UNLIMITED
 
     @field_validator("name", "comment")
     @classmethod

@@ -7,9 +7,9 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 # The submission's body is the services' typed request; the API takes it as it is.
-from conductor.services.requests import JobDescription, SubmitRequest, no_control_characters
+from conductor.services.requests import JobDescription, SubmitRequest, no_control_characters, not_bool
 
-__all__ = ["JobDescription", "SubmitRequest", "no_control_characters"]
+__all__ = ["JobDescription", "SubmitRequest", "no_control_characters", "not_bool"]
 
 class SubmitResponse(BaseModel):
     job_id: str | None

@@ -279,6 +279,31 @@ def _from_number(value: Any, field: str) -> tuple[int | None, bool]:
     raise SpecError(field, "expected a number or {\"set\", \"infinite\", \"number\"}")
 
 
+# Slurm's node counts are 32-bit; jobs run on one node here, so a maximum only bounds a request.
+MAX_NODE_COUNT = 2**31 - 1
+
+
+def _maximum_nodes(value: Any) -> int | None:
+    """`maximum_nodes`, a count or a `{"set", "infinite", "number"}` object; None: no maximum."""
+    count, infinite = _from_number(value, "maximum_nodes")
+    if infinite or count is None:
+        return None
+    if not 1 <= count <= MAX_NODE_COUNT:
+        raise SpecError("maximum_nodes", f"must be between 1 and {MAX_NODE_COUNT}")
+    return count
+
+
+def _nodes_with_maximum(nodes: Any, maximum: int) -> Any:
+    """Our `nodes` (N or MIN-MAX) from slurmrestd's minimum (`nodes`, `minimum_nodes`) and maximum."""
+    if nodes is None:
+        return f"1-{maximum}" if maximum > 1 else None
+    if isinstance(nodes, int) and not isinstance(nodes, bool):
+        if nodes > maximum:
+            raise SpecError("maximum_nodes", f"{maximum} is below the minimum node count {nodes}")
+        return f"{nodes}-{maximum}"
+    return nodes  # text ("2-4") says its own maximum; the services check it
+
+
 def _flag_list(value: Any, field: str) -> list[str]:
     if value is None:
         return []
@@ -318,6 +343,7 @@ def to_job_description(job: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """Our `/jobs/submit` job object from a `v0.0.40_job_desc_msg`, and the fields ignored."""
     out: dict[str, Any] = {}
     ignored: list[str] = []
+    maximum_nodes: int | None = None
     for key, value in job.items():
         if key in _SAME:
             if value is not None:
@@ -361,12 +387,15 @@ def to_job_description(job: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
             if value is not None:
                 out["nodes"] = value
         elif key == "maximum_nodes":
-            if value is not None and "nodes" not in out and int(value) > 1:
-                out["nodes"] = f"1-{int(value)}"
+            maximum_nodes = _maximum_nodes(value)
         elif key in ("kill_warning_signal", "kill_warning_delay", "kill_warning_flags"):
             continue  # combined below into our --signal
         elif key not in _QUIET:
             ignored.append(key)
+    if maximum_nodes is not None:
+        nodes = _nodes_with_maximum(out.get("nodes"), maximum_nodes)
+        if nodes is not None:
+            out["nodes"] = nodes
     if job.get("kill_warning_signal"):
         delay, _ = _from_number(job.get("kill_warning_delay"), "kill_warning_delay")
         batch = "BATCH_JOB" in _flag_list(job.get("kill_warning_flags"), "kill_warning_flags")

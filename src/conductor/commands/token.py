@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from conductor.store import Store
 
 
-_USER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}$")
+_USER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}", re.ASCII)  # fullmatch: `$` takes "bob\n"
 
 
 # ---------------------------------------------------------------------------- command
@@ -67,7 +67,7 @@ def main(argv: list[str]) -> int:
 def _create(store: Store, user: str, admin: bool, comment: str | None) -> int:
     from conductor.commands.common import fail
 
-    if not _USER_NAME.match(user):
+    if not _USER_NAME.fullmatch(user):
         return fail(f"--user: '{user[:64]}' is not a valid user name (letters, digits, '_', '.', '-', '@')")
     try:
         pwd.getpwnam(user)

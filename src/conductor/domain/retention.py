@@ -20,7 +20,7 @@ _UNITS = {
     "month": 30 * 86400,  # slurmdbd counts calendar months; a retention needs no such precision
 }
 _ALIASES = {"s": "second", "sec": "second", "min": "minute", "m": "minute", "h": "hour", "d": "day"}
-_PATTERN = re.compile(r"^\s*(\d{1,9})\s*([a-z]*)\s*$")
+_PATTERN = re.compile(r"^\s*(\d{1,9})\s*([a-z]*)\s*$", re.ASCII)
 
 
 def parse_retention(text: str, *, field: str = "purge_job_after") -> timedelta:

@@ -20,7 +20,8 @@ __all__ = ["DEFAULT_WARN_SECONDS", "SignalSpec", "parse_signal", "parse_signal_s
 DEFAULT_WARN_SECONDS = 60
 # Slurm caps sig_time at 0xffff.
 _MAX_WARN_SECONDS = 65535
-_SPEC_RE = re.compile(r"^(?:(?P<flags>[A-Za-z]+):)?(?P<sig>[A-Za-z0-9]+)(?:@(?P<time>\d+))?$")
+# ASCII: \d alone takes every script's digits, which int() reads ("USR1@١٠" was ten seconds).
+_SPEC_RE = re.compile(r"(?:(?P<flags>[A-Za-z]+):)?(?P<sig>[A-Za-z0-9]+)(?:@(?P<time>\d+))?", re.ASCII)
 
 # Signals that cannot be caught make no sense as a "warning" and SIGKILL/SIGSTOP are handled
 # as cancel/suspend by Slurm itself; they stay valid for scancel --signal.
@@ -77,7 +78,7 @@ class SignalSpec:
 def parse_signal_spec(value: str, *, field: str = "signal") -> SignalSpec:
     """Parse sbatch's ``[{R|B}:]SIG[@seconds]`` (``RB``/``BR`` combine both flags)."""
     text = value.strip()
-    match = _SPEC_RE.match(text)
+    match = _SPEC_RE.fullmatch(text)
     if match is None:
         raise SpecError(field, f"invalid value '{text[:32]}'; expected [{{R|B}}:]SIG[@seconds], e.g. B:USR1@120")
     flags = (match.group("flags") or "").upper()
@@ -86,7 +87,11 @@ def parse_signal_spec(value: str, *, field: str = "signal") -> SignalSpec:
     number = parse_signal(match.group("sig"), field=field)
     seconds = DEFAULT_WARN_SECONDS
     if match.group("time") is not None:
-        seconds = int(match.group("time"))
-        if seconds > _MAX_WARN_SECONDS:
-            raise SpecError(field, f"time {seconds} in '{text[:32]}' is above the maximum of {_MAX_WARN_SECONDS} seconds")
+        digits = match.group("time").lstrip("0")
+        # Compared as text first: int() refuses a number of over 4,300 digits with its own error.
+        if len(digits) > len(str(_MAX_WARN_SECONDS)) or int(digits or "0") > _MAX_WARN_SECONDS:
+            raise SpecError(
+                field, f"time {digits[:12]} in '{text[:32]}' is above the maximum of {_MAX_WARN_SECONDS} seconds"
+            )
+        seconds = int(digits or "0")
     return SignalSpec(signal=number, seconds=seconds, batch_only="B" in flags)

@@ -16,7 +16,8 @@ from conductor.domain.accounting import ROOT, Account, Accounting, Association, 
 from conductor.errors import Conflict, Invalid
 from conductor.services.principal import Principal, ensure_admin
 
-NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+# With fullmatch: `$` also matches before a final newline ("bob\n" was a user).
+NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}", re.ASCII)
 NAME_RULE = "1-64 letters, digits, '_', '.' or '-', not starting with '.' or '-'"
 
 
@@ -46,7 +47,7 @@ class AccountingStore(Protocol):
 
 
 def check_name(value: str, field: str) -> str:
-    if not NAME.match(value):
+    if not NAME.fullmatch(value):
         raise Invalid(f"'{value[:64]}' is not a valid name: {NAME_RULE}", field=field)
     return value
 

@@ -45,7 +45,9 @@ from conductor.store import BEING_STOPPED, NOT_HELD, ControlOutcome, utcnow
 
 log = logging.getLogger("conductor.services")
 
-_JOB_REF = re.compile(r"^(\d{1,18})(?:_(\d{1,9}|\*))?$")
+# ASCII digits only (\d alone takes every script's, which int() reads: '١' was job 1), and used
+# with fullmatch (`$` matched before a final newline).
+_JOB_REF = re.compile(r"(\d{1,18})(?:_(\d{1,9}|\*))?", re.ASCII)
 WHOLE_ARRAY = -1  # the task part of `123_*`
 
 
@@ -116,7 +118,7 @@ class JobChanges:
 # ------------------------------------------------------------------ job ids
 def parse_job_ref(job_id: str) -> tuple[int, int | None]:
     """`123` -> (123, None); `123_4` -> (123, 4); `123_*` -> (123, WHOLE_ARRAY)."""
-    match = _JOB_REF.match(job_id.strip())
+    match = _JOB_REF.fullmatch(job_id.strip(" "))  # spaces around an id are forgiven, not a newline
     if match is None:
         raise Invalid(
             f"'{job_id[:40]}' is not a job id (123, 123_4 for task 4 of array 123, or 123_* for all its tasks)",

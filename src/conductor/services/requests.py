@@ -24,6 +24,15 @@ def no_control_characters(value: str) -> str:
     return value
 
 
+def not_bool(value: object) -> object:
+    """`value` unless it is a boolean, else ValueError. For the numbers of a body, checked before
+    their type: pydantic's lax integers take JSON true and false as 1 and 0, so `time_limit:
+    true` would be one minute and `false` UNLIMITED, and the grammars' own checks see a number."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true or false")
+    return value
+
+
 def _no_nul(value: str, what: str) -> str:
     if "\x00" in value:
         raise ValueError(f"{what} must not contain NUL characters")
@@ -70,6 +79,22 @@ class JobDescription(BaseModel):
     argv: list[str] | None = Field(
         default=None, max_length=1024, description="Arguments for the script, as after the script name in sbatch."
     )
+
+    @field_validator(
+        "ntasks",
+        "ntasks_per_node",
+        "nodes",
+        "cpus_per_task",
+        "memory_per_node",
+        "memory_per_cpu",
+        "time_limit",
+        "priority",
+        "nice",
+        mode="before",
+    )
+    @classmethod
+    def _numbers(cls, value: object) -> object:
+        return not_bool(value)
 
     @field_validator("argv")
     @classmethod

@@ -24,8 +24,12 @@ from conductor.errors import Forbidden, InvalidPartition, Unsatisfiable
 from conductor.scheduler.policy import NodeView
 from conductor.services.requests import JobDescription
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_SIGNAL_SPEC = re.compile(r"^(?:(?:B|R|RB|BR):)?(?:SIG)?[A-Z0-9]+(?:@\d{1,5})?$", re.IGNORECASE)
+# Used with fullmatch: `$` also matches before a final newline, so "FOO\n" passed `^...$`. ASCII:
+# case-blind [A-Z] would also take the Kelvin sign and the long s, and \d every script's digits.
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
+_SIGNAL_SPEC = re.compile(r"(?:(?:B|R|RB|BR):)?(?:SIG)?[A-Z0-9]+(?:@\d{1,5})?", re.IGNORECASE | re.ASCII)
+_NODES = re.compile(r"(\d+)(?:-(\d+))?", re.ASCII)
+MAX_NODE_DIGITS = 9  # a count of nodes, not a number Python's int() refuses (over 4,300 digits)
 NODE_CONFIG_UNAVAILABLE = "Requested node configuration is not available"
 # Credentials an exported environment may carry (sbatch --export=ALL): a job never gets them,
 # and the database never stores them. A job that submits jobs finds its user's token file.
@@ -98,7 +102,7 @@ def _environment(value: dict[str, str] | list[str] | None, limit: int) -> dict[s
         value = pairs
     size = 0
     for name, val in value.items():
-        if not _ENV_NAME.match(name):
+        if not _ENV_NAME.fullmatch(name):
             raise SpecError(
                 "environment", f"variable name '{name[:60]}' must be letters, digits and '_', not starting with a digit"
             )
@@ -114,12 +118,16 @@ def _check_nodes(value: int | str | None) -> None:
     if value is None:
         return
     text = str(value).strip()
-    match = re.fullmatch(r"(\d+)(?:-(\d+))?", text)
+    match = _NODES.fullmatch(text)
     if not match:
-        raise SpecError("nodes", f"invalid node count '{text}'; expected N or MIN-MAX")
+        raise SpecError("nodes", f"invalid node count '{text[:40]}'; expected N or MIN-MAX")
+    if any(len(count) > MAX_NODE_DIGITS for count in match.groups() if count is not None):
+        raise SpecError("nodes", f"a node count has at most {MAX_NODE_DIGITS} digits")
     low = int(match.group(1))
     if low < 1:
         raise SpecError("nodes", "node count must be at least 1")
+    if match.group(2) is not None and int(match.group(2)) < low:
+        raise SpecError("nodes", f"the maximum node count {match.group(2)} is below the minimum {low}")
     if low > 1:
         raise Unsatisfiable(
             f"{NODE_CONFIG_UNAVAILABLE}: jobs run on a single node here, {low} nodes were requested"
@@ -171,7 +179,7 @@ def build_rows(
             f"{NODE_CONFIG_UNAVAILABLE}: {job.ntasks} tasks at {job.ntasks_per_node} per node need "
             "more than one node"
         )
-    if job.signal is not None and not _SIGNAL_SPEC.match(job.signal):
+    if job.signal is not None and not _SIGNAL_SPEC.fullmatch(job.signal):
         raise SpecError("signal", f"invalid value '{job.signal}'; expected [{{R|B}}:]SIG[@seconds]")
     signal_spec = str(parse_signal_spec(job.signal, field="signal")) if job.signal is not None else None
     begin = parse_begin_time(job.begin_time, now=now, field="begin_time") if job.begin_time else None

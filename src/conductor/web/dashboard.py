@@ -211,6 +211,9 @@ def _page_routes(router: APIRouter, ctx: DashboardContext) -> None:
         if state not in known and state not in ("live", "all"):
             problem = f"state: unknown state '{state[:16]}'; expected live, all or one of {', '.join(sorted(known))}"
             return render(request, "error.html", session, status=400, problem=problem)
+        for name, value in (("user", user), ("partition", partition)):
+            if "\x00" in value:  # as /jobs refuses it: PostgreSQL cannot compare text holding NUL
+                return render(request, "error.html", session, status=400, problem=f"{name}: must not contain NUL characters")
         states = LIVE if state == "live" else None if state == "all" else [state]
         found, total = store.list_jobs(
             states=states,

@@ -1,0 +1,60 @@
+"""Grammars that used `^...$` with `match`, or `\\d` without ASCII: `$` also matches before a
+final newline, and `\\d` takes every script's digits, which int() reads ('١٠' is ten). Found by
+a fuzzing review; each is now refused with its field named."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conductor.domain.errors import SpecError
+from conductor.domain.retention import parse_retention
+from conductor.domain.signals import parse_signal_spec
+from conductor.errors import Invalid
+from conductor.services.accounting import check_name
+
+
+@pytest.mark.parametrize("name", ["bob\n", "bob\r\n", "b\u0131b", "\u0661"])
+def test_an_accounting_name_is_ascii_and_whole(name: str) -> None:
+    with pytest.raises(Invalid) as caught:
+        check_name(name, "user")
+    assert caught.value.field == "user"
+    assert check_name("bob.2_x-y", "user") == "bob.2_x-y"
+
+
+@pytest.mark.parametrize("text", ["USR1@\u0661\u0660", "USR\u0661"])
+def test_a_signal_spec_takes_ascii_digits(text: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        parse_signal_spec(text)
+    assert caught.value.field == "signal"
+
+
+def test_a_signal_time_of_any_length_is_refused_by_its_rule() -> None:
+    # int() refuses over 4,300 digits with its own ValueError (a traceback in the CLI).
+    for text in ("USR1@" + "9" * 5000, "USR1@65536"):
+        with pytest.raises(SpecError, match="above the maximum of 65535 seconds"):
+            parse_signal_spec(text)
+    assert parse_signal_spec("USR1@" + "0" * 5000 + "120").seconds == 120
+    assert parse_signal_spec("B:USR1@65535").seconds == 65535
+
+
+def test_a_retention_takes_ascii_digits() -> None:
+    with pytest.raises(Invalid) as caught:
+        parse_retention("\u0663days")
+    assert caught.value.field == "purge_job_after"
+    assert parse_retention("3days") == parse_retention("3 days")
+
+
+def test_a_token_user_name_is_whole(tmp_path: Path) -> None:
+    env = {**os.environ, "CONDUCTOR_HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "conductor", "token", "create", "--user", "bob\n"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode != 0
+    assert "--user: 'bob\n' is not a valid user name" in done.stderr
+    assert "Traceback" not in done.stderr
