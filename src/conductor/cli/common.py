@@ -48,6 +48,33 @@ class UsageError(ConductorError):
     """A user mistake detected by the command itself; printed as '<prog>: error: <message>'."""
 
 
+# The widest column a format may ask for: squeue's %.20i and -O JobID:20, sinfo's, sprio's,
+# sacct's JobID%20, sacctmgr's format=Account%20. Every value of the column is padded to it on
+# every line, so an unbounded width turns 15 characters of a command line into gigabytes
+# (`%.300000000i`). 10,000 is more than twice the longest value a column holds here (a path,
+# at most PATH_MAX = 4096 bytes) and still bounds a column of a 10,000-job listing to 100 MB.
+MAX_FIELD_WIDTH = 10_000
+
+
+def field_width(digits: str, option: str) -> int:
+    """The width written in a format (the "20" of %.20i), refused above MAX_FIELD_WIDTH."""
+    # Measured as text first: int() of a long run of digits is slow, and past 4300 digits
+    # Python itself refuses it with a ValueError.
+    shown = digits if len(digits) <= 20 else digits[:20] + "..."
+    if not digits.isdecimal():
+        raise UsageError(f"{option}: field width {shown!r} is not a number")
+    significant = digits.lstrip("0") or "0"
+    if len(significant) > len(str(MAX_FIELD_WIDTH)) or int(significant) > MAX_FIELD_WIDTH:
+        raise UsageError(f"{option}: field width {shown} is too large; the maximum is {MAX_FIELD_WIDTH}")
+    return int(significant)
+
+
+def empty_format(option: str) -> UsageError:
+    """The error for a format that names no field: `squeue -O "$FIELDS"` with the variable unset
+    would otherwise print blank lines, or the default columns the user did not ask for."""
+    return UsageError(f"{option}: the format names no field")
+
+
 # What `--version` prints, the same for every Slurm command we answer for (tools parse it).
 SLURM_VERSION = "slurm 23.11.0\n"
 
@@ -75,6 +102,11 @@ def run(prog: str, body: Callable[[], int]) -> int:
         return 1
     except ApiError as exc:
         err(prog, exc.message)
+        return 1
+    except ConductorError as exc:
+        # The package's other errors are raised on purpose, with a message for people: a domain
+        # parser's SpecError (a host list, a time) names the field and the rule it breaks.
+        err(prog, str(exc))
         return 1
     except BrokenPipeError:
         # `squeue | head` closes the pipe early; that is not an error worth a traceback.

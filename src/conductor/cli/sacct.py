@@ -14,6 +14,7 @@ from conductor.cli.common import (
     UsageError,
     collect_options,
     current_user,
+    empty_format,
     parse_iso,
     run,
     split_list,
@@ -240,14 +241,19 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per sacct option
         check_parser(PROG, opts["json"])
 
     field_spec = ",".join(multi.get("format", []))
+    if "format" in opts and not split_list(field_spec):
+        # `-o "$FIELDS"` with the variable unset: a mistake, not a request for the default.
+        raise empty_format("-o/--format")
+    option = "-o/--format"
     if "brief" in opts:
         field_spec = ",".join(filter(None, [field_spec, BRIEF_FIELDS]))
     if "long" in opts:
         field_spec = ",".join(filter(None, [field_spec, LONG_FIELDS]))
     if not field_spec:
         field_spec = os.environ.get("SACCT_FORMAT") or DEFAULT_FIELDS
+        option = "SACCT_FORMAT"
     try:
-        columns = parse_fields(field_spec)
+        columns = parse_fields(field_spec, option)
     except FieldError as exc:
         raise UsageError(str(exc)) from None
 
@@ -290,7 +296,7 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per sacct option
     if opts.get("nodelist"):
         from conductor.domain.hostlist import expand_hostlist
 
-        nodes = set(expand_hostlist(opts["nodelist"] or ""))
+        nodes = set(expand_hostlist(opts["nodelist"] or "", field="-N/--nodelist"))
 
     client = Client()
     try:

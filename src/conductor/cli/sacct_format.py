@@ -8,7 +8,7 @@ are joined with '|' (-p also ends the line with it) and never cut.
 
 from __future__ import annotations
 
-from conductor.cli.common import exit_code, hms, job_reason, slurm_time
+from conductor.cli.common import empty_format, exit_code, field_width, hms, job_reason, slurm_time
 from conductor.domain.text import printable
 from conductor.errors import ConductorError
 
@@ -342,8 +342,9 @@ class FieldError(ConductorError, ValueError):
     pass
 
 
-def parse_fields(spec: str) -> list[Column]:
-    """A --format list: names matched case-insensitively by prefix, optional '%width'."""
+def parse_fields(spec: str, option: str = "-o/--format") -> list[Column]:
+    """A --format list: names matched case-insensitively by prefix, optional '%width';
+    `option` names the list in errors."""
     columns: list[Column] = []
     for raw in spec.split(","):
         raw = raw.strip()
@@ -353,7 +354,7 @@ def parse_fields(spec: str) -> list[Column]:
         lowered = name.lower()
         if lowered == "all":
             for real in WIDTHS:
-                columns.append(_column(real, width_text if pct else None))
+                columns.append(_column(real, width_text if pct else None, option))
             continue
         match = next((real for real in WIDTHS if real.lower() == lowered), None)
         if match is None:
@@ -362,17 +363,22 @@ def parse_fields(spec: str) -> list[Column]:
             )
         if match is None or not lowered:
             raise FieldError(f'Invalid field requested: "{name}"')
-        columns.append(_column(match, width_text if pct else None))
+        columns.append(_column(match, width_text if pct else None, option))
+    if not columns:
+        raise empty_format(option)
     return columns
 
 
-def _column(name: str, width_text: str | None) -> Column:
+def _column(name: str, width_text: str | None, option: str) -> Column:
     width = WIDTHS[name]
     if width_text:
-        try:
-            width = int(width_text)
-        except ValueError:
-            pass
+        # A negative width left-aligns (JobID%-20); what is not a number keeps the default.
+        digits = width_text.strip()
+        sign = -1 if digits.startswith("-") else 1
+        if digits.startswith(("+", "-")):
+            digits = digits[1:]
+        if digits.isdecimal():
+            width = sign * field_width(digits, option)
     return Column(name, width, GETTERS.get(name, lambda j: ""))
 
 

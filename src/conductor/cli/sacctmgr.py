@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 
-from conductor.cli.common import SLURM_VERSION, UsageError, run, split_list
+from conductor.cli.common import SLURM_VERSION, UsageError, empty_format, field_width, run, split_list
 from conductor.cli.getopt import Option, OptionTable, getopt_long
 
 TYPE_CHECKING = False
@@ -895,10 +895,10 @@ def columns(format_text: str, tree: bool = False) -> list[Column]:
             digits = digits.lstrip("+-")
             number = ""
             for c in digits:
-                if not c.isdigit():
+                if not c.isdecimal():  # isdigit() takes '²', which int() refuses
                     break
                 number += c
-            width = sign * int(number) if number else 0
+            width = sign * field_width(number, "format") if number else 0
         for keyword, least, header, default_width, key, cut in _FORMAT_FIELDS:
             if _is(name, keyword, least):
                 if key == "account" and tree:
@@ -907,6 +907,8 @@ def columns(format_text: str, tree: bool = False) -> list[Column]:
                 break
         else:
             raise UsageError(f"Unknown field '{name}'")
+    if not out:
+        raise empty_format("format")
     return out
 
 

@@ -733,6 +733,10 @@ def build_plan(  # noqa: C901 - one branch per sbatch option
 
     work_dir = values.get("chdir")
     if work_dir is not None:
+        if not work_dir.strip():
+            # `--chdir="$DIR"` with the variable unset: running in the submission directory
+            # instead would put the job's files where the user did not ask.
+            raise SbatchError("--chdir: the working directory is empty; give a directory path")
         work_dir = os.path.normpath(os.path.join(cwd, os.path.expanduser(work_dir)))
     job["current_working_directory"] = work_dir or cwd
 

@@ -357,13 +357,21 @@ def _show(args: list[str], oneliner: bool) -> int:
 
         from conductor.domain.hostlist import expand_hostlist
 
+        # A malformed or too long list is refused by expand_hostlist (a SpecError naming the
+        # list, which run() prints), never expanded without bound.
+        field = entity if target else "SLURM_JOB_NODELIST"
         text = target or os.environ.get("SLURM_JOB_NODELIST", "")
-        sys.stdout.write("".join(f"{name}\n" for name in expand_hostlist(text)))
+        sys.stdout.write("".join(f"{name}\n" for name in expand_hostlist(text, field=field)))
         return 0
     if entity in ("hostlist", "hostlistsorted"):
-        from conductor.domain.hostlist import compress_hostlist
+        from conductor.domain.hostlist import compress_hostlist, expand_hostlist
 
-        sys.stdout.write(compress_hostlist((target or "").split(",")) + "\n")
+        if not (target or "").strip():
+            raise UsageError(f"show {entity}: give the host names, e.g. node1,node2,node[3-5]")
+        # Names or ranged expressions (node1,node[2-5]), as Slurm takes them: expanded first,
+        # so a malformed or too long list is refused as `show hostnames` refuses it.
+        names = expand_hostlist(target or "", field=entity)
+        sys.stdout.write(compress_hostlist(names, field=entity) + "\n")
         return 0
     client = Client()
     try:

@@ -8,6 +8,7 @@ environment, virtualenv activated or not. Each also remembers the server it was 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import sys
@@ -51,12 +52,29 @@ def write_shims(directory: str, python: str | None = None, url: str | None = Non
     for command in COMMANDS:
         path = os.path.join(directory, command)
         tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(shim_text(command, interpreter, url))
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, path)  # atomic: a tool running meanwhile never sees half a shim
+        try:
+            with open(tmp, "w", encoding="utf-8") as handle:
+                handle.write(shim_text(command, interpreter, url))
+            os.chmod(tmp, 0o755)
+            os.replace(tmp, path)  # atomic: a tool running meanwhile never sees half a shim
+        except OSError:
+            with contextlib.suppress(OSError):  # no half-written file left behind (disk full...)
+                os.unlink(tmp)
+            raise
         written.append(path)
     return written
+
+
+def _write_into(directory: str, url: str) -> list[str]:
+    """write_shims, with a target that cannot hold them refused in words: it must be a directory,
+    or a path where one can be made, that this user may write into."""
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise UsageError(f"{directory}: not a directory; give a directory to write the shims into")
+    try:
+        return write_shims(directory, url=url)
+    except OSError as exc:
+        # A parent that is missing and cannot be made (/proc/x), is a file, or is not writable.
+        raise UsageError(f"{directory}: cannot write the shims there: {exc.strerror or exc}") from None
 
 
 def main(argv: list[str]) -> int:
@@ -82,7 +100,7 @@ def _main(argv: list[str]) -> int:
     if any(c in url for c in "\"$`\\\n"):
         raise UsageError(f"--url: '{url}' may not contain quotes, '$', '`', '\\' or newlines")
     directory = os.path.abspath(operands[0])
-    for path in write_shims(directory, url=url):
+    for path in _write_into(directory, url):
         sys.stdout.write(f"{path}\n")
     sys.stderr.write(
         f"Put {directory} first on PATH: export PATH={shlex.quote(directory)}:$PATH\n"

@@ -7,7 +7,7 @@ import sys
 import time
 
 from conductor.cli.client import Client
-from conductor.cli.common import SLURM_VERSION, UsageError, run, split_list
+from conductor.cli.common import SLURM_VERSION, UsageError, empty_format, field_width, run, split_list
 from conductor.cli.getopt import Option, OptionTable, getopt_long
 from conductor.domain.text import printable
 
@@ -26,6 +26,16 @@ LONG_NODE_FORMAT = "%#N %.6D %.#P %.11T %4c %.8z %.6m %.8d %.6w %.8f %20E"
 SUMMARIZE_FORMAT = "%#P %.5a %.10l %.16F %N"
 
 MIN_COMPUTED_WIDTH = 9
+
+# The node states -t takes: every one sinfo knows (src/sinfo/opts.c, _node_state_id), in the
+# order it tries them on an abbreviation. Those no node here is ever in (FUTURE, POWERED_DOWN...)
+# are valid and match no node.
+NODE_STATES = (
+    "UNKNOWN", "DOWN", "IDLE", "ALLOCATED", "MIXED", "FUTURE", "DRAIN", "DRAINED", "DRAINING", "BLOCKED",
+    "CLOUD", "COMPLETING", "DYNAMIC_FUTURE", "DYNAMIC_NORM", "EXTERNAL", "INVALID_REG", "FAIL", "MAINTENANCE",
+    "POWER_DOWN", "POWER_UP", "POWERED_DOWN", "REBOOT_REQUESTED", "REBOOT_ISSUED", "RESERVED", "NOT_RESPONDING",
+    "PLANNED", "POWERING_UP", "POWERING_DOWN",
+)
 
 COMPACT = {
     "IDLE": "idle",
@@ -279,8 +289,11 @@ _PCT_RE = re.compile(r"%(\.)?(#|\d*)([A-Za-z%])")
 Column = tuple[str, str, bool, str]
 
 
-def parse_format(fmt: str) -> list[str | Column]:
-    """-o: literal text and `%[.][size]letter` columns; `%all` is every field, '|' between."""
+def parse_format(fmt: str, option: str = "-o/--format") -> list[str | Column]:
+    """-o: literal text and `%[.][size]letter` columns; `%all` is every field, '|' between.
+    `option` names the format in errors."""
+    if not fmt.strip():
+        raise empty_format(option)
     if fmt.strip().lower() == "%all":
         # As sinfo builds it: "%a|%b|...|%z|%A |%B |...|%Z " (a blank after the capitals).
         letters = [c for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ" if c in FIELDS]
@@ -299,13 +312,16 @@ def parse_format(fmt: str) -> list[str | Column]:
             continue
         if code not in FIELDS:
             raise UsageError(f"Invalid node format specification: {code}")
+        if width_text not in ("", "#"):  # "#" is computed from the values: bounded by them
+            width_text = str(field_width(width_text, option))
         items.append((code, width_text, bool(right), ""))
     items.append(fmt[pos:])
     return items
 
 
-def parse_long_format(spec: str) -> list[str | Column]:
-    """-O/--Format: `name[:[.][size][suffix]]` items separated by commas; `all` is %all."""
+def parse_long_format(spec: str, option: str = "-O/--Format") -> list[str | Column]:
+    """-O/--Format: `name[:[.][size][suffix]]` items separated by commas; `all` is %all.
+    `option` names the list in errors."""
     items: list[str | Column] = []
     for raw in spec.split(","):
         raw = raw.strip()
@@ -321,7 +337,11 @@ def parse_long_format(spec: str) -> list[str | Column]:
         match = re.fullmatch(r"(\.)?(\d*)(.*)", layout)
         assert match is not None
         width = match.group(2) if colon else str(LONG_DEFAULT_WIDTH)
+        if width:
+            width = str(field_width(width, option))
         items.append((key, width or "0", bool(match.group(1)), match.group(3)))
+    if not items:
+        raise empty_format(option)
     return items
 
 
@@ -414,23 +434,52 @@ def build_rows(
     return rows
 
 
+def parse_states(text: str) -> set[str] | None:
+    """-t values: node state names, their compact forms or abbreviations, any case; 'all' means
+    no filter (None).
+
+    A name sinfo does not know is refused with the list of those it does, as sinfo does: taken,
+    it would silently match no node."""
+    aliases = {v.upper(): k for k, v in COMPACT.items()}
+    states: set[str] = set()
+    for item in split_list(text):
+        upper = item.upper()
+        if upper == "ALL":
+            return None
+        state = aliases.get(upper) or next((s for s in NODE_STATES if s.startswith(upper)), None)
+        if state is None:
+            raise UsageError(
+                f'-t/--states: Bad state string: "{item}"\n'
+                f"{PROG}: error: valid states: " + ",".join(s.lower() for s in NODE_STATES)
+            )
+        states.add(state)
+    if not states:
+        raise UsageError("-t/--states: no state given")
+    return states
+
+
+def _node_names(text: str) -> set[str]:
+    """-n: the node names of a host list (refused when malformed, or more than expand_hostlist's bound)."""
+    from conductor.domain.hostlist import expand_hostlist
+
+    return set(expand_hostlist(text, field="-n/--nodes"))
+
+
 def _select(
-    opts: dict[str, str | None], partitions: list[Row], nodes: list[Row]
+    opts: dict[str, str | None],
+    partitions: list[Row],
+    nodes: list[Row],
+    names: set[str] | None,
+    states: set[str] | None,
 ) -> tuple[list[Row], list[Row]]:
-    """The partitions and nodes -p, -n and -t ask for."""
+    """The partitions and nodes -p, -n (`names`, expanded) and -t (`states`, parsed) ask for."""
     if opts.get("partition"):
         wanted = set(split_list(opts["partition"] or ""))
         partitions = [p for p in partitions if p["name"] in wanted]
-    if opts.get("nodes"):
-        from conductor.domain.hostlist import expand_hostlist
-
-        names = set(expand_hostlist(opts["nodes"] or ""))
+    if names is not None:
         nodes = [n for n in nodes if n["name"] in names]
-    if opts.get("states"):
-        wanted_states = {s.upper() for s in split_list(opts["states"] or "")}
-        aliases = {v.upper(): k for k, v in COMPACT.items()}
-        wanted_states = {aliases.get(s, s) for s in wanted_states}
-        nodes = [n for n in nodes if str(n.get("state")).upper() in wanted_states]
+    if states is not None:
+        nodes = [n for n in nodes if str(n.get("state")).upper() in states]
     return partitions, nodes
 
 
@@ -460,10 +509,12 @@ def _main(argv: list[str]) -> int:
         check_parser(PROG, opts["json"])
     per_node = "node" in opts
     summarize = "summarize" in opts
-    if opts.get("Format"):
+    # An option given empty (`-o "$FORMAT"` with the variable unset) is refused by the parsers:
+    # it is a mistake, not a request for the default.
+    if "Format" in opts:
         items = parse_long_format(opts["Format"] or "")
     else:
-        if opts.get("format"):
+        if "format" in opts:
             fmt = opts["format"] or ""
         elif summarize:
             fmt = SUMMARIZE_FORMAT
@@ -472,13 +523,16 @@ def _main(argv: list[str]) -> int:
         else:
             fmt = LONG_FORMAT if "long" in opts else DEFAULT_FORMAT
         items = parse_format(fmt)
+    # -n and -t are checked before the server is asked anything.
+    names = _node_names(opts["nodes"] or "") if opts.get("nodes") else None
+    states = parse_states(opts["states"] or "") if "states" in opts else None
     client = Client()
     try:
         partitions = client.get("/partitions").get("partitions", [])
         nodes = client.get("/nodes").get("nodes", [])
     finally:
         client.close()
-    partitions, nodes = _select(opts, partitions, nodes)
+    partitions, nodes = _select(opts, partitions, nodes, names, states)
     if "json" in opts:
         from conductor.cli.slurm_json import sinfo_document, write
 

@@ -11,7 +11,7 @@ import re
 import sys
 
 from conductor.cli.client import Client
-from conductor.cli.common import SLURM_VERSION, UsageError, run, split_list
+from conductor.cli.common import SLURM_VERSION, UsageError, empty_format, field_width, run, split_list
 from conductor.cli.getopt import Option, OptionTable, getopt_long
 
 TYPE_CHECKING = False
@@ -74,6 +74,8 @@ def _main(argv: list[str]) -> int:
         return 0
     if words:
         raise UsageError(f"Unknown argument: {words[0]}")
+    if "format" in opts:
+        _check_format(opts["format"] or "")  # before the server is asked anything
     params: dict[str, str] = {}
     if opts.get("jobs"):
         params["jobs"] = ",".join(split_list(opts["jobs"]))
@@ -91,8 +93,8 @@ def _main(argv: list[str]) -> int:
         )
         return 1
     weights: dict[str, int] = answer["weights"]
-    if "format" in opts and opts["format"]:
-        fmt = opts["format"]
+    if "format" in opts:
+        fmt = opts["format"] or ""
     else:
         fmt = _drop_unweighted(LONG if "long" in opts else DEFAULT, weights)
         if "norm" in opts:
@@ -114,6 +116,15 @@ def _drop_unweighted(fmt: str, weights: dict[str, int]) -> str:
     return re.sub(r" ?%\.?\d*([A-Za-z])", lambda m: "" if m.group(1).upper() in gone else m.group(0), fmt)
 
 
+def _check_format(fmt: str) -> None:
+    """-o: refused when empty (`-o "$FORMAT"` with the variable unset) or a width is too large."""
+    if not fmt.strip():
+        raise empty_format("-o/--format")
+    for match in _PCT.finditer(fmt):
+        if match.group(2):
+            field_width(match.group(2), "-o/--format")
+
+
 def _line(fmt: str, job: dict[str, Any] | None, weights: dict[str, int]) -> str:
     parts = []
     pos = 0
@@ -122,7 +133,7 @@ def _line(fmt: str, job: dict[str, Any] | None, weights: dict[str, int]) -> str:
         pos = match.end()
         # '.' right-justifies, as in squeue and in sprio's own output (its man page says the reverse).
         right = bool(match.group(1))
-        width = int(match.group(2)) if match.group(2) else 0
+        width = field_width(match.group(2), "-o/--format") if match.group(2) else 0
         code = match.group(3)
         text = _header(code) if job is None else _value(code, job, weights)
         if width:

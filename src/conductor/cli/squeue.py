@@ -27,6 +27,7 @@ from conductor.cli.squeue_format import (
     LONG_FORMAT,
     SORT_KEY,
     START_FORMAT,
+    Field,
     FormatError,
     collapse_pending_arrays,
     default_key,
@@ -182,6 +183,22 @@ def _iso(stamp: float) -> str:
     return datetime.fromtimestamp(stamp, tz=UTC).isoformat()
 
 
+def _columns(opts: dict[str, str | None], start: bool) -> list[str | Field]:
+    """The view's layout: -O, else -o, else SQUEUE_FORMAT2 or SQUEUE_FORMAT, else the default.
+
+    An option given empty (`-O "$FIELDS"` with the variable unset) is refused: it is a mistake,
+    not a request for the default. The variables are read as the shell does: empty is unset."""
+    if "Format" in opts:
+        return parse_long_format(opts["Format"] or "", "-O/--Format")
+    if "format" not in opts and os.environ.get("SQUEUE_FORMAT2"):
+        return parse_long_format(os.environ["SQUEUE_FORMAT2"], "SQUEUE_FORMAT2")
+    if "format" in opts:
+        return parse_format(opts["format"] or "", "-o/--format")
+    if os.environ.get("SQUEUE_FORMAT"):
+        return parse_format(os.environ["SQUEUE_FORMAT"], "SQUEUE_FORMAT")
+    return parse_format(START_FORMAT if start else LONG_FORMAT if "long" in opts else DEFAULT_FORMAT)
+
+
 def main(argv: list[str]) -> int:
     return run(PROG, lambda: _main(argv))
 
@@ -248,17 +265,7 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per squeue option
     qos = split_list(opts["qos"]) if opts.get("qos") else None
 
     try:
-        if "Format" in opts or (
-            "format" not in opts and os.environ.get("SQUEUE_FORMAT2")
-        ):
-            items = parse_long_format(
-                opts.get("Format") or os.environ["SQUEUE_FORMAT2"]
-            )
-        else:
-            fmt = opts.get("format") or os.environ.get("SQUEUE_FORMAT")
-            if not fmt:
-                fmt = START_FORMAT if start else LONG_FORMAT if "long" in opts else DEFAULT_FORMAT
-            items = parse_format(fmt)
+        items = _columns(opts, start)
     except FormatError as exc:
         raise UsageError(str(exc)) from None
     sort_spec = opts.get("sort") or os.environ.get("SQUEUE_SORT") or ("S" if start else None)

@@ -10,7 +10,7 @@ import functools
 import re
 import time as _time
 
-from conductor.cli.common import STATE_CODES, clock, job_display_id, job_reason, slurm_time
+from conductor.cli.common import STATE_CODES, clock, empty_format, field_width, job_display_id, job_reason, slurm_time
 from conductor.domain.text import printable
 from conductor.errors import ConductorError
 
@@ -474,8 +474,10 @@ class Field:
 _PCT_RE = re.compile(r"%(\.)?(\d*)(.)", re.DOTALL)
 
 
-def parse_format(fmt: str) -> list[str | Field]:
-    """Split a -o format into literal text and fields."""
+def parse_format(fmt: str, option: str = "-o/--format") -> list[str | Field]:
+    """Split a -o format into literal text and fields; `option` names it in errors."""
+    if not fmt.strip():
+        raise empty_format(option)
     items: list[str | Field] = []
     pos = 0
     for match in _PCT_RE.finditer(fmt):
@@ -490,15 +492,15 @@ def parse_format(fmt: str) -> list[str | Field]:
             raise FormatError(f"Invalid job format specification: {code}")
         header, getter = FIELDS[code]
         items.append(
-            Field(header, getter, int(width_text) if width_text else 0, bool(right), keys=KEYS[code])
+            Field(header, getter, field_width(width_text, option) if width_text else 0, bool(right), keys=KEYS[code])
         )
     if pos < len(fmt):
         items.append(fmt[pos:])
     return items
 
 
-def parse_long_format(spec: str) -> list[str | Field]:
-    """-O/--Format: 'name[:[.][size][suffix]]' items separated by commas."""
+def parse_long_format(spec: str, option: str = "-O/--Format") -> list[str | Field]:
+    """-O/--Format: 'name[:[.][size][suffix]]' items separated by commas; `option` names it in errors."""
     items: list[str | Field] = []
     for raw in spec.split(","):
         raw = raw.strip()
@@ -519,11 +521,13 @@ def parse_long_format(spec: str) -> list[str | Field]:
         match = re.fullmatch(r"(\.)?(\d*)(.*)", layout)
         assert match is not None
         right = bool(match.group(1))
-        width = int(match.group(2)) if match.group(2) else LONG_DEFAULT_WIDTH
+        width = field_width(match.group(2), option) if match.group(2) else LONG_DEFAULT_WIDTH
         suffix = match.group(3)
         # -O columns are separated only by their padding (the width includes it), as squeue
         # prints them; a suffix is printed right after the padded value.
         items.append(Field(header, getter, width, right, suffix, keys))
+    if not items:
+        raise empty_format(option)
     return items
 
 

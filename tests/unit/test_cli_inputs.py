@@ -1,0 +1,228 @@
+"""What a user may type at the Slurm commands is checked before anything is asked of the server:
+a bad value is an error that names the option and its rule, with exit status 1, never a Python
+traceback, a silently wrong answer or an allocation without bound (found by fuzzing the CLI)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conductor.cli import sacct, sacctmgr, sbatch, scontrol, shims, sinfo, sprio, squeue
+from conductor.cli.common import MAX_FIELD_WIDTH, UsageError, field_width
+from conductor.cli.sacct_format import parse_fields
+from conductor.cli.squeue_format import Field, parse_format, parse_long_format
+
+Main = Callable[[list[str]], int]
+
+TOO_WIDE = "99999999999999"
+
+
+@pytest.fixture(autouse=True)
+def no_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing listens at the URL: a value the command let through would end in 'cannot
+    connect' instead of the error each test expects."""
+    monkeypatch.setenv("CONDUCTOR_URL", "http://127.0.0.1:9")
+    for name in ("SQUEUE_FORMAT", "SQUEUE_FORMAT2", "SACCT_FORMAT", "SLURM_JOB_NODELIST", "SLURM_EXIT_ERROR"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def refused(main: Main, argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """Run a command that must fail on its input; its stderr."""
+    status = main(argv)
+    err = capsys.readouterr().err
+    assert status == 1, err
+    assert "Traceback" not in err
+    assert "cannot connect" not in err, "the input reached the server unchecked"
+    return err
+
+
+# ---- field widths ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("main", "argv", "option"),
+    [
+        (squeue.main, [f"--format=%.{TOO_WIDE}i"], "-o/--format"),
+        (squeue.main, ["--format=%.300000000i"], "-o/--format"),
+        (squeue.main, ["-O", f"jobid:{TOO_WIDE}"], "-O/--Format"),
+        (sacct.main, ["-o", f"jobid%{TOO_WIDE}"], "-o/--format"),
+        (sacct.main, ["-o", f"jobid%-{TOO_WIDE}"], "-o/--format"),
+        (sinfo.main, ["-o", f"%.{TOO_WIDE}P"], "-o/--format"),
+        (sinfo.main, ["-O", f"partition:{TOO_WIDE}"], "-O/--Format"),
+        (sprio.main, ["-o", f"%.{TOO_WIDE}i"], "-o/--format"),
+        (sacctmgr.main, ["show", "assoc", f"format=account%{TOO_WIDE}"], "format"),
+    ],
+)
+def test_a_field_width_above_the_limit_is_refused(
+    main: Main, argv: list[str], option: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = refused(main, argv, capsys)
+    assert re.search(rf"{option}: field width \d+ is too large; the maximum is {MAX_FIELD_WIDTH}\n", err), err
+
+
+def test_the_width_limit_itself_is_accepted_and_printed() -> None:
+    (field,) = parse_format(f"%.{MAX_FIELD_WIDTH}i")
+    assert isinstance(field, Field) and field.width == MAX_FIELD_WIDTH
+    (long,) = parse_long_format(f"jobid:{MAX_FIELD_WIDTH}")
+    assert isinstance(long, Field) and long.width == MAX_FIELD_WIDTH
+    assert parse_fields(f"jobid%-{MAX_FIELD_WIDTH}")[0].width == -MAX_FIELD_WIDTH
+    row = sinfo.render(sinfo.parse_format(f"%{MAX_FIELD_WIDTH}a"), [], header=True)
+    assert row == "AVAIL".ljust(MAX_FIELD_WIDTH) + "\n"
+
+
+def test_width_digits_are_judged_before_any_conversion() -> None:
+    # Past 4300 digits int() raises a ValueError of its own; zeros in front change nothing.
+    with pytest.raises(UsageError, match=r"field width 9{20}\.\.\. is too large"):
+        field_width("9" * 5000, "-o/--format")
+    assert field_width("0" * 5000 + "12", "-o/--format") == 12
+    with pytest.raises(UsageError, match="not a number"):
+        field_width("²", "format")
+
+
+# ---- empty formats -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("main", "argv", "option"),
+    [
+        (squeue.main, ["-O", ""], "-O/--Format"),
+        (squeue.main, ["-O", ","], "-O/--Format"),
+        (squeue.main, ["-o", ""], "-o/--format"),
+        (sacct.main, ["-o", ""], "-o/--format"),
+        (sacct.main, ["-o", ","], "-o/--format"),
+        (sinfo.main, ["-o", ""], "-o/--format"),
+        (sinfo.main, ["-O", ""], "-O/--Format"),
+        (sprio.main, ["-o", ""], "-o/--format"),
+        (sacctmgr.main, ["show", "assoc", "format="], "format"),
+    ],
+)
+def test_a_format_naming_no_field_is_refused(
+    main: Main, argv: list[str], option: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert f"{option}: the format names no field" in refused(main, argv, capsys)
+
+
+def test_an_empty_squeue_format_variable_means_unset(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SQUEUE_FORMAT2", "")
+    assert squeue.main(["-h"]) == 1
+    assert "cannot connect" in capsys.readouterr().err  # the default format, then the server
+    monkeypatch.setenv("SQUEUE_FORMAT2", f"jobid:{TOO_WIDE}")
+    assert "SQUEUE_FORMAT2: field width" in refused(squeue.main, ["-h"], capsys)
+
+
+# ---- host lists --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["show", "hostnames", "vm[5-1]"], "hostnames: invalid host list 'vm[5-1]': range '5-1' ends before it starts"),
+        (["show", "hostnames", "vm["], "hostnames: invalid host list 'vm[': '[' without ']'"),
+        (["show", "hostnames", "vm[1-99999999999]"], "range '1-99999999999' is too large"),
+        (["show", "hostlist", "vm["], "hostlist: invalid host list 'vm[': '[' without ']'"),
+        (["show", "hostlist"], "show hostlist: give the host names"),
+    ],
+)
+def test_scontrol_refuses_a_bad_host_list_in_words(
+    argv: list[str], fragment: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = refused(scontrol.main, argv, capsys)
+    assert err.startswith("scontrol: error: ") and fragment in err
+
+
+def test_scontrol_hostlist_takes_names_and_ranges(capsys: pytest.CaptureFixture[str]) -> None:
+    assert scontrol.main(["show", "hostlist", "vm3,vm[1-2],vm7"]) == 0
+    assert capsys.readouterr().out == "vm[1-3,7]\n"
+
+
+@pytest.mark.parametrize(
+    ("main", "argv", "fragment"),
+    [
+        (sinfo.main, ["-n", "vm[1-999999999999]"], "-n/--nodes: invalid host list 'vm[1-999999999999]'"),
+        (sinfo.main, ["-n", "vm["], "-n/--nodes: invalid host list 'vm[': '[' without ']'"),
+        (sacct.main, ["-N", "vm[2-1]"], "-N/--nodelist: invalid host list 'vm[2-1]'"),
+    ],
+)
+def test_node_filters_refuse_a_bad_host_list(
+    main: Main, argv: list[str], fragment: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert fragment in refused(main, argv, capsys)
+
+
+# ---- sinfo -t ----------------------------------------------------------------------------------
+
+
+def test_sinfo_refuses_an_unknown_state_naming_the_valid_ones(capsys: pytest.CaptureFixture[str]) -> None:
+    err = refused(sinfo.main, ["-t", "idle,garbage"], capsys)
+    assert 'sinfo: error: -t/--states: Bad state string: "garbage"' in err
+    assert "sinfo: error: valid states: unknown,down,idle,allocated,mixed," in err
+
+
+def test_sinfo_states_take_names_compact_forms_and_abbreviations() -> None:
+    assert sinfo.parse_states("IDLE,mix,alloc,drng") == {"IDLE", "MIXED", "ALLOCATED", "DRAINING"}
+    assert sinfo.parse_states("down,drain,maint") == {"DOWN", "DRAIN", "MAINTENANCE"}
+    assert sinfo.parse_states("idle,all") is None
+    with pytest.raises(UsageError, match="no state given"):
+        sinfo.parse_states(",")
+
+
+# ---- sbatch --chdir ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv", [["--chdir=", "--wrap=true"], ["-D", "", "--wrap=true"]])
+def test_sbatch_refuses_an_empty_working_directory(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    err = refused(sbatch.main, argv, capsys)
+    assert "sbatch: error: --chdir: the working directory is empty" in err
+
+
+# ---- slurm-shims -------------------------------------------------------------------------------
+
+
+def test_shims_refuse_a_file_as_their_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "file"
+    target.write_text("x")
+    err = refused(shims.main, ["--url", "http://h:1", str(target)], capsys)
+    assert f"slurm-shims: error: {target}: not a directory" in err
+    assert target.read_text() == "x"
+
+
+def test_shims_refuse_a_directory_that_cannot_be_made(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "file").write_text("x")
+    target = tmp_path / "file" / "shims"
+    err = refused(shims.main, ["--url", "http://h:1", str(target)], capsys)
+    assert f"slurm-shims: error: {target}: cannot write the shims there: Not a directory" in err
+
+
+def test_shims_make_a_missing_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "a" / "b"
+    assert shims.main(["--url", "http://h:1", str(target)]) == 0
+    assert sorted(os.listdir(target)) == sorted(shims.COMMANDS)
+
+
+# ---- end to end ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["squeue", "-O", ""], "squeue: error: -O/--Format: the format names no field"),
+        (["scontrol", "show", "hostnames", "vm["], "scontrol: error: hostnames: invalid host list"),
+        (["slurm-shims", "/proc/nope"], "slurm-shims: error: /proc/nope: cannot write the shims there"),
+    ],
+)
+def test_the_command_prints_one_error_line_and_no_traceback(argv: list[str], message: str) -> None:
+    env = {**os.environ, "CONDUCTOR_URL": "http://127.0.0.1:9"}
+    env.pop("SQUEUE_FORMAT2", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "conductor", *argv], capture_output=True, text=True, timeout=60, check=False, env=env
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith(message) and "Traceback" not in result.stderr
