@@ -226,3 +226,17 @@ def test_the_command_prints_one_error_line_and_no_traceback(argv: list[str], mes
     )
     assert result.returncode == 1
     assert result.stderr.startswith(message) and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("directory", "rule"), [("", "the working directory is empty"), ("/no/such/dir", "cannot enter")])
+def test_srun_refuses_a_working_directory_it_cannot_use(
+    directory: str, rule: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An empty one was ignored (the step ran where srun stood), a missing one a traceback.
+    from conductor.cli import srun
+
+    monkeypatch.setenv("SLURM_JOB_ID", "5")
+    here = os.getcwd()
+    err = refused(srun.main, ["-D", directory, "true"], capsys)
+    assert f"--chdir: {rule}" in err
+    assert os.getcwd() == here

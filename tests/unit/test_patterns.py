@@ -64,6 +64,13 @@ def test_array_task_modulo_ten() -> None:
     assert expand_output_pattern("%b", **JOB, array_task_id=123) == "3"
 
 
+def test_a_width_of_any_length_is_capped() -> None:
+    # int() refuses over 4,300 digits with an error of its own: capped as text first.
+    wide = "%" + "9" * 5000
+    assert expand_output_pattern(wide + "j", job_id=42, job_name="n", user="u", node="vm") == "0000000042"
+    assert expand_output_pattern(wide + "z", job_id=42, job_name="n", user="u", node="vm") == "9z"
+
+
 def test_step_and_task_ids() -> None:
     result = expand_output_pattern(
         "%J|%s|%3s|%t|%2t|%n|%2n", **JOB, step_id=3, task_id=5, node_index=1

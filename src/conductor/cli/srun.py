@@ -313,8 +313,14 @@ def _main(argv: list[str]) -> int:
         raise UsageError(
             f"Unable to create step for job {job_id}: More processors requested than permitted"
         )
-    if opts.get("chdir"):
-        os.chdir(opts["chdir"] or ".")
+    if "chdir" in opts:
+        target = opts["chdir"] or ""
+        if not target.strip():  # `-D "$DIR"` with the variable unset: not "stay here"
+            raise UsageError("--chdir: the working directory is empty; give a directory path")
+        try:
+            os.chdir(target)
+        except OSError as exc:
+            raise UsageError(f"--chdir: cannot enter '{target}': {exc.strerror or exc}") from None
     if opts.get("export") and opts["export"] and opts["export"].upper() not in ("ALL",):
         env = _exported(opts["export"] or "", env)
     step_id = _next_step_id(job_id)

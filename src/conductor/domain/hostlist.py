@@ -112,7 +112,7 @@ def expand_hostlist(expr: str, *, field: str = "nodes", max_hosts: int = 100_000
         item = raw_item.strip()
         if not item:
             raise SpecError(field, f"invalid host list {text!r}: empty name between commas")
-        pieces = _parse_item(item, text, field)
+        pieces = _parse_item(item, text, field, max_hosts - len(hosts), max_hosts)
         count = 1
         for choices in pieces:
             count *= len(choices)
@@ -148,8 +148,9 @@ def _split_top_level(text: str, field: str) -> list[str]:
     return items
 
 
-def _parse_item(item: str, text: str, field: str) -> list[list[str]]:
-    """Turn ``rack[1-2]-n[01-02]`` into ``[["rack"], ["1","2"], ["-n"], ["01","02"]]``."""
+def _parse_item(item: str, text: str, field: str, room: int, max_hosts: int) -> list[list[str]]:
+    """Turn ``rack[1-2]-n[01-02]`` into ``[["rack"], ["1","2"], ["-n"], ["01","02"]]``; no
+    bracket may hold more than `room` names (what is left of `max_hosts`)."""
     pieces: list[list[str]] = []
     pos = 0
     while pos < len(item):
@@ -164,7 +165,7 @@ def _parse_item(item: str, text: str, field: str) -> list[list[str]]:
             _check_literal(literal, text, field)
             pieces.append([literal])
         close_at = item.index("]", open_at)
-        pieces.append(_expand_ranges(item[open_at + 1 : close_at], text, field))
+        pieces.append(_expand_ranges(item[open_at + 1 : close_at], text, field, room, max_hosts))
         pos = close_at + 1
     return pieces
 
@@ -174,7 +175,13 @@ def _check_literal(literal: str, text: str, field: str) -> None:
         raise SpecError(field, f"invalid host list {text!r}: node names cannot contain spaces")
 
 
-def _expand_ranges(inside: str, text: str, field: str) -> list[str]:
+# Digits of a number in brackets: int() refuses over 4,300 with an error of its own.
+_MAX_DIGITS = 18
+
+
+def _expand_ranges(inside: str, text: str, field: str, room: int, max_hosts: int) -> list[str]:
+    # Counted before a range is expanded: a list of many large ranges (n[1-999999,1-999999,...])
+    # must be refused, not built first.
     if not inside:
         raise SpecError(field, f"invalid host list {text!r}: empty brackets")
     values: list[str] = []
@@ -186,14 +193,16 @@ def _expand_ranges(inside: str, text: str, field: str) -> list[str]:
                 f"invalid host list {text!r}: bad range {part!r}; expected N or N-M with digits",
             )
         lo_text = match.group("lo")
+        if len(lo_text) > _MAX_DIGITS or len(match.group("hi") or "") > _MAX_DIGITS:
+            raise SpecError(field, f"invalid host list {text[:64]!r}: numbers have at most {_MAX_DIGITS} digits")
         lo = int(lo_text)
         hi = int(match.group("hi")) if match.group("hi") is not None else lo
         if hi < lo:
             raise SpecError(
                 field, f"invalid host list {text!r}: range {part!r} ends before it starts"
             )
-        if hi - lo >= 1_000_000:
-            raise SpecError(field, f"invalid host list {text!r}: range {part!r} is too large")
+        if len(values) + hi - lo + 1 > room:
+            raise SpecError(field, f"invalid host list {text[:64]!r}: more than the maximum of {max_hosts} hosts")
         width = len(lo_text)
         values.extend(str(n).zfill(width) for n in range(lo, hi + 1))
     return values

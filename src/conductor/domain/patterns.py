@@ -82,7 +82,9 @@ def expand_output_pattern(
         while j < length and pattern[j] in _DIGITS:
             j += 1
         digits = pattern[i + 1 : j]
-        width = min(int(digits), _MAX_WIDTH) if digits else 0
+        # Capped as text first: int() refuses a number of over 4,300 digits with its own error.
+        significant = digits.lstrip("0")
+        width = _MAX_WIDTH if len(significant) > 2 else min(int(significant or "0"), _MAX_WIDTH)
         letter = pattern[j] if j < length else ""
         if letter in numbers:
             out.append(f"{numbers[letter]:0{width}d}")
