@@ -126,7 +126,7 @@ def test_an_empty_squeue_format_variable_means_unset(
     [
         (["show", "hostnames", "vm[5-1]"], "hostnames: invalid host list 'vm[5-1]': range '5-1' ends before it starts"),
         (["show", "hostnames", "vm["], "hostnames: invalid host list 'vm[': '[' without ']'"),
-        (["show", "hostnames", "vm[1-99999999999]"], "range '1-99999999999' is too large"),
+        (["show", "hostnames", "vm[1-99999999999]"], "more than the maximum of 100000 hosts"),
         (["show", "hostlist", "vm["], "hostlist: invalid host list 'vm[': '[' without ']'"),
         (["show", "hostlist"], "show hostlist: give the host names"),
     ],
@@ -167,11 +167,22 @@ def test_sinfo_refuses_an_unknown_state_naming_the_valid_ones(capsys: pytest.Cap
 
 
 def test_sinfo_states_take_names_compact_forms_and_abbreviations() -> None:
-    assert sinfo.parse_states("IDLE,mix,alloc,drng") == {"IDLE", "MIXED", "ALLOCATED", "DRAINING"}
-    assert sinfo.parse_states("down,drain,maint") == {"DOWN", "DRAIN", "MAINTENANCE"}
-    assert sinfo.parse_states("idle,all") is None
+    def states(text: str) -> set[str]:
+        groups = sinfo.parse_states(text)
+        assert groups is not None and all(len(group) == 1 for group in groups)
+        return {state for group in groups for state in group}
+
+    assert states("IDLE,mix,alloc,drng") == {"IDLE", "MIXED", "ALLOCATED", "DRAINING"}
+    assert states("down,drain,maint") == {"DOWN", "DRAIN", "MAINTENANCE"}
+    assert states("no_respond,futr,npc,perfctrs,boot") == {"NOT_RESPONDING", "FUTURE", "NPC", "PERFCTRS", "BOOT"}
+    assert sinfo.parse_states("all") is None
+    # Inside a list `all` is an abbreviation (of ALLOCATED), as in sinfo; '&' joins states.
+    assert sinfo.parse_states("idle,all") == [frozenset({"IDLE"}), frozenset({"ALLOCATED"})]
+    assert sinfo.parse_states("idle&drain") == [frozenset({"IDLE", "DRAIN"})]
     with pytest.raises(UsageError, match="no state given"):
         sinfo.parse_states(",")
+    with pytest.raises(UsageError, match='Bad state string: ""'):
+        sinfo.parse_states("idle&")
 
 
 # ---- sbatch --chdir ----------------------------------------------------------------------------
@@ -240,3 +251,31 @@ def test_srun_refuses_a_working_directory_it_cannot_use(
     err = refused(srun.main, ["-D", directory, "true"], capsys)
     assert f"--chdir: {rule}" in err
     assert os.getcwd() == here
+
+
+# ---- numbers past int()'s own limit ------------------------------------------------------------
+
+THOUSANDS = "1" * 5000
+
+
+@pytest.mark.parametrize(
+    ("main", "argv", "fragment"),
+    [
+        (sbatch.main, ["-N", THOUSANDS, "--wrap=true"], "invalid node count"),
+        (sbatch.main, ["-N", "\u0662", "--wrap=true"], "invalid node count"),
+        (sbatch.main, ["-n", THOUSANDS, "--wrap=true"], "Invalid numeric value"),
+        (sbatch.main, ["-c", "\u0662", "--wrap=true"], "Invalid numeric value"),
+        (sbatch.main, [f"--priority={THOUSANDS}", "--wrap=true"], "Invalid --priority value"),
+        (sbatch.main, [f"--signal={THOUSANDS}", "--wrap=true"], "Invalid --signal specification"),
+        (sbatch.main, [f"--time={THOUSANDS}", "--wrap=true"], "longer than 64 characters"),
+        (squeue.main, ["-j", THOUSANDS], "Invalid job id"),
+        (squeue.main, ["-j", "\u0662"], "Invalid job id"),
+        (sacct.main, ["-j", THOUSANDS], "Invalid job id"),
+    ],
+)
+def test_numbers_of_any_length_are_refused_in_words(
+    main: Main, argv: list[str], fragment: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # int() refuses over 4,300 digits with a ValueError of its own (a traceback), and \d alone
+    # takes digits of every script.
+    assert fragment in refused(main, argv, capsys)

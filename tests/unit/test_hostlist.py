@@ -83,6 +83,7 @@ def test_expand(expr: str, names: list[str]) -> None:
         # Counted before each range is built: these took seconds and gigabytes.
         ("vm[" + ",".join(["1-999999"] * 20) + "]", "more than the maximum of 100000 hosts"),
         ("a[1-1000]-b[1-1000]", "more than the maximum of 100000 hosts"),
+        ("n" + "x[1-99999]" * 20, "more than the maximum of 100000 hosts"),
         ("vm[1-" + "9" * 5000 + "]", "at most 18 digits"),
         ("n[0-999],m[0-99999]", "more than the maximum of 100000 hosts"),
     ],

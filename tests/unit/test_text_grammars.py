@@ -7,13 +7,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from conductor.domain.errors import SpecError
+from conductor.domain.errors import MAX_VALUE_TEXT, SpecError
+from conductor.domain.memory import parse_memory_mb
 from conductor.domain.retention import parse_retention
-from conductor.domain.signals import parse_signal_spec
+from conductor.domain.signals import parse_signal, parse_signal_spec
+from conductor.domain.timespec import parse_time_limit
 from conductor.errors import Invalid
 from conductor.services.accounting import check_name
 
@@ -58,3 +61,15 @@ def test_a_token_user_name_is_whole(tmp_path: Path) -> None:
     assert done.returncode != 0
     assert "--user: 'bob\n' is not a valid user name" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("parse", "field"), [(parse_time_limit, "time_limit"), (parse_memory_mb, "memory_per_node"), (parse_signal, "signal")]
+)
+def test_a_value_longer_than_any_real_one_is_refused_by_its_rule(parse: Callable[..., object], field: str) -> None:
+    # Digits past int()'s own limit (4,300) were a ValueError: a 500, or a traceback in the CLI.
+    for text in ("1" * 5000, "1" * (MAX_VALUE_TEXT + 1)):
+        with pytest.raises(SpecError, match=f"longer than {MAX_VALUE_TEXT} characters") as caught:
+            parse(text)
+        assert caught.value.field == field
+    assert parse_time_limit("365-00:00:00") == 365 * 86400

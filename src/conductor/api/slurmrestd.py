@@ -284,12 +284,13 @@ MAX_NODE_COUNT = 2**31 - 1
 
 
 def _maximum_nodes(value: Any) -> int | None:
-    """`maximum_nodes`, a count or a `{"set", "infinite", "number"}` object; None: no maximum."""
+    """`maximum_nodes`, a count or a `{"set", "infinite", "number"}` object; None: no maximum
+    (0 too: clients fill every field, and Slurm takes a maximum of 0 as none)."""
     count, infinite = _from_number(value, "maximum_nodes")
-    if infinite or count is None:
+    if infinite or count is None or count == 0:
         return None
     if not 1 <= count <= MAX_NODE_COUNT:
-        raise SpecError("maximum_nodes", f"must be between 1 and {MAX_NODE_COUNT}")
+        raise SpecError("maximum_nodes", f"must be between 0 (none) and {MAX_NODE_COUNT}")
     return count
 
 

@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     from typing import Any
 
 _SPEC_RE = re.compile(
-    r"(?P<base>\d+)(?:_(?P<tasks>\d+|\[[0-9,\-:%]+\]))?(?:\.[A-Za-z0-9+]+)?"
+    # ASCII digits, a job id at most 18 of them (int() refuses over 4,300 with its own error).
+    r"(?P<base>\d{1,18})(?:_(?P<tasks>\d{1,9}|\[[0-9,\-:%]+\]))?(?:\.[A-Za-z0-9+]+)?",
+    re.ASCII,
 )
 _SERVER_STATES = frozenset(
     {

@@ -484,16 +484,22 @@ def env_options(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
 # ---- turning options into the job description --------------------------------------------------
 
 
+# Counts are ASCII digits (\d alone takes every script's, which int() reads) and at most 9 of
+# them: int() refuses over 4,300 with an error of its own.
+_COUNT = re.compile(r"\d{1,9}", re.ASCII)
+_NODE_COUNT = re.compile(r"(\d{1,9})(?:-(\d{1,9}))?", re.ASCII)
+
+
 def _positive_int(value: str | None, what: str) -> int:
     text = (value or "").strip()
-    if not re.fullmatch(r"\d+", text) or int(text) <= 0:
+    if not _COUNT.fullmatch(text) or int(text) <= 0:
         raise SbatchError(f'Invalid numeric value "{value}" for {what}.')
     return int(text)
 
 
 def _node_count(value: str | None) -> int:
     text = (value or "").strip()
-    match = re.fullmatch(r"(\d+)(?:-(\d+))?", text)
+    match = _NODE_COUNT.fullmatch(text)
     if not match or int(match.group(1)) <= 0:
         raise SbatchError(f"invalid node count `{value}'")
     low = int(match.group(1))
@@ -520,7 +526,7 @@ def _signal(value: str | None) -> str:
     if match:
         sig = match.group("sig").upper()
         sig = sig.removeprefix("SIG")
-        if (sig.isdigit() and 0 < int(sig) < 65) or sig in _SIGNAL_NAMES:
+        if (sig.isascii() and sig.isdigit() and len(sig) <= 2 and 0 < int(sig) < 65) or sig in _SIGNAL_NAMES:
             return text
     raise SbatchError(f"Invalid --signal specification: {value}")
 
@@ -689,7 +695,7 @@ def build_plan(  # noqa: C901 - one branch per sbatch option
         raw = (values["priority"] or "").strip()
         if raw.upper() == "TOP":
             job["priority"] = 4294967293
-        elif re.fullmatch(r"\d+", raw):
+        elif re.fullmatch(r"\d{1,10}", raw, re.ASCII):
             job["priority"] = int(raw)
         else:
             raise SbatchError(

@@ -36,6 +36,10 @@ NODE_STATES = (
     "POWER_DOWN", "POWER_UP", "POWERED_DOWN", "REBOOT_REQUESTED", "REBOOT_ISSUED", "RESERVED", "NOT_RESPONDING",
     "PLANNED", "POWERING_UP", "POWERING_DOWN",
 )
+# Other spellings sinfo takes: short forms of its own and older names.
+STATE_ALIASES = {
+    "NO_RESPOND": "NOT_RESPONDING", "FUTR": "FUTURE", "NPC": "NPC", "PERFCTRS": "PERFCTRS", "BOOT": "BOOT",
+}
 
 COMPACT = {
     "IDLE": "idle",
@@ -434,28 +438,37 @@ def build_rows(
     return rows
 
 
-def parse_states(text: str) -> set[str] | None:
-    """-t values: node state names, their compact forms or abbreviations, any case; 'all' means
-    no filter (None).
+def parse_states(text: str) -> list[frozenset[str]] | None:
+    """-t values: node state names, their compact forms or abbreviations, any case, separated
+    by ',' (any of them) or joined by '&' (all of them at once); `all` alone means no filter
+    (None). A node matches when it is in every state of one of the returned groups.
 
     A name sinfo does not know is refused with the list of those it does, as sinfo does: taken,
     it would silently match no node."""
-    aliases = {v.upper(): k for k, v in COMPACT.items()}
-    states: set[str] = set()
+    if text.strip().upper() == "ALL":
+        return None
+    groups: list[frozenset[str]] = []
     for item in split_list(text):
-        upper = item.upper()
-        if upper == "ALL":
-            return None
-        state = aliases.get(upper) or next((s for s in NODE_STATES if s.startswith(upper)), None)
-        if state is None:
-            raise UsageError(
-                f'-t/--states: Bad state string: "{item}"\n'
-                f"{PROG}: error: valid states: " + ",".join(s.lower() for s in NODE_STATES)
-            )
-        states.add(state)
-    if not states:
+        groups.append(frozenset(_state(part.strip()) for part in item.split("&")))
+    if not groups:
         raise UsageError("-t/--states: no state given")
-    return states
+    return groups
+
+
+def _state(name: str) -> str:
+    upper = name.upper()
+    compact = {v.upper(): k for k, v in COMPACT.items()}
+    state = (
+        compact.get(upper)
+        or STATE_ALIASES.get(upper)
+        or next((s for s in NODE_STATES if upper and s.startswith(upper)), None)
+    )
+    if state is None:
+        raise UsageError(
+            f'-t/--states: Bad state string: "{name}"\n'
+            f"{PROG}: error: valid states: " + ",".join(s.lower() for s in NODE_STATES)
+        )
+    return state
 
 
 def _node_names(text: str) -> set[str]:
@@ -470,7 +483,7 @@ def _select(
     partitions: list[Row],
     nodes: list[Row],
     names: set[str] | None,
-    states: set[str] | None,
+    states: list[frozenset[str]] | None,
 ) -> tuple[list[Row], list[Row]]:
     """The partitions and nodes -p, -n (`names`, expanded) and -t (`states`, parsed) ask for."""
     if opts.get("partition"):
@@ -479,7 +492,8 @@ def _select(
     if names is not None:
         nodes = [n for n in nodes if n["name"] in names]
     if states is not None:
-        nodes = [n for n in nodes if str(n.get("state")).upper() in states]
+        # A node here is in one state: a group of several (idle&drain) matches none.
+        nodes = [n for n in nodes if any(group <= {str(n.get("state")).upper()} for group in states)]
     return partitions, nodes
 
 

@@ -24,3 +24,14 @@ class SpecError(Invalid, ValueError):
         # two-argument constructor; errors cross process boundaries (worker pools, logging
         # handlers), so keep them picklable.
         return (type(self), (self.field, self.message))
+
+
+# The longest time, size or signal a parser reads: far beyond any real one ("365-00:00:00"), and
+# short enough that no number in it reaches int()'s own limit (4,300 digits, a ValueError).
+MAX_VALUE_TEXT = 64
+
+
+def check_length(text: str, field: str, what: str) -> None:
+    """Refuse `text` (a `what`: "time", "signal"...) longer than MAX_VALUE_TEXT."""
+    if len(text) > MAX_VALUE_TEXT:
+        raise SpecError(field, f"invalid {what} {text[:20]!r}...: longer than {MAX_VALUE_TEXT} characters")

@@ -149,8 +149,9 @@ def _split_top_level(text: str, field: str) -> list[str]:
 
 
 def _parse_item(item: str, text: str, field: str, room: int, max_hosts: int) -> list[list[str]]:
-    """Turn ``rack[1-2]-n[01-02]`` into ``[["rack"], ["1","2"], ["-n"], ["01","02"]]``; no
-    bracket may hold more than `room` names (what is left of `max_hosts`)."""
+    """Turn ``rack[1-2]-n[01-02]`` into ``[["rack"], ["1","2"], ["-n"], ["01","02"]]``; the
+    names its brackets multiply into may not pass `room` (what is left of `max_hosts`): each
+    bracket is bounded by what the ones before it left."""
     pieces: list[list[str]] = []
     pos = 0
     while pos < len(item):
@@ -165,7 +166,9 @@ def _parse_item(item: str, text: str, field: str, room: int, max_hosts: int) -> 
             _check_literal(literal, text, field)
             pieces.append([literal])
         close_at = item.index("]", open_at)
-        pieces.append(_expand_ranges(item[open_at + 1 : close_at], text, field, room, max_hosts))
+        values = _expand_ranges(item[open_at + 1 : close_at], text, field, room, max_hosts)
+        room //= len(values)  # x[1-99999] twenty times over must not be built before it is refused
+        pieces.append(values)
         pos = close_at + 1
     return pieces
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from conductor.domain.errors import SpecError
+from conductor.domain.errors import SpecError, check_length
 
 __all__ = ["MAX_MEMORY_MB", "format_memory_mb", "parse_memory_mb"]
 
@@ -45,6 +45,7 @@ def parse_memory_mb(value: str | int, *, field: str = "memory_per_node") -> int:
     text = value.strip()
     if not text:
         raise SpecError(field, f"empty memory size; expected {_MEMORY_FORMS}")
+    check_length(text, field, "memory size")
     match = _MEMORY_RE.fullmatch(text)
     if match is None:
         if text.startswith("-"):

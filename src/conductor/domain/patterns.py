@@ -84,7 +84,8 @@ def expand_output_pattern(
         digits = pattern[i + 1 : j]
         # Capped as text first: int() refuses a number of over 4,300 digits with its own error.
         significant = digits.lstrip("0")
-        width = _MAX_WIDTH if len(significant) > 2 else min(int(significant or "0"), _MAX_WIDTH)
+        capped = len(significant) > len(str(_MAX_WIDTH))
+        width = _MAX_WIDTH if capped else min(int(significant or "0"), _MAX_WIDTH)
         letter = pattern[j] if j < length else ""
         if letter in numbers:
             out.append(f"{numbers[letter]:0{width}d}")

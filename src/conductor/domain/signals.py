@@ -11,7 +11,7 @@ import re
 import signal
 from dataclasses import dataclass
 
-from conductor.domain.errors import SpecError
+from conductor.domain.errors import SpecError, check_length
 
 __all__ = ["DEFAULT_WARN_SECONDS", "SignalSpec", "parse_signal", "parse_signal_spec", "signal_name"]
 
@@ -50,6 +50,7 @@ def parse_signal(value: str | int, *, field: str = "signal") -> int:
         text = value.strip().upper()
         if not text:
             raise SpecError(field, "empty signal; expected a name such as USR1 or a number")
+        check_length(text, field, "signal")
         if text.isascii() and text.isdigit():
             number = int(text)
         else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from conductor.domain.errors import SpecError
+from conductor.domain.errors import SpecError, check_length
 
 # typing is only needed by type checkers; importing it costs the CLI (`sbatch -t`) ~4 ms.
 # datetime is needed only by the --begin parser, which imports it itself: `sbatch -t` parses
@@ -112,6 +112,7 @@ def parse_time_limit(value: str | int | None, *, field: str = "time_limit") -> i
     text = value.strip()
     if not text:
         raise SpecError(field, f"empty time; expected {_TIME_LIMIT_FORMS}")
+    check_length(text, field, "time")
     if text.upper() in _UNLIMITED_WORDS or text == "-1":
         return None
     for pattern in _TIME_LIMIT_PATTERNS:

@@ -126,7 +126,8 @@ def _check_nodes(value: int | str | None) -> None:
     low = int(match.group(1))
     if low < 1:
         raise SpecError("nodes", "node count must be at least 1")
-    if match.group(2) is not None and int(match.group(2)) < low:
+    # A maximum of 0 is none, as in Slurm (its verify_node_count checks a maximum only when set).
+    if match.group(2) is not None and 0 < int(match.group(2)) < low:
         raise SpecError("nodes", f"the maximum node count {match.group(2)} is below the minimum {low}")
     if low > 1:
         raise Unsatisfiable(

@@ -221,8 +221,9 @@ class Database:
             engine = create_engine(
                 url,
                 echo=echo,
-                # A failed statement's error names its statement, not its values: they are jobs'
-                # scripts and environments (secrets among them), and errors reach the log.
+                # A failed statement's error names its statement, not the values bound to it:
+                # they are jobs' scripts and environments (secrets among them), and errors reach
+                # the log. (A database's own message may still quote a value it refused.)
                 hide_parameters=True,
                 connect_args={"timeout": 30, "check_same_thread": False},
                 pool_size=8,
