@@ -183,7 +183,8 @@ def cpu_split() -> dict[str, float]:
 
 
 def print_cpu_split(label: str, jobs: int, before: dict[str, float], after: dict[str, float], client: float) -> None:
-    """Where the CPU went per job between two `cpu_split`s, and the share of the machine used."""
+    """Where the CPU went per job between two `cpu_split`s (`client`: the load generator's own
+    CPU seconds meanwhile)."""
     per = {role: (after[role] - before[role]) * 1000 / jobs for role in after}
     total = sum(per.values()) + client * 1000 / jobs
     database = f" + database {per['database']:.2f}" if DATABASE_PID is not None else ""
