@@ -279,3 +279,41 @@ def test_numbers_of_any_length_are_refused_in_words(
     # int() refuses over 4,300 digits with a ValueError of its own (a traceback), and \d alone
     # takes digits of every script.
     assert fragment in refused(main, argv, capsys)
+
+
+# ---- what sbatch reads besides its options -----------------------------------------------------
+
+
+def test_sbatch_refuses_a_script_that_is_not_utf8(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Replaced, the bytes made the job run another script than the one written.
+    script = tmp_path / "job.sh"
+    script.write_bytes(b"#!/bin/bash\n#SBATCH -J caf\xe9\necho caf\xe9\n")
+    err = refused(sbatch.main, [str(script)], capsys)
+    assert f"{script}: line 2: byte 0xe9 is not UTF-8 text" in err
+
+
+@pytest.mark.parametrize(("value", "status"), [("0", 1), ("256", 1), ("9" * 5000, 1), ("\u0663", 1), ("7", 7), ("255", 255)])
+def test_slurm_exit_error_is_a_failure_status(
+    value: str, status: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 0, or 256 that the shell sees as 0, made a failure look like success; 5,000 digits were a
+    # traceback.
+    monkeypatch.setenv("SLURM_EXIT_ERROR", value)
+    assert sbatch.main(["--nice=x", "--wrap=true"]) == status
+    assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["9" * 5000, "-" + "9" * 5000, "\u0663"])
+def test_sbatch_flag_variables_of_any_value_do_not_fail(value: str) -> None:
+    from conductor.cli.sbatch_options import env_options
+
+    options = dict(env_options({"SBATCH_REQUEUE": value, "SBATCH_WAIT": value}))
+    assert ("requeue" in options) == value.lstrip("-").isascii()  # a number other than 0 is true
+    assert env_options({"SBATCH_WAIT": "000"}) == []
+
+
+def test_squeue_takes_a_min_job_age_it_cannot_read_as_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    # It was read with int() when squeue was imported: a traceback before any option.
+    for value, seconds in (("abc", 300), ("9" * 5000, 300), ("60", 60)):
+        monkeypatch.setenv("CONDUCTOR_MIN_JOB_AGE", value)
+        assert squeue._min_job_age() == seconds

@@ -3,12 +3,13 @@ node patterns that make partitions."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from conductor.config.live import Effective
-from conductor.config.loader import ConfigError, key_lines, load_config, parse_config
+from conductor.config.loader import MAX_CONFIG_BYTES, ConfigError, key_lines, load_config, parse_config
 from conductor.scheduler.limits import PartitionLimit
 
 GOOD = """\
@@ -105,6 +106,31 @@ def test_toml_syntax_errors_name_the_line() -> None:
 def test_an_unreadable_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read the configuration file"):
         load_config(tmp_path / "missing.toml")
+
+
+def test_only_a_regular_file_of_bounded_size_is_read(tmp_path: Path) -> None:
+    # A reload reads the file while requests wait for the configuration: a FIFO blocked it for
+    # good (and the server with it), /dev/zero filled memory.
+    fifo = tmp_path / "cluster.toml"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/zero"), tmp_path):
+        with pytest.raises(ConfigError, match="not a regular file"):
+            load_config(path)
+    big = tmp_path / "big.toml"
+    big.write_bytes(b"#" * (MAX_CONFIG_BYTES + 1))
+    with pytest.raises(ConfigError, match="larger than 16 MiB"):
+        load_config(big)
+
+
+def test_nesting_too_deep_for_the_parser_is_a_syntax_error() -> None:
+    for text in ("a = " + "[" * 3000 + "]" * 3000, "a = " + "{b = " * 3000 + "1" + "}" * 3000):
+        with pytest.raises(ConfigError, match="nested too deeply"):
+            parse_config(text)
+
+
+def test_a_name_with_a_final_newline_is_refused() -> None:
+    with pytest.raises(ConfigError, match="must be 1-64 letters"):
+        parse_config('[partitions."abc\\n"]\nNodes = "ALL"\n')  # the TOML escape: "abc" and a newline
 
 
 def test_key_lines_follow_tables_and_quoted_keys() -> None:

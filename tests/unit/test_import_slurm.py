@@ -102,3 +102,29 @@ def test_the_command_writes_the_file_and_reports(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "conductor", "config", "check", str(out)],
                          capture_output=True, text=True, timeout=60, check=False)
     assert bad.returncode == 1 and "line 2: partitions.x.MaxTime" in bad.stderr
+
+
+def test_numbers_it_cannot_read_are_carried_over_as_text_for_the_check_to_refuse() -> None:
+    # isdigit() alone took '²' (int() refuses it: a traceback) and '٣' (read as 3), and int()
+    # refuses over 4,300 digits.
+    for value in ("9" * 5000, "\u00b2", "\u0663"):
+        with pytest.raises(ConfigError, match="cannot be carried over as it is") as caught:
+            import_slurm_conf(
+                f"NodeName=a CPUs={value}\nPartitionName=p Nodes=a PriorityTier={value}\n"
+                f"PriorityWeightAge={value}\nSchedulerParameters=bf_max_job_test=5\n"
+            )
+        assert "nodes.a.CPUs" in str(caught.value) and "partitions.p.PriorityTier" in str(caught.value)
+    # A bf_max_job_test it cannot read is said, not carried over.
+    imported = import_slurm_conf("NodeName=a CPUs=2\nPartitionName=p Nodes=a\nSchedulerParameters=bf_max_job_test=\u0663\n")
+    assert parse_config(imported.toml).backfill.max_job_test == 500
+    assert any("bf_max_job_test" in str(note) for note in imported.notes)
+
+
+def test_a_file_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
+    source = tmp_path / "slurm.conf"
+    source.write_bytes(b"PartitionName=caf\xe9 Nodes=ALL\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "conductor", "config", "import-slurm", str(source)], capture_output=True, text=True
+    )
+    assert done.returncode == 1
+    assert "is not UTF-8 text" in done.stderr and "Traceback" not in done.stderr

@@ -73,3 +73,20 @@ def test_a_value_longer_than_any_real_one_is_refused_by_its_rule(parse: Callable
             parse(text)
         assert caught.value.field == field
     assert parse_time_limit("365-00:00:00") == 365 * 86400
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("CONDUCTOR_PARTITION", "a b\x01"), ("CONDUCTOR_PARTITION", "abc\n"), ("CONDUCTOR_MEMORY_MB", "9" * 20)],
+)
+def test_settings_follow_the_rules_of_what_they_name(name: str, value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A default partition no `sbatch -p` could name; a memory no database column holds (`up`
+    # died registering its node).
+    from pydantic import ValidationError
+
+    from conductor.settings import Settings
+
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    assert caught.value.errors()[0]["loc"] == (name.removeprefix("CONDUCTOR_").lower(),)

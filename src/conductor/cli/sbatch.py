@@ -7,6 +7,7 @@ so a submission round trip stays within a few tens of milliseconds.
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 # typing is imported only by type checkers: at run time it costs the CLI ~4 ms.
@@ -152,8 +153,10 @@ def help_text() -> str:
 
 
 def _error_exit() -> int:
+    """SLURM_EXIT_ERROR, the status of a failure: 1 unless it is a status from 1 to 255 (0, or
+    256 that the shell sees as 0, would make a failure look like success)."""
     raw = os.environ.get("SLURM_EXIT_ERROR", "")
-    return int(raw) if raw.isdigit() else 1
+    return int(raw) if re.fullmatch(r"[1-9][0-9]{0,2}", raw, re.ASCII) and int(raw) <= 255 else 1
 
 
 def _read_script(path: str) -> tuple[str, str]:
@@ -170,7 +173,19 @@ def _read_script(path: str) -> tuple[str, str]:
             data = handle.read()
     except OSError:
         raise SbatchError(f"Unable to open file {path}") from None
-    return data.decode("utf-8", errors="replace"), os.path.abspath(candidate)
+    return _script_text(data, path), os.path.abspath(candidate)
+
+
+def _script_text(data: bytes, where: str) -> str:
+    """The script's text. Bytes that are not UTF-8 are refused, not replaced: the job would run
+    another script than the one written (the API carries scripts as text)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise SbatchError(
+            f"{where}: line {line}: byte 0x{data[exc.start]:02x} is not UTF-8 text; save the script as UTF-8"
+        ) from None
 
 
 def _print_error(exc: SbatchError) -> None:
@@ -206,7 +221,7 @@ def main(argv: list[str]) -> int:
         elif first.operands:
             script, script_path = _read_script(first.operands[0])
         else:
-            script, script_path = sys.stdin.read(), None
+            script, script_path = _script_text(sys.stdin.buffer.read(), "standard input"), None
         check_script(script)
         plan = build_plan(
             first, script, script_path=script_path, environ=os.environ, cwd=os.getcwd()

@@ -469,9 +469,9 @@ def env_options(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
             continue
         if key in _ENV_FLAGS:
             lowered = value.strip().lower()
-            truthy = lowered in ("", "yes") or (
-                lowered.lstrip("-").isdigit() and int(lowered) != 0
-            )
+            # A number is true unless it is zero (any number of zeros); ASCII digits only.
+            digits = lowered.removeprefix("-")
+            truthy = lowered in ("", "yes") or (digits.isascii() and digits.isdigit() and digits.strip("0") != "")
             if truthy:
                 options.append((key, None))
         elif key == "exclusive":

@@ -47,7 +47,14 @@ if TYPE_CHECKING:
 
 PROG = "squeue"
 # Ended jobs stay visible for this long, like slurmctld's MinJobAge (default 300 s).
-MIN_JOB_AGE_SECONDS = int(os.environ.get("CONDUCTOR_MIN_JOB_AGE", "300") or 300)
+def _min_job_age() -> int:
+    """CONDUCTOR_MIN_JOB_AGE in seconds, 300 when unset or not a whole number of seconds (a
+    listing is no place to fail on the server's setting)."""
+    raw = os.environ.get("CONDUCTOR_MIN_JOB_AGE", "")
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 9 else 300
+
+
+MIN_JOB_AGE_SECONDS = _min_job_age()
 
 OPTIONS = OptionTable(
     [

@@ -37,9 +37,13 @@ def _import(source: Path, output: Path | None) -> int:
     from conductor.config.slurmconf import import_slurm_conf
 
     try:
-        text = source.read_text(encoding="utf-8", errors="replace")
+        text = source.read_text(encoding="utf-8")
     except OSError as exc:
         sys.stderr.write(f"conductor config: error: cannot read {source}: {exc.strerror}\n")
+        return 1
+    except UnicodeDecodeError as exc:
+        # Replaced, a name or a value would be carried over as something else than written.
+        sys.stderr.write(f"conductor config: error: {source}: byte {exc.start} is not UTF-8 text\n")
         return 1
     imported = import_slurm_conf(text)
     if output is None:

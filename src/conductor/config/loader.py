@@ -6,7 +6,9 @@ that follows table headers and `key =` lines: enough to point at the line to fix
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import tomllib
 from pathlib import Path
 
@@ -51,6 +53,8 @@ def parse_config(text: str, source: str = "<config>") -> ClusterConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib parses nested arrays and tables by recursion
+        raise ConfigError(f"{source}: not valid TOML: arrays or tables nested too deeply") from None
     try:
         return ClusterConfig.model_validate(data)
     except ValidationError as exc:
@@ -72,9 +76,26 @@ def parse_config(text: str, source: str = "<config>") -> ClusterConfig:
         raise ConfigError("; ".join(problems)) from None
 
 
+# A configuration of thousands of partitions and QOS is a few MB.
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
+
+
 def load_config(path: Path) -> ClusterConfig:
+    """The configuration in the file at `path`: a regular file of at most MAX_CONFIG_BYTES.
+
+    A reload reads it while requests wait for the configuration, so nothing may block or grow
+    without bound: a FIFO would wait for a writer for ever (opened without blocking, it is
+    refused), /dev/zero would fill memory."""
     try:
-        text = path.read_text(encoding="utf-8")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise ConfigError(f"{path}: cannot read the configuration file: not a regular file")
+        with os.fdopen(fd, "rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: the configuration file is larger than {MAX_CONFIG_BYTES // 2**20} MiB")
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the configuration file: {exc}") from None
     return parse_config(text, str(path))

@@ -211,7 +211,7 @@ class ClusterConfig(_Strict):
         import re
 
         for name in value:
-            if not re.match(_NAME, name):
+            if not re.fullmatch(_NAME, name):  # fullmatch: `$` alone also takes "abc\n"
                 raise ValueError(f"name '{name[:64]}' must be 1-64 letters, digits, '_', '.' or '-'")
         return value
 

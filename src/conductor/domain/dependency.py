@@ -134,6 +134,8 @@ def parse_dependency(value: str, *, field: str = "dependency") -> Dependency:
     text = value.strip()
     if not text:
         raise SpecError(field, f"empty dependency; expected {_FORMS}")
+    if len(text) > MAX_TEXT:  # as the API bounds it; no number in it then passes int()'s limit
+        raise SpecError(field, f"invalid dependency {text[:40]!r}...: longer than {MAX_TEXT} characters")
     # Array task lists ("123_[1,3]") may contain ',' and ':', so separators only count
     # outside brackets.
     by_comma = _split_outside_brackets(text, ",", text, field)
@@ -239,6 +241,8 @@ MAX_DELAY_MINUTES = 366 * 24 * 60
 # task lists of 100,000 (the 4,096 characters of a dependency hold hundreds) cost a submission
 # minutes and each of its jobs megabytes. An array's job id alone stands for all its tasks.
 MAX_REFS = 1_000
+# The longest dependency read, as the API's field allows.
+MAX_TEXT = 4096
 
 
 def _parse_job(part: str, text: str, field: str) -> tuple[list[JobRef], int]:
