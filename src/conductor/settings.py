@@ -41,9 +41,14 @@ class Settings(BaseSettings):
     memory_mb: int | None = Field(
         default=None, ge=1, le=2**40, description="Node memory in MB; default: the machine's."
     )  # at most 1 EiB: what the database's integers hold with room
-    # A partition name as the configuration file has them (config/model.py). pydantic's patterns
-    # are Rust regular expressions: `$` is the end of the text, never before a final newline.
-    partition: str = Field(default="debug", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    # The node's partitions, a comma list of names as the configuration file has them
+    # (config/model.py). pydantic's patterns are Rust regular expressions: `$` is the end of the
+    # text, never before a final newline.
+    partition: str = Field(
+        default="debug",
+        max_length=4096,
+        pattern=r"^ *[A-Za-z0-9][A-Za-z0-9_.-]{0,63} *(, *[A-Za-z0-9][A-Za-z0-9_.-]{0,63} *)*$",
+    )
     placement: str = Field(default="spread", pattern="^(spread|pack)$")
     # Backfill (issue 12): Slurm's reservation depth and bf_max_job_test, and a partition's DefaultTime.
     backfill_depth: int = Field(

@@ -90,3 +90,11 @@ def test_settings_follow_the_rules_of_what_they_name(name: str, value: str, monk
     with pytest.raises(ValidationError) as caught:
         Settings()
     assert caught.value.errors()[0]["loc"] == (name.removeprefix("CONDUCTOR_").lower(),)
+
+
+def test_the_partition_setting_is_a_list_of_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    from conductor.settings import Settings
+
+    for value in ("debug", "debug,node-a", "debug, gpu"):
+        monkeypatch.setenv("CONDUCTOR_PARTITION", value)
+        assert Settings().partition == value
