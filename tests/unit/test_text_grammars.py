@@ -98,3 +98,15 @@ def test_the_partition_setting_is_a_list_of_names(monkeypatch: pytest.MonkeyPatc
     for value in ("debug", "debug,node-a", "debug, gpu"):
         monkeypatch.setenv("CONDUCTOR_PARTITION", value)
         assert Settings().partition == value
+
+
+@pytest.mark.parametrize(
+    ("text", "maximum", "expected"),
+    [("0", 9, 0), ("007", 9, 7), ("255", 255, 255), ("256", 255, None), ("9" * 5000, 255, None),
+     ("0" * 5000 + "3", 9, 3), ("\u0663", 9, None), ("\u00b2", 9, None), ("", 9, None), ("-1", 9, None),
+     (" 1", 9, None), ("1_0", 99, None)],
+)
+def test_a_whole_number_is_ascii_digits_read_once_it_fits(text: str, maximum: int, expected: int | None) -> None:
+    from conductor.domain.numbers import whole_number
+
+    assert whole_number(text, maximum) == expected

@@ -65,10 +65,7 @@ def _count(value: object, name: str) -> int | None:
     return value
 
 
-def _not_bool(value: object) -> object:
-    if isinstance(value, bool):
-        raise ValueError("must be a Slurm time such as 1:00:00, or a number of minutes")
-    return value
+_WALL = "a Slurm time such as 1:00:00, or a number of minutes"
 
 
 def _free_text(value: str | None) -> str | None:
@@ -100,7 +97,7 @@ class LimitsBody(_Body):
     @field_validator("max_wall", mode="before")
     @classmethod
     def _wall_type(cls, value: object) -> object:
-        return _not_bool(value)
+        return models.not_bool(value, _WALL)
 
     @field_validator("fairshare", mode="before")
     @classmethod
@@ -256,7 +253,7 @@ class QosBody(_Body):
     @field_validator("max_wall", mode="before")
     @classmethod
     def _wall_type(cls, value: object) -> object:
-        return _not_bool(value)
+        return models.not_bool(value, _WALL)
 
     @field_validator("priority", mode="before")
     @classmethod

@@ -7,7 +7,6 @@ so a submission round trip stays within a few tens of milliseconds.
 from __future__ import annotations
 
 import os
-import re
 import sys
 
 # typing is imported only by type checkers: at run time it costs the CLI ~4 ms.
@@ -25,6 +24,7 @@ from conductor.cli.sbatch_options import (
     first_pass,
     wrap_script,
 )
+from conductor.domain.numbers import whole_number
 
 PROG = "sbatch"
 
@@ -155,8 +155,7 @@ def help_text() -> str:
 def _error_exit() -> int:
     """SLURM_EXIT_ERROR, the status of a failure: 1 unless it is a status from 1 to 255 (0, or
     256 that the shell sees as 0, would make a failure look like success)."""
-    raw = os.environ.get("SLURM_EXIT_ERROR", "")
-    return int(raw) if re.fullmatch(r"[1-9][0-9]{0,2}", raw, re.ASCII) and int(raw) <= 255 else 1
+    return whole_number(os.environ.get("SLURM_EXIT_ERROR", ""), 255) or 1
 
 
 def _read_script(path: str) -> tuple[str, str]:

@@ -39,6 +39,7 @@ from conductor.cli.squeue_format import (
     render,
     sort_jobs,
 )
+from conductor.domain.numbers import whole_number
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -50,8 +51,8 @@ PROG = "squeue"
 def _min_job_age() -> int:
     """CONDUCTOR_MIN_JOB_AGE in seconds, 300 when unset or not a whole number of seconds (a
     listing is no place to fail on the server's setting)."""
-    raw = os.environ.get("CONDUCTOR_MIN_JOB_AGE", "")
-    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 9 else 300
+    seconds = whole_number(os.environ.get("CONDUCTOR_MIN_JOB_AGE", ""), 10**9)
+    return 300 if seconds is None else seconds
 
 
 MIN_JOB_AGE_SECONDS = _min_job_age()

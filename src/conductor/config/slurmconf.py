@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from conductor.config.loader import ConfigError, parse_config
 from conductor.domain.hostlist import expand_hostlist
+from conductor.domain.numbers import whole_number
 from conductor.errors import Invalid
 
 
@@ -161,8 +162,8 @@ def _single(number: int, key: str, value: str, found: _Found) -> None:
     elif lowered == "schedulerparameters":
         for item in value.split(","):
             option, eq, amount = item.strip().partition("=")
-            if option == "bf_max_job_test" and eq and _is_count(amount) and int(amount) >= 1:
-                found.max_job_test = int(amount)
+            if option == "bf_max_job_test" and eq and (tests := _count(amount)):
+                found.max_job_test = tests
             elif option:
                 notes.append(Note(number, f"SchedulerParameters {item.strip()}",
                                   "not carried over: no equivalent here (the backfill pass is bounded by "
@@ -229,15 +230,15 @@ def _why(key: str) -> str:
     return "no equivalent in conductor's configuration"
 
 
-def _is_count(value: str) -> bool:
-    """Whether `value` is a whole number to carry over as one: ASCII digits (isdigit() alone takes
-    '²' and '٣', which int() refuses or reads), few enough for int() (it refuses over 4,300).
-    Anything else is carried over as text, for the configuration's own check to refuse."""
-    return value.isascii() and value.isdigit() and len(value) <= 18
+def _count(value: str) -> int | None:
+    """`value` as a whole number to carry over as one (domain/numbers.py), None otherwise: it is
+    then carried over as text, for the configuration's own check to refuse."""
+    return whole_number(value, 2**63 - 1)
 
 
 def _number_or_text(value: str) -> object:
-    return int(value) if _is_count(value) else value
+    count = _count(value)
+    return value if count is None else count
 
 
 def _node_line(number: int, name: str, pairs: list[tuple[str, str]], nodes: dict[str, dict[str, object]],
@@ -247,7 +248,7 @@ def _node_line(number: int, name: str, pairs: list[tuple[str, str]], nodes: dict
         lowered = key.lower()
         if lowered in _NODE_KEYS:
             target = _NODE_KEYS[lowered]
-            values[target] = int(value) if target in ("CPUs", "RealMemory", "Weight") and _is_count(value) else value
+            values[target] = _number_or_text(value) if target in ("CPUs", "RealMemory", "Weight") else value
         elif lowered in _NODE_SHAPE:
             notes.append(Note(number, f"NodeName={name} {key}={value}",
                               "not carried over: a worker finds its node's shape and state itself"))
@@ -277,8 +278,8 @@ def _partition_line(number: int, name: str, pairs: list[tuple[str, str]], partit
             continue
         if target in ("MaxTime", "DefaultTime") and value.upper() in ("INFINITE", "UNLIMITED"):
             value = "UNLIMITED"
-        if target in ("PriorityTier", "PriorityJobFactor", "MaxCPUsPerNode") and _is_count(value):
-            values[target] = int(value)
+        if target in ("PriorityTier", "PriorityJobFactor", "MaxCPUsPerNode") and (count := _count(value)) is not None:
+            values[target] = count
         elif target == "MaxCPUsPerNode" and value.upper() == "UNLIMITED":
             values.pop(target, None)
         elif target == "Default":

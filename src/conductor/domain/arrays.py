@@ -11,6 +11,7 @@ import re
 from collections.abc import Sequence
 
 from conductor.domain.errors import SpecError
+from conductor.domain.numbers import whole_number
 
 __all__ = ["ArraySpec", "format_array_indices", "parse_array_spec"]
 
@@ -123,10 +124,9 @@ def _running_limit(text: str, limit_text: str, field: str) -> int:
     """The N of `%N`: a whole number from 1 to MAX_RUNNING."""
     if _NUMBER_RE.fullmatch(limit_text) is None:
         raise SpecError(field, f"invalid array {text!r}: the part after % must be a whole number of tasks")
-    digits = limit_text.lstrip("0")  # counted before it is converted: it may be any length
-    if len(digits) > len(str(MAX_RUNNING)) or int(digits or "0") > MAX_RUNNING:
+    max_running = whole_number(limit_text, MAX_RUNNING)
+    if max_running is None:
         raise SpecError(field, f"invalid array {text!r}: %N must be at most {MAX_RUNNING}")
-    max_running = int(digits or "0")
     if max_running < 1:
         raise SpecError(field, f"invalid array {text!r}: %{max_running} must be at least 1")
     return max_running

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from conductor.domain.arrays import parse_array_spec
-from conductor.domain.errors import SpecError
+from conductor.domain.errors import SpecError, check_length
 
 __all__ = [
     "DEPENDENCY_TYPES",
@@ -134,8 +134,7 @@ def parse_dependency(value: str, *, field: str = "dependency") -> Dependency:
     text = value.strip()
     if not text:
         raise SpecError(field, f"empty dependency; expected {_FORMS}")
-    if len(text) > MAX_TEXT:  # as the API bounds it; no number in it then passes int()'s limit
-        raise SpecError(field, f"invalid dependency {text[:40]!r}...: longer than {MAX_TEXT} characters")
+    check_length(text, field, "dependency", MAX_TEXT)  # as the API bounds it: no number in it passes int()'s limit
     # Array task lists ("123_[1,3]") may contain ',' and ':', so separators only count
     # outside brackets.
     by_comma = _split_outside_brackets(text, ",", text, field)

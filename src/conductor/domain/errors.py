@@ -31,7 +31,7 @@ class SpecError(Invalid, ValueError):
 MAX_VALUE_TEXT = 64
 
 
-def check_length(text: str, field: str, what: str) -> None:
-    """Refuse `text` (a `what`: "time", "signal"...) longer than MAX_VALUE_TEXT."""
-    if len(text) > MAX_VALUE_TEXT:
-        raise SpecError(field, f"invalid {what} {text[:20]!r}...: longer than {MAX_VALUE_TEXT} characters")
+def check_length(text: str, field: str, what: str, limit: int = MAX_VALUE_TEXT) -> None:
+    """Refuse `text` (a `what`: "time", "signal"...) longer than `limit`."""
+    if len(text) > limit:
+        raise SpecError(field, f"invalid {what} {text[:20]!r}...: longer than {limit} characters")

@@ -6,6 +6,8 @@ Follows the batch-job path of ``fname_create`` in Slurm's
 
 from __future__ import annotations
 
+from conductor.domain.numbers import whole_number
+
 __all__ = ["NO_VAL", "default_output_name", "expand_output_pattern"]
 
 # Slurm's NO_VAL (0xfffffffe): what %a prints for a job that is not an array task.
@@ -82,10 +84,8 @@ def expand_output_pattern(
         while j < length and pattern[j] in _DIGITS:
             j += 1
         digits = pattern[i + 1 : j]
-        # Capped as text first: int() refuses a number of over 4,300 digits with its own error.
-        significant = digits.lstrip("0")
-        capped = len(significant) > len(str(_MAX_WIDTH))
-        width = _MAX_WIDTH if capped else min(int(significant or "0"), _MAX_WIDTH)
+        given = whole_number(digits, _MAX_WIDTH) if digits else 0
+        width = _MAX_WIDTH if given is None else given  # capped, as fname.c does
         letter = pattern[j] if j < length else ""
         if letter in numbers:
             out.append(f"{numbers[letter]:0{width}d}")

@@ -12,6 +12,7 @@ import signal
 from dataclasses import dataclass
 
 from conductor.domain.errors import SpecError, check_length
+from conductor.domain.numbers import whole_number
 
 __all__ = ["DEFAULT_WARN_SECONDS", "SignalSpec", "parse_signal", "parse_signal_spec", "signal_name"]
 
@@ -88,11 +89,11 @@ def parse_signal_spec(value: str, *, field: str = "signal") -> SignalSpec:
     number = parse_signal(match.group("sig"), field=field)
     seconds = DEFAULT_WARN_SECONDS
     if match.group("time") is not None:
-        digits = match.group("time").lstrip("0")
-        # Compared as text first: int() refuses a number of over 4,300 digits with its own error.
-        if len(digits) > len(str(_MAX_WARN_SECONDS)) or int(digits or "0") > _MAX_WARN_SECONDS:
+        given = whole_number(match.group("time"), _MAX_WARN_SECONDS)
+        if given is None:
+            shown = match.group("time").lstrip("0")[:12]
             raise SpecError(
-                field, f"time {digits[:12]} in '{text[:32]}' is above the maximum of {_MAX_WARN_SECONDS} seconds"
+                field, f"time {shown} in '{text[:32]}' is above the maximum of {_MAX_WARN_SECONDS} seconds"
             )
-        seconds = int(digits or "0")
+        seconds = given
     return SignalSpec(signal=number, seconds=seconds, batch_only="B" in flags)

@@ -24,12 +24,12 @@ def no_control_characters(value: str) -> str:
     return value
 
 
-def not_bool(value: object) -> object:
+def not_bool(value: object, expected: str = "a number") -> object:
     """`value` unless it is a boolean, else ValueError. For the numbers of a body, checked before
     their type: pydantic's lax integers take JSON true and false as 1 and 0, so `time_limit:
     true` would be one minute and `false` UNLIMITED, and the grammars' own checks see a number."""
     if isinstance(value, bool):
-        raise ValueError("must be a number, not true or false")
+        raise ValueError(f"must be {expected}, not true or false")
     return value
 
 
