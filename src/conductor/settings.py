@@ -176,6 +176,14 @@ class Settings(BaseSettings):
 
         return parse_time_limit(self.default_time, field="default_time")
 
+    @field_validator("config", mode="before")
+    @classmethod
+    def _config(cls, value: object) -> object:
+        # Path("") is the directory `.`, which the loader would refuse as "not a regular file".
+        if isinstance(value, str) and not value:
+            raise ValueError("CONDUCTOR_CONFIG is set but empty: give the configuration file's path, or unset it")
+        return value
+
     @field_validator("node_name")
     @classmethod
     def _node_name(cls, value: str | None) -> str | None:

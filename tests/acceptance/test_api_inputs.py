@@ -224,6 +224,17 @@ def test_job_ids_take_ascii_digits_only(api: Api, tmp_path: Path, job_id: str) -
     assert api.http.get("/jobs/%201%20").status_code == 200  # spaces around an id are forgiven
 
 
+@pytest.mark.parametrize("value", ["1%0A", "%0A1", "1,2%09", "1%0D%0A"])
+def test_list_filters_refuse_control_characters_around_their_items(api: Api, tmp_path: Path, value: str) -> None:
+    # Stripped as white space, `job_id=1%0A` was taken for job 1.
+    api.submit(SCRIPT, current_working_directory=str(tmp_path), hold=True)
+    refused(api.http.get(f"/jobs?job_id={value}"), 400, "job_id")
+    refused(api.http.get(f"/jobs?user=root{value}"), 400, "user")
+    refused(api.http.get(f"/priority?jobs={value}"), 400, "jobs")
+    refused(api.http.get(f"/priority?users=root{value}"), 400, "users")
+    assert api.http.get("/jobs?job_id=1,%202&user=root,%20nobody").status_code == 200  # spaces are forgiven
+
+
 # ------------------------------------------------------------------ 7. accepted silently
 def test_node_range_with_its_maximum_below_its_minimum_is_refused(api: Api, tmp_path: Path) -> None:
     before = job_count(api)

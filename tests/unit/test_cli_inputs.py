@@ -317,3 +317,66 @@ def test_squeue_takes_a_min_job_age_it_cannot_read_as_the_default(monkeypatch: p
     for value, seconds in (("abc", 300), ("9" * 5000, 300), ("60", 60)):
         monkeypatch.setenv("CONDUCTOR_MIN_JOB_AGE", value)
         assert squeue._min_job_age() == seconds
+
+
+# ---- SQUEUE_FORMAT and SQUEUE_FORMAT2 ----------------------------------------------------------
+
+
+def _header(items: list[str | Field]) -> str:
+    from conductor.cli.squeue_format import render
+
+    return render(items, [], header=True)
+
+
+def test_squeue_format_wins_over_squeue_format2_as_in_slurm(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Slurm 22.05's squeue (src/squeue/opts.c) reads SQUEUE_FORMAT, and SQUEUE_FORMAT2 only without it.
+    monkeypatch.setenv("SQUEUE_FORMAT", "%i %j")
+    monkeypatch.setenv("SQUEUE_FORMAT2", "jobid,name,state")
+    short, long = _header(parse_format("%i %j")), _header(parse_long_format("jobid,name,state"))
+    assert short != long
+    assert _header(squeue._columns({}, False)) == short
+    assert _header(squeue._columns({"long": None}, True)) == short  # over -l's and --start's defaults too
+    # -o and -O set aside both.
+    assert _header(squeue._columns({"format": "%u"}, False)) == _header(parse_format("%u"))
+    assert _header(squeue._columns({"Format": "username"}, False)) == _header(parse_long_format("username"))
+    # An empty SQUEUE_FORMAT is unset: SQUEUE_FORMAT2 then.
+    monkeypatch.setenv("SQUEUE_FORMAT", "")
+    assert _header(squeue._columns({}, False)) == long
+    # Through the command: the variable read is the one judged.
+    monkeypatch.setenv("SQUEUE_FORMAT", f"%.{TOO_WIDE}i")
+    assert "SQUEUE_FORMAT: field width" in refused(squeue.main, ["-h"], capsys)
+    monkeypatch.setenv("SQUEUE_FORMAT", "%i")
+    monkeypatch.setenv("SQUEUE_FORMAT2", f"jobid:{TOO_WIDE}")
+    assert squeue.main(["-h"]) == 1
+    assert "cannot connect" in capsys.readouterr().err  # SQUEUE_FORMAT's view, then the server
+
+
+# ---- what squeue -j sends: the server's job-list filters (GET /jobs) -----------------------------
+
+
+@pytest.mark.parametrize(
+    ("param", "value"),
+    [("job_id", "1\n"), ("job_id", "1,\t2"), ("job_id", "1\x00"), ("user", "ann\x1b]0;x\x07"), ("state", "PD\r"),
+     ("partition", "debug\x85"), ("name", "\x7fjob")],
+)
+def test_the_job_list_filters_refuse_control_characters_naming_the_parameter(param: str, value: str) -> None:
+    from conductor.api import app
+    from conductor.errors import Invalid
+
+    with pytest.raises(Invalid) as refusal:
+        app._states(value) if param == "state" else app._csv(value, param)
+    assert refusal.value.status == 400 and refusal.value.field == param
+    assert str(refusal.value).startswith(f"{param}: must not contain control characters (U+")
+
+
+def test_the_job_id_filter_takes_spaces_around_ids_and_nothing_else() -> None:
+    from conductor.api import app
+    from conductor.errors import Invalid
+
+    assert [app._parse_job_id(j) for j in app._csv(" 1, 2 ,,3", "job_id") or []] == [1, 2, 3]
+    for value in ("1\u00a0", "\u20031"):  # white space, but not an ordinary space
+        with pytest.raises(Invalid) as refusal:
+            [app._parse_job_id(j) for j in app._csv(value, "job_id") or []]
+        assert refusal.value.field == "job_id"

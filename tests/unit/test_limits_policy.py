@@ -127,3 +127,86 @@ def test_max_cpus_per_node_caps_what_a_partitions_jobs_hold_together_on_a_node()
     busy.free_cpu_ids = busy.free_cpu_ids[4:]
     decision = schedule([job(5, cpus=1), job(6, cpus=2)], [busy], NOW, limits=limits, usage={})
     assert [p.job_id for p in decision.placements] == [5]
+
+
+# ---- what a reload removed ----------------------------------------------------------------------
+
+
+def test_a_job_whose_partition_a_reload_removed_waits_with_invalid_partition() -> None:
+    # The file now declares only `long`; the node still lists `debug` (say, a worker's own list).
+    limits = Limits(declared_partitions=frozenset({"long"}))
+    placed, reasons = run([job(1), job(2, partition="long")], limits)
+    assert placed == [2]
+    assert reasons == {1: "InvalidPartition"}
+    # A state `scontrol update` left for the removed partition does not bring it back.
+    limits = Limits(partitions={"debug": PartitionLimit(state="DOWN")}, declared_partitions=frozenset({"long"}))
+    _, reasons = run([job(1)], limits)
+    assert reasons == {1: "InvalidPartition"}
+
+
+def test_a_job_whose_partition_is_missing_reserves_nothing_and_keeps_nobody_waiting() -> None:
+    limits = Limits(declared_partitions=frozenset({"long"}))
+    for backfill in (Backfill(), Backfill(depth=0, enabled=False)):
+        decision = schedule([job(1, cpus=8), job(2, partition="long", limit=10_000)], [node()], NOW, limits=limits,
+                            usage={}, backfill=backfill)
+        assert [p.job_id for p in decision.placements] == [2]
+        assert decision.reasons == {1: "InvalidPartition"}
+        assert decision.commitments.reservations == [] and decision.commitments.waiting == set()
+        assert decision.estimates == {}
+
+
+def test_a_job_whose_partition_comes_back_is_scheduled_as_before() -> None:
+    limits = Limits(declared_partitions=frozenset({"debug", "long"}))
+    fits = job(1, cpus=2)
+    fits.reason = "InvalidPartition"
+    too_big = job(2, cpus=9)
+    too_big.reason = "InvalidPartition"
+    placed, reasons = run([fits, too_big], limits)
+    assert placed == [1]
+    assert reasons == {2: "Resources"}  # its reason changes, so the loop writes it
+
+
+def test_without_declared_partitions_any_partition_name_goes() -> None:
+    # No partitions in the file: the workers' partitions are the cluster's.
+    placed, reasons = run([job(1), job(2, partition="long")], Limits())
+    assert (placed, reasons) == ([1, 2], {})
+    # A state set for one partition is not the list of the partitions there are.
+    placed, reasons = run([job(1), job(2, partition="long")], Limits(partitions={"long": PartitionLimit(state="DOWN")}))
+    assert (placed, reasons) == ([1], {2: "PartitionDown"})
+
+
+def test_a_job_whose_qos_was_removed_waits_with_invalid_qos_until_it_comes_back() -> None:
+    before = Limits(qos={"normal": QosLimit(), "gold": QosLimit()})
+    after = Limits(qos={"normal": QosLimit()})
+    pending = [job(1, qos="gold"), job(2), job(3, qos="normal")]
+    placed, reasons = run(pending, after)
+    assert placed == [2, 3]  # a job without a QOS has the default one
+    assert reasons == {1: "InvalidQOS"}
+    gold = job(1, qos="gold")
+    gold.reason = "InvalidQOS"
+    placed, reasons = run([gold], before)
+    assert placed == [1]
+    # The job's QOS' limits are not judged while it is missing; its partition's state neither.
+    down = Limits(partitions={"debug": PartitionLimit(state="DOWN")}, qos={"normal": QosLimit(max_jobs_per_user=0)})
+    _, reasons = run([job(1, qos="gold"), job(2, qos="normal")], down)
+    assert reasons == {1: "InvalidQOS", 2: "PartitionDown"}
+
+
+def test_without_a_qos_table_any_qos_goes_and_the_default_qos_is_always_there() -> None:
+    # No file and no sacctmgr QOS: --qos is stored as given, and the table is empty.
+    placed, reasons = run([job(1, qos="anything"), job(2)], Limits(partitions={"debug": PartitionLimit()}))
+    assert (placed, reasons) == ([1, 2], {})
+    # DefaultQOS changed by a reload: a job without a QOS follows it; one stored with the old
+    # name, now gone, waits.
+    limits = Limits(qos={"high": QosLimit()}, default_qos="high")
+    placed, reasons = run([job(1), job(2, qos="normal")], limits)
+    assert (placed, reasons) == ([1], {2: "InvalidQOS"})
+
+
+def test_other_reasons_come_before_a_missing_partition_or_qos() -> None:
+    limits = Limits(qos={"normal": QosLimit()}, declared_partitions=frozenset({"long"}))
+    held = job(1)
+    held.held = True
+    gone = job(2, qos="gold", partition="long")
+    _, reasons = run([held, gone], limits)
+    assert reasons == {1: "JobHeldUser", 2: "InvalidQOS"}

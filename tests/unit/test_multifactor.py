@@ -7,10 +7,12 @@ import math
 import pytest
 
 from conductor.domain.multifactor import (
+    PRIORITY_MAX,
     Factors,
     Weights,
     accrued,
     age_factor,
+    clamp_priority,
     decay,
     fairshare_factor,
     job_size_factor,
@@ -70,6 +72,19 @@ def test_priority_is_the_weighted_sum_less_nice_never_below_one() -> None:
     assert not Weights().active and w.active
 
 
+def test_priority_is_capped_at_slurms_uint32_maximum() -> None:
+    # Each weight may be 2^32-1 (as in slurm.conf): their sum passed the 32-bit priority Slurm
+    # has, which logs "priority exceeds 32 bits" and uses 0xffffffff.
+    top = 2**32 - 1
+    w = Weights(age=top, fairshare=top, job_size=top, partition=top, qos=top)
+    assert PRIORITY_MAX == 4_294_967_295
+    assert Factors(1.0, 1.0, 1.0, 1.0, 1.0).priority(w) == PRIORITY_MAX
+    assert Factors(1.0, 1.0, 1.0, 1.0, 1.0, nice=-10_000).priority(w) == PRIORITY_MAX
+    assert Factors(age=1.0, nice=-10_000).priority(Weights(age=top)) == PRIORITY_MAX
+    assert Factors(1.0, 1.0, 0.0, 0.0, 0.0, nice=top).priority(w) == top  # 2*top - top
+    assert [clamp_priority(v) for v in (-5.0, 0.0, 0.9, 1.5, top - 0.5, top + 0.5, 1e300)] == [1, 1, 1, 1, top - 1, top, top]
+
+
 def test_the_backlog_pass_gives_each_job_the_sum_of_its_weighted_factors() -> None:
     import random
 
@@ -99,3 +114,21 @@ def test_the_backlog_pass_gives_each_job_the_sum_of_its_weighted_factors() -> No
     assert multifactor.fairshare("u3") == 1.0
     assert multifactor.fairshare("u1") == pytest.approx(2 ** (-(5 / 55) * 2))
     assert multifactor.fairshare("u2") == pytest.approx(2 ** (-(50 / 55) * 2))
+
+
+def test_the_backlog_pass_caps_priorities_at_32_bits_as_the_factors_do() -> None:
+    from conductor.scheduler.policy import PendingJob
+    from conductor.scheduler.priority import Multifactor, PriorityConfig
+
+    top = 2**32 - 1
+    now = 1e6
+    config = PriorityConfig(
+        weights=Weights(age=top, fairshare=top, job_size=top, partition=top, qos=top, max_age=DAY),
+        partitions={"a": 1.0}, qos={"normal": 1.0},
+    )
+    multifactor = Multifactor(config, {}, cluster_cpus=8, cluster_nodes=1)
+    jobs = [PendingJob(id=1, cpus=8, partition="a", user="u", nice=-10_000, eligible_time=now - 2 * DAY),
+            PendingJob(id=2, cpus=1, partition="a", user="u", nice=top, eligible_time=now)]
+    multifactor.assign(jobs, now)
+    assert jobs[0].priority == PRIORITY_MAX == multifactor.factors(jobs[0], now).priority(config.weights)
+    assert jobs[1].priority == multifactor.factors(jobs[1], now).priority(config.weights)

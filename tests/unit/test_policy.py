@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conductor.scheduler.policy import DependencyStatus, NodeView, PendingJob, PlacementPolicy, schedule
+from conductor.scheduler.limits import Limits, QosLimit
+from conductor.scheduler.policy import Backfill, DependencyStatus, NodeView, PendingJob, PlacementPolicy, schedule
 
 
 def node(name: str, cpus: int, free: int | None = None, memory: int = 64_000, partitions: str = "debug") -> NodeView:
@@ -144,3 +145,38 @@ def test_never_overallocates(sizes: list[int], capacities: list[tuple[int, int]]
     placed = {p.job_id for p in decision.placements}
     assert placed.isdisjoint(decision.reasons)
     assert placed | set(decision.reasons) == set(range(1, len(sizes) + 1))
+
+
+PARTS = ("debug", "long", "gone")
+QOSES = (None, "normal", "high", "gone")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    shapes=st.lists(st.tuples(st.integers(1, 4), st.sampled_from(PARTS), st.sampled_from(QOSES)), max_size=40),
+    declared=st.sets(st.sampled_from(PARTS)),
+    table=st.sets(st.sampled_from(QOSES[1:])),
+    strict=st.booleans(),
+)
+def test_a_job_whose_partition_or_qos_is_missing_never_starts(
+    shapes: list[tuple[int, str, str | None]], declared: set[str], table: set[str], strict: bool
+) -> None:
+    # Every node lists every partition: only the limits can keep such a job off them.
+    nodes = [node(f"n{i}", 8, partitions=",".join(PARTS)) for i in range(2)]
+    qos = dict.fromkeys({*table, "normal"}, QosLimit()) if table else {}  # a table always has the default
+    limits = Limits(qos=qos, declared_partitions=frozenset(declared))
+    jobs = [job(i + 1, cpus=c, partition=p, qos=q, time_limit=60.0) for i, (c, p, q) in enumerate(shapes)]
+    decision = schedule(jobs, nodes, now=0.0, limits=limits, usage={},
+                        backfill=Backfill(depth=0, enabled=False) if strict else Backfill())
+    placed = {p.job_id for p in decision.placements}
+    valid: set[int] = set()
+    for j in jobs:
+        if j.partition not in declared:
+            assert j.id not in placed and decision.reasons[j.id] == "InvalidPartition"
+        elif qos and (j.qos or "normal") not in qos:
+            assert j.id not in placed and decision.reasons[j.id] == "InvalidQOS"
+        else:
+            valid.add(j.id)
+    # They hold nothing back, even in strict order: when the others fit on one node, all start.
+    if sum(j.cpus for j in jobs if j.id in valid) <= 8:
+        assert placed == valid

@@ -43,6 +43,7 @@ from conductor.config.live import LiveConfig
 from conductor.domain.job import Job
 from conductor.domain.jobfiles import job_paths
 from conductor.domain.states import JobState
+from conductor.domain.text import first_control_character
 from conductor.errors import Invalid, Refusal, StoreUnavailable
 from conductor.history.archive import ArchiveError, ArchiveQuery, archived_page, merge_pages
 from conductor.monitoring.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -128,18 +129,25 @@ def read_tail(path: str, limit: int, reader: Reader | None) -> str | None:
 
 
 def _parse_job_id(job_id: str) -> int:
-    text = job_id.strip()
-    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+    # Not stripped again: `_csv` took the spaces off, and no other white space is part of an id.
+    if not (job_id.isascii() and job_id.isdigit()) or len(job_id) > 18:
         raise Invalid(f"'{job_id[:40]}' is not a job id (a positive integer)", field="job_id")
-    return int(text)
+    return int(job_id)
 
 
-def _csv(value: str | None) -> list[str] | None:
+def _csv(value: str | None, name: str) -> list[str] | None:
+    """A comma-separated filter's items, without the spaces around them ("1, 2"); a 400 naming
+    the parameter `name` for a control character anywhere in it. A newline or tab is not a
+    space to drop: stripped, `job_id=1%0A` was taken for job 1 (and PostgreSQL cannot even
+    compare text with a NUL in it)."""
     if not value:
         return None
-    if "\x00" in value:  # PostgreSQL cannot even compare text with NUL in it
-        raise Invalid("query parameters must not contain NUL characters")
-    return [v.strip() for v in value.split(",") if v.strip()]
+    index = first_control_character(value)
+    if index is not None:
+        raise Invalid(
+            f"must not contain control characters (U+{ord(value[index]):04X} at position {index + 1})", field=name
+        )
+    return [v.strip(" ") for v in value.split(",") if v.strip(" ")]
 
 
 @contextlib.asynccontextmanager
@@ -187,7 +195,7 @@ def _check_page(limit: int, bound: int) -> None:
 
 def _states(text: str | None) -> list[str] | None:
     """The `state` filter: Slurm's state names, any case; 400 naming an unknown one."""
-    states = _csv(text)
+    states = _csv(text, "state")
     if not states:
         return None
     valid = {s.value for s in JobState}
@@ -412,10 +420,10 @@ def create_app(ctx: AppContext) -> FastAPI:
         archive_dir = ctx.settings.archive_dir
         filters: dict[str, Any] = {
             "states": _states(state),
-            "users": _csv(user),
-            "names": _csv(name),
-            "partitions": _csv(partition),
-            "job_ids": [_parse_job_id(j) for j in _csv(job_id) or []] if job_id else None,
+            "users": _csv(user, "user"),
+            "names": _csv(name, "name"),
+            "partitions": _csv(partition, "partition"),
+            "job_ids": [_parse_job_id(j) for j in _csv(job_id, "job_id") or []] if job_id else None,
             "since": _time_param(since, "since"),
             "until": _time_param(until, "until"),
         }

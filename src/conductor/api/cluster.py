@@ -270,12 +270,14 @@ def job_priorities(
     from conductor.errors import Invalid
 
     # Checked before anything else, whether or not priorities are configured: a malformed
-    # question gets its 422 either way.
+    # question gets its 400 either way.
     for name, value in (("jobs", jobs), ("users", users)):
         if value is not None and not value.strip(", "):
             raise Invalid(f"{name}: give one or more values, comma separated, or leave it out", field=name)
     wanted_ids = _int_list(jobs, "jobs")
-    wanted_users = {u.strip() for u in users.split(",") if u.strip()} if users else None
+    if users:
+        _no_control(users, "users")
+    wanted_users = {u.strip(" ") for u in users.split(",") if u.strip(" ")} if users else None
     ctx = _ctx(request)
     multifactor = ctx.priorities.current()
     if multifactor is None:
@@ -310,14 +312,28 @@ def _eligible(job: Job) -> float:
     return since.timestamp() if since is not None else 0.0
 
 
+def _no_control(text: str, name: str) -> None:
+    """A 400 naming `name` for a control character: a list's items lose only the spaces around
+    them, so `jobs=1%0A` is not taken for job 1."""
+    from conductor.domain.text import first_control_character
+    from conductor.errors import Invalid
+
+    index = first_control_character(text)
+    if index is not None:
+        raise Invalid(
+            f"must not contain control characters (U+{ord(text[index]):04X} at position {index + 1})", field=name
+        )
+
+
 def _int_list(text: str | None, name: str) -> set[int] | None:
     from conductor.errors import Invalid
 
     if not text:
         return None
+    _no_control(text, name)
     out = set()
     for item in text.split(","):
-        item = item.strip()
+        item = item.strip(" ")
         if not item:
             continue
         if not (item.isascii() and item.isdigit()) or len(item) > 18:

@@ -192,18 +192,20 @@ def _iso(stamp: float) -> str:
 
 
 def _columns(opts: dict[str, str | None], start: bool) -> list[str | Field]:
-    """The view's layout: -O, else -o, else SQUEUE_FORMAT2 or SQUEUE_FORMAT, else the default.
+    """The view's layout: -O, else -o, else SQUEUE_FORMAT, else SQUEUE_FORMAT2, else the default.
 
-    An option given empty (`-O "$FIELDS"` with the variable unset) is refused: it is a mistake,
-    not a request for the default. The variables are read as the shell does: empty is unset."""
+    With both variables set SQUEUE_FORMAT wins, as in Slurm 22.05's squeue (src/squeue/opts.c
+    reads it first and SQUEUE_FORMAT2 only without it). An option given empty (`-O "$FIELDS"`
+    with the variable unset) is refused: it is a mistake, not a request for the default. The
+    variables are read as the shell does: empty is unset."""
     if "Format" in opts:
         return parse_long_format(opts["Format"] or "", "-O/--Format")
-    if "format" not in opts and os.environ.get("SQUEUE_FORMAT2"):
-        return parse_long_format(os.environ["SQUEUE_FORMAT2"], "SQUEUE_FORMAT2")
     if "format" in opts:
         return parse_format(opts["format"] or "", "-o/--format")
     if os.environ.get("SQUEUE_FORMAT"):
         return parse_format(os.environ["SQUEUE_FORMAT"], "SQUEUE_FORMAT")
+    if os.environ.get("SQUEUE_FORMAT2"):
+        return parse_long_format(os.environ["SQUEUE_FORMAT2"], "SQUEUE_FORMAT2")
     return parse_format(START_FORMAT if start else LONG_FORMAT if "long" in opts else DEFAULT_FORMAT)
 
 

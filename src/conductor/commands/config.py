@@ -22,12 +22,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    from conductor.config.loader import ConfigError
+    from conductor.config.loader import ConfigError, config_setting
 
     try:
         if args.action == "import-slurm":
             return _import(Path(args.slurm_conf), Path(args.output) if args.output else None)
-        return _check(args.file or os.environ.get("CONDUCTOR_CONFIG"))
+        if args.file is not None:
+            if not args.file:
+                sys.stderr.write("conductor config: error: the file to check is empty: give its path\n")
+                return 2
+            return _check(Path(args.file))
+        return _check(config_setting(os.environ.get("CONDUCTOR_CONFIG")))
     except ConfigError as exc:
         sys.stderr.write(f"conductor config: error: {exc}\n")
         return 1
@@ -64,13 +69,13 @@ def _import(source: Path, output: Path | None) -> int:
     return 0
 
 
-def _check(file: str | None) -> int:
+def _check(file: Path | None) -> int:
     from conductor.config.loader import load_config
 
-    if not file:
+    if file is None:
         sys.stderr.write("conductor config: error: no file given and CONDUCTOR_CONFIG is unset\n")
         return 2
-    config = load_config(Path(file))
+    config = load_config(file)
     sys.stdout.write(
         f"{file}: OK ({len(config.partitions)} partition(s), {len(config.qos) or 1} QOS, {len(config.nodes)} node "
         "line(s))\n"

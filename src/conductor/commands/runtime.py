@@ -72,7 +72,10 @@ def load_settings(args: argparse.Namespace) -> Settings:
 
 
 def settings_error(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+    # pydantic starts a validator's own message with "Value error, ": noise to a reader.
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()
+    )
 
 
 def open_store(settings: Settings, *, patient: bool = False) -> Store:

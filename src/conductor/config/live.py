@@ -122,6 +122,9 @@ class Effective:
         return Limits(
             partitions=partitions, qos=qos, default_qos=self.default_qos,
             accounting=self.accounting if self.accounting.active else None,
+            # A file without partitions leaves them to the workers: none is then missing.
+            declared_partitions=frozenset(self.config.partitions)
+            if self.config is not None and self.config.partitions else None,
         )
 
     def priority(self) -> PriorityConfig | None:
@@ -247,5 +250,9 @@ class LiveConfig:
             parts = cache.get(node.name)
             if parts is None:
                 parts = cache[node.name] = config.node_partitions(node.name)
+                if not parts:
+                    # Else nothing says why its CPUs stay idle while jobs wait (reason Resources).
+                    log.warning("node %s is in no partition of the configuration file (no partition's Nodes "
+                                "names it): no job runs on it", node.name)
             node.partitions = parts
         return nodes

@@ -69,15 +69,49 @@ def parse_config(text: str, source: str = "<config>") -> ClusterConfig:
                     break
             where = f"line {line}: " if line is not None else ""
             key = ".".join(loc) or "(top level)"
-            message = error["msg"].removeprefix("Value error, ")
-            if error["type"] == "extra_forbidden":
-                message = "unknown key (see the documented keys; a typo?)"
+            message = _message(error["type"], error["msg"], error.get("input"))
             problems.append(f"{source}: {where}{key}: {message}")
         raise ConfigError("; ".join(problems)) from None
 
 
+def _message(kind: str, text: str, value: object) -> str:
+    """pydantic's message for an error, said in the file's terms where pydantic's own would not
+    tell what to write instead (the models are strict: `true` or "8" is no number)."""
+    if kind == "extra_forbidden":
+        return "unknown key (see the documented keys; a typo?)"
+    if kind == "int_type":
+        return f"must be a whole number written as a TOML integer (e.g. 1000 or 1_000, without quotes), not {_what(value)}"
+    if kind == "bool_type":
+        return f"must be a TOML boolean (true or false, without quotes), not {_what(value)}"
+    return text.removeprefix("Value error, ")
+
+
+def _what(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f"the string {value[:40]!r}"
+    if isinstance(value, float):
+        return f"the float {value!r}"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    return f"a {type(value).__name__}"  # a date or a time
+
+
 # A configuration of thousands of partitions and QOS is a few MB.
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
+
+
+def config_setting(value: str | None, name: str = "CONDUCTOR_CONFIG") -> Path | None:
+    """The configuration file a setting names (None: unset). Set but empty, it is said so:
+    Path("") is the directory `.`, which load_config refused as 'not a regular file'."""
+    if value is None:
+        return None
+    if value == "":
+        raise ConfigError(f"{name} is set but empty: give the configuration file's path, or unset it")
+    return Path(value)
 
 
 def load_config(path: Path) -> ClusterConfig:

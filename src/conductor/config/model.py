@@ -7,18 +7,24 @@ file as it reads its slurm.conf. Times use Slurm's time grammar, memory its size
 from __future__ import annotations
 
 import fnmatch
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from conductor.domain.hostlist import expand_hostlist
 from conductor.domain.memory import parse_memory_mb
+from conductor.domain.numbers import whole_number
 from conductor.domain.timespec import parse_time_limit
 from conductor.errors import Invalid
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 PARTITION_STATES = ("UP", "DOWN", "DRAIN", "INACTIVE")
 ENFORCE_WORDS = ("associations", "limits", "qos", "safe", "wckeys", "nojobs", "nosteps", "all")
+# Upper bounds. A count may be stored (sacctmgr's QOS, the jobs' columns) in a 32-bit INTEGER
+# column of PostgreSQL; a node's memory in MB is bounded as CONDUCTOR_MEMORY_MB is (1 EiB).
+MAX_COUNT = 2**31 - 1
+MAX_NODE_MEMORY_MB = 2**40
 
 
 def _time(value: object) -> int | None:
@@ -42,14 +48,17 @@ YesNo = Annotated[bool, BeforeValidator(_yes_no)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+    # strict: pydantic's lax mode read `true` as 1, "1_000" as 1000 and 8.0 as 8. A number must be
+    # a TOML integer; what the file may write as text (times, memory sizes, YES/NO, states) is
+    # converted by the `before` validators, each with its own rule.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True, strict=True)
 
 
 class Tres(_Strict):
     """A TRES limit: CPUs and memory (MB); unset means no limit."""
 
-    cpu: int | None = Field(default=None, ge=0, le=2**31 - 1)
-    mem: int | None = Field(default=None, ge=0, le=2**31 - 1, description="MB (Slurm's size grammar: 64G, 500M, 1T).")
+    cpu: int | None = Field(default=None, ge=0, le=MAX_COUNT)
+    mem: int | None = Field(default=None, ge=0, le=MAX_COUNT, description="MB (Slurm's size grammar: 64G, 500M, 1T).")
 
     @model_validator(mode="before")
     @classmethod
@@ -62,7 +71,7 @@ class Tres(_Strict):
                 if not eq or not name:
                     raise ValueError(f"'{item.strip()}' is not NAME=COUNT (e.g. cpu=16,mem=64G)")
                 pairs[name.strip().lower()] = amount.strip()
-            value = pairs
+            value = _cpu_count(pairs)
         if isinstance(value, dict):
             unknown = set(value) - {"cpu", "mem"}
             if unknown:
@@ -77,6 +86,40 @@ class Tres(_Strict):
         return value
 
 
+def _cpu_count(pairs: dict[str, str]) -> dict[str, object]:
+    """The text form's cpu count as a number: the strict model takes no digits in a string."""
+    out: dict[str, object] = dict(pairs)
+    if "cpu" in pairs:
+        count = whole_number(pairs["cpu"], MAX_COUNT)
+        if count is None:
+            raise ValueError(f"cpu={pairs['cpu'][:40]} must be a whole number from 0 to {MAX_COUNT}")
+        out["cpu"] = count
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Members:
+    """A partition's node list, made ready for membership tests."""
+
+    source: object  # the `nodes` value it was made from
+    every: bool  # ALL
+    patterns: tuple[str, ...]
+    hosts: frozenset[str]
+
+    @classmethod
+    def of(cls, nodes: str | list[str]) -> _Members:
+        items = [nodes] if isinstance(nodes, str) else nodes
+        patterns = tuple(item for item in items if any(c in item for c in "*?"))
+        hosts = frozenset(
+            host for item in items if item.upper() != "ALL" and item not in patterns
+            for host in expand_hostlist(item, field="Nodes")
+        )
+        return cls(nodes, any(item.upper() == "ALL" for item in items), patterns, hosts)
+
+    def has(self, name: str) -> bool:
+        return self.every or name in self.hosts or any(fnmatch.fnmatchcase(name, p) for p in self.patterns)
+
+
 class Partition(_Strict):
     nodes: str | list[str] = Field(
         default="ALL", alias="Nodes",
@@ -88,7 +131,7 @@ class Partition(_Strict):
     priority_tier: int = Field(default=1, ge=0, le=65533, alias="PriorityTier")
     priority_job_factor: int = Field(default=1, ge=0, le=65533, alias="PriorityJobFactor",
                                      description="The partition factor of the multifactor priority.")
-    max_cpus_per_node: int | None = Field(default=None, ge=1, alias="MaxCPUsPerNode")
+    max_cpus_per_node: int | None = Field(default=None, ge=1, le=MAX_COUNT, alias="MaxCPUsPerNode")
     allow_accounts: str | list[str] = Field(default="ALL", alias="AllowAccounts")
     state: Literal["UP", "DOWN", "DRAIN", "INACTIVE"] = Field(default="UP", alias="State")
 
@@ -122,15 +165,18 @@ class Partition(_Strict):
         return None if not names or "ALL" in {n.upper() for n in names} else frozenset(names)
 
     def has_node(self, name: str) -> bool:
-        for item in [self.nodes] if isinstance(self.nodes, str) else self.nodes:
-            if item.upper() == "ALL":
-                return True
-            if any(c in item for c in "*?"):
-                if fnmatch.fnmatchcase(name, item):
-                    return True
-            elif name in expand_hostlist(item, field="Nodes"):
-                return True
-        return False
+        return self._members().has(name)
+
+    def _members(self) -> _Members:
+        # The host lists are expanded once per instance, not at every call. The result is kept
+        # in the instance's __dict__, as functools.cached_property keeps its value: a frozen model
+        # allows that, and pydantic's ==, hash and dumps read the fields alone (a PrivateAttr
+        # would take part in ==). It is kept with the `nodes` it was made from, because
+        # model_copy(update=...) copies __dict__ and would otherwise carry it over stale.
+        members = self.__dict__.get("_node_members")
+        if not isinstance(members, _Members) or members.source is not self.nodes:
+            members = self.__dict__["_node_members"] = _Members.of(self.nodes)
+        return members
 
 
 class NodeSpec(_Strict):
@@ -138,15 +184,15 @@ class NodeSpec(_Strict):
     partitions' node lists; a worker still declares its own CPUs and memory when it joins."""
 
     cpus: int | None = Field(default=None, ge=1, le=100_000, alias="CPUs")
-    real_memory: int | None = Field(default=None, ge=1, alias="RealMemory", description="MB")
+    real_memory: int | None = Field(default=None, ge=1, le=MAX_NODE_MEMORY_MB, alias="RealMemory", description="MB")
     features: str | list[str] | None = Field(default=None, alias="Features")
-    weight: int | None = Field(default=None, ge=0, alias="Weight")
+    weight: int | None = Field(default=None, ge=0, le=MAX_COUNT, alias="Weight")
 
 
 class Qos(_Strict):
-    priority: int = Field(default=0, ge=0, le=2**31 - 1, alias="Priority")
-    max_jobs_per_user: int | None = Field(default=None, ge=0, alias="MaxJobsPerUser")
-    max_submit_jobs_per_user: int | None = Field(default=None, ge=0, alias="MaxSubmitJobsPerUser")
+    priority: int = Field(default=0, ge=0, le=MAX_COUNT, alias="Priority")
+    max_jobs_per_user: int | None = Field(default=None, ge=0, le=MAX_COUNT, alias="MaxJobsPerUser")
+    max_submit_jobs_per_user: int | None = Field(default=None, ge=0, le=MAX_COUNT, alias="MaxSubmitJobsPerUser")
     max_tres_per_user: Tres = Field(default_factory=Tres, alias="MaxTRESPerUser")
     grp_tres: Tres = Field(default_factory=Tres, alias="GrpTRES")
     max_wall: Time = Field(default=None, alias="MaxWall")
@@ -220,9 +266,11 @@ class ClusterConfig(_Strict):
     def _node_lists(cls, value: dict[str, NodeSpec]) -> dict[str, NodeSpec]:
         for hosts in value:
             try:
-                expand_hostlist(hosts, field="nodes")
+                names = expand_hostlist(hosts, field="nodes")
             except Invalid as exc:
                 raise ValueError(exc.message) from None
+            if not names:  # [nodes.""]: a node line that names no node
+                raise ValueError("a [nodes.*] table needs a host list as its name (e.g. cn[001-016])")
         return value
 
     @model_validator(mode="after")

@@ -14,12 +14,26 @@ x job size + PriorityWeightPartition x partition + PriorityWeightQOS x QOS - nic
 
 Usage is CPU-seconds decayed with a half-life H: what a job used at time t counts 2^(-(now-t)/H)
 at `now` (Slurm's PriorityDecayHalfLife; None: no decay).
+
+The priority is a uint32, as in Slurm: each weight may be 2^32-1, so the sum can pass it;
+Slurm's _get_priority_internal then logs "priority exceeds 32 bits" and uses 0xffffffff.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+# Slurm's job priority is a uint32; 0 means held.
+PRIORITY_MAX = 2**32 - 1
+
+
+def clamp_priority(value: float) -> int:
+    """A weighted sum less nice as Slurm makes it a priority: truncated, at least 1, at most
+    PRIORITY_MAX (what squeue's %p divides by)."""
+    if value >= PRIORITY_MAX:
+        return PRIORITY_MAX
+    return max(int(value), 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +67,8 @@ class Factors:
                 w.partition * self.partition, w.qos * self.qos)
 
     def priority(self, w: Weights) -> int:
-        """Slurm's sum, less nice, truncated; never below 1 (0 means held)."""
-        return max(int(sum(self.weighted(w)) - self.nice), 1)
+        """Slurm's sum, less nice, truncated; from 1 (0 means held) to PRIORITY_MAX."""
+        return clamp_priority(sum(self.weighted(w)) - self.nice)
 
 
 def age_factor(age: float, max_age: float | None) -> float:

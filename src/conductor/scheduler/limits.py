@@ -30,11 +30,18 @@ ASSOC_MAX_SUBMIT = "AssocMaxSubmitJobLimit"
 ASSOC_MAX_JOBS = "AssocMaxJobsLimit"
 ASSOC_GRP_CPU = "AssocGrpCpuLimit"
 ASSOC_GRP_MEMORY = "AssocGrpMemLimit"
+# A pending job whose QOS a reload or sacctmgr removed: slurmctld keeps it pending with FAIL_QOS
+# and gives it back to the scheduler once the QOS is valid again (job_scheduler.c).
+QOS_INVALID = "InvalidQOS"
+# A pending job whose partition a reload removed. Slurm 22.05 has no reason for it (its
+# reconfigure ends such a job, NODE_FAIL): here the job waits until a reload brings the partition
+# back, so it needs a reason of its own, named as Slurm names InvalidAccount and InvalidQOS.
+PARTITION_INVALID = "InvalidPartition"
 
 LIMIT_REASONS = frozenset({
-    PARTITION_DOWN, PARTITION_INACTIVE, PARTITION_TIME_LIMIT, QOS_MAX_WALL, QOS_MAX_SUBMIT_PER_USER,
-    QOS_MAX_JOBS_PER_USER, QOS_MAX_CPU_PER_USER, QOS_MAX_MEMORY_PER_USER, QOS_GRP_CPU, QOS_GRP_MEMORY,
-    ASSOC_MAX_WALL, ASSOC_MAX_SUBMIT, ASSOC_MAX_JOBS, ASSOC_GRP_CPU, ASSOC_GRP_MEMORY,
+    PARTITION_INVALID, PARTITION_DOWN, PARTITION_INACTIVE, PARTITION_TIME_LIMIT, QOS_INVALID, QOS_MAX_WALL,
+    QOS_MAX_SUBMIT_PER_USER, QOS_MAX_JOBS_PER_USER, QOS_MAX_CPU_PER_USER, QOS_MAX_MEMORY_PER_USER, QOS_GRP_CPU,
+    QOS_GRP_MEMORY, ASSOC_MAX_WALL, ASSOC_MAX_SUBMIT, ASSOC_MAX_JOBS, ASSOC_GRP_CPU, ASSOC_GRP_MEMORY,
 })
 
 
@@ -58,11 +65,19 @@ class QosLimit:
 
 @dataclass(frozen=True, slots=True)
 class Limits:
+    # The limits of the partitions the configuration declares and of those `scontrol update`
+    # gave a state, declared or not: not the list of the partitions there are.
     partitions: Mapping[str, PartitionLimit] = field(default_factory=dict)
+    # Empty: no QOS table (neither a file nor sacctmgr defines one, and a job's --qos is stored
+    # as given). Otherwise every QOS there is, the default one included (config.live builds it
+    # so): a job whose QOS is missing from it cannot run under it.
     qos: Mapping[str, QosLimit] = field(default_factory=dict)
     default_qos: str = "normal"
     # Accounts and associations with their limits (None: no accounts; nothing to count).
     accounting: Accounting | None = None
+    # The partitions the configuration declares. None: it declares none, the partitions are
+    # those the workers declare and any name may have nodes; nothing is missing.
+    declared_partitions: frozenset[str] | None = None
 
 
 @dataclass(slots=True)
@@ -177,16 +192,16 @@ class LimitTracker:
         key = (user, name)
         submitted = self._submitted.get(key, 0) + 1
         self._submitted[key] = submitted
-        part = limits.partitions.get(partition)
         seconds = INF if time_limit is None else time_limit
-        reason: str | None = None
-        if part is not None:
-            if part.state == "DOWN":
-                reason = PARTITION_DOWN
-            elif part.state == "INACTIVE":
-                reason = PARTITION_INACTIVE
-            elif part.max_time is not None and seconds > part.max_time:
-                reason = PARTITION_TIME_LIMIT
+        # What a reload removed first: no limit of it can be judged, and the job must not start
+        # (a job could not name it at submission).
+        declared = limits.declared_partitions
+        if declared is not None and partition not in declared:
+            reason: str | None = PARTITION_INVALID
+        elif limits.qos and name not in limits.qos:
+            reason = QOS_INVALID
+        else:
+            reason = self._check_partition(limits.partitions.get(partition), seconds)
         if reason is None:
             reason = self._check_qos(limits.qos.get(name), key, name, cpus, memory_mb, seconds, submitted)
         if self._assoc is not None:
@@ -194,6 +209,18 @@ class LimitTracker:
             assoc = self._assoc.check(user, account, cpus, memory_mb, seconds)
             return reason or assoc
         return reason
+
+    @staticmethod
+    def _check_partition(part: PartitionLimit | None, seconds: float) -> str | None:
+        if part is None:
+            return None
+        if part.state == "DOWN":
+            return PARTITION_DOWN
+        if part.state == "INACTIVE":
+            return PARTITION_INACTIVE
+        if part.max_time is not None and seconds > part.max_time:
+            return PARTITION_TIME_LIMIT
+        return None
 
     def _check_qos(
         self, q: QosLimit | None, key: tuple[str, str], name: str, cpus: int, memory_mb: int, seconds: float,

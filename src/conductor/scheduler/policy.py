@@ -213,8 +213,10 @@ def schedule(
 
     `limits` (partitions' states and MaxTime, QOS limits) with `usage` (what running jobs hold
     per (user, QOS)): a job a limit holds back waits with the limit's reason (PartitionDown,
-    QOSMaxJobsPerUserLimit...), reserves nothing and keeps nobody behind it waiting. None: no
-    limits, as without a configuration file. `account_usage`: what running jobs hold per (user,
+    QOSMaxJobsPerUserLimit...), reserves nothing and keeps nobody behind it waiting. So does a
+    job whose partition or QOS a reload removed (InvalidPartition, InvalidQOS): it never starts
+    while they are missing, and is scheduled as any other once a reload brings them back. None:
+    no limits, as without a configuration file. `account_usage`: what running jobs hold per (user,
     account charged), for the limits of accounts and associations.
     """
     decision = Decision()

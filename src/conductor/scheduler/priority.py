@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from conductor.domain.accounting import NO_ACCOUNT, Accounting, fair_share_factors, fair_share_tree
-from conductor.domain.multifactor import Factors, Weights, age_factor, job_size_factor
+from conductor.domain.multifactor import PRIORITY_MAX, Factors, Weights, age_factor, job_size_factor
 from conductor.scheduler.policy import PendingJob
 
 
@@ -113,4 +113,5 @@ class Multifactor:
             elif age < 0:
                 age = 0.0
             value = int(static + share + age - job.nice)
-            job.priority = value if value > 1 else 1
+            # clamp_priority, inline: this loop runs over the whole backlog.
+            job.priority = PRIORITY_MAX if value > PRIORITY_MAX else value if value > 1 else 1

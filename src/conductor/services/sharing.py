@@ -22,9 +22,11 @@ from conductor.scheduler.limits import (
     ASSOC_MAX_WALL,
     PARTITION_DOWN,
     PARTITION_INACTIVE,
+    PARTITION_INVALID,
     PARTITION_TIME_LIMIT,
     QOS_GRP_CPU,
     QOS_GRP_MEMORY,
+    QOS_INVALID,
     QOS_MAX_CPU_PER_USER,
     QOS_MAX_JOBS_PER_USER,
     QOS_MAX_MEMORY_PER_USER,
@@ -151,6 +153,18 @@ def check_account(effective: Effective, rows: Sequence[dict[str, Any]], store: A
 
 
 # ------------------------------------------------------------------ explain
+def _missing_sentences(job: Job, effective: Effective) -> list[str] | None:
+    """The sentence for a job whose partition or QOS a reload removed; None for other reasons."""
+    if job.reason == PARTITION_INVALID:
+        return [f"Partition {job.partition} is no longer in the cluster's configuration (a reload removed it): the "
+                f"job waits until a reload brings it back; else cancel it (`scancel {job.id}`) and submit it again "
+                "to another partition."]
+    if job.reason == QOS_INVALID:
+        return [f"Its QOS {job.qos or effective.default_qos} is no longer defined: the job waits until it is again; "
+                f"else cancel it (`scancel {job.id}`) and submit it again with another QOS."]
+    return None
+
+
 def explain_limit(
     job: Job, effective: Effective, running: Mapping[tuple[str, str | None], Usage], submitted: int
 ) -> list[str]:
@@ -159,6 +173,9 @@ def explain_limit(
     `running`: what running jobs hold per (user, QOS as stored); `submitted`: the user's pending
     and running jobs under the job's QOS."""
     reason = job.reason
+    missing = _missing_sentences(job, effective)
+    if missing is not None:
+        return missing
     partition = job.partition
     part = effective.partition(partition)
     cpus = job.cpus_per_task * job.ntasks
