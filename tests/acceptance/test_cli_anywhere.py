@@ -5,12 +5,14 @@ without a token is told in one sentence how to get one."""
 from __future__ import annotations
 
 import re
+import shlex
 import stat
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 from support import TERMINAL, Api, ConductorProcess, clean_env
 
 
@@ -39,7 +41,8 @@ def test_commands_work_from_any_directory_for_the_user_who_started_up(
     banner = server.log()
     assert f"conductor is up at {server.url}" in banner
     assert "conductor sbatch" in banner and "conductor slurm-shims" in banner
-    assert "conductor token create --user" in banner
+    hint = re.search(r"Other users need a token: conductor (token --home \S+ create --user) NAME", banner)
+    assert hint is not None, banner
     profile = login / ".config" / "conductor"
     assert stat.S_IMODE(profile.stat().st_mode) == 0o700
     assert stat.S_IMODE((profile / "token").stat().st_mode) == 0o600
@@ -63,10 +66,16 @@ def test_commands_work_from_any_directory_for_the_user_who_started_up(
     assert f"{job_id} COMPLETED" in squeue.stdout
     stats = _conductor(elsewhere, env, "stats", "--json")
     assert stats.returncode == 0 and '"total_cpus": 2' in stats.stdout, stats.stderr
+    # The token command the banner shows works from any directory too: it names the home.
+    made = _conductor(elsewhere, env, *shlex.split(hint.group(1)), "nobody")
+    assert made.returncode == 0, made.stderr
+    answer = httpx.get(f"{server.url}/jobs/stats", headers={"Authorization": f"Bearer {made.stdout.strip()}"})
+    assert answer.status_code == 200, answer.text
 
-    # Shims remember the server they were made for: they reach it without the profile.
+    # Shims remember a server named when they were made (--url): they reach it without the
+    # profile. (Made without one, they find it as the CLI does: the profile.)
     shims = tmp_path / "shims"
-    assert _conductor(elsewhere, env, "slurm-shims", str(shims)).returncode == 0
+    assert _conductor(elsewhere, env, "slurm-shims", "--url", server.url, str(shims)).returncode == 0
     stranger = _user_env(tmp_path / "nobody-home")
     stranger["PATH"] = f"{shims}:{stranger['PATH']}"
     stranger["CONDUCTOR_TOKEN"] = server.token

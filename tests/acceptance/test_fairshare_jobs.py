@@ -68,11 +68,15 @@ def test_the_heavy_user_waits_behind_the_light_one(start_conductor: StartConduct
                            capture_output=True, text=True, timeout=60, check=True).stdout.split("\n")
     for job_id, row in rows.items():
         assert f"{job_id} {row[4]}" in shown
-    norm = subprocess.run([sys.executable, "-m", "conductor", "sprio", "-n", f"-j{second}", "-w"], env=env,
+    norm = subprocess.run([sys.executable, "-m", "conductor", "sprio", "-n", f"-j{second}"], env=env,
                           capture_output=True, text=True, timeout=60, check=True).stdout.splitlines()
     assert norm[0].split() == ["JOBID", "PARTITION", "PRIORITY", "SITE", "AGE", "FAIRSHARE", "JOBSIZE"]
-    assert norm[1].split() == ["Weights", "100", "10000", "10"]
-    assert norm[2].split()[0] == str(second) and norm[2].split()[5] == "1.0000000"
+    assert norm[1].split()[0] == str(second) and norm[1].split()[5] == "1.0000000"
+    # -w: the weights alone (its man page: "Actual job data is suppressed").
+    weights = subprocess.run([sys.executable, "-m", "conductor", "sprio", "-n", f"-j{second}", "-w"], env=env,
+                             capture_output=True, text=True, timeout=60, check=True).stdout.splitlines()
+    assert weights[0] == norm[0] and len(weights) == 2
+    assert weights[1].split() == ["Weights", "100", "10000", "10"]
 
     shares = subprocess.run([sys.executable, "-m", "conductor", "sshare", "-a", "-P"], env=env, capture_output=True,
                             text=True, timeout=60, check=True).stdout.splitlines()

@@ -14,9 +14,10 @@ import pytest
 from conductor.__main__ import COMMANDS, SUMMARIES
 from conductor.cli.getopt import OptionTable
 
-# Slurm commands: module, and whether Slurm's own command has --usage.
+# Slurm commands: module, and whether the command answers --usage (Slurm's own do; seff too, as
+# the README promises of every command).
 SLURM = {"sbatch": True, "squeue": True, "sacct": True, "sinfo": True, "scontrol": True, "scancel": True, "srun": True,
-         "sacctmgr": True}
+         "sacctmgr": True, "seff": True}
 ARGPARSE = ("up", "server", "worker", "token", "backup")
 
 
@@ -117,3 +118,14 @@ def test_small_commands_describe_their_options(command: str, options: list[str])
     assert result.returncode == 0, result.stderr
     for option in options:
         assert any(line.lstrip().startswith(("-", option)) and option in line for line in result.stdout.splitlines())
+
+
+def test_seff_answers_usage_and_help_before_any_job_id() -> None:
+    usage = _conductor("seff", "--usage")
+    assert (usage.returncode, usage.stdout, usage.stderr) == (0, "Usage: seff [Options] <Jobid>\n", "")
+    for flag in ("-h", "--help"):
+        helped = _conductor("seff", flag)
+        assert helped.returncode == 0 and helped.stdout.startswith("Usage: seff [Options] <Jobid>\n"), flag
+    # A job id that looks like an option is an unknown option, not "not a job id".
+    bogus = _conductor("seff", "--bogus")
+    assert bogus.returncode == 1 and "unrecognized option '--bogus'" in bogus.stderr

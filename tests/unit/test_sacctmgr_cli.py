@@ -224,8 +224,49 @@ def test_server_refusal_prints_its_detail(monkeypatch: pytest.MonkeyPatch, capsy
     client = FakeClient(error=ApiError(403, "only an administrator may add accounts (you are 'bob')"))
     assert run(["-i", "add", "account", "physics"], client, monkeypatch) == 1
     out, err = capsys.readouterr()
-    assert out.startswith(" Adding Account(s)\n")
+    assert out == ""  # nothing was added: no "Adding Account(s)"
     assert err == "sacctmgr: error: only an administrator may add accounts (you are 'bob')\n"
+
+
+@pytest.mark.parametrize(
+    ("words", "message"),
+    [
+        (["add", "user", "alice", "Account=physics,chemistry"], "account 'chemistry' does not exist"),
+        (["modify", "qos", "normal", "set", "MaxJobsPerUser=2"], "no QOS 'normal'"),
+    ],
+)
+def test_immediate_refusal_prints_no_success_text(
+    words: list[str], message: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = FakeClient(error=ApiError(400, message))
+    assert run(["-i", *words], client, monkeypatch) == 1
+    assert capsys.readouterr() == ("", f"sacctmgr: error: {message}\n")
+    assert len(client.calls) == 1
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        ["add", "user", "alice", "Account=physics,chemistry"],
+        ["modify", "qos", "normal", "set", "MaxJobsPerUser=2"],
+        ["delete", "account", "physics"],
+    ],
+)
+def test_immediate_success_prints_the_summary_after_the_change(
+    words: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    printed_before: list[str] = []
+
+    class Watching(FakeClient):
+        def request(self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None) -> Any:
+            printed_before.append(capsys.readouterr().out)
+            return super().request(method, path, body, query)
+
+    client = Watching()
+    assert run(["-i", *words], client, monkeypatch) == 0
+    assert printed_before == [""] * len(client.calls)
+    # The same bytes as the summary, only later.
+    assert capsys.readouterr().out == change(*words).summary
 
 
 # ------------------------------------------------------------------ the question
@@ -252,6 +293,17 @@ def test_y_commits(answer: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.
     assert out == " Deleting user associations...\n  C = conductor  A = physics    U = alice    \n" + QUESTION + "\n"
     assert client.calls == [Call("DELETE", "/accounting/users/alice", None, {"account": "physics"})]
     assert client.closed is False  # the caller's client: the caller closes it
+
+
+def test_a_refusal_after_the_question_was_answered(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = FakeClient(error=ApiError(400, "account 'physics' does not exist"))
+    assert run(["delete", "account", "physics"], client, monkeypatch, stdin="y\n") == 1
+    out, err = capsys.readouterr()
+    # The summary was the question's subject, asked before anything was sent.
+    assert out == " Deleting accounts...\n  physics\n" + QUESTION + "\n"
+    assert err == "sacctmgr: error: account 'physics' does not exist\n"
 
 
 def test_immediate_asks_nothing_and_quiet_prints_nothing(

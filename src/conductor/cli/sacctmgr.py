@@ -6,8 +6,9 @@ shortened as far as sacctmgr allows (`MaxW` for MaxWallDurationPerJob), names ar
 `=`, `where` introduces the associations a change applies to and `set` the settings it makes.
 Every change goes through the server's /accounting routes (api/accounting.py), which only
 administrators may use; without `-i` the command first prints what it will do and asks, as
-sacctmgr does. `show` prints sacctmgr's columns with its widths (src/sacctmgr/common.c); the
-columns this scheduler keeps nothing for are printed empty, as sacctmgr prints unset values.
+sacctmgr does, and with `-i` it prints what it did once the server has done it. `show` prints
+sacctmgr's columns with its widths (src/sacctmgr/common.c); the columns this scheduler keeps
+nothing for are printed empty, as sacctmgr prints unset values.
 """
 
 from __future__ import annotations
@@ -1119,14 +1120,24 @@ def _main(argv: list[str], client: Requester | None) -> int:
             parsable = "P" if "parsable2" in opts else "p" if "parsable" in opts else ""
             sys.stdout.write(render(what, rows(what, answer), header="noheader" not in opts, parsable=parsable))
             return 0
-        if "quiet" not in opts:
-            sys.stdout.write(what.summary)
-        if "immediate" not in opts and not confirm():
-            sys.stdout.write(" Changes Discarded\n")
-            return 0
-        for call in what.calls:
-            client.request(call.method, call.path, body=call.body, query=call.query or None)
-        return 0
+        return _change(what, client, immediate="immediate" in opts, quiet="quiet" in opts)
     finally:
         if own:
             client.close()
+
+
+def _change(what: Change, client: Requester, *, immediate: bool, quiet: bool) -> int:
+    """Make the change. Asked first, the summary comes before the question: it is what the
+    question is about. With -i it comes once the server has accepted every request, as it says
+    what was done (a refusal prints the error alone, not the change it refused)."""
+    summary = "" if quiet else what.summary
+    if not immediate:
+        sys.stdout.write(summary)
+        if not confirm():
+            sys.stdout.write(" Changes Discarded\n")
+            return 0
+    for call in what.calls:
+        client.request(call.method, call.path, body=call.body, query=call.query or None)
+    if immediate:
+        sys.stdout.write(summary)
+    return 0

@@ -1,4 +1,8 @@
-"""`conductor seff JOBID`: a job's CPU and memory efficiency, as Slurm's seff reports it."""
+"""`conductor seff JOBID`: a job's CPU and memory efficiency, as Slurm's seff reports it.
+
+Its options are parsed as the other commands' are (getopt_long): `-h`/`--help` shows the page
+and `--usage` the one line of usage, as every command here answers them.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,18 @@ from typing import Any
 
 from conductor.cli.client import Client
 from conductor.cli.common import UsageError, hms, job_display_id, run
+from conductor.cli.getopt import Option, OptionTable, getopt_long
 
 PROG = "seff"
+
+OPTIONS = OptionTable([Option("help", ("help",), "h"), Option("usage", ("usage",), None)])
+
+DESCRIBED: dict[str, tuple[str, str]] = {
+    "help": ("", "Help menu"),
+    "usage": ("", "display brief usage message"),
+}
+
+USAGE = "Usage: seff [Options] <Jobid>\n"
 
 
 def main(argv: list[str]) -> int:
@@ -17,12 +31,19 @@ def main(argv: list[str]) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    if any(arg in ("-h", "--help") for arg in argv):
-        sys.stdout.write("Usage: seff [Options] <Jobid>\n       Options:\n       -h    Help menu\n")
+    parsed, operands = getopt_long(argv, OPTIONS)
+    opts = dict(parsed)
+    if "help" in opts:
+        from conductor.cli.helptext import page
+
+        sys.stdout.write(page(USAGE, OPTIONS, DESCRIBED))
         return 0
-    if len(argv) != 1:
-        raise UsageError("Usage: seff [Options] <Jobid>")
-    job_id = argv[0]
+    if "usage" in opts:
+        sys.stdout.write(USAGE)
+        return 0
+    if len(operands) != 1:
+        raise UsageError(USAGE.strip())
+    job_id = operands[0]
     if not job_id.replace("_", "").isdigit():
         raise UsageError(f"job id '{job_id}' is not a job id (a number, or ARRAYID_TASK)")
     client = Client()

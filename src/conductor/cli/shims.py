@@ -2,8 +2,12 @@
 
 With DIR first on PATH, tools written for Slurm (submitit, dask-jobqueue, shell scripts) run
 unchanged. Each shim execs this Python interpreter by absolute path, so it works from any
-environment, virtualenv activated or not. Each also remembers the server it was made for
-(`--url`, else the URL the CLI uses now): a CONDUCTOR_URL set when it runs still wins.
+environment, virtualenv activated or not.
+
+A shim remembers a server only when one was named as it was made (`--url`, else CONDUCTOR_URL
+set then); a CONDUCTOR_URL set when it runs still wins. Otherwise it remembers none and finds
+the server at each run as the CLI does (the profile `conductor up` writes, then the default):
+a URL read from the profile would go stale when `conductor up` restarts on another port.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ HELP = (
     "each running the conductor command of that name; put DIR first on PATH to use them.\n"
     "\n"
     "  -u, --url=URL   server the shims talk to unless CONDUCTOR_URL is set when they run\n"
-    "                  (default: the server the CLI talks to now)\n"
+    "                  (default: CONDUCTOR_URL if set now; else they find the server when\n"
+    "                  they run, as the CLI does: the profile 'conductor up' writes)\n"
     "  -h, --help      show this help\n"
 )
 
@@ -65,7 +70,7 @@ def write_shims(directory: str, python: str | None = None, url: str | None = Non
     return written
 
 
-def _write_into(directory: str, url: str) -> list[str]:
+def _write_into(directory: str, url: str | None) -> list[str]:
     """write_shims, with a target that cannot hold them refused in words: it must be a directory,
     or a path where one can be made, that this user may write into."""
     if os.path.exists(directory) and not os.path.isdir(directory):
@@ -82,7 +87,6 @@ def main(argv: list[str]) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    from conductor.cli.client import base_url, split_url
     from conductor.cli.getopt import Option, OptionTable, getopt_long
 
     table = OptionTable([Option("help", ("help",), "h"), Option("url", ("url",), "u", "required")])
@@ -95,14 +99,27 @@ def _main(argv: list[str]) -> int:
         url = value
     if len(operands) != 1:
         raise UsageError(USAGE.strip())
-    url = (url or base_url()).strip().rstrip("/")
-    split_url(url)  # a malformed URL is refused now, not when a shim runs
-    if any(c in url for c in "\"$`\\\n"):
-        raise UsageError(f"--url: '{url}' may not contain quotes, '$', '`', '\\' or newlines")
     directory = os.path.abspath(operands[0])
-    for path in _write_into(directory, url):
+    for path in _write_into(directory, _remembered(url)):
         sys.stdout.write(f"{path}\n")
     sys.stderr.write(
         f"Put {directory} first on PATH: export PATH={shlex.quote(directory)}:$PATH\n"
     )
     return 0
+
+
+def _remembered(given: str | None) -> str | None:
+    """The URL the shims embed: the one named by --url, else by CONDUCTOR_URL now; None when
+    neither is, and never the profile's, which the CLI reads afresh at each run."""
+    source, url = "--url", (given or "").strip()
+    if not url:
+        source, url = "CONDUCTOR_URL", os.environ.get("CONDUCTOR_URL", "").strip()
+    url = url.rstrip("/")
+    if not url:
+        return None
+    from conductor.cli.client import split_url
+
+    split_url(url)  # a malformed URL is refused now, not when a shim runs
+    if any(c in url for c in "\"$`\\\n"):
+        raise UsageError(f"{source}: '{url}' may not contain quotes, '$', '`', '\\' or newlines")
+    return url

@@ -99,15 +99,21 @@ def _main(argv: list[str]) -> int:
         fmt = _drop_unweighted(LONG if "long" in opts else DEFAULT, weights)
         if "norm" in opts:
             fmt = re.sub(r"%(\.?\d*)([YSABFJPQ])", lambda m: f"%{m.group(1)}{m.group(2).lower()}", fmt)
-    header = "noheader" not in opts
-    out = []
-    if header:
-        out.append(_line(fmt, None, weights))
-    if "weights" in opts:
-        out.append(_line(fmt, {"weights": True}, weights))
-    out.extend(_line(fmt, job, weights) for job in answer["jobs"])
-    sys.stdout.write("".join(line.rstrip() + "\n" for line in out))
+    header, weights_only = "noheader" not in opts, "weights" in opts
+    sys.stdout.write(report(fmt, weights, answer["jobs"], header=header, weights_only=weights_only))
     return 0
+
+
+def report(fmt: str, weights: dict[str, int], jobs: list[dict[str, Any]], *, header: bool, weights_only: bool) -> str:
+    """The header, then the jobs' lines, or with -w the Weights line instead of them: sprio's man
+    page says "Actual job data is suppressed" (print_jobs_array in src/sprio/print.c returns
+    after that line)."""
+    out = [_line(fmt, None, weights)] if header else []
+    if weights_only:
+        out.append(_line(fmt, {"weights": True}, weights))
+    else:
+        out.extend(_line(fmt, job, weights) for job in jobs)
+    return "".join(line.rstrip() + "\n" for line in out)
 
 
 def _drop_unweighted(fmt: str, weights: dict[str, int]) -> str:
@@ -156,14 +162,19 @@ def _header(code: str) -> str:
     }.get(lower, "")
 
 
+def _weight(code: str, weights: dict[str, int]) -> str:
+    """A field of the -w line, as src/sprio/print.c prints it: each factor's weight, 1 under SITE
+    (the site factor is added as it is), 0 under ASSOC (no association weight here), and nothing
+    under the fields that are not factors (PRIORITY, USER, NICE...)."""
+    lower = code.lower()
+    if lower in _FACTORS:
+        return str(weights.get(_FACTORS[lower][1], 0))
+    return {"i": "Weights", "S": "1", "B": "0", "b": "0"}.get(code, "")
+
+
 def _value(code: str, job: dict[str, Any], weights: dict[str, int]) -> str:
-    if job.get("weights"):  # the -w line: each factor's weight
-        lower = code.lower()
-        if code == "i":
-            return "Weights"
-        if lower in _FACTORS:
-            return str(weights.get(_FACTORS[lower][1], 0))
-        return ""
+    if job.get("weights"):  # the -w line
+        return _weight(code, weights)
     lower = code.lower()
     if lower in _FACTORS:
         _, weight_key, job_key = _FACTORS[lower]

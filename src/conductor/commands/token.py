@@ -6,7 +6,9 @@
 
 It opens the database the server uses (CONDUCTOR_DATABASE_URL, else the SQLite file under
 CONDUCTOR_HOME), so whoever may run it already holds the keys to everything: there is no API
-route to mint tokens. Only a SHA-256 of each token is stored.
+route to mint tokens. Only a SHA-256 of each token is stored. An SQLite file that does not exist
+is refused, never created: it is not the server's, and a token made there is one the server has
+never heard of (`conductor up` makes its own database, and its first token, without this command).
 
 Every process that serves the API also makes sure its home holds a token of the local user
 (conductor.services.tokens.ensure_local_token).
@@ -24,6 +26,7 @@ from conductor.commands.runtime import StartupError, load_settings, open_store
 from conductor.services.tokens import hash_token, new_token
 
 if TYPE_CHECKING:
+    from conductor.settings import Settings
     from conductor.store import Store
 
 
@@ -50,8 +53,13 @@ def main(argv: list[str]) -> int:
     from conductor.commands.common import fail
 
     args = build_parser().parse_args(argv)
+    if args.action == "create" and not _USER_NAME.fullmatch(args.user):
+        # A mistake in the words is told first, wherever the command runs.
+        return fail(f"--user: '{args.user[:64]}' is not a valid user name (letters, digits, '_', '.', '-', '@')")
     try:
-        store = open_store(load_settings(argparse.Namespace(home=args.home)))
+        settings = load_settings(argparse.Namespace(home=args.home))
+        _require_database(settings)
+        store = open_store(settings)
     except StartupError as exc:
         return fail(str(exc))
     try:
@@ -64,11 +72,21 @@ def main(argv: list[str]) -> int:
         store.close()
 
 
-def _create(store: Store, user: str, admin: bool, comment: str | None) -> int:
-    from conductor.commands.common import fail
+def _require_database(settings: Settings) -> None:
+    """Refuse an SQLite database that does not exist, as `conductor backup` does: opening it would
+    create an empty one (and its home), whose tokens no running server knows. A PostgreSQL
+    database is left to the driver, which says when it is missing."""
+    from conductor.store.backup import sqlite_path
 
-    if not _USER_NAME.fullmatch(user):
-        return fail(f"--user: '{user[:64]}' is not a valid user name (letters, digits, '_', '.', '-', '@')")
+    path = sqlite_path(settings.resolved_database_url())
+    if path is not None and not path.is_file():
+        raise StartupError(
+            f"token: no database at {path}; name the server's: 'conductor token --home DIR ...' "
+            "(or CONDUCTOR_HOME=DIR) with the home of 'conductor up', or CONDUCTOR_DATABASE_URL with its database"
+        )
+
+
+def _create(store: Store, user: str, admin: bool, comment: str | None) -> int:
     try:
         pwd.getpwnam(user)
     except KeyError:

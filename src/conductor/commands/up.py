@@ -8,6 +8,7 @@ import os
 import shlex
 import sys
 import threading
+from pathlib import Path
 
 from conductor.commands.common import (
     add_node_arguments,
@@ -86,6 +87,7 @@ def run_all_in_one(settings: Settings) -> int:
     purger = start_purger(settings, store)
     monitor = start_monitor(settings, store)
     url = api_url(settings)
+    home = settings.resolved_home()
 
     def announce(token: str) -> None:
         log.info(
@@ -97,9 +99,9 @@ def run_all_in_one(settings: Settings) -> int:
         )
         profile = remember_server(url, token)
         if settings.log_format == "json":
-            log.info("%s", welcome(url, profile).rstrip())  # JSON lines only: the welcome is one record
+            log.info("%s", welcome(url, profile, home).rstrip())  # JSON lines only: the welcome is one record
         else:
-            sys.stdout.write(welcome(url, profile))
+            sys.stdout.write(welcome(url, profile, home))
             sys.stdout.flush()
 
     started = False
@@ -137,8 +139,9 @@ def remember_server(url: str, token: str) -> str | None:
         return None
 
 
-def welcome(url: str, profile: str | None) -> str:
-    """The lines a user needs to start, printed once the API listens."""
+def welcome(url: str, profile: str | None, home: Path) -> str:
+    """The lines a user needs to start, printed once the API listens. The token command opens
+    the database itself: it is given the home, so that it works from any directory too."""
     from conductor.services.tokens import local_user
 
     shims = "~/.local/bin/conductor-slurm"
@@ -149,7 +152,8 @@ def welcome(url: str, profile: str | None) -> str:
         else f"Set CONDUCTOR_URL={shlex.quote(url)} and CONDUCTOR_TOKEN, then:",
         "  conductor sbatch job.sh | conductor squeue | conductor sacct | conductor scancel ID | conductor stats",
         f"  conductor slurm-shims {shims} && export PATH={shims}:$PATH   # then plain sbatch, squeue, ...",
-        "Other users need a token: conductor token create --user NAME (they save it in ~/.config/conductor/token)",
+        f"Other users need a token: conductor token --home {shlex.quote(str(home))} create --user NAME "
+        "(they save it in ~/.config/conductor/token)",
     ]
     if profile:
         lines.append(f"(server and token recorded in {profile}; CONDUCTOR_URL and CONDUCTOR_TOKEN override them)")
