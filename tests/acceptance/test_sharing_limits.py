@@ -139,6 +139,9 @@ def test_qos_limits_keep_jobs_pending_with_slurms_reasons(server: ConductorProce
     told = cli(server, tmp_path, "explain", str(second)).stdout
     assert f"Job {second} is PENDING, reason QOSMaxJobsPerUserLimit." in told, told
     assert "QOS one allows 1 running jobs per user (MaxJobsPerUser); " in told and " has 1 running" in told
+    # Not blamed on the nodes: the job ahead, and when its time limit (DefaultTime 10:00) ends it.
+    assert "It waits for a limit (QOSMaxJobsPerUserLimit), not for a node." in told, told
+    assert "no node" not in told and f"end by their time limits: {first} at " in told, told
     big = submit(api, tmp_path, cpus=2, qos="cpus")
     api.wait_state(big, "RUNNING")
     more = submit(api, tmp_path, cpus=1, qos="cpus")

@@ -40,6 +40,7 @@ from conductor.api.auth import lookup
 from conductor.api.limits import ASGIApp, Message, Receive, Scope, Send, _replay
 from conductor.domain.states import Reason
 from conductor.errors import Refusal, StoreUnavailable
+from conductor.scheduler.limits import LIMIT_REASONS
 from conductor.services.jobs import Submitted, WouldSubmit
 from conductor.services.principal import Principal
 
@@ -76,6 +77,8 @@ _BLOCKED = frozenset(
     {Reason.JOB_HELD_USER.value, Reason.DEPENDENCY.value, Reason.DEPENDENCY_NEVER_SATISFIED.value, Reason.BEGIN_TIME.value}
 )
 
+_LIMITED = LIMIT_REASONS | {Reason.ARRAY_TASK_LIMIT.value}
+
 
 def test_only_answer(result: WouldSubmit) -> dict[str, Any]:
     """Slurm's `--test-only` line, from the scheduler's plan: "Job N to start at TIME using C
@@ -94,6 +97,12 @@ def test_only_answer(result: WouldSubmit) -> dict[str, Any]:
         answer["message"] = (
             f"Job {result.job_id} would be accepted; it would wait with reason {forecast.reason} "
             "(its hold, dependency or --begin time) before the scheduler plans its start"
+        )
+        return answer
+    if forecast.reason in _LIMITED:
+        answer["message"] = (
+            f"Job {result.job_id} would be accepted; it would wait with reason {forecast.reason} (a limit on what "
+            "runs at once) until running jobs that count against it end"
         )
         return answer
     if forecast.start == math.inf or forecast.node is None:

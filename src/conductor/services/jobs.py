@@ -355,6 +355,10 @@ class JobService:
             except Invalid:
                 pass
         lines = explain_waiting(job, pending, forecast, targets)
+        if forecast is not None and forecast.reason in LIMIT_REASONS and job.reason not in LIMIT_REASONS:
+            # The plan counts the jobs ahead: a limit can hold the job before its stored reason
+            # (Priority, from the last pass) shows it.
+            job = replace(job, reason=forecast.reason)
         if self.config is not None and job.state == JobState.PENDING.value and job.reason in LIMIT_REASONS:
             self.config.refresh()
             by_qos, by_account = self.store.running_holdings()

@@ -212,7 +212,7 @@ def explain_limit(
                 f"(MaxSubmitJobsPerUser); {who} has {submitted}: jobs beyond it wait until others end."]
     if reason == QOS_MAX_JOBS_PER_USER:
         return [f"QOS {name} allows {qos.max_jobs_per_user} running jobs per user (MaxJobsPerUser); {who} has "
-                f"{mine.jobs} running: it starts when one of them ends."]
+                f"{mine.jobs} running: it starts when enough of them end."]
     if reason == QOS_MAX_CPU_PER_USER:
         return [f"QOS {name} allows {qos.max_tres_per_user.cpu} CPUs per user (MaxTRESPerUser=cpu); {who}'s "
                 f"running jobs hold {mine.cpus} and it needs {cpus}: it starts when enough of them end."]
@@ -256,7 +256,7 @@ def explain_account_limit(
                 f"jobs (MaxSubmitJobs); {who} has {submitted}: jobs beyond it wait until others end."]
     if reason == ASSOC_MAX_JOBS:
         return [f"{who}'s association with account {account} allows {resolved.max_jobs} running jobs (MaxJobs); "
-                f"{who} has {held.jobs} running there: it starts when one of them ends."]
+                f"{who} has {held.jobs} running there: it starts when enough of them end."]
     if reason in (ASSOC_GRP_CPU, ASSOC_GRP_MEMORY):
         for (user, scope), grp_cpus, grp_memory in resolved.groups:
             used = counts.held.get((user, scope), Usage())
