@@ -142,6 +142,11 @@ nodes = Table(
     Column("registered_at", DateTime(timezone=True), nullable=False),
     Column("hostname", String(256), nullable=True),
     Column("containment", String(16), nullable=True),  # cgroup-v2, cgroup-v1, polling
+    # Drained by an administrator (scontrol update NodeName=... State=DRAIN Reason=...): no new
+    # job is placed on it, whatever its worker says, until State=RESUME (0015). None: not drained.
+    Column("drain_reason", Text, nullable=True),
+    Column("drain_user", String(64), nullable=True),
+    Column("drain_time", DateTime(timezone=True), nullable=True),
 )
 
 tokens = Table(
@@ -182,6 +187,9 @@ cluster_config = Table(
     # The generation of the last `scontrol reconfigure` (0014): only then is the file reread;
     # sacctmgr's and scontrol's changes bump `generation` alone.
     Column("file_generation", BigInteger, nullable=True),
+    # The last job event the transition feed logged and counted (0015): the process that takes
+    # over the feed, after a restart or a failover, goes on from there.
+    Column("feed_event_id", BigInteger, nullable=True),
 )
 
 # CPU-seconds per user and account charged ("" for none), decayed with PriorityDecayHalfLife to
