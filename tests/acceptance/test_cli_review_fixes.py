@@ -10,11 +10,12 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-from support import Api, ConductorProcess, clean_env
+from support import Api, ConductorProcess, PostgresCluster, clean_env
 
 
 def _conductor(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -62,6 +63,17 @@ def test_token_commands_refuse_a_database_that_does_not_exist(
     assert _answers(server.url, made.stdout.strip()) == 200
     listed = _conductor(elsewhere, clean_env(CONDUCTOR_HOME=str(home)), "token", "list")
     assert listed.returncode == 0 and len(listed.stdout.splitlines()) == 3, listed.stdout  # header, up's, ours
+
+
+def test_token_commands_on_postgresql_make_no_home(pg_cluster: PostgresCluster, tmp_path: Path) -> None:
+    url = pg_cluster.create_database(f"tokens_{uuid.uuid4().hex[:12]}")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    made = _conductor(elsewhere, clean_env(CONDUCTOR_DATABASE_URL=url), "token", "create", "--user", getpass.getuser())
+    assert made.returncode == 0, made.stderr
+    listed = _conductor(elsewhere, clean_env(CONDUCTOR_DATABASE_URL=url), "token", "list")
+    assert listed.returncode == 0 and len(listed.stdout.splitlines()) == 2, listed.stdout
+    assert os.listdir(elsewhere) == []  # the database is PostgreSQL's: no ./.conductor made here
 
 
 # ------------------------------------------------------------------------------------- sacctmgr

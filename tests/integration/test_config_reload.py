@@ -66,3 +66,21 @@ def test_only_a_reconfigure_rereads_the_file_and_accounts_reach_every_process(st
     assert other.refresh()
     assert other.limits().partitions["debug"].max_time == 7200  # type: ignore[union-attr]
     assert other.limits().accounting is not None  # type: ignore[union-attr]
+
+
+def test_a_reconfigure_puts_the_files_partition_states_back_unless_told_to_keep_them(
+    store: Store, tmp_path: Path
+) -> None:
+    # Slurm's scontrol reconfigure resets what scontrol update set, unless ReconfigFlags says
+    # KeepPartState: else a State edited in the file would never take effect again.
+    path = tmp_path / "cluster.toml"
+    path.write_text('[partitions.debug]\nNodes = "ALL"\nState = "DOWN"\n')
+    live = LiveConfig(path, store, check_every=0)
+    store.set_partition_state("debug", "UP")
+    assert live.refresh() and live.current.partition_state("debug") == "UP"
+    store.bump_config_generation()
+    assert live.refresh() and live.current.partition_state("debug") == "DOWN"
+    assert store.config_state()[1] == {}
+    store.set_partition_state("debug", "DRAIN")
+    store.bump_config_generation(keep_partition_states=True)
+    assert live.refresh() and live.current.partition_state("debug") == "DRAIN"

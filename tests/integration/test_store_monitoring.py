@@ -33,7 +33,7 @@ def test_queue_counts_by_state_partition_and_reason(store: Store) -> None:
 def test_the_feed_logs_and_counts_each_transition_once(store: Store, caplog: pytest.LogCaptureFixture) -> None:
     add_node(store, "n1", 4)
     feed = TransitionFeed(store)
-    feed.poll(utcnow())  # starts at the newest event: earlier history is not replayed
+    feed.poll(utcnow())  # never saved: starts at the newest event, earlier history is not replayed
     (job,) = store.submit([job_row(user_name="ann")])
     decision = schedule(store.pending_for_scheduling(), store.node_views(), time.time(), presorted=True)
     store.apply_decision(decision.placements, decision.reasons)
@@ -56,6 +56,26 @@ def test_the_feed_logs_and_counts_each_transition_once(store: Store, caplog: pyt
     assert all(t.time.tzinfo is not None and t.submit_time == stored.submit_time for t in transitions)
     assert transitions[1].time == stored.start_time and transitions[2].time == stored.end_time
     assert [t.event_id for t in store.transitions_after(transitions[0].event_id, 1)] == [transitions[1].event_id]
+
+
+def test_the_feed_goes_on_where_the_last_process_left_it(store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    # A restart, or a failover to another server: what was written while no process read the
+    # feed is logged once the next one does, and nothing is logged twice.
+    add_node(store, "n1", 4)
+    assert store.feed_position() is None
+    first = TransitionFeed(store)
+    first.poll(utcnow())
+    assert store.feed_position() == store.latest_event_id()
+    (job,) = store.submit([job_row(user_name="ann")])
+    assert first.poll(utcnow()) == 1
+    store.cancel(job)  # written while no process reads the feed
+    with caplog.at_level(logging.INFO, logger="conductor.jobs"):
+        assert TransitionFeed(store).poll(utcnow()) == 1
+    lines = [r for r in caplog.records if r.name == "conductor.jobs"]
+    assert [(r.from_state, r.state) for r in lines] == [("PENDING", "CANCELLED")]  # type: ignore[attr-defined]
+    assert store.feed_position() == store.latest_event_id()
+    store.save_feed_position(1)  # a process that lost the feed, late: the position never moves back
+    assert store.feed_position() == store.latest_event_id()
 
 
 def test_samples_are_bounded_and_read_back(store: Store) -> None:

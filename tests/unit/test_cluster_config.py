@@ -386,3 +386,11 @@ def test_a_node_in_no_partition_of_the_file_is_logged_once(tmp_path: Path, caplo
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert warnings == ["node vm is in no partition of the configuration file (no partition's Nodes names it): "
                         "no job runs on it"]
+
+
+def test_reconfig_flags_take_slurms_words() -> None:
+    assert not parse_config("").keeps_partition_states()
+    assert parse_config('ReconfigFlags = "KeepPartState"\n').keeps_partition_states()
+    assert parse_config('ReconfigFlags = "keeppartinfo"\n').keeps_partition_states()
+    with pytest.raises(ConfigError, match="line 1: ReconfigFlags: unknown flag 'KeepNodes'"):
+        parse_config('ReconfigFlags = "KeepNodes"\n')

@@ -19,11 +19,19 @@ def event(event_id: int, age: float) -> Transition:
 
 
 class Events:
-    def __init__(self, rows: list[Transition]) -> None:
+    def __init__(self, rows: list[Transition], latest: int = 0, saved: int | None = None) -> None:
         self.rows = rows
+        self.latest = latest
+        self.saved = saved
 
     def latest_event_id(self) -> int:
-        return 0
+        return self.latest
+
+    def feed_position(self) -> int | None:
+        return self.saved
+
+    def save_feed_position(self, event_id: int) -> None:
+        self.saved = max(self.saved or 0, event_id)
 
     def transitions_after(self, after_event: int, limit: int) -> list[Transition]:
         return [r for r in self.rows if r.event_id > after_event][:limit]
@@ -33,7 +41,6 @@ def test_an_event_newer_than_a_later_id_is_not_skipped() -> None:
     # Event 1 is stamped 1 s ago (younger than the 2 s lag), event 2 ten seconds ago.
     store = Events([event(1, 1.0), event(2, 10.0)])
     feed = TransitionFeed(store, lag=timedelta(seconds=2), batch=10)
-    assert feed.poll(NOW) == 0  # starts at the newest: nothing before this process
     assert feed.poll(NOW) == 0  # event 1 is too young, and event 2 waits behind it
     assert feed.after == 0
     assert feed.poll(NOW + timedelta(seconds=5)) == 2  # both, once
@@ -44,5 +51,28 @@ def test_an_event_newer_than_a_later_id_is_not_skipped() -> None:
 def test_batches_follow_on_until_the_young_ones() -> None:
     store = Events([event(i, 30.0) for i in range(1, 8)] + [event(8, 0.5)])
     feed = TransitionFeed(store, lag=timedelta(seconds=2), batch=3)
-    feed.poll(NOW)
-    assert feed.poll(NOW) == 7 and feed.after == 7
+    assert feed.poll(NOW) == 7 and feed.after == 7 and store.saved == 7
+
+
+def test_a_feed_never_saved_starts_at_the_newest_and_saves_it() -> None:
+    store = Events([event(i, 30.0) for i in range(1, 6)], latest=5)
+    feed = TransitionFeed(store)
+    assert feed.poll(NOW) == 0 and store.saved == 5  # the history before it is not replayed
+
+
+def test_the_process_that_takes_the_feed_over_logs_what_was_written_meanwhile() -> None:
+    # The first process read up to event 3 and stopped (a restart, a failover); 4-6 were written
+    # while nobody read the feed.
+    store = Events([event(i, 30.0) for i in range(1, 7)], latest=6, saved=3)
+    assert TransitionFeed(store).poll(NOW) == 3 and store.saved == 6
+
+
+def test_a_feed_too_far_behind_or_ahead_of_the_database_starts_at_the_newest() -> None:
+    from conductor.monitoring.feed import MAX_CATCH_UP
+
+    behind = Events([], latest=MAX_CATCH_UP + 10, saved=5)
+    TransitionFeed(behind).poll(NOW)
+    assert behind.saved == MAX_CATCH_UP + 10
+    restored = Events([event(1, 30.0)], latest=1, saved=500)  # a database restored from before
+    feed = TransitionFeed(restored)
+    assert feed.poll(NOW) == 0 and feed.after == 1

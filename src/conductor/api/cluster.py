@@ -85,8 +85,8 @@ def reconfigure(request: Request, principal: CurrentPrincipal) -> Any:
     breaks a rule is refused with its line and the rule, and the configuration in force stays."""
     _admin(principal, "reconfigure the cluster")
     ctx = _ctx(request)
-    ctx.config.check_file()  # ConfigError (400) before anything changes
-    ctx.store.bump_config_generation()
+    config = ctx.config.check_file()  # ConfigError (400) before anything changes
+    ctx.store.bump_config_generation(keep_partition_states=config is not None and config.keeps_partition_states())
     ctx.config.refresh(force=True)
     ctx.bus.publish(SCHEDULER)
     path = ctx.config.path

@@ -78,17 +78,19 @@ def settings_error(exc: ValidationError) -> str:
     )
 
 
-def open_store(settings: Settings, *, patient: bool = False) -> Store:
+def open_store(settings: Settings, *, patient: bool = False, make_home: bool = True) -> Store:
     """The store, schema migrated. `patient`: wait for a database that is not up yet (a
-    worker may well start before its PostgreSQL) instead of failing."""
+    worker may well start before its PostgreSQL) instead of failing. `make_home`: create the
+    home (a command that only reads and writes the database has none to make)."""
     from conductor.commands.common import database_error
     from conductor.store import Store, redact_url
 
     home = settings.resolved_home()
-    home.mkdir(parents=True, exist_ok=True)
-    # 0711: jobs of other users reach their scripts (scripts/job_<id>.sh, their own, 0700) by
-    # name; nobody else lists the home or reads the database and token (0600 below).
-    os.chmod(home, 0o711)
+    if make_home:
+        home.mkdir(parents=True, exist_ok=True)
+        # 0711: jobs of other users reach their scripts (scripts/job_<id>.sh, their own, 0700)
+        # by name; nobody else lists the home or reads the database and token (0600 below).
+        os.chmod(home, 0o711)
     url = settings.resolved_database_url()
     log.info("database %s", redact_url(url))
     logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per plugin otherwise

@@ -59,7 +59,7 @@ def main(argv: list[str]) -> int:
     try:
         settings = load_settings(argparse.Namespace(home=args.home))
         _require_database(settings)
-        store = open_store(settings)
+        store = open_store(settings, make_home=False)  # the server's database, never a new home
     except StartupError as exc:
         return fail(str(exc))
     try:

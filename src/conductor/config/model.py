@@ -20,6 +20,7 @@ from conductor.errors import Invalid
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 PARTITION_STATES = ("UP", "DOWN", "DRAIN", "INACTIVE")
+RECONFIG_WORDS = ("keeppartstate", "keeppartinfo")
 ENFORCE_WORDS = ("associations", "limits", "qos", "safe", "wckeys", "nojobs", "nosteps", "all")
 # Upper bounds. A count may be stored (sacctmgr's QOS, the jobs' columns) in a 32-bit INTEGER
 # column of PostgreSQL; a node's memory in MB is bounded as CONDUCTOR_MEMORY_MB is (1 EiB).
@@ -226,6 +227,11 @@ class ClusterConfig(_Strict):
         description="ALL/ANY/YES: a job over its partition's MaxTime is refused at submission; NO: it waits "
         "with reason PartitionTimeLimit.",
     )
+    reconfig_flags: str = Field(
+        default="", alias="ReconfigFlags",
+        description="Slurm's: KeepPartState keeps the partition states `scontrol update` set across "
+        "`scontrol reconfigure`; without it a reconfigure puts the file's states back in force.",
+    )
     accounting_storage_enforce: str = Field(
         default="", alias="AccountingStorageEnforce",
         description="Slurm's: associations (or limits, qos, safe, all) refuses jobs of users without an "
@@ -241,6 +247,19 @@ class ClusterConfig(_Strict):
     @classmethod
     def _enforce(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("reconfig_flags")
+    @classmethod
+    def _reconfig_flags(cls, value: str) -> str:
+        words = [w.strip() for w in value.split(",") if w.strip()]
+        for word in words:
+            if word.lower() not in RECONFIG_WORDS:
+                raise ValueError(f"unknown flag '{word[:40]}': use KeepPartState, or KeepPartInfo (which keeps the "
+                                 "states too: the other partition settings are the file's alone here)")
+        return ",".join(words)
+
+    def keeps_partition_states(self) -> bool:
+        return any(w.lower() in RECONFIG_WORDS for w in self.reconfig_flags.split(",") if w)
 
     @field_validator("accounting_storage_enforce")
     @classmethod

@@ -27,14 +27,25 @@ _ENDED = frozenset(s.value for s in JobState) - {JobState.PENDING.value, JobStat
 class TransitionStore(Protocol):
     def latest_event_id(self) -> int: ...
 
+    def feed_position(self) -> int | None: ...
+
+    def save_feed_position(self, event_id: int) -> None: ...
+
     def transitions_after(
         self, after_event: int, limit: int
     ) -> list[Transition]: ...
 
 
+# Past this many events behind, a process taking the feed over starts at the newest event
+# instead: a server down for days would otherwise log its whole absence at start.
+MAX_CATCH_UP = 100_000
+
+
 class TransitionFeed:
-    """Reads the transitions written since it last looked; starts at the newest (the history
-    before this process started is not logged again)."""
+    """Reads the transitions written since it last looked. It goes on where the feed last saved
+    its position, in the database, whichever process that was: the transitions written while
+    no process read the feed (a restart, a failover to another server) are logged and counted
+    once it is read again. Only a feed never saved, or too far behind, starts at the newest."""
 
     def __init__(self, store: TransitionStore, *, lag: timedelta = timedelta(0), batch: int = 1000) -> None:
         self.store = store
@@ -43,18 +54,37 @@ class TransitionFeed:
         self.after: int | None = None
 
     def reset(self) -> None:
-        """Start again from the newest event (on becoming the process that schedules)."""
+        """Read the saved position again (on becoming the process that schedules)."""
         self.after = None
+
+    def _start(self) -> int:
+        latest = self.store.latest_event_id()
+        saved = self.store.feed_position()
+        if saved is None or saved > latest:  # never saved, or a database restored from before it
+            return latest
+        if latest - saved > MAX_CATCH_UP:
+            log.warning("the transition feed is %d events behind: they are not logged; it goes on from the newest",
+                        latest - saved)
+            return latest
+        return saved
 
     def poll(self, now: datetime) -> int:
         """Log and count what was written since the last poll; how many transitions."""
-        if self.after is None:
-            self.after = self.store.latest_event_id()
-            return 0
+        start = self.after
+        if start is None:
+            start = self.after = self._start()
+            self.store.save_feed_position(start)
+        done, self.after = self._read(start, now)
+        if self.after != start:
+            self.store.save_feed_position(self.after)
+        return done
+
+    def _read(self, after: int, now: datetime) -> tuple[int, int]:
+        """Log and count the transitions after event `after`; how many, and the last one read."""
         written_before = now - self.lag if self.lag else None
         done = 0
         while True:
-            found = self.store.transitions_after(self.after, self.batch)
+            found = self.store.transitions_after(after, self.batch)
             # In id order, up to the first event younger than the lag: the cursor never passes
             # an event it has not read. (Filtering by time in the query did: an event with a
             # lower id and a newer time — another host's clock, a slow insert — was skipped
@@ -69,9 +99,9 @@ class TransitionFeed:
                 record(transition)
             done += len(taken)
             if taken:
-                self.after = taken[-1].event_id
+                after = taken[-1].event_id
             if len(taken) < self.batch:
-                return done
+                return done, after
 
 
 def record(t: Transition) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import Connection, delete, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from conductor.domain.multifactor import accrued, decay
 from conductor.scheduler.limits import Usage, add_usage
@@ -22,10 +24,14 @@ class ConfigQueries(Database):
             states = {r.name: r.state for r in conn.execute(select(partition_states.c.name, partition_states.c.state))}
         return int(generation or 0), states
 
-    def bump_config_generation(self, now: datetime | None = None) -> int:
+    def bump_config_generation(self, now: datetime | None = None, *, keep_partition_states: bool = False) -> int:
         """A new generation that rereads the file (`scontrol reconfigure`): every process
-        reloads the configuration file when it sees it."""
+        reloads the configuration file when it sees it. The partition states `scontrol update`
+        set are cleared, the file's in force again, as Slurm's reconfigure does unless
+        ReconfigFlags=KeepPartState (`keep_partition_states`)."""
         with self._write() as conn:
+            if not keep_partition_states:
+                conn.execute(delete(partition_states))
             generation = self._bump(conn, now or utcnow())
             conn.execute(update(cluster_config).where(cluster_config.c.id == 1).values(file_generation=generation))
             return generation
@@ -37,8 +43,8 @@ class ConfigQueries(Database):
         return int(found or 0)
 
     def set_partition_state(self, name: str, state: str, now: datetime | None = None) -> int:
-        """Set a partition's state over the file's (UP clears nothing: it is a state too);
-        returns the new generation, which makes every process take it."""
+        """Set a partition's state over the file's until the next reconfigure (UP too: it is a
+        state); returns the new generation, which makes every process take it."""
         now = now or utcnow()
         with self._write() as conn:
             changed = conn.execute(
@@ -49,13 +55,12 @@ class ConfigQueries(Database):
             return self._bump(conn, now)
 
     def _bump(self, conn: Connection, now: datetime) -> int:
-        changed = conn.execute(
+        ensure_config_row(conn, self.dialect, now)
+        conn.execute(
             update(cluster_config)
             .where(cluster_config.c.id == 1)
             .values(generation=cluster_config.c.generation + 1, updated_at=now)
-        ).rowcount
-        if not changed:
-            conn.execute(insert(cluster_config).values(id=1, generation=1, updated_at=now))
+        )
         return int(conn.execute(select(cluster_config.c.generation).where(cluster_config.c.id == 1)).scalar_one())
 
     def running_holdings(self) -> tuple[dict[tuple[str, str | None], Usage], dict[tuple[str, str], Usage]]:
@@ -131,11 +136,8 @@ class ConfigQueries(Database):
                 conn.execute(
                     insert(fairshare_usage), [{"user_name": u, "account": a, "usage": v} for (u, a), v in usage.items()]
                 )
-            changed = conn.execute(
-                update(cluster_config).where(cluster_config.c.id == 1).values(usage_as_of=now)
-            ).rowcount
-            if not changed:
-                conn.execute(insert(cluster_config).values(id=1, generation=0, updated_at=now, usage_as_of=now))
+            ensure_config_row(conn, self.dialect, now)
+            conn.execute(update(cluster_config).where(cluster_config.c.id == 1).values(usage_as_of=now))
         return usage
 
     def usage_snapshot(self, half_life: float | None, now: datetime | None = None) -> dict[tuple[str, str], float]:
@@ -153,3 +155,14 @@ class ConfigQueries(Database):
         query = select(jobs.c.user_name).where(jobs.c.state == PENDING).distinct()
         with self._read() as conn:
             return {r[0] for r in conn.execute(query)}
+
+
+def ensure_config_row(conn: Connection, dialect: str, now: datetime) -> None:
+    """The one row of cluster_config, made at generation 0 if missing. Two processes may make it
+    at once (a reconfigure, the feed saving its position): the second one's insert is skipped,
+    not an error."""
+    row = {"id": 1, "generation": 0, "updated_at": now}
+    if dialect == "postgresql":
+        conn.execute(pg_insert(cluster_config).values(row).on_conflict_do_nothing(index_elements=["id"]))
+    else:
+        conn.execute(sqlite_insert(cluster_config).values(row).on_conflict_do_nothing(index_elements=["id"]))

@@ -13,11 +13,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, text
+from sqlalchemy import bindparam, delete, func, insert, or_, select, text, update
 
-from conductor.store.engine import Database, aware, driver_time
+from conductor.store.config import ensure_config_row
+from conductor.store.engine import Database, aware, driver_time, utcnow
 from conductor.store.records import QueueCount, Transition, UtilisationSample
-from conductor.store.schema import job_events, jobs, utilisation_samples
+from conductor.store.schema import cluster_config, job_events, jobs, utilisation_samples
 from conductor.store.transitions import PENDING, RUNNING
 
 
@@ -45,6 +46,24 @@ class MonitoringQueries(Database):
     def latest_event_id(self) -> int:
         with self._read() as conn:
             return int(conn.execute(select(func.coalesce(func.max(job_events.c.id), 0))).scalar_one())
+
+    def feed_position(self) -> int | None:
+        """The last event the transition feed logged (None: it never saved one)."""
+        with self._read() as conn:
+            found = conn.execute(select(cluster_config.c.feed_event_id).where(cluster_config.c.id == 1)).scalar()
+        return None if found is None else int(found)
+
+    def save_feed_position(self, event_id: int) -> None:
+        """Record that the feed has logged every event up to `event_id`. Never moves it back: a
+        process that lost the feed to another may still be finishing its last poll."""
+        with self._write() as conn:
+            ensure_config_row(conn, self.dialect, utcnow())
+            conn.execute(
+                update(cluster_config)
+                .where(cluster_config.c.id == 1)
+                .where(or_(cluster_config.c.feed_event_id.is_(None), cluster_config.c.feed_event_id < event_id))
+                .values(feed_event_id=event_id)
+            )
 
     def transitions_after(self, after_event: int, limit: int) -> list[Transition]:
         """Events with an id above `after_event`, in id order, at most `limit`, each with its
