@@ -6,6 +6,7 @@ temporary home on a free port.
   latency     submit -> first line of the job, p50/p95 over 100 sequential jobs (idle system)
   throughput  end-to-end drain of 2,000 `true` jobs on 64 declared CPUs
   submit      REST submissions per second (jobs held back by --begin so nothing runs)
+  submit-keyed  the same, each submission with an Idempotency-Key of its own (a UUID)
 
 The load of `throughput` and `submit` comes from a bare-socket HTTP client (RawHttp), as a
 load generator such as wrk would send it: the client runs on the same two cores as the server
@@ -443,34 +444,47 @@ def bench_throughput(count: int = 2000, cpus: int = 64) -> None:
         print_cpu_split("throughput (array)", count, cpu_before, cpu_after, client_after - client_before)
 
 
-def bench_submit(count: int = 3000, clients: int = 8) -> None:
+def bench_submit(count: int = 3000, clients: int = 8, keyed: bool = False) -> None:
+    """`keyed`: each submission carries an Idempotency-Key of its own, as sbatch sends them (the
+    requests are made before the clock starts: the client's work is not the server's)."""
+    placeholder = "00000000-0000-4000-8000-000000000000"
     with conductor(cpus=2) as (url, home, headers):
         body = {
             "job": {"current_working_directory": str(home), "begin_time": "now+3600", "name": "held"},
             "script": "#!/bin/bash\ntrue\n",
         }
         errors: list[str] = []
+        sent = {**headers, "Idempotency-Key": placeholder} if keyed else headers
 
-        def worker(n: int) -> None:
-            c = RawHttp(url, headers)
+        def worker(n: int, ready: threading.Barrier) -> None:
+            c = RawHttp(url, sent)
             request = c.encode("POST", "/jobs/submit", json.dumps(body).encode())
-            for _ in range(n):
-                status, text = c.send(request)
+            if keyed:
+                import uuid
+
+                requests = [request.replace(placeholder.encode(), str(uuid.uuid4()).encode()) for _ in range(n)]
+            else:
+                requests = [request] * n
+            ready.wait()
+            for one in requests:
+                status, text = c.send(one)
                 if status != 201:
                     errors.append(text.decode())
             c.close()
 
         per = count // clients
-        threads = [threading.Thread(target=worker, args=(per,)) for _ in range(clients)]
-        t0 = time.perf_counter()
+        ready = threading.Barrier(clients + 1)
+        threads = [threading.Thread(target=worker, args=(per, ready)) for _ in range(clients)]
         for t in threads:
             t.start()
+        ready.wait()
+        t0 = time.perf_counter()
         for t in threads:
             t.join()
         elapsed = time.perf_counter() - t0
         print(
-            f"submit: {per * clients} REST submissions from {clients} clients in {elapsed:.2f} s = "
-            f"{per * clients / elapsed:.0f}/s ({len(errors)} errors)"
+            f"submit{' (each with an Idempotency-Key)' if keyed else ''}: {per * clients} REST submissions from "
+            f"{clients} clients in {elapsed:.2f} s = {per * clients / elapsed:.0f}/s ({len(errors)} errors)"
         )
 
 
@@ -707,6 +721,7 @@ BENCHMARKS = {
     "latency": bench_latency,
     "throughput": bench_throughput,
     "submit": bench_submit,
+    "submit-keyed": lambda: bench_submit(keyed=True),
     "pass": bench_pass,
     "priority": bench_priority,
     "sharing": bench_sharing,

@@ -51,6 +51,15 @@ class DependencyProblem(Invalid):
     """The request depends on a job that does not exist."""
 
 
+class KeyReused(Invalid):
+    """An Idempotency-Key its user already sent with another request (a different job or
+    script). 422, as the IETF draft on the header says (draft-ietf-httpapi-idempotency-key-
+    header, "Error Scenarios"): the request is well-formed but cannot be processed with that
+    key; its 409 means "the first request is still being processed", which never happens here."""
+
+    status = 422
+
+
 class Unsatisfiable(Refusal):
     """No node could ever run the request (Slurm refuses it at submission)."""
 

@@ -339,6 +339,11 @@ def test_sinfo_default_layout() -> None:
         "PARTITION AVAIL  TIMELIMIT  NODES  STATE NODELIST",
         "debug*       up   infinite      1   idle vm",
     ]
+    # The partition's settings from the configuration file, Slurm's defaults without them.
+    assert sinfo_render("%B %L %p", rows, header=False) == "UNLIMITED n/a 1\n"
+    configured = [dict(partitions[0], max_cpus_per_node=2, default_time=600, priority_tier=3)]
+    rows = build_rows(configured, nodes, per_node=False, summarize=False)
+    assert sinfo_render("%B %L %p", rows, header=False) == "2 10:00 3\n"
 
 
 def test_scontrol_show_job_layout() -> None:

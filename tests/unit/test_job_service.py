@@ -34,7 +34,7 @@ from conductor.services.jobs import JobChanges, JobService, Submitted, WouldSubm
 from conductor.services.principal import Principal
 from conductor.services.submission import Limits
 from conductor.services.tokens import hash_token
-from conductor.store import CancelOutcome, ControlOutcome
+from conductor.store import CancelOutcome, ControlOutcome, KeyedSubmission, SubmissionKey, SubmitKeyTaken
 from conductor.store.records import Token
 
 USER = "nobody"  # a user every Debian host has
@@ -57,7 +57,9 @@ class FakeStore:
     def batched_writes(self) -> contextlib.AbstractContextManager[bool]:
         return contextlib.nullcontext(False)
 
-    def submit(self, rows: Sequence[dict[str, Any]]) -> list[int]:
+    def submit(self, rows: Sequence[dict[str, Any]], *, key: SubmissionKey | None = None) -> list[int]:
+        if key is not None and self.submitted_with(rows[0]["user_name"], key.key) is not None:
+            raise SubmitKeyTaken("taken")  # as the unique index on (user_name, submit_key) would
         ids = []
         first = self.next_id
         for row in rows:
@@ -66,7 +68,16 @@ class FakeStore:
             array_job_id = first if row.get("array_task_id") is not None else None
             self.jobs[job_id] = {**row, "id": job_id, "state": "PENDING", "array_job_id": array_job_id, "node_list": None}
             ids.append(job_id)
+        if key is not None:
+            self.jobs[ids[0]].update(submit_key=key.key, submit_digest=key.digest)
         return ids
+
+    def submitted_with(self, user_name: str, key: str) -> KeyedSubmission | None:
+        for job_id, job in self.jobs.items():
+            if job.get("submit_key") == key and job["user_name"] == user_name:
+                array = job["array_job_id"] is not None
+                return KeyedSubmission(job["submit_digest"], self.array_task_ids(job_id) if array else [job_id], array)
+        return None
 
     def count_pending(self, user_name: str) -> int:
         return sum(1 for j in self.jobs.values() if j["user_name"] == user_name and j["state"] == "PENDING")

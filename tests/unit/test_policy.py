@@ -92,7 +92,8 @@ def test_down_nodes_get_nothing() -> None:
     down = node("n1", 4)
     down.up = False
     decision = schedule([job(1)], [down], now=0.0)
-    assert decision.placements == [] and decision.reasons == {1: "Resources"}
+    # Only a node that takes no job could hold it: Slurm's ReqNodeNotAvail (node_scheduler.c).
+    assert decision.placements == [] and decision.reasons == {1: "ReqNodeNotAvail"}
 
 
 def test_blocking_reasons() -> None:

@@ -21,11 +21,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from conductor import __version__
-from conductor.api import accounting, cluster, control, models, slurmrestd
+from conductor.api import accounting, cluster, control, models, nodes, slurmrestd
 from conductor.api.auth import CurrentPrincipal, authenticate, document_public_routes
 from conductor.api.bodies import BodyCheck, ErrorResponse
 from conductor.api.docs import install_docs
 from conductor.api.fastpath import SubmitFastPath, submit_answer, unavailable_answer
+from conductor.api.idempotency import REPLAYED_HEADER_DOC, IdempotencyKey
 from conductor.api.job_records import (
     columns_of,
     elapsed_seconds,
@@ -49,8 +50,10 @@ from conductor.history.archive import ArchiveError, ArchiveQuery, archived_page,
 from conductor.monitoring.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from conductor.monitoring.metrics import cluster_registry, exposition
 from conductor.scheduler.policy import Backfill, PlacementPolicy
+from conductor.services import idempotency
 from conductor.services.forecast import Forecaster
-from conductor.services.jobs import JobService
+from conductor.services.jobs import JobService, Submitted
+from conductor.services.nodes import NodeService
 from conductor.services.principal import Principal, ensure_owner
 from conductor.services.submission import Limits
 from conductor.settings import Settings
@@ -75,11 +78,13 @@ class AppContext:
     config: LiveConfig = field(init=False)
     priorities: cluster.PriorityView = field(init=False)
     jobs: JobService = field(init=False)
+    nodes: NodeService = field(init=False)
 
     def __post_init__(self) -> None:
         settings = self.settings
         self.config = self.live_config or LiveConfig(settings.config, self.store)
         self.priorities = cluster.PriorityView(self.store, self.config)
+        self.nodes = NodeService(self.store, self.bus, heartbeat_timeout=settings.heartbeat_timeout)
         self.jobs = JobService(
             store=self.store,
             bus=self.bus,
@@ -274,28 +279,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     }
 
     # ------------------------------------------------------------------ jobs
-    @app.post(
-        "/jobs/submit",
-        status_code=201,
-        response_model=models.SubmitResponse,
-        responses={
-            **error_responses,
-            200: {"model": models.SubmitResponse, "description": "test_only: the job would be accepted"},
-            429: {"model": models.ErrorBody, "description": "Pending-job limit reached"},
-        },
-    )
-    async def submit(body: models.SubmitRequest, request: Request, principal: CurrentPrincipal) -> Any:
-        # The ordinary submission takes api/fastpath.py; this route answers all the others.
-        host = request.client.host if request.client else None
-        if store.dialect == "sqlite":
-            # SQLite has a single writer, so a hop to the thread pool buys no parallelism and
-            # costs about a third of a submission's time (measured: 270/s with it, 420/s without).
-            return _submit(body, host, principal)
-        # A database over the network may stall: keep the event loop free for other requests.
-        return await run_in_threadpool(_submit, body, host, principal)
-
-    def _submit(body: models.SubmitRequest, client_host: str | None, principal: Principal) -> Any:
-        return submit_answer(ctx.jobs.submit(principal, body, client_host=client_host))
+    _submit_route(app, ctx, error_responses)
 
     @app.get("/jobs/stats", response_model=models.StatsResponse)
     def stats() -> Any:
@@ -502,10 +486,55 @@ def create_app(ctx: AppContext) -> FastAPI:
     _system_routes(app, ctx)
     app.include_router(control.router)
     app.include_router(cluster.router)
+    app.include_router(nodes.router)
     app.include_router(accounting.router)
     app.include_router(slurmrestd.router)
     install_dashboard(app, ctx)  # the web pages at / and /ui/ (conductor.web)
     return app
+
+
+def _submit_route(app: FastAPI, ctx: AppContext, error_responses: dict[int | str, dict[str, Any]]) -> None:
+    store = ctx.store
+
+    @app.post(
+        "/jobs/submit",
+        status_code=201,
+        response_model=models.SubmitResponse,
+        responses={
+            **error_responses,
+            201: {"headers": REPLAYED_HEADER_DOC},
+            200: {"model": models.SubmitResponse, "description": "test_only: the job would be accepted"},
+            422: {"model": models.ErrorBody, "description": "Invalid body, or Idempotency-Key used for another request"},
+            429: {"model": models.ErrorBody, "description": "Pending-job limit reached"},
+        },
+    )
+    async def submit(
+        body: models.SubmitRequest,
+        request: Request,
+        response: Response,
+        principal: CurrentPrincipal,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Any:
+        # The ordinary submission takes api/fastpath.py; this route answers all the others.
+        # FastAPI read the header's first value: a second one is refused here, with a bad key.
+        key = None
+        if idempotency_key is not None:
+            key = idempotency.submission_key(request.headers.getlist(idempotency.HEADER))
+        host = request.client.host if request.client else None
+        if store.dialect == "sqlite":
+            # SQLite has a single writer, so a hop to the thread pool buys no parallelism and
+            # costs about a third of a submission's time (measured: 270/s with it, 420/s without).
+            return _submit(body, host, principal, key, response)
+        # A database over the network may stall: keep the event loop free for other requests.
+        return await run_in_threadpool(_submit, body, host, principal, key, response)
+
+    def _submit(
+        body: models.SubmitRequest, client_host: str | None, principal: Principal, key: str | None, response: Response
+    ) -> Any:
+        result = ctx.jobs.submit(principal, body, client_host=client_host, key=key)
+        if isinstance(result, Submitted) and result.replayed:
+            response.headers[idempotency.REPLAYED_HEADER] = "true"
+        return submit_answer(result)
 
 
 def _explain_routes(app: FastAPI, ctx: AppContext, error_responses: dict[int | str, dict[str, Any]]) -> None:
@@ -531,33 +560,8 @@ def _explain_routes(app: FastAPI, ctx: AppContext, error_responses: dict[int | s
 
 
 def _node_routes(app: FastAPI, ctx: AppContext) -> None:
-    store = ctx.store
-
     # ----------------------------------------------------------------- nodes
-    @app.get("/nodes", response_model=models.NodeList)
-    def list_nodes() -> Any:
-        return models.NodeList(
-            nodes=[
-                models.Node(
-                    name=n.name,
-                    state=_node_state(n.state, n.alloc_cpus, n.cpus),
-                    reason=n.reason,
-                    cpus=n.cpus,
-                    alloc_cpus=n.alloc_cpus,
-                    free_cpus=n.cpus - n.alloc_cpus,
-                    cpu_ids=n.cpu_ids,
-                    cpu_binding=n.cpu_binding,
-                    memory_mb=n.memory_mb,
-                    alloc_memory_mb=n.alloc_memory_mb,
-                    partitions=cluster.node_partitions(ctx, n.name, n.partitions),
-                    running_jobs=n.running_jobs,
-                    last_heartbeat=iso(n.last_heartbeat),
-                    containment=n.containment,
-                )
-                for n in store.list_nodes(live_after=ctx.live_after())
-            ]
-        )
-
+    # GET /nodes and the drain are api/nodes.py's.
     @app.get("/partitions", response_model=models.PartitionList)
     def list_partitions() -> Any:
         return models.PartitionList(partitions=cluster.partition_list(ctx))
@@ -601,12 +605,3 @@ def serve(ctx: AppContext) -> ASGIApp:
     app = create_app(ctx)
     fast = SubmitFastPath(app, store=ctx.store, jobs=ctx.jobs, in_thread=ctx.store.dialect != "sqlite")
     return BodyLimit(BodyCheck(fast), max_bytes=ctx.settings.max_body_bytes)
-
-
-def _node_state(state: str, alloc: int, cpus: int) -> str:
-    if state != "UP":
-        return state
-    if alloc == 0:
-        return "IDLE"
-    return "ALLOCATED" if alloc >= cpus else "MIXED"
-

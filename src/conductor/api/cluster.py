@@ -41,12 +41,7 @@ class AppContext(Protocol):
 
 router = APIRouter(tags=["cluster"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": models.ErrorBody},
-    403: {"model": models.ErrorBody},
-    404: {"model": models.ErrorBody},
-    422: {"model": models.ErrorBody},
-}
+_ERRORS = models.error_responses(400, 403, 404, 422)
 
 
 class PartitionStateChange(BaseModel):

@@ -21,13 +21,7 @@ from conductor.services.jobs import ControlResult, JobChanges, JobService
 
 router = APIRouter(tags=["control"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": models.ErrorBody},
-    403: {"model": models.ErrorBody},
-    404: {"model": models.ErrorBody},
-    409: {"model": models.ErrorBody},
-    422: {"model": models.ErrorBody},
-}
+_ERRORS = models.error_responses(400, 403, 404, 409, 422)
 
 
 # ------------------------------------------------------------------- bodies

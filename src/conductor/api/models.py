@@ -203,8 +203,8 @@ class JobEvents(BaseModel):
 
 class Node(BaseModel):
     name: str
-    state: str
-    reason: str | None
+    state: str = Field(description="IDLE, MIXED, ALLOCATED or DOWN (its worker is not heard from); a drain is apart.")
+    reason: str | None = Field(description="Why it is DOWN (Not responding, worker stopped); None when it is not.")
     cpus: int
     alloc_cpus: int
     free_cpus: int
@@ -217,6 +217,13 @@ class Node(BaseModel):
     last_heartbeat: str | None
     # How the node's worker holds its jobs: cgroup-v2, cgroup-v1, or polling (no control groups).
     containment: str | None = None
+    drained: bool = Field(
+        default=False,
+        description="Drained by an administrator: no new job starts on it; its running jobs go on (State=DRAIN).",
+    )
+    drain_reason: str | None = Field(default=None, description="Why it was drained (None: not drained).")
+    drain_user: str | None = Field(default=None, description="Who drained it.")
+    drain_time: str | None = Field(default=None, description="When it was drained (ISO 8601).")
 
 
 class NodeList(BaseModel):
@@ -250,3 +257,8 @@ class Health(BaseModel):
 class ErrorBody(BaseModel):
     detail: str
     errors: list[dict[str, Any]] | None = None
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI `responses` of a route's refusals, each answered as an ErrorBody."""
+    return {status: {"model": ErrorBody} for status in statuses}

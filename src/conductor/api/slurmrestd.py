@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -37,6 +37,7 @@ from starlette.concurrency import run_in_threadpool
 from conductor import __version__
 from conductor.api import models
 from conductor.api.auth import CurrentPrincipal
+from conductor.api.idempotency import REPLAYED_HEADER_DOC, IdempotencyKey
 from conductor.domain.errors import SpecError
 from conductor.domain.job import Job
 from conductor.domain.jobfiles import CLUSTER_NAME, job_paths
@@ -54,6 +55,7 @@ from conductor.errors import (
     UnknownUser,
     Unsatisfiable,
 )
+from conductor.services import idempotency
 from conductor.services.jobs import JobService, Submitted
 from conductor.services.principal import Principal
 from conductor.store import Store, utcnow
@@ -450,15 +452,27 @@ def _store(request: Request) -> Store:
     return _ctx(request).store
 
 
-@router.post("/job/submit")
-async def submit(request: Request, principal: CurrentPrincipal) -> Any:
-    """`v0.0.40_job_submit_req` -> `v0.0.40_openapi_job_submit_response`."""
+@router.post("/job/submit", responses={200: {"headers": REPLAYED_HEADER_DOC}})
+async def submit(
+    request: Request, response: Response, principal: CurrentPrincipal, idempotency_key: IdempotencyKey = None
+) -> Any:
+    """`v0.0.40_job_submit_req` -> `v0.0.40_openapi_job_submit_response`.
+
+    An `Idempotency-Key` header works as on `POST /jobs/submit` (services/idempotency.py),
+    through the same service: a retry with the same key and job is answered with the first
+    job id and `Idempotent-Replayed: true`. slurmrestd has no such header; ours is an addition."""
 
     def fail(status: int, description: str, error_number: int, error: str, source: str) -> JSONResponse:
         return error_response(
             request, status, description, error_number=error_number, error=error, source=source, principal=principal
         )
 
+    try:  # an empty value is a bad key, not none
+        key = None
+        if idempotency_key is not None:
+            key = idempotency.submission_key(request.headers.getlist(idempotency.HEADER))
+    except Invalid as exc:
+        return fail(exc.status, str(exc), ESLURM_REST_FAIL_PARSING, "Invalid request header", idempotency.HEADER)
     try:
         body = await request.json()
     except (ValueError, RecursionError):
@@ -471,15 +485,19 @@ async def submit(request: Request, principal: CurrentPrincipal) -> Any:
     jobs = _jobs(request)
     try:
         if _store(request).dialect == "sqlite":
-            result = jobs.submit(principal, request_model, client_host=host)
+            result = jobs.submit(principal, request_model, client_host=host, key=key)
         else:
-            result = await run_in_threadpool(jobs.submit, principal, request_model, client_host=host)
+            result = await run_in_threadpool(jobs.submit, principal, request_model, client_host=host, key=key)
     except Invalid as exc:
+        if exc.field == idempotency.HEADER:  # the key of another request: no field of the job
+            return fail(exc.status, str(exc), slurm_errno(exc), "Job submission failed", idempotency.HEADER)
         source = f"job.{exc.field}" if exc.field else "job"
         return fail(exc.status, str(exc), slurm_errno(exc), "Invalid job description", source)
     except Refusal as exc:
         return fail(exc.status, str(exc), slurm_errno(exc), "Job submission failed", "job/submit")
     assert isinstance(result, Submitted)  # slurmrestd has no test_only (refused above)
+    if result.replayed:
+        response.headers[idempotency.REPLAYED_HEADER] = "true"
     job_id = result.job_ids[0]
     warnings = [
         {"description": f"field '{name}' of job_desc_msg is not supported and was ignored", "source": f"job.{name}"}
@@ -648,12 +666,14 @@ def delete_job(
 
 
 # ------------------------------------------------------------------ nodes
-def _node_state(state: str, alloc: int, cpus: int) -> list[str]:
+def _node_state(state: str, alloc: int, cpus: int, drained: bool = False) -> list[str]:
+    """The base state, then the flags (DRAIN), as slurmrestd lists them."""
+    flags = ["DRAIN"] if drained else []
     if state != "UP":
-        return [state]
+        return [state, *flags]
     if alloc == 0:
-        return ["IDLE"]
-    return ["ALLOCATED"] if alloc >= cpus else ["MIXED"]
+        return ["IDLE", *flags]
+    return ["ALLOCATED" if alloc >= cpus else "MIXED", *flags]
 
 
 @router.get("/nodes")
@@ -663,6 +683,7 @@ def get_nodes(request: Request, principal: CurrentPrincipal) -> Any:
     machine, system = platform.machine(), f"{platform.system()} {platform.release()}"
     out = []
     for n in ctx.store.list_nodes(live_after=ctx.live_after()):
+        drain = n.drain  # Slurm has one reason for both: the administrator's drain wins
         out.append(
             {
                 "name": n.name,
@@ -670,8 +691,8 @@ def get_nodes(request: Request, principal: CurrentPrincipal) -> Any:
                 "address": n.name,
                 "architecture": machine,
                 "operating_system": system,
-                "state": _node_state(n.state, n.alloc_cpus, n.cpus),
-                "reason": n.reason or "",
+                "state": _node_state(n.state, n.alloc_cpus, n.cpus, drain is not None),
+                "reason": drain.reason if drain is not None else (n.reason or ""),
                 "cpus": n.cpus,
                 "effective_cpus": n.cpus,
                 "alloc_cpus": n.alloc_cpus,
@@ -696,7 +717,8 @@ def get_nodes(request: Request, principal: CurrentPrincipal) -> Any:
                 "last_busy": _epoch(n.last_heartbeat),
                 "boot_time": number(None),
                 "slurmd_start_time": number(None),
-                "reason_changed_at": number(None),
+                "reason_changed_at": _epoch(drain.time if drain is not None else None),
+                "reason_set_by_user": drain.user if drain is not None else "",
             }
         )
     return {"nodes": out, "last_update": number(int(time.time())), "meta": meta(request, principal),

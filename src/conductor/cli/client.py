@@ -23,6 +23,11 @@ if TYPE_CHECKING:
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 TIMEOUT_SECONDS = 60.0
+# A submission that gets no answer (no connection, or one lost before the whole answer came) is
+# sent again with the same Idempotency-Key: this many attempts in all, the first retry after
+# RETRY_DELAY seconds, each next after twice as long (and up to a half more, at random).
+SUBMIT_ATTEMPTS = 4
+RETRY_DELAY = 0.25
 
 
 class ApiError(ConductorError):
@@ -36,6 +41,27 @@ class ApiError(ConductorError):
 
 class ConnectionFailed(ConductorError):
     """No server answered at the configured URL."""
+
+
+class Unanswered(ConnectionFailed):
+    """The request got no answer: no connection could be made, or it was lost before the whole
+    answer came. The server may have done what was asked all the same; only a request it would
+    answer again without doing it twice (a submission with its Idempotency-Key) is sent again.
+    `reason`: what happened, in a few words."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def new_key() -> str:
+    """A random UUID (version 4), as str(uuid.uuid4()) makes it: importing uuid would cost the
+    command about 6 ms (it imports platform)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # the RFC 4122 variant
+    text = raw.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def base_url() -> str:
@@ -219,6 +245,12 @@ def error_text(payload: Any, fallback: str) -> str:
     return fallback
 
 
+def _sleep(seconds: float) -> None:
+    import time  # a built-in module: nothing to load
+
+    time.sleep(seconds)
+
+
 def _is_ipv4(host: str) -> bool:
     parts = host.split(".")
     return len(parts) == 4 and all(p.isdigit() and int(p) < 256 for p in parts)
@@ -302,9 +334,10 @@ class Client:
                 )
         except OSError as exc:
             reason = exc.strerror or str(exc)
-            raise ConnectionFailed(
+            raise Unanswered(
                 f"cannot connect to the conductor API at {self.url}: {reason}"
-                " (is `conductor up` running? CONDUCTOR_URL names the server)"
+                " (is `conductor up` running? CONDUCTOR_URL names the server)",
+                f"cannot connect: {reason}",
             ) from exc
         sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
         if self._scheme == "https":
@@ -443,7 +476,46 @@ class Client:
     ) -> Any:
         return self._payload(*self._roundtrip(self._encode(method, path, body, query)))
 
-    def _encode(self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None) -> bytes:
+    def submit(
+        self,
+        body: Any,
+        *,
+        key: str | None = None,
+        on_retry: Callable[[Unanswered, int, float], object] | None = None,
+    ) -> Any:
+        """POST /jobs/submit with an Idempotency-Key (`key`, else a fresh random one): when the
+        request gets no answer (Unanswered: no connection, a timeout, a connection lost before
+        the whole answer), it is sent again, the same request with the same key, up to
+        SUBMIT_ATTEMPTS times in all with growing pauses. The server stores the job once and
+        answers a retry as it answered the first, so a flaky network neither makes two jobs nor
+        loses one. An answer, whatever its status, is final: an error is raised as ApiError.
+        `on_retry(error, next attempt, pause)` is told before each pause."""
+        request = self._encode("POST", "/jobs/submit", body, headers={"Idempotency-Key": key or new_key()})
+        delay = RETRY_DELAY
+        attempt = 1
+        while True:
+            try:
+                response = self._roundtrip(request)
+            except Unanswered as exc:
+                if attempt >= SUBMIT_ATTEMPTS:
+                    raise
+                pause = delay * (1 + os.urandom(1)[0] / 510)  # up to half as long again: retries spread out
+                attempt += 1
+                if on_retry is not None:
+                    on_retry(exc, attempt, pause)
+                _sleep(pause)
+                delay *= 2
+                continue
+            return self._payload(*response)
+
+    def _encode(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> bytes:
         target = self._prefix + path
         if query:
             pairs = [
@@ -467,10 +539,17 @@ class Client:
             lines.append(f"Content-Length: {len(data)}")
         if self._token:
             lines.append(f"Authorization: Bearer {self._token}")
+        if headers:
+            lines += [f"{name}: {value}" for name, value in headers.items()]
         return ("\r\n".join(lines) + "\r\n\r\n").encode() + data
 
     def _roundtrip(self, request: bytes) -> tuple[int, str, bytes]:
-        # One retry: a kept-alive connection may have been closed by the server meanwhile.
+        """The answer to `request`; Unanswered when none came.
+
+        One retry at once: a kept-alive connection may have been closed by the server meanwhile.
+        (A POST the server received before it closed would then be sent twice: only a
+        submission, the one POST that creates, makes a second job so, and it carries an
+        Idempotency-Key that makes the second a replay of the first.)"""
         for attempt in (0, 1):
             if self._sock is None:
                 self._connect()
@@ -479,13 +558,15 @@ class Client:
             except _Closed as exc:
                 self.close()
                 if attempt:
-                    raise ConnectionFailed(
-                        f"the conductor API at {self.url} closed the connection: {exc}{self._tls_hint()}"
+                    raise Unanswered(
+                        f"the conductor API at {self.url} closed the connection: {exc}{self._tls_hint()}",
+                        f"the connection was closed: {exc}",
                     ) from exc
-            except OSError as exc:
+            except OSError as exc:  # a timeout too (socket.timeout is an OSError)
                 self.close()
-                raise ConnectionFailed(
-                    f"lost the conductor API at {self.url}: {exc}"
+                raise Unanswered(
+                    f"lost the conductor API at {self.url}: {exc or type(exc).__name__}",
+                    f"the connection was lost: {exc or type(exc).__name__}",
                 ) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -14,7 +14,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-from conductor.cli.client import ApiError, Client, ConnectionFailed
+from conductor.cli.client import SUBMIT_ATTEMPTS, ApiError, Client, ConnectionFailed, Unanswered
 from conductor.cli.getopt import GetoptError
 from conductor.cli.sbatch_options import (
     SbatchError,
@@ -283,8 +283,19 @@ def _directory_problem(path: str, mode: int) -> str | None:
 
 
 def _submit(client: Client, plan: SbatchPlan) -> int:
+    """Submit once, whatever the network does: the request carries a fresh Idempotency-Key, and
+    one that gets no answer is sent again with it (Client.submit), which the server answers
+    with the job it stored the first time, if it did."""
+
+    def retrying(error: Unanswered, attempt: int, pause: float) -> None:
+        if not plan.quiet:
+            sys.stderr.write(
+                f"{PROG}: no answer from {client.url} ({error.reason}); sending the same submission again "
+                f"in {pause:.1f}s, attempt {attempt} of {SUBMIT_ATTEMPTS} (it makes one job at most)\n"
+            )
+
     try:
-        answer = client.post("/jobs/submit", {"job": plan.job, "script": plan.script})
+        answer = client.submit({"job": plan.job, "script": plan.script}, on_retry=retrying)
     except ApiError as exc:
         sys.stderr.write(f"{PROG}: error: Batch job submission failed: {exc.message}\n")
         return _error_exit()

@@ -58,6 +58,9 @@ scontrol [<OPTION>] [<COMMAND>]
                               change TimeLimit, Priority, Nice or JobName of a job.
      update PartitionName=<name> State=UP|DOWN|DRAIN|INACTIVE
                               change a partition's state (administrators).
+     update NodeName=<nodes> State=DRAIN Reason=<text> | State=RESUME | State=UNDRAIN
+                              drain nodes (no new job; running jobs go on) or
+                              resume them (administrators).
      version                  display tool version number.
 """
 
@@ -230,6 +233,26 @@ def _usage_line(job: dict[str, Any]) -> str:
     )
 
 
+def node_state_complete(node: dict[str, Any]) -> str:
+    """The state as `scontrol show node` prints it: the base state, then its flags
+    (node_state_string_complete): IDLE+DRAIN, MIXED+DRAIN, ALLOCATED+DRAIN, DOWN+DRAIN."""
+    state = str(node.get("state") or "UNKNOWN")
+    return state + "+DRAIN" if node.get("drained") else state
+
+
+def node_reason_line(node: dict[str, Any]) -> str:
+    """`Reason=TEXT [USER@TIME]` as scontrol prints it (src/api/node_info.c): a drain's reason,
+    else why the node is down (no user or time is kept for that); "" when there is none."""
+    if node.get("drained"):
+        return (
+            f"Reason={node.get('drain_reason') or ''} "
+            f"[{node.get('drain_user') or 'Unknown'}@{slurm_time(node.get('drain_time'))}]"
+        )
+    if node.get("reason") and node.get("state") == "DOWN":
+        return f"Reason={node['reason']}"
+    return ""
+
+
 def format_node(node: dict[str, Any]) -> list[str]:
     import platform
 
@@ -249,7 +272,7 @@ def format_node(node: dict[str, Any]) -> list[str]:
             f"RealMemory={memory} AllocMem={alloc_mem} FreeMem={memory - alloc_mem} "
             f"Sockets={cpus} Boards=1"
         ),
-        f"State={node.get('state')} ThreadsPerCore=1 TmpDisk=0 Weight=1 Owner=N/A MCS_label=N/A",
+        f"State={node_state_complete(node)} ThreadsPerCore=1 TmpDisk=0 Weight=1 Owner=N/A MCS_label=N/A",
         "Partitions=" + ",".join(node.get("partitions") or []),
         f"LastHeartbeat={slurm_time(node.get('last_heartbeat'))}",
         f"CfgTRES=cpu={cpus},mem={_mem(memory)},billing={cpus}",
@@ -257,6 +280,7 @@ def format_node(node: dict[str, Any]) -> list[str]:
         if node.get("alloc_cpus")
         else "AllocTRES=",
         f"CpuBinding={'YES' if node.get('cpu_binding') else 'NO'}",
+        node_reason_line(node),
     ]
 
 
@@ -342,6 +366,11 @@ def _main(argv: list[str]) -> int:
         from conductor.cli.scontrol_cluster import update_partition
 
         return update_partition(args, quiet)
+    if command == "update" and not any(_is_job_key(a) for a in args):
+        from conductor.cli.scontrol_nodes import is_node_key, update_node
+
+        if any(is_node_key(a.partition("=")[0]) for a in args):
+            return update_node(args, quiet)
     if command == "update":
         return _update(args, quiet)
     raise UsageError(f"Invalid command: {words[0]}\n{USAGE.rstrip()}")
@@ -473,6 +502,13 @@ _UPDATE_KEYS = {
     "name": "name",
     "comment": "comment",
 }
+
+
+def _is_job_key(arg: str) -> bool:
+    """JobId= or JobName= (3 letters or more): scontrol's update is of a job then, whatever
+    else the line names (src/scontrol/scontrol.c, _update_it)."""
+    key = arg.partition("=")[0].lower()
+    return len(key) >= 3 and ("jobid".startswith(key) or "jobname".startswith(key))
 
 
 def _update(args: list[str], quiet: bool) -> int:

@@ -13,7 +13,7 @@ from conductor.domain.text import printable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Collection
     from typing import Any
 
     Row = dict[str, Any]
@@ -24,6 +24,12 @@ NODE_FORMAT = "%#N %.6D %.#P %6t"
 LONG_FORMAT = "%#P %.5a %.10l %.10s %.4r %.8h %.10g %.6D %.11T %N"
 LONG_NODE_FORMAT = "%#N %.6D %.#P %.11T %4c %.8z %.6m %.8d %.6w %.8f %20E"
 SUMMARIZE_FORMAT = "%#P %.5a %.10l %.16F %N"
+# -R/--list-reasons: "reason:20 ,user:9 ,timestamp:19 ,nodelist:0" (with -l: "reason:20
+# ,userlong:12 ,timestamp:19 ,statecompact:6 ,nodelist:0") in src/sinfo/opts.c, as -o formats.
+REASONS_FORMAT = "%20E %9u %19H %N"
+LONG_REASONS_FORMAT = "%20E %12U %19H %6t %N"
+# The nodes -R lists unless -t says otherwise (opts.c: "down,fail,drain").
+REASONS_STATES = "down,fail,drain"
 
 MIN_COMPUTED_WIDTH = 9
 
@@ -147,7 +153,7 @@ FIELDS: dict[str, tuple[str, Callable[[Row], str]]] = {
     "R": ("PARTITION", lambda r: r["partition"]),
     "a": ("AVAIL", lambda r: r["avail"]),
     "l": ("TIMELIMIT", lambda r: _limit(r["max_time"])),
-    "L": ("DEFAULTTIME", lambda r: "n/a"),
+    "L": ("DEFAULTTIME", lambda r: "n/a" if r.get("default_time") is None else _limit(r["default_time"])),
     "D": ("NODES", lambda r: str(len(r["nodes"]))),
     "t": ("STATE", lambda r: r["state_compact"]),
     "T": ("STATE", lambda r: r["state_long"]),
@@ -181,20 +187,20 @@ FIELDS: dict[str, tuple[str, Callable[[Row], str]]] = {
     "r": ("ROOT", lambda r: "no"),
     "f": ("AVAIL_FEATURES", lambda r: "(null)"),
     "G": ("GRES", lambda r: "(null)"),
-    "E": ("REASON", lambda r: "none"),
+    "E": ("REASON", lambda r: r.get("reason") or "none"),
     "d": ("TMP_DISK", lambda r: "0"),
     "w": ("WEIGHT", lambda r: "1"),
     # What a node here does not have, printed as sinfo prints an unset value.
     "A": ("NODES(A/I)", lambda r: _node_counts(r["nodes"]).rsplit("/", 2)[0]),
     "b": ("ACTIVE_FEATURES", lambda r: "(null)"),
-    "B": ("MAX_CPUS_PER_NODE", lambda r: "UNLIMITED"),
-    "H": ("TIMESTAMP", lambda r: "Unknown"),
+    "B": ("MAX_CPUS_PER_NODE", lambda r: "UNLIMITED" if r.get("max_cpus_per_node") is None else str(r["max_cpus_per_node"])),
+    "H": ("TIMESTAMP", lambda r: _timestamp(r.get("reason_time"))),
     "I": ("PRIO_JOB_FACTOR", lambda r: "1"),
     "M": ("PREEMPT_MODE", lambda r: "OFF"),
-    "p": ("PRIO_TIER", lambda r: "1"),
+    "p": ("PRIO_TIER", lambda r: str(r.get("priority_tier", 1))),
     "S": ("ALLOCNODES", lambda r: "all"),
-    "u": ("USER", lambda r: "Unknown"),
-    "U": ("USER", lambda r: "Unknown"),
+    "u": ("USER", lambda r: r.get("reason_user") or "Unknown"),
+    "U": ("USER", lambda r: _user_long(r.get("reason_user"))),
     "v": ("VERSION", lambda r: "23.11.0"),
     "V": ("CLUSTER", lambda r: "conductor"),
     "X": ("SOCKETS", lambda r: "1"),
@@ -271,20 +277,89 @@ def _span(values: list[int]) -> str:
 
 
 def _cpu_counts(nodes: list[dict[str, Any]]) -> str:
-    total = sum(int(n.get("cpus") or 0) for n in nodes)
-    alloc = sum(int(n.get("alloc_cpus") or 0) for n in nodes)
-    other = sum(
-        int(n.get("cpus") or 0) for n in nodes if n.get("state") in ("DOWN", "DRAIN")
-    )
-    idle = max(total - alloc - other, 0)
+    """%C, allocated/idle/other/total as sinfo's _update_sinfo counts them: the CPUs jobs hold
+    are allocated; the rest of a drained or down node's are other, of any other node idle."""
+    alloc = idle = other = total = 0
+    for n in nodes:
+        cpus, used = int(n.get("cpus") or 0), int(n.get("alloc_cpus") or 0)
+        total += cpus
+        alloc += used
+        if n.get("drained") or _base(n) == "DOWN":
+            other += max(cpus - used, 0)
+        else:
+            idle += max(cpus - used, 0)
     return f"{alloc}/{idle}/{other}/{total}"
 
 
 def _node_counts(nodes: list[dict[str, Any]]) -> str:
-    alloc = sum(1 for n in nodes if n.get("state") in ("ALLOCATED", "MIXED"))
-    idle = sum(1 for n in nodes if n.get("state") == "IDLE")
-    other = len(nodes) - alloc - idle
+    """%F: a node running jobs is allocated (drained or not), else a drained or down one other."""
+    alloc = sum(1 for n in nodes if _base(n) in ("ALLOCATED", "MIXED"))
+    other = sum(1 for n in nodes if _base(n) not in ("ALLOCATED", "MIXED") and (n.get("drained") or _base(n) == "DOWN"))
+    idle = len(nodes) - alloc - other
     return f"{alloc}/{idle}/{other}/{len(nodes)}"
+
+
+# ---- a node's state and reason, as sinfo words them ------------------------------------------
+def _base(node: dict[str, Any]) -> str:
+    """The base state: IDLE, MIXED, ALLOCATED or DOWN (a drain is a flag beside it)."""
+    return str(node.get("state") or "UNKNOWN").upper()
+
+
+def _busy(node: dict[str, Any]) -> bool:
+    return _base(node) in ("ALLOCATED", "MIXED")
+
+
+def node_state_long(node: dict[str, Any]) -> str:
+    """%T (node_state_string): a drained node is `draining` while jobs still run on it, then
+    `drained`; `*` when its worker is not heard from either (Slurm's not-responding flag)."""
+    if node.get("drained"):
+        return ("draining" if _busy(node) else "drained") + ("*" if _base(node) == "DOWN" else "")
+    return _base(node).lower()
+
+
+def node_state_compact(node: dict[str, Any]) -> str:
+    """%t (node_state_string_compact): `drng` while jobs still run on a drained node, then `drain`."""
+    if node.get("drained"):
+        return ("drng" if _busy(node) else "drain") + ("*" if _base(node) == "DOWN" else "")
+    base = _base(node)
+    return COMPACT.get(base, base.lower())
+
+
+def node_states(node: dict[str, Any]) -> set[str]:
+    """What -t matches a node by (src/sinfo/sinfo.c, _filter_out): its base state, and when
+    drained DRAIN with DRAINING or DRAINED."""
+    states = {_base(node)}
+    if node.get("drained"):
+        states |= {"DRAIN", "DRAINING" if _busy(node) else "DRAINED"}
+    return states
+
+
+def node_reason(node: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
+    """(reason, user, time) of %E, %u and %H: a drain's, else a down node's reason (no user or
+    time is kept for it), else none."""
+    if node.get("drained"):
+        return node.get("drain_reason"), node.get("drain_user"), node.get("drain_time")
+    if _base(node) == "DOWN" and node.get("reason"):
+        return str(node["reason"]), None, None
+    return None, None, None
+
+
+def _timestamp(value: Any) -> str:
+    from conductor.cli.common import slurm_time
+
+    return slurm_time(value)
+
+
+def _user_long(user: Any) -> str:
+    """%U: user(uid), the uid looked up here; the name alone when this host does not know it."""
+    if not user:
+        return "Unknown"
+    try:
+        import pwd
+
+        return f"{user}({pwd.getpwnam(str(user)).pw_uid})"
+    except (ImportError, KeyError):
+        return str(user)
 
 
 _PCT_RE = re.compile(r"%(\.)?(#|\d*)([A-Za-z%])")
@@ -386,15 +461,48 @@ def render(items: str | list[str | Column], rows: list[Row], header: bool) -> st
     return "".join(line + "\n" for line in lines)
 
 
+def _node_fields(node: dict[str, Any]) -> dict[str, Any]:
+    """What a row shows of its (first) node: its state and its reason."""
+    reason, user, when = node_reason(node)
+    return {
+        "state_compact": node_state_compact(node),
+        "state_long": node_state_long(node),
+        "reason": reason,
+        "reason_user": user,
+        "reason_time": when,
+    }
+
+
 def build_rows(
     partitions: list[dict[str, Any]],
     nodes: list[dict[str, Any]],
     *,
     per_node: bool,
     summarize: bool,
+    fields: Collection[str] = (),
+    reasons: bool = False,
 ) -> list[Row]:
+    """One row per partition and group of nodes (per node with `per_node`; per partition with
+    `summarize`). Nodes group as sinfo's _match_node_data groups them: by their state (its long
+    form: drained and draining nodes apart from the partition's others), and by their reason,
+    its user and time when the format shows them (`fields`: the codes it prints). `reasons`
+    (-R): groups span the partitions, and by state only when the format shows it."""
     by_name = {n["name"]: n for n in nodes}
+    shown = set(fields)
+    by_state = not reasons or bool(shown & {"t", "T", "statecomplete"})
+
+    def key(node: dict[str, Any]) -> tuple[Any, ...]:
+        reason, user, when = node_reason(node)
+        return (
+            node_state_long(node) if by_state else None,
+            reason if "E" in shown else None,
+            user if shown & {"u", "U"} else None,
+            when if "H" in shown else None,
+        )
+
     rows: list[Row] = []
+    spanning: dict[tuple[Any, ...], Row] = {}  # -R: one row per group, whatever the partition
+    seen: set[str] = set()
     for part in partitions:
         members = [by_name[name] for name in part.get("nodes", []) if name in by_name]
         base = {
@@ -403,39 +511,35 @@ def build_rows(
             # sinfo's words for a partition's state: up, down, drain, inact.
             "avail": {"UP": "up", "DRAIN": "drain", "INACTIVE": "inact"}.get(str(part.get("state", "UP")).upper(), "down"),
             "max_time": part.get("max_time"),
+            # The configuration file's (their Slurm defaults without one).
+            "default_time": part.get("default_time"),
+            "priority_tier": part.get("priority_tier", 1),
+            "max_cpus_per_node": part.get("max_cpus_per_node"),
         }
         if summarize:
             rows.append(dict(base, nodes=members, state_compact="", state_long=""))
             continue
-        groups: dict[str, list[dict[str, Any]]] = {}
-        for node in members:
-            groups.setdefault(str(node.get("state") or "UNKNOWN").upper(), []).append(
-                node
-            )
         if per_node:
-            for node in members:
-                state = str(node.get("state") or "UNKNOWN").upper()
-                rows.append(
-                    dict(
-                        base,
-                        nodes=[node],
-                        state_compact=COMPACT.get(state, state.lower()),
-                        state_long=state.lower(),
-                    )
-                )
-        else:
-            for state, group in groups.items():
-                rows.append(
-                    dict(
-                        base,
-                        nodes=group,
-                        state_compact=COMPACT.get(state, state.lower()),
-                        state_long=state.lower(),
-                    )
-                )
+            rows.extend(dict(base, nodes=[node], **_node_fields(node)) for node in members)
+            continue
+        groups: dict[tuple[Any, ...], Row] = spanning if reasons else {}
+        for node in members:
+            if reasons and node["name"] in seen:
+                continue  # a node of two partitions is listed once
+            seen.add(node["name"])
+            group = groups.get(key(node))
+            if group is None:
+                group = groups[key(node)] = dict(base, nodes=[], **_node_fields(node))
+                rows.append(group)
+            group["nodes"].append(node)
     if per_node:
         rows.sort(key=lambda r: r["nodes"][0]["name"])
     return rows
+
+
+def _codes(items: list[str | Column]) -> set[str]:
+    """The fields a parsed format prints."""
+    return {item[0] for item in items if not isinstance(item, str)}
 
 
 def parse_states(text: str) -> list[frozenset[str]] | None:
@@ -492,9 +596,32 @@ def _select(
     if names is not None:
         nodes = [n for n in nodes if n["name"] in names]
     if states is not None:
-        # A node here is in one state: a group of several (idle&drain) matches none.
-        nodes = [n for n in nodes if any(group <= {str(n.get("state")).upper()} for group in states)]
+        # A node matches a group (idle&drain) when it is in every state of it.
+        nodes = [n for n in nodes if any(group <= node_states(n) for group in states)]
+    if "responding" in opts or "dead" in opts:
+        dead = "dead" in opts  # not heard from: DOWN, drained or not
+        nodes = [n for n in nodes if (_base(n) == "DOWN") == dead]
     return partitions, nodes
+
+
+def _format(opts: dict[str, str | None]) -> list[str | Column]:
+    """The columns -O or -o asks for, else the default of the view (-s, -N, -R, -l). An option
+    given empty (`-o "$FORMAT"` with the variable unset) is refused by the parsers: it is a
+    mistake, not a request for the default."""
+    if "Format" in opts:
+        return parse_long_format(opts["Format"] or "")
+    long = "long" in opts
+    if "format" in opts:
+        fmt = opts["format"] or ""
+    elif "summarize" in opts:
+        fmt = SUMMARIZE_FORMAT
+    elif "node" in opts:
+        fmt = LONG_NODE_FORMAT if long else NODE_FORMAT
+    elif "list_reasons" in opts:
+        fmt = LONG_REASONS_FORMAT if long else REASONS_FORMAT
+    else:
+        fmt = LONG_FORMAT if long else DEFAULT_FORMAT
+    return parse_format(fmt)
 
 
 def main(argv: list[str]) -> int:
@@ -523,23 +650,15 @@ def _main(argv: list[str]) -> int:
         check_parser(PROG, opts["json"])
     per_node = "node" in opts
     summarize = "summarize" in opts
-    # An option given empty (`-o "$FORMAT"` with the variable unset) is refused by the parsers:
-    # it is a mistake, not a request for the default.
-    if "Format" in opts:
-        items = parse_long_format(opts["Format"] or "")
-    else:
-        if "format" in opts:
-            fmt = opts["format"] or ""
-        elif summarize:
-            fmt = SUMMARIZE_FORMAT
-        elif per_node:
-            fmt = LONG_NODE_FORMAT if "long" in opts else NODE_FORMAT
-        else:
-            fmt = LONG_FORMAT if "long" in opts else DEFAULT_FORMAT
-        items = parse_format(fmt)
+    items = _format(opts)
     # -n and -t are checked before the server is asked anything.
     names = _node_names(opts["nodes"] or "") if opts.get("nodes") else None
-    states = parse_states(opts["states"] or "") if "states" in opts else None
+    if "states" in opts:
+        states = parse_states(opts["states"] or "")
+    elif "list_reasons" in opts:
+        states = parse_states(REASONS_STATES)
+    else:
+        states = None
     client = Client()
     try:
         partitions = client.get("/partitions").get("partitions", [])
@@ -552,10 +671,10 @@ def _main(argv: list[str]) -> int:
 
         write(sinfo_document(partitions, nodes, argv))
         return 0
-    rows = build_rows(partitions, nodes, per_node=per_node, summarize=summarize)
-    if "responding" in opts or "dead" in opts:
-        dead = "dead" in opts
-        rows = [r for r in rows if (r["state_compact"] == "down") == dead]
+    rows = build_rows(
+        partitions, nodes, per_node=per_node, summarize=summarize, fields=_codes(items),
+        reasons="list_reasons" in opts and not per_node and not summarize,
+    )
     out = []
     if "long" in opts:
         out.append(time.strftime("%a %b %d %H:%M:%S %Y") + "\n")

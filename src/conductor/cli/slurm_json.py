@@ -86,13 +86,29 @@ def _now() -> int:
 
 # -------------------------------------------------------------------------------- sinfo
 def _node_states(node: dict[str, Any]) -> list[str]:
+    """The base state, then the flags (DRAIN), as Slurm's JSON lists them."""
+    flags = ["DRAIN"] if node.get("drained") else []
     state = str(node.get("state") or "UNKNOWN").upper()
     if state != "UP":
-        return [state]
+        return [state, *flags]
     alloc, cpus = int(node.get("alloc_cpus") or 0), int(node.get("cpus") or 0)
     if alloc == 0:
-        return ["IDLE"]
-    return ["ALLOCATED"] if alloc >= cpus else ["MIXED"]
+        return ["IDLE", *flags]
+    return ["ALLOCATED" if alloc >= cpus else "MIXED", *flags]
+
+
+def _reason(node: dict[str, Any]) -> dict[str, Any]:
+    """`reason`: a drain's (with its user and time), else why the node is down."""
+    if node.get("drained"):
+        from conductor.cli.common import parse_iso
+
+        when = parse_iso(node.get("drain_time"))
+        return {
+            "description": node.get("drain_reason") or "",
+            "time": int(when.timestamp()) if when is not None else 0,
+            "user": node.get("drain_user") or "",
+        }
+    return {"description": node.get("reason") or "", "time": 0, "user": ""}
 
 
 def sinfo_document(partitions: list[dict[str, Any]], nodes: list[dict[str, Any]], argv: list[str]) -> dict[str, Any]:
@@ -105,7 +121,9 @@ def sinfo_document(partitions: list[dict[str, Any]], nodes: list[dict[str, Any]]
             cpus, alloc = int(node.get("cpus") or 0), int(node.get("alloc_cpus") or 0)
             memory, alloc_memory = int(node.get("memory_mb") or 0), int(node.get("alloc_memory_mb") or 0)
             states = _node_states(node)
-            up = states[0] in ("IDLE", "MIXED", "ALLOCATED")
+            # Taking jobs: neither down nor drained. A node that is not counts what its jobs do
+            # not hold as "other" (sinfo's %C), never as idle.
+            up = states[0] in ("IDLE", "MIXED", "ALLOCATED") and not node.get("drained")
             max_time = partition.get("max_time")
             entries.append(
                 {
@@ -114,7 +132,7 @@ def sinfo_document(partitions: list[dict[str, Any]], nodes: list[dict[str, Any]]
                     "nodes": {
                         "allocated": 1 if alloc else 0,
                         "idle": 1 if up and not alloc else 0,
-                        "other": 0 if up else 1,
+                        "other": 1 if not up and not alloc else 0,
                         "total": 1,
                         "hostnames": [node["name"]],
                         "addresses": [node["name"]],
@@ -123,7 +141,7 @@ def sinfo_document(partitions: list[dict[str, Any]], nodes: list[dict[str, Any]]
                     "cpus": {
                         "allocated": alloc,
                         "idle": cpus - alloc if up else 0,
-                        "other": 0 if up else cpus,
+                        "other": 0 if up else max(cpus - alloc, 0),
                         "total": cpus,
                         "minimum": cpus,
                         "maximum": cpus,
@@ -146,7 +164,7 @@ def sinfo_document(partitions: list[dict[str, Any]], nodes: list[dict[str, Any]]
                     "cluster": CLUSTER,
                     "comment": "",
                     "extra": "",
-                    "reason": {"description": node.get("reason") or "", "time": 0, "user": ""},
+                    "reason": _reason(node),
                     "reservation": "",
                     "partition": {
                         "nodes": {

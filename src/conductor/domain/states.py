@@ -42,6 +42,9 @@ class Reason(StrEnum):
     JOB_HELD_ADMIN = "JobHeldAdmin"
     BEGIN_TIME = "BeginTime"
     PARTITION_NODE_LIMIT = "PartitionNodeLimit"
+    # Only nodes that take no new job now (drained, or down) could ever hold it: Slurm's
+    # WAIT_NODE_NOT_AVAIL (slurmctld/node_scheduler.c, ESLURM_NODE_NOT_AVAIL).
+    REQ_NODE_NOT_AVAIL = "ReqNodeNotAvail"
     ARRAY_TASK_LIMIT = "JobArrayTaskLimit"
     NON_ZERO_EXIT_CODE = "NonZeroExitCode"
     TIME_LIMIT = "TimeLimit"

@@ -97,6 +97,10 @@ def _node_metrics(nodes: Sequence[NodeInfo]) -> Iterator[Metric]:
     )
     running = GaugeMetricFamily("conductor_node_running_jobs", "Jobs running on a node.", labels=["node"])
     up = GaugeMetricFamily("conductor_node_up", "1 when a node is UP and heartbeating, else 0.", labels=["node", "state"])
+    drained = GaugeMetricFamily(
+        "conductor_node_drained", "1 when an administrator drained a node (it takes no new job), else 0.",
+        labels=["node"],
+    )
     for n in nodes:
         cpus.add_metric([n.name], n.cpus)
         cpus_used.add_metric([n.name], n.alloc_cpus)
@@ -104,7 +108,8 @@ def _node_metrics(nodes: Sequence[NodeInfo]) -> Iterator[Metric]:
         memory_used.add_metric([n.name], n.alloc_memory_mb * 1024 * 1024)
         running.add_metric([n.name], n.running_jobs)
         up.add_metric([n.name, n.state], 1 if n.state == "UP" else 0)
-    yield from (cpus, cpus_used, memory, memory_used, running, up)
+        drained.add_metric([n.name], 1 if n.drain is not None else 0)
+    yield from (cpus, cpus_used, memory, memory_used, running, up, drained)
 
 
 def _queue_metrics(counts: Sequence[QueueCount]) -> Iterator[Metric]:

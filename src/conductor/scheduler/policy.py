@@ -107,11 +107,16 @@ class NodeView:
     free_memory_mb: int
     partitions: frozenset[str]
     running_jobs: int = 0
+    # Whether the node takes new jobs: its worker is alive and no administrator drained it. A
+    # node that does not is given nothing; its running jobs go on and give their share back.
     up: bool = True
     # Running jobs with their ends. CPUs busy without a release here are held for ever.
     releases: list[Release] = field(default_factory=list)
     # CPUs the running jobs of each partition hold here (a partition's MaxCPUsPerNode caps them).
     partition_cpus: dict[str, int] = field(default_factory=dict)
+    # Drained by an administrator (then `up` is False): said apart from a dead node only in
+    # explanations.
+    drained: bool = False
 
     @property
     def idle(self) -> bool:
@@ -211,6 +216,13 @@ def schedule(
     `Resources` (they are being kept for it, when it has a reservation); the jobs behind it
     say `Priority`, and so do jobs that would fit now but would delay a reservation.
 
+    A job that only nodes taking no new job now (drained, or down) could ever hold, since no node
+    of its partition that is up is big enough, waits with `ReqNodeNotAvail`, as Slurm's does
+    (node_scheduler.c: ESLURM_NODE_NOT_AVAIL when the job cannot run on the available nodes
+    even idle): it reserves nothing and keeps nobody behind it waiting (Slurm's scheduler goes
+    on with the partition's next job). A job the nodes that are up could hold waits for them
+    (`Resources`), whatever else is drained.
+
     `limits` (partitions' states and MaxTime, QOS limits) with `usage` (what running jobs hold
     per (user, QOS)): a job a limit holds back waits with the limit's reason (PartitionDown,
     QOSMaxJobsPerUserLimit...), reserves nothing and keeps nobody behind it waiting. So does a
@@ -222,7 +234,9 @@ def schedule(
     decision = Decision()
     reasons = decision.reasons
     estimates = decision.estimates
-    up_nodes = [n for n in nodes if n.up]
+    views = list(nodes)
+    up_nodes = [n for n in views if n.up]
+    unavailable = _Unavailable(views)
     pack = PlacementPolicy(policy) is PlacementPolicy.PACK
     array_running = dict(running_per_array or {})
     max_free = max((len(n.free_cpu_ids) for n in up_nodes), default=0)
@@ -271,9 +285,9 @@ def schedule(
                         max_free = max((len(n.free_cpu_ids) for n in up_nodes), default=0)
                     _note_estimate(decision, job, None)
                     continue
-                if capped:
-                    reason = _RESOURCES
-                else:
+                # Capped, or ReqNodeNotAvail: no estimate, no reservation, nobody kept waiting.
+                reason = _RESOURCES if capped else unavailable.reason(job)
+                if reason is None:
                     if tested >= budget:
                         _wait_for_resources(decision, job, None, waiting)  # untested: no estimate
                         continue
@@ -317,6 +331,7 @@ def _note_miss(misses: list[tuple[int, int, float, bool]], job: PendingJob, dura
 
 _PRIORITY = Reason.PRIORITY.value
 _RESOURCES = Reason.RESOURCES.value
+_NODE_NOT_AVAIL = Reason.REQ_NODE_NOT_AVAIL.value
 _SATISFIED = DependencyStatus.SATISFIED
 
 
@@ -332,6 +347,35 @@ def _note_estimate(decision: Decision, job: PendingJob, estimate: Estimate | Non
         or job.expected_node != estimate.node
     ):
         decision.estimate_changes[job.id] = estimate
+
+
+class _Unavailable:
+    """Whether only nodes that take no new job now could ever hold a job (its reason is then
+    ReqNodeNotAvail): answered once per shape, and not asked at all while every node is up."""
+
+    __slots__ = ("_answers", "_down", "_up")
+
+    def __init__(self, nodes: list[NodeView]) -> None:
+        self._up = [n for n in nodes if n.up]
+        self._down = [n for n in nodes if not n.up]
+        self._answers: dict[tuple[str, int, int], bool] = {}
+
+    def reason(self, job: PendingJob) -> str | None:
+        """ReqNodeNotAvail when only such nodes could hold `job`, else None."""
+        if not self._down:
+            return None
+        key = (job.partition, job.cpus, job.memory_mb)
+        answer = self._answers.get(key)
+        if answer is None:
+            answer = self._answers[key] = not any(_could_hold(job, n) for n in self._up) and any(
+                _could_hold(job, n) for n in self._down
+            )
+        return _NODE_NOT_AVAIL if answer else None
+
+
+def _could_hold(job: PendingJob, node: NodeView) -> bool:
+    """Whether `node`, idle, could hold `job` (exclusive or not: either needs the job's CPUs)."""
+    return job.partition in node.partitions and job.cpus <= len(node.cpu_ids) and job.memory_mb <= node.memory_mb
 
 
 def _cpus_needed(job: PendingJob, node: NodeView) -> int:

@@ -102,6 +102,8 @@ class Forecast:
     hold_ends: float | None = None
     queued: int = 0
     started_ahead: list[int] = field(default_factory=list)  # of `counted`: not running, the pass starts them
+    # (node, "drained" or "down") of its partition's nodes that take no new job now.
+    unavailable: list[tuple[str, str]] = field(default_factory=list)
 
 
 SNAPSHOT_TTL = 1.0
@@ -168,6 +170,9 @@ class Forecaster:
             nodes = self.assign(nodes)
         by_name = {n.name: n for n in nodes}
         free_now = [(n.name, len(n.free_cpu_ids), len(n.cpu_ids)) for n in nodes if n.up and job.partition in n.partitions]
+        unavailable = [
+            (n.name, "drained" if n.drained else "down") for n in nodes if not n.up and job.partition in n.partitions
+        ]
         running = self.store.running_per_array()
         limits, usage, account_usage = self.limits() if self.limits is not None else (None, None, None)
         first = schedule(
@@ -206,7 +211,10 @@ class Forecaster:
             limits=_rules_only(limits),
         )
         waiting = sum(1 for j in ahead if j.id in first.estimates)
-        plan = _plan(job, second, nodes, releases, first.commitments.reservations, waiting, now, free_now)
+        plan = replace(
+            _plan(job, second, nodes, releases, first.commitments.reservations, waiting, now, free_now),
+            unavailable=unavailable,
+        )
         if hold is None:
             return plan
         counted, need, queued = self._counted(job, hold, ahead, placed, held_ahead, limits, now)
@@ -556,8 +564,13 @@ def _explain_plan(job: Job, pending: PendingJob | None, forecast: Forecast, *, b
         shown = ", ".join(f"{name} {free}/{total}" for name, free, total in forecast.free_now[:8])
         more = f" and {len(forecast.free_now) - 8} more nodes" if len(forecast.free_now) > 8 else ""
         lines.append(f"Free CPUs now in partition {job.partition}: {shown}{more}.")
+        if forecast.unavailable:
+            lines.append(f"Taking no new job in partition {job.partition}: {_unavailable(forecast)}.")
     elif forecast.start == INF and not _held_back(forecast):
-        lines.append(f"No node of partition {job.partition} is up.")
+        if forecast.unavailable:
+            lines.append(f"No node of partition {job.partition} takes new jobs: {_unavailable(forecast)}.")
+        else:
+            lines.append(f"No node of partition {job.partition} is up.")
     if forecast.waiting_ahead:
         lines.append(f"{forecast.waiting_ahead} job(s) of higher priority wait ahead of it.")
     for r in forecast.reservations_ahead[:5]:
@@ -565,6 +578,13 @@ def _explain_plan(job: Job, pending: PendingJob | None, forecast: Forecast, *, b
                      f"{_when(r.start, forecast.now)}{'' if r.end == INF else ' until ' + _when(r.end, forecast.now)}.")
     if _held_back(forecast):
         lines.extend(_explain_hold(job, forecast, cpus))
+        return lines
+    if forecast.reason == _NODE_NOT_AVAIL:
+        first = forecast.unavailable[0][0] if forecast.unavailable else "NAME"
+        lines.append(f"It needs {cpus} on one node of partition {job.partition}: only nodes that take no new job now "
+                     "could hold it (ReqNodeNotAvail).")
+        lines.append(f"What would change it: an administrator resuming one (`scontrol update NodeName={first} "
+                     "State=RESUME`), a down node's worker coming back, or asking for less.")
         return lines
     if forecast.start == INF:
         lines.append(f"It needs {cpus} on one node of partition {job.partition}; no start can be foreseen:")
@@ -599,6 +619,16 @@ def _explain_estimate(pending: PendingJob | None, forecast: Forecast, cpus: str)
             lines.append("It has no time limit (UNLIMITED): it can only start where nothing is reserved for "
                          "higher-priority jobs; a time limit (--time) would let it backfill into gaps.")
     return lines
+
+
+_NODE_NOT_AVAIL = Reason.REQ_NODE_NOT_AVAIL.value
+
+
+def _unavailable(forecast: Forecast) -> str:
+    """Its partition's nodes that take no new job: "n1 (drained), n2 (down)"."""
+    shown = ", ".join(f"{name} ({why})" for name, why in forecast.unavailable[:8])
+    more = len(forecast.unavailable) - 8
+    return shown + (f" and {more} more" if more > 0 else "")
 
 
 def _held_back(forecast: Forecast) -> bool:

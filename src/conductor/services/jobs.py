@@ -21,7 +21,7 @@ import signal as posix_signal
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from conductor.bus import SCHEDULER, node_topic
 from conductor.config.live import LiveConfig
@@ -30,18 +30,28 @@ from conductor.domain.job import Job
 from conductor.domain.priority import effective_priority
 from conductor.domain.signals import signal_name
 from conductor.domain.states import JobState
-from conductor.errors import AlreadyDone, Conflict, Forbidden, Invalid, LimitExceeded, NotFound, UnknownUser
+from conductor.errors import (
+    AlreadyDone,
+    Conflict,
+    Forbidden,
+    Invalid,
+    KeyReused,
+    LimitExceeded,
+    NotFound,
+    UnknownUser,
+)
 from conductor.monitoring.metrics import JOBS_SUBMITTED
 from conductor.scheduler.dependencies import check_targets
 from conductor.scheduler.limits import LIMIT_REASONS
 from conductor.scheduler.policy import NodeView, PendingJob
 from conductor.services.forecast import Forecast, Forecaster, explain_waiting, pending_job_from_row
+from conductor.services.idempotency import HEADER, request_digest
 from conductor.services.ports import JobStore, Wakeups
 from conductor.services.principal import Principal, ensure_owner
 from conductor.services.requests import SubmitRequest
 from conductor.services.sharing import check_rows, default_time, explain_account_limit, explain_limit, job_partition
 from conductor.services.submission import Limits, build_rows, check_privileges, submitter_for
-from conductor.store import BEING_STOPPED, NOT_HELD, ControlOutcome, utcnow
+from conductor.store import BEING_STOPPED, NOT_HELD, ControlOutcome, SubmissionKey, SubmitKeyTaken, utcnow
 
 log = logging.getLogger("conductor.services")
 
@@ -54,10 +64,12 @@ WHOLE_ARRAY = -1  # the task part of `123_*`
 # ------------------------------------------------------------------ results
 @dataclass(frozen=True, slots=True)
 class Submitted:
-    """Jobs stored: one, or an array's tasks in order."""
+    """Jobs stored: one, or an array's tasks in order. `replayed`: stored by an earlier
+    submission with the same Idempotency-Key and request, answered again; nothing was stored now."""
 
     job_ids: list[int]
     array: bool
+    replayed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +181,16 @@ class _WithInflight:
         return self.store.count_active_in(user_name, account) + self.inflight.accounts.get((user_name, account), 0)
 
 
+class _Accepted(NamedTuple):
+    """A submission of a batch checked and ready to store (JobService.submit_many)."""
+
+    position: int  # in the batch
+    user: str
+    rows: list[dict[str, Any]]
+    array: bool
+    key: SubmissionKey | None
+
+
 # ------------------------------------------------------------------ the service
 @dataclass
 class JobService:
@@ -191,20 +213,45 @@ class JobService:
 
     # -------------------------------------------------------------- submit
     def submit(
-        self, principal: Principal, request: SubmitRequest, *, client_host: str | None = None
+        self,
+        principal: Principal,
+        request: SubmitRequest,
+        *,
+        client_host: str | None = None,
+        key: str | None = None,
     ) -> Submitted | WouldSubmit:
-        """Validate `request` and store its job(s): one, or an array's tasks."""
+        """Validate `request` and store its job(s): one, or an array's tasks.
+
+        `key`: the request's Idempotency-Key, as the transport checked it (services/
+        idempotency.py). A key the user already submitted with answers that submission again
+        (`replayed`, nothing stored) when the request is the same, and is refused (KeyReused)
+        when it is not; before any other check, so a retry is answered as the first request
+        was even if it would be refused now (by the pending-job limit its own job counts in).
+        A test-only submission ignores its key."""
+        keyed, earlier = self._keyed(principal, request, key)
+        if earlier is not None:
+            return earlier
         checked = self._check(principal, request, client_host)
         if isinstance(checked, WouldSubmit):
             return checked
         user, rows = checked
-        ids = self.store.submit(rows)
+        if keyed is None:
+            ids = self.store.submit(rows)
+        else:
+            try:
+                ids = self.store.submit(rows, key=keyed)
+            except SubmitKeyTaken:
+                # Another submission with the key was stored meanwhile (the unique index chose):
+                # answered as its replay. Nothing of this one was stored.
+                return self._winner(user, keyed)
         # Committed: from here on nothing may raise (see the module's docstring).
         self._after_submit(user, len(ids))
         return Submitted(ids, array=bool(request.job.array))
 
     def submit_many(
-        self, submissions: Sequence[tuple[Principal, SubmitRequest, str | None]]
+        self,
+        submissions: Sequence[tuple[Principal, SubmitRequest, str | None]],
+        keys: Sequence[str | None] | None = None,
     ) -> list[Submitted | WouldSubmit | Exception]:
         """Several submissions, their jobs stored in one transaction (the store's
         batched_writes): for each, what submit() would have returned, or the error it would
@@ -213,44 +260,103 @@ class JobService:
 
         All are checked first, then stored: the transaction, which holds the database's one
         write lock, holds it for the inserts alone. Each one checked counts against the limits
-        of those after it (`_inflight`) until all are stored."""
+        of those after it (`_inflight`) until all are stored.
+
+        `keys`: each submission's Idempotency-Key (None: none), as submit() takes it. Each
+        insert is a savepoint of its own: one the unique index refuses (a key stored before,
+        or earlier in this batch) is undone alone, and answered once the batch is committed,
+        from the job that holds the key (which only then is there to read)."""
         results: list[Submitted | WouldSubmit | Exception | None] = []
-        accepted: list[tuple[int, dict[str, Any], list[dict[str, Any]], bool]] = []  # index, user's row, rows, array
+        accepted: list[_Accepted] = []
         stored: list[tuple[str, int]] = []  # (user, jobs) of each submission stored
+        taken: list[_Accepted] = []  # refused by the unique index on keys: answered after the commit
         try:
-            for principal, request, host in submissions:
-                try:
-                    checked = self._check(principal, request, host)
-                except Exception as exc:  # noqa: BLE001 - that submission's own answer
-                    results.append(exc)
-                    continue
-                if isinstance(checked, WouldSubmit):
-                    results.append(checked)
-                    continue
-                _, rows = checked
-                self._inflight.add(rows[0], len(rows))
-                accepted.append((len(results), rows[0], rows, bool(request.job.array)))
-                results.append(None)
+            for index, (principal, request, host) in enumerate(submissions):
+                outcome = self._checked(index, principal, request, host, keys[index] if keys else None)
+                if isinstance(outcome, _Accepted):
+                    self._inflight.add(outcome.rows[0], len(outcome.rows))
+                    accepted.append(outcome)
+                    results.append(None)
+                else:
+                    results.append(outcome)
             with self.store.batched_writes():
-                for index, _, rows, array in accepted:
+                for job in accepted:
                     try:
-                        ids = self.store.submit(rows)
-                    except Exception as exc:  # noqa: BLE001 - that submission's own answer
-                        results[index] = exc
+                        ids = self.store.submit(job.rows) if job.key is None else self.store.submit(job.rows, key=job.key)
+                    except SubmitKeyTaken:
+                        taken.append(job)
                         continue
-                    results[index] = Submitted(ids, array=array)
-                    stored.append((rows[0]["user_name"], len(ids)))
+                    except Exception as exc:  # noqa: BLE001 - that submission's own answer
+                        results[job.position] = exc
+                        continue
+                    results[job.position] = Submitted(ids, array=job.array)
+                    stored.append((job.user, len(ids)))
         except Exception as exc:  # noqa: BLE001 - the commit failed: nothing of the batch is stored
             failed: list[Submitted | WouldSubmit | Exception] = [
-                exc if result is None or isinstance(result, Submitted) else result for result in results
+                exc if result is None or isinstance(result, Submitted) and not result.replayed else result
+                for result in results
             ]
             return failed + [exc] * (len(submissions) - len(failed))
         finally:
-            for _, row, rows, _ in accepted:
-                self._inflight.add(row, -len(rows))
+            for job in accepted:
+                self._inflight.add(job.rows[0], -len(job.rows))
+        for job in taken:
+            try:
+                results[job.position] = self._winner(job.user, job.key)
+            except Exception as exc:  # noqa: BLE001 - that submission's own answer
+                results[job.position] = exc
         for user, count in stored:
             self._after_submit(user, count)
         return [result if result is not None else RuntimeError("not stored") for result in results]
+
+    def _keyed(
+        self, principal: Principal, request: SubmitRequest, key: str | None
+    ) -> tuple[SubmissionKey | None, Submitted | None]:
+        """The submission's key with its request's digest (None: no key, or a test-only
+        submission, which stores nothing), and the answer of the earlier submission with it, if
+        there was one (KeyReused: the key came with another request)."""
+        if key is None or request.job.test_only:
+            return None, None
+        keyed = SubmissionKey(key, request_digest(request))
+        return keyed, self._earlier(principal.user, keyed)
+
+    def _checked(
+        self, position: int, principal: Principal, request: SubmitRequest, host: str | None, key: str | None
+    ) -> _Accepted | Submitted | WouldSubmit | Exception:
+        """Submission `position` of a batch, checked: what to store, or its answer already (a
+        replay, a test-only submission, the error that refuses it)."""
+        try:
+            keyed, earlier = self._keyed(principal, request, key)
+            if earlier is not None:
+                return earlier
+            checked = self._check(principal, request, host)
+        except Exception as exc:  # noqa: BLE001 - that submission's own answer
+            return exc
+        if isinstance(checked, WouldSubmit):
+            return checked
+        user, rows = checked
+        return _Accepted(position, user, rows, bool(request.job.array), keyed)
+
+    def _earlier(self, user: str, keyed: SubmissionKey) -> Submitted | None:
+        """The answer of the user's submission with this key, if there is one and its request
+        was this one; KeyReused if it was another."""
+        found = self.store.submitted_with(user, keyed.key)
+        if found is None:
+            return None
+        if found.digest != keyed.digest:
+            raise KeyReused(
+                "this key was already used for another request (a different job description or script); "
+                "send a new key with each new submission, and the same key only to retry the same request",
+                field=HEADER,
+            )
+        return Submitted(found.job_ids, array=found.array, replayed=True)
+
+    def _winner(self, user: str, keyed: SubmissionKey | None) -> Submitted:
+        """The answer to a submission the unique index refused: the one that holds its key."""
+        earlier = self._earlier(user, keyed) if keyed is not None else None
+        if earlier is None:  # its job was purged between the two statements: not stored, say so
+            raise Conflict(f"{HEADER}: the submission that holds this key is gone; send the request again")
+        return earlier
 
     def _check(
         self, principal: Principal, request: SubmitRequest, client_host: str | None

@@ -9,13 +9,15 @@ from typing import Any, Protocol
 from conductor.domain.job import Job, JobSummary
 from conductor.scheduler.limits import Usage
 from conductor.scheduler.policy import NodeView
-from conductor.store import CancelOutcome, ControlOutcome
+from conductor.store import CancelOutcome, ControlOutcome, KeyedSubmission, SubmissionKey
 
 
 class JobStore(Protocol):
     """The store's side of the use cases (conductor.store.Store provides it)."""
 
-    def submit(self, rows: Sequence[dict[str, Any]]) -> list[int]: ...
+    def submit(self, rows: Sequence[dict[str, Any]], *, key: SubmissionKey | None = None) -> list[int]: ...
+
+    def submitted_with(self, user_name: str, key: str) -> KeyedSubmission | None: ...
 
     def batched_writes(self) -> AbstractContextManager[bool]: ...
 

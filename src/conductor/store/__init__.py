@@ -6,7 +6,8 @@ job holds its CPUs exactly while its row says RUNNING, so releasing them happens
 state change that ends the job, and `/jobs/stats` is one query over the table.
 
 Cut by who asks: `scheduling` (the scheduler loop), `nodes` (a node's agent), `jobs` and
-`control` (the API and the job services), `dependencies`, `tokens`, `config` (the cluster
+`control` (the API and the job services), `drains` (administrators draining and resuming
+nodes), `dependencies`, `tokens`, `config` (the cluster
 configuration's generation, partition states, fair-share usage), `accounting` (sacctmgr's
 accounts, associations and QOS), `history` (the purge of old jobs), `monitoring` (metrics, the
 transition log, utilisation samples) and `coordination` (LISTEN/NOTIFY and the scheduler's
@@ -31,6 +32,7 @@ from conductor.store.coordination import (
     pg_try_scheduler_lock,
 )
 from conductor.store.dependencies import DependencyQueries
+from conductor.store.drains import DrainQueries
 from conductor.store.engine import (
     PG_CONNECT_ARGS,
     StoreError,
@@ -42,7 +44,7 @@ from conductor.store.engine import (
     utcnow,
 )
 from conductor.store.history import HistoryQueries
-from conductor.store.jobs import JobQueries
+from conductor.store.jobs import JobQueries, SubmitKeyTaken
 from conductor.store.monitoring import MonitoringQueries
 from conductor.store.nodes import NodeConflict, NodeQueries
 from conductor.store.records import (
@@ -50,12 +52,16 @@ from conductor.store.records import (
     NOT_HELD,
     CancelOutcome,
     ControlOutcome,
+    DrainOutcome,
     Finish,
+    KeyedSubmission,
+    NodeDrain,
     NodeInfo,
     QueueCount,
     Reaped,
     SingletonState,
     Stats,
+    SubmissionKey,
     Transition,
     UtilisationSample,
 )
@@ -70,13 +76,18 @@ __all__ = [
     "SCHEDULER_LOCK_KEY",
     "CancelOutcome",
     "ControlOutcome",
+    "DrainOutcome",
     "Finish",
+    "KeyedSubmission",
     "NodeConflict",
+    "NodeDrain",
     "NodeInfo",
     "QueueCount",
     "Reaped",
     "SingletonState",
     "Stats",
+    "SubmissionKey",
+    "SubmitKeyTaken",
     "Transition",
     "UtilisationSample",
     "Store",
@@ -101,6 +112,7 @@ class Store(
     NodeQueries,
     JobQueries,
     ControlQueries,
+    DrainQueries,
     DependencyQueries,
     TokenQueries,
     HistoryQueries,

@@ -36,14 +36,29 @@ def _running_releases(_dialect: str) -> Any:
 
 def _node_rows(_dialect: str) -> Any:
     return select(
-        nodes.c.name, nodes.c.cpu_ids, nodes.c.memory_mb, nodes.c.partitions, nodes.c.state, nodes.c.last_heartbeat
+        nodes.c.name,
+        nodes.c.cpu_ids,
+        nodes.c.memory_mb,
+        nodes.c.partitions,
+        nodes.c.state,
+        nodes.c.last_heartbeat,
+        nodes.c.drain_reason.is_not(None),
     )
+
+
+def is_live(state: str, last_heartbeat: datetime | None, live_after: datetime | None) -> bool:
+    """Whether a node's worker is alive: UP, and heard from since `live_after` (None: any time)."""
+    heartbeat = aware(last_heartbeat)
+    return state == "UP" and (live_after is None or (heartbeat is not None and heartbeat >= live_after))
 
 
 class Allocations(Database):
     def node_views(self, *, live_after: datetime | None = None) -> list[NodeView]:
         """Every node with the CPUs and memory its RUNNING jobs leave free, and when each of
-        them gives its share back (start time + time limit; never, when UNLIMITED)."""
+        them gives its share back (start time + time limit; never, when UNLIMITED).
+
+        `up`: the node takes new jobs, its worker alive (`is_live`) and not drained; a drained
+        node is listed with its running jobs, as any other, for what they hold and release."""
         with self._raw_read() as cursor:
             node_rows = self._query(cursor, _node_rows)
             running = self._query(cursor, _running_releases)
@@ -63,11 +78,10 @@ class Allocations(Database):
             end = started.timestamp() + time_limit if started is not None and time_limit else INF
             releases.setdefault(node_list, []).append(Release(job_id, len(cpus), memory or 0, end))
         views = []
-        for name, node_cpu_ids, memory_mb, partitions, state, last_heartbeat in node_rows:
+        for name, node_cpu_ids, memory_mb, partitions, state, last_heartbeat, drained in node_rows:
             ids = tuple(parse_cpu_list(node_cpu_ids))
             taken = used.get(name, set())
-            heartbeat = aware(last_heartbeat)
-            live = state == "UP" and (live_after is None or (heartbeat is not None and heartbeat >= live_after))
+            live = is_live(state, last_heartbeat, live_after)
             views.append(
                 NodeView(
                     name=name,
@@ -77,9 +91,10 @@ class Allocations(Database):
                     free_memory_mb=memory_mb - used_mem.get(name, 0),
                     partitions=frozenset(partitions.split(",")),
                     running_jobs=counts.get(name, 0),
-                    up=live,
+                    up=live and not drained,
                     releases=releases.get(name, []),
                     partition_cpus=by_partition.get(name, {}),
+                    drained=bool(drained),
                 )
             )
         return views

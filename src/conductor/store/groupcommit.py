@@ -8,7 +8,9 @@ queued meanwhile. Alone, a submitter is its own batch of one and waits for nobod
 batches grow by themselves with the time a write takes. No timer, no thread of its own.
 
 A batch refused by the database (a row it will not take) is retried one submission at a time, so
-a bad row fails alone. A batch that failed because the database did (StoreUnavailable, perhaps
+a bad row fails alone. So is a batch holding an Idempotency-Key its user already used (or two
+submissions with one key): the unique index refuses the batch, then that row alone, whose
+submitter gets the error (store/jobs.py makes it SubmitKeyTaken, answered as a replay). A batch that failed because the database did (StoreUnavailable, perhaps
 during the commit) is not retried: each submitter gets the error, as it would have alone.
 """
 

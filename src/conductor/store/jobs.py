@@ -18,6 +18,7 @@ from sqlalchemy import (
     and_,
     any_,
     bindparam,
+    case,
     cast,
     false,
     func,
@@ -36,19 +37,22 @@ from conductor.domain.cpuset import parse_cpu_list
 from conductor.domain.job import Job
 from conductor.domain.states import Reason
 from conductor.scheduler.policy import NodeView
-from conductor.store.allocations import Allocations
-from conductor.store.engine import aware, utcnow
+from conductor.store.allocations import Allocations, is_live
+from conductor.store.engine import StoreError, aware, utcnow
 from conductor.store.groupcommit import GroupCommit
 from conductor.store.records import (
     JobEvent,
+    KeyedSubmission,
+    NodeDrain,
     NodeInfo,
     Stats,
+    SubmissionKey,
     event_from_row,
     job_from_row,
     jobs_from_rows,
     partial_jobs,
 )
-from conductor.store.schema import job_events, jobs, nodes
+from conductor.store.schema import SUBMISSION_KEY_COLUMNS, job_events, jobs, nodes
 from conductor.store.statements import result_processors
 from conductor.store.transitions import PENDING, RUNNING
 
@@ -56,15 +60,54 @@ from conductor.store.transitions import PENDING, RUNNING
 _ARRAY_RUNS_CHUNK = 2_000
 # Jobs per statement of `_submit_statement` (about 40 bound parameters each).
 _SUBMIT_CHUNK = 64
+# Columns the tasks of an array do not share: each its own, or only on the first task.
+_PER_TASK = frozenset({"array_task_id", "array_job_id"}) | SUBMISSION_KEY_COLUMNS
+_KEY_INDEX = "ix_jobs_submit_key"  # schema.py: unique on (user_name, submit_key)
+
+
+class SubmitKeyTaken(StoreError):
+    """A submission's Idempotency-Key that its user already used: nothing of it was stored. The
+    job that holds the key is `submitted_with(user, key)`."""
 
 
 class JobQueries(Allocations):
     # ------------------------------------------------------------- submission
-    def submit(self, rows: Sequence[dict[str, Any]]) -> list[int]:
+    def submit(self, rows: Sequence[dict[str, Any]], *, key: SubmissionKey | None = None) -> list[int]:
         """Insert new PENDING jobs (one, or the tasks of an array) in one transaction.
 
         For an array, every task's `array_job_id` becomes the id of its first task, as in Slurm.
+
+        `key`: the submission's Idempotency-Key and its request's digest, stored on the first
+        row (the job the submission is known by, an array's first task). The unique index on
+        (user, key) decides between submissions racing with one key, on every path (alone, in
+        a savepoint of batched_writes, in a group commit): the loser stores nothing and raises
+        SubmitKeyTaken, and its caller answers with the winner's jobs (`submitted_with`).
         """
+        if key is None:
+            return self._submit(rows, None)
+        try:
+            return self._submit(rows, {"submit_key": key.key, "submit_digest": key.digest})
+        except Exception as exc:
+            if _key_taken(exc):
+                user = rows[0].get("user_name") if rows else None
+                raise SubmitKeyTaken(f"user '{user}' already submitted with this Idempotency-Key") from exc
+            raise
+
+    def submitted_with(self, user_name: str, key: str) -> KeyedSubmission | None:
+        """The submission `user_name` made with Idempotency-Key `key`: its request's digest and
+        its job ids (an array's tasks in id order, as its answer listed them); None if there is
+        none (never made, or its job purged). From the partial unique index, one look-up."""
+        with self._raw_read() as cursor:
+            found = self._query(cursor, _keyed_job, user_name=user_name, submit_key=key)
+            if not found:
+                return None
+            job_id, digest, task = found[0]
+            if task is None:
+                return KeyedSubmission(str(digest), [int(job_id)], array=False)
+            tasks = [int(row[0]) for row in self._query(cursor, _array_tasks, array_job_id=job_id)]
+        return KeyedSubmission(str(digest), tasks, array=True)
+
+    def _submit(self, rows: Sequence[dict[str, Any]], keyed: dict[str, str] | None) -> list[int]:
         now = utcnow()
         ids: list[int] = []
         prepared = []
@@ -77,6 +120,8 @@ class JobQueries(Allocations):
             prepared.append(values)
         if not prepared:
             return []
+        if keyed is not None:
+            prepared[0].update(keyed)  # on the first row alone: the unique index holds it once
         if len(prepared) == 1 and prepared[0].get("array_task_id") is None:
             # One plain job (nearly every REST or sbatch submission): the fast path. On
             # PostgreSQL, concurrent ones share a transaction (groupcommit.py).
@@ -232,9 +277,14 @@ class JobQueries(Allocations):
         (reading it raises AttributeError), so they are only for a view that shows what those
         columns hold."""
         if columns is None:
-            selected = [c for c in jobs.c if with_script or c.name not in ("script", "environment")]
+            selected = [
+                c
+                for c in jobs.c
+                if (with_script or c.name not in ("script", "environment")) and c.name not in SUBMISSION_KEY_COLUMNS
+            ]
         else:
-            selected = [c for c in jobs.c if c.name == "id" or c.name in columns]
+            # A submission's key is its submitter's: never listed (schema.SUBMISSION_KEY_COLUMNS).
+            selected = [c for c in jobs.c if c.name == "id" or c.name in columns and c.name not in SUBMISSION_KEY_COLUMNS]
         # The state condition first: _page_query (on PostgreSQL) and _legs_since put legs in its place.
         conditions: list[ColumnElement[bool]] = []
         if states:
@@ -318,18 +368,38 @@ class JobQueries(Allocations):
             return [r[0] for r in conn.execute(query)]
 
     def stats(self, *, live_after: datetime | None = None) -> Stats:
+        """The CPUs of the live nodes, those running jobs hold and those free for new jobs.
+
+        A drained node's CPUs count in the total, and those its running jobs hold in the used;
+        the rest of them are not available (sinfo counts them as "other", neither allocated
+        nor idle), so used + available falls short of the total by them."""
+        drained = nodes.c.drain_reason.is_not(None)
         with self._read() as conn:
-            node_query = select(func.coalesce(func.sum(nodes.c.cpus), 0)).where(nodes.c.state == "UP")
+            node_query = select(
+                func.coalesce(func.sum(nodes.c.cpus), 0),
+                func.coalesce(func.sum(case((drained, nodes.c.cpus), else_=0)), 0),
+            ).where(nodes.c.state == "UP")
             if live_after is not None:
                 node_query = node_query.where(nodes.c.last_heartbeat >= live_after)
-            total = int(conn.execute(node_query).scalar_one())
+            total, drained_total = (int(v) for v in conn.execute(node_query).one())
             # Two queries, not one over both states: the pending count comes from the index alone.
             used, running = conn.execute(
                 select(func.coalesce(func.sum(jobs.c.allocated_cpus), 0), func.count()).where(jobs.c.state == RUNNING)
             ).one()
             pending = conn.execute(select(func.count()).select_from(jobs).where(jobs.c.state == PENDING)).scalar_one()
+            drained_used = 0
+            if drained_total:  # only then: the common case costs no join
+                held = (
+                    select(func.coalesce(func.sum(jobs.c.allocated_cpus), 0))
+                    .select_from(jobs.join(nodes, jobs.c.node_list == nodes.c.name))
+                    .where(jobs.c.state == RUNNING, drained, nodes.c.state == "UP")
+                )
+                if live_after is not None:
+                    held = held.where(nodes.c.last_heartbeat >= live_after)
+                drained_used = int(conn.execute(held).scalar_one())
         used, running, pending = int(used), int(running), int(pending)
-        return Stats(total, used, max(total - used, 0), running, pending)
+        other = max(drained_total - drained_used, 0)
+        return Stats(total, used, max(total - used - other, 0), running, pending)
 
     def list_nodes(self, *, live_after: datetime | None = None) -> list[NodeInfo]:
         with self._read() as conn:
@@ -344,8 +414,11 @@ class JobQueries(Allocations):
             if view is None:
                 continue
             state = n.state
-            if state == "UP" and not view.up:
+            if state == "UP" and not is_live(state, n.last_heartbeat, live_after):
                 state = "DOWN"
+            drain = None
+            if n.drain_reason is not None:
+                drain = NodeDrain(n.drain_reason, n.drain_user or "", aware(n.drain_time) or utcnow())
             out.append(
                 NodeInfo(
                     name=n.name,
@@ -362,6 +435,7 @@ class JobQueries(Allocations):
                     running_jobs=view.running_jobs,
                     instance=n.instance,
                     containment=n.containment,
+                    drain=drain,
                 )
             )
         return out
@@ -374,7 +448,8 @@ def _copy_array_tasks(conn: Connection, first: int, task_ids: Sequence[int]) -> 
     unfolds, joined with the first row in one INSERT ... SELECT: binding 50 parameters per
     task in Python is what made a 10,000-task array slow.
     """
-    copied = [c for c in jobs.c if c.name not in ("id", "array_task_id", "array_job_id")]
+    # Not the submission's key: the first task alone holds it (the unique index takes it once).
+    copied = [c for c in jobs.c if c.name != "id" and c.name not in _PER_TASK]
     runs = _arithmetic_runs(task_ids)
     for start in range(0, len(runs), _ARRAY_RUNS_CHUNK):
         seeds = [
@@ -409,9 +484,9 @@ def _differ_only_in_task(rows: Sequence[dict[str, Any]]) -> bool:
     """Whether the rows of an array are one row repeated but for `array_task_id` (as
     `build_rows` makes them), so the database can copy the first instead of binding each."""
     first = rows[0]
-    keys = first.keys() - {"array_task_id", "array_job_id"}
+    keys = first.keys() - _PER_TASK
     for row in rows[1:]:
-        if row.keys() - {"array_task_id", "array_job_id"} != keys:
+        if row.keys() - _PER_TASK != keys:
             return False
         for key in keys:
             value, expected = row[key], first[key]
@@ -435,6 +510,33 @@ def _arithmetic_runs(ids: Sequence[int]) -> list[tuple[int, int, int]]:
         runs.append((ids[i], ids[j], step))
         i = j + 1
     return runs
+
+
+def _key_taken(exc: BaseException) -> bool:
+    """Whether `exc` is the unique index on (user, submit_key) refusing a row: the driver's
+    IntegrityError (raw, or wrapped by SQLAlchemy) naming the index (PostgreSQL's diagnostics)
+    or its columns (SQLite: "UNIQUE constraint failed: jobs.user_name, jobs.submit_key"). Not
+    read from PostgreSQL's text, whose detail quotes the row's values (the key among them)."""
+    cause = getattr(exc, "orig", None) or exc
+    if not any(kind.__name__ == "IntegrityError" for kind in type(cause).__mro__):
+        return False
+    diag = getattr(cause, "diag", None)
+    if diag is not None:  # psycopg
+        return getattr(diag, "constraint_name", None) == _KEY_INDEX
+    text = str(cause)
+    return text.startswith("UNIQUE constraint failed:") and "jobs.submit_key" in text
+
+
+def _keyed_job(_dialect: str) -> Any:
+    """The job a user's submission with a key made: from the partial unique index (its
+    condition, submit_key IS NOT NULL, follows from the equality, on both databases)."""
+    return select(jobs.c.id, jobs.c.submit_digest, jobs.c.array_task_id).where(
+        jobs.c.user_name == bindparam("user_name"), jobs.c.submit_key == bindparam("submit_key")
+    )
+
+
+def _array_tasks(_dialect: str) -> Any:
+    return select(jobs.c.id).where(jobs.c.array_job_id == bindparam("array_job_id")).order_by(jobs.c.id)
 
 
 def _submit_statement(_dialect: str, keys: tuple[str, ...], count: int) -> Any:

@@ -46,6 +46,9 @@ class NodeQueries(Database):
         Refused when another instance holds it, heartbeated after `stale_before` and
         `instance_alive` cannot rule it out (a crashed worker restarting on the same host can);
         a node is never silently merged with another worker's.
+
+        The row is rewritten but for its drain (`drains`): an administrator's drain outlives
+        the worker's restarts, so nothing here may name the drain columns.
         """
         now = utcnow()
         values = {
@@ -82,7 +85,8 @@ class NodeQueries(Database):
             conn.execute(update(nodes).where(nodes.c.name == name).values(**values))
 
     def heartbeat(self, name: str, instance: str) -> bool:
-        """Refresh the node's heartbeat; False when another instance took the node over."""
+        """Refresh the node's heartbeat; False when another instance took the node over. A
+        drain stays (it is not the node's state: `drains`)."""
         with self._write() as conn:
             result = conn.execute(
                 update(nodes)

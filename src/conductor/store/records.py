@@ -92,6 +92,48 @@ class NodeInfo:
     running_jobs: int
     instance: str | None = None
     containment: str | None = None  # cgroup-v2, cgroup-v1 or polling, as its worker found
+    # Drained by an administrator (None: not drained): no new job is placed on it.
+    drain: NodeDrain | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeDrain:
+    """An administrator's drain of a node: why, who, since when."""
+
+    reason: str
+    user: str
+    time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DrainOutcome:
+    """What draining or resuming a node did. `drain`: the drain in force after DRAIN (a new one,
+    or the same one when it already had that reason), or the one RESUME cleared (None: the node
+    was not drained). `live`: whether its worker is heartbeating (as `live_after` says)."""
+
+    found: bool
+    changed: bool = False
+    drain: NodeDrain | None = None
+    live: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionKey:
+    """A submission's Idempotency-Key and the digest of its request (services/idempotency.py),
+    stored on the job it makes (an array's first task)."""
+
+    key: str
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class KeyedSubmission:
+    """What a user's submission with a key stored: its request's digest and the job ids it was
+    answered with (an array's tasks in order)."""
+
+    digest: str
+    job_ids: list[int]
+    array: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -160,7 +160,8 @@ class SchedulingQueries(Allocations):
         The policy decides from a snapshot. Should two schedulers ever act at once (a leader
         that has not yet noticed its lock is gone), the later commit would hand out CPUs the
         earlier one gave away; locking the node rows serialises the two, and this check then
-        sees what the other committed. A node declared DOWN meanwhile gets nothing.
+        sees what the other committed. A node declared DOWN or drained meanwhile gets nothing:
+        once a drain has committed, no placement made from an older snapshot starts a job there.
         """
         if not placements:
             return []
@@ -176,9 +177,9 @@ class SchedulingQueries(Allocations):
         out = []
         for p in placements:
             row = node_rows.get(p.node)
-            if row is None or row[1] != "UP":
+            if row is None or row[1] != "UP" or row[4] is not None:
                 continue
-            _, _, node_memory, node_cpu_ids = row
+            _, _, node_memory, node_cpu_ids, _ = row
             wanted = set(p.cpu_ids)
             if (
                 wanted & taken[p.node]
@@ -372,7 +373,9 @@ def _pending_estimate(_dialect: str) -> Any:
 
 
 def _capacity_nodes(dialect: str) -> Any:
-    query = select(nodes.c.name, nodes.c.state, nodes.c.memory_mb, nodes.c.cpu_ids).order_by(nodes.c.name)
+    query = select(nodes.c.name, nodes.c.state, nodes.c.memory_mb, nodes.c.cpu_ids, nodes.c.drain_reason).order_by(
+        nodes.c.name
+    )
     return for_update(dialect, query)
 
 

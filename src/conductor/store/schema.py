@@ -89,7 +89,17 @@ jobs = Table(
     # The backfill plan's estimate for a pending job (squeue --start). Migration 0010.
     Column("expected_start_time", DateTime(timezone=True), nullable=True),
     Column("sched_nodes", String(256), nullable=True),
+    # A submission's Idempotency-Key, unique per user, and a digest of the request it came with
+    # (0016): a client retrying a submission whose answer it lost gets the same job back.
+    # Only on the job the submission made (an array's first task). SUBMISSION_KEY_COLUMNS.
+    Column("submit_key", String(255), nullable=True),
+    Column("submit_digest", String(64), nullable=True),
 )
+# The columns of `jobs` no job record carries: a key is its submitter's secret handle on a
+# submission (a client may derive it from its own identifiers), and every user lists every job,
+# so no listing reads them and `Job` has no field for them. Only the submission's own look-up
+# reads them (JobQueries.submitted_with); the purge deletes them with their row.
+SUBMISSION_KEY_COLUMNS = frozenset({"submit_key", "submit_digest"})
 Index("ix_jobs_state_order", jobs.c.state, jobs.c.priority, jobs.c.submit_time, jobs.c.id)
 Index("ix_jobs_node_state", jobs.c.node_list, jobs.c.state)
 Index("ix_jobs_user", jobs.c.user_name)
@@ -110,6 +120,17 @@ Index(
     jobs.c.state,
     sqlite_where=jobs.c.state == "PENDING",
     postgresql_where=jobs.c.state == "PENDING",
+)
+# A user's Idempotency-Keys, each on one job at most (migration 0016): two submissions racing
+# with one key store one job, the other fails on this index and answers as a replay of it.
+# Partial: most jobs come without a key, and they cost this index nothing.
+Index(
+    "ix_jobs_submit_key",
+    jobs.c.user_name,
+    jobs.c.submit_key,
+    unique=True,
+    sqlite_where=jobs.c.submit_key.isnot(None),
+    postgresql_where=jobs.c.submit_key.isnot(None),
 )
 
 job_events = Table(

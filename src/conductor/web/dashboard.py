@@ -250,7 +250,10 @@ def _page_routes(router: APIRouter, ctx: DashboardContext) -> None:
         for job in running:
             on_node.setdefault(job.node_list or "", []).append(job)
         listed = store.list_nodes(live_after=ctx.live_after())
-        return render(request, "nodes.html", session, nodes=listed, on_node=on_node, memory=views.memory, label=views.job_label)
+        return render(
+            request, "nodes.html", session, nodes=listed, on_node=on_node, memory=views.memory, label=views.job_label,
+            when=views.when,
+        )
 
 
 def _job_routes(router: APIRouter, ctx: DashboardContext) -> None:
