@@ -235,6 +235,12 @@ def test_list_filters_refuse_control_characters_around_their_items(api: Api, tmp
     assert api.http.get("/jobs?job_id=1,%202&user=root,%20nobody").status_code == 200  # spaces are forgiven
 
 
+@pytest.mark.parametrize("name", ["%00", "n1%0A", "%1B%5B2J"])
+def test_a_node_name_with_control_characters_is_refused(api: Api, name: str) -> None:
+    # PostgreSQL cannot even compare text with a NUL in it: that was a 500 there.
+    refused(api.http.post(f"/nodes/{name}/state", json={"state": "DRAIN", "reason": "x"}), 400, "name")
+
+
 # ------------------------------------------------------------------ 7. accepted silently
 def test_node_range_with_its_maximum_below_its_minimum_is_refused(api: Api, tmp_path: Path) -> None:
     before = job_count(api)

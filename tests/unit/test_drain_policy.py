@@ -133,3 +133,13 @@ def test_test_only_says_reqnodenotavail() -> None:
         "Job 100 would be accepted; it would wait with reason ReqNodeNotAvail: only nodes of its partition that "
         "take no new job now (drained or down: n1) could run it"
     )
+
+
+def test_only_partitions_where_a_drained_node_is_larger_are_asked_about() -> None:
+    from conductor.scheduler.policy import _Unavailable
+
+    # A drained node as large as one that takes jobs: no shape can need it alone, and the pass
+    # over the backlog does not ask (one set lookup a job).
+    assert _Unavailable([node("n1", 4, drained=True), node("n2", 4), node("n3", 2)]).risky == frozenset()
+    assert _Unavailable([node("n1", 8, drained=True), node("n2", 4)]).risky == frozenset({"debug"})
+    assert _Unavailable([node("n1", 4, down=True)]).risky == frozenset({"debug"})

@@ -76,3 +76,23 @@ def test_a_feed_too_far_behind_or_ahead_of_the_database_starts_at_the_newest() -
     restored = Events([event(1, 30.0)], latest=1, saved=500)  # a database restored from before
     feed = TransitionFeed(restored)
     assert feed.poll(NOW) == 0 and feed.after == 1
+
+
+def test_an_error_between_batches_logs_nothing_twice() -> None:
+    import pytest
+
+    class Failing(Events):
+        calls = 0
+
+        def transitions_after(self, after_event: int, limit: int) -> list[Transition]:
+            self.calls += 1
+            if self.calls == 2:
+                raise ConnectionError("the database went away a moment")
+            return super().transitions_after(after_event, limit)
+
+    store = Failing([event(i, 30.0) for i in range(1, 8)])
+    feed = TransitionFeed(store, batch=3)
+    with pytest.raises(ConnectionError):
+        feed.poll(NOW)  # the first batch is logged, then the next read fails
+    assert feed.after == 3 and store.saved == 3
+    assert feed.poll(NOW) == 4 and feed.after == 7  # 4-7 only

@@ -70,17 +70,10 @@ class TransitionFeed:
 
     def poll(self, now: datetime) -> int:
         """Log and count what was written since the last poll; how many transitions."""
-        start = self.after
-        if start is None:
-            start = self.after = self._start()
-            self.store.save_feed_position(start)
-        done, self.after = self._read(start, now)
-        if self.after != start:
-            self.store.save_feed_position(self.after)
-        return done
-
-    def _read(self, after: int, now: datetime) -> tuple[int, int]:
-        """Log and count the transitions after event `after`; how many, and the last one read."""
+        after = self.after
+        if after is None:
+            after = self.after = self._start()
+            self.store.save_feed_position(after)
         written_before = now - self.lag if self.lag else None
         done = 0
         while True:
@@ -99,9 +92,12 @@ class TransitionFeed:
                 record(transition)
             done += len(taken)
             if taken:
-                after = taken[-1].event_id
+                # Kept, and saved, batch by batch: an error on the next batch (the database
+                # gone a moment) must not have these logged and counted again.
+                after = self.after = taken[-1].event_id
+                self.store.save_feed_position(after)
             if len(taken) < self.batch:
-                return done, after
+                return done
 
 
 def record(t: Transition) -> None:

@@ -23,6 +23,7 @@ from typing import Protocol
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from conductor.bus import SCHEDULER
+from conductor.domain.text import first_control_character
 from conductor.errors import Conflict, Invalid, NotFound
 from conductor.services.ports import Wakeups
 from conductor.services.principal import Principal, ensure_admin
@@ -92,6 +93,8 @@ class NodeService:
         """Drain or resume node `name`: an administrator's, checked before the node's existence
         (as a partition's state change)."""
         ensure_admin(principal, "drain or resume a node")
+        if first_control_character(name) is not None:  # no node has one; PostgreSQL refuses NUL
+            raise Invalid("a node name has no control characters", field="name")
         state = request.state
         live_after = utcnow() - timedelta(seconds=self.heartbeat_timeout)
         if state == "DRAIN":
