@@ -533,4 +533,8 @@ def test_connection_refused_names_the_url(cli: Cli) -> None:
         result = cli(*args, check=False)
         assert result.returncode == 1
         assert "http://127.0.0.1:9" in result.stderr
-        assert result.stderr.startswith(f"{command}: error: ")
+        *retries, last = result.stderr.splitlines()
+        assert last.startswith(f"{command}: error: cannot connect to the conductor API at http://127.0.0.1:9")
+        # sbatch tries again, with the same Idempotency-Key, before it gives up; the others do not.
+        assert len(retries) == (3 if command == "sbatch" else 0), result.stderr
+        assert all(r.startswith("sbatch: no answer from http://127.0.0.1:9 (cannot connect") for r in retries)
