@@ -199,11 +199,14 @@ def test_postgresql_out_of_connections_servers_and_workers_wait_and_recover(
             assert "too many clients" in process.log() and "retrying" in process.log(), process.log()
         # The running server answers what it can with the connections it holds, and what it
         # cannot with a 503 that says why: never a 500.
+        accepted = []
         for _ in range(5):
             answer = api.http.post(
                 "/jobs/submit", json={"job": {"current_working_directory": str(tmp_path)}, "script": "#!/bin/bash\ntrue\n"}
             )
             assert answer.status_code in (201, 503), answer.text
+            if answer.status_code == 201:
+                accepted.append(int(answer.json()["job_id"]))
         for connection in held:
             connection.close()
         held = []
@@ -216,6 +219,10 @@ def test_postgresql_out_of_connections_servers_and_workers_wait_and_recover(
         while sum(n["state"] in up for n in api.http.get("/nodes").json()["nodes"]) < 2:
             assert time.monotonic() < deadline, (first.log(), late_worker.log())
             time.sleep(0.1)
+        # The jobs accepted during the outage end first: n1 runs them, and its worker records
+        # their ends only once it has connections again (with a backoff), holding its CPUs
+        # until then; jobs submitted meanwhile would all go to n2.
+        api.wait_all(accepted, timeout=60)
         jobs = [api.submit("#!/bin/bash\nsleep 0.5\n", current_working_directory=str(tmp_path)) for _ in range(4)]
         api.wait_all(jobs, timeout=60)
         ended = [api.job(job_id) for job_id in jobs]
