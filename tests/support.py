@@ -219,6 +219,44 @@ def running_up(home: Path, *args: str) -> Iterator[ConductorProcess]:
         process.kill()
 
 
+def up_on_each_database(request: Any, tmp_path_factory: Any, prefix: str) -> Iterator[ConductorProcess]:
+    """For a module fixture parametrized ["sqlite", "postgresql"]: a `conductor up` on a SQLite
+    home, or on a new database of the suite's PostgreSQL cluster (fixture `pg_cluster`)."""
+    import uuid
+
+    env = {"CONDUCTOR_KILL_WAIT": "2"}
+    if request.param == "postgresql":
+        cluster: PostgresCluster = request.getfixturevalue("pg_cluster")
+        env["CONDUCTOR_DATABASE_URL"] = cluster.create_database(f"{prefix}_{uuid.uuid4().hex[:12]}")
+    process = ConductorProcess(tmp_path_factory.mktemp(prefix), ["up", "--cpus", "4"], env=env, port=free_port())
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def read_http_message(conn: socket.socket) -> bytes:
+    """One HTTP message from `conn`, head and the Content-Length of body (what came, if the
+    peer closed first)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lengths = (value for name, _, value in (line.partition(b":") for line in head.split(b"\r\n"))
+               if name.strip().lower() == b"content-length")
+    length = int(next(lengths, b"0"))
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
 # ------------------------------------------------------------------ PostgreSQL
 class PostgresCluster:
     """A throw-away PostgreSQL cluster in a temporary directory, on a free port.

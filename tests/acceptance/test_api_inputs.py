@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from support import Api, ConductorProcess, PostgresCluster, free_port
+from support import Api, ConductorProcess, up_on_each_database
 
 SCRIPT = "#!/bin/bash\ntrue\n"
 REST = "/slurm/v0.0.40"
@@ -22,16 +22,7 @@ REST = "/slurm/v0.0.40"
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConductorProcess]:
-    env = {"CONDUCTOR_KILL_WAIT": "2"}
-    if request.param == "postgresql":
-        cluster: PostgresCluster = request.getfixturevalue("pg_cluster")
-        env["CONDUCTOR_DATABASE_URL"] = cluster.create_database(f"inputs_{uuid.uuid4().hex[:12]}")
-    process = ConductorProcess(tmp_path_factory.mktemp("inputs"), ["up", "--cpus", "4"], env=env, port=free_port())
-    process.start()
-    try:
-        yield process
-    finally:
-        process.stop()
+    yield from up_on_each_database(request, tmp_path_factory, "inputs")
 
 
 @pytest.fixture
@@ -279,6 +270,16 @@ def test_tres_named_twice_in_an_object_is_refused(api: Api) -> None:
     text = refused(api.http.post("/accounting/accounts", json=body), 400, "grp_tres")
     assert "'cpu' is given twice" in text
     assert name not in {a["name"] for a in api.http.get("/accounting/accounts").json()["accounts"]}
+
+
+@pytest.mark.parametrize("tres", ["cpu=abc", "cpu=1_000", "cpu=2147483648", {"cpu": "x"}])
+def test_a_tres_cpu_count_in_text_follows_the_configuration_files_rule(api: Api, tres: Any) -> None:
+    name = f"acct{uuid.uuid4().hex[:8]}"
+    text = refused(api.http.post("/accounting/accounts", json={"accounts": [{"name": name, "grp_tres": tres}]}), 400,
+                   "grp_tres")
+    assert "must be a whole number from 0 to 2147483647" in text
+    made = api.http.post("/accounting/accounts", json={"accounts": [{"name": name, "grp_tres": "cpu=16"}]})
+    assert made.status_code == 201, made.text
 
 
 def test_a_user_named_twice_is_added_once(api: Api) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from support import Api, ConductorProcess, PostgresCluster, free_port
+from support import Api, ConductorProcess, read_http_message, up_on_each_database
 
 SCRIPT = "#!/bin/bash\ntrue\n"
 REST = "/slurm/v0.0.40"
@@ -29,16 +29,7 @@ REPLAYED = "idempotent-replayed"
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConductorProcess]:
-    env = {"CONDUCTOR_KILL_WAIT": "2"}
-    if request.param == "postgresql":
-        cluster: PostgresCluster = request.getfixturevalue("pg_cluster")
-        env["CONDUCTOR_DATABASE_URL"] = cluster.create_database(f"keys_{uuid.uuid4().hex[:12]}")
-    process = ConductorProcess(tmp_path_factory.mktemp("keys"), ["up", "--cpus", "4"], env=env, port=free_port())
-    process.start()
-    try:
-        yield process
-    finally:
-        process.stop()
+    yield from up_on_each_database(request, tmp_path_factory, "keys")
 
 
 @pytest.fixture
@@ -240,12 +231,12 @@ class CuttingProxy:
 
     def _one(self, client: socket.socket) -> None:
         with client, socket.create_connection(("127.0.0.1", self.target)) as upstream:
-            request = _message(client)
+            request = read_http_message(client)
             if not request:
                 return
             self.requests.append(request)
             upstream.sendall(request)
-            response = _message(upstream)
+            response = read_http_message(upstream)
             if self.cuts > 0:
                 self.cuts -= 1
                 client.shutdown(socket.SHUT_RDWR)  # the answer is lost on the way back
@@ -254,24 +245,6 @@ class CuttingProxy:
 
     def close(self) -> None:
         self.listener.close()
-
-
-def _message(conn: socket.socket) -> bytes:
-    """One HTTP message with its Content-Length of body."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return data
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = next((int(v) for k, _, v in (line.partition(b":") for line in head.split(b"\r\n")) if k.lower() == b"content-length"), 0)
-    while len(body) < length:
-        chunk = conn.recv(65536)
-        if not chunk:
-            break
-        body += chunk
-    return head + b"\r\n\r\n" + body
 
 
 def test_sbatch_retries_a_cut_submission_and_prints_the_one_job(server: ConductorProcess, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
+from support import read_http_message
 
 from conductor.cli import client as client_module
 from conductor.cli.client import SUBMIT_ATTEMPTS, ApiError, Client, Unanswered, new_key
@@ -25,23 +26,6 @@ def _http(status: bytes, body: bytes) -> bytes:
 
 CREATED = _http(b"201 Created", b'{"job_id": "7"}')
 UNAVAILABLE = _http(b"503 Service Unavailable", b'{"detail": "the database is unavailable; try again"}')
-
-
-def _read_request(conn: socket.socket) -> bytes:
-    """One whole request (headers and its Content-Length of body)."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return data
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = next(
-        (int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")), 0
-    )
-    while len(body) < length:
-        body += conn.recv(65536)
-    return data
 
 
 def _key_of(request: bytes) -> str:
@@ -89,7 +73,7 @@ def server() -> Iterator[tuple[str, list[bytes], list[Step]]]:
                 conn, _ = listener.accept()
             except OSError:
                 return
-            requests.append(_read_request(conn))
+            requests.append(read_http_message(conn))
             steps.pop(0)(conn)
 
     thread = threading.Thread(target=serve, daemon=True)

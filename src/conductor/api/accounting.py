@@ -16,9 +16,8 @@ from conductor.api import models
 from conductor.api.auth import CurrentPrincipal
 from conductor.bus import SCHEDULER, Bus
 from conductor.config.live import LiveConfig
-from conductor.config.model import MAX_COUNT, Tres
+from conductor.config.model import Tres, tres_cpu
 from conductor.domain.accounting import ROOT, Account, Accounting, AssocLimits, QosSpec
-from conductor.domain.numbers import whole_number
 from conductor.domain.timespec import parse_time_limit
 from conductor.errors import Invalid
 from conductor.services.accounting import AccountingService, check_name
@@ -156,10 +155,10 @@ def _tres(value: str | dict[str, Any] | None, field: str) -> tuple[int | None, i
     items = {k: v for k, v in _tres_items(value, field).items() if v is not None}
     cpu = items.get("cpu")
     if isinstance(cpu, str):  # "cpu=16" as text: the model takes TOML's integers only
-        count = whole_number(cpu, MAX_COUNT)
-        if count is None:
-            raise Invalid(f"cpu={cpu[:40]} must be a whole number from 0 to {MAX_COUNT}", field=field)
-        items["cpu"] = count
+        try:
+            items["cpu"] = tres_cpu(cpu)
+        except ValueError as exc:
+            raise Invalid(str(exc), field=field) from None
     try:
         tres = Tres.model_validate(items)
     except ValidationError as exc:

@@ -24,6 +24,7 @@ from conductor.scheduler.limits import Limits, Usage
 from conductor.scheduler.policy import PendingJob, order_key
 from conductor.scheduler.priority import Multifactor
 from conductor.services.principal import Principal
+from conductor.services.requests import one_of
 from conductor.settings import Settings
 from conductor.store import Store
 
@@ -52,10 +53,7 @@ class PartitionStateChange(BaseModel):
     @field_validator("state")
     @classmethod
     def _state(cls, value: str) -> str:
-        upper = value.strip().upper()
-        if upper not in PARTITION_STATES:
-            raise ValueError(f"must be one of {', '.join(PARTITION_STATES)}")
-        return upper
+        return one_of(value, PARTITION_STATES)
 
 
 class ReconfigureResponse(BaseModel):

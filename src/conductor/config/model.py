@@ -87,14 +87,20 @@ class Tres(_Strict):
         return value
 
 
+def tres_cpu(text: str) -> int:
+    """A CPU count written as text (`cpu=16`), as a number: the strict model takes no digits in
+    a string. ValueError naming the rule."""
+    count = whole_number(text, MAX_COUNT)
+    if count is None:
+        raise ValueError(f"cpu={text[:40]} must be a whole number from 0 to {MAX_COUNT}")
+    return count
+
+
 def _cpu_count(pairs: dict[str, str]) -> dict[str, object]:
-    """The text form's cpu count as a number: the strict model takes no digits in a string."""
+    """The text form's pairs, its cpu count as a number."""
     out: dict[str, object] = dict(pairs)
     if "cpu" in pairs:
-        count = whole_number(pairs["cpu"], MAX_COUNT)
-        if count is None:
-            raise ValueError(f"cpu={pairs['cpu'][:40]} must be a whole number from 0 to {MAX_COUNT}")
-        out["cpu"] = count
+        out["cpu"] = tres_cpu(pairs["cpu"])
     return out
 
 

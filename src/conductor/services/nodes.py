@@ -27,7 +27,7 @@ from conductor.domain.text import first_control_character
 from conductor.errors import Conflict, Invalid, NotFound
 from conductor.services.ports import Wakeups
 from conductor.services.principal import Principal, ensure_admin
-from conductor.services.requests import no_control_characters
+from conductor.services.requests import no_control_characters, one_of
 from conductor.store import DrainOutcome, NodeDrain, utcnow
 
 NODE_STATES = ("DRAIN", "RESUME", "UNDRAIN")
@@ -54,10 +54,7 @@ class NodeStateChange(BaseModel):
     @field_validator("state")
     @classmethod
     def _state(cls, value: str) -> str:
-        upper = value.strip().upper()
-        if upper not in NODE_STATES:
-            raise ValueError(f"must be one of {', '.join(NODE_STATES)}")
-        return upper
+        return one_of(value, NODE_STATES)
 
     @field_validator("reason")
     @classmethod

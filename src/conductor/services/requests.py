@@ -7,6 +7,7 @@ partitions, dependencies, limits).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -22,6 +23,15 @@ def no_control_characters(value: str) -> str:
     if problem is not None:
         raise ValueError(problem)
     return value
+
+
+def one_of(value: str, words: Sequence[str]) -> str:
+    """`value` as one of `words` (upper case), in any case and without surrounding spaces;
+    ValueError listing them otherwise."""
+    upper = value.strip().upper()
+    if upper not in words:
+        raise ValueError(f"must be one of {', '.join(words)}")
+    return upper
 
 
 def not_bool(value: object, expected: str = "a number") -> object:
