@@ -168,6 +168,57 @@ def test_a_group_commit_the_index_refuses_stores_the_others(pg_url: str) -> None
         store.close()
 
 
+def test_a_group_commit_inserts_keys_in_one_order(pg_url: str) -> None:
+    """Two batches holding the same two keys must not deadlock. Another server's transaction
+    holds key "a" and will insert "b" next; our batch arrives with "b" before "a". Inserted as
+    they came, the batch would hold "b" while waiting for "a": a deadlock, which PostgreSQL
+    breaks by failing one of the two with its deadlock error. Inserted in key order, the batch
+    waits for "a" holding nothing, the other goes on, and the batch then fails as a duplicate
+    (which the group commit retries one submission at a time)."""
+    from sqlalchemy import insert, text
+
+    from conductor.store.jobs import _key_taken
+
+    store = Store(pg_url)
+    store.migrate()
+    try:
+        now = utcnow()
+
+        def row(name: str, key: str) -> dict[str, Any]:
+            values = job_row(name=name, state="PENDING", reason="None", submit_time=now, eligible_time=now)
+            return {**values, "submit_key": key, "submit_digest": "e" * 64}
+
+        outcome: list[BaseException | list[int]] = []
+
+        def batch() -> None:
+            try:
+                outcome.append(store._submit_batch([row("ours-b", "key-b"), row("ours-a", "key-a")]))
+            except Exception as exc:  # noqa: BLE001 - the test looks at which error it is
+                outcome.append(exc)
+
+        with store.engine.connect() as other:
+            other.execute(insert(schema.jobs).values(**row("theirs-a", "key-a")))
+            thread = threading.Thread(target=batch)
+            thread.start()
+            with store.engine.connect() as watch:  # until our batch waits on the index
+                for _ in range(500):
+                    waiting = watch.execute(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"))
+                    if waiting.scalar_one():
+                        break
+                    threading.Event().wait(0.01)
+                else:
+                    raise AssertionError("the batch never waited for the other transaction")
+            other.execute(insert(schema.jobs).values(**row("theirs-b", "key-b")))  # no deadlock here
+            other.commit()
+        thread.join(30)
+        assert len(outcome) == 1 and isinstance(outcome[0], Exception), outcome
+        assert _key_taken(outcome[0]), outcome[0]  # a duplicate, not a deadlock
+        assert sorted(key for _, key, _ in keyed_rows(store, "key-a") + keyed_rows(store, "key-b")) == ["key-a", "key-b"]
+        assert _ids(store, "ours-a") == [] and _ids(store, "ours-b") == []
+    finally:
+        store.close()
+
+
 def _ids(store: Store, name: str) -> list[int]:
     return [job.id for job in store.list_jobs(names=[name])[0]]
 

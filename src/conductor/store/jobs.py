@@ -186,19 +186,31 @@ class JobQueries(Allocations):
         the connection in autocommit: the statement is the transaction, one round trip in all.
         A transaction with BEGIN, an INSERT per table and COMMIT took three, and as many calls
         through the driver, which cost the server's CPU more than the database's."""
-        shapes: dict[tuple[str, ...], list[int]] = {}
-        for index, values in enumerate(rows):
-            shapes.setdefault(tuple(values), []).append(index)
-        if len(shapes) == 1 and len(rows) <= _SUBMIT_CHUNK:
-            with self._raw_autocommit() as cursor:
-                return self._insert_submitted(cursor, rows)
+        order = list(range(len(rows)))
+        first = tuple(rows[0]) if rows else ()
+        keyed = sum(1 for values in rows if values.get("submit_key") is not None)
+        if keyed > 1 or any(tuple(values) != first for values in rows):
+            # Rows naming the same columns together, and keys in one order in every batch: two
+            # batches holding the same two keys, inserted in opposite orders, would each wait on
+            # the other's entry in the unique index (a deadlock that PostgreSQL breaks by failing
+            # one batch). In one order, the second batch waits for the first and goes on.
+            order.sort(key=lambda index: _insert_order(rows[index]))
+        runs: list[list[int]] = []  # consecutive rows of `order` naming the same columns
+        for index in order:
+            if runs and len(runs[-1]) < _SUBMIT_CHUNK and tuple(rows[runs[-1][0]]) == tuple(rows[index]):
+                runs[-1].append(index)
+            else:
+                runs.append([index])
         ids: list[int | None] = [None] * len(rows)
+        if len(runs) == 1:
+            with self._raw_autocommit() as cursor:
+                for index, job_id in zip(order, self._insert_submitted(cursor, [rows[i] for i in order]), strict=True):
+                    ids[index] = job_id
+            return [int(i) for i in ids if i is not None]
         with self._raw_write() as cursor:
-            for indices in shapes.values():
-                for start in range(0, len(indices), _SUBMIT_CHUNK):
-                    chunk = indices[start : start + _SUBMIT_CHUNK]
-                    for index, job_id in zip(chunk, self._insert_submitted(cursor, [rows[i] for i in chunk]), strict=True):
-                        ids[index] = job_id
+            for run in runs:
+                for index, job_id in zip(run, self._insert_submitted(cursor, [rows[i] for i in run]), strict=True):
+                    ids[index] = job_id
         return [int(i) for i in ids if i is not None]
 
     def _insert_submitted(self, cursor: Any, rows: Sequence[dict[str, Any]]) -> list[int]:
@@ -510,6 +522,15 @@ def _arithmetic_runs(ids: Sequence[int]) -> list[tuple[int, int, int]]:
         runs.append((ids[i], ids[j], step))
         i = j + 1
     return runs
+
+
+def _insert_order(values: dict[str, Any]) -> tuple[bool, str, str, tuple[str, ...]]:
+    """Where a row goes in a group commit's inserts: keyed rows first, by (user, key); the others
+    after, grouped by the columns they name."""
+    key = values.get("submit_key")
+    if key is None:
+        return (True, "", "", tuple(values))
+    return (False, str(values.get("user_name")), str(key), ())
 
 
 def _key_taken(exc: BaseException) -> bool:
