@@ -236,6 +236,30 @@ def test_the_purge_takes_the_key_with_its_job(store: Store) -> None:
     assert job is not None and job.name == "again"
 
 
+def test_the_purge_keeps_an_arrays_key_while_a_task_remains(store: Store) -> None:
+    """The key lives on an array's first task: purged while a throttled task still waits, it
+    would free the key, and a retry would make a second array. The first task stays until its
+    array's last task is purgeable too, then goes with it."""
+    ids = store.submit([job_row(array_task_id=task) for task in range(3)], key=KEY)
+    ended, cutoff = utcnow() - timedelta(days=2), utcnow() - timedelta(days=1)
+    with store.engine.begin() as conn:
+        conn.execute(update(schema.jobs).where(schema.jobs.c.id.in_(ids[:2])).values(state="COMPLETED", end_time=ended))
+    assert [job.id for job in store.purgeable_jobs(cutoff, 10)] == [ids[1]]
+    assert store.submitted_with("alice", KEY.key) == KeyedSubmission(KEY.digest, ids, array=True)
+    # The last task ends, but after the cutoff: still not purgeable, nor is the key's holder.
+    with store.engine.begin() as conn:
+        conn.execute(update(schema.jobs).where(schema.jobs.c.id == ids[2]).values(state="FAILED", end_time=utcnow()))
+    assert [job.id for job in store.purgeable_jobs(cutoff, 10)] == [ids[1]]
+    with store.engine.begin() as conn:
+        conn.execute(update(schema.jobs).where(schema.jobs.c.id == ids[2]).values(end_time=ended))
+    assert sorted(job.id for job in store.purgeable_jobs(cutoff, 10)) == ids
+    # A plain job's key, and an array's task without one, are purged as before.
+    (plain,) = store.submit([job_row(name="plain")], key=SubmissionKey("plain", "b" * 64))
+    with store.engine.begin() as conn:
+        conn.execute(update(schema.jobs).where(schema.jobs.c.id == plain).values(state="COMPLETED", end_time=ended))
+    assert plain in [job.id for job in store.purgeable_jobs(cutoff, 10)]
+
+
 # ------------------------------------------------------------------ the service on the store
 def test_a_retry_is_answered_as_the_first_and_another_request_is_refused(store: Store) -> None:
     jobs = service(store, max_pending_per_user=1)

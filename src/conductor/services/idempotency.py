@@ -6,7 +6,8 @@ sends the same request with the same key again and gets the first answer back, w
 `Idempotent-Replayed: true`, and no second job. The key is its user's (the token's, or the one an
 administrator acts for): two users may use the same key. It is stored on the job the submission
 made (an array's first task) with a digest of the request, and lives as long as that row: the
-purge of ended jobs removes both, and the key is then free again.
+purge of ended jobs removes both, and the key is then free again. (The purge keeps an array's
+first task while another task of the array remains: a retry must not make a second array.)
 
 - The same key with the same request: the first answer (201, the same job id and array tasks).
 - The same key with another request: refused, 422 naming the header (errors.KeyReused).

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, delete, select
+from sqlalchemy import ColumnElement, and_, delete, exists, or_, select
 
 from conductor.domain.job import Job
 from conductor.store.engine import Database
@@ -26,8 +26,12 @@ class HistoryQueries(Database):
     def purgeable_jobs(self, before: datetime, limit: int, *, keep: Collection[int] = ()) -> list[Job]:
         """Up to `limit` jobs that ended before `before`, oldest end first, whole (script and
         environment included: what is archived is the entire record), except those in `keep`
-        and the tasks of arrays in `keep`."""
-        condition = and_(jobs.c.end_time < before, jobs.c.state.in_(_ENDED))
+        and the tasks of arrays in `keep`.
+
+        An array's first task that holds its submission's Idempotency-Key stays while a task of
+        its array is not yet purgeable: gone, it would free the key, and a retry of the
+        submission would make a second array beside the tasks still waiting."""
+        condition = and_(jobs.c.end_time < before, jobs.c.state.in_(_ENDED), ~_holds_key_of_live_array(before))
         # Asked for a little more than `limit`, so that kept jobs do not end the purge early.
         query = select(*jobs.c).where(condition).order_by(jobs.c.end_time, jobs.c.id).limit(limit + len(keep))
         with self._read() as conn:
@@ -60,3 +64,15 @@ class HistoryQueries(Database):
                 return 0
             conn.execute(delete(job_events).where(job_events.c.job_id.in_(still)))
             return int(conn.execute(delete(jobs).where(jobs.c.id.in_(still))).rowcount or 0)
+
+
+def _holds_key_of_live_array(before: datetime) -> ColumnElement[bool]:
+    """The row holds an array's Idempotency-Key (on its first task) and a task of that array
+    did not end before `before`."""
+    task = jobs.alias("task")
+    live = or_(task.c.end_time.is_(None), task.c.end_time >= before, task.c.state.not_in(_ENDED))
+    return and_(
+        jobs.c.submit_key.isnot(None),
+        jobs.c.array_task_id.isnot(None),
+        exists().where(task.c.array_job_id == jobs.c.id, task.c.id != jobs.c.id, live),
+    )
