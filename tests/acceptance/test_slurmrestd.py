@@ -209,3 +209,60 @@ def test_submit_error_numbers(rest: httpx.Client, tmp_path: Path) -> None:
 def test_authentication_is_required(server: ConductorProcess) -> None:
     response = httpx.get(server.url + BASE + "/ping")
     assert response.status_code == 401
+
+
+def test_one_node_and_its_drain(server: ConductorProcess, rest: httpx.Client) -> None:
+    """`GET node/{name}` and `POST node/{name}` (`v0.0.40_update_node_msg`): an administrator's
+    drain with a reason, shown in the node's state and reason, then RESUME; what the update
+    cannot apply is refused with the field named, never ignored."""
+    (listed,) = rest.get("/nodes").json()["nodes"]
+    name = listed["name"]
+    one = rest.get(f"/node/{name}")
+    assert one.status_code == 200
+    assert_envelope(one.json())
+    assert [n["name"] for n in one.json()["nodes"]] == [name]
+    missing = rest.get("/node/nosuch")
+    assert missing.status_code == 404
+    assert [(e["error_number"], e["source"]) for e in missing.json()["errors"]] == [(2018, "node/nosuch")]
+
+    drained = rest.post(f"/node/{name}", json={"state": ["DRAIN"], "reason": "disk swap"})
+    assert drained.status_code == 200, drained.text
+    assert_envelope(drained.json())
+    assert drained.json()["errors"] == []
+    node = rest.get(f"/node/{name}").json()["nodes"][0]
+    assert node["state"] == ["IDLE", "DRAIN"] and node["reason"] == "disk swap"
+    assert node["reason_set_by_user"] and node["reason_changed_at"]["set"] is True
+
+    for body, errno, source in (
+        ({"state": ["DRAIN"]}, 2028, "reason"),  # a drain needs a reason
+        ({"state": ["DOWN"], "reason": "x"}, 2028, "state"),
+        ({"state": ["DRAIN", "RESUME"]}, 2028, "state"),
+        ({}, 2028, "state"),
+        ({"state": ["DRAIN"], "reason": "a\nb"}, 9001, "reason"),
+        ({"state": ["DRAIN"], "reason": 5}, 9001, "reason"),
+        ({"state": ["RESUME"], "weight": 5}, 9001, "weight"),
+        ([], 9001, f"node/{name}"),
+    ):
+        bad = rest.post(f"/node/{name}", json=body)
+        assert bad.status_code == 400, (body, bad.text)
+        assert [(e["error_number"], e["source"]) for e in bad.json()["errors"]] == [(errno, source)], (body, bad.text)
+    assert rest.post(f"/node/{name}", content=b"{", headers={"content-type": "application/json"}).status_code == 400
+    assert rest.post("/node/nosuch", json={"state": ["RESUME"]}).status_code == 404
+    # Still drained, with its reason: nothing refused changed anything.
+    assert rest.get(f"/node/{name}").json()["nodes"][0]["reason"] == "disk swap"
+
+    made = server.run("token", "create", "--user", "nobody")
+    assert made.returncode == 0, made.stderr
+    user = httpx.Client(base_url=rest.base_url, timeout=30, headers={"X-SLURM-USER-TOKEN": made.stdout.strip().split()[-1]})
+    try:
+        denied = user.post(f"/node/{name}", json={"state": ["RESUME"]})
+        assert denied.status_code == 403
+        assert [e["error_number"] for e in denied.json()["errors"]] == [2002]
+    finally:
+        user.close()
+
+    resumed = rest.post(f"/node/{name}", json={"state": ["RESUME"]})
+    assert resumed.status_code == 200, resumed.text
+    assert rest.get(f"/node/{name}").json()["nodes"][0]["state"] == ["IDLE"]
+    again = rest.post(f"/node/{name}", json={"state": "RESUME"})  # nothing to resume
+    assert again.status_code == 409 and again.json()["errors"][0]["error_number"] == 2028

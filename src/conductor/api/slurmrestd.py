@@ -1,10 +1,11 @@
 """A subset of slurmrestd's API, version v0.0.40, so tools written for it work unchanged.
 
 Routes under `/slurm/v0.0.40/`: `POST job/submit`, `GET job/{job_id}`, `GET jobs`,
-`DELETE job/{job_id}`, `GET nodes`, `GET ping`. Request and response shapes follow slurmrestd's
+`DELETE job/{job_id}`, `GET nodes`, `GET node/{node_name}`, `POST node/{node_name}` (drain,
+resume), `GET ping`. Request and response shapes follow slurmrestd's
 OpenAPI schemas of that version (`v0.0.40_job_submit_req`, `v0.0.40_job_desc_msg`,
 `v0.0.40_openapi_job_submit_response`, `v0.0.40_openapi_job_info_resp` / `v0.0.40_job_info`,
-`v0.0.40_openapi_resp`, `v0.0.40_openapi_nodes_resp` / `v0.0.40_node`,
+`v0.0.40_openapi_resp`, `v0.0.40_openapi_nodes_resp` / `v0.0.40_node`, `v0.0.40_update_node_msg`,
 `v0.0.40_openapi_ping_array_resp`) for the fields implemented: every answer carries `meta`,
 `errors` and `warnings`; states are arrays (`job_state: ["RUNNING"]`); counts and times that
 slurmrestd wraps are `{"set", "infinite", "number"}` objects; times are UNIX seconds and time
@@ -57,8 +58,9 @@ from conductor.errors import (
 )
 from conductor.services import idempotency
 from conductor.services.jobs import JobService, Submitted
+from conductor.services.nodes import NodeService, NodeStateChange
 from conductor.services.principal import Principal
-from conductor.store import Store, utcnow
+from conductor.store import NodeInfo, Store, utcnow
 
 VERSION = "v0.0.40"
 PREFIX = f"/slurm/{VERSION}"
@@ -69,8 +71,10 @@ ESLURM_ACCESS_DENIED = 2002
 ESLURM_USER_ID_MISSING = 2010
 ESLURM_REQUESTED_NODE_CONFIG_UNAVAILABLE = 2014
 ESLURM_INVALID_JOB_ID = 2017
+ESLURM_INVALID_NODE_NAME = 2018
 ESLURM_TRANSITION_STATE_NO_UPDATE = 2020
 ESLURM_ALREADY_DONE = 2021
+ESLURM_INVALID_NODE_STATE = 2028
 ESLURM_DEPENDENCY = 2038
 ESLURM_REST_INVALID_QUERY = 9000
 ESLURM_REST_FAIL_PARSING = 9001
@@ -91,7 +95,7 @@ _SLURM_ERROR = {
 router = APIRouter(
     prefix=PREFIX,
     tags=["slurmrestd v0.0.40"],
-    responses={status: _SLURM_ERROR for status in (400, 404, 409, 422, 429)},
+    responses={status: _SLURM_ERROR for status in (400, 403, 404, 409, 422, 429)},
 )
 
 
@@ -434,6 +438,7 @@ class _Context(Protocol):
 
     store: Store
     jobs: JobService
+    nodes: NodeService
     hostname: str
 
     def live_after(self) -> datetime: ...
@@ -676,53 +681,133 @@ def _node_state(state: str, alloc: int, cpus: int, drained: bool = False) -> lis
     return ["ALLOCATED" if alloc >= cpus else "MIXED", *flags]
 
 
+def _node_entry(n: NodeInfo, machine: str, system: str) -> dict[str, Any]:
+    """`v0.0.40_node`."""
+    drain = n.drain  # Slurm has one reason for both: the administrator's drain wins
+    return {
+        "name": n.name,
+        "hostname": n.name,
+        "address": n.name,
+        "architecture": machine,
+        "operating_system": system,
+        "state": _node_state(n.state, n.alloc_cpus, n.cpus, drain is not None),
+        "reason": drain.reason if drain is not None else (n.reason or ""),
+        "cpus": n.cpus,
+        "effective_cpus": n.cpus,
+        "alloc_cpus": n.alloc_cpus,
+        "alloc_idle_cpus": n.cpus - n.alloc_cpus,
+        "sockets": 1,
+        "cores": n.cpus,
+        "threads": 1,
+        "boards": 1,
+        "real_memory": n.memory_mb,
+        "alloc_memory": n.alloc_memory_mb,
+        "free_mem": number(n.memory_mb - n.alloc_memory_mb),
+        "partitions": n.partitions,
+        "features": [],
+        "active_features": [],
+        "gres": "",
+        "gres_used": "",
+        "tres": f"cpu={n.cpus},mem={n.memory_mb}M,billing={n.cpus}",
+        "tres_used": f"cpu={n.alloc_cpus},mem={n.alloc_memory_mb}M",
+        "weight": 1,
+        "version": ".".join(SLURM_RELEASE),
+        "comment": "",
+        "last_busy": _epoch(n.last_heartbeat),
+        "boot_time": number(None),
+        "slurmd_start_time": number(None),
+        "reason_changed_at": _epoch(drain.time if drain is not None else None),
+        "reason_set_by_user": drain.user if drain is not None else "",
+    }
+
+
+def _nodes_response(request: Request, principal: Principal, name: str | None = None) -> dict[str, Any] | None:
+    """`v0.0.40_openapi_nodes_resp`: every node, or node `name` alone (None: no such node)."""
+    ctx = _ctx(request)
+    machine, system = platform.machine(), f"{platform.system()} {platform.release()}"
+    listed = ctx.store.list_nodes(live_after=ctx.live_after())
+    out = [_node_entry(n, machine, system) for n in listed if name is None or n.name == name]
+    if name is not None and not out:
+        return None
+    return {"nodes": out, "last_update": number(int(time.time())), "meta": meta(request, principal),
+            "errors": [], "warnings": []}
+
+
 @router.get("/nodes")
 def get_nodes(request: Request, principal: CurrentPrincipal) -> Any:
     """`v0.0.40_openapi_nodes_resp`."""
-    ctx = _ctx(request)
-    machine, system = platform.machine(), f"{platform.system()} {platform.release()}"
-    out = []
-    for n in ctx.store.list_nodes(live_after=ctx.live_after()):
-        drain = n.drain  # Slurm has one reason for both: the administrator's drain wins
-        out.append(
-            {
-                "name": n.name,
-                "hostname": n.name,
-                "address": n.name,
-                "architecture": machine,
-                "operating_system": system,
-                "state": _node_state(n.state, n.alloc_cpus, n.cpus, drain is not None),
-                "reason": drain.reason if drain is not None else (n.reason or ""),
-                "cpus": n.cpus,
-                "effective_cpus": n.cpus,
-                "alloc_cpus": n.alloc_cpus,
-                "alloc_idle_cpus": n.cpus - n.alloc_cpus,
-                "sockets": 1,
-                "cores": n.cpus,
-                "threads": 1,
-                "boards": 1,
-                "real_memory": n.memory_mb,
-                "alloc_memory": n.alloc_memory_mb,
-                "free_mem": number(n.memory_mb - n.alloc_memory_mb),
-                "partitions": n.partitions,
-                "features": [],
-                "active_features": [],
-                "gres": "",
-                "gres_used": "",
-                "tres": f"cpu={n.cpus},mem={n.memory_mb}M,billing={n.cpus}",
-                "tres_used": f"cpu={n.alloc_cpus},mem={n.alloc_memory_mb}M",
-                "weight": 1,
-                "version": ".".join(SLURM_RELEASE),
-                "comment": "",
-                "last_busy": _epoch(n.last_heartbeat),
-                "boot_time": number(None),
-                "slurmd_start_time": number(None),
-                "reason_changed_at": _epoch(drain.time if drain is not None else None),
-                "reason_set_by_user": drain.user if drain is not None else "",
-            }
+    return _nodes_response(request, principal)
+
+
+def _no_node(request: Request, principal: Principal, name: str) -> JSONResponse:
+    return error_response(
+        request, 404, f"Invalid node name specified: '{name[:64]}'", error_number=ESLURM_INVALID_NODE_NAME,
+        error="Invalid node name specified", source=f"node/{name[:40]}", principal=principal,
+    )
+
+
+@router.get("/node/{node_name}")
+def get_node(node_name: str, request: Request, principal: CurrentPrincipal) -> Any:
+    """`v0.0.40_openapi_nodes_resp` holding one node."""
+    found = _nodes_response(request, principal, node_name)
+    return found if found is not None else _no_node(request, principal, node_name)
+
+
+# The fields of `v0.0.40_update_node_msg` this API applies; the others (features, weight,
+# comment, ...) change what this scheduler does not model, and are refused rather than ignored:
+# an update that silently did nothing would mislead.
+_NODE_UPDATE_FIELDS = ("state", "reason")
+
+
+@router.post("/node/{node_name}")
+async def update_node(node_name: str, request: Request, principal: CurrentPrincipal) -> Any:
+    """`v0.0.40_update_node_msg` -> `v0.0.40_openapi_resp`: an administrator's drain
+    (`{"state": ["DRAIN"], "reason": "..."}`), `RESUME` or `UNDRAIN`, as `scontrol update
+    NodeName=... State=...` and `POST /nodes/{name}/state` (the same service, the same rules)."""
+    source = f"node/{node_name[:40]}"
+
+    def fail(status: int, description: str, error_number: int, error: str, where: str = source) -> JSONResponse:
+        return error_response(
+            request, status, description, error_number=error_number, error=error, source=where, principal=principal
         )
-    return {"nodes": out, "last_update": number(int(time.time())), "meta": meta(request, principal),
-            "errors": [], "warnings": []}
+
+    try:
+        body = await request.json()
+    except (ValueError, RecursionError):
+        return fail(400, "request body is not valid JSON", ESLURM_REST_FAIL_PARSING, "Failed to parse request")
+    if not isinstance(body, dict):
+        return fail(400, "the body must be an object such as {\"state\": [\"DRAIN\"], \"reason\": \"...\"}",
+                    ESLURM_REST_FAIL_PARSING, "Failed to parse request")
+    unknown = sorted(str(field) for field in body if field not in _NODE_UPDATE_FIELDS)
+    if unknown:
+        return fail(400, f"{unknown[0]}: not supported by this API (it updates {' and '.join(_NODE_UPDATE_FIELDS)})",
+                    ESLURM_REST_FAIL_PARSING, "Failed to parse request", unknown[0])
+    states = body.get("state")
+    if isinstance(states, str):
+        states = [states]
+    if not (isinstance(states, list) and len(states) == 1 and isinstance(states[0], str)):
+        return fail(400, "state: one of DRAIN, RESUME or UNDRAIN, as a list of one (\"state\": [\"DRAIN\"])",
+                    ESLURM_INVALID_NODE_STATE, "Invalid node state specified", "state")
+    reason = body.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        return fail(400, "reason: must be a string", ESLURM_REST_FAIL_PARSING, "Failed to parse request", "reason")
+    try:
+        change = NodeStateChange(state=states[0], reason=reason)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "state"
+        errno = ESLURM_INVALID_NODE_STATE if where == "state" else ESLURM_REST_FAIL_PARSING
+        return fail(400, f"{where}: {first.get('msg', 'invalid')}", errno, "Invalid node update", where)
+    try:
+        await run_in_threadpool(_ctx(request).nodes.set_state, principal, node_name, change)
+    except NotFound:
+        return _no_node(request, principal, node_name)
+    except Forbidden as exc:
+        return fail(exc.status, str(exc), ESLURM_ACCESS_DENIED, "Access/permission denied")
+    except Refusal as exc:  # a drain without a reason; nothing to resume
+        where = exc.field or "state"
+        return fail(exc.status, str(exc), ESLURM_INVALID_NODE_STATE, "Invalid node state specified", where)
+    return {"meta": meta(request, principal), "errors": [], "warnings": []}
 
 
 @router.get("/ping")
