@@ -100,6 +100,22 @@ def test_accounting_free_text_refuses_control_characters(api: Api, text: str) ->
     assert account["description"] == "kept" and account["organization"] == ""
 
 
+def test_accounting_names_are_lower_case(api: Api) -> None:
+    """sacctmgr lowercases every name: `ROOT` or `Alice` stored through the API could never be
+    named from the command line, and `sacctmgr delete user Alice` acted on `alice`."""
+    for path, body, field in (
+        ("/accounting/accounts", {"accounts": [{"name": "ROOT"}]}, "name"),
+        ("/accounting/accounts", {"accounts": [{"name": "physicsx", "parent": "Root"}]}, "parent"),
+        ("/accounting/qos", {"qos": [{"name": "Normal"}]}, "name"),
+        ("/accounting/users", {"users": ["Alice"], "accounts": ["root"]}, "users"),
+    ):
+        response = api.http.post(path, json=body)
+        refused(response, 400, field)
+        assert "names are lower case" in response.json()["detail"], response.text
+    assert "physicsx" not in {a["name"] for a in api.http.get("/accounting/accounts").json()["accounts"]}
+    assert "Normal" not in {q["name"] for q in api.http.get("/accounting/qos").json()["qos"]}
+
+
 def test_dashboard_queue_filters_refuse_nul(server: ConductorProcess) -> None:
     with httpx.Client(base_url=server.url, timeout=10) as browser:
         signed = browser.post("/ui/login", data={"token": server.token, "next": "/ui/queue"})
@@ -224,6 +240,14 @@ def test_list_filters_refuse_control_characters_around_their_items(api: Api, tmp
     refused(api.http.get(f"/priority?jobs={value}"), 400, "jobs")
     refused(api.http.get(f"/priority?users=root{value}"), 400, "users")
     assert api.http.get("/jobs?job_id=1,%202&user=root,%20nobody").status_code == 200  # spaces are forgiven
+
+
+@pytest.mark.parametrize("value", ["%D9%A1", "%D9%A1%D9%A1", "1%EF%BC%91", "%D9%A1.5"])
+def test_time_filters_take_ascii_digits_only(api: Api, value: str) -> None:
+    # str.isdigit() takes Arabic-Indic and full-width digits: `since=١` was read as second 1.
+    for name in ("since", "until"):
+        refused(api.http.get(f"/jobs?{name}={value}"), 400, name)
+    assert api.http.get("/jobs?since=1&until=2026-01-01T00:00:00Z").status_code == 200
 
 
 @pytest.mark.parametrize("name", ["%00", "n1%0A", "%1B%5B2J"])

@@ -153,8 +153,9 @@ def test_who_may_drain_and_what_is_refused(start_conductor: Callable[..., Conduc
         assert (unknown.returncode, unknown.stderr) == (1, "slurm_update error: Invalid node name specified\n")
         assert not node(api)["drained"]  # a list with an unknown name changes nothing
 
-        no_reason = post(api, {"state": "DRAIN"})
-        assert no_reason.status_code == 400 and no_reason.json()["field"] == "reason"
+        for blank in ({"state": "DRAIN"}, {"state": "DRAIN", "reason": " \u00a0\u2003"}):
+            no_reason = post(api, blank)
+            assert no_reason.status_code == 400 and no_reason.json()["field"] == "reason", no_reason.text
         for body, field in (
             ({"state": "DOWN"}, "state"),
             ({}, "state"),

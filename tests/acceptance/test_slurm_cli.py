@@ -300,17 +300,75 @@ def test_scancel_array_task_whole_array_and_unknown_job(cli: Cli) -> None:
     cli("scancel", f"{array}_2")
     states = cli("sacct", "-j", str(array), "-X", "-n", "-P", "--array", "-o", "JobID,State").stdout.splitlines()
     assert states == [f"{array}_1|PENDING", f"{array}_2|CANCELLED", f"{array}_3|PENDING"]
+    # Ids alone: an id nobody knows, or a job that already ended, is not an error (scancel's
+    # _cancel_job_id ignores both for SIGKILL), and is said with -v only.
     missing = cli("scancel", "999999", check=False)
-    assert missing.returncode == 1
-    assert missing.stderr == "scancel: error: Kill job error on job id 999999: Invalid job id specified\n"
+    assert (missing.returncode, missing.stdout, missing.stderr) == (0, "", "")
+    told = cli("scancel", "-v", "999999", check=False)
+    assert told.returncode == 0
+    assert told.stderr == "scancel: error: Kill job error on job id 999999: Invalid job id specified\n"
     cli("scancel", str(array))  # the whole array: its remaining tasks
     states = cli("sacct", "-j", str(array), "-X", "-n", "-P", "--array", "-o", "State").stdout.split()
     assert states == ["CANCELLED"] * 3
     again = cli("scancel", f"{array}_1", check=False)
-    assert again.returncode == 1 and "Job/step already completing or completed" in again.stderr
-    whole = cli("scancel", str(array), check=False)  # every task has ended: one request, one error
-    assert whole.returncode == 1
+    assert (again.returncode, again.stderr) == (0, "")
+    whole = cli("scancel", "-v", str(array), check=False)  # every task has ended: one request
+    assert whole.returncode == 0
     assert whole.stderr == f"scancel: error: Kill job error on job id {array}: Job/step already completing or completed\n"
+    # With an option the jobs are read and filtered first: a named id that is not a live job
+    # is an error (_verify_job_ids), ended or unknown alike.
+    for args in (["-s", "USR1", f"{array}_1"], ["-t", "PENDING", "999999"], ["-b", str(array)]):
+        refused = cli("scancel", *args, check=False)
+        assert refused.returncode == 1, args
+        assert refused.stderr.endswith(f"Kill job error on job id {args[-1]}: Invalid job id specified\n"), refused.stderr
+
+
+def test_scancel_nodelist_interactive_and_filters_no_job_matches(cli: Cli) -> None:
+    """-w selects the jobs running on those nodes; -R and --wckey match no job here (none has a
+    reservation or a wckey), so they cancel nothing rather than everything; -i asks for each
+    job, pending ones first, and cancels only what is confirmed."""
+    runner = cli.submit("-J", "wfilter", "--wrap", "sleep 30")
+    held = cli.submit("-H", "-J", "wfilter", "--wrap", "true")
+    cli.wait_state(runner, "RUNNING")
+    node, partition = cli("squeue", "-h", "-j", str(runner), "-o", "%N %P").stdout.split()
+    for args in (["-w", "nosuchnode"], ["-R", "maint"], ["--wckey=nokey"], ["-w", ""]):
+        cli("scancel", "-n", "wfilter", *args)
+        assert (cli.state(runner), cli.state(held)) == ("RUNNING", "PENDING"), args
+    bad = cli("scancel", "-n", "wfilter", "-w", "n[1-", check=False)
+    assert bad.returncode == 1 and bad.stderr.startswith("scancel: error: Invalid node list")
+
+    prompt = "Cancel job_id={} name=wfilter partition=" + partition + " [y/n]? "
+    ended_input = cli("scancel", "-i", "-n", "wfilter", stdin="")  # no answer: nothing cancelled
+    assert ended_input.stdout == prompt.format(held) + "\n"
+    assert (cli.state(runner), cli.state(held)) == ("RUNNING", "PENDING")
+    asked = cli("scancel", "-i", "-n", "wfilter", stdin="maybe\nn\nn\n")
+    assert asked.stdout == prompt.format(held) * 2 + prompt.format(runner)
+    assert (cli.state(runner), cli.state(held)) == ("RUNNING", "PENDING")
+
+    cli("scancel", "-n", "wfilter", "-w", node)  # the running job alone: the pending one has no node
+    assert cli.wait_state(runner, TERMINAL) == "CANCELLED" and cli.state(held) == "PENDING"
+    cli("scancel", "-i", "-n", "wfilter", stdin="Y\n")
+    assert cli.state(held) == "CANCELLED"
+
+
+def test_a_job_list_naming_no_job_is_refused(cli: Cli) -> None:
+    """`scontrol hold ''`, `scontrol update JobId= ...`, `conductor wait ''`: an empty list
+    used to select every job of the cluster."""
+    held = cli.submit("-H", "-J", "emptylist", "--wrap", "true")
+    for args in (
+        ["scontrol", "release", ""],
+        ["scontrol", "release", " , "],
+        ["scontrol", "update", "JobId=", "TimeLimit=1"],
+        ["scontrol", "requeue", ""],
+        ["scancel", ""],
+        ["squeue", "-j", ","],
+        ["wait", ""],
+    ):
+        refused = cli(*args, check=False)
+        assert refused.returncode != 0 and "Invalid job id specified" in refused.stderr, (args, refused.stderr)
+    job = cli("scontrol", "show", "job", str(held)).stdout
+    assert "JobState=PENDING Reason=JobHeldUser" in job and "TimeLimit=UNLIMITED" in job, job
+    cli("scancel", str(held))
 
 
 def test_scancel_by_name_user_and_state(cli: Cli) -> None:
@@ -454,6 +512,11 @@ def test_scontrol_hold_release_and_update(cli: Cli) -> None:
     assert cli("squeue", "-h", "-j", str(waiting), "-o", "%j %l %Q").stdout == "renamed 10:00 5\n"
     refused = cli("scontrol", "update", f"JobId={waiting}", "Frobs=2", check=False)
     assert refused.returncode == 1 and "Update of this parameter is not supported" in refused.stderr
+    # A JobId anywhere makes the line a job's update, a partition named in it included.
+    moved = cli("scontrol", "update", "Partition=nope", f"JobId={waiting}", check=False)
+    assert moved.returncode == 1 and "Update of this parameter is not supported: Partition=nope" in moved.stderr
+    nothing = cli("scontrol", "update", "TimeLimit=5", check=False)
+    assert nothing.returncode == 1 and "No valid entity in update command" in nothing.stderr
     unknown = cli("scontrol", "hold", "999999", check=False)
     assert unknown.returncode == 1 and "Invalid job id specified" in unknown.stderr
 

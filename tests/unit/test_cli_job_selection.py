@@ -49,3 +49,20 @@ def test_without_states_every_job_is_asked_for() -> None:
     client = RecordingClient(JOBS)
     assert [j["job_id"] for j in fetch_jobs(client, None)] == [1, 2, 3]  # type: ignore[arg-type]
     assert client.queries == [{}]
+
+
+def test_a_job_list_that_names_no_job_is_refused_and_selects_nothing() -> None:
+    """`scontrol hold ''`, `scontrol update JobId= ...`: read as no selection, an empty list
+    acted on every job of the cluster. It is refused, and an empty selection fetches none."""
+    import pytest
+
+    from conductor.cli.common import UsageError
+    from conductor.cli.jobsel import parse_job_specs
+
+    for values in ([""], [" , "], [",", ""], ["  "]):
+        with pytest.raises(UsageError, match="Invalid job id specified"):
+            parse_job_specs(values)
+    assert parse_job_specs([]) == []
+    assert [spec.base for spec in parse_job_specs(["", "7"])] == [7]
+    client = RecordingClient(JOBS)
+    assert fetch_jobs(client, []) == [] and client.queries == []  # type: ignore[arg-type]

@@ -394,3 +394,12 @@ def test_reconfig_flags_take_slurms_words() -> None:
     assert parse_config('ReconfigFlags = "keeppartinfo"\n').keeps_partition_states()
     with pytest.raises(ConfigError, match="line 1: ReconfigFlags: unknown flag 'KeepNodes'"):
         parse_config('ReconfigFlags = "KeepNodes"\n')
+
+
+def test_a_list_of_host_lists_is_bounded_in_all() -> None:
+    """Each item was bounded alone: 30 items of 100,000 hosts passed, and the first
+    membership test built 3,000,000 names."""
+    many = [f"n{i}x[1-60000]" for i in range(2)]
+    with pytest.raises(ValueError, match="more than the maximum of 100000 hosts in all"):
+        model.Partition.model_validate({"Nodes": many})
+    assert model.Partition.model_validate({"Nodes": ["a[1-50000]", "b[1-50000]"]}).has_node("b50000")

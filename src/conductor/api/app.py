@@ -171,7 +171,7 @@ def _time_param(value: str | None, name: str) -> datetime | None:
         return None
     text = value.strip()
     try:
-        if text.replace(".", "", 1).isdigit():
+        if text.isascii() and text.replace(".", "", 1).isdigit():  # isdigit alone takes "١" (Arabic-Indic 1)
             return datetime.fromtimestamp(float(text), UTC)
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
         return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)

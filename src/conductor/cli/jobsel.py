@@ -90,12 +90,17 @@ def parse_job_spec(text: str) -> JobSpec:
 
 
 def parse_job_specs(values: list[str]) -> list[JobSpec]:
-    """Specs from option values and operands; each may itself be a comma list (not in brackets)."""
+    """Specs from option values and operands; each may itself be a comma list (not in brackets).
+
+    Values that hold no id at all (`''`, `' , '`) are refused: read as no selection, they made
+    `scontrol hold ''` or `scontrol update JobId= ...` act on every job."""
     specs: list[JobSpec] = []
     for value in values:
         for item in _split_outside_brackets(value):
             if item:
                 specs.append(parse_job_spec(item))
+    if values and not specs:
+        raise UsageError(f"Invalid job id specified: '{','.join(values)}' names no job")
     return specs
 
 
@@ -165,7 +170,7 @@ def fetch_jobs(
     if archived:
         query["archived"] = "true"
 
-    if specs:
+    if specs is not None:  # a selection of no job selects none, never every job
         found: dict[int, dict[str, Any]] = {}
         bases = sorted({spec.base for spec in specs})
         # The server expands an array's id to its tasks.

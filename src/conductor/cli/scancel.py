@@ -16,6 +16,8 @@ from conductor.cli.common import (
 )
 from conductor.cli.getopt import Option, OptionTable, getopt_long
 from conductor.cli.jobsel import JobSpec, fetch_jobs, parse_job_specs
+from conductor.domain.errors import SpecError
+from conductor.domain.hostlist import expand_hostlist
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -135,17 +137,31 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per scancel option
             states.append(upper)
     accounts = split_list(opts["account"]) if opts.get("account") else None
     qos = split_list(opts["qos"]) if opts.get("qos") else None
+    hosts = _hosts(opts["nodelist"]) if "nodelist" in opts else None
+    # Jobs here have neither a reservation nor a wckey: a job matches such a filter only by
+    # having the one named, as in scancel's _filter_job_records, so these select no job.
+    no_job_has = [name for name in ("reservation", "wckey") if name in opts]
     signal = (
         _normalize_signal(opts["signal"]) if opts.get("signal") is not None else None
     )
+    batch_only = "batch" in opts
+    interactive = "interactive" in opts
 
-    if specs is None and not any((users, names, partitions, states, accounts, qos)):
+    filtered = any((users, names, partitions, states, accounts, qos, hosts is not None, no_job_has))
+    if specs is None and not filtered:
         raise UsageError("No job identification provided")
+    # No option but ids (scancel's has_default_opt): each id is one kill request, and an id
+    # that ended or that nobody knows is not an error (said with -v only), as scancel's
+    # _cancel_job_id ignores ESLURM_ALREADY_DONE and ESLURM_INVALID_JOB_ID for SIGKILL.
+    # With any option the jobs are read and filtered first, and a named id that is not a
+    # live job is "Invalid job id specified", exit 1 (_verify_job_ids).
+    plain = specs is not None and signal is None and not batch_only and not interactive and not filtered
 
     client = Client()
     try:
         rc = 0
-        if specs is not None and signal is None and not any((users, names, partitions, states, accounts, qos)):
+        if plain:
+            assert specs is not None
             specs, rc = _cancel_whole_arrays(client, specs, quiet, verbose)
             if not specs:
                 return rc
@@ -156,24 +172,33 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per scancel option
             jobs = [j for j in jobs if j.get("account") in accounts]
         if qos:
             jobs = [j for j in jobs if j.get("qos") in qos]
+        if hosts is not None:  # running on one of them; a pending job has no node yet
+            jobs = [j for j in jobs if hosts.intersection(_job_hosts(j))]
+        if no_job_has:
+            jobs = []
+
+        def unknown(shown: str, why: str) -> None:
+            nonlocal rc
+            if plain:
+                if verbose:
+                    sys.stderr.write(f"{PROG}: error: Kill job error on job id {shown}: {why}\n")
+                return
+            if not quiet:
+                sys.stderr.write(f"{PROG}: error: Kill job error on job id {shown}: Invalid job id specified\n")
+            rc = 1
+
         if specs is not None:
             for spec in specs:
                 if not any(spec.matches(j) for j in jobs):
-                    if not quiet:
-                        sys.stderr.write(
-                            f"{PROG}: error: Kill job error on job id {spec.text}: "
-                            "Invalid job id specified\n"
-                        )
-                    rc = 1
+                    unknown(spec.text, "Invalid job id specified")
         targets: list[dict[str, Any]] = []
         ended: list[dict[str, Any]] = []
         for job in jobs:
             if states is not None and job.get("state") not in states:
                 continue
             (targets if job.get("state") in LIVE else ended).append(job)
-        # An explicitly named job that already ended is an error, as in scancel; filters (-u,
-        # -n, ...) simply do not select ended jobs, and a whole array is an error only when
-        # none of its tasks is left to cancel.
+        # A named job that already ended; filters (-u, -n, ...) simply do not select ended
+        # jobs, and a whole array counts as ended only when none of its tasks is left.
         if specs is not None:
             for job in ended:
                 for spec in specs:
@@ -184,24 +209,26 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per scancel option
                     )
                     if whole_array and any(spec.matches(t) for t in targets):
                         continue
-                    if not quiet:
-                        sys.stderr.write(
-                            f"{PROG}: error: Kill job error on job id {job_display_id(job)}: "
-                            "Job/step already completing or completed\n"
-                        )
-                    rc = 1
+                    unknown(spec.text, "Job/step already completing or completed")
                     break
-        batch_only = "batch" in opts
+        # Pending jobs first, as scancel's _cancel_jobs: cancelling a running job first could
+        # let a pending one that is about to be cancelled start on its CPUs.
+        targets.sort(key=lambda j: (j.get("state") != "PENDING", int(j["job_id"])))
         # A whole array named by its id, with no filter narrowing it, is one request for
         # `<id>_*`: the server acts on all its live tasks (not 10,000 round trips for 10,000).
-        unfiltered = not any((users, names, partitions, states, accounts, qos))
         whole_arrays = (
             {s.base for s in specs if s.tasks is None}
-            if specs is not None and unfiltered
+            if specs is not None and not filtered and not interactive
             else set()
         )
         sent_arrays: set[int] = set()
         for job in targets:
+            if interactive:
+                answer = _confirm(job)
+                if answer is None:  # end of input: nothing more is confirmed
+                    break
+                if not answer:
+                    continue
             array_id = job.get("array_job_id")
             if array_id is not None and int(array_id) in whole_arrays:
                 if int(array_id) not in sent_arrays:
@@ -214,6 +241,38 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per scancel option
         return rc
     finally:
         client.close()
+
+
+def _hosts(text: str | None) -> set[str]:
+    try:
+        return set(expand_hostlist(text or "", field="--nodelist"))
+    except SpecError as exc:
+        raise UsageError(f"Invalid node list: {exc.message}") from None
+
+
+def _job_hosts(job: dict[str, Any]) -> list[str]:
+    try:
+        return expand_hostlist(str(job.get("node_list") or ""))
+    except SpecError:
+        return []
+
+
+def _confirm(job: dict[str, Any]) -> bool | None:
+    """-i: ask before each job, as scancel's _confirmation; None at the end of the input
+    (scancel asks again forever there; we cancel nothing more)."""
+    while True:
+        sys.stdout.write(
+            f"Cancel job_id={job_display_id(job)} name={job.get('name')} partition={job.get('partition')} [y/n]? "
+        )
+        sys.stdout.flush()
+        line = sys.stdin.readline()
+        if not line:
+            sys.stdout.write("\n")
+            return None
+        if line[:1] in ("y", "Y"):
+            return True
+        if line[:1] in ("n", "N"):
+            return False
 
 
 def _cancel_whole_arrays(
@@ -239,11 +298,10 @@ def _cancel_whole_arrays(
                 rc = 1
             continue
         if isinstance(answer, dict) and answer.get("state") is None:
-            if not quiet:
+            if verbose:  # every task had ended: not an error (see _main)
                 sys.stderr.write(
                     f"{PROG}: error: Kill job error on job id {spec.text}: Job/step already completing or completed\n"
                 )
-            rc = 1
         elif verbose:
             sys.stderr.write(f"{PROG}: Terminating job {spec.text}\n")
     return rest, rc

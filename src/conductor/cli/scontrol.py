@@ -362,17 +362,22 @@ def _main(argv: list[str]) -> int:
         from conductor.cli.scontrol_cluster import reconfigure
 
         return reconfigure(quiet)
-    if command == "update" and any(a.lower().startswith(("partitionname=", "partition=")) for a in args):
-        from conductor.cli.scontrol_cluster import update_partition
-
-        return update_partition(args, quiet)
-    if command == "update" and not any(_is_job_key(a) for a in args):
+    if command == "update":
+        # The entity, as scontrol's _update_it tells it: a JobId or JobName anywhere makes it a
+        # job's update (a job's line may name a partition), else NodeName, else PartitionName.
         from conductor.cli.scontrol_nodes import is_node_key, update_node
 
+        if any(_is_job_key(a) for a in args):
+            return _update(args, quiet)
         if any(is_node_key(a.partition("=")[0]) for a in args):
             return update_node(args, quiet)
-    if command == "update":
-        return _update(args, quiet)
+        if any(_is_partition_key(a) for a in args):
+            from conductor.cli.scontrol_cluster import update_partition
+
+            return update_partition(args, quiet)
+        raise UsageError(
+            'No valid entity in update command\nInput line must include "NodeName", "PartitionName" or "JobId"'
+        )
     raise UsageError(f"Invalid command: {words[0]}\n{USAGE.rstrip()}")
 
 
@@ -502,6 +507,11 @@ _UPDATE_KEYS = {
     "name": "name",
     "comment": "comment",
 }
+
+
+def _is_partition_key(arg: str) -> bool:
+    key = arg.partition("=")[0].lower()
+    return len(key) >= 3 and "partitionname".startswith(key)
 
 
 def _is_job_key(arg: str) -> bool:

@@ -104,6 +104,10 @@ def _cpu_count(pairs: dict[str, str]) -> dict[str, object]:
     return out
 
 
+# A partition's node list names at most this many hosts (the host list parser's own bound).
+MAX_HOSTS = 100_000
+
+
 @dataclass(frozen=True, slots=True)
 class _Members:
     """A partition's node list, made ready for membership tests."""
@@ -150,13 +154,16 @@ class Partition(_Strict):
     @field_validator("nodes")
     @classmethod
     def _nodes(cls, value: str | list[str]) -> str | list[str]:
+        total = 0  # over the whole list: 30 items of 100,000 hosts each would be 3,000,000
         for item in [value] if isinstance(value, str) else value:
             if item.upper() == "ALL" or any(c in item for c in "*?"):
                 continue
             try:
-                expand_hostlist(item, field="Nodes")
+                total += len(expand_hostlist(item, field="Nodes", max_hosts=MAX_HOSTS))
             except Invalid as exc:
                 raise ValueError(exc.message) from None
+            if total > MAX_HOSTS:
+                raise ValueError(f"the list names more than the maximum of {MAX_HOSTS} hosts in all")
         return value
 
     @model_validator(mode="after")

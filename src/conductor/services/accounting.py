@@ -47,8 +47,16 @@ class AccountingStore(Protocol):
 
 
 def check_name(value: str, field: str) -> str:
+    """A new account's, user's or QOS's name. Lower case: sacctmgr lowercases every name it
+    is given (as Slurm's does), so `ROOT` stored beside `root` could never be named again from
+    the command line, and `sacctmgr delete user Alice` would act on `alice`."""
     if not NAME.fullmatch(value):
         raise Invalid(f"'{value[:64]}' is not a valid name: {NAME_RULE}", field=field)
+    if value != value.lower():
+        raise Invalid(
+            f"'{value}' is not a valid name: names are lower case, as sacctmgr stores them (use '{value.lower()}')",
+            field=field,
+        )
     return value
 
 

@@ -95,7 +95,7 @@ class NodeService:
         state = request.state
         live_after = utcnow() - timedelta(seconds=self.heartbeat_timeout)
         if state == "DRAIN":
-            reason = (request.reason or "").strip(" ")
+            reason = (request.reason or "").strip()  # any white space: a no-break space is no reason
             if not reason:
                 raise Invalid("You must specify a reason when DRAINING a node", field="reason")
             outcome = self.store.drain_node(name, reason, principal.user, live_after=live_after)
