@@ -312,6 +312,21 @@ def test_begin_time(api: Api, tmp_path: Path) -> None:
     assert 0 <= ts(job["start_time"]) - begin < 0.5
 
 
+def test_explain_gives_no_start_before_what_the_job_waits_for(api: Api, tmp_path: Path) -> None:
+    """Explain plans a waiting job as if its wait were over (to say what it would then face);
+    its expected start is still not before its --begin time, and none for a held job."""
+    later = submit(api, tmp_path, "#!/bin/bash\ntrue\n", begin_time="now+3600")
+    held = submit(api, tmp_path, "#!/bin/bash\ntrue\n", hold=True)
+    try:
+        explained = api.http.get(f"/jobs/{later}/explain").json()
+        begin = ts(api.job(later)["begin_time"])
+        assert explained["expected_start_time"] is not None and ts(explained["expected_start_time"]) >= begin
+        assert api.http.get(f"/jobs/{held}/explain").json()["expected_start_time"] is None
+    finally:
+        api.cancel(later)
+        api.cancel(held)
+
+
 def test_requeue_running_and_finished_job(api: Api, tmp_path: Path) -> None:
     log = tmp_path / "runs.txt"
     script = f"#!/bin/bash\necho run $SLURM_RESTART_COUNT >> {log}\nsleep 30\n"

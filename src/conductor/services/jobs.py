@@ -16,6 +16,7 @@ takes Slurm's own meaning instead, where an array's id is the whole array (`slur
 from __future__ import annotations
 
 import logging
+import math
 import re
 import signal as posix_signal
 import time
@@ -43,7 +44,7 @@ from conductor.errors import (
 from conductor.monitoring.metrics import JOBS_SUBMITTED
 from conductor.scheduler.dependencies import check_targets
 from conductor.scheduler.limits import LIMIT_REASONS
-from conductor.scheduler.policy import NodeView, PendingJob
+from conductor.scheduler.policy import DependencyStatus, NodeView, PendingJob
 from conductor.services.forecast import Forecast, Forecaster, explain_waiting, pending_job_from_row
 from conductor.services.idempotency import HEADER, request_digest
 from conductor.services.ports import JobStore, Wakeups
@@ -475,6 +476,8 @@ class JobService:
                 self.store.count_active_in(job.user_name, job.account) if job.account else 0,
             )
             lines[1:1] = limit
+        if pending is not None and forecast is not None:
+            forecast = _when_free(pending, forecast)
         return Explanation(job, lines, forecast)
 
     def find(self, job_id: str) -> Job:
@@ -659,3 +662,14 @@ def _result(target: Target, outcome: ControlOutcome, action: str, needs: str, do
     if outcome.skipped:
         message += f"; {len(outcome.skipped)} skipped (not in a state that allows it)"
     return ControlResult(job_id=target.text, action=action, job_ids=sorted(outcome.changed), message=message)
+
+
+def _when_free(job: PendingJob, forecast: Forecast) -> Forecast:
+    """The plan's start for a job that waits for something first: it was planned as if that were
+    over (to tell what it would then face). A hold or a dependency has no foreseeable end, so no
+    start is; a --begin time is the earliest start."""
+    if job.held or job.dependency != DependencyStatus.SATISFIED:
+        return replace(forecast, start=math.inf, node=None, reserved=False)
+    if job.begin_time is not None and job.begin_time > forecast.start:
+        return replace(forecast, start=job.begin_time)
+    return forecast
