@@ -73,6 +73,16 @@ def test_slurmrestd_headers_and_revocation(conductor_server: ConductorProcess) -
     other = {"X-SLURM-USER-NAME": "someone-else", "X-SLURM-USER-TOKEN": token}
     response = httpx.get(url + "/jobs", headers=other)
     assert response.status_code == 403 and "X-SLURM-USER-NAME" in response.json()["detail"]
+    # Two different tokens: refused, not one of them silently used.
+    admin = conductor_server.token
+    both = httpx.get(url + "/jobs", headers={"Authorization": f"Bearer {token}", "X-SLURM-USER-TOKEN": admin})
+    assert both.status_code == 400 and "different tokens" in both.json()["detail"]
+    same = httpx.get(url + "/jobs", headers={"Authorization": f"Bearer {token}", "X-SLURM-USER-TOKEN": token})
+    assert same.status_code == 200
+    # An administrator naming a user that cannot be one: a 400, the name not echoed garbled.
+    for name in ("\u00e9".encode().decode("latin-1"), "x" * 10_000, "-rf"):
+        bad = httpx.get(url + "/jobs", headers={"X-SLURM-USER-NAME": name.encode("latin-1"), "X-SLURM-USER-TOKEN": admin})
+        assert bad.status_code == 400 and bad.json()["detail"].startswith("X-SLURM-USER-NAME is not a valid user name")
 
     listed = conductor_cli(home, "token", "list").stdout
     assert token not in listed

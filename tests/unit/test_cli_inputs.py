@@ -380,3 +380,16 @@ def test_the_job_id_filter_takes_spaces_around_ids_and_nothing_else() -> None:
         with pytest.raises(Invalid) as refusal:
             [app._parse_job_id(j) for j in app._csv(value, "job_id") or []]
         assert refusal.value.field == "job_id"
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    ([""], "Invalid job id "),
+    (["a b"], "Invalid job id a b"),
+    (["../1"], "Invalid job id ../1"),
+    (["7_[1-3]"], "give one job or one array task"),
+])
+def test_explain_checks_its_job_id_before_asking(argv: list[str], said: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # In the URL, '' got the server's "Not Found" and 'a b' its "Invalid HTTP request".
+    from conductor.cli import explain
+
+    assert said in refused(explain.main, argv, capsys)

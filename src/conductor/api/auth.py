@@ -98,6 +98,13 @@ async def authenticate(
         return None
     check_single_headers(request)
     token = bearer.credentials.strip() if bearer is not None else (slurm_token or "").strip()
+    if bearer is not None and slurm_token is not None and slurm_token.strip() != token:
+        # Two credentials: using one and ignoring the other would act as a user the client
+        # may not have meant.
+        raise HTTPException(
+            status_code=400,
+            detail="Authorization and X-SLURM-USER-TOKEN carry different tokens; send one of them",
+        )
     if not token:
         if request.headers.get("authorization"):
             raise unauthorized("authentication failed: the Authorization header must be 'Bearer <token>'")
@@ -111,13 +118,21 @@ async def authenticate(
     named = request.headers.get("x-slurm-user-name")
     if named is not None and named.strip() and named.strip() != principal.user:
         named = named.strip()
+        valid = _USER_NAME.fullmatch(named) is not None
+        # Echoed only when valid: the header arrives decoded as Latin-1, so UTF-8 text would be
+        # shown garbled, and a long one would fill the answer.
+        shown = f" '{named}'" if valid else ""
         if not principal.admin:
             raise forbidden(
-                f"X-SLURM-USER-NAME '{named[:64]}' does not match the token's user '{principal.user}'; "
+                f"X-SLURM-USER-NAME{shown} does not match the token's user '{principal.user}'; "
                 "only an administrator's token may act for another user"
             )
-        if not _USER_NAME.fullmatch(named):
-            raise forbidden(f"X-SLURM-USER-NAME '{named[:64]}' is not a valid user name")
+        if not valid:
+            raise HTTPException(
+                status_code=400,
+                detail="X-SLURM-USER-NAME is not a valid user name: 1 to 64 ASCII letters, digits, "
+                "'_', '.', '@' or '-', not starting with '.', '@' or '-'",
+            )
         principal = Principal(user=named, admin=False, token_id=principal.token_id, acting_for=principal.user)
     request.state.principal = principal
     return principal

@@ -266,7 +266,7 @@ def job_priorities(
     # question gets its 400 either way.
     for name, value in (("jobs", jobs), ("users", users)):
         if value is not None and not value.strip(", "):
-            raise Invalid(f"{name}: give one or more values, comma separated, or leave it out", field=name)
+            raise Invalid("give one or more values, comma separated, or leave it out", field=name)
     wanted_ids = _int_list(jobs, "jobs")
     if users:
         _no_control(users, "users")

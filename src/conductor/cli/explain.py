@@ -12,6 +12,7 @@ import sys
 
 from conductor.cli.client import Client
 from conductor.cli.common import UsageError, run
+from conductor.cli.jobsel import parse_job_spec
 
 PROG = "explain"
 USAGE = "usage: conductor explain [--json] JOBID\n"
@@ -45,9 +46,15 @@ def _main(argv: list[str]) -> int:
             ids.append(arg)
     if len(ids) != 1:
         raise UsageError(f"give exactly one job id\n{USAGE.rstrip()}")
+    # Checked here: in the URL, '' or 'a b' got the HTTP layer's "Not Found" or "Invalid HTTP
+    # request" in place of a word on the id.
+    spec = parse_job_spec(ids[0])
+    if spec.tasks is not None and len(spec.tasks) != 1:
+        raise UsageError(f"Invalid job id {ids[0]}: give one job or one array task (123 or 123_4)")
     client = Client()
     try:
-        answer = client.get(f"/jobs/{ids[0]}/explain")
+        named = str(spec.base) if spec.tasks is None else f"{spec.base}_{min(spec.tasks)}"
+        answer = client.get(f"/jobs/{named}/explain")
     finally:
         client.close()
     if as_json:
