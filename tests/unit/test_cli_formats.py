@@ -190,9 +190,10 @@ def test_single_pending_task_keeps_its_own_id() -> None:
 def test_long_format_names_and_widths() -> None:
     items = parse_long_format("JobID:6,State:.10,Name:|")
     out = render(items, [job(12)], header=True)
+    # "Name:|": a ':' with no size is width 0 (Slurm's strtol), so the suffix follows at once.
     assert out.splitlines() == [
-        "JOBID      STATENAME                |",
-        "12       PENDINGwrap                |",
+        "JOBID      STATENAME|",
+        "12       PENDINGwrap|",
     ]
 
 
@@ -431,10 +432,11 @@ def test_squeue_default_output_with_running_and_array_lines() -> None:
     completed = dict(RUNNING, state="COMPLETED", elapsed=65)
     rows = default_sort(collapse_pending_arrays([*tasks, completed]))
     text = render(parse_format(DEFAULT_FORMAT), rows, header=True, now=now)
+    # The default order compares the %t strings (Slurm's sort.c): CD before PD.
     assert text == (
         "             JOBID PARTITION     NAME     USER ST       TIME  NODES NODELIST(REASON)\n"
-        "       100_[0-5%2]     debug     wrap    alice PD       0:00      1 (JobArrayTaskLimit)\n"
         "                 7     debug a-very-l    alice CD       1:05      1 vm\n"
+        "       100_[0-5%2]     debug     wrap    alice PD       0:00      1 (JobArrayTaskLimit)\n"
     )
 
 

@@ -536,3 +536,9 @@ def test_help_version_usage(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Capt
     assert capsys.readouterr().out.startswith("slurm ")
     assert run(["--usage"], client, monkeypatch) == 0
     assert capsys.readouterr().out.startswith("Usage: sacctmgr")
+
+
+def test_modify_user_by_account_alone_says_to_name_the_users() -> None:
+    # It said "You didn't set any conditions with 'WHERE'" though it had one.
+    said = refused("modify", "user", "where", "account=physics", "set", "MaxJobs=3")
+    assert "Name the users to modify" in said and "not supported here" in said

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from conductor.api.models import JobRecord
+from conductor.cli.common import STATE_CODES
 from conductor.cli.squeue_format import (
     _SORT_KEYS,
-    _STATE_ORDER,
     BASE_KEYS,
     DEFAULT_FORMAT,
     EXTRA_LONG_FIELDS,
@@ -180,7 +180,7 @@ def test_lines_made_page_by_page_are_the_lines_render_makes() -> None:
 # times under a minute and over a day, and text that is not printable or wider than its column.
 SHAPES = [
     *RECORDS,
-    *(_record(state=state) for state in (*_STATE_ORDER, "SOMETHING_NEW")),
+    *(_record(state=state) for state in (*STATE_CODES, "SOMETHING_NEW")),
     *(_record(state=state, error_msg=None) for state in ("FAILED", "PENDING", "TIMEOUT", "DEADLINE")),
     _record(state=None), _record(state=7), _record(state=[]), _record(state={"a": 1}),
     _record(state="PENDING", reason=None, error_msg=None),

@@ -196,12 +196,76 @@ def parse_iso(value: Any) -> datetime | None:
     return stamp
 
 
+_STANDARD_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"  # Slurm's "%FT%T"
+# SLURM_TIME_FORMAT's value -> the strftime format it means (None: "relative"), worked out once
+# per value as Slurm works it out once per process (an invalid one is reported once).
+_TIME_FORMATS: dict[str | None, str | None] = {}
+
+
+def _command_name() -> str:
+    """The command for an error message: `sacct` of `conductor sacct ...` or of a shim."""
+    argv = sys.argv
+    base = os.path.basename(argv[0]) if argv and argv[0] else "conductor"
+    if base in ("conductor", "__main__.py") and len(argv) > 1:
+        return argv[1]
+    return base
+
+
+def _time_format() -> str | None:
+    """slurm_make_time_str's format (src/common/parse_time.c): SLURM_TIME_FORMAT unset, empty or
+    `standard` is the ISO-like default, `relative` the relative form; any other value is a
+    strftime(3) format if it has a '%' and is under 32 bytes, else an error and the default."""
+    env = os.environ.get("SLURM_TIME_FORMAT")
+    try:
+        return _TIME_FORMATS[env]
+    except KeyError:
+        pass
+    chosen: str | None = _STANDARD_TIME_FORMAT
+    if not env or env == "standard":
+        pass
+    elif env == "relative":
+        chosen = None
+    elif "%" not in env or len(env.encode(errors="surrogateescape")) >= 32:
+        sys.stderr.write(f"{_command_name()}: error: invalid SLURM_TIME_FORMAT = '{env}'\n")
+    else:
+        chosen = env
+    _TIME_FORMATS[env] = chosen
+    return chosen
+
+
+def _relative_time_format(stamp: datetime) -> str:
+    """_relative_date_fmt (parse_time.c): the format by the distance in days from today, with
+    days counted as 1000 * year + day of the year, as Slurm counts them."""
+    today = datetime.now().astimezone().timetuple()
+    when = stamp.timetuple()
+    distance = (1000 * when.tm_year + when.tm_yday) - (1000 * today.tm_year + today.tm_yday)
+    if distance == -1:
+        return "Ystday %H:%M"
+    if distance == 0:
+        return "%H:%M:%S"
+    if distance == 1:
+        return "Tomorr %H:%M"
+    if distance < -365 or distance > 365:
+        return "%-d %b %Y"
+    if distance < -1 or distance > 6:
+        return "%-d %b %H:%M"
+    return "%a %H:%M"
+
+
 def slurm_time(value: Any, missing: str = "Unknown") -> str:
-    """Slurm prints instants in local time without zone: 2026-11-29T07:00:07."""
+    """An instant as Slurm prints it (slurm_make_time_str): in local time without zone,
+    2026-11-29T07:00:07, or as SLURM_TIME_FORMAT asks (`relative`, or a strftime format)."""
     stamp = parse_iso(value)
     if stamp is None:
         return missing
-    return stamp.astimezone().strftime("%Y-%m-%dT%H:%M:%S")
+    local = stamp.astimezone()
+    fmt = _time_format()
+    if fmt is None:
+        fmt = _relative_time_format(local)
+    try:
+        return local.strftime(fmt)
+    except (ValueError, UnicodeError):
+        return local.strftime(_STANDARD_TIME_FORMAT)
 
 
 # ---- job ids ---------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from conductor.cli.common import (
     empty_format,
     parse_iso,
     run,
+    slurm_time,
     split_list,
 )
 from conductor.cli.getopt import Option, OptionTable, getopt_long
@@ -30,6 +31,7 @@ from conductor.cli.sacct_format import (
     expand_rows,
     parse_fields,
     render,
+    unit_type,
 )
 from conductor.cli.squeue_format import collapse_pending_arrays
 
@@ -156,28 +158,20 @@ def help_text() -> str:
     return page("Usage: sacct [options]\n", OPTIONS, DESCRIBED)
 
 
-def parse_sacct_time(text: str, now: datetime) -> datetime:
-    """-S/-E values, in Slurm's grammar; times of day without a date mean the past occurrence."""
+def parse_sacct_time(text: str, now: datetime, field: str = "--starttime") -> datetime:
+    """-S/-E values, in Slurm's grammar, read as sacct reads them (`parse_time(optarg, 1)`,
+    looking into the past): a date without a year is this year unless its month is later than
+    now's (then last year's); a time of day without a date is today's."""
     from conductor.domain.errors import SpecError
     from conductor.domain.timespec import parse_begin_time
 
     value = text.strip()
     try:
-        stamp = parse_begin_time(value, now=now, field="--starttime")
+        return parse_begin_time(value, now=now, field=field, past=True)
     except SpecError as exc:
         raise UsageError(
             f"Invalid time specification (pos=0): {value} ({exc.message})"
         ) from None
-    has_date = (
-        any(sep in value for sep in ("-", "/", "."))
-        or value.lower().startswith(("now", "today", "tomorrow", "uts"))
-        or (value.isdigit() and len(value) in (4, 6))
-    )
-    if not has_date and stamp > now:
-        from datetime import timedelta
-
-        stamp -= timedelta(days=1)
-    return stamp
 
 
 def _parse_states(text: str) -> list[str]:
@@ -206,6 +200,10 @@ def in_window(
     if eligible is not None and eligible.timestamp() >= end:
         return False
     return not (ended is not None and ended.timestamp() < start)
+
+
+def _iso(stamp: float) -> str:
+    return datetime.fromtimestamp(stamp, tz=UTC).isoformat()
 
 
 def main(argv: list[str]) -> int:
@@ -257,9 +255,17 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per sacct option
     except FieldError as exc:
         raise UsageError(str(exc)) from None
 
+    units: int | None = None
+    if "units" in opts:
+        try:
+            units = unit_type(opts["units"] or "")
+        except FieldError as exc:
+            raise UsageError(str(exc)) from None
+
     specs = parse_job_specs(multi["jobs"]) if "jobs" in multi else None
     states = _parse_states(",".join(multi["state"])) if "state" in multi else None
-    now_dt = datetime.now().astimezone()
+    # Whole seconds, as Slurm's time(NULL): "-E now" is then exactly now below.
+    now_dt = datetime.now().astimezone().replace(microsecond=0)
     now = now_dt.timestamp()
     start: float
     if opts.get("starttime"):
@@ -271,15 +277,19 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per sacct option
     else:
         start = now_dt.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
     if opts.get("endtime"):
-        end = parse_sacct_time(opts["endtime"] or "", now_dt).timestamp()
+        end = parse_sacct_time(opts["endtime"] or "", now_dt, "--endtime").timestamp()
     elif states and opts.get("starttime"):
         end = start
     else:
         end = now
-    if end <= start or end >= now:
+    if end == start or end == now:
         end += 1  # the window is [S, E); include S itself, and the current second
     if end < start:
-        raise UsageError("Start time requested is after end time.")
+        # slurmdb_job_cond_def_start_end, then sacct's check (src/sacct/options.c).
+        raise UsageError(
+            f"Start time ({slurm_time(_iso(start))}) requested is after end time "
+            f"({slurm_time(_iso(end))})."
+        )
 
     users: list[str] | None = None
     if "user" in multi:
@@ -291,7 +301,7 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per sacct option
     names = [n for v in multi.get("name", []) for n in split_list(v)] or None
     partitions = [p for v in multi.get("partition", []) for p in split_list(v)] or None
     accounts = [a for v in multi.get("accounts", []) for a in split_list(v)] or None
-    qos = [q for v in multi.get("qos", []) for q in split_list(v)] or None
+    qos = [q.lower() for v in multi.get("qos", []) for q in split_list(v)] or None
     nodes = None
     if opts.get("nodelist"):
         from conductor.domain.hostlist import expand_hostlist
@@ -301,17 +311,14 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per sacct option
     client = Client()
     try:
 
-        def iso(stamp: float) -> str:
-            return datetime.fromtimestamp(stamp, tz=UTC).isoformat()
-
         jobs = fetch_jobs(
             client,
             specs,
             users=users,
             names=names,
             partitions=partitions,
-            since=iso(start) if start > 0 else None,
-            until=iso(end),
+            since=_iso(start) if start > 0 else None,
+            until=_iso(end),
             archived="archived" in opts,
         )
     finally:
@@ -322,7 +329,9 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per sacct option
             return False
         if accounts and job.get("account") not in accounts:
             return False
-        if qos and job.get("qos") not in qos:
+        # What sacct shows: a job without a QOS of its own runs under "normal", and Slurm
+        # matches QOS names case-insensitively (str_2_slurmdb_qos).
+        if qos and str(job.get("qos") or "normal").lower() not in qos:
             return False
         if nodes is not None:
             from conductor.domain.hostlist import expand_hostlist
@@ -346,7 +355,7 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per sacct option
 
         write(sacct_document(selected, argv))
         return 0
-    rows = expand_rows(selected, with_steps="allocations" not in opts)
+    rows = expand_rows(selected, with_steps="allocations" not in opts, units=units)
     parsable = (
         "no_ending"
         if "parsable2" in opts

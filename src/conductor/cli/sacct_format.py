@@ -175,13 +175,71 @@ def _req_cpus(job: dict[str, Any]) -> int:
     return int(job.get("ntasks") or 1) * int(job.get("cpus_per_task") or 1)
 
 
-def _req_mem(job: dict[str, Any]) -> str:
-    from conductor.domain.memory import format_memory_mb
+# --units: Slurm's unit types (UNIT_NONE, UNIT_KILO... in slurm_protocol_api.h) by letter.
+UNIT_LETTERS = "KMGTP"
+_UNIT_NONE = 0
+_UNIT_MEGA = 2
 
+
+def unit_type(text: str) -> int:
+    """sacct --units: the unit's index (K=1 ... P=5), from the value's first letter, any case,
+    as get_unit_type() reads it; FieldError for anything else."""
+    letter = text[:1].upper()
+    if not letter or letter not in UNIT_LETTERS:
+        raise FieldError(
+            f"Invalid unit type '{text[:1]}'. Possible options are '{UNIT_LETTERS}'"
+        )
+    return UNIT_LETTERS.index(letter) + 1
+
+
+def convert_units(number: float, orig: int, spec: int) -> str:
+    """convert_num_unit(num, orig_type, spec_type) with --units set (spec_type overrides every
+    other flag): the number moved by factors of 1024 to `spec`, "%d<unit>" when whole, else
+    "%.2f<unit>" (262144 bytes in M: "0.25M"); zero is "0"."""
+    if int(number) == 0:
+        return "0"
+    value = float(number)
+    while spec < orig:
+        value *= 1024
+        orig -= 1
+    while spec > orig:
+        value /= 1024
+        orig += 1
+    suffix = UNIT_LETTERS[orig - 1] if orig > _UNIT_NONE else ""
+    whole = int(value)
+    if float(whole) == value:
+        return f"{whole}{suffix}"
+    return f"{value:.2f}{suffix}"
+
+
+def _units(row: dict[str, Any]) -> int | None:
+    units = row.get("_units")
+    return int(units) if units is not None else None
+
+
+def _mem_mb(job: dict[str, Any], cpus: int) -> int:
+    """The job's memory in MiB as its TRES count it (job_get_tres_mem in slurmctld's
+    job_mgr.c): --mem-per-cpu times the CPUs, or --mem per node times the (one) node."""
     per_cpu = job.get("memory_per_cpu_mb")
     if per_cpu:
-        return format_memory_mb(int(per_cpu))
-    return format_memory_mb(int(job.get("memory_per_node_mb") or 0))
+        return int(per_cpu) * cpus
+    return int(job.get("memory_per_node_mb") or 0)
+
+
+def _format_mb(row: dict[str, Any], mb: int) -> str:
+    from conductor.domain.memory import format_memory_mb
+
+    units = _units(row)
+    if units is not None:
+        return convert_units(mb, _UNIT_MEGA, units)
+    return format_memory_mb(mb)
+
+
+def _req_mem(job: dict[str, Any]) -> str:
+    """PRINT_REQ_MEM (Slurm 22.05): the mem count of the job's tres_req_str, on job rows only."""
+    if job.get("_step"):
+        return ""
+    return _format_mb(job, _mem_mb(job, _req_cpus(job)))
 
 
 def _elapsed(job: dict[str, Any]) -> int:
@@ -191,8 +249,30 @@ def _elapsed(job: dict[str, Any]) -> int:
 def _tres(job: dict[str, Any], allocated: bool) -> str:
     if allocated and not _started(job):
         return ""
+    if not allocated and job.get("_step"):
+        return ""  # PRINT_TRESR: a job's tres_req_str; steps have none
     cpus = _alloc_cpus(job) if allocated else _req_cpus(job)
-    return f"billing={cpus},cpu={cpus},mem={_req_mem(job)},node=1"
+    return f"billing={cpus},cpu={cpus},mem={_format_mb(job, _mem_mb(job, cpus))},node=1"
+
+
+def _req_nodes(job: dict[str, Any]) -> str:
+    # convert_num_unit(nodes, UNIT_NONE, params.units): --units converts even a node count.
+    units = _units(job)
+    return "1" if units is None else convert_units(1, _UNIT_NONE, units)
+
+
+def _exit_code(job: dict[str, Any]) -> str:
+    """PRINT_EXITCODE: "status:signal", and an exit status of 128 or more shows 128 less
+    (src/sacct/print.c: `if (tmp_int >= 128) tmp_int -= 128`), on job and step rows."""
+    code, sep, signal = exit_code(job).partition(":")
+    if sep and code.isdigit() and int(code) >= 128:
+        return f"{int(code) - 128}:{signal}"
+    return exit_code(job)
+
+
+def _derived_exit_code(job: dict[str, Any]) -> str:
+    # PRINT_DERIVED_EC fills in job rows only; step rows print it empty.
+    return "" if job.get("_step") else exit_code(job)
 
 
 def _uid(job: dict[str, Any]) -> str:
@@ -252,7 +332,12 @@ def _step_memory(job: dict[str, Any], key: str) -> str:
     if not job.get("_step"):
         return ""
     value = _usage(job, key)
-    return format_memory(int(value)) if value is not None else ""
+    if value is None:
+        return ""
+    units = _units(job)
+    if units is not None:
+        return convert_units(int(value), _UNIT_NONE, units)
+    return format_memory(int(value))
 
 
 def _cpu(job: dict[str, Any], key: str) -> str:
@@ -283,12 +368,12 @@ GETTERS: dict[str, Getter] = {
     "Comment": lambda j: _s(j.get("comment")),
     "CPUTime": lambda j: hms(_elapsed(j) * _alloc_cpus(j)),
     "CPUTimeRAW": lambda j: str(_elapsed(j) * _alloc_cpus(j)),
-    "DerivedExitCode": lambda j: exit_code(j),
+    "DerivedExitCode": _derived_exit_code,
     "Elapsed": lambda j: hms(_elapsed(j)),
     "ElapsedRaw": lambda j: str(_elapsed(j)),
     "Eligible": lambda j: slurm_time(j.get("eligible_time")),
     "End": lambda j: slurm_time(j.get("end_time")),
-    "ExitCode": lambda j: exit_code(j),
+    "ExitCode": _exit_code,
     "GID": lambda j: _group(j, True),
     "Group": lambda j: _group(j, False),
     "JobID": lambda j: _s(j.get("_sacct_id")),
@@ -311,7 +396,7 @@ GETTERS: dict[str, Getter] = {
     "Reason": job_reason,
     "ReqCPUS": lambda j: str(_req_cpus(j)),
     "ReqMem": _req_mem,
-    "ReqNodes": lambda j: "1",
+    "ReqNodes": _req_nodes,
     "ReqTRES": lambda j: _tres(j, False),
     "Restarts": lambda j: str(int(j.get("restart_count") or 0)),
     "Start": lambda j: slurm_time(j.get("start_time")),
@@ -434,12 +519,14 @@ def render(
 
 
 def expand_rows(
-    jobs: list[dict[str, Any]], *, with_steps: bool
+    jobs: list[dict[str, Any]], *, with_steps: bool, units: int | None = None
 ) -> list[dict[str, Any]]:
-    """One row per job (JobID '123' or '123_4'), then its batch step unless -X."""
+    """One row per job (JobID '123' or '123_4'), then its batch step unless -X.
+    `units`: --units' unit type (unit_type()), for the memory figures."""
     rows: list[dict[str, Any]] = []
     for job in jobs:
         row = dict(job)
+        row["_units"] = units
         if job.get("_task_str"):
             row["_sacct_id"] = f"{job['array_job_id']}_[{job['_task_str']}]"
             row["_sacct_raw_id"] = str(job["array_job_id"])

@@ -664,6 +664,9 @@ def _modify_user(rest: list[str]) -> Change:
             raise _unknown_option(word)
     if not changes and default is None:
         raise UsageError("You didn't give me anything to set: modify user NAME set KEY=VALUE ...")
+    if not users and accounts:
+        raise UsageError("Name the users to modify: modify user NAME where Account=A set ... "
+                         "(every user of an account at once is not supported here)")
     _need_names(users, "user", "modify")
     body = _clears(changes)
     if default is not None:

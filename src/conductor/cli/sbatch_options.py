@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 from conductor.cli.getopt import GetoptError, Option, OptionTable, getopt_long
 from conductor.domain.errors import SpecError
+from conductor.domain.mail import mail_type_problem
 from conductor.errors import ConductorError
 
 PROG = "sbatch"
@@ -285,23 +286,6 @@ _SIGNAL_NAMES = frozenset(
 )
 _SIGNAL_RE = re.compile(
     r"(?:(?P<flags>[RB]+):)?(?P<sig>[A-Za-z0-9]+)(?:@(?P<time>\d+))?"
-)
-_MAIL_TYPES = frozenset(
-    [
-        "NONE",
-        "BEGIN",
-        "END",
-        "FAIL",
-        "REQUEUE",
-        "ALL",
-        "INVALID_DEPEND",
-        "STAGE_OUT",
-        "TIME_LIMIT",
-        "TIME_LIMIT_90",
-        "TIME_LIMIT_80",
-        "TIME_LIMIT_50",
-        "ARRAY_TASKS",
-    ]
 )
 WRAP_HEADER = "#!/bin/sh\n# This script was created by sbatch --wrap.\n\n"
 
@@ -629,11 +613,21 @@ def build_plan(  # noqa: C901 - one branch per sbatch option
         ("partition", "partition"),
         ("qos", "qos"),
         ("comment", "comment"),
-        ("begin", "begin_time"),
         ("mail_user", "mail_user"),
     ):
         if values.get(key) is not None:
             job[api] = values[key]
+
+    if "begin" in values:
+        begin = values["begin"] or ""
+        if not begin.strip():
+            # `--begin="$WHEN"` with the variable unset: Slurm's parse_time("") is 0, which
+            # arg_set_begin refuses ("Invalid --begin specification"), as --time= and --mem= are.
+            raise SbatchError(
+                "Invalid --begin specification: the time is empty; give one such as now+1hour, "
+                "16:00, tomorrow or 2030-01-31T08:00:00"
+            )
+        job["begin_time"] = begin  # its grammar is checked by the server (parse_begin_time)
 
     if "time" in values:
         text = values["time"] or ""
@@ -717,9 +711,11 @@ def build_plan(  # noqa: C901 - one branch per sbatch option
 
     if mail_types:
         for entry in mail_types:
-            for item in entry.split(","):
-                if item.strip().upper() not in _MAIL_TYPES:
-                    raise SbatchError(f"--mail-type={entry} invalid")
+            # The server checks the same list (domain/mail.py); refused here first, as Slurm's
+            # sbatch does, naming the option as the user wrote it.
+            problem = mail_type_problem(entry)
+            if problem is not None:
+                raise SbatchError(f"--mail-type={entry} invalid: {problem}")
         job["mail_type"] = ",".join(t for t in mail_types if t)
     if mail_types or "mail_user" in values:
         say(

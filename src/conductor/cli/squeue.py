@@ -40,6 +40,7 @@ from conductor.cli.squeue_format import (
     sort_jobs,
 )
 from conductor.domain.numbers import whole_number
+from conductor.errors import ConductorError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -165,6 +166,78 @@ def parse_states(text: str) -> list[str] | None:
     return states
 
 
+def _user_name(text: str) -> str | None:
+    """The user a name or numeric uid is in this host's user database (Slurm's uid_from_string:
+    a name first, then a uid), as jobs record it; None for neither."""
+    import pwd
+
+    try:
+        return pwd.getpwnam(text).pw_name
+    except KeyError:
+        pass
+    if not (text.isascii() and text.isdigit()):
+        return None
+    try:
+        return pwd.getpwuid(int(text)).pw_name
+    except (KeyError, OverflowError):
+        return None
+
+
+def known_users(names: list[str]) -> list[str]:
+    """-u/--user and SQUEUE_USERS: the users named. Any name that is no user is reported as
+    squeue's _build_user_list reports it (opts.c: error("Invalid user: %s\n"), so a blank line
+    follows) and left out, and the listing goes on: a list left with no user shows no job."""
+    users: list[str] = []
+    for name in names:
+        user = _user_name(name)
+        if user is None:
+            sys.stderr.write(f"{PROG}: error: Invalid user: {name}\n\n")
+        else:
+            users.append(user)
+    return users
+
+
+def wanted_nodes(text: str, client: Client) -> frozenset[str]:
+    """-w/--nodelist: the nodes of a host list, each one the cluster has (opts.c: hostset_create,
+    then _filter_nodes maps each name, "localhost" being this host's short name). An empty
+    list is no node: it selects no job, as squeue's empty hostset does."""
+    import socket
+
+    from conductor.domain.hostlist import expand_hostlist
+
+    try:
+        names = expand_hostlist(text, field="--nodelist")
+    except ConductorError:
+        raise UsageError(f"'{text}' invalid entry for --nodelist") from None
+    if not names:
+        return frozenset()
+    known = {str(node.get("name")) for node in client.get("/nodes").get("nodes", [])}
+    wanted: set[str] = set()
+    for name in names:
+        node = socket.gethostname().split(".")[0] if name.lower() == "localhost" else name
+        if node not in known:
+            raise UsageError(f"Invalid node name {name}")
+        wanted.add(node)
+    return frozenset(wanted)
+
+
+def on_nodes(job: dict[str, Any], nodes: frozenset[str], expanded: dict[str, frozenset[str]]) -> bool:
+    """Whether the job's node list shares a node with `nodes`: a job without nodes (a pending
+    one) never does (print.c _filter_job: job->nodes NULL, or no hostset_intersects).
+    `expanded` keeps the node lists already expanded (many jobs share one)."""
+    from conductor.domain.hostlist import expand_hostlist
+
+    node_list = job.get("node_list")
+    if not node_list or not isinstance(node_list, str):
+        return False
+    if node_list not in expanded:
+        try:
+            expanded[node_list] = frozenset(expand_hostlist(node_list))
+        except ConductorError:
+            expanded[node_list] = frozenset({node_list})
+    return not nodes.isdisjoint(expanded[node_list])
+
+
 def _recent_or_active(job: dict[str, Any], now: float) -> bool:
     if job.get("state") in ACTIVE_STATES:
         return True
@@ -262,9 +335,9 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per squeue option
         states = list(ACTIVE_STATES)
     users: list[str] | None = None
     if "user" in multi:
-        users = [u for v in multi["user"] for u in split_list(v)]
+        users = known_users([u for v in multi["user"] for u in split_list(v)])
     elif os.environ.get("SQUEUE_USERS"):
-        users = split_list(os.environ["SQUEUE_USERS"])
+        users = known_users(split_list(os.environ["SQUEUE_USERS"]))
     if "me" in opts:
         users = (users or []) + [current_user()]
     names = [n for v in multi.get("name", []) for n in split_list(v)] or None
@@ -272,7 +345,9 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per squeue option
     partitions = split_list(partitions_text) if partitions_text else None
     accounts_text = opts.get("account") or os.environ.get("SQUEUE_ACCOUNT")
     accounts = split_list(accounts_text) if accounts_text else None
-    qos = split_list(opts["qos"]) if opts.get("qos") else None
+    # Matched as squeue matches them, without regard to case (print.c _filter_job: xstrcasecmp).
+    qos = {q.lower() for q in split_list(opts["qos"])} if opts.get("qos") else None
+    nodelist = opts.get("nodelist")
 
     try:
         items = _columns(opts, start)
@@ -293,10 +368,12 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per squeue option
     live_only = states is not None and set(states) <= set(ACTIVE_STATES)
     # The record keys this view reads: the server sends only those (--json prints whole records).
     # With -j, ended jobs come too (to tell ids nobody knows), and their end_time is read.
-    filtered = [key for key, values in (("account", accounts), ("qos", qos)) if values]
+    filtered = [key for key, values in (("account", accounts), ("qos", qos), ("node_list", nodelist)) if values]
     fields = None if as_json else record_keys(items, sort_spec, live_only=live_only and not specs, filtered=filtered)
     client = Client()
     try:
+        nodes = wanted_nodes(nodelist, client) if nodelist is not None else None
+        expanded: dict[str, frozenset[str]] = {}
         while True:
             now = time.time()
             # Each page's lines are made as it arrives, while the server makes the next.
@@ -305,15 +382,17 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per squeue option
             if specs:
                 # Unfiltered by state, to tell ids nobody knows from jobs in other states.
                 jobs = fetch_jobs(
-                    client, specs, users=users, names=names, partitions=partitions, fields=fields,
+                    client, specs, users=users or None, names=names, partitions=partitions, fields=fields,
                     each_page=prerender,
                 )
+            elif users == []:
+                jobs = []  # every user named is unknown: no job is any of theirs
             else:
                 jobs = fetch_jobs(
                     client,
                     None,
                     states=states,
-                    users=users,
+                    users=users or None,
                     names=names,
                     partitions=partitions,
                     # Only a view of ended jobs needs the bound: live jobs show however long
@@ -330,10 +409,15 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per squeue option
                 sys.stderr.write("slurm_load_jobs error: Invalid job id specified\n")
                 return 1
             jobs = [j for j in known if states is None or j.get("state") in states]
+            if users is not None:
+                jobs = [j for j in jobs if j.get("user") in users]
             if accounts:
                 jobs = [j for j in jobs if j.get("account") in accounts]
             if qos:
-                jobs = [j for j in jobs if j.get("qos") in qos]
+                # The QOS as %q shows it: a job without one is in "normal".
+                jobs = [j for j in jobs if str(j.get("qos") or "normal").lower() in qos]
+            if nodes is not None:
+                jobs = [j for j in jobs if on_nodes(j, nodes, expanded)]
             if as_json:
                 from conductor.cli.slurm_json import squeue_document, write
 

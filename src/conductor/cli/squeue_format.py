@@ -1,7 +1,8 @@
 """squeue's output: % field codes, -O long field names, array collapsing. Pure functions.
 
 Follows src/squeue/print.c and opts.c: a field is `%[.][width]code`; `.` right-aligns; the value
-is cut to the width (squeue truncates, it does not widen); text between fields is printed as is.
+is cut to the width (squeue truncates, it does not widen), except the run times and node lists
+a right-aligned field prints whole (see WHOLE); text between fields is printed as is.
 """
 
 from __future__ import annotations
@@ -27,22 +28,6 @@ LONG_FORMAT = "%.18i %.9P %.8j %.8u %.8T %.10M %.9l %.6D %R"
 START_FORMAT = "%.18i %.9P %.8j %.8u %.2t %.19S %.6D %20Y %R"
 STEP_FORMAT = "%.15i %.8j %.9P %.8u %.9M %N"
 
-# Job states in Slurm's enum order, for the default sort ("P,t,-p").
-_STATE_ORDER = {
-    "PENDING": 0,
-    "RUNNING": 1,
-    "SUSPENDED": 2,
-    "COMPLETED": 3,
-    "CANCELLED": 4,
-    "FAILED": 5,
-    "TIMEOUT": 6,
-    "NODE_FAIL": 7,
-    "PREEMPTED": 8,
-    "BOOT_FAIL": 9,
-    "DEADLINE": 10,
-    "OUT_OF_MEMORY": 11,
-    "COMPLETING": 12,
-}
 # %R shows "(reason)" for these states and the node list otherwise (squeue's
 # _print_job_reason_list).
 _REASON_STATES = frozenset(
@@ -108,6 +93,10 @@ def _time_left(job: dict[str, Any], now: float) -> str:
 def _end_time(job: dict[str, Any]) -> str:
     if job.get("end_time"):
         return slurm_time(job["end_time"])
+    if job.get("time_limit") is None and job.get("state") in ("RUNNING", "SUSPENDED"):
+        # squeue's _print_job_time_end: no time limit and an end still ahead (slurmctld sets a
+        # live job's end a year on) print NONE; an end never set (a pending job's) prints N/A.
+        return "NONE"
     if (
         job.get("state") == "RUNNING"
         and job.get("start_time")
@@ -173,7 +162,8 @@ def job_priority(job: dict[str, Any]) -> int:
 
 
 def _priority_float(job: dict[str, Any]) -> str:
-    return f"{job_priority(job) / 4294967295:.8f}"
+    """%p: the priority as a fraction of 2^32-1, printed as squeue's "%16.14f" prints it."""
+    return f"{job_priority(job) / 4294967295:16.14f}"
 
 
 def start_time(job: dict[str, Any]) -> str | None:
@@ -445,6 +435,36 @@ def _tres_alloc(job: dict[str, Any]) -> str:
 LONG_DEFAULT_WIDTH = 20
 
 
+def _always_whole(job: dict[str, Any], value: str) -> bool:
+    return True
+
+
+def _whole_unless_unlimited(job: dict[str, Any], value: str) -> bool:
+    return value not in ("UNLIMITED", "NOT_SET")
+
+
+def _whole_unless_reason(job: dict[str, Any], value: str) -> bool:
+    return str(job.get("state")) not in _REASON_STATES
+
+
+# The fields squeue prints whole when right-aligned (print.c passes cut_output=false to
+# _print_str for them): a run time (_print_secs: %l and %L, not their UNLIMITED, and %M), a node
+# list (_print_nodes: %N, and %R's nodes, not its "(reason)"), %Y, and -O ResizeTime's N/A. A
+# left-aligned field is cut whatever it holds ("%.Ws" has a precision). code or -O name -> when
+# the value is printed whole.
+WHOLE: dict[str, Callable[[dict[str, Any], str], bool]] = {
+    "l": _whole_unless_unlimited,
+    "L": _whole_unless_unlimited,
+    "M": _always_whole,
+    "N": _always_whole,
+    "R": _whole_unless_reason,
+    "Y": _always_whole,
+    "resizetime": _always_whole,
+}
+# Of those, the ones whose header is printed whole too (the times' headers are cut).
+_WHOLE_HEADERS = frozenset("NRY")
+
+
 class FormatError(ConductorError, ValueError):
     pass
 
@@ -452,7 +472,7 @@ class FormatError(ConductorError, ValueError):
 class Field:
     """One output column: where its value comes from and how it is laid out."""
 
-    __slots__ = ("getter", "header", "keys", "right", "suffix", "width")
+    __slots__ = ("getter", "header", "keys", "right", "suffix", "whole", "width")
 
     def __init__(
         self,
@@ -462,22 +482,34 @@ class Field:
         right: bool,
         suffix: str = "",
         keys: tuple[str, ...] = (),
+        kind: str = "",
     ):
-        self.header = header
+        # A right-aligned field of a kind squeue prints whole (WHOLE): its value is padded, and
+        # cut only when `whole` says so; its header is cut here unless printed whole.
+        whole = WHOLE.get(kind) if right and width > 0 else None
+        self.header = header if whole is None or kind in _WHOLE_HEADERS else header[:width]
         self.getter = getter
         self.width = width
         self.right = right
         self.suffix = suffix
         self.keys = keys  # what the getter reads of a job record (KEYS)
+        self.whole = whole
 
 
 _PCT_RE = re.compile(r"%(\.)?(\d*)(.)", re.DOTALL)
+
+
+# squeue -o %all (any case): every field, a to z then A to Z, each unpadded, separated by "|"
+# (opts.c parse_format).
+ALL_FORMAT = "|".join(f"%{code}" for code in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 def parse_format(fmt: str, option: str = "-o/--format") -> list[str | Field]:
     """Split a -o format into literal text and fields; `option` names it in errors."""
     if not fmt.strip():
         raise empty_format(option)
+    if fmt.lower() == "%all":
+        fmt = ALL_FORMAT
     items: list[str | Field] = []
     pos = 0
     for match in _PCT_RE.finditer(fmt):
@@ -491,9 +523,8 @@ def parse_format(fmt: str, option: str = "-o/--format") -> list[str | Field]:
         if code not in FIELDS:
             raise FormatError(f"Invalid job format specification: {code}")
         header, getter = FIELDS[code]
-        items.append(
-            Field(header, getter, field_width(width_text, option) if width_text else 0, bool(right), keys=KEYS[code])
-        )
+        width = field_width(width_text, option) if width_text else 0
+        items.append(Field(header, getter, width, bool(right), keys=KEYS[code], kind=code))
     if pos < len(fmt):
         items.append(fmt[pos:])
     return items
@@ -506,14 +537,16 @@ def parse_long_format(spec: str, option: str = "-O/--Format") -> list[str | Fiel
         raw = raw.strip()
         if not raw:
             continue
-        name, _, layout = raw.partition(":")
+        name, colon, layout = raw.partition(":")
         key = LONG_ALIASES.get(name.lower(), name.lower())
         if key in LONG_FIELDS:
-            header, getter = FIELDS[LONG_FIELDS[key]]
-            keys = KEYS[LONG_FIELDS[key]]
+            kind = LONG_FIELDS[key]
+            header, getter = FIELDS[kind]
+            keys = KEYS[kind]
             if key == "jobarrayid":
                 header = "JOBID"
         elif key in EXTRA_LONG_FIELDS:
+            kind = key
             header, getter = EXTRA_LONG_FIELDS[key]
             keys = LONG_KEYS.get(key, ())
         else:
@@ -521,11 +554,13 @@ def parse_long_format(spec: str, option: str = "-O/--Format") -> list[str | Fiel
         match = re.fullmatch(r"(\.)?(\d*)(.*)", layout)
         assert match is not None
         right = bool(match.group(1))
-        width = field_width(match.group(2), option) if match.group(2) else LONG_DEFAULT_WIDTH
+        # opts.c _parse_long_token: the default width is for a name alone; after a ':' the width
+        # is what strtol reads there, 0 (unpadded) when no digits follow (`State:|`).
+        width = field_width(match.group(2), option) if match.group(2) else 0 if colon else LONG_DEFAULT_WIDTH
         suffix = match.group(3)
         # -O columns are separated only by their padding (the width includes it), as squeue
         # prints them; a suffix is printed right after the padded value.
-        items.append(Field(header, getter, width, right, suffix, keys))
+        items.append(Field(header, getter, width, right, suffix, keys, kind))
     if not items:
         raise empty_format(option)
     return items
@@ -557,14 +592,20 @@ def record_keys(
 
 def _template(items: list[str | Field]) -> tuple[str, list[Getter]]:
     """One str.format template for a line, and the getter of each of its fields in order: a
-    spec `>W.W` pads and cuts a value to W in one step (squeue truncates, it does not widen)."""
+    spec `>W.W` pads and cuts a value to W in one step (squeue truncates, it does not widen);
+    a field printed whole (its `whole`) is only padded (`>W`), and cut by the line maker."""
     parts: list[str] = []
     getters: list[Getter] = []
     for item in items:
         if isinstance(item, str):
             parts.append(item.replace("{", "{{").replace("}", "}}"))
             continue
-        spec = f":{'>' if item.right else '<'}{item.width}.{item.width}" if item.width > 0 else ""
+        if item.width <= 0:
+            spec = ""
+        elif item.whole is not None:
+            spec = f":>{item.width}"
+        else:
+            spec = f":{'>' if item.right else '<'}{item.width}.{item.width}"
         parts.append(f"{{{len(getters)}{spec}}}" + item.suffix.replace("{", "{{").replace("}", "}}"))
         getters.append(item.getter)
     return "".join(parts), getters
@@ -587,9 +628,15 @@ def generic_line_maker(items: list[str | Field], now: float) -> Callable[[dict[s
     """line_maker for any format: a getter per field, and a template."""
     template, getters = _template(items)
     line = template.format
+    # The fields printed whole, but for some values (WHOLE): (place, when whole, width).
+    fields = [item for item in items if isinstance(item, Field)]
+    cuts = [(place, item.whole, item.width) for place, item in enumerate(fields) if item.whole is not None]
 
     def make(job: dict[str, Any]) -> str:
         values = [getter(job, now) for getter in getters]
+        for place, whole, width in cuts:
+            if not whole(job, values[place]):
+                values[place] = values[place][:width]
         # Stored text may hold control characters (domain/text.py): never print them raw.
         # isprintable() is false for each of them, and checks the whole line at once in C.
         if not "".join(values).isprintable():
@@ -636,7 +683,7 @@ def _default_line_maker(now: float, generic: Callable[[dict[str, Any]], str]) ->
             f"{job_id:>18.18} {'' if partition is None else str(partition):>9.9} "
             f"{'' if name is None else str(name):>8.8} {'' if user is None else str(user):>8.8} "
             f"{codes.get(state_text, state_text):>2.2} "
-            f"{'0:00' if state_text == 'PENDING' else clock(_elapsed(job, now)):>10.10}      1 {where}"
+            f"{'0:00' if state_text == 'PENDING' else clock(_elapsed(job, now)):>10}      1 {where}"
         )
         return text if text.isprintable() else generic(job)
 
@@ -712,11 +759,18 @@ def collapse_pending_arrays(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 SORT_KEY = "_sort_key"
 
 
-def default_key(job: dict[str, Any]) -> tuple[str, int, int, int, int]:
-    """squeue's default order "P,t,-p": partition, state, then descending priority."""
+def _state_compact(job: dict[str, Any]) -> str:
+    """The state as %t shows it, which -S t (and the default order) sorts by, as text."""
+    state = str(job.get("state"))
+    return STATE_CODES.get(state, state)
+
+
+def default_key(job: dict[str, Any]) -> tuple[str, str, int, int, int]:
+    """squeue's default order "P,t,-p": partition, state as %t shows it (sort.c compares the
+    compact state strings: CG before PD before R), then descending priority."""
     return (
         str(job.get("partition") or ""),
-        _STATE_ORDER.get(str(job.get("state")), 99),
+        _state_compact(job),
         -job_priority(job),
         int(job.get("array_job_id") or job.get("job_id") or 0),
         int(job.get("array_task_id") or 0),
@@ -738,8 +792,9 @@ _SORT_KEYS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "P": lambda j: str(j.get("partition") or ""),
     "p": job_priority,
     "Q": job_priority,
-    "t": lambda j: _STATE_ORDER.get(str(j.get("state")), 99),
-    "T": lambda j: _STATE_ORDER.get(str(j.get("state")), 99),
+    # sort.c _sort_job_by_state_compact / _sort_job_by_state: the state strings shown by %t / %T.
+    "t": _state_compact,
+    "T": lambda j: str(j.get("state")),
     "u": lambda j: str(j.get("user") or ""),
     "V": lambda j: str(j.get("submit_time") or ""),
     "S": lambda j: str(start_time(j) or ""),

@@ -241,7 +241,9 @@ _DIGITS = frozenset("0123456789")
 _UTS_RE = _LazyPattern(r"uts(?P<epoch>\d+)", re.IGNORECASE | re.ASCII)
 
 
-def parse_begin_time(value: str, *, now: datetime, field: str = "begin") -> datetime:
+def parse_begin_time(
+    value: str, *, now: datetime, field: str = "begin", past: bool = False
+) -> datetime:
     """Parse an sbatch ``--begin`` value relative to ``now`` (timezone-aware).
 
     Follows ``parse_time`` in Slurm's ``src/common/parse_time.c``:
@@ -258,6 +260,11 @@ def parse_begin_time(value: str, *, now: datetime, field: str = "begin") -> date
 
     The result is in ``now``'s timezone. A past result is returned as is: the job is simply
     eligible at once.
+
+    ``past=True`` is ``parse_time(str, 1)``, as sacct reads ``-S``/``-E``: a clock time
+    without a date is today (even if still ahead), and a date without a year is this year
+    unless its month is after the current month, then last year (the day is not compared,
+    so on Dec 7 ``12/20`` is this year's Dec 20).
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("parse_begin_time needs a timezone-aware 'now'")
@@ -281,30 +288,31 @@ def parse_begin_time(value: str, *, now: datetime, field: str = "begin") -> date
             raise SpecError(field, f"invalid time {text!r}; epoch out of range") from None
 
     try:
-        return _resolve_begin(text, now, field)
+        return _resolve_begin(text, now, field, past)
     except OverflowError:
         # Only reachable with a "now" near datetime's year-1/9999 edges.
         raise SpecError(field, f"invalid time {text!r}; date out of range") from None
 
 
-def _resolve_begin(text: str, now: datetime, field: str) -> datetime:
+def _resolve_begin(text: str, now: datetime, field: str, past: bool = False) -> datetime:
     from datetime import datetime, time, timedelta
 
     rel = _NOW_RE.fullmatch(text)
     if rel is not None:
         return now + timedelta(seconds=_now_offset(rel, text, field))
 
-    day, clock, year_given = _parse_date_and_clock(text, now, field)
+    day, clock, year_given = _parse_date_and_clock(text, now, field, past)
     if day is None and clock is None:
         raise SpecError(field, f"invalid time {text!r}; expected {_BEGIN_FORMS}")
     if day is None:
         assert clock is not None
-        # Slurm compares hour and minute only, so "10:30" at 10:30:15 means tomorrow.
-        if (clock.hour, clock.minute) > (now.hour, now.minute):
+        # Slurm compares hour and minute only, so "10:30" at 10:30:15 means tomorrow; looking
+        # into the past, a time of day alone is always today's.
+        if past or (clock.hour, clock.minute) > (now.hour, now.minute):
             day = now.date()
         else:
             day = now.date() + timedelta(days=1)
-    elif not year_given:
+    elif not year_given and not past:
         candidate = clock or time(0, 0)
         if (day.month, day.day, candidate.hour, candidate.minute) <= (
             now.month,
@@ -335,7 +343,7 @@ def _now_offset(match: re.Match[str], text: str, field: str) -> int:
 
 
 def _parse_date_and_clock(
-    text: str, now: datetime, field: str
+    text: str, now: datetime, field: str, past: bool = False
 ) -> tuple[date | None, time | None, bool]:
     """Split ``text`` into an optional date and an optional clock time, like Slurm's loop."""
     from datetime import time, timedelta
@@ -383,7 +391,7 @@ def _parse_date_and_clock(
             raise SpecError(field, f"invalid time {text!r}; expected {_BEGIN_FORMS}")
         if day is not None:
             raise SpecError(field, f"invalid time {text!r}: more than one date")
-        day, year_given = _date_from_match(date_match, now, text, field)
+        day, year_given = _date_from_match(date_match, now, text, field, past)
         pos = date_match.end()
         if pos < len(text) and text[pos] in _DIGITS:
             # e.g. "2024-01-011": a date must be followed by a separator or the end.
@@ -421,20 +429,23 @@ def _clock_from_match(match: re.Match[str], text: str, field: str) -> time:
 
 
 def _date_from_match(
-    match: re.Match[str], now: datetime, text: str, field: str
+    match: re.Match[str], now: datetime, text: str, field: str, past: bool = False
 ) -> tuple[date, bool]:
     from datetime import date
 
     groups = match.groupdict()
+    month, day_of_month = int(groups["mo"]), int(groups["d"])
     year_text = groups.get("y")
     if year_text is None:
-        year, year_given = now.year, False
+        # Looking into the past (Slurm's parse_time with `past` set) only the month decides:
+        # a later month than now's is last year's.
+        year = now.year - 1 if past and month > now.month else now.year
+        year_given = False
     elif len(year_text) == 2:
         # Slurm's two-digit years are 20YY.
         year, year_given = 2000 + int(year_text), True
     else:
         year, year_given = int(year_text), True
-    month, day_of_month = int(groups["mo"]), int(groups["d"])
     if not 1 <= month <= 12:
         raise SpecError(field, f"invalid time {text!r}: month must be 1-12")
     try:

@@ -7,14 +7,18 @@ partitions, dependencies, limits).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from conductor.domain.mail import mail_type_problem
 from conductor.domain.text import control_character_problem
 
 _MAX_TEXT = 4096
+# The minimum of a node count, "N" or "MIN-MAX" (services/submission.py checks the whole count).
+_MIN_NODES = re.compile(r"\s*(\d{1,9})(?:-\d*)?\s*", re.ASCII)
 
 
 def no_control_characters(value: str) -> str:
@@ -65,7 +69,12 @@ class JobDescription(BaseModel):
     standard_output: str | None = Field(default=None, max_length=_MAX_TEXT)
     standard_error: str | None = Field(default=None, max_length=_MAX_TEXT)
     standard_input: str | None = Field(default=None, max_length=_MAX_TEXT)
-    ntasks: int = Field(default=1, ge=1, le=100_000)
+    ntasks: int = Field(
+        default=1,
+        ge=1,
+        le=100_000,
+        description="Number of tasks. Not given: nodes x ntasks_per_node when ntasks_per_node is given, else 1.",
+    )
     ntasks_per_node: int | None = Field(default=None, ge=1, le=100_000)
     nodes: int | str | None = Field(default=None, description="Node count; jobs run on one node.")
     cpus_per_task: int = Field(default=1, ge=1, le=100_000)
@@ -83,7 +92,11 @@ class JobDescription(BaseModel):
     signal: str | None = Field(default=None, max_length=32)
     open_mode: Literal["append", "truncate"] = "truncate"
     comment: str | None = Field(default=None, max_length=_MAX_TEXT)
-    mail_type: str | None = Field(default=None, max_length=256)
+    mail_type: str | None = Field(
+        default=None,
+        max_length=256,
+        description="Comma-separated: NONE, BEGIN, END, FAIL, ALL, ... (sbatch --mail-type).",
+    )
     mail_user: str | None = Field(default=None, max_length=256)
     test_only: bool = False
     argv: list[str] | None = Field(
@@ -135,6 +148,40 @@ class JobDescription(BaseModel):
     def _text(cls, value: str | None) -> str | None:
         # Printed by squeue, sacct and scontrol to other users' terminals (domain/text.py).
         return None if value is None else no_control_characters(value)
+
+    # After `_text` (validators run in the order they are defined): a control character is
+    # refused as such first.
+    @field_validator("mail_type")
+    @classmethod
+    def _mail_type(cls, value: str | None) -> str | None:
+        # The list sbatch --mail-type checks (domain/mail.py): the same rule on every path.
+        if value is not None:
+            problem = mail_type_problem(value)
+            if problem is not None:
+                raise ValueError(problem)
+        return value
+
+    @model_validator(mode="after")
+    def _tasks_per_node(self) -> JobDescription:
+        """`ntasks` not given and `ntasks_per_node` given: that many tasks on each of the minimum
+        number of nodes, as Slurm decides (sbatch's _opt_verify in src/sbatch/opt.c and, for
+        every client, validate_job_create_req in src/slurmctld/job_mgr.c: "num_tasks =
+        ntasks_per_node * min_nodes"). Here, in the one model every submission path builds
+        (sbatch, `POST /jobs/submit`, slurmrestd's `tasks_per_node`), so the job's CPUs, its
+        SLURM_NTASKS and the tasks srun starts in it agree. A node count this cannot read, or
+        above 1, is refused by build_rows as before (jobs run on one node here)."""
+        if "ntasks" not in self.model_fields_set and self.ntasks_per_node is not None:
+            self.ntasks = _min_nodes(self.nodes) * self.ntasks_per_node
+        return self
+
+
+def _min_nodes(value: int | str | None) -> int:
+    """The minimum of a node count; 1 when none is given or it cannot be read (then refused
+    later, with its own message)."""
+    if isinstance(value, int):
+        return max(value, 1)
+    match = _MIN_NODES.fullmatch(value) if value is not None else None
+    return max(int(match.group(1)), 1) if match else 1
 
 
 class SubmitRequest(BaseModel):

@@ -183,7 +183,8 @@ def build_rows(
     if job.signal is not None and not _SIGNAL_SPEC.fullmatch(job.signal):
         raise SpecError("signal", f"invalid value '{job.signal}'; expected [{{R|B}}:]SIG[@seconds]")
     signal_spec = str(parse_signal_spec(job.signal, field="signal")) if job.signal is not None else None
-    begin = parse_begin_time(job.begin_time, now=now, field="begin_time") if job.begin_time else None
+    # An empty begin_time is refused as sbatch --begin= is, not taken for none (leave it out).
+    begin = parse_begin_time(job.begin_time, now=now, field="begin_time") if job.begin_time is not None else None
     dependency = format_dependency(parse_dependency(job.dependency, field="dependency")) if job.dependency else None
     array = (
         parse_array_spec(job.array, field="array", max_tasks=limits.max_array_tasks) if job.array else None
@@ -196,6 +197,7 @@ def build_rows(
     work_dir = os.path.normpath(work_dir)
     partition = job.partition or limits.default_partition
 
+    # job.ntasks: given, or ntasks_per_node x nodes (JobDescription._tasks_per_node).
     cpus = job.cpus_per_task * job.ntasks
     memory = memory_per_node or (memory_per_cpu or 0) * cpus
     members = [n for n in nodes if partition in n.partitions]
