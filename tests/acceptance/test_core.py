@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import sqlite3
 import threading
 import time
@@ -206,6 +207,8 @@ def test_job_environment_is_clean(start_conductor: object, tmp_path: Path) -> No
     assert env["SLURM_SUBMIT_DIR"] == str(tmp_path)
     assert env["OMP_NUM_THREADS"] == "2"
     assert env["SLURM_JOB_NODELIST"] == api.job(job_id)["node_list"]
+    # Submitted from this host (a loopback address): the host's name, as sbatch gives it.
+    assert env["SLURM_SUBMIT_HOST"] == socket.gethostname().split(".")[0]
 
 
 def test_burst_of_500_never_overallocates(start_conductor: object, tmp_path: Path) -> None:

@@ -366,3 +366,13 @@ def test_the_submitters_passwd_entry_is_read_once_per_interval(monkeypatch: pyte
     clock[0] += submission.PASSWD_CACHE_SECONDS + 1
     submission.submitter_for("alice", "h")
     assert lookups == ["alice", "nobody-here", "alice"]
+
+
+def test_the_submit_host_of_a_local_client_is_this_hosts_name() -> None:
+    from conductor.services.submission import submit_host
+
+    assert submit_host("127.0.0.1", "vm") == "vm"
+    assert submit_host("::1", "vm") == "vm"
+    assert submit_host(None, "vm") == "vm"
+    assert submit_host("10.1.2.3", "vm") == "10.1.2.3"
+    assert submit_host("testclient", "vm") == "testclient"

@@ -51,7 +51,7 @@ from conductor.services.ports import JobStore, Wakeups
 from conductor.services.principal import Principal, ensure_owner
 from conductor.services.requests import SubmitRequest
 from conductor.services.sharing import check_rows, default_time, explain_account_limit, explain_limit, job_partition
-from conductor.services.submission import Limits, build_rows, check_privileges, submitter_for
+from conductor.services.submission import Limits, build_rows, check_privileges, submit_host, submitter_for
 from conductor.store import BEING_STOPPED, NOT_HELD, ControlOutcome, SubmissionKey, SubmitKeyTaken, utcnow
 
 log = logging.getLogger("conductor.services")
@@ -365,7 +365,7 @@ class JobService:
         """Validate `request`: the submitting user and the rows to store, or (test only) what
         would be. Raises a Refusal saying why it may not be stored."""
         now = utcnow()
-        submitter = submitter_for(principal.user, client_host or self.hostname)
+        submitter = submitter_for(principal.user, submit_host(client_host, self.hostname))
         if submitter.uid is None:
             # The job would run as a user this host cannot name; in one host the API and the
             # worker share the passwd database, so the worker could not run it either.

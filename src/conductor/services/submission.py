@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import pwd
@@ -69,6 +70,18 @@ class Submitter:
 # directory service), which was 6% of the server's time per submission under load.
 PASSWD_CACHE_SECONDS = 10.0
 _passwd: dict[str, tuple[float, tuple[int, int, str] | None]] = {}
+
+
+def submit_host(client_host: str | None, local: str) -> str:
+    """The job's SLURM_SUBMIT_HOST: the client's address, or, for a client on this host (a
+    loopback address, or none known), this host's name, as sbatch names the host it ran on."""
+    if not client_host:
+        return local
+    try:
+        loopback = ipaddress.ip_address(client_host).is_loopback
+    except ValueError:  # not an address (a test client's name): taken as given
+        return client_host
+    return local if loopback else client_host
 
 
 def submitter_for(user: str, host: str) -> Submitter:
