@@ -100,6 +100,21 @@ def test_accounting_free_text_refuses_control_characters(api: Api, text: str) ->
     assert account["description"] == "kept" and account["organization"] == ""
 
 
+def test_a_value_of_the_wrong_type_is_named_by_its_field(api: Api, tmp_path: Path) -> None:
+    """A union's members were each reported under their type: `job.nodes.int: ...; job.nodes.str:
+    ...`. Both APIs now name the field itself."""
+    for extra, field, message in (
+        ({"nodes": [1]}, "job.nodes", "expected an integer or a string"),
+        ({"environment": [1]}, "job.environment.0", "Input should be a valid string"),
+        ({"environment": "A=1"}, "job.environment", "expected an object or a list"),
+    ):
+        body = {"job": {"current_working_directory": str(tmp_path), **extra}, "script": SCRIPT}
+        native = api.http.post("/jobs/submit", json=body)
+        assert native.status_code == 422 and native.json()["errors"] == [{"field": field, "message": message}], native.text
+        rest = api.http.post(f"{REST}/job/submit", json=body)
+        assert rest.status_code == 400 and rest.json()["errors"][0]["source"] == field, rest.text
+
+
 def test_accounting_names_are_lower_case(api: Api) -> None:
     """sacctmgr lowercases every name: `ROOT` or `Alice` stored through the API could never be
     named from the command line, and `sacctmgr delete user Alice` acted on `alice`."""

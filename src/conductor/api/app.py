@@ -39,6 +39,7 @@ from conductor.api.job_records import (
 from conductor.api.limits import ASGIApp, BodyLimit, reject_repeated_query_parameters
 from conductor.api.outputs import Reader, reader_for
 from conductor.api.outputs import read_tail as _read_tail_safely
+from conductor.api.problems import problems
 from conductor.bus import Bus
 from conductor.config.live import LiveConfig
 from conductor.domain.job import Job
@@ -223,14 +224,15 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> ErrorResponse:
         errors = []
+        fields = []
         for err in exc.errors():
             if err.get("type") == "json_invalid":  # its location is a character offset, not a field
                 where = err.get("loc", ())[-1]
                 cause = (err.get("ctx") or {}).get("error", "")
                 errors.append({"field": "body", "message": f"not valid JSON at character {where}: {cause}".rstrip(": ")})
                 continue
-            loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-            errors.append({"field": loc or "body", "message": err.get("msg", "invalid")})
+            fields.append(err)
+        errors.extend({"field": p.field or "body", "message": p.message} for p in problems(fields))
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
         return ErrorResponse({"detail": detail, "errors": errors}, status_code=422)
 

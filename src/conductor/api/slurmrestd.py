@@ -39,6 +39,7 @@ from conductor import __version__
 from conductor.api import models
 from conductor.api.auth import CurrentPrincipal
 from conductor.api.idempotency import REPLAYED_HEADER_DOC, IdempotencyKey
+from conductor.api.problems import problems
 from conductor.domain.errors import SpecError
 from conductor.domain.job import Job
 from conductor.domain.jobfiles import CLUSTER_NAME, job_paths
@@ -550,9 +551,8 @@ def _parse_submit(body: Any) -> tuple[models.SubmitRequest, list[str]] | tuple[s
     except SpecError as exc:
         return str(exc), ESLURM_REST_INVALID_JOBS_DESC, invalid, f"job.{exc.field}"
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "job")
-        return f"{where}: {first.get('msg', 'invalid')}", ESLURM_REST_INVALID_JOBS_DESC, invalid, f"job.{where}"
+        first = problems(exc.errors(), drop=("job",))[0]
+        return f"{first.field}: {first.message}", ESLURM_REST_INVALID_JOBS_DESC, invalid, f"job.{first.field}"
 
 
 # ------------------------------------------------------------------- jobs
@@ -794,10 +794,10 @@ async def update_node(node_name: str, request: Request, principal: CurrentPrinci
     try:
         change = NodeStateChange(state=states[0], reason=reason)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "state"
+        found = problems(exc.errors())[0]
+        where = found.field or "state"
         errno = ESLURM_INVALID_NODE_STATE if where == "state" else ESLURM_REST_FAIL_PARSING
-        return fail(400, f"{where}: {first.get('msg', 'invalid')}", errno, "Invalid node update", where)
+        return fail(400, f"{where}: {found.message}", errno, "Invalid node update", where)
     try:
         await run_in_threadpool(_ctx(request).nodes.set_state, principal, node_name, change)
     except NotFound:
