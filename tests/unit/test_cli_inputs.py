@@ -312,11 +312,14 @@ def test_sbatch_flag_variables_of_any_value_do_not_fail(value: str) -> None:
     assert env_options({"SBATCH_WAIT": "000"}) == []
 
 
-def test_squeue_takes_a_min_job_age_it_cannot_read_as_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    # It was read with int() when squeue was imported: a traceback before any option.
-    for value, seconds in (("abc", 300), ("9" * 5000, 300), ("60", 60)):
+def test_squeue_refuses_a_min_job_age_it_cannot_read(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # It was read with int() when squeue was imported: a traceback before any option; then
+    # taken silently as 300.
+    for value, seconds in (("abc", 300), ("9" * 5000, 300), ("-5", 300), ("60", 60)):
         monkeypatch.setenv("CONDUCTOR_MIN_JOB_AGE", value)
-        assert squeue._min_job_age() == seconds
+        assert squeue._min_job_age() == seconds  # importing squeue never fails
+        if value != "60":
+            assert "CONDUCTOR_MIN_JOB_AGE=" in refused(squeue.main, [], capsys)
 
 
 # ---- SQUEUE_FORMAT and SQUEUE_FORMAT2 ----------------------------------------------------------

@@ -50,10 +50,19 @@ if TYPE_CHECKING:
 PROG = "squeue"
 # Ended jobs stay visible for this long, like slurmctld's MinJobAge (default 300 s).
 def _min_job_age() -> int:
-    """CONDUCTOR_MIN_JOB_AGE in seconds, 300 when unset or not a whole number of seconds (a
-    listing is no place to fail on the server's setting)."""
+    """CONDUCTOR_MIN_JOB_AGE in seconds, 300 when unset. Read when the module is imported, so
+    never an error here: `_main` refuses a value that is not a whole number of seconds."""
     seconds = whole_number(os.environ.get("CONDUCTOR_MIN_JOB_AGE", ""), 10**9)
     return 300 if seconds is None else seconds
+
+
+def _check_min_job_age() -> None:
+    text = os.environ.get("CONDUCTOR_MIN_JOB_AGE", "")
+    if text and whole_number(text, 10**9) is None:
+        raise UsageError(
+            f"CONDUCTOR_MIN_JOB_AGE={text[:40]!r} is not a whole number of seconds (0 to 1000000000); "
+            "fix it or unset it (300)"
+        )
 
 
 MIN_JOB_AGE_SECONDS = _min_job_age()
@@ -289,6 +298,7 @@ def main(argv: list[str]) -> int:
 def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per squeue option
     parsed, operands = getopt_long(argv, OPTIONS)
     opts, multi = collect_options(parsed)
+    _check_min_job_age()
     if "help" in opts:
         sys.stdout.write(help_text())
         return 0
