@@ -17,7 +17,8 @@ from conductor.errors import Invalid
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CONDUCTOR_", extra="ignore", populate_by_name=True)
+    # allow_inf_nan: "nan" would pass every bound but say "less than or equal to 3600" for "inf".
+    model_config = SettingsConfigDict(env_prefix="CONDUCTOR_", extra="ignore", populate_by_name=True, allow_inf_nan=False)
 
     home: Path = Field(default=Path(".conductor"), description="State directory (database, scripts, token).")
     database_url: str | None = Field(

@@ -92,6 +92,20 @@ def test_settings_follow_the_rules_of_what_they_name(name: str, value: str, monk
     assert caught.value.errors()[0]["loc"] == (name.removeprefix("CONDUCTOR_").lower(),)
 
 
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN"])
+def test_interval_settings_are_finite_numbers(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # "inf" was told "less than or equal to 3600", which it is not the problem with.
+    from pydantic import ValidationError
+
+    from conductor.settings import Settings
+
+    monkeypatch.setenv("CONDUCTOR_CHECK_INTERVAL", value)
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    (error,) = caught.value.errors()
+    assert error["loc"] == ("check_interval",) and error["msg"] == "Input should be a finite number"
+
+
 def test_the_partition_setting_is_a_list_of_names(monkeypatch: pytest.MonkeyPatch) -> None:
     from conductor.settings import Settings
 
