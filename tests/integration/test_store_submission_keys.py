@@ -15,7 +15,7 @@ from sqlalchemy import func, select, update
 from test_store_contract import add_node, job_row
 
 from conductor.api.models import JobDescription, SubmitRequest
-from conductor.errors import KeyReused
+from conductor.errors import Conflict, KeyReused
 from conductor.services.idempotency import request_digest
 from conductor.services.jobs import JobService, Submitted
 from conductor.services.principal import Principal
@@ -286,20 +286,27 @@ def test_an_array_is_answered_again_with_all_its_tasks(store: Store) -> None:
     assert job_count(store) == 5
 
 
-def test_a_submission_that_loses_the_race_answers_with_the_winner(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The look-up before the insert saw no job with the key (another request stored it
-    between the two): the unique index refuses the insert, and the answer is the winner's."""
+def test_a_key_is_looked_up_only_once_the_insert_is_refused(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No look-up before the insert: a new key, nearly every one, costs no read. A key stored
+    before (by a first request, or a racing one) makes the unique index refuse the insert, and
+    the answer is the job that holds it; with another request, KeyReused. A job that was
+    purged between the refusal and the look-up is said so (409), nothing stored."""
     jobs = service(store)
     (winner,) = store.submit(
         [job_row(user_name=USER)], key=SubmissionKey("race", request_digest(request(name="a")))
     )
-    missed = _misses_once(store, monkeypatch)
+    asked = _look_ups(store, monkeypatch)
     assert jobs.submit(ALICE, request(name="a"), key="race") == Submitted([winner], array=False, replayed=True)
-    assert missed == ["race", "race"]  # before the insert, and once the index refused it
-    _misses_once(store, monkeypatch)
+    assert asked == ["race"]  # once, after the index refused the insert
     with pytest.raises(KeyReused):
         jobs.submit(ALICE, request(name="b"), key="race")
-    assert job_count(store) == 1
+    asked.clear()
+    fresh = jobs.submit(ALICE, request(name="c"), key="fresh")
+    assert isinstance(fresh, Submitted) and not fresh.replayed and asked == []
+    _look_ups(store, monkeypatch, miss=True)
+    with pytest.raises(Conflict, match="the submission that holds this key is gone"):
+        jobs.submit(ALICE, request(name="a"), key="race")
+    assert job_count(store) == 2
 
 
 def test_racing_requests_with_one_key_make_one_job(store: Store) -> None:
@@ -360,17 +367,15 @@ def _run(targets: list[Callable[[], None]]) -> None:
         assert not worker.is_alive()
 
 
-def _misses_once(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Make the store's next look-up of a key find nothing, as if the winner were not stored
-    yet; the keys it was asked for."""
+def _look_ups(store: Store, monkeypatch: pytest.MonkeyPatch, *, miss: bool = False) -> list[str]:
+    """The keys the store is asked to look up from now on; with `miss`, each look-up finds
+    nothing, as if the job holding the key had just been purged."""
     asked: list[str] = []
     real = type(store).submitted_with
 
-    def once(user_name: str, key: str) -> KeyedSubmission | None:
+    def spy(user_name: str, key: str) -> KeyedSubmission | None:
         asked.append(key)
-        if len(asked) == 1:
-            return None
-        return real(store, user_name, key)
+        return None if miss else real(store, user_name, key)
 
-    monkeypatch.setattr(store, "submitted_with", once)
+    monkeypatch.setattr(store, "submitted_with", spy)
     return asked

@@ -39,6 +39,7 @@ from conductor.errors import (
     KeyReused,
     LimitExceeded,
     NotFound,
+    Refusal,
     UnknownUser,
 )
 from conductor.monitoring.metrics import JOBS_SUBMITTED
@@ -226,14 +227,16 @@ class JobService:
         `key`: the request's Idempotency-Key, as the transport checked it (services/
         idempotency.py). A key the user already submitted with answers that submission again
         (`replayed`, nothing stored) when the request is the same, and is refused (KeyReused)
-        when it is not; before any other check, so a retry is answered as the first request
-        was even if it would be refused now (by the pending-job limit its own job counts in).
-        A test-only submission ignores its key."""
-        keyed, earlier = self._keyed(principal, request, key)
-        if earlier is not None:
-            return earlier
-        checked = self._check(principal, request, client_host)
-        if isinstance(checked, WouldSubmit):
+        when it is not; a retry is answered as the first request was even if it would be
+        refused now (by the pending-job limit its own job counts in). A test-only submission
+        ignores its key.
+
+        The key is looked up only when it matters: when a check refuses the request
+        (`_check_keyed`), or when the insert finds the key taken (SubmitKeyTaken). A new key,
+        nearly every one, costs no read."""
+        keyed = self._keyed(request, key)
+        checked = self._check_keyed(principal, request, client_host, keyed)
+        if isinstance(checked, WouldSubmit | Submitted):
             return checked
         user, rows = checked
         if keyed is None:
@@ -310,16 +313,26 @@ class JobService:
             self._after_submit(user, count)
         return [result if result is not None else RuntimeError("not stored") for result in results]
 
-    def _keyed(
-        self, principal: Principal, request: SubmitRequest, key: str | None
-    ) -> tuple[SubmissionKey | None, Submitted | None]:
+    @staticmethod
+    def _keyed(request: SubmitRequest, key: str | None) -> SubmissionKey | None:
         """The submission's key with its request's digest (None: no key, or a test-only
-        submission, which stores nothing), and the answer of the earlier submission with it, if
-        there was one (KeyReused: the key came with another request)."""
+        submission, which stores nothing)."""
         if key is None or request.job.test_only:
-            return None, None
-        keyed = SubmissionKey(key, request_digest(request))
-        return keyed, self._earlier(principal.user, keyed)
+            return None
+        return SubmissionKey(key, request_digest(request))
+
+    def _check_keyed(
+        self, principal: Principal, request: SubmitRequest, client_host: str | None, keyed: SubmissionKey | None
+    ) -> tuple[str, list[dict[str, Any]]] | WouldSubmit | Submitted:
+        """`_check`; but a request it refuses whose key its user already submitted with is
+        answered as that submission (or refused as KeyReused if the request was another)."""
+        try:
+            return self._check(principal, request, client_host)
+        except Refusal:
+            earlier = self._earlier(principal.user, keyed) if keyed is not None else None
+            if earlier is not None:
+                return earlier
+            raise
 
     def _checked(
         self, position: int, principal: Principal, request: SubmitRequest, host: str | None, key: str | None
@@ -327,13 +340,11 @@ class JobService:
         """Submission `position` of a batch, checked: what to store, or its answer already (a
         replay, a test-only submission, the error that refuses it)."""
         try:
-            keyed, earlier = self._keyed(principal, request, key)
-            if earlier is not None:
-                return earlier
-            checked = self._check(principal, request, host)
+            keyed = self._keyed(request, key)
+            checked = self._check_keyed(principal, request, host, keyed)
         except Exception as exc:  # noqa: BLE001 - that submission's own answer
             return exc
-        if isinstance(checked, WouldSubmit):
+        if isinstance(checked, WouldSubmit | Submitted):
             return checked
         user, rows = checked
         return _Accepted(position, user, rows, bool(request.job.array), keyed)
