@@ -345,10 +345,19 @@ def test_scancel_nodelist_interactive_and_filters_no_job_matches(cli: Cli) -> No
     assert asked.stdout == prompt.format(held) * 2 + prompt.format(runner)
     assert (cli.state(runner), cli.state(held)) == ("RUNNING", "PENDING")
 
+    # A named live job that a filter leaves out is passed over without a word (scancel checks
+    # ids against the live jobs before it filters).
+    passed = cli("scancel", "-w", node, str(held))
+    assert (passed.returncode, passed.stderr, cli.state(held)) == (0, "", "PENDING")
     cli("scancel", "-n", "wfilter", "-w", node)  # the running job alone: the pending one has no node
     assert cli.wait_state(runner, TERMINAL) == "CANCELLED" and cli.state(held) == "PENDING"
     cli("scancel", "-i", "-n", "wfilter", stdin="Y\n")
     assert cli.state(held) == "CANCELLED"
+    # -i asks once for the pending tasks of an array, as squeue shows them.
+    array = cli.submit("-H", "-J", "wfilter", "-a", "1-3,5", "--wrap", "true")
+    asked = cli("scancel", "-i", str(array), stdin="y\n")
+    assert asked.stdout == f"Cancel job_id={array}_[1-3,5] name=wfilter partition={partition} [y/n]? "
+    assert [cli.state(f"{array}_{t}") for t in (1, 2, 3, 5)] == ["CANCELLED"] * 4
 
 
 def test_a_job_list_naming_no_job_is_refused(cli: Cli) -> None:
@@ -361,11 +370,14 @@ def test_a_job_list_naming_no_job_is_refused(cli: Cli) -> None:
         ["scontrol", "update", "JobId=", "TimeLimit=1"],
         ["scontrol", "requeue", ""],
         ["scancel", ""],
-        ["squeue", "-j", ","],
         ["wait", ""],
     ):
         refused = cli(*args, check=False)
         assert refused.returncode != 0 and "Invalid job id specified" in refused.stderr, (args, refused.stderr)
+    # A view takes it as Slurm's does: no job selected, the header alone.
+    assert cli("squeue", "-j", ",", "-o", "%i").stdout == "JOBID\n"
+    assert cli("sacct", "-j", "", "-X", "-o", "JobID").stdout.splitlines()[0].split() == ["JobID"]
+    assert len(cli("sacct", "-j", "", "-X", "-o", "JobID").stdout.splitlines()) == 2  # header and its rule
     job = cli("scontrol", "show", "job", str(held)).stdout
     assert "JobState=PENDING Reason=JobHeldUser" in job and "TimeLimit=UNLIMITED" in job, job
     cli("scancel", str(held))

@@ -191,6 +191,14 @@ def test_slurmrestd_refuses_an_unknown_mail_type(server: ConductorProcess, api: 
     (error,) = response.json()["errors"]
     assert error["source"] == "job.mail_type" and "'FOO' is not a mail type" in error["description"], error
     assert api.stats() == before
+    # slurmrestd's own names of its mail flags (v0.0.40 JOB_MAIL_FLAGS) are sbatch's.
+    with httpx.Client(base_url=server.url + SLURMRESTD, timeout=30, headers={"X-SLURM-USER-TOKEN": server.token}) as rest:
+        taken = rest.post("/job/submit", json={"script": "#!/bin/sh\ntrue\n", "job": {
+            "mail_type": ["INVALID_DEPENDENCY", "TIME=100%", "TIME=90%", "TIME=80%", "TIME=50%", "END"],
+            "current_working_directory": str(tmp_path), "environment": ["A=1"], "hold": True,
+        }})
+    assert taken.status_code == 200, taken.text
+    api.cancel(int(taken.json()["job_id"]))
 
 
 def test_sbatch_refuses_what_the_server_refuses(server: ConductorProcess, tmp_path: Path) -> None:

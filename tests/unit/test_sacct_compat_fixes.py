@@ -41,7 +41,8 @@ def utc_zone(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.fixture()
 def time_format(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
-    """SLURM_TIME_FORMAT is read once per value (once per process in Slurm): start clean."""
+    """SLURM_TIME_FORMAT is read once per process, as in Slurm: each setenv below clears what
+    was worked out (`_TIME_FORMATS`), as a new process would start."""
     monkeypatch.delenv("SLURM_TIME_FORMAT", raising=False)
     common._TIME_FORMATS.clear()
     yield monkeypatch
@@ -219,14 +220,17 @@ def test_time_format_standard_empty_and_unset(utc_zone: None, time_format: pytes
     assert slurm_time(STAMP) == "2026-11-29T07:00:07"
     for value in ("", "standard"):
         time_format.setenv("SLURM_TIME_FORMAT", value)
+        common._TIME_FORMATS.clear()
         assert slurm_time(STAMP) == "2026-11-29T07:00:07"
     assert slurm_time(None) == "Unknown" and slurm_time(None, "N/A") == "N/A"
 
 
 def test_time_format_strftime(utc_zone: None, time_format: pytest.MonkeyPatch) -> None:
     time_format.setenv("SLURM_TIME_FORMAT", "%d/%m %H:%M")
+    common._TIME_FORMATS.clear()
     assert slurm_time(STAMP) == "29/11 07:00"
     time_format.setenv("SLURM_TIME_FORMAT", "%s")
+    common._TIME_FORMATS.clear()
     assert slurm_time(STAMP) == str(int(datetime.fromisoformat(STAMP).timestamp()))
 
 
@@ -236,15 +240,18 @@ def test_time_format_invalid_is_reported_once_and_ignored(
     time_format.setattr("sys.argv", ["/usr/bin/conductor", "sacct", "-j", "1"])
     for bad in ("Relative", "YYYY", "%Y" + "x" * 30):  # no '%', or 32 bytes and more
         time_format.setenv("SLURM_TIME_FORMAT", bad)
+        common._TIME_FORMATS.clear()
         assert slurm_time(STAMP) == "2026-11-29T07:00:07"
         assert slurm_time(STAMP) == "2026-11-29T07:00:07"
         assert capsys.readouterr().err == f"sacct: error: invalid SLURM_TIME_FORMAT = '{bad}'\n"
     time_format.setenv("SLURM_TIME_FORMAT", "%Y" + "x" * 29)  # 31 bytes: accepted
+    common._TIME_FORMATS.clear()
     assert slurm_time(STAMP) == "2026" + "x" * 29
 
 
 def test_time_format_relative(utc_zone: None, time_format: pytest.MonkeyPatch) -> None:
     time_format.setenv("SLURM_TIME_FORMAT", "relative")
+    common._TIME_FORMATS.clear()
     now = datetime.now(UTC).replace(microsecond=0)
 
     def shown(delta: timedelta) -> str:
@@ -263,6 +270,7 @@ def test_time_format_relative(utc_zone: None, time_format: pytest.MonkeyPatch) -
 
 def test_sacct_columns_follow_slurm_time_format(utc_zone: None, time_format: pytest.MonkeyPatch) -> None:
     time_format.setenv("SLURM_TIME_FORMAT", "%H:%M:%S")
+    common._TIME_FORMATS.clear()
     assert cells("Submit,Start,End", [job()])[0] == ["09:00:00", "09:00:01", "09:01:06"]
 
 
@@ -375,6 +383,7 @@ def test_scontrol_and_squeue_times_follow_slurm_time_format(
     from conductor.cli.squeue_format import render as squeue_render
 
     time_format.setenv("SLURM_TIME_FORMAT", "%m%d-%H%M")
+    common._TIME_FORMATS.clear()
     shown = " ".join(format_job(job(state="COMPLETED")))
     assert "SubmitTime=1207-0900 " in shown and "StartTime=1207-0900 " in shown
     assert squeue_render(parse_format("%V|%S"), [job()], header=False) == "1207-0900|1207-0900\n"

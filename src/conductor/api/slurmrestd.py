@@ -347,6 +347,16 @@ _SAME = (
 _QUIET = frozenset({"script", "user_id", "group_id", "cluster_constraint", "clusters", "shared", "oversubscribe"})
 
 
+# slurmrestd's names of mail flags (v0.0.40 JOB_MAIL_FLAGS) that sbatch --mail-type spells otherwise.
+_MAIL_FLAGS = {
+    "TIME=100%": "TIME_LIMIT",
+    "TIME=90%": "TIME_LIMIT_90",
+    "TIME=80%": "TIME_LIMIT_80",
+    "TIME=50%": "TIME_LIMIT_50",
+    "INVALID_DEPENDENCY": "INVALID_DEPEND",
+}
+
+
 def to_job_description(job: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:  # noqa: C901 - one branch per slurmrestd job field
     """Our `/jobs/submit` job object from a `v0.0.40_job_desc_msg`, and the fields ignored."""
     out: dict[str, Any] = {}
@@ -390,7 +400,7 @@ def to_job_description(job: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         elif key == "mail_type":
             flags = _flag_list(value, key)
             if flags:
-                out["mail_type"] = ",".join(flags)
+                out["mail_type"] = ",".join(_MAIL_FLAGS.get(f.upper(), f) for f in flags)
         elif key in ("nodes", "minimum_nodes"):
             if value is not None:
                 out["nodes"] = value

@@ -89,17 +89,18 @@ def parse_job_spec(text: str) -> JobSpec:
     return JobSpec(int(match.group("base")), tasks, stripped)
 
 
-def parse_job_specs(values: list[str]) -> list[JobSpec]:
+def parse_job_specs(values: list[str], *, allow_empty: bool = False) -> list[JobSpec]:
     """Specs from option values and operands; each may itself be a comma list (not in brackets).
 
     Values that hold no id at all (`''`, `' , '`) are refused: read as no selection, they made
-    `scontrol hold ''` or `scontrol update JobId= ...` act on every job."""
+    `scontrol hold ''` or `scontrol update JobId= ...` act on every job. A view may take them
+    (`allow_empty`) as selecting no job, as `squeue -j ''` prints its header alone."""
     specs: list[JobSpec] = []
     for value in values:
         for item in _split_outside_brackets(value):
             if item:
                 specs.append(parse_job_spec(item))
-    if values and not specs:
+    if values and not specs and not allow_empty:
         raise UsageError(f"Invalid job id specified: '{','.join(values)}' names no job")
     return specs
 

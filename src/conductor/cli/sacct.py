@@ -262,7 +262,7 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per sacct option
         except FieldError as exc:
             raise UsageError(str(exc)) from None
 
-    specs = parse_job_specs(multi["jobs"]) if "jobs" in multi else None
+    specs = parse_job_specs(multi["jobs"], allow_empty=True) if "jobs" in multi else None
     states = _parse_states(",".join(multi["state"])) if "state" in multi else None
     # Whole seconds, as Slurm's time(NULL): "-E now" is then exactly now below.
     now_dt = datetime.now().astimezone().replace(microsecond=0)

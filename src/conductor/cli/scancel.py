@@ -153,8 +153,10 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per scancel option
     # No option but ids (scancel's has_default_opt): each id is one kill request, and an id
     # that ended or that nobody knows is not an error (said with -v only), as scancel's
     # _cancel_job_id ignores ESLURM_ALREADY_DONE and ESLURM_INVALID_JOB_ID for SIGKILL.
-    # With any option the jobs are read and filtered first, and a named id that is not a
-    # live job is "Invalid job id specified", exit 1 (_verify_job_ids).
+    # With any option the named ids are checked against the live jobs first, and one that is
+    # no live job is "Invalid job id specified", exit 1 (_verify_job_ids); then the filters
+    # choose among them, leaving out what they do not select without a word
+    # (_filter_job_records).
     plain = specs is not None and signal is None and not batch_only and not interactive and not filtered
 
     client = Client()
@@ -165,70 +167,37 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per scancel option
             specs, rc = _cancel_whole_arrays(client, specs, quiet, verbose)
             if not specs:
                 return rc
-        jobs = fetch_jobs(
-            client, specs, users=users, names=names, partitions=partitions
-        )
-        if accounts:
-            jobs = [j for j in jobs if j.get("account") in accounts]
-        if qos:
-            jobs = [j for j in jobs if j.get("qos") in qos]
-        if hosts is not None:  # running on one of them; a pending job has no node yet
-            jobs = [j for j in jobs if hosts.intersection(_job_hosts(j))]
-        if no_job_has:
-            jobs = []
-
-        def unknown(shown: str, why: str) -> None:
-            nonlocal rc
-            if plain:
-                if verbose:
-                    sys.stderr.write(f"{PROG}: error: Kill job error on job id {shown}: {why}\n")
-                return
-            if not quiet:
-                sys.stderr.write(f"{PROG}: error: Kill job error on job id {shown}: Invalid job id specified\n")
-            rc = 1
-
+        if specs is not None:  # every job the ids name, whatever the filters say
+            jobs = fetch_jobs(client, specs)
+        else:
+            jobs = fetch_jobs(client, None, users=users, names=names, partitions=partitions)
+        live = [j for j in jobs if j.get("state") in LIVE]
         if specs is not None:
             for spec in specs:
-                if not any(spec.matches(j) for j in jobs):
-                    unknown(spec.text, "Invalid job id specified")
-        targets: list[dict[str, Any]] = []
-        ended: list[dict[str, Any]] = []
-        for job in jobs:
-            if states is not None and job.get("state") not in states:
-                continue
-            (targets if job.get("state") in LIVE else ended).append(job)
-        # A named job that already ended; filters (-u, -n, ...) simply do not select ended
-        # jobs, and a whole array counts as ended only when none of its tasks is left.
-        if specs is not None:
-            for job in ended:
-                for spec in specs:
-                    if not spec.matches(job):
-                        continue
-                    whole_array = (
-                        spec.tasks is None and job.get("array_job_id") is not None
-                    )
-                    if whole_array and any(spec.matches(t) for t in targets):
-                        continue
-                    unknown(spec.text, "Job/step already completing or completed")
-                    break
+                if any(spec.matches(j) for j in live):
+                    continue
+                ended = any(spec.matches(j) for j in jobs)
+                if plain:
+                    if verbose:
+                        why = "Job/step already completing or completed" if ended else "Invalid job id specified"
+                        sys.stderr.write(f"{PROG}: error: Kill job error on job id {spec.text}: {why}\n")
+                    continue
+                if not quiet:
+                    sys.stderr.write(f"{PROG}: error: Kill job error on job id {spec.text}: Invalid job id specified\n")
+                rc = 1
+        targets = [j for j in live if _selected(j, users, names, partitions, states, accounts, qos, hosts)]
+        if no_job_has:
+            targets = []
         # Pending jobs first, as scancel's _cancel_jobs: cancelling a running job first could
         # let a pending one that is about to be cancelled start on its CPUs.
         targets.sort(key=lambda j: (j.get("state") != "PENDING", int(j["job_id"])))
+        if interactive:
+            return rc | _cancel_confirmed(client, targets, signal, quiet, verbose, batch_only)
         # A whole array named by its id, with no filter narrowing it, is one request for
         # `<id>_*`: the server acts on all its live tasks (not 10,000 round trips for 10,000).
-        whole_arrays = (
-            {s.base for s in specs if s.tasks is None}
-            if specs is not None and not filtered and not interactive
-            else set()
-        )
+        whole_arrays = {s.base for s in specs if s.tasks is None} if specs is not None and not filtered else set()
         sent_arrays: set[int] = set()
         for job in targets:
-            if interactive:
-                answer = _confirm(job)
-                if answer is None:  # end of input: nothing more is confirmed
-                    break
-                if not answer:
-                    continue
             array_id = job.get("array_job_id")
             if array_id is not None and int(array_id) in whole_arrays:
                 if int(array_id) not in sent_arrays:
@@ -241,6 +210,56 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per scancel option
         return rc
     finally:
         client.close()
+
+
+def _selected(
+    job: dict[str, Any],
+    users: list[str] | None,
+    names: list[str] | None,
+    partitions: list[str] | None,
+    states: list[str] | None,
+    accounts: list[str] | None,
+    qos: list[str] | None,
+    hosts: set[str] | None,
+) -> bool:
+    """Whether the filters select a live job (each one given must)."""
+    return (
+        (users is None or job.get("user") in users)
+        and (names is None or job.get("name") in names)
+        and (partitions is None or job.get("partition") in partitions)
+        and (states is None or job.get("state") in states)
+        and (accounts is None or job.get("account") in accounts)
+        and (qos is None or job.get("qos") in qos)
+        # Running on one of them: a pending job has no node yet.
+        and (hosts is None or bool(hosts.intersection(_job_hosts(job))))
+    )
+
+
+def _cancel_confirmed(
+    client: Client, targets: list[dict[str, Any]], signal: str | None, quiet: bool, verbose: bool, batch_only: bool
+) -> int:
+    """-i: one question per job, the pending tasks of an array being one job as scancel shows
+    them (`12_[1-5]`), as its _confirmation asks; what is confirmed is acted on."""
+    groups: list[list[dict[str, Any]]] = []
+    pending_arrays: dict[int, list[dict[str, Any]]] = {}
+    for job in targets:
+        array_id = job.get("array_job_id")
+        if array_id is not None and job.get("state") == "PENDING":
+            if int(array_id) not in pending_arrays:
+                pending_arrays[int(array_id)] = []
+                groups.append(pending_arrays[int(array_id)])
+            pending_arrays[int(array_id)].append(job)
+        else:
+            groups.append([job])
+    rc = 0
+    for group in groups:
+        answer = _confirm(group)
+        if answer is None:  # end of input: nothing more is confirmed
+            break
+        if answer:
+            for job in group:
+                rc |= _act(client, job, signal, quiet, verbose, batch_only)
+    return rc
 
 
 def _hosts(text: str | None) -> set[str]:
@@ -257,13 +276,17 @@ def _job_hosts(job: dict[str, Any]) -> list[str]:
         return []
 
 
-def _confirm(job: dict[str, Any]) -> bool | None:
-    """-i: ask before each job, as scancel's _confirmation; None at the end of the input
-    (scancel asks again forever there; we cancel nothing more)."""
+def _confirm(group: list[dict[str, Any]]) -> bool | None:
+    """Ask about one job (or the pending tasks of one array), as scancel's _confirmation; None
+    at the end of the input (scancel asks again forever there; we cancel nothing more)."""
+    job = group[0]
+    shown = job_display_id(job)
+    if len(group) > 1:
+        shown = f"{job['array_job_id']}_[{_task_ranges(sorted(int(j['array_task_id']) for j in group))}]"
+    name = job.get("name") or "(null)"
+    partition = job.get("partition") or "(null)"
     while True:
-        sys.stdout.write(
-            f"Cancel job_id={job_display_id(job)} name={job.get('name')} partition={job.get('partition')} [y/n]? "
-        )
+        sys.stdout.write(f"Cancel job_id={shown} name={name} partition={partition} [y/n]? ")
         sys.stdout.flush()
         line = sys.stdin.readline()
         if not line:
@@ -273,6 +296,20 @@ def _confirm(job: dict[str, Any]) -> bool | None:
             return True
         if line[:1] in ("n", "N"):
             return False
+
+
+def _task_ranges(tasks: list[int]) -> str:
+    """1,2,3,5 -> 1-3,5."""
+    parts: list[str] = []
+    start = previous = tasks[0]
+    for task in [*tasks[1:], None]:
+        if task is not None and task == previous + 1:
+            previous = task
+            continue
+        parts.append(str(start) if start == previous else f"{start}-{previous}")
+        if task is not None:
+            start = previous = task
+    return ",".join(parts)
 
 
 def _cancel_whole_arrays(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 
@@ -193,17 +194,27 @@ def _user_name(text: str) -> str | None:
 
 
 def known_users(names: list[str]) -> list[str]:
-    """-u/--user and SQUEUE_USERS: the users named. Any name that is no user is reported as
-    squeue's _build_user_list reports it (opts.c: error("Invalid user: %s\n"), so a blank line
-    follows) and left out, and the listing goes on: a list left with no user shows no job."""
+    """-u/--user and SQUEUE_USERS: the users named, a uid as its user's name. squeue reports a
+    name that is no user of this host and leaves it out (_build_user_list in opts.c); here the
+    commands may run on a host that does not share the server's users, so a name that could be
+    a user's goes to the server as written, which lists that user's jobs or none. Only what
+    can be no user here or there (a uid this host does not know, a name no user may have) is
+    reported, as squeue reports it (error("Invalid user: %s\n"): a blank line follows), and
+    left out; the listing goes on, and a list left with no user shows no job."""
     users: list[str] = []
     for name in names:
         user = _user_name(name)
+        if user is None and not name.isdigit() and _USER_NAME.fullmatch(name):
+            user = name
         if user is None:
             sys.stderr.write(f"{PROG}: error: Invalid user: {name}\n\n")
         else:
             users.append(user)
     return users
+
+
+# What a user name may be (as the server takes X-SLURM-USER-NAME): with fullmatch.
+_USER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}", re.ASCII)
 
 
 def wanted_nodes(text: str, client: Client) -> frozenset[str]:
@@ -329,7 +340,7 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per squeue option
         job_values += operands  # squeue -j takes a following operand as the job list
     elif operands:
         raise UsageError(f"Unrecognized option: {operands[0]}\n{USAGE.rstrip()}")
-    specs = parse_job_specs(job_values) if job_values else None
+    specs = parse_job_specs(job_values, allow_empty=True) if job_values else None
 
     start = "start" in opts
     states_text = opts.get("states") or os.environ.get("SQUEUE_STATES")
@@ -389,7 +400,7 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per squeue option
             # Each page's lines are made as it arrives, while the server makes the next.
             prerender = None if as_json else _prerender(line_maker(items, now), default_order=not sort_spec)
 
-            if specs:
+            if specs is not None:
                 # Unfiltered by state, to tell ids nobody knows from jobs in other states.
                 jobs = fetch_jobs(
                     client, specs, users=users or None, names=names, partitions=partitions, fields=fields,
