@@ -630,7 +630,12 @@ def generic_line_maker(items: list[str | Field], now: float) -> Callable[[dict[s
     line = template.format
     # The fields printed whole, but for some values (WHOLE): (place, when whole, width).
     fields = [item for item in items if isinstance(item, Field)]
-    cuts = [(place, item.whole, item.width) for place, item in enumerate(fields) if item.whole is not None]
+    # (A field always printed whole has nothing to decide: left out, it costs a line nothing.)
+    cuts = [
+        (place, item.whole, item.width)
+        for place, item in enumerate(fields)
+        if item.whole is not None and item.whole is not _always_whole
+    ]
 
     def make(job: dict[str, Any]) -> str:
         values = [getter(job, now) for getter in getters]
