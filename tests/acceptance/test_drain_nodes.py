@@ -94,6 +94,11 @@ def test_drain_a_busy_node_then_restart_and_resume(start_conductor: Callable[...
         page = dashboard_nodes(server)
         assert re.search(r'<span class="badge drained">DRAINING</span>\s*<span class="hint drain-reason">disk swap '
                          rf"\[{re.escape(USER)}@\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d\]</span>", page), page
+        # The views name the nodes that keep it waiting, as slurmctld's state_desc does.
+        assert ok(cli(server, work, "squeue", "-h", "-j", str(waiting), "-o", "%R")) == (
+            f"(ReqNodeNotAvail, UnavailableNodes:{NODE})\n")
+        assert ok(cli(server, work, "squeue", "-h", "-j", str(waiting), "-o", "%.20r")).strip() == "ReqNodeNotAvail, Una"
+        assert f"Reason=ReqNodeNotAvail,_UnavailableNodes:{NODE} " in ok(cli(server, work, "scontrol", "show", "job", str(waiting)))
         explained = ok(cli(server, work, "explain", str(waiting)))
         assert f"No node of partition debug takes new jobs: {NODE} (drained)." in explained, explained
 

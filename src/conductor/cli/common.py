@@ -287,6 +287,9 @@ def job_reason(job: dict[str, Any]) -> str:
     message = job.get("error_msg")
     if message and job.get("state") not in ACTIVE_STATES and job.get("state") != "COMPLETED":
         return str(message)
+    described = job.get("_state_desc")  # a view's own description (cli/unavailable.py)
+    if described:
+        return str(described)
     return str(job.get("reason") or "None")
 
 

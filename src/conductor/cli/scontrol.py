@@ -20,6 +20,7 @@ from conductor.cli.common import (
 from conductor.cli.getopt import Option, OptionTable, getopt_long
 from conductor.cli.jobsel import fetch_jobs, parse_job_specs
 from conductor.cli.squeue_format import job_priority, start_time
+from conductor.cli.unavailable import UnavailableNodes
 from conductor.domain.text import printable
 
 TYPE_CHECKING = False
@@ -412,6 +413,7 @@ def _show(args: list[str], oneliner: bool) -> int:
         if "jobs".startswith(entity) and entity:
             specs = parse_job_specs([target]) if target else None
             jobs = fetch_jobs(client, specs)
+            UnavailableNodes(client).describe(jobs)
             if target and not jobs:
                 sys.stderr.write("slurm_load_jobs error: Invalid job id specified\n")
                 return 1

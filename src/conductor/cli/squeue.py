@@ -40,6 +40,7 @@ from conductor.cli.squeue_format import (
     render,
     sort_jobs,
 )
+from conductor.cli.unavailable import UnavailableNodes
 from conductor.domain.numbers import whole_number
 from conductor.errors import ConductorError
 
@@ -265,11 +266,18 @@ def _recent_or_active(job: dict[str, Any], now: float) -> bool:
     return end is None or now - end.timestamp() <= MIN_JOB_AGE_SECONDS
 
 
-def _prerender(make: Callable[[dict[str, Any]], str], default_order: bool) -> Callable[[list[dict[str, Any]]], None]:
+def _prerender(
+    make: Callable[[dict[str, Any]], str],
+    default_order: bool,
+    describe: Callable[[list[dict[str, Any]]], None] | None = None,
+) -> Callable[[list[dict[str, Any]]], None]:
     """What makes the lines of a page of jobs (see squeue_format.LINE), and their places in the
-    default order when the view sorts by it (SORT_KEY)."""
+    default order when the view sorts by it (SORT_KEY); `describe` first adds what the lines
+    print of a job that the record does not hold (cli/unavailable.py)."""
 
     def prerender(batch: list[dict[str, Any]]) -> None:
+        if describe is not None:
+            describe(batch)
         for job in batch:
             job[LINE] = make(job)
             if default_order:
@@ -398,7 +406,10 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per squeue option
         while True:
             now = time.time()
             # Each page's lines are made as it arrives, while the server makes the next.
-            prerender = None if as_json else _prerender(line_maker(items, now), default_order=not sort_spec)
+            prerender = (
+                None if as_json
+                else _prerender(line_maker(items, now), not sort_spec, UnavailableNodes(client).describe)
+            )
 
             if specs is not None:
                 # Unfiltered by state, to tell ids nobody knows from jobs in other states.

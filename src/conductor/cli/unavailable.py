@@ -1,0 +1,50 @@
+"""Which nodes keep a `ReqNodeNotAvail` job waiting, as Slurm's views name them.
+
+slurmctld words the wait of such a job "ReqNodeNotAvail, UnavailableNodes:cn[01-02]": the nodes
+of its partition that take no job (node_scheduler.c, where it sets the job's state_desc), and
+squeue's `%r`/`%R` and `scontrol show job`'s `Reason=` print that description in place of the
+bare reason. The server stores the reason alone (a short column, written by every pass); the
+views ask for the nodes, once, when a job they show waits for this reason, and describe it the
+same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from conductor.domain.hostlist import compress_hostlist
+
+REASON = "ReqNodeNotAvail"
+# The key of a job record that holds its description (cli/common.job_reason prints it).
+DESCRIPTION = "_state_desc"
+_TAKING_JOBS = frozenset({"IDLE", "MIXED", "ALLOCATED"})
+
+
+class NodeSource(Protocol):
+    def get(self, path: str, **params: Any) -> Any: ...
+
+
+class UnavailableNodes:
+    """Describes the ReqNodeNotAvail jobs of the pages it is given; asks for the nodes once."""
+
+    def __init__(self, client: NodeSource) -> None:
+        self._client = client
+        self._by_partition: dict[str, str] | None = None
+
+    def describe(self, jobs: list[dict[str, Any]]) -> None:
+        for job in jobs:
+            if job.get("reason") != REASON or job.get("state") != "PENDING":
+                continue
+            names = self._unavailable().get(str(job.get("partition")))
+            if names:  # none now (a node came back since the pass): the bare reason
+                job[DESCRIPTION] = f"{REASON}, UnavailableNodes:{names}"
+
+    def _unavailable(self) -> dict[str, str]:
+        if self._by_partition is None:
+            found: dict[str, list[str]] = {}
+            for node in self._client.get("/nodes").get("nodes", []):
+                if node.get("drained") or node.get("state") not in _TAKING_JOBS:
+                    for partition in node.get("partitions") or []:
+                        found.setdefault(str(partition), []).append(str(node["name"]))
+            self._by_partition = {p: compress_hostlist(names) for p, names in found.items()}
+        return self._by_partition
