@@ -263,3 +263,11 @@ def test_nodelist_refuses_unknown_nodes_and_bad_host_lists(run: Any) -> None:
     assert (rc, ids, err) == (1, [], "squeue: error: Invalid node name nosuchnode\n")
     rc, ids, err, _ = run("-w", "cn[01-", "-t", "R")
     assert (rc, ids, err) == (1, [], "squeue: error: 'cn[01-' invalid entry for --nodelist\n")
+
+
+def test_me_and_user_replace_each_other_the_last_winning(run: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """opts.c: --me and -u each free what the other set; ours added --me to the -u list."""
+    monkeypatch.setattr(squeue, "current_user", lambda: "root")
+    assert run("-u", "nobody", "--me")[1] == ["4"]
+    assert run("--me", "-u", "nobody")[1] == ["1", "2", "3"]
+    assert run("--nodes", "cn03", "-t", "all")[1] == ["2"]  # -w's other long names

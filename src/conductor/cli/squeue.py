@@ -99,7 +99,7 @@ OPTIONS = OptionTable(
         Option("usage", ("usage",), None),
         Option("verbose", ("verbose",), "v"),
         Option("version", ("version",), "V"),
-        Option("nodelist", ("nodelist",), "w", "required"),
+        Option("nodelist", ("nodelist", "nodes", "node"), "w", "required"),
         Option("json", ("json",), None, "optional"),
         Option("yaml", ("yaml",), None, "optional"),
     ]
@@ -363,12 +363,14 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per squeue option
         # poll `squeue -h -j ID` until it prints nothing to learn that a job ended).
         states = list(ACTIVE_STATES)
     users: list[str] | None = None
-    if "user" in multi:
+    # --me and -u each replace what the other said, the last one given winning (opts.c).
+    last = next((key for key, _ in reversed(parsed) if key in ("user", "me")), None)
+    if last == "me":
+        users = [current_user()]
+    elif last == "user":
         users = known_users([u for v in multi["user"] for u in split_list(v)])
     elif os.environ.get("SQUEUE_USERS"):
         users = known_users(split_list(os.environ["SQUEUE_USERS"]))
-    if "me" in opts:
-        users = (users or []) + [current_user()]
     names = [n for v in multi.get("name", []) for n in split_list(v)] or None
     partitions_text = opts.get("partition") or os.environ.get("SQUEUE_PARTITION")
     partitions = split_list(partitions_text) if partitions_text else None
