@@ -330,6 +330,21 @@ def test_sacct_units_option(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Capt
     assert err == "sacct: error: Invalid unit type 'X'. Possible options are 'KMGTP'\n"
 
 
+def test_sacct_noconvert_prints_each_figure_in_its_own_unit(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--noconvert (CONVERT_NUM_UNIT_NO): memory in bytes, requests in megabytes; --units wins."""
+    measured = job(usage={"max_rss": 262144, "ave_rss": 1572864, "max_vmsize": 1 << 30})
+    argv = ["-j", "7", "-n", "-P", "-o", "JobID,MaxRSS,AveRSS,MaxVMSize,ReqMem,ReqTRES,ReqNodes"]
+    _, out, _, _ = run_sacct(monkeypatch, capsys, [*argv, "--noconvert"], [measured])
+    assert out.splitlines() == [
+        "7||||1024M|billing=1,cpu=1,mem=1024M,node=1|1",
+        "7.batch|262144|1572864|1073741824|||1",
+    ]
+    _, out, _, _ = run_sacct(monkeypatch, capsys, [*argv, "--noconvert", "--units=K"], [measured])
+    assert out.splitlines()[1] == "7.batch|256K|1536K|1048576K|||0.00K"
+
+
 # ---- 5. ExitCode of 128 and more -----------------------------------------------------------------
 
 

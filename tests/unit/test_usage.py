@@ -17,6 +17,11 @@ def test_memory_as_sacct_prints_it() -> None:
     assert format_memory(200 * 1024 * 1024) == "200M"  # exact: a larger unit
     assert format_memory(200 * 1024 * 1024 + 4096) == "204804K"
     assert format_memory(2 * 1024**3) == "2G"
+    # convert_num_unit2 with CONVERT_NUM_UNIT_EXACT: half units are exact too, and what is no
+    # multiple of 512 stays as it is counted (bytes).
+    assert format_memory(1536 * 1024) == "1.50M"
+    assert format_memory(1000) == "1000"
+    assert format_memory(1024) == "1K"
 
 
 def test_cpu_time_as_sacct_prints_it() -> None:

@@ -26,6 +26,7 @@ from conductor.cli.sacct_format import (
     BRIEF_FIELDS,
     DEFAULT_FIELDS,
     LONG_FIELDS,
+    NO_CONVERT,
     WIDTHS,
     FieldError,
     expand_rows,
@@ -256,11 +257,13 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per sacct option
         raise UsageError(str(exc)) from None
 
     units: int | None = None
-    if "units" in opts:
+    if "units" in opts:  # over --noconvert, as convert_num_unit2 takes a unit over any flag
         try:
             units = unit_type(opts["units"] or "")
         except FieldError as exc:
             raise UsageError(str(exc)) from None
+    elif "noconvert" in opts:
+        units = NO_CONVERT
 
     specs = parse_job_specs(multi["jobs"], allow_empty=True) if "jobs" in multi else None
     states = _parse_states(",".join(multi["state"])) if "state" in multi else None

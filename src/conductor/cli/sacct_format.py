@@ -179,6 +179,9 @@ def _req_cpus(job: dict[str, Any]) -> int:
 UNIT_LETTERS = "KMGTP"
 _UNIT_NONE = 0
 _UNIT_MEGA = 2
+# --noconvert (and no --units): each figure in the unit it is counted in, bytes or megabytes,
+# as convert_num_unit2 leaves it with CONVERT_NUM_UNIT_NO.
+NO_CONVERT = -1
 
 
 def unit_type(text: str) -> int:
@@ -230,6 +233,8 @@ def _format_mb(row: dict[str, Any], mb: int) -> str:
     from conductor.domain.memory import format_memory_mb
 
     units = _units(row)
+    if units == NO_CONVERT:
+        return f"{mb}M" if mb else "0"
     if units is not None:
         return convert_units(mb, _UNIT_MEGA, units)
     return format_memory_mb(mb)
@@ -258,7 +263,7 @@ def _tres(job: dict[str, Any], allocated: bool) -> str:
 def _req_nodes(job: dict[str, Any]) -> str:
     # convert_num_unit(nodes, UNIT_NONE, params.units): --units converts even a node count.
     units = _units(job)
-    return "1" if units is None else convert_units(1, _UNIT_NONE, units)
+    return "1" if units is None or units == NO_CONVERT else convert_units(1, _UNIT_NONE, units)
 
 
 def _exit_code(job: dict[str, Any]) -> str:
@@ -335,6 +340,8 @@ def _step_memory(job: dict[str, Any], key: str) -> str:
     if value is None:
         return ""
     units = _units(job)
+    if units == NO_CONVERT:
+        return str(int(value))
     if units is not None:
         return convert_units(int(value), _UNIT_NONE, units)
     return format_memory(int(value))
@@ -522,7 +529,7 @@ def expand_rows(
     jobs: list[dict[str, Any]], *, with_steps: bool, units: int | None = None
 ) -> list[dict[str, Any]]:
     """One row per job (JobID '123' or '123_4'), then its batch step unless -X.
-    `units`: --units' unit type (unit_type()), for the memory figures."""
+    `units`: --units' unit type (unit_type()), or NO_CONVERT, for the memory figures."""
     rows: list[dict[str, Any]] = []
     for job in jobs:
         row = dict(job)

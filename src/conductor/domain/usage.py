@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields
 
-_UNITS = "KMGTP"
+_BYTE_UNITS = ("", "K", "M", "G", "T", "P")  # convert_num_unit2's, from bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,18 +149,22 @@ def _larger(a: int | None, b: int | None) -> int | None:
 
 
 def format_memory(value: int | None) -> str:
-    """sacct's memory figures (MaxRSS, AveRSS, MaxVMSize): kibibytes, in a larger unit only when
-    exact (sacct's default: 204800 KiB is "200M", 204801 KiB "204801K")."""
+    """sacct's memory figures (MaxRSS, AveRSS, MaxVMSize) from bytes, as convert_num_unit2 with
+    sacct's CONVERT_NUM_UNIT_EXACT: a larger unit while it loses no precision (a multiple of
+    512, so half units stay: 1536K is "1.50M"), two decimals when not whole; 204800 KiB is
+    "200M", 204801 KiB "204801K", 1000 bytes "1000"."""
     if value is None:
         return ""
-    number = value // 1024
-    if number == 0:
+    if value == 0:
         return "0"
+    number: float = value
     unit = 0
-    while number % 1024 == 0 and unit < len(_UNITS) - 1:
-        number //= 1024
+    while number >= 1024 and int(number) % 512 == 0 and unit < len(_BYTE_UNITS) - 1:
+        number /= 1024
         unit += 1
-    return f"{number}{_UNITS[unit]}"
+    if number == int(number):
+        return f"{int(number)}{_BYTE_UNITS[unit]}"
+    return f"{number:.2f}{_BYTE_UNITS[unit]}"
 
 
 def format_cpu(seconds: float | None) -> str:
