@@ -383,11 +383,15 @@ def test_req_mem_is_the_jobs_total_with_mem_per_cpu() -> None:
 # ---- 7. DerivedExitCode on job rows only ----------------------------------------------------------
 
 
-def test_derived_exit_code_only_on_job_rows() -> None:
+def test_derived_exit_code_is_the_highest_of_the_srun_steps_on_job_rows_only() -> None:
+    """step_mgr.c: the highest exit code of the job's srun steps, the batch step left out; the
+    job's own exit code is not it (a batch script that exits 3 after steps that succeed)."""
     rows = cells("JobID,DerivedExitCode,ExitCode", [job(exit_code="3:0", state="FAILED")])
-    assert rows == [["7", "3:0", "3:0"], ["7.batch", "", "3:0"]]
-    # No 128 subtraction there (PRINT_DERIVED_EC has none).
-    assert cells("DerivedExitCode", [job(exit_code="130:0")])[0] == ["130:0"]
+    assert rows == [["7", "0:0", "3:0"], ["7.batch", "", "3:0"]]
+    steps = [{"step_id": 0, "exit_code": "0:9"}, {"step_id": 1, "exit_code": "130:0"}, {"step_id": 2, "exit_code": "2:0"}]
+    found = cells("JobID,DerivedExitCode", [job(exit_code="0:0", usage={"steps": steps})])
+    # No 128 subtraction there (PRINT_DERIVED_EC has none); a status outranks a signal.
+    assert found[0] == ["7", "130:0"] and [row[1] for row in found[1:]] == ["", "", "", ""]
 
 
 def test_scontrol_and_squeue_times_follow_slurm_time_format(

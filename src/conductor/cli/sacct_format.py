@@ -276,8 +276,19 @@ def _exit_code(job: dict[str, Any]) -> str:
 
 
 def _derived_exit_code(job: dict[str, Any]) -> str:
-    # PRINT_DERIVED_EC fills in job rows only; step rows print it empty.
-    return "" if job.get("_step") else exit_code(job)
+    """PRINT_DERIVED_EC, on job rows only (step rows print it empty): the highest exit code of
+    the job's srun steps, the batch step left out (step_mgr.c), 0:0 without any."""
+    if job.get("_step"):
+        return ""
+    usage = job.get("usage")
+    steps = usage.get("steps") if isinstance(usage, dict) else None
+    highest = (0, 0)
+    for step in steps or []:
+        code, _, signal = str(step.get("exit_code") or "0:0").partition(":")
+        if code.isdigit() and signal.isdigit():
+            # A wait status compares as (status << 8 | signal): the status first.
+            highest = max(highest, (int(code), int(signal)))
+    return f"{highest[0]}:{highest[1]}"
 
 
 def _uid(job: dict[str, Any]) -> str:
