@@ -13,6 +13,7 @@ from typing import Any
 from conductor.domain.job import Job, JobRun
 from conductor.domain.states import JobState
 from conductor.store import Finish
+from conductor.worker.running import RunningJob
 
 
 class DatabaseDown(Exception):
@@ -89,13 +90,19 @@ class FakeStore:
 
 class FakeSignaller:
     def __init__(self) -> None:
-        self.sent: list[tuple[str, int, int]] = []  # ("group" or "batch", pid, signal)
+        self.sent: list[tuple[str, int, int]] = []  # ("group", "batch", "steps" or "full", pid, signal)
 
     def group(self, pid: int, ticks: int, sig: int) -> None:
         self.sent.append(("group", pid, int(sig)))
 
     def batch(self, pid: int, ticks: int, sig: int) -> None:
         self.sent.append(("batch", pid, int(sig)))
+
+    def steps(self, job: RunningJob, sig: int) -> None:
+        self.sent.append(("steps", job.pid, int(sig)))
+
+    def full(self, job: RunningJob, sig: int) -> None:
+        self.sent.append(("full", job.pid, int(sig)))
 
 
 def running_row(job_id: int, **fields: Any) -> JobRun:

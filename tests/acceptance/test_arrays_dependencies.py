@@ -401,8 +401,13 @@ def test_signal_is_delivered_and_trapped(api: Api, tmp_path: Path) -> None:
     assert api.job(job_id)["state"] == "RUNNING"
     bad = api.http.post(f"/jobs/{job_id}/signal", json={"signal": "NOPE"})
     assert bad.status_code == 400 and bad.json()["detail"].startswith("signal:")
+    both = api.http.post(f"/jobs/{job_id}/signal", json={"signal": "USR1", "batch_only": True, "steps_only": True})
+    assert both.status_code == 400 and both.json()["field"] == "steps_only"
+    # The steps alone: this job has none (no srun), so its shell's trap hears nothing.
+    assert api.http.post(f"/jobs/{job_id}/signal", json={"signal": "USR1", "steps_only": True}).status_code == 200
     job = api.wait_state(job_id, "COMPLETED", timeout=15)
     assert job["exit_code"] == "0:0"
+    assert log.read_text().count("got USR1") == 1
     ended = api.http.post(f"/jobs/{job_id}/signal", json={"signal": "USR1"})
     assert ended.status_code == 409
     pending = submit(api, tmp_path, "#!/bin/bash\ntrue\n", hold=True)

@@ -400,22 +400,72 @@ def test_scancel_by_name_user_and_state(cli: Cli) -> None:
     assert nothing.returncode == 1 and nothing.stderr == "scancel: error: No job identification provided\n"
 
 
-def test_scancel_signal_reaches_the_job_without_ending_it(cli: Cli) -> None:
+TASK = """import os, signal, sys, time
+name = sys.argv[1]
+count = [0]
+def got(signum, frame):
+    count[0] += 1
+    print(f"task-got-{name} {count[0]}", flush=True)
+    if name == "USR2":  # a checkpoint before the time limit, as submitit's handler makes
+        print("task-checkpointed", flush=True)
+        sys.exit(0)
+signal.signal(getattr(signal, "SIG" + name), got)
+print("task-ready", flush=True)
+for _ in range(600):
+    if os.path.exists("stop"):
+        break
+    time.sleep(0.05)
+print("task-done", flush=True)
+"""
+
+
+def test_scancel_signal_goes_to_the_steps_and_full_to_every_process_once(cli: Cli) -> None:
+    """scancel --signal without --batch or --full reaches the job's steps alone (scancel(1):
+    "signals other than SIGKILL are not sent to the batch step"): srun's tasks, once each;
+    --full every process, the tasks once (not again through their srun); --batch the shell."""
+    (cli.cwd / "task.py").write_text(TASK)
     script = (
         "#!/bin/bash\n"
-        "trap 'echo got-usr1' USR1\n"
-        "echo ready\n"
-        "for i in $(seq 300); do sleep 0.1; done\n"
+        "trap 'echo batch-got-usr1' USR1\n"
+        f"{sys.executable} -m conductor srun {sys.executable} task.py USR1\n"
+        "echo batch-done\n"
     )
     job_id = cli.submit("-o", "sig.out", stdin=script)
-    cli.wait_text(cli.cwd / "sig.out", "ready")
+    out = cli.cwd / "sig.out"
+    cli.wait_text(out, "task-ready")
     cli("scancel", "--signal=USR1", str(job_id))
-    cli.wait_text(cli.cwd / "sig.out", "got-usr1")
+    cli.wait_text(out, "task-got-USR1 1")
+    time.sleep(0.5)  # a second one (the batch shell's trap, a forwarded copy) would be in by now
+    cli("scancel", "-f", "--signal=USR1", str(job_id))
+    cli.wait_text(out, "task-got-USR1 2")
     assert cli.state(job_id) == "RUNNING"  # a signal is not a cancel
-    cli("scancel", "-s", "TERM", str(job_id))
-    assert cli.wait_state(job_id, TERMINAL) in {"FAILED", "CANCELLED"}
+    time.sleep(0.5)
+    (cli.cwd / "stop").touch()
+    assert cli.wait_state(job_id, TERMINAL) == "COMPLETED"
+    # The shell runs its trap once srun, its foreground command, has ended: one USR1, from -f.
+    assert out.read_text().splitlines() == [
+        "task-ready", "task-got-USR1 1", "task-got-USR1 2", "task-done", "batch-got-usr1", "batch-done",
+    ]
     bad = cli("scancel", "--signal=NOPE", "1", check=False)
     assert bad.returncode == 1 and bad.stderr.startswith("scancel: error: ")
+
+
+def test_the_time_limit_warning_without_b_goes_to_the_steps(cli: Cli) -> None:
+    """sbatch --signal=USR2@T (no B:), as submitit asks for: the step's handler checkpoints,
+    and the batch shell, which has no trap, lives on (it was killed by the signal, and the job
+    with it)."""
+    (cli.cwd / "task.py").write_text(TASK)
+    script = (
+        "#!/bin/bash\n"
+        "#SBATCH -t 1 --signal=USR2@57\n"
+        f"{sys.executable} -m conductor srun {sys.executable} task.py USR2\n"
+        "echo batch-done\n"
+    )
+    job_id = cli.submit("-o", "warned.out", stdin=script)
+    assert cli.wait_state(job_id, TERMINAL, timeout=45) == "COMPLETED"
+    assert (cli.cwd / "warned.out").read_text().splitlines() == [
+        "task-ready", "task-got-USR2 1", "task-checkpointed", "batch-done",
+    ]
 
 
 # -------------------------------------------------------------------------------------- sinfo

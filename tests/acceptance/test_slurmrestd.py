@@ -142,7 +142,8 @@ def test_delete_cancels_and_signals(rest: httpx.Client, api: Api, tmp_path: Path
     deadline = time.monotonic() + 5
     while not log.exists() and time.monotonic() < deadline:
         time.sleep(0.02)
-    signalled = rest.delete(f"/job/{job_id}", params={"signal": "SIGUSR1"})
+    # slurmctld's flags: BATCH_JOB the batch shell (the default is the steps alone: none here).
+    signalled = rest.delete(f"/job/{job_id}", params={"signal": "SIGUSR1", "flags": "BATCH_JOB"})
     assert signalled.status_code == 200, signalled.text
     while "usr1" not in log.read_text() and time.monotonic() < deadline:
         time.sleep(0.02)

@@ -10,7 +10,10 @@ from worker_fakes import FakeSignaller, FakeStore, running_row
 
 from conductor.domain.states import JobState
 from conductor.worker.enforcement import (
+    BATCH,
+    FULL,
     NOTHING,
+    STEPS,
     SignalRequest,
     Step,
     decide,
@@ -68,11 +71,11 @@ def test_the_signal_warning_comes_its_time_before_the_limit() -> None:
     j = job(spec="B:USR1@60")
     assert warn_time(j) == T0 + 540
     assert decide(j, T0 + 539.9, 0.0, KILL_WAIT) is NOTHING
-    assert decide(j, T0 + 540, 0.0, KILL_WAIT) == Step(warn=SignalRequest(USR1, True))
+    assert decide(j, T0 + 540, 0.0, KILL_WAIT) == Step(warn=SignalRequest(USR1, BATCH))
     j.warned = True
     assert warn_time(j) is None and decide(j, T0 + 541, 0.0, KILL_WAIT) is NOTHING
-    # Without B: it goes to every process of the job.
-    assert decide(job(spec="USR2@10"), T0 + 590, 0.0, KILL_WAIT) == Step(warn=SignalRequest(USR2, False))
+    # Without B: it goes to the job's steps alone, never its batch shell (job_mgr.c).
+    assert decide(job(spec="USR2@10"), T0 + 590, 0.0, KILL_WAIT) == Step(warn=SignalRequest(USR2, STEPS))
 
 
 def test_no_warning_without_a_limit_after_a_kill_or_with_a_bad_spec() -> None:
@@ -86,7 +89,7 @@ def test_no_warning_without_a_limit_after_a_kill_or_with_a_bad_spec() -> None:
 
 def test_a_warning_due_at_the_limit_comes_before_the_sigterm() -> None:
     assert decide(job(spec="USR1@60"), T0 + 700, 0.0, KILL_WAIT) == Step(
-        warn=SignalRequest(USR1, False), time_out=True, terminate=True
+        warn=SignalRequest(USR1, STEPS), time_out=True, terminate=True
     )
 
 
@@ -102,7 +105,9 @@ def test_next_due_is_the_nearest_of_limit_warning_and_kill_wait() -> None:
 
 
 def test_signal_requests_as_the_store_keeps_them() -> None:
-    assert requested_signals(["b:10", ":12", "x:", "b:USR1", ""]) == [SignalRequest(10, True), SignalRequest(12, False)]
+    assert requested_signals(["b:10", "12", "s:14", ":15", "x:16", "b:USR1", ""]) == [
+        SignalRequest(10, BATCH), SignalRequest(12, FULL), SignalRequest(14, STEPS), SignalRequest(15, FULL)
+    ]
 
 
 # ------------------------------------------------------------------ acts
@@ -158,8 +163,8 @@ def test_the_warning_is_sent_once_to_the_batch_shell() -> None:
 def test_scancel_signal_requests_are_delivered_once_each() -> None:
     store, j, other = FakeStore(), job(1), job(2)
     store.rows = [running_row(1, time_limit=600, pending_signal=True), running_row(2, time_limit=600)]
-    store.signals = {1: ["b:10", ":12"], 9: [":15"]}  # job 9 is not here any more
-    assert run([j, other], store, 1, 0.0).sent == [("batch", PID + 1, 10), ("group", PID + 1, 12)]
+    store.signals = {1: ["b:10", "12", "s:14"], 9: ["15"]}  # job 9 is not here any more
+    assert run([j, other], store, 1, 0.0).sent == [("batch", PID + 1, 10), ("full", PID + 1, 12), ("steps", PID + 1, 14)]
     assert run([j, other], store, 2, 0.0).sent == []  # taken already
     # Without a pending signal in any row, the store is not asked.
     store.rows = [running_row(1, time_limit=600)]

@@ -30,6 +30,11 @@ class SignalRequest(BaseModel):
 
     signal: str | int = Field(description="A name (USR1, SIGUSR1) or a number (10).")
     batch_only: bool = Field(default=False, description="Only the batch shell (scancel --batch), not every process.")
+    steps_only: bool = Field(
+        default=False,
+        description="Only the job's steps, the tasks of its sruns, not its batch shell (scancel --signal without "
+        "--batch or --full, and sbatch --signal without B:).",
+    )
 
     @field_validator("signal", mode="before")
     @classmethod
@@ -89,7 +94,9 @@ def signal_job(job_id: str, body: SignalRequest, request: Request, principal: Cu
     """scancel --signal=SIG: deliver SIG to the job's processes without ending it (SIGKILL, as
     in Slurm, cancels). The job's worker delivers it, wherever it runs."""
     number = parse_signal(body.signal, field="signal")
-    return _answer(_jobs(request).signal(principal, job_id, number, batch_only=body.batch_only))
+    return _answer(
+        _jobs(request).signal(principal, job_id, number, batch_only=body.batch_only, steps_only=body.steps_only)
+    )
 
 
 @router.post("/jobs/{job_id}/hold", response_model=ControlResponse, responses=_ERRORS)

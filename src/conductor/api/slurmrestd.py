@@ -661,10 +661,14 @@ def delete_job(
                 request, 400, str(exc), error_number=ESLURM_REST_INVALID_QUERY, error="Invalid signal",
                 source="signal", principal=principal,
             )
-    batch_only = bool(flags) and "BATCH_JOB" in (flags or "").upper().split(",")
+    # As slurmctld: BATCH_JOB the batch shell, FULL_JOB every process, else the steps alone.
+    named = (flags or "").upper().split(",")
+    batch_only = "BATCH_JOB" in named
+    steps_only = not batch_only and "FULL_JOB" not in named
     try:
         _jobs(request).signal(
-            principal, job_id, number_, batch_only=batch_only, slurm_array_ids=True, action="cancel it"
+            principal, job_id, number_, batch_only=batch_only, steps_only=steps_only, slurm_array_ids=True,
+            action="cancel it",
         )
     except Refusal as exc:
         errors = {

@@ -145,6 +145,9 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per scancel option
         _normalize_signal(opts["signal"]) if opts.get("signal") is not None else None
     )
     batch_only = "batch" in opts
+    # Whom a signal is for (scancel(1)): -f every process, -b the batch shell alone, else the
+    # job's steps alone ("signals other than SIGKILL are not sent to the batch step").
+    scope = "full" if "full" in opts else "batch" if batch_only else "steps"
     interactive = "interactive" in opts
 
     filtered = any((users, names, partitions, states, accounts, qos, hosts is not None, no_job_has))
@@ -192,7 +195,7 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per scancel option
         # let a pending one that is about to be cancelled start on its CPUs.
         targets.sort(key=lambda j: (j.get("state") != "PENDING", int(j["job_id"])))
         if interactive:
-            return rc | _cancel_confirmed(client, targets, signal, quiet, verbose, batch_only)
+            return rc | _cancel_confirmed(client, targets, signal, quiet, verbose, scope)
         # A whole array named by its id, with no filter narrowing it, is one request for
         # `<id>_*`: the server acts on all its live tasks (not 10,000 round trips for 10,000).
         whole_arrays = {s.base for s in specs if s.tasks is None} if specs is not None and not filtered else set()
@@ -204,9 +207,9 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per scancel option
                     sent_arrays.add(int(array_id))
                     # `123_*`: every task of array 123 (a plain 123 is its first task).
                     whole = {"job_id": int(array_id), "_path_id": f"{array_id}_*"}
-                    rc |= _act(client, whole, signal, quiet, verbose, batch_only)
+                    rc |= _act(client, whole, signal, quiet, verbose, scope)
                 continue
-            rc |= _act(client, job, signal, quiet, verbose, batch_only)
+            rc |= _act(client, job, signal, quiet, verbose, scope)
         return rc
     finally:
         client.close()
@@ -236,7 +239,7 @@ def _selected(
 
 
 def _cancel_confirmed(
-    client: Client, targets: list[dict[str, Any]], signal: str | None, quiet: bool, verbose: bool, batch_only: bool
+    client: Client, targets: list[dict[str, Any]], signal: str | None, quiet: bool, verbose: bool, scope: str
 ) -> int:
     """-i: one question per job, the pending tasks of an array being one job as scancel shows
     them (`12_[1-5]`), as its _confirmation asks; what is confirmed is acted on."""
@@ -258,7 +261,7 @@ def _cancel_confirmed(
             break
         if answer:
             for job in group:
-                rc |= _act(client, job, signal, quiet, verbose, batch_only)
+                rc |= _act(client, job, signal, quiet, verbose, scope)
     return rc
 
 
@@ -350,7 +353,7 @@ def _act(
     signal: str | None,
     quiet: bool,
     verbose: bool,
-    batch_only: bool = False,
+    scope: str = "steps",
 ) -> int:
     shown = job_display_id(job)
     job_id = job.get("_path_id") or int(job["job_id"])
@@ -360,10 +363,11 @@ def _act(
             if verbose:
                 sys.stderr.write(f"{PROG}: Terminating job {shown}\n")
         else:
-            # -b/--batch: only the batch shell; otherwise every process of the job, which is
-            # what Slurm's --full does (a job here has no separate steps to single out).
+            # The server's worker sends it to the batch shell, to the steps (each srun passes it
+            # to its tasks), or to every process, by `scope`.
             client.post(
-                f"/jobs/{job_id}/signal", {"signal": signal, "batch_only": batch_only}
+                f"/jobs/{job_id}/signal",
+                {"signal": signal, "batch_only": scope == "batch", "steps_only": scope == "steps"},
             )
             if verbose:
                 sys.stderr.write(f"{PROG}: Signal {signal} to job {shown}\n")

@@ -8,6 +8,7 @@ allocation; that is not supported here and says so.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -177,6 +178,35 @@ def _next_step_id(job_id: str) -> int:
         return step
     finally:
         os.close(fd)
+
+
+class _Registration:
+    """This srun's registration with the node (see worker/steps.py): an empty file named after
+    its pid, removed when closed."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+
+
+def _register_step() -> _Registration | None:
+    """Register this srun with the node while its tasks run; None outside a job of a node
+    (CONDUCTOR_STEP_RECORDS unset) or when the directory cannot be made."""
+    records = os.environ.get("CONDUCTOR_STEP_RECORDS")
+    if not records:
+        return None
+    directory = records + ".sruns"
+    path = f"{directory}/{os.getpid()}"
+    try:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(directory, 0o700)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+    except OSError:
+        return None
+    return _Registration(path)
 
 
 def task_environment(
@@ -535,6 +565,12 @@ def launch(  # noqa: C901 - one branch per srun option
             signal.SIGCONT,
         ):
             signal.signal(sig, forward)
+        # Known to the node from now on as one of the job's steps: a signal for the steps alone
+        # (sbatch --signal without B:, scancel --signal) comes to this process, which passes it
+        # on, and one for every process skips it (the tasks get theirs directly).
+        registered = _register_step()
+        if registered is not None:
+            opened.append(registered)
 
         worst = 0
         remaining = dict(procs)

@@ -10,18 +10,20 @@ same way.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
-
 from conductor.domain.hostlist import compress_hostlist
+
+# Not imported when run: squeue imports nothing it does not need (tests/unit/test_squeue_keys.py).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+
+    class NodeSource(Protocol):
+        def get(self, path: str, **params: Any) -> Any: ...
 
 REASON = "ReqNodeNotAvail"
 # The key of a job record that holds its description (cli/common.job_reason prints it).
 DESCRIPTION = "_state_desc"
 _TAKING_JOBS = frozenset({"IDLE", "MIXED", "ALLOCATED"})
-
-
-class NodeSource(Protocol):
-    def get(self, path: str, **params: Any) -> Any: ...
 
 
 class UnavailableNodes:

@@ -568,17 +568,23 @@ class JobService:
         number: int,
         *,
         batch_only: bool = False,
+        steps_only: bool = False,
         slurm_array_ids: bool = False,
         action: str = "signal it",
     ) -> ControlResult:
         """scancel --signal: deliver a signal without ending the job; SIGKILL cancels, as in Slurm.
-        The job's worker delivers it, wherever it runs."""
+        The job's worker delivers it, wherever it runs: to the batch shell alone (`batch_only`,
+        scancel --batch), to the job's steps alone (`steps_only`: its sruns, which pass it to their
+        tasks; scancel --signal without --batch or --full), or to every process."""
+        if batch_only and steps_only:
+            raise Invalid("batch_only and steps_only exclude each other: give one, or neither for every process",
+                          field="steps_only")
         target, _ = self._owned(principal, job_id, action, slurm_array_ids=slurm_array_ids)
         if number == posix_signal.SIGKILL:
             outcome = self.store.cancel_jobs(target.ids)
             self._wake(outcome.nodes, scheduler=True)
             return _result(target, outcome, "signal", "only a pending or running job can be killed", "killed")
-        outcome = self.store.queue_signal(target.ids, f"b:{number}" if batch_only else str(number))
+        outcome = self.store.queue_signal(target.ids, f"b:{number}" if batch_only else f"s:{number}" if steps_only else str(number))
         self._wake(outcome.nodes, scheduler=False)
         return _result(
             target, outcome, "signal", "only a running job can be signalled", f"signalled with SIG{signal_name(number)}"

@@ -144,7 +144,8 @@ class ControlQueries(Database):
         return out
 
     def queue_signal(self, ids: Sequence[int], entry: str, now: datetime | None = None) -> ControlOutcome:
-        """Ask the workers of running jobs to deliver a signal (`entry` is "[b:]NUMBER").
+        """Ask the workers of running jobs to deliver a signal (`entry` is "[b:|s:]NUMBER": the
+        batch shell, the steps, or every process).
 
         Appended, not overwritten: two signals sent in quick succession both arrive.
         """

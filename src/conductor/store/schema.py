@@ -83,7 +83,8 @@ jobs = Table(
     Column("kill_state", String(16), nullable=True),
     Column("kill_time", DateTime(timezone=True), nullable=True),
     # Signals asked for (scancel --signal) and not yet delivered by the job's worker:
-    # comma-separated "[b:]NUMBER" ("b:" = the batch shell only). Migration 0002.
+    # comma-separated "[b:|s:]NUMBER" ("b:" = the batch shell only, "s:" = the steps only).
+    # Migration 0002.
     Column("pending_signal", Text, nullable=True),
     Column("rusage", Text, nullable=True),  # JSON
     # The backfill plan's estimate for a pending job (squeue --start). Migration 0010.

@@ -38,7 +38,14 @@ from conductor.worker.accounts import Accounts
 from conductor.worker.config import NodeConfig
 from conductor.worker.containment import Limits
 from conductor.worker.detection import detect
-from conductor.worker.identity import instance_may_be_alive, is_process, launcher_alive, signal_group, signal_process
+from conductor.worker.identity import (
+    instance_may_be_alive,
+    is_process,
+    launcher_alive,
+    signal_group,
+    signal_members,
+    signal_process,
+)
 from conductor.worker.launcher_client import Launcher, LaunchRequest, Started, launch_frame
 from conductor.worker.outcome import OPEN_KILL_STATES, decide_outcome, launch_failure, report, settled_kill_state
 from conductor.worker.ports import NodeStore
@@ -76,13 +83,29 @@ EXIT_LINE_WAIT = 10.0
 
 
 class ProcSignaller:
-    """Signals jobs' processes, checking first that they are still the jobs' (see identity.py)."""
+    """Signals jobs' processes, checking first that they are still the jobs' (see identity.py).
+    `sruns`: the pids a job's sruns registered (StepRecords.sruns)."""
+
+    def __init__(self, sruns: Callable[[int, int | None], list[int]]) -> None:
+        self._sruns = sruns
 
     def group(self, pid: int, ticks: int, sig: int) -> None:
         signal_group(pid, ticks, sig)
 
     def batch(self, pid: int, ticks: int, sig: int) -> None:
         signal_process(pid, ticks, sig)
+
+    def steps(self, job: RunningJob, sig: int) -> None:
+        sruns = self._sruns(job.job_id, job.uid)
+        if sruns:
+            signal_members(job.pid, job.ticks, sig, sruns)
+
+    def full(self, job: RunningJob, sig: int) -> None:
+        sruns = self._sruns(job.job_id, job.uid)
+        if sruns:
+            signal_members(job.pid, job.ticks, sig, sruns, others=True)
+        else:
+            signal_group(job.pid, job.ticks, sig)
 
 
 class Worker:
@@ -98,7 +121,7 @@ class Worker:
         self.spool = Spool(config.home)
         self.scripts_dir = self.spool.scripts_dir
         self.status_dir = self.spool.status_dir
-        self.signaller = ProcSignaller()
+        self.signaller = ProcSignaller(lambda job_id, uid: self.steps.sruns(job_id, uid))
         self.jobs: dict[int, RunningJob] = {}
         # The jobs whose end the current launcher reports, by the tag of their launch.
         self._tagged: dict[int, RunningJob] = {}

@@ -24,12 +24,18 @@ from conductor.worker.running import RunningJob
 log = logging.getLogger("conductor.worker")
 
 
+# Which processes of a job a signal is for, as Slurm's flags say (scancel, --signal).
+BATCH = "batch"  # the batch script alone: --signal=B:, scancel --batch
+STEPS = "steps"  # its steps alone: --signal without B:, scancel --signal (slurmd's KILL_STEPS_ONLY)
+FULL = "full"  # every process: scancel --full, and the API's signal without batch_only
+
+
 @dataclass(frozen=True, slots=True)
 class SignalRequest:
     """A signal sent without ending the job."""
 
     signal: int
-    batch_only: bool  # the batch shell alone (`B:`), or every process of the job
+    scope: str  # BATCH, STEPS or FULL
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +68,8 @@ def decide(job: RunningJob, now_wall: float, now_mono: float, kill_wait: float) 
     warn_at = warn_time(job)
     if warn_at is not None and job.kill_state is None and now_wall >= warn_at:
         spec = parse_signal_spec(job.signal_spec or "")
-        warn = SignalRequest(spec.signal, spec.batch_only)
+        # Without B: the steps alone, never the batch script (job_mgr.c send_job_warn_signal).
+        warn = SignalRequest(spec.signal, BATCH if spec.batch_only else STEPS)
     kill_state = job.kill_state
     time_out = kill_state is None and job.time_limit is not None and now_wall >= job.start_time.timestamp() + job.time_limit
     if time_out:
@@ -91,22 +98,28 @@ def next_due(jobs: Iterable[RunningJob], now_wall: float, now_mono: float, limit
     return max(timeout, 0.0)
 
 
+_SCOPES = {"b": BATCH, "s": STEPS, "": FULL}
+
+
 def requested_signals(entries: Iterable[str]) -> list[SignalRequest]:
-    """`scancel --signal` requests as the store keeps them: "b:SIG" (batch shell only) or ":SIG"."""
+    """`scancel --signal` requests as the store keeps them: "b:SIG" (the batch shell alone),
+    "s:SIG" (the steps alone) or "SIG" (every process)."""
     signals = []
     for entry in entries:
-        batch_only, _, number = entry.rpartition(":")
-        if number.isdigit():
-            signals.append(SignalRequest(int(number), batch_only == "b"))
+        scope, _, number = entry.rpartition(":")
+        if number.isdigit() and scope in _SCOPES:
+            signals.append(SignalRequest(int(number), _SCOPES[scope]))
     return signals
 
 
 def send(signaller: Signaller, job: RunningJob, warning: SignalRequest) -> None:
-    """Signal a job without ending it: the batch shell alone (`B:`), or every process of it."""
-    if warning.batch_only:
+    """Signal a job without ending it: its batch shell, its steps, or every process."""
+    if warning.scope == BATCH:
         signaller.batch(job.pid, job.ticks, warning.signal)
+    elif warning.scope == STEPS:
+        signaller.steps(job, warning.signal)
     else:
-        signaller.group(job.pid, job.ticks, warning.signal)
+        signaller.full(job, warning.signal)
 
 
 # Told (job, "timeout") when a job's limit passed, (job, "cancel") when a cancel ends it: the

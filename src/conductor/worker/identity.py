@@ -75,6 +75,22 @@ def signal_group(pid: int, ticks: int, sig: int) -> None:
         pass
 
 
+def signal_members(pid: int, ticks: int, sig: int, claimed: Iterable[int], *, others: bool = False) -> None:
+    """Signal processes of the job's group `pid`: those `claimed` (pids a process of the job
+    said are its sruns), or with `others` every member but those. A claimed pid is signalled
+    only if it is a member of the group (not its leader, the batch script), checked here: the
+    claim comes from a file the job's user wrote."""
+    leader = process_info(pid)
+    members = processes_in_group(pid)
+    if not group_is_the_jobs(pid, ticks, leader, members if leader is None else []):
+        return
+    wanted = set(claimed)
+    for member in members:
+        if (member.pid in wanted) != others and (others or member.pid != pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(member.pid, sig)
+
+
 def signal_process(pid: int, ticks: int, sig: int) -> None:
     """Signal the job's process alone (`scancel --batch`, `--signal=B:`), if it is still the job's."""
     if is_process(pid, ticks):

@@ -13,6 +13,7 @@ from typing import Protocol
 from conductor.domain.job import Job, JobRun
 from conductor.domain.states import JobState
 from conductor.store import Finish
+from conductor.worker.running import RunningJob
 
 
 class NodeStore(Protocol):
@@ -67,3 +68,11 @@ class Signaller(Protocol):
 
     def batch(self, pid: int, ticks: int, sig: int) -> None:
         """The job's own process (its batch script) alone."""
+
+    def steps(self, job: RunningJob, sig: int) -> None:
+        """The job's steps alone: each srun running in it, which passes the signal on to its
+        tasks (as slurmd signals steps, not the batch script)."""
+
+    def full(self, job: RunningJob, sig: int) -> None:
+        """Every process of the job once: the batch script and its children, and the steps'
+        tasks through their srun (which would otherwise pass on a second one)."""
