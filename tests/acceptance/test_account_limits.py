@@ -278,6 +278,14 @@ def test_sshare_shows_the_account_tree(server: ConductorProcess, api: Api, tmp_p
     assert float(physics[3]) == pytest.approx(float(science[3]) * 2 / 3, abs=1e-5)
     assert float(mine[3]) == pytest.approx(float(physics[3]), abs=1e-5)
     assert 0.0 < float(mine[6]) <= 1.0
+    # What snakemake's SLURM executor runs to check an account: the user's associations, then
+    # sshare's users' lines with a wide Account column (both were "invalid option").
+    mine_assoc = cli(server, tmp_path, "sacctmgr", "-n", "-s", "list", "user", ME, "format=account%256").stdout
+    assert "physics" in {line.strip() for line in mine_assoc.splitlines()}, mine_assoc
+    users = cli(server, tmp_path, "sshare", "-U", "--format", "Account%256", "--noheader").stdout.splitlines()
+    assert users and all(len(line) == 257 for line in users) and "physics" in {line.strip() for line in users}
+    assert cli(server, tmp_path, "sshare", "-a", "-P", "-A", "chemistry", "-o", "account,user").stdout.splitlines()[1:] == [
+        "  chemistry|"] + [f"   chemistry|{u}" for u in sorted(set(r[1] for r in rows if r[0] == "   chemistry"))]
 
 
 def test_tres_changes_keep_what_they_do_not_name_and_database_qos_hold(

@@ -542,3 +542,19 @@ def test_modify_user_by_account_alone_says_to_name_the_users() -> None:
     # It said "You didn't set any conditions with 'WHERE'" though it had one.
     said = refused("modify", "user", "where", "account=physics", "set", "MaxJobs=3")
     assert "Name the users to modify" in said and "not supported here" in said
+
+
+def test_associations_of_a_user_as_snakemake_asks_for_them(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """snakemake's SLURM executor checks an account with `sacctmgr -n -s list user NAME
+    format=account%256` (-s: the user's associations); it was "invalid option -- 's'"."""
+    client = FakeClient({"/accounting/associations": ASSOCIATIONS})
+    assert run(["-n", "-s", "list", "user", "alice", "format=account%256"], client, monkeypatch) == 0
+    assert capsys.readouterr().out == "physics".rjust(256) + " \n"
+    assert run(["-nP", "show", "user", "alice", "WithAssoc", "format=account,user"], client, monkeypatch) == 0
+    assert capsys.readouterr().out == "physics|alice\n"
+    assert run(["-nPs", "show", "account", "hep", "format=account,parentname"], client, monkeypatch) == 0
+    assert capsys.readouterr().out == "hep|physics\n"
+    assert run(["-nPos", "show", "user", "nobody", "format=account"], client, monkeypatch) == 0
+    assert capsys.readouterr().out == ""

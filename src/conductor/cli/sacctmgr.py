@@ -36,9 +36,11 @@ ROOT = "root"
 
 OPTIONS = OptionTable(
     [
+        Option("associations", ("associations",), "s"),
         Option("help", ("help",), "h"),
         Option("immediate", ("immediate",), "i"),
         Option("noheader", ("noheader",), "n"),
+        Option("oneliner", ("oneliner",), "o"),
         Option("parsable", ("parsable",), "p"),
         Option("parsable2", ("parsable2",), "P"),
         Option("quiet", ("quiet",), "Q"),
@@ -49,7 +51,9 @@ OPTIONS = OptionTable(
 )
 
 DESCRIBED: dict[str, tuple[str, str]] = {
+    "associations": ("", "with show user or show account: list their associations"),
     "help": ("", "show this help message"),
+    "oneliner": ("", "one line per record (every record here is one line)"),
     "immediate": ("", "commit changes immediately, without asking"),
     "noheader": ("", "no header on output"),
     "parsable": ("", "output '|' delimited, with a trailing '|'"),
@@ -60,7 +64,7 @@ DESCRIBED: dict[str, tuple[str, str]] = {
     "version": ("", "output version information and exit"),
 }
 
-USAGE = "Usage: sacctmgr [-hinpPQrV] COMMAND ENTITY [NAME...] [where SPECS...] [set SPECS...]\n"
+USAGE = "Usage: sacctmgr [-hinopPQrsV] COMMAND ENTITY [NAME...] [where SPECS...] [set SPECS...]\n"
 
 COMMANDS_HELP = """\
 Commands (add = create, modify = update, delete = remove, show = list):
@@ -426,8 +430,9 @@ class Show:
         self.tree = tree
 
 
-def parse(words: list[str]) -> Change | Show:
-    """The command line after the options -> what to do (no request is made)."""
+def parse(words: list[str], *, with_assoc: bool = False) -> Change | Show:
+    """The command line after the options -> what to do (no request is made). `with_assoc`
+    (-s/--associations): a show of users or accounts lists their associations."""
     command, entity, rest = words[0], words[1] if len(words) > 1 else "", words[2:]
     size = len(command)
     if _is(command, "add", 3) or _is(command, "create", 3):
@@ -441,7 +446,7 @@ def parse(words: list[str]) -> Change | Show:
         return {"account": _delete_account, "user": _delete_user, "qos": _delete_qos}[kind](rest)
     if _is(command, "show", 3) or _is(command, "list", 3):
         kind = _entity(entity, "list", ("account", "association", "qos", "user"))
-        return _show(kind, rest)
+        return _show(kind, rest, with_assoc)
     if size and any(_is(command, w, 2) for w in ("archive", "clear", "dump", "load", "reconfigure", "rollup",
                                                    "shutdown", "exit", "quit", "help", "version")):
         raise UsageError(f"'{command}' is not supported here: use add, modify, delete or show")
@@ -929,7 +934,7 @@ _SHOW_CONDITIONS: dict[str, list[tuple[str, int, str]]] = {
 }
 
 
-def _show(entity: str, rest: list[str]) -> Show:
+def _show(entity: str, rest: list[str], with_assoc: bool = False) -> Show:
     formats: list[str] = []
     filters: dict[str, list[str]] = {}
     tree = False
@@ -942,7 +947,10 @@ def _show(entity: str, rest: list[str]) -> Show:
         if entity == "association" and value is None and _is(word, "Tree", 4):
             tree = True
             continue
-        if value is None and any(_is(word, w, n) for w, n in (("WithAssoc", 5), ("WithCoordinators", 5),
+        if value is None and _is(word, "WithAssoc", 5):
+            with_assoc = True
+            continue
+        if value is None and any(_is(word, w, n) for w, n in (("WithCoordinators", 5),
                                                               ("WithDeleted", 5), ("WOPLimits", 4))):
             raise UsageError(f"{word} is not supported here")
         if value is None and entity != "association":
@@ -955,6 +963,11 @@ def _show(entity: str, rest: list[str]) -> Show:
                 break
         else:
             raise UsageError(f"Unknown condition: {word}")
+    if with_assoc and entity in ("user", "account"):
+        # A user's or an account's associations (sacctmgr -s, WithAssoc): the associations of
+        # those named, a line each, in the association's columns.
+        names = filters.get("user" if entity == "user" else "account", [])
+        entity, filters = "association", ({entity: names} if names else {})
     format_text = ",".join(formats) if formats else DEFAULT_FORMATS[entity]
     return Show(entity, columns(format_text, tree), filters, tree)
 
@@ -1109,7 +1122,7 @@ def _main(argv: list[str], client: Requester | None) -> int:
         return 0
     if not words:
         raise UsageError("no command given (sacctmgr's interactive mode is not supported): " + USAGE.strip())
-    what = parse(words)
+    what = parse(words, with_assoc="associations" in opts)
     if isinstance(what, Change) and "readonly" in opts:
         raise UsageError("Can't run this command in readonly mode")
     own = client is None
