@@ -205,6 +205,7 @@ def test_a_group_commit_inserts_keys_in_one_order(pg_url: str) -> None:
                     waiting = watch.execute(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"))
                     if waiting.scalar_one():
                         break
+                    watch.rollback()  # a transaction keeps its first view of pg_stat_activity
                     threading.Event().wait(0.01)
                 else:
                     raise AssertionError("the batch never waited for the other transaction")

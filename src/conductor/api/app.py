@@ -588,7 +588,16 @@ def _system_routes(app: FastAPI, ctx: AppContext) -> None:
 
     # Needs a token unless CONDUCTOR_METRICS_PUBLIC is set (api/auth.py): what it shows (node
     # names, users' pending counts by reason) is no secret to a user, but may be to the world.
-    @app.get("/metrics", response_class=PlainTextResponse)
+    # Its refusals are JSON, as every route's: said here, or the document would give them the
+    # route's own text/plain.
+    refusal = {"application/json": {"schema": {"type": "object", "properties": {"detail": {"type": "string"}},
+                                               "required": ["detail"]}}}
+    refusals: dict[int | str, dict[str, Any]] = {
+        401: {"description": "No token, or an unknown or revoked one", "content": refusal},
+        403: {"description": "The token's user may not do this", "content": refusal},
+    }
+
+    @app.get("/metrics", response_class=PlainTextResponse, responses=refusals)
     def metrics() -> Response:
         return Response(exposition(cluster), media_type=METRICS_CONTENT_TYPE)
 

@@ -100,11 +100,9 @@ async def authenticate(
     token = bearer.credentials.strip() if bearer is not None else (slurm_token or "").strip()
     if bearer is not None and slurm_token is not None and slurm_token.strip() != token:
         # Two credentials: using one and ignoring the other would act as a user the client
-        # may not have meant.
-        raise HTTPException(
-            status_code=400,
-            detail="Authorization and X-SLURM-USER-TOKEN carry different tokens; send one of them",
-        )
+        # may not have meant. Not authenticated, then (a 401, as every route documents it).
+        raise unauthorized("authentication failed: Authorization and X-SLURM-USER-TOKEN carry different tokens; "
+                           "send one of them")
     if not token:
         if request.headers.get("authorization"):
             raise unauthorized("authentication failed: the Authorization header must be 'Bearer <token>'")
