@@ -59,10 +59,13 @@ def job_environment(
     cpu_ids: str,
     home: str | None = None,
     array_bounds: tuple[int, int, int, int] | None = None,
+    bound: bool = False,
 ) -> dict[str, str]:
     """The job's submitted environment plus the SLURM_* variables a batch step sees.
 
-    `array_bounds` is (count, min, max, step) of the job's array.
+    `array_bounds` is (count, min, max, step) of the job's array. `bound`: the job's process is
+    bound to its CPUs (then OMP_NUM_THREADS is left alone, as Slurm leaves it: threaded
+    libraries count the CPUs the process may run on).
     """
     env: dict[str, str] = dict(json.loads(job.environment or "{}"))
     if "PATH" not in env:
@@ -129,6 +132,8 @@ def job_environment(
             slurm["SLURM_ARRAY_TASK_MAX"] = str(high)
             slurm["SLURM_ARRAY_TASK_STEP"] = str(step)
     env.update(slurm)
-    # Threaded libraries would otherwise use every core of the machine.
-    env.setdefault("OMP_NUM_THREADS", str(job.cpus_per_task))
+    if not bound:
+        # Not bound to its CPUs, threaded libraries would use every core of the machine: each
+        # task gets its share of the job's CPUs (all of them with --exclusive).
+        env.setdefault("OMP_NUM_THREADS", str(max(1, cpus // max(1, job.ntasks))))
     return env

@@ -468,7 +468,8 @@ class Worker:
             command += json.loads(extra).get("argv") or []
         paths = job_paths(row, self.config.name)
         env = job_environment(
-            row, node=self.config.name, cpu_ids=row.cpu_ids or "", home=home, array_bounds=self._bounds(row)
+            row, node=self.config.name, cpu_ids=row.cpu_ids or "", home=home, array_bounds=self._bounds(row),
+            bound=bool(self.config.cpu_binding and row.cpu_ids),
         )
         # The account the process really runs as, whatever the submitted environment said.
         env["USER"] = env["LOGNAME"] = run_as.user

@@ -1,0 +1,34 @@
+"""What a job's process finds in its environment (domain/jobfiles.job_environment)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from conductor.domain.job import Job
+from conductor.domain.jobfiles import job_environment
+
+
+def job(**values: object) -> Job:
+    base: dict[str, object] = {f.name: None for f in dataclasses.fields(Job)}
+    base.update(
+        id=7, name="j", user_name="alice", partition="debug", state="RUNNING", reason="None", priority=0, nice=0,
+        cpus_per_task=1, ntasks=1, exclusive=False, allocated_cpus=1, allocated_memory_mb=0, work_dir="/tmp",
+        open_mode="truncate", held=False, requeue=False, restart_count=0, launched=True, script="#!/bin/bash\n",
+        environment="{}",
+    )
+    base.update(values)
+    return Job(**base)  # type: ignore[arg-type]
+
+
+def test_omp_threads_are_left_alone_when_the_job_is_bound_to_its_cpus() -> None:
+    """Slurm sets no OMP_NUM_THREADS: bound to its CPUs, threaded libraries count them. Unbound,
+    each task gets its share of the job's CPUs: an --exclusive job of one task all of them (it
+    was cpus_per_task, 1, whatever the job held)."""
+    exclusive = job(allocated_cpus=4)
+    assert "OMP_NUM_THREADS" not in job_environment(exclusive, node="n1", cpu_ids="0-3", bound=True)
+    assert job_environment(exclusive, node="n1", cpu_ids="0-3")["OMP_NUM_THREADS"] == "4"
+    ranks = job(ntasks=4, cpus_per_task=2, allocated_cpus=8)
+    assert job_environment(ranks, node="n1", cpu_ids="0-7")["OMP_NUM_THREADS"] == "2"
+    mine = job(environment='{"OMP_NUM_THREADS": "3"}', allocated_cpus=4)
+    assert job_environment(mine, node="n1", cpu_ids="0-3")["OMP_NUM_THREADS"] == "3"  # the user's own wins
+    assert job_environment(mine, node="n1", cpu_ids="0-3", bound=True)["OMP_NUM_THREADS"] == "3"
