@@ -32,3 +32,25 @@ def test_omp_threads_are_left_alone_when_the_job_is_bound_to_its_cpus() -> None:
     mine = job(environment='{"OMP_NUM_THREADS": "3"}', allocated_cpus=4)
     assert job_environment(mine, node="n1", cpu_ids="0-3")["OMP_NUM_THREADS"] == "3"  # the user's own wins
     assert job_environment(mine, node="n1", cpu_ids="0-3", bound=True)["OMP_NUM_THREADS"] == "3"
+
+
+def test_the_batch_environment_names_what_slurmd_and_sbatch_set() -> None:
+    env = job_environment(job(open_mode="append", dependency="afterok:3"), node="cn01", cpu_ids="0")
+    assert (env["ENVIRONMENT"], env["HOSTNAME"]) == ("BATCH", "cn01")
+    assert (env["SLURM_OPEN_MODE"], env["SLURM_JOB_DEPENDENCY"]) == ("a", "afterok:3")
+    plain = job_environment(job(), node="cn01", cpu_ids="0")
+    assert "SLURM_OPEN_MODE" not in plain and "SLURM_JOB_DEPENDENCY" not in plain
+
+
+def test_srun_appends_as_its_option_or_the_job_says() -> None:
+    import pytest
+
+    from conductor.cli.common import UsageError
+    from conductor.cli.srun import _appends
+
+    assert _appends(None, {}) is False
+    assert _appends(None, {"SLURM_OPEN_MODE": "a"}) is True
+    assert _appends("truncate", {"SLURM_OPEN_MODE": "a"}) is False
+    assert _appends("Append", {}) is True
+    with pytest.raises(UsageError, match="Invalid --open-mode argument"):
+        _appends("sometimes", {})

@@ -201,7 +201,7 @@ def test_delete_forms() -> None:
         (["dump", "cluster"], "'dump' is not supported here"),
         (["show", "assoc", "format=bogus"], "Unknown field 'bogus'"),
         (["show", "account", "where", "colour=red"], "Unknown condition: colour=red"),
-        (["show", "account", "withassoc"], "withassoc is not supported here"),
+        (["show", "account", "withcoord"], "withcoord is not supported here"),
     ],
 )
 def test_malformed_input_is_refused_with_the_keyword_and_the_rule(words: list[str], message: str) -> None:

@@ -209,6 +209,16 @@ def _register_step() -> _Registration | None:
     return _Registration(path)
 
 
+def _appends(option: str | None, env: dict[str, str]) -> bool:
+    """--open-mode, else the job's (SLURM_OPEN_MODE, "a" or "t", which sbatch --open-mode set):
+    whether the step's files are appended to. Slurm reads the first letter."""
+    if option is not None:
+        if option[:1] not in ("a", "A", "t", "T"):
+            raise UsageError(f"Invalid --open-mode argument: {option} (append or truncate)")
+        return option[:1] in ("a", "A")
+    return env.get("SLURM_OPEN_MODE", "")[:1] in ("a", "A")
+
+
 def task_environment(
     base: dict[str, str],
     *,
@@ -353,6 +363,7 @@ def _main(argv: list[str]) -> int:
             raise UsageError(f"--chdir: cannot enter '{target}': {exc.strerror or exc}") from None
     if opts.get("export") and opts["export"] and opts["export"].upper() not in ("ALL",):
         env = _exported(opts["export"] or "", env)
+    append = _appends(opts.get("open_mode"), env)
     step_id = _next_step_id(job_id)
     import resource
     import time
@@ -371,6 +382,7 @@ def _main(argv: list[str]) -> int:
         label="label" in opts,
         kill_on_bad_exit="kill_on_bad_exit" in opts,
         quiet="quiet" in opts,
+        append=append,
     )
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     record_step(env, step_id, command, ntasks, started, time.time(), status, before, after)
@@ -451,8 +463,10 @@ def launch(  # noqa: C901 - one branch per srun option
     label: bool,
     kill_on_bad_exit: bool,
     quiet: bool,
+    append: bool = False,
 ) -> int:
-    """Start the tasks, relay their output, and return the largest exit status."""
+    """Start the tasks, relay their output, and return the largest exit status. `append`: the
+    output and error files are appended to, else truncated."""
     import subprocess
     import threading
 
@@ -469,9 +483,9 @@ def launch(  # noqa: C901 - one branch per srun option
             return subprocess.DEVNULL
         path = expand_step_pattern(pattern, env, rank=rank, step_id=step_id)
         if path not in shared:
-            # Append: the batch step may write to the same file (submitit points both at it),
-            # and truncating here would destroy what it wrote.
-            handle = open(path, "ab")
+            # Truncated unless the open mode says append, as slurmstepd opens them: a job that
+            # points its steps at its own output file asks for append (submitit does).
+            handle = open(path, "ab" if append else "wb")
             opened.append(handle)
             shared[path] = handle
         return shared[path]

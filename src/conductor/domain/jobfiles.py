@@ -108,6 +108,14 @@ def job_environment(
         "CONDUCTOR_CPU_IDS": cpu_ids,
         "SLURM_RESTART_COUNT": str(job.restart_count or 0),
     }
+    # As slurmd's batch environment (env_array_for_batch_job), and what sbatch exports of its
+    # options: srun in the job appends to its files as the job does (SLURM_OPEN_MODE).
+    slurm["ENVIRONMENT"] = "BATCH"
+    slurm["HOSTNAME"] = node
+    if job.open_mode == "append":
+        slurm["SLURM_OPEN_MODE"] = "a"
+    if job.dependency:
+        slurm["SLURM_JOB_DEPENDENCY"] = job.dependency
     if job.uid is not None:
         slurm["SLURM_JOB_UID"] = str(job.uid)
     if job.gid is not None:
