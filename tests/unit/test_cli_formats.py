@@ -345,6 +345,8 @@ def test_sinfo_default_layout() -> None:
     configured = [dict(partitions[0], max_cpus_per_node=2, default_time=600, priority_tier=3)]
     rows = build_rows(configured, nodes, per_node=False, summarize=False)
     assert sinfo_render("%B %L %p", rows, header=False) == "2 10:00 3\n"
+    # A node declared by its CPUs alone: that many sockets of one core, as scontrol show node says.
+    assert sinfo_render("%z %X %Y %Z", rows, header=False) == "4:1:1 4 1 1\n"
 
 
 def test_scontrol_show_job_layout() -> None:

@@ -710,8 +710,8 @@ def _node_entry(n: NodeInfo, machine: str, system: str) -> dict[str, Any]:
         "effective_cpus": n.cpus,
         "alloc_cpus": n.alloc_cpus,
         "alloc_idle_cpus": n.cpus - n.alloc_cpus,
-        "sockets": 1,
-        "cores": n.cpus,
+        "sockets": n.cpus,  # a node declared by its CPUs alone: one core a socket (as scontrol shows it)
+        "cores": 1,
         "threads": 1,
         "boards": 1,
         "real_memory": n.memory_mb,

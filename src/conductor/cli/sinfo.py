@@ -177,9 +177,11 @@ FIELDS: dict[str, tuple[str, Callable[[Row], str]]] = {
         ),
     ),
     "O": ("CPU_LOAD", lambda r: "N/A"),
+    # A node declared by its CPUs alone has that many sockets of one core of one thread, as
+    # slurm.conf reads a node line without a topology (and as scontrol show node prints it).
     "z": (
         "S:C:T",
-        lambda r: "1:" + _span([int(n.get("cpus") or 0) for n in r["nodes"]]) + ":1",
+        lambda r: _span([int(n.get("cpus") or 0) for n in r["nodes"]]) + ":1:1",
     ),
     "s": ("JOB_SIZE", lambda r: "1"),
     "h": ("OVERSUBSCRIBE", lambda r: "NO"),
@@ -203,8 +205,8 @@ FIELDS: dict[str, tuple[str, Callable[[Row], str]]] = {
     "U": ("USER", lambda r: _user_long(r.get("reason_user"))),
     "v": ("VERSION", lambda r: "23.11.0"),
     "V": ("CLUSTER", lambda r: "conductor"),
-    "X": ("SOCKETS", lambda r: "1"),
-    "Y": ("CORES", lambda r: _span([int(n.get("cpus") or 0) for n in r["nodes"]])),
+    "X": ("SOCKETS", lambda r: _span([int(n.get("cpus") or 0) for n in r["nodes"]])),
+    "Y": ("CORES", lambda r: "1"),
     "Z": ("THREADS", lambda r: "1"),
     # -O names without a letter.
     "allocmem": ("ALLOCMEM", lambda r: str(sum(int(n.get("alloc_memory_mb") or 0) for n in r["nodes"]))),
