@@ -558,3 +558,8 @@ def test_associations_of_a_user_as_snakemake_asks_for_them(
     assert capsys.readouterr().out == "hep|physics\n"
     assert run(["-nPos", "show", "user", "nobody", "format=account"], client, monkeypatch) == 0
     assert capsys.readouterr().out == ""
+    # Users' lines only, filtered by account as asked; a condition associations lack is refused.
+    assert run(["-nPs", "show", "user", "where", "account=physics", "format=account,user"], client, monkeypatch) == 0
+    assert capsys.readouterr().out == "physics|alice\n"
+    with pytest.raises(UsageError, match="not a condition of associations"):
+        parse(["show", "user", "where", "defaultaccount=physics"], with_assoc=True)

@@ -270,4 +270,5 @@ def test_me_and_user_replace_each_other_the_last_winning(run: Any, monkeypatch: 
     monkeypatch.setattr(squeue, "current_user", lambda: "root")
     assert run("-u", "nobody", "--me")[1] == ["4"]
     assert run("--me", "-u", "nobody")[1] == ["1", "2", "3"]
+    assert run("-u", "nobody", "--me", "-u", "root")[1] == ["4"]  # each -u replaces the one before
     assert run("--nodes", "cn03", "-t", "all")[1] == ["2"]  # -w's other long names

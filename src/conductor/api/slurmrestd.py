@@ -662,7 +662,7 @@ def delete_job(
                 source="signal", principal=principal,
             )
     # As slurmctld: BATCH_JOB the batch shell, FULL_JOB every process, else the steps alone.
-    named = (flags or "").upper().split(",")
+    named = [flag.strip() for flag in (flags or "").upper().split(",")]
     batch_only = "BATCH_JOB" in named
     steps_only = not batch_only and "FULL_JOB" not in named
     try:

@@ -965,11 +965,24 @@ def _show(entity: str, rest: list[str], with_assoc: bool = False) -> Show:
             raise UsageError(f"Unknown condition: {word}")
     if with_assoc and entity in ("user", "account"):
         # A user's or an account's associations (sacctmgr -s, WithAssoc): the associations of
-        # those named, a line each, in the association's columns.
-        names = filters.get("user" if entity == "user" else "account", [])
-        entity, filters = "association", ({entity: names} if names else {})
+        # those named, a line each, in the association's columns; a user's are users' lines.
+        entity, filters = "association", _association_filters(entity, filters)
     format_text = ",".join(formats) if formats else DEFAULT_FORMATS[entity]
     return Show(entity, columns(format_text, tree), filters, tree)
+
+
+# With -s: what a show of users or accounts filters by, as the association's filter.
+_AS_ASSOCIATION = {"user": "user", "accounts": "account", "account": "account", "cluster": "cluster"}
+
+
+def _association_filters(entity: str, filters: dict[str, list[str]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {"_user_rows": []} if entity == "user" else {}
+    for field, values in filters.items():
+        if field not in _AS_ASSOCIATION:
+            raise UsageError(f"{field} is not a condition of associations: with -s/WithAssoc, name users, "
+                             "accounts or the cluster")
+        out.setdefault(_AS_ASSOCIATION[field], []).extend(values)
+    return out
 
 
 _SHOW_PATHS = {
@@ -1028,6 +1041,10 @@ def rows(show: Show, answer: Any) -> list[dict[str, str]]:
 
 def _matches(show: Show, row: dict[str, str]) -> bool:
     for field, wanted in show.filters.items():
+        if field == "_user_rows":  # a user's associations: not the accounts' own lines
+            if not row.get("user"):
+                return False
+            continue
         if field == "accounts":  # a user's accounts
             if not set(row.get("accounts", "").split(",")) & set(wanted):
                 return False

@@ -365,10 +365,10 @@ def _act(
         else:
             # The server's worker sends it to the batch shell, to the steps (each srun passes it
             # to its tasks), or to every process, by `scope`.
-            client.post(
-                f"/jobs/{job_id}/signal",
-                {"signal": signal, "batch_only": scope == "batch", "steps_only": scope == "steps"},
-            )
+            body: dict[str, Any] = {"signal": signal, "batch_only": scope == "batch"}
+            if scope == "steps":  # only when asked: a server before steps_only refuses the field
+                body["steps_only"] = True
+            client.post(f"/jobs/{job_id}/signal", body)
             if verbose:
                 sys.stderr.write(f"{PROG}: Signal {signal} to job {shown}\n")
     except ApiError as exc:

@@ -367,8 +367,8 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per squeue option
     last = next((key for key, _ in reversed(parsed) if key in ("user", "me")), None)
     if last == "me":
         users = [current_user()]
-    elif last == "user":
-        users = known_users([u for v in multi["user"] for u in split_list(v)])
+    elif last == "user":  # each -u replaces the one before, as in opts.c
+        users = known_users(split_list(multi["user"][-1]))
     elif os.environ.get("SQUEUE_USERS"):
         users = known_users(split_list(os.environ["SQUEUE_USERS"]))
     names = [n for v in multi.get("name", []) for n in split_list(v)] or None

@@ -8,7 +8,6 @@ allocation; that is not supported here and says so.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import sys
@@ -180,33 +179,35 @@ def _next_step_id(job_id: str) -> int:
         os.close(fd)
 
 
-class _Registration:
-    """This srun's registration with the node (see worker/steps.py): an empty file named after
-    its pid, removed when closed."""
+def _register_step(ended: bool = False) -> None:
+    """Tell the node this srun runs (or, `ended`, no longer does), in the job's step records:
+    a signal for the job's steps (sbatch --signal without B:, scancel --signal) goes to the
+    processes this srun started, and one for every process skips this srun (see
+    worker/steps.py). Outside a job of a node (CONDUCTOR_STEP_RECORDS unset), nothing."""
+    import json
 
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)
-
-
-def _register_step() -> _Registration | None:
-    """Register this srun with the node while its tasks run; None outside a job of a node
-    (CONDUCTOR_STEP_RECORDS unset) or when the directory cannot be made."""
-    records = os.environ.get("CONDUCTOR_STEP_RECORDS")
-    if not records:
-        return None
-    directory = records + ".sruns"
-    path = f"{directory}/{os.getpid()}"
+    path = os.environ.get("CONDUCTOR_STEP_RECORDS")
+    if not path:
+        return
+    pid = os.getpid()
+    if ended:
+        line = {"srun_ended": pid}
+    else:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as stat_file:
+                # Field 22, the start time: after the command name, which may hold anything.
+                ticks = int(stat_file.read().rsplit(b")", 1)[1].split()[19])
+        except (OSError, IndexError, ValueError):
+            return
+        line = {"srun": pid, "ticks": ticks}
     try:
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(directory, 0o700)
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     except OSError:
-        return None
-    return _Registration(path)
+        return
+    try:
+        os.write(fd, (json.dumps(line) + "\n").encode())
+    finally:
+        os.close(fd)
 
 
 def _appends(option: str | None, env: dict[str, str]) -> bool:
@@ -499,6 +500,7 @@ def launch(  # noqa: C901 - one branch per srun option
         stream.close()
 
     shared_files: dict[str, Any] = {}
+    _register_step()  # before the tasks start: from their start on, a signal for the steps reaches them
     try:
         for rank in range(ntasks):
             task_env = task_environment(
@@ -579,12 +581,6 @@ def launch(  # noqa: C901 - one branch per srun option
             signal.SIGCONT,
         ):
             signal.signal(sig, forward)
-        # Known to the node from now on as one of the job's steps: a signal for the steps alone
-        # (sbatch --signal without B:, scancel --signal) comes to this process, which passes it
-        # on, and one for every process skips it (the tasks get theirs directly).
-        registered = _register_step()
-        if registered is not None:
-            opened.append(registered)
 
         worst = 0
         remaining = dict(procs)
@@ -620,5 +616,6 @@ def launch(  # noqa: C901 - one branch per srun option
             t.join(timeout=5)
         return worst
     finally:
+        _register_step(ended=True)
         for handle in opened:
             handle.close()

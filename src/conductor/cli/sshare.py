@@ -43,7 +43,7 @@ OPTIONS = OptionTable(
 
 USAGE = """\
 Usage: sshare [-A accounts] [-a] [-e] [-l] [-m] [-M cluster] [-n] [-p] [-P] [-o fields] [-u users] [-U] [-v]
-  -A, --accounts      comma separated accounts to list (their users too)
+  -A, --accounts      comma separated accounts to list (and their users' lines, as -a or -u selects them)
   -a, --all           list all users
   -e, --helpformat    list the fields -o takes
   -l, --long          long listing

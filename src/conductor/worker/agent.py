@@ -43,8 +43,8 @@ from conductor.worker.identity import (
     is_process,
     launcher_alive,
     signal_group,
-    signal_members,
     signal_process,
+    signal_steps,
 )
 from conductor.worker.launcher_client import Launcher, LaunchRequest, Started, launch_frame
 from conductor.worker.outcome import OPEN_KILL_STATES, decide_outcome, launch_failure, report, settled_kill_state
@@ -84,9 +84,9 @@ EXIT_LINE_WAIT = 10.0
 
 class ProcSignaller:
     """Signals jobs' processes, checking first that they are still the jobs' (see identity.py).
-    `sruns`: the pids a job's sruns registered (StepRecords.sruns)."""
+    `sruns`: the (pid, start ticks) a job's sruns registered (StepRecords.sruns)."""
 
-    def __init__(self, sruns: Callable[[int, int | None], list[int]]) -> None:
+    def __init__(self, sruns: Callable[[int, int | None], list[tuple[int, int]]]) -> None:
         self._sruns = sruns
 
     def group(self, pid: int, ticks: int, sig: int) -> None:
@@ -98,12 +98,12 @@ class ProcSignaller:
     def steps(self, job: RunningJob, sig: int) -> None:
         sruns = self._sruns(job.job_id, job.uid)
         if sruns:
-            signal_members(job.pid, job.ticks, sig, sruns)
+            signal_steps(job.pid, job.ticks, sig, sruns)
 
     def full(self, job: RunningJob, sig: int) -> None:
         sruns = self._sruns(job.job_id, job.uid)
         if sruns:
-            signal_members(job.pid, job.ticks, sig, sruns, others=True)
+            signal_steps(job.pid, job.ticks, sig, sruns, everything=True)
         else:
             signal_group(job.pid, job.ticks, sig)
 
@@ -473,7 +473,10 @@ class Worker:
         )
         # The account the process really runs as, whatever the submitted environment said.
         env["USER"] = env["LOGNAME"] = run_as.user
-        env[STEP_RECORDS] = self.steps.clear(job_id)  # where its sruns say what they ran
+        # Where its sruns say what they ran (and run), made as the job's user's.
+        env[STEP_RECORDS] = self.steps.clear(
+            job_id, int(uid) if uid and uid.isdigit() else None, int(gid) if gid and gid.isdigit() else None
+        )
         if home:
             env["HOME"] = home
         status_path = self._status_path(job_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ class ProcessInfo:
     pgid: int
     sid: int
     ticks: int  # start time (field 22)
+    ppid: int = 0
 
 
 def group_is_the_jobs(pid: int, ticks: int, leader: ProcessInfo | None, members: Iterable[ProcessInfo]) -> bool:
@@ -75,20 +77,55 @@ def signal_group(pid: int, ticks: int, sig: int) -> None:
         pass
 
 
-def signal_members(pid: int, ticks: int, sig: int, claimed: Iterable[int], *, others: bool = False) -> None:
-    """Signal processes of the job's group `pid`: those `claimed` (pids a process of the job
-    said are its sruns), or with `others` every member but those. A claimed pid is signalled
-    only if it is a member of the group (not its leader, the batch script), checked here: the
-    claim comes from a file the job's user wrote."""
+def signal_steps(pid: int, ticks: int, sig: int, sruns: Iterable[tuple[int, int]], *, everything: bool = False) -> None:
+    """Signal the job's steps: every process its sruns started (their tasks, and what those
+    started), as slurmd signals a step's processes, never the batch script nor srun itself.
+    With `everything`, every process of the job but its sruns, once each (the steps' tasks get
+    it directly; srun, not signalled, passes nothing on).
+
+    `sruns`: (pid, start ticks) as each srun registered itself, in a file the job's user
+    wrote. A claim only counts for a member of the job's process group with that start time,
+    and only members of the group are ever signalled, each through a pidfd opened and checked
+    first, so a pid reused meanwhile is never signalled."""
     leader = process_info(pid)
     members = processes_in_group(pid)
     if not group_is_the_jobs(pid, ticks, leader, members if leader is None else []):
         return
-    wanted = set(claimed)
-    for member in members:
-        if (member.pid in wanted) != others and (others or member.pid != pid):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(member.pid, sig)
+    by_pid = {member.pid: member for member in members}
+    claimed = {p for p, t in sruns if p != pid and p in by_pid and by_pid[p].ticks == t}
+    if everything:
+        targets = [m for m in members if m.pid not in claimed]
+    else:
+        children: dict[int, list[ProcessInfo]] = {}
+        for member in members:
+            children.setdefault(member.ppid, []).append(member)
+        targets, seen, queue = [], set(claimed), list(claimed)
+        while queue:  # the sruns' descendants within the group
+            for child in children.get(queue.pop(), []):
+                if child.pid not in seen:
+                    seen.add(child.pid)
+                    queue.append(child.pid)
+                    if child.pid not in claimed:
+                        targets.append(child)
+    for target in targets:
+        _send_checked(target, pid, sig)
+
+
+def _send_checked(target: ProcessInfo, pgid: int, sig: int) -> None:
+    """Signal `target` if it is still the process that was read (its start time) and still in
+    group `pgid`: checked through a pidfd, which stays that process whatever happens to the pid."""
+    try:
+        fd = os.pidfd_open(target.pid)
+    except OSError:
+        return  # gone
+    try:
+        now = process_info(target.pid)
+        if now is not None and now.ticks == target.ticks and now.pgid == pgid:
+            signal.pidfd_send_signal(fd, sig)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def signal_process(pid: int, ticks: int, sig: int) -> None:
@@ -135,7 +172,7 @@ def process_info(pid: int) -> ProcessInfo | None:
     if fields is None or len(fields) <= 19:
         return None
     # From the third field on: state, ppid, pgrp, session, ... starttime (22nd).
-    return ProcessInfo(pid, fields[0].decode(), int(fields[2]), int(fields[3]), int(fields[19]))
+    return ProcessInfo(pid, fields[0].decode(), int(fields[2]), int(fields[3]), int(fields[19]), int(fields[1]))
 
 
 def processes_in_group(pgid: int) -> list[ProcessInfo]:

@@ -14,7 +14,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import stat
 import tempfile
 from pathlib import Path
@@ -25,10 +24,9 @@ log = logging.getLogger("conductor.worker")
 
 MAX_BYTES = 256 * 1024
 ENV = "CONDUCTOR_STEP_RECORDS"
-# The running sruns' registrations: files `<records><RUNNING>/<pid>` (cli/srun.py makes them).
-RUNNING = ".sruns"
-# At most this many sruns of one job are signalled: the directory is everyone's to write in.
-MAX_SRUNS = 4096
+# What is read of the records for the sruns still running (a signal for the job's steps): more
+# than the records alone, since a job may register many sruns over its life.
+MAX_REGISTRATION_BYTES = 4 * 1024 * 1024
 
 
 class StepRecords:
@@ -41,35 +39,59 @@ class StepRecords:
     def path(self, job_id: int) -> str:
         return f"{self._prefix}{job_id}.jsonl"
 
-    def clear(self, job_id: int) -> str:
-        """Before a launch: no earlier run's file (nor one planted by someone else) stays."""
+    def clear(self, job_id: int, uid: int | None = None, gid: int | None = None) -> str:
+        """Before a launch: no earlier run's file (nor one planted by someone else) stays, and,
+        given the job's user, the records file is made anew as that user's, so that nobody else
+        can make it first (the directory is everyone's) and have the job's sruns write there."""
         path = self.path(job_id)
         for name in (path, path + ".next"):  # the records, and srun's step counter
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(name)
-        _remove_registrations(path + RUNNING)
+        if uid is not None:
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            except OSError as exc:  # someone made it between the two: the job's sruns will not trust it
+                log.warning("job %s: cannot make its step records at %s: %s", job_id, path, exc.strerror)
+                return path
+            try:
+                if os.geteuid() == 0:
+                    os.fchown(fd, uid, gid if gid is not None else -1)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
         return path
 
-    def sruns(self, job_id: int, uid: int | None) -> list[int]:
-        """The pids of the sruns running in the job, as each registered itself: an empty file
-        named after its pid in a directory beside the records, while its tasks run (cli/srun.py).
-        Only the job's user's directory counts, and a pid is only a claim, which the signaller
-        checks against the job's process group before it sends anything."""
-        directory = self.path(job_id) + RUNNING
-        try:
-            info = os.lstat(directory)
-            if not stat.S_ISDIR(info.st_mode) or (uid is not None and info.st_uid != uid):
-                return []
-            names = os.listdir(directory)
-        except OSError:
+    def sruns(self, job_id: int, uid: int | None) -> list[tuple[int, int]]:
+        """The sruns running in the job, (pid, start ticks) each, as each one registered itself
+        in the job's records (a line {"srun": PID, "ticks": T} as it starts its tasks, and
+        {"srun_ended": PID} as it ends: cli/srun.py). Only the job's user's regular file counts
+        (none when the user is not known), read without following a link nor waiting on a
+        pipe; a claim is only a claim, which the signaller checks against the job's processes."""
+        if uid is None:
             return []
-        return sorted(int(name) for name in names if name.isascii() and name.isdigit() and len(name) < 10)[:MAX_SRUNS]
+        data = _read_own(self.path(job_id), uid, MAX_REGISTRATION_BYTES)
+        running: dict[int, int] = {}
+        for line in data.splitlines():
+            if b'"srun' not in line:
+                continue
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(entry, dict):
+                continue
+            pid, ticks, ended = entry.get("srun"), entry.get("ticks"), entry.get("srun_ended")
+            if type(pid) is int and type(ticks) is int and pid > 0:
+                running[pid] = ticks
+            elif type(ended) is int:
+                running.pop(ended, None)
+        return sorted(running.items())
 
     def collect(self, job_id: int, uid: int | None) -> tuple[StepRecord, ...]:
         path = self.path(job_id)
         with contextlib.suppress(OSError):
             os.unlink(path + ".next")
-        _remove_registrations(path + RUNNING)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError:
@@ -97,16 +119,26 @@ class StepRecords:
         return tuple(steps[key] for key in sorted(steps))
 
 
-def _remove_registrations(directory: str) -> None:
-    """Remove the registrations' directory of a job's earlier run, if any (one stat when none).
-    The job's user made it: links inside are removed, never followed (rmtree on a system with
-    dir_fd functions)."""
+def _read_own(path: str, uid: int, limit: int) -> bytes:
+    """Up to `limit` bytes of `path` if it is a regular file of `uid` ("" else), opened without
+    following a link nor blocking on a pipe."""
     try:
-        info = os.lstat(directory)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
-        return
-    if stat.S_ISDIR(info.st_mode):
-        shutil.rmtree(directory, ignore_errors=True)
-    else:
-        with contextlib.suppress(OSError):
-            os.unlink(directory)
+        return b""
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != uid:
+            return b""
+        chunks, left = [], limit
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
