@@ -40,6 +40,8 @@ def test_the_batch_environment_names_what_slurmd_and_sbatch_set() -> None:
     assert (env["SLURM_OPEN_MODE"], env["SLURM_JOB_DEPENDENCY"]) == ("a", "afterok:3")
     plain = job_environment(job(), node="cn01", cpu_ids="0")
     assert "SLURM_OPEN_MODE" not in plain and "SLURM_JOB_DEPENDENCY" not in plain
+    inherited = job_environment(job(environment='{"SLURM_OPEN_MODE": "a"}'), node="cn01", cpu_ids="0")
+    assert inherited["SLURM_OPEN_MODE"] == "t"  # submitted from an appending job, it truncates
 
 
 def test_srun_appends_as_its_option_or_the_job_says() -> None:

@@ -108,14 +108,7 @@ def job_environment(
         "CONDUCTOR_CPU_IDS": cpu_ids,
         "SLURM_RESTART_COUNT": str(job.restart_count or 0),
     }
-    # As slurmd's batch environment (env_array_for_batch_job), and what sbatch exports of its
-    # options: srun in the job appends to its files as the job does (SLURM_OPEN_MODE).
-    slurm["ENVIRONMENT"] = "BATCH"
-    slurm["HOSTNAME"] = node
-    if job.open_mode == "append":
-        slurm["SLURM_OPEN_MODE"] = "a"
-    if job.dependency:
-        slurm["SLURM_JOB_DEPENDENCY"] = job.dependency
+    slurm.update(_batch_extras(job, node, env))
     if job.uid is not None:
         slurm["SLURM_JOB_UID"] = str(job.uid)
     if job.gid is not None:
@@ -145,3 +138,16 @@ def job_environment(
         # task gets its share of the job's CPUs (all of them with --exclusive).
         env.setdefault("OMP_NUM_THREADS", str(max(1, cpus // max(1, job.ntasks))))
     return env
+
+
+def _batch_extras(job: Job, node: str, env: dict[str, str]) -> dict[str, str]:
+    """As slurmd's batch environment (env_array_for_batch_job), and what sbatch exports of its
+    options: srun in the job appends to its files as the job does (SLURM_OPEN_MODE)."""
+    extras = {"ENVIRONMENT": "BATCH", "HOSTNAME": node}
+    if job.open_mode == "append":
+        extras["SLURM_OPEN_MODE"] = "a"
+    elif "SLURM_OPEN_MODE" in env:  # inherited from a job it was submitted from: this one truncates
+        extras["SLURM_OPEN_MODE"] = "t"
+    if job.dependency:
+        extras["SLURM_JOB_DEPENDENCY"] = job.dependency
+    return extras
