@@ -115,6 +115,11 @@ def test_a_value_of_the_wrong_type_is_named_by_its_field(api: Api, tmp_path: Pat
         assert rest.status_code == 400 and rest.json()["errors"][0]["source"] == field, rest.text
 
 
+def test_a_submit_directory_must_be_absolute(api: Api, tmp_path: Path) -> None:
+    body = {"job": {"current_working_directory": str(tmp_path), "submit_directory": "rel/dir"}, "script": SCRIPT}
+    refused(api.http.post("/jobs/submit", json=body), 400, "submit_directory")
+
+
 def test_accounting_names_are_lower_case(api: Api) -> None:
     """sacctmgr lowercases every name: `ROOT` or `Alice` stored through the API could never be
     named from the command line, and `sacctmgr delete user Alice` acted on `alice`."""

@@ -360,6 +360,15 @@ def test_scancel_nodelist_interactive_and_filters_no_job_matches(cli: Cli) -> No
     assert [cli.state(f"{array}_{t}") for t in (1, 2, 3, 5)] == ["CANCELLED"] * 4
 
 
+def test_the_submit_directory_is_where_sbatch_ran_whatever_chdir_says(cli: Cli) -> None:
+    """sbatch.c sets SLURM_SUBMIT_DIR from its own current directory; --chdir only moves the
+    job. It was the --chdir directory here."""
+    (cli.cwd / "elsewhere").mkdir(exist_ok=True)
+    job = cli.submit("-D", "elsewhere", "-o", "dirs.out", "--wrap", "echo $SLURM_SUBMIT_DIR; pwd")
+    assert cli.wait_state(job, TERMINAL) == "COMPLETED"
+    assert (cli.cwd / "elsewhere" / "dirs.out").read_text().splitlines() == [str(cli.cwd), str(cli.cwd / "elsewhere")]
+
+
 def test_a_job_list_naming_no_job_is_refused(cli: Cli) -> None:
     """`scontrol hold ''`, `scontrol update JobId= ...`, `conductor wait ''`: an empty list
     used to select every job of the cluster."""

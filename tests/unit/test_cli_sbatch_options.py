@@ -201,9 +201,12 @@ def test_export_default_all_and_variants() -> None:
     assert listed["FOO"] == "bar" and listed["X"] == "1" and "PATH" in listed
     all_plus = plan_for("#!/bin/sh\ntrue\n", ["--export=ALL,X=2"]).job["environment"]
     assert all_plus == dict(ENV, X="2")
-    env = dict(ENV, SLURM_EXPORT_ENV="NONE", SLURM_FOO="1")
+    env = dict(ENV, SBATCH_EXPORT="NONE", SLURM_FOO="1")
     from_env = plan_for("#!/bin/sh\ntrue\n", environ=env).job["environment"]
     assert "FOO" not in from_env and from_env["SLURM_FOO"] == "1"
+    # SLURM_EXPORT_ENV is srun's input, not sbatch's (opt.c reads SBATCH_EXPORT).
+    srun_only = plan_for("#!/bin/sh\ntrue\n", environ=dict(ENV, SLURM_EXPORT_ENV="NONE")).job["environment"]
+    assert srun_only["FOO"] == "bar"
 
 
 # ---- values ----------------------------------------------------------------------------------

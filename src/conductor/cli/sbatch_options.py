@@ -741,12 +741,13 @@ def build_plan(  # noqa: C901 - one branch per sbatch option
             raise SbatchError("--chdir: the working directory is empty; give a directory path")
         work_dir = os.path.normpath(os.path.join(cwd, os.path.expanduser(work_dir)))
     job["current_working_directory"] = work_dir or cwd
+    job["submit_directory"] = cwd  # the job's SLURM_SUBMIT_DIR, whatever --chdir says (sbatch.c)
 
     export = values.get("export")
     if export is None:
-        export = (
-            environ.get("SBATCH_EXPORT") or environ.get("SLURM_EXPORT_ENV") or "ALL"
-        )
+        # SBATCH_EXPORT alone: SLURM_EXPORT_ENV is srun's input (and what sbatch sets for the
+        # job), not sbatch's.
+        export = environ.get("SBATCH_EXPORT") or "ALL"
     job["environment"] = _export_environment(export, environ)
 
     script_args = first.operands[1:]

@@ -66,6 +66,12 @@ class JobDescription(BaseModel):
         default=None, description="Variables for the job: an object, or slurmrestd's list of 'NAME=value'."
     )
     current_working_directory: str | None = Field(default=None, max_length=_MAX_TEXT)
+    submit_directory: str | None = Field(
+        default=None,
+        max_length=_MAX_TEXT,
+        description="Where the submission was made (sbatch's current directory), an absolute path: the job's "
+        "SLURM_SUBMIT_DIR. Left out, the working directory.",
+    )
     standard_output: str | None = Field(default=None, max_length=_MAX_TEXT)
     standard_error: str | None = Field(default=None, max_length=_MAX_TEXT)
     standard_input: str | None = Field(default=None, max_length=_MAX_TEXT)
@@ -133,6 +139,7 @@ class JobDescription(BaseModel):
         "partition",
         "qos",
         "current_working_directory",
+        "submit_directory",
         "standard_output",
         "standard_error",
         "standard_input",

@@ -236,7 +236,7 @@ def build_rows(
             "mail_type": job.mail_type,
             "mail_user": job.mail_user,
             "submit_host": submitter.host,
-            "submit_dir": work_dir,
+            "submit_dir": _submit_directory(job, work_dir),
             "argv": job.argv,
         }.items()
         if v
@@ -297,3 +297,13 @@ def build_rows(
         {**base, "array_task_id": index, "array_max_running": array.max_running, "array_spec": spec}
         for index in array.indices
     ]
+
+
+def _submit_directory(job: JobDescription, work_dir: str) -> str:
+    """The job's SLURM_SUBMIT_DIR: where sbatch ran (it says so), else the working directory."""
+    given = job.submit_directory
+    if given is None:
+        return work_dir
+    if not given.startswith("/"):
+        raise SpecError("submit_directory", f"'{given[:200]}' must be an absolute path")
+    return os.path.normpath(given)
