@@ -231,6 +231,39 @@ def test_dependency_on_a_whole_array_and_on_one_task(api: Api, tmp_path: Path) -
     assert ts(api.job(on_task)["start_time"]) >= task0_end
 
 
+def test_aftercorr_pairs_array_tasks(api: Api, tmp_path: Path) -> None:
+    """Task N of the second array waits for task N of the first, and only for it: task 1 of
+    the first fails, so task 1 of the second never starts, while the others run."""
+    first = api.http.post(
+        "/jobs/submit",
+        json={"job": {"array": "0-2", "current_working_directory": str(tmp_path)},
+              "script": "#!/bin/bash\nsleep 0.$((3 - SLURM_ARRAY_TASK_ID))\n[ $SLURM_ARRAY_TASK_ID != 1 ]\n"},
+    ).json()
+    array_id = int(first["job_id"])
+    second = api.http.post(
+        "/jobs/submit",
+        json={"job": {"array": "0-2", "dependency": f"aftercorr:{array_id}",
+                      "current_working_directory": str(tmp_path)}, "script": "#!/bin/bash\ntrue\n"},
+    ).json()
+    then = [int(i) for i in second["array_task_ids"]]
+    api.wait_all([then[0], then[2]], {"COMPLETED"}, timeout=20)
+    tasks = tasks_of(api, array_id)
+    for index in (0, 2):
+        assert ts(api.job(then[index])["start_time"]) >= ts(tasks[index]["end_time"])
+    # Task 0 of the first array ends last: task 2 of the second started before it, which
+    # afterok on the whole array would not have let it.
+    assert ts(api.job(then[2])["start_time"]) < ts(tasks[0]["end_time"])
+    deadline = time.monotonic() + 5
+    job = api.job(then[1])
+    while job["reason"] != "DependencyNeverSatisfied" and time.monotonic() < deadline:
+        time.sleep(0.05)
+        job = api.job(then[1])
+    assert job["state"] == "PENDING" and job["reason"] == "DependencyNeverSatisfied", job
+    told = api.http.get(f"/jobs/{then[1]}/explain").json()["lines"]
+    assert f"  aftercorr:{array_id} - its task {array_id}_1 is FAILED." in told, told
+    api.cancel(then[1])
+
+
 def test_dependency_on_a_job_that_does_not_exist_is_refused(api: Api, tmp_path: Path) -> None:
     for dependency in ("afterok:999999", "afterany:1:999999", "after:999999_3"):
         response = api.http.post(

@@ -384,7 +384,7 @@ def test_typical_submission_imports_nothing_heavy() -> None:
     milliseconds of the ~40 ms a submission may take (they are checked in a fresh interpreter)."""
     code = (
         "from conductor.cli.sbatch_options import build_plan, first_pass\n"
-        "argv = ['-t', '1-00:00:00', '-a', '0-19%4', '-d', 'afterok:12:13_2', '--mem=1G',\n"
+        "argv = ['-t', '1-00:00:00', '-a', '0-19%4', '-d', 'afterok:12:13_2,aftercorr:14', '--mem=1G',\n"
         "        '-J', 'x', '--wrap', 'true']\n"
         "plan = build_plan(first_pass(argv), '#!/bin/sh\\ntrue\\n', script_path=None,\n"
         "                  environ={'PATH': '/bin'}, cwd='/tmp')\n"
@@ -399,6 +399,8 @@ def test_unusual_array_and_dependency_values_still_get_a_precise_message() -> No
         plan_for("#!/bin/sh\n", ["--array=1-x"])
     with pytest.raises(SbatchError, match=r"Job dependency problem"):
         plan_for("#!/bin/sh\n", ["--dependency=afterwards:12"])
+    with pytest.raises(SbatchError, match=r"dependency type 'expand' is not supported"):
+        plan_for("#!/bin/sh\n", ["--dependency=expand:12"])
     # Well-formed values go to the server as written (it checks ranges and job ids).
     job = plan_for("#!/bin/sh\n", ["--array=5-3", "-d", "afterok:1?singleton"]).job
     assert job["array"] == "5-3" and job["dependency"] == "afterok:1?singleton"

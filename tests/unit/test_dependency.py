@@ -17,6 +17,7 @@ from conductor.domain.dependency import (
     JobRef,
     JobStatus,
     aggregate_array_status,
+    corresponding_refs,
     evaluate_dependency,
     format_dependency,
     parse_dependency,
@@ -100,7 +101,6 @@ def test_parse_valid(text: str, expected: Dependency) -> None:
         ("after:1+0", "+time in '1+0' must be at least 1 minute"),
         ("after:1+x", "bad job id '1+x'"),
         ("afterok:1,afterok:2?afterok:3", "use either ',' (all must be satisfied) or '?'"),
-        ("aftercorr:1", "dependency type 'aftercorr' is not supported"),
         ("afterburstbuffer:1", "'afterburstbuffer' is not supported"),
         ("expand:1", "'expand' is not supported"),
         ("before:1", "unknown type 'before'"),
@@ -421,3 +421,45 @@ def test_whole_array_dependency_uses_aggregate() -> None:
     assert evaluate("afterany:70", states) is SAT
     one_pending = {JobRef(70): aggregate_array_status([status("RUNNING", 1), status("PENDING")])}
     assert evaluate("after:70", one_pending) is WAIT
+
+
+# --- aftercorr -----------------------------------------------------------------------------------
+def test_aftercorr_parses_and_formats() -> None:
+    assert parse_dependency("AfterCorr:5:6_2") == Dependency(True, (term("aftercorr", 5, JobRef(6, 2)),))
+    assert format_dependency(parse_dependency("aftercorr:5+3")) == "aftercorr:5+3"
+
+
+@pytest.mark.parametrize(
+    ("task_state", "expected"),
+    [("PENDING", WAIT), ("RUNNING", WAIT), ("COMPLETED", SAT), *((s, NEVER) for s in FAILURE_STATES)],
+)
+def test_aftercorr_follows_the_task_of_the_same_index(task_state: str, expected: DependencyResult) -> None:
+    # Array 5's task 3 decides for the dependent's task 3, whatever the array as a whole does.
+    states = {
+        JobRef(5): status("FAILED", 10, 1) if expected is SAT else status("COMPLETED", 10, 1),
+        JobRef(5, 3): status(task_state, 10, 1),
+    }
+    dep = parse_dependency("aftercorr:5")
+    assert evaluate_dependency(dep, states, now=NOW, user_singleton_blocked=False, array_task_id=3) is expected
+
+
+def test_aftercorr_falls_back_to_the_whole_job() -> None:
+    dep = parse_dependency("aftercorr:5")
+    whole = {JobRef(5): status("COMPLETED", 10, 1)}
+    # No task 3 in job 5 (or job 5 is no array): the job as a whole, as afterok.
+    assert evaluate_dependency(dep, whole, now=NOW, user_singleton_blocked=False, array_task_id=3) is SAT
+    # The dependent is no array task: the same.
+    assert evaluate_dependency(dep, whole, now=NOW, user_singleton_blocked=False) is SAT
+    failed = {JobRef(5): status("TIMEOUT", 10, 1)}
+    assert evaluate_dependency(dep, failed, now=NOW, user_singleton_blocked=False, array_task_id=3) is NEVER
+    assert evaluate_dependency(dep, {}, now=NOW, user_singleton_blocked=False, array_task_id=3) is NEVER
+    # A named task is that task, whichever task depends on it.
+    named = parse_dependency("aftercorr:5_1")
+    states = {JobRef(5, 1): status("COMPLETED", 10, 1), JobRef(5, 3): status("FAILED", 10, 1)}
+    assert evaluate_dependency(named, states, now=NOW, user_singleton_blocked=False, array_task_id=3) is SAT
+
+
+def test_corresponding_refs() -> None:
+    dep = parse_dependency("aftercorr:5:6_1,afterok:7")
+    assert corresponding_refs(dep, 2) == {JobRef(5, 2)}
+    assert corresponding_refs(dep, None) == set()

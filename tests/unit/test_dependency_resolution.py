@@ -218,3 +218,43 @@ def test_check_targets(store: Store) -> None:
         check_targets(store, f"afterok:{array_first}_5")
     missing_pending: list[PendingJob] = []
     resolve_dependencies(store, missing_pending)  # nothing to do, no error
+
+
+
+def add_array(store: Store, tasks: range, **values: Any) -> list[int]:
+    base: dict[str, Any] = {"name": "arr", "user_name": "ann", "partition": "debug", "cpus_per_task": 1,
+                            "work_dir": "/tmp", "script": "#!/bin/bash\ntrue\n", "environment": "{}",
+                            "array_spec": f"{tasks.start}-{tasks.stop - 1}"}
+    return store.submit([{**base, **values, "array_task_id": t} for t in tasks])
+
+
+def test_aftercorr_pairs_the_tasks_of_two_arrays(store: Store) -> None:
+    first = add_array(store, range(3), begin_time=None)
+    array_id = first[0]
+    then = add_array(store, range(4), dependency=f"aftercorr:{array_id}")
+    assert {statuses(store)[t] for t in then} == {DependencyStatus.WAITING}
+    # Task 0 completes, task 1 fails, task 2 still runs: only the dependent task 0 may start,
+    # the dependent task 1 never will, and task 3 (no task 3 in the first array) waits for the
+    # whole first array to end, as afterok would.
+    assert sorted(start_all(store)) == first
+    end(store, first[0])
+    end(store, first[1], JobState.FAILED)
+    found = statuses(store)
+    assert [found[t] for t in then] == [
+        DependencyStatus.SATISFIED, DependencyStatus.NEVER, DependencyStatus.WAITING, DependencyStatus.WAITING,
+    ]
+    end(store, first[2])
+    found = statuses(store)
+    assert found[then[2]] is DependencyStatus.SATISFIED
+    assert found[then[3]] is DependencyStatus.NEVER  # the array as a whole ended with a failure
+
+
+def test_aftercorr_on_a_complete_array_lets_every_task_go(store: Store) -> None:
+    first = add_array(store, range(2), begin_time=None)
+    assert sorted(start_all(store)) == first
+    for job_id in first:
+        end(store, job_id)
+    plain = add(store, dependency=f"aftercorr:{first[0]}")  # no array task: the whole array
+    then = add_array(store, range(3), dependency=f"aftercorr:{first[0]}")
+    found = statuses(store)
+    assert {found[t] for t in [plain, *then]} == {DependencyStatus.SATISFIED}

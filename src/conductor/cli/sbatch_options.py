@@ -769,8 +769,8 @@ def build_plan(  # noqa: C901 - one branch per sbatch option
 # submitit would pay. Anything else goes through the full parser for a precise message.
 _SIMPLE_ARRAY = r"\d+(?:-\d+(?::\d+)?)?(?:,\d+(?:-\d+(?::\d+)?)?)*(?:%\d+)?"
 _SIMPLE_DEPENDENCY = (
-    r"(?:(?:after|afterany|afterok|afternotok):\d+(?:_\d+)?(?::\d+(?:_\d+)?)*|singleton)"
-    r"(?:[,?](?:(?:after|afterany|afterok|afternotok):\d+(?:_\d+)?(?::\d+(?:_\d+)?)*|singleton))*"
+    r"(?:(?:after|afterany|afterok|afternotok|aftercorr):\d+(?:_\d+)?(?::\d+(?:_\d+)?)*|singleton)"
+    r"(?:[,?](?:(?:after|afterany|afterok|afternotok|aftercorr):\d+(?:_\d+)?(?::\d+(?:_\d+)?)*|singleton))*"
 )
 
 

@@ -30,16 +30,18 @@ __all__ = [
     "JobRef",
     "JobStatus",
     "aggregate_array_status",
+    "corresponding_refs",
     "evaluate_dependency",
     "format_dependency",
     "parse_dependency",
 ]
 
-DEPENDENCY_TYPES: tuple[str, ...] = ("after", "afterany", "afterok", "afternotok", "singleton")
-_UNSUPPORTED_TYPES = frozenset({"aftercorr", "afterburstbuffer", "expand"})
+DEPENDENCY_TYPES: tuple[str, ...] = ("after", "afterany", "afterok", "afternotok", "aftercorr", "singleton")
+_UNSUPPORTED_TYPES = frozenset({"afterburstbuffer", "expand"})
+_TYPE_NAMES = "after, afterany, afterok, afternotok, aftercorr or singleton"
 _FORMS = (
-    "type:jobid[+minutes][:jobid...] with type after, afterany, afterok or afternotok, "
-    "or singleton; join several with ',' (all) or '?' (any)"
+    "type:jobid[+minutes][:jobid...] with type after, afterany, afterok, afternotok or "
+    "aftercorr, or singleton; join several with ',' (all) or '?' (any)"
 )
 _JOB_RE = re.compile(
     r"(?P<job>\d+)(?:_(?:(?P<task>\d+)|(?P<all>\*)|\[(?P<tasks>[^\]]*)\]))?(?:\+(?P<delay>\d+))?",
@@ -120,11 +122,11 @@ def parse_dependency(value: str, *, field: str = "dependency") -> Dependency:
     """Parse a Slurm ``--dependency`` value.
 
     Grammar: ``after:jobid[+minutes][:jobid[+minutes]...]``, likewise ``afterany``,
-    ``afterok``, ``afternotok`` (type names in any case), and ``singleton``; terms joined
+    ``afterok``, ``afternotok``, ``aftercorr`` (type names in any case), and ``singleton``; terms joined
     by ``,`` (all must hold) or ``?`` (any may hold), not both. A job id is ``123``,
     ``123_4`` (array task), ``123_*`` (the whole array, same as ``123``) or ``123_[1-3]``
     (those tasks). The old form, bare job ids (``123,456``), means ``afterany``.
-    ``aftercorr``, ``afterburstbuffer`` and ``expand`` are refused as unsupported.
+    ``afterburstbuffer`` and ``expand`` are refused as unsupported.
 
     Slurm documents ``+minutes`` for ``after`` only; we accept it on every job-id type and
     count it from the job's end for the end-based types.
@@ -190,16 +192,14 @@ def _parse_term(token: str, text: str, field: str, named: set[JobRef]) -> list[D
     if kind in _UNSUPPORTED_TYPES:
         raise SpecError(
             field,
-            f"dependency type {kind!r} is not supported; use after, afterany, afterok, "
-            "afternotok or singleton",
+            f"dependency type {kind!r} is not supported; use {_TYPE_NAMES}",
         )
     if kind == "singleton":
         raise SpecError(field, f"invalid dependency {text!r}: singleton takes no job ids")
     if kind not in DEPENDENCY_TYPES:
         raise SpecError(
             field,
-            f"invalid dependency {text!r}: unknown type {type_name!r}; expected after, "
-            "afterany, afterok, afternotok or singleton",
+            f"invalid dependency {text!r}: unknown type {type_name!r}; expected {_TYPE_NAMES}",
         )
     if not jobs:
         raise SpecError(field, f"invalid dependency {text!r}: {kind} needs at least one job id")
@@ -305,6 +305,7 @@ def evaluate_dependency(
     *,
     now: datetime,
     user_singleton_blocked: bool,
+    array_task_id: int | None = None,
 ) -> DependencyResult:
     """Decide whether ``dep`` is satisfied, may still be, or never will be.
 
@@ -321,6 +322,11 @@ def evaluate_dependency(
     * ``afterok``: it ended ``COMPLETED``; any other end is ``never``;
     * ``afternotok``: it ended in any state but ``COMPLETED`` (``FAILED``, ``TIMEOUT``,
       ``CANCELLED``, ``NODE_FAIL``, ``OUT_OF_MEMORY``...); ``COMPLETED`` is ``never``;
+    * ``aftercorr``: as ``afterok``, of the task of the named array whose task id is
+      ``array_task_id``, the dependent job's own (the caller passes that task's status under
+      ``JobRef(job, task)``, see :func:`corresponding_refs`); where the dependent job is no
+      array task or the named job has no such task, of the named job as a whole, as Slurm's
+      ``_test_job_dependency_common`` falls back;
     * ``singleton``: no other job of the same name and user is running or suspended, which
       the caller computes as ``user_singleton_blocked``.
 
@@ -339,7 +345,10 @@ def evaluate_dependency(
             )
             continue
         for ref in term.job_ids:
-            results.append(_evaluate_one(term, states.get(ref), now))
+            status = states.get(ref)
+            if term.type == "aftercorr" and ref.task_id is None and array_task_id is not None:
+                status = states.get(JobRef(ref.job_id, array_task_id), status)
+            results.append(_evaluate_one(term, status, now))
     if not results:
         return DependencyResult.SATISFIED
     if dep.kind_all:
@@ -368,7 +377,7 @@ def _evaluate_one(
         return _after_delay(status.start_time or status.end_time, term.delay_minutes, now)
     if not ended:
         return DependencyResult.WAITING
-    if term.type == "afterok" and state != _COMPLETED:
+    if term.type in ("afterok", "aftercorr") and state != _COMPLETED:
         return DependencyResult.NEVER
     if term.type == "afternotok" and state == _COMPLETED:
         return DependencyResult.NEVER
@@ -381,6 +390,24 @@ def _after_delay(event: datetime | None, delay_minutes: int, now: datetime) -> D
     if now - event >= timedelta(minutes=delay_minutes):
         return DependencyResult.SATISFIED
     return DependencyResult.WAITING
+
+
+def corresponding_refs(dep: Dependency, array_task_id: int | None) -> set[JobRef]:
+    """The tasks an ``aftercorr`` of the array task ``array_task_id`` looks at first.
+
+    Each is ``JobRef(named job, array_task_id)``; the caller adds the status of those that
+    exist to what it passes :func:`evaluate_dependency`. Nothing for a job that is no array
+    task, or a term naming a task itself (``aftercorr:123_4`` waits on that task).
+    """
+    if array_task_id is None:
+        return set()
+    return {
+        JobRef(ref.job_id, array_task_id)
+        for term in dep.terms
+        if term.type == "aftercorr"
+        for ref in term.job_ids
+        if ref.task_id is None
+    }
 
 
 def aggregate_array_status(tasks: Iterable[JobStatus]) -> JobStatus:

@@ -9,6 +9,8 @@ tests call it without a database.
 Slurm's rules kept here:
 - a plain job id that is an array's id stands for the whole array (its tasks aggregated);
   ``123_4`` names one task;
+- ``aftercorr:123`` makes task N of an array wait for task N of array 123 to complete, or for
+  the whole of 123 where it has no task N (Slurm's fallback);
 - ``singleton`` waits while another job of the same user and name is running, or pending and
   submitted earlier (``_find_singleton_job`` in slurmctld), so same-named singleton jobs run
   one at a time in submission order;
@@ -30,6 +32,7 @@ from conductor.domain.dependency import (
     JobRef,
     JobStatus,
     aggregate_array_status,
+    corresponding_refs,
     evaluate_dependency,
     parse_dependency,
 )
@@ -84,14 +87,16 @@ def statuses_for(refs: Iterable[JobRef], rows: Iterable[JobSummary]) -> dict[Job
     """
     by_id: dict[int, JobSummary] = {}
     tasks: dict[int, list[JobSummary]] = {}
+    by_task: dict[tuple[int, int | None], JobSummary] = {}
     for row in rows:
         by_id[row.id] = row
         if row.array_job_id is not None:
             tasks.setdefault(row.array_job_id, []).append(row)
+            by_task[(row.array_job_id, row.array_task_id)] = row
     out: dict[JobRef, JobStatus] = {}
     for ref in refs:
         if ref.task_id is not None:
-            task = next((t for t in tasks.get(ref.job_id, ()) if t.array_task_id == ref.task_id), None)
+            task = by_task.get((ref.job_id, ref.task_id))
             if task is not None:
                 out[ref] = _status(task)
         elif ref.job_id in tasks:
@@ -114,13 +119,17 @@ def evaluate_all(
     now: datetime,
     owners: Mapping[int, tuple[str, str]] | None = None,
     singletons: Mapping[tuple[str, str], SingletonState] | None = None,
+    task_ids: Mapping[int, int] | None = None,
 ) -> dict[int, DependencyStatus]:
-    """The dependency status of each job; `owners` maps a job to its (user, name) for singleton."""
+    """The dependency status of each job; `owners` maps a job to its (user, name) for singleton,
+    `task_ids` an array task to its task id for aftercorr."""
     out: dict[int, DependencyStatus] = {}
     for job_id, dep in dependencies.items():
         owner = (owners or {}).get(job_id)
         blocked = owner is not None and _singleton_blocked(job_id, (singletons or {}).get(owner))
-        result = evaluate_dependency(dep, statuses, now=now, user_singleton_blocked=blocked)
+        result = evaluate_dependency(
+            dep, statuses, now=now, user_singleton_blocked=blocked, array_task_id=(task_ids or {}).get(job_id)
+        )
         out[job_id] = _STATUS[result]
     return out
 
@@ -163,8 +172,9 @@ class DependencyResolver:
 def resolve_dependencies(store: DependencyStore, pending: Sequence[PendingJob], now: datetime | None = None) -> None:
     """Set `dependency` of every job of `pending` that has one (others are left as they are).
 
-    Reads: the dependency strings, then every job they name (and the singleton jobs' own rows)
-    in one `job_summaries` call, then, only when some job asks for singleton, one grouped count.
+    Reads: the dependency strings, then every job they name (and the singleton and aftercorr
+    jobs' own rows) in one `job_summaries` call, then, only when some job asks for singleton,
+    one grouped count.
     """
     waiting = {j.id: j for j in pending}
     if not waiting:
@@ -184,16 +194,24 @@ def resolve_dependencies(store: DependencyStore, pending: Sequence[PendingJob], 
     if not parsed:
         return
     singleton_jobs = {job_id for job_id, dep in parsed.items() if any(t.type == "singleton" for t in dep.terms)}
+    corresponding = {job_id for job_id, dep in parsed.items() if any(t.type == "aftercorr" for t in dep.terms)}
     referenced = {ref for dep in parsed.values() for ref in _refs(dep)}
-    rows = store.job_summaries({ref.job_id for ref in referenced} | singleton_jobs)
+    rows = store.job_summaries({ref.job_id for ref in referenced} | singleton_jobs | corresponding)
     owners: dict[int, tuple[str, str]] = {}
     for job_id in singleton_jobs:
         row = rows.get(job_id)
         if row is not None:
             owners[job_id] = (row.user_name, row.name)
+    task_ids: dict[int, int] = {}
+    for job_id in corresponding:
+        row = rows.get(job_id)
+        if row is not None and row.array_task_id is not None:
+            task_ids[job_id] = row.array_task_id
+            referenced |= corresponding_refs(parsed[job_id], row.array_task_id)
     singletons = store.singleton_blockers(set(owners.values())) if owners else {}
     statuses = statuses_for(referenced, rows.values())
-    for job_id, status in evaluate_all(parsed, statuses, now=now, owners=owners, singletons=singletons).items():
+    results = evaluate_all(parsed, statuses, now=now, owners=owners, singletons=singletons, task_ids=task_ids)
+    for job_id, status in results.items():
         waiting[job_id].dependency = status
 
 

@@ -526,7 +526,7 @@ def explain_waiting(job: Job, pending: PendingJob | None, forecast: Forecast | N
         lines.append("It is held: it will not start until released (`scontrol release "
                      f"{job.id}`).")
     if job.dependency:
-        lines.extend(_explain_dependency(job.dependency, targets, never=never))
+        lines.extend(_explain_dependency(job.dependency, targets, never=never, array_task_id=job.array_task_id))
     if never:
         # No pass will ever free it: what it would face once free is beside the point.
         lines.append(f"It will never start by itself: cancel it (`scancel {job.id}`) and submit it again with a "
@@ -678,7 +678,8 @@ def _explain_hold(job: Job, forecast: Forecast, cpus: str) -> list[str]:
     return lines
 
 
-def _explain_dependency(text: str, targets: Mapping[int, JobSummary], *, never: bool = False) -> list[str]:
+def _explain_dependency(text: str, targets: Mapping[int, JobSummary], *, never: bool = False,
+                        array_task_id: int | None = None) -> list[str]:
     try:
         dependency = parse_dependency(text)
     except SpecError:
@@ -691,6 +692,12 @@ def _explain_dependency(text: str, targets: Mapping[int, JobSummary], *, never: 
             lines.append("  singleton: no other job of the same name and user may run first.")
             continue
         for ref in term.job_ids:
+            if term.type == "aftercorr" and ref.task_id is None and array_task_id is not None:
+                task = next((t for t in targets.values()
+                             if t.array_job_id == ref.job_id and t.array_task_id == array_task_id), None)
+                if task is not None:
+                    lines.append(f"  aftercorr:{ref} - its task {ref}_{array_task_id} is {task.state}.")
+                    continue
             summary = targets.get(ref.job_id)
             state = summary.state if summary is not None else "unknown (purged?)"
             lines.append(f"  {term.type}:{ref} - job {ref} is {state}.")
