@@ -213,3 +213,57 @@ def test_a_job_without_a_time_limit_gets_the_smallest_wall_of_its_limits() -> No
     assert default_time(effective, "q", None, 600, "carol", "chemistry") == 600
     assert default_time(effective, "q", None, None, "alice", "physics") == 3600
     assert default_time(effective, "p", None, None, "carol", None) == 7200
+
+
+def test_a_login_name_with_capitals_is_charged_to_its_lower_case_association() -> None:
+    """sacctmgr stores `jsmith`; the jobs of the login `JSmith` are charged to it, held to its
+    limits and counted in its fair share (Slurm without PreserveCaseUser finds no association)."""
+    from conductor.config.live import Effective
+    from conductor.config.loader import parse_config
+    from conductor.errors import Forbidden
+    from conductor.services.sharing import check_rows
+
+    base = tree()
+    a = Accounting(
+        accounts=base.accounts,
+        associations={**base.associations,
+                      ("jsmith", "admin"): Association("jsmith", "admin", limits=AssocLimits(max_jobs=1))},
+        default_accounts={**base.default_accounts, "jsmith": "admin"},
+    )
+    assert a.default_account("JSmith") == "admin"
+    assert a.association("JSmith", "admin") is a.associations[("jsmith", "admin")]
+    resolved = a.resolve("JSmith", "admin")
+    assert resolved is not None and resolved.max_jobs == 1
+    assert a.usage_key("JSmith", "admin") == ("jsmith", "admin")
+    assert a.association("JSmith", "physics") is None and a.usage_key("JSmith", "physics") == ("JSmith", NO_ACCOUNT)
+    # Enforced associations: JSmith submits, charged to jsmith's default account.
+    enforce = Effective(config=parse_config('AccountingStorageEnforce = "associations"\n'
+                                            '[partitions.main]\nNodes = "ALL"\nDefault = true\n'), accounting=a)
+    rows = [{"user_name": "JSmith", "account": None, "partition": "main", "cpus_per_task": 1, "ntasks": 1,
+             "time_limit": 60, "qos": None}]
+    check_rows(enforce, rows, _Active())
+    assert rows[0]["account"] == "admin"
+    with pytest.raises(Forbidden, match="Invalid account"):
+        check_rows(enforce, [dict(rows[0], user_name="JDoe", account=None)], _Active())
+    # The association's MaxJobs holds the job of JSmith in a pass.
+    limits = Limits(qos={"normal": QosLimit()}, accounting=a)
+    tracker = LimitTracker(limits, {}, {("JSmith", "admin"): Usage(jobs=1, cpus=1)})
+    assert tracker.check("p", "JSmith", None, 1, 0, 60, "admin") == ASSOC_MAX_JOBS
+    # Its usage counts in the association's fair share, not for a user of its own under root.
+    multifactor = Multifactor(PriorityConfig(weights=Weights(fairshare=10000), accounting=a),
+                              {("JSmith", "admin"): 500.0, ("dave", "admin"): 0.0}, cluster_cpus=8, cluster_nodes=1)
+    rows_by = {(r.account, r.user): r for r in fair_share_tree(a, multifactor.usage)}
+    assert rows_by[("admin", "jsmith")].raw_usage == 500.0 and (ROOT, "JSmith") not in rows_by
+    assert multifactor.fairshare("JSmith", "admin") == pytest.approx(rows_by[("admin", "jsmith")].fairshare)
+
+
+def test_sshare_finds_the_lower_case_association_of_a_login_with_capitals(monkeypatch: pytest.MonkeyPatch) -> None:
+    from conductor.cli import sshare
+
+    row = {"depth": 1, "account": "admin", "user": "", "raw_shares": 1, "norm_shares": 1.0, "raw_usage": 5,
+           "norm_usage": 1.0, "effective_usage": 1.0, "fairshare": 1.0, "level_fs": 1.0}
+    found = [row, dict(row, depth=2, user="jsmith"), dict(row, depth=2, user="dave"),
+             dict(row, depth=1, account="root", user="JDoe")]
+    monkeypatch.setattr(sshare, "current_user", lambda: "JSmith")
+    assert [r["user"] for r in sshare._rows(found, {})] == ["", "jsmith"]
+    assert [r["user"] for r in sshare._rows(found, {"users": "JSmith,JDoe"})] == ["", "jsmith", "JDoe"]

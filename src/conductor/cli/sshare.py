@@ -124,6 +124,10 @@ def _rows(found: list[dict[str, Any]], opts: dict[str, str | None]) -> list[dict
     wanted = set(split_list(opts["users"])) if opts.get("users") else None
     if wanted is None and "all" not in opts:
         wanted = {current_user()}
+    if wanted is not None:
+        # Associations are stored under lower-case names (sshare lowercases -u, as sacctmgr
+        # does); a user charged to none keeps a line under the login name as it is.
+        wanted |= {name.lower() for name in wanted}
     accounts = set(split_list(opts["accounts"])) if opts.get("accounts") else None
     users_only = "users_only" in opts
     rows: list[dict[str, Any]] = []

@@ -100,10 +100,24 @@ class Accounting:
         return bool(self.accounts)
 
     def default_account(self, user: str) -> str | None:
-        return self.default_accounts.get(user)
+        found = self.default_accounts.get(user)
+        return found if found is not None or user.islower() else self.default_accounts.get(user.lower())
 
     def association(self, user: str, account: str | None) -> Association | None:
-        return self.associations.get((user, account)) if account else None
+        if not account:
+            return None
+        return self.associations.get((self.association_user(user, account), account))
+
+    def association_user(self, user: str, account: str) -> str:
+        """The user name `user`'s association with `account` is stored under.
+
+        sacctmgr stores names in lower case (as Slurm's does), while a login name may have
+        capitals (directory-backed sites): `JSmith`'s jobs are charged to the association of
+        `jsmith`, where Slurm without PreserveCaseUser finds none for them.
+        """
+        if (user, account) in self.associations or user.islower():
+            return user
+        return user.lower()
 
     def path(self, account: str) -> list[Account]:
         """`account` and its parents up to (not including) root; [] for an unknown one."""
@@ -150,8 +164,10 @@ class Accounting:
     def usage_key(self, user: str, account: str | None) -> tuple[str, str]:
         """Where a job's usage counts in the fair-share tree: its association, else the user
         alone under root (a job charged to no association, or no accounts at all)."""
-        if account and (user, account) in self.associations:
-            return (user, account)
+        if account:
+            assoc_user = self.association_user(user, account)
+            if (assoc_user, account) in self.associations:
+                return (assoc_user, account)
         return (user, NO_ACCOUNT)
 
 

@@ -54,7 +54,8 @@ def check_name(value: str, field: str) -> str:
         raise Invalid(f"'{value[:64]}' is not a valid name: {NAME_RULE}", field=field)
     if value != value.lower():
         raise Invalid(
-            f"'{value}' is not a valid name: names are lower case, as sacctmgr stores them (use '{value.lower()}')",
+            f"'{value}' is not a valid name: names are lower case, as sacctmgr stores them (use '{value.lower()}'; "
+            f"a user {value}'s jobs are charged to the associations of {value.lower()})",
             field=field,
         )
     return value
