@@ -147,6 +147,8 @@ def test_account_limits_hold_jobs_with_slurms_reasons(server: ConductorProcess, 
     ids = {int(line.split()[0]) for line in physics.splitlines()}
     assert {first, second, third, fourth} <= ids and big not in ids, physics
     assert [int(line.split()[0]) for line in chemistry.splitlines()] == [big], chemistry
+    # Without regard to case, as squeue's filter (xstrcasecmp).
+    assert cli(server, tmp_path, "squeue", "-h", "-A", "CHEMistry", "-t", "PD").stdout == chemistry
     everyone = cli(server, tmp_path, "squeue", "-h", "--qos", "normal").stdout
     assert {first, second, third, fourth, big} <= {int(line.split()[0]) for line in everyone.splitlines()}, everyone
     assert cli(server, tmp_path, "squeue", "-h", "--qos", "nosuchqos").stdout == ""

@@ -4,6 +4,7 @@ that started on its own."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -60,3 +61,20 @@ def test_pending_tasks_are_one_record_in_every_view(server: ConductorProcess, tm
         ]
     )
     _out(server, tmp_path, "scancel", str(array))
+
+
+def test_sbatch_names_the_cluster_it_was_asked_for(server: ConductorProcess, tmp_path: Path) -> None:
+    """-M: Slurm's sbatch says which cluster took the job ("7;cluster" with --parsable), which
+    tools that pass -M split off; without -M it prints the id alone."""
+    env = clean_env(CONDUCTOR_URL=server.url, CONDUCTOR_TOKEN=server.token)
+    parsable = subprocess.run([sys.executable, "-m", "conductor", "sbatch", "--parsable", "-M", "conductor", "-H",
+                               "--wrap", "true"], cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
+    assert parsable.returncode == 0 and parsable.stderr == "", parsable.stderr
+    job_id, cluster = parsable.stdout.strip().split(";")
+    assert cluster == "conductor" and job_id.isdigit()
+    told = subprocess.run([sys.executable, "-m", "conductor", "sbatch", "--clusters=elsewhere", "-H", "--wrap", "true"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
+    assert told.returncode == 0, told.stderr
+    assert re.fullmatch(r"Submitted batch job \d+ on cluster conductor\n", told.stdout), told.stdout
+    assert "there is one cluster, conductor; --clusters=elsewhere is ignored" in told.stderr
+    _out(server, tmp_path, "scancel", job_id, told.stdout.split()[3])

@@ -49,7 +49,7 @@ DESCRIBED: dict[str, tuple[str, str]] = {
     "begin": ("time", "defer job until HH:MM, now+N, or YYYY-MM-DDTHH:MM:SS"),
     "burst_buffer": ("spec", "burst buffer specification (not supported; ignored)"),
     "chdir": ("directory", "set working directory for batch script"),
-    "clusters": ("names", "clusters to submit to (one cluster here; ignored)"),
+    "clusters": ("names", "clusters to submit to (one cluster here, conductor)"),
     "comment": ("name", "arbitrary comment"),
     "constraint": ("list", "specify a list of constraints (ignored here)"),
     "container": ("path", "OCI container bundle (not supported; ignored)"),
@@ -314,9 +314,10 @@ def _submit(client: Client, plan: SbatchPlan) -> int:
         )
         return _error_exit()
     if plan.parsable:
-        sys.stdout.write(f"{job_id}\n")
+        sys.stdout.write(f"{job_id};{plan.cluster}\n" if plan.cluster else f"{job_id}\n")
     elif not plan.quiet:
-        sys.stdout.write(f"Submitted batch job {job_id}\n")
+        where = f" on cluster {plan.cluster}" if plan.cluster else ""
+        sys.stdout.write(f"Submitted batch job {job_id}{where}\n")
     sys.stdout.flush()
     if plan.wait:
         is_array = bool(answer.get("array_task_ids")) or "array" in plan.job

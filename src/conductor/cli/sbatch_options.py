@@ -34,6 +34,9 @@ PROG = "sbatch"
 
 # Options we parse because tools send them, but whose effect this single-cluster system does not
 # have. Each one is accepted with a warning naming what is ignored (Slurm would honour them).
+# The one cluster's name, as jobs are given it (SLURM_CLUSTER_NAME; conductor.domain.jobfiles'
+# CLUSTER_NAME, not imported: sbatch starts fast).
+CLUSTER = "conductor"
 _IGNORED_WITH_WARNING: dict[str, str] = {
     "constraint": "node features are not used here; --constraint is ignored",
     "nodelist": "--nodelist is ignored; the scheduler picks the node",
@@ -42,7 +45,6 @@ _IGNORED_WITH_WARNING: dict[str, str] = {
     "licenses": "licenses are not tracked; --licenses is ignored",
     "wckey": "workload characterization keys are not tracked; --wckey is ignored",
     "distribution": "--distribution is ignored (one node per job)",
-    "clusters": "there is one cluster; --clusters is ignored",
     "no_kill": "--no-kill is ignored (jobs run on a single node)",
     "overcommit": "--overcommit is ignored",
     "oversubscribe": "--oversubscribe is ignored; CPUs are never shared between jobs",
@@ -330,6 +332,9 @@ class SbatchPlan:
         self.wait = False
         self.test_only = False
         self.quiet = False
+        # -M given: sbatch names the cluster it submitted to, as Slurm's does for a
+        # working cluster ("Submitted batch job 7 on cluster X", "7;X" with --parsable).
+        self.cluster: str | None = None
         self.warnings: list[str] = []
 
 
@@ -593,6 +598,8 @@ def build_plan(  # noqa: C901 - one branch per sbatch option
         message = _IGNORED_WITH_WARNING.get(key)
         if message:
             say(message)
+    if "clusters" in values and (values["clusters"] or "").strip().lower() != CLUSTER:
+        say(f"there is one cluster, {CLUSTER}; --clusters={values['clusters']} is ignored")
     if "nodefile" in values:
         say("--nodefile is ignored; the scheduler picks the node")
     if "gres_flags" in values:
@@ -758,6 +765,8 @@ def build_plan(  # noqa: C901 - one branch per sbatch option
     plan.wait = "wait" in values
     plan.test_only = "test_only" in values
     plan.quiet = "quiet" in values
+    if "clusters" in values:
+        plan.cluster = CLUSTER
     if plan.test_only:
         job["test_only"] = True
     return plan

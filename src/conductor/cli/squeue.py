@@ -375,8 +375,9 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per squeue option
     partitions_text = opts.get("partition") or os.environ.get("SQUEUE_PARTITION")
     partitions = split_list(partitions_text) if partitions_text else None
     accounts_text = opts.get("account") or os.environ.get("SQUEUE_ACCOUNT")
-    accounts = split_list(accounts_text) if accounts_text else None
-    # Matched as squeue matches them, without regard to case (print.c _filter_job: xstrcasecmp).
+    # Accounts and QOS are matched as squeue matches them, without regard to case (print.c
+    # _filter_job: xstrcasecmp).
+    accounts = {a.lower() for a in split_list(accounts_text)} if accounts_text else None
     qos = {q.lower() for q in split_list(opts["qos"])} if opts.get("qos") else None
     nodelist = opts.get("nodelist")
 
@@ -446,7 +447,7 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per squeue option
             if users is not None:
                 jobs = [j for j in jobs if j.get("user") in users]
             if accounts:
-                jobs = [j for j in jobs if j.get("account") in accounts]
+                jobs = [j for j in jobs if str(j.get("account") or "").lower() in accounts]
             if qos:
                 # The QOS as %q shows it: a job without one is in "normal".
                 jobs = [j for j in jobs if str(j.get("qos") or "normal").lower() in qos]
