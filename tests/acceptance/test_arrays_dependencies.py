@@ -4,6 +4,8 @@ test uses its own jobs, names and working directory."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -11,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import Api, ConductorProcess, running_up
+from support import Api, ConductorProcess, clean_env, running_up
 
 
 @pytest.fixture(scope="module")
@@ -262,6 +264,54 @@ def test_aftercorr_pairs_array_tasks(api: Api, tmp_path: Path) -> None:
     told = api.http.get(f"/jobs/{then[1]}/explain").json()["lines"]
     assert f"  aftercorr:{array_id} - its task {array_id}_1 is FAILED." in told, told
     api.cancel(then[1])
+
+
+def test_views_show_each_condition_as_slurmctld_does(server: ConductorProcess, api: Api, tmp_path: Path) -> None:
+    """squeue %E, scontrol's Dependency= and slurmrestd's dependency: the conditions not
+    fulfilled yet, (unfulfilled) or (failed); a fulfilled one drops out; (null) once satisfied."""
+    blocker = submit(api, tmp_path, "#!/bin/bash\nsleep 300\n")
+    failed = submit(api, tmp_path, "#!/bin/bash\nexit 2\n")
+    api.wait_state(failed, "FAILED")
+    array = int(api.http.post("/jobs/submit", json={
+        "job": {"array": "0-1", "hold": True, "current_working_directory": str(tmp_path)}, "script": "#!/bin/bash\ntrue\n",
+    }).json()["job_id"])
+    both = submit(api, tmp_path, "#!/bin/bash\ntrue\n", dependency=f"afterok:{blocker}:{array},afterany:{failed}")
+    never = submit(api, tmp_path, "#!/bin/bash\ntrue\n", dependency=f"afterok:{failed}")
+    env = clean_env(CONDUCTOR_URL=server.url, CONDUCTOR_TOKEN=server.token)
+
+    def run(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "conductor", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, check=False, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    try:
+        squeue = run("squeue", "-h", "-o", "%i %E", "-j", f"{both},{never},{blocker}").splitlines()
+        assert sorted(squeue) == sorted([
+            f"{blocker} (null)",
+            f"{both} afterok:{blocker}(unfulfilled),afterok:{array}_*(unfulfilled)",
+            f"{never} afterok:{failed}(failed)",
+        ]), squeue
+        shown = run("scontrol", "show", "job", str(both))
+        assert f" Dependency=afterok:{blocker}(unfulfilled),afterok:{array}_*(unfulfilled)\n" in shown, shown
+        rest = api.http.get(f"/slurm/v0.0.40/job/{never}").json()["jobs"][0]
+        assert rest["dependency"] == f"afterok:{failed}(failed)"
+        assert run("squeue", "-h", "-O", "JobID:8,Dependency:60", "-j", str(never)).split()[1] == f"afterok:{failed}(failed)"
+        # The blocker is cancelled: its afterok can never be met.
+        api.cancel(blocker)
+        api.wait_state(blocker, "CANCELLED")
+        assert run("squeue", "-h", "-o", "%E", "-j", str(both)).strip() == (
+            f"afterok:{blocker}(failed),afterok:{array}_*(unfulfilled)"
+        )
+        for bad in ("x", "0", "1 2", "", "-3", ",".join(str(i) for i in range(1, 1003))):
+            refused = api.http.get("/jobs/dependencies", params={"job_id": bad})
+            assert refused.status_code in (400, 422) and "job_id" in refused.text, refused.text
+        found = api.http.get("/jobs/dependencies", params={"job_id": f"{never},{blocker},999999999"}).json()
+        assert found == {"dependencies": {str(never): f"afterok:{failed}(failed)", str(blocker): None}}
+    finally:
+        for job_id in (both, never):
+            api.cancel(job_id)
+        api.http.post(f"/jobs/cancel/{array}_*")
 
 
 def test_dependency_on_a_job_that_does_not_exist_is_refused(api: Api, tmp_path: Path) -> None:

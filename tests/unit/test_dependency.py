@@ -18,6 +18,7 @@ from conductor.domain.dependency import (
     JobStatus,
     aggregate_array_status,
     corresponding_refs,
+    describe_dependency,
     evaluate_dependency,
     format_dependency,
     parse_dependency,
@@ -463,3 +464,40 @@ def test_corresponding_refs() -> None:
     dep = parse_dependency("aftercorr:5:6_1,afterok:7")
     assert corresponding_refs(dep, 2) == {JobRef(5, 2)}
     assert corresponding_refs(dep, None) == set()
+
+
+# --- as slurmctld shows it ---------------------------------------------------------------------
+def describe(text: str, states: Mapping[int, JobStatus], *, blocked: bool = False,
+             arrays: frozenset[int] = frozenset()) -> str | None:
+    mapping = {JobRef(k): v for k, v in states.items()}
+    return describe_dependency(parse_dependency(text), mapping, now=NOW, user_singleton_blocked=blocked, arrays=arrays)
+
+
+@pytest.mark.parametrize(
+    ("text", "states", "shown"),
+    [
+        # Each condition not fulfilled, with its state; a fulfilled one is dropped.
+        ("afterok:1:2", {1: status("RUNNING", 5), 2: status("COMPLETED", 5, 1)}, "afterok:1(unfulfilled)"),
+        ("afterok:1,afternotok:2", {1: status("PENDING"), 2: status("COMPLETED", 5, 1)},
+         "afterok:1(unfulfilled),afternotok:2(failed)"),
+        ("afterany:1+10", {1: status("FAILED", 5, 3)}, "afterany:1+10(unfulfilled)"),
+        # Satisfied as a whole: nothing left to show (squeue prints "(null)").
+        ("afterok:1", {1: status("COMPLETED", 5, 1)}, None),
+        ("afterok:1?afterok:2", {1: status("FAILED", 5, 1), 2: status("COMPLETED", 5, 1)}, None),
+        ("afterok:1?afterok:2", {1: status("FAILED", 5, 1), 2: status("RUNNING", 5)},
+         "afterok:1(failed)?afterok:2(unfulfilled)"),
+        ("after:1", {}, "after:1(failed)"),  # a job gone (purged): never
+        ("singleton", {}, None),
+    ],
+)
+def test_describe_as_slurmctld_writes_it(text: str, states: Mapping[int, JobStatus], shown: str | None) -> None:
+    assert describe(text, states) == shown
+
+
+def test_describe_names_a_whole_array_with_a_star_and_shows_singleton() -> None:
+    states = {7: status("RUNNING", 5), 8: status("PENDING")}
+    assert describe("afterok:7:8", states, arrays=frozenset({7})) == "afterok:7_*(unfulfilled),afterok:8(unfulfilled)"
+    assert describe("singleton", {}, blocked=True) == "singleton(unfulfilled)"
+    task = {JobRef(7, 2): status("RUNNING", 5)}
+    assert describe_dependency(parse_dependency("afterok:7_2"), task, now=NOW, user_singleton_blocked=False,
+                               arrays=frozenset({7})) == "afterok:7_2(unfulfilled)"

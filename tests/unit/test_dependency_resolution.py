@@ -17,6 +17,7 @@ from conductor.errors import DependencyProblem
 from conductor.scheduler.dependencies import (
     DependencyResolver,
     check_targets,
+    describe_dependencies,
     evaluate_all,
     resolve_dependencies,
     statuses_for,
@@ -258,3 +259,27 @@ def test_aftercorr_on_a_complete_array_lets_every_task_go(store: Store) -> None:
     then = add_array(store, range(3), dependency=f"aftercorr:{first[0]}")
     found = statuses(store)
     assert {found[t] for t in [plain, *then]} == {DependencyStatus.SATISFIED}
+
+
+def test_describe_dependencies_against_the_store(store: Store) -> None:
+    first = add_array(store, range(2), begin_time=None)
+    plain = add(store, begin_time=None)
+    on_array = add(store, dependency=f"afterok:{first[0]}")
+    on_both = add(store, dependency=f"afterok:{first[0]},afternotok:{plain}")
+    then = add_array(store, range(2), dependency=f"aftercorr:{first[0]}")
+    wanted = {job_id: text for job_id, text in store.dependencies_of([on_array, on_both, *then]).items() if text}
+    assert len(wanted) == 4
+    shown = describe_dependencies(store, wanted)
+    assert shown[on_array] == f"afterok:{first[0]}_*(unfulfilled)"
+    assert shown[on_both] == f"afterok:{first[0]}_*(unfulfilled),afternotok:{plain}(unfulfilled)"
+    assert shown[then[0]] == f"aftercorr:{first[0]}_*(unfulfilled)"
+    assert sorted(start_all(store)) == sorted([*first, plain])
+    end(store, first[0])
+    end(store, plain)
+    shown = describe_dependencies(store, wanted)
+    assert shown[then[0]] is None  # its task 0 completed
+    assert shown[then[1]] == f"aftercorr:{first[0]}_*(unfulfilled)"
+    assert shown[on_both] == f"afterok:{first[0]}_*(unfulfilled),afternotok:{plain}(failed)"
+    assert describe_dependencies(store, {on_array: "afterok:"}) == {on_array: "afterok:(failed)"}
+    assert describe_dependencies(store, {}) == {}
+    assert store.dependencies_of([on_array, first[0], 987654]) == {on_array: f"afterok:{first[0]}", first[0]: None}

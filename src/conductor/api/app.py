@@ -141,6 +141,10 @@ def _parse_job_id(job_id: str) -> int:
     return int(job_id)
 
 
+# Job ids one GET /jobs/dependencies may name: a page of squeue's (the CLI asks per page).
+MAX_DEPENDENCY_IDS = 1000
+
+
 def _csv(value: str | None, name: str) -> list[str] | None:
     """A comma-separated filter's items, without the spaces around them ("1, 2"); a 400 naming
     the parameter `name` for a control character anywhere in it. A newline or tab is not a
@@ -282,6 +286,7 @@ def create_app(ctx: AppContext) -> FastAPI:
 
     # ------------------------------------------------------------------ jobs
     _submit_route(app, ctx, error_responses)
+    _dependency_route(app, ctx, error_responses)  # before /jobs/{job_id}, which would take its path
 
     @app.get("/jobs/stats", response_model=models.StatsResponse)
     def stats() -> Any:
@@ -537,6 +542,25 @@ def _submit_route(app: FastAPI, ctx: AppContext, error_responses: dict[int | str
         if isinstance(result, Submitted) and result.replayed:
             response.headers[idempotency.REPLAYED_HEADER] = "true"
         return submit_answer(result)
+
+
+def _dependency_route(app: FastAPI, ctx: AppContext, error_responses: dict[int | str, dict[str, Any]]) -> None:
+    @app.get("/jobs/dependencies", response_model=models.DependencyStates, responses=error_responses)
+    def dependency_states(
+        job_id: Annotated[str, Query(description=f"Comma separated job ids, at most {MAX_DEPENDENCY_IDS}")],
+    ) -> Any:
+        """Each job's dependency as squeue's %E and scontrol's Dependency= show it: the
+        conditions not fulfilled yet, `(unfulfilled)` or `(failed)`, as slurmctld writes them."""
+        names = _csv(job_id, "job_id") or []
+        ids = []
+        for name in names:
+            if not name.isascii() or not name.isdigit() or not 0 < int(name) < 2**63:
+                raise Invalid(f"'{name[:40]}' is not a job id (a whole number from 1)", field="job_id")
+            ids.append(int(name))
+        if not ids or len(set(ids)) > MAX_DEPENDENCY_IDS:
+            raise Invalid(f"give from 1 to {MAX_DEPENDENCY_IDS} job ids", field="job_id")
+        found = ctx.jobs.dependency_states(ids)
+        return models.DependencyStates(dependencies={str(i): text for i, text in found.items()})
 
 
 def _explain_routes(app: FastAPI, ctx: AppContext, error_responses: dict[int | str, dict[str, Any]]) -> None:

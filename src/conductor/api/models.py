@@ -31,6 +31,15 @@ class StatsResponse(BaseModel):
     pending_jobs: int
 
 
+class DependencyStates(BaseModel):
+    """GET /jobs/dependencies: each job's dependency as squeue and scontrol show it."""
+
+    # Job id -> the conditions not fulfilled yet, each with "(unfulfilled)" or "(failed)"
+    # ("afterok:12(unfulfilled),afterany:13_*(unfulfilled)"); null for a job without a
+    # dependency, one that started or one whose dependency is satisfied. Unknown ids are left out.
+    dependencies: dict[str, str | None]
+
+
 class QueryTime(BaseModel):
     submit_time: str | None
     start_time: str | None

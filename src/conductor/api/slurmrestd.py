@@ -183,8 +183,8 @@ def _minutes(seconds: int | None) -> dict[str, Any]:
     return number(math.ceil(seconds / 60))
 
 
-def job_info(job: Job) -> dict[str, Any]:
-    """One `v0.0.40_job_info`."""
+def job_info(job: Job, dependency: str | None = None) -> dict[str, Any]:
+    """One `v0.0.40_job_info`; `dependency` the job's as slurmctld shows it (job_infos)."""
     state = job.state
     running = state == JobState.RUNNING.value
     cpus = job.allocated_cpus or job.cpus_per_task * job.ntasks
@@ -210,7 +210,7 @@ def job_info(job: Job) -> dict[str, Any]:
         "cpus": number(cpus),
         "cpus_per_task": number(job.cpus_per_task),
         "current_working_directory": job.work_dir,
-        "dependency": job.dependency or "",
+        "dependency": dependency or "",
         "derived_exit_code": exit_code(job.exit_code, state),
         "eligible_time": _epoch(job.eligible_time),
         "end_time": _epoch(job.end_time),
@@ -566,10 +566,18 @@ def _parse_submit(body: Any) -> tuple[models.SubmitRequest, list[str]] | tuple[s
 
 
 # ------------------------------------------------------------------- jobs
+def job_infos(jobs: JobService, rows: list[Job]) -> list[dict[str, Any]]:
+    """`job_info` of each job, its dependency as slurmctld keeps it: the conditions not
+    fulfilled yet, with their state (cli/dependency_states.py says more)."""
+    waiting = [r.id for r in rows if r.dependency and r.start_time is None]
+    shown = jobs.dependency_states(waiting) if waiting else {}
+    return [job_info(r, shown.get(r.id)) for r in rows]
+
+
 def _jobs_response(request: Request, principal: Principal, rows: list[Job]) -> dict[str, Any]:
     now = int(time.time())
     return {
-        "jobs": [job_info(r) for r in rows],
+        "jobs": job_infos(_jobs(request), rows),
         "last_backfill": number(None),
         "last_update": number(now),
         "meta": meta(request, principal),
@@ -598,13 +606,14 @@ def _jobs_stream(request: Request, principal: Principal, **filters: Any) -> Stre
     listing back (the transport's flow control) rather than filling memory.
     """
     store = _store(request)
+    jobs = _jobs(request)
     rest = _jobs_response(request, principal, [])
     del rest["jobs"]
     tail = b"]," + _dumps(rest)[1:]  # the object's other members, after the list
 
     def encode(pages: Iterator[list[Job]]) -> bytes | None:
         rows = next(pages, None)
-        return None if rows is None else _dumps([job_info(r) for r in rows])[1:-1]
+        return None if rows is None else _dumps(job_infos(jobs, rows))[1:-1]
 
     async def body() -> AsyncIterator[bytes]:
         pages = store.job_pages(page_size=LISTING_PAGE, **filters)

@@ -17,6 +17,7 @@ from conductor.cli.common import (
     run,
     slurm_time,
 )
+from conductor.cli.dependency_states import DependencyStates, shown_dependency
 from conductor.cli.getopt import Option, OptionTable, getopt_long
 from conductor.cli.jobsel import fetch_jobs, parse_job_specs
 from conductor.cli.squeue_format import job_priority, start_time
@@ -168,7 +169,7 @@ def format_job(job: dict[str, Any]) -> list[str]:
         (
             # Whitespace as underscores, as scontrol prints a state_desc: one word per field.
             f"JobState={state} Reason={'_'.join(job_reason(job).split())} "
-            f"Dependency={_s(job.get('dependency'))}"
+            f"Dependency={_s(shown_dependency(job))}"
         ),
         (
             f"Requeue={1 if job.get('requeue') else 0} Restarts={int(job.get('restart_count') or 0)} "
@@ -414,6 +415,7 @@ def _show(args: list[str], oneliner: bool) -> int:
             specs = parse_job_specs([target]) if target else None
             jobs = fetch_jobs(client, specs)
             UnavailableNodes(client).describe(jobs)
+            DependencyStates(client).describe(jobs)
             if target and not jobs:
                 sys.stderr.write("slurm_load_jobs error: Invalid job id specified\n")
                 return 1

@@ -20,6 +20,7 @@ from conductor.cli.common import (
     run,
     split_list,
 )
+from conductor.cli.dependency_states import DependencyStates
 from conductor.cli.getopt import Option, OptionTable, getopt_long
 from conductor.cli.jobsel import fetch_jobs, parse_job_specs
 from conductor.cli.squeue_format import (
@@ -286,6 +287,21 @@ def _prerender(
     return prerender
 
 
+def _describers(client: Client, dependencies: bool) -> Callable[[list[dict[str, Any]]], None]:
+    """What a page's lines print that its records do not hold: the nodes a ReqNodeNotAvail job
+    waits for, and (`dependencies`: the view shows them) how each dependency stands."""
+    unavailable = UnavailableNodes(client).describe
+    if not dependencies:
+        return unavailable
+    states = DependencyStates(client).describe
+
+    def describe(batch: list[dict[str, Any]]) -> None:
+        unavailable(batch)
+        states(batch)
+
+    return describe
+
+
 def _iso(stamp: float) -> str:
     from datetime import UTC, datetime
 
@@ -411,7 +427,9 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per squeue option
             # Each page's lines are made as it arrives, while the server makes the next.
             prerender = (
                 None if as_json
-                else _prerender(line_maker(items, now), not sort_spec, UnavailableNodes(client).describe)
+                else _prerender(
+                    line_maker(items, now), not sort_spec, _describers(client, "dependency" in (fields or ()))
+                )
             )
 
             if specs is not None:

@@ -12,6 +12,7 @@ import re
 import time as _time
 
 from conductor.cli.common import STATE_CODES, clock, empty_format, field_width, job_display_id, job_reason, slurm_time
+from conductor.cli.dependency_states import shown_dependency
 from conductor.domain.text import printable
 from conductor.errors import ConductorError
 
@@ -187,7 +188,7 @@ FIELDS: dict[str, tuple[str, Getter]] = {
     "d": ("MIN_TMP_DISK", lambda j, n: "0"),
     "D": ("NODES", lambda j, n: "1"),
     "e": ("END_TIME", lambda j, n: _end_time(j)),
-    "E": ("DEPENDENCY", lambda j, n: _s(j.get("dependency"))),
+    "E": ("DEPENDENCY", lambda j, n: _s(shown_dependency(j))),
     "f": ("FEATURES", lambda j, n: "(null)"),
     "F": ("ARRAY_JOB_ID", lambda j, n: _array_job_id(j)),
     "g": ("GROUP", lambda j, n: _group(j, False)),

@@ -31,6 +31,7 @@ __all__ = [
     "JobStatus",
     "aggregate_array_status",
     "corresponding_refs",
+    "describe_dependency",
     "evaluate_dependency",
     "format_dependency",
     "parse_dependency",
@@ -337,18 +338,33 @@ def evaluate_dependency(
     ``,`` (``kind_all``): ``never`` if any condition is, ``satisfied`` if all are.
     ``?``: ``satisfied`` if any condition is, ``never`` if all are. Otherwise ``waiting``.
     """
-    results: list[DependencyResult] = []
+    results = [result for _, _, result in _conditions(dep, states, now, user_singleton_blocked, array_task_id)]
+    return _combine(dep, results)
+
+
+def _conditions(
+    dep: Dependency,
+    states: Mapping[JobRef, JobStatus],
+    now: datetime,
+    user_singleton_blocked: bool,
+    array_task_id: int | None,
+) -> list[tuple[DependencyTerm, JobRef | None, DependencyResult]]:
+    """Each condition of `dep` (a job of a term, or singleton) with its result."""
+    out: list[tuple[DependencyTerm, JobRef | None, DependencyResult]] = []
     for term in dep.terms:
         if term.type == "singleton":
-            results.append(
-                DependencyResult.WAITING if user_singleton_blocked else DependencyResult.SATISFIED
-            )
+            blocked = DependencyResult.WAITING if user_singleton_blocked else DependencyResult.SATISFIED
+            out.append((term, None, blocked))
             continue
         for ref in term.job_ids:
             status = states.get(ref)
             if term.type == "aftercorr" and ref.task_id is None and array_task_id is not None:
                 status = states.get(JobRef(ref.job_id, array_task_id), status)
-            results.append(_evaluate_one(term, status, now))
+            out.append((term, ref, _evaluate_one(term, status, now)))
+    return out
+
+
+def _combine(dep: Dependency, results: list[DependencyResult]) -> DependencyResult:
     if not results:
         return DependencyResult.SATISFIED
     if dep.kind_all:
@@ -362,6 +378,40 @@ def evaluate_dependency(
     if all(r is DependencyResult.NEVER for r in results):
         return DependencyResult.NEVER
     return DependencyResult.WAITING
+
+
+def describe_dependency(
+    dep: Dependency,
+    states: Mapping[JobRef, JobStatus],
+    *,
+    now: datetime,
+    user_singleton_blocked: bool,
+    array_task_id: int | None = None,
+    arrays: frozenset[int] = frozenset(),
+) -> str | None:
+    """The dependency of a job that has not started, as slurmctld shows it (squeue's ``%E``,
+    ``scontrol show job``'s ``Dependency=``); None when it is satisfied.
+
+    As ``_depend_list2str`` writes it: the conditions not fulfilled yet, each followed by
+    ``(unfulfilled)``, or ``(failed)`` for one that never can be; a fulfilled one is left out
+    (slurmctld drops it), so a satisfied dependency shows ``(null)``. A job id that is an
+    array's (in `arrays`) names the whole array, ``123_*``; ``+N`` is the delay in minutes.
+    """
+    conditions = _conditions(dep, states, now, user_singleton_blocked, array_task_id)
+    if _combine(dep, [result for _, _, result in conditions]) is DependencyResult.SATISFIED:
+        return None
+    parts: list[str] = []
+    for term, ref, result in conditions:
+        if result is DependencyResult.SATISFIED:
+            continue
+        state = "failed" if result is DependencyResult.NEVER else "unfulfilled"
+        if ref is None:
+            parts.append(f"singleton({state})")
+            continue
+        name = f"{ref.job_id}_*" if ref.task_id is None and ref.job_id in arrays else str(ref)
+        delay = f"+{term.delay_minutes}" if term.delay_minutes else ""
+        parts.append(f"{term.type}:{name}{delay}({state})")
+    return ("," if dep.kind_all else "?").join(parts)
 
 
 def _evaluate_one(

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -33,6 +34,7 @@ from conductor.domain.dependency import (
     JobStatus,
     aggregate_array_status,
     corresponding_refs,
+    describe_dependency,
     evaluate_dependency,
     parse_dependency,
 )
@@ -46,6 +48,7 @@ __all__ = [
     "DEPENDENCY_PROBLEM",
     "DependencyResolver",
     "check_targets",
+    "describe_dependencies",
     "evaluate_all",
     "resolve_dependencies",
     "statuses_for",
@@ -56,14 +59,18 @@ DEPENDENCY_PROBLEM = "Job dependency problem"
 log = logging.getLogger("conductor.scheduler.dependencies")
 
 
-class DependencyStore(Protocol):
-    """What resolution needs from `conductor.store.Store`."""
-
-    def dependency_targets(self) -> dict[int, str]: ...
+class JobFacts(Protocol):
+    """What evaluating dependencies reads of the jobs they name (`conductor.store.Store`)."""
 
     def job_summaries(self, ids: Iterable[int]) -> dict[int, JobSummary]: ...
 
     def singleton_blockers(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], SingletonState]: ...
+
+
+class DependencyStore(JobFacts, Protocol):
+    """What resolution needs from `conductor.store.Store`."""
+
+    def dependency_targets(self) -> dict[int, str]: ...
 
 
 def _refs(dep: Dependency) -> set[JobRef]:
@@ -193,6 +200,26 @@ def resolve_dependencies(store: DependencyStore, pending: Sequence[PendingJob], 
             job.dependency = DependencyStatus.NEVER
     if not parsed:
         return
+    facts = _gather(store, parsed)
+    results = evaluate_all(
+        parsed, facts.statuses, now=now, owners=facts.owners, singletons=facts.singletons, task_ids=facts.task_ids
+    )
+    for job_id, status in results.items():
+        waiting[job_id].dependency = status
+
+
+@dataclass(frozen=True, slots=True)
+class _Facts:
+    """What evaluating some dependencies needs to know of the jobs around them."""
+
+    statuses: dict[JobRef, JobStatus]
+    owners: dict[int, tuple[str, str]]  # singleton jobs: (user, name)
+    singletons: dict[tuple[str, str], SingletonState]
+    task_ids: dict[int, int]  # aftercorr array tasks: their task id
+    arrays: frozenset[int]  # the named job ids that are arrays'
+
+
+def _gather(store: JobFacts, parsed: Mapping[int, Dependency]) -> _Facts:
     singleton_jobs = {job_id for job_id, dep in parsed.items() if any(t.type == "singleton" for t in dep.terms)}
     corresponding = {job_id for job_id, dep in parsed.items() if any(t.type == "aftercorr" for t in dep.terms)}
     referenced = {ref for dep in parsed.values() for ref in _refs(dep)}
@@ -209,10 +236,35 @@ def resolve_dependencies(store: DependencyStore, pending: Sequence[PendingJob], 
             task_ids[job_id] = row.array_task_id
             referenced |= corresponding_refs(parsed[job_id], row.array_task_id)
     singletons = store.singleton_blockers(set(owners.values())) if owners else {}
-    statuses = statuses_for(referenced, rows.values())
-    results = evaluate_all(parsed, statuses, now=now, owners=owners, singletons=singletons, task_ids=task_ids)
-    for job_id, status in results.items():
-        waiting[job_id].dependency = status
+    named = {ref.job_id for ref in referenced}
+    arrays = frozenset(row.array_job_id for row in rows.values() if row.array_job_id in named)
+    return _Facts(statuses_for(referenced, rows.values()), owners, singletons, task_ids, arrays)
+
+
+def describe_dependencies(
+    store: JobFacts, dependencies: Mapping[int, str], now: datetime | None = None
+) -> dict[int, str | None]:
+    """How each job's dependency shows in squeue and scontrol (`describe_dependency`): for jobs
+    that have not started, given as job id -> the dependency they were submitted with."""
+    now = now or datetime.now(UTC)
+    parsed: dict[int, Dependency] = {}
+    out: dict[int, str | None] = {}
+    for job_id, text in dependencies.items():
+        try:
+            parsed[job_id] = parse_dependency(text)
+        except SpecError:
+            out[job_id] = f"{text}(failed)"  # as the scheduler judges it: never
+    if not parsed:
+        return out
+    facts = _gather(store, parsed)
+    for job_id, dep in parsed.items():
+        owner = facts.owners.get(job_id)
+        out[job_id] = describe_dependency(
+            dep, facts.statuses, now=now,
+            user_singleton_blocked=owner is not None and _singleton_blocked(job_id, facts.singletons.get(owner)),
+            array_task_id=facts.task_ids.get(job_id), arrays=facts.arrays,
+        )
+    return out
 
 
 class JobSummaries(Protocol):

@@ -43,7 +43,7 @@ from conductor.errors import (
     UnknownUser,
 )
 from conductor.monitoring.metrics import JOBS_SUBMITTED
-from conductor.scheduler.dependencies import check_targets
+from conductor.scheduler.dependencies import check_targets, describe_dependencies
 from conductor.scheduler.limits import LIMIT_REASONS
 from conductor.scheduler.policy import DependencyStatus, NodeView, PendingJob
 from conductor.services.forecast import Forecast, Forecaster, explain_waiting, pending_job_from_row
@@ -490,6 +490,14 @@ class JobService:
         if pending is not None and forecast is not None:
             forecast = _when_free(pending, forecast)
         return Explanation(job, lines, forecast)
+
+    def dependency_states(self, ids: Sequence[int]) -> dict[int, str | None]:
+        """How the dependency of each job of `ids` shows in squeue and scontrol (Slurm's
+        annotated form, domain/dependency.describe_dependency): None for a job without one,
+        one that started or one whose dependency is satisfied; unknown ids are left out."""
+        found = self.store.dependencies_of(ids)
+        described = describe_dependencies(self.store, {i: text for i, text in found.items() if text})
+        return {job_id: described.get(job_id) for job_id in found}
 
     def find(self, job_id: str) -> Job:
         """The one job `job_id` names (`123`, or `123_4`: task 4 of array 123), read once."""

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from conductor.domain.job import Job, JobSummary
 from conductor.scheduler.limits import Usage
 from conductor.scheduler.policy import NodeView
-from conductor.store import CancelOutcome, ControlOutcome, KeyedSubmission, SubmissionKey
+from conductor.store import CancelOutcome, ControlOutcome, KeyedSubmission, SingletonState, SubmissionKey
 
 
 class JobStore(Protocol):
@@ -32,6 +32,10 @@ class JobStore(Protocol):
     def node_shapes(self) -> list[NodeView]: ...
 
     def job_summaries(self, ids: Iterable[int]) -> dict[int, JobSummary]: ...
+
+    def dependencies_of(self, ids: Iterable[int]) -> dict[int, str | None]: ...
+
+    def singleton_blockers(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], SingletonState]: ...
 
     def get_job(self, job_id: int) -> Job | None: ...
 

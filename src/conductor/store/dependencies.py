@@ -24,6 +24,19 @@ class DependencyQueries(Database):
         with self._read() as conn:
             return {r.id: r.dependency for r in conn.execute(query)}
 
+    def dependencies_of(self, ids: Iterable[int]) -> dict[int, str | None]:
+        """Of the jobs `ids` that exist: the dependency of each that has not started (None for
+        one without, or one that started)."""
+        id_list = list(set(ids))
+        out: dict[int, str | None] = {}
+        with self._read() as conn:
+            for chunk_start in range(0, len(id_list), _IN_CHUNK):
+                chunk = id_list[chunk_start : chunk_start + _IN_CHUNK]
+                query = select(jobs.c.id, jobs.c.dependency, jobs.c.start_time).where(jobs.c.id.in_(chunk))
+                for r in conn.execute(query):
+                    out[r.id] = r.dependency if r.start_time is None else None
+        return out
+
     def job_summaries(self, ids: Iterable[int]) -> dict[int, JobSummary]:
         """State, times, array and owner of the jobs `ids`, and of every task of those that
         are arrays."""
