@@ -120,6 +120,13 @@ def test_a_submit_directory_must_be_absolute(api: Api, tmp_path: Path) -> None:
     refused(api.http.post("/jobs/submit", json=body), 400, "submit_directory")
 
 
+def test_a_command_is_shown_text(api: Api, tmp_path: Path) -> None:
+    body = {"job": {"current_working_directory": str(tmp_path), "command": "/x/run.sh\n   Command=/y"}, "script": SCRIPT}
+    assert "command" in api.http.post("/jobs/submit", json=body).text
+    body["job"]["command"] = "/x/" + "a" * 5000
+    assert api.http.post("/jobs/submit", json=body).status_code in (400, 422)
+
+
 def test_accounting_names_are_lower_case(api: Api) -> None:
     """sacctmgr lowercases every name: `ROOT` or `Alice` stored through the API could never be
     named from the command line, and `sacctmgr delete user Alice` acted on `alice`."""

@@ -15,6 +15,7 @@ from support import Api, ConductorProcess, clean_env, running_up
 
 from conductor.api.job_records import FIELDS
 from conductor.api.models import JobRecord
+from conductor.cli.dependency_states import DESCRIPTION, DependencyStates
 from conductor.cli.squeue_format import collapse_pending_arrays, default_sort, parse_format, render
 
 
@@ -110,7 +111,15 @@ def test_squeue_prints_from_its_fields_what_whole_records_print(
         cwd=tmp_path, env=clean_env(CONDUCTOR_URL=server.url, CONDUCTOR_TOKEN=server.token), timeout=60, check=False,
     )
     assert result.returncode == 0, result.stderr
-    whole = default_sort(collapse_pending_arrays(api.jobs()))
+    records = api.jobs()
+
+    class Server:  # what the views ask besides the records: how each dependency stands
+        def get(self, path: str, **params: Any) -> Any:
+            return api.http.get(path, params=params).json()
+
+    DependencyStates(Server()).describe(records)
+    assert any(str(record.get(DESCRIPTION)).endswith("(unfulfilled)") for record in records)
+    whole = default_sort(collapse_pending_arrays(records))
     assert result.stdout == render(parse_format(fmt), whole, header=True)
     assert len(result.stdout.splitlines()) == 1 + 5 + 1  # header, five jobs, the held array as one line
 

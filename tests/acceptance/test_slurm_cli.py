@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from support import TERMINAL, Api, ConductorProcess, clean_env, running_up
 
@@ -367,6 +368,24 @@ def test_the_submit_directory_is_where_sbatch_ran_whatever_chdir_says(cli: Cli) 
     job = cli.submit("-D", "elsewhere", "-o", "dirs.out", "--wrap", "echo $SLURM_SUBMIT_DIR; pwd")
     assert cli.wait_state(job, TERMINAL) == "COMPLETED"
     assert (cli.cwd / "elsewhere" / "dirs.out").read_text().splitlines() == [str(cli.cwd), str(cli.cwd / "elsewhere")]
+
+
+def test_scontrol_shows_the_script_a_job_was_submitted_from(cli: Cli) -> None:
+    """Command= is the script's full path, as sbatch resolves it; (null) for --wrap and for a
+    script read from standard input."""
+    (cli.cwd / "scripts").mkdir(exist_ok=True)
+    (cli.cwd / "scripts" / "run.sh").write_text("#!/bin/bash\ntrue\n")
+    from_file = cli.submit("-H", "scripts/run.sh")
+    wrapped = cli.submit("-H", "--wrap", "true")
+    piped = cli.submit("-H", stdin="#!/bin/bash\ntrue\n")
+    try:
+        for job, command in ((from_file, str(cli.cwd / "scripts" / "run.sh")), (wrapped, "(null)"), (piped, "(null)")):
+            shown = cli("scontrol", "show", "job", str(job)).stdout
+            assert f"\n   Command={command}\n" in shown, shown
+        record = httpx.get(f"{cli.server.url}/jobs/{from_file}", headers={"Authorization": f"Bearer {cli.server.token}"})
+        assert record.json()["command"] == str(cli.cwd / "scripts" / "run.sh")
+    finally:
+        cli("scancel", str(from_file), str(wrapped), str(piped))
 
 
 def test_a_job_list_naming_no_job_is_refused(cli: Cli) -> None:

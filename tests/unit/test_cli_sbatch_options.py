@@ -404,3 +404,10 @@ def test_unusual_array_and_dependency_values_still_get_a_precise_message() -> No
     # Well-formed values go to the server as written (it checks ranges and job ids).
     job = plan_for("#!/bin/sh\n", ["--array=5-3", "-d", "afterok:1?singleton"]).job
     assert job["array"] == "5-3" and job["dependency"] == "afterok:1?singleton"
+
+
+def test_the_command_is_the_scripts_full_path() -> None:
+    assert plan_for("#!/bin/sh\n", path="sub/../jobs/run.sh").job["command"] == "/work/dir/jobs/run.sh"
+    assert plan_for("#!/bin/sh\n", path="/abs/run.sh").job["command"] == "/abs/run.sh"
+    assert "command" not in plan_for("#!/bin/sh\n", path=None).job  # standard input
+    assert "command" not in plan_for("", ["--wrap", "true"], path=None).job

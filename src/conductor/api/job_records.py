@@ -74,6 +74,14 @@ def job_usage(job: Job) -> models.JobUsage | None:
     )
 
 
+def job_command(job: Job) -> str | None:
+    """The `command` the submission gave (kept with the job's other submission details)."""
+    if not job.extra or '"command"' not in job.extra:  # most jobs: no parse
+        return None
+    value = json.loads(job.extra).get("command")
+    return value if isinstance(value, str) else None
+
+
 def _scheduling_priority(job: Job, priority: int | None) -> int:
     return priority if priority is not None else scheduling_priority(job.priority, job.nice, bool(job.held))
 
@@ -128,6 +136,7 @@ def job_record(job: Job, now: datetime, priority: int | None = None) -> models.J
         scheduling_priority=_scheduling_priority(job, priority),
         expected_start_time=iso(job.expected_start_time) if pending else None,
         sched_nodes=job.sched_nodes if pending else None,
+        command=job_command(job),
         usage=job_usage(job),
     )
 
@@ -206,6 +215,7 @@ FIELDS: dict[str, Field] = {
         ("state", "sched_nodes"),
         lambda job, now, priority: job.sched_nodes if job.state == JobState.PENDING.value else None,
     ),
+    "command": Field(("extra",), lambda job, now, priority: job_command(job)),
     "usage": Field(("rusage",), _usage),
 }
 

@@ -160,6 +160,9 @@ class JobRecord(BaseModel):
     # A pending job's expected start and node, from the scheduler's backfill plan.
     expected_start_time: str | None = None
     sched_nodes: str | None = None
+    # What was submitted, as scontrol's Command= shows it: the batch script's path when sbatch
+    # read it from a file; null for --wrap, standard input or an API submission without one.
+    command: str | None = None
 
     usage: JobUsage | None = None
 

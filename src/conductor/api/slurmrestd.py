@@ -39,6 +39,7 @@ from conductor import __version__
 from conductor.api import models
 from conductor.api.auth import CurrentPrincipal
 from conductor.api.idempotency import REPLAYED_HEADER_DOC, IdempotencyKey
+from conductor.api.job_records import job_command
 from conductor.api.problems import problems
 from conductor.domain.errors import SpecError
 from conductor.domain.job import Job
@@ -204,7 +205,7 @@ def job_info(job: Job, dependency: str | None = None) -> dict[str, Any]:
         "batch_flag": True,
         "batch_host": job.node_list or "",
         "cluster": CLUSTER_NAME,
-        "command": "",
+        "command": job_command(job) or "",
         "comment": job.comment or "",
         "contiguous": False,
         "cpus": number(cpus),

@@ -614,6 +614,9 @@ def build_plan(  # noqa: C901 - one branch per sbatch option
         job["name"] = os.path.basename(script_path)
     else:
         job["name"] = "sbatch"
+    if script_path:
+        # scontrol's Command=: the script's full path, as sbatch resolves its argv[0].
+        job["command"] = os.path.normpath(os.path.join(cwd, script_path))
 
     for key, api in (
         ("account", "account"),

@@ -72,6 +72,12 @@ class JobDescription(BaseModel):
         description="Where the submission was made (sbatch's current directory), an absolute path: the job's "
         "SLURM_SUBMIT_DIR. Left out, the working directory.",
     )
+    command: str | None = Field(
+        default=None,
+        max_length=_MAX_TEXT,
+        description="What was submitted, as scontrol show job's Command= shows it: the batch script's absolute "
+        "path (sbatch sends it for a script read from a file). Shown, not run: the script is `script`.",
+    )
     standard_output: str | None = Field(default=None, max_length=_MAX_TEXT)
     standard_error: str | None = Field(default=None, max_length=_MAX_TEXT)
     standard_input: str | None = Field(default=None, max_length=_MAX_TEXT)
@@ -140,6 +146,7 @@ class JobDescription(BaseModel):
         "qos",
         "current_working_directory",
         "submit_directory",
+        "command",
         "standard_output",
         "standard_error",
         "standard_input",

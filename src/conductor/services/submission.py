@@ -237,6 +237,7 @@ def build_rows(
             "mail_user": job.mail_user,
             "submit_host": submitter.host,
             "submit_dir": _submit_directory(job, work_dir),
+            "command": job.command,
             "argv": job.argv,
         }.items()
         if v
