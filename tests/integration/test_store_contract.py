@@ -511,3 +511,20 @@ def test_a_failed_statement_does_not_carry_its_values(store: Store) -> None:
         conn.execute(text("INSERT INTO no_such_table (secret) VALUES (:secret)"), {"secret": "TOKEN=s3cr3t"})
     assert "no_such_table" in str(failed.value)
     assert "s3cr3t" not in str(failed.value)
+
+
+def test_what_dependency_views_read(store: Store) -> None:
+    """The dependencies of jobs not started (squeue %E asks for them), and the summaries of the
+    jobs they name, an array's tasks with it."""
+    add_node(store, "n1", 4)
+    first = store.submit([job_row()])[0]
+    tasks = store.submit([job_row(array_task_id=t, array_spec="0-1") for t in (0, 1)])
+    waiting = store.submit([job_row(dependency=f"afterok:{first}:{tasks[0]}")])[0]
+    plain = store.submit([job_row(begin_time=utcnow() + timedelta(hours=1))])[0]
+    assert {p.job_id for p in place(store)} == {first, *tasks}
+    assert store.dependencies_of([waiting, plain, first, 99999999]) == {
+        waiting: f"afterok:{first}:{tasks[0]}", plain: None, first: None,
+    }
+    summaries = store.job_summaries([first, tasks[0]])
+    assert set(summaries) == {first, *tasks}
+    assert {summaries[t].array_task_id for t in tasks} == {0, 1} and summaries[first].state == "RUNNING"
