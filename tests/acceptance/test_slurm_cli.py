@@ -300,7 +300,11 @@ def test_scancel_array_task_whole_array_and_unknown_job(cli: Cli) -> None:
     array = cli.submit("-H", "-a", "1-3", "--wrap", "true")
     cli("scancel", f"{array}_2")
     states = cli("sacct", "-j", str(array), "-X", "-n", "-P", "--array", "-o", "JobID,State").stdout.splitlines()
-    assert states == [f"{array}_1|PENDING", f"{array}_2|CANCELLED", f"{array}_3|PENDING"]
+    # sacct says who cancelled (its requid), by uid: the token's user here.
+    by = f"CANCELLED by {os.getuid()}"
+    assert states == [f"{array}_1|PENDING", f"{array}_2|{by}", f"{array}_3|PENDING"]
+    steps = cli("sacct", "-j", f"{array}_2", "-n", "-P", "-o", "JobID,State").stdout.splitlines()
+    assert steps == [f"{array}_2|{by}"]  # never started: no batch step
     # Ids alone: an id nobody knows, or a job that already ended, is not an error (scancel's
     # _cancel_job_id ignores both for SIGKILL), and is said with -v only.
     missing = cli("scancel", "999999", check=False)
@@ -309,8 +313,10 @@ def test_scancel_array_task_whole_array_and_unknown_job(cli: Cli) -> None:
     assert told.returncode == 0
     assert told.stderr == "scancel: error: Kill job error on job id 999999: Invalid job id specified\n"
     cli("scancel", str(array))  # the whole array: its remaining tasks
-    states = cli("sacct", "-j", str(array), "-X", "-n", "-P", "--array", "-o", "State").stdout.split()
-    assert states == ["CANCELLED"] * 3
+    states = cli("sacct", "-j", str(array), "-X", "-n", "-P", "--array", "-o", "State").stdout.splitlines()
+    assert states == [by] * 3
+    # Fixed width, as sacct cuts a value: "CANCELLED+".
+    assert cli("sacct", "-j", f"{array}_1", "-X", "-n", "-o", "State").stdout.split() == ["CANCELLED+"]
     again = cli("scancel", f"{array}_1", check=False)
     assert (again.returncode, again.stderr) == (0, "")
     whole = cli("scancel", "-v", str(array), check=False)  # every task has ended: one request
@@ -674,7 +680,7 @@ def test_slurm_shims_run_the_commands_from_path(cli: Cli) -> None:
     job_id = int(shell("sbatch --parsable -H --wrap true"))
     assert shell(f"squeue -h -j {job_id} -o '%i %t'") == f"{job_id} PD\n"
     shell(f"scancel {job_id}")
-    assert shell(f"sacct -j {job_id} -X -n -P -o State") == "CANCELLED\n"
+    assert shell(f"sacct -j {job_id} -X -n -P -o State") == f"CANCELLED by {os.getuid()}\n"
     assert shell("sinfo -h -o %P") == "debug*\n"
     assert shell(f"seff {job_id}").startswith(f"Job ID: {job_id}\n")
 

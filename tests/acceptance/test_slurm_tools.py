@@ -146,8 +146,9 @@ def test_dask_jobqueue_slurm_cluster(conductor_server: ConductorProcess, tmp_pat
             out = subprocess.run(
                 ["sacct", "-X", "-n", "-P", "-o", "State", "-j", ",".join(job_ids)],
                 capture_output=True, text=True, check=True,
-            ).stdout.split()
-            states = sorted(set(out))
+            ).stdout.splitlines()
+            # "CANCELLED by UID", as Slurm's sacct says who cancelled.
+            states = sorted({{line.split()[0] for line in out if line}})
             if states and all(s not in ("PENDING", "RUNNING") for s in states):
                 break
             time.sleep(0.2)

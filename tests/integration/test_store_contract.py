@@ -175,6 +175,23 @@ def test_cancel_pending_never_runs_and_running_is_marked(store: Store) -> None:
     assert "already" in store.cancel(pending).message
 
 
+def test_who_cancelled_is_kept_until_a_new_run(store: Store) -> None:
+    """sacct's "CANCELLED by UID": the user who asked, on a pending job and on a running one
+    (kept through its end); a requeue starts a new run without it; a time limit is nobody's."""
+    add_node(store, "n1", 2)
+    running, pending, timed = store.submit([job_row(), job_row(), job_row()])
+    store.cancel(pending, by="bob")
+    assert {p.job_id for p in place(store)} == {running, timed}
+    store.cancel_jobs([running], by="carol")
+    store.finish([Finish(running, JobState.CANCELLED, "0:15"), Finish(timed, JobState.TIMEOUT, "0:15")])
+    found = {j.id: j for j in store.list_jobs(job_ids=[running, pending, timed])[0]}
+    assert (found[pending].cancelled_by, found[running].cancelled_by, found[timed].cancelled_by) == ("bob", "carol", None)
+    assert store.cancel(pending, by="dave").found  # already ended: who stays who it was
+    assert store.list_jobs(job_ids=[pending], columns={"cancelled_by"})[0][0].cancelled_by == "bob"
+    store.requeue_jobs([running])
+    assert store.list_jobs(job_ids=[running])[0][0].cancelled_by is None
+
+
 def test_capacity_guard_refuses_cpus_given_twice(store: Store) -> None:
     """Two schedulers deciding from the same snapshot: the second commit gets nothing."""
     add_node(store, "n1", 2, memory_mb=1000)

@@ -112,12 +112,13 @@ class FakeStore:
         return sorted(i for i, j in self.jobs.items() if j.get("array_job_id") == job_id)
 
     # actions
-    def cancel(self, job_id: int) -> CancelOutcome:
+    def cancel(self, job_id: int, *, by: str | None = None) -> CancelOutcome:
         job = self.jobs.get(job_id)
         if job is None:
             return CancelOutcome(job_id, found=False, message=f"Invalid job id specified: {job_id}")
         if job["state"] == "PENDING":
             job["state"] = "CANCELLED"
+            job["cancelled_by"] = by
             return CancelOutcome(job_id, True, "CANCELLED", "cancelled while pending")
         return CancelOutcome(job_id, True, job["state"], f"Job has already finished ({job['state']})")
 
@@ -133,8 +134,8 @@ class FakeStore:
                 outcome.skipped[job_id] = job["state"]
         return outcome
 
-    def cancel_jobs(self, ids: Sequence[int]) -> ControlOutcome:
-        return self._apply(ids, {"PENDING"}, {"state": "CANCELLED"})
+    def cancel_jobs(self, ids: Sequence[int], *, by: str | None = None) -> ControlOutcome:
+        return self._apply(ids, {"PENDING"}, {"state": "CANCELLED", "cancelled_by": by})
 
     def hold_jobs(self, ids: Sequence[int], held: bool) -> ControlOutcome:
         return self._apply(ids, {"PENDING"}, {"held": held})
@@ -251,6 +252,7 @@ def test_cancel_owner_rules_and_words() -> None:
         jobs.cancel(ALICE, "99")
     result = jobs.cancel(ALICE, str(job_id))
     assert (result.state, result.message) == ("CANCELLED", "cancelled while pending")
+    assert store.jobs[job_id]["cancelled_by"] == ALICE.user  # sacct's "CANCELLED by UID"
     again = jobs.cancel(ADMIN, str(job_id))  # an ended job is no error for the seed's cancel
     assert again.state == "CANCELLED" and "already finished" in again.message
 

@@ -137,6 +137,7 @@ def job_record(job: Job, now: datetime, priority: int | None = None) -> models.J
         expected_start_time=iso(job.expected_start_time) if pending else None,
         sched_nodes=job.sched_nodes if pending else None,
         command=job_command(job),
+        cancelled_by=job.cancelled_by,
         usage=job_usage(job),
     )
 
@@ -190,7 +191,7 @@ FIELDS: dict[str, Field] = {
         "array_job_id", "array_task_id", "array_max_running", "array_spec", "name", "account", "partition",
         "state", "reason", "priority", "nice", "cpus_per_task", "ntasks", "ntasks_per_node", "memory_per_node_mb",
         "memory_per_cpu_mb", "allocated_cpus", "cpu_ids", "node_list", "time_limit", "exit_code", "error_msg",
-        "work_dir", "dependency", "restart_count", "comment", "qos",
+        "work_dir", "dependency", "restart_count", "comment", "qos", "cancelled_by",
     )},
     "user": _column("user_name"),
     **{name: _instant(name) for name in ("submit_time", "eligible_time", "start_time", "end_time", "begin_time")},

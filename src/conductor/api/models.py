@@ -163,6 +163,8 @@ class JobRecord(BaseModel):
     # What was submitted, as scontrol's Command= shows it: the batch script's path when sbatch
     # read it from a file; null for --wrap, standard input or an API submission without one.
     command: str | None = None
+    # Who cancelled it, once somebody asked to (sacct's "CANCELLED by UID"); null otherwise.
+    cancelled_by: str | None = None
 
     usage: JobUsage | None = None
 

@@ -291,6 +291,22 @@ def _derived_exit_code(job: dict[str, Any]) -> str:
     return f"{highest[0]}:{highest[1]}"
 
 
+def _state(job: dict[str, Any]) -> str:
+    """A cancelled job's line says by whom, as sacct prints a job's requid ("CANCELLED by
+    1000"): the uid of the user who asked, or the name where this host knows no such user.
+    Its steps' lines say CANCELLED alone."""
+    state = job.get("state")
+    by = job.get("cancelled_by")
+    if state != "CANCELLED" or not by or job.get("_step"):
+        return _s(state)
+    try:
+        import pwd
+
+        return f"CANCELLED by {pwd.getpwnam(str(by)).pw_uid}"
+    except (ImportError, KeyError):
+        return f"CANCELLED by {by}"
+
+
 def _uid(job: dict[str, Any]) -> str:
     try:
         import pwd
@@ -418,7 +434,7 @@ GETTERS: dict[str, Getter] = {
     "ReqTRES": lambda j: _tres(j, False),
     "Restarts": lambda j: str(int(j.get("restart_count") or 0)),
     "Start": lambda j: slurm_time(j.get("start_time")),
-    "State": lambda j: _s(j.get("state")),
+    "State": lambda j: _state(j),
     "StdErr": lambda j: _s(j.get("standard_error")),
     "StdIn": lambda j: _s(j.get("standard_input")),
     "StdOut": lambda j: _s(j.get("standard_output")),

@@ -242,7 +242,8 @@ _CPUS = ("allocated_cpus", "ntasks", "cpus_per_task")
 _MEMORY = ("memory_per_cpu_mb", "memory_per_node_mb")
 _RUN_TIME = ("state", "start_time", "elapsed")
 KEYS: dict[str, tuple[str, ...]] = {
-    **dict.fromkeys("bdDfHIJnosOvwWxXz", ()),
+    **dict.fromkeys("bdDfHIJnsOvwWxXz", ()),
+    "o": ("command",),
     "a": ("account",), "A": _ID, "B": ("node_list",), "c": ("cpus_per_task",), "C": _CPUS,
     "e": ("end_time", "state", "start_time", "time_limit"), "E": ("dependency",), "F": _ID,
     "g": ("user",), "G": ("user",), "h": ("exclusive",), "i": _ID, "j": ("name",), "k": ("comment",),

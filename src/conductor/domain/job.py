@@ -70,6 +70,8 @@ class Job:
     # A pending job's expected start and node, from the scheduler's last plan (None: unknown).
     expected_start_time: datetime | None = None
     sched_nodes: str | None = None
+    # The user who cancelled it (sacct's "CANCELLED by UID"); None when nobody did.
+    cancelled_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

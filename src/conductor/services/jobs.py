@@ -553,12 +553,12 @@ class JobService:
         except NotFound as exc:  # the seed's (and Slurm's) words
             raise NotFound(f"Invalid job id specified: {job_id[:40]}", field="job_id") from exc
         if not target.whole_array:
-            outcome = self.store.cancel(target.ids[0])
+            outcome = self.store.cancel(target.ids[0], by=principal.user)
             if not outcome.found:
                 raise NotFound(outcome.message, field="job_id")
             self._wake(outcome.node and {outcome.node} or set(), scheduler=True)
             return CancelResult(str(target.ids[0]), outcome.state, outcome.message)
-        many = self.store.cancel_jobs(target.ids)
+        many = self.store.cancel_jobs(target.ids, by=principal.user)
         self._wake(many.nodes, scheduler=True)
         if not many.changed:
             return CancelResult(target.text, None, f"array {target.text}: every task has already finished")
@@ -589,7 +589,7 @@ class JobService:
                           field="steps_only")
         target, _ = self._owned(principal, job_id, action, slurm_array_ids=slurm_array_ids)
         if number == posix_signal.SIGKILL:
-            outcome = self.store.cancel_jobs(target.ids)
+            outcome = self.store.cancel_jobs(target.ids, by=principal.user)
             self._wake(outcome.nodes, scheduler=True)
             return _result(target, outcome, "signal", "only a pending or running job can be killed", "killed")
         outcome = self.store.queue_signal(target.ids, f"b:{number}" if batch_only else f"s:{number}" if steps_only else str(number))

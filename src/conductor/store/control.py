@@ -27,10 +27,10 @@ CANCELLED = JobState.CANCELLED.value
 
 
 class ControlQueries(Database):
-    def cancel(self, job_id: int, now: datetime | None = None) -> CancelOutcome:
+    def cancel(self, job_id: int, now: datetime | None = None, *, by: str | None = None) -> CancelOutcome:
         """Cancel one job (`cancel_jobs`' rules), answered as `scancel` words it."""
         with self._write() as conn:
-            rows, _, _ = self._cancel(conn, [job_id], now or utcnow())
+            rows, _, _ = self._cancel(conn, [job_id], now or utcnow(), by)
         row = rows.get(job_id)
         if row is None:
             return CancelOutcome(job_id, found=False, message=f"Invalid job id specified: {job_id}")
@@ -40,12 +40,12 @@ class ControlQueries(Database):
             return CancelOutcome(job_id, True, RUNNING, "cancel requested; the job is being stopped", node=row.node_list)
         return CancelOutcome(job_id, True, row.state, f"Job has already finished ({row.state})")
 
-    def cancel_jobs(self, ids: Sequence[int], now: datetime | None = None) -> ControlOutcome:
+    def cancel_jobs(self, ids: Sequence[int], now: datetime | None = None, *, by: str | None = None) -> ControlOutcome:
         """Cancel many jobs (an array's tasks) at once: pending ones end CANCELLED here, running
-        ones are marked for their worker to stop."""
+        ones are marked for their worker to stop. `by`: the user who asked (sacct's "by UID")."""
         out = ControlOutcome()
         with self._write() as conn:
-            rows, pending, running = self._cancel(conn, ids, now or utcnow())
+            rows, pending, running = self._cancel(conn, ids, now or utcnow(), by)
         out.changed = pending + running
         out.nodes = {rows[i].node_list for i in running if rows[i].node_list}
         changed = set(out.changed)
@@ -54,7 +54,7 @@ class ControlQueries(Database):
         return out
 
     def _cancel(
-        self, conn: Connection, ids: Sequence[int], now: datetime
+        self, conn: Connection, ids: Sequence[int], now: datetime, by: str | None
     ) -> tuple[dict[int, Any], list[int], list[int]]:
         """The rules of cancelling: (the rows as found, the pending ids ended CANCELLED, the
         running ids marked for their worker to stop). A requeue in progress (kill_state
@@ -63,9 +63,9 @@ class ControlQueries(Database):
         rows = self._control_rows(conn, ids)
         pending = [i for i, r in rows.items() if r.state == PENDING]
         running = [i for i, r in rows.items() if r.state == RUNNING and r.kill_state in (None, PENDING)]
-        self._update_ids(conn, pending, PENDING, state=CANCELLED, end_time=now, exit_code="0:0")
+        self._update_ids(conn, pending, PENDING, state=CANCELLED, end_time=now, exit_code="0:0", cancelled_by=by)
         self._events_for(conn, pending, now, PENDING, CANCELLED, "cancel")
-        self._update_ids(conn, running, RUNNING, kill_state=CANCELLED, kill_time=now)
+        self._update_ids(conn, running, RUNNING, kill_state=CANCELLED, kill_time=now, cancelled_by=by)
         self._events_for(conn, running, now, RUNNING, RUNNING, "cancel requested")
         return rows, pending, running
 

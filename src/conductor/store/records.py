@@ -156,7 +156,7 @@ class Reaped:
 # ------------------------------------------------------------------ job records
 _BOOLEAN_COLUMNS = frozenset({"exclusive", "held", "requeue", "launched"})
 _JOB_FIELDS = tuple(Job.__dataclass_fields__)
-_OPTIONAL_JOB_FIELDS = frozenset({"script", "environment", "expected_start_time", "sched_nodes"})
+_OPTIONAL_JOB_FIELDS = frozenset({"script", "environment", "expected_start_time", "sched_nodes", "cancelled_by"})
 _RUN_FIELDS = tuple(JobRun.__dataclass_fields__)
 
 

@@ -95,6 +95,9 @@ jobs = Table(
     # Only on the job the submission made (an array's first task). SUBMISSION_KEY_COLUMNS.
     Column("submit_key", String(255), nullable=True),
     Column("submit_digest", String(64), nullable=True),
+    # Who asked for a cancel (the user the API acted for), once one was asked: sacct shows a
+    # cancelled job as "CANCELLED by UID", as slurmdbd keeps its requid. Migration 0017.
+    Column("cancelled_by", String(64), nullable=True),
 )
 # The columns of `jobs` no job record carries: a key is its submitter's secret handle on a
 # submission (a client may derive it from its own identifiers), and every user lists every job,

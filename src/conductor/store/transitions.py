@@ -66,6 +66,7 @@ def requeued_values(now: Any, hold: bool | None) -> dict[str, Any]:
         "sched_nodes": None,
         "exit_code": None,
         "error_msg": None,
+        "cancelled_by": None,
         "eligible_time": now,
         "launched": False,
         "pid": None,
