@@ -79,11 +79,16 @@ def test_the_rules_are_checked_inside_the_transaction(store: Store) -> None:
         store.delete_accounts(["physics"])
     with pytest.raises(Conflict, match="pending or running jobs in account 'physics'"):
         store.delete_associations(["ann"], None)
+    # The jobs of a login with capitals count for the lower-case association they are charged to.
+    store.add_associations([Association("bea", "physics")], None)
+    store.submit([job_row("Bea", account="physics")])
+    with pytest.raises(Conflict, match="user 'bea' has 1 pending or running jobs in account 'physics'"):
+        store.delete_associations(["bea"], None)
     assert store.count_active_in("ann", "physics") == 1 and store.count_active_in("ann", "science") == 0
     # Nothing of the refused changes was stored.
     a = store.accounting()
     assert set(a.accounts) == {"science", "physics"} and a.accounts["science"].parent == ROOT
-    assert list(a.associations) == [("ann", "physics")]
+    assert sorted(a.associations) == [("ann", "physics"), ("bea", "physics")]
 
 
 def test_deleting_accounts_takes_their_associations_and_moves_defaults(store: Store) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from conductor.domain.states import JobState
 from conductor.scheduler.policy import DependencyStatus, NodeView, PendingJob, Placement, schedule
-from conductor.store import Finish, NodeConflict, Store, utcnow
+from conductor.store import DependencyTarget, Finish, NodeConflict, Store, utcnow
 
 
 def job_row(**values: Any) -> dict[str, Any]:
@@ -540,8 +540,9 @@ def test_what_dependency_views_read(store: Store) -> None:
     plain = store.submit([job_row(begin_time=utcnow() + timedelta(hours=1))])[0]
     assert {p.job_id for p in place(store)} == {first, *tasks}
     assert store.dependencies_of([waiting, plain, first, 99999999]) == {
-        waiting: f"afterok:{first}:{tasks[0]}", plain: None, first: None,
+        waiting: DependencyTarget(f"afterok:{first}:{tasks[0]}"), plain: None, first: None,
     }
+    assert store.dependency_targets() == {waiting: DependencyTarget(f"afterok:{first}:{tasks[0]}")}
     summaries = store.job_summaries([first, tasks[0]])
     assert set(summaries) == {first, *tasks}
     assert {summaries[t].array_task_id for t in tasks} == {0, 1} and summaries[first].state == "RUNNING"

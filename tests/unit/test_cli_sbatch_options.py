@@ -411,3 +411,12 @@ def test_the_command_is_the_scripts_full_path() -> None:
     assert plan_for("#!/bin/sh\n", path="/abs/run.sh").job["command"] == "/abs/run.sh"
     assert "command" not in plan_for("#!/bin/sh\n", path=None).job  # standard input
     assert "command" not in plan_for("", ["--wrap", "true"], path=None).job
+
+
+def test_the_cluster_variables_are_m() -> None:
+    for name in ("SBATCH_CLUSTERS", "SLURM_CLUSTERS"):
+        plan = plan_for("#!/bin/sh\n", environ={**ENV, name: "conductor"})
+        assert plan.cluster == "conductor" and plan.warnings == [], name
+    other = plan_for("#!/bin/sh\n", environ={**ENV, "SBATCH_CLUSTERS": "far"})
+    assert other.warnings == ["there is one cluster, conductor; --clusters=far is ignored"]
+    assert plan_for("#!/bin/sh\n").cluster is None

@@ -454,15 +454,18 @@ def test_aftercorr_falls_back_to_the_whole_job() -> None:
     failed = {JobRef(5): status("TIMEOUT", 10, 1)}
     assert evaluate_dependency(dep, failed, now=NOW, user_singleton_blocked=False, array_task_id=3) is NEVER
     assert evaluate_dependency(dep, {}, now=NOW, user_singleton_blocked=False, array_task_id=3) is NEVER
-    # A named task is that task, whichever task depends on it.
+    # A named task too gives way to the task of the dependent's own id, where there is one
+    # (Slurm looks up the ref's job id and the dependent's task id first).
     named = parse_dependency("aftercorr:5_1")
     states = {JobRef(5, 1): status("COMPLETED", 10, 1), JobRef(5, 3): status("FAILED", 10, 1)}
-    assert evaluate_dependency(named, states, now=NOW, user_singleton_blocked=False, array_task_id=3) is SAT
+    assert evaluate_dependency(named, states, now=NOW, user_singleton_blocked=False, array_task_id=3) is NEVER
+    assert evaluate_dependency(named, states, now=NOW, user_singleton_blocked=False, array_task_id=2) is SAT
+    assert evaluate_dependency(named, states, now=NOW, user_singleton_blocked=False) is SAT
 
 
 def test_corresponding_refs() -> None:
     dep = parse_dependency("aftercorr:5:6_1,afterok:7")
-    assert corresponding_refs(dep, 2) == {JobRef(5, 2)}
+    assert corresponding_refs(dep, 2) == {JobRef(5, 2), JobRef(6, 2)}
     assert corresponding_refs(dep, None) == set()
 
 

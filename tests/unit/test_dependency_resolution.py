@@ -23,7 +23,7 @@ from conductor.scheduler.dependencies import (
     statuses_for,
 )
 from conductor.scheduler.policy import DependencyStatus, PendingJob, schedule
-from conductor.store import Finish, SingletonState, Store, utcnow
+from conductor.store import DependencyTarget, Finish, SingletonState, Store, utcnow
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -192,7 +192,7 @@ def test_a_backlog_without_dependencies_costs_no_query(store: Store) -> None:
     class Counting(Store):
         calls = 0
 
-        def dependency_targets(self) -> dict[int, str]:
+        def dependency_targets(self) -> dict[int, DependencyTarget]:
             Counting.calls += 1
             return super().dependency_targets()
 
@@ -267,7 +267,7 @@ def test_describe_dependencies_against_the_store(store: Store) -> None:
     on_array = add(store, dependency=f"afterok:{first[0]}")
     on_both = add(store, dependency=f"afterok:{first[0]},afternotok:{plain}")
     then = add_array(store, range(2), dependency=f"aftercorr:{first[0]}")
-    wanted = {job_id: text for job_id, text in store.dependencies_of([on_array, on_both, *then]).items() if text}
+    wanted = {job_id: target for job_id, target in store.dependencies_of([on_array, on_both, *then]).items() if target}
     assert len(wanted) == 4
     shown = describe_dependencies(store, wanted)
     assert shown[on_array] == f"afterok:{first[0]}_*(unfulfilled)"
@@ -280,6 +280,9 @@ def test_describe_dependencies_against_the_store(store: Store) -> None:
     assert shown[then[0]] is None  # its task 0 completed
     assert shown[then[1]] == f"aftercorr:{first[0]}_*(unfulfilled)"
     assert shown[on_both] == f"afterok:{first[0]}_*(unfulfilled),afternotok:{plain}(failed)"
-    assert describe_dependencies(store, {on_array: "afterok:"}) == {on_array: "afterok:(failed)"}
+    assert describe_dependencies(store, {on_array: DependencyTarget("afterok:")}) == {on_array: "afterok:(failed)"}
     assert describe_dependencies(store, {}) == {}
-    assert store.dependencies_of([on_array, first[0], 987654]) == {on_array: f"afterok:{first[0]}", first[0]: None}
+    assert store.dependencies_of([on_array, first[0], then[1], 987654]) == {
+        on_array: DependencyTarget(f"afterok:{first[0]}"), first[0]: None,
+        then[1]: DependencyTarget(f"aftercorr:{first[0]}", 1),
+    }

@@ -122,6 +122,23 @@ def test_held_and_dependent_jobs_say_so_and_name_the_dependency_state() -> None:
     assert "afterok:7 - job 7 is RUNNING." in text
 
 
+def test_dependencies_on_arrays_name_what_the_scheduler_weighs() -> None:
+    """An array's id is the whole array (a task still running makes it RUNNING), a task ref
+    its task, and aftercorr the task of the job's own index, else what the ref names."""
+    tasks = {
+        7: JobSummary(7, "COMPLETED", None, None, 7, 1, "0:0", "root", "x"),
+        8: JobSummary(8, "FAILED", None, None, 7, 3, "1:0", "root", "x"),
+        9: JobSummary(9, "RUNNING", None, None, 7, 5, None, "root", "x"),
+    }
+    record = job_record(3, reason="Dependency", dependency="afterok:7,afterany:7_3")
+    text = "\n".join(explain_waiting(record, None, None, tasks))
+    assert "afterok:7 - array 7 is RUNNING." in text and "afterany:7_3 - job 7_3 is FAILED." in text, text
+    task = job_record(4, reason="Dependency", dependency="aftercorr:7", array_job_id=4, array_task_id=3)
+    assert "aftercorr:7 - its task 7_3 is FAILED." in "\n".join(explain_waiting(task, None, None, tasks))
+    other = job_record(5, reason="Dependency", dependency="aftercorr:7", array_job_id=4, array_task_id=2)
+    assert "aftercorr:7 - array 7 is RUNNING." in "\n".join(explain_waiting(other, None, None, tasks))
+
+
 def test_a_running_job_is_not_waiting() -> None:
     record = job_record(4, state="RUNNING", node_list="n1", start_time=datetime(2026, 1, 1, tzinfo=UTC))
     assert explain_waiting(record, None, None, {}) == ["Job 4 is RUNNING on n1: it is not waiting."]

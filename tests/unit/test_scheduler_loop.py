@@ -84,7 +84,7 @@ class FakeStore:
         self.reaps += 1
         return Reaped()
 
-    def dependency_targets(self) -> dict[int, str]:
+    def dependency_targets(self) -> dict[int, Any]:
         return {}
 
     def job_summaries(self, ids: Any) -> dict[int, Any]:

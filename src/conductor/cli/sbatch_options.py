@@ -225,6 +225,8 @@ OPTIONS = OptionTable(
 ENV_OPTIONS: dict[str, str] = {
     "SBATCH_ACCOUNT": "account",
     "SBATCH_ARRAY_INX": "array",
+    "SBATCH_CLUSTERS": "clusters",
+    "SLURM_CLUSTERS": "clusters",  # opt.c reads both for -M
     "SBATCH_CONSTRAINT": "constraint",
     "SBATCH_ERROR": "error",
     "SBATCH_EXCLUSIVE": "exclusive",

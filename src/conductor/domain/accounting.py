@@ -194,7 +194,10 @@ def fair_share_tree(
     children (users, then sub-accounts, by name). `usage`: decayed CPU-seconds per `usage_key`;
     `users`: more users to show under root with one share (those with pending jobs)."""
     associated = {u for u, _ in accounting.associations}
-    loose = {u for (u, a) in usage if a == NO_ACCOUNT} | {u for u in users if u not in associated}
+    # A login with capitals whose lower-case name has associations is charged to them, not loose.
+    loose = {u for (u, a) in usage if a == NO_ACCOUNT} | {
+        u for u in users if u not in associated and u.lower() not in associated
+    }
     # The tree's children: accounts under their parents, associations under their accounts,
     # and users charged to no association under root with one share each.
     kids: dict[str, list[tuple[str, str, int]]] = {}

@@ -325,8 +325,9 @@ def evaluate_dependency(
       ``CANCELLED``, ``NODE_FAIL``, ``OUT_OF_MEMORY``...); ``COMPLETED`` is ``never``;
     * ``aftercorr``: as ``afterok``, of the task of the named array whose task id is
       ``array_task_id``, the dependent job's own (the caller passes that task's status under
-      ``JobRef(job, task)``, see :func:`corresponding_refs`); where the dependent job is no
-      array task or the named job has no such task, of the named job as a whole, as Slurm's
+      ``JobRef(job, task)``, see :func:`corresponding_refs`), even where the ref names another
+      task; where the dependent job is no array task or the named job has no such task, of
+      what the ref names (the array as a whole, or its task), as Slurm's
       ``_test_job_dependency_common`` falls back;
     * ``singleton``: no other job of the same name and user is running or suspended, which
       the caller computes as ``user_singleton_blocked``.
@@ -358,7 +359,9 @@ def _conditions(
             continue
         for ref in term.job_ids:
             status = states.get(ref)
-            if term.type == "aftercorr" and ref.task_id is None and array_task_id is not None:
+            if term.type == "aftercorr" and array_task_id is not None:
+                # The named job's own task of the same id, whatever task the ref names: Slurm
+                # looks it up by the ref's job id first (find_job_array_rec).
                 status = states.get(JobRef(ref.job_id, array_task_id), status)
             out.append((term, ref, _evaluate_one(term, status, now)))
     return out
@@ -445,19 +448,13 @@ def _after_delay(event: datetime | None, delay_minutes: int, now: datetime) -> D
 def corresponding_refs(dep: Dependency, array_task_id: int | None) -> set[JobRef]:
     """The tasks an ``aftercorr`` of the array task ``array_task_id`` looks at first.
 
-    Each is ``JobRef(named job, array_task_id)``; the caller adds the status of those that
-    exist to what it passes :func:`evaluate_dependency`. Nothing for a job that is no array
-    task, or a term naming a task itself (``aftercorr:123_4`` waits on that task).
+    Each is ``JobRef(named job, array_task_id)``, whatever task the ref names; the caller adds
+    the status of those that exist to what it passes :func:`evaluate_dependency`. Nothing for
+    a job that is no array task.
     """
     if array_task_id is None:
         return set()
-    return {
-        JobRef(ref.job_id, array_task_id)
-        for term in dep.terms
-        if term.type == "aftercorr"
-        for ref in term.job_ids
-        if ref.task_id is None
-    }
+    return {JobRef(ref.job_id, array_task_id) for term in dep.terms if term.type == "aftercorr" for ref in term.job_ids}
 
 
 def aggregate_array_status(tasks: Iterable[JobStatus]) -> JobStatus:

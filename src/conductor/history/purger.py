@@ -22,7 +22,7 @@ from conductor.domain.dependency import parse_dependency
 from conductor.domain.job import Job
 from conductor.errors import ConductorError
 from conductor.history.archive import write_archive
-from conductor.store.records import JobEvent
+from conductor.store.records import DependencyTarget, JobEvent
 
 log = logging.getLogger("conductor.history")
 
@@ -34,7 +34,7 @@ class HistoryStore(Protocol):
 
     def delete_ended_jobs(self, job_ids: Sequence[int], before: datetime) -> int: ...
 
-    def dependency_targets(self) -> dict[int, str]: ...
+    def dependency_targets(self) -> dict[int, DependencyTarget]: ...
 
 
 class Leadership(Protocol):
@@ -95,9 +95,9 @@ class Purger:
 
     def _depended_on(self) -> set[int]:
         ids: set[int] = set()
-        for text in self.store.dependency_targets().values():
+        for target in self.store.dependency_targets().values():
             try:
-                dependency = parse_dependency(text)
+                dependency = parse_dependency(target.text)
             except ConductorError:
                 continue  # stored by an earlier release under other rules: nothing to keep for it
             ids.update(ref.job_id for term in dependency.terms for ref in term.job_ids)

@@ -42,7 +42,7 @@ from conductor.domain.errors import SpecError
 from conductor.domain.job import JobSummary
 from conductor.errors import DependencyProblem
 from conductor.scheduler.policy import DependencyStatus, PendingJob
-from conductor.store import SingletonState
+from conductor.store import DependencyTarget, SingletonState
 
 __all__ = [
     "DEPENDENCY_PROBLEM",
@@ -70,7 +70,7 @@ class JobFacts(Protocol):
 class DependencyStore(JobFacts, Protocol):
     """What resolution needs from `conductor.store.Store`."""
 
-    def dependency_targets(self) -> dict[int, str]: ...
+    def dependency_targets(self) -> dict[int, DependencyTarget]: ...
 
 
 def _refs(dep: Dependency) -> set[JobRef]:
@@ -179,28 +179,32 @@ class DependencyResolver:
 def resolve_dependencies(store: DependencyStore, pending: Sequence[PendingJob], now: datetime | None = None) -> None:
     """Set `dependency` of every job of `pending` that has one (others are left as they are).
 
-    Reads: the dependency strings, then every job they name (and the singleton and aftercorr
-    jobs' own rows) in one `job_summaries` call, then, only when some job asks for singleton,
-    one grouped count.
+    Reads: the dependencies (with each job's array task id, which aftercorr pairs), then every
+    job they name (and the singleton jobs' own rows) in one `job_summaries` call, then, only
+    when some job asks for singleton, one grouped count.
     """
     waiting = {j.id: j for j in pending}
     if not waiting:
         return
     now = now or datetime.now(UTC)
     parsed: dict[int, Dependency] = {}
-    for job_id, text in store.dependency_targets().items():
+    task_ids: dict[int, int] = {}
+    for job_id, target in store.dependency_targets().items():
         job = waiting.get(job_id)
         if job is None:
             continue
         try:
-            parsed[job_id] = parse_dependency(text)
+            parsed[job_id] = parse_dependency(target.text)
         except SpecError:
             # Stored strings were validated at submission; one that no longer parses can never
             # be met, and must not stop the other jobs from being scheduled.
             job.dependency = DependencyStatus.NEVER
+            continue
+        if target.array_task_id is not None:
+            task_ids[job_id] = target.array_task_id
     if not parsed:
         return
-    facts = _gather(store, parsed)
+    facts = _gather(store, parsed, task_ids)
     results = evaluate_all(
         parsed, facts.statuses, now=now, owners=facts.owners, singletons=facts.singletons, task_ids=facts.task_ids
     )
@@ -215,26 +219,24 @@ class _Facts:
     statuses: dict[JobRef, JobStatus]
     owners: dict[int, tuple[str, str]]  # singleton jobs: (user, name)
     singletons: dict[tuple[str, str], SingletonState]
-    task_ids: dict[int, int]  # aftercorr array tasks: their task id
+    task_ids: Mapping[int, int]  # array tasks: their task id (what aftercorr pairs)
     arrays: frozenset[int]  # the named job ids that are arrays'
 
 
-def _gather(store: JobFacts, parsed: Mapping[int, Dependency]) -> _Facts:
+def _gather(store: JobFacts, parsed: Mapping[int, Dependency], task_ids: Mapping[int, int]) -> _Facts:
+    """`task_ids`: the array task id of each job of `parsed` that is an array task."""
     singleton_jobs = {job_id for job_id, dep in parsed.items() if any(t.type == "singleton" for t in dep.terms)}
-    corresponding = {job_id for job_id, dep in parsed.items() if any(t.type == "aftercorr" for t in dep.terms)}
     referenced = {ref for dep in parsed.values() for ref in _refs(dep)}
-    rows = store.job_summaries({ref.job_id for ref in referenced} | singleton_jobs | corresponding)
+    rows = store.job_summaries({ref.job_id for ref in referenced} | singleton_jobs)
     owners: dict[int, tuple[str, str]] = {}
     for job_id in singleton_jobs:
         row = rows.get(job_id)
         if row is not None:
             owners[job_id] = (row.user_name, row.name)
-    task_ids: dict[int, int] = {}
-    for job_id in corresponding:
-        row = rows.get(job_id)
-        if row is not None and row.array_task_id is not None:
-            task_ids[job_id] = row.array_task_id
-            referenced |= corresponding_refs(parsed[job_id], row.array_task_id)
+    for job_id, task in task_ids.items():
+        dep = parsed.get(job_id)
+        if dep is not None:
+            referenced |= corresponding_refs(dep, task)
     singletons = store.singleton_blockers(set(owners.values())) if owners else {}
     named = {ref.job_id for ref in referenced}
     arrays = frozenset(row.array_job_id for row in rows.values() if row.array_job_id in named)
@@ -242,21 +244,22 @@ def _gather(store: JobFacts, parsed: Mapping[int, Dependency]) -> _Facts:
 
 
 def describe_dependencies(
-    store: JobFacts, dependencies: Mapping[int, str], now: datetime | None = None
+    store: JobFacts, dependencies: Mapping[int, DependencyTarget], now: datetime | None = None
 ) -> dict[int, str | None]:
     """How each job's dependency shows in squeue and scontrol (`describe_dependency`): for jobs
     that have not started, given as job id -> the dependency they were submitted with."""
     now = now or datetime.now(UTC)
     parsed: dict[int, Dependency] = {}
     out: dict[int, str | None] = {}
-    for job_id, text in dependencies.items():
+    for job_id, target in dependencies.items():
         try:
-            parsed[job_id] = parse_dependency(text)
+            parsed[job_id] = parse_dependency(target.text)
         except SpecError:
-            out[job_id] = f"{text}(failed)"  # as the scheduler judges it: never
+            out[job_id] = f"{target.text}(failed)"  # as the scheduler judges it: never
     if not parsed:
         return out
-    facts = _gather(store, parsed)
+    tasks = {i: t.array_task_id for i, t in dependencies.items() if t.array_task_id is not None}
+    facts = _gather(store, parsed, tasks)
     for job_id, dep in parsed.items():
         owner = facts.owners.get(job_id)
         out[job_id] = describe_dependency(

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from conductor.domain.dependency import parse_dependency
+from conductor.domain.dependency import JobRef, corresponding_refs, parse_dependency
 from conductor.domain.errors import SpecError
 from conductor.domain.job import Job, JobSummary
 from conductor.domain.priority import effective_priority
 from conductor.domain.states import Reason
+from conductor.scheduler.dependencies import statuses_for
 from conductor.scheduler.limits import (
     ASSOC_MAX_JOBS,
     LIMIT_REASONS,
@@ -687,18 +688,22 @@ def _explain_dependency(text: str, targets: Mapping[int, JobSummary], *, never: 
     join = "all of" if dependency.kind_all else "any of"
     head = f"Its dependency {text} can never be satisfied" if never else f"It waits on its dependency {text}"
     lines = [f"{head} ({join}):"]
+    refs = {ref for term in dependency.terms for ref in term.job_ids}
+    # As the scheduler sees them: a task by its array and index, an array's id as the whole
+    # array (its tasks folded), and aftercorr's task of the job's own index where there is one.
+    found = statuses_for(refs | corresponding_refs(dependency, array_task_id), targets.values())
     for term in dependency.terms:
         if term.type == "singleton":
             lines.append("  singleton: no other job of the same name and user may run first.")
             continue
         for ref in term.job_ids:
-            if term.type == "aftercorr" and ref.task_id is None and array_task_id is not None:
-                task = next((t for t in targets.values()
-                             if t.array_job_id == ref.job_id and t.array_task_id == array_task_id), None)
+            if term.type == "aftercorr" and array_task_id is not None:
+                task = found.get(JobRef(ref.job_id, array_task_id))
                 if task is not None:
-                    lines.append(f"  aftercorr:{ref} - its task {ref}_{array_task_id} is {task.state}.")
+                    lines.append(f"  aftercorr:{ref} - its task {ref.job_id}_{array_task_id} is {task.state}.")
                     continue
-            summary = targets.get(ref.job_id)
-            state = summary.state if summary is not None else "unknown (purged?)"
-            lines.append(f"  {term.type}:{ref} - job {ref} is {state}.")
+            status = found.get(ref)
+            state = status.state if status is not None else "unknown (purged?)"
+            what = "array" if ref.task_id is None and any(t.array_job_id == ref.job_id for t in targets.values()) else "job"
+            lines.append(f"  {term.type}:{ref} - {what} {ref} is {state}.")
     return lines

@@ -496,7 +496,7 @@ class JobService:
         annotated form, domain/dependency.describe_dependency): None for a job without one,
         one that started or one whose dependency is satisfied; unknown ids are left out."""
         found = self.store.dependencies_of(ids)
-        described = describe_dependencies(self.store, {i: text for i, text in found.items() if text})
+        described = describe_dependencies(self.store, {i: target for i, target in found.items() if target})
         return {job_id: described.get(job_id) for job_id in found}
 
     def find(self, job_id: str) -> Job:

@@ -9,7 +9,14 @@ from typing import Any, Protocol
 from conductor.domain.job import Job, JobSummary
 from conductor.scheduler.limits import Usage
 from conductor.scheduler.policy import NodeView
-from conductor.store import CancelOutcome, ControlOutcome, KeyedSubmission, SingletonState, SubmissionKey
+from conductor.store import (
+    CancelOutcome,
+    ControlOutcome,
+    DependencyTarget,
+    KeyedSubmission,
+    SingletonState,
+    SubmissionKey,
+)
 
 
 class JobStore(Protocol):
@@ -33,7 +40,7 @@ class JobStore(Protocol):
 
     def job_summaries(self, ids: Iterable[int]) -> dict[int, JobSummary]: ...
 
-    def dependencies_of(self, ids: Iterable[int]) -> dict[int, str | None]: ...
+    def dependencies_of(self, ids: Iterable[int]) -> dict[int, DependencyTarget | None]: ...
 
     def singleton_blockers(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], SingletonState]: ...
 

@@ -236,8 +236,10 @@ class AccountingQueries(ConfigQueries):
             generation = self._bump(conn, now)
             doomed = self._associations_of(conn, users, account)
             for user, acct in doomed:
+                # Stored names are lower case; the jobs charged to one may be a login's with
+                # capitals (Accounting.association_user).
                 active = conn.execute(select(func.count()).select_from(jobs).where(
-                    jobs.c.user_name == user, jobs.c.account == acct, jobs.c.state.in_((PENDING, RUNNING))
+                    func.lower(jobs.c.user_name) == user, jobs.c.account == acct, jobs.c.state.in_((PENDING, RUNNING))
                 )).scalar_one()
                 if active:
                     raise Conflict(f"user '{user}' has {active} pending or running jobs in account '{acct}': "

@@ -9,7 +9,7 @@ from sqlalchemy import func, or_, select
 
 from conductor.domain.job import JobSummary
 from conductor.store.engine import Database
-from conductor.store.records import SingletonState, summary_from_row
+from conductor.store.records import DependencyTarget, SingletonState, summary_from_row
 from conductor.store.schema import jobs
 from conductor.store.transitions import PENDING, RUNNING
 
@@ -18,23 +18,28 @@ _IN_CHUNK = 500
 
 
 class DependencyQueries(Database):
-    def dependency_targets(self) -> dict[int, str]:
-        """Dependency strings of pending jobs that have one."""
-        query = select(jobs.c.id, jobs.c.dependency).where(jobs.c.state == PENDING, jobs.c.dependency.is_not(None))
+    def dependency_targets(self) -> dict[int, DependencyTarget]:
+        """The dependencies of pending jobs that have one."""
+        query = select(jobs.c.id, jobs.c.dependency, jobs.c.array_task_id).where(
+            jobs.c.state == PENDING, jobs.c.dependency.is_not(None)
+        )
         with self._read() as conn:
-            return {r.id: r.dependency for r in conn.execute(query)}
+            return {r.id: DependencyTarget(r.dependency, r.array_task_id) for r in conn.execute(query)}
 
-    def dependencies_of(self, ids: Iterable[int]) -> dict[int, str | None]:
+    def dependencies_of(self, ids: Iterable[int]) -> dict[int, DependencyTarget | None]:
         """Of the jobs `ids` that exist: the dependency of each that has not started (None for
         one without, or one that started)."""
         id_list = list(set(ids))
-        out: dict[int, str | None] = {}
+        out: dict[int, DependencyTarget | None] = {}
         with self._read() as conn:
             for chunk_start in range(0, len(id_list), _IN_CHUNK):
                 chunk = id_list[chunk_start : chunk_start + _IN_CHUNK]
-                query = select(jobs.c.id, jobs.c.dependency, jobs.c.start_time).where(jobs.c.id.in_(chunk))
+                query = select(jobs.c.id, jobs.c.dependency, jobs.c.array_task_id, jobs.c.start_time).where(
+                    jobs.c.id.in_(chunk)
+                )
                 for r in conn.execute(query):
-                    out[r.id] = r.dependency if r.start_time is None else None
+                    waiting = r.dependency and r.start_time is None
+                    out[r.id] = DependencyTarget(r.dependency, r.array_task_id) if waiting else None
         return out
 
     def job_summaries(self, ids: Iterable[int]) -> dict[int, JobSummary]:

@@ -137,6 +137,14 @@ class KeyedSubmission:
 
 
 @dataclass(frozen=True, slots=True)
+class DependencyTarget:
+    """A job's dependency as submitted, and its own array task id (what aftercorr pairs)."""
+
+    text: str
+    array_task_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SingletonState:
     """Jobs of one (user, name): whether one runs, and the lowest id among the pending ones."""
 
