@@ -14,6 +14,8 @@ and must not be what is measured.
   pass        one scheduler pass (the pure policy, with backfill) over 10,000 and 100,000 pending
               jobs, 1,000 running with time limits on 100 nodes (see also bench/simulate.py)
   loop        one full scheduler pass through the store (load + decide + apply) over 10,000
+  dependencies  the dependency resolution of one pass: a 10,000-task array depending on another
+              (afterok on the whole array, aftercorr task by task)
 
 With --containment MODE the workers contain jobs as told (CONDUCTOR_CONTAINMENT: auto, cgroup-v2,
 cgroup-v1, none); by default they choose (auto: cgroups where they can). With --job-starter
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import gc
 import json
 import os
@@ -717,6 +720,48 @@ def bench_priority(count: int = 100_000) -> None:
     )
 
 
+def _count_statement(statements: list[str], conn: object, cursor: object, statement: str, *rest: object) -> None:
+    statements.append(statement)
+
+
+def bench_dependencies(tasks: int = 10_000) -> None:
+    """Dependency resolution through the store, as each scheduler pass runs it: a pending array
+    of `tasks` tasks depending on another array of as many (afterok on the whole array, then
+    aftercorr task by task), on SQLite (or --database-url's scratch database)."""
+    from sqlalchemy import event
+
+    from conductor.scheduler.dependencies import resolve_dependencies
+    from conductor.store import Store
+
+    for kind in ("afterok", "aftercorr"):
+        with contextlib.ExitStack() as stack:
+            if DATABASE_URL is not None:
+                url = stack.enter_context(scratch_database(DATABASE_URL))
+            else:
+                url = "sqlite:///" + str(Path(stack.enter_context(tempfile.TemporaryDirectory())) / "deps.db")
+            store = Store(url)
+            stack.callback(store.close)
+            store.migrate()
+            base = {"name": "arr", "user_name": "ann", "partition": "debug", "cpus_per_task": 1, "work_dir": "/tmp",
+                    "script": "#!/bin/bash\ntrue\n", "environment": "{}", "array_spec": f"0-{tasks - 1}"}
+            first = store.submit([{**base, "array_task_id": t} for t in range(tasks)])
+            store.submit([{**base, "dependency": f"{kind}:{first[0]}", "array_task_id": t} for t in range(tasks)])
+            pending = store.pending_for_scheduling()
+            statements: list[str] = []
+            event.listen(store.engine, "after_cursor_execute", functools.partial(_count_statement, statements))
+            timings, counts = [], []
+            for _ in range(5):
+                statements.clear()
+                t0 = time.perf_counter()
+                resolve_dependencies(store, pending)
+                timings.append(time.perf_counter() - t0)
+                counts.append(len(statements))
+            print(
+                f"dependencies: {tasks:,} pending tasks {kind} on an array of {tasks:,}: median "
+                f"{statistics.median(timings) * 1000:.0f} ms a pass, {max(counts)} queries"
+            )
+
+
 BENCHMARKS = {
     "latency": bench_latency,
     "throughput": bench_throughput,
@@ -727,6 +772,7 @@ BENCHMARKS = {
     "sharing": bench_sharing,
     "sharing-accounts": lambda: bench_sharing(accounts=True),
     "loop": bench_loop,
+    "dependencies": bench_dependencies,
 }
 
 

@@ -245,10 +245,16 @@ def test_a_login_name_with_capitals_is_charged_to_its_lower_case_association() -
     assert rows[0]["account"] == "admin"
     with pytest.raises(Forbidden, match="Invalid account"):
         check_rows(enforce, [dict(rows[0], user_name="JDoe", account=None)], _Active())
-    # The association's MaxJobs holds the job of JSmith in a pass.
+    # The association's MaxJobs holds the job of JSmith in a pass, whichever spelling runs.
     limits = Limits(qos={"normal": QosLimit()}, accounting=a)
     tracker = LimitTracker(limits, {}, {("JSmith", "admin"): Usage(jobs=1, cpus=1)})
     assert tracker.check("p", "JSmith", None, 1, 0, 60, "admin") == ASSOC_MAX_JOBS
+    assert LimitTracker(limits, {}, {("jsmith", "admin"): Usage(jobs=1, cpus=1)}).check(
+        "p", "JSmith", None, 1, 0, 60, "admin") == ASSOC_MAX_JOBS
+    spelled = LimitTracker(limits, {}, {})
+    assert spelled.check("p", "jsmith", None, 1, 0, 60, "admin") is None
+    spelled.started("jsmith", None, 1, 0, "admin")
+    assert spelled.check("p", "JSmith", None, 1, 0, 60, "admin") == ASSOC_MAX_JOBS
     # Its usage counts in the association's fair share, not for a user of its own under root.
     multifactor = Multifactor(PriorityConfig(weights=Weights(fairshare=10000), accounting=a),
                               {("JSmith", "admin"): 500.0, ("dave", "admin"): 0.0}, cluster_cpus=8, cluster_nodes=1)

@@ -152,7 +152,9 @@ class Accounting:
 
         groups: list[tuple[tuple[str, str], int | None, int | None]] = []
         if assoc.limits.grp_cpus is not None or assoc.limits.grp_memory_mb is not None:
-            groups.append(((user, account), assoc.limits.grp_cpus, assoc.limits.grp_memory_mb))
+            # Keyed by the association's user: logins of two spellings share its counts.
+            groups.append(((self.association_user(user, account), account), assoc.limits.grp_cpus,
+                           assoc.limits.grp_memory_mb))
         for a in self.path(account):
             if a.limits.grp_cpus is not None or a.limits.grp_memory_mb is not None:
                 groups.append(((NO_ACCOUNT, a.name), a.limits.grp_cpus, a.limits.grp_memory_mb))

@@ -110,10 +110,11 @@ class AssociationCounts:
         for (user, account), u in running.items():
             self.add(user, account, u.jobs, u.cpus, u.memory_mb)
             if account:
-                self.submitted[(user, account)] = self.submitted.get((user, account), 0) + u.jobs
+                key = (accounting.association_user(user, account), account)
+                self.submitted[key] = self.submitted.get(key, 0) + u.jobs
 
     def limits(self, user: str, account: str) -> ResolvedLimits | None:
-        key = (user, account)
+        key = (self._accounting.association_user(user, account), account)
         if key not in self._resolved:
             self._resolved[key] = self._accounting.resolve(user, account)
         return self._resolved[key]
@@ -125,6 +126,9 @@ class AssociationCounts:
         if not account or self._accounting.association(user, account) is None:
             return
         held = self.held
+        # Keyed by the association's user (a login with capitals counts under its lower-case
+        # association, whichever spelling its jobs carry).
+        user = self._accounting.association_user(user, account)
         add_usage(held.setdefault((user, account), Usage()), jobs, cpus, memory_mb)
         for a in self._accounting.path(account):
             add_usage(held.setdefault((NO_ACCOUNT, a.name), Usage()), jobs, cpus, memory_mb)
@@ -137,7 +141,7 @@ class AssociationCounts:
         resolved = self.limits(user, account)
         if resolved is None:
             return None
-        key = (user, account)
+        key = (self._accounting.association_user(user, account), account)
         submitted = self.submitted.get(key, 0) + 1
         self.submitted[key] = submitted
         if resolved.max_wall is not None and seconds > resolved.max_wall:

@@ -245,7 +245,7 @@ def explain_account_limit(
     who = job.user_name
     cpus = job.cpus_per_task * job.ntasks
     memory = job.memory_per_node_mb or (job.memory_per_cpu_mb or 0) * cpus
-    held = counts.held.get((who, account), Usage())
+    held = counts.held.get((accounting.association_user(who, account), account), Usage())
     reason = job.reason
     if reason == ASSOC_MAX_WALL:
         return [f"Its time limit ({format_time_limit(job.time_limit)}) exceeds the MaxWall of {who}'s association "
