@@ -303,7 +303,7 @@ def test_views_show_each_condition_as_slurmctld_does(server: ConductorProcess, a
         assert run("squeue", "-h", "-o", "%E", "-j", str(both)).strip() == (
             f"afterok:{blocker}(failed),afterok:{array}_*(unfulfilled)"
         )
-        for bad in ("x", "0", "1 2", "", "-3", ",".join(str(i) for i in range(1, 1003))):
+        for bad in ("x", "0", "1 2", "", "-3", "9" * 5000, str(2**63), ",".join(str(i) for i in range(1, 1003))):
             refused = api.http.get("/jobs/dependencies", params={"job_id": bad})
             assert refused.status_code in (400, 422) and "job_id" in refused.text, refused.text
         found = api.http.get("/jobs/dependencies", params={"job_id": f"{never},{blocker},999999999"}).json()

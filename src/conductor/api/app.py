@@ -554,7 +554,7 @@ def _dependency_route(app: FastAPI, ctx: AppContext, error_responses: dict[int |
         names = _csv(job_id, "job_id") or []
         ids = []
         for name in names:
-            if not name.isascii() or not name.isdigit() or not 0 < int(name) < 2**63:
+            if not name.isascii() or not name.isdigit() or len(name) > 19 or not 0 < int(name) < 2**63:
                 raise Invalid(f"'{name[:40]}' is not a job id (a whole number from 1)", field="job_id")
             ids.append(int(name))
         if not ids or len(set(ids)) > MAX_DEPENDENCY_IDS:
