@@ -32,11 +32,11 @@ from conductor.errors import ConductorError
 
 PROG = "sbatch"
 
-# Options we parse because tools send them, but whose effect this single-cluster system does not
-# have. Each one is accepted with a warning naming what is ignored (Slurm would honour them).
 # The one cluster's name, as jobs are given it (SLURM_CLUSTER_NAME; conductor.domain.jobfiles'
 # CLUSTER_NAME, not imported: sbatch starts fast).
 CLUSTER = "conductor"
+# Options we parse because tools send them, but whose effect this single-cluster system does not
+# have. Each one is accepted with a warning naming what is ignored (Slurm would honour them).
 _IGNORED_WITH_WARNING: dict[str, str] = {
     "constraint": "node features are not used here; --constraint is ignored",
     "nodelist": "--nodelist is ignored; the scheduler picks the node",

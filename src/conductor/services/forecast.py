@@ -692,6 +692,7 @@ def _explain_dependency(text: str, targets: Mapping[int, JobSummary], *, never: 
     # As the scheduler sees them: a task by its array and index, an array's id as the whole
     # array (its tasks folded), and aftercorr's task of the job's own index where there is one.
     found = statuses_for(refs | corresponding_refs(dependency, array_task_id), targets.values())
+    arrays = {t.array_job_id for t in targets.values() if t.array_job_id is not None}
     for term in dependency.terms:
         if term.type == "singleton":
             lines.append("  singleton: no other job of the same name and user may run first.")
@@ -704,6 +705,6 @@ def _explain_dependency(text: str, targets: Mapping[int, JobSummary], *, never: 
                     continue
             status = found.get(ref)
             state = status.state if status is not None else "unknown (purged?)"
-            what = "array" if ref.task_id is None and any(t.array_job_id == ref.job_id for t in targets.values()) else "job"
+            what = "array" if ref.task_id is None and ref.job_id in arrays else "job"
             lines.append(f"  {term.type}:{ref} - {what} {ref} is {state}.")
     return lines
