@@ -341,10 +341,11 @@ def test_submit_does_not_wait_for_the_launcher(tmp_path: Path) -> None:
     with stopped_launcher(tmp_path, 30.0) as (rig, stuck):
         began = time.monotonic()
         rig.launcher.submit([rig.request(1, "echo ran\n"), rig.request(2, "exit 3\n")])
-        assert time.monotonic() - began < 1.0
+        # Waiting for the stopped launcher would take its 30 s: the bounds leave room for a busy host.
+        assert time.monotonic() - began < 10
         assert rig.launcher.pending() and rig.launcher.outcomes() == {}
         due = rig.launcher.deadline()
-        assert due is not None and 29 < due - time.monotonic() <= 30
+        assert due is not None and 20 < due - time.monotonic() <= 30
         os.kill(stuck, signal.SIGCONT)
         outcomes: dict[int, Started | str] = {}
 
