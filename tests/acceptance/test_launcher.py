@@ -211,6 +211,17 @@ def test_identity_is_pid_and_start_time(rig: Rig) -> None:
     assert not is_process(started.pid, started.ticks)
 
 
+def test_the_job_is_told_its_own_pid_as_slurm_tells_a_task(rig: Rig) -> None:
+    # SLURM_TASK_PID, as slurmstepd sets it; one inherited from a job it was submitted from is replaced.
+    script = "echo $SLURM_TASK_PID $$ ${#SLURM_TASK_PID}\nenv | grep -c '^SLURM_TASK_PID='\n"
+    requests = [rig.request(1, script), rig.request(2, script, env={"PATH": "/usr/bin:/bin", "SLURM_TASK_PID": "7"})]
+    started = _started(rig.launcher.launch(requests))
+    _wait(lambda: rig.ended(1) and rig.ended(2))
+    for job_id in (1, 2):
+        pid = started[job_id].pid
+        assert rig.output(job_id) == f"{pid} {pid} {len(str(pid))}\n1\n"
+
+
 def test_spare_status_file_is_emptied_and_reused(rig: Rig) -> None:
     spare = rig.status_dir / "spare_7"
     spare.write_text("start 1 2 3 4\nexit 9 0 0.00 0.00\n")

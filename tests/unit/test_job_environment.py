@@ -56,3 +56,12 @@ def test_srun_appends_as_its_option_or_the_job_says() -> None:
     assert _appends("Append", {}) is True
     with pytest.raises(UsageError, match="Invalid --open-mode argument"):
         _appends("sometimes", {})
+
+
+def test_a_task_of_srun_is_not_given_the_batch_scripts_pid() -> None:
+    # SLURM_TASK_PID in the job is the batch script's: a task that signalled it would signal its job.
+    from conductor.cli.srun import task_environment
+
+    base = {"SLURM_TASK_PID": "4242", "SLURM_JOB_ID": "7"}
+    env = task_environment(base, rank=1, ntasks=2, step_id=0, cpus_per_task=None, job_name=None)
+    assert "SLURM_TASK_PID" not in env and env["SLURM_JOB_ID"] == "7" and env["SLURM_PROCID"] == "1"

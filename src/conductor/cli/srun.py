@@ -231,6 +231,9 @@ def task_environment(
 ) -> dict[str, str]:
     """The SLURM_* variables one task of a step sees, on top of the job's environment."""
     env = dict(base)
+    # The batch script's own pid, which Popen cannot replace with the task's before the exec:
+    # wrong for a task, so not given (slurmstepd gives each task its own).
+    env.pop("SLURM_TASK_PID", None)
     node_list = (
         base.get("SLURM_JOB_NODELIST") or base.get("SLURM_NODELIST") or "localhost"
     )

@@ -360,7 +360,9 @@ class Launcher:
                 signal.signal(signal.SIGPIPE, signal.SIG_DFL)
                 signal.pthread_sigmask(signal.SIG_SETMASK, ())
                 os.closerange(3, MAX_FD)
-                os.execve(spec.argv[0], spec.argv, environment(spec.env))
+                env = environment(spec.env)
+                env[b"SLURM_TASK_PID"] = b"%d" % os.getpid()  # as starter.c: the task's own pid
+                os.execve(spec.argv[0], spec.argv, env)
             except BaseException as exc:  # noqa: BLE001
                 why = exc.strerror if isinstance(exc, OSError) else repr(exc)
                 try:

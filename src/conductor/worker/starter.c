@@ -174,6 +174,12 @@ static int same(const char *a, const char *b) {
     return *a == *b;
 }
 
+static int starts_with(const char *s, const char *prefix) {
+    while (*prefix && *s == *prefix)
+        s++, prefix++;
+    return !*prefix;
+}
+
 static char *decimal(char *buffer, long long value) { /* buffer of 24 */
     char digits[24];
     int n = 0;
@@ -508,11 +514,22 @@ __attribute__((noreturn, used)) void start(long *stack) {
     char *cgroup = field[1], *groups = field[5];
     char **command = field + FIXED;
     long long variables = count - FIXED - argn;
-    char **environment = sys_alloc(((unsigned long)variables + 1) * sizeof *environment);
+    char **environment = sys_alloc(((unsigned long)variables + 2) * sizeof *environment);
     if (!environment)
         fail("launch failed: out of memory", NULL);
     memcpy(environment, command + argn, (size_t)variables * sizeof *environment);
-    environment[variables] = NULL;
+    /* The task's own pid, as slurmstepd gives each task: known only here. One the job was
+       submitted with (from inside another job) is replaced. */
+    char task_pid[48] = "SLURM_TASK_PID=";
+    decimal(task_pid + length(task_pid), SYS(getpid, 0, 0, 0, 0));
+    long long slot = variables;
+    for (long long i = 0; i < variables; i++)
+        if (starts_with(environment[i], "SLURM_TASK_PID=")) {
+            slot = i;
+            break;
+        }
+    environment[slot] = task_pid;
+    environment[slot == variables ? variables + 1 : variables] = NULL;
     command[argn] = NULL; /* execve reads the command's arguments up to here */
 
     if (*cgroup)
