@@ -202,3 +202,43 @@ def test_slurmrestd_mail_type_list_is_checked() -> None:
     assert message.startswith("mail_type: ") and "'FOO' is not a mail type" in message
     accepted = _parse_submit({"script": SCRIPT, "job": {"mail_type": ["BEGIN", "END"]}})
     assert isinstance(accepted[0], SubmitRequest) and accepted[0].job.mail_type == "BEGIN,END"
+
+
+# ---- the task count and CPUs per task in the batch environment -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "ntasks", "cpus_per_task"),
+    [
+        ([], None, None),  # as real Slurm's batch step: neither variable (reference output of sbatch --wrap)
+        (["-n", "1"], "1", None),
+        (["-c", "2"], None, "2"),
+        (["-n", "2", "-c", "1"], "2", "1"),
+        (["--ntasks-per-node=2"], "2", None),  # env_array_for_batch_job counts these as tasks asked for
+    ],
+)
+def test_the_batch_environment_has_the_task_count_and_cpus_only_when_asked(
+    argv: list[str], ntasks: str | None, cpus_per_task: str | None
+) -> None:
+    import dataclasses
+
+    from conductor.domain.job import Job
+    from conductor.domain.jobfiles import job_environment
+
+    row = row_for(sbatch_job(argv))
+    values: dict[str, Any] = {f.name: row.get(f.name) for f in dataclasses.fields(Job)}
+    values.update(id=9, state="RUNNING", reason="None", allocated_cpus=2, restart_count=0, launched=True)
+    env = job_environment(Job(**values), node="n1", cpu_ids="0-1")
+    assert (env.get("SLURM_NTASKS"), env.get("SLURM_NPROCS"), env.get("SLURM_CPUS_PER_TASK")) == (
+        ntasks, ntasks, cpus_per_task
+    )
+    assert env["SLURM_TASKS_PER_NODE"] == (ntasks or "1")  # always, as slurmd sets it
+
+
+def test_a_job_stored_before_the_record_of_what_was_asked_keeps_both_variables() -> None:
+    from test_job_environment import job
+
+    from conductor.domain.jobfiles import job_environment
+
+    env = job_environment(job(ntasks=3, cpus_per_task=2, extra='{"submit_dir": "/tmp"}'), node="n1", cpu_ids="0-5")
+    assert (env["SLURM_NTASKS"], env["SLURM_CPUS_PER_TASK"]) == ("3", "2")
