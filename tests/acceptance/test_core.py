@@ -203,7 +203,7 @@ def test_job_environment_is_clean(start_conductor: object, tmp_path: Path) -> No
     assert env["SLURM_JOB_ID"] == str(job_id)
     assert env["SLURM_JOB_NAME"] == "envjob"
     assert env["SLURM_CPUS_PER_TASK"] == "2"
-    assert "SLURM_NTASKS" not in env  # not asked for: as slurmd's batch environment
+    assert env["SLURM_NTASKS"] == "1"
     assert env["SLURM_SUBMIT_DIR"] == str(tmp_path)
     # Bound to its CPUs, threaded libraries count them, and OMP_NUM_THREADS is left alone as
     # Slurm leaves it; unbound, it is the task's share.

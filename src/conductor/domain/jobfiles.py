@@ -108,13 +108,6 @@ def job_environment(
         "CONDUCTOR_CPU_IDS": cpu_ids,
         "SLURM_RESTART_COUNT": str(job.restart_count or 0),
     }
-    # As env_array_for_batch_job: the task count and CPUs per task only when the job asked for
-    # them (ntasks_per_node counts as asking for tasks); a script reads "not given" from their absence.
-    unrequested = extra.get("unrequested") or ()
-    if "ntasks" in unrequested:
-        del slurm["SLURM_NTASKS"], slurm["SLURM_NPROCS"]
-    if "cpus_per_task" in unrequested:
-        del slurm["SLURM_CPUS_PER_TASK"]
     slurm.update(_batch_extras(job, node, env))
     if job.uid is not None:
         slurm["SLURM_JOB_UID"] = str(job.uid)

@@ -239,10 +239,6 @@ def build_rows(
             "submit_dir": _submit_directory(job, work_dir),
             "command": job.command,
             "argv": job.argv,
-            # What slurmd leaves out of the batch environment when the job did not ask for it
-            # (SLURM_NTASKS, SLURM_CPUS_PER_TASK); recorded as what was not given, so that jobs
-            # stored before it keep the variables they had.
-            "unrequested": [name for name in ("ntasks", "cpus_per_task") if name not in job.model_fields_set],
         }.items()
         if v
     }
