@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from conductor.domain.text import is_text, printable
+
 # name -> module; the module's main(argv) does the work.
 COMMANDS: dict[str, str] = {
     "up": "conductor.commands.up",
@@ -92,6 +94,15 @@ def main(argv: list[str] | None = None) -> int:
     if module_name is None:
         sys.stderr.write(f"conductor: unknown command '{name}'\n{USAGE}")
         return 2
+    if name != "srun":  # srun runs its command here: a file name of any bytes is the command's business
+        for arg in args[1:]:
+            if not is_text(arg):
+                shown = printable(arg.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"))
+                sys.stderr.write(
+                    f"{name}: error: argument '{shown}' is not UTF-8 text: names, paths and filters go to the "
+                    "server as text\n"
+                )
+                return 1
     module = importlib.import_module(module_name)
     result: int = module.main(args[1:])
     return result

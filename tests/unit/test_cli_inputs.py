@@ -396,3 +396,49 @@ def test_explain_checks_its_job_id_before_asking(argv: list[str], said: str, cap
     from conductor.cli import explain
 
     assert said in refused(explain.main, argv, capsys)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "rule"),
+    [
+        *[("CONDUCTOR_URL", url, "the port must be a number from 1 to 65535")
+          for url in ("http://127.0.0.1:99999", "http://127.0.0.1:-1", "http://127.0.0.1:0", "http://h:\u0661")],
+        *[("CONDUCTOR_TOKEN", token, "invalid token (CONDUCTOR_TOKEN or the token file)")
+          for token in ("caf\udce9", "tok\r\nX-Admin: 1", "a b", "t\u00e9")],
+    ],
+)
+def test_a_url_or_token_the_request_cannot_carry_is_refused_in_words(
+    variable: str, value: str, rule: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A port out of range was an OverflowError, a token of bytes that are not UTF-8 a
+    # UnicodeEncodeError; a line break in a token would have added a header of its own.
+    monkeypatch.setenv(variable, value)
+    assert rule in refused(squeue.main, [], capsys)
+
+
+def test_arguments_that_are_not_utf8_are_refused_by_name_before_anything_runs() -> None:
+    for argv in (["squeue", "-p", "a\udcff"], ["scontrol", "update", "PartitionName=\udcff", "State=DOWN"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "conductor", *argv], capture_output=True, text=True, errors="backslashreplace"
+        )
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        assert "is not UTF-8 text" in done.stderr and "\\xff" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("SLURM_NTASKS", "abc"), ("SLURM_NTASKS", "1\n2"), ("SLURM_NPROCS", "\u0663"), ("SLURM_NTASKS", "9" * 20)],
+)
+def test_srun_refuses_a_task_count_in_its_environment_it_cannot_read(
+    name: str, value: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A traceback from int(), or, for 10^20 tasks with no CPU count beside it, a loop that
+    # started processes until the machine gave out.
+    from conductor.cli import srun
+
+    monkeypatch.setenv("SLURM_JOB_ID", "5")
+    monkeypatch.delenv("SLURM_NTASKS", raising=False)
+    monkeypatch.delenv("SLURM_CPUS_ON_NODE", raising=False)
+    monkeypatch.delenv("SLURM_JOB_CPUS_PER_NODE", raising=False)
+    monkeypatch.setenv(name, value)
+    assert "for SLURM_NTASKS (1 to 100000)" in refused(srun.main, ["true"], capsys)

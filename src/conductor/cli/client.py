@@ -188,11 +188,14 @@ def _skip(name: str, path: str, why: str) -> None:
     os.write(2, f"conductor: not using the {name} in {path}: {why}\n".encode())
 
 
-def _quote(value: str) -> str:
-    """Percent-encode a query value (what urllib.parse.quote does, without importing it)."""
+def quote(value: str) -> str:
+    """Percent-encode a query value or a path segment (as urllib.parse.quote with only ',' and
+    ':' safe besides letters, digits and '_.-~', without importing it)."""
     safe = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~,:"
     return "".join(
-        c if c in safe else "".join(f"%{b:02X}" for b in c.encode()) for c in value
+        # surrogateescape: a value read from the environment may hold bytes that are not UTF-8;
+        # they go as they are, and match nothing.
+        c if c in safe else "".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogateescape")) for c in value
     )
 
 
@@ -212,10 +215,9 @@ def split_url(url: str) -> tuple[str, str, int, str]:
         host, _, port_text = hostport.rpartition(":")
     if not host:
         raise ConnectionFailed(f"invalid CONDUCTOR_URL '{url}' (no host)")
-    try:
-        port = int(port_text) if port_text else (443 if scheme == "https" else 80)
-    except ValueError:
-        raise ConnectionFailed(f"invalid CONDUCTOR_URL '{url}' (bad port)") from None
+    if port_text and not (port_text.isascii() and port_text.isdigit() and 0 < int(port_text) < 65536):
+        raise ConnectionFailed(f"invalid CONDUCTOR_URL '{url}' (the port must be a number from 1 to 65535)")
+    port = int(port_text) if port_text else (443 if scheme == "https" else 80)
     return scheme, host, port, ("/" + path).rstrip("/") if slash else ""
 
 
@@ -306,6 +308,13 @@ class Client:
         self.url = (url or base_url()).rstrip("/")
         self._scheme, self._host, self._port, self._prefix = split_url(self.url)
         self._token = token if token is not None else read_token(self.url)
+        if self._token is not None and not all("!" <= c <= "~" for c in self._token):
+            # It goes into a header line: a space, a line break or a byte beyond ASCII would
+            # break the request (or add a header of its own).
+            raise ConnectionFailed(
+                "invalid token (CONDUCTOR_TOKEN or the token file): it must be printable ASCII without spaces, "
+                "as `conductor token create` prints it"
+            )
         self._sock: Any = None
         self._buffer = b""
         self._large_bodies = 0  # bodies of _LARGE_BODY or more decoded so far
@@ -519,7 +528,7 @@ class Client:
         target = self._prefix + path
         if query:
             pairs = [
-                f"{_quote(str(k))}={_quote(str(v))}"
+                f"{quote(str(k))}={quote(str(v))}"
                 for k, v in query.items()
                 if v is not None and v != ""
             ]

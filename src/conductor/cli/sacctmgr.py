@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 
+from conductor.cli.client import quote
 from conductor.cli.common import SLURM_VERSION, UsageError, empty_format, field_width, run, split_list
 from conductor.cli.getopt import Option, OptionTable, getopt_long
 
@@ -562,7 +563,7 @@ def _modify_account(rest: list[str]) -> Change:
         lines += [" Modified accounts...\n", *(f"  {n}\n" for n in names)]
     if set(changes) - {"description", "organization"}:
         lines += [" Modified account associations...\n", *(f"  C = {CLUSTER:<10} A = {n}\n" for n in names)]
-    calls = [Call("PATCH", f"/accounting/accounts/{n}", body) for n in names]
+    calls = [Call("PATCH", f"/accounting/accounts/{quote(n)}", body) for n in names]
     return Change("".join(lines), calls)
 
 
@@ -582,7 +583,7 @@ def _delete_account(rest: list[str]) -> Change:
     if ROOT in names:
         raise UsageError("You are not allowed to remove the root account")
     lines = [" Deleting accounts...\n", *(f"  {n}\n" for n in names)]
-    return Change("".join(lines), [Call("DELETE", f"/accounting/accounts/{n}") for n in names])
+    return Change("".join(lines), [Call("DELETE", f"/accounting/accounts/{quote(n)}") for n in names])
 
 
 # -- users
@@ -683,7 +684,7 @@ def _modify_user(rest: list[str]) -> Change:
         lines.append(" Modified user associations...\n")
         lines += [f"  C = {CLUSTER:<10} A = {a or '(every account)':<20} U = {u:<9}\n"
                   for u in users for a in (accounts or [""])]
-    calls = [Call("PATCH", f"/accounting/users/{u}", body, {"account": a} if a else None)
+    calls = [Call("PATCH", f"/accounting/users/{quote(u)}", body, {"account": a} if a else None)
              for u in users for a in (accounts or [""])]
     return Change("".join(lines), calls)
 
@@ -702,7 +703,7 @@ def _delete_user(rest: list[str]) -> Change:
         lines += [f"  C = {CLUSTER:<10} A = {a:<10} U = {u:<9}\n" for u in users for a in accounts]
     else:
         lines = [" Deleting users...\n", *(f"  {u}\n" for u in users)]
-    calls = [Call("DELETE", f"/accounting/users/{u}", None, {"account": a} if a else None)
+    calls = [Call("DELETE", f"/accounting/users/{quote(u)}", None, {"account": a} if a else None)
              for u in users for a in (accounts or [""])]
     return Change("".join(lines), calls)
 
@@ -754,7 +755,7 @@ def _modify_qos(rest: list[str]) -> Change:
     _need_names(names, "qos", "modify")
     body = _clears(changes)
     lines = [" Modified qos...\n", *(f"  {n}\n" for n in names)]
-    return Change("".join(lines), [Call("PATCH", f"/accounting/qos/{n}", body) for n in names])
+    return Change("".join(lines), [Call("PATCH", f"/accounting/qos/{quote(n)}", body) for n in names])
 
 
 def _delete_qos(rest: list[str]) -> Change:
@@ -771,7 +772,7 @@ def _delete_qos(rest: list[str]) -> Change:
     if not names:
         raise UsageError("No conditions given to remove, not executing: delete qos NAME")
     lines = [" Deleting QOS(s)...\n", *(f"  {n}\n" for n in names)]
-    return Change("".join(lines), [Call("DELETE", f"/accounting/qos/{n}") for n in names])
+    return Change("".join(lines), [Call("DELETE", f"/accounting/qos/{quote(n)}") for n in names])
 
 
 # -- helpers of the changes

@@ -299,10 +299,13 @@ def main(argv: list[str]) -> int:
     return run(PROG, lambda: _main(argv))
 
 
+MAX_COUNT = 100_000  # tasks or CPUs a task: the API's bound on a job's tasks
+
+
 def _positive(value: str | None, what: str) -> int:
     text = (value or "").strip()
-    if not text.isdigit() or int(text) <= 0:
-        raise UsageError(f'Invalid numeric value "{value}" for {what}.')
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) <= MAX_COUNT:
+        raise UsageError(f'Invalid numeric value "{value}" for {what} (1 to {MAX_COUNT}).')
     return int(text)
 
 
@@ -337,7 +340,7 @@ def _main(argv: list[str]) -> int:
     ntasks = (
         _positive(opts["ntasks"], "number of tasks")
         if opts.get("ntasks")
-        else int(env.get("SLURM_NTASKS") or env.get("SLURM_NPROCS") or 1)
+        else _positive(env.get("SLURM_NTASKS") or env.get("SLURM_NPROCS") or "1", "SLURM_NTASKS")
     )
     cpus_per_task = (
         _positive(opts["cpus_per_task"], "cpus-per-task")

@@ -40,3 +40,13 @@ def control_character_problem(text: str) -> str | None:
 def printable(text: str) -> str:
     """`text` with every control character replaced by '?'."""
     return text.translate(_AS_PRINTABLE)
+
+
+def is_text(value: str) -> bool:
+    """Whether `value` is text: Python decodes bytes of argv and the environment that are not
+    UTF-8 as lone surrogates, which no UTF-8 encoding takes."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
