@@ -638,6 +638,31 @@ def test_scontrol_requeue_runs_the_job_again(cli: Cli) -> None:
     assert cli("squeue", "-h", "-j", str(sleeper), "-o", "%r").stdout.strip().startswith("JobHeld")
 
 
+def test_sbatch_passes_exported_functions_and_leaves_out_what_is_not_text(cli: Cli) -> None:
+    # Lmod and Environment Modules export `module` as a bash function: the job has it, as in
+    # Slurm. A variable the API cannot take (bytes that are not UTF-8) is left out with a
+    # warning, not a refusal of every submission.
+    cli.env["BASH_FUNC_greet%%"] = "() {  echo hi-from-greet\n}"
+    cli.env["LATIN"] = "caf\udce9"  # the byte 0xe9, as the process environment holds it
+    script = "#!/bin/bash\ngreet\necho latin=${LATIN-unset}\n"
+    done = cli("sbatch", "--parsable", "-o", "functions.out", stdin=script)
+    assert "environment variable LATIN not passed to the job: not UTF-8 text" in done.stderr
+    job_id = int(done.stdout)
+    assert cli.wait_state(job_id, TERMINAL) == "COMPLETED"
+    assert (cli.cwd / "functions.out").read_text() == "hi-from-greet\nlatin=unset\n"
+
+
+def test_filters_of_bytes_that_are_not_text_match_nothing_or_are_refused(cli: Cli) -> None:
+    cli.env["SQUEUE_PARTITION"] = "\udcff"  # from the environment: sent as it is, it matches nothing
+    done = cli("squeue", "-h")
+    assert done.stdout == "" and done.stderr == ""
+    del cli.env["SQUEUE_PARTITION"]
+    for argv in (["squeue", "-n", "x\udcff"], ["sacct", "-u", "\udcff"], ["sacctmgr", "-i", "delete", "account", "a\udcff"]):
+        refused = cli(*argv, check=False)
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+        assert f"{argv[0]}: error: argument '" in refused.stderr and "\\xff' is not UTF-8 text" in refused.stderr
+
+
 # --------------------------------------------------------------------------------------- srun
 def test_srun_inside_a_job_runs_ntasks_with_ranks(cli: Cli) -> None:
     shims = cli.cwd / "bin"

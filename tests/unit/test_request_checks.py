@@ -35,6 +35,27 @@ def test_maximum_nodes_takes_counts_and_wrapped_numbers() -> None:
         to_job_description({"minimum_nodes": 2, "maximum_nodes": 1})
 
 
+@pytest.mark.parametrize(
+    ("value", "rule"),
+    [(["bogus"], "unknown flag 'bogus'"), ("nonsense", "unknown flag"), (["FALSE", "USER"], "FALSE contradicts"), ([1], "list")],
+)
+def test_slurmrestd_exclusive_takes_its_flags_only(value: Any, rule: str) -> None:
+    # Any value but ["false"] made the job take a whole node.
+    with pytest.raises(SpecError, match=rule) as caught:
+        to_job_description({"exclusive": value})
+    assert caught.value.field == "exclusive"
+
+
+def test_slurmrestd_exclusive_flags_and_open_mode() -> None:
+    for flags, exclusive in (([], False), (["false"], False), (["FALSE", "false"], False), (["TRUE"], True),
+                             (["user"], True), (["MCS", "TOPO"], True), ("true", True)):
+        assert to_job_description({"exclusive": flags})[0] == {"exclusive": exclusive}, flags
+    assert to_job_description({"open_mode": ["APPEND", "append"]})[0] == {"open_mode": "append"}
+    with pytest.raises(SpecError, match="APPEND, TRUNCATE contradict") as caught:
+        to_job_description({"open_mode": ["append", "truncate"]})
+    assert caught.value.field == "open_mode"
+
+
 @pytest.mark.parametrize("field", ["ntasks", "ntasks_per_node", "nodes", "cpus_per_task", "memory_per_node",
                                    "memory_per_cpu", "time_limit", "priority", "nice"])
 def test_booleans_are_not_numbers_of_a_job(field: str) -> None:
@@ -68,11 +89,15 @@ def test_accounting_free_text_refuses_control_characters(text: str) -> None:
             model.model_validate(body)
 
 
-@pytest.mark.parametrize("name", ["FOO\n", "F\u212a", "\u0661A", "A-B", ""])
-def test_environment_names_are_ascii_words(name: str) -> None:
-    with pytest.raises(SpecError, match="variable name"):
+@pytest.mark.parametrize("name", ["FOO\n", "\x1b]0;x\x07", "A\u0085", "", "A=B"])
+def test_environment_names_are_what_execve_can_pass(name: str) -> None:
+    with pytest.raises(SpecError, match="variable name") as caught:
         _environment({name: "x"}, 10_000)
-    assert _environment({"A_1": "x"}, 10_000) == {"A_1": "x"}
+    assert not any(c in str(caught.value) for c in "\n\x1b\x07\u0085")  # shown with '?'
+    # Exported shell functions (how Lmod and Environment Modules give jobs `module`) and names
+    # bash cannot expand pass, as in Slurm.
+    names = ["A_1", "BASH_FUNC_module%%", "A-B", "F\u212a", "\u0661A"]
+    assert _environment(dict.fromkeys(names, "x"), 10_000) == dict.fromkeys(names, "x")
 
 
 @pytest.mark.parametrize("nodes", ["3-2", "\u0661", "1\n-2", "1" * 5000, "1-" + "2" * 10])

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 from conductor.cli.getopt import GetoptError, Option, OptionTable, getopt_long
 from conductor.domain.errors import SpecError
 from conductor.domain.mail import mail_type_problem
+from conductor.domain.text import first_control_character, is_text, printable
 from conductor.errors import ConductorError
 
 PROG = "sbatch"
@@ -564,6 +565,21 @@ def _export_environment(spec: str, environ: Mapping[str, str]) -> dict[str, str]
     return env
 
 
+def unreadable_variables(env: dict[str, str]) -> list[str]:
+    """Take out of `env` the variables the API would refuse: a name or value that is not UTF-8
+    (bytes of the process environment, decoded as surrogates; the API takes text) or a name
+    with a control character. Their names, as shown on a terminal."""
+    dropped = [
+        name for name, value in env.items()
+        if not is_text(name) or not is_text(value) or first_control_character(name) is not None
+    ]
+    for name in dropped:
+        del env[name]
+    return sorted(
+        printable(name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")) for name in dropped
+    )
+
+
 def build_plan(  # noqa: C901 - one branch per sbatch option
     first: FirstPass,
     script: str,
@@ -761,6 +777,12 @@ def build_plan(  # noqa: C901 - one branch per sbatch option
         # job), not sbatch's.
         export = environ.get("SBATCH_EXPORT") or "ALL"
     job["environment"] = _export_environment(export, environ)
+    dropped = unreadable_variables(job["environment"])
+    if dropped:
+        # Not a refusal: one variable of the login environment nobody thinks of (a Latin-1
+        # value) would otherwise stop every submission.
+        say(f"environment variable{'s' if len(dropped) > 1 else ''} {', '.join(dropped)} not passed to the job: "
+            "not UTF-8 text, or a control character in the name")
 
     script_args = first.operands[1:]
     if script_args:
