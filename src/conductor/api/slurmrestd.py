@@ -313,6 +313,22 @@ def _nodes_with_maximum(nodes: Any, maximum: int) -> Any:
     return nodes  # text ("2-4") says its own maximum; the services check it
 
 
+# slurmrestd's JOB_EXCLUSIVE_FLAGS: each but FALSE gives the job its node alone here.
+_EXCLUSIVE_FLAGS = ("true", "false", "user", "mcs", "topo")
+
+
+def _exclusive(flags: list[str]) -> bool:
+    named = {flag.lower() for flag in flags}
+    unknown = sorted(named - set(_EXCLUSIVE_FLAGS))
+    if unknown:
+        raise SpecError(
+            "exclusive", f"unknown flag '{unknown[0][:40]}'; the flags are {', '.join(f.upper() for f in _EXCLUSIVE_FLAGS)}"
+        )
+    if "false" in named and len(named) > 1:
+        raise SpecError("exclusive", "FALSE contradicts the other flags given")
+    return bool(named) and named != {"false"}
+
+
 def _flag_list(value: Any, field: str) -> list[str]:
     if value is None:
         return []
@@ -392,12 +408,13 @@ def to_job_description(job: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
             if epoch:
                 out["begin_time"] = f"uts{epoch}"
         elif key == "exclusive":
-            flags = [f.lower() for f in _flag_list(value, key)]
-            out["exclusive"] = bool(flags) and flags != ["false"]
+            out["exclusive"] = _exclusive(_flag_list(value, key))
         elif key == "open_mode":
-            flags = [f.lower() for f in _flag_list(value, key)]
-            if flags:
-                out["open_mode"] = flags[0]
+            modes = {f.lower() for f in _flag_list(value, key)}
+            if len(modes) > 1:
+                raise SpecError(key, f"modes {', '.join(sorted(f.upper() for f in modes))} contradict each other")
+            if modes:
+                out["open_mode"] = modes.pop()
         elif key == "mail_type":
             flags = _flag_list(value, key)
             if flags:
