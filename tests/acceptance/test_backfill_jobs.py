@@ -137,6 +137,30 @@ def test_sbatch_test_only_prints_the_plan_without_submitting(server: ConductorPr
     assert len(api.jobs()) == before  # nothing was submitted
 
 
+def test_test_only_judges_the_dependency_as_the_first_pass_would(api: Api, tmp_path: Path) -> None:
+    # It said "would wait with reason Dependency" for a dependency already met.
+    done = api.submit("#!/bin/sh\ntrue\n", current_working_directory=str(tmp_path), standard_output="/dev/null")
+    failed = api.submit("#!/bin/sh\nexit 3\n", current_working_directory=str(tmp_path), standard_output="/dev/null")
+    assert api.wait_state(done, "COMPLETED")["state"] == "COMPLETED"
+    assert api.wait_state(failed, "FAILED")["state"] == "FAILED"
+    busy = submit(api, 1, "10:00", tmp_path)
+    before = len(api.jobs())
+    for dependency, said in (
+        (f"afterok:{done}", "to start at"),
+        (f"afterany:{done}:{failed}", "to start at"),
+        (f"afterok:{failed}", "would wait with reason DependencyNeverSatisfied"),
+        (f"afterok:{done}:{busy}", "would wait with reason Dependency "),
+        (f"afterok:{busy}?afterok:{done}", "to start at"),
+    ):
+        answer = api.http.post(
+            "/jobs/submit",
+            json={"job": {"test_only": True, "dependency": dependency, "current_working_directory": str(tmp_path)},
+                  "script": "#!/bin/sh\ntrue\n"},
+        )
+        assert answer.status_code == 200 and said in answer.json()["message"], (dependency, answer.text)
+    assert len(api.jobs()) == before  # nothing was submitted
+
+
 def test_squeue_priority_is_never_zero_unless_held(server: ConductorProcess, api: Api, tmp_path: Path) -> None:
     later = "now+1hour"
     favoured = submit(api, 1, "1:00", tmp_path, nice=-100, begin_time=later)

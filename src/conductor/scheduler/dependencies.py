@@ -212,6 +212,26 @@ def resolve_dependencies(store: DependencyStore, pending: Sequence[PendingJob], 
         waiting[job_id].dependency = status
 
 
+def dependency_of_new_job(
+    store: JobFacts, text: str, *, job_id: int, user: str, name: str, array_task_id: int | None = None,
+    now: datetime | None = None,
+) -> DependencyStatus:
+    """The status a job not stored yet (`sbatch --test-only`, as `job_id`) would have with the
+    dependency `text`: what the scheduler's first pass would decide for it once stored."""
+    try:
+        dep = parse_dependency(text)
+    except SpecError:
+        return DependencyStatus.NEVER
+    parsed = {job_id: dep}
+    task_ids = {job_id: array_task_id} if array_task_id is not None else {}
+    facts = _gather(store, parsed, task_ids)
+    owners = {job_id: (user, name)} if any(t.type == "singleton" for t in dep.terms) else {}
+    singletons = store.singleton_blockers(set(owners.values())) if owners else {}
+    return evaluate_all(
+        parsed, facts.statuses, now=now or datetime.now(UTC), owners=owners, singletons=singletons, task_ids=task_ids
+    )[job_id]
+
+
 @dataclass(frozen=True, slots=True)
 class _Facts:
     """What evaluating some dependencies needs to know of the jobs around them."""

@@ -462,8 +462,11 @@ def _gap(job: PendingJob, nodes: list[NodeView], reservations: list[Reservation]
     return best, where
 
 
-def pending_job_from_row(row: Mapping[str, Any], job_id: int, now: datetime) -> PendingJob:
-    """The job a submission would store, as the policy sees it (for `--test-only`)."""
+def pending_job_from_row(
+    row: Mapping[str, Any], job_id: int, now: datetime, dependency: DependencyStatus | None = None
+) -> PendingJob:
+    """The job a submission would store, as the policy sees it (for `--test-only`); `dependency`:
+    its dependency's status, as the first pass would find it (default: waiting on it)."""
     cpus = int(row["cpus_per_task"]) * int(row["ntasks"])
     memory = row.get("memory_per_node_mb") or int(row.get("memory_per_cpu_mb") or 0) * cpus
     begin = row.get("begin_time")
@@ -485,9 +488,10 @@ def pending_job_from_row(row: Mapping[str, Any], job_id: int, now: datetime) -> 
         explicit_priority=int(row.get("priority") or 0),
         nice=int(row.get("nice") or 0),
         eligible_time=now.timestamp(),
-        # A new job's dependency has not been decided by any pass yet: it waits on it, as the
-        # stored job would until the scheduler resolves it.
-        dependency=DependencyStatus.WAITING if row.get("dependency") else DependencyStatus.SATISFIED,
+        dependency=(
+            DependencyStatus.SATISFIED if not row.get("dependency")
+            else dependency if dependency is not None else DependencyStatus.WAITING
+        ),
     )
 
 

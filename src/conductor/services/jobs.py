@@ -43,7 +43,7 @@ from conductor.errors import (
     UnknownUser,
 )
 from conductor.monitoring.metrics import JOBS_SUBMITTED
-from conductor.scheduler.dependencies import check_targets, describe_dependencies
+from conductor.scheduler.dependencies import check_targets, dependency_of_new_job, describe_dependencies
 from conductor.scheduler.limits import LIMIT_REASONS
 from conductor.scheduler.policy import DependencyStatus, NodeView, PendingJob
 from conductor.services.forecast import Forecast, Forecaster, explain_waiting, pending_job_from_row
@@ -415,7 +415,12 @@ class JobService:
             if self.forecaster is None:
                 return WouldSubmit(len(rows))
             job_id = self.forecaster.next_job_id()
-            forecast = self.forecaster.forecast(pending_job_from_row(rows[0], job_id, now))
+            first = rows[0]
+            dependency = dependency_of_new_job(
+                self.store, first["dependency"], job_id=job_id, user=first["user_name"], name=first["name"],
+                array_task_id=first.get("array_task_id"), now=now,
+            ) if first["dependency"] else None
+            forecast = self.forecaster.forecast(pending_job_from_row(first, job_id, now, dependency))
             return WouldSubmit(len(rows), forecast, job_id, rows[0]["partition"])
         return submitter.user, rows
 
