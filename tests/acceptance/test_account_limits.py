@@ -67,8 +67,8 @@ def api(server: ConductorProcess) -> Iterator[Api]:
     client.close()
 
 
-def cli(server: ConductorProcess, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = clean_env(CONDUCTOR_URL=server.url, CONDUCTOR_HOME=str(server.home))
+def cli(server: ConductorProcess, cwd: Path, *args: str, **variables: str) -> subprocess.CompletedProcess[str]:
+    env = clean_env(CONDUCTOR_URL=server.url, CONDUCTOR_HOME=str(server.home), **variables)
     return subprocess.run(
         [sys.executable, "-m", "conductor", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=60, check=False
     )
@@ -139,6 +139,9 @@ def test_account_limits_hold_jobs_with_slurms_reasons(server: ConductorProcess, 
     squeue = cli(server, tmp_path, "squeue", "-h", "-t", "PD", "-o", "%i %a %r").stdout.split("\n")
     sprio = cli(server, tmp_path, "sprio", "-h", "-o", "%i %o").stdout.split("\n")
     assert f"{third} physics" in sprio and f"{big} chemistry" in sprio
+    # SPRIO_FORMAT stands for -o when none is given (sprio's opts.c).
+    assert cli(server, tmp_path, "sprio", "-h", SPRIO_FORMAT="%i %o").stdout.split("\n") == sprio
+    assert cli(server, tmp_path, "sprio", "-h", "-o", "%i %o", SPRIO_FORMAT="%o").stdout.split("\n") == sprio
     assert f"{third} physics AssocMaxJobsLimit" in squeue and f"{big} chemistry AssocGrpCpuLimit" in squeue
     # Filtered on account or QOS, in the default format (which shows neither, so the command
     # asks the server for them only to filter).

@@ -515,6 +515,16 @@ def test_sinfo_formats_and_stats(cli: Cli) -> None:
     )
     assert cli("sinfo", "-h", "-o", "%n %c %C %t %P").stdout == f"{NODE} 4 1/3/0/4 mix debug*\n"
     assert cli("sinfo", "-h", "-p", "nosuch").stdout == ""
+    # SINFO_FORMAT stands for -o, after -N; SINFO_PARTITION for -p (sinfo's opts.c); empty is unset.
+    cli.env.update(SINFO_FORMAT="%P %c", SINFO_PARTITION="")
+    assert cli("sinfo", "-h").stdout == "debug* 4\n"
+    assert cli("sinfo", "-h", "-o", "%c").stdout == "4\n"
+    assert cli("sinfo", "-h", "-N").stdout == f"{NODE:<9}      1    debug* mix   \n"
+    cli.env["SINFO_PARTITION"] = "nosuch"
+    assert cli("sinfo", "-h").stdout == ""
+    cli.env.update(SINFO_FORMAT="%99999999999c", SINFO_PARTITION="")
+    wide = cli("sinfo", check=False)
+    assert wide.returncode == 1 and "SINFO_FORMAT" in wide.stderr and "Traceback" not in wide.stderr
     stats = cli("stats", "--json").stdout
     assert '"running_jobs": 1' in stats and '"total_cpus": 4' in stats
     assert "Total CPUs" in cli("stats").stdout

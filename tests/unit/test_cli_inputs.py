@@ -442,3 +442,12 @@ def test_srun_refuses_a_task_count_in_its_environment_it_cannot_read(
     monkeypatch.delenv("SLURM_JOB_CPUS_PER_NODE", raising=False)
     monkeypatch.setenv(name, value)
     assert "for SLURM_NTASKS (1 to 100000)" in refused(srun.main, ["true"], capsys)
+
+
+def test_format_variables_are_checked_before_the_server_is_asked(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SPRIO_FORMAT", f"%{TOO_WIDE}i")
+    assert "SPRIO_FORMAT" in refused(sprio.main, [], capsys)
+    monkeypatch.setenv("SINFO_FORMAT", f"%{TOO_WIDE}c")
+    assert "SINFO_FORMAT" in refused(sinfo.main, [], capsys)

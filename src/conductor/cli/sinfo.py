@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import time
@@ -621,6 +622,9 @@ def _format(opts: dict[str, str | None]) -> list[str | Column]:
         fmt = LONG_NODE_FORMAT if long else NODE_FORMAT
     elif "list_reasons" in opts:
         fmt = LONG_REASONS_FORMAT if long else REASONS_FORMAT
+    elif os.environ.get("SINFO_FORMAT"):
+        # After -s, -N and -R, before -l, as in sinfo's opts.c (empty is unset).
+        return parse_format(os.environ["SINFO_FORMAT"], "SINFO_FORMAT")
     else:
         fmt = LONG_FORMAT if long else DEFAULT_FORMAT
     return parse_format(fmt)
@@ -650,6 +654,8 @@ def _main(argv: list[str]) -> int:
         from conductor.cli.slurm_json import check_parser
 
         check_parser(PROG, opts["json"])
+    if "partition" not in opts and os.environ.get("SINFO_PARTITION"):
+        opts["partition"] = os.environ["SINFO_PARTITION"]  # as -p (sinfo's opts.c)
     per_node = "node" in opts
     summarize = "summarize" in opts
     items = _format(opts)

@@ -7,6 +7,7 @@ TRES are 0 here (no site factor, associations or TRES weights).
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 
@@ -74,8 +75,12 @@ def _main(argv: list[str]) -> int:
         return 0
     if words:
         raise UsageError(f"Unknown argument: {words[0]}")
+    option = "-o/--format"
+    if "format" not in opts and os.environ.get("SPRIO_FORMAT"):
+        # As sprio's opts.c: the variable stands for -o when none is given (empty is unset).
+        opts["format"], option = os.environ["SPRIO_FORMAT"], "SPRIO_FORMAT"
     if "format" in opts:
-        _check_format(opts["format"] or "")  # before the server is asked anything
+        _check_format(opts["format"] or "", option)  # before the server is asked anything
     params: dict[str, str] = {}
     if opts.get("jobs"):
         params["jobs"] = ",".join(split_list(opts["jobs"]))
@@ -122,13 +127,13 @@ def _drop_unweighted(fmt: str, weights: dict[str, int]) -> str:
     return re.sub(r" ?%\.?\d*([A-Za-z])", lambda m: "" if m.group(1).upper() in gone else m.group(0), fmt)
 
 
-def _check_format(fmt: str) -> None:
+def _check_format(fmt: str, option: str = "-o/--format") -> None:
     """-o: refused when empty (`-o "$FORMAT"` with the variable unset) or a width is too large."""
     if not fmt.strip():
-        raise empty_format("-o/--format")
+        raise empty_format(option)
     for match in _PCT.finditer(fmt):
         if match.group(2):
-            field_width(match.group(2), "-o/--format")
+            field_width(match.group(2), option)
 
 
 def _line(fmt: str, job: dict[str, Any] | None, weights: dict[str, int]) -> str:
