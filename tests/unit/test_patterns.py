@@ -24,7 +24,7 @@ ARRAY: dict[str, Any] = {**JOB, "job_id": 57, "array_job_id": 50, "array_task_id
         ("%a", str(NO_VAL)),
         ("%a", "4294967294"),
         ("%b", "4"),
-        ("%J", "42.batch"),
+        ("%J", "42"),  # the batch script's: slurmstepd adds ".stepid" for other steps only
         ("%s", "batch"),
         ("%t", "0"),
         ("%n", "0"),
@@ -33,7 +33,7 @@ ARRAY: dict[str, Any] = {**JOB, "job_id": 57, "array_job_id": 50, "array_task_id
         ("%1j", "42"),
         ("%5N", "node7"),
         ("%3u%3x", "alicetrain"),
-        ("%4J", "0042.batch"),
+        ("%4J", "0042"),
         ("plain.txt", "plain.txt"),
         ("", ""),
     ],

@@ -38,8 +38,9 @@ def expand_output_pattern(
     array task id (``4294967294``, Slurm's NO_VAL, when not an array task); ``%b`` array
     task id modulo 10; ``%j`` job id; ``%J`` ``jobid.stepid``; ``%s`` step id; ``%N``
     node name; ``%n`` node index in the job; ``%t`` task rank; ``%u`` user; ``%x`` job
-    name. ``step_id=None`` is the batch script itself, printed ``batch`` (Slurm documents
-    ``%J`` as e.g. ``128.0`` or ``batch``).
+    name. ``step_id=None`` is the batch script itself: ``%s`` is ``batch`` and ``%J`` the job
+    id alone, as slurmstepd's ``_batch_path_check`` writes them (sbatch(1) shows ``%J`` as
+    ``128.0``, a step's).
 
     A number between ``%`` and the letter zero-pads numeric values to that width, capped at
     10 (``%4j`` -> ``0042``); string values (``%N %u %x``) ignore it.
@@ -94,8 +95,8 @@ def expand_output_pattern(
         elif letter == "s":
             out.append(step_text if step_text is not None else f"{step_id:0{width}d}")
         elif letter == "J":
-            step = step_text if step_text is not None else str(step_id)
-            out.append(f"{job_id:0{width}d}.{step}")
+            # The batch script's is the job id alone (fname.c prints ".stepid" only for other steps).
+            out.append(f"{job_id:0{width}d}" + ("" if step_id is None else f".{step_id}"))
         else:
             # Unknown (or missing) letter: keep "%" when there were no digits; otherwise
             # Slurm's quirk keeps only the last digit. The letter is not consumed, so a
