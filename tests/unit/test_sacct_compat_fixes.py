@@ -406,3 +406,20 @@ def test_scontrol_and_squeue_times_follow_slurm_time_format(
     shown = " ".join(format_job(job(state="COMPLETED")))
     assert "SubmitTime=1207-0900 " in shown and "StartTime=1207-0900 " in shown
     assert squeue_render(parse_format("%V|%S"), [job()], header=False) == "1207-0900|1207-0900\n"
+
+
+def test_a_job_ended_by_its_time_limit_or_a_cancel_says_0_0_and_its_batch_step_the_signal() -> None:
+    # sacct on Slurm: `12 TIMEOUT 0:0` then `12.batch CANCELLED 0:15` (the reference output's
+    # jobcomp lines record ExitCode=0:0 for both ends).
+    timed = job(12, state="TIMEOUT", exit_code="0:15")
+    cancelled = job(13, state="CANCELLED", exit_code="0:15", cancelled_by="1000")
+    handled = job(14, state="CANCELLED", exit_code="3:0", cancelled_by="1000")  # the script trapped SIGTERM
+    queued = job(15, state="CANCELLED", exit_code="0:0", start_time=None, end_time=None)  # never ran
+    failed = job(16, state="FAILED", exit_code="2:0")
+    assert cells("JobID,State,ExitCode", [timed, cancelled, handled, queued, failed]) == [
+        ["12", "TIMEOUT", "0:0"], ["12.batch", "CANCELLED", "0:15"],
+        ["13", "CANCELLED by 1000", "0:0"], ["13.batch", "CANCELLED", "0:15"],
+        ["14", "CANCELLED by 1000", "0:0"], ["14.batch", "CANCELLED", "3:0"],
+        ["15", "CANCELLED", "0:0"],
+        ["16", "FAILED", "2:0"], ["16.batch", "FAILED", "2:0"],
+    ]

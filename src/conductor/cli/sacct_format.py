@@ -268,7 +268,13 @@ def _req_nodes(job: dict[str, Any]) -> str:
 
 def _exit_code(job: dict[str, Any]) -> str:
     """PRINT_EXITCODE: "status:signal", and an exit status of 128 or more shows 128 less
-    (src/sacct/print.c: `if (tmp_int >= 128) tmp_int -= 128`), on job and step rows."""
+    (src/sacct/print.c: `if (tmp_int >= 128) tmp_int -= 128`), on job and step rows.
+
+    The line of a job ended by its time limit or a cancel says 0:0: slurmctld records the job
+    in accounting when it ends it, before the batch script returns, whose status only its
+    step's line shows (0:15 for the SIGTERM), as the reference output's jobcomp lines do."""
+    if not job.get("_step") and job.get("state") in ("TIMEOUT", "CANCELLED") and job.get("start_time"):
+        return "0:0"
     code, sep, signal = exit_code(job).partition(":")
     if sep and code.isdigit() and int(code) >= 128:
         return f"{int(code) - 128}:{signal}"
@@ -578,7 +584,9 @@ def expand_rows(
             step["_step"] = True
             step["partition"] = None
             step["_ntasks"] = 1
-            if job.get("state") == "CANCELLED":
+            if job.get("state") in ("CANCELLED", "TIMEOUT"):
+                # The batch step was ended by a signal, whatever ended the job (sacct shows a
+                # timed-out job's step CANCELLED).
                 step["state"] = "CANCELLED"
             rows.append(step)
             rows.extend(_srun_steps(row))
