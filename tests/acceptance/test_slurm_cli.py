@@ -616,6 +616,20 @@ def test_scontrol_hold_release_and_update(cli: Cli) -> None:
     assert "TimeLimit=00:10:00" in shown and "   Priority=5 " in shown
     cli("scontrol", "update", f"jobid={waiting}", "JobName=renamed")
     assert cli("squeue", "-h", "-j", str(waiting), "-o", "%j %l %Q").stdout == "renamed 10:00 5\n"
+    # An increment or decrement of the current limit, as scontrol's update_job.c reads it.
+    cli("scontrol", "update", f"JobId={waiting}", "TimeLimit+=5")
+    cli("scontrol", "update", f"JobId={waiting}", "TimeLimit=-1:30")
+    assert cli("squeue", "-h", "-j", str(waiting), "-o", "%l").stdout == "13:30\n"
+    for change, said in (("TimeLimit-=1:00:00", "TimeLimit decrement larger than current time limit"),
+                         ("TimeLimit+=+5", "Invalid syntax, variations of +=- are not accepted."),
+                         ("TimeLimit=+soon", "Invalid TimeLimit value")):
+        wrong = cli("scontrol", "update", f"JobId={waiting}", change, check=False)
+        assert wrong.returncode == 1 and said in wrong.stderr, (change, wrong.stderr)
+    assert cli("squeue", "-h", "-j", str(waiting), "-o", "%l").stdout == "13:30\n"
+    unlimited = cli.submit("-H", "-t", "UNLIMITED", "--wrap", "true")
+    wrong = cli("scontrol", "update", f"JobId={unlimited}", "TimeLimit+=5", check=False)
+    assert wrong.returncode == 1 and "its TimeLimit is UNLIMITED" in wrong.stderr
+    cli("scancel", str(unlimited))
     refused = cli("scontrol", "update", f"JobId={waiting}", "Frobs=2", check=False)
     assert refused.returncode == 1 and "Update of this parameter is not supported" in refused.stderr
     # A JobId anywhere makes the line a job's update, a partition named in it included.

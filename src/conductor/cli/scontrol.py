@@ -22,7 +22,9 @@ from conductor.cli.getopt import Option, OptionTable, getopt_long
 from conductor.cli.jobsel import fetch_jobs, parse_job_specs
 from conductor.cli.squeue_format import job_priority, start_time
 from conductor.cli.unavailable import UnavailableNodes
+from conductor.domain.errors import SpecError
 from conductor.domain.text import printable
+from conductor.domain.timespec import parse_time_limit
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -57,7 +59,8 @@ scontrol [<OPTION>] [<COMMAND>]
      show <ENTITY> [<ID>]     display state of identified entity, default is all records.
                               <ENTITY> is job, node, partition, hostnames or hostlist.
      update JobId=<id> <SPECIFICATIONS>
-                              change TimeLimit, Priority, Nice or JobName of a job.
+                              change TimeLimit, Priority, Nice or JobName of a job
+                              (TimeLimit+=<time> and TimeLimit-=<time> change it by an amount).
      update PartitionName=<name> State=UP|DOWN|DRAIN|INACTIVE
                               change a partition's state (administrators).
      update NodeName=<nodes> State=DRAIN Reason=<text> | State=RESUME | State=UNDRAIN
@@ -525,9 +528,39 @@ def _is_job_key(arg: str) -> bool:
     return len(key) >= 3 and ("jobid".startswith(key) or "jobname".startswith(key))
 
 
-def _update(args: list[str], quiet: bool) -> int:
+def _time_change(key: str, value: str) -> tuple[str, int]:
+    """`TimeLimit+=T`, `TimeLimit-=T` or `TimeLimit=+T`/`=-T`: (sign, seconds), as scontrol's
+    update_job.c reads an increment or decrement of the current limit."""
+    sign, text = (key[-1], value) if key[-1] in "+-" else (value[0], value[1:])
+    if key[-1] in "+-" and value[:1] in ("+", "-"):
+        raise UsageError("Invalid syntax, variations of +=- are not accepted.")
+    try:
+        seconds = parse_time_limit(text, field="TimeLimit")
+    except SpecError:
+        seconds = None
+    if seconds is None:
+        raise UsageError("Invalid TimeLimit value")
+    return sign, seconds
+
+
+def _changed_limit(job: dict[str, Any], change: tuple[str, int]) -> str:
+    """The new TimeLimit of `job` after an increment or decrement (UsageError when it has none
+    to change, or would have none left)."""
+    sign, seconds = change
+    current = job.get("time_limit")
+    if current is None:
+        raise UsageError("its TimeLimit is UNLIMITED: set one (TimeLimit=T) before changing it by an amount")
+    if sign == "+":
+        return hms(int(current) + seconds)
+    if seconds >= int(current):
+        raise UsageError(f"TimeLimit decrement larger than current time limit ({hms(seconds)} >= {hms(current)})")
+    return hms(int(current) - seconds)
+
+
+def _update(args: list[str], quiet: bool) -> int:  # noqa: C901 - one branch per key
     job_text: str | None = None
     body: dict[str, Any] = {}
+    change: tuple[str, int] | None = None
     for arg in args:
         key, eq, value = arg.partition("=")
         lowered = key.lower()
@@ -535,6 +568,9 @@ def _update(args: list[str], quiet: bool) -> int:
             raise UsageError(f"Invalid input: {arg}\nRequest aborted")
         if lowered in ("jobid", "job"):
             job_text = value
+        elif lowered in ("timelimit+", "timelimit-") or (lowered == "timelimit" and value[:1] in ("+", "-")):
+            change = _time_change(key, value)
+            body.pop("time_limit", None)
         elif lowered in _UPDATE_KEYS:
             api_key = _UPDATE_KEYS[lowered]
             if api_key in ("priority", "nice"):
@@ -544,13 +580,15 @@ def _update(args: list[str], quiet: bool) -> int:
                     raise UsageError(f"Invalid {key} value: {value}") from None
             else:
                 body[api_key] = value
+                if api_key == "time_limit":
+                    change = None  # the last TimeLimit given wins
         else:
             raise UsageError(
                 f"Update of this parameter is not supported: {arg}\nRequest aborted"
             )
     if job_text is None:
         raise UsageError("No job id given (JobId=<id>)\nRequest aborted")
-    if not body:
+    if not body and change is None:
         raise UsageError("No changes specified\nRequest aborted")
     client = Client()
     rc = 0
@@ -562,7 +600,13 @@ def _update(args: list[str], quiet: bool) -> int:
             return 1
         for job in jobs:
             try:
-                client.patch(f"/jobs/{job['job_id']}", body)
+                # Read, then set, as scontrol's _get_job_time does: each job from its own limit.
+                changed = {**body, "time_limit": _changed_limit(job, change)} if change else body
+                client.patch(f"/jobs/{job['job_id']}", changed)
+            except UsageError as exc:
+                if not quiet:
+                    sys.stderr.write(f"Error updating job {job_display_id(job)}: {exc}\n")
+                rc = 1
             except ApiError as exc:
                 if not quiet:
                     sys.stderr.write(
