@@ -237,7 +237,12 @@ def test_usage_is_measured(api: Api, server: ConductorProcess, tmp_path: Path) -
     ).stdout
     assert f"Job ID: {job_id}" in seff
     assert "State: COMPLETED (exit code 0)" in seff
-    assert "CPU Utilized: 00:00:02" in seff
+    # Whole seconds, the fraction rounded, as seff adds up its steps' seconds and microseconds.
+    assert f"CPU Utilized: 00:00:{int(usage['total_cpu'] + 0.5):02d}" in seff
+    missing = subprocess.run(
+        [sys.executable, "-m", "conductor", "seff", "999999"], env=env, capture_output=True, text=True, check=False
+    )
+    assert (missing.returncode, missing.stdout, missing.stderr) == (2, "", "Job not found.\n")
     assert "Memory Efficiency: " in seff and "of 1.00 GB" in seff
 
 

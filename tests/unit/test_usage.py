@@ -92,6 +92,24 @@ def test_seff_report() -> None:
     assert kbytes(0) == "0.00 MB"
 
 
+def test_seff_reports_as_slurms_seff_for_each_state() -> None:
+    base = {
+        "job_id": 12, "user": "nobody-such-user", "allocated_cpus": 1, "elapsed": 100, "memory_per_node_mb": 1024,
+        "usage": {"total_cpu": 12.6, "max_rss": 0},
+    }
+    head = "Job ID: 12\nCluster: conductor\nUser/Group: nobody-such-user/nobody-such-user\n"
+    pending = report({**base, "state": "PENDING", "exit_code": "0:0", "elapsed": 0, "usage": None})
+    assert pending == head + "State: PENDING\nCores: 1\nEfficiency not available for jobs in the PENDING state.\n"
+    running = report({**base, "state": "RUNNING", "exit_code": "0:0"})
+    assert running.startswith(head + "State: RUNNING\nCores: 1\n")
+    assert running.endswith("WARNING: Efficiency statistics may be misleading for RUNNING jobs.\n")
+    # CPU time in whole seconds, the fraction rounded (12.6 s is 13), the efficiency from them.
+    assert "CPU Utilized: 00:00:13\nCPU Efficiency: 13.00% of 00:01:40 core-walltime\n" in running
+    # A job ended by its time limit or a cancel: exit code 0, as its accounting record says.
+    assert "State: TIMEOUT (exit code 0)\n" in report({**base, "state": "TIMEOUT", "exit_code": "0:15"})
+    assert "State: FAILED (exit code 3)\n" in report({**base, "state": "FAILED", "exit_code": "3:0"})
+
+
 def test_the_launcher_says_when_and_whether_it_ended_a_job() -> None:
     from datetime import UTC, datetime
 

@@ -10,7 +10,7 @@ import math
 import sys
 from typing import Any
 
-from conductor.cli.client import Client
+from conductor.cli.client import ApiError, Client
 from conductor.cli.common import UsageError, hms, job_display_id, run
 from conductor.cli.getopt import Option, OptionTable, getopt_long
 
@@ -49,6 +49,11 @@ def _main(argv: list[str]) -> int:
     client = Client()
     try:
         job = client.get(f"/jobs/{job_id}")
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+        sys.stderr.write("Job not found.\n")  # and status 2, as seff says it
+        return 2
     finally:
         client.close()
     sys.stdout.write(report(job))
@@ -67,18 +72,24 @@ def report(job: dict[str, Any]) -> str:
     usage = job.get("usage") or {}
     cpus = int(job.get("allocated_cpus") or job.get("cpus_per_task") or 1)
     state = str(job.get("state"))
-    code = str(job.get("exit_code") or "0:0").partition(":")[0]
     lines = [f"Job ID: {job['job_id']}"]
     if job.get("array_job_id") is not None and job.get("array_task_id") is not None:
         lines.append(f"Array Job ID: {job_display_id(job)}")
     lines += ["Cluster: conductor", f"User/Group: {job.get('user')}/{_group(str(job.get('user')))}"]
-    lines.append(f"State: {state} (exit code {code})")
+    if state in ("PENDING", "RUNNING"):
+        lines.append(f"State: {state}")
+    else:
+        lines.append(f"State: {state} (exit code {_exit_status(job)})")
     if cpus == 1:
         lines.append(f"Cores: {cpus}")
     else:
         lines += ["Nodes: 1", f"Cores per node: {cpus}"]
+    if state == "PENDING":
+        lines.append("Efficiency not available for jobs in the PENDING state.")
+        return "".join(text + "\n" for text in lines)
     wall = int(job.get("elapsed") or 0)
-    cpu_used = float(usage.get("total_cpu") or 0.0)
+    # Whole seconds, the fraction rounded, as seff adds up its steps' seconds and microseconds.
+    cpu_used = float(int(float(usage.get("total_cpu") or 0.0) + 0.5))
     core_wall = wall * cpus
     lines.append(f"CPU Utilized: {hms(cpu_used)}")
     efficiency = 100.0 * cpu_used / core_wall if core_wall else 0.0
@@ -97,6 +108,15 @@ def report(job: dict[str, Any]) -> str:
     if state == "RUNNING":
         lines.append("WARNING: Efficiency statistics may be misleading for RUNNING jobs.")
     return "".join(text + "\n" for text in lines)
+
+
+def _exit_status(job: dict[str, Any]) -> str:
+    """The exit status of the job's accounting record (seff: `exitcode >> 8`): 0 for a job ended
+    by its time limit or a cancel, which slurmctld records before the script returns (as sacct's
+    job line shows it)."""
+    if job.get("state") in ("TIMEOUT", "CANCELLED"):
+        return "0"
+    return str(job.get("exit_code") or "0:0").partition(":")[0]
 
 
 def _group(user: str) -> str:
