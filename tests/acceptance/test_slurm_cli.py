@@ -7,6 +7,7 @@ job still pending or running is cancelled, so the next one starts on an idle nod
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import re
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import TERMINAL, Api, ConductorProcess, clean_env, running_up
+from support import TERMINAL, Api, ConductorProcess, clean_env, free_port, running_up
 
 NODE = "cn01"
 USER = pwd.getpwuid(os.getuid()).pw_name
@@ -685,6 +686,63 @@ def test_filters_of_bytes_that_are_not_text_match_nothing_or_are_refused(cli: Cl
         refused = cli(*argv, check=False)
         assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
         assert f"{argv[0]}: error: argument '" in refused.stderr and "\\xff' is not UTF-8 text" in refused.stderr
+
+
+@pytest.fixture
+def slow_kill(tmp_path: Path) -> Iterator[Cli]:
+    """A Cli on a server of its own whose kill-wait (60 s) outlasts a test's looks at a job
+    between its SIGTERM and its SIGKILL."""
+    process = ConductorProcess(tmp_path / "slow", ["up", "--cpus", "2"], env={"CONDUCTOR_KILL_WAIT": "60"},
+                               port=free_port())
+    process.start()
+    work = tmp_path / "slow-work"
+    work.mkdir()
+    try:
+        yield Cli(process, work)
+    finally:
+        process.kill()
+
+
+def test_a_cancelled_job_is_completing_until_its_processes_are_gone(slow_kill: Cli) -> None:
+    # As slurmctld: from the cancel on, squeue and scontrol say COMPLETING (CG) and sacct
+    # CANCELLED, the run time stopped at the cancel; it was RUNNING for the whole kill-wait.
+    cli = slow_kill
+    script = "#!/bin/bash\ntrap '' TERM\necho $$ > stubborn.pid\nwhile true; do sleep 0.2; done\n"
+    job_id = cli.submit("-o", "/dev/null", stdin=script)
+    cli.wait_state(job_id, "RUNNING")
+    pid_file = cli.cwd / "stubborn.pid"
+    deadline = time.monotonic() + 30
+    while not pid_file.exists() or not pid_file.read_text().strip():
+        assert time.monotonic() < deadline, "the job never started its loop"
+        time.sleep(0.05)
+    pid = int(pid_file.read_text())
+    try:
+        cli("scancel", str(job_id))
+        deadline = time.monotonic() + 30
+        while (shown := cli("squeue", "-h", "-j", str(job_id), "-o", "%t %T").stdout) != "CG COMPLETING\n":
+            assert time.monotonic() < deadline, shown
+            time.sleep(0.1)
+        assert str(job_id) in cli("squeue", "-h", "-t", "CG", "-o", "%i").stdout.split()
+        assert str(job_id) not in cli("squeue", "-h", "-t", "R", "-o", "%i").stdout.split()
+        assert "JobState=COMPLETING " in cli("scontrol", "show", "job", str(job_id)).stdout
+        run_time = cli("squeue", "-h", "-j", str(job_id), "-o", "%M").stdout
+        time.sleep(1.5)
+        assert cli("squeue", "-h", "-j", str(job_id), "-o", "%M").stdout == run_time  # stopped at the cancel
+        lines = cli("sacct", "-j", str(job_id), "-n", "-P", "-o", "JobID,State,ExitCode,End").stdout.splitlines()
+        job_line, step_line = (line.split("|") for line in lines[:2])
+        assert job_line[:3] == [str(job_id), job_line[1], "0:0"] and job_line[1].startswith("CANCELLED by ")
+        assert step_line[:4] == [f"{job_id}.batch", "RUNNING", "0:0", "Unknown"]
+        cancelled_at = job_line[3]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, 9)  # as the kill-wait's end would
+    deadline = time.monotonic() + 30
+    while (shown := cli("squeue", "-h", "-j", str(job_id), "-t", "all", "-o", "%T").stdout) != "CANCELLED\n":
+        assert time.monotonic() < deadline, shown
+        time.sleep(0.1)
+    lines = cli("sacct", "-j", str(job_id), "-n", "-P", "-o", "JobID,State,ExitCode,End").stdout.splitlines()
+    assert lines[0].split("|")[2:] == ["0:0", cancelled_at]
+    assert lines[1].split("|")[:3] == [f"{job_id}.batch", "CANCELLED", "0:9"]
 
 
 # --------------------------------------------------------------------------------------- srun

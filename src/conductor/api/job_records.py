@@ -82,6 +82,14 @@ def job_command(job: Job) -> str | None:
     return value if isinstance(value, str) else None
 
 
+_ENDING = (JobState.CANCELLED.value, JobState.TIMEOUT.value)
+
+
+def _ending_state(job: Job) -> str | None:
+    """The state a running job is being ended into (a requeue's is no end: None)."""
+    return job.kill_state if job.state == JobState.RUNNING.value and job.kill_state in _ENDING else None
+
+
 def _scheduling_priority(job: Job, priority: int | None) -> int:
     return priority if priority is not None else scheduling_priority(job.priority, job.nice, bool(job.held))
 
@@ -138,6 +146,8 @@ def job_record(job: Job, now: datetime, priority: int | None = None) -> models.J
         sched_nodes=job.sched_nodes if pending else None,
         command=job_command(job),
         cancelled_by=job.cancelled_by,
+        ending_state=_ending_state(job),
+        ending_time=iso(job.kill_time) if _ending_state(job) else None,
         usage=job_usage(job),
     )
 
@@ -204,6 +214,11 @@ FIELDS: dict[str, Field] = {
     "exclusive": _flag("exclusive"),
     "cancel_requested": Field(
         ("kill_state",), lambda job, now, priority: job.kill_state == JobState.CANCELLED.value
+    ),
+    "ending_state": Field(("state", "kill_state"), lambda job, now, priority: _ending_state(job)),
+    "ending_time": Field(
+        ("state", "kill_state", "kill_time"),
+        lambda job, now, priority: iso(job.kill_time) if _ending_state(job) else None,
     ),
     "scheduling_priority": Field(
         _MULTIFACTOR_COLUMNS, lambda job, now, priority: _scheduling_priority(job, priority)

@@ -196,6 +196,24 @@ def parse_iso(value: Any) -> datetime | None:
     return stamp
 
 
+def stop_at_end_request(job: dict[str, Any], state: str) -> None:
+    """Show a running job whose end was asked for (its `ending_state`: a cancel, its time limit)
+    in `state` from that moment, its end and run time stopped there: slurmctld sets such a job's
+    end time when it signals it, and its processes' last seconds (the kill-wait) are not run
+    time. In place; a job without such a request is left as it is."""
+    if job.get("state") != "RUNNING" or not job.get("ending_state"):
+        return
+    ended = parse_iso(job.get("ending_time"))
+    started = parse_iso(job.get("start_time"))
+    job["state"] = state
+    if ended is not None:
+        job["end_time"] = job["ending_time"]
+        if started is not None and "elapsed" in job:
+            job["elapsed"] = max(int((ended - started).total_seconds()), 0)
+    if job["ending_state"] == "TIMEOUT" and "reason" in job:
+        job["reason"] = "TimeLimit"
+
+
 _STANDARD_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"  # Slurm's "%FT%T"
 # The strftime format SLURM_TIME_FORMAT means (None: "relative"), worked out once per process as
 # Slurm works it out (an invalid one is reported once): reading the variable cost each time

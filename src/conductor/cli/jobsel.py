@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from conductor.cli.client import ApiError, Client
-from conductor.cli.common import UsageError
+from conductor.cli.common import UsageError, stop_at_end_request
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -133,6 +133,28 @@ def _selection(fields: list[str] | None) -> dict[str, Any]:
     return {"fields": names, "layout": "rows"}
 
 
+def _server_states(states: list[str], completing: bool) -> list[str]:
+    """Only the states a job here can be in go to the server (squeue's default list names
+    SUSPENDED, COMPLETING, CONFIGURING too): leaving the filter out instead fetched every
+    recently ended job for a view that shows none of them. A completing job is running."""
+    asked = [*states, "RUNNING"] if completing and "COMPLETING" in states else states
+    return list(dict.fromkeys(s for s in asked if s in _SERVER_STATES))
+
+
+def _as_completing(
+    each_page: Callable[[list[dict[str, Any]]], object] | None,
+) -> Callable[[list[dict[str, Any]]], object]:
+    """`each_page`, after showing the page's jobs whose end was asked for as COMPLETING."""
+
+    def shown(page: list[dict[str, Any]]) -> None:
+        for job in page:
+            stop_at_end_request(job, "COMPLETING")
+        if each_page is not None:
+            each_page(page)
+
+    return shown
+
+
 def fetch_jobs(
     client: Client,
     specs: list[JobSpec] | None = None,
@@ -146,17 +168,20 @@ def fetch_jobs(
     archived: bool = False,
     fields: list[str] | None = None,
     each_page: Callable[[list[dict[str, Any]]], object] | None = None,
+    completing: bool = False,
 ) -> list[dict[str, Any]]:
     """Jobs matching every given filter. The server filters what it can; we always re-check.
 
     `fields`: only these keys of each record are needed (the server sends only those, and
-    those the filters read). `each_page`: see Client.list_jobs."""
+    those the filters read). `each_page`: see Client.list_jobs. `completing`: a running job
+    whose end was asked for is COMPLETING, as squeue and scontrol show it (the state filter
+    judges it so: `-t R` leaves it out, `-t CG` finds it)."""
+    if completing:
+        fields = None if fields is None else [*fields, "start_time", "ending_state", "ending_time"]
+        each_page = _as_completing(each_page)
     query = _selection(fields)
     if states:
-        # Only the states a job here can be in go to the server (squeue's default list names
-        # SUSPENDED, COMPLETING, CONFIGURING too): leaving the filter out instead fetched every
-        # recently ended job for a view that shows none of them.
-        known = [s for s in states if s in _SERVER_STATES]
+        known = _server_states(states, completing)
         if not known:
             return []
         query["state"] = ",".join(known)
@@ -164,12 +189,7 @@ def fetch_jobs(
     for key, values in (("user", users), ("name", names), ("partition", partitions)):
         if values and not any("," in v for v in values):
             query[key] = ",".join(values)
-    if since:
-        query["since"] = since
-    if until:
-        query["until"] = until
-    if archived:
-        query["archived"] = "true"
+    query.update((k, v) for k, v in (("since", since), ("until", until), ("archived", archived and "true")) if v)
 
     if specs is not None:  # a selection of no job selects none, never every job
         found: dict[int, dict[str, Any]] = {}

@@ -19,6 +19,7 @@ from conductor.cli.common import (
     run,
     slurm_time,
     split_list,
+    stop_at_end_request,
 )
 from conductor.cli.getopt import Option, OptionTable, getopt_long
 from conductor.cli.jobsel import fetch_jobs, parse_job_specs
@@ -326,6 +327,12 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per sacct option
         )
     finally:
         client.close()
+    for job in jobs:
+        # Cancelled or timed out from the request on, as slurmctld records the job then; its
+        # batch step runs until the processes are gone (expand_rows).
+        if job.get("state") == "RUNNING" and job.get("ending_state"):
+            job["_step_running_for"] = job.get("elapsed")
+            stop_at_end_request(job, str(job["ending_state"]))
 
     def keep(job: dict[str, Any]) -> bool:
         if not in_window(job, start, end, states):

@@ -584,7 +584,9 @@ def expand_rows(
             step["_step"] = True
             step["partition"] = None
             step["_ntasks"] = 1
-            if job.get("state") in ("CANCELLED", "TIMEOUT"):
+            if "_step_running_for" in job:  # the job's end was asked for; its processes live on
+                step.update(state="RUNNING", end_time=None, elapsed=job["_step_running_for"], exit_code="0:0")
+            elif job.get("state") in ("CANCELLED", "TIMEOUT"):
                 # The batch step was ended by a signal, whatever ended the job (sacct shows a
                 # timed-out job's step CANCELLED).
                 step["state"] = "CANCELLED"

@@ -416,7 +416,7 @@ def _show(args: list[str], oneliner: bool) -> int:
     try:
         if "jobs".startswith(entity) and entity:
             specs = parse_job_specs([target]) if target else None
-            jobs = fetch_jobs(client, specs)
+            jobs = fetch_jobs(client, specs, completing=True)
             UnavailableNodes(client).describe(jobs)
             DependencyStates(client).describe(jobs)
             if target and not jobs:

@@ -436,7 +436,7 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per squeue option
                 # Unfiltered by state, to tell ids nobody knows from jobs in other states.
                 jobs = fetch_jobs(
                     client, specs, users=users or None, names=names, partitions=partitions, fields=fields,
-                    each_page=prerender,
+                    each_page=prerender, completing=True,
                 )
             elif users == []:
                 jobs = []  # every user named is unknown: no job is any of theirs
@@ -454,6 +454,7 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per squeue option
                     since=None if live_only else _iso(now - MIN_JOB_AGE_SECONDS),
                     fields=fields,
                     each_page=prerender,
+                    completing=True,
                 )
             # Ended jobs fade out after MinJobAge, as slurmctld purges them.
             known = [j for j in jobs if _recent_or_active(j, now)]

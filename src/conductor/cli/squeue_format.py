@@ -47,7 +47,8 @@ def _elapsed(job: dict[str, Any], now: float) -> int:
     state = job.get("state")
     if state == "PENDING":
         return 0
-    if state in ("RUNNING", "COMPLETING", "SUSPENDED"):
+    # A completing job's run time stopped when its end was asked for (its elapsed says so).
+    if state in ("RUNNING", "SUSPENDED"):
         from conductor.cli.common import parse_iso
 
         start = parse_iso(job.get("start_time"))

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, case, insert, null, select, update
+from sqlalchemy import and_, bindparam, case, insert, null, select, update
 
 from conductor.domain.cpuset import format_cpu_list
 from conductor.domain.job import Job, JobRun
@@ -296,7 +296,13 @@ def _running_runs(dialect: str) -> Any:
 
 
 def _end_run(_dialect: str) -> Any:
-    """The compare-and-set that ends a run and its job."""
+    """The compare-and-set that ends a run and its job.
+
+    A job ended as asked (a cancel, its time limit: `kill_state` is the state it ends in) ended
+    when it was asked, as slurmctld sets its end time when it signals it: the kill-wait its
+    processes took after is not run time (Elapsed, sacct's End, fair share's usage)."""
+    end: Any = bindparam("b_end")
+    asked = and_(jobs.c.kill_state == bindparam("b_state"), jobs.c.kill_time.is_not(None), jobs.c.kill_time < end)
     return (
         update(jobs)
         .where(jobs.c.id == bindparam("b_id"), jobs.c.state == RUNNING)
@@ -305,7 +311,7 @@ def _end_run(_dialect: str) -> Any:
             reason=bindparam("b_reason"),
             exit_code=bindparam("b_exit"),
             error_msg=bindparam("b_err"),
-            end_time=bindparam("b_end"),
+            end_time=case((asked, jobs.c.kill_time), else_=end),
             rusage=bindparam("b_rusage"),
         )
     )
