@@ -38,6 +38,10 @@ COMMANDS: dict[str, str] = {
 
 USAGE = "usage: conductor {" + ",".join(COMMANDS) + "} [options]\n"
 
+# Commands whose arguments may be local paths of any bytes and go to no server as text (srun
+# runs its command here); the others' arguments that are not UTF-8 are refused by name.
+_LOCAL_PATHS = frozenset({"up", "server", "worker", "backup", "config", "slurm-shims", "srun"})
+
 # One line per command, for `conductor --help`.
 SUMMARIES: dict[str, str] = {
     "up": "run API, scheduler and one worker in one process (embedded SQLite)",
@@ -94,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     if module_name is None:
         sys.stderr.write(f"conductor: unknown command '{name}'\n{USAGE}")
         return 2
-    if name != "srun":  # srun runs its command here: a file name of any bytes is the command's business
+    if name not in _LOCAL_PATHS:
         for arg in args[1:]:
             if not is_text(arg):
                 shown = printable(arg.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"))

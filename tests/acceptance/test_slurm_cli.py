@@ -621,7 +621,7 @@ def test_scontrol_hold_release_and_update(cli: Cli) -> None:
     cli("scontrol", "update", f"JobId={waiting}", "TimeLimit+=5")
     cli("scontrol", "update", f"JobId={waiting}", "TimeLimit=-1:30")
     assert cli("squeue", "-h", "-j", str(waiting), "-o", "%l").stdout == "13:30\n"
-    for change, said in (("TimeLimit-=1:00:00", "TimeLimit decrement larger than current time limit"),
+    for change, said in (("TimeLimit-=1:00:00", "TimeLimit decrement leaves no time"),
                          ("TimeLimit+=+5", "Invalid syntax, variations of +=- are not accepted."),
                          ("TimeLimit=+soon", "Invalid TimeLimit value")):
         wrong = cli("scontrol", "update", f"JobId={waiting}", change, check=False)

@@ -192,6 +192,36 @@ def test_who_cancelled_is_kept_until_a_new_run(store: Store) -> None:
     assert store.list_jobs(job_ids=[running])[0][0].cancelled_by is None
 
 
+def test_a_job_ended_as_asked_ended_when_it_was_asked(store: Store) -> None:
+    """A cancel's or a time limit's job ends at the request, not when its processes were gone
+    after the kill-wait; other ends keep the worker's time. Stored as the column stores any
+    time: on SQLite, a value of a CASE without its type went in as other text."""
+    add_node(store, "n1", 3)
+    cancelled, timed, plain = store.submit([job_row(), job_row(), job_row()])
+    place(store)
+    asked = utcnow()
+    store.cancel_jobs([cancelled], by="carol")
+    assert store.set_kill(timed, JobState.TIMEOUT)
+    later = asked + timedelta(seconds=30)
+    store.finish([
+        Finish(cancelled, JobState.CANCELLED, "0:9", end_time=later),
+        Finish(timed, JobState.TIMEOUT, "0:9", end_time=later),
+        Finish(plain, JobState.COMPLETED, "0:0", end_time=later),
+    ])
+    found = {j.id: j for j in store.list_jobs(job_ids=[cancelled, timed, plain])[0]}
+    for job_id in (cancelled, timed):
+        end = found[job_id].end_time
+        assert end is not None and abs((end - asked).total_seconds()) < 5, (job_id, end, asked)
+    assert found[plain].end_time == later
+    # Every end as the column writes it: the stored times of the three compare as times.
+    with store.engine.connect() as conn:
+        raw = dict(conn.exec_driver_sql(f"SELECT id, end_time FROM jobs WHERE id IN ({cancelled}, {plain})").all())
+        starts = dict(conn.exec_driver_sql(f"SELECT id, start_time FROM jobs WHERE id = {plain}").all())
+    assert type(raw[cancelled]) is type(raw[plain]) is type(starts[plain])
+    if isinstance(raw[plain], str):
+        assert len(raw[cancelled]) == len(raw[plain]) == len(starts[plain]), raw
+
+
 def test_capacity_guard_refuses_cpus_given_twice(store: Store) -> None:
     """Two schedulers deciding from the same snapshot: the second commit gets nothing."""
     add_node(store, "n1", 2, memory_mb=1000)

@@ -441,7 +441,7 @@ def test_srun_refuses_a_task_count_in_its_environment_it_cannot_read(
     monkeypatch.delenv("SLURM_CPUS_ON_NODE", raising=False)
     monkeypatch.delenv("SLURM_JOB_CPUS_PER_NODE", raising=False)
     monkeypatch.setenv(name, value)
-    assert "for SLURM_NTASKS (1 to 100000)" in refused(srun.main, ["true"], capsys)
+    assert f"for {name} (1 to 100000)" in refused(srun.main, ["true"], capsys)
 
 
 def test_format_variables_are_checked_before_the_server_is_asked(
@@ -451,3 +451,30 @@ def test_format_variables_are_checked_before_the_server_is_asked(
     assert "SPRIO_FORMAT" in refused(sprio.main, [], capsys)
     monkeypatch.setenv("SINFO_FORMAT", f"%{TOO_WIDE}c")
     assert "SINFO_FORMAT" in refused(sinfo.main, [], capsys)
+
+
+def test_the_utf8_check_leaves_local_paths_to_their_commands() -> None:
+    # `config check` reads a local file: any bytes name one (it is missing here, and says so).
+    done = subprocess.run(
+        [sys.executable, "-m", "conductor", "config", "check", "/nonexistent/caf\udce9.toml"],
+        capture_output=True, text=True, errors="backslashreplace",
+    )
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+    assert "is not UTF-8 text" not in done.stderr
+
+
+def test_sbatch_leaves_out_what_the_api_would_refuse_of_its_environment() -> None:
+    from conductor.cli.sbatch_options import unreadable_variables
+
+    env = {"": "x", "A\x01": "y", "LATIN": "caf\udce9", "BASH_FUNC_f%%": "() {  :\n}", "PATH": "/bin"}
+    assert unreadable_variables(env) == ["", "A?", "LATIN"]
+    assert env == {"BASH_FUNC_f%%": "() {  :\n}", "PATH": "/bin"}
+
+
+def test_sprio_long_view_ignores_the_format_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # As sprio's opts.c: -l, like -o, keeps SPRIO_FORMAT out (a bad one is then no error).
+    monkeypatch.setenv("SPRIO_FORMAT", f"%{TOO_WIDE}i")
+    assert sprio.main(["-l"]) == 1
+    assert "cannot connect" in capsys.readouterr().err  # past the format, on to the server

@@ -120,3 +120,10 @@ def test_job_references() -> None:
     assert parse_job_ref(" 12 ") == (12, None)
     assert parse_job_ref("12_3") == (12, 3)
     assert parse_job_ref("12_*") == (12, WHOLE_ARRAY)
+
+
+def test_the_environment_limit_counts_bytes() -> None:
+    # Names may be any text now: a name of 2-byte characters counts twice its length.
+    with pytest.raises(SpecError, match="limit is 10 bytes"):
+        _environment({"\u00e9" * 4: "x"}, 10)  # 8 + 1 + 2 bytes; 7 characters
+    assert _environment({"eee": "xxxxx"}, 10) == {"eee": "xxxxx"}

@@ -409,8 +409,8 @@ def test_scontrol_and_squeue_times_follow_slurm_time_format(
 
 
 def test_a_job_ended_by_its_time_limit_or_a_cancel_says_0_0_and_its_batch_step_the_signal() -> None:
-    # sacct on Slurm: `12 TIMEOUT 0:0` then `12.batch CANCELLED 0:15` (the reference output's
-    # jobcomp lines record ExitCode=0:0 for both ends).
+    # sacct on Slurm: `12 TIMEOUT 0:0` then `12.batch CANCELLED 0:15` (slurmctld records the
+    # job with ExitCode=0:0 when it ends it, before the script returns).
     timed = job(12, state="TIMEOUT", exit_code="0:15")
     cancelled = job(13, state="CANCELLED", exit_code="0:15", cancelled_by="1000")
     handled = job(14, state="CANCELLED", exit_code="3:0", cancelled_by="1000")  # the script trapped SIGTERM
@@ -423,3 +423,18 @@ def test_a_job_ended_by_its_time_limit_or_a_cancel_says_0_0_and_its_batch_step_t
         ["15", "CANCELLED", "0:0"],
         ["16", "FAILED", "2:0"], ["16.batch", "FAILED", "2:0"],
     ]
+
+
+def test_sacct_json_says_as_the_text_view_how_a_job_ended_as_asked() -> None:
+    from conductor.cli.slurm_json import sacct_job
+
+    timed = sacct_job(job(12, state="TIMEOUT", exit_code="0:15"))
+    assert timed["exit_code"]["status"] == ["SUCCESS"] and timed["exit_code"]["return_code"]["number"] == 0
+    (step,) = timed["steps"]
+    assert step["state"] == ["CANCELLED"] and step["exit_code"]["signal"]["id"]["number"] == 15
+    # Its end asked for, its processes still there (what sacct.py makes of a RUNNING record).
+    ending = job(13, state="CANCELLED", exit_code=None, _step_running_for=40, elapsed=5)
+    (step,) = sacct_job(ending)["steps"]
+    assert step["state"] == ["RUNNING"] and step["time"]["elapsed"] == 40 and step["time"]["end"]["set"] is False
+    failed = sacct_job(job(14, state="FAILED", exit_code="2:0"))
+    assert failed["exit_code"]["return_code"]["number"] == 2 and failed["steps"][0]["state"] == ["FAILED"]

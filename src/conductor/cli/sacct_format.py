@@ -271,8 +271,8 @@ def _exit_code(job: dict[str, Any]) -> str:
     (src/sacct/print.c: `if (tmp_int >= 128) tmp_int -= 128`), on job and step rows.
 
     The line of a job ended by its time limit or a cancel says 0:0: slurmctld records the job
-    in accounting when it ends it, before the batch script returns, whose status only its
-    step's line shows (0:15 for the SIGTERM), as the reference output's jobcomp lines do."""
+    in accounting when it ends it (`_job_signal`, `job_completion_logger`), before the batch
+    script returns, whose status only its step's line shows (0:15 for the SIGTERM)."""
     if not job.get("_step") and job.get("state") in ("TIMEOUT", "CANCELLED") and job.get("start_time"):
         return "0:0"
     code, sep, signal = exit_code(job).partition(":")

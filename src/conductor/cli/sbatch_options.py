@@ -567,11 +567,13 @@ def _export_environment(spec: str, environ: Mapping[str, str]) -> dict[str, str]
 
 def unreadable_variables(env: dict[str, str]) -> list[str]:
     """Take out of `env` the variables the API would refuse: a name or value that is not UTF-8
-    (bytes of the process environment, decoded as surrogates; the API takes text) or a name
-    with a control character. Their names, as shown on a terminal."""
+    (bytes of the process environment, decoded as surrogates; the API takes text), an empty
+    name (an entry `=x`) or a name with a control character. Their names, as shown on a
+    terminal."""
     dropped = [
         name for name, value in env.items()
-        if not is_text(name) or not is_text(value) or first_control_character(name) is not None
+        if not name or "=" in name or not is_text(name) or not is_text(value)
+        or first_control_character(name) is not None
     ]
     for name in dropped:
         del env[name]

@@ -553,7 +553,9 @@ def _changed_limit(job: dict[str, Any], change: tuple[str, int]) -> str:
     if sign == "+":
         return hms(int(current) + seconds)
     if seconds >= int(current):
-        raise UsageError(f"TimeLimit decrement larger than current time limit ({hms(seconds)} >= {hms(current)})")
+        raise UsageError(
+            f"TimeLimit decrement leaves no time (as large as the current limit: {hms(seconds)} >= {hms(current)})"
+        )
     return hms(int(current) - seconds)
 
 

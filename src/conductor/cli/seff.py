@@ -11,7 +11,7 @@ import sys
 from typing import Any
 
 from conductor.cli.client import ApiError, Client
-from conductor.cli.common import UsageError, hms, job_display_id, run
+from conductor.cli.common import UsageError, hms, job_display_id, run, stop_at_end_request
 from conductor.cli.getopt import Option, OptionTable, getopt_long
 
 PROG = "seff"
@@ -56,6 +56,8 @@ def _main(argv: list[str]) -> int:
         return 2
     finally:
         client.close()
+    # Ended when its end was asked for, as its accounting record says (sacct shows it so too).
+    stop_at_end_request(job, str(job.get("ending_state")))
     sys.stdout.write(report(job))
     return 0
 

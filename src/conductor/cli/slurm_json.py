@@ -249,7 +249,15 @@ def sacct_job(job: dict[str, Any]) -> dict[str, Any]:
     tres_allocated = (
         [_tres("cpu", cpus, 1), _tres("mem", memory, 2), _tres("node", 1, 4), _tres("billing", cpus, 5)] if started else []
     )
-    exit_code = _exit_code(job.get("exit_code"), state)
+    step_exit_code = _exit_code(job.get("exit_code"), state)
+    # As the text view (sacct_format): a job ended by its time limit or a cancel is recorded
+    # with 0:0, its batch step with the script's status, CANCELLED, or RUNNING while its
+    # processes live out the kill-wait.
+    ended_as_asked = started and state in ("TIMEOUT", "CANCELLED")
+    exit_code = _exit_code("0:0", state) if ended_as_asked else step_exit_code
+    step_state = "RUNNING" if "_step_running_for" in job else "CANCELLED" if ended_as_asked else state
+    step_elapsed = int(job.get("_step_running_for") or elapsed) if "_step_running_for" in job else elapsed
+    step_end = None if "_step_running_for" in job else end or None
     record: dict[str, Any] = {
         "account": job.get("account") or "",
         "comment": {"administrator": "", "job": job.get("comment") or "", "system": ""},
@@ -307,8 +315,8 @@ def sacct_job(job: dict[str, Any]) -> dict[str, Any]:
         record["steps"] = [
             {
                 "time": {
-                    "elapsed": elapsed,
-                    "end": number(end or None),
+                    "elapsed": step_elapsed,
+                    "end": number(step_end),
                     "start": number(start),
                     "suspended": 0,
                     "system": {"seconds": 0, "microseconds": 0},
@@ -316,13 +324,13 @@ def sacct_job(job: dict[str, Any]) -> dict[str, Any]:
                     "total": {"seconds": 0, "microseconds": 0},
                     "user": {"seconds": 0, "microseconds": 0},
                 },
-                "exit_code": exit_code,
+                "exit_code": step_exit_code,
                 "nodes": {"count": 1, "range": job.get("node_list") or "", "list": [job.get("node_list") or ""]},
                 "tasks": {"count": 1},
                 "pid": "",
                 "CPU": {"requested_frequency": {"min": number(None), "max": number(None)}, "governor": ""},
                 "kill_request_user": "",
-                "state": [state],
+                "state": [step_state],
                 "statistics": {"CPU": {"actual_frequency": 0}, "energy": {"consumed": number(None)}},
                 "step": {"id": f"{job['job_id']}.batch", "name": "batch"},
                 "task": {"distribution": ""},

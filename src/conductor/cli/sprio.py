@@ -76,8 +76,9 @@ def _main(argv: list[str]) -> int:
     if words:
         raise UsageError(f"Unknown argument: {words[0]}")
     option = "-o/--format"
-    if "format" not in opts and os.environ.get("SPRIO_FORMAT"):
-        # As sprio's opts.c: the variable stands for -o when none is given (empty is unset).
+    if "format" not in opts and "long" not in opts and os.environ.get("SPRIO_FORMAT"):
+        # As sprio's opts.c: the variable stands for -o when neither -o nor -l is given (empty
+        # is unset).
         opts["format"], option = os.environ["SPRIO_FORMAT"], "SPRIO_FORMAT"
     if "format" in opts:
         _check_format(opts["format"] or "", option)  # before the server is asked anything

@@ -302,6 +302,14 @@ def main(argv: list[str]) -> int:
 MAX_COUNT = 100_000  # tasks or CPUs a task: the API's bound on a job's tasks
 
 
+def _task_count(env: dict[str, str]) -> tuple[str, str]:
+    """The job's task count as srun reads it, and the variable it came from."""
+    for name in ("SLURM_NTASKS", "SLURM_NPROCS"):
+        if env.get(name):
+            return env[name], name
+    return "1", "SLURM_NTASKS"
+
+
 def _positive(value: str | None, what: str) -> int:
     text = (value or "").strip()
     if not (text.isascii() and text.isdigit()) or not 0 < int(text) <= MAX_COUNT:
@@ -340,7 +348,7 @@ def _main(argv: list[str]) -> int:
     ntasks = (
         _positive(opts["ntasks"], "number of tasks")
         if opts.get("ntasks")
-        else _positive(env.get("SLURM_NTASKS") or env.get("SLURM_NPROCS") or "1", "SLURM_NTASKS")
+        else _positive(*_task_count(env))
     )
     cpus_per_task = (
         _positive(opts["cpus_per_task"], "cpus-per-task")

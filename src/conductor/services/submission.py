@@ -127,7 +127,7 @@ def _environment(value: dict[str, str] | list[str] | None, limit: int) -> dict[s
             raise SpecError("environment", f"variable name '{printable(name[:60])}' {problem}")
         if "\x00" in val:
             raise SpecError("environment", f"value of {name} must not contain NUL characters")
-        size += len(name) + len(val.encode()) + 2
+        size += len(name.encode()) + len(val.encode()) + 2
     if size > limit:
         raise SpecError("environment", f"is {size} bytes; the limit is {limit} bytes (CONDUCTOR_MAX_ENVIRONMENT_BYTES)")
     return {name: val for name, val in value.items() if name not in SECRET_VARIABLES}

@@ -300,8 +300,10 @@ def _end_run(_dialect: str) -> Any:
 
     A job ended as asked (a cancel, its time limit: `kill_state` is the state it ends in) ended
     when it was asked, as slurmctld sets its end time when it signals it: the kill-wait its
-    processes took after is not run time (Elapsed, sacct's End, fair share's usage)."""
-    end: Any = bindparam("b_end")
+    processes took after is not run time (Elapsed, sacct's End). The transition's event keeps
+    the moment the processes were gone. Typed: inside a CASE the value would have no type, and
+    SQLite would get it without the column's conversion to its stored text."""
+    end: Any = bindparam("b_end", type_=jobs.c.end_time.type)
     asked = and_(jobs.c.kill_state == bindparam("b_state"), jobs.c.kill_time.is_not(None), jobs.c.kill_time < end)
     return (
         update(jobs)
