@@ -98,6 +98,7 @@ def job_record(job: Job, now: datetime, priority: int | None = None) -> models.J
     """`priority`: the multifactor priority of a pending job (None: as stored)."""
     paths = job_paths(job)
     pending = job.state == JobState.PENDING.value
+    ending = _ending_state(job)
     return models.JobRecord(
         job_id=job.id,
         array_job_id=job.array_job_id,
@@ -146,8 +147,8 @@ def job_record(job: Job, now: datetime, priority: int | None = None) -> models.J
         sched_nodes=job.sched_nodes if pending else None,
         command=job_command(job),
         cancelled_by=job.cancelled_by,
-        ending_state=_ending_state(job),
-        ending_time=iso(job.kill_time) if _ending_state(job) else None,
+        ending_state=ending,
+        ending_time=iso(job.kill_time) if ending else None,
         usage=job_usage(job),
     )
 

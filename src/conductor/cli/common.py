@@ -196,13 +196,23 @@ def parse_iso(value: Any) -> datetime | None:
     return stamp
 
 
-def stop_at_end_request(job: dict[str, Any], state: str) -> None:
+def recorded_exit_code(job: dict[str, Any]) -> str:
+    """The exit code of the job's accounting record ("code:signal"): 0:0 for a job that ran and
+    was ended by its time limit or a cancel, as slurmctld records it when it ends it
+    (`_job_signal`, `job_completion_logger`), before the batch script returns, whose status
+    only its batch step's record shows; the job's own otherwise."""
+    if job.get("state") in ("TIMEOUT", "CANCELLED") and job.get("start_time"):
+        return "0:0"
+    return exit_code(job)
+
+
+def stop_at_end_request(job: dict[str, Any], state: str) -> bool:
     """Show a running job whose end was asked for (its `ending_state`: a cancel, its time limit)
     in `state` from that moment, its end and run time stopped there: slurmctld sets such a job's
     end time when it signals it, and its processes' last seconds (the kill-wait) are not run
-    time. In place; a job without such a request is left as it is."""
+    time. In place; a job without such a request is left as it is (False)."""
     if job.get("state") != "RUNNING" or not job.get("ending_state"):
-        return
+        return False
     ended = parse_iso(job.get("ending_time"))
     started = parse_iso(job.get("start_time"))
     job["state"] = state
@@ -212,6 +222,7 @@ def stop_at_end_request(job: dict[str, Any], state: str) -> None:
             job["elapsed"] = max(int((ended - started).total_seconds()), 0)
     if job["ending_state"] == "TIMEOUT" and "reason" in job:
         job["reason"] = "TimeLimit"
+    return True
 
 
 _STANDARD_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"  # Slurm's "%FT%T"

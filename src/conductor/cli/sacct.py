@@ -330,9 +330,9 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per sacct option
     for job in jobs:
         # Cancelled or timed out from the request on, as slurmctld records the job then; its
         # batch step runs until the processes are gone (expand_rows).
-        if job.get("state") == "RUNNING" and job.get("ending_state"):
-            job["_step_running_for"] = job.get("elapsed")
-            stop_at_end_request(job, str(job["ending_state"]))
+        running_for = job.get("elapsed")
+        if stop_at_end_request(job, str(job.get("ending_state"))):
+            job["_step_running_for"] = running_for
 
     def keep(job: dict[str, Any]) -> bool:
         if not in_window(job, start, end, states):

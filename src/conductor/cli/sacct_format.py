@@ -8,7 +8,7 @@ are joined with '|' (-p also ends the line with it) and never cut.
 
 from __future__ import annotations
 
-from conductor.cli.common import empty_format, exit_code, field_width, hms, job_reason, slurm_time
+from conductor.cli.common import empty_format, exit_code, field_width, hms, job_reason, recorded_exit_code, slurm_time
 from conductor.domain.text import printable
 from conductor.errors import ConductorError
 
@@ -268,17 +268,13 @@ def _req_nodes(job: dict[str, Any]) -> str:
 
 def _exit_code(job: dict[str, Any]) -> str:
     """PRINT_EXITCODE: "status:signal", and an exit status of 128 or more shows 128 less
-    (src/sacct/print.c: `if (tmp_int >= 128) tmp_int -= 128`), on job and step rows.
-
-    The line of a job ended by its time limit or a cancel says 0:0: slurmctld records the job
-    in accounting when it ends it (`_job_signal`, `job_completion_logger`), before the batch
-    script returns, whose status only its step's line shows (0:15 for the SIGTERM)."""
-    if not job.get("_step") and job.get("state") in ("TIMEOUT", "CANCELLED") and job.get("start_time"):
-        return "0:0"
-    code, sep, signal = exit_code(job).partition(":")
+    (src/sacct/print.c: `if (tmp_int >= 128) tmp_int -= 128`), on job and step rows; a job's
+    line is its accounting record's (recorded_exit_code), its batch step's the script's."""
+    recorded = exit_code(job) if job.get("_step") else recorded_exit_code(job)
+    code, sep, signal = recorded.partition(":")
     if sep and code.isdigit() and int(code) >= 128:
         return f"{int(code) - 128}:{signal}"
-    return exit_code(job)
+    return recorded
 
 
 def _derived_exit_code(job: dict[str, Any]) -> str:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 from conductor.cli.getopt import GetoptError, Option, OptionTable, getopt_long
 from conductor.domain.errors import SpecError
 from conductor.domain.mail import mail_type_problem
-from conductor.domain.text import first_control_character, is_text, printable
+from conductor.domain.text import is_text, printable, variable_name_problem
 from conductor.errors import ConductorError
 
 PROG = "sbatch"
@@ -572,8 +572,7 @@ def unreadable_variables(env: dict[str, str]) -> list[str]:
     terminal."""
     dropped = [
         name for name, value in env.items()
-        if not name or "=" in name or not is_text(name) or not is_text(value)
-        or first_control_character(name) is not None
+        if not is_text(name) or not is_text(value) or variable_name_problem(name) is not None
     ]
     for name in dropped:
         del env[name]

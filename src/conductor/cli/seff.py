@@ -11,7 +11,7 @@ import sys
 from typing import Any
 
 from conductor.cli.client import ApiError, Client
-from conductor.cli.common import UsageError, hms, job_display_id, run, stop_at_end_request
+from conductor.cli.common import UsageError, hms, job_display_id, recorded_exit_code, run, stop_at_end_request
 from conductor.cli.getopt import Option, OptionTable, getopt_long
 
 PROG = "seff"
@@ -80,8 +80,8 @@ def report(job: dict[str, Any]) -> str:
     lines += ["Cluster: conductor", f"User/Group: {job.get('user')}/{_group(str(job.get('user')))}"]
     if state in ("PENDING", "RUNNING"):
         lines.append(f"State: {state}")
-    else:
-        lines.append(f"State: {state} (exit code {_exit_status(job)})")
+    else:  # seff: the accounting record's `exitcode >> 8`
+        lines.append(f"State: {state} (exit code {recorded_exit_code(job).partition(':')[0]})")
     if cpus == 1:
         lines.append(f"Cores: {cpus}")
     else:
@@ -110,15 +110,6 @@ def report(job: dict[str, Any]) -> str:
     if state == "RUNNING":
         lines.append("WARNING: Efficiency statistics may be misleading for RUNNING jobs.")
     return "".join(text + "\n" for text in lines)
-
-
-def _exit_status(job: dict[str, Any]) -> str:
-    """The exit status of the job's accounting record (seff: `exitcode >> 8`): 0 for a job ended
-    by its time limit or a cancel, which slurmctld records before the script returns (as sacct's
-    job line shows it)."""
-    if job.get("state") in ("TIMEOUT", "CANCELLED"):
-        return "0"
-    return str(job.get("exit_code") or "0:0").partition(":")[0]
 
 
 def _group(user: str) -> str:

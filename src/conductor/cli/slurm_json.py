@@ -220,7 +220,7 @@ def _tres(kind: str, count: int, tres_id: int) -> dict[str, Any]:
 
 def sacct_job(job: dict[str, Any]) -> dict[str, Any]:
     """One `v0.0.40_job` (slurmdbd's record) from a native job record."""
-    from conductor.cli.common import job_reason
+    from conductor.cli.common import job_reason, recorded_exit_code
 
     state = str(job.get("state") or "PENDING")
     started = bool(job.get("start_time"))
@@ -249,15 +249,16 @@ def sacct_job(job: dict[str, Any]) -> dict[str, Any]:
     tres_allocated = (
         [_tres("cpu", cpus, 1), _tres("mem", memory, 2), _tres("node", 1, 4), _tres("billing", cpus, 5)] if started else []
     )
-    step_exit_code = _exit_code(job.get("exit_code"), state)
-    # As the text view (sacct_format): a job ended by its time limit or a cancel is recorded
-    # with 0:0, its batch step with the script's status, CANCELLED, or RUNNING while its
+    # As the text view (sacct_format): the job's record says recorded_exit_code; its batch step
+    # the script's status, CANCELLED after a time limit or a cancel, or RUNNING while its
     # processes live out the kill-wait.
-    ended_as_asked = started and state in ("TIMEOUT", "CANCELLED")
-    exit_code = _exit_code("0:0", state) if ended_as_asked else step_exit_code
-    step_state = "RUNNING" if "_step_running_for" in job else "CANCELLED" if ended_as_asked else state
-    step_elapsed = int(job.get("_step_running_for") or elapsed) if "_step_running_for" in job else elapsed
-    step_end = None if "_step_running_for" in job else end or None
+    step_exit_code = _exit_code(job.get("exit_code"), state)
+    exit_code = _exit_code(recorded_exit_code(job) if started else job.get("exit_code"), state)
+    step_state, step_elapsed, step_end = state, elapsed, end or None
+    if "_step_running_for" in job:
+        step_state, step_elapsed, step_end = "RUNNING", int(job["_step_running_for"] or 0), None
+    elif started and state in ("TIMEOUT", "CANCELLED"):
+        step_state = "CANCELLED"
     record: dict[str, Any] = {
         "account": job.get("account") or "",
         "comment": {"administrator": "", "job": job.get("comment") or "", "system": ""},

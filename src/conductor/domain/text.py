@@ -42,6 +42,17 @@ def printable(text: str) -> str:
     return text.translate(_AS_PRINTABLE)
 
 
+def variable_name_problem(name: str) -> str | None:
+    """Why `name` cannot be an environment variable's name (a message without the name), or
+    None: any name execve can pass is one (exported shell functions such as BASH_FUNC_module%%,
+    how Lmod and Environment Modules give jobs `module`, and names bash cannot expand alike)."""
+    if not name:
+        return "must not be empty"
+    if "=" in name:
+        return "must not contain '='"
+    return control_character_problem(name)
+
+
 def is_text(value: str) -> bool:
     """Whether `value` is text: Python decodes bytes of argv and the environment that are not
     UTF-8 as lone surrogates, which no UTF-8 encoding takes."""

@@ -20,15 +20,12 @@ from conductor.domain.memory import parse_memory_mb
 from conductor.domain.script import EXPLAINED, script_problem
 from conductor.domain.signals import parse_signal_spec
 from conductor.domain.states import Reason
-from conductor.domain.text import control_character_problem, printable
+from conductor.domain.text import printable, variable_name_problem
 from conductor.domain.timespec import parse_begin_time, parse_time_limit
 from conductor.errors import Forbidden, InvalidPartition, Unsatisfiable
 from conductor.scheduler.policy import NodeView
 from conductor.services.requests import JobDescription
 
-# Used with fullmatch: `$` also matches before a final newline, so "FOO\n" passed `^...$`. ASCII:
-# case-blind [A-Z] would also take the Kelvin sign and the long s, and \d every script's digits.
-_ENV_NAME = re.compile("[^=\x00-\x1f\x7f-\x9f]+")
 _SIGNAL_SPEC = re.compile(r"(?:(?:B|R|RB|BR):)?(?:SIG)?[A-Z0-9]+(?:@\d{1,5})?", re.IGNORECASE | re.ASCII)
 _NODES = re.compile(r"(\d+)(?:-(\d+))?", re.ASCII)
 MAX_NODE_DIGITS = 9  # a count of nodes, not a number Python's int() refuses (over 4,300 digits)
@@ -116,14 +113,8 @@ def _environment(value: dict[str, str] | list[str] | None, limit: int) -> dict[s
         value = pairs
     size = 0
     for name, val in value.items():
-        if not _ENV_NAME.fullmatch(name):
-            # Any name execve can pass: exported shell functions (BASH_FUNC_module%%, how Lmod
-            # and Environment Modules give jobs `module`) and names bash cannot expand alike.
-            problem = (
-                "must not be empty" if not name
-                else "must not contain '='" if "=" in name
-                else control_character_problem(name) or "is not a variable name"
-            )
+        problem = variable_name_problem(name)
+        if problem is not None:
             raise SpecError("environment", f"variable name '{printable(name[:60])}' {problem}")
         if "\x00" in val:
             raise SpecError("environment", f"value of {name} must not contain NUL characters")
