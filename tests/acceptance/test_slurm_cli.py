@@ -8,6 +8,7 @@ job still pending or running is cancelled, so the next one starts on an idle nod
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import re
@@ -725,6 +726,9 @@ def test_a_cancelled_job_is_completing_until_its_processes_are_gone(slow_kill: C
         assert str(job_id) in cli("squeue", "-h", "-t", "CG", "-o", "%i").stdout.split()
         assert str(job_id) not in cli("squeue", "-h", "-t", "R", "-o", "%i").stdout.split()
         assert "JobState=COMPLETING " in cli("scontrol", "show", "job", str(job_id)).stdout
+        # squeue --json (slurmrestd's records) agrees: the end state, with the COMPLETING flag.
+        [record] = json.loads(cli("squeue", "--json", "-j", str(job_id)).stdout)["jobs"]
+        assert record["job_state"] == ["CANCELLED", "COMPLETING"] and record["end_time"]["number"] > 0
         run_time = cli("squeue", "-h", "-j", str(job_id), "-o", "%M").stdout
         time.sleep(1.5)
         assert cli("squeue", "-h", "-j", str(job_id), "-o", "%M").stdout == run_time  # stopped at the cancel

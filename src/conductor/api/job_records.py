@@ -20,7 +20,7 @@ import orjson
 from fastapi.responses import Response
 
 from conductor.api import models
-from conductor.domain.job import Job
+from conductor.domain.job import Job, ending_state
 from conductor.domain.jobfiles import job_paths
 from conductor.domain.priority import scheduling_priority
 from conductor.domain.states import JobState
@@ -82,14 +82,6 @@ def job_command(job: Job) -> str | None:
     return value if isinstance(value, str) else None
 
 
-_ENDING = (JobState.CANCELLED.value, JobState.TIMEOUT.value)
-
-
-def _ending_state(job: Job) -> str | None:
-    """The state a running job is being ended into (a requeue's is no end: None)."""
-    return job.kill_state if job.state == JobState.RUNNING.value and job.kill_state in _ENDING else None
-
-
 def _scheduling_priority(job: Job, priority: int | None) -> int:
     return priority if priority is not None else scheduling_priority(job.priority, job.nice, bool(job.held))
 
@@ -98,7 +90,7 @@ def job_record(job: Job, now: datetime, priority: int | None = None) -> models.J
     """`priority`: the multifactor priority of a pending job (None: as stored)."""
     paths = job_paths(job)
     pending = job.state == JobState.PENDING.value
-    ending = _ending_state(job)
+    ending = ending_state(job)
     return models.JobRecord(
         job_id=job.id,
         array_job_id=job.array_job_id,
@@ -216,10 +208,10 @@ FIELDS: dict[str, Field] = {
     "cancel_requested": Field(
         ("kill_state",), lambda job, now, priority: job.kill_state == JobState.CANCELLED.value
     ),
-    "ending_state": Field(("state", "kill_state"), lambda job, now, priority: _ending_state(job)),
+    "ending_state": Field(("state", "kill_state"), lambda job, now, priority: ending_state(job)),
     "ending_time": Field(
         ("state", "kill_state", "kill_time"),
-        lambda job, now, priority: iso(job.kill_time) if _ending_state(job) else None,
+        lambda job, now, priority: iso(job.kill_time) if ending_state(job) else None,
     ),
     "scheduling_priority": Field(
         _MULTIFACTOR_COLUMNS, lambda job, now, priority: _scheduling_priority(job, priority)

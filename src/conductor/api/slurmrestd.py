@@ -42,10 +42,10 @@ from conductor.api.idempotency import REPLAYED_HEADER_DOC, IdempotencyKey
 from conductor.api.job_records import job_command
 from conductor.api.problems import problems
 from conductor.domain.errors import SpecError
-from conductor.domain.job import Job
+from conductor.domain.job import Job, ending_state
 from conductor.domain.jobfiles import CLUSTER_NAME, job_paths
 from conductor.domain.signals import parse_signal, signal_name
-from conductor.domain.states import JobState
+from conductor.domain.states import JobState, Reason
 from conductor.errors import (
     AlreadyDone,
     Conflict,
@@ -188,6 +188,12 @@ def job_info(job: Job, dependency: str | None = None) -> dict[str, Any]:
     """One `v0.0.40_job_info`; `dependency` the job's as slurmctld shows it (job_infos)."""
     state = job.state
     running = state == JobState.RUNNING.value
+    # A running job whose end was asked for is the state it ends in, COMPLETING, ended at the
+    # request, as slurmctld shows it until its processes are gone (squeue and scontrol agree).
+    ending = ending_state(job)
+    job_state = [ending, "COMPLETING"] if ending else [state]
+    end_time = job.kill_time if ending else job.end_time
+    reason = Reason.TIME_LIMIT.value if ending == JobState.TIMEOUT.value else job.reason
     cpus = job.allocated_cpus or job.cpus_per_task * job.ntasks
     memory = job.memory_per_node_mb or (job.memory_per_cpu_mb or 0) * cpus
     paths = job_paths(job)
@@ -214,7 +220,7 @@ def job_info(job: Job, dependency: str | None = None) -> dict[str, Any]:
         "dependency": dependency or "",
         "derived_exit_code": exit_code(job.exit_code, state),
         "eligible_time": _epoch(job.eligible_time),
-        "end_time": _epoch(job.end_time),
+        "end_time": _epoch(end_time),
         "exclusive": ["true"] if job.exclusive else [],
         "exit_code": exit_code(job.exit_code, state),
         "flags": [],
@@ -222,7 +228,7 @@ def job_info(job: Job, dependency: str | None = None) -> dict[str, Any]:
         "group_name": "",
         "hold": bool(job.held),
         "job_id": job.id,
-        "job_state": [state],
+        "job_state": job_state,
         "last_sched_evaluation": number(None),
         "max_cpus": number(0),
         "max_nodes": number(0),
@@ -246,7 +252,7 @@ def job_info(job: Job, dependency: str | None = None) -> dict[str, Any]:
         "start_time": _epoch(job.expected_start_time if job.state == "PENDING" else job.start_time),
         "scheduled_nodes": (job.sched_nodes or "") if job.state == "PENDING" else "",
         "state_description": job.error_msg or "",
-        "state_reason": job.reason,
+        "state_reason": reason,
         "submit_time": _epoch(job.submit_time),
         "suspend_time": number(0),
         "tasks": number(job.ntasks),

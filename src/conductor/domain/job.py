@@ -74,6 +74,17 @@ class Job:
     cancelled_by: str | None = None
 
 
+# A running job's end asked for (a cancel, its time limit) puts it in one of these; a requeue's is no end.
+_ENDING_STATES = ("CANCELLED", "TIMEOUT")
+
+
+def ending_state(job: Job) -> str | None:
+    """The state a running job is being ended into, from the moment its end was asked for
+    (`kill_time`) until its processes are gone: slurmctld shows such a job COMPLETING in that
+    state, ended at the request. None for any other job."""
+    return job.kill_state if job.state == "RUNNING" and job.kill_state in _ENDING_STATES else None
+
+
 @dataclass(frozen=True, slots=True)
 class JobRun:
     """What a node's agent reads of its running jobs at each check (a narrow, frequent read)."""

@@ -282,6 +282,7 @@ def _job_routes(router: APIRouter, ctx: DashboardContext) -> None:
             session,
             job=job,
             label=views.job_label(job),
+            state=views.shown_state(job),
             fields=views.job_fields(job, utcnow()),
             usage=views.usage(job),
             events=store.events(job.id),
@@ -307,7 +308,7 @@ def _job_routes(router: APIRouter, ctx: DashboardContext) -> None:
         stdout = read_tail(paths.stdout, settings.log_tail_bytes, reader)
         stderr = read_tail(paths.stderr, settings.log_tail_bytes, reader) if paths.stderr != paths.stdout else None
         return JSONResponse(
-            {"state": job.state, "live": job.state in LIVE, "stdout": stdout, "stderr": stderr},
+            {"state": views.shown_state(job), "live": job.state in LIVE, "stdout": stdout, "stderr": stderr},
             headers={"Cache-Control": "no-store"},
         )
 

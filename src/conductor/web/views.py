@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from conductor.domain.arrays import format_array_indices
-from conductor.domain.job import Job
+from conductor.domain.job import Job, ending_state
 from conductor.domain.jobfiles import job_paths
 from conductor.domain.priority import scheduling_priority
 from conductor.domain.usage import format_cpu, format_memory, parse_usage
@@ -60,9 +60,21 @@ def requested_cpus(job: Job) -> int:
     return job.allocated_cpus or job.cpus_per_task * job.ntasks
 
 
+def shown_state(job: Job) -> str:
+    """The state the pages show: COMPLETING for a running job whose end was asked for, as
+    squeue shows it."""
+    return "COMPLETING" if ending_state(job) else job.state
+
+
+def _run_end(job: Job, now: datetime) -> datetime:
+    """Where a running job's run time stops: now, or the moment its end was asked for."""
+    return job.kill_time if ending_state(job) and job.kill_time is not None else now
+
+
 def _row(job: Job, now: datetime, label: str | None = None, tasks: int = 1) -> QueueRow:
     if job.state == "RUNNING":
-        detail, time = job.node_list or "", duration((now - job.start_time).total_seconds() if job.start_time else 0)
+        run = (_run_end(job, now) - job.start_time).total_seconds() if job.start_time else 0
+        detail, time = job.node_list or "", duration(run)
     elif job.state == "PENDING":
         detail = f"({job.reason})"
         if job.expected_start_time is not None:
@@ -79,7 +91,7 @@ def _row(job: Job, now: datetime, label: str | None = None, tasks: int = 1) -> Q
         name=job.name,
         user=job.user_name,
         partition=job.partition,
-        state=job.state,
+        state=shown_state(job),
         cpus=requested_cpus(job),
         node_or_reason=detail,
         time=time,
@@ -120,15 +132,15 @@ def job_fields(job: Job, now: datetime) -> list[tuple[str, str]]:
     paths = job_paths(job)
     elapsed = 0.0
     if job.start_time is not None:
-        elapsed = ((job.end_time or now) - job.start_time).total_seconds()
+        elapsed = ((job.end_time or _run_end(job, now)) - job.start_time).total_seconds()
     fields = [
         ("JobId", job_label(job)),
         ("JobName", job.name),
         ("UserId", job.user_name),
         ("Account", job.account or ""),
         ("Partition", job.partition),
-        ("JobState", job.state + (" (cancel requested)" if job.kill_state == "CANCELLED" and job.state == "RUNNING" else "")),
-        ("Reason", job.reason),
+        ("JobState", shown_state(job)),
+        ("Reason", "TimeLimit" if ending_state(job) == "TIMEOUT" else job.reason),
         ("Priority", str(scheduling_priority(job.priority, job.nice, bool(job.held)))),  # as squeue shows it
         ("Nice", str(job.nice)),
         ("NumCPUs", str(requested_cpus(job))),
@@ -142,7 +154,7 @@ def job_fields(job: Job, now: datetime) -> list[tuple[str, str]]:
         ("BeginTime", when(job.begin_time)),
         ("StartTime", when(job.start_time)),
         ("ExpectedStart", when(job.expected_start_time) + (f" on {job.sched_nodes}" if job.sched_nodes else "")),
-        ("EndTime", when(job.end_time)),
+        ("EndTime", when(job.end_time or (job.kill_time if ending_state(job) else None))),
         ("RunTime", duration(elapsed)),
         ("TimeLimit", duration(job.time_limit)),
         ("ExitCode", job.exit_code or ""),
