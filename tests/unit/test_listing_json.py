@@ -18,9 +18,10 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from conductor.api.job_records import job_page
-from conductor.cli.client import _LARGE_BODY, ApiError, Client, ConnectionFailed
+from conductor.api.job_records import job_page, selected_fields
+from conductor.cli.client import _LARGE_BODY, ApiError, Client, ConnectionFailed, known_fields
 from conductor.domain.job import Job
+from conductor.errors import Invalid
 
 
 def _page(first: int, count: int, next_after: int | None, name: str = "x" * 200) -> dict[str, Any]:
@@ -48,6 +49,9 @@ class Pages:
         # Pages as rows (layout=rows); broken ones: "short" rows missing a value, "no job_id"
         # among the fields, "strings" for rows.
         self.rows: bool | str = False
+        # The fields of a job record this server knows (None: any): an older server refuses
+        # others as the API does.
+        self.known: set[str] | None = None
 
 
 @pytest.fixture(params=["http", "https"])
@@ -77,7 +81,15 @@ def pages(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mo
             if state.next_after_first:
                 page = {"next_after": page["next_after"], **{k: v for k, v in page.items() if k != "next_after"}}
             status = 200
-            if index == state.failing_page:
+            asked = query.get("fields", [""])[0].split(",")
+            if state.known is not None and any(name not in state.known for name in asked):
+                unknown = next(name for name in asked if name not in state.known)
+                with pytest.raises(Invalid) as refused:
+                    selected_fields("no_such_field")  # the API's own words, for a field it lacks
+                head = str(refused.value).split(" (one of: ")[0].replace("'no_such_field'", repr(unknown))
+                page = {"detail": f"{head} (one of: {', '.join(sorted(state.known))})"}
+                status = 400
+            elif index == state.failing_page:
                 status, page = 400, {"detail": "page refused"}
             body = json.dumps(page).encode()
             self.send_response(status)
@@ -226,6 +238,32 @@ def test_a_page_refused_mid_listing_is_the_error_and_the_client_goes_on(pages: P
         assert len(client.list_jobs(state="PENDING")) == 3000
     finally:
         client.close()
+
+
+def test_a_server_older_than_the_client_is_asked_again_for_the_fields_it_has(pages: Pages) -> None:
+    # A new squeue asks an older server for a field it does not have yet: the server's 400
+    # lists those it has, and the listing goes on without the others.
+    pages.known = {"job_id", "name", "state", "priority"}
+    client = Client(pages.url, token="t")
+    try:
+        jobs = client.list_jobs(state="PENDING", fields="name,ending_state")
+        assert len(jobs) == 3000 and "ending_state" not in jobs[0]
+        assert [q.get("fields") for q in pages.queries] == [["name,ending_state"], ["name"], ["name"], ["name"]]
+        # A refusal of every field asked for is the error.
+        with pytest.raises(ApiError, match="is not a field of a job record"):
+            client.list_jobs(state="PENDING", fields="ending_state")
+    finally:
+        client.close()
+
+
+def test_only_a_refusal_of_unknown_fields_drops_fields() -> None:
+    body = b'{"detail": "fields: \'x\' is not a field of a job record (one of: job_id, name, state)"}'
+    assert known_fields(400, body, "name,x,state") == "name,state"
+    assert known_fields(400, body, "x") is None  # nothing left to ask for
+    assert known_fields(400, body, "name") is None  # nothing to drop: another refusal
+    assert known_fields(200, body, "name,x") is None
+    assert known_fields(400, b'{"detail": "page refused"}', "name,x") is None
+    assert known_fields(400, b"is not a field of a job record (one of: name", "name,x") is None
 
 
 def test_a_page_with_text_orjson_refuses_is_written_by_json() -> None:

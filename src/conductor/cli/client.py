@@ -288,6 +288,25 @@ class _Closed(ConductorError):
 _LARGE_BODY = 128 * 1024
 # How the server begins a page of chosen fields: the next page's `after` first (Client.list_jobs).
 _NEXT_AFTER = b'{"next_after":'
+# How a server refuses a `fields` name it does not know, listing those it does: a server older
+# than this client knows fewer (GET /jobs?fields=).
+_UNKNOWN_FIELD = b" is not a field of a job record (one of: "
+
+
+def known_fields(status: int, raw: bytes, fields: str) -> str | None:
+    """`fields` without the names a server refused as no field of its job records (its 400
+    lists those it has), or None: the answer is no such refusal, or nothing would change."""
+    start = raw.find(_UNKNOWN_FIELD) if status == 400 else -1
+    if start < 0:
+        return None
+    listed = raw[start + len(_UNKNOWN_FIELD) :]
+    end = listed.find(b")")
+    if end < 0:
+        return None
+    known = {name.strip() for name in listed[:end].decode(errors="replace").split(",")}
+    asked = fields.split(",")
+    kept = [name for name in asked if name in known]
+    return ",".join(kept) if kept and len(kept) < len(asked) else None
 
 
 def _decode(raw: bytes, fast: bool) -> Any:
@@ -626,6 +645,13 @@ class Client:
         jobs: list[dict[str, Any]] = []
         after: int | None = None
         response = self._roundtrip(self._encode("GET", "/jobs", query=dict(filters, offset=0, total="false")))
+        if isinstance(filters.get("fields"), str):
+            # A server older than this client lacks some fields: those it has are asked again
+            # (a record without a field reads as without a value: views show what they can).
+            kept = known_fields(response[0], response[2], filters["fields"])
+            if kept is not None:
+                filters = dict(filters, fields=kept)
+                response = self._roundtrip(self._encode("GET", "/jobs", query=dict(filters, offset=0, total="false")))
         while True:
             ahead = self._ask_ahead(response, filters)
             try:
