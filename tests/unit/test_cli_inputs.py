@@ -15,6 +15,7 @@ import pytest
 
 from conductor.cli import sacct, sacctmgr, sbatch, scontrol, shims, sinfo, sprio, squeue
 from conductor.cli.common import MAX_FIELD_WIDTH, UsageError, field_width
+from conductor.cli.jobsel import min_job_age
 from conductor.cli.sacct_format import parse_fields
 from conductor.cli.squeue_format import Field, parse_format, parse_long_format
 
@@ -317,7 +318,7 @@ def test_squeue_refuses_a_min_job_age_it_cannot_read(monkeypatch: pytest.MonkeyP
     # taken silently as 300.
     for value, seconds in (("abc", 300), ("9" * 5000, 300), ("-5", 300), ("60", 60)):
         monkeypatch.setenv("CONDUCTOR_MIN_JOB_AGE", value)
-        assert squeue._min_job_age() == seconds  # importing squeue never fails
+        assert min_job_age() == seconds  # importing squeue never fails
         if value != "60":
             assert "CONDUCTOR_MIN_JOB_AGE=" in refused(squeue.main, [], capsys)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from conductor.cli.common import ACTIVE_STATES
@@ -66,3 +68,43 @@ def test_a_job_list_that_names_no_job_is_refused_and_selects_nothing() -> None:
     assert [spec.base for spec in parse_job_specs(["", "7"])] == [7]
     client = RecordingClient(JOBS)
     assert fetch_jobs(client, []) == [] and client.queries == []  # type: ignore[arg-type]
+
+
+def _ended(job_id: int, seconds_ago: float) -> dict[str, Any]:
+    end = datetime.fromtimestamp(time.time() - seconds_ago, tz=UTC).isoformat()
+    return {"job_id": job_id, "state": "COMPLETED", "user": "a", "name": "x", "partition": "p", "end_time": end}
+
+
+class ClosableClient(RecordingClient):
+    def close(self) -> None:
+        pass
+
+
+def test_scancel_with_filters_asks_for_live_jobs_only(monkeypatch: Any) -> None:
+    # `scancel -u a` read every ended job of the user's history to cancel none of them.
+    from conductor.cli import scancel
+
+    client = ClosableClient([_ended(1, 10)])
+    monkeypatch.setattr(scancel, "Client", lambda: client)
+    assert scancel.main(["-n", "nothing-has-this-name"]) == 0
+    [query] = client.queries
+    assert query["state"] == "PENDING,RUNNING" and query["name"] == "nothing-has-this-name"
+
+
+def test_scontrol_show_job_shows_what_slurmctld_holds(monkeypatch: Any, capsys: Any) -> None:
+    # Live jobs and those ended within MinJobAge, as squeue shows them; the history is sacct's.
+    from conductor.cli import scontrol
+
+    monkeypatch.setenv("CONDUCTOR_MIN_JOB_AGE", "300")
+    client = ClosableClient([_ended(1, 3600), _ended(4, 10), *JOBS[1:]])
+    monkeypatch.setattr(scontrol, "Client", lambda: client)
+    assert scontrol.main(["show", "job"]) == 0
+    shown = capsys.readouterr().out
+    assert [line.split()[0] for line in shown.splitlines() if line.startswith("JobId=")] == [
+        "JobId=2", "JobId=3", "JobId=4"
+    ]
+    assert "since" in client.queries[0]  # the server is asked for no job ended before
+    assert scontrol.main(["show", "job", "1"]) == 1  # ended an hour ago: slurmctld has let it go
+    assert capsys.readouterr().err == "slurm_load_jobs error: Invalid job id specified\n"
+    assert scontrol.main(["show", "job", "4"]) == 0
+    assert "JobId=4 " in capsys.readouterr().out

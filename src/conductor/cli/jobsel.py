@@ -7,15 +7,42 @@ which we ignore because jobs here have no separate steps.
 
 from __future__ import annotations
 
+import os
 import re
 
 from conductor.cli.client import ApiError, Client
-from conductor.cli.common import UsageError, stop_at_end_request
+from conductor.cli.common import ACTIVE_STATES, UsageError, parse_iso, stop_at_end_request
+from conductor.domain.numbers import whole_number
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
+
+def min_job_age() -> int:
+    """How long an ended job stays in the views of live jobs (squeue, scontrol show job), as
+    slurmctld holds it until MinJobAge has passed: CONDUCTOR_MIN_JOB_AGE in seconds, 300 when
+    unset. Never an error here (it is read at import): check_min_job_age refuses a bad value."""
+    seconds = whole_number(os.environ.get("CONDUCTOR_MIN_JOB_AGE", ""), 10**9)
+    return 300 if seconds is None else seconds
+
+
+def check_min_job_age() -> None:
+    text = os.environ.get("CONDUCTOR_MIN_JOB_AGE", "")
+    if text and whole_number(text, 10**9) is None:
+        raise UsageError(
+            f"CONDUCTOR_MIN_JOB_AGE={text[:40]!r} is not a whole number of seconds (0 to 1000000000); "
+            "fix it or unset it (300)"
+        )
+
+
+def still_held(job: dict[str, Any], now: float, min_job_age: int) -> bool:
+    """Whether slurmctld would still hold the job: alive, or ended at most `min_job_age` ago."""
+    if job.get("state") in ACTIVE_STATES:
+        return True
+    end = parse_iso(job.get("end_time"))
+    return end is None or now - end.timestamp() <= min_job_age
+
 
 _SPEC_RE = re.compile(
     # ASCII digits, a job id at most 18 of them (int() refuses over 4,300 with its own error).

@@ -173,7 +173,8 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per scancel option
         if specs is not None:  # every job the ids name, whatever the filters say
             jobs = fetch_jobs(client, specs)
         else:
-            jobs = fetch_jobs(client, None, users=users, names=names, partitions=partitions)
+            # Only live jobs can be cancelled: the server is asked for none of the history.
+            jobs = fetch_jobs(client, None, states=list(LIVE), users=users, names=names, partitions=partitions)
         live = [j for j in jobs if j.get("state") in LIVE]
         if specs is not None:
             for spec in specs:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from datetime import timedelta
+import time
+from datetime import UTC, datetime, timedelta
 
 from conductor.cli.client import ApiError, Client
 from conductor.cli.common import (
@@ -19,7 +20,7 @@ from conductor.cli.common import (
 )
 from conductor.cli.dependency_states import DependencyStates, shown_dependency
 from conductor.cli.getopt import Option, OptionTable, getopt_long
-from conductor.cli.jobsel import fetch_jobs, parse_job_specs
+from conductor.cli.jobsel import check_min_job_age, fetch_jobs, min_job_age, parse_job_specs, still_held
 from conductor.cli.squeue_format import job_priority, start_time
 from conductor.cli.unavailable import UnavailableNodes
 from conductor.domain.errors import SpecError
@@ -130,8 +131,6 @@ def _end_time(job: dict[str, Any]) -> str | None:
 
 def _run_time(job: dict[str, Any]) -> int:
     if job.get("state") == "RUNNING":
-        import time
-
         start = parse_iso(job.get("start_time"))
         if start is not None:
             return max(int(time.time() - start.timestamp()), 0)
@@ -415,8 +414,13 @@ def _show(args: list[str], oneliner: bool) -> int:
     client = Client()
     try:
         if "jobs".startswith(entity) and entity:
+            check_min_job_age()
             specs = parse_job_specs([target]) if target else None
-            jobs = fetch_jobs(client, specs, completing=True)
+            # Only the jobs slurmctld would still hold: alive, or ended within MinJobAge (the
+            # whole history is sacct's; asking for it cost a listing every ended job).
+            now, age = time.time(), min_job_age()
+            since = None if specs else datetime.fromtimestamp(now - age, tz=UTC).isoformat()
+            jobs = [j for j in fetch_jobs(client, specs, since=since, completing=True) if still_held(j, now, age)]
             UnavailableNodes(client).describe(jobs)
             DependencyStates(client).describe(jobs)
             if target and not jobs:

@@ -16,13 +16,12 @@ from conductor.cli.common import (
     UsageError,
     collect_options,
     current_user,
-    parse_iso,
     run,
     split_list,
 )
 from conductor.cli.dependency_states import DependencyStates
 from conductor.cli.getopt import Option, OptionTable, getopt_long
-from conductor.cli.jobsel import fetch_jobs, parse_job_specs
+from conductor.cli.jobsel import check_min_job_age, fetch_jobs, min_job_age, parse_job_specs, still_held
 from conductor.cli.squeue_format import (
     DEFAULT_FORMAT,
     LINE,
@@ -42,7 +41,6 @@ from conductor.cli.squeue_format import (
     sort_jobs,
 )
 from conductor.cli.unavailable import UnavailableNodes
-from conductor.domain.numbers import whole_number
 from conductor.errors import ConductorError
 
 TYPE_CHECKING = False
@@ -51,24 +49,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 PROG = "squeue"
-# Ended jobs stay visible for this long, like slurmctld's MinJobAge (default 300 s).
-def _min_job_age() -> int:
-    """CONDUCTOR_MIN_JOB_AGE in seconds, 300 when unset. Read when the module is imported, so
-    never an error here: `_main` refuses a value that is not a whole number of seconds."""
-    seconds = whole_number(os.environ.get("CONDUCTOR_MIN_JOB_AGE", ""), 10**9)
-    return 300 if seconds is None else seconds
-
-
-def _check_min_job_age() -> None:
-    text = os.environ.get("CONDUCTOR_MIN_JOB_AGE", "")
-    if text and whole_number(text, 10**9) is None:
-        raise UsageError(
-            f"CONDUCTOR_MIN_JOB_AGE={text[:40]!r} is not a whole number of seconds (0 to 1000000000); "
-            "fix it or unset it (300)"
-        )
-
-
-MIN_JOB_AGE_SECONDS = _min_job_age()
+MIN_JOB_AGE_SECONDS = min_job_age()
 
 OPTIONS = OptionTable(
     [
@@ -260,13 +241,6 @@ def on_nodes(job: dict[str, Any], nodes: frozenset[str], expanded: dict[str, fro
     return not nodes.isdisjoint(expanded[node_list])
 
 
-def _recent_or_active(job: dict[str, Any], now: float) -> bool:
-    if job.get("state") in ACTIVE_STATES:
-        return True
-    end = parse_iso(job.get("end_time"))
-    return end is None or now - end.timestamp() <= MIN_JOB_AGE_SECONDS
-
-
 def _prerender(
     make: Callable[[dict[str, Any]], str],
     default_order: bool,
@@ -333,7 +307,7 @@ def main(argv: list[str]) -> int:
 def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per squeue option
     parsed, operands = getopt_long(argv, OPTIONS)
     opts, multi = collect_options(parsed)
-    _check_min_job_age()
+    check_min_job_age()
     if "help" in opts:
         sys.stdout.write(help_text())
         return 0
@@ -457,7 +431,7 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per squeue option
                     completing=True,
                 )
             # Ended jobs fade out after MinJobAge, as slurmctld purges them.
-            known = [j for j in jobs if _recent_or_active(j, now)]
+            known = [j for j in jobs if still_held(j, now, MIN_JOB_AGE_SECONDS)]
             if specs and not known:
                 # squeue -j for ids slurmctld does not know (never existed, or purged).
                 sys.stderr.write("slurm_load_jobs error: Invalid job id specified\n")
