@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import sys
 
 from conductor.cli.common import SLURM_VERSION, UsageError, run
@@ -155,6 +156,21 @@ SIGNAL_NAMES = {
 }
 
 
+def _open_own(path: str, flags: int = os.O_RDWR) -> int | None:
+    """`path` opened (made if missing), or None where it is anything but a regular file of this
+    user's: the node makes a job's step files in a directory everyone may write to, and another
+    user's link or file there must neither receive what srun writes nor pass it off as the job's."""
+    try:
+        fd = os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY, 0o600)
+    except OSError:
+        return None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
+        os.close(fd)
+        return None
+    return fd
+
+
 def _next_step_id(job_id: str) -> int:
     """Steps of one job are numbered 0, 1, 2... across srun calls; a small counter file keeps it."""
     import fcntl
@@ -166,7 +182,12 @@ def _next_step_id(job_id: str) -> int:
     path = records + ".next" if records else os.path.join(
         tempfile.gettempdir(), f"conductor-steps-{os.getuid()}-{job_id}"
     )
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = _open_own(path)
+    if fd is None:
+        raise UsageError(
+            f"the job's step counter {path} is not a regular file of yours: someone else made it; "
+            "no step is run"
+        )
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         raw = os.read(fd, 32).decode().strip()
@@ -200,9 +221,8 @@ def _register_step(ended: bool = False) -> None:
         except (OSError, IndexError, ValueError):
             return
         line = {"srun": pid, "ticks": ticks}
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-    except OSError:
+    fd = _open_own(path, os.O_WRONLY | os.O_APPEND)
+    if fd is None:
         return
     try:
         os.write(fd, (json.dumps(line) + "\n").encode())

@@ -47,19 +47,8 @@ class StepRecords:
         for name in (path, path + ".next"):  # the records, and srun's step counter
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(name)
-        if uid is not None:
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            except OSError as exc:  # someone made it between the two: the job's sruns will not trust it
-                log.warning("job %s: cannot make its step records at %s: %s", job_id, path, exc.strerror)
-                return path
-            try:
-                if os.geteuid() == 0:
-                    os.fchown(fd, uid, gid if gid is not None else -1)
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
+            if uid is not None:
+                _make_own(name, job_id, uid, gid)
         return path
 
     def sruns(self, job_id: int, uid: int | None) -> list[tuple[int, int]]:
@@ -142,3 +131,29 @@ def _read_own(path: str, uid: int, limit: int) -> bytes:
         return b""
     finally:
         os.close(fd)
+
+
+def _make_own(path: str, job_id: int, uid: int, gid: int | None) -> None:
+    """Make `path` anew, empty, as the job's user's: nobody else can then have made it first
+    (the directory is everyone's), and srun, which trusts only a file of its own user (cli/srun.py),
+    writes there. Someone's file planted between the unlink and the creation is unlinked again
+    (root may, in a sticky directory), a few times; past those the job's sruns refuse it."""
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        except FileExistsError:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            continue
+        except OSError as exc:
+            log.warning("job %s: cannot make %s: %s", job_id, path, exc.strerror)
+            return
+        try:
+            if os.geteuid() == 0:
+                os.fchown(fd, uid, gid if gid is not None else -1)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        return
+    log.warning("job %s: someone keeps making %s first: the job's sruns will not trust it", job_id, path)
