@@ -188,7 +188,13 @@ class SubmitFastPath:
                 await self.app(scope, receive, send)
                 return
         body, messages = await _read_body(receive)
-        principal = lookup(self.store, token) if body is not None else None
+        try:
+            principal = lookup(self.store, token) if body is not None else None
+        except StoreUnavailable as exc:
+            # The token's check reads the database too: 503 naming the cause, as every route
+            # answers then (outside FastAPI, nothing else would turn it into an answer).
+            await unavailable_answer(exc)(scope, receive, send)
+            return
         request = _request(body) if body is not None and principal is not None else None
         if request is None or principal is None:
             await self.app(scope, _replay(messages, receive), send)
