@@ -1,13 +1,14 @@
 """The output view's rule on real files: shown only what the job's user could read.
 
 Files and directories are made with owners and modes of arbitrary uids and gids (no user
-needs to exist for the kernel's rule, which conductor.api.outputs emulates), so these tests
+needs to exist for the kernel's rule, which conductor.userfiles emulates), so these tests
 need root to chown, as the security suite does.
 """
 
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import struct
 import tempfile
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conductor.api.outputs import Reader, read_tail, reader_for
+from conductor.userfiles import Reader, read_tail, reader_for
 
 USER, GROUP, OTHER_GROUP = 424_242, 434_343, 444_444
 ME = Reader(USER, frozenset({USER, GROUP}))
@@ -161,3 +162,42 @@ def test_readers_are_the_users_uid_and_groups() -> None:
     assert root is not None and root.uid == 0 and 0 in root.groups
     unknown = reader_for(USER)
     assert unknown == Reader(USER, frozenset())  # no passwd entry here: no group counts
+
+
+def test_the_worker_appends_a_notice_only_where_the_jobs_user_could_write(base: Path) -> None:
+    """slurmstepd's notice goes to the job's error file after the job, at a path its user may
+    have changed since: a directory above it swapped for a link to where root alone goes made
+    the worker, root, open what lies there (a FIFO, a device) before any check."""
+    from conductor.worker.notices import write_notice
+
+    own = make_dir(base / "own", USER, GROUP, 0o755)
+    err = make_file(own / "err", text="")
+    assert write_notice(str(err), USER, "slurmstepd: error: *** JOB 1 ***")
+    assert err.read_text() == "slurmstepd: error: *** JOB 1 ***\n"
+    assert not write_notice(str(make_file(own / "read-only", mode=0o400, text="")), USER, "x")
+    assert not write_notice(str(make_file(own / "anothers", uid=USER + 1, mode=0o666, text="")), USER, "x")
+
+    # The directory swapped for a link to root's private one, holding a FIFO and a file of the
+    # user's: neither is opened (a FIFO opened with a reader waiting would be written to).
+    private = make_dir(base / "private", 0, 0, 0o700)
+    os.mkfifo(private / "err")
+    behind = make_file(private / "err2", text="")
+    os.rename(own, base / "own.old")
+    os.symlink(private, own)
+    reader = os.open(private / "err", os.O_RDONLY | os.O_NONBLOCK)  # a reader is waiting
+    try:
+        assert not write_notice(str(own / "err"), USER, "x")
+        assert not write_notice(str(own / "err2"), USER, "x")
+        # Linux tells a FIFO's reader of a writer come and gone (POLLHUP): none came.
+        poll = select.poll()
+        poll.register(reader, select.POLLIN)
+        assert poll.poll(0) == []
+    finally:
+        os.close(reader)
+    assert behind.read_text() == ""
+    # Nor a link at the file itself, nor a device.
+    os.unlink(own)
+    (base / "own.old").rename(own)
+    os.symlink(err, own / "link")
+    assert not write_notice(str(own / "link"), USER, "x")
+    assert not write_notice("/dev/null", USER, "x")

@@ -20,7 +20,6 @@ from pydantic import ValidationError
 
 from conductor.api.auth import hash_token, new_token
 from conductor.api.models import JobDescription
-from conductor.api.outputs import Reader, open_for, read_tail
 from conductor.cli.getopt import GetoptError
 from conductor.cli.sbatch_options import SbatchError, build_plan, first_pass
 from conductor.domain.errors import SpecError
@@ -28,6 +27,7 @@ from conductor.errors import Invalid, Unsatisfiable
 from conductor.scheduler.policy import NodeView
 from conductor.services.submission import SECRET_VARIABLES, Limits, Submitter, build_rows
 from conductor.store import redact_secrets, redact_url
+from conductor.userfiles import Reader, open_for, read_tail
 
 NOW = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
 LIMITS = Limits(max_script_bytes=4096, max_environment_bytes=2048, max_array_tasks=50, default_partition="debug")

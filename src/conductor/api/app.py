@@ -37,8 +37,6 @@ from conductor.api.job_records import (
     selected_fields,
 )
 from conductor.api.limits import ASGIApp, BodyLimit, reject_repeated_query_parameters
-from conductor.api.outputs import Reader, reader_for
-from conductor.api.outputs import read_tail as _read_tail_safely
 from conductor.api.problems import problems
 from conductor.bus import Bus
 from conductor.config.live import LiveConfig
@@ -59,6 +57,8 @@ from conductor.services.principal import Principal, ensure_owner
 from conductor.services.submission import Limits
 from conductor.settings import Settings
 from conductor.store import Store, utcnow
+from conductor.userfiles import Reader, reader_for
+from conductor.userfiles import read_tail as _read_tail_safely
 from conductor.web.dashboard import install_dashboard
 
 log = logging.getLogger("conductor.api")
@@ -130,7 +130,7 @@ def refusal_body(exc: Refusal) -> dict[str, Any]:
 def read_tail(path: str, limit: int, reader: Reader | None) -> str | None:
     """The last `limit` bytes of a job's output file if the job's user (`reader`) could read
     it: a regular file of theirs, reached through directories they may search, without
-    following any symbolic link (conductor.api.outputs says why)."""
+    following any symbolic link (conductor.userfiles says why)."""
     return _read_tail_safely(path, limit, reader)
 
 

@@ -22,7 +22,6 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
-from conductor.api.outputs import read_tail, reader_for
 from conductor.domain.job import Job
 from conductor.domain.jobfiles import job_paths
 from conductor.domain.states import JobState
@@ -32,6 +31,7 @@ from conductor.services.principal import Principal, ensure_owner
 from conductor.services.tokens import lookup
 from conductor.settings import Settings
 from conductor.store import Store, utcnow
+from conductor.userfiles import read_tail, reader_for
 from conductor.web import views
 from conductor.web.charts import CPU_SERIES, JOB_SERIES, line_chart
 from conductor.web.session import COOKIE, FLASH, MAX_AGE, same_origin, signed_in, valid_csrf

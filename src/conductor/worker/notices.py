@@ -1,15 +1,16 @@
 """The lines slurmstepd writes into a job's standard error when it ends it: time limit, cancel,
 out-of-memory kills. Written by the worker (as root, usually): only into a regular file the
-job's user owns, opened without following a symbolic link, so a job cannot make the worker
-write elsewhere.
+job's user owns and may write, reached without following a symbolic link anywhere on its path
+(conductor.userfiles), so a job cannot make the worker open, or write, anything else.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import stat
 from datetime import datetime
+
+from conductor.userfiles import open_for, reader_for
 
 log = logging.getLogger("conductor.worker")
 
@@ -37,15 +38,15 @@ def write_notice(path: str | None, uid: int | None, line: str) -> bool:
     """Append `line` to the job's error file; False when it is not one to write to."""
     if not path:
         return False
+    # A job without a uid of its own runs as the worker's user.
+    writer = reader_for(os.geteuid() if uid is None else uid)
+    assert writer is not None
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
+        fd = open_for(path, writer, append=True)
     except OSError as exc:
         log.debug("no notice in %s: %s", path, exc)
         return False
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or (uid is not None and info.st_uid != uid):
-            return False
         os.write(fd, (line + "\n").encode())
         return True
     except OSError as exc:

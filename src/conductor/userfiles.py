@@ -1,4 +1,5 @@
-"""Reading a job's output files for the API: only what the job's user could read.
+"""Opening a job's files on its user's behalf: the API reads its output, the worker appends
+slurmstepd's notices to its error file; only what the job's user could read, or write.
 
 A job's output path is whatever its submitter wrote, and the API may run as root, or, in a
 split deployment, as an unprivileged service account that owns the server's token and its
@@ -19,9 +20,14 @@ job's user could read it themselves:
 - the last component must be a regular file owned by the job's user, with its owner's read
   bit; never a file of the API's own user unless that is the job's user too; a job with no
   uid shows nothing;
-- only then is it opened for reading, through /proc/self/fd/N of the O_PATH descriptor with
+- only then is it opened for reading (or, for the worker's notices, appending, which needs the
+  owner's write bit instead), through /proc/self/fd/N of the O_PATH descriptor with
   O_NOCTTY|O_NONBLOCK (so the very inode checked is the one read), and the descriptor read is
   checked to be that inode.
+
+The worker, root, appends to the job's error file after the job has ended, at a path the user
+chose and may have changed since (a directory above it swapped for a link to where root alone
+may go): the same walk keeps root from opening anything there, a device or a FIFO included.
 
 Uid 0 may read everything (the kernel's DAC override), but the file must still be its own.
 
@@ -46,6 +52,7 @@ from dataclasses import dataclass
 _DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _LEAF_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC
+_APPEND_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC
 _ACCESS_ACL = "system.posix_acl_access"
 _SEARCH = 0o1
 
@@ -110,8 +117,9 @@ def _searchable(fd: int, reader: Reader) -> bool:
     return _allows(info, reader, _SEARCH)
 
 
-def open_for(path: str, reader: Reader) -> int:
-    """A read-only descriptor of the regular file at absolute `path`, if `reader` may read it.
+def open_for(path: str, reader: Reader, *, append: bool = False) -> int:
+    """A read-only descriptor of the regular file at absolute `path`, if `reader` may read it
+    (`append`: one that appends, if `reader` may write it).
 
     No symbolic link is followed, no device, FIFO or terminal is opened. Raises OSError
     (EACCES, ELOOP, ENOTDIR, EINVAL...) when the file is not to be shown.
@@ -138,9 +146,10 @@ def open_for(path: str, reader: Reader) -> int:
         info = os.fstat(leaf)
         if not stat.S_ISREG(info.st_mode):
             raise OSError(errno.EINVAL, "not a regular file", path)  # also a symbolic link itself
-        if info.st_uid != reader.uid or not (reader.uid == 0 or info.st_mode & stat.S_IRUSR):
-            raise OSError(errno.EACCES, "not a file the job's user owns and may read", path)
-        readable = os.open(f"/proc/self/fd/{leaf}", _READ_FLAGS)
+        owner_bit, verb = (stat.S_IWUSR, "write") if append else (stat.S_IRUSR, "read")
+        if info.st_uid != reader.uid or not (reader.uid == 0 or info.st_mode & owner_bit):
+            raise OSError(errno.EACCES, f"not a file the job's user owns and may {verb}", path)
+        readable = os.open(f"/proc/self/fd/{leaf}", _APPEND_FLAGS if append else _READ_FLAGS)
     finally:
         os.close(leaf)
     opened = os.fstat(readable)
