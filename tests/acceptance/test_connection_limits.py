@@ -152,6 +152,97 @@ def test_incomplete_requests_and_idle_connections_are_closed_after_the_timeout(
         assert _answers_promptly(server) < 5.0
 
 
+def _tcp_state(sock: socket.socket) -> int:
+    """The socket's TCP state (tcp_info's first byte), read without reading the socket."""
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
+
+
+TCP_CLOSE = 7
+
+
+def _unread_listings(server: ConductorProcess, count: int, close: bool = False) -> list[socket.socket]:
+    """`count` connections, each asking for a listing larger than the kernel's buffers (about
+    9 MB: 4,000 jobs) and reading none of it (`close`: the server closes it after the answer)."""
+    assert server.port is not None
+    request = (
+        b"GET /slurm/v0.0.40/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nX-SLURM-USER-TOKEN: " + server.token.encode()
+        + (b"\r\nConnection: close" if close else b"") + b"\r\n\r\n"
+    )
+    socks = []
+    for _ in range(count):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # it fills at once
+        sock.settimeout(2)
+        sock.connect(("127.0.0.1", server.port))
+        sock.sendall(request)
+        socks.append(sock)
+    return socks
+
+
+@pytest.fixture
+def long_listing(small_limits: Callable[..., ConductorProcess]) -> Callable[..., ConductorProcess]:
+    def start(**env: str) -> ConductorProcess:
+        server = small_limits(CONDUCTOR_MAX_CONNECTIONS="8", **env)
+        held = httpx.post(
+            server.url + "/jobs/submit", headers=server.headers(), timeout=30,
+            json={"job": {"current_working_directory": "/tmp", "array": "1-4000", "hold": True},
+                  "script": "#!/bin/bash\ntrue\n"},
+        )
+        assert held.status_code == 201, held.text
+        return server
+
+    return start
+
+
+def test_an_answer_nobody_reads_is_aborted_after_the_timeout(long_listing: Callable[..., ConductorProcess]) -> None:
+    """A client that asks for a long listing and never reads it: the application waits to send
+    the rest, and the connection was busy for ever; enough of them made the server refuse
+    everyone, `/health` included. It is aborted once its client has read nothing for the
+    request timeout (1 s here)."""
+    server = long_listing()
+    with _closing(_unread_listings(server, 8)) as socks:
+        deadline = time.monotonic() + 40  # the 8 listings are made first, a second or so each
+        while any(_tcp_state(s) != TCP_CLOSE for s in socks):
+            assert time.monotonic() < deadline, "an unread answer still holds its connection"
+            time.sleep(0.1)
+        assert _answers_promptly(server) < 5.0
+        assert httpx.get(server.url + "/health", timeout=5).status_code == 200
+
+
+def test_an_answer_nobody_reads_gives_way_to_a_newcomer(long_listing: Callable[..., ConductorProcess]) -> None:
+    # A long timeout: here the bound alone must keep the server answering.
+    server = long_listing(CONDUCTOR_REQUEST_TIMEOUT="120")
+    with _closing(_unread_listings(server, 8)):
+        deadline = time.monotonic() + 40  # while the listings are being made, all are busy
+        while (status := httpx.get(server.url + "/health", timeout=5).status_code) != 200:
+            assert status == 503 and time.monotonic() < deadline, status
+            time.sleep(0.2)
+        assert _answers_promptly(server) < 5.0
+
+
+def test_an_answer_read_slowly_but_steadily_is_not_cut_short(long_listing: Callable[..., ConductorProcess]) -> None:
+    """The timeout is for stalls: a client that reads its answer in pieces, each within the
+    timeout, gets all of it even when the whole takes longer."""
+    server = long_listing(CONDUCTOR_REQUEST_TIMEOUT="3")
+    [sock] = _unread_listings(server, 1, close=True)
+    with _closing([sock]):
+        sock.setblocking(False)
+        received, started, ended = bytearray(), time.monotonic(), False
+        while not ended:
+            assert time.monotonic() - started < 120
+            time.sleep(1.0)  # a third of the timeout between reads, of at most 2 MB each
+            with contextlib.suppress(BlockingIOError):
+                before = len(received)
+                while len(received) - before < 2 << 20:
+                    if not (chunk := sock.recv(1 << 16)):
+                        ended = True  # the server closed the connection once it had sent everything
+                        break
+                    received += chunk
+        assert time.monotonic() - started > 3  # longer than the timeout in all
+        assert received.startswith(b"HTTP/1.1 200") and len(received) > 8_000_000
+        assert received.endswith(b"0\r\n\r\n")  # the last chunk: nothing was cut
+
+
 def test_a_request_that_keeps_coming_is_not_cut_short(small_limits: Callable[..., ConductorProcess]) -> None:
     """The timeout is for stalls: a client that sends its body in pieces, each within the
     timeout, is answered even when the whole takes longer."""

@@ -14,10 +14,17 @@ headers and the first bytes of the body, then `request_timeout` after each later
 body; `keep_alive_timeout` after a response when it is idle. A busy connection has none: the
 application's own time is not the client's fault.
 
+Except where the client stops reading its answer. A response the client does not read fills
+the socket's buffers, then the transport's, and the application waits to send more (asyncio
+pauses its writing): such a connection is *stalled*, and it has `request_timeout` to read
+something (writing resumes) before it is aborted. Without this, anyone could open enough
+listings of many jobs, never read them, and hold every connection for as long as they liked.
+
 Beyond `max_connections`, a new connection closes the oldest waiting one (the longest idle or
-the slowest to send its request), so a flood of connections that never finish a request
-cycles through the bound while clients that send theirs promptly are served. Only when every
-connection is busy is the newcomer refused (503, then closed).
+the slowest to send its request), or else the oldest stalled one, so a flood of connections
+that never finish a request, or never read an answer, cycles through the bound while clients
+that behave are served. Only when every connection is busy is the newcomer refused (503, then
+closed).
 
 Cost: one timer per process, a sweep over the waiting connections every quarter of the
 shortest timeout, which also refreshes a coarse clock; per request a few attribute writes and
@@ -28,9 +35,12 @@ against half a millisecond for a whole submission.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import resource
+import socket
+import struct
 from collections import OrderedDict
 from typing import Any, ClassVar
 
@@ -49,6 +59,9 @@ REFUSAL = (
 )
 
 
+_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 seconds: close() resets the connection
+
+
 class ConnectionGuard:
     """The live connections of one server, their deadlines and the bound on their number."""
 
@@ -60,6 +73,8 @@ class ConnectionGuard:
         self.live: set[GuardedHttpToolsProtocol] = set()
         # Oldest first: the order in which connections began to wait.
         self.waiting: OrderedDict[GuardedHttpToolsProtocol, None] = OrderedDict()
+        # Busy ones whose client does not read the answer, oldest first, each with its deadline.
+        self.stalled: OrderedDict[GuardedHttpToolsProtocol, float] = OrderedDict()
         # A clock read once per sweep: deadlines are coarse by a tick, and requests read no clock.
         self.now = 0.0
         self._timer: asyncio.TimerHandle | None = None
@@ -72,10 +87,10 @@ class ConnectionGuard:
             self.now = conn.loop.time()
             self._timer = conn.loop.call_later(self.tick, self._sweep, conn.loop)
         if len(self.live) >= self.max_connections:
-            if not self.waiting:
+            if not self.waiting and not self.stalled:
                 self.refused += 1
                 return False
-            oldest = next(iter(self.waiting))
+            oldest = next(iter(self.waiting or self.stalled))
             self.evicted += 1
             if self.evicted in (1, 1000) or self.evicted % 100_000 == 0:
                 log.warning(
@@ -91,17 +106,28 @@ class ConnectionGuard:
         return True
 
     def close(self, conn: GuardedHttpToolsProtocol) -> None:
+        stalled = conn in self.stalled
         self.forget(conn)
-        if not conn.transport.is_closing():
+        if stalled:
+            # Closing would wait for the unread answer to be sent: it never would be. A reset
+            # (linger 0) rather than a close: the kernel would otherwise keep the socket, and
+            # megabytes of its buffers, trying to deliver them.
+            with contextlib.suppress(OSError, AttributeError):
+                conn.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+            conn.transport.abort()
+        elif not conn.transport.is_closing():
             conn.transport.close()
 
     def forget(self, conn: GuardedHttpToolsProtocol) -> None:
         self.live.discard(conn)
         self.waiting.pop(conn, None)
+        self.stalled.pop(conn, None)
 
     def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
         now = self.now = loop.time()
         for conn in [c for c in self.waiting if c.deadline <= now]:
+            self.close(conn)
+        for conn in [c for c, deadline in self.stalled.items() if deadline <= now]:
             self.close(conn)
         self._timer = loop.call_later(self.tick, self._sweep, loop) if self.live else None
 
@@ -122,6 +148,15 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.guard.forget(self)
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self in self.guard.live:
+            self.guard.stalled[self] = self.guard.now + self.guard.request_timeout
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self.guard.stalled.pop(self, None)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
