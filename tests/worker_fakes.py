@@ -57,6 +57,10 @@ class FakeStore:
     def record_usage(self, usage: Mapping[int, str]) -> None:
         self._call("record_usage", dict(usage))
 
+    def get_job(self, job_id: int) -> Job | None:
+        self._call("get_job", job_id)
+        return None
+
     def running_on_node(self, node: str) -> list[JobRun]:
         self._call("running_on_node", node)
         return self.rows

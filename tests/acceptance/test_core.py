@@ -325,8 +325,18 @@ def test_readopted_job_still_obeys_cancel(start_conductor: object, tmp_path: Pat
     home = tmp_path / "h"
     server: ConductorProcess = start_conductor("--cpus", "2", home=home)  # type: ignore[operator]
     api = Api(server.url)
-    job_id = api.submit("#!/bin/bash\nsleep 120\n", current_working_directory=str(tmp_path))
+    # Its standard error reopened on another file: the notice of its cancel goes to the error
+    # file it was launched with, never where its process points (a job could point it at a
+    # root file it may only read, and have the restarted worker append to it as root).
+    job_id = api.submit(
+        "#!/bin/bash\nexec 2>>elsewhere.txt\necho ready > ready.txt\nsleep 120\n",
+        current_working_directory=str(tmp_path), standard_error=str(tmp_path / "declared.err"),
+    )
     api.wait_state(job_id, "RUNNING")
+    deadline = time.monotonic() + 15
+    while not (tmp_path / "ready.txt").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     server.kill()
     server2: ConductorProcess = start_conductor("--cpus", "2", home=home, port=server.port)  # type: ignore[operator]
     api2 = Api(server2.url)
@@ -334,3 +344,5 @@ def test_readopted_job_still_obeys_cancel(start_conductor: object, tmp_path: Pat
     api2.cancel(job_id)
     job = api2.wait_state(job_id, "CANCELLED", timeout=15)
     assert job["exit_code"] == "0:15"
+    assert f"*** JOB {job_id} ON " in (tmp_path / "declared.err").read_text()
+    assert "slurmstepd" not in (tmp_path / "elsewhere.txt").read_text()

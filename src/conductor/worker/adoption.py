@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import signal
 import time
 from collections.abc import Callable, Iterable, MutableMapping
@@ -172,11 +171,3 @@ def kill_leftovers(containment: Containment, running: set[int]) -> None:
         log.info("job %s is over: killing what is left in its group", job_id)
         with contextlib.suppress(Exception):
             containment.finish(job_id)
-
-
-def error_file(pid: int) -> tuple[str | None, int | None]:
-    """A re-adopted job's error file (where its notices go) and its owner, read from its process."""
-    try:
-        return os.readlink(f"/proc/{pid}/fd/2"), os.stat(f"/proc/{pid}").st_uid
-    except OSError:
-        return None, None

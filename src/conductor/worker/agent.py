@@ -442,6 +442,26 @@ class Worker:
         if self._wake is not None:
             self._wake.set()  # recorded at the next tick, now (it may come between ticks)
 
+    @staticmethod
+    def _notice_target(row: Job, stderr: str, uid: str) -> tuple[str, int]:
+        """Where slurmstepd's notices about the job go (its error file) and whose file that
+        must be (the user it runs as: `uid`, "" for the worker's own)."""
+        path = stderr if os.path.isabs(stderr) else os.path.join(row.work_dir, stderr)
+        return path, int(uid) if uid else os.geteuid()
+
+    def _adopted_notice_target(self, job_id: int) -> tuple[str | None, int | None]:
+        """The notice target of a job re-adopted after a restart, from its row as at its launch:
+        never from its process, whose descriptors and owner the job controls (its standard
+        error reopened on a file it may only read, a setuid program making /proc/PID root's)."""
+        try:
+            row = self.store.get_job(job_id)
+            if row is None:
+                return None, None
+            return self._notice_target(row, job_paths(row, self.config.name).stderr, self.users.run_as(row).uid)
+        except Exception as exc:  # noqa: BLE001 - no notice rather than no adoption
+            log.warning("job %s: where its notices go is unknown (%s): none will be written", job_id, exc)
+            return None, None
+
     def _bounds(self, row: Job) -> tuple[int, int, int, int] | None:
         array_job: int | None = row.array_job_id
         if row.array_task_id is None or not row.array_spec:
@@ -493,8 +513,7 @@ class Worker:
         # Before the request: the launcher puts the job's process into the group before its go.
         procs = self.containment.create(job_id, limits)
         self._limits[job_id] = limits
-        stderr = paths.stderr if os.path.isabs(paths.stderr) else os.path.join(row.work_dir, paths.stderr)
-        self._notice_paths[job_id] = (stderr, int(uid) if uid else os.geteuid())
+        self._notice_paths[job_id] = self._notice_target(row, paths.stderr, uid)
         nproc = self.config.max_job_pids if not procs else None
         body = launch_frame(
             status_path,
@@ -719,7 +738,7 @@ class Worker:
         adoption.settle(plan, adoption.wait_for_exit_line)
         for job in plan.running:
             self.jobs[job.job_id] = job
-            job.stderr, job.uid = adoption.error_file(job.pid)
+            job.stderr, job.uid = self._adopted_notice_target(job.job_id)
             timed_out = read_status(job.status_path).timed_out
             if timed_out is not None and job.kill_state is None:
                 # Its launcher ended it at its limit while no worker was there (it may be
