@@ -108,7 +108,8 @@ def test_the_database_stays_bounded_under_steady_load(
             api.submit("#!/bin/bash\ntrue\n" + "# padding\n" * 200, current_working_directory=str(work),
                        standard_output="/dev/null", array="0-299")
             wait_for(lambda: api.stats()["pending_jobs"] + api.stats()["running_jobs"] == 0, "the array to drain", 120)
-            wait_for(lambda: not api.jobs(), "every ended job to be purged")
+            # Every one but the newest, which holds the ids' high mark (store/history.py).
+            wait_for(lambda: len(api.jobs()) == 1, "every ended job to be purged")
             sizes.append(size())
     finally:
         api.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, delete, exists, or_, select
+from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select
 
 from conductor.domain.job import Job
 from conductor.store.engine import Database
@@ -31,7 +31,9 @@ class HistoryQueries(Database):
         An array's first task that holds its submission's Idempotency-Key stays while a task of
         its array is not yet purgeable: gone, it would free the key, and a retry of the
         submission would make a second array beside the tasks still waiting."""
-        condition = and_(jobs.c.end_time < before, jobs.c.state.in_(_ENDED), ~_holds_key_of_live_array(before))
+        condition = and_(
+            jobs.c.end_time < before, jobs.c.state.in_(_ENDED), ~_holds_key_of_live_array(before), _not_newest()
+        )
         # Asked for a little more than `limit`, so that kept jobs do not end the purge early.
         query = select(*jobs.c).where(condition).order_by(jobs.c.end_time, jobs.c.id).limit(limit + len(keep))
         with self._read() as conn:
@@ -57,13 +59,24 @@ class HistoryQueries(Database):
             still = [
                 r.id
                 for r in conn.execute(
-                    select(jobs.c.id).where(jobs.c.id.in_(ids), jobs.c.end_time < before, jobs.c.state.in_(_ENDED))
+                    select(jobs.c.id).where(
+                        jobs.c.id.in_(ids), jobs.c.end_time < before, jobs.c.state.in_(_ENDED), _not_newest()
+                    )
                 )
             ]
             if not still:
                 return 0
             conn.execute(delete(job_events).where(job_events.c.job_id.in_(still)))
             return int(conn.execute(delete(jobs).where(jobs.c.id.in_(still))).rowcount or 0)
+
+
+def _not_newest() -> ColumnElement[bool]:
+    """The row is not the job with the greatest id. SQLite gives a new row the greatest id
+    plus one (the table has no AUTOINCREMENT): with the newest job purged, the next job would
+    take an id that was already a job's, whose archived record, output file and dependents
+    would then seem to be the new one's. Kept, it holds the ids' high mark."""
+    newest = jobs.alias("newest")
+    return jobs.c.id < select(func.max(newest.c.id)).scalar_subquery()
 
 
 def _holds_key_of_live_array(before: datetime) -> ColumnElement[bool]:
