@@ -109,7 +109,7 @@ def test_a_claim_counts_only_for_a_process_of_the_job_with_its_start_time(
 
 
 def test_registrations_are_read_from_the_users_own_file_only(tmp_path: Path) -> None:
-    records = StepRecords("n1", tmp_path)
+    records = StepRecords(tmp_path)
     path = Path(records.clear(7))
     lines = [{"srun": 101, "ticks": 5}, {"step_id": 0, "state": "COMPLETED"}, {"srun": 102, "ticks": 6},
              {"srun_ended": 101}, {"srun": "103", "ticks": 1}, ["srun"], {"srun": 104, "ticks": 7}]
@@ -135,7 +135,7 @@ def test_the_records_file_is_made_anew_for_the_jobs_user_at_launch(tmp_path: Pat
     """Nobody else can make it first and have the job's sruns write where the worker will not
     trust them: what was at the path goes (a link included, never followed), and the file is
     made again, the user's, 0600."""
-    records = StepRecords("n1", tmp_path)
+    records = StepRecords(tmp_path)
     path = Path(records.path(8))
     target = tmp_path / "victim"
     target.write_text("kept")

@@ -12,6 +12,7 @@ import pytest
 from conductor.cli import srun
 from conductor.cli.common import UsageError
 from conductor.domain.usage import StepRecord, Usage, parse_step, parse_usage
+from conductor.worker.spool import Spool
 from conductor.worker.steps import StepRecords
 
 GOOD = {"step_id": 0, "name": "hostname", "state": "COMPLETED", "exit_code": "0:0", "ntasks": 2,
@@ -36,7 +37,7 @@ def test_steps_travel_with_the_usage() -> None:
 
 
 def test_records_are_read_once_and_only_from_the_jobs_user(tmp_path: Path) -> None:
-    records = StepRecords("n1", tmp_path)
+    records = StepRecords(tmp_path)
     path = records.clear(7)
     Path(path + ".next").write_text("3")
     records.clear(7)
@@ -61,21 +62,63 @@ def test_records_are_read_once_and_only_from_the_jobs_user(tmp_path: Path) -> No
 OTHER_UID = 65534  # nobody: the other user of the shared temporary directory
 
 
-def test_the_node_makes_both_step_files_as_the_jobs_user_whatever_was_planted(tmp_path: Path) -> None:
-    # Another user who links the job's step counter to a file of the job's user would have
-    # the job's srun overwrite it; one who plants a file of his own would stop its sruns.
-    records = StepRecords("n1", tmp_path)
+def test_the_node_makes_both_step_files_as_the_jobs_user_whatever_was_there(tmp_path: Path) -> None:
+    records = StepRecords(tmp_path)
     path = records.path(8)
     victim = tmp_path / "victim.txt"
     victim.write_text("precious\n")
     os.symlink(victim, path + ".next")
-    Path(path).write_text("planted\n")
+    Path(path).write_text("left over\n")
     os.chown(path, OTHER_UID, OTHER_UID)
     records.clear(8, os.geteuid() + 1000, os.getegid())
     for name in (path, path + ".next"):
         info = os.lstat(name)
         assert stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid() + 1000 and info.st_size == 0
     assert victim.read_text() == "precious\n"
+
+
+def test_the_step_files_live_where_no_other_user_may_make_anything(tmp_path: Path) -> None:
+    # In the shared temporary directory, under names anyone could work out, a directory planted
+    # at a job's name made its launch fail (every job's, planted ahead), and a link there had the
+    # job's srun write through it. The node's own directory lets nobody else in.
+    spool = Spool(tmp_path / "home")
+    spool.make_dirs()
+    info = os.stat(spool.steps_dir)
+    assert info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) == 0o711
+    records = StepRecords(spool.steps_dir)
+    assert os.path.dirname(records.path(9)) == str(spool.steps_dir)
+    os.mkdir(records.path(9))  # whatever is there, the launch goes on without its records
+    assert records.clear(9, os.geteuid(), os.getegid()) == records.path(9)
+    assert stat.S_ISREG(os.lstat(records.path(9) + ".next").st_mode)
+
+
+def test_a_signal_reads_only_what_the_sruns_wrote_since_the_last(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A job's records may hold megabytes of its own making: each signal for its steps read and
+    # parsed them all on the worker's loop, and a few hundred signals held the node past its
+    # heartbeats.
+    records = StepRecords(tmp_path)
+    path = records.clear(3)
+    me = os.geteuid()
+    with open(path, "a") as handle:
+        handle.write('{"srun": 11, "ticks": 1}\n{"srun": 12, "ti')
+    read: list[int] = []
+    real_pread = os.pread
+    monkeypatch.setattr(os, "pread", lambda fd, n, at: read.append(n) or real_pread(fd, n, at))
+    assert records.sruns(3, me) == [(11, 1)]
+    with open(path, "a") as handle:
+        handle.write('cks": 2}\n{"srun_ended": 11}\n')
+    assert records.sruns(3, me) == [(12, 2)]
+    assert records.sruns(3, me) == [(12, 2)]
+    size = os.path.getsize(path)
+    assert sum(read) == size  # each byte read once
+    os.unlink(path)  # another file (shorter than what was read): read from its start
+    with open(path, "w") as handle:
+        handle.write('{"srun": 13, "ticks": 3}\n')
+    assert records.sruns(3, me) == [(13, 3)]
+    records.clear(3)  # the job's next run
+    with open(path, "w") as handle:
+        handle.write('{"srun": 14, "ticks": 4}\n')
+    assert records.sruns(3, me) == [(14, 4)]
 
 
 def test_srun_writes_only_to_a_regular_file_of_its_own_user(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

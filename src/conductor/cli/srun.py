@@ -158,8 +158,9 @@ SIGNAL_NAMES = {
 
 def _open_own(path: str, flags: int = os.O_RDWR) -> int | None:
     """`path` opened (made if missing), or None where it is anything but a regular file of this
-    user's: the node makes a job's step files in a directory everyone may write to, and another
-    user's link or file there must neither receive what srun writes nor pass it off as the job's."""
+    user's: a link, or another user's file, must neither receive what srun writes nor pass off
+    as the job's (the node's directory of step files lets nobody else make one; the name used
+    outside a node's job is in the shared temporary directory)."""
     try:
         fd = os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY, 0o600)
     except OSError:

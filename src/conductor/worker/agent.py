@@ -49,7 +49,7 @@ from conductor.worker.identity import (
 from conductor.worker.launcher_client import Launcher, LaunchRequest, Started, launch_frame
 from conductor.worker.outcome import OPEN_KILL_STATES, decide_outcome, launch_failure, report, settled_kill_state
 from conductor.worker.ports import NodeStore
-from conductor.worker.protocol import JobStatus
+from conductor.worker.protocol import LOCK_FILE, JobStatus
 from conductor.worker.running import RunningJob
 from conductor.worker.spool import Spool, exit_report, read_status
 from conductor.worker.starter import job_starter
@@ -148,7 +148,7 @@ class Worker:
         )
         log.info("node %s: containment %s: %s", config.name, self.containment.mode, self.containment.describe())
         self._limits: dict[int, Limits] = {}
-        self.steps = StepRecords(config.name, config.home)
+        self.steps = StepRecords(self.spool.steps_dir)
         self._notice_paths: dict[int, tuple[str, int]] = {}  # job -> (error file, owner's uid)
 
     def _status_path(self, job_id: int) -> str:
@@ -208,6 +208,7 @@ class Worker:
                 watch=self._watch_launcher,
                 warm=self._launcher_group(),
                 starter=job_starter() if self.config.job_starter == "auto" else None,
+                fence=self.config.fence_after,
             )
             try:
                 self._launcher.start()  # now rather than at the first job: it shortens that job's start
@@ -247,8 +248,10 @@ class Worker:
                     os.close(job.pidfd)
             if self._launcher is not None:
                 self._launcher.close()
-            with contextlib.suppress(Exception):
-                self.containment.close()
+            if not self.taken_over:
+                # The node's groups are another instance's now: it runs its jobs in them.
+                with contextlib.suppress(Exception):
+                    self.containment.close()
             if self._lock_fd >= 0:
                 os.close(self._lock_fd)
                 self._lock_fd = -1
@@ -287,7 +290,7 @@ class Worker:
         provably never started (_adopt).
         """
         if self._lock_fd < 0:
-            fd = os.open(self.status_dir / "launcher.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            fd = os.open(self.status_dir / os.fsdecode(LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
             # Away from 0-3, where the launcher gets its descriptors: a dup2 onto itself keeps
             # close-on-exec with older C libraries.
             self._lock_fd = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)

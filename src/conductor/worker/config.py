@@ -30,6 +30,19 @@ class NodeConfig:
     kill_over_memory: bool = False  # polling fallback: kill a job over its memory
     cgroup_warm: bool = True  # the launcher keeps the kernel's cgroup lock warm (launcher.py)
     job_starter: str = "auto"  # "auto": the C job starter where it can be built (starter.py); "python"
+    # A node among many (`conductor worker`): once its worker is gone, its launcher kills its
+    # jobs before the scheduler could declare the node dead and run them elsewhere (launcher.py).
+    fenced: bool = False
+
+    @property
+    def fence_after(self) -> float | None:
+        """Seconds without a worker after which the launcher kills the node's jobs: the node is
+        declared dead `heartbeat_timeout` after its last heartbeat, which came up to an interval
+        before the worker went; a second is left for the kill. Never under half the timeout: a
+        worker restarted at once must come back first."""
+        if not self.fenced:
+            return None
+        return max(self.heartbeat_timeout - self.heartbeat_interval - 1.0, self.heartbeat_timeout / 2)
 
 
 def plan_cpus(declared: int) -> tuple[list[int], bool]:

@@ -12,6 +12,14 @@ re-adopts it), and only a process's parent learns its exact wait status. The lau
 its worker too: when its requests end (the worker stopped or died) it launches nothing more,
 lets go of the launch lock, and goes on reaping and recording until its last job has ended.
 Its own environment is a fixed minimal one: it runs as root.
+
+Fencing (`--fence SECONDS`, given by a worker of a node among many): once its worker is gone,
+the launcher looks every second whether a worker holds the node's launch lock again (a restarted
+one, which re-adopts the jobs); when none has for SECONDS, it kills every job it still has. The
+scheduler declares a node dead when it has not heard from it for the heartbeat timeout, and runs
+its requeueable jobs elsewhere: the worker sets SECONDS so that its jobs are gone by then, and
+never run beside their next run. `conductor up`, the only node, gives none: its jobs wait for
+it to come back.
 """
 
 from __future__ import annotations
@@ -74,8 +82,12 @@ class Job:
         self.killed = False
 
 
+# While fencing: how often the launcher looks whether a worker is back.
+FENCE_LOOK = 1.0
+
+
 class Launcher:
-    def __init__(self, warm: bytes = b"", starter: bytes = b"") -> None:
+    def __init__(self, warm: bytes = b"", starter: bytes = b"", fence: float = 0.0, lock_path: bytes = b"") -> None:
         self.null = os.open("/dev/null", os.O_RDWR)
         self.starter = starter  # the job starter's path (see spawn), or b"": fork
         # The cgroup.procs file of the launcher's own group (see WARM_INTERVAL), or -1.
@@ -85,6 +97,10 @@ class Launcher:
         self.jobs: dict[int, Job] = {}
         self.replies: list[bytes] = []  # written once per round
         self.unanswered = 0  # launches since the last reply (REPLY_EVERY), across reads
+        self.fence = fence  # seconds without a worker after which its jobs are killed; 0: never
+        self.lock_path = lock_path  # the node's launch lock, which a worker holds
+        self.worker_seen = 0.0  # monotonic time a worker was last known to be there
+        self.fenced = False
 
     def serve(self) -> None:
         buffer = b""
@@ -103,6 +119,7 @@ class Launcher:
                     open_ = False
                     os.close(protocol.LOCK_FD)
                     self.replies.append(protocol.BYE + b"\n")
+                    self.worker_seen = time.monotonic()
                     break
                 frames, buffer = protocol.split_frames(buffer + chunk)
                 for data in frames:
@@ -116,6 +133,10 @@ class Launcher:
             # While the worker is there, time limits are its to enforce; once it is gone, the
             # launcher's: a job's limit holds, whatever happened to the worker.
             wait = self.enforce(time.time()) if not open_ else None
+            if not open_ and self.fence:
+                look = self.fence_check(time.monotonic())
+                if look is not None:
+                    wait = look if wait is None else min(wait, look)
             if open_ and self.warm_fd >= 0:
                 now = time.monotonic()
                 if now - self.warmed >= WARM_INTERVAL:
@@ -161,6 +182,45 @@ class Launcher:
                 due = job.term_at + job.kill_wait - now
             wait = due if wait is None else min(wait, due)
         return None if wait is None else max(wait, 0.01)
+
+    def fence_check(self, now: float) -> float | None:
+        """Once the worker is gone: kill every job when no worker has held the launch lock for
+        `fence` seconds (module docstring); seconds until the next look."""
+        if self.fenced or not self.jobs:
+            return None
+        if self.worker_back():
+            self.worker_seen = now
+        elif now - self.worker_seen >= self.fence:
+            self.fenced = True
+            os.write(2, b"launcher: no worker for %.0f s: killing its %d job(s), as its node is failed\n"
+                     % (now - self.worker_seen, len(self.jobs)))
+            when = time.time()
+            for pid, job in self.jobs.items():
+                try:
+                    os.write(job.status_fd, protocol.fenced_line(when))
+                except OSError:
+                    pass
+                job.killed = True
+                signal_group(pid, signal.SIGCONT)
+                signal_group(pid, signal.SIGKILL)
+            return None
+        return min(FENCE_LOOK, max(self.worker_seen + self.fence - now, 0.01))
+
+    def worker_back(self) -> bool:
+        """Whether a worker holds the node's launch lock (a look: the lock is let go at once)."""
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(fd)  # closing lets go of the look's lock
+        return False
 
     def answer(self) -> None:
         """Reap the jobs that ended, and tell the worker what happened since the last answer."""
@@ -556,8 +616,14 @@ def open_starter(path: bytes) -> bytes:
 
 def main(argv: list[str]) -> int:
     options = dict(zip(argv[3::2], argv[4::2], strict=False))
-    if len(argv) < 3 or argv[1] != "--serve" or len(argv) % 2 == 0 or not set(options) <= {"--warm", "--starter"}:
-        os.write(2, b"launcher: usage: launcher.py --serve STATUS_DIR [--warm CGROUP_PROCS] [--starter PATH]\n")
+    known = {"--warm", "--starter", "--fence"}
+    try:
+        fence = float(options.get("--fence", "0"))
+    except ValueError:
+        fence = -1.0
+    if len(argv) < 3 or argv[1] != "--serve" or len(argv) % 2 == 0 or not set(options) <= known or not fence >= 0:
+        os.write(2, b"launcher: usage: launcher.py --serve STATUS_DIR [--warm CGROUP_PROCS] [--starter PATH] "
+                 b"[--fence SECONDS]\n")
         return 2
     # Whatever the worker's process held without close-on-exec (and what its own starter left
     # open) came along: none of it is the launcher's, nor may reach a job.
@@ -575,7 +641,8 @@ def main(argv: list[str]) -> int:
     except OSError:
         pass  # started without one (as tests may): nothing to keep from the jobs
     starter = open_starter(os.fsencode(options["--starter"])) if "--starter" in options else b""
-    launcher = Launcher(os.fsencode(options.get("--warm", "")), starter)
+    lock_path = os.path.join(os.fsencode(argv[2]), protocol.LOCK_FILE)
+    launcher = Launcher(os.fsencode(options.get("--warm", "")), starter, fence, lock_path)
     # Every fork copies the heap, and CPython's reference counts write to what they touch: no
     # collector runs to walk (and so copy) all of it, and what exists now is left alone for good.
     gc.disable()

@@ -119,8 +119,11 @@ class Launcher:
         python: str = sys.executable,
         warm: str | None = None,
         starter: str | None = None,
+        fence: float | None = None,
     ) -> None:
         self._python = python
+        # Seconds without a worker after which the launcher kills its jobs (launcher.py); None: never.
+        self._fence = fence
         # The launcher's own control group's cgroup.procs, which it keeps moving into (see
         # WARM_INTERVAL in launcher.py); None: it stays where it is.
         self._warm = warm
@@ -168,7 +171,8 @@ class Launcher:
                     self._python,
                     [self._python, "-I", "-S", LAUNCHER, "--serve", str(self._status_dir),
                      *(["--warm", self._warm] if self._warm else []),
-                     *(["--starter", self._starter] if self._starter else [])],
+                     *(["--starter", self._starter] if self._starter else []),
+                     *(["--fence", f"{self._fence:.3f}"] if self._fence else [])],
                     LAUNCHER_ENVIRONMENT,
                     file_actions=[
                         (os.POSIX_SPAWN_DUP2, request_read, 0),

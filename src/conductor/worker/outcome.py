@@ -16,6 +16,7 @@ from conductor.worker.protocol import JobStatus
 
 NO_EXIT_STATUS = "exit status lost: launcher died (the job ran; how it ended is not known)"
 LOST_EXIT_CODE = "0:0"
+FENCED = "killed by its launcher: the node's worker was gone longer than the heartbeat timeout allows"
 """What a record shows for an exit status nobody saw: no code, no signal. Claiming the SIGKILL
 that the status's absence suggests would be a record of something that may not have happened."""
 # Kill states a user may still change once the job's process ended (a cancel overrides a
@@ -88,6 +89,10 @@ def _decide(job_id: int, status: JobStatus, kill_state: str | None, usage: Usage
         return Finish(job_id, JobState.TIMEOUT, exit_code, Reason.TIME_LIMIT.value, lost, rusage)
     if kill_state == JobState.CANCELLED.value:
         return Finish(job_id, JobState.CANCELLED, exit_code, Reason.NONE.value, lost, rusage)
+    if status.fenced is not None:
+        # Killed by its launcher when its worker had been gone too long (its node was being
+        # declared dead): the node failed it, as it would have had it run on.
+        return Finish(job_id, JobState.NODE_FAIL, exit_code, Reason.NODE_DOWN.value, FENCED, rusage)
     if measured is not None and measured.oom_kills:
         # As Slurm: any process of the job killed for its memory makes the job OUT_OF_MEMORY.
         return Finish(job_id, JobState.OUT_OF_MEMORY, OOM_EXIT_CODE, Reason.OUT_OF_MEMORY.value, None, rusage)

@@ -54,6 +54,8 @@ import os
 
 LOCK_FD = 3
 BYE = b"bye"
+# The launch lock, in the status directory: held by the worker and its launcher (launcher.py).
+LOCK_FILE = b"launcher.lock"
 GO = b"g"
 APPEND = b"append"  # OPEN_MODE that appends; anything else truncates
 
@@ -243,6 +245,11 @@ def timeout_line(when: float) -> bytes:
     return b"timeout %.3f\n" % when
 
 
+def fenced_line(when: float) -> bytes:
+    """Its launcher killed it, its worker gone too long (launcher.py, FENCE)."""
+    return b"fenced %.3f\n" % when
+
+
 def exit_line(outcome: bytes) -> bytes:
     return b"exit " + outcome + b"\n"
 
@@ -273,7 +280,7 @@ def parse_exit(text: str) -> tuple[tuple[int, int], dict[str, float] | None] | N
 class JobStatus:
     """What a job's status file says, or the launcher's exit report."""
 
-    __slots__ = ("pid", "ticks", "launcher", "exit", "error", "rusage", "timed_out")
+    __slots__ = ("pid", "ticks", "launcher", "exit", "error", "rusage", "timed_out", "fenced")
 
     def __init__(
         self,
@@ -291,6 +298,7 @@ class JobStatus:
         self.error = error
         self.rusage = rusage  # the job's CPU times (and "end": when it was reaped)
         self.timed_out: float | None = None  # when its launcher ended it at its deadline
+        self.fenced: float | None = None  # when its launcher killed it, its worker gone too long
 
 
 def parse_status(data: bytes) -> JobStatus:
@@ -316,6 +324,11 @@ def parse_status(data: bytes) -> JobStatus:
                 status.timed_out = float(rest)
             except ValueError:
                 status.timed_out = 0.0
+        elif kind == "fenced":
+            try:
+                status.fenced = float(rest)
+            except ValueError:
+                status.fenced = 0.0
     return status
 
 

@@ -48,6 +48,7 @@ class Spool:
     def __init__(self, home: Path) -> None:
         self.scripts_dir = home / "scripts"
         self.status_dir = home / "run"
+        self.steps_dir = home / "steps"  # each job's step records (worker/steps.py)
         # Strings for the paths made per job: pathlib costs more than the system calls.
         self._scripts_prefix = f"{self.scripts_dir}/job_"
         self._status_prefix = f"{self.status_dir}/job_"
@@ -65,9 +66,12 @@ class Spool:
     def make_dirs(self) -> None:
         self.scripts_dir.mkdir(parents=True, exist_ok=True)
         self.status_dir.mkdir(parents=True, exist_ok=True)
-        # Jobs of other users must reach their own script by name, and list nothing.
+        self.steps_dir.mkdir(parents=True, exist_ok=True)
+        # Jobs of other users must reach their own script (and step records) by name, and list
+        # nothing.
         os.chmod(self.scripts_dir, 0o711)
         os.chmod(self.status_dir, 0o700)
+        os.chmod(self.steps_dir, 0o711)
 
     def find_spares(self) -> None:
         """A predecessor's spare files (its launcher, done with its requests, uses none any more)."""

@@ -1,21 +1,25 @@
 """Job steps: what each `srun` inside a batch job reports of itself (see cli/srun.py), read by
 the worker when the job ends.
 
-srun runs as the job's user, so it writes its records where that user can: a file in the
-system's temporary directory whose name the worker gives the job (CONDUCTOR_STEP_RECORDS). The
-worker, root, trusts nothing of it: a regular file of the job's user, opened without following
-links, bounded in size, each record checked (domain.usage.parse_step), then removed.
+srun runs as the job's user, so it writes its records where that user can: a file the worker
+makes for each run of a job, as that user's, in the node's `steps/` directory (under its home,
+the worker's own: nobody else may make, link or replace anything there; each job's user
+reaches its own files by name), given to the job as CONDUCTOR_STEP_RECORDS, with srun's step
+counter beside it. A directory everyone may write to, as the system's temporary one, let
+another user plant a link there for a job's srun to write through, or a directory that made
+every launch fail. The worker, root, trusts nothing of the records: a regular file of the job's
+user, opened without following links, bounded in size, each record checked
+(domain.usage.parse_step), then removed.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
 import stat
-import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from conductor.domain.usage import StepRecord, parse_step
@@ -29,26 +33,44 @@ ENV = "CONDUCTOR_STEP_RECORDS"
 MAX_REGISTRATION_BYTES = 4 * 1024 * 1024
 
 
+@dataclass(slots=True)
+class _Registrations:
+    """What was read of a job's records for its sruns so far: a signal reads only what was
+    written since (each read of megabytes of a job's own making would hold the worker)."""
+
+    inode: tuple[int, int]
+    offset: int = 0
+    partial: bytes = b""
+    running: dict[int, int] = field(default_factory=dict)
+
+
 class StepRecords:
-    def __init__(self, node: str, home: Path) -> None:
-        # The node and the worker's home in the name: two workers on one machine number their
-        # jobs alike.
-        tag = hashlib.sha1(os.fsencode(str(home.resolve()))).hexdigest()[:8]
-        self._prefix = f"{tempfile.gettempdir()}/conductor-steps.{node}.{tag}."
+    def __init__(self, directory: Path) -> None:
+        self._prefix = f"{directory}/job_"
+        self._read: dict[int, _Registrations] = {}
 
     def path(self, job_id: int) -> str:
         return f"{self._prefix}{job_id}.jsonl"
 
     def clear(self, job_id: int, uid: int | None = None, gid: int | None = None) -> str:
-        """Before a launch: no earlier run's file (nor one planted by someone else) stays, and,
-        given the job's user, the records file is made anew as that user's, so that nobody else
-        can make it first (the directory is everyone's) and have the job's sruns write there."""
+        """Before a launch: no earlier run's files stay, and, given the job's user, the records
+        and srun's step counter are made anew as that user's (numbering starts at 0 for each
+        run). Never fails the launch: without its files the job's sruns run unrecorded."""
         path = self.path(job_id)
-        for name in (path, path + ".next"):  # the records, and srun's step counter
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(name)
-            if uid is not None:
-                _make_own(name, job_id, uid, gid)
+        self._read.pop(job_id, None)
+        for name in (path, path + ".next"):
+            try:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(name)
+                if uid is not None:
+                    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+                    try:
+                        if os.geteuid() == 0:
+                            os.fchown(fd, uid, gid if gid is not None else -1)
+                    finally:
+                        os.close(fd)
+            except OSError as exc:
+                log.warning("job %s: cannot make %s: %s", job_id, name, exc.strerror)
         return path
 
     def sruns(self, job_id: int, uid: int | None) -> list[tuple[int, int]]:
@@ -56,12 +78,32 @@ class StepRecords:
         in the job's records (a line {"srun": PID, "ticks": T} as it starts its tasks, and
         {"srun_ended": PID} as it ends: cli/srun.py). Only the job's user's regular file counts
         (none when the user is not known), read without following a link nor waiting on a
-        pipe; a claim is only a claim, which the signaller checks against the job's processes."""
+        pipe, and only what was written since the last look; a claim is only a claim, which
+        the signaller checks against the job's processes."""
         if uid is None:
             return []
-        data = _read_own(self.path(job_id), uid, MAX_REGISTRATION_BYTES)
-        running: dict[int, int] = {}
-        for line in data.splitlines():
+        try:
+            fd = os.open(self.path(job_id), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            return []
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_uid != uid:
+                return []
+            seen = self._read.get(job_id)
+            if seen is None or seen.inode != (info.st_dev, info.st_ino) or info.st_size < seen.offset:
+                seen = self._read[job_id] = _Registrations((info.st_dev, info.st_ino))
+            wanted = min(info.st_size, MAX_REGISTRATION_BYTES) - seen.offset
+            data = os.pread(fd, wanted, seen.offset) if wanted > 0 else b""
+        except OSError:
+            return []
+        finally:
+            os.close(fd)
+        seen.offset += len(data)
+        lines = (seen.partial + data).split(b"\n")
+        seen.partial = lines.pop()
+        running = seen.running
+        for line in lines:
             if b'"srun' not in line:
                 continue
             try:
@@ -79,6 +121,7 @@ class StepRecords:
 
     def collect(self, job_id: int, uid: int | None) -> tuple[StepRecord, ...]:
         path = self.path(job_id)
+        self._read.pop(job_id, None)
         with contextlib.suppress(OSError):
             os.unlink(path + ".next")
         try:
@@ -106,54 +149,3 @@ class StepRecords:
             if step is not None:
                 steps[step.step_id] = step
         return tuple(steps[key] for key in sorted(steps))
-
-
-def _read_own(path: str, uid: int, limit: int) -> bytes:
-    """Up to `limit` bytes of `path` if it is a regular file of `uid` ("" else), opened without
-    following a link nor blocking on a pipe."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return b""
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_uid != uid:
-            return b""
-        chunks, left = [], limit
-        while left > 0:
-            chunk = os.read(fd, min(left, 1 << 20))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
-        return b"".join(chunks)
-    except OSError:
-        return b""
-    finally:
-        os.close(fd)
-
-
-def _make_own(path: str, job_id: int, uid: int, gid: int | None) -> None:
-    """Make `path` anew, empty, as the job's user's: nobody else can then have made it first
-    (the directory is everyone's), and srun, which trusts only a file of its own user (cli/srun.py),
-    writes there. Someone's file planted between the unlink and the creation is unlinked again
-    (root may, in a sticky directory), a few times; past those the job's sruns refuse it."""
-    for _ in range(3):
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        except FileExistsError:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-            continue
-        except OSError as exc:
-            log.warning("job %s: cannot make %s: %s", job_id, path, exc.strerror)
-            return
-        try:
-            if os.geteuid() == 0:
-                os.fchown(fd, uid, gid if gid is not None else -1)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
-        return
-    log.warning("job %s: someone keeps making %s first: the job's sruns will not trust it", job_id, path)
