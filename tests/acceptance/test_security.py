@@ -135,6 +135,36 @@ def test_local_token_file_and_state_permissions(conductor_server: ConductorProce
         again.kill()
 
 
+@pytest.mark.parametrize("planted", ["home", "conductor.db", "conductor.db-wal", "parent"])
+def test_a_home_or_database_another_user_made_is_refused(tmp_path: Path, planted: str) -> None:
+    """Whoever made the home before the server (a `--home` under /tmp, a shared directory) kept
+    owning it and the database made in it: they wrote themselves an administrator's token into
+    the database, and a root job ran their commands. The server now refuses to start there."""
+    if os.geteuid() != 0:
+        pytest.fail("this test makes files of another user: run it as root")
+    nobody = pwd.getpwnam("nobody").pw_uid
+    parent = tmp_path / "shared"
+    parent.mkdir()
+    home = parent / "home"
+    home.mkdir()
+    if planted == "home":
+        os.chown(home, nobody, nobody)
+    elif planted == "parent":
+        os.chmod(parent, 0o777)  # others may swap the home: not sticky
+    else:
+        (home / planted).write_bytes(b"")
+        os.chown(home / planted, nobody, nobody)
+    result = subprocess.run(
+        [sys.executable, "-m", "conductor", "up", "--home", str(home), "--port", str(free_port()), "--cpus", "1"],
+        env=clean_env(), capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode != 0, result.stderr
+    reason = "is writable by others" if planted == "parent" else f"belongs to uid {nobody}"
+    assert reason in result.stderr and "choose another home" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (home / "token").exists()
+
+
 def test_token_command_validates_and_warns(conductor_server: ConductorProcess) -> None:
     home = conductor_server.home
     bad = conductor_cli(home, "token", "create", "--user", "bad name", check=False)

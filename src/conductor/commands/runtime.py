@@ -12,9 +12,11 @@ import logging
 import os
 import signal
 import socket
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -91,13 +93,15 @@ def open_store(settings: Settings, *, patient: bool = False, make_home: bool = T
         # 0711: jobs of other users reach their scripts (scripts/job_<id>.sh, their own, 0700)
         # by name; nobody else lists the home or reads the database and token (0600 below).
         os.chmod(home, 0o711)
+        refuse_unowned(home)
     url = settings.resolved_database_url()
     log.info("database %s", redact_url(url))
     logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per plugin otherwise
     try:
         from conductor.store import protect_sqlite_files
 
-        protect_sqlite_files(url)
+        for path in protect_sqlite_files(url):
+            refuse_unowned(path)
         store = Store(url)
         retry(store.migrate, "migrate the database", patient=patient)
     except StartupError as exc:
@@ -105,6 +109,30 @@ def open_store(settings: Settings, *, patient: bool = False, make_home: bool = T
     except Exception as exc:  # noqa: BLE001 - a driver's message may quote the URL with its password
         raise StartupError(f"cannot open the database {redact_url(url)}: {database_error(exc, url)}") from None
     return store
+
+
+def refuse_unowned(path: Path) -> None:
+    """Refuse a home or database file another user made: the one who made a home before the
+    server (a `--home` under /tmp, a shared project directory) keeps owning it and what is made
+    in it, and with the database in hand writes themselves an administrator's token, or changes
+    the scripts jobs run, as root. A directory above the home that others may write to, without
+    the sticky bit, lets them swap the home itself."""
+    from conductor.worker.starter import untrusted_directory
+
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if info.st_uid != os.geteuid():
+        raise StartupError(
+            f"{path} belongs to uid {info.st_uid}, not to this process's user (uid {os.geteuid()}): "
+            "whoever owns it could change what the server reads and runs; choose another home "
+            "(--home, CONDUCTOR_HOME), or make it this user's"
+        )
+    if stat.S_ISDIR(info.st_mode):
+        why = untrusted_directory(path)
+        if why:
+            raise StartupError(f"{path} is not safe for the server's home: {why}; choose another home")
 
 
 def retry(action: Callable[[], Any], what: str, *, patient: bool, limit: float = 5.0) -> Any:
@@ -160,14 +188,19 @@ def node_config(settings: Settings) -> NodeConfig:
     )
 
 
-def start_worker(settings: Settings, store: Store, bus: Bus, *, patient: bool = False) -> Worker:
-    """A worker that has claimed its node; a live worker of the same name is a StartupError."""
+def start_worker(
+    settings: Settings, store: Store, bus: Bus, *, patient: bool = False, fenced: bool = False
+) -> Worker:
+    """A worker that has claimed its node; a live worker of the same name is a StartupError.
+    `fenced`: a node among many, whose jobs are killed when its worker is gone too long."""
     from conductor.store import NodeConflict
     from conductor.worker import Worker
     from conductor.worker.containment import ContainmentError
 
     try:
-        worker = Worker(store, bus, node_config(settings))
+        config = node_config(settings)
+        config.fenced = fenced
+        worker = Worker(store, bus, config)
     except ContainmentError as exc:
         raise StartupError(str(exc)) from None
     try:

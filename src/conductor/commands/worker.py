@@ -42,7 +42,7 @@ def run_worker(settings: Settings) -> int:
     store = open_store(settings, patient=True)
     bus = bus_for(store, f"worker-{settings.resolved_node_name()}")
     try:
-        worker = start_worker(settings, store, bus, patient=True)
+        worker = start_worker(settings, store, bus, patient=True, fenced=True)
         log.info(
             "conductor worker: node %s with %d CPUs, containment %s",
             worker.config.name,

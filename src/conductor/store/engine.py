@@ -177,19 +177,22 @@ def _ping_when_idle(engine: Engine) -> None:
             raise DisconnectionError(str(exc)) from exc
 
 
-def protect_sqlite_files(url: str) -> None:
+def protect_sqlite_files(url: str) -> list[Path]:
     """Create an SQLite database (and its WAL files, which SQLite creates with the database's
-    mode) readable by its owner only: it holds every job's script and environment."""
+    mode) readable by its owner only: it holds every job's script and environment. The files
+    of the database (none for another one)."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
-        return
+        return []
     path = Path(parsed.database)
     path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(PermissionError):  # not ours to create: opening it will say more
         os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600))
-    for candidate in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+    files = [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
+    for candidate in files:
         with contextlib.suppress(FileNotFoundError, PermissionError):
             os.chmod(candidate, 0o600)
+    return files
 
 
 class Database:
