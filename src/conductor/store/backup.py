@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import stat
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,10 +52,17 @@ def backup_sqlite(source: Path, destination: Path, *, replace: bool = False) -> 
         raise BackupError(f"{destination} exists; give another path, or --force to replace it")
     if not destination.parent.is_dir():
         raise BackupError(f"{destination.parent} is not a directory")
-    partial = destination.with_name(f".{destination.name}.partial-{os.getpid()}")
+    mode = destination.parent.stat().st_mode
+    if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
+        # Anyone could swap the copy being written for a link, or for a file of their own.
+        raise BackupError(f"{destination.parent} is writable by everyone and not sticky: choose another directory")
     started = time.monotonic()
+    # A new file of a name nobody can guess, made here: in a shared directory (as /tmp) a name
+    # made ahead by another user received the whole database, theirs to read.
+    fd, partial_name = tempfile.mkstemp(prefix=f".{destination.name}.partial-", dir=destination.parent)
+    os.close(fd)
+    partial = Path(partial_name)
     try:
-        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600))
         # Read-only: a backup must never be what changes the database it copies.
         with contextlib.closing(sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=30)) as reader:
             with contextlib.closing(sqlite3.connect(partial)) as copy:
