@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -101,6 +101,22 @@ class FakeStore:
             return None
         fields = {k: v for k, v in row.items() if k in Job.__dataclass_fields__}
         return job_record(job_id, **fields)
+
+    def list_jobs(
+        self,
+        *,
+        states: Sequence[str] | None = None,
+        job_ids: Sequence[int] | None = None,
+        limit: int = 1000,
+        count: bool = True,
+        columns: Collection[str] | None = None,
+    ) -> tuple[list[Job], int]:
+        found = [
+            job for job_id in sorted(self.jobs)
+            if (job_ids is None or job_id in job_ids) and (states is None or self.jobs[job_id]["state"] in states)
+            and (job := self.get_job(job_id)) is not None
+        ]
+        return found[:limit], len(found) if count else -1
 
     def resolve_task(self, array_job_id: int, task_id: int) -> int | None:
         return next(
@@ -255,6 +271,21 @@ def test_cancel_owner_rules_and_words() -> None:
     assert store.jobs[job_id]["cancelled_by"] == ALICE.user  # sacct's "CANCELLED by UID"
     again = jobs.cancel(ADMIN, str(job_id))  # an ended job is no error for the seed's cancel
     assert again.state == "CANCELLED" and "already finished" in again.message
+
+
+def test_a_change_to_an_array_is_checked_against_each_task_it_changes() -> None:
+    # PATCH N_* was checked against the first task alone: with the first task's limit raised
+    # by an administrator, its owner lifted every task to it.
+    store = FakeStore()
+    jobs = service(store)
+    ids = service(store).submit(ALICE, request(array="0-3", time_limit="10")).job_ids  # type: ignore[union-attr]
+    assert jobs.update(ADMIN, str(ids[0]), JobChanges({"time_limit": 60_000})).job_ids == [ids[0]]
+    with pytest.raises(Forbidden, match="only an administrator may raise"):
+        jobs.update(ALICE, f"{ids[0]}_*", JobChanges({"time_limit": 60_000}))
+    assert [store.jobs[i]["time_limit"] for i in ids] == [60_000, 600, 600, 600]
+    store.jobs[ids[1]]["state"] = "COMPLETED"  # an ended task is not changed: not checked either
+    store.jobs[ids[1]]["time_limit"] = 60
+    assert jobs.update(ALICE, f"{ids[0]}_*", JobChanges({"time_limit": 300})).job_ids == [ids[0], ids[2], ids[3]]
 
 
 def test_actions_refuse_by_kind() -> None:

@@ -100,8 +100,13 @@ def open_store(settings: Settings, *, patient: bool = False, make_home: bool = T
     try:
         from conductor.store import protect_sqlite_files
 
-        for path in protect_sqlite_files(url):
-            refuse_unowned(path)
+        files = protect_sqlite_files(url)
+        if make_home:
+            # Those in its own home (which is its user's, above); a database elsewhere may be a
+            # service account's on purpose (an unprivileged server beside a root worker).
+            for path in files:
+                if path.resolve().parent == home.resolve():
+                    refuse_unowned(path)
         store = Store(url)
         retry(store.migrate, "migrate the database", patient=patient)
     except StartupError as exc:

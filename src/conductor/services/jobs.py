@@ -546,8 +546,9 @@ class JobService:
         target, job = self._resolve(job_id, slurm_array_ids=slurm_array_ids)
         if job is None:
             job = self.store.get_job(target.ids[0])
-        if job is not None:
-            ensure_owner(principal, job.id, job.user_name, action)
+        if job is None:  # gone since it was resolved (purged): nobody's to act on
+            raise NotFound(f"job {target.text} not found", field="job_id")
+        ensure_owner(principal, job.id, job.user_name, action)
         return target, job
 
     # -------------------------------------------------------------- actions
@@ -636,6 +637,15 @@ class JobService:
         target, current = self._owned(principal, job_id, "update it")
         if not principal.admin and current is not None:
             _check_rights(current, changes.values)
+            if len(target.ids) > 1 and {"time_limit", "priority"} & changes.values.keys():
+                # Each task it changes: checked against the first alone, a change lifted every
+                # task to the first's limit, which an administrator may have raised for it alone.
+                tasks, _ = self.store.list_jobs(
+                    job_ids=target.ids, states=[JobState.PENDING.value, JobState.RUNNING.value],
+                    limit=len(target.ids), count=False, columns=("time_limit", "priority", "nice"),
+                )
+                for task in tasks:
+                    _check_rights(task, changes.values)
         outcome = self.store.update_jobs(target.ids, changes.values)
         self._wake(outcome.nodes, scheduler=True)
         return _result(target, outcome, "update", "only a pending or running job can be updated", "updated")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
@@ -45,6 +45,16 @@ class JobStore(Protocol):
     def singleton_blockers(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], SingletonState]: ...
 
     def get_job(self, job_id: int) -> Job | None: ...
+
+    def list_jobs(
+        self,
+        *,
+        states: Sequence[str] | None = None,
+        job_ids: Sequence[int] | None = None,
+        limit: int = 1000,
+        count: bool = True,
+        columns: Collection[str] | None = None,
+    ) -> tuple[list[Job], int]: ...
 
     def resolve_task(self, array_job_id: int, task_id: int) -> int | None: ...
 
