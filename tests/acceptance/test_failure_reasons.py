@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -60,13 +60,32 @@ def test_a_missing_working_directory_is_warned_about_and_explained_in_every_view
     missing = tmp_path / "not-yet"
     job_id, warning = cli.ended("-D", str(missing), "--wrap", "echo hi")
     # Accepted, as Slurm accepts it (a job before it may create the directory), with a warning.
+    # The job would run in /tmp, but its output file is named from the missing directory.
     assert f"--chdir: working directory '{missing}' does not exist" in warning
-    why = f"working directory '{missing}' is not usable: No such file or directory"
+    why = f"cannot open output file '{missing}/slurm-{job_id}.out': No such file or directory"
     reason, sacct, reason_list, bare = cli.views(job_id)
     assert reason == "Reason=" + why.replace(" ", "_")  # one word, as scontrol prints a state_desc
     assert sacct == f"FAILED|{why}"
     assert reason_list == f"({why})" and bare == why
     assert cli.api.job(job_id)["reason"] == "JobLaunchFailure"
+
+
+@pytest.mark.parametrize("starter", ["auto", "python"])
+def test_a_missing_working_directory_with_whole_file_names_runs_in_tmp(
+    start_conductor: Callable[..., ConductorProcess], tmp_path: Path, starter: str
+) -> None:
+    # As slurmstepd: the job runs in /tmp and its error file says why (a tool that names its
+    # files whole, as psij does, saw the job fail instead).
+    server = start_conductor("--cpus", "1", env={"CONDUCTOR_JOB_STARTER": starter})
+    cli = Cli(server, tmp_path)
+    missing, out = tmp_path / "not-there", tmp_path / "job.out"
+    job_id, warning = cli.ended("-D", str(missing), "-o", str(out), "--wrap", "pwd; echo ran")
+    assert "the job runs in /tmp unless it is usable when it starts" in warning
+    assert cli.api.job(job_id)["state"] == "COMPLETED"
+    assert out.read_text() == (
+        f"slurmstepd: error: couldn't chdir to `{missing}': No such file or directory: going to /tmp instead\n"
+        "/tmp\nran\n"
+    )
 
 
 def test_an_unusable_output_path_is_explained(cli: Cli, tmp_path: Path) -> None:

@@ -166,7 +166,8 @@ def test_conductor_up_starts_jobs_either_way(
     # A job that cannot start fails either way, its command never run.
     missing = tmp_path / "no-such-dir"
     failed = api.wait_state(api.submit("#!/bin/bash\ntouch ran\n", current_working_directory=str(missing)), TERMINAL)
-    assert failed["state"] == "FAILED" and "working directory" in (failed.get("error_msg") or ""), failed
+    # (it would run in /tmp, but its output file is named from the missing directory)
+    assert failed["state"] == "FAILED" and "no-such-dir/slurm-" in (failed.get("error_msg") or ""), failed
     assert not missing.exists()
 
 
@@ -213,11 +214,20 @@ def test_it_words_errors_as_the_c_library(built_job_starter: str, tmp_path: Path
     assert len(table) >= 30
     for name, text in table:
         assert os.strerror(getattr(errno, name)) == text, name
+    # A working directory that is not there, with the output named from it: nothing runs.
     fields = [str(tmp_path / "job.status"), "", "", "", "", "", str(tmp_path / "gone"), "/dev/null",
-              str(tmp_path / "out"), str(tmp_path / "out"), "truncate"]
+              "out", "out", "truncate"]
     code, text = _run_starter(built_job_starter, tmp_path, "\0".join([*fields, "1", "/bin/true"]).encode(), go=True)
     assert code == 1
     assert text.splitlines()[1] == f"error working directory '{tmp_path / 'gone'}' is not usable: No such file or directory"
+    # With its files named whole, the job runs in /tmp, as slurmstepd runs it, and says so.
+    fields[8] = fields[9] = str(tmp_path / "out")
+    code, text = _run_starter(built_job_starter, tmp_path, "\0".join([*fields, "1", "/bin/pwd"]).encode(), go=True)
+    assert code == 0, text
+    assert (tmp_path / "out").read_text() == (
+        f"slurmstepd: error: couldn't chdir to `{tmp_path / 'gone'}': No such file or directory: going to /tmp instead\n"
+        "/tmp\n"
+    )
     fields[6] = str(tmp_path)
     code, text = _run_starter(built_job_starter, tmp_path, "\0".join([*fields, "1", "/no/such/command"]).encode(), go=True)
     assert code == 127 and len(text.splitlines()) == 1

@@ -62,12 +62,13 @@ class Rig:
         env: dict[str, str] | None = None,
         spare: str = "",
         cwd: str | None = None,
+        out: str | None = None,
     ) -> LaunchRequest:
         path = self.root / f"job_{job_id}.sh"
         path.write_text("#!/bin/bash\n" + script)
         path.chmod(0o755)
         status = self.status_path(job_id)
-        out = str(self.root / f"job_{job_id}.out")
+        out = out or str(self.root / f"job_{job_id}.out")
         body = launch_frame(
             status,
             ME,
@@ -479,7 +480,9 @@ def test_a_launch_failure_is_reported_per_job(rig: Rig) -> None:
     requests = [
         LaunchRequest(1, status, body, None),
         rig.request(2, "true\n"),
-        rig.request(3, "touch ran\n", cwd=str(rig.root / "missing")),
+        # Its output named from a working directory that is not there (named whole, the job
+        # would run in /tmp, as slurmstepd runs it).
+        rig.request(3, "touch ran\n", cwd=str(rig.root / "missing"), out="job_3.out"),
     ]
     started = _started(rig.launcher.launch(requests))
 

@@ -258,7 +258,10 @@ def path_warnings(job: dict[str, Any]) -> list[str]:
     if work_dir and "%" not in work_dir:
         problem = _directory_problem(work_dir, os.X_OK)
         if problem:
-            warnings.append(f"--chdir: working directory '{work_dir}' {problem}{later}")
+            # As slurmstepd, the job then runs in /tmp (its files, when named from there, are
+            # warned about below).
+            warnings.append(f"--chdir: working directory '{work_dir}' {problem}; the job runs in /tmp unless it is "
+                            "usable when it starts")
     for field, option in (("standard_output", "--output"), ("standard_error", "--error")):
         path = str(job.get(field) or "")
         if not path or path == "/dev/null":

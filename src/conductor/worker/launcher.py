@@ -466,10 +466,17 @@ class Launcher:
         if spec.uid:
             drop_privileges(spec.uid, spec.gid, spec.groups)
 
+        moved = b""
         try:
             os.chdir(spec.cwd)
         except OSError as exc:
-            raise Failure(f"working directory '{os.fsdecode(spec.cwd)}' is not usable: {exc.strerror}") from None
+            # As slurmstepd: the job runs in /tmp, and its error file says so; unless a file of
+            # its own is named from the working directory, which is then not to be found.
+            if not all(path.startswith(b"/") for path in (spec.stdin, spec.stdout, spec.stderr)):
+                raise Failure(f"working directory '{os.fsdecode(spec.cwd)}' is not usable: {exc.strerror}") from None
+            os.chdir(b"/tmp")
+            moved = b"slurmstepd: error: couldn't chdir to `%s': %s: going to /tmp instead\n" % (
+                spec.cwd, os.fsencode(exc.strerror or "error"))
 
         # Opened as the job's user. NOFOLLOW: a symbolic link planted at the output path must not
         # redirect the job's writes.
@@ -485,6 +492,8 @@ class Launcher:
         os.dup2(in_fd, 0)
         os.dup2(out_fd, 1)
         os.dup2(err_fd, 2)
+        if moved:
+            os.write(2, moved)
 
 
 class Failure(Exception):

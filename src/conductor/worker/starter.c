@@ -545,8 +545,17 @@ __attribute__((noreturn, used)) void start(long *stack) {
     if (*uid)
         drop_privileges(uid, gid, groups);
     long r = SYS(chdir, cwd, 0, 0, 0);
-    if (r != 0)
-        fail("working directory '", cwd, "' is not usable: ", error_text(-r), NULL);
+    long moved = 0; /* chdir's error when the job runs in /tmp instead */
+    if (r != 0) {
+        /* As slurmstepd: the job runs in /tmp, and its error file says so; unless a file of its
+           own is named from the working directory, which is then not to be found. */
+        if (in[0] != '/' || out[0] != '/' || err[0] != '/')
+            fail("working directory '", cwd, "' is not usable: ", error_text(-r), NULL);
+        moved = r;
+        r = SYS(chdir, "/tmp", 0, 0, 0);
+        if (r != 0)
+            fail("working directory '", cwd, "' is not usable, nor /tmp: ", error_text(-r), NULL);
+    }
 
     /* Opened as the job's user. NOFOLLOW: see launcher.py. */
     int flags = O_WRONLY | O_CREAT | O_NOFOLLOW | (same(mode, "append") ? O_APPEND : O_TRUNC);
@@ -558,6 +567,13 @@ __attribute__((noreturn, used)) void start(long *stack) {
     place(in_fd, 0);
     place(out_fd, 1);
     place(err_fd, 2);
+    if (moved) {
+        char note[4200];
+        long n = compose(note, sizeof note - 1, "slurmstepd: error: couldn't chdir to `", cwd, "': ",
+                         error_text(-moved), ": going to /tmp instead", NULL);
+        note[n++] = '\n';
+        sys_write_all(2, note, n);
+    }
 
     /* What the launcher changed must not reach the job; it gets its stdio and nothing else. */
     /* SIGPIPE, which Python ignores, and the C library's own 32 and 33, which posix_spawn
