@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     max_script_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     max_environment_bytes: int = Field(default=1024 * 1024, ge=1024)
     max_array_tasks: int = Field(default=100_000, ge=1)
+    max_array_bytes: int = Field(
+        default=1 << 30, ge=1 << 20, description="Bytes an array's tasks store in all: tasks x (script + environment)."
+    )
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=4096)
     log_tail_bytes: int = Field(default=64 * 1024, ge=0, le=16 * 1024 * 1024)
     # Security (issue 5).

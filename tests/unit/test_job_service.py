@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -18,6 +19,7 @@ from worker_fakes import job_record
 
 from conductor.api.fastpath import SubmitFastPath
 from conductor.api.models import JobDescription, SubmitRequest
+from conductor.domain.errors import SpecError
 from conductor.domain.job import Job, JobSummary
 from conductor.errors import (
     AlreadyDone,
@@ -271,6 +273,20 @@ def test_cancel_owner_rules_and_words() -> None:
     assert store.jobs[job_id]["cancelled_by"] == ALICE.user  # sacct's "CANCELLED by UID"
     again = jobs.cancel(ADMIN, str(job_id))  # an ended job is no error for the seed's cancel
     assert again.state == "CANCELLED" and "already finished" in again.message
+
+
+def test_what_an_array_stores_in_all_is_bounded() -> None:
+    # Each task holds the script and environment: one request of a large script and many tasks
+    # filled the database's disk.
+    store = FakeStore()
+    limits = dataclasses.replace(LIMITS, max_array_bytes=100_000)
+    jobs = service(store, limits=limits)
+    script = "#!/bin/bash\n#" + "x" * 9_000 + "\ntrue\n"
+    with pytest.raises(SpecError, match=r"array: 20 tasks of \d+ bytes each .* the limit is 100000 bytes"):
+        jobs.submit(ALICE, SubmitRequest(job=JobDescription(current_working_directory="/tmp", array="1-20"), script=script))
+    assert store.jobs == {}
+    jobs.submit(ALICE, SubmitRequest(job=JobDescription(current_working_directory="/tmp", array="1-10"), script=script))
+    assert len(store.jobs) == 10
 
 
 def test_a_change_to_an_array_is_checked_against_each_task_it_changes() -> None:

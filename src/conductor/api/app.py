@@ -93,6 +93,7 @@ class AppContext:
                 max_script_bytes=settings.max_script_bytes,
                 max_environment_bytes=settings.max_environment_bytes,
                 max_array_tasks=settings.max_array_tasks,
+                max_array_bytes=settings.max_array_bytes,
                 default_partition=settings.partition,
                 default_time_limit=settings.default_time_limit(),
             ),

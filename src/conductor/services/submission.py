@@ -52,6 +52,9 @@ class Limits:
     max_environment_bytes: int
     max_array_tasks: int
     default_partition: str
+    # What an array's tasks store in all (each holds the script and environment): one request
+    # of a 4 MiB script and 100,000 tasks stored 400 GB.
+    max_array_bytes: int = 1 << 30
     default_time_limit: int | None = None  # seconds, for jobs that give none; None: UNLIMITED
 
 
@@ -199,6 +202,16 @@ def build_rows(
     array = (
         parse_array_spec(job.array, field="array", max_tasks=limits.max_array_tasks) if job.array else None
     )
+    if array is not None:
+        each = script_size + sum(len(k.encode()) + len(v.encode()) + 2 for k, v in environment.items())
+        stored = len(array.indices) * each
+        if stored > limits.max_array_bytes:
+            raise SpecError(
+                "array",
+                f"{len(array.indices)} tasks of {each} bytes each (script and environment) would store {stored} "
+                f"bytes; the limit is {limits.max_array_bytes} bytes (CONDUCTOR_MAX_ARRAY_BYTES): fewer tasks, "
+                "or a smaller script or environment",
+            )
     # None given: /tmp, where slurmstepd runs a job whose working directory it cannot use (a
     # home would be root's /root for jobs of the local admin, and nothing Slurm does).
     work_dir = job.current_working_directory or "/tmp"
