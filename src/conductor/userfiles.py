@@ -18,7 +18,7 @@ job's user could read it themselves:
   owns it (the owner's ACL entry is the mode's owner bits; the other entries are not
   evaluated here: refusing is the safe side);
 - the last component must be a regular file owned by the job's user, with its owner's read
-  bit; never a file of the API's own user unless that is the job's user too; a job with no
+  bit, and no kernel interface (procfs, sysfs...: what those give depends on who reads them); never a file of the API's own user unless that is the job's user too; a job with no
   uid shows nothing;
 - only then is it opened for reading (or, for the worker's notices, appending, which needs the
   owner's write bit instead), through /proc/self/fd/N of the O_PATH descriptor with
@@ -47,6 +47,7 @@ import errno
 import os
 import pwd
 import stat
+import time
 from dataclasses import dataclass
 
 _DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -117,6 +118,39 @@ def _searchable(fd: int, reader: Reader) -> bool:
     return _allows(info, reader, _SEARCH)
 
 
+# Kernel interfaces that look like regular files: what they give depends on who opens them
+# (/proc/PID/pagemap's page frames and /proc/PID/stack only to an administrator), not on their
+# owner and mode, so the rule above cannot answer for them. Never opened for a job's user.
+_PSEUDO_FILE_SYSTEMS = frozenset({
+    "proc", "sysfs", "debugfs", "tracefs", "securityfs", "cgroup", "cgroup2", "bpf", "configfs",
+    "efivarfs", "pstore", "fusectl", "binfmt_misc", "selinuxfs", "rpc_pipefs", "nsfs", "mqueue",
+})
+_MOUNTS_CACHE_SECONDS = 10.0
+_mounts: list[tuple[float, frozenset[int]]] = []
+
+
+def _pseudo_devices() -> frozenset[int]:
+    """The device numbers of the kernel interfaces mounted here (read again after a while:
+    mounts change)."""
+    now = time.monotonic()
+    if _mounts and now - _mounts[0][0] < _MOUNTS_CACHE_SECONDS:
+        return _mounts[0][1]
+    devices = set()
+    try:
+        with open("/proc/self/mountinfo", "rb") as mountinfo:
+            for line in mountinfo:
+                fields, _, rest = line.partition(b" - ")
+                parts = fields.split()
+                if len(parts) > 2 and rest.split(b" ", 1)[0].decode(errors="replace") in _PSEUDO_FILE_SYSTEMS:
+                    major, _, minor = parts[2].partition(b":")
+                    devices.add(os.makedev(int(major), int(minor)))
+    except (OSError, ValueError):
+        pass
+    found = frozenset(devices)
+    _mounts[:] = [(now, found)]
+    return found
+
+
 def open_for(path: str, reader: Reader, *, append: bool = False) -> int:
     """A read-only descriptor of the regular file at absolute `path`, if `reader` may read it
     (`append`: one that appends, if `reader` may write it).
@@ -146,6 +180,8 @@ def open_for(path: str, reader: Reader, *, append: bool = False) -> int:
         info = os.fstat(leaf)
         if not stat.S_ISREG(info.st_mode):
             raise OSError(errno.EINVAL, "not a regular file", path)  # also a symbolic link itself
+        if info.st_dev in _pseudo_devices():
+            raise OSError(errno.EINVAL, "a kernel interface, not a file", path)
         owner_bit, verb = (stat.S_IWUSR, "write") if append else (stat.S_IRUSR, "read")
         if info.st_uid != reader.uid or not (reader.uid == 0 or info.st_mode & owner_bit):
             raise OSError(errno.EACCES, f"not a file the job's user owns and may {verb}", path)

@@ -201,3 +201,20 @@ def test_the_worker_appends_a_notice_only_where_the_jobs_user_could_write(base: 
     os.symlink(err, own / "link")
     assert not write_notice(str(own / "link"), USER, "x")
     assert not write_notice("/dev/null", USER, "x")
+
+
+def test_kernel_interfaces_are_never_read_for_a_user() -> None:
+    """/proc/PID/stack and /proc/PID/pagemap are the process owner's, mode 0400, but what they
+    give depends on the reader's privileges: the API, root, showed a user kernel stacks and page
+    frames of their own processes that the user cannot read."""
+    import subprocess
+
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        me = Reader(os.geteuid(), frozenset({os.getegid()}))
+        for name in ("stat", "stack", "environ"):
+            assert read_tail(f"/proc/{sleeper.pid}/{name}", 100, me) is None, name
+        assert read_tail("/sys/kernel/mm/transparent_hugepage/enabled", 100, me) is None
+    finally:
+        sleeper.kill()
+        sleeper.wait()
