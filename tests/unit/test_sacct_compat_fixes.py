@@ -438,3 +438,28 @@ def test_sacct_json_says_as_the_text_view_how_a_job_ended_as_asked() -> None:
     assert step["state"] == ["RUNNING"] and step["time"]["elapsed"] == 40 and step["time"]["end"]["set"] is False
     failed = sacct_job(job(14, state="FAILED", exit_code="2:0"))
     assert failed["exit_code"]["return_code"]["number"] == 2 and failed["steps"][0]["state"] == ["FAILED"]
+
+
+# ---- -j JOB.STEP names that step alone -----------------------------------------------------------
+
+
+def test_a_step_named_with_j_shows_that_step_alone(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # Snakemake asks `sacct -j N.0 ... N.9 --format=Reason` of a failed job: every line came back
+    # for each, a step 0 it never had included.
+    steps = {"steps": [{"step_id": 0, "name": "hostname", "state": "COMPLETED", "exit_code": "0:0", "ntasks": 1,
+                        "start": 1.0, "end": 2.0}]}
+    jobs = [job(7, usage=steps), job(8)]
+    argv = ["-n", "-P", "-o", "JobID,JobName", "-S", "2025-12-01"]
+
+    def shown(*ids: str) -> list[str]:
+        named = {int(i.partition(".")[0]) for i in ids}  # what the server sends for these ids
+        status, out, _, _ = run_sacct(monkeypatch, capsys, [*argv, "-j", ",".join(ids)],
+                                      [j for j in jobs if j["job_id"] in named])
+        assert status == 0
+        return out.splitlines()
+
+    assert shown("7") == ["7|wrap", "7.batch|batch", "7.0|hostname"]
+    assert shown("7.batch") == ["7.batch|batch"]
+    assert shown("7.0") == ["7.0|hostname"]
+    assert shown("7.5", "8.0") == []  # steps they never had
+    assert shown("7.0", "8") == ["7.0|hostname", "8|wrap", "8.batch|batch"]

@@ -2,7 +2,7 @@
 
 A job id spec is `123` (a job, or a whole array when 123 is an array's job id), `123_4` (one
 task), `123_[1-3,7]` (some tasks) or any of those with a step suffix (`123.batch`, `123_4.0`),
-which we ignore because jobs here have no separate steps.
+which selects the job (sacct shows that step of it alone).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def still_held(job: dict[str, Any], now: float, min_job_age: int) -> bool:
 
 _SPEC_RE = re.compile(
     # ASCII digits, a job id at most 18 of them (int() refuses over 4,300 with its own error).
-    r"(?P<base>\d{1,18})(?:_(?P<tasks>\d{1,9}|\[[0-9,\-:%]+\]))?(?:\.[A-Za-z0-9+]+)?",
+    r"(?P<base>\d{1,18})(?:_(?P<tasks>\d{1,9}|\[[0-9,\-:%]+\]))?(?:\.(?P<step>[A-Za-z0-9+]+))?",
     re.ASCII,
 )
 _SERVER_STATES = frozenset(
@@ -64,14 +64,16 @@ _SERVER_STATES = frozenset(
 
 
 class JobSpec:
-    """One requested id: the base id and, for array tasks, the selected task indices."""
+    """One requested id: the base id and, for array tasks, the selected task indices; the step
+    it names, if any (`batch`, `0`)."""
 
-    __slots__ = ("base", "tasks", "text")
+    __slots__ = ("base", "tasks", "text", "step")
 
-    def __init__(self, base: int, tasks: frozenset[int] | None, text: str) -> None:
+    def __init__(self, base: int, tasks: frozenset[int] | None, text: str, step: str | None = None) -> None:
         self.base = base
         self.tasks = tasks
         self.text = text
+        self.step = step
 
     def matches(self, job: dict[str, Any]) -> bool:
         array_job = job.get("array_job_id")
@@ -113,7 +115,7 @@ def parse_job_spec(text: str) -> JobSpec:
         tasks = _task_range(tasks_text) if tasks_text is not None else None
     except ValueError:
         raise UsageError(f"Invalid job id {text}") from None
-    return JobSpec(int(match.group("base")), tasks, stripped)
+    return JobSpec(int(match.group("base")), tasks, stripped, match.group("step"))
 
 
 def parse_job_specs(values: list[str], *, allow_empty: bool = False) -> list[JobSpec]:

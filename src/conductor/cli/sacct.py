@@ -22,7 +22,7 @@ from conductor.cli.common import (
     stop_at_end_request,
 )
 from conductor.cli.getopt import Option, OptionTable, getopt_long
-from conductor.cli.jobsel import fetch_jobs, parse_job_specs
+from conductor.cli.jobsel import JobSpec, fetch_jobs, parse_job_specs
 from conductor.cli.sacct_format import (
     BRIEF_FIELDS,
     DEFAULT_FIELDS,
@@ -208,6 +208,12 @@ def _iso(stamp: float) -> str:
     return datetime.fromtimestamp(stamp, tz=UTC).isoformat()
 
 
+def _named(row: dict[str, Any], specs: list[JobSpec]) -> bool:
+    """Whether a line (a job's, or a step's: `_sacct_raw_id` 12.batch) is one `specs` name."""
+    step = str(row.get("_sacct_raw_id") or "").partition(".")[2] or None
+    return any(spec.matches(row) and spec.step in (None, step) for spec in specs)
+
+
 def main(argv: list[str]) -> int:
     return run(PROG, lambda: _main(argv))
 
@@ -366,6 +372,9 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per sacct option
         write(sacct_document(selected, argv))
         return 0
     rows = expand_rows(selected, with_steps="allocations" not in opts, units=units)
+    if specs and any(spec.step is not None for spec in specs):
+        # `-j 12.batch`, `-j 12.0`: that step of the job alone (nothing for a step it had not).
+        rows = [row for row in rows if _named(row, specs)]
     parsable = (
         "no_ending"
         if "parsable2" in opts
