@@ -41,6 +41,7 @@ class Cli:
         stdin: str | None = None,
         check: bool = True,
         timeout: float = 60,
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [sys.executable, "-m", "conductor", *args],
@@ -48,7 +49,7 @@ class Cli:
             capture_output=True,
             text=True,
             cwd=self.cwd,
-            env=self.env,
+            env={**self.env, **(env or {})},
             timeout=timeout,
             check=False,
         )
@@ -601,6 +602,25 @@ def test_scontrol_show_job_and_node(cli: Cli) -> None:
     assert cli("scontrol", "show", "node", "nosuch", check=False).returncode == 1
     assert "PartitionName=debug" in cli("scontrol", "show", "partition").stdout
     assert cli("scontrol", "show", "hostnames", "cn[01-03]").stdout == "cn01\ncn02\ncn03\n"
+
+
+def test_scontrol_show_config_gives_what_tools_read(cli: Cli) -> None:
+    # Snakemake reads MinJobAge there (it was "invalid entity:config", and it gave up its
+    # squeue status command for it); others read ClusterName, MaxArraySize, KillWait.
+    shown = cli("scontrol", "show", "config").stdout.splitlines()
+    assert re.fullmatch(r"Configuration data as of \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", shown[0])
+    pairs = dict(line.split(" = ", 1) for line in shown[1:])
+    assert all(len(line.split(" = ", 1)[0]) == 23 for line in shown[1:])  # keys padded as Slurm's
+    assert {key: value for key, value in pairs.items() if key.strip() in
+            ("ClusterName", "MinJobAge", "MaxArraySize", "PriorityType")} == {
+        "ClusterName            ": "conductor",
+        "MaxArraySize           ": "100001",
+        "MinJobAge              ": "300 sec",
+        "PriorityType           ": "priority/basic",
+    }
+    assert pairs["KillWait               "] == "2 sec"  # the server's own (running_up's), not the default 30
+    aged = cli("scontrol", "show", "conf", env={"CONDUCTOR_MIN_JOB_AGE": "60"}).stdout
+    assert "MinJobAge               = 60 sec\n" in aged
 
 
 def test_scontrol_hold_release_and_update(cli: Cli) -> None:

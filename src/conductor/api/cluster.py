@@ -19,6 +19,7 @@ from conductor.bus import SCHEDULER, Bus
 from conductor.config.live import LiveConfig
 from conductor.config.model import PARTITION_STATES
 from conductor.domain.job import Job
+from conductor.domain.jobfiles import CLUSTER_NAME
 from conductor.errors import Forbidden, NotFound
 from conductor.scheduler.limits import Limits, Usage
 from conductor.scheduler.policy import PendingJob, order_key
@@ -70,6 +71,38 @@ def _ctx(request: Request) -> AppContext:
 def _admin(principal: Principal, what: str) -> None:
     if not principal.admin:
         raise Forbidden(f"only an administrator may {what}")
+
+
+class ClusterConfig(BaseModel):
+    """What `scontrol show config` prints of the server's settings."""
+
+    cluster_name: str
+    kill_wait: float = Field(description="Seconds between SIGTERM and SIGKILL (CONDUCTOR_KILL_WAIT).")
+    heartbeat_timeout: float = Field(description="Seconds of silence after which a node is declared dead.")
+    max_array_tasks: int = Field(description="Tasks an array may have (CONDUCTOR_MAX_ARRAY_TASKS).")
+    default_time_limit: int | None = Field(description="Seconds a job without a time limit gets; None: UNLIMITED.")
+    priority_type: str = Field(description="priority/multifactor when weights are configured, else priority/basic.")
+    config_file: str | None = Field(description="The configuration file read (CONDUCTOR_CONFIG); None: none.")
+    generation: int = Field(description="The configuration generation in force.")
+
+
+@router.get("/config", response_model=ClusterConfig, responses=_ERRORS)
+def cluster_config(request: Request, principal: CurrentPrincipal) -> Any:
+    """The server's settings, as `scontrol show config` shows them (tools read MinJobAge,
+    MaxArraySize, KillWait there)."""
+    ctx = _ctx(request)
+    settings = ctx.settings
+    path = ctx.config.path
+    return ClusterConfig(
+        cluster_name=CLUSTER_NAME,
+        kill_wait=settings.kill_wait,
+        heartbeat_timeout=settings.heartbeat_timeout,
+        max_array_tasks=settings.max_array_tasks,
+        default_time_limit=settings.default_time_limit(),
+        priority_type="priority/multifactor" if ctx.config.priority() is not None else "priority/basic",
+        config_file=str(path) if path is not None else None,
+        generation=ctx.config.generation(),
+    )
 
 
 @router.post("/config/reconfigure", response_model=ReconfigureResponse, responses=_ERRORS)

@@ -1,4 +1,4 @@
-"""`conductor scontrol`: show job/node/partition, hold, release, requeue, update, hostnames."""
+"""`conductor scontrol`: show job/node/partition/config, hold, release, requeue, update, hostnames."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ scontrol [<OPTION>] [<COMMAND>]
      release <job_list>       permit specified job to start.
      requeue <job_id>         re-queue a batch job.
      show <ENTITY> [<ID>]     display state of identified entity, default is all records.
-                              <ENTITY> is job, node, partition, hostnames or hostlist.
+                              <ENTITY> is job, node, partition, config, hostnames or hostlist.
      update JobId=<id> <SPECIFICATIONS>
                               change TimeLimit, Priority, Nice or JobName of a job
                               (TimeLimit+=<time> and TimeLimit-=<time> change it by an amount).
@@ -127,6 +127,30 @@ def _end_time(job: dict[str, Any]) -> str | None:
             return None
         return (start + timedelta(seconds=int(limit))).isoformat()
     return job.get("end_time") or None
+
+
+def format_config(config: dict[str, Any], min_job_age: int) -> str:
+    """`scontrol show config`, as slurm_print_ctl_conf prints it: a title, then `Key = value`
+    lines, the keys padded to 23, for what the cluster has of Slurm's settings."""
+    limit = config.get("default_time_limit")
+    pairs = {
+        "AccountingStorageType": "accounting_storage/conductor",
+        "ClusterName": str(config.get("cluster_name") or ""),
+        "DefaultTime": hms(int(limit)) if isinstance(limit, int) else "UNLIMITED",
+        "DefMemPerNode": "UNLIMITED",
+        "KillWait": f"{int(float(config.get('kill_wait') or 0))} sec",
+        # Slurm's MaxArraySize is one above the largest task index it takes.
+        "MaxArraySize": str(int(config.get("max_array_tasks") or 0) + 1),
+        "MinJobAge": f"{min_job_age} sec",
+        "PriorityType": str(config.get("priority_type") or "priority/basic"),
+        "SchedulerType": "sched/backfill",
+        "SelectType": "select/cons_tres",
+        "SLURM_CONF": str(config.get("config_file") or "(null)"),
+        "SLURM_VERSION": SLURM_VERSION.split()[-1],
+        "SlurmdTimeout": f"{int(float(config.get('heartbeat_timeout') or 0))} sec",
+    }
+    title = f"Configuration data as of {datetime.now().strftime('%Y-%m-%dT%H:%M:%S')}\n"
+    return title + "".join(f"{key:<23} = {value}\n" for key, value in pairs.items())
 
 
 def _run_time(job: dict[str, Any]) -> int:
@@ -385,7 +409,7 @@ def _main(argv: list[str]) -> int:
     raise UsageError(f"Invalid command: {words[0]}\n{USAGE.rstrip()}")
 
 
-def _show(args: list[str], oneliner: bool) -> int:
+def _show(args: list[str], oneliner: bool) -> int:  # noqa: C901 - one branch per entity
     if not args:
         raise UsageError("too few arguments for keyword:show")
     entity = args[0].lower()
@@ -445,6 +469,9 @@ def _show(args: list[str], oneliner: bool) -> int:
                     sys.stderr.write(f"Node {target} not found\n")
                     return 1
             sys.stdout.write(layout([format_node(n) for n in nodes], oneliner))
+            return 0
+        if "config".startswith(entity) and entity:
+            sys.stdout.write(format_config(client.get("/config"), min_job_age()))
             return 0
         if "partitions".startswith(entity) and entity:
             parts = client.get("/partitions").get("partitions", [])
