@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from conductor.cli.getopt import GetoptError, Option, OptionTable, getopt_long
@@ -194,13 +196,20 @@ def test_none_output_is_dev_null_and_chdir_is_absolute() -> None:
 
 
 def test_export_default_all_and_variants() -> None:
-    assert plan_for("#!/bin/sh\ntrue\n").job["environment"] == ENV
-    none = plan_for("#!/bin/sh\ntrue\n", ["--export=NONE"]).job["environment"]
-    assert "FOO" not in none and none["HOME"] == "/home/alice"
+    mask = os.umask(0o027)
+    try:
+        # The submitter's file mode mask goes along whatever is exported, as sbatch sends it.
+        assert plan_for("#!/bin/sh\ntrue\n").job["environment"] == dict(ENV, SLURM_UMASK="0027")
+        none = plan_for("#!/bin/sh\ntrue\n", ["--export=NONE"]).job["environment"]
+        assert "FOO" not in none and none["HOME"] == "/home/alice" and none["SLURM_UMASK"] == "0027"
+        kept = plan_for("#!/bin/sh\ntrue\n", environ=dict(ENV, SLURM_UMASK="0077")).job["environment"]
+        assert kept["SLURM_UMASK"] == "0077"  # one already set is kept (_set_umask_env)
+    finally:
+        os.umask(mask)
     listed = plan_for("#!/bin/sh\ntrue\n", ["--export=FOO,X=1"]).job["environment"]
     assert listed["FOO"] == "bar" and listed["X"] == "1" and "PATH" in listed
     all_plus = plan_for("#!/bin/sh\ntrue\n", ["--export=ALL,X=2"]).job["environment"]
-    assert all_plus == dict(ENV, X="2")
+    assert all_plus == dict(ENV, X="2", SLURM_UMASK=all_plus["SLURM_UMASK"])
     env = dict(ENV, SBATCH_EXPORT="NONE", SLURM_FOO="1")
     from_env = plan_for("#!/bin/sh\ntrue\n", environ=env).job["environment"]
     assert "FOO" not in from_env and from_env["SLURM_FOO"] == "1"

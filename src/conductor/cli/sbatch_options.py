@@ -565,6 +565,12 @@ def _export_environment(spec: str, environ: Mapping[str, str]) -> dict[str, str]
     return env
 
 
+def _current_umask() -> str:
+    mask = os.umask(0)
+    os.umask(mask)
+    return f"0{mask & 0o777:03o}"
+
+
 def unreadable_variables(env: dict[str, str]) -> list[str]:
     """Take out of `env` the variables the API would refuse: a name or value that is not UTF-8
     (bytes of the process environment, decoded as surrogates; the API takes text), an empty
@@ -777,7 +783,9 @@ def build_plan(  # noqa: C901 - one branch per sbatch option
         # SBATCH_EXPORT alone: SLURM_EXPORT_ENV is srun's input (and what sbatch sets for the
         # job), not sbatch's.
         export = environ.get("SBATCH_EXPORT") or "ALL"
-    job["environment"] = _export_environment(export, environ)
+    # The submitter's file mode mask, which the job's files are made with (as sbatch's
+    # _set_umask_env: one already set is kept).
+    job["environment"] = _export_environment(export, {"SLURM_UMASK": _current_umask(), **environ})
     dropped = unreadable_variables(job["environment"])
     if dropped:
         # Not a refusal: one variable of the login environment nobody thinks of (a Latin-1

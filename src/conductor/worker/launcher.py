@@ -422,6 +422,7 @@ class Launcher:
                 os.closerange(3, MAX_FD)
                 env = environment(spec.env)
                 env[b"SLURM_TASK_PID"] = b"%d" % os.getpid()  # as starter.c: the task's own pid
+                env.pop(b"SLURM_UMASK", None)  # applied (prepare), and gone, as slurmstepd does
                 os.execve(spec.argv[0], spec.argv, env)
             except BaseException as exc:  # noqa: BLE001
                 why = exc.strerror if isinstance(exc, OSError) else repr(exc)
@@ -465,6 +466,14 @@ class Launcher:
 
         if spec.uid:
             drop_privileges(spec.uid, spec.gid, spec.groups)
+
+        # The submitter's file mode mask, as slurmstepd sets it (and takes from the batch
+        # script's environment): before the output files are made.
+        for pair in spec.env:
+            if pair.startswith(protocol.UMASK_VARIABLE):
+                mask = protocol.job_umask(pair[len(protocol.UMASK_VARIABLE) :])
+                if mask is not None:
+                    os.umask(mask)
 
         moved = b""
         try:

@@ -245,6 +245,18 @@ def timeout_line(when: float) -> bytes:
     return b"timeout %.3f\n" % when
 
 
+UMASK_VARIABLE = b"SLURM_UMASK="
+
+
+def job_umask(value: bytes) -> int | None:
+    """The file mode mask SLURM_UMASK gives (what sbatch read of its submitter's, in octal, as
+    0022), or None for anything else: a mask nobody meant is not applied (strtol would make
+    garbage 0, every file open to all)."""
+    if not 1 <= len(value) <= 4 or value.strip(b"01234567"):
+        return None
+    return int(value, 8) & 0o777
+
+
 def fenced_line(when: float) -> bytes:
     """Its launcher killed it, its worker gone too long (launcher.py, FENCE)."""
     return b"fenced %.3f\n" % when

@@ -529,8 +529,25 @@ __attribute__((noreturn, used)) void start(long *stack) {
             break;
         }
     environment[slot] = task_pid;
-    environment[slot == variables ? variables + 1 : variables] = NULL;
+    if (slot == variables)
+        variables++;
+    environment[variables] = NULL;
     command[argn] = NULL; /* execve reads the command's arguments up to here */
+    /* The submitter's file mode mask (SLURM_UMASK, octal, as sbatch sends it), as slurmstepd
+       sets it before the output files are made, and takes it from the batch script's
+       environment. Anything but 1 to 4 octal digits is not a mask anybody meant: left alone. */
+    for (long long i = 0; i < variables; i++)
+        if (starts_with(environment[i], "SLURM_UMASK=")) {
+            const char *digits = environment[i] + length("SLURM_UMASK=");
+            long mask = 0, n = 0;
+            while (digits[n] >= '0' && digits[n] <= '7' && n < 5)
+                mask = mask * 8 + (digits[n++] - '0');
+            if (digits[n] == 0 && n >= 1 && n <= 4)
+                SYS(umask, mask & 0777, 0, 0, 0);
+            environment[i] = environment[variables - 1];
+            environment[--variables] = NULL;
+            break;
+        }
 
     if (*cgroup)
         join_cgroups(cgroup);
