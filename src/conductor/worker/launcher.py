@@ -580,9 +580,25 @@ def open_output(path: bytes, what: str, flags: int) -> int:
     except OSError as exc:
         raise Failure(f"cannot open {what} file '{os.fsdecode(path)}': {exc.strerror}") from None
     # /dev/null is the one non-regular file a job may write to, as users often ask for it.
-    if os.fstat(fd).st_mode & S_IFMT != S_IFREG and path != b"/dev/null":
+    info = os.fstat(fd)
+    if info.st_mode & S_IFMT != S_IFREG and path != b"/dev/null":
         raise Failure(f"{what} file '{os.fsdecode(path)}' is not a regular file")
+    if info.st_mode & S_IFMT == S_IFREG and planted(path, info.st_uid):
+        raise Failure(f"{what} file '{os.fsdecode(path)}' belongs to another user, in a directory everyone may write to")
     return fd
+
+
+def planted(path: bytes, owner: int) -> bool:
+    """Whether an output file of another user sits in a sticky directory others may write to,
+    such as /tmp: one made there ahead, under a name anyone can work out (slurm-<id>.out), would
+    receive the job's output. The kernel's fs.protected_regular rule, whatever the sysctl."""
+    if owner == os.getuid():
+        return False
+    try:
+        parent = os.stat(os.path.dirname(path) or b".")
+    except OSError:
+        return False
+    return bool(parent.st_mode & 0o1000 and parent.st_mode & 0o022 and parent.st_uid != owner)
 
 
 def environment(pairs: list[bytes]) -> dict[bytes, bytes]:

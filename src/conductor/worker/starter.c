@@ -104,7 +104,8 @@ static int sys_open(const char *path, int flags, int mode) {
 }
 
 static int sys_fstat(int fd, struct statx *st) {
-    return (int)syscall6(__NR_statx, fd, (long)"", AT_EMPTY_PATH, STATX_TYPE | STATX_INO | STATX_SIZE, (long)st, 0);
+    return (int)syscall6(__NR_statx, fd, (long)"", AT_EMPTY_PATH, STATX_TYPE | STATX_INO | STATX_SIZE | STATX_UID,
+                         (long)st, 0);
 }
 
 static int sys_lstat(const char *path, struct statx *st) {
@@ -408,6 +409,32 @@ static void drop_privileges(const char *uid_text, const char *gid_text, char *gr
         fail("privileges not dropped to uid ", uid_number, " gid ", gid_number, NULL);
 }
 
+/* Whether an output file of another user (`owner`) sits in a sticky directory others may write
+   to, such as /tmp: one made there ahead, under a name anyone can work out (slurm-<id>.out),
+   would receive the job's output. The kernel's fs.protected_regular rule, whatever the sysctl. */
+static int planted(const char *path, unsigned owner) {
+    if (owner == (unsigned)SYS(getuid, 0, 0, 0, 0))
+        return 0;
+    char parent[4200];
+    long cut = -1, n = 0;
+    for (; path[n] && n < (long)sizeof parent - 1; n++) {
+        parent[n] = path[n];
+        if (path[n] == '/')
+            cut = n;
+    }
+    if (cut < 0) {
+        parent[0] = '.';
+        cut = 1;
+    } else if (cut == 0) {
+        cut = 1;
+    }
+    parent[cut] = 0;
+    struct statx dir;
+    if (syscall6(__NR_statx, AT_FDCWD, (long)parent, 0, STATX_TYPE | STATX_MODE | STATX_UID, (long)&dir, 0) != 0)
+        return 0;
+    return (dir.stx_mode & S_ISVTX) && (dir.stx_mode & 022) && dir.stx_uid != owner;
+}
+
 static int open_output(const char *path, const char *what, int flags) {
     int fd = sys_open(path, flags | O_CLOEXEC, 0644);
     if (fd < 0)
@@ -416,6 +443,8 @@ static int open_output(const char *path, const char *what, int flags) {
     /* /dev/null is the one non-regular file a job may write to, as users often ask for it. */
     if (sys_fstat(fd, &st) != 0 || (!S_ISREG(st.stx_mode) && !same(path, "/dev/null")))
         fail(what, " file '", path, "' is not a regular file", NULL);
+    if (S_ISREG(st.stx_mode) && planted(path, st.stx_uid))
+        fail(what, " file '", path, "' belongs to another user, in a directory everyone may write to", NULL);
     return fd;
 }
 

@@ -1,4 +1,5 @@
-"""The submitter's file mode mask: sbatch sends it (SLURM_UMASK), and the job's files, its output
+"""The files a job makes: with its submitter's file mode mask (sbatch sends SLURM_UMASK), and never
+into a file another user planted in a shared directory. The mask: its files, its output
 included, are made with it, as slurmstepd makes them; the batch script no longer sees the variable.
 A user with `umask 077` had their job's output readable by everyone (0644)."""
 
@@ -51,3 +52,31 @@ def test_only_a_mask_is_applied() -> None:
 
     assert [job_umask(v) for v in (b"0077", b"077", b"0", b"0022", b"7777")] == [0o77, 0o77, 0, 0o22, 0o777]
     assert [job_umask(v) for v in (b"", b"0o77", b"x", b"00777", b"99", b" 022")] == [None] * 6
+
+
+@pytest.mark.parametrize("starter", ["auto", "python"])
+def test_an_output_file_planted_in_a_shared_directory_receives_nothing(
+    start_conductor: Callable[..., ConductorProcess], tmp_path: Path, starter: str
+) -> None:
+    """A job with no working directory writes slurm-<id>.out in /tmp; anyone could make that
+    file first, and own what the job wrote to it. In a sticky directory everyone may write to, a
+    file of another user is refused (the kernel's fs.protected_regular, whatever the sysctl)."""
+    server = start_conductor("--cpus", "1", env={"CONDUCTOR_JOB_STARTER": starter})
+    api = Api(server.url)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    next_id = api.submit("#!/bin/bash\ntrue\n", current_working_directory=str(tmp_path)) + 1
+    planted = shared / f"slurm-{next_id}.out"
+    planted.write_text("")
+    os.chown(planted, 65534, 65534)
+    os.chmod(planted, 0o666)
+    job_id = api.submit("#!/bin/bash\necho secret\n", current_working_directory=str(shared))
+    assert job_id == next_id
+    failed = api.wait_state(job_id, TERMINAL)
+    assert failed["state"] == "FAILED" and "belongs to another user" in (failed.get("error_msg") or ""), failed
+    assert planted.read_text() == ""
+    # The job's own user's file there is written as ever.
+    own = api.submit("#!/bin/bash\necho mine\n", current_working_directory=str(shared))
+    assert api.wait_state(own, TERMINAL)["state"] == "COMPLETED"
+    assert (shared / f"slurm-{own}.out").read_text() == "mine\n"
