@@ -163,15 +163,20 @@ def open_for(path: str, reader: Reader, *, append: bool = False) -> int:
     parts = [p for p in path.split("/") if p and p != "."]
     if not parts:
         raise OSError(errno.EISDIR, "is a directory", path)
+    # Appending to the user's own file (a notice) shows nothing: whether the user could reach
+    # it (the emulation refuses a directory with an ACL) does not matter there.
+    def check(directory: int) -> bool:
+        return append or _searchable(directory, reader)
+
     fd = os.open("/", _DIR_FLAGS)
     try:
-        if not _searchable(fd, reader):
+        if not check(fd):
             raise OSError(errno.EACCES, "a directory on the path is not searchable by the job's user", path)
         for part in parts[:-1]:
             next_fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
             os.close(fd)
             fd = next_fd
-            if not _searchable(fd, reader):
+            if not check(fd):
                 raise OSError(errno.EACCES, "a directory on the path is not searchable by the job's user", path)
         leaf = os.open(parts[-1], _LEAF_FLAGS, dir_fd=fd)
     finally:

@@ -614,7 +614,7 @@ def test_scontrol_show_config_gives_what_tools_read(cli: Cli) -> None:
     assert {key: value for key, value in pairs.items() if key.strip() in
             ("ClusterName", "MinJobAge", "MaxArraySize", "PriorityType")} == {
         "ClusterName            ": "conductor",
-        "MaxArraySize           ": "100001",
+        "MaxArraySize           ": "4000001",  # the largest task index + 1, as Slurm's
         "MinJobAge              ": "300 sec",
         "PriorityType           ": "priority/basic",
     }

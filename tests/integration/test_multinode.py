@@ -322,12 +322,14 @@ def test_worker_silent_past_timeout_node_fail_requeue_and_orphans_killed(running
     # back), but not until their node is declared dead: its launcher kills them first, so the
     # requeued job never runs beside its earlier run (they used to run on until the node came
     # back: for ever, when it did not).
-    deadline = time.monotonic() + HEARTBEAT_TIMEOUT + 5
+    # Dead before the node can be declared dead: its last heartbeat came before the kill, so
+    # that is at least the timeout less an interval (0.5 s here) after it.
+    deadline = t_kill + HEARTBEAT_TIMEOUT - 0.5
     while any(_alive(pid) for pid in pids.values()):
         assert time.monotonic() < deadline, "the jobs of the dead worker live on"
         time.sleep(0.02)
     killed_after = time.monotonic() - t_kill
-    assert HEARTBEAT_TIMEOUT / 2 - 0.5 <= killed_after, killed_after
+    assert killed_after >= 2.0, killed_after  # not at once: a worker restarted at once takes them back
     failed = api.wait_state(plain, "NODE_FAIL", timeout=15)
     waited = time.monotonic() - t_kill
     assert HEARTBEAT_TIMEOUT - 0.6 <= waited < HEARTBEAT_TIMEOUT + 6, waited

@@ -302,6 +302,9 @@ def test_a_change_to_an_array_is_checked_against_each_task_it_changes() -> None:
     store.jobs[ids[1]]["state"] = "COMPLETED"  # an ended task is not changed: not checked either
     store.jobs[ids[1]]["time_limit"] = 60
     assert jobs.update(ALICE, f"{ids[0]}_*", JobChanges({"time_limit": 300})).job_ids == [ids[0], ids[2], ids[3]]
+    store.jobs[ids[0]]["state"] = "COMPLETED"  # the first task too, ended at a shorter limit
+    store.jobs[ids[0]]["time_limit"] = 60
+    assert jobs.update(ALICE, f"{ids[0]}_*", JobChanges({"time_limit": 240})).job_ids == [ids[2], ids[3]]
 
 
 def test_actions_refuse_by_kind() -> None:

@@ -64,7 +64,7 @@ def test_only_a_node_among_many_is_fenced_and_before_it_is_declared_dead() -> No
     config = NodeConfig(name="n", cpus=1, memory_mb=1, partitions=["p"], home=Path("/nonexistent"))
     assert config.fence_after is None  # `conductor up`: its jobs wait for it
     config.fenced = True
-    for timeout, interval in ((30.0, 2.0), (5.0, 0.5), (2.0, 1.0)):
+    for timeout, interval, expected in ((30.0, 2.0, 27.0), (5.0, 0.5, 3.5), (2.0, 1.0, 0.5), (15.0, 10.0, 4.0)):
         config.heartbeat_timeout, config.heartbeat_interval = timeout, interval
         fence = config.fence_after
-        assert fence is not None and timeout / 2 <= fence <= timeout - interval
+        assert fence == expected and 0 < fence < timeout - interval

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -125,24 +126,33 @@ def test_srun_writes_only_to_a_regular_file_of_its_own_user(tmp_path: Path, monk
     victim = tmp_path / "victim.txt"
     victim.write_text("precious\n")
     counter = tmp_path / "steps.jsonl.next"
+    shared = tmp_path / "shared"  # the system's temporary directory, for the fallback counter
+    shared.mkdir()
+    monkeypatch.setenv("TMPDIR", str(shared))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    fallback = shared / f"conductor-steps-{os.getuid()}-8"
     monkeypatch.setenv("CONDUCTOR_STEP_RECORDS", str(tmp_path / "steps.jsonl"))
-    os.symlink(victim, counter)
-    with pytest.raises(UsageError, match="is not a regular file of yours"):
-        srun._next_step_id("8")
+    for bad in ("link", "another's", "fifo"):
+        if bad == "link":
+            os.symlink(victim, counter)
+        elif bad == "another's":
+            counter.write_text("5")
+            os.chown(counter, OTHER_UID, OTHER_UID)
+            os.chmod(counter, 0o666)
+        else:
+            os.mkfifo(counter)
+        # Not the node's counter, then: one of the user's own (numbered from 0).
+        assert srun._next_step_id("8") == 0
+        fallback.unlink()
+        # And a fallback another user made first: no step runs.
+        os.symlink(victim, fallback)
+        with pytest.raises(UsageError, match="is not a regular file of yours"):
+            srun._next_step_id("8")
+        fallback.unlink()
+        counter.unlink()
     assert victim.read_text() == "precious\n"
-    counter.unlink()
-    counter.write_text("5")
-    os.chown(counter, OTHER_UID, OTHER_UID)
-    os.chmod(counter, 0o666)
-    with pytest.raises(UsageError, match="is not a regular file of yours"):
-        srun._next_step_id("8")
-    assert counter.read_text() == "5"  # another user's numbers are not taken
-    counter.unlink()
-    os.mkfifo(counter)
-    with pytest.raises(UsageError, match="is not a regular file of yours"):
-        srun._next_step_id("8")
-    counter.unlink()
     assert [srun._next_step_id("8") for _ in range(3)] == [0, 1, 2]  # made, then counted
+    assert not fallback.exists()
     # The records: a registration goes to the user's own file only.
     records = tmp_path / "steps.jsonl"
     os.symlink(victim, records)

@@ -258,10 +258,12 @@ def path_warnings(job: dict[str, Any]) -> list[str]:
     if work_dir and "%" not in work_dir:
         problem = _directory_problem(work_dir, os.X_OK)
         if problem:
-            # As slurmstepd, the job then runs in /tmp (its files, when named from there, are
-            # warned about below).
-            warnings.append(f"--chdir: working directory '{work_dir}' {problem}; the job runs in /tmp unless it is "
-                            "usable when it starts")
+            # As slurmstepd, the job then runs in /tmp, unless a file of its is named from there
+            # (the default slurm-%j.out is).
+            output, error = str(job.get("standard_output") or ""), str(job.get("standard_error") or "/")
+            whole = output.startswith("/") and error.startswith("/")
+            then = "; the job runs in /tmp unless it is usable when it starts" if whole else later
+            warnings.append(f"--chdir: working directory '{work_dir}' {problem}{then}")
     for field, option in (("standard_output", "--output"), ("standard_error", "--error")):
         path = str(job.get(field) or "")
         if not path or path == "/dev/null":

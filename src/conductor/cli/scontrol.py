@@ -23,6 +23,7 @@ from conductor.cli.getopt import Option, OptionTable, getopt_long
 from conductor.cli.jobsel import check_min_job_age, fetch_jobs, min_job_age, parse_job_specs, still_held
 from conductor.cli.squeue_format import job_priority, start_time
 from conductor.cli.unavailable import UnavailableNodes
+from conductor.domain.arrays import MAX_ARRAY_INDEX
 from conductor.domain.errors import SpecError
 from conductor.domain.text import printable
 from conductor.domain.timespec import parse_time_limit
@@ -139,8 +140,8 @@ def format_config(config: dict[str, Any], min_job_age: int) -> str:
         "DefaultTime": hms(int(limit)) if isinstance(limit, int) else "UNLIMITED",
         "DefMemPerNode": "UNLIMITED",
         "KillWait": f"{int(float(config.get('kill_wait') or 0))} sec",
-        # Slurm's MaxArraySize is one above the largest task index it takes.
-        "MaxArraySize": str(int(config.get("max_array_tasks") or 0) + 1),
+        # One above the largest task index taken, as Slurm's (the count is bounded apart).
+        "MaxArraySize": str(MAX_ARRAY_INDEX + 1),
         "MinJobAge": f"{min_job_age} sec",
         "PriorityType": str(config.get("priority_type") or "priority/basic"),
         "SchedulerType": "sched/backfill",

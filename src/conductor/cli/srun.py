@@ -180,14 +180,15 @@ def _next_step_id(job_id: str) -> int:
     # Beside the step records the node gave this run of the job (it clears both at launch), so
     # numbering starts at 0 for each run; elsewhere, a file of this user's.
     records = os.environ.get("CONDUCTOR_STEP_RECORDS")
-    path = records + ".next" if records else os.path.join(
-        tempfile.gettempdir(), f"conductor-steps-{os.getuid()}-{job_id}"
-    )
-    fd = _open_own(path)
+    fallback = os.path.join(tempfile.gettempdir(), f"conductor-steps-{os.getuid()}-{job_id}")
+    # The node's counter, else (the node could not make it) one of this user's own.
+    fd = _open_own(records + ".next") if records else None
+    if fd is None:
+        fd = _open_own(fallback)
     if fd is None:
         raise UsageError(
-            f"the job's step counter {path} is not a regular file of yours: someone else made it; "
-            "no step is run"
+            f"no step counter for the job: {fallback} is not a regular file of yours (someone else "
+            "made it, or it cannot be made); no step is run"
         )
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

@@ -57,12 +57,16 @@ class ArraySpec:
 MAX_RUNNING = 2**31 - 1
 
 
+# The largest task index (Slurm's MaxArraySize - 1).
+MAX_ARRAY_INDEX = 4_000_000
+
+
 def parse_array_spec(
     value: str,
     *,
     field: str = "array",
     max_tasks: int = 100_000,
-    max_index: int = 4_000_000,
+    max_index: int = MAX_ARRAY_INDEX,
 ) -> ArraySpec:
     """Parse an sbatch ``--array`` value.
 

@@ -636,16 +636,17 @@ class JobService:
         """
         target, current = self._owned(principal, job_id, "update it")
         if not principal.admin and current is not None:
-            _check_rights(current, changes.values)
+            checked = [current]
             if len(target.ids) > 1 and {"time_limit", "priority"} & changes.values.keys():
-                # Each task it changes: checked against the first alone, a change lifted every
-                # task to the first's limit, which an administrator may have raised for it alone.
-                tasks, _ = self.store.list_jobs(
+                # Each task it changes (its pending and running ones): checked against the first
+                # alone, a change lifted every task to the first's limit, which an administrator
+                # may have raised for it alone; and an ended first task, unchanged, refused it.
+                checked, _ = self.store.list_jobs(
                     job_ids=target.ids, states=[JobState.PENDING.value, JobState.RUNNING.value],
                     limit=len(target.ids), count=False, columns=("time_limit", "priority", "nice"),
                 )
-                for task in tasks:
-                    _check_rights(task, changes.values)
+            for task in checked:
+                _check_rights(task, changes.values)
         outcome = self.store.update_jobs(target.ids, changes.values)
         self._wake(outcome.nodes, scheduler=True)
         return _result(target, outcome, "update", "only a pending or running job can be updated", "updated")

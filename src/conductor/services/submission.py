@@ -203,7 +203,7 @@ def build_rows(
         parse_array_spec(job.array, field="array", max_tasks=limits.max_array_tasks) if job.array else None
     )
     if array is not None:
-        each = script_size + sum(len(k.encode()) + len(v.encode()) + 2 for k, v in environment.items())
+        each = script_size + len(json.dumps(environment))  # the environment as stored
         stored = len(array.indices) * each
         if stored > limits.max_array_bytes:
             raise SpecError(

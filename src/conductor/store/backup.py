@@ -59,7 +59,10 @@ def backup_sqlite(source: Path, destination: Path, *, replace: bool = False) -> 
     started = time.monotonic()
     # A new file of a name nobody can guess, made here: in a shared directory (as /tmp) a name
     # made ahead by another user received the whole database, theirs to read.
-    fd, partial_name = tempfile.mkstemp(prefix=f".{destination.name}.partial-", dir=destination.parent)
+    try:
+        fd, partial_name = tempfile.mkstemp(prefix=f".{destination.name}.partial-", dir=destination.parent)
+    except OSError as exc:
+        raise BackupError(f"cannot write in {destination.parent}: {exc.strerror}") from None
     os.close(fd)
     partial = Path(partial_name)
     try:
@@ -76,6 +79,8 @@ def backup_sqlite(source: Path, destination: Path, *, replace: bool = False) -> 
         os.replace(partial, destination)
     except sqlite3.Error as exc:
         raise BackupError(f"backup of {source} failed: {exc}") from None
+    except OSError as exc:
+        raise BackupError(f"cannot put the backup at {destination}: {exc.strerror}") from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(partial)

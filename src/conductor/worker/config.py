@@ -38,11 +38,12 @@ class NodeConfig:
     def fence_after(self) -> float | None:
         """Seconds without a worker after which the launcher kills the node's jobs: the node is
         declared dead `heartbeat_timeout` after its last heartbeat, which came up to an interval
-        before the worker went; a second is left for the kill. Never under half the timeout: a
-        worker restarted at once must come back first."""
+        before the worker went, so always under the timeout less an interval; a second is left
+        for the kill where there is room (a worker restarted at once comes back well before)."""
         if not self.fenced:
             return None
-        return max(self.heartbeat_timeout - self.heartbeat_interval - 1.0, self.heartbeat_timeout / 2)
+        room = self.heartbeat_timeout - self.heartbeat_interval
+        return max(room - 1.0, room / 2)
 
 
 def plan_cpus(declared: int) -> tuple[list[int], bool]:

@@ -16,7 +16,6 @@ from conductor.worker.protocol import JobStatus
 
 NO_EXIT_STATUS = "exit status lost: launcher died (the job ran; how it ended is not known)"
 LOST_EXIT_CODE = "0:0"
-FENCED = "killed by its launcher: the node's worker was gone longer than the heartbeat timeout allows"
 """What a record shows for an exit status nobody saw: no code, no signal. Claiming the SIGKILL
 that the status's absence suggests would be a record of something that may not have happened."""
 # Kill states a user may still change once the job's process ended (a cancel overrides a
@@ -24,6 +23,8 @@ that the status's absence suggests would be a record of something that may not h
 OPEN_KILL_STATES = (None, JobState.PENDING.value)
 # What sacct shows for a job the out-of-memory killer ended (Slurm 22.05).
 OOM_EXIT_CODE = "0:125"
+# The record of a job its launcher killed, its node's worker gone too long (launcher.py, fencing).
+FENCED = "killed by its launcher: the node's worker was gone longer than the heartbeat timeout allows"
 
 
 def final_usage(status: JobStatus, measured: Usage | None) -> Usage | None:
