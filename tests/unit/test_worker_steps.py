@@ -40,12 +40,13 @@ def test_steps_travel_with_the_usage() -> None:
 def test_records_are_read_once_and_only_from_the_jobs_user(tmp_path: Path) -> None:
     records = StepRecords(tmp_path)
     path = records.clear(7)
-    Path(path + ".next").write_text("3")
+    Path(path).write_text('{"step_taken": 0}\n')
     records.clear(7)
-    assert not os.path.exists(path + ".next")  # numbering starts again for each run
+    assert not os.path.exists(path)  # numbering starts again for each run
 
     with open(path, "w") as handle:
-        handle.write(json.dumps(GOOD) + "\nnot json\n" + json.dumps({**GOOD, "step_id": 1, "state": "bogus"}) + "\n")
+        handle.write(json.dumps(GOOD) + "\nnot json\n" + json.dumps({**GOOD, "step_id": 1, "state": "bogus"}) + "\n"
+                     + '{"step_taken": 0}\n')
     assert [step.step_id for step in records.collect(7, os.geteuid())] == [0]
     assert not os.path.exists(path)  # read once
 
@@ -63,18 +64,15 @@ def test_records_are_read_once_and_only_from_the_jobs_user(tmp_path: Path) -> No
 OTHER_UID = 65534  # nobody: the other user of the shared temporary directory
 
 
-def test_the_node_makes_both_step_files_as_the_jobs_user_whatever_was_there(tmp_path: Path) -> None:
+def test_the_node_makes_the_records_as_the_jobs_user_whatever_was_there(tmp_path: Path) -> None:
     records = StepRecords(tmp_path)
     path = records.path(8)
     victim = tmp_path / "victim.txt"
     victim.write_text("precious\n")
-    os.symlink(victim, path + ".next")
-    Path(path).write_text("left over\n")
-    os.chown(path, OTHER_UID, OTHER_UID)
+    os.symlink(victim, path)
     records.clear(8, os.geteuid() + 1000, os.getegid())
-    for name in (path, path + ".next"):
-        info = os.lstat(name)
-        assert stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid() + 1000 and info.st_size == 0
+    info = os.lstat(path)
+    assert stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid() + 1000 and info.st_size == 0
     assert victim.read_text() == "precious\n"
 
 
@@ -90,7 +88,6 @@ def test_the_step_files_live_where_no_other_user_may_make_anything(tmp_path: Pat
     assert os.path.dirname(records.path(9)) == str(spool.steps_dir)
     os.mkdir(records.path(9))  # whatever is there, the launch goes on without its records
     assert records.clear(9, os.geteuid(), os.getegid()) == records.path(9)
-    assert stat.S_ISREG(os.lstat(records.path(9) + ".next").st_mode)
 
 
 def test_a_signal_reads_only_what_the_sruns_wrote_since_the_last(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -125,23 +122,28 @@ def test_a_signal_reads_only_what_the_sruns_wrote_since_the_last(tmp_path: Path,
 def test_srun_writes_only_to_a_regular_file_of_its_own_user(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     victim = tmp_path / "victim.txt"
     victim.write_text("precious\n")
-    counter = tmp_path / "steps.jsonl.next"
+    records = tmp_path / "steps.jsonl"
     shared = tmp_path / "shared"  # the system's temporary directory, for the fallback counter
     shared.mkdir()
     monkeypatch.setenv("TMPDIR", str(shared))
     monkeypatch.setattr(tempfile, "tempdir", None)
     fallback = shared / f"conductor-steps-{os.getuid()}-8"
-    monkeypatch.setenv("CONDUCTOR_STEP_RECORDS", str(tmp_path / "steps.jsonl"))
+    monkeypatch.setenv("CONDUCTOR_STEP_RECORDS", str(records))
+    # Steps are numbered in the job's records, each srun taking the next.
+    records.write_text('{"srun": 5, "ticks": 1}\n')
+    assert [srun._next_step_id("8") for _ in range(3)] == [0, 1, 2]
+    assert records.read_text().count('{"step_taken": ') == 3 and not fallback.exists()
+    records.unlink()
     for bad in ("link", "another's", "fifo"):
         if bad == "link":
-            os.symlink(victim, counter)
+            os.symlink(victim, records)
         elif bad == "another's":
-            counter.write_text("5")
-            os.chown(counter, OTHER_UID, OTHER_UID)
-            os.chmod(counter, 0o666)
+            records.write_text('{"step_taken": 0}\n')
+            os.chown(records, OTHER_UID, OTHER_UID)
+            os.chmod(records, 0o666)
         else:
-            os.mkfifo(counter)
-        # Not the node's counter, then: one of the user's own (numbered from 0).
+            os.mkfifo(records)
+        # Not the job's records, then: a counter of the user's own (numbered from 0).
         assert srun._next_step_id("8") == 0
         fallback.unlink()
         # And a fallback another user made first: no step runs.
@@ -149,10 +151,8 @@ def test_srun_writes_only_to_a_regular_file_of_its_own_user(tmp_path: Path, monk
         with pytest.raises(UsageError, match="is not a regular file of yours"):
             srun._next_step_id("8")
         fallback.unlink()
-        counter.unlink()
+        records.unlink()
     assert victim.read_text() == "precious\n"
-    assert [srun._next_step_id("8") for _ in range(3)] == [0, 1, 2]  # made, then counted
-    assert not fallback.exists()
     # The records: a registration goes to the user's own file only.
     records = tmp_path / "steps.jsonl"
     os.symlink(victim, records)

@@ -172,19 +172,33 @@ def _open_own(path: str, flags: int = os.O_RDWR) -> int | None:
     return fd
 
 
+# A step number taken, in the job's step records: `{"step_taken": N}`.
+_TAKEN = b'{"step_taken": '
+
+
 def _next_step_id(job_id: str) -> int:
-    """Steps of one job are numbered 0, 1, 2... across srun calls; a small counter file keeps it."""
+    """Steps of one job are numbered 0, 1, 2... across srun calls. Each srun takes the next in
+    the step records the node made for this run of the job (so numbering starts at 0 for each
+    run), locked while it counts those taken and writes its own; where there are none, in a
+    counter file of this user's."""
     import fcntl
     import tempfile
 
-    # Beside the step records the node gave this run of the job (it clears both at launch), so
-    # numbering starts at 0 for each run; elsewhere, a file of this user's.
     records = os.environ.get("CONDUCTOR_STEP_RECORDS")
+    fd = _open_own(records, os.O_RDWR | os.O_APPEND) if records else None
+    if fd is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            chunks = []
+            while chunk := os.read(fd, 1 << 20):
+                chunks.append(chunk)
+            step = b"".join(chunks).count(_TAKEN)
+            os.write(fd, _TAKEN + b"%d}\n" % step)
+            return step
+        finally:
+            os.close(fd)
     fallback = os.path.join(tempfile.gettempdir(), f"conductor-steps-{os.getuid()}-{job_id}")
-    # The node's counter, else (the node could not make it) one of this user's own.
-    fd = _open_own(records + ".next") if records else None
-    if fd is None:
-        fd = _open_own(fallback)
+    fd = _open_own(fallback)
     if fd is None:
         raise UsageError(
             f"no step counter for the job: {fallback} is not a regular file of yours (someone else "

@@ -4,8 +4,8 @@ the worker when the job ends.
 srun runs as the job's user, so it writes its records where that user can: a file the worker
 makes for each run of a job, as that user's, in the node's `steps/` directory (under its home,
 the worker's own: nobody else may make, link or replace anything there; each job's user
-reaches its own files by name), given to the job as CONDUCTOR_STEP_RECORDS, with srun's step
-counter beside it. A directory everyone may write to, as the system's temporary one, let
+reaches its own files by name), given to the job as CONDUCTOR_STEP_RECORDS; its sruns number
+their steps there too. A directory everyone may write to, as the system's temporary one, let
 another user plant a link there for a job's srun to write through, or a directory that made
 every launch fail. The worker, root, trusts nothing of the records: a regular file of the job's
 user, opened without following links, bounded in size, each record checked
@@ -53,24 +53,24 @@ class StepRecords:
         return f"{self._prefix}{job_id}.jsonl"
 
     def clear(self, job_id: int, uid: int | None = None, gid: int | None = None) -> str:
-        """Before a launch: no earlier run's files stay, and, given the job's user, the records
-        and srun's step counter are made anew as that user's (numbering starts at 0 for each
-        run). Never fails the launch: without its files the job's sruns run unrecorded."""
+        """Before a launch: no earlier run's records stay, and, given the job's user, they are
+        made anew as that user's (its sruns number their steps in them: from 0 for each run).
+        One file a launch: a file made and removed costs a launch more than anything else here.
+        Never fails the launch: without its records the job's sruns number steps elsewhere."""
         path = self.path(job_id)
         self._read.pop(job_id, None)
-        for name in (path, path + ".next"):
-            try:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(name)
-                if uid is not None:
-                    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-                    try:
-                        if os.geteuid() == 0:
-                            os.fchown(fd, uid, gid if gid is not None else -1)
-                    finally:
-                        os.close(fd)
-            except OSError as exc:
-                log.warning("job %s: cannot make %s: %s", job_id, name, exc.strerror)
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            if uid is not None:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+                try:
+                    if os.geteuid() == 0:
+                        os.fchown(fd, uid, gid if gid is not None else -1)
+                finally:
+                    os.close(fd)
+        except OSError as exc:
+            log.warning("job %s: cannot make %s: %s", job_id, path, exc.strerror)
         return path
 
     def sruns(self, job_id: int, uid: int | None) -> list[tuple[int, int]]:
@@ -122,8 +122,6 @@ class StepRecords:
     def collect(self, job_id: int, uid: int | None) -> tuple[StepRecord, ...]:
         path = self.path(job_id)
         self._read.pop(job_id, None)
-        with contextlib.suppress(OSError):
-            os.unlink(path + ".next")
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError:
