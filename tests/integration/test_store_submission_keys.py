@@ -226,6 +226,7 @@ def _ids(store: Store, name: str) -> list[int]:
 
 def test_the_purge_takes_the_key_with_its_job(store: Store) -> None:
     (job_id,) = store.submit([job_row()], key=KEY)
+    store.submit([job_row(name="newer")])  # the purge keeps the newest job (the ids' high mark)
     ended = utcnow() - timedelta(days=2)
     with store.engine.begin() as conn:
         conn.execute(update(schema.jobs).where(schema.jobs.c.id == job_id).values(state="COMPLETED", end_time=ended))
@@ -242,6 +243,7 @@ def test_the_purge_keeps_an_arrays_key_while_a_task_remains(store: Store) -> Non
     would free the key, and a retry would make a second array. The first task stays until its
     array's last task is purgeable too, then goes with it."""
     ids = store.submit([job_row(array_task_id=task) for task in range(3)], key=KEY)
+    store.submit([job_row(name="newer")])  # the purge keeps the newest job (the ids' high mark)
     ended, cutoff = utcnow() - timedelta(days=2), utcnow() - timedelta(days=1)
     with store.engine.begin() as conn:
         conn.execute(update(schema.jobs).where(schema.jobs.c.id.in_(ids[:2])).values(state="COMPLETED", end_time=ended))
@@ -256,6 +258,7 @@ def test_the_purge_keeps_an_arrays_key_while_a_task_remains(store: Store) -> Non
     assert sorted(job.id for job in store.purgeable_jobs(cutoff, 10)) == ids
     # A plain job's key, and an array's task without one, are purged as before.
     (plain,) = store.submit([job_row(name="plain")], key=SubmissionKey("plain", "b" * 64))
+    store.submit([job_row(name="newest")])
     with store.engine.begin() as conn:
         conn.execute(update(schema.jobs).where(schema.jobs.c.id == plain).values(state="COMPLETED", end_time=ended))
     assert plain in [job.id for job in store.purgeable_jobs(cutoff, 10)]
