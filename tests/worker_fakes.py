@@ -122,6 +122,7 @@ def running_row(job_id: int, **fields: Any) -> JobRun:
         "restart_count": 0,
         "signal_spec": None,
         "pending_signal": None,
+        "requeue": False,
     }
     values.update(fields)
     return JobRun(**values)

@@ -284,6 +284,22 @@ def test_a_node_that_comes_while_nodes_are_listed_is_left_for_the_next_listing(
     assert [n.name for n in store.list_nodes()] == ["n2"]
 
 
+def exit_code(store: Store, job_id: int) -> str | None:
+    job = store.get_job(job_id)
+    assert job is not None
+    return job.exit_code
+
+
+def test_jobs_stranded_on_a_node_fail_without_an_exit_status(store: Store) -> None:
+    add_node(store, "n1", 2)
+    (job_id,) = store.submit([job_row()])
+    place(store)
+    store.claim_for_launch("n1")
+    assert store.fail_stranded("n1", [job_id], "gone") == [job_id]
+    job = store.get_job(job_id)
+    assert job is not None and (job.state, job.exit_code, job.error_msg) == ("NODE_FAIL", "0:0", "gone")
+
+
 def test_reaping_a_dead_node(store: Store) -> None:
     add_node(store, "dead", 4)
     plain, requeue, cancelled, unlaunched = store.submit(
@@ -303,6 +319,8 @@ def test_reaping_a_dead_node(store: Store) -> None:
     assert sorted(reaped.requeued) == sorted([requeue, unlaunched])
     assert state(store, plain) == "NODE_FAIL"
     assert state(store, cancelled) == "CANCELLED"
+    # No exit status was seen: the record says no code and no signal, as Slurm's does.
+    assert [exit_code(store, i) for i in (plain, cancelled)] == ["0:0", "0:0"]
     for job_id, restarts in ((requeue, 1), (unlaunched, 0)):
         job = store.get_job(job_id)
         assert job is not None

@@ -60,6 +60,17 @@ def test_a_fenced_job_is_its_nodes_failure() -> None:
     assert decide_outcome(7, status, "CANCELLED").state == "CANCELLED"  # asked for before: as asked
 
 
+def test_a_fenced_job_that_asked_for_requeue_goes_back_to_the_queue() -> None:
+    # As the scheduler does with the jobs of a node it declares dead: a worker back in time to
+    # report the run must not end a job the scheduler would have run again.
+    status = parse_status(b"start 123 456\nfenced 1700000000.000\nexit 0 9\n")
+    finish = decide_outcome(7, status, None, requeue=True)
+    assert (finish.state, finish.exit_code, finish.error_msg) == ("PENDING", "0:9", FENCED)
+    assert decide_outcome(7, status, "CANCELLED", requeue=True).state == "CANCELLED"  # a cancel still wins
+    # Not fenced: a --requeue job's own failure ends it, as in Slurm.
+    assert decide_outcome(7, parse_status(b"start 123 456\nexit 0 9\n"), None, requeue=True).state == "FAILED"
+
+
 def test_only_a_node_among_many_is_fenced_and_before_it_is_declared_dead() -> None:
     config = NodeConfig(name="n", cpus=1, memory_mb=1, partitions=["p"], home=Path("/nonexistent"))
     assert config.fence_after is None  # `conductor up`: its jobs wait for it

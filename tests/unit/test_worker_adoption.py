@@ -61,10 +61,12 @@ def test_each_kind_of_job_found_at_a_restart() -> None:
 
 
 def test_an_adopted_job_keeps_its_identity_limit_and_run() -> None:
-    row = running_row(1, start_time=STARTED, time_limit=60, kill_state=JobState.CANCELLED.value, restart_count=2)
+    row = running_row(
+        1, start_time=STARTED, time_limit=60, kill_state=JobState.CANCELLED.value, restart_count=2, requeue=True
+    )
     (job,) = plan([row], {1: JobStatus(pid=501, ticks=11, launcher=(90, 9))}, running={501}).running
     assert (job.pid, job.ticks, job.launcher, job.status_path) == (501, 11, (90, 9), "/run/job_1")
-    assert (job.time_limit, job.kill_state, job.restart_count) == (60, JobState.CANCELLED.value, 2)
+    assert (job.time_limit, job.kill_state, job.restart_count, job.requeue) == (60, JobState.CANCELLED.value, 2, True)
     assert job.start_time == STARTED.replace(tzinfo=UTC)
     # Without a start time in its row: now.
     (job,) = plan([running_row(1, restart_count=None)], {1: JobStatus(pid=501, ticks=11)}, running={501}).running

@@ -3,16 +3,18 @@ store (a kill asked for after the process ended is read from the database first)
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from worker_fakes import FakeStore
+from worker_fakes import FakeStore, job_record
 
 from conductor.bus import Bus
 from conductor.domain.states import JobState, Reason
 from conductor.worker.agent import Worker
 from conductor.worker.config import NodeConfig
+from conductor.worker.launcher_client import Started
 from conductor.worker.outcome import (
     NO_EXIT_STATUS,
     decide_outcome,
@@ -155,6 +157,16 @@ def test_the_agent_reads_kills_asked_for_before_deciding(worker: tuple[Worker, F
     }
 
 
+def test_the_agent_requeues_a_fenced_job_that_asked_for_it(worker: tuple[Worker, FakeStore]) -> None:
+    agent, store = worker
+    fenced = JobStatus(pid=10, ticks=5, exit=(0, 9), rusage=TIMES)
+    fenced.fenced = 1700000000.0
+    agent._exited = [exited(1, fenced), exited(2, fenced)]
+    agent._exited[1].requeue = True
+    agent._flush()
+    assert {f.job_id: f.state for f in store.finished} == {1: JobState.NODE_FAIL, 2: JobState.PENDING}
+
+
 def test_the_agent_decides_once_the_database_answers(worker: tuple[Worker, FakeStore]) -> None:
     agent, store = worker
     store.failing = {"kill_states"}
@@ -167,3 +179,12 @@ def test_the_agent_decides_once_the_database_answers(worker: tuple[Worker, FakeS
     store.failing = set()
     agent._flush()
     assert [(f.job_id, f.state) for f in store.finished] == [(1, JobState.COMPLETED)]
+
+
+def test_a_started_job_knows_whether_it_asked_for_requeue(worker: tuple[Worker, FakeStore]) -> None:
+    agent, _ = worker
+    agent._launching = {1: job_record(1, requeue=True), 2: job_record(2)}
+    started, _ = agent._started(
+        {1: Started(pid=os.getpid(), ticks=1, tag=0), 2: Started(pid=os.getpid(), ticks=1, tag=0)}
+    )
+    assert {job.job_id: job.requeue for job in started} == {1: True, 2: False}

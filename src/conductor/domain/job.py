@@ -99,6 +99,7 @@ class JobRun:
     restart_count: int
     pending_signal: str | None
     signal_spec: str | None
+    requeue: bool  # sbatch --requeue: a run its node fails is run again, not ended
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,12 @@ STATE_CODES: dict[str, str] = {
 }
 
 
+# What a record shows for an exit status nobody saw (a node that failed its job, a launcher
+# that died with it): no code, no signal, as Slurm's records of such jobs. Claiming the SIGKILL
+# that the status's absence suggests would be a record of something that may not have happened.
+LOST_EXIT_CODE = "0:0"
+
+
 class Reason(StrEnum):
     """Why a job waits, or why it ended, in Slurm's words."""
 

@@ -12,7 +12,7 @@ from sqlalchemy import and_, bindparam, case, insert, null, select, update
 
 from conductor.domain.cpuset import format_cpu_list
 from conductor.domain.job import Job, JobRun
-from conductor.domain.states import JobState, Reason
+from conductor.domain.states import LOST_EXIT_CODE, JobState, Reason
 from conductor.store.engine import Database, StoreError, aware, utcnow
 from conductor.store.records import Finish, job_from_row, run_from_row
 from conductor.store.schema import jobs, nodes
@@ -231,7 +231,13 @@ class NodeQueries(Database):
         return self.finish(
             [
                 Finish(
-                    i, JobState.NODE_FAIL, None, reason=Reason.NODE_DOWN.value, error_msg=message, end_time=now, node=node
+                    i,
+                    JobState.NODE_FAIL,
+                    LOST_EXIT_CODE,
+                    reason=Reason.NODE_DOWN.value,
+                    error_msg=message,
+                    end_time=now,
+                    node=node,
                 )
                 for i in job_ids
             ]
@@ -243,6 +249,8 @@ _NODE_JOB_COLUMNS = (
     "id", "pid", "launched", "start_time", "time_limit", "kill_state", "kill_time", "restart_count",
     # Signals to deliver (scancel --signal) and the --signal warning of the job.
     "pending_signal", "signal_spec",
+    # Whether a run its launcher fenced goes back to the queue (worker/outcome.py).
+    "requeue",
 )
 
 
@@ -356,6 +364,8 @@ def _end_event(r: Finish) -> dict[str, Any]:
     """The event row of the run `r` ends."""
     if r.state is JobState.PENDING:
         ended = f"previous run ended, exit_code={r.exit_code}" if r.exit_code else "previous run ended"
+        if r.error_msg:
+            ended = f"{ended}: {r.error_msg}"
         return {
             "job_id": r.job_id, "time": r.end_time, "from_state": RUNNING, "to_state": PENDING,
             "node": r.node, "reason": "requeued", "message": ended,

@@ -11,7 +11,7 @@ from sqlalchemy import bindparam, case, func, or_, select, update
 
 from conductor.domain.cpuset import format_cpu_list, parse_cpu_list
 from conductor.domain.priority import DEFAULT_PRIORITY, effective_priority
-from conductor.domain.states import JobState, Reason
+from conductor.domain.states import LOST_EXIT_CODE, JobState, Reason
 from conductor.scheduler.policy import DependencyStatus, Estimate, PendingJob, Placement
 from conductor.store.allocations import Allocations, running_allocations
 from conductor.store.engine import epoch_seconds, utcnow
@@ -245,7 +245,7 @@ class SchedulingQueries(Allocations):
                 conn.execute(
                     update(jobs)
                     .where(jobs.c.id == job.id, jobs.c.state == RUNNING)
-                    .values(state=state.value, reason=reason, end_time=now, error_msg=message)
+                    .values(state=state.value, reason=reason, end_time=now, error_msg=message, exit_code=LOST_EXIT_CODE)
                 )
                 add_event(conn, job.id, now, RUNNING, state.value, reason, job.node_list, message)
                 reaped.ended.append(job.id)

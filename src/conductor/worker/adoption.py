@@ -68,6 +68,7 @@ def plan_adoption(
             launcher=status.launcher,
             kill_state=row.kill_state,
             restart_count=row.restart_count or 0,
+            requeue=bool(row.requeue),
         )
         if status.exit is not None or status.error is not None:
             job.status = status

@@ -412,6 +412,7 @@ class Worker:
                 tag=outcome.tag,
                 kill_state=row.kill_state,
                 restart_count=row.restart_count or 0,
+                requeue=bool(row.requeue),
             )
             self.jobs[job_id] = job
             job.stderr, job.uid = self._notice_paths.pop(job_id, (None, None))
@@ -648,7 +649,7 @@ class Worker:
 
     def _outcome(self, job: RunningJob) -> Finish:
         status = job.status if job.status is not None else read_status(job.status_path)
-        finish = decide_outcome(job.job_id, status, job.kill_state, job.usage)
+        finish = decide_outcome(job.job_id, status, job.kill_state, job.usage, requeue=job.requeue)
         # Once the job is over: written while it runs, its own writes at its offset in the same
         # file (opened without O_APPEND) would overwrite them.
         if job.notice is not None:

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from conductor.domain.states import JobState, Reason
+from conductor.domain.states import LOST_EXIT_CODE, JobState, Reason
 from conductor.domain.usage import Usage, merge
 from conductor.store import Finish
 from conductor.worker.protocol import JobStatus
 
 NO_EXIT_STATUS = "exit status lost: launcher died (the job ran; how it ended is not known)"
-LOST_EXIT_CODE = "0:0"
-"""What a record shows for an exit status nobody saw: no code, no signal. Claiming the SIGKILL
-that the status's absence suggests would be a record of something that may not have happened."""
 # Kill states a user may still change once the job's process ended (a cancel overrides a
 # requeue); the others are final.
 OPEN_KILL_STATES = (None, JobState.PENDING.value)
@@ -55,12 +52,19 @@ def final_usage(status: JobStatus, measured: Usage | None) -> Usage | None:
     )
 
 
-def decide_outcome(job_id: int, status: JobStatus, kill_state: str | None, usage: Usage | None = None) -> Finish:
+def decide_outcome(
+    job_id: int, status: JobStatus, kill_state: str | None, usage: Usage | None = None, *, requeue: bool = False
+) -> Finish:
     """The Finish to record for a job whose process ended with `status`, after `kill_state` was
-    asked for (None: no kill); `usage` is what its group measured. Its end time is when its
-    launcher reaped it, where the launcher said (a worker that was down learns it later)."""
+    asked for (None: no kill); `usage` is what its group measured; `requeue`: it asked to run
+    again when its node fails it. Its end time is when its launcher reaped it, where the
+    launcher said (a worker that was down learns it later)."""
     if kill_state is None and status.timed_out is not None:
         kill_state = JobState.TIMEOUT.value  # its launcher enforced its limit while the worker was down
+    if kill_state is None and status.fenced is not None and requeue:
+        # Fenced, its node was failing it: as the scheduler does for the jobs of a node it
+        # declares dead, a job that asked for --requeue goes back to the queue.
+        kill_state = JobState.PENDING.value
     finish = _decide(job_id, status, kill_state, usage)
     end = status.rusage.get("end") if status.rusage is not None else None
     if end:
@@ -84,8 +88,10 @@ def _decide(job_id: int, status: JobStatus, kill_state: str | None, usage: Usage
         code, sig = status.exit
         exit_code, lost = f"{code}:{sig}", None
     if kill_state == JobState.PENDING.value:
-        # scontrol requeue: the run is over, the job goes back to the queue (store.finish).
-        return Finish(job_id, JobState.PENDING, exit_code, Reason.NONE.value, lost, rusage)
+        # scontrol requeue, or a fenced --requeue job: the run is over, the job goes back to the
+        # queue (store.finish).
+        why = FENCED if status.fenced is not None else lost
+        return Finish(job_id, JobState.PENDING, exit_code, Reason.NONE.value, why, rusage)
     if kill_state == JobState.TIMEOUT.value:
         return Finish(job_id, JobState.TIMEOUT, exit_code, Reason.TIME_LIMIT.value, lost, rusage)
     if kill_state == JobState.CANCELLED.value:

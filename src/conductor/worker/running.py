@@ -29,6 +29,7 @@ class RunningJob:
     # Which run of the job this process is: a job requeued after its node was declared dead
     # runs again with restart_count + 1, and this process then no longer belongs to it.
     restart_count: int = 0
+    requeue: bool = False  # sbatch --requeue: a run its launcher fenced goes back to the queue
     orphaned: bool = False  # killed because the job no longer runs here: report nothing
     # sbatch --signal=[B:]SIG@TIME, read from the job's row: sent once, TIME s before the limit.
     signal_spec: str | None = None
