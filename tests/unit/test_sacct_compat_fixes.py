@@ -5,6 +5,7 @@ src/common/slurmdb_defs.c (slurmdb_job_cond_def_start_end, str_2_slurmdb_qos).""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -463,3 +464,32 @@ def test_a_step_named_with_j_shows_that_step_alone(monkeypatch: pytest.MonkeyPat
     assert shown("7.0") == ["7.0|hostname"]
     assert shown("7.5", "8.0") == []  # steps they never had
     assert shown("7.0", "8") == ["7.0|hostname", "8|wrap", "8.batch|batch"]
+
+
+def test_sacct_json_lists_srun_steps_and_a_step_named_with_j_alone(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    steps = {"user_cpu": 1.25, "system_cpu": 0.5,
+             "steps": [{"step_id": 0, "name": "hostname", "state": "FAILED", "exit_code": "3:0", "ntasks": 2,
+                        "start": 1_700_000_000.0, "end": 1_700_000_004.0, "user_cpu": 0.75}]}
+    jobs = [job(7, usage=steps), job(8)]
+
+    def listed(*ids: str) -> dict[int, list[str]]:
+        named = {int(i.partition(".")[0]) for i in ids}
+        status, out, _, _ = run_sacct(monkeypatch, capsys, ["--json", "-S", "2025-12-01", "-j", ",".join(ids)],
+                                      [j for j in jobs if j["job_id"] in named])
+        assert status == 0
+        return {r["job_id"]: [s["step"]["id"] for s in r["steps"]] for r in json.loads(out)["jobs"]}
+
+    assert listed("7", "8") == {7: ["7.batch", "7.0"], 8: ["8.batch"]}
+    assert listed("7.0") == {7: ["7.0"]}
+    assert listed("7.batch", "8.0") == {7: ["7.batch"], 8: []}
+    from conductor.cli.slurm_json import sacct_job
+
+    batch, srun = sacct_job(job(7, usage=steps))["steps"]
+    assert batch["time"]["user"] == {"seconds": 1, "microseconds": 250000}
+    assert batch["time"]["total"] == {"seconds": 1, "microseconds": 750000}
+    assert (srun["step"]["name"], srun["state"], srun["tasks"]["count"], srun["time"]["elapsed"]) == (
+        "hostname", ["FAILED"], 2, 4,
+    )
+    assert srun["exit_code"]["return_code"]["number"] == 3 and srun["time"]["user"]["microseconds"] == 750000

@@ -210,8 +210,12 @@ def _iso(stamp: float) -> str:
 
 def _named(row: dict[str, Any], specs: list[JobSpec]) -> bool:
     """Whether a line (a job's, or a step's: `_sacct_raw_id` 12.batch) is one `specs` name."""
-    step = str(row.get("_sacct_raw_id") or "").partition(".")[2] or None
-    return any(spec.matches(row) and spec.step in (None, step) for spec in specs)
+    return _names_step(row, str(row.get("_sacct_raw_id") or "").partition(".")[2] or None, specs)
+
+
+def _names_step(job: dict[str, Any], step: str | None, specs: list[JobSpec]) -> bool:
+    """Whether `specs` name this step of the job (None: the job's own line)."""
+    return any(spec.matches(job) and spec.step in (None, step) for spec in specs)
 
 
 def main(argv: list[str]) -> int:
@@ -369,7 +373,9 @@ def _main(argv: list[str]) -> int:  # noqa: C901 - one branch per sacct option
     if "json" in opts:
         from conductor.cli.slurm_json import sacct_document, write
 
-        write(sacct_document(selected, argv))
+        named = specs if specs and any(spec.step is not None for spec in specs) else None
+        # `-j 12.0`: the job's record holds that step alone, as the text view shows it alone.
+        write(sacct_document(selected, argv, (lambda job, step: _names_step(job, step, named)) if named else None))
         return 0
     rows = expand_rows(selected, with_steps="allocations" not in opts, units=units)
     if specs and any(spec.step is not None for spec in specs):

@@ -16,6 +16,7 @@ from conductor.cli.common import UsageError, parse_iso
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 DATA_PARSER = "v0.0.40"
@@ -313,39 +314,87 @@ def sacct_job(job: dict[str, Any]) -> dict[str, Any]:
         "working_directory": job.get("work_dir") or "",
     }
     if started:
-        record["steps"] = [
-            {
-                "time": {
-                    "elapsed": step_elapsed,
-                    "end": number(step_end),
-                    "start": number(start),
-                    "suspended": 0,
-                    "system": {"seconds": 0, "microseconds": 0},
-                    "limit": number(None),
-                    "total": {"seconds": 0, "microseconds": 0},
-                    "user": {"seconds": 0, "microseconds": 0},
-                },
-                "exit_code": step_exit_code,
-                "nodes": {"count": 1, "range": job.get("node_list") or "", "list": [job.get("node_list") or ""]},
-                "tasks": {"count": 1},
-                "pid": "",
-                "CPU": {"requested_frequency": {"min": number(None), "max": number(None)}, "governor": ""},
-                "kill_request_user": "",
-                "state": [step_state],
-                "statistics": {"CPU": {"actual_frequency": 0}, "energy": {"consumed": number(None)}},
-                "step": {"id": f"{job['job_id']}.batch", "name": "batch"},
-                "task": {"distribution": ""},
-                "tres": {"requested": {"max": [], "min": [], "average": [], "total": []},
-                         "consumed": {"max": [], "min": [], "average": [], "total": []},
-                         "allocated": tres_allocated},
-            }
-        ]
+        batch = _json_step(
+            f"{job['job_id']}.batch", "batch", step_state, step_exit_code, start, step_end, step_elapsed, 1,
+            job.get("node_list") or "", job.get("usage"),
+        )
+        batch["tres"]["allocated"] = tres_allocated
+        record["steps"] = [batch, *_srun_json_steps(job)]
     return record
 
 
-def sacct_document(jobs: list[dict[str, Any]], argv: list[str]) -> dict[str, Any]:
+def _cpu_time(seconds: Any) -> dict[str, int]:
+    value = float(seconds) if isinstance(seconds, int | float) else 0.0
+    whole = int(value)
+    return {"seconds": whole, "microseconds": int(round((value - whole) * 1_000_000)) % 1_000_000}
+
+
+def _json_step(
+    step_id: str, name: str, state: str, exit_code: dict[str, Any], start: int, end: int | None, elapsed: int,
+    tasks: int, nodes: str, usage: Any,
+) -> dict[str, Any]:
+    """One `v0.0.40_step`: the batch step or an srun's, with the CPU time its figures give."""
+    figures = usage if isinstance(usage, dict) else {}
+    user, system = figures.get("user_cpu"), figures.get("system_cpu")
+    total = (user or 0.0) + (system or 0.0) if isinstance(user, int | float) or isinstance(system, int | float) else 0
     return {
-        "jobs": [sacct_job(j) for j in jobs],
+        "time": {
+            "elapsed": elapsed,
+            "end": number(end),
+            "start": number(start),
+            "suspended": 0,
+            "system": _cpu_time(system),
+            "limit": number(None),
+            "total": _cpu_time(total),
+            "user": _cpu_time(user),
+        },
+        "exit_code": exit_code,
+        "nodes": {"count": 1, "range": nodes, "list": [nodes]},
+        "tasks": {"count": tasks},
+        "pid": "",
+        "CPU": {"requested_frequency": {"min": number(None), "max": number(None)}, "governor": ""},
+        "kill_request_user": "",
+        "state": [state],
+        "statistics": {"CPU": {"actual_frequency": 0}, "energy": {"consumed": number(None)}},
+        "step": {"id": step_id, "name": name},
+        "task": {"distribution": ""},
+        "tres": {"requested": {"max": [], "min": [], "average": [], "total": []},
+                 "consumed": {"max": [], "min": [], "average": [], "total": []},
+                 "allocated": []},
+    }
+
+
+def _srun_json_steps(job: dict[str, Any]) -> list[dict[str, Any]]:
+    """The job's srun steps (JOBID.0, JOBID.1...), after its batch step, as in the text view."""
+    usage = job.get("usage")
+    steps = usage.get("steps") if isinstance(usage, dict) else None
+    out = []
+    for step in steps if isinstance(steps, list) else []:
+        if not isinstance(step, dict):
+            continue
+        state = str(step.get("state") or "COMPLETED")
+        start, end = int(step.get("start") or 0), int(step.get("end") or 0)
+        out.append(
+            _json_step(
+                f"{job['job_id']}.{step.get('step_id')}", str(step.get("name") or ""), state,
+                _exit_code(step.get("exit_code"), state), start, end, max(end - start, 0),
+                int(step.get("ntasks") or 1), job.get("node_list") or "", step,
+            )
+        )
+    return out
+
+
+def sacct_document(
+    jobs: list[dict[str, Any]], argv: list[str], steps: Callable[[dict[str, Any], str], bool] | None = None
+) -> dict[str, Any]:
+    """sacct --json of `jobs`; `steps(job, "batch")`: whether a step of a job is listed (None:
+    all), as `sacct -j 12.0` names one: the job's record then holds that step alone."""
+    records = [sacct_job(j) for j in jobs]
+    if steps is not None:
+        for job, record in zip(jobs, records, strict=True):
+            record["steps"] = [st for st in record["steps"] if steps(job, st["step"]["id"].partition(".")[2])]
+    return {
+        "jobs": records,
         "meta": meta("sacct", argv, storage="conductor"),
         "errors": [],
         "warnings": [],
