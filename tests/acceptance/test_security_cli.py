@@ -1,7 +1,9 @@
-"""The CLI acts only as its caller: a token file someone else planted is never used.
+"""The CLI acts only as its caller: a token file someone else planted is never used, and the
+caller's token goes to no other user's program listening at the default address.
 
 The attack: another user leaves `.conductor/token` (their own token) in a shared directory; whoever
 runs `sbatch` there would submit as them, and they would read the job's output and environment.
+Or they listen at 127.0.0.1:8000, where the CLI sends its token when no server is named.
 """
 
 from __future__ import annotations
@@ -12,7 +14,22 @@ import sys
 from pathlib import Path
 
 from support import Api, clean_env
-from users import StartConductor, UnixUsers, make_token, user_server
+from users import PortablePython, StartConductor, UnixUsers, make_token, user_server
+
+DEFAULT_PORT = 8000  # the CLI's default address is 127.0.0.1 at this port (cli/client.py)
+# A listener that writes what its first client sends into the file it is given.
+_CATCHER = """
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[2])))
+s.listen()
+print("ready", flush=True)
+c, _ = s.accept()
+c.settimeout(10)
+with open(sys.argv[1], "wb") as out:
+    out.write(c.recv(65536))
+"""
 
 
 def _plant(directory: Path, token: str, uid: int, gid: int, *, dir_mode: int = 0o700, file_mode: int = 0o600) -> None:
@@ -93,3 +110,52 @@ def test_cli_never_uses_a_token_file_planted_by_another_user(
         check=False,
     )
     assert result.returncode != 0, result.stdout
+
+
+def _catch(python: PortablePython, caught: Path, uid: int, gid: int) -> subprocess.Popen[str]:
+    listener = subprocess.Popen(
+        [python.argv[0], "-c", _CATCHER, str(caught), str(DEFAULT_PORT)],
+        user=uid, group=gid, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert listener.stdout is not None
+    if listener.stdout.readline().strip() != "ready":
+        listener.kill()
+        raise AssertionError(f"cannot listen at 127.0.0.1:{DEFAULT_PORT} (in use?): {listener.communicate()[1]}")
+    return listener
+
+
+def test_the_cli_sends_no_token_to_another_users_listener_at_the_default_address(
+    unix_users: UnixUsers, portable_python: PortablePython
+) -> None:
+    a, b = unix_users.a, unix_users.b
+    _plant(a.home, "a-secret-token", a.uid, a.gid)  # as `conductor up` leaves it in a's home
+
+    def sbatch() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*portable_python.argv, "sbatch", "--wrap", "true"],
+            cwd=a.home, user=a.uid, group=a.gid, capture_output=True, text=True, timeout=60, check=False,
+            # No server named: the CLI goes to its default address.
+            env=clean_env(HOME=str(a.home), PYTHONPATH=portable_python.pythonpath),
+        )
+
+    caught = b.home / "caught"
+    listener = _catch(portable_python, caught, b.uid, b.gid)
+    try:
+        result = sbatch()
+    finally:
+        listener.kill()
+        listener.communicate()
+    assert result.returncode != 0, result.stdout
+    assert "not sending your token" in result.stderr and f"user {b.name} (uid {b.uid})" in result.stderr, result.stderr
+    assert not caught.exists(), "the token went to b's listener"
+
+    # Root's listener (a service's, as the shipped unit's user is a system account): it is sent.
+    caught = unix_users.base / "caught-by-root"
+    listener = _catch(portable_python, caught, 0, 0)
+    try:
+        sbatch()
+        listener.wait(10)
+    finally:
+        listener.kill()
+        listener.communicate()
+    assert b"a-secret-token" in caught.read_bytes()

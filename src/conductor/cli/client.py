@@ -66,10 +66,15 @@ def new_key() -> str:
 
 def base_url() -> str:
     """CONDUCTOR_URL, else the URL in the caller's profile (cli/profile.py), else DEFAULT_URL."""
+    return configured_url() or DEFAULT_URL
+
+
+def configured_url() -> str | None:
+    """The server the caller named: CONDUCTOR_URL, else their profile's URL."""
     explicit = os.environ.get("CONDUCTOR_URL", "").strip()
     if explicit:
         return explicit
-    return _profile_url() or DEFAULT_URL
+    return _profile_url()
 
 
 def _profile_url() -> str | None:
@@ -324,9 +329,13 @@ class Client:
     """One keep-alive connection to the API; every call returns the decoded JSON body."""
 
     def __init__(self, url: str | None = None, token: str | None = None) -> None:
-        self.url = (url or base_url()).rstrip("/")
+        named = url or configured_url()
+        self.url = (named or DEFAULT_URL).rstrip("/")
         self._scheme, self._host, self._port, self._prefix = split_url(self.url)
         self._token = token if token is not None else read_token(self.url)
+        # A server nobody named: whoever listens at the default address must be one the token
+        # may go to (cli/listener.py), checked once, before the first connection.
+        self._unvetted = named is None and self._token is not None
         if self._token is not None and not all("!" <= c <= "~" for c in self._token):
             # It goes into a header line: a space, a line break or a byte beyond ASCII would
             # break the request (or add a header of its own).
@@ -345,6 +354,15 @@ class Client:
         self._buffer = b""
 
     def _connect(self) -> None:
+        if self._unvetted:
+            from conductor.cli.listener import untrusted_listener
+
+            if _is_ipv4(self._host) and (owner := untrusted_listener(self._host, self._port)) is not None:
+                raise ConnectionFailed(
+                    f"not sending your token to {self.url}: the program listening there is run by {owner}, "
+                    "neither you, root nor a system account; if it is the server you mean, name it in CONDUCTOR_URL"
+                )
+            self._unvetted = False
         try:
             if _is_ipv4(self._host) and self._scheme == "http":
                 sock: Any = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)

@@ -1,0 +1,48 @@
+"""Who listens at a local address (cli/listener.py): read from the kernel's socket tables."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from conductor.cli.listener import listener_uids, uid_min
+
+HEADING = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+
+
+def test_listeners_are_read_from_the_socket_tables(tmp_path: Path) -> None:
+    tcp, tcp6 = tmp_path / "tcp", tmp_path / "tcp6"
+    tcp.write_text(
+        HEADING
+        + "   0: 0100007F:1F40 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1001        0 1 1\n"
+        # Connected, not listening; and listening on another port, or on another address.
+        + "   1: 0100007F:1F40 0100007F:9C40 01 00000000:00000000 00:00000000 00000000  1002        0 2 1\n"
+        + "   2: 0100007F:1F41 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1003        0 3 1\n"
+        + "   3: 0200007F:1F40 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1004        0 4 1\n"
+    )
+    tcp6.write_text(
+        HEADING
+        + "   0: 00000000000000000000000000000000:1F40 00000000000000000000000000000000:0000 0A "
+        "00000000:00000000 00:00000000 00000000   1005        0 5 1\n"
+    )
+    assert listener_uids("127.0.0.1", 8000, (str(tcp), str(tcp6))) == {1001, 1005}
+    assert listener_uids("127.0.0.1", 8002, (str(tcp), str(tcp6))) == set()
+    assert listener_uids("127.0.0.1", 8000, (str(tmp_path / "none"),)) is None
+
+
+def test_a_real_listener_is_found_whatever_address_it_is_bound_to() -> None:
+    for family, address in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+        with socket.socket(family) as sock:
+            sock.bind((address, 0))
+            port = sock.getsockname()[1]
+            assert listener_uids("127.0.0.1", port) == set()  # bound, not listening yet
+            sock.listen()
+            assert listener_uids("127.0.0.1", port) == {os.getuid()}, address
+
+
+def test_the_first_login_uid_comes_from_login_defs(tmp_path: Path) -> None:
+    defs = tmp_path / "login.defs"
+    defs.write_text("# UID_MIN 5\nMAIL_DIR /var/mail\nUID_MIN\t\t\t 2000\n")
+    assert uid_min(str(defs)) == 2000
+    assert uid_min(str(tmp_path / "none")) == 1000
