@@ -368,8 +368,8 @@ def test_req_mem_is_the_jobs_total_with_mem_per_cpu() -> None:
     rows = cells("JobID,ReqMem,ReqTRES,AllocTRES", [per_cpu])
     assert rows == [
         ["7", "2G", "billing=2,cpu=2,mem=2G,node=1", "billing=2,cpu=2,mem=2G,node=1"],
-        # PRINT_REQ_MEM and PRINT_TRESR print nothing on steps.
-        ["7.batch", "", "", "billing=2,cpu=2,mem=2G,node=1"],
+        # PRINT_REQ_MEM and PRINT_TRESR print nothing on steps; a step's allocation has no billing.
+        ["7.batch", "", "", "cpu=2,mem=2G,node=1"],
     ]
     tasks = job(ntasks=3, memory_per_cpu_mb=500, memory_per_node_mb=None, allocated_cpus=4)
     assert cells("ReqMem,ReqTRES,AllocTRES", [tasks])[0] == [
@@ -470,8 +470,10 @@ def test_sacct_json_lists_srun_steps_and_a_step_named_with_j_alone(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     steps = {"user_cpu": 1.25, "system_cpu": 0.5,
+             # As the API records a step (api/job_records.py).
              "steps": [{"step_id": 0, "name": "hostname", "state": "FAILED", "exit_code": "3:0", "ntasks": 2,
-                        "start": 1_700_000_000.0, "end": 1_700_000_004.0, "user_cpu": 0.75}]}
+                        "start_time": "2025-12-07T09:00:02+00:00", "end_time": "2025-12-07T09:00:06+00:00",
+                        "elapsed": 4, "user_cpu": 0.75}]}
     jobs = [job(7, usage=steps), job(8)]
 
     def listed(*ids: str) -> dict[int, list[str]]:
@@ -493,3 +495,25 @@ def test_sacct_json_lists_srun_steps_and_a_step_named_with_j_alone(
         "hostname", ["FAILED"], 2, 4,
     )
     assert srun["exit_code"]["return_code"]["number"] == 3 and srun["time"]["user"]["microseconds"] == 750000
+
+
+def test_step_lines_leave_the_jobs_own_fields_blank() -> None:
+    # As Slurm's sacct: the job's user, limit, directory, priority, QOS, reason, restarts and
+    # waits are on its line alone; a step was submitted and eligible when it started.
+    steps = {"steps": [{"step_id": 0, "name": "hostname", "state": "COMPLETED", "exit_code": "0:0", "ntasks": 1,
+                        "start_time": "2025-12-07T09:00:10+00:00", "end_time": "2025-12-07T09:00:11+00:00",
+                        "elapsed": 1}]}
+    ran = job(7, usage=steps, user="root", comment="note", priority=5, qos="high", restart_count=1, time_limit=600,
+              allocated_cpus=2)
+    fields = ("JobID,User,UID,Timelimit,TimelimitRaw,WorkDir,Comment,Priority,QOS,Reason,Restarts,Reserved,"
+              "ResvCPURAW,Layout,Account,Partition,Submit,Eligible,ReqCPUS")
+    job_line, batch, srun = cells(fields, [ran])
+    assert job_line[1:4] == ["root", "0", "00:10:00"] and job_line[6:9] == ["note", "5", "high"]
+    assert job_line[10] == "1" and job_line[13] == ""  # restarts; no layout on the job's line
+    for line in (batch, srun):
+        assert line[1:13] == [""] * 12, line
+        assert line[14:16] == [job_line[14], ""]  # the job's account; no partition
+        assert line[16] == line[17] and line[16] != job_line[16]  # submitted and eligible at its start
+        assert (job_line[18], line[18]) == ("1", "2")  # its CPUs: those its job holds on its one node
+    assert (batch[13], srun[13]) == ("Unknown", "Block")
+    assert (batch[16], srun[16]) == ("2025-12-07T09:00:01", "2025-12-07T09:00:10")

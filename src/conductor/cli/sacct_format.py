@@ -257,7 +257,9 @@ def _tres(job: dict[str, Any], allocated: bool) -> str:
     if not allocated and job.get("_step"):
         return ""  # PRINT_TRESR: a job's tres_req_str; steps have none
     cpus = _alloc_cpus(job) if allocated else _req_cpus(job)
-    return f"billing={cpus},cpu={cpus},mem={_format_mb(job, _mem_mb(job, cpus))},node=1"
+    tres = f"cpu={cpus},mem={_format_mb(job, _mem_mb(job, cpus))},node=1"
+    # A step's allocation (slurmctld's step tres_alloc_str) has no billing; its job's has.
+    return tres if job.get("_step") else f"billing={cpus},{tres}"
 
 
 def _req_nodes(job: dict[str, Any]) -> str:
@@ -387,6 +389,20 @@ def _s(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _job_only(getter: Getter) -> Getter:
+    """A field of the job's line that sacct leaves blank on its steps' (src/sacct/print.c has
+    no JOBSTEP case for it): the user, limits, directory, priority, QOS, reason..."""
+    return lambda j: "" if j.get("_step") else getter(j)
+
+
+def _layout(job: dict[str, Any]) -> str:
+    """PRINT_LAYOUT: a step's task distribution, none (Unknown) for the batch step, Block for
+    an srun's (its default); blank on the job's line."""
+    if not job.get("_step"):
+        return ""
+    return "Unknown" if str(job.get("_sacct_id") or "").endswith(".batch") else "Block"
+
+
 GETTERS: dict[str, Getter] = {
     "Account": lambda j: _s(j.get("account")),
     "AveRSS": lambda j: _step_memory(j, "ave_rss"),
@@ -401,7 +417,7 @@ GETTERS: dict[str, Getter] = {
     "AllocNodes": lambda j: "1" if _started(j) else "0",
     "AllocTRES": lambda j: _tres(j, True),
     "Cluster": lambda j: "conductor",
-    "Comment": lambda j: _s(j.get("comment")),
+    "Comment": _job_only(lambda j: _s(j.get("comment"))),
     "CPUTime": lambda j: hms(_elapsed(j) * _alloc_cpus(j)),
     "CPUTimeRAW": lambda j: str(_elapsed(j) * _alloc_cpus(j)),
     "DerivedExitCode": _derived_exit_code,
@@ -410,31 +426,32 @@ GETTERS: dict[str, Getter] = {
     "Eligible": lambda j: slurm_time(j.get("eligible_time")),
     "End": lambda j: slurm_time(j.get("end_time")),
     "ExitCode": _exit_code,
-    "GID": lambda j: _group(j, True),
-    "Group": lambda j: _group(j, False),
+    "GID": _job_only(lambda j: _group(j, True)),
+    "Group": _job_only(lambda j: _group(j, False)),
     "JobID": lambda j: _s(j.get("_sacct_id")),
     "JobIDRaw": lambda j: _s(j.get("_sacct_raw_id")),
     "JobName": lambda j: _s(j.get("name")),
+    "Layout": _layout,
     "NCPUS": lambda j: str(_alloc_cpus(j)),
     "NNodes": lambda j: "1",
     "NodeList": lambda j: _s(j.get("node_list")) if _started(j) else "None assigned",
     "NTasks": lambda j: _s(j.get("_ntasks")),
     "Partition": lambda j: _s(j.get("partition")),
-    "Planned": lambda j: hms(_planned(j)),
-    "PlannedCPU": lambda j: hms(_planned(j) * _req_cpus(j)),
-    "PlannedCPURAW": lambda j: str(_planned(j) * _req_cpus(j)),
-    "Reserved": lambda j: hms(_planned(j)),
-    "ResvCPU": lambda j: hms(_planned(j) * _req_cpus(j)),
-    "ResvCPURAW": lambda j: str(_planned(j) * _req_cpus(j)),
-    "Priority": lambda j: str(int(j.get("priority") or 0)),
-    "QOS": lambda j: _s(j.get("qos") or "normal"),
-    "QOSREQ": lambda j: _s(j.get("qos") or "normal"),
-    "Reason": job_reason,
-    "ReqCPUS": lambda j: str(_req_cpus(j)),
+    "Planned": _job_only(lambda j: hms(_planned(j))),
+    "PlannedCPU": _job_only(lambda j: hms(_planned(j) * _req_cpus(j))),
+    "PlannedCPURAW": _job_only(lambda j: str(_planned(j) * _req_cpus(j))),
+    "Reserved": _job_only(lambda j: hms(_planned(j))),
+    "ResvCPU": _job_only(lambda j: hms(_planned(j) * _req_cpus(j))),
+    "ResvCPURAW": _job_only(lambda j: str(_planned(j) * _req_cpus(j))),
+    "Priority": _job_only(lambda j: str(int(j.get("priority") or 0))),
+    "QOS": _job_only(lambda j: _s(j.get("qos") or "normal")),
+    "QOSREQ": _job_only(lambda j: _s(j.get("qos") or "normal")),
+    "Reason": _job_only(job_reason),
+    "ReqCPUS": lambda j: str(_alloc_cpus(j) if j.get("_step") else _req_cpus(j)),
     "ReqMem": _req_mem,
     "ReqNodes": _req_nodes,
     "ReqTRES": lambda j: _tres(j, False),
-    "Restarts": lambda j: str(int(j.get("restart_count") or 0)),
+    "Restarts": _job_only(lambda j: str(int(j.get("restart_count") or 0))),
     "Start": lambda j: slurm_time(j.get("start_time")),
     "State": lambda j: _state(j),
     "StdErr": lambda j: _s(j.get("standard_error")),
@@ -442,11 +459,11 @@ GETTERS: dict[str, Getter] = {
     "StdOut": lambda j: _s(j.get("standard_output")),
     "Submit": lambda j: slurm_time(j.get("submit_time")),
     "Suspended": lambda j: "00:00:00",
-    "Timelimit": _limit,
-    "TimelimitRaw": _limit_raw,
-    "UID": _uid,
-    "User": lambda j: _s(j.get("user")),
-    "WorkDir": lambda j: _s(j.get("work_dir")),
+    "Timelimit": _job_only(_limit),
+    "TimelimitRaw": _job_only(_limit_raw),
+    "UID": _job_only(_uid),
+    "User": _job_only(lambda j: _s(j.get("user"))),
+    "WorkDir": _job_only(lambda j: _s(j.get("work_dir"))),
 }
 
 
@@ -586,9 +603,15 @@ def expand_rows(
                 # The batch step was ended by a signal, whatever ended the job (sacct shows a
                 # timed-out job's step CANCELLED).
                 step["state"] = "CANCELLED"
+            _step_times(step)
             rows.append(step)
             rows.extend(_srun_steps(row))
     return rows
+
+
+def _step_times(step: dict[str, Any]) -> None:
+    """A step was submitted and eligible when it started (sacct prints its start for both)."""
+    step["submit_time"] = step["eligible_time"] = step.get("start_time")
 
 
 def _srun_steps(row: dict[str, Any]) -> list[dict[str, Any]]:
@@ -606,5 +629,6 @@ def _srun_steps(row: dict[str, Any]) -> list[dict[str, Any]]:
         for key in ("name", "state", "exit_code", "start_time", "end_time", "elapsed"):
             line[key] = step.get(key)
         line["usage"] = step
+        _step_times(line)
         out.append(line)
     return out

@@ -373,11 +373,11 @@ def _srun_json_steps(job: dict[str, Any]) -> list[dict[str, Any]]:
         if not isinstance(step, dict):
             continue
         state = str(step.get("state") or "COMPLETED")
-        start, end = int(step.get("start") or 0), int(step.get("end") or 0)
+        start, end = _epoch(step.get("start_time")), _epoch(step.get("end_time"))
         out.append(
             _json_step(
                 f"{job['job_id']}.{step.get('step_id')}", str(step.get("name") or ""), state,
-                _exit_code(step.get("exit_code"), state), start, end, max(end - start, 0),
+                _exit_code(step.get("exit_code"), state), start, end, int(step.get("elapsed") or 0),
                 int(step.get("ntasks") or 1), job.get("node_list") or "", step,
             )
         )
