@@ -828,3 +828,27 @@ def test_connection_refused_names_the_url(cli: Cli) -> None:
         # sbatch tries again, with the same Idempotency-Key, before it gives up; the others do not.
         assert len(retries) == (3 if command == "sbatch" else 0), result.stderr
         assert all(r.startswith("sbatch: no answer from http://127.0.0.1:9 (cannot connect") for r in retries)
+
+
+# --------------------------------------------------------------------- --nodelist, --exclude
+def test_sbatch_nodelist_and_exclude_are_held_to_and_shown(cli: Cli) -> None:
+    job_id = cli.submit("-w", NODE, "--wrap", "true")
+    assert cli.wait_state(job_id, TERMINAL) == "COMPLETED"
+    assert f"ReqNodeList={NODE} ExcNodeList=(null)" in cli("scontrol", "show", "job", str(job_id)).stdout
+    # As slurmctld: a name no node has, and a list that leaves no node, are refused.
+    unknown = cli("sbatch", "-w", "cn99", "--wrap", "true", check=False)
+    assert unknown.returncode != 0 and "Invalid node name specified: 'cn99'" in unknown.stderr, unknown.stderr
+    nothing = cli("sbatch", "-x", NODE, "--wrap", "true", check=False)
+    assert nothing.returncode != 0 and "every node of partition" in nothing.stderr, nothing.stderr
+    # Its node drained: it waits for that node, and squeue names it.
+    cli("scontrol", "update", f"NodeName={NODE}", "State=DRAIN", "Reason=test")
+    try:
+        waiting = cli.submit("-w", NODE, "--wrap", "true")
+        deadline = time.monotonic() + 30
+        while (line := cli("squeue", "-h", "-j", str(waiting), "-o", "%i|%n|%x|%R").stdout.strip()).endswith("(None)"):
+            assert time.monotonic() < deadline, line
+            time.sleep(0.1)
+        assert line == f"{waiting}|{NODE}||(ReqNodeNotAvail, UnavailableNodes:{NODE})"
+    finally:
+        cli("scontrol", "update", f"NodeName={NODE}", "State=RESUME")
+    assert cli.wait_state(waiting, TERMINAL) == "COMPLETED"

@@ -241,6 +241,23 @@ def test_placement_spreads_load_and_cancels_reach_the_owner(running: Cluster) ->
     assert api.stats()["used_cpus"] == 0
 
 
+def test_nodelist_and_exclude_choose_among_the_live_nodes(running: Cluster) -> None:
+    """sbatch --nodelist and --exclude: on an idle cluster the first node by name (node-a) would
+    take a job; these land where they are told, and a name no node has is refused."""
+    api, script, work = running.api(0), "#!/bin/bash\ntrue\n", str(running.work)
+    named = api.submit(script, current_working_directory=work, required_nodes="node-b")
+    kept_off = api.submit(script, current_working_directory=work, excluded_nodes=["node-a", "node-c"])
+    listed = api.submit(script, current_working_directory=work, excluded_nodes="node-a,node-b")
+    placed = {job_id: api.wait_state(job_id, TERMINAL)["node_list"] for job_id in (named, kept_off, listed)}
+    assert placed == {named: "node-b", kept_off: "node-b", listed: "node-c"}
+    assert api.job(named)["required_nodes"] == "node-b" and api.job(listed)["excluded_nodes"] == "node-a,node-b"
+    refused = api.http.post(
+        "/jobs/submit", json={"job": {"current_working_directory": work, "required_nodes": "node-z"}, "script": script}
+    )
+    assert refused.status_code == 400 and "required_nodes" in refused.text and "node-z" in refused.text
+    running.assert_accounting()
+
+
 def test_pack_policy_is_best_fit() -> None:
     from conductor.scheduler.policy import NodeView, PendingJob, schedule
 

@@ -118,7 +118,7 @@ def test_the_backlog_reads_every_field_of_a_pending_job(store: Store) -> None:
         user_name="bob", partition="long", qos="high", account="physics", cpus_per_task=3, ntasks=2, memory_per_cpu_mb=100,
         priority=500, nice=7, submit_time=submitted, exclusive=True, held=True, begin_time=begins,
         dependency="afterok:1", array_job_id=42, array_max_running=4, reason="Priority", time_limit=600,
-        expected_start_time=expected, sched_nodes="n7",
+        expected_start_time=expected, sched_nodes="n7", req_nodes="n7", exc_nodes="n1,n2",
     )
     (first,) = store.submit([full])
     (second,) = store.submit([job_row(submit_time=submitted, memory_per_node_mb=256, nice=20000)])
@@ -129,7 +129,7 @@ def test_the_backlog_reads_every_field_of_a_pending_job(store: Store) -> None:
             array_job_id=42, array_max_running=4, reason="Priority", time_limit=600.0,
             expected_start=expected.timestamp(), expected_node="n7", user="bob", qos="high", account="physics",
             explicit_priority=500,
-            nice=7, eligible_time=begins.timestamp(),
+            nice=7, eligible_time=begins.timestamp(), required_node="n7", excluded_nodes=frozenset({"n1", "n2"}),
         ),
         PendingJob(
             id=second, cpus=1, memory_mb=256, partition="debug", priority=1, submit_time=submitted.timestamp(),

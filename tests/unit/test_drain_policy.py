@@ -114,6 +114,23 @@ def test_explain_names_the_drained_nodes() -> None:
     assert "`scontrol update NodeName=n1 State=RESUME`" in text
 
 
+def test_explain_speaks_of_the_nodes_a_job_is_kept_to() -> None:
+    # n2 is free, but the job asked for the drained n1 (--nodelist): only n1 is named.
+    store = PlanStore([node("n1", 4, drained=True), node("n2", 4)], [job(1, cpus=2, required_node="n1")])
+    pending, forecast = Forecaster(store, clock=lambda: NOW).forecast_pending(1)
+    assert forecast is not None and forecast.reason == "ReqNodeNotAvail"
+    assert forecast.unavailable == [("n1", "drained")] and forecast.free_now == []
+    text = "\n".join(explain_waiting(job_record(1, reason="ReqNodeNotAvail"), pending, forecast, {}))
+    assert "It may run on node n1 alone (--nodelist)." in text
+    assert "No node of partition debug takes new jobs: n1 (drained)." in text
+    assert "or asking for less or other nodes." in text
+    store = PlanStore([node("n1", 4), node("n2", 4), node("n3", 4)], [job(2, excluded_nodes=frozenset({"n1", "n3"}))])
+    pending, forecast = Forecaster(store, clock=lambda: NOW).forecast_pending(2)
+    assert forecast is not None and forecast.node == "n2"
+    text = "\n".join(explain_waiting(job_record(2), pending, forecast, {}))
+    assert "It may not run on n[1,3] (--exclude)." in text
+
+
 def test_explain_of_a_job_waiting_for_the_nodes_that_take_jobs_mentions_the_drained() -> None:
     store = PlanStore([node("n1", 4, drained=True), node("n2", 2, free=0, releases=[Release(9, 2, 0, NOW + 60)])],
                       [job(1, cpus=2, time_limit=30.0)])

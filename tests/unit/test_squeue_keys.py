@@ -54,7 +54,8 @@ def _record(**changes: Any) -> dict[str, Any]:
         "dependency": "afterok:12", "hold": True, "begin_time": "2026-01-02T03:06:00+00:00", "requeue": True,
         "restart_count": 2, "comment": "a comment", "qos": "high", "exclusive": True, "cancel_requested": True,
         "scheduling_priority": 4242, "expected_start_time": "2026-01-03T00:00:00+00:00", "sched_nodes": "node9",
-        "command": "/w/run.sh", "cancelled_by": "someone", "ending_state": "CANCELLED",
+        "command": "/w/run.sh", "cancelled_by": "someone", "required_nodes": "node7",
+        "excluded_nodes": "node[1-2]", "ending_state": "CANCELLED",
         "ending_time": "2026-01-02T05:00:00+00:00", "usage": None,
     }
     assert set(base) == set(JobRecord.model_fields)  # every key of the API's record, and no other

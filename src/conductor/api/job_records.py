@@ -20,6 +20,7 @@ import orjson
 from fastapi.responses import Response
 
 from conductor.api import models
+from conductor.domain.hostlist import compress_hostlist
 from conductor.domain.job import Job, ending_state
 from conductor.domain.jobfiles import job_paths
 from conductor.domain.priority import scheduling_priority
@@ -72,6 +73,11 @@ def job_usage(job: Job) -> models.JobUsage | None:
             for step in usage.steps
         ],
     )
+
+
+def host_list(names: str | None) -> str | None:
+    """Stored node names (comma-separated) as Slurm shows a list of them: node[1-3],gpu2."""
+    return compress_hostlist(names.split(",")) if names else None
 
 
 def job_command(job: Job) -> str | None:
@@ -139,6 +145,8 @@ def job_record(job: Job, now: datetime, priority: int | None = None) -> models.J
         sched_nodes=job.sched_nodes if pending else None,
         command=job_command(job),
         cancelled_by=job.cancelled_by,
+        required_nodes=host_list(job.req_nodes),
+        excluded_nodes=host_list(job.exc_nodes),
         ending_state=ending,
         ending_time=iso(job.kill_time) if ending else None,
         usage=job_usage(job),
@@ -225,6 +233,8 @@ FIELDS: dict[str, Field] = {
         lambda job, now, priority: job.sched_nodes if job.state == JobState.PENDING.value else None,
     ),
     "command": Field(("extra",), lambda job, now, priority: job_command(job)),
+    "required_nodes": Field(("req_nodes",), lambda job, now, priority: host_list(job.req_nodes)),
+    "excluded_nodes": Field(("exc_nodes",), lambda job, now, priority: host_list(job.exc_nodes)),
     "usage": Field(("rusage",), _usage),
 }
 

@@ -165,6 +165,9 @@ class JobRecord(BaseModel):
     command: str | None = None
     # Who cancelled it, once somebody asked to (sacct's "CANCELLED by UID"); null otherwise.
     cancelled_by: str | None = None
+    # sbatch --nodelist and --exclude, as host lists (scontrol's ReqNodeList and ExcNodeList).
+    required_nodes: str | None = None
+    excluded_nodes: str | None = None
     # A running job whose end was asked for (a cancel, its time limit), until its processes are
     # gone: the state it will end in (CANCELLED, TIMEOUT) and when it was asked. Slurm's views
     # show it COMPLETING from that moment, its run time stopped there.

@@ -39,7 +39,7 @@ from conductor import __version__
 from conductor.api import models
 from conductor.api.auth import CurrentPrincipal
 from conductor.api.idempotency import REPLAYED_HEADER_DOC, IdempotencyKey
-from conductor.api.job_records import job_command
+from conductor.api.job_records import host_list, job_command
 from conductor.api.problems import problems
 from conductor.domain.errors import SpecError
 from conductor.domain.job import Job, ending_state
@@ -221,6 +221,7 @@ def job_info(job: Job, dependency: str | None = None) -> dict[str, Any]:
         "derived_exit_code": exit_code(job.exit_code, state),
         "eligible_time": _epoch(job.eligible_time),
         "end_time": _epoch(end_time),
+        "excluded_nodes": host_list(job.exc_nodes) or "",
         "exclusive": ["true"] if job.exclusive else [],
         "exit_code": exit_code(job.exit_code, state),
         "flags": [],
@@ -243,6 +244,7 @@ def job_info(job: Job, dependency: str | None = None) -> dict[str, Any]:
         "priority": number(job.priority),
         "qos": job.qos or "",
         "requeue": bool(job.requeue),
+        "required_nodes": host_list(job.req_nodes) or "",
         "restart_cnt": job.restart_count,
         "shared": [],
         "standard_error": paths.stderr,
@@ -365,6 +367,8 @@ _SAME = (
     "mail_user",
     "argv",
     "environment",
+    "required_nodes",
+    "excluded_nodes",
 )
 # Fields slurmrestd fills in or that change nothing here: accepted silently.
 _QUIET = frozenset({"script", "user_id", "group_id", "cluster_constraint", "clusters", "shared", "oversubscribe"})

@@ -40,8 +40,6 @@ CLUSTER = "conductor"
 # have. Each one is accepted with a warning naming what is ignored (Slurm would honour them).
 _IGNORED_WITH_WARNING: dict[str, str] = {
     "constraint": "node features are not used here; --constraint is ignored",
-    "nodelist": "--nodelist is ignored; the scheduler picks the node",
-    "exclude": "--exclude is ignored; the scheduler picks the node",
     "reservation": "reservations are not supported; --reservation is ignored",
     "licenses": "licenses are not tracked; --licenses is ignored",
     "wckey": "workload characterization keys are not tracked; --wckey is ignored",
@@ -439,6 +437,20 @@ def _split_directive(text: str, lineno: int, line: str) -> list[str]:
     return words
 
 
+def _host_list(value: str, option: str, *, file: bool = False) -> str:
+    """A --nodelist or --exclude value: a host list, or, named by a path (it holds a '/', or
+    `file`: --nodefile), the file that lists the nodes (by lines or commas), as sbatch reads it.
+    The names are checked by the server, against the cluster's nodes."""
+    if "/" not in value and not file:
+        return value
+    try:
+        with open(value, encoding="utf-8", errors="replace") as listed:
+            text = listed.read(1 << 20)
+    except OSError as exc:
+        raise SbatchError(f"{option}: cannot read the node list file {value}: {exc.strerror}") from None
+    return ",".join(part.strip() for part in text.replace("\n", ",").split(",") if part.strip())
+
+
 def parse_directives(script: str) -> list[tuple[str, str | None]]:
     words = directive_words(script)
     try:
@@ -625,8 +637,6 @@ def build_plan(  # noqa: C901 - one branch per sbatch option
             say(message)
     if "clusters" in values and (values["clusters"] or "").strip().lower() != CLUSTER:
         say(f"there is one cluster, {CLUSTER}; --clusters={values['clusters']} is ignored")
-    if "nodefile" in values:
-        say("--nodefile is ignored; the scheduler picks the node")
     if "gres_flags" in values:
         say("--gres-flags is ignored")
 
@@ -652,6 +662,13 @@ def build_plan(  # noqa: C901 - one branch per sbatch option
     ):
         if values.get(key) is not None:
             job[api] = values[key]
+
+    if "nodefile" in values:
+        job["required_nodes"] = _host_list(values["nodefile"] or "", "--nodefile", file=True)
+    if "nodelist" in values:
+        job["required_nodes"] = _host_list(values["nodelist"] or "", "--nodelist")
+    if "exclude" in values:
+        job["excluded_nodes"] = _host_list(values["exclude"] or "", "--exclude")
 
     if "begin" in values:
         begin = values["begin"] or ""

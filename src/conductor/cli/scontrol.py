@@ -219,7 +219,7 @@ def format_job(job: dict[str, Any]) -> list[str]:
         + slurm_time(job.get("start_time") or job.get("submit_time"))
         + " Scheduler=Main",
         f"Partition={_s(job.get('partition'))} AllocNode:Sid={_s(node, 'localhost')}:0",
-        "ReqNodeList=(null) ExcNodeList=(null)",
+        f"ReqNodeList={_s(job.get('required_nodes'))} ExcNodeList={_s(job.get('excluded_nodes'))}",
         f"NodeList={_s(None if pending else node)}"
         + (f" SchedNodeList={job['sched_nodes']}" if pending and job.get("sched_nodes") else ""),
         f"BatchHost={_s(None if pending else node)}" if not pending else "",

@@ -206,7 +206,7 @@ FIELDS: dict[str, tuple[str, Getter]] = {
     "L": ("TIME_LEFT", _time_left),
     "m": ("MIN_MEMORY", lambda j, n: _memory(j)),
     "M": ("TIME", lambda j, n: clock(_elapsed(j, n))),
-    "n": ("REQ_NODES", lambda j, n: ""),
+    "n": ("REQ_NODES", lambda j, n: _s(j.get("required_nodes"), "")),
     "N": ("NODELIST", lambda j, n: _s(j.get("node_list"), "")),
     "o": ("COMMAND", lambda j, n: _s(j.get("command"))),
     "O": ("CONTIGUOUS", lambda j, n: "0"),
@@ -226,7 +226,7 @@ FIELDS: dict[str, tuple[str, Getter]] = {
     "V": ("SUBMIT_TIME", lambda j, n: slurm_time(j.get("submit_time"), "N/A")),
     "w": ("WCKEY", lambda j, n: "(null)"),
     "W": ("LICENSES", lambda j, n: "(null)"),
-    "x": ("EXC_NODES", lambda j, n: ""),
+    "x": ("EXC_NODES", lambda j, n: _s(j.get("excluded_nodes"), "")),
     "X": ("CORE_SPEC", lambda j, n: "N/A"),
     "y": ("NICE", lambda j, n: str(int(j.get("nice") or 0))),
     "Y": ("SCHEDNODES", lambda j, n: _s(j.get("sched_nodes") if j.get("state") == "PENDING" else None)),
@@ -242,15 +242,20 @@ _PRIORITY = ("scheduling_priority", "priority", "nice", "hold")
 _CPUS = ("allocated_cpus", "ntasks", "cpus_per_task")
 _MEMORY = ("memory_per_cpu_mb", "memory_per_node_mb")
 _RUN_TIME = ("state", "start_time", "elapsed")
+_NODE_REQUESTS = ("required_nodes", "excluded_nodes")
 KEYS: dict[str, tuple[str, ...]] = {
-    **dict.fromkeys("bdDfHIJnsOvwWxXz", ()),
+    **dict.fromkeys("bdDfHIJsOvwWXz", ()),
+    "n": ("required_nodes",), "x": ("excluded_nodes",),
     "o": ("command",),
     "a": ("account",), "A": _ID, "B": ("node_list",), "c": ("cpus_per_task",), "C": _CPUS,
     "e": ("end_time", "state", "start_time", "time_limit"), "E": ("dependency",), "F": _ID,
     "g": ("user",), "G": ("user",), "h": ("exclusive",), "i": _ID, "j": ("name",), "k": ("comment",),
     "K": _ID, "l": ("time_limit",), "L": ("time_limit", *_RUN_TIME), "m": _MEMORY, "M": _RUN_TIME,
     "N": ("node_list",), "p": _PRIORITY, "P": ("partition",), "q": ("qos",), "Q": _PRIORITY,
-    "r": ("state", "reason", "error_msg"), "R": ("state", "reason", "error_msg", "node_list"),
+    # With the nodes a job is kept to: a ReqNodeNotAvail job's description names those of them
+    # that take no job (cli/unavailable.py).
+    "r": ("state", "reason", "error_msg", *_NODE_REQUESTS),
+    "R": ("state", "reason", "error_msg", "node_list", *_NODE_REQUESTS),
     "S": ("state", "start_time", "expected_start_time"), "t": ("state",), "T": ("state",), "u": ("user",),
     "U": ("user",), "V": ("submit_time",), "y": ("nice",), "Y": ("state", "sched_nodes"), "Z": ("work_dir",),
 }

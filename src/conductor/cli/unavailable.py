@@ -10,7 +10,7 @@ same way.
 
 from __future__ import annotations
 
-from conductor.domain.hostlist import compress_hostlist
+from conductor.domain.hostlist import compress_hostlist, expand_hostlist
 
 # Not imported when run: squeue imports nothing it does not need (tests/unit/test_squeue_keys.py).
 TYPE_CHECKING = False
@@ -31,22 +31,28 @@ class UnavailableNodes:
 
     def __init__(self, client: NodeSource) -> None:
         self._client = client
-        self._by_partition: dict[str, str] | None = None
+        self._by_partition: dict[str, list[str]] | None = None
 
     def describe(self, jobs: list[dict[str, Any]]) -> None:
         for job in jobs:
             if job.get("reason") != REASON or job.get("state") != "PENDING":
                 continue
-            names = self._unavailable().get(str(job.get("partition")))
+            names = self._unavailable().get(str(job.get("partition")), [])
+            # Kept to some nodes (--nodelist, --exclude): those of them that take no job.
+            required, excluded = job.get("required_nodes"), job.get("excluded_nodes")
+            if required:
+                names = [name for name in names if name in expand_hostlist(str(required))]
+            if excluded:
+                names = [name for name in names if name not in expand_hostlist(str(excluded))]
             if names:  # none now (a node came back since the pass): the bare reason
-                job[DESCRIPTION] = f"{REASON}, UnavailableNodes:{names}"
+                job[DESCRIPTION] = f"{REASON}, UnavailableNodes:{compress_hostlist(names)}"
 
-    def _unavailable(self) -> dict[str, str]:
+    def _unavailable(self) -> dict[str, list[str]]:
         if self._by_partition is None:
             found: dict[str, list[str]] = {}
             for node in self._client.get("/nodes").get("nodes", []):
                 if node.get("drained") or node.get("state") not in _TAKING_JOBS:
                     for partition in node.get("partitions") or []:
                         found.setdefault(str(partition), []).append(str(node["name"]))
-            self._by_partition = {p: compress_hostlist(names) for p, names in found.items()}
+            self._by_partition = found
         return self._by_partition

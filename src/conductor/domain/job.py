@@ -72,6 +72,9 @@ class Job:
     sched_nodes: str | None = None
     # The user who cancelled it (sacct's "CANCELLED by UID"); None when nobody did.
     cancelled_by: str | None = None
+    # sbatch --nodelist and --exclude: node names, comma-separated (None: none).
+    req_nodes: str | None = None
+    exc_nodes: str | None = None
 
 
 # A running job's end asked for (a cancel, its time limit) puts it in one of these; a requeue's is no end.

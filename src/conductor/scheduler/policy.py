@@ -86,6 +86,17 @@ class PendingJob:
     # Its partition's PriorityTier when the configuration gives tiers (0 otherwise): it orders
     # before the priority.
     tier: int = 0
+    # sbatch --nodelist and --exclude: the one node it must run on, and those it must not.
+    required_node: str | None = None
+    excluded_nodes: frozenset[str] = frozenset()
+
+    @property
+    def constrained(self) -> bool:
+        """Whether it may run on some nodes of its partition only (--nodelist, --exclude)."""
+        return self.required_node is not None or bool(self.excluded_nodes)
+
+    def allows(self, node: str) -> bool:
+        return (self.required_node is None or node == self.required_node) and node not in self.excluded_nodes
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,7 +298,11 @@ def schedule(
                     continue
                 # Capped, or ReqNodeNotAvail: no estimate, no reservation, nobody kept waiting.
                 reason = (
-                    _RESOURCES if capped else unavailable.reason(job) if job.partition in unavailable.risky else None
+                    _RESOURCES
+                    if capped
+                    else unavailable.reason(job)
+                    if job.partition in unavailable.risky or job.constrained
+                    else None
                 )
                 if reason is None:
                     if tested >= budget:
@@ -327,7 +342,9 @@ _MAX_MISSES = 8  # per partition: enough shapes to cut the search, few enough to
 
 
 def _note_miss(misses: list[tuple[int, int, float, bool]], job: PendingJob, duration: float) -> None:
-    if len(misses) < _MAX_MISSES:
+    # A job kept off some nodes failing says nothing of one that may use them (the reverse
+    # holds: `_dominated` applies to it).
+    if len(misses) < _MAX_MISSES and not job.constrained:
         misses.append((job.cpus, job.memory_mb, duration, job.exclusive))
 
 
@@ -379,7 +396,12 @@ class _Unavailable:
         )
 
     def reason(self, job: PendingJob) -> str | None:
-        """ReqNodeNotAvail when only such nodes could hold `job`, else None."""
+        """ReqNodeNotAvail when only such nodes could hold `job`, else None. A job kept to some
+        nodes (--nodelist, --exclude) is answered alone: ReqNodeNotAvail too when none of the
+        nodes it may use could hold it (they left the cluster, or shrank)."""
+        if job.constrained:
+            could = any(job.allows(n.name) and _could_hold(job, n) for n in self._up)
+            return None if could else _NODE_NOT_AVAIL
         if job.partition not in self.risky:
             return None
         key = (job.partition, job.cpus, job.memory_mb)
@@ -416,7 +438,9 @@ class _Plan:
         # so a node's earliest start only moves later and an answer stays best while the node
         # it names is unchanged (one naming no node, INF, stays right for ever).
         self._version: dict[str, int] = {}
-        self._cache: dict[tuple[str, int, int, float, bool], tuple[int, float, str | None]] = {}
+        self._cache: dict[
+            tuple[str, int, int, float, bool, str | None, frozenset[str]], tuple[int, float, str | None]
+        ] = {}
 
     def timelines(self) -> dict[str, Timeline]:
         if self._timelines is None:
@@ -460,14 +484,14 @@ class _Plan:
         """The earliest start of `job` on any node of its partition, and that node."""
         # Jobs of one shape share the answer until the node it names changes: a backlog of
         # thousands of alike jobs costs one search per shape, not one per job.
-        key = (job.partition, job.cpus, job.memory_mb, duration, job.exclusive)
+        key = (job.partition, job.cpus, job.memory_mb, duration, job.exclusive, job.required_node, job.excluded_nodes)
         cached = self._cache.get(key)
         if cached is not None and (cached[2] is None or cached[0] == self._version.get(cached[2], 0)):
             return cached[1], cached[2]
         timelines = self.timelines()
         best, where = INF, None
         for name, node in self.nodes.items():
-            if job.partition not in node.partitions or job.memory_mb > node.memory_mb:
+            if job.partition not in node.partitions or job.memory_mb > node.memory_mb or not job.allows(name):
                 continue
             cpus = _cpus_needed(job, node)
             if cpus > len(node.cpu_ids):
@@ -508,6 +532,9 @@ def _blocking_reason(job: PendingJob, now: float, array_running: dict[int, int])
 
 def _fits(job: PendingJob, node: NodeView) -> bool:
     if job.partition not in node.partitions:
+        return False
+    # Not the `constrained` property: this runs for every node a job is offered.
+    if (job.required_node is not None or job.excluded_nodes) and not job.allows(node.name):
         return False
     if job.exclusive:
         return node.idle and job.cpus <= len(node.cpu_ids) and job.memory_mb <= node.free_memory_mb

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from conductor.domain.dependency import JobRef, corresponding_refs, parse_dependency
 from conductor.domain.errors import SpecError
+from conductor.domain.hostlist import compress_hostlist
 from conductor.domain.job import Job, JobSummary
 from conductor.domain.priority import effective_priority
 from conductor.domain.states import Reason
@@ -170,10 +171,10 @@ class Forecaster:
         if self.assign is not None:
             nodes = self.assign(nodes)
         by_name = {n.name: n for n in nodes}
-        free_now = [(n.name, len(n.free_cpu_ids), len(n.cpu_ids)) for n in nodes if n.up and job.partition in n.partitions]
-        unavailable = [
-            (n.name, "drained" if n.drained else "down") for n in nodes if not n.up and job.partition in n.partitions
-        ]
+        # The nodes it may use (--nodelist, --exclude keep it to some).
+        usable = [n for n in nodes if job.partition in n.partitions and job.allows(n.name)]
+        free_now = [(n.name, len(n.free_cpu_ids), len(n.cpu_ids)) for n in usable if n.up]
+        unavailable = [(n.name, "drained" if n.drained else "down") for n in usable if not n.up]
         running = self.store.running_per_array()
         limits, usage, account_usage = self.limits() if self.limits is not None else (None, None, None)
         first = schedule(
@@ -446,6 +447,8 @@ def _gap(job: PendingJob, nodes: list[NodeView], reservations: list[Reservation]
     for node in nodes:
         if not node.up or job.partition not in node.partitions or (job.exclusive and not node.idle):
             continue
+        if not job.allows(node.name):
+            continue
         cpus = len(node.cpu_ids) if job.exclusive else job.cpus
         if len(node.free_cpu_ids) < cpus or node.free_memory_mb < job.memory_mb:
             continue
@@ -492,6 +495,8 @@ def pending_job_from_row(
             DependencyStatus.SATISFIED if not row.get("dependency")
             else dependency if dependency is not None else DependencyStatus.WAITING
         ),
+        required_node=row.get("req_nodes") or None,
+        excluded_nodes=frozenset(row["exc_nodes"].split(",")) if row.get("exc_nodes") else frozenset(),
     )
 
 
@@ -558,6 +563,11 @@ def _explain_plan(job: Job, pending: PendingJob | None, forecast: Forecast, *, b
     cpus = f"{forecast.cpus} CPU{'s' if forecast.cpus != 1 else ''}"
     if pending is not None and pending.memory_mb:
         cpus += f" and {pending.memory_mb} MB of memory"
+    if pending is not None and pending.required_node is not None:
+        lines.append(f"It may run on node {pending.required_node} alone (--nodelist).")
+    elif pending is not None and pending.excluded_nodes:
+        kept_off = compress_hostlist(pending.excluded_nodes)
+        lines.append(f"It may not run on {kept_off} (--exclude).")
     if forecast.start == forecast.now and forecast.reason == Reason.NONE.value:
         if blocked:  # the next pass does not start it: what holds it comes first
             lines.append(f"It would fit now ({cpus} free on {forecast.node}): the first pass after that would "
@@ -588,8 +598,9 @@ def _explain_plan(job: Job, pending: PendingJob | None, forecast: Forecast, *, b
         first = forecast.unavailable[0][0] if forecast.unavailable else "NAME"
         lines.append(f"It needs {cpus} on one node of partition {job.partition}: only nodes that take no new job now "
                      "could hold it (ReqNodeNotAvail).")
+        other = " or other nodes" if pending is not None and pending.constrained else ""
         lines.append(f"What would change it: an administrator resuming one (`scontrol update NodeName={first} "
-                     "State=RESUME`), a down node's worker coming back, or asking for less.")
+                     f"State=RESUME`), a down node's worker coming back, or asking for less{other}.")
         return lines
     if forecast.start == INF:
         lines.append(f"It needs {cpus} on one node of partition {job.partition}; no start can be foreseen:")

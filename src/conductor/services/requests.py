@@ -17,6 +17,7 @@ from conductor.domain.mail import mail_type_problem
 from conductor.domain.text import control_character_problem
 
 _MAX_TEXT = 4096
+_MAX_HOST_LISTS = 1024
 # The minimum of a node count, "N" or "MIN-MAX" (services/submission.py checks the whole count).
 _MIN_NODES = re.compile(r"\s*(\d{1,9})(?:-\d*)?\s*", re.ASCII)
 
@@ -94,6 +95,16 @@ class JobDescription(BaseModel):
     memory_per_cpu: str | int | None = None
     time_limit: str | int | None = Field(default=None, description="Slurm time grammar, or minutes.")
     exclusive: bool | str = False
+    required_nodes: str | list[str] | None = Field(
+        default=None,
+        description="sbatch --nodelist: the node the job must run on, a host list or a list of names (jobs run "
+        "on one node, so one name).",
+    )
+    excluded_nodes: str | list[str] | None = Field(
+        default=None,
+        description="sbatch --exclude: the nodes the job must not run on, a host list (node[1-3],gpu2) or a list "
+        "of them.",
+    )
     hold: bool = False
     begin_time: str | None = Field(default=None, max_length=64)
     dependency: str | None = Field(default=None, max_length=_MAX_TEXT)
@@ -162,6 +173,19 @@ class JobDescription(BaseModel):
     def _text(cls, value: str | None) -> str | None:
         # Printed by squeue, sacct and scontrol to other users' terminals (domain/text.py).
         return None if value is None else no_control_characters(value)
+
+    @field_validator("required_nodes", "excluded_nodes")
+    @classmethod
+    def _host_lists(cls, value: str | list[str] | None) -> str | list[str] | None:
+        # Expanded and checked against the nodes by services/submission.py; bounded here.
+        if value is None:
+            return None
+        items = [value] if isinstance(value, str) else value
+        if len(items) > _MAX_HOST_LISTS or sum(len(item) for item in items) > _MAX_TEXT:
+            raise ValueError(f"at most {_MAX_TEXT} characters in at most {_MAX_HOST_LISTS} host lists")
+        for item in items:
+            no_control_characters(item)
+        return value
 
     # After `_text` (validators run in the order they are defined): a control character is
     # refused as such first.

@@ -16,6 +16,7 @@ from typing import Any
 from conductor.domain.arrays import parse_array_spec
 from conductor.domain.dependency import format_dependency, parse_dependency
 from conductor.domain.errors import SpecError
+from conductor.domain.hostlist import expand_hostlist, hostlist_sort_key
 from conductor.domain.memory import parse_memory_mb
 from conductor.domain.script import EXPLAINED, script_problem
 from conductor.domain.signals import parse_signal_spec
@@ -148,6 +149,48 @@ def _check_nodes(value: int | str | None) -> None:
         )
 
 
+# How many names a host list may expand to: more than any cluster here has nodes.
+MAX_NODE_NAMES = 10_000
+
+
+def _node_names(value: str | list[str] | None, field: str) -> list[str]:
+    """The node names of a host list, or of a list of them (slurmrestd's), each once."""
+    if value is None:
+        return []
+    text = value if isinstance(value, str) else ",".join(value)
+    names = expand_hostlist(text, field=field, max_hosts=MAX_NODE_NAMES)
+    return sorted(set(names), key=hostlist_sort_key)
+
+
+def _check_node_names(
+    required: list[str], excluded: list[str], nodes: Sequence[NodeView], partition: str
+) -> list[NodeView]:
+    """The nodes of `partition` the job may run on, once --nodelist (`required`) and --exclude
+    are checked as slurmctld does: every name a node of the cluster, one node at most (jobs
+    run on one), not both required and excluded, and some node left."""
+    if len(required) > 1:
+        raise Unsatisfiable(
+            f"{NODE_CONFIG_UNAVAILABLE}: jobs run on a single node here, required_nodes names {len(required)} nodes"
+        )
+    members = [n for n in nodes if partition in n.partitions]
+    if not nodes or not (required or excluded):
+        return members
+    known = {n.name for n in nodes}
+    for field, names in (("required_nodes", required), ("excluded_nodes", excluded)):
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise SpecError(field, f"Invalid node name specified: '{printable(unknown[0][:64])}' is no node here")
+    both = set(required) & set(excluded)
+    if both:
+        raise SpecError("excluded_nodes", f"node '{sorted(both)[0]}' is both required and excluded")
+    if required and not any(n.name == required[0] for n in members):
+        raise Unsatisfiable(f"{NODE_CONFIG_UNAVAILABLE}: node '{required[0]}' is not in partition '{partition}'")
+    allowed = [n for n in members if (not required or n.name == required[0]) and n.name not in excluded]
+    if members and not allowed:
+        raise Unsatisfiable(f"{NODE_CONFIG_UNAVAILABLE}: every node of partition '{partition}' is excluded")
+    return allowed
+
+
 def _check_exclusive(value: bool | str) -> bool:
     if isinstance(value, bool):
         return value
@@ -223,21 +266,23 @@ def build_rows(
     # job.ntasks: given, or ntasks_per_node x nodes (JobDescription._tasks_per_node).
     cpus = job.cpus_per_task * job.ntasks
     memory = memory_per_node or (memory_per_cpu or 0) * cpus
-    members = [n for n in nodes if partition in n.partitions]
-    if nodes and not members:
+    if nodes and not any(partition in n.partitions for n in nodes):
         raise InvalidPartition(f"Invalid partition name specified: '{partition}'", field="partition")
+    required = _node_names(job.required_nodes, "required_nodes")
+    excluded = _node_names(job.excluded_nodes, "excluded_nodes")
+    members = _check_node_names(required, excluded, nodes, partition)
     if members:
         most_cpus = max(len(n.cpu_ids) for n in members)
         most_memory = max(n.memory_mb for n in members)
+        which = f"partition '{partition}'" + (" it may use" if required or excluded else "")
         if cpus > most_cpus:
             raise Unsatisfiable(
-                f"{NODE_CONFIG_UNAVAILABLE}: {cpus} CPUs requested, the largest node of partition "
-                f"'{partition}' has {most_cpus}"
+                f"{NODE_CONFIG_UNAVAILABLE}: {cpus} CPUs requested, the largest node of {which} has {most_cpus}"
             )
         if memory > most_memory:
             raise Unsatisfiable(
-                f"{NODE_CONFIG_UNAVAILABLE}: {memory} MB of memory requested, the largest node of "
-                f"partition '{partition}' has {most_memory} MB"
+                f"{NODE_CONFIG_UNAVAILABLE}: {memory} MB of memory requested, the largest node of {which} has "
+                f"{most_memory} MB"
             )
 
     extra = {
@@ -268,6 +313,8 @@ def build_rows(
         "memory_per_node_mb": memory_per_node,
         "memory_per_cpu_mb": memory_per_cpu,
         "exclusive": exclusive,
+        "req_nodes": required[0] if required else None,
+        "exc_nodes": ",".join(excluded) or None,
         "time_limit": time_limit,
         "work_dir": work_dir,
         "standard_output": job.standard_output or None,

@@ -164,7 +164,9 @@ class Reaped:
 # ------------------------------------------------------------------ job records
 _BOOLEAN_COLUMNS = frozenset({"exclusive", "held", "requeue", "launched"})
 _JOB_FIELDS = tuple(Job.__dataclass_fields__)
-_OPTIONAL_JOB_FIELDS = frozenset({"script", "environment", "expected_start_time", "sched_nodes", "cancelled_by"})
+_OPTIONAL_JOB_FIELDS = frozenset(
+    {"script", "environment", "expected_start_time", "sched_nodes", "cancelled_by", "req_nodes", "exc_nodes"}
+)
 _RUN_FIELDS = tuple(JobRun.__dataclass_fields__)
 
 

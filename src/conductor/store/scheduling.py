@@ -276,6 +276,8 @@ _PENDING_COLUMNS = (
     jobs.c.user_name,
     jobs.c.qos,
     jobs.c.account,
+    jobs.c.req_nodes,
+    jobs.c.exc_nodes,
 )
 
 
@@ -379,6 +381,9 @@ def _capacity_nodes(dialect: str) -> Any:
     return for_update(dialect, query)
 
 
+_NO_NODES: frozenset[str] = frozenset()
+
+
 def _pending_job(row: tuple[Any, ...]) -> PendingJob:
     """A row of `_pending_query` as the driver returns it (`Statements.driver_rows`): on SQLite
     timestamps are text and booleans 0/1, on PostgreSQL datetimes and bools.
@@ -390,7 +395,7 @@ def _pending_job(row: tuple[Any, ...]) -> PendingJob:
     """
     (job_id, cpus_per_task, ntasks, memory_per_node, memory_per_cpu, partition, priority, nice, submit_time,
      exclusive, held, begin_time, dependency, array_job_id, array_max_running, reason, time_limit,
-     expected_start, sched_nodes, user_name, qos, account) = row
+     expected_start, sched_nodes, user_name, qos, account, req_nodes, exc_nodes) = row
     cpus = cpus_per_task * ntasks
     submitted = epoch_seconds(submit_time)
     begins = None if begin_time is None else epoch_seconds(begin_time)
@@ -417,4 +422,7 @@ def _pending_job(row: tuple[Any, ...]) -> PendingJob:
         priority,  # explicit_priority
         nice,  # nice
         submitted if begins is None or begins < submitted else begins,  # eligible_time
+        0,  # tier (the loop sets it from the configuration)
+        req_nodes or None,  # required_node
+        _NO_NODES if exc_nodes is None else frozenset(exc_nodes.split(",")),  # excluded_nodes
     )

@@ -98,6 +98,10 @@ jobs = Table(
     # Who asked for a cancel (the user the API acted for), once one was asked: sacct shows a
     # cancelled job as "CANCELLED by UID", as slurmdbd keeps its requid. Migration 0017.
     Column("cancelled_by", String(64), nullable=True),
+    # sbatch --nodelist and --exclude: the node the job must run on, and those it must not, by
+    # name, comma-separated (NULL: none). Migration 0018.
+    Column("req_nodes", Text, nullable=True),
+    Column("exc_nodes", Text, nullable=True),
 )
 # The columns of `jobs` no job record carries: a key is its submitter's secret handle on a
 # submission (a client may derive it from its own identifiers), and every user lists every job,
