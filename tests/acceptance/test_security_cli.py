@@ -130,32 +130,53 @@ def test_the_cli_sends_no_token_to_another_users_listener_at_the_default_address
     a, b = unix_users.a, unix_users.b
     _plant(a.home, "a-secret-token", a.uid, a.gid)  # as `conductor up` leaves it in a's home
 
-    def sbatch() -> subprocess.CompletedProcess[str]:
+    def sbatch(**env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [*portable_python.argv, "sbatch", "--wrap", "true"],
             cwd=a.home, user=a.uid, group=a.gid, capture_output=True, text=True, timeout=60, check=False,
-            # No server named: the CLI goes to its default address.
-            env=clean_env(HOME=str(a.home), PYTHONPATH=portable_python.pythonpath),
+            # No server named: the CLI goes to its profile's URL, else its default address.
+            env=clean_env(HOME=str(a.home), XDG_CONFIG_HOME="", PYTHONPATH=portable_python.pythonpath, **env),
         )
+
+    def refused(result: subprocess.CompletedProcess[str], caught: Path) -> None:
+        assert result.returncode != 0, result.stdout
+        assert "not sending your token" in result.stderr and f"user {b.name} (uid {b.uid})" in result.stderr, (
+            result.stderr
+        )
+        assert not caught.exists(), "the token went to b's listener"
 
     caught = b.home / "caught"
     listener = _catch(portable_python, caught, b.uid, b.gid)
     try:
-        result = sbatch()
-    finally:
-        listener.kill()
-        listener.communicate()
-    assert result.returncode != 0, result.stdout
-    assert "not sending your token" in result.stderr and f"user {b.name} (uid {b.uid})" in result.stderr, result.stderr
-    assert not caught.exists(), "the token went to b's listener"
-
-    # Root's listener (a service's, as the shipped unit's user is a system account): it is sent.
-    caught = unix_users.base / "caught-by-root"
-    listener = _catch(portable_python, caught, 0, 0)
-    try:
-        sbatch()
+        refused(sbatch(), caught)
+        # The profile `conductor up` wrote, its server down: b listening at its URL gets nothing.
+        profile = a.home / ".config" / "conductor"
+        profile.mkdir(parents=True)
+        (profile / "url").write_text(f"http://localhost:{DEFAULT_PORT}\n")
+        (profile / "token").write_text("a-profile-token\n")
+        for path in (profile.parent, profile, profile / "url", profile / "token"):
+            os.chown(path, a.uid, a.gid)
+            os.chmod(path, 0o600 if path.is_file() else 0o700)
+        refused(sbatch(), caught)
+        # Named in CONDUCTOR_URL: the caller's choice, another user's server included.
+        sbatch(CONDUCTOR_URL=f"http://localhost:{DEFAULT_PORT}")
         listener.wait(10)
     finally:
         listener.kill()
         listener.communicate()
-    assert b"a-secret-token" in caught.read_bytes()
+    assert b"a-profile-token" in caught.read_bytes()
+
+    # Root's listener (a service's, as the shipped unit's user is a system account): it is sent,
+    # to the profile's URL as to the default address.
+    for caught, token in ((unix_users.base / "by-root-profile", b"a-profile-token"),
+                          (unix_users.base / "by-root-default", b"a-secret-token")):
+        listener = _catch(portable_python, caught, 0, 0)
+        try:
+            sbatch()
+            listener.wait(10)
+        finally:
+            listener.kill()
+            listener.communicate()
+        assert token in caught.read_bytes()
+        for name in ("url", "token"):
+            (profile / name).unlink(missing_ok=True)

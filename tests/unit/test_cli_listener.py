@@ -32,13 +32,24 @@ def test_listeners_are_read_from_the_socket_tables(tmp_path: Path) -> None:
 
 
 def test_a_real_listener_is_found_whatever_address_it_is_bound_to() -> None:
-    for family, address in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+    for family, address, asked in (
+        (socket.AF_INET, "127.0.0.1", "127.0.0.1"),
+        (socket.AF_INET, "0.0.0.0", "127.0.0.1"),
+        (socket.AF_INET6, "::", "127.0.0.1"),
+        (socket.AF_INET6, "::1", "::1"),
+        (socket.AF_INET6, "::1", "localhost"),
+        (socket.AF_INET, "127.0.0.1", "localhost"),
+    ):
         with socket.socket(family) as sock:
             sock.bind((address, 0))
             port = sock.getsockname()[1]
-            assert listener_uids("127.0.0.1", port) == set()  # bound, not listening yet
+            assert listener_uids(asked, port) == set()  # bound, not listening yet
             sock.listen()
-            assert listener_uids("127.0.0.1", port) == {os.getuid()}, address
+            assert listener_uids(asked, port) == {os.getuid()}, (address, asked)
+    with socket.socket(socket.AF_INET6) as sock:  # ::1 alone is not 127.0.0.1
+        sock.bind(("::1", 0))
+        sock.listen()
+        assert listener_uids("127.0.0.1", sock.getsockname()[1]) == set()
 
 
 def test_the_first_login_uid_comes_from_login_defs(tmp_path: Path) -> None:

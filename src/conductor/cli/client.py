@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+# Names of this host whose listeners cli/listener.py can tell apart.
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 TIMEOUT_SECONDS = 60.0
 # A submission that gets no answer (no connection, or one lost before the whole answer came) is
 # sent again with the same Idempotency-Key: this many attempts in all, the first retry after
@@ -329,13 +331,19 @@ class Client:
     """One keep-alive connection to the API; every call returns the decoded JSON body."""
 
     def __init__(self, url: str | None = None, token: str | None = None) -> None:
-        named = url or configured_url()
-        self.url = (named or DEFAULT_URL).rstrip("/")
+        self.url = (url or base_url()).rstrip("/")
         self._scheme, self._host, self._port, self._prefix = split_url(self.url)
         self._token = token if token is not None else read_token(self.url)
-        # A server nobody named: whoever listens at the default address must be one the token
-        # may go to (cli/listener.py), checked once, before the first connection.
-        self._unvetted = named is None and self._token is not None
+        # A server on this host the caller did not name for this run (the default address, or
+        # the profile's, where `conductor up` listened and may be down now): whoever listens
+        # there must be one the token may go to (cli/listener.py), checked at every connection.
+        # CONDUCTOR_URL names one the caller chose, another user's server included.
+        self._vet = (
+            url is None
+            and self._token is not None
+            and not os.environ.get("CONDUCTOR_URL", "").strip()
+            and self._host.lower() in _LOOPBACK
+        )
         if self._token is not None and not all("!" <= c <= "~" for c in self._token):
             # It goes into a header line: a space, a line break or a byte beyond ASCII would
             # break the request (or add a header of its own).
@@ -354,15 +362,14 @@ class Client:
         self._buffer = b""
 
     def _connect(self) -> None:
-        if self._unvetted:
+        if self._vet:
             from conductor.cli.listener import untrusted_listener
 
-            if _is_ipv4(self._host) and (owner := untrusted_listener(self._host, self._port)) is not None:
+            if (owner := untrusted_listener(self._host, self._port)) is not None:
                 raise ConnectionFailed(
                     f"not sending your token to {self.url}: the program listening there is run by {owner}, "
                     "neither you, root nor a system account; if it is the server you mean, name it in CONDUCTOR_URL"
                 )
-            self._unvetted = False
         try:
             if _is_ipv4(self._host) and self._scheme == "http":
                 sock: Any = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)

@@ -1,11 +1,13 @@
 """Who listens at a local address: the CLI's token goes only to a server it may trust there.
 
-With no server named (CONDUCTOR_URL, the profile's `url`), the CLI sends its token to the
-default address, 127.0.0.1:8000. Any local user may listen there while the server is down or
-runs elsewhere, and would be sent the token. So before sending one there, the CLI reads who
-owns the listening socket in the kernel's socket tables (/proc/net/tcp and tcp6): root, a
-system account (the user a service runs as, below the login users' UID_MIN) or the caller.
-Anyone else is refused, by name.
+Without CONDUCTOR_URL, the CLI sends its token to the profile's URL, where `conductor up`
+listened, or to the default address, 127.0.0.1:8000. Any local user may listen there while the
+server is down or runs elsewhere, and would be sent the token. So before it connects to an
+address of this host, the CLI reads who owns the listening socket in the kernel's socket
+tables (/proc/net/tcp and tcp6): root, a system account (the user a service runs as, below the
+login users' UID_MIN) or the caller. Anyone else is refused, by name: a user who means another
+user's server names it in CONDUCTOR_URL. Where the tables cannot be read (not Linux), nothing
+is checked.
 """
 
 from __future__ import annotations
@@ -34,12 +36,20 @@ def _hex6(packed: bytes) -> str:
     return "".join(f"{int.from_bytes(packed[i : i + 4], sys.byteorder):08X}" for i in range(0, 16, 4))
 
 
+def _addresses(host: str) -> set[str]:
+    """How the tables write the addresses a connection to `host` may reach: its own, and any."""
+    if host.lower() == "localhost":
+        return _addresses("127.0.0.1") | _addresses("::1")
+    if ":" in host:
+        return {_hex6(socket.inet_pton(socket.AF_INET6, host)), _ANY6}
+    return {_hex4(host), _ANY4, _hex6(bytes(10) + b"\xff\xff" + socket.inet_aton(host)), _ANY6}
+
+
 def listener_uids(host: str, port: int, tables: Iterable[str] = ("/proc/net/tcp", "/proc/net/tcp6")) -> set[int] | None:
-    """The owners of the sockets listening where a connection to `host`:`port` (an IPv4
-    address) would go: bound to it or to any address. None when the tables cannot be read."""
-    own4 = _hex4(host)
-    mapped = _hex6(bytes(10) + b"\xff\xff" + socket.inet_aton(host))
-    wanted = {f"{own4}:{port:04X}", f"{_ANY4}:{port:04X}", f"{mapped}:{port:04X}", f"{_ANY6}:{port:04X}"}
+    """The owners of the sockets listening where a connection to `host`:`port` (an address of
+    this host, or localhost) would go: bound to it or to any address. None when the tables
+    cannot be read."""
+    wanted = {f"{address}:{port:04X}" for address in _addresses(host)}
     owners: set[int] = set()
     read_any = False
     for table in tables:
