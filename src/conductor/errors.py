@@ -47,6 +47,10 @@ class InvalidPartition(Invalid):
     """The request names a partition no node belongs to."""
 
 
+class InvalidNodeName(Invalid):
+    """The request names a node the cluster does not have (--nodelist, --exclude)."""
+
+
 class DependencyProblem(Invalid):
     """The request depends on a job that does not exist."""
 

@@ -287,6 +287,14 @@ def test_what_an_array_stores_in_all_is_bounded() -> None:
     assert store.jobs == {}
     jobs.submit(ALICE, SubmitRequest(job=JobDescription(current_working_directory="/tmp", array="1-10"), script=script))
     assert len(store.jobs) == 10
+    # Node names count too (stored unchecked before any node registered): 20 tasks of 9 KB of them.
+    store = FakeStore()
+    excluded = "node[00000-00899]"
+    with pytest.raises(SpecError, match=r"array: 20 tasks of \d+ bytes each \(script, environment, nodes\)"):
+        service(store, limits=limits).submit(
+            ALICE, SubmitRequest(job=JobDescription(current_working_directory="/tmp", array="1-20",
+                                                    excluded_nodes=excluded), script="#!/bin/bash\ntrue\n"),
+        )
 
 
 def test_a_change_to_an_array_is_checked_against_each_task_it_changes() -> None:

@@ -4,6 +4,11 @@ may use takes jobs; nobody else is held back by its constraints."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
+from conductor.scheduler import policy
 from conductor.scheduler.policy import Backfill, NodeView, PendingJob, Release, schedule
 
 
@@ -71,3 +76,20 @@ def test_estimates_of_alike_jobs_are_not_shared_across_constraints() -> None:
     decision = schedule([job(1), job(2, required_node="a")], nodes, now=0.0, backfill=Backfill(depth=0))
     assert (decision.estimates[1].node, decision.estimates[1].start) == ("b", 100.0)
     assert (decision.estimates[2].node, decision.estimates[2].start) == ("a", 500.0)
+
+
+def test_alike_constrained_jobs_that_cannot_fit_are_tried_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An array kept off the one free node: after the first task fails to fit, the others (the
+    # same shape, kept to the same nodes) are known not to, as alike jobs of the partition are.
+    tried: list[int] = []
+    pick = policy._pick_node
+
+    def counting(job: PendingJob, *args: Any) -> Any:
+        tried.append(job.id)
+        return pick(job, *args)
+
+    monkeypatch.setattr(policy, "_pick_node", counting)
+    kept_off = [job(i, excluded_nodes=frozenset({"b"})) for i in range(1, 51)]
+    decision = schedule([*kept_off, job(51)], [node("a", free=0), node("b")], now=0.0)
+    assert [(p.job_id, p.node) for p in decision.placements] == [(51, "b")]
+    assert tried == [1, 51]

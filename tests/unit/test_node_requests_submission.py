@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from conductor.api.slurmrestd import to_job_description
 from conductor.cli.sbatch_options import SbatchError, build_plan, first_pass
 from conductor.domain.errors import SpecError
-from conductor.errors import Unsatisfiable
+from conductor.errors import InvalidNodeName, Unsatisfiable
 from conductor.scheduler.policy import NodeView
 from conductor.services.requests import JobDescription
 from conductor.services.submission import Limits, Submitter, build_rows
@@ -55,11 +55,11 @@ def test_the_names_are_stored_expanded_sorted_and_once() -> None:
 @pytest.mark.parametrize(
     ("job", "kind", "words"),
     [
-        ({"required_nodes": "cn9"}, SpecError, "required_nodes: Invalid node name specified: 'cn9'"),
-        ({"excluded_nodes": "cn[1-2],nope"}, SpecError, "excluded_nodes: Invalid node name specified: 'nope'"),
+        ({"required_nodes": "cn9"}, InvalidNodeName, "required_nodes: Invalid node name specified: 'cn9'"),
+        ({"excluded_nodes": "cn[1-2],nope"}, InvalidNodeName, "excluded_nodes: Invalid node name specified: 'nope'"),
         ({"required_nodes": "cn[1-2]"}, Unsatisfiable, "jobs run on a single node here, required_nodes names 2"),
         ({"required_nodes": "cn1", "excluded_nodes": "cn1"}, SpecError, "node 'cn1' is both required and excluded"),
-        ({"required_nodes": "gpu1"}, Unsatisfiable, "node 'gpu1' is not in partition 'debug'"),
+        ({"required_nodes": "gpu1"}, Unsatisfiable, "Requested nodes not in this partition: node 'gpu1' is not in 'debug'"),
         ({"excluded_nodes": "cn[1-3]"}, Unsatisfiable, "every node of partition 'debug' is excluded"),
         # The size check counts the nodes it may use: cn2 alone has 8 CPUs.
         ({"excluded_nodes": "cn2", "cpus_per_task": 4}, Unsatisfiable,
@@ -95,9 +95,10 @@ def test_sbatch_sends_nodelist_and_exclude(tmp_path: Path) -> None:
     assert (sent["required_nodes"], sent["excluded_nodes"]) == ("cn2", "cn[1,3]")
     assert job("--nodelist=cn2", "--exclude=cn1")["excluded_nodes"] == "cn1"
     listed = tmp_path / "nodes"
-    listed.write_text("cn1\ncn3,cn4\n\n")
+    listed.write_text("cn1  # the first\n# none here\ncn3,cn4\n\n")
     assert job(f"--exclude={listed}")["excluded_nodes"] == "cn1,cn3,cn4"  # a path: the file it names
     assert job(f"--nodefile={listed}")["required_nodes"] == "cn1,cn3,cn4"  # refused by the server: 3 nodes
+    assert job(f"--nodefile={listed}", "-w", "cn2")["required_nodes"] == "cn1,cn3,cn4"  # the file wins
     with pytest.raises(SbatchError, match="cannot read the node list file"):
         job(f"--nodelist={tmp_path}/missing")
     directive = "#!/bin/sh\n#SBATCH --nodelist=cn2\ntrue\n"
@@ -109,3 +110,11 @@ def test_slurmrestd_fields_map_onto_ours() -> None:
     out, ignored = to_job_description({"required_nodes": ["cn2"], "excluded_nodes": ["cn1", "cn3"]})
     assert out == {"required_nodes": ["cn2"], "excluded_nodes": ["cn1", "cn3"]} and ignored == []
     assert row(**out)["exc_nodes"] == "cn1,cn3"
+
+
+def test_slurmrestd_answers_an_unknown_node_with_slurms_error_number() -> None:
+    from conductor.api.slurmrestd import ESLURM_INVALID_NODE_NAME, slurm_errno
+
+    with pytest.raises(InvalidNodeName) as refused:
+        row(**to_job_description({"excluded_nodes": ["nope"]})[0])
+    assert slurm_errno(refused.value) == ESLURM_INVALID_NODE_NAME

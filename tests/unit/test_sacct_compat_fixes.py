@@ -488,7 +488,9 @@ def test_sacct_json_lists_srun_steps_and_a_step_named_with_j_alone(
     assert listed("7.batch", "8.0") == {7: ["7.batch"], 8: []}
     from conductor.cli.slurm_json import sacct_job
 
-    batch, srun = sacct_job(job(7, usage=steps))["steps"]
+    record = sacct_job(job(7, usage=steps))
+    assert record["time"]["total"] == {"seconds": 1, "microseconds": 750000}  # the job's, in all
+    batch, srun = record["steps"]
     assert batch["time"]["user"] == {"seconds": 1, "microseconds": 250000}
     assert batch["time"]["total"] == {"seconds": 1, "microseconds": 750000}
     assert (srun["step"]["name"], srun["state"], srun["tasks"]["count"], srun["time"]["elapsed"]) == (

@@ -77,7 +77,15 @@ def job_usage(job: Job) -> models.JobUsage | None:
 
 def host_list(names: str | None) -> str | None:
     """Stored node names (comma-separated) as Slurm shows a list of them: node[1-3],gpu2."""
-    return compress_hostlist(names.split(",")) if names else None
+    if not names or "," not in names:
+        return names or None
+    return _compressed(names)
+
+
+@functools.lru_cache(maxsize=256)
+def _compressed(names: str) -> str:
+    # An array's tasks, and a site's jobs, exclude the same few lists: compressed once each.
+    return compress_hostlist(names.split(","))
 
 
 def job_command(job: Job) -> str | None:

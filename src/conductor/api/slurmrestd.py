@@ -52,6 +52,7 @@ from conductor.errors import (
     DependencyProblem,
     Forbidden,
     Invalid,
+    InvalidNodeName,
     InvalidPartition,
     NotFound,
     Refusal,
@@ -455,6 +456,7 @@ def to_job_description(job: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
 _SLURM_ERRNO: dict[type[Refusal], int] = {
     DependencyProblem: ESLURM_DEPENDENCY,
     InvalidPartition: ESLURM_INVALID_PARTITION_NAME,
+    InvalidNodeName: ESLURM_INVALID_NODE_NAME,
     UnknownUser: ESLURM_USER_ID_MISSING,
     Unsatisfiable: ESLURM_REQUESTED_NODE_CONFIG_UNAVAILABLE,
     Forbidden: ESLURM_ACCESS_DENIED,

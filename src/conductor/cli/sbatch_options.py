@@ -448,7 +448,9 @@ def _host_list(value: str, option: str, *, file: bool = False) -> str:
             text = listed.read(1 << 20)
     except OSError as exc:
         raise SbatchError(f"{option}: cannot read the node list file {value}: {exc.strerror}") from None
-    return ",".join(part.strip() for part in text.replace("\n", ",").split(",") if part.strip())
+    # As Slurm reads a host file: a '#' begins a comment, to the end of its line.
+    lines = (line.partition("#")[0] for line in text.splitlines())
+    return ",".join(part.strip() for line in lines for part in line.split(",") if part.strip())
 
 
 def parse_directives(script: str) -> list[tuple[str, str | None]]:
@@ -663,10 +665,11 @@ def build_plan(  # noqa: C901 - one branch per sbatch option
         if values.get(key) is not None:
             job[api] = values[key]
 
-    if "nodefile" in values:
-        job["required_nodes"] = _host_list(values["nodefile"] or "", "--nodefile", file=True)
+    # Both given: the file wins, as in sbatch.
     if "nodelist" in values:
         job["required_nodes"] = _host_list(values["nodelist"] or "", "--nodelist")
+    if "nodefile" in values:
+        job["required_nodes"] = _host_list(values["nodefile"] or "", "--nodefile", file=True)
     if "exclude" in values:
         job["excluded_nodes"] = _host_list(values["exclude"] or "", "--exclude")
 

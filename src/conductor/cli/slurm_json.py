@@ -240,10 +240,9 @@ def sacct_job(job: dict[str, Any]) -> dict[str, Any]:
         "start": start,
         "submission": submit,
         "suspended": 0,
-        "system": {"seconds": 0, "microseconds": 0},
         "limit": number(None, infinite=True) if limit is None else number((int(limit) + 59) // 60),
-        "total": {"seconds": 0, "microseconds": 0},
-        "user": {"seconds": 0, "microseconds": 0},
+        # What the job used in all (its control group's figures), as its steps' sum in slurmdbd.
+        **_cpu_times(job.get("usage")),
     }
     array_job, task = job.get("array_job_id"), job.get("array_task_id")
     tres_requested = [_tres("cpu", requested, 1), _tres("mem", memory, 2), _tres("node", 1, 4), _tres("billing", requested, 5)]
@@ -329,24 +328,26 @@ def _cpu_time(seconds: Any) -> dict[str, int]:
     return {"seconds": whole, "microseconds": int(round((value - whole) * 1_000_000)) % 1_000_000}
 
 
+def _cpu_times(usage: Any) -> dict[str, dict[str, int]]:
+    figures = usage if isinstance(usage, dict) else {}
+    user, system = figures.get("user_cpu"), figures.get("system_cpu")
+    numbers = [value for value in (user, system) if isinstance(value, int | float)]
+    return {"system": _cpu_time(system), "total": _cpu_time(sum(numbers)), "user": _cpu_time(user)}
+
+
 def _json_step(
     step_id: str, name: str, state: str, exit_code: dict[str, Any], start: int, end: int | None, elapsed: int,
     tasks: int, nodes: str, usage: Any,
 ) -> dict[str, Any]:
     """One `v0.0.40_step`: the batch step or an srun's, with the CPU time its figures give."""
-    figures = usage if isinstance(usage, dict) else {}
-    user, system = figures.get("user_cpu"), figures.get("system_cpu")
-    total = (user or 0.0) + (system or 0.0) if isinstance(user, int | float) or isinstance(system, int | float) else 0
     return {
         "time": {
             "elapsed": elapsed,
             "end": number(end),
             "start": number(start),
             "suspended": 0,
-            "system": _cpu_time(system),
             "limit": number(None),
-            "total": _cpu_time(total),
-            "user": _cpu_time(user),
+            **_cpu_times(usage),
         },
         "exit_code": exit_code,
         "nodes": {"count": 1, "range": nodes, "list": [nodes]},

@@ -242,7 +242,6 @@ _PRIORITY = ("scheduling_priority", "priority", "nice", "hold")
 _CPUS = ("allocated_cpus", "ntasks", "cpus_per_task")
 _MEMORY = ("memory_per_cpu_mb", "memory_per_node_mb")
 _RUN_TIME = ("state", "start_time", "elapsed")
-_NODE_REQUESTS = ("required_nodes", "excluded_nodes")
 KEYS: dict[str, tuple[str, ...]] = {
     **dict.fromkeys("bdDfHIJsOvwWXz", ()),
     "n": ("required_nodes",), "x": ("excluded_nodes",),
@@ -252,10 +251,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "g": ("user",), "G": ("user",), "h": ("exclusive",), "i": _ID, "j": ("name",), "k": ("comment",),
     "K": _ID, "l": ("time_limit",), "L": ("time_limit", *_RUN_TIME), "m": _MEMORY, "M": _RUN_TIME,
     "N": ("node_list",), "p": _PRIORITY, "P": ("partition",), "q": ("qos",), "Q": _PRIORITY,
-    # With the nodes a job is kept to: a ReqNodeNotAvail job's description names those of them
-    # that take no job (cli/unavailable.py).
-    "r": ("state", "reason", "error_msg", *_NODE_REQUESTS),
-    "R": ("state", "reason", "error_msg", "node_list", *_NODE_REQUESTS),
+    "r": ("state", "reason", "error_msg"), "R": ("state", "reason", "error_msg", "node_list"),
     "S": ("state", "start_time", "expected_start_time"), "t": ("state",), "T": ("state",), "u": ("user",),
     "U": ("user",), "V": ("submit_time",), "y": ("nice",), "Y": ("state", "sched_nodes"), "Z": ("work_dir",),
 }

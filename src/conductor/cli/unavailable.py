@@ -24,6 +24,9 @@ REASON = "ReqNodeNotAvail"
 # The key of a job record that holds its description (cli/common.job_reason prints it).
 DESCRIPTION = "_state_desc"
 _TAKING_JOBS = frozenset({"IDLE", "MIXED", "ALLOCATED"})
+# The fields of a job record that keep it to some nodes, and how many jobs one request asks about.
+_REQUESTS = ("required_nodes", "excluded_nodes")
+_IDS_PER_REQUEST = 200
 
 
 class UnavailableNodes:
@@ -34,18 +37,37 @@ class UnavailableNodes:
         self._by_partition: dict[str, list[str]] | None = None
 
     def describe(self, jobs: list[dict[str, Any]]) -> None:
-        for job in jobs:
-            if job.get("reason") != REASON or job.get("state") != "PENDING":
-                continue
+        waiting = [job for job in jobs if job.get("reason") == REASON and job.get("state") == "PENDING"]
+        if not waiting:
+            return
+        requests = self._node_requests([job for job in waiting if _REQUESTS[0] not in job])
+        for job in waiting:
             names = self._unavailable().get(str(job.get("partition")), [])
             # Kept to some nodes (--nodelist, --exclude): those of them that take no job.
-            required, excluded = job.get("required_nodes"), job.get("excluded_nodes")
+            required, excluded = requests.get(job.get("job_id"), (job.get(_REQUESTS[0]), job.get(_REQUESTS[1])))
             if required:
-                names = [name for name in names if name in expand_hostlist(str(required))]
+                allowed = set(expand_hostlist(str(required)))
+                names = [name for name in names if name in allowed]
             if excluded:
-                names = [name for name in names if name not in expand_hostlist(str(excluded))]
+                kept_off = set(expand_hostlist(str(excluded)))
+                names = [name for name in names if name not in kept_off]
             if names:  # none now (a node came back since the pass): the bare reason
                 job[DESCRIPTION] = f"{REASON}, UnavailableNodes:{compress_hostlist(names)}"
+
+    def _node_requests(self, jobs: list[dict[str, Any]]) -> dict[Any, tuple[Any, Any]]:
+        """The nodes these jobs are kept to, asked for when a view's records lack them (squeue
+        asks only for the fields it prints; such jobs are few)."""
+        found: dict[Any, tuple[Any, Any]] = {}
+        ids = [str(job.get("job_id")) for job in jobs]
+        for start in range(0, len(ids), _IDS_PER_REQUEST):
+            page = self._client.get(
+                "/jobs", job_id=",".join(ids[start : start + _IDS_PER_REQUEST]), state="PENDING",
+                fields=",".join(("job_id", *_REQUESTS)), limit=_IDS_PER_REQUEST * 2,
+            )
+            for record in page.get("jobs") or [] if isinstance(page, dict) else []:
+                if isinstance(record, dict):
+                    found[record.get("job_id")] = (record.get(_REQUESTS[0]), record.get(_REQUESTS[1]))
+        return found
 
     def _unavailable(self) -> dict[str, list[str]]:
         if self._by_partition is None:

@@ -267,7 +267,7 @@ def schedule(
     # bigger than anything free) must not keep an idle node of another partition idle, nor stop
     # short jobs from backfilling. What failed to fit bounds the search: a job of the same
     # partition needing at least as many CPUs, as much memory and as long cannot fit either.
-    misses: dict[str, list[tuple[int, int, float, bool]]] = {}
+    misses: dict[MissKey, list[tuple[int, int, float, bool]]] = {}
     for job in jobs:
         reason = _blocking_reason(job, now, array_running)
         reason = _limited(tracker, job, reason)
@@ -279,10 +279,10 @@ def schedule(
                 duration = job.time_limit or INF
                 end = now + duration
                 node, capped = None, False
-                if job.cpus <= max_free and not _dominated(misses.get(job.partition), job, duration):
+                if job.cpus <= max_free and not _dominated(misses, job, duration):
                     node, capped = _pick_node(job, up_nodes, pack, plan, now, end, _cpu_cap(limits, job.partition))
                     if node is None:
-                        _note_miss(misses.setdefault(job.partition, []), job, duration)
+                        _note_miss(misses.setdefault(_miss_key(job), []), job, duration)
                 if node is not None:
                     taken = _take_cpus(node, job)
                     node.partition_cpus[job.partition] = node.partition_cpus.get(job.partition, 0) + len(taken)
@@ -328,23 +328,39 @@ def _wait_for_resources(decision: Decision, job: PendingJob, estimate: Estimate 
         decision.reasons[job.id] = reason
 
 
-def _dominated(misses: list[tuple[int, int, float, bool]] | None, job: PendingJob, duration: float) -> bool:
-    """Whether a job of the partition that needed no more than `job` failed to fit this pass."""
+# Whose failures to fit say something of a job's: its partition's jobs free to use any of its
+# nodes, or those kept to the same nodes as it (--nodelist, --exclude).
+MissKey = str | tuple[str, str | None, frozenset[str]]
+
+
+def _miss_key(job: PendingJob) -> MissKey:
+    if job.required_node is None and not job.excluded_nodes:
+        return job.partition
+    return (job.partition, job.required_node, job.excluded_nodes)
+
+
+def _dominated(
+    misses: Mapping[MissKey, list[tuple[int, int, float, bool]]], job: PendingJob, duration: float
+) -> bool:
+    """Whether a job that needed no more than `job` failed to fit this pass, where `job` may go
+    (a job free to use any node of the partition, or one kept to the same nodes)."""
     if not misses:
         return False
-    return any(
-        job.cpus >= cpus and job.memory_mb >= memory and duration >= length and (job.exclusive or not exclusive)
-        for cpus, memory, length, exclusive in misses
-    )
+    key = _miss_key(job)
+    for shapes in (misses.get(job.partition), misses.get(key) if key != job.partition else None):
+        if shapes and any(
+            job.cpus >= cpus and job.memory_mb >= memory and duration >= length and (job.exclusive or not exclusive)
+            for cpus, memory, length, exclusive in shapes
+        ):
+            return True
+    return False
 
 
-_MAX_MISSES = 8  # per partition: enough shapes to cut the search, few enough to check at once
+_MAX_MISSES = 8  # per key: enough shapes to cut the search, few enough to check at once
 
 
 def _note_miss(misses: list[tuple[int, int, float, bool]], job: PendingJob, duration: float) -> None:
-    # A job kept off some nodes failing says nothing of one that may use them (the reverse
-    # holds: `_dominated` applies to it).
-    if len(misses) < _MAX_MISSES and not job.constrained:
+    if len(misses) < _MAX_MISSES:
         misses.append((job.cpus, job.memory_mb, duration, job.exclusive))
 
 
@@ -375,12 +391,13 @@ class _Unavailable:
     node of the partition that does. Usually there is none (a drained node is as large as its
     neighbours), and a pass over 100,000 waiting jobs pays one set lookup for each."""
 
-    __slots__ = ("_answers", "_down", "_up", "risky")
+    __slots__ = ("_answers", "_constrained", "_down", "_up", "risky")
 
     def __init__(self, nodes: list[NodeView]) -> None:
         self._up = [n for n in nodes if n.up]
         self._down = [n for n in nodes if not n.up]
         self._answers: dict[tuple[str, int, int], bool] = {}
+        self._constrained: dict[tuple[str, int, int, str | None, frozenset[str]], bool] = {}
         # Compared by shape (CPUs, memory): a cluster has few, however many nodes it has.
         shapes: dict[str, set[tuple[int, int]]] = {}
         for up in self._up:
@@ -400,7 +417,10 @@ class _Unavailable:
         nodes (--nodelist, --exclude) is answered alone: ReqNodeNotAvail too when none of the
         nodes it may use could hold it (they left the cluster, or shrank)."""
         if job.constrained:
-            could = any(job.allows(n.name) and _could_hold(job, n) for n in self._up)
+            constrained = (job.partition, job.cpus, job.memory_mb, job.required_node, job.excluded_nodes)
+            could = self._constrained.get(constrained)
+            if could is None:
+                could = self._constrained[constrained] = any(job.allows(n.name) and _could_hold(job, n) for n in self._up)
             return None if could else _NODE_NOT_AVAIL
         if job.partition not in self.risky:
             return None

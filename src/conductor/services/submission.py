@@ -23,7 +23,7 @@ from conductor.domain.signals import parse_signal_spec
 from conductor.domain.states import Reason
 from conductor.domain.text import printable, variable_name_problem
 from conductor.domain.timespec import parse_begin_time, parse_time_limit
-from conductor.errors import Forbidden, InvalidPartition, Unsatisfiable
+from conductor.errors import Forbidden, InvalidNodeName, InvalidPartition, Unsatisfiable
 from conductor.scheduler.policy import NodeView
 from conductor.services.requests import JobDescription
 
@@ -179,12 +179,14 @@ def _check_node_names(
     for field, names in (("required_nodes", required), ("excluded_nodes", excluded)):
         unknown = [name for name in names if name not in known]
         if unknown:
-            raise SpecError(field, f"Invalid node name specified: '{printable(unknown[0][:64])}' is no node here")
+            raise InvalidNodeName(
+                f"Invalid node name specified: '{printable(unknown[0][:64])}' is no node here", field=field
+            )
     both = set(required) & set(excluded)
     if both:
         raise SpecError("excluded_nodes", f"node '{sorted(both)[0]}' is both required and excluded")
     if required and not any(n.name == required[0] for n in members):
-        raise Unsatisfiable(f"{NODE_CONFIG_UNAVAILABLE}: node '{required[0]}' is not in partition '{partition}'")
+        raise Unsatisfiable(f"Requested nodes not in this partition: node '{required[0]}' is not in '{partition}'")
     allowed = [n for n in members if (not required or n.name == required[0]) and n.name not in excluded]
     if members and not allowed:
         raise Unsatisfiable(f"{NODE_CONFIG_UNAVAILABLE}: every node of partition '{partition}' is excluded")
@@ -245,13 +247,16 @@ def build_rows(
     array = (
         parse_array_spec(job.array, field="array", max_tasks=limits.max_array_tasks) if job.array else None
     )
+    required = _node_names(job.required_nodes, "required_nodes")
+    excluded = _node_names(job.excluded_nodes, "excluded_nodes")
     if array is not None:
-        each = script_size + len(json.dumps(environment))  # the environment as stored
+        # The environment as stored, and the node names (unchecked before any node registered).
+        each = script_size + len(json.dumps(environment)) + sum(len(name) + 1 for name in (*required, *excluded))
         stored = len(array.indices) * each
         if stored > limits.max_array_bytes:
             raise SpecError(
                 "array",
-                f"{len(array.indices)} tasks of {each} bytes each (script and environment) would store {stored} "
+                f"{len(array.indices)} tasks of {each} bytes each (script, environment, nodes) would store {stored} "
                 f"bytes; the limit is {limits.max_array_bytes} bytes (CONDUCTOR_MAX_ARRAY_BYTES): fewer tasks, "
                 "or a smaller script or environment",
             )
@@ -268,8 +273,6 @@ def build_rows(
     memory = memory_per_node or (memory_per_cpu or 0) * cpus
     if nodes and not any(partition in n.partitions for n in nodes):
         raise InvalidPartition(f"Invalid partition name specified: '{partition}'", field="partition")
-    required = _node_names(job.required_nodes, "required_nodes")
-    excluded = _node_names(job.excluded_nodes, "excluded_nodes")
     members = _check_node_names(required, excluded, nodes, partition)
     if members:
         most_cpus = max(len(n.cpu_ids) for n in members)
