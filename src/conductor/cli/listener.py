@@ -3,17 +3,19 @@
 Without CONDUCTOR_URL, the CLI sends its token to the profile's URL, where `conductor up`
 listened, or to the default address, 127.0.0.1:8000. Any local user may listen there while the
 server is down or runs elsewhere, and would be sent the token. So before it connects to an
-address of this host, the CLI reads who owns the listening socket in the kernel's socket
-tables (/proc/net/tcp and tcp6): root, a system account (the user a service runs as, below the
-login users' UID_MIN) or the caller. Anyone else is refused, by name: a user who means another
-user's server names it in CONDUCTOR_URL. Where the tables cannot be read (not Linux), nothing
-is checked.
+address of this host, the CLI asks the kernel who owns the listening socket (sock_diag over
+netlink, as `ss -l` does: a third of a millisecond, where reading /proc/net/tcp took 13 ms on a
+small virtual machine; the tables remain the fallback): root, a system account (the user a
+service runs as, below the login users' UID_MIN) or the caller. Anyone else is refused, by
+name: a user who means another user's server names it in CONDUCTOR_URL. Where neither can be
+read (not Linux), nothing is checked.
 """
 
 from __future__ import annotations
 
+import _socket
 import os
-import socket
+import struct
 import sys
 
 TYPE_CHECKING = False
@@ -28,8 +30,8 @@ _DEFAULT_UID_MIN = 1000  # login.defs' own default
 
 
 def _hex4(address: str) -> str:
-    # The kernel prints an address as the native-endian words of its network-order bytes.
-    return f"{int.from_bytes(socket.inet_aton(address), sys.byteorder):08X}"
+    # The tables print an address as the native-endian words of its network-order bytes.
+    return f"{int.from_bytes(_socket.inet_aton(address), sys.byteorder):08X}"
 
 
 def _hex6(packed: bytes) -> str:
@@ -41,11 +43,71 @@ def _addresses(host: str) -> set[str]:
     if host.lower() == "localhost":
         return _addresses("127.0.0.1") | _addresses("::1")
     if ":" in host:
-        return {_hex6(socket.inet_pton(socket.AF_INET6, host)), _ANY6}
-    return {_hex4(host), _ANY4, _hex6(bytes(10) + b"\xff\xff" + socket.inet_aton(host)), _ANY6}
+        return {_hex6(_socket.inet_pton(_socket.AF_INET6, host)), _ANY6}
+    return {_hex4(host), _ANY4, _hex6(bytes(10) + b"\xff\xff" + _socket.inet_aton(host)), _ANY6}
 
 
-def listener_uids(host: str, port: int, tables: Iterable[str] = ("/proc/net/tcp", "/proc/net/tcp6")) -> set[int] | None:
+def _network_order(address: str) -> bytes:
+    """An address as the tables write it, as the bytes sock_diag gives (network order)."""
+    return b"".join(int(address[i : i + 8], 16).to_bytes(4, sys.byteorder) for i in range(0, len(address), 8))
+
+
+def listener_uids(host: str, port: int) -> set[int] | None:
+    """The owners of the sockets listening where a connection to `host`:`port` (an address of
+    this host, or localhost) would go: bound to it or to any address. None when the kernel
+    cannot be asked."""
+    wanted = {_network_order(address) for address in _addresses(host)}
+    try:
+        found = _diag_listeners(_socket.AF_INET) + _diag_listeners(_socket.AF_INET6)
+    except OSError:
+        return table_uids(host, port)
+    return {uid for bound, listening, uid in found if listening == port and bound in wanted}
+
+
+# sock_diag (linux/sock_diag.h, linux/inet_diag.h): a dump of the TCP sockets in state LISTEN.
+_NETLINK_SOCK_DIAG = 4
+_SOCK_DIAG_BY_FAMILY = 20
+_NLM_F_DUMP_REQUEST = 0x301  # NLM_F_REQUEST | NLM_F_DUMP
+_NLMSG_ERROR, _NLMSG_DONE = 2, 3
+_TCP_LISTEN = 10
+_HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, port id
+# inet_diag_msg: family, state, timer, retrans (4 bytes); its socket's id: source port (2),
+# destination port (2), source address (16), ... (48 bytes in all); expires and two queue
+# lengths (12 bytes); then the owner's uid.
+_DIAG_PORT, _DIAG_ADDRESS, _DIAG_UID = 4, 8, 64
+
+
+def _diag_listeners(family: int) -> list[tuple[bytes, int, int]]:
+    """(bound address in network order, port, owner's uid) of each listening TCP socket."""
+    request = struct.pack("=BBBBI", family, 6, 0, 0, 1 << _TCP_LISTEN) + bytes(48)  # IPPROTO_TCP, any socket
+    size = 4 if family == _socket.AF_INET else 16
+    sock = _socket.socket(_socket.AF_NETLINK, _socket.SOCK_DGRAM, _NETLINK_SOCK_DIAG)
+    try:
+        sock.settimeout(2.0)
+        header = _HEADER.pack(_HEADER.size + len(request), _SOCK_DIAG_BY_FAMILY, _NLM_F_DUMP_REQUEST, 1, 0)
+        sock.sendto(header + request, (0, 0))
+        found: list[tuple[bytes, int, int]] = []
+        while data := sock.recv(1 << 16):
+            offset = 0
+            while offset + _HEADER.size <= len(data):
+                length, kind = _HEADER.unpack_from(data, offset)[:2]
+                if kind == _NLMSG_DONE:
+                    return found
+                if kind == _NLMSG_ERROR or length < _HEADER.size:
+                    raise OSError("sock_diag refused the dump")
+                at = offset + _HEADER.size
+                if length >= _HEADER.size + _DIAG_UID + 4 and data[at + 1] == _TCP_LISTEN:
+                    port = int.from_bytes(data[at + _DIAG_PORT : at + _DIAG_PORT + 2], "big")
+                    bound = data[at + _DIAG_ADDRESS : at + _DIAG_ADDRESS + size]
+                    uid = int.from_bytes(data[at + _DIAG_UID : at + _DIAG_UID + 4], sys.byteorder)
+                    found.append((bound, port, uid))
+                offset += (length + 3) & ~3
+        return found
+    finally:
+        sock.close()
+
+
+def table_uids(host: str, port: int, tables: Iterable[str] = ("/proc/net/tcp", "/proc/net/tcp6")) -> set[int] | None:
     """The owners of the sockets listening where a connection to `host`:`port` (an address of
     this host, or localhost) would go: bound to it or to any address. None when the tables
     cannot be read."""
