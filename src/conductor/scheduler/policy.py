@@ -301,7 +301,7 @@ def schedule(
                     _RESOURCES
                     if capped
                     else unavailable.reason(job)
-                    if job.partition in unavailable.risky or job.constrained
+                    if job.partition in unavailable.risky or job.required_node is not None or job.excluded_nodes
                     else None
                 )
                 if reason is None:
@@ -344,16 +344,16 @@ def _dominated(
 ) -> bool:
     """Whether a job that needed no more than `job` failed to fit this pass, where `job` may go
     (a job free to use any node of the partition, or one kept to the same nodes)."""
-    if not misses:
+    # Runs for nearly every job of a pass over the whole backlog: attributes, not `constrained`.
+    shapes = misses.get(job.partition)
+    if job.required_node is not None or job.excluded_nodes:
+        shapes = (shapes or []) + misses.get((job.partition, job.required_node, job.excluded_nodes), [])
+    if not shapes:
         return False
-    key = _miss_key(job)
-    for shapes in (misses.get(job.partition), misses.get(key) if key != job.partition else None):
-        if shapes and any(
-            job.cpus >= cpus and job.memory_mb >= memory and duration >= length and (job.exclusive or not exclusive)
-            for cpus, memory, length, exclusive in shapes
-        ):
-            return True
-    return False
+    return any(
+        job.cpus >= cpus and job.memory_mb >= memory and duration >= length and (job.exclusive or not exclusive)
+        for cpus, memory, length, exclusive in shapes
+    )
 
 
 _MAX_MISSES = 8  # per key: enough shapes to cut the search, few enough to check at once
