@@ -68,15 +68,10 @@ def new_key() -> str:
 
 def base_url() -> str:
     """CONDUCTOR_URL, else the URL in the caller's profile (cli/profile.py), else DEFAULT_URL."""
-    return configured_url() or DEFAULT_URL
-
-
-def configured_url() -> str | None:
-    """The server the caller named: CONDUCTOR_URL, else their profile's URL."""
     explicit = os.environ.get("CONDUCTOR_URL", "").strip()
     if explicit:
         return explicit
-    return _profile_url()
+    return _profile_url() or DEFAULT_URL
 
 
 def _profile_url() -> str | None:
